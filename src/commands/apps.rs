@@ -1,0 +1,141 @@
+//! `apps:*`: create, destroy, list, exists, rename, report, lock, unlock.
+
+use super::{CmdError, CmdResult, Ctx, failed};
+use crate::output::{Format, Report, print_reports};
+use crate::store::{AppConfig, StoreError};
+use crate::validate;
+
+pub async fn create(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
+    validate::app_name(app)?;
+    let store = &ctx.engine.store;
+    let _apps = store.lock_apps().await;
+    if store.app_exists(app) {
+        return Err(StoreError::AppExists(app.to_string()).into());
+    }
+    let global = store.load_global()?;
+    let mut config = AppConfig::new();
+    config.domains = global.global_domains.iter().map(|g| format!("{app}.{g}")).collect();
+    ctx.out.step(format!("Creating {app}...")).await;
+    store.create_app(app, &config)?;
+    Ok(())
+}
+
+pub async fn destroy(ctx: &mut Ctx<'_>, app: &str, force: bool) -> CmdResult {
+    validate::app_name(app)?;
+    let store = &ctx.engine.store;
+    if !store.app_exists(app) {
+        return Err(StoreError::AppMissing(app.to_string()).into());
+    }
+    if !force {
+        ctx.out.error("WARNING: Potentially Destructive Action").await;
+        ctx.out.error(format!("This command will destroy app {app}.")).await;
+        ctx.out.error(format!("To proceed, type \"{app}\" (or run apps:destroy {app} --force)")).await;
+        let answer = ctx.input.read_line(256).await.unwrap_or_default();
+        if answer.trim() != app {
+            return Err(failed(format!("Confirmation did not match {app}. Aborted.")));
+        }
+    }
+    let _apps = store.lock_apps().await;
+    let _app = store.lock_app(app).await;
+    ctx.out.step(format!("Destroying {app}")).await;
+    store.destroy_app(app)?;
+    Ok(())
+}
+
+pub async fn list(ctx: &mut Ctx<'_>, quiet: bool) -> CmdResult {
+    let names: Vec<String> = ctx
+        .engine
+        .store
+        .list_apps()?
+        .into_iter()
+        .filter(|name| ctx.caller.role.may_manage(name))
+        .collect();
+    if !quiet {
+        ctx.out.header("My Apps").await;
+    }
+    for name in names {
+        ctx.out.line(name).await;
+    }
+    Ok(())
+}
+
+pub async fn exists(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
+    validate::app_name(app)?;
+    if ctx.engine.store.app_exists(app) {
+        Ok(())
+    } else {
+        Err(StoreError::AppMissing(app.to_string()).into())
+    }
+}
+
+pub async fn rename(ctx: &mut Ctx<'_>, old: &str, new: &str) -> CmdResult {
+    validate::app_name(old)?;
+    validate::app_name(new)?;
+    if old == new {
+        return Err(failed(format!("App {old} is already named {new}")));
+    }
+    let store = &ctx.engine.store;
+    let _apps = store.lock_apps().await;
+    let _old = store.lock_app(old).await;
+    let _new = store.lock_app(new).await;
+    let mut config = store.load_app(old)?;
+    if store.app_exists(new) {
+        return Err(StoreError::AppExists(new.to_string()).into());
+    }
+    // Default vhosts (`old.<global>`) follow the app, as in dokku.
+    let global = store.load_global()?;
+    for domain in &mut config.domains {
+        for g in &global.global_domains {
+            if *domain == format!("{old}.{g}") {
+                *domain = format!("{new}.{g}");
+            }
+        }
+    }
+    ctx.out.step(format!("Renaming {old} to {new}")).await;
+    store.rename_app(old, new)?;
+    store.save_app(new, &config)?;
+    Ok(())
+}
+
+pub async fn set_locked(ctx: &mut Ctx<'_>, app: &str, locked: bool) -> CmdResult {
+    validate::app_name(app)?;
+    ctx.engine
+        .update_app(app, |config| {
+            config.locked = locked;
+            Ok::<_, CmdError>(())
+        })
+        .await?;
+    ctx.out.step(if locked { "Deploy lock created" } else { "Deploy lock removed" }).await;
+    Ok(())
+}
+
+pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
+    let reports = for_each_app(ctx, app, |ctx, name, config| {
+        Report::new(format!("{name} app information"))
+            .row("App created at", config.created_at)
+            .row("App dir", ctx.engine.store.app_dir(name).display().to_string())
+            .row("App locked", config.locked)
+    })?;
+    print_reports(&ctx.out, &reports, app.is_some(), format).await;
+    Ok(())
+}
+
+/// Builds one report per app: the one named, or every app the caller may manage.
+pub(super) fn for_each_app(
+    ctx: &Ctx<'_>,
+    app: Option<&str>,
+    build: impl Fn(&Ctx<'_>, &str, &AppConfig) -> Report,
+) -> Result<Vec<(String, Report)>, CmdError> {
+    let names = match app {
+        Some(app) => vec![validate::app_name(app)?.to_string()],
+        None => ctx.engine.store.list_apps()?.into_iter().filter(|n| ctx.caller.role.may_manage(n)).collect(),
+    };
+    names
+        .into_iter()
+        .map(|name| {
+            let config = ctx.engine.store.load_app(&name)?;
+            let report = build(ctx, &name, &config);
+            Ok((name, report))
+        })
+        .collect()
+}

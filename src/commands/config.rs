@@ -1,0 +1,194 @@
+//! `config:*`: the app's environment variables.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+
+use super::{CmdError, CmdResult, Ctx, failed};
+use crate::output::Format;
+use crate::validate;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// `export KEY='value'` lines, for `eval` in a shell
+    #[default]
+    Exports,
+    /// `KEY=value` lines, for docker --env-file (values on one line)
+    Envfile,
+    /// `KEY='value' …` on one line
+    Shell,
+    /// A JSON object
+    Json,
+}
+
+pub async fn set(ctx: &mut Ctx<'_>, app: &str, pairs: &[String], encoded: bool, no_restart: bool) -> CmdResult {
+    validate::app_name(app)?;
+    // Every pair is checked before anything changes: one bad pair refuses the whole command.
+    let mut parsed = Vec::with_capacity(pairs.len());
+    for pair in join_continuations(pairs) {
+        let (key, value) = validate::env_pair(&pair)?;
+        let value = if encoded { decode(&key, &value)? } else { value };
+        parsed.push((key, value));
+    }
+    ctx.engine
+        .update_app(app, |config| {
+            for (key, value) in &parsed {
+                config.env.insert(key.clone(), value.clone());
+            }
+            Ok::<_, CmdError>(())
+        })
+        .await?;
+    ctx.out.step("Setting config vars").await;
+    let shown: BTreeMap<String, String> = parsed.into_iter().collect();
+    print_aligned(ctx, &shown).await;
+    apply(ctx, app, no_restart).await
+}
+
+pub async fn unset(ctx: &mut Ctx<'_>, app: &str, keys: &[String], no_restart: bool) -> CmdResult {
+    validate::app_name(app)?;
+    for key in keys {
+        validate::env_key(key)?;
+    }
+    let removed = ctx
+        .engine
+        .update_app(app, |config| {
+            Ok::<_, CmdError>(keys.iter().map(|k| (k, config.env.remove(k).is_some())).collect::<Vec<_>>())
+        })
+        .await?;
+    for (key, was_set) in removed {
+        if was_set {
+            ctx.out.step(format!("Unsetting {key}")).await;
+        } else {
+            ctx.out.step(format!("{key} was not set")).await;
+        }
+    }
+    apply(ctx, app, no_restart).await
+}
+
+/// Config changes reach running containers through a new release. Until an app has been
+/// deployed there is nothing to restart; the next deploy picks the values up.
+async fn apply(_ctx: &mut Ctx<'_>, _app: &str, _no_restart: bool) -> CmdResult {
+    Ok(())
+}
+
+pub async fn get(ctx: &mut Ctx<'_>, app: &str, key: &str) -> CmdResult {
+    validate::app_name(app)?;
+    validate::env_key(key)?;
+    let config = ctx.engine.store.load_app(app)?;
+    match config.env.get(key) {
+        Some(value) => {
+            ctx.out.line(value).await;
+            Ok(())
+        }
+        None => Err(failed(format!("Config var {key} is not set for {app}"))),
+    }
+}
+
+pub async fn show(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
+    validate::app_name(app)?;
+    let config = ctx.engine.store.load_app(app)?;
+    match format {
+        Format::Json => ctx.out.line(serde_json::to_string(&config.env).unwrap_or_default()).await,
+        Format::Text => {
+            ctx.out.header(format!("{app} env vars")).await;
+            print_aligned(ctx, &config.env).await;
+        }
+    }
+    Ok(())
+}
+
+pub async fn export(ctx: &mut Ctx<'_>, app: &str, format: ExportFormat) -> CmdResult {
+    validate::app_name(app)?;
+    let config = ctx.engine.store.load_app(app)?;
+    ctx.out.stdout(render_export(&config.env, format)).await;
+    Ok(())
+}
+
+pub async fn keys(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
+    validate::app_name(app)?;
+    let config = ctx.engine.store.load_app(app)?;
+    for key in config.env.keys() {
+        ctx.out.line(key).await;
+    }
+    Ok(())
+}
+
+/// `ssh host config:set app 'A=hello world'` reaches the server as `A=hello world`: the
+/// local shell strips the quotes and ssh joins the words with spaces. A word without `=`
+/// therefore continues the value before it (joined by one space), so the user gets what they
+/// typed. A word without `=` and no pair before it stays as is and is refused as a bad pair.
+fn join_continuations(words: &[String]) -> Vec<String> {
+    let mut pairs: Vec<String> = Vec::with_capacity(words.len());
+    for word in words {
+        match pairs.last_mut() {
+            Some(last) if !word.contains('=') => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => pairs.push(word.clone()),
+        }
+    }
+    pairs
+}
+
+fn decode(key: &str, value: &str) -> Result<String, CmdError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .map_err(|_| failed(format!("Value of {key} is not valid base64 (--encoded)")))?;
+    let text = String::from_utf8(bytes).map_err(|_| failed(format!("Value of {key} is not UTF-8 once decoded")))?;
+    validate::env_value(key, &text)?;
+    Ok(text)
+}
+
+async fn print_aligned(ctx: &Ctx<'_>, env: &BTreeMap<String, String>) {
+    let width = env.keys().map(|k| k.len()).max().unwrap_or(0) + 1;
+    for (key, value) in env {
+        ctx.out.detail(format!("{:<width$} {value}", format!("{key}:"))).await;
+    }
+}
+
+fn render_export(env: &BTreeMap<String, String>, format: ExportFormat) -> String {
+    match format {
+        ExportFormat::Exports => {
+            env.iter().map(|(k, v)| format!("export {k}={}\n", shell_words::quote(v))).collect()
+        }
+        ExportFormat::Envfile => env
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", v.replace('\\', "\\\\").replace('\n', "\\n")))
+            .collect(),
+        ExportFormat::Shell => {
+            let words: Vec<String> = env.iter().map(|(k, v)| format!("{k}={}", shell_words::quote(v))).collect();
+            format!("{}\n", words.join(" "))
+        }
+        ExportFormat::Json => format!("{}\n", serde_json::to_string(env).unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_quote_for_the_shell() {
+        let env: BTreeMap<String, String> =
+            [("A".to_string(), "hello world".to_string()), ("B".to_string(), "it's".to_string())].into();
+        let text = render_export(&env, ExportFormat::Exports);
+        assert_eq!(text, "export A='hello world'\nexport B='it'\\''s'\n");
+        assert_eq!(shell_words::split(&render_export(&env, ExportFormat::Shell)).unwrap(), vec!["A=hello world", "B=it's"]);
+        assert_eq!(render_export(&env, ExportFormat::Json).trim(), r#"{"A":"hello world","B":"it's"}"#);
+    }
+
+    #[test]
+    fn words_without_equals_continue_the_value_before() {
+        let words: Vec<String> = ["GREETING=hello", "world", "PORT=5000"].map(String::from).to_vec();
+        assert_eq!(join_continuations(&words), vec!["GREETING=hello world", "PORT=5000"]);
+        let words: Vec<String> = ["stray", "A=b"].map(String::from).to_vec();
+        assert_eq!(join_continuations(&words), vec!["stray", "A=b"]);
+    }
+
+    #[test]
+    fn envfile_keeps_one_line_per_var() {
+        let env: BTreeMap<String, String> = [("A".to_string(), "x\ny".to_string())].into();
+        assert_eq!(render_export(&env, ExportFormat::Envfile), "A=x\\ny\n");
+    }
+}

@@ -1,0 +1,99 @@
+//! `domains:*`: the host names an app answers to, and the global domains new apps inherit.
+
+use super::{CmdError, CmdResult, Ctx, apps::for_each_app, failed};
+use crate::output::{Format, Report, print_reports};
+use crate::validate;
+
+pub enum Change {
+    Add(Vec<String>),
+    Remove(Vec<String>),
+    Set(Vec<String>),
+    Clear,
+}
+
+pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
+    validate::app_name(app)?;
+    let store = &ctx.engine.store;
+    let names = match &change {
+        Change::Add(d) | Change::Remove(d) | Change::Set(d) => d.iter().map(|d| validate::domain(d)).collect::<Result<Vec<_>, _>>()?,
+        Change::Clear => Vec::new(),
+    };
+    // The apps lock makes "no other app has this domain" hold until the write is done.
+    let _apps = store.lock_apps().await;
+    if matches!(change, Change::Add(_) | Change::Set(_)) {
+        for other in store.list_apps()?.into_iter().filter(|o| o != app) {
+            let config = store.load_app(&other)?;
+            if let Some(taken) = names.iter().find(|d| config.domains.contains(d)) {
+                return Err(failed(format!("Domain {taken} is already used by app {other}")));
+            }
+        }
+    }
+    let message = ctx
+        .engine
+        .update_app(app, |config| {
+            Ok::<_, CmdError>(match &change {
+                Change::Add(_) => {
+                    for name in &names {
+                        if !config.domains.contains(name) {
+                            config.domains.push(name.clone());
+                        }
+                    }
+                    format!("Added {} to {app}", names.join(" "))
+                }
+                Change::Remove(_) => {
+                    if let Some(missing) = names.iter().find(|d| !config.domains.contains(d)) {
+                        return Err(failed(format!("Domain {missing} is not a domain of {app}")));
+                    }
+                    config.domains.retain(|d| !names.contains(d));
+                    format!("Removed {} from {app}", names.join(" "))
+                }
+                Change::Set(_) => {
+                    config.domains.clear();
+                    for name in &names {
+                        if !config.domains.contains(name) {
+                            config.domains.push(name.clone());
+                        }
+                    }
+                    format!("Set {} for {app}", names.join(" "))
+                }
+                Change::Clear => {
+                    config.domains.clear();
+                    format!("Cleared domains in {app}")
+                }
+            })
+        })
+        .await?;
+    ctx.out.step(message).await;
+    Ok(())
+}
+
+pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
+    let global = ctx.engine.store.load_global()?;
+    let reports = for_each_app(ctx, app, |_, name, config| {
+        Report::new(format!("{name} domains information"))
+            .row("Domains app enabled", !config.domains.is_empty())
+            .row("Domains app vhosts", config.domains.clone())
+            .row("Domains global enabled", !global.global_domains.is_empty())
+            .row("Domains global vhosts", global.global_domains.clone())
+    })?;
+    print_reports(&ctx.out, &reports, app.is_some(), format).await;
+    Ok(())
+}
+
+pub async fn set_global(ctx: &mut Ctx<'_>, domains: &[String]) -> CmdResult {
+    let names = domains.iter().map(|d| validate::domain(d)).collect::<Result<Vec<_>, _>>()?;
+    if names.iter().any(|d| d.starts_with("*.")) {
+        return Err(failed("A global domain cannot be a wildcard: apps get APP.DOMAIN under it"));
+    }
+    let store = &ctx.engine.store;
+    let _global = store.lock_global().await;
+    let mut global = store.load_global()?;
+    global.global_domains = names.clone();
+    store.save_global(&global)?;
+    if names.is_empty() {
+        ctx.out.step("Cleared global domains").await;
+    } else {
+        ctx.out.step(format!("Set global domains: {}", names.join(" "))).await;
+    }
+    Ok(())
+}

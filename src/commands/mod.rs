@@ -1,0 +1,467 @@
+//! The command grammar and the dispatcher every front door calls.
+//!
+//! A command line arrives already split into words (shell-words rules for SSH, argv for the
+//! local CLI). It is parsed by clap into a typed [`Command`], authorized against the caller's
+//! role, and run by the handler of its namespace. Handlers write to [`Output`] and return a
+//! [`CmdError`]; this module turns that into the ` !     message` line and the exit code.
+
+mod apps;
+mod config;
+mod domains;
+mod keys;
+mod ports;
+
+use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
+
+use crate::engine::{Caller, Engine};
+use crate::output::{Format, Input, Output};
+use crate::store::StoreError;
+use crate::validate::Invalid;
+
+/// Exit code of a refused or failed command (never 255, which is ssh's own).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code of a command line that does not parse.
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CmdError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("Permission denied: {0}")]
+    Denied(String),
+    #[error("{0}")]
+    Failed(String),
+    /// Exit with this code; the handler has already said why.
+    #[error("")]
+    Exit(i32),
+}
+
+pub type CmdResult = Result<(), CmdError>;
+
+pub fn failed(msg: impl Into<String>) -> CmdError {
+    CmdError::Failed(msg.into())
+}
+
+/// Everything a handler needs: the engine, who is asking, and the caller's streams.
+pub struct Ctx<'a> {
+    pub engine: &'a Engine,
+    pub caller: &'a Caller,
+    pub out: Output,
+    pub input: Input,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    bin_name = "berth",
+    about = "berth: git push to deploy, on your own server",
+    version,
+    disable_version_flag = true,
+    subcommand_required = true,
+    color = clap::ColorChoice::Never,
+    help_template = "{about}\n\nUsage: {usage}\n\nCommands:\n{subcommands}\n\nRun `berth COMMAND --help` for a command's arguments."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print berth's version
+    #[command(name = "version")]
+    Version,
+
+    /// Create an app
+    #[command(name = "apps:create")]
+    AppsCreate { app: String },
+    /// Destroy an app and everything berth keeps for it
+    #[command(name = "apps:destroy")]
+    AppsDestroy {
+        app: String,
+        /// Do not ask for the app's name to confirm
+        #[arg(long)]
+        force: bool,
+    },
+    /// List apps
+    #[command(name = "apps:list")]
+    AppsList {
+        /// Names only, without the header
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Exit 0 if the app exists, 1 if not
+    #[command(name = "apps:exists")]
+    AppsExists { app: String },
+    /// Rename an app
+    #[command(name = "apps:rename")]
+    AppsRename { old: String, new: String },
+    /// Show an app's information (all apps without APP)
+    #[command(name = "apps:report")]
+    AppsReport {
+        app: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Refuse deploys of an app until unlocked
+    #[command(name = "apps:lock")]
+    AppsLock { app: String },
+    /// Allow deploys of an app again
+    #[command(name = "apps:unlock")]
+    AppsUnlock { app: String },
+
+    /// Set env vars: KEY=value…
+    #[command(name = "config:set")]
+    ConfigSet {
+        app: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        /// Do not restart the app to apply the change
+        #[arg(long)]
+        no_restart: bool,
+        /// Values are base64-encoded
+        #[arg(long)]
+        encoded: bool,
+    },
+    /// Unset env vars
+    #[command(name = "config:unset")]
+    ConfigUnset {
+        app: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+        #[arg(long)]
+        no_restart: bool,
+    },
+    /// Print one env var's value
+    #[command(name = "config:get")]
+    ConfigGet { app: String, key: String },
+    /// Show an app's env vars
+    #[command(name = "config:show")]
+    ConfigShow {
+        app: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Print an app's env vars for a shell or an env file
+    #[command(name = "config:export")]
+    ConfigExport {
+        app: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: config::ExportFormat,
+    },
+    /// List the env var names of an app
+    #[command(name = "config:keys")]
+    ConfigKeys { app: String },
+
+    /// Add domains to an app
+    #[command(name = "domains:add")]
+    DomainsAdd {
+        app: String,
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Remove domains from an app
+    #[command(name = "domains:remove")]
+    DomainsRemove {
+        app: String,
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Replace an app's domains
+    #[command(name = "domains:set")]
+    DomainsSet {
+        app: String,
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Remove all of an app's domains
+    #[command(name = "domains:clear")]
+    DomainsClear { app: String },
+    /// Show an app's domains (all apps without APP)
+    #[command(name = "domains:report")]
+    DomainsReport {
+        app: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Set the global domains: new apps get APP.DOMAIN
+    #[command(name = "domains:set-global")]
+    DomainsSetGlobal {
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Remove all global domains
+    #[command(name = "domains:clear-global")]
+    DomainsClearGlobal,
+
+    /// List an app's port mappings
+    #[command(name = "ports:list")]
+    PortsList {
+        app: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Replace an app's port mappings: scheme:host-port:container-port…
+    #[command(name = "ports:set")]
+    PortsSet {
+        app: String,
+        #[arg(required = true, value_name = "SCHEME:HOST:CONTAINER")]
+        maps: Vec<String>,
+    },
+    /// Add port mappings
+    #[command(name = "ports:add")]
+    PortsAdd {
+        app: String,
+        #[arg(required = true, value_name = "SCHEME:HOST:CONTAINER")]
+        maps: Vec<String>,
+    },
+    /// Remove port mappings (a full mapping, or a host port)
+    #[command(name = "ports:remove")]
+    PortsRemove {
+        app: String,
+        #[arg(required = true, value_name = "SCHEME:HOST:CONTAINER|HOST")]
+        maps: Vec<String>,
+    },
+    /// Go back to the default mapping, http:80:5000
+    #[command(name = "ports:clear")]
+    PortsClear { app: String },
+    /// Show an app's port mappings (all apps without APP)
+    #[command(name = "ports:report")]
+    PortsReport {
+        app: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+
+    /// Add an SSH public key (read from stdin); admin unless --app is given
+    #[command(name = "ssh-keys:add")]
+    KeysAdd {
+        name: String,
+        /// Limit the key to these apps (repeatable)
+        #[arg(long = "app", value_name = "APP")]
+        apps: Vec<String>,
+    },
+    /// List SSH keys
+    #[command(name = "ssh-keys:list")]
+    KeysList {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove an SSH key by name
+    #[command(name = "ssh-keys:remove")]
+    KeysRemove { name: String },
+}
+
+/// Who may run a command.
+enum Scope<'a> {
+    /// Any authenticated caller (the handler filters what it shows).
+    Anyone,
+    /// Callers whose role covers this app.
+    App(&'a str),
+    /// Admins only.
+    Admin,
+}
+
+impl Command {
+    fn scope(&self) -> Scope<'_> {
+        use Command::*;
+        match self {
+            Version | AppsList { .. } => Scope::Anyone,
+            AppsReport { app, .. } | DomainsReport { app, .. } | PortsReport { app, .. } => {
+                app.as_deref().map_or(Scope::Anyone, Scope::App)
+            }
+            AppsExists { app }
+            | AppsLock { app }
+            | AppsUnlock { app }
+            | ConfigSet { app, .. }
+            | ConfigUnset { app, .. }
+            | ConfigGet { app, .. }
+            | ConfigShow { app, .. }
+            | ConfigExport { app, .. }
+            | ConfigKeys { app }
+            | DomainsAdd { app, .. }
+            | DomainsRemove { app, .. }
+            | DomainsSet { app, .. }
+            | DomainsClear { app }
+            | PortsList { app, .. }
+            | PortsSet { app, .. }
+            | PortsAdd { app, .. }
+            | PortsRemove { app, .. }
+            | PortsClear { app } => Scope::App(app),
+            AppsCreate { .. } | AppsDestroy { .. } | AppsRename { .. } | DomainsSetGlobal { .. }
+            | DomainsClearGlobal | KeysAdd { .. } | KeysList { .. } | KeysRemove { .. } => Scope::Admin,
+        }
+    }
+}
+
+/// Runs one command line for `caller`, streaming to `out`; returns the exit code.
+pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Output, input: Input) -> i32 {
+    let command = match parse(&argv) {
+        Ok(command) => command,
+        Err(Parsed::Help(text)) => {
+            out.stdout(text).await;
+            return 0;
+        }
+        Err(Parsed::Usage(message)) => {
+            out.error(message).await;
+            return EXIT_USAGE;
+        }
+    };
+    if let Err(denied) = authorize(caller, &command) {
+        out.error(denied.to_string()).await;
+        return EXIT_FAILURE;
+    }
+    let mut ctx = Ctx { engine, caller, out: out.clone(), input };
+    match execute(&mut ctx, command).await {
+        Ok(()) => 0,
+        Err(CmdError::Exit(code)) => code,
+        Err(err) => {
+            out.error(err.to_string()).await;
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn authorize(caller: &Caller, command: &Command) -> CmdResult {
+    match command.scope() {
+        Scope::Anyone => Ok(()),
+        Scope::App(app) if caller.role.may_manage(app) => Ok(()),
+        Scope::App(app) => Err(CmdError::Denied(format!("key {} may not manage app {app}", caller.name))),
+        Scope::Admin if caller.role.is_admin() => Ok(()),
+        Scope::Admin => Err(CmdError::Denied(format!("key {} is not an admin key", caller.name))),
+    }
+}
+
+async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
+    use Command::*;
+    match command {
+        Version => {
+            ctx.out.line(format!("berth {}", env!("CARGO_PKG_VERSION"))).await;
+            Ok(())
+        }
+        AppsCreate { app } => apps::create(ctx, &app).await,
+        AppsDestroy { app, force } => apps::destroy(ctx, &app, force).await,
+        AppsList { quiet } => apps::list(ctx, quiet).await,
+        AppsExists { app } => apps::exists(ctx, &app).await,
+        AppsRename { old, new } => apps::rename(ctx, &old, &new).await,
+        AppsReport { app, format } => apps::report(ctx, app.as_deref(), format).await,
+        AppsLock { app } => apps::set_locked(ctx, &app, true).await,
+        AppsUnlock { app } => apps::set_locked(ctx, &app, false).await,
+        ConfigSet { app, pairs, no_restart, encoded } => config::set(ctx, &app, &pairs, encoded, no_restart).await,
+        ConfigUnset { app, keys, no_restart } => config::unset(ctx, &app, &keys, no_restart).await,
+        ConfigGet { app, key } => config::get(ctx, &app, &key).await,
+        ConfigShow { app, format } => config::show(ctx, &app, format).await,
+        ConfigExport { app, format } => config::export(ctx, &app, format).await,
+        ConfigKeys { app } => config::keys(ctx, &app).await,
+        DomainsAdd { app, domains } => domains::change(ctx, &app, domains::Change::Add(domains)).await,
+        DomainsRemove { app, domains } => domains::change(ctx, &app, domains::Change::Remove(domains)).await,
+        DomainsSet { app, domains } => domains::change(ctx, &app, domains::Change::Set(domains)).await,
+        DomainsClear { app } => domains::change(ctx, &app, domains::Change::Clear).await,
+        DomainsReport { app, format } => domains::report(ctx, app.as_deref(), format).await,
+        DomainsSetGlobal { domains } => domains::set_global(ctx, &domains).await,
+        DomainsClearGlobal => domains::set_global(ctx, &[]).await,
+        PortsList { app, format } => ports::list(ctx, &app, format).await,
+        PortsSet { app, maps } => ports::change(ctx, &app, ports::Change::Set(maps)).await,
+        PortsAdd { app, maps } => ports::change(ctx, &app, ports::Change::Add(maps)).await,
+        PortsRemove { app, maps } => ports::change(ctx, &app, ports::Change::Remove(maps)).await,
+        PortsClear { app } => ports::change(ctx, &app, ports::Change::Clear).await,
+        PortsReport { app, format } => ports::report(ctx, app.as_deref(), format).await,
+        KeysAdd { name, apps } => keys::add(ctx, &name, apps).await,
+        KeysList { format } => keys::list(ctx, format).await,
+        KeysRemove { name } => keys::remove(ctx, &name).await,
+    }
+}
+
+/// A command line that is not a command to run.
+#[derive(Debug, PartialEq)]
+enum Parsed {
+    /// Help was asked for (or no command given): print this on stdout, exit 0.
+    Help(String),
+    /// The line does not parse: one line for stderr.
+    Usage(String),
+}
+
+/// The full command list, as `help` and a bare `ssh host` print it.
+pub fn help_text() -> String {
+    Cli::command().render_help().to_string()
+}
+
+fn parse(argv: &[String]) -> Result<Command, Parsed> {
+    let Some(first) = argv.first() else {
+        return Err(Parsed::Help(help_text()));
+    };
+    if matches!(first.as_str(), "--help" | "-h") {
+        return Err(Parsed::Help(help_text()));
+    }
+    let words = std::iter::once("berth".to_string()).chain(argv.iter().cloned());
+    match Cli::try_parse_from(words) {
+        Ok(cli) => Ok(cli.command),
+        Err(err) => Err(match err.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Parsed::Help(err.to_string()),
+            ErrorKind::InvalidSubcommand => {
+                Parsed::Usage(format!("`{}` is not a berth command", first.escape_debug()))
+            }
+            _ => Parsed::Usage(format!("{} (see `berth {} --help`)", one_line(&err.to_string()), first)),
+        }),
+    }
+}
+
+/// Clap's message, reduced to one line: the part before the usage, whitespace collapsed.
+fn one_line(message: &str) -> String {
+    let body = message.split("\n\n").next().unwrap_or(message);
+    let body = body.strip_prefix("error: ").unwrap_or(body);
+    body.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<String> {
+        shell_words::split(line).unwrap()
+    }
+
+    #[test]
+    fn parses_dokku_style_commands() {
+        match parse(&words("config:set myapp 'GREETING=hello world' PORT=5000 --no-restart")).unwrap() {
+            Command::ConfigSet { app, pairs, no_restart, encoded } => {
+                assert_eq!(app, "myapp");
+                assert_eq!(pairs, vec!["GREETING=hello world", "PORT=5000"]);
+                assert!(no_restart);
+                assert!(!encoded);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&words("apps:report myapp --format json")).unwrap(),
+            Command::AppsReport { format: Format::Json, .. }
+        ));
+    }
+
+    #[test]
+    fn unknown_commands_are_named() {
+        assert_eq!(parse(&words("nope:x a")).unwrap_err(), Parsed::Usage("`nope:x` is not a berth command".into()));
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let Parsed::Usage(msg) = parse(&words("config:set myapp")).unwrap_err() else { panic!() };
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(msg.contains("KEY=VALUE"), "{msg}");
+        let Parsed::Usage(msg) = parse(&words("apps:report x --format yaml")).unwrap_err() else { panic!() };
+        assert!(!msg.contains('\n') && msg.contains("yaml"), "{msg}");
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        let Parsed::Help(text) = parse(&[]).unwrap_err() else { panic!() };
+        for name in ["apps:create", "config:set", "domains:set-global", "ports:list", "ssh-keys:add"] {
+            assert!(text.contains(name), "{name} missing from help");
+        }
+        assert!(matches!(parse(&words("help")).unwrap_err(), Parsed::Help(_)));
+        let Parsed::Help(text) = parse(&words("apps:create --help")).unwrap_err() else { panic!() };
+        assert!(text.contains("<APP>"), "{text}");
+    }
+}

@@ -1,0 +1,181 @@
+//! `ports:*`: which host ports the proxy listens on for an app, and where they lead.
+
+use super::{CmdError, CmdResult, Ctx, apps::for_each_app, failed};
+use crate::output::{Format, Report, print_reports};
+use crate::validate::{self, PortMap};
+
+pub enum Change {
+    Set(Vec<String>),
+    Add(Vec<String>),
+    Remove(Vec<String>),
+    Clear,
+}
+
+pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
+    validate::app_name(app)?;
+    let config = ctx.engine.store.load_app(app)?;
+    let ports = config.effective_ports();
+    match format {
+        Format::Json => {
+            let list: Vec<_> = ports
+                .iter()
+                .map(|p| serde_json::json!({"scheme": p.scheme.to_string(), "host_port": p.host, "container_port": p.container}))
+                .collect();
+            ctx.out.line(serde_json::Value::Array(list).to_string()).await;
+        }
+        Format::Text => {
+            ctx.out.header(format!("{app} port mappings")).await;
+            ctx.out.detail(format!("{:<8}{:<11}{}", "scheme", "host port", "container port")).await;
+            for p in ports {
+                ctx.out.detail(format!("{:<8}{:<11}{}", p.scheme.to_string(), p.host, p.container)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
+    validate::app_name(app)?;
+    let parse_all = |specs: &[String]| specs.iter().map(|s| validate::port_map(s)).collect::<Result<Vec<_>, _>>();
+    let message = match change {
+        Change::Set(specs) => {
+            let maps = parse_all(&specs)?;
+            check_conflicts(&maps)?;
+            update(ctx, app, |ports| *ports = dedup(maps.clone())).await?;
+            format!("Set port mappings for {app}: {}", join(&maps))
+        }
+        Change::Add(specs) => {
+            let maps = parse_all(&specs)?;
+            update(ctx, app, |ports| {
+                // Adding to the default makes the default explicit, as the user sees it listed.
+                if ports.is_empty() {
+                    ports.push(PortMap::DEFAULT);
+                }
+                ports.extend(maps.iter().copied());
+                *ports = dedup(std::mem::take(ports));
+            })
+            .await?;
+            format!("Added port mappings to {app}: {}", join(&maps))
+        }
+        Change::Remove(specs) => {
+            let targets = specs.iter().map(|s| RemoveTarget::parse(s)).collect::<Result<Vec<_>, _>>()?;
+            let app_name = app.to_string();
+            ctx.engine
+                .update_app(app, |config| {
+                    let mut ports = config.effective_ports();
+                    for target in &targets {
+                        if !ports.iter().any(|p| target.matches(p)) {
+                            return Err(failed(format!("No port mapping {} in {app_name}", target.shown)));
+                        }
+                        ports.retain(|p| !target.matches(p));
+                    }
+                    if ports.is_empty() {
+                        return Err(failed(format!(
+                            "That would leave {app_name} with no port mapping; use ports:clear to go back to http:80:5000"
+                        )));
+                    }
+                    config.ports = ports;
+                    Ok::<_, CmdError>(())
+                })
+                .await?;
+            format!("Removed port mappings from {app}: {}", specs.join(" "))
+        }
+        Change::Clear => {
+            update(ctx, app, |ports| ports.clear()).await?;
+            format!("Cleared port mappings of {app} (default: {})", PortMap::DEFAULT)
+        }
+    };
+    ctx.out.step(message).await;
+    Ok(())
+}
+
+pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
+    let reports = for_each_app(ctx, app, |_, name, config| {
+        let shown = |ports: &[PortMap]| ports.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        Report::new(format!("{name} ports information"))
+            .row("Ports map", shown(&config.ports))
+            .row("Ports map effective", shown(&config.effective_ports()))
+    })?;
+    print_reports(&ctx.out, &reports, app.is_some(), format).await;
+    Ok(())
+}
+
+async fn update(ctx: &Ctx<'_>, app: &str, edit: impl FnOnce(&mut Vec<PortMap>)) -> CmdResult {
+    ctx.engine
+        .update_app(app, |config| {
+            edit(&mut config.ports);
+            check_conflicts(&config.ports)
+        })
+        .await
+}
+
+/// One host port serves one scheme: `http:80:…` beside `https:80:…` cannot both listen.
+fn check_conflicts(maps: &[PortMap]) -> CmdResult {
+    for (i, a) in maps.iter().enumerate() {
+        if let Some(b) = maps[i + 1..].iter().find(|b| b.host == a.host && b.scheme != a.scheme) {
+            return Err(failed(format!("Port mappings {a} and {b} use host port {} with different schemes", a.host)));
+        }
+    }
+    Ok(())
+}
+
+fn dedup(mut maps: Vec<PortMap>) -> Vec<PortMap> {
+    let mut seen = Vec::with_capacity(maps.len());
+    maps.retain(|m| {
+        let new = !seen.contains(m);
+        seen.push(*m);
+        new
+    });
+    maps
+}
+
+fn join(maps: &[PortMap]) -> String {
+    maps.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(" ")
+}
+
+/// What `ports:remove` takes: a whole mapping, or just a host port.
+struct RemoveTarget {
+    shown: String,
+    map: Option<PortMap>,
+    host: u16,
+}
+
+impl RemoveTarget {
+    fn parse(spec: &str) -> Result<RemoveTarget, CmdError> {
+        if spec.contains(':') {
+            let map = validate::port_map(spec)?;
+            Ok(RemoveTarget { shown: spec.to_string(), map: Some(map), host: map.host })
+        } else {
+            Ok(RemoveTarget { shown: spec.to_string(), map: None, host: validate::port(spec)? })
+        }
+    }
+
+    fn matches(&self, p: &PortMap) -> bool {
+        self.map.map_or(p.host == self.host, |m| m == *p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn maps(specs: &[&str]) -> Vec<PortMap> {
+        specs.iter().map(|s| validate::port_map(s).unwrap()).collect()
+    }
+
+    #[test]
+    fn conflicting_schemes_on_one_host_port_are_refused() {
+        assert!(check_conflicts(&maps(&["http:80:5000", "https:80:5000"])).is_err());
+        assert!(check_conflicts(&maps(&["http:80:5000", "http:80:5001", "https:443:5000"])).is_ok());
+    }
+
+    #[test]
+    fn remove_by_host_port_or_mapping() {
+        let by_port = RemoveTarget::parse("80").unwrap();
+        let by_map = RemoveTarget::parse("http:80:5000").unwrap();
+        let p = maps(&["http:80:5001"])[0];
+        assert!(by_port.matches(&p));
+        assert!(!by_map.matches(&p));
+        assert!(RemoveTarget::parse("http").is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! `berth daemon`: takes the root, starts the front doors, and stops them on SIGTERM/SIGINT.
+
+use std::fs::{File, OpenOptions};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::engine::{Engine, Settings};
+use crate::server::{local, ssh};
+use crate::store::{GlobalConfig, Store};
+
+/// Flags of `berth daemon`; each overrides the same key of berth.toml.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DaemonArgs {
+    /// Address of the SSH server [default: 0.0.0.0:2222]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub ssh_listen: Option<String>,
+    /// Address nginx serves HTTP on [default: 0.0.0.0:80]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http_listen: Option<String>,
+    /// Address nginx serves HTTPS on [default: 0.0.0.0:443]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub https_listen: Option<String>,
+}
+
+fn resolve(flag: &Option<String>, file: &Option<String>, default: &str, what: &str) -> anyhow::Result<SocketAddr> {
+    let raw = flag.as_deref().or(file.as_deref()).unwrap_or(default);
+    raw.parse().with_context(|| format!("invalid {what} address {raw:?}: expected ADDR:PORT, e.g. 0.0.0.0:2222"))
+}
+
+pub fn settings(args: &DaemonArgs, file: &GlobalConfig) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        ssh_listen: resolve(&args.ssh_listen, &file.ssh_listen, "0.0.0.0:2222", "--ssh-listen")?,
+        http_listen: resolve(&args.http_listen, &file.http_listen, "0.0.0.0:80", "--http-listen")?,
+        https_listen: resolve(&args.https_listen, &file.https_listen, "0.0.0.0:443", "--https-listen")?,
+    })
+}
+
+/// Held for the daemon's life: a second daemon on the same root refuses to start.
+fn take_root_lock(root: &Path) -> anyhow::Result<File> {
+    let path = root.join("daemon.lock");
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if file.try_lock().is_err() {
+        bail!("another berth daemon is already running on {}", root.display());
+    }
+    Ok(file)
+}
+
+pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
+    let store = Store::open(&root).with_context(|| format!("cannot open the berth root {}", root.display()))?;
+    let _lock = take_root_lock(&root)?;
+    let global = store.load_global()?;
+    let settings = settings(&args, &global)?;
+
+    let host_key = ssh::load_or_create_host_key(&root.join("keys").join("host_ed25519"))?;
+    let ssh_listener = TcpListener::bind(settings.ssh_listen)
+        .await
+        .with_context(|| format!("cannot listen for SSH on {}", settings.ssh_listen))?;
+    let ssh_addr = ssh_listener.local_addr()?;
+    let socket_path = crate::socket_path(&root);
+    let local_listener = local::bind(&socket_path).with_context(|| format!("cannot bind {}", socket_path.display()))?;
+
+    // Where tests and scripts find what was actually bound (`--ssh-listen 127.0.0.1:0`).
+    crate::store::write_atomic(&root.join("ssh-address"), format!("{ssh_addr}\n").as_bytes(), 0o644)?;
+    crate::store::write_atomic(&root.join("berth.pid"), format!("{}\n", std::process::id()).as_bytes(), 0o644)?;
+
+    let engine = Arc::new(Engine::new(store, settings));
+    let (stop, stopped) = watch::channel(false);
+    let config = Arc::new(ssh::config(host_key));
+    let ssh_task = tokio::spawn(ssh::serve(ssh_listener, config, engine.clone(), stopped.clone()));
+    let local_task = tokio::spawn(local::serve(local_listener, engine.clone(), stopped));
+    tracing::info!(root = %root.display(), ssh = %ssh_addr, socket = %socket_path.display(), "berth daemon ready");
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    let _ = stop.send(true);
+    let _ = tokio::join!(ssh_task, local_task);
+    let _ = std::fs::remove_file(&socket_path);
+    let _ = std::fs::remove_file(root.join("berth.pid"));
+    let _ = std::fs::remove_file(root.join("ssh-address"));
+    tracing::info!("stopped");
+    Ok(())
+}

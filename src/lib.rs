@@ -1,0 +1,32 @@
+//! berth: a git-push PaaS for one server.
+//!
+//! The engine (commands, store, validation) is shared by every front door: the embedded SSH
+//! server, the local unix-socket CLI, and later the git hook. See ARCHITECTURE.md.
+
+pub mod client;
+pub mod commands;
+pub mod daemon;
+pub mod engine;
+pub mod output;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+
+/// The default berth root.
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+
+/// The daemon's local socket under the root.
+pub fn socket_path(root: &Path) -> PathBuf {
+    root.join("berth.sock")
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,225 @@
+//! How a command talks back: stdout and stderr chunks on a channel, stdin on another.
+//!
+//! Commands never know which front door called them. The SSH server and the local socket
+//! pump these channels to their own transports, so the same bytes and exit code reach
+//! whoever asked. Formatting follows dokku: `=====> ` headers, `-----> ` steps, 7-space
+//! detail lines, ` !     ` errors on stderr.
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// One piece of a command's output.
+#[derive(Debug)]
+pub enum Chunk {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
+/// The writing end a command holds. Cloneable, so concurrent work can stream into it.
+/// A client that went away makes writes no-ops: the command still runs to a consistent end.
+#[derive(Clone)]
+pub struct Output {
+    tx: mpsc::Sender<Chunk>,
+}
+
+impl Output {
+    pub fn channel(capacity: usize) -> (Output, mpsc::Receiver<Chunk>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Output { tx }, rx)
+    }
+
+    pub async fn stdout(&self, bytes: impl Into<Vec<u8>>) {
+        let _ = self.tx.send(Chunk::Stdout(bytes.into())).await;
+    }
+
+    pub async fn stderr(&self, bytes: impl Into<Vec<u8>>) {
+        let _ = self.tx.send(Chunk::Stderr(bytes.into())).await;
+    }
+
+    pub async fn line(&self, text: impl AsRef<str>) {
+        self.stdout(format!("{}\n", text.as_ref())).await;
+    }
+
+    /// `=====> text`
+    pub async fn header(&self, text: impl AsRef<str>) {
+        self.line(format!("=====> {}", text.as_ref())).await;
+    }
+
+    /// `-----> text`
+    pub async fn step(&self, text: impl AsRef<str>) {
+        self.line(format!("-----> {}", text.as_ref())).await;
+    }
+
+    /// Seven spaces, then text.
+    pub async fn detail(&self, text: impl AsRef<str>) {
+        self.line(format!("       {}", text.as_ref())).await;
+    }
+
+    /// ` !     text` on stderr.
+    pub async fn error(&self, text: impl AsRef<str>) {
+        self.stderr(format!(" !     {}\n", text.as_ref())).await;
+    }
+}
+
+/// The reading end of the caller's stdin. Commands that do not read it drop it, and the
+/// transport then discards what the client sends.
+pub struct Input {
+    rx: mpsc::Receiver<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("input is longer than {0} bytes")]
+pub struct InputTooLong(pub usize);
+
+impl Input {
+    pub fn channel(capacity: usize) -> (mpsc::Sender<Vec<u8>>, Input) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (tx, Input { rx })
+    }
+
+    /// The next chunk, or None at end of input.
+    pub async fn recv(&mut self) -> Option<Vec<u8>> {
+        self.rx.recv().await
+    }
+
+    /// Everything up to end of input, refusing more than `limit` bytes.
+    pub async fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, InputTooLong> {
+        let mut all = Vec::new();
+        while let Some(chunk) = self.rx.recv().await {
+            all.extend_from_slice(&chunk);
+            if all.len() > limit {
+                return Err(InputTooLong(limit));
+            }
+        }
+        Ok(all)
+    }
+
+    /// One line (without its newline), or what there is before end of input.
+    pub async fn read_line(&mut self, limit: usize) -> Result<String, InputTooLong> {
+        let mut line = Vec::new();
+        while let Some(chunk) = self.rx.recv().await {
+            if let Some(pos) = chunk.iter().position(|&b| b == b'\n') {
+                line.extend_from_slice(&chunk[..pos]);
+                break;
+            }
+            line.extend_from_slice(&chunk);
+            if line.len() > limit {
+                return Err(InputTooLong(limit));
+            }
+        }
+        let text = String::from_utf8_lossy(&line);
+        Ok(text.trim_end_matches('\r').to_string())
+    }
+}
+
+/// `--format` of report commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A `*:report` section: a title and labelled values, printed as dokku does or as JSON
+/// (keys are the labels in kebab case, values keep their JSON types).
+pub struct Report {
+    pub title: String,
+    pub rows: Vec<(&'static str, Value)>,
+}
+
+impl Report {
+    pub fn new(title: impl Into<String>) -> Report {
+        Report { title: title.into(), rows: Vec::new() }
+    }
+
+    pub fn row(mut self, label: &'static str, value: impl Into<Value>) -> Report {
+        self.rows.push((label, value.into()));
+        self
+    }
+
+    pub fn to_json(&self) -> Value {
+        let map = self
+            .rows
+            .iter()
+            .map(|(label, value)| (label.to_ascii_lowercase().replace(' ', "-"), value.clone()))
+            .collect();
+        Value::Object(map)
+    }
+
+    pub fn to_text(&self) -> String {
+        let width = self.rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 1;
+        let mut text = format!("=====> {}\n", self.title);
+        for (label, value) in &self.rows {
+            let shown = plain(value);
+            let line = format!("       {:<width$} {}", format!("{label}:"), shown);
+            text.push_str(line.trim_end());
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// A JSON value as a person reads it: strings bare, lists space-separated.
+pub fn plain(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// Prints one report, or several (one per app) as text sections or one JSON object.
+pub async fn print_reports(out: &Output, reports: &[(String, Report)], single: bool, format: Format) {
+    match format {
+        Format::Text => {
+            for (_, report) in reports {
+                out.stdout(report.to_text()).await;
+            }
+        }
+        Format::Json => {
+            let value = if single && reports.len() == 1 {
+                reports[0].1.to_json()
+            } else {
+                Value::Object(reports.iter().map(|(k, r)| (k.clone(), r.to_json())).collect())
+            };
+            out.line(value.to_string()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_text_is_aligned_like_dokku() {
+        let r = Report::new("myapp app information")
+            .row("App dir", "/var/lib/berth/apps/myapp")
+            .row("App locked", false)
+            .row("Domains", vec!["a.com", "b.com"]);
+        assert_eq!(
+            r.to_text(),
+            "=====> myapp app information\n       App dir:    /var/lib/berth/apps/myapp\n       App locked: false\n       Domains:    a.com b.com\n"
+        );
+        assert_eq!(r.to_json()["app-locked"], Value::Bool(false));
+        assert_eq!(r.to_json()["domains"][1], "b.com");
+    }
+
+    #[tokio::test]
+    async fn read_line_stops_at_newline() {
+        let (tx, mut input) = Input::channel(4);
+        tx.send(b"my".to_vec()).await.unwrap();
+        tx.send(b"app\r\nrest".to_vec()).await.unwrap();
+        drop(tx);
+        assert_eq!(input.read_line(100).await.unwrap(), "myapp");
+    }
+
+    #[tokio::test]
+    async fn read_to_end_refuses_too_much() {
+        let (tx, mut input) = Input::channel(4);
+        tx.send(vec![0; 10]).await.unwrap();
+        drop(tx);
+        assert!(input.read_to_end(5).await.is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! The front doors: the embedded SSH server and the local unix socket.
+
+pub mod local;
+pub mod protocol;
+pub mod ssh;

@@ -1,0 +1,264 @@
+//! The SSH front door: russh, public-key auth against `keys/authorized.toml`, one berth
+//! command per exec request.
+//!
+//! Handler callbacks run inside the connection's loop, so they only record state and hand
+//! the channel to a spawned task; the task pumps stdin into the command, copies its
+//! stdout/stderr back, and sends the exit status only once all output is written.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::keys::ssh_key::{self, LineEnding, PrivateKey};
+use russh::server::{Auth, Config, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelMsg, MethodKind, MethodSet, SshId};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::engine::{Caller, Engine};
+use crate::output::Chunk;
+use crate::session;
+
+/// Loads the persisted host key, or generates an ed25519 key and keeps it (0600).
+pub fn load_or_create_host_key(path: &Path) -> anyhow::Result<PrivateKey> {
+    if path.exists() {
+        return PrivateKey::read_openssh_file(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the SSH host key {}: {e}", path.display()));
+    }
+    let key = PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519)?;
+    let text = key.to_openssh(LineEnding::LF)?;
+    crate::store::write_atomic(path, text.as_bytes(), 0o600)?;
+    let public = key.public_key().to_openssh()?;
+    crate::store::write_atomic(&path.with_extension("pub"), format!("{public}\n").as_bytes(), 0o644)?;
+    tracing::info!("generated SSH host key {}", crate::store::fingerprint(key.public_key()));
+    Ok(key)
+}
+
+pub fn config(host_key: PrivateKey) -> Config {
+    Config {
+        server_id: SshId::Standard(format!("SSH-2.0-berth_{}", env!("CARGO_PKG_VERSION")).into()),
+        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+        keys: vec![host_key],
+        // OpenSSH probes with "none" first: answer it at once, delay only real rejections.
+        auth_rejection_time: Duration::from_millis(500),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        // Builds can be silent for long stretches; keepalives find dead peers instead.
+        inactivity_timeout: Some(Duration::from_secs(3600)),
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        ..Config::default()
+    }
+}
+
+/// Accepts connections until `shutdown` changes. Sessions already running finish on their own.
+pub async fn serve(listener: TcpListener, config: Arc<Config>, engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let config = config.clone();
+                    let handler = Connection { engine: engine.clone(), caller: None, channels: HashMap::new() };
+                    tokio::spawn(async move {
+                        match russh::server::run_stream(config, socket, handler).await {
+                            Ok(session) => {
+                                if let Err(e) = session.await {
+                                    tracing::debug!(%peer, "ssh session ended: {e}");
+                                }
+                            }
+                            Err(e) => tracing::debug!(%peer, "ssh handshake failed: {e}"),
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("accept on the SSH port failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+struct Connection {
+    engine: Arc<Engine>,
+    caller: Option<Caller>,
+    /// Session channels opened but not yet given a command.
+    channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl Connection {
+    fn known_key(&self, key: &ssh_key::PublicKey) -> Option<Caller> {
+        let keys = match self.engine.store.load_keys() {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::error!("cannot read authorized keys: {e}");
+                return None;
+            }
+        };
+        keys.find(key).map(|entry| Caller { name: entry.name.clone(), role: entry.role.clone() })
+    }
+
+    fn start(&mut self, id: ChannelId, argv: Result<Vec<String>, String>, session: &mut Session) -> Result<(), russh::Error> {
+        let (Some(channel), Some(caller)) = (self.channels.remove(&id), self.caller.clone()) else {
+            return session.channel_failure(id);
+        };
+        session.channel_success(id)?;
+        let engine = self.engine.clone();
+        tokio::spawn(run_channel(engine, caller, channel, argv));
+        Ok(())
+    }
+}
+
+impl Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
+        if self.known_key(offer.public_key).is_some() {
+            Ok(Auth::Accept)
+        } else {
+            tracing::info!(user, key = %crate::store::fingerprint(offer.public_key), "unknown key refused");
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn auth_publickey(&mut self, _user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        // Checked again: the key may have been removed since it was offered.
+        match self.known_key(key.public_key) {
+            Some(caller) => {
+                self.caller = Some(caller);
+                Ok(Auth::Accept)
+            }
+            None => Ok(Auth::reject()),
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _cols: u32,
+        _rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn env_request(&mut self, channel: ChannelId, _name: &str, _value: &str, session: &mut Session) -> Result<(), Self::Error> {
+        // The client's environment never reaches a command.
+        session.channel_failure(channel)
+    }
+
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        self.start(channel, Ok(Vec::new()), session)
+    }
+
+    async fn exec_request(&mut self, channel: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+        let argv = match std::str::from_utf8(data) {
+            Ok(line) => split_command(line),
+            Err(_) => Err("the command is not valid UTF-8".to_string()),
+        };
+        self.start(channel, argv, session)
+    }
+}
+
+/// Splits an exec request by shell-word rules. Nothing here is ever given to a shell.
+/// OpenSSH users often write `ssh host berth apps:list` out of habit: a leading `berth` is dropped.
+fn split_command(line: &str) -> Result<Vec<String>, String> {
+    let mut words = shell_words::split(line).map_err(|e| format!("cannot split the command line: {e}"))?;
+    if words.first().is_some_and(|w| w == "berth") {
+        words.remove(0);
+    }
+    Ok(words)
+}
+
+async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>, argv: Result<Vec<String>, String>) {
+    let (mut reader, writer) = channel.split();
+    let mut stdout = writer.make_writer();
+    let mut stderr = writer.make_writer_ext(Some(1));
+    let argv = match argv {
+        Ok(argv) => argv,
+        Err(message) => {
+            let _ = stderr.write_all(format!(" !     {message}\n").as_bytes()).await;
+            let _ = stderr.flush().await;
+            let _ = writer.exit_status(crate::commands::EXIT_USAGE as u32).await;
+            let _ = writer.eof().await;
+            let _ = writer.close().await;
+            return;
+        }
+    };
+    let session::Running { stdin, mut output, exit } = session::spawn(engine, caller, argv);
+
+    // Every channel message must be read, or the session stalls once the queue fills.
+    let stdin_pump = tokio::spawn(async move {
+        let mut stdin = Some(stdin);
+        while let Some(msg) = reader.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    if let Some(tx) = &stdin
+                        && tx.send(data.to_vec()).await.is_err()
+                    {
+                        stdin = None;
+                    }
+                }
+                // EOF closes the command's stdin only; output still flows back.
+                ChannelMsg::Eof => stdin = None,
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+    });
+
+    let mut client_gone = false;
+    while let Some(chunk) = output.recv().await {
+        let written = match chunk {
+            Chunk::Stdout(bytes) => stdout.write_all(&bytes).await,
+            Chunk::Stderr(bytes) => stderr.write_all(&bytes).await,
+        };
+        if written.is_err() {
+            client_gone = true;
+            break;
+        }
+    }
+    drop(output);
+    let code = exit.code().await;
+    stdin_pump.abort();
+    if client_gone {
+        return;
+    }
+    let _ = stdout.flush().await;
+    let _ = stderr.flush().await;
+    // Exit status only after all output is queued: the channel keeps order.
+    let _ = writer.exit_status(code as u32).await;
+    let _ = writer.eof().await;
+    let _ = writer.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_split_by_shell_words() {
+        assert_eq!(split_command("config:set myapp 'A=b c' D=e").unwrap(), vec!["config:set", "myapp", "A=b c", "D=e"]);
+        assert_eq!(split_command("berth apps:list").unwrap(), vec!["apps:list"]);
+        assert_eq!(split_command("apps:create x; rm -rf /").unwrap(), vec!["apps:create", "x;", "rm", "-rf", "/"]);
+        assert!(split_command("config:set x 'unterminated").is_err());
+    }
+}

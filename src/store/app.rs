@@ -1,0 +1,74 @@
+//! One app's state: `apps/<app>/app.toml`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::validate::PortMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppConfig {
+    /// Unix time the app was created.
+    pub created_at: u64,
+    /// When set, deploys are refused until `apps:unlock`.
+    #[serde(default)]
+    pub locked: bool,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Proxy port mappings; empty means the default, `http:80:5000`.
+    #[serde(default, with = "port_strings")]
+    pub ports: Vec<PortMap>,
+}
+
+impl AppConfig {
+    pub fn new() -> AppConfig {
+        AppConfig { created_at: crate::unix_now(), ..AppConfig::default() }
+    }
+
+    /// The mappings in force: the configured ones, or the default.
+    pub fn effective_ports(&self) -> Vec<PortMap> {
+        if self.ports.is_empty() { vec![PortMap::DEFAULT] } else { self.ports.clone() }
+    }
+}
+
+/// Port mappings are kept as `http:80:5000` strings so app.toml reads like the commands.
+mod port_strings {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::validate::{self, PortMap};
+
+    pub fn serialize<S: Serializer>(ports: &[PortMap], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(ports.iter().map(|p| p.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PortMap>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| validate::port_map(s).map_err(D::Error::custom))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_toml_round_trips() {
+        let mut app = AppConfig::new();
+        app.env.insert("GREETING".into(), "hello world\nsecond line \"quoted\"".into());
+        app.domains.push("www.example.com".into());
+        app.ports.push(crate::validate::port_map("https:443:5000").unwrap());
+        let text = toml::to_string_pretty(&app).unwrap();
+        assert!(text.contains("\"https:443:5000\""), "{text}");
+        let back: AppConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, app);
+    }
+
+    #[test]
+    fn default_port_mapping() {
+        assert_eq!(AppConfig::new().effective_ports(), vec![PortMap::DEFAULT]);
+    }
+}

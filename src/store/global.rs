@@ -1,0 +1,19 @@
+//! Global settings: `berth.toml`. Command-line flags of `berth daemon` override them.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GlobalConfig {
+    /// Address of the SSH server, e.g. `0.0.0.0:2222`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_listen: Option<String>,
+    /// Address nginx serves HTTP on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<String>,
+    /// Address nginx serves HTTPS on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_listen: Option<String>,
+    /// Global domains: a new app gets `<app>.<domain>` for each.
+    #[serde(default)]
+    pub global_domains: Vec<String>,
+}

@@ -1,0 +1,91 @@
+//! Who may connect: `keys/authorized.toml`, a name, a public key and a role per entry.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuthorizedKeys {
+    #[serde(default, rename = "key")]
+    pub keys: Vec<AuthorizedKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorizedKey {
+    pub name: String,
+    /// The public key in OpenSSH form (`ssh-ed25519 AAAA… comment`).
+    pub public_key: String,
+    /// `SHA256:…`, as `ssh-keygen -lf` prints it.
+    pub fingerprint: String,
+    #[serde(flatten)]
+    pub role: Role,
+    pub added_at: u64,
+}
+
+/// What a key may do: everything, or only the named apps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    App { apps: Vec<String> },
+}
+
+impl Role {
+    pub fn may_manage(&self, app: &str) -> bool {
+        match self {
+            Role::Admin => true,
+            Role::App { apps } => apps.iter().any(|a| a == app),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Role::Admin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_serialize_readably() {
+        let keys = AuthorizedKeys {
+            keys: vec![
+                AuthorizedKey {
+                    name: "me".into(),
+                    public_key: "ssh-ed25519 AAAA me".into(),
+                    fingerprint: "SHA256:x".into(),
+                    role: Role::Admin,
+                    added_at: 1,
+                },
+                AuthorizedKey {
+                    name: "bob".into(),
+                    public_key: "ssh-ed25519 AAAB bob".into(),
+                    fingerprint: "SHA256:y".into(),
+                    role: Role::App { apps: vec!["blog".into()] },
+                    added_at: 2,
+                },
+            ],
+        };
+        let text = toml::to_string_pretty(&keys).unwrap();
+        assert!(text.contains("role = \"admin\""), "{text}");
+        let back: AuthorizedKeys = toml::from_str(&text).unwrap();
+        assert_eq!(back, keys);
+        assert!(back.keys[1].role.may_manage("blog"));
+        assert!(!back.keys[1].role.may_manage("other"));
+    }
+}
+
+use russh::keys::ssh_key::{HashAlg, PublicKey};
+
+impl AuthorizedKeys {
+    /// The entry holding this key. Keys are compared by their key data: comments differ.
+    pub fn find(&self, key: &PublicKey) -> Option<&AuthorizedKey> {
+        self.keys.iter().find(|entry| {
+            PublicKey::from_openssh(&entry.public_key).is_ok_and(|known| known.key_data() == key.key_data())
+        })
+    }
+}
+
+/// `SHA256:…` fingerprint, as `ssh-keygen -l` prints it.
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}

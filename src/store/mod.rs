@@ -1,0 +1,299 @@
+//! State on disk: TOML files under the berth root, written atomically, guarded by locks.
+//!
+//! Only the daemon writes here. Every write goes to a temp file in the same directory, is
+//! fsynced and renamed over the old file, so a crash leaves the old or the new file, never
+//! half of one. Mutations of one app hold that app's lock; creating, renaming and destroying
+//! apps also hold the lock on the set of apps.
+
+mod app;
+mod global;
+mod keys;
+
+pub use app::AppConfig;
+pub use global::GlobalConfig;
+pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use crate::validate;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("App {0} does not exist")]
+    AppMissing(String),
+    #[error("App {0} already exists")]
+    AppExists(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(transparent)]
+    Invalid(#[from] validate::Invalid),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+/// The berth root and the locks over what is in it.
+pub struct Store {
+    root: PathBuf,
+    app_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    apps_lock: Arc<AsyncMutex<()>>,
+    keys_lock: Arc<AsyncMutex<()>>,
+    global_lock: Arc<AsyncMutex<()>>,
+}
+
+impl Store {
+    /// Opens (and creates if needed) the directory layout under `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        for (dir, mode) in [(root.clone(), 0o755), (root.join("apps"), 0o755), (root.join("keys"), 0o700)] {
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(io_err(&dir))?;
+        }
+        Ok(Store {
+            root,
+            app_locks: Mutex::new(HashMap::new()),
+            apps_lock: Arc::default(),
+            keys_lock: Arc::default(),
+            global_lock: Arc::default(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn app_dir(&self, app: &str) -> PathBuf {
+        self.root.join("apps").join(app)
+    }
+
+    fn app_file(&self, app: &str) -> PathBuf {
+        self.app_dir(app).join("app.toml")
+    }
+
+    fn keys_file(&self) -> PathBuf {
+        self.root.join("keys").join("authorized.toml")
+    }
+
+    pub fn global_file(&self) -> PathBuf {
+        self.root.join("berth.toml")
+    }
+
+    /// Waits for the lock of one app. Held across a read-modify-write of its state.
+    pub async fn lock_app(&self, app: &str) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.app_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(app.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Waits for the lock on the set of apps (create, rename, destroy).
+    pub async fn lock_apps(&self) -> OwnedMutexGuard<()> {
+        self.apps_lock.clone().lock_owned().await
+    }
+
+    pub async fn lock_keys(&self) -> OwnedMutexGuard<()> {
+        self.keys_lock.clone().lock_owned().await
+    }
+
+    pub async fn lock_global(&self) -> OwnedMutexGuard<()> {
+        self.global_lock.clone().lock_owned().await
+    }
+
+    /// Sorted names of all apps.
+    pub fn list_apps(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("apps");
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if validate::app_name(&name).is_ok() && entry.path().join("app.toml").is_file() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    pub fn app_exists(&self, app: &str) -> bool {
+        validate::app_name(app).is_ok() && self.app_file(app).is_file()
+    }
+
+    pub fn load_app(&self, app: &str) -> Result<AppConfig> {
+        validate::app_name(app)?;
+        let path = self.app_file(app);
+        if !path.is_file() {
+            return Err(StoreError::AppMissing(app.to_string()));
+        }
+        read_toml(&path)
+    }
+
+    /// Writes an existing app's state. Call with the app's lock held.
+    pub fn save_app(&self, app: &str, config: &AppConfig) -> Result<()> {
+        // app.toml holds the app's env, which is secrets: 0600.
+        write_toml(&self.app_file(app), config, 0o600)
+    }
+
+    /// Creates the app's directory and state. Call with the apps lock held.
+    pub fn create_app(&self, app: &str, config: &AppConfig) -> Result<()> {
+        validate::app_name(app)?;
+        if self.app_exists(app) {
+            return Err(StoreError::AppExists(app.to_string()));
+        }
+        let dir = self.app_dir(app);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        self.save_app(app, config)
+    }
+
+    /// Renames an app's directory. Call with the apps lock and both app locks held.
+    pub fn rename_app(&self, old: &str, new: &str) -> Result<()> {
+        validate::app_name(new)?;
+        if !self.app_exists(old) {
+            return Err(StoreError::AppMissing(old.to_string()));
+        }
+        if self.app_dir(new).exists() {
+            return Err(StoreError::AppExists(new.to_string()));
+        }
+        let from = self.app_dir(old);
+        fs::rename(&from, self.app_dir(new)).map_err(io_err(&from))?;
+        sync_dir(&self.root.join("apps"))
+    }
+
+    /// Removes an app and everything under its directory. Call with the apps lock held.
+    pub fn destroy_app(&self, app: &str) -> Result<()> {
+        if !self.app_exists(app) {
+            return Err(StoreError::AppMissing(app.to_string()));
+        }
+        // Remove app.toml first: an interrupted removal then leaves a directory that is no
+        // longer listed as an app rather than an app with half its files.
+        let file = self.app_file(app);
+        fs::remove_file(&file).map_err(io_err(&file))?;
+        let dir = self.app_dir(app);
+        fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        sync_dir(&self.root.join("apps"))
+    }
+
+    pub fn load_keys(&self) -> Result<AuthorizedKeys> {
+        let path = self.keys_file();
+        if !path.exists() {
+            return Ok(AuthorizedKeys::default());
+        }
+        read_toml(&path)
+    }
+
+    /// Call with the keys lock held.
+    pub fn save_keys(&self, keys: &AuthorizedKeys) -> Result<()> {
+        write_toml(&self.keys_file(), keys, 0o600)
+    }
+
+    pub fn load_global(&self) -> Result<GlobalConfig> {
+        let path = self.global_file();
+        if !path.exists() {
+            return Ok(GlobalConfig::default());
+        }
+        read_toml(&path)
+    }
+
+    /// Call with the global lock held.
+    pub fn save_global(&self, global: &GlobalConfig) -> Result<()> {
+        write_toml(&self.global_file(), global, 0o644)
+    }
+}
+
+fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(io_err(path))?;
+    toml::from_str(&text).map_err(|e| StoreError::Parse {
+        path: path.to_path_buf(),
+        message: e.message().to_string(),
+    })
+}
+
+fn write_toml<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<()> {
+    let text = toml::to_string_pretty(value).map_err(|e| StoreError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, text.as_bytes(), mode).map_err(io_err(path))
+}
+
+/// Replaces `path` with `bytes`: temp file in the same directory, fsync, rename, fsync the
+/// directory. Readers see the old content or the new, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.{:x}.tmp", std::process::id(), rand::random::<u32>()));
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        sync_dir_io(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn sync_dir_io(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    sync_dir_io(dir).map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_keeps_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        write_atomic(&path, b"one", 0o600).unwrap();
+        write_atomic(&path, b"two", 0o600).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "two");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // No temp files left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn apps_round_trip_rename_and_destroy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut app = AppConfig::new();
+        app.env.insert("A".into(), "b c".into());
+        store.create_app("one", &app).unwrap();
+        assert!(matches!(store.create_app("one", &app), Err(StoreError::AppExists(_))));
+        assert_eq!(store.load_app("one").unwrap().env["A"], "b c");
+        store.rename_app("one", "two").unwrap();
+        assert_eq!(store.list_apps().unwrap(), vec!["two".to_string()]);
+        assert!(matches!(store.load_app("one"), Err(StoreError::AppMissing(_))));
+        store.destroy_app("two").unwrap();
+        assert!(store.list_apps().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_stray_temp_file_is_not_an_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        fs::create_dir_all(dir.path().join("apps/half")).unwrap();
+        fs::write(dir.path().join("apps/half/.app.toml.1.2.tmp"), "partial").unwrap();
+        assert!(store.list_apps().unwrap().is_empty());
+    }
+}
