@@ -2,4 +2,5 @@
 
 pub mod local;
 pub mod protocol;
+mod quickack;
 pub mod ssh;

@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::quickack::QuickAck;
 use crate::engine::{Caller, Engine};
 use crate::output::Chunk;
 use crate::session;
@@ -48,7 +49,6 @@ pub fn config(host_key: PrivateKey) -> Config {
         inactivity_timeout: Some(Duration::from_secs(3600)),
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 4,
-        nodelay: true,
         ..Config::default()
     }
 }
@@ -60,6 +60,9 @@ pub async fn serve(listener: TcpListener, config: Arc<Config>, engine: Arc<Engin
             _ = shutdown.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
+                    // run_stream does not apply Config::nodelay (only run_on_socket does):
+                    // QuickAck sets TCP_NODELAY and keeps ACKs immediate (see quickack.rs).
+                    let socket = QuickAck::new(socket);
                     let config = config.clone();
                     let handler = Connection { engine: engine.clone(), caller: None, channels: HashMap::new() };
                     tokio::spawn(async move {

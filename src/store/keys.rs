@@ -1,5 +1,6 @@
 //! Who may connect: `keys/authorized.toml`, a name, a public key and a role per entry.
 
+use russh::keys::ssh_key::{HashAlg, PublicKey};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,20 @@ impl Role {
     }
 }
 
+impl AuthorizedKeys {
+    /// The entry holding this key. Keys are compared by their key data: comments differ.
+    pub fn find(&self, key: &PublicKey) -> Option<&AuthorizedKey> {
+        self.keys.iter().find(|entry| {
+            PublicKey::from_openssh(&entry.public_key).is_ok_and(|known| known.key_data() == key.key_data())
+        })
+    }
+}
+
+/// `SHA256:…` fingerprint, as `ssh-keygen -l` prints it.
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,20 +87,4 @@ mod tests {
         assert!(back.keys[1].role.may_manage("blog"));
         assert!(!back.keys[1].role.may_manage("other"));
     }
-}
-
-use russh::keys::ssh_key::{HashAlg, PublicKey};
-
-impl AuthorizedKeys {
-    /// The entry holding this key. Keys are compared by their key data: comments differ.
-    pub fn find(&self, key: &PublicKey) -> Option<&AuthorizedKey> {
-        self.keys.iter().find(|entry| {
-            PublicKey::from_openssh(&entry.public_key).is_ok_and(|known| known.key_data() == key.key_data())
-        })
-    }
-}
-
-/// `SHA256:…` fingerprint, as `ssh-keygen -l` prints it.
-pub fn fingerprint(key: &PublicKey) -> String {
-    key.fingerprint(HashAlg::Sha256).to_string()
 }
