@@ -9,8 +9,17 @@ use tokio::net::UnixStream;
 
 use crate::server::protocol::{self, read_frame, write_frame};
 
-/// Runs one command through the daemon and returns its exit code.
+/// Runs one command through the daemon, with this process's stdin, and returns its exit code.
 pub async fn run(root: &Path, argv: Vec<String>) -> i32 {
+    run_with(root, argv, tokio::io::stdin(), false).await
+}
+
+/// Runs one command with `stdin` as its input. With `all_to_stderr`, the command's stdout is
+/// written to stderr too (the git hook: git shows both as `remote:` lines, in order).
+pub async fn run_with<R>(root: &Path, argv: Vec<String>, mut stdin: R, all_to_stderr: bool) -> i32
+where
+    R: tokio::io::AsyncRead + Send + Unpin + 'static,
+{
     let socket = crate::socket_path(root);
     let stream = match UnixStream::connect(&socket).await {
         Ok(stream) => stream,
@@ -31,7 +40,6 @@ pub async fn run(root: &Path, argv: Vec<String>) -> i32 {
         return 1;
     }
     tokio::spawn(async move {
-        let mut stdin = tokio::io::stdin();
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             match stdin.read(&mut buf).await {
@@ -47,12 +55,12 @@ pub async fn run(root: &Path, argv: Vec<String>) -> i32 {
     });
     loop {
         match read_frame(&mut reader).await {
-            Ok(Some((protocol::STDOUT, bytes))) => {
+            Ok(Some((protocol::STDOUT, bytes))) if !all_to_stderr => {
                 let mut out = std::io::stdout().lock();
                 let _ = out.write_all(&bytes);
                 let _ = out.flush();
             }
-            Ok(Some((protocol::STDERR, bytes))) => {
+            Ok(Some((protocol::STDERR | protocol::STDOUT, bytes))) => {
                 let mut err = std::io::stderr().lock();
                 let _ = err.write_all(&bytes);
                 let _ = err.flush();

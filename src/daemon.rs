@@ -77,6 +77,10 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     let local_task = tokio::spawn(local::serve(local_listener, engine.clone(), stopped));
     tracing::info!(root = %root.display(), ssh = %ssh_addr, socket = %socket_path.display(), "berth daemon ready");
 
+    // nginx and the apps come back in the background: SSH answers meanwhile.
+    let nginx_watch = tokio::spawn(engine.nginx.clone().watch(stop.subscribe()));
+    tokio::spawn(restore_all(engine.clone()));
+
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
@@ -84,10 +88,29 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
     let _ = stop.send(true);
-    let _ = tokio::join!(ssh_task, local_task);
+    let _ = tokio::join!(ssh_task, local_task, nginx_watch);
     let _ = std::fs::remove_file(&socket_path);
     let _ = std::fs::remove_file(root.join("berth.pid"));
     let _ = std::fs::remove_file(root.join("ssh-address"));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts (or reloads) nginx and brings every deployed app back: containers the engine lost
+/// are started again, sites point where containers run now, stale containers go.
+async fn restore_all(engine: Arc<Engine>) {
+    if let Err(e) = engine.nginx.ensure_running().await {
+        tracing::error!("cannot start nginx: {e}");
+    }
+    let apps = match engine.store.list_apps() {
+        Ok(apps) => apps,
+        Err(e) => return tracing::error!("cannot list apps: {e}"),
+    };
+    for app in apps {
+        let out = crate::output::Output::channel(1).0;
+        let Ok(_deploying) = engine.deploy_lock(&app, &out).await else { continue };
+        if let Err(e) = crate::deploy::restore(&engine, &app).await {
+            tracing::error!(app, "cannot restore: {e}");
+        }
+    }
 }

@@ -3,11 +3,17 @@
 //! The engine (commands, store, validation) is shared by every front door: the embedded SSH
 //! server, the local unix-socket CLI, and later the git hook. See ARCHITECTURE.md.
 
+pub mod checks;
 pub mod client;
 pub mod commands;
 pub mod daemon;
+pub mod deploy;
 pub mod engine;
+pub mod git;
+pub mod hook;
 pub mod output;
+pub mod proxy;
+pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod store;

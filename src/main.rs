@@ -39,6 +39,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    } else if top.rest.first().map(String::as_str) == Some("git-hook") && top.rest.len() == 2 {
+        let code = runtime.block_on(berth::hook::run(&top.root, &top.rest[1]));
+        std::process::exit(code)
     } else {
         let code = runtime.block_on(berth::client::run(&top.root, top.rest));
         // The stdin reader may still be blocked on a terminal: exit without waiting for it.

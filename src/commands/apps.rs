@@ -1,13 +1,22 @@
 //! `apps:*`: create, destroy, list, exists, rename, report, lock, unlock.
 
 use super::{CmdError, CmdResult, Ctx, failed};
+use crate::engine::Engine;
 use crate::output::{Format, Report, print_reports};
 use crate::store::{AppConfig, StoreError};
 use crate::validate;
 
 pub async fn create(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
     validate::app_name(app)?;
-    let store = &ctx.engine.store;
+    ctx.out.step(format!("Creating {app}...")).await;
+    create_app(ctx.engine, app).await
+}
+
+/// Creates an app with its default vhosts (`app.<global domain>`); also used by the first
+/// push to an unknown app.
+pub async fn create_app(engine: &Engine, app: &str) -> CmdResult {
+    validate::app_name(app)?;
+    let store = &engine.store;
     let _apps = store.lock_apps().await;
     if store.app_exists(app) {
         return Err(StoreError::AppExists(app.to_string()).into());
@@ -15,7 +24,6 @@ pub async fn create(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
     let global = store.load_global()?;
     let mut config = AppConfig::new();
     config.domains = global.global_domains.iter().map(|g| format!("{app}.{g}")).collect();
-    ctx.out.step(format!("Creating {app}...")).await;
     store.create_app(app, &config)?;
     Ok(())
 }
@@ -35,9 +43,11 @@ pub async fn destroy(ctx: &mut Ctx<'_>, app: &str, force: bool) -> CmdResult {
             return Err(failed(format!("Confirmation did not match {app}. Aborted.")));
         }
     }
+    let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let _apps = store.lock_apps().await;
     let _app = store.lock_app(app).await;
     ctx.out.step(format!("Destroying {app}")).await;
+    crate::deploy::teardown(ctx.engine, app).await.map_err(CmdError::Failed)?;
     store.destroy_app(app)?;
     Ok(())
 }
@@ -79,6 +89,11 @@ pub async fn rename(ctx: &mut Ctx<'_>, old: &str, new: &str) -> CmdResult {
     let _old = store.lock_app(old).await;
     let _new = store.lock_app(new).await;
     let mut config = store.load_app(old)?;
+    if store.load_releases(old)?.active().is_some() {
+        return Err(failed(format!(
+            "{old} is deployed: renaming a running app is not supported yet (destroy it and push to {new})"
+        )));
+    }
     if store.app_exists(new) {
         return Err(StoreError::AppExists(new.to_string()).into());
     }

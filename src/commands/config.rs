@@ -65,10 +65,14 @@ pub async fn unset(ctx: &mut Ctx<'_>, app: &str, keys: &[String], no_restart: bo
     apply(ctx, app, no_restart).await
 }
 
-/// Config changes reach running containers through a new release. Until an app has been
-/// deployed there is nothing to restart; the next deploy picks the values up.
-async fn apply(_ctx: &mut Ctx<'_>, _app: &str, _no_restart: bool) -> CmdResult {
-    Ok(())
+/// Config changes reach running containers through a new release (the usual swap).
+/// Until an app has been deployed there is nothing to restart: the next deploy uses them.
+async fn apply(ctx: &mut Ctx<'_>, app: &str, no_restart: bool) -> CmdResult {
+    if no_restart || ctx.engine.store.load_releases(app)?.active().is_none() {
+        return Ok(());
+    }
+    ctx.out.step(format!("Restarting {app} with the new config")).await;
+    super::ps::restart(ctx, app, "config change").await
 }
 
 pub async fn get(ctx: &mut Ctx<'_>, app: &str, key: &str) -> CmdResult {

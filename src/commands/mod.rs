@@ -5,11 +5,14 @@
 //! role, and run by the handler of its namespace. Handlers write to [`Output`] and return a
 //! [`CmdError`]; this module turns that into the ` !     message` line and the exit code.
 
-mod apps;
+pub mod apps;
+mod checks;
 mod config;
 mod domains;
+mod git;
 mod keys;
 mod ports;
+mod ps;
 
 use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
 
@@ -235,6 +238,54 @@ pub enum Command {
         format: Format,
     },
 
+    /// Set a git setting: deploy-branch NAME (no NAME: back to main or master)
+    #[command(name = "git:set")]
+    GitSet { app: String, key: String, value: Option<String> },
+    /// Show an app's git settings
+    #[command(name = "git:report")]
+    GitReport {
+        app: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// (internal) deploy a pushed commit; called by the git hook
+    #[command(name = "git:receive", hide = true)]
+    GitReceive { app: String, old: String, new: String, refname: String },
+
+    /// Set a readiness check setting: timeout SECONDS | wait-to-retire SECONDS | attempts N
+    #[command(name = "checks:set")]
+    ChecksSet { app: String, key: String, value: String },
+    /// Turn readiness checks off; old containers stop as soon as new ones run
+    #[command(name = "checks:disable")]
+    ChecksDisable { app: String },
+    /// Turn readiness checks back on
+    #[command(name = "checks:enable")]
+    ChecksEnable { app: String },
+    /// Move traffic as soon as new containers run, without checks
+    #[command(name = "checks:skip")]
+    ChecksSkip { app: String },
+    /// Show an app's check settings
+    #[command(name = "checks:report")]
+    ChecksReport {
+        app: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+
+    /// Restart an app: a new release of the running image with the current config
+    #[command(name = "ps:restart")]
+    PsRestart { app: String },
+    /// Build the deploy branch again and deploy it
+    #[command(name = "ps:rebuild")]
+    PsRebuild { app: String },
+    /// Show an app's containers
+    #[command(name = "ps:report")]
+    PsReport {
+        app: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+
     /// Add an SSH public key (read from stdin); admin unless --app is given
     #[command(name = "ssh-keys:add")]
     KeysAdd {
@@ -262,6 +313,8 @@ enum Scope<'a> {
     App(&'a str),
     /// Admins only.
     Admin,
+    /// Root on the server only (the git hook).
+    Internal,
 }
 
 impl Command {
@@ -269,7 +322,12 @@ impl Command {
         use Command::*;
         match self {
             Version | AppsList { .. } => Scope::Anyone,
-            AppsReport { app, .. } | DomainsReport { app, .. } | PortsReport { app, .. } => {
+            AppsReport { app, .. }
+            | DomainsReport { app, .. }
+            | PortsReport { app, .. }
+            | GitReport { app, .. }
+            | ChecksReport { app, .. }
+            | PsReport { app, .. } => {
                 app.as_deref().map_or(Scope::Anyone, Scope::App)
             }
             AppsExists { app }
@@ -289,7 +347,15 @@ impl Command {
             | PortsSet { app, .. }
             | PortsAdd { app, .. }
             | PortsRemove { app, .. }
-            | PortsClear { app } => Scope::App(app),
+            | PortsClear { app }
+            | GitSet { app, .. }
+            | ChecksSet { app, .. }
+            | ChecksDisable { app }
+            | ChecksEnable { app }
+            | ChecksSkip { app }
+            | PsRestart { app }
+            | PsRebuild { app } => Scope::App(app),
+            GitReceive { .. } => Scope::Internal,
             AppsCreate { .. } | AppsDestroy { .. } | AppsRename { .. } | DomainsSetGlobal { .. }
             | DomainsClearGlobal | KeysAdd { .. } | KeysList { .. } | KeysRemove { .. } => Scope::Admin,
         }
@@ -331,6 +397,8 @@ fn authorize(caller: &Caller, command: &Command) -> CmdResult {
         Scope::App(app) => Err(CmdError::Denied(format!("key {} may not manage app {app}", caller.name))),
         Scope::Admin if caller.role.is_admin() => Ok(()),
         Scope::Admin => Err(CmdError::Denied(format!("key {} is not an admin key", caller.name))),
+        Scope::Internal if caller.local => Ok(()),
+        Scope::Internal => Err(CmdError::Denied("this command is run by berth itself".into())),
     }
 }
 
@@ -368,6 +436,17 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         PortsRemove { app, maps } => ports::change(ctx, &app, ports::Change::Remove(maps)).await,
         PortsClear { app } => ports::change(ctx, &app, ports::Change::Clear).await,
         PortsReport { app, format } => ports::report(ctx, app.as_deref(), format).await,
+        GitSet { app, key, value } => git::set(ctx, &app, &key, value.as_deref()).await,
+        GitReport { app, format } => git::report(ctx, app.as_deref(), format).await,
+        GitReceive { app, old, new, refname } => git::receive(ctx, &app, &old, &new, &refname).await,
+        ChecksSet { app, key, value } => checks::set(ctx, &app, &key, &value).await,
+        ChecksDisable { app } => checks::set_mode(ctx, &app, checks::Mode::Disable).await,
+        ChecksEnable { app } => checks::set_mode(ctx, &app, checks::Mode::Enable).await,
+        ChecksSkip { app } => checks::set_mode(ctx, &app, checks::Mode::Skip).await,
+        ChecksReport { app, format } => checks::report(ctx, app.as_deref(), format).await,
+        PsRestart { app } => ps::restart(ctx, &app, "ps:restart").await,
+        PsRebuild { app } => ps::rebuild(ctx, &app).await,
+        PsReport { app, format } => ps::report(ctx, app.as_deref(), format).await,
         KeysAdd { name, apps } => keys::add(ctx, &name, apps).await,
         KeysList { format } => keys::list(ctx, format).await,
         KeysRemove { name } => keys::remove(ctx, &name).await,

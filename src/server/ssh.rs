@@ -101,7 +101,7 @@ impl Connection {
                 return None;
             }
         };
-        keys.find(key).map(|entry| Caller { name: entry.name.clone(), role: entry.role.clone() })
+        keys.find(key).map(|entry| Caller { name: entry.name.clone(), role: entry.role.clone(), local: false })
     }
 
     fn start(&mut self, id: ChannelId, argv: Result<Vec<String>, String>, session: &mut Session) -> Result<(), russh::Error> {
@@ -177,8 +177,132 @@ impl Handler for Connection {
             Ok(line) => split_command(line),
             Err(_) => Err("the command is not valid UTF-8".to_string()),
         };
+        if let Ok(words) = &argv
+            && let Some(service) = GitService::from_word(words.first().map(String::as_str).unwrap_or_default())
+        {
+            let (Some(channel_handle), Some(caller)) = (self.channels.remove(&channel), self.caller.clone()) else {
+                return session.channel_failure(channel);
+            };
+            session.channel_success(channel)?;
+            let path = words.get(1).cloned().unwrap_or_default();
+            tokio::spawn(run_git(self.engine.clone(), caller, channel_handle, service, path));
+            return Ok(());
+        }
         self.start(channel, argv, session)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum GitService {
+    ReceivePack,
+    UploadPack,
+}
+
+impl GitService {
+    fn from_word(word: &str) -> Option<GitService> {
+        match word {
+            "git-receive-pack" => Some(GitService::ReceivePack),
+            "git-upload-pack" => Some(GitService::UploadPack),
+            _ => None,
+        }
+    }
+}
+
+/// The app a git path names: `myapp`, `/myapp`, `myapp.git`, `~/myapp/`. Anything else,
+/// including any `..` or a deeper path, is not an app and is refused.
+fn git_path_app(path: &str) -> Result<String, String> {
+    let name = path.trim_start_matches("~/").trim_start_matches('/').trim_end_matches('/');
+    let name = name.strip_suffix(".git").unwrap_or(name);
+    crate::validate::app_name(name).map(str::to_string).map_err(|e| e.to_string())
+}
+
+/// Serves a push or fetch: the real `git receive-pack`/`upload-pack` on the app's bare
+/// repository, with the channel's streams bridged to it.
+async fn run_git(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>, service: GitService, path: String) {
+    let (mut reader, writer) = channel.split();
+    let mut stdout = writer.make_writer();
+    let mut stderr = writer.make_writer_ext(Some(1));
+    let code = match prepare_git(&engine, &caller, service, &path).await {
+        Err(message) => {
+            let _ = stderr.write_all(format!(" !     {message}\n").as_bytes()).await;
+            1
+        }
+        Ok(repo) => {
+            let program = match service {
+                GitService::ReceivePack => "receive-pack",
+                GitService::UploadPack => "upload-pack",
+            };
+            let child = tokio::process::Command::new("git")
+                .arg(program)
+                .arg(&repo)
+                .env("BERTH_ROOT", engine.root())
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn();
+            match child {
+                Err(e) => {
+                    let _ = stderr.write_all(format!(" !     cannot run git {program}: {e}\n").as_bytes()).await;
+                    1
+                }
+                Ok(mut child) => {
+                    let mut child_in = child.stdin.take();
+                    let mut child_out = child.stdout.take().expect("piped");
+                    let mut child_err = child.stderr.take().expect("piped");
+                    let stdin_pump = tokio::spawn(async move {
+                        while let Some(msg) = reader.wait().await {
+                            match msg {
+                                ChannelMsg::Data { data } => {
+                                    if let Some(input) = child_in.as_mut()
+                                        && input.write_all(&data).await.is_err()
+                                    {
+                                        child_in = None;
+                                    }
+                                }
+                                // After the pack, the client sends EOF and waits for the report.
+                                ChannelMsg::Eof => child_in = None,
+                                ChannelMsg::Close => break,
+                                _ => {}
+                            }
+                        }
+                    });
+                    let out_copy = tokio::io::copy(&mut child_out, &mut stdout);
+                    let err_copy = tokio::io::copy(&mut child_err, &mut stderr);
+                    let _ = tokio::join!(out_copy, err_copy);
+                    let status = child.wait().await;
+                    stdin_pump.abort();
+                    status.ok().and_then(|s| s.code()).unwrap_or(1)
+                }
+            }
+        }
+    };
+    let _ = stdout.flush().await;
+    let _ = stderr.flush().await;
+    let _ = writer.exit_status(code as u32).await;
+    let _ = writer.eof().await;
+    let _ = writer.close().await;
+}
+
+/// Authorizes the caller, creates the app on a first push (as dokku does), and makes sure
+/// the repository and its hook exist. Returns the repository's path.
+async fn prepare_git(engine: &Engine, caller: &Caller, service: GitService, path: &str) -> Result<std::path::PathBuf, String> {
+    let app = git_path_app(path)?;
+    if !caller.role.may_manage(&app) {
+        return Err(format!("Permission denied: key {} may not manage app {app}", caller.name));
+    }
+    if !engine.store.app_exists(&app) {
+        if service == GitService::UploadPack {
+            return Err(format!("App {app} does not exist"));
+        }
+        match crate::commands::apps::create_app(engine, &app).await {
+            Ok(()) => tracing::info!(app, "created by a first push"),
+            Err(crate::commands::CmdError::Store(crate::store::StoreError::AppExists(_))) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let repo = engine.store.repo_dir(&app);
+    crate::git::ensure_repo(&repo, &engine.exe, &engine.root(), &app).map_err(|e| format!("cannot prepare the repository of {app}: {e}"))?;
+    Ok(repo)
 }
 
 /// Splits an exec request by shell-word rules. Nothing here is ever given to a shell.
@@ -256,6 +380,16 @@ async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_paths_name_one_app() {
+        for (path, app) in [("myapp", "myapp"), ("/myapp", "myapp"), ("myapp.git", "myapp"), ("~/myapp/", "myapp"), ("/myapp.git", "myapp")] {
+            assert_eq!(git_path_app(path).unwrap(), app, "{path}");
+        }
+        for bad in ["", "../etc", "/var/lib/berth/apps/x", "a/b", "My", "x;y"] {
+            assert!(git_path_app(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn commands_split_by_shell_words() {

@@ -20,11 +20,57 @@ pub struct AppConfig {
     /// Proxy port mappings; empty means the default, `http:80:5000`.
     #[serde(default, with = "port_strings")]
     pub ports: Vec<PortMap>,
+    /// The branch whose pushes deploy; None means `main` or `master`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_branch: Option<String>,
+    #[serde(default)]
+    pub checks: ChecksConfig,
+}
+
+/// `checks:*` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChecksConfig {
+    /// No readiness checks, and old containers stop as soon as the new ones run.
+    pub disabled: bool,
+    /// No readiness checks; the swap is otherwise as usual.
+    pub skipped: bool,
+    /// Seconds a new container has to become ready.
+    pub timeout: u64,
+    /// Seconds old containers keep running after traffic has moved.
+    pub wait_to_retire: u64,
+    /// Bad answers (HTTP ≥ 500, wrong content) tolerated once the port accepts.
+    pub attempts: u32,
+}
+
+impl Default for ChecksConfig {
+    fn default() -> Self {
+        ChecksConfig { disabled: false, skipped: false, timeout: 60, wait_to_retire: 10, attempts: 5 }
+    }
 }
 
 impl AppConfig {
     pub fn new() -> AppConfig {
         AppConfig { created_at: crate::unix_now(), ..AppConfig::default() }
+    }
+
+    /// Whether a push to `branch` deploys.
+    pub fn deploys_branch(&self, branch: &str) -> bool {
+        match &self.deploy_branch {
+            Some(b) => b == branch,
+            None => branch == "main" || branch == "master",
+        }
+    }
+
+    /// The port the app's web containers listen on: the first mapping's container port,
+    /// or PORT from the env when no mapping was set explicitly (as dokku does).
+    pub fn container_port(&self) -> u16 {
+        if self.ports.is_empty()
+            && let Some(port) = self.env.get("PORT").and_then(|p| crate::validate::port(p).ok())
+        {
+            return port;
+        }
+        self.effective_ports()[0].container
     }
 
     /// The mappings in force: the configured ones, or the default.

@@ -8,10 +8,12 @@
 mod app;
 mod global;
 mod keys;
+mod releases;
 
-pub use app::AppConfig;
+pub use app::{AppConfig, ChecksConfig};
 pub use global::GlobalConfig;
 pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};
+pub use releases::{Release, Releases, Status};
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -184,6 +186,23 @@ impl Store {
         let dir = self.app_dir(app);
         fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
         sync_dir(&self.root.join("apps"))
+    }
+
+    pub fn repo_dir(&self, app: &str) -> PathBuf {
+        self.app_dir(app).join("repo.git")
+    }
+
+    pub fn load_releases(&self, app: &str) -> Result<Releases> {
+        let path = self.app_dir(app).join("releases.toml");
+        if !path.exists() {
+            return Ok(Releases::default());
+        }
+        read_toml(&path)
+    }
+
+    /// Call with the app's lock held. Holds env snapshots: 0600.
+    pub fn save_releases(&self, app: &str, releases: &Releases) -> Result<()> {
+        write_toml(&self.app_dir(app).join("releases.toml"), releases, 0o600)
     }
 
     pub fn load_keys(&self) -> Result<AuthorizedKeys> {

@@ -1,0 +1,300 @@
+//! Readiness checks: which checks a release has (app.json, dokku's format) and probing a
+//! new container until it passes them.
+//!
+//! Parsing is pure. Probing polls every 200 ms instead of sleeping a fixed time: the swap
+//! happens as soon as the app is ready, and an app that crashes fails the deploy at once.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::store::AppConfig;
+
+/// How often a container is probed while it starts.
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// One check of the `web` process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSpec {
+    pub name: String,
+    /// Request path, starting with `/`.
+    pub path: String,
+    /// Text the body must contain, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Bad answers tolerated (overrides `checks:set attempts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Seconds one request may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<u64>,
+    /// Seconds to wait after the container starts before the first probe.
+    #[serde(default)]
+    pub initial_delay: u64,
+    /// Port to probe instead of the app's container port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+impl CheckSpec {
+    /// With no app.json checks: the port accepts and HTTP answers below 500.
+    pub fn default_check() -> CheckSpec {
+        CheckSpec {
+            name: "default".into(),
+            path: "/".into(),
+            content: None,
+            attempts: None,
+            request_timeout: None,
+            initial_delay: 0,
+            port: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AppJson {
+    #[serde(default)]
+    healthchecks: std::collections::HashMap<String, Vec<RawCheck>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawCheck {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    name: Option<String>,
+    path: Option<String>,
+    content: Option<String>,
+    attempts: Option<u32>,
+    timeout: Option<u64>,
+    initial_delay: Option<u64>,
+    port: Option<u16>,
+    command: Option<serde_json::Value>,
+}
+
+/// The web checks of an app.json, in dokku's format. No app.json, or no checks for web,
+/// gives an empty list (the default check applies). A malformed file is an error.
+pub fn parse_app_json(text: &str) -> Result<Vec<CheckSpec>, String> {
+    let app: AppJson = serde_json::from_str(text).map_err(|e| format!("app.json is not valid: {e}"))?;
+    let Some(raw) = app.healthchecks.get("web") else { return Ok(Vec::new()) };
+    let mut checks = Vec::new();
+    for (i, check) in raw.iter().enumerate() {
+        let name = check.name.clone().unwrap_or_else(|| format!("check {}", i + 1));
+        // liveness checks are for running containers, not for the swap.
+        if matches!(check.kind.as_deref(), Some("liveness")) {
+            continue;
+        }
+        if check.command.is_some() {
+            return Err(format!("app.json check {name:?}: command checks are not supported yet; use path"));
+        }
+        let path = check.path.clone().unwrap_or_else(|| "/".into());
+        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("app.json check {name:?}: path must start with / and contain no spaces"));
+        }
+        checks.push(CheckSpec {
+            name,
+            path,
+            content: check.content.clone(),
+            attempts: check.attempts,
+            request_timeout: check.timeout,
+            initial_delay: check.initial_delay.unwrap_or(0),
+            port: check.port,
+        });
+    }
+    Ok(checks)
+}
+
+/// What one probe saw.
+#[derive(Debug, PartialEq)]
+enum Probe {
+    /// Not listening yet (refused, reset, or no answer in time): keep waiting.
+    NotYet(String),
+    Passed(u16),
+    /// Answered, but badly: counts against the attempts.
+    Bad(String),
+}
+
+async fn probe(addr: &str, spec: &CheckSpec, request_timeout: Duration) -> Probe {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await.map_err(|e| Probe::NotYet(e.to_string()))?;
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: berth-checks\r\nConnection: close\r\n\r\n",
+            spec.path
+        );
+        stream.write_all(request.as_bytes()).await.map_err(|e| Probe::NotYet(e.to_string()))?;
+        let mut response = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    response.extend_from_slice(&buf[..n]);
+                    if response.len() > 1024 * 1024 {
+                        break;
+                    }
+                }
+                Err(e) if response.is_empty() => return Err(Probe::NotYet(e.to_string())),
+                Err(_) => break,
+            }
+        }
+        Ok(response)
+    };
+    let response = match tokio::time::timeout(request_timeout, attempt).await {
+        Err(_) => return Probe::NotYet(format!("no answer within {}s", request_timeout.as_secs())),
+        Ok(Err(probe)) => return probe,
+        Ok(Ok(response)) => response,
+    };
+    judge(&response, spec)
+}
+
+/// Judges a raw HTTP response against a check. Pure.
+fn judge(response: &[u8], spec: &CheckSpec) -> Probe {
+    if response.is_empty() {
+        return Probe::NotYet("connection closed without an answer".into());
+    }
+    let text = String::from_utf8_lossy(response);
+    let status_line = text.lines().next().unwrap_or_default();
+    let status: Option<u16> = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+    let Some(status) = status.filter(|_| status_line.starts_with("HTTP/")) else {
+        return Probe::Bad(format!("GET {} answered something that is not HTTP", spec.path));
+    };
+    if status >= 500 {
+        return Probe::Bad(format!("GET {} answered {status}", spec.path));
+    }
+    if let Some(content) = &spec.content {
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        if !body.contains(content.as_str()) {
+            return Probe::Bad(format!("GET {} answered {status} without {content:?} in the body", spec.path));
+        }
+    }
+    Probe::Passed(status)
+}
+
+/// Waits until one container passes every check, or fails.
+/// `alive` is asked every round, so a container that exits fails the deploy at once.
+pub async fn wait_ready<F, Fut>(ip: &str, port: u16, specs: &[CheckSpec], config: &AppConfigChecks, alive: F) -> Result<Duration, String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(config.timeout);
+    for spec in specs {
+        if spec.initial_delay > 0 {
+            tokio::time::sleep(Duration::from_secs(spec.initial_delay)).await;
+        }
+        let addr = format!("{ip}:{}", spec.port.unwrap_or(port));
+        let allowed = spec.attempts.unwrap_or(config.attempts);
+        let request_timeout = Duration::from_secs(spec.request_timeout.unwrap_or(5));
+        let mut bad = 0;
+        let mut last: String;
+        loop {
+            alive().await?;
+            match probe(&addr, spec, request_timeout).await {
+                Probe::Passed(_) => break,
+                Probe::NotYet(why) => last = format!("port {} not answering ({why})", spec.port.unwrap_or(port)),
+                Probe::Bad(why) => {
+                    bad += 1;
+                    last = why;
+                    if bad > allowed {
+                        return Err(format!("check {:?} failed: {last} ({bad} times)", spec.name));
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("check {:?} did not pass within {}s: {last}", spec.name, config.timeout));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// The `checks:*` settings a probe needs.
+pub type AppConfigChecks = crate::store::ChecksConfig;
+
+/// The checks a release runs: app.json's, or the default one.
+pub fn effective(specs: &[CheckSpec]) -> Vec<CheckSpec> {
+    if specs.is_empty() { vec![CheckSpec::default_check()] } else { specs.to_vec() }
+}
+
+/// Shown in reports.
+pub fn describe(config: &AppConfig) -> &'static str {
+    if config.checks.disabled {
+        "disabled"
+    } else if config.checks.skipped {
+        "skipped"
+    } else {
+        "enabled"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dokku_healthchecks() {
+        let json = r#"{"healthchecks": {"web": [
+            {"type": "startup", "name": "health", "path": "/health", "content": "ok", "attempts": 2, "timeout": 3},
+            {"type": "liveness", "path": "/live"},
+            {"path": "/second", "initialDelay": 1, "port": 8080}
+        ], "worker": [{"path": "/x"}]}}"#;
+        let checks = parse_app_json(json).unwrap();
+        assert_eq!(checks.len(), 2);
+        assert_eq!(checks[0].path, "/health");
+        assert_eq!(checks[0].content.as_deref(), Some("ok"));
+        assert_eq!(checks[0].attempts, Some(2));
+        assert_eq!(checks[1].initial_delay, 1);
+        assert_eq!(checks[1].port, Some(8080));
+        assert_eq!(parse_app_json("{}").unwrap(), vec![]);
+        assert!(parse_app_json("{not json").is_err());
+        assert!(parse_app_json(r#"{"healthchecks":{"web":[{"path":"no-slash"}]}}"#).is_err());
+        assert!(parse_app_json(r#"{"healthchecks":{"web":[{"path":"/a b"}]}}"#).is_err());
+        assert!(parse_app_json(r#"{"healthchecks":{"web":[{"command":["true"]}]}}"#).is_err());
+    }
+
+    #[test]
+    fn judges_http_answers() {
+        let spec = CheckSpec::default_check();
+        assert_eq!(judge(b"HTTP/1.1 200 OK\r\n\r\nhi", &spec), Probe::Passed(200));
+        assert_eq!(judge(b"HTTP/1.0 404 Not Found\r\n\r\n", &spec), Probe::Passed(404));
+        assert!(matches!(judge(b"HTTP/1.1 502 Bad Gateway\r\n\r\n", &spec), Probe::Bad(_)));
+        assert!(matches!(judge(b"SSH-2.0-x\r\n", &spec), Probe::Bad(_)));
+        assert!(matches!(judge(b"", &spec), Probe::NotYet(_)));
+        let content = CheckSpec { content: Some("ready".into()), ..CheckSpec::default_check() };
+        assert_eq!(judge(b"HTTP/1.1 200 OK\r\n\r\nall ready", &content), Probe::Passed(200));
+        assert!(matches!(judge(b"HTTP/1.1 200 OK\r\n\r\nstarting", &content), Probe::Bad(_)));
+    }
+
+    #[tokio::test]
+    async fn a_port_that_never_answers_times_out_and_a_dead_container_fails_at_once() {
+        let config = AppConfigChecks { timeout: 1, ..Default::default() };
+        let specs = effective(&[]);
+        // Port 1 on loopback: refused.
+        let err = wait_ready("127.0.0.1", 1, &specs, &config, || async { Ok(()) }).await.unwrap_err();
+        assert!(err.contains("did not pass within 1s"), "{err}");
+        let err = wait_ready("127.0.0.1", 1, &specs, &config, || async { Err("container exited with code 3".to_string()) })
+            .await
+            .unwrap_err();
+        assert_eq!(err, "container exited with code 3");
+    }
+
+    #[tokio::test]
+    async fn a_listening_http_server_passes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+            }
+        });
+        let config = AppConfigChecks::default();
+        wait_ready("127.0.0.1", port, &effective(&[]), &config, || async { Ok(()) }).await.unwrap();
+    }
+}

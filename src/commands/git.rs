@@ -1,0 +1,72 @@
+//! `git:*`: the deploy branch, and `git:receive`, which the pre-receive hook calls.
+
+use super::{CmdError, CmdResult, Ctx, failed};
+use crate::deploy::{self, Source};
+use crate::output::{Format, Report, print_reports};
+use crate::{git, validate};
+
+/// A build context larger than this is refused (the tar is held in memory).
+const MAX_CONTEXT: usize = 2 * 1024 * 1024 * 1024;
+const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+
+pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: Option<&str>) -> CmdResult {
+    validate::app_name(app)?;
+    match key {
+        "deploy-branch" => {
+            let branch = match value {
+                Some(b) if git::valid_branch(b) => Some(b.to_string()),
+                Some(b) => return Err(failed(format!("Invalid branch name {}", validate::quoted(b)))),
+                None => None,
+            };
+            ctx.engine
+                .update_app(app, |config| {
+                    config.deploy_branch = branch.clone();
+                    Ok::<_, CmdError>(())
+                })
+                .await?;
+            let shown = branch.unwrap_or_else(|| "main or master".into());
+            ctx.out.step(format!("Set deploy-branch of {app} to {shown}")).await;
+            Ok(())
+        }
+        other => Err(failed(format!("Unknown git setting {}: the settings are: deploy-branch", validate::quoted(other)))),
+    }
+}
+
+pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
+    let reports = super::apps::for_each_app(ctx, app, |ctx, name, config| {
+        let repo = ctx.engine.store.repo_dir(name);
+        let branch = config.deploy_branch.clone().unwrap_or_else(|| "main".into());
+        let head = git::branch_head(&repo, &branch).ok().flatten().map(|o| o.to_string()).unwrap_or_default();
+        Report::new(format!("{name} git information"))
+            .row("Git deploy branch", config.deploy_branch.clone().unwrap_or_else(|| "main (or master)".into()))
+            .row("Git sha", head)
+            .row("Git repo", repo.display().to_string())
+    })?;
+    print_reports(&ctx.out, &reports, app.is_some(), format).await;
+    Ok(())
+}
+
+/// Called by the pre-receive hook with the pushed commit's tree (a tar) on stdin.
+pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname: &str) -> CmdResult {
+    validate::app_name(app)?;
+    let branch = refname.strip_prefix("refs/heads/").ok_or_else(|| failed(format!("{refname} is not a branch")))?;
+    let tar = ctx
+        .input
+        .read_to_end(MAX_CONTEXT)
+        .await
+        .map_err(|_| failed("The pushed tree is larger than 2 GiB: berth refuses it"))?;
+    let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    // Another push may have landed while this one waited: deploying now would serve a
+    // commit the branch will not point to.
+    let expected = if old == ZERO_SHA { None } else { Some(old.to_string()) };
+    let repo = ctx.engine.store.repo_dir(app);
+    let current = git::branch_head(&repo, branch).map_err(|e| failed(e.to_string()))?.map(|o| o.to_string());
+    if current != expected {
+        return Err(failed(format!(
+            "{branch} moved while this push waited for another deploy of {app}: fetch, merge and push again"
+        )));
+    }
+    let source = Source::Build { tar, git_sha: new.to_string() };
+    deploy::deploy_locked(ctx.engine, app, source, "git push", &ctx.out).await.map_err(CmdError::Failed)?;
+    Ok(())
+}

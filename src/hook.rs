@@ -1,0 +1,63 @@
+//! `berth git-hook APP`: the pre-receive hook of every app repository.
+//!
+//! It runs inside `git receive-pack`, where the pushed objects are still quarantined: it
+//! reads them with git2 (`open_from_env`), sends the commit's tree to the daemon as a tar,
+//! and relays the deploy's output, which git shows the pusher as `remote:` lines. A non-zero
+//! exit rejects the push, so the branch never points at a commit that failed to deploy.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use crate::store::Store;
+
+const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+
+pub async fn run(root: &Path, app: &str) -> i32 {
+    let updates: Vec<(String, String, String)> = std::io::stdin()
+        .lock()
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            Some((parts.next()?.to_string(), parts.next()?.to_string(), parts.next()?.to_string()))
+        })
+        .collect();
+    let config = match Store::open(root).and_then(|s| s.load_app(app)) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!(" !     {e}");
+            return 1;
+        }
+    };
+    let wanted = config.deploy_branch.clone().unwrap_or_else(|| "main".into());
+    for (old, new, refname) in updates {
+        let Some(branch) = refname.strip_prefix("refs/heads/") else { continue };
+        if !config.deploys_branch(branch) {
+            println!("-----> Pushed {branch}: not deployed ({app} deploys {wanted}; git:set {app} deploy-branch to change)");
+            continue;
+        }
+        if new == ZERO_SHA {
+            println!("-----> Deleted {branch}: the running release keeps serving");
+            continue;
+        }
+        let tar = match tar_pushed(&new) {
+            Ok(tar) => tar,
+            Err(e) => {
+                eprintln!(" !     Cannot read the pushed commit {new}: {e}");
+                return 1;
+            }
+        };
+        let argv = vec!["git:receive".into(), app.into(), old, new, refname];
+        let code = crate::client::run_with(root, argv, std::io::Cursor::new(tar), true).await;
+        if code != 0 {
+            return code;
+        }
+    }
+    0
+}
+
+fn tar_pushed(sha: &str) -> Result<Vec<u8>, String> {
+    let repo = git2::Repository::open_from_env().map_err(|e| e.to_string())?;
+    let oid = git2::Oid::from_str(sha).map_err(|e| e.to_string())?;
+    crate::git::tar_commit(&repo, oid).map_err(|e| e.to_string())
+}

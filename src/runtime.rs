@@ -1,0 +1,235 @@
+//! The Docker engine, through bollard: images, containers, the `berth` network.
+//!
+//! Only API 1.41 features (Debian's engine 20.10). Every container berth runs carries
+//! labels saying whose it is, so state can be rebuilt from the engine after a restart.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    BuildImageOptions, CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions,
+};
+use futures_util::StreamExt;
+
+use crate::output::Output;
+
+pub const NETWORK: &str = "berth";
+pub const LABEL_APP: &str = "berth.app";
+pub const LABEL_PROCESS: &str = "berth.process";
+pub const LABEL_RELEASE: &str = "berth.release";
+/// The berth root a container belongs to: several roots (tests) can share one engine.
+pub const LABEL_ROOT: &str = "berth.root";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("the Docker engine is not reachable ({0}); start it with `dockerd` or `systemctl start docker`")]
+    Unreachable(String),
+    #[error("build failed: {0}")]
+    Build(String),
+    #[error("Docker: {0}")]
+    Docker(#[from] bollard::errors::Error),
+}
+
+#[derive(Clone)]
+pub struct Runtime {
+    docker: Docker,
+    root: String,
+}
+
+/// A container of an app, as the engine reports it.
+#[derive(Debug, Clone)]
+pub struct AppContainer {
+    pub id: String,
+    pub name: String,
+    pub process: String,
+    pub release: u32,
+    pub running: bool,
+}
+
+/// What to run.
+pub struct ContainerSpec<'a> {
+    pub app: &'a str,
+    pub process: &'a str,
+    pub index: u32,
+    pub release: u32,
+    pub image: &'a str,
+    pub env: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+}
+
+impl Runtime {
+    pub async fn connect(root: std::path::PathBuf) -> Result<Runtime, RuntimeError> {
+        let docker = Docker::connect_with_local_defaults().map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
+        let docker = docker.negotiate_version().await.map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
+        Ok(Runtime { docker, root: root.display().to_string() })
+    }
+
+    pub async fn ensure_network(&self) -> Result<(), RuntimeError> {
+        if self.docker.inspect_network(NETWORK, None).await.is_ok() {
+            return Ok(());
+        }
+        let request = NetworkCreateRequest { name: NETWORK.into(), driver: Some("bridge".into()), ..Default::default() };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Created concurrently by another deploy.
+            Err(_) if self.docker.inspect_network(NETWORK, None).await.is_ok() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Builds `context` (a tar with a Dockerfile at its root) as `tag`, streaming the build
+    /// output as detail lines. Returns the image id.
+    pub async fn build(&self, context: Vec<u8>, tag: &str, out: &Output) -> Result<String, RuntimeError> {
+        let options = BuildImageOptions { dockerfile: "Dockerfile".into(), t: Some(tag.into()), rm: true, forcerm: true, ..Default::default() };
+        let mut stream = self.docker.build_image(options, None, Some(bollard::body_full(context.into())));
+        let mut pending = String::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                        return Err(RuntimeError::Build(detail.trim().to_string()));
+                    }
+                    if let Some(text) = info.stream {
+                        pending.push_str(&text);
+                        while let Some(pos) = pending.find('\n') {
+                            let line: String = pending.drain(..=pos).collect();
+                            let line = line.trim_end();
+                            if !line.is_empty() {
+                                out.detail(line).await;
+                            }
+                        }
+                    }
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => return Err(RuntimeError::Build(error.trim().to_string())),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let image = self.docker.inspect_image(tag).await?;
+        image.id.ok_or_else(|| RuntimeError::Build("the engine reported no image id".into()))
+    }
+
+    /// Creates and starts one container on the berth network; returns its id.
+    pub async fn start(&self, spec: &ContainerSpec<'_>) -> Result<String, RuntimeError> {
+        // Names are unique per engine; the root's hash keeps two roots (tests) apart.
+        let name = format!("berth-{}-{}.{}-v{}-{}", spec.app, spec.process, spec.index, spec.release, self.root_tag());
+        let labels = HashMap::from([
+            (LABEL_APP.to_string(), spec.app.to_string()),
+            (LABEL_PROCESS.to_string(), spec.process.to_string()),
+            (LABEL_RELEASE.to_string(), spec.release.to_string()),
+            (LABEL_ROOT.to_string(), self.root.clone()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(spec.image.to_string()),
+            env: Some(spec.env.clone()),
+            cmd: spec.cmd.clone(),
+            labels: Some(labels),
+            hostname: Some(format!("{}-{}-{}", spec.app, spec.process, spec.index)),
+            host_config: Some(HostConfig {
+                network_mode: Some(NETWORK.into()),
+                restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+                init: Some(true),
+                log_config: Some(bollard::models::HostConfigLogConfig {
+                    typ: Some("json-file".into()),
+                    config: Some(HashMap::from([("max-size".into(), "10m".into()), ("max-file".into(), "3".into())])),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // A container of the same name is left from an interrupted attempt at this release.
+        let _ = self.remove(&name).await;
+        let created = self.docker.create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body).await?;
+        if let Err(e) = self.docker.start_container(&created.id, None).await {
+            let _ = self.remove(&created.id).await;
+            return Err(e.into());
+        }
+        Ok(created.id)
+    }
+
+    fn root_tag(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.root.hash(&mut h);
+        format!("{:08x}", h.finish() as u32)
+    }
+
+    /// The container's address on the berth network.
+    pub async fn ip(&self, id: &str) -> Result<String, RuntimeError> {
+        let info = self.docker.inspect_container(id, None).await?;
+        info.network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(NETWORK))
+            .and_then(|n| n.ip_address)
+            .filter(|ip| !ip.is_empty())
+            .ok_or_else(|| RuntimeError::Build(format!("container {id} has no address on the {NETWORK} network")))
+    }
+
+    /// Ok while the container runs; otherwise why it stopped.
+    pub async fn alive(&self, id: &str) -> Result<(), String> {
+        match self.docker.inspect_container(id, None).await {
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                if state.running == Some(true) && state.restarting != Some(true) {
+                    Ok(())
+                } else {
+                    Err(format!("the container exited with code {}", state.exit_code.unwrap_or(-1)))
+                }
+            }
+            Err(e) => Err(format!("the container is gone: {e}")),
+        }
+    }
+
+    /// The last `lines` lines of a container's output.
+    pub async fn tail(&self, id: &str, lines: usize) -> Vec<String> {
+        let options = LogsOptions { stdout: true, stderr: true, tail: lines.to_string(), ..Default::default() };
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        text.lines().map(str::to_string).collect()
+    }
+
+    /// SIGTERM, SIGKILL after `stop_timeout`, then remove.
+    pub async fn retire(&self, id: &str, stop_timeout: Duration) -> Result<(), RuntimeError> {
+        let options = StopContainerOptions { t: Some(stop_timeout.as_secs() as i32), signal: None };
+        let _ = self.docker.stop_container(id, Some(options)).await;
+        self.remove(id).await
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every container berth runs for `app`, running or not.
+    pub async fn containers(&self, app: &str) -> Result<Vec<AppContainer>, RuntimeError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_APP}={app}"), format!("{LABEL_ROOT}={}", self.root)])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let list = self.docker.list_containers(Some(options)).await?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                AppContainer {
+                    id: c.id.unwrap_or_default(),
+                    name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').to_string(),
+                    process: labels.get(LABEL_PROCESS).cloned().unwrap_or_default(),
+                    release: labels.get(LABEL_RELEASE).and_then(|r| r.parse().ok()).unwrap_or(0),
+                    running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
+                }
+            })
+            .collect())
+    }
+
+    pub async fn remove_image(&self, image: &str) {
+        let _ = self.docker.remove_image(image, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+    }
+}

@@ -1,0 +1,99 @@
+//! An app's release history: `apps/<app>/releases.toml`.
+//!
+//! A release is what runs: an image, the env it runs with, and where it came from. Every
+//! deploy, config change and restart makes a new one; at most one is `active`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::checks::CheckSpec;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Releases {
+    #[serde(default, rename = "release")]
+    pub releases: Vec<Release>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub version: u32,
+    /// Image id (`sha256:…`) and the tag berth gave it.
+    pub image: String,
+    pub image_tag: String,
+    pub git_sha: String,
+    /// Why it was made: `git push`, `config:set`, `ps:restart`, `ps:rebuild`.
+    pub cause: String,
+    pub created_at: u64,
+    pub status: Status,
+    /// The env the containers get (config snapshot; PORT is added at start).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Readiness checks from the app's app.json at that commit.
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Serving traffic.
+    Active,
+    /// Served before; replaced by a newer release.
+    Superseded,
+    /// Never served: the build, start or checks failed.
+    Failed,
+}
+
+impl Releases {
+    pub fn active(&self) -> Option<&Release> {
+        self.releases.iter().rev().find(|r| r.status == Status::Active)
+    }
+
+    pub fn next_version(&self) -> u32 {
+        self.releases.iter().map(|r| r.version).max().unwrap_or(0) + 1
+    }
+
+    /// Marks `version` active and the previous active release superseded.
+    pub fn activate(&mut self, version: u32) {
+        for r in &mut self.releases {
+            if r.version == version {
+                r.status = Status::Active;
+            } else if r.status == Status::Active {
+                r.status = Status::Superseded;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(version: u32, status: Status) -> Release {
+        Release {
+            version,
+            image: format!("sha256:{version}"),
+            image_tag: format!("berth/app:v{version}"),
+            git_sha: "abc".into(),
+            cause: "git push".into(),
+            created_at: 1,
+            status,
+            env: BTreeMap::new(),
+            checks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn activation_supersedes_the_previous_release() {
+        let mut r = Releases { releases: vec![release(1, Status::Active), release(2, Status::Failed), release(3, Status::Failed)] };
+        assert_eq!(r.active().unwrap().version, 1);
+        assert_eq!(r.next_version(), 4);
+        r.activate(3);
+        assert_eq!(r.active().unwrap().version, 3);
+        assert_eq!(r.releases[0].status, Status::Superseded);
+        assert_eq!(r.releases[1].status, Status::Failed);
+        let text = toml::to_string_pretty(&r).unwrap();
+        assert_eq!(toml::from_str::<Releases>(&text).unwrap(), r);
+    }
+}
