@@ -111,7 +111,12 @@ async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig,
     let started = Instant::now();
     let id = runtime.start(&spec).await.map_err(|e| format!("cannot start web.1: {e}; {keeps_serving}"))?;
     let ready = async {
-        let ip = runtime.ip(&id).await.map_err(|e| e.to_string())?;
+        // A container that crashes at once is restarting and has no address: say why.
+        runtime.alive(&id).await?;
+        let ip = match runtime.ip(&id).await {
+            Ok(ip) => ip,
+            Err(e) => return Err(runtime.alive(&id).await.err().unwrap_or_else(|| e.to_string())),
+        };
         if config.checks.disabled || config.checks.skipped {
             runtime.alive(&id).await?;
             return Ok((ip, None));
@@ -121,6 +126,10 @@ async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig,
         Ok::<_, String>((ip, Some(waited)))
     }
     .await;
+    let ready = match ready {
+        Ok(found) => runtime.keep_running(&id).await.map(|()| found).map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
     let ip = match ready {
         Ok((ip, Some(_))) => {
             out.step(format!("Starting web.1 … checks passed in {}", secs(started.elapsed()))).await;
@@ -199,6 +208,7 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
         env.push(format!("PORT={port}"));
         let spec = ContainerSpec { app, process: "web", index: 1, release: active.version, image: &active.image, env, cmd: None };
         started_id = runtime.start(&spec).await.map_err(|e| e.to_string())?;
+        runtime.keep_running(&started_id).await.map_err(|e| e.to_string())?;
         tracing::info!(app, release = active.version, "restarted the active release's web container");
     } else {
         started_id = current.remove(0).id.clone();

@@ -29,6 +29,8 @@ pub enum RuntimeError {
     Unreachable(String),
     #[error("build failed: {0}")]
     Build(String),
+    #[error("{0}")]
+    Container(String),
     #[error("Docker: {0}")]
     Docker(#[from] bollard::errors::Error),
 }
@@ -129,7 +131,9 @@ impl Runtime {
             hostname: Some(format!("{}-{}-{}", spec.app, spec.process, spec.index)),
             host_config: Some(HostConfig {
                 network_mode: Some(NETWORK.into()),
-                restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+                // No restarts until it has proved it starts (see `keep_running`): a crash
+                // during start-up must fail the deploy, not loop.
+                restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
                 init: Some(true),
                 log_config: Some(bollard::models::HostConfigLogConfig {
                     typ: Some("json-file".into()),
@@ -164,7 +168,15 @@ impl Runtime {
             .and_then(|mut n| n.remove(NETWORK))
             .and_then(|n| n.ip_address)
             .filter(|ip| !ip.is_empty())
-            .ok_or_else(|| RuntimeError::Build(format!("container {id} has no address on the {NETWORK} network")))
+            .ok_or_else(|| RuntimeError::Container(format!("the container has no address on the {NETWORK} network")))
+    }
+
+    /// From now on the engine restarts the container whenever it stops (and after a reboot),
+    /// unless berth stops it.
+    pub async fn keep_running(&self, id: &str) -> Result<(), RuntimeError> {
+        let policy = RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None };
+        let body = bollard::models::ContainerUpdateBody { restart_policy: Some(policy), ..Default::default() };
+        Ok(self.docker.update_container(id, body).await?)
     }
 
     /// Ok while the container runs; otherwise why it stopped.

@@ -7,9 +7,9 @@ use crate::store::{AppConfig, StoreError};
 use crate::validate;
 
 pub async fn create(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
-    validate::app_name(app)?;
+    create_app(ctx.engine, app).await?;
     ctx.out.step(format!("Creating {app}...")).await;
-    create_app(ctx.engine, app).await
+    Ok(())
 }
 
 /// Creates an app with its default vhosts (`app.<global domain>`); also used by the first

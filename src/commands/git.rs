@@ -55,7 +55,7 @@ pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname
         .read_to_end(MAX_CONTEXT)
         .await
         .map_err(|_| failed("The pushed tree is larger than 2 GiB: berth refuses it"))?;
-    let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    let deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     // Another push may have landed while this one waited: deploying now would serve a
     // commit the branch will not point to.
     let expected = if old == ZERO_SHA { None } else { Some(old.to_string()) };
@@ -68,5 +68,21 @@ pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname
     }
     let source = Source::Build { tar, git_sha: new.to_string() };
     deploy::deploy_locked(ctx.engine, app, source, "git push", &ctx.out).await.map_err(CmdError::Failed)?;
+    // git updates the branch only after this hook returns. Until it has, the next push
+    // must not look at the branch: keep the deploy lock until it moves (or git gave up).
+    let (branch, new) = (branch.to_string(), new.to_string());
+    tokio::spawn(async move {
+        let _deploying = deploying;
+        let deadline = std::time::Instant::now() + REF_UPDATE_WAIT;
+        while std::time::Instant::now() < deadline {
+            if git::branch_head(&repo, &branch).ok().flatten().is_some_and(|oid| oid.to_string() == new) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
     Ok(())
 }
+
+/// How long a deploy's lock outlives it, waiting for git to move the branch.
+const REF_UPDATE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -75,7 +75,14 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     pub port: u16,
+    /// Where this daemon's nginx serves HTTP.
+    pub http_port: u16,
     pub admin: Key,
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Daemon {
@@ -83,7 +90,7 @@ impl Daemon {
     pub fn start() -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let admin = keygen(dir.path(), "admin");
-        let mut daemon = Daemon { dir, child: None, port: 0, admin };
+        let mut daemon = Daemon { dir, child: None, port: 0, http_port: free_port(), admin };
         daemon.boot();
         daemon.local(&["ssh-keys:add", "admin"], daemon.admin.public.clone().as_bytes()).ok();
         daemon
@@ -101,7 +108,9 @@ impl Daemon {
         let child = Command::new(BERTH)
             .arg("--root")
             .arg(self.root())
-            .args(["daemon", "--ssh-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0"])
+            .args(["daemon", "--ssh-listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0"])
+            .arg("--http-listen")
+            .arg(format!("127.0.0.1:{}", self.http_port))
             .env("BERTH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -195,5 +204,114 @@ impl Drop for Daemon {
             eprintln!("--- daemon log ---\n{}", self.log());
         }
         self.kill();
+        // nginx and app containers outlive the daemon by design: clean up this root's.
+        if let Ok(pid) = std::fs::read_to_string(self.root().join("nginx/nginx.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        let label = format!("label=berth.root={}", self.root().display());
+        if let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", &label]).output() {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            }
+        }
     }
+}
+
+/// `berth-test/busybox`: FROM scratch plus Debian's busybox-static, built once per run.
+/// No registry is reachable, so every test image starts from it.
+pub fn base_image() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy("/bin/busybox", dir.path().join("busybox")).expect("busybox-static is installed (scripts/test.sh)");
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+        )
+        .unwrap();
+        let status = Command::new("docker").args(["build", "-q", "-t", "berth-test/busybox"]).arg(dir.path()).stdout(Stdio::null()).status().unwrap();
+        assert!(status.success(), "cannot build the busybox base image");
+    });
+}
+
+/// A git repository of an app, pushed with the real git over the real ssh.
+pub struct AppRepo {
+    pub dir: PathBuf,
+}
+
+impl AppRepo {
+    pub fn new(d: &Daemon, name: &str) -> AppRepo {
+        base_image();
+        let dir = d.dir.path().join(format!("src-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let repo = AppRepo { dir };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo.git(&["config", "user.email", "t@example.com"]);
+        repo.git(&["config", "user.name", "t"]);
+        repo.git(&["remote", "add", "deploy", &format!("ssh://berth@127.0.0.1:{}/{name}", d.port)]);
+        repo
+    }
+
+    pub fn git(&self, args: &[&str]) -> Out {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(&self.dir).args(args);
+        run(cmd, b"")
+    }
+
+    pub fn write(&self, path: &str, text: &str) -> &AppRepo {
+        let file = self.dir.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+        self
+    }
+
+    pub fn commit(&self, message: &str) -> &AppRepo {
+        self.git(&["add", "-A"]).ok();
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]).ok();
+        self
+    }
+
+    /// `git push deploy BRANCH` as the daemon's admin.
+    pub fn push(&self, d: &Daemon, refspec: &str) -> Out {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(&self.dir).args(["push", "deploy", refspec]);
+        let ssh = format!(
+            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -F /dev/null",
+            d.admin.private.display()
+        );
+        cmd.env("GIT_SSH_COMMAND", ssh);
+        run(cmd, b"")
+    }
+}
+
+/// A Dockerfile serving `text` at / with busybox httpd on $PORT, after `delay` seconds.
+pub fn web_dockerfile(text: &str, delay: u32) -> String {
+    format!(
+        "FROM berth-test/busybox\nRUN mkdir /www && echo '{text}' > /www/index.html\nCMD [\"sh\", \"-c\", \"sleep {delay}; exec httpd -f -p $PORT -h /www\"]\n"
+    )
+}
+
+/// GET / with a Host header from this daemon's nginx: (status, body).
+pub fn get(d: &Daemon, host: &str) -> (u16, String) {
+    http_get(d.http_port, host, "/")
+}
+
+pub fn http_get(port: u16, host: &str, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, "connection refused".into());
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (0, "write failed".into());
+    }
+    let mut response = String::new();
+    if stream.read_to_string(&mut response).is_err() && response.is_empty() {
+        return (0, "read failed".into());
+    }
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string()).unwrap_or_default();
+    (status, body)
 }

@@ -4,4 +4,5 @@ mod harness;
 
 mod access;
 mod commands;
+mod deploy;
 mod state;

@@ -1,0 +1,286 @@
+//! git push deploys through the real Docker engine and berth's own nginx.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::harness::{AppRepo, Daemon, get, web_dockerfile};
+
+/// Pushes `text` as a new version of the app and expects the push to succeed.
+fn deploy(d: &Daemon, repo: &AppRepo, text: &str, delay: u32) -> String {
+    repo.write("Dockerfile", &web_dockerfile(text, delay)).commit(text);
+    let out = repo.push(d, "main");
+    assert_eq!(out.code, 0, "push failed: {out:#?}");
+    out.stderr
+}
+
+fn server_head(d: &Daemon, app: &str) -> String {
+    let repo = d.root().join("apps").join(app).join("repo.git");
+    let out = std::process::Command::new("git").arg("--git-dir").arg(repo).args(["rev-parse", "main"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_pushed_dockerfile_app_is_served_through_nginx_by_host() {
+    let d = Daemon::start();
+    // The first push creates the app, as dokku does.
+    let repo = AppRepo::new(&d, "hello-push");
+    let log = deploy(&d, &repo, "hello v1", 0);
+    for line in ["remote: -----> Building hello-push from Dockerfile", "Step 1/3", "Releasing v1", "Starting web.1 … checks passed", "is live"] {
+        assert!(log.contains(line), "{line:?} missing from push output:\n{log}");
+    }
+    assert!(log.contains("No domains for hello-push"), "{log}");
+    d.ssh("domains:add hello-push hello.example.com www.hello.example.com").ok();
+    d.ssh("ps:restart hello-push").ok();
+    assert_eq!(get(&d, "hello.example.com"), (200, "hello v1".into()));
+    assert_eq!(get(&d, "www.hello.example.com"), (200, "hello v1".into()));
+    assert_eq!(get(&d, "unknown.example.com").0, 404);
+
+    let releases = std::fs::read_to_string(d.root().join("apps/hello-push/releases.toml")).unwrap();
+    assert!(releases.contains("version = 2") && releases.contains("cause = \"ps:restart\""), "{releases}");
+    let report: serde_json::Value = serde_json::from_str(&d.ssh("ps:report hello-push --format json").ok().stdout).unwrap();
+    assert_eq!(report["release"], "v2");
+
+    // Clone back (upload-pack) as an admin.
+    let clone = d.dir.path().join("clone");
+    let ssh = format!(
+        "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+        d.admin.private.display()
+    );
+    let status = std::process::Command::new("git")
+        .args(["clone", "-q", &format!("ssh://berth@127.0.0.1:{}/hello-push", d.port)])
+        .arg(&clone)
+        .env("GIT_SSH_COMMAND", ssh)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(std::fs::read_to_string(clone.join("Dockerfile")).unwrap().contains("hello v1"));
+}
+
+#[test]
+fn a_redeploy_under_continuous_requests_drops_none() {
+    let d = Daemon::start();
+    d.ssh("apps:create steady").ok();
+    d.ssh("domains:add steady steady.example.com").ok();
+    let repo = AppRepo::new(&d, "steady");
+    // This app takes two seconds to start listening.
+    deploy(&d, &repo, "steady v1", 2);
+    assert_eq!(get(&d, "steady.example.com"), (200, "steady v1".into()));
+
+    let stop = AtomicBool::new(false);
+    let served = AtomicUsize::new(0);
+    let failed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let (status, body) = get(&d, "steady.example.com");
+                    if status == 200 && body.starts_with("steady v") {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.lock().unwrap().push((status, body));
+                    }
+                }
+            });
+        }
+        deploy(&d, &repo, "steady v2", 2);
+        // Served by the new version as soon as the push returns.
+        assert_eq!(get(&d, "steady.example.com"), (200, "steady v2".into()));
+        deploy(&d, &repo, "steady v3", 0);
+        assert_eq!(get(&d, "steady.example.com"), (200, "steady v3".into()));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let failed = failed.into_inner().unwrap();
+    assert!(failed.is_empty(), "{} requests failed during redeploys: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(served.load(Ordering::Relaxed) > 50, "too few requests to mean anything");
+}
+
+#[test]
+fn a_broken_dockerfile_is_rejected_and_the_old_version_keeps_serving() {
+    let d = Daemon::start();
+    d.ssh("apps:create broken").ok();
+    d.ssh("domains:add broken broken.example.com").ok();
+    let repo = AppRepo::new(&d, "broken");
+    deploy(&d, &repo, "broken v1", 0);
+    let good = server_head(&d, "broken");
+
+    repo.write("Dockerfile", "FROM berth-test/busybox\nRUN echo compiling && exit 3\n").commit("broken build");
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("compiling"), "build output is not shown: {}", out.stderr);
+    assert!(out.stderr.contains("build failed"), "{}", out.stderr);
+    assert!(out.stderr.contains("pre-receive hook declined"), "{}", out.stderr);
+    assert_eq!(server_head(&d, "broken"), good, "the branch moved to a commit that failed");
+    assert_eq!(get(&d, "broken.example.com"), (200, "broken v1".into()));
+
+    repo.write("Dockerfile", "FROM does-not-exist/anywhere\n").commit("missing base");
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0);
+    assert_eq!(get(&d, "broken.example.com"), (200, "broken v1".into()));
+
+    // No Dockerfile at all.
+    repo.git(&["rm", "-q", "Dockerfile"]).ok();
+    repo.commit("no dockerfile");
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("No Dockerfile"), "{}", out.stderr);
+    assert_eq!(get(&d, "broken.example.com"), (200, "broken v1".into()));
+}
+
+#[test]
+fn an_app_that_never_becomes_ready_is_rejected_with_its_logs() {
+    let d = Daemon::start();
+    d.ssh("apps:create never").ok();
+    d.ssh("domains:add never never.example.com").ok();
+    let repo = AppRepo::new(&d, "never");
+    deploy(&d, &repo, "never v1", 0);
+    d.ssh("checks:set never timeout 3").ok();
+
+    // Never listens.
+    repo.write("Dockerfile", "FROM berth-test/busybox\nCMD [\"sh\", \"-c\", \"echo booting forever; sleep 1000\"]\n").commit("hangs");
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("did not become ready"), "{}", out.stderr);
+    assert!(out.stderr.contains("did not pass within 3s"), "{}", out.stderr);
+    assert!(out.stderr.contains("booting forever"), "the container's output is not shown: {}", out.stderr);
+    assert!(out.stderr.contains("v1 keeps serving"), "{}", out.stderr);
+    assert_eq!(get(&d, "never.example.com"), (200, "never v1".into()));
+
+    // Crashes at once: fails without waiting for the timeout.
+    d.ssh("checks:set never timeout 600").ok();
+    repo.write("Dockerfile", "FROM berth-test/busybox\nCMD [\"sh\", \"-c\", \"echo no config; exit 4\"]\n").commit("crashes");
+    let started = std::time::Instant::now();
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("exited with code 4"), "{}", out.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(120));
+
+    // An app.json check whose content never appears.
+    repo.write("Dockerfile", &web_dockerfile("never v2", 0));
+    repo.write("app.json", r#"{"healthchecks": {"web": [{"type": "startup", "name": "ready", "path": "/", "content": "READY", "attempts": 2}]}}"#);
+    repo.commit("wrong content");
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("without \"READY\" in the body"), "{}", out.stderr);
+    assert_eq!(get(&d, "never.example.com"), (200, "never v1".into()));
+
+    // Still there: the running container of v1 and nothing else.
+    let report: serde_json::Value = serde_json::from_str(&d.ssh("ps:report never --format json").ok().stdout).unwrap();
+    assert_eq!(report["release"], "v1");
+    assert_eq!(report["running"], 1, "{report}");
+}
+
+#[test]
+fn a_push_to_another_branch_deploys_nothing() {
+    let d = Daemon::start();
+    d.ssh("apps:create branches").ok();
+    d.ssh("domains:add branches branches.example.com").ok();
+    let repo = AppRepo::new(&d, "branches");
+    deploy(&d, &repo, "branches v1", 0);
+    repo.git(&["checkout", "-q", "-b", "feature"]).ok();
+    repo.write("Dockerfile", &web_dockerfile("branches feature", 0)).commit("feature");
+    let out = repo.push(&d, "feature");
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("Pushed feature: not deployed"), "{}", out.stderr);
+    assert!(!out.stderr.contains("Building"), "{}", out.stderr);
+    assert_eq!(get(&d, "branches.example.com"), (200, "branches v1".into()));
+
+    // Unless it is made the deploy branch.
+    d.ssh("git:set branches deploy-branch feature").ok();
+    d.ssh("git:set branches deploy-branch 'bad..name'").refused("Invalid branch name");
+    repo.write("Dockerfile", &web_dockerfile("branches feature 2", 0)).commit("feature 2");
+    let out = repo.push(&d, "feature");
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(get(&d, "branches.example.com"), (200, "branches feature 2".into()));
+}
+
+#[test]
+fn two_pushes_at_once_both_end_cleanly_and_the_branch_matches_what_serves() {
+    let d = Daemon::start();
+    d.ssh("apps:create race").ok();
+    d.ssh("domains:add race race.example.com").ok();
+    let first = AppRepo::new(&d, "race");
+    deploy(&d, &first, "race v1", 0);
+
+    // A second clone based on the same commit.
+    let second_dir = d.dir.path().join("src-race-2");
+    let status = std::process::Command::new("cp").arg("-a").arg(&first.dir).arg(&second_dir).status().unwrap();
+    assert!(status.success());
+    let second = AppRepo { dir: second_dir };
+    first.write("Dockerfile", &web_dockerfile("race from one", 1)).commit("one");
+    second.write("Dockerfile", &web_dockerfile("race from two", 1)).commit("two");
+
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| first.push(&d, "main"));
+        let b = s.spawn(|| second.push(&d, "main"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let succeeded = [&a, &b].iter().filter(|o| o.code == 0).count();
+    assert!(succeeded >= 1, "neither push landed: {a:#?} {b:#?}");
+    for out in [&a, &b] {
+        if out.code != 0 {
+            assert!(
+                out.stderr.contains("moved while this push waited") || out.stderr.contains("fetch first") || out.stderr.contains("failed to update ref") || out.stderr.contains("cannot lock ref"),
+                "a rejected push must say why: {out:#?}"
+            );
+        }
+    }
+    // What serves is what the branch says.
+    let head = server_head(&d, "race");
+    let served = get(&d, "race.example.com").1;
+    let winner = if head == first.git(&["rev-parse", "HEAD"]).stdout.trim() { "race from one" } else { "race from two" };
+    assert_eq!(served, winner);
+}
+
+#[test]
+fn config_changes_restart_the_app_with_the_new_env() {
+    let d = Daemon::start();
+    d.ssh("apps:create greeter").ok();
+    d.ssh("domains:add greeter greeter.example.com").ok();
+    let repo = AppRepo::new(&d, "greeter");
+    repo.write(
+        "Dockerfile",
+        "FROM berth-test/busybox\nCMD [\"sh\", \"-c\", \"mkdir -p /www && echo \\\"$GREETING\\\" > /www/index.html && exec httpd -f -p $PORT -h /www\"]\n",
+    )
+    .commit("greeter");
+    d.ssh("config:set greeter GREETING=hello").ok();
+    assert_eq!(repo.push(&d, "main").code, 0);
+    assert_eq!(get(&d, "greeter.example.com"), (200, "hello".into()));
+
+    let out = d.ssh("config:set greeter GREETING=hello world");
+    out.ok();
+    assert!(out.stdout.contains("Restarting greeter"), "{}", out.stdout);
+    assert_eq!(get(&d, "greeter.example.com"), (200, "hello world".into()));
+
+    d.ssh("config:set greeter GREETING=quiet --no-restart").ok();
+    assert_eq!(get(&d, "greeter.example.com"), (200, "hello world".into()));
+    d.ssh("ps:rebuild greeter").ok();
+    assert_eq!(get(&d, "greeter.example.com"), (200, "quiet".into()));
+
+    // Locked apps refuse deploys; the running release stays.
+    d.ssh("apps:lock greeter").ok();
+    d.ssh("ps:restart greeter").refused("locked");
+    d.ssh("apps:unlock greeter").ok();
+    d.ssh("apps:destroy greeter --force").ok();
+    assert_eq!(get(&d, "greeter.example.com").0, 404);
+}
+
+#[test]
+fn apps_keep_serving_across_daemon_restarts_and_crashes() {
+    let mut d = Daemon::start();
+    d.ssh("apps:create survivor").ok();
+    d.ssh("domains:add survivor survivor.example.com").ok();
+    let repo = AppRepo::new(&d, "survivor");
+    deploy(&d, &repo, "survivor v1", 0);
+
+    d.stop();
+    // nginx and the containers do not depend on the daemon.
+    assert_eq!(get(&d, "survivor.example.com"), (200, "survivor v1".into()));
+    d.boot();
+    assert_eq!(get(&d, "survivor.example.com"), (200, "survivor v1".into()));
+
+    d.kill();
+    d.boot();
+    let remote = format!("ssh://berth@127.0.0.1:{}/survivor", d.port);
+    repo.git(&["remote", "set-url", "deploy", &remote]).ok();
+    deploy(&d, &repo, "survivor v2", 0);
+    assert_eq!(get(&d, "survivor.example.com"), (200, "survivor v2".into()));
+}
