@@ -21,6 +21,16 @@ install -m 0755 target/release/berth "$BIN.new"
 mv -f "$BIN.new" "$BIN"
 
 mkdir -p "$BERTH_ROOT"
+# berth runs its own nginx (its own config under $BERTH_ROOT/nginx) on port 80. Debian's
+# nginx service, freshly installed with only its default site, would hold that port.
+if have_systemd && systemctl is-active --quiet nginx; then
+    if [ "$(ls /etc/nginx/sites-enabled 2>/dev/null)" = "default" ]; then
+        log "Stopping Debian's default nginx service (berth runs its own nginx on port 80)"
+        systemctl disable --now nginx >/dev/null 2>&1
+    else
+        printf ' !     nginx.service serves other sites: move it off port 80 or start berth with --http-listen\n' >&2
+    fi
+fi
 if have_systemd; then
     cat >/etc/systemd/system/berth.service <<UNIT
 [Unit]

@@ -27,7 +27,7 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_LINES: usize = 20;
 
 fn secs(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
+    format!("{:.2}s", d.as_secs_f64())
 }
 
 /// Deploys with the app's deploy lock already held. Returns the new release's version.

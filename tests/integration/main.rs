@@ -5,4 +5,5 @@ mod harness;
 mod access;
 mod commands;
 mod deploy;
+mod proxy;
 mod state;
