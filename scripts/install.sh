@@ -11,7 +11,7 @@ require_root
 BERTH_ROOT=${BERTH_ROOT:-/var/lib/berth}
 BIN=/usr/local/bin/berth
 
-apt_install docker.io nginx git openssh-client ca-certificates build-essential pkg-config
+apt_install docker.io nginx git openssh-client ca-certificates build-essential pkg-config debootstrap
 ensure_docker
 ensure_rust
 
@@ -67,6 +67,9 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 BERTH_ROOT=$BERTH_ROOT "$BIN" version >/dev/null 2>&1 || die "berth daemon did not start; see /var/log/berth.log or journalctl -u berth"
+
+# The image buildpack builds run in (a few minutes, once; `stack:build --force` redoes it).
+BERTH_ROOT=$BERTH_ROOT "$BIN" stack:build
 
 log "berth $("$BIN" version | awk '{print $2}') is running (SSH on $(cat "$BERTH_ROOT/ssh-address"))"
 cat <<NEXT

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 
-apt_install docker.io nginx git openssh-client openssh-server busybox-static ca-certificates build-essential pkg-config
+apt_install docker.io nginx git openssh-client openssh-server busybox-static ca-certificates build-essential pkg-config debootstrap
 ensure_docker
 ensure_rust
 

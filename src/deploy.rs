@@ -5,13 +5,14 @@
 
 use std::time::{Duration, Instant};
 
+use crate::buildpack;
 use crate::checks;
 use crate::engine::Engine;
 use crate::git;
 use crate::output::Output;
 use crate::proxy;
 use crate::runtime::{ContainerSpec, Runtime};
-use crate::store::{AppConfig, Release, Status};
+use crate::store::{AppConfig, Builder, Release, Status};
 
 /// What a new release runs.
 pub enum Source {
@@ -45,20 +46,29 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
 
     let (image, image_tag, git_sha, release_checks) = match source {
         Source::Build { tar, git_sha } => {
-            if git::file_in_tar(&tar, "Dockerfile").is_none() {
-                return Err(format!(
-                    "No Dockerfile at the root of {}: berth builds apps from a Dockerfile (buildpacks are not built yet)",
-                    short(&git_sha)
-                ));
-            }
+            let has_dockerfile = git::file_in_tar(&tar, "Dockerfile").is_some();
+            let builder = config.builder.unwrap_or(if has_dockerfile { Builder::Dockerfile } else { Builder::Buildpacks });
             let release_checks = match git::file_in_tar(&tar, "app.json") {
                 Some(bytes) => checks::parse_app_json(&String::from_utf8_lossy(&bytes))?,
                 None => Vec::new(),
             };
-            out.step(format!("Building {app} from Dockerfile ({})", short(&git_sha))).await;
             let build_started = Instant::now();
             let tag = format!("berth/{app}:v{version}");
-            let image = runtime.build(tar, &tag, out).await.map_err(|e| e.to_string())?;
+            let image = match builder {
+                Builder::Dockerfile => {
+                    if !has_dockerfile {
+                        return Err(format!("No Dockerfile at the root of {} (builder:set {app} dockerfile)", short(&git_sha)));
+                    }
+                    out.step(format!("Building {app} from Dockerfile ({})", short(&git_sha))).await;
+                    runtime.build(tar, &tag, out).await.map_err(|e| e.to_string())?
+                }
+                Builder::Buildpacks => {
+                    out.step(format!("Building {app} with buildpacks ({})", short(&git_sha))).await;
+                    let (_, tag_only) = tag.split_once(':').unwrap_or((&tag, "latest"));
+                    let request = buildpack::BuildRequest { app, tag: tag_only, source: tar, env: &config.env, chosen: &config.buildpacks };
+                    buildpack::build(&runtime, &engine.root(), request, out).await?
+                }
+            };
             out.step(format!("Build done in {}", secs(build_started.elapsed()))).await;
             (image, tag, git_sha, release_checks)
         }

@@ -3,6 +3,7 @@
 //! The engine (commands, store, validation) is shared by every front door: the embedded SSH
 //! server, the local unix-socket CLI, and later the git hook. See ARCHITECTURE.md.
 
+pub mod buildpack;
 pub mod checks;
 pub mod client;
 pub mod commands;
@@ -16,6 +17,7 @@ pub mod proxy;
 pub mod runtime;
 pub mod server;
 pub mod session;
+pub mod stack;
 pub mod store;
 pub mod validate;
 

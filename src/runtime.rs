@@ -33,6 +33,24 @@ pub enum RuntimeError {
     Container(String),
     #[error("Docker: {0}")]
     Docker(#[from] bollard::errors::Error),
+    /// A build container exited with this code.
+    #[error("the build exited with code {0}")]
+    Exited(i64),
+}
+
+/// A container that runs once, from `image`, and is committed as a new image if it succeeds
+/// (buildpack builds, the stack image).
+pub struct OneShot<'a> {
+    pub image: &'a str,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub binds: Vec<String>,
+    /// A tar unpacked at this path before the container starts.
+    pub upload: Option<(&'a str, Vec<u8>)>,
+    /// `repo:tag` of the committed image, with its default command and working directory.
+    pub commit_as: (&'a str, &'a str),
+    pub commit_cmd: Option<Vec<String>>,
+    pub commit_workdir: Option<&'a str>,
 }
 
 #[derive(Clone)]
@@ -239,6 +257,98 @@ impl Runtime {
                 }
             })
             .collect())
+    }
+
+    /// Runs a one-shot container, streaming its output as lines, and commits it as an image
+    /// if it exits 0. The container is removed either way. Returns the image id.
+    pub async fn run_and_commit(&self, job: OneShot<'_>, out: &Output) -> Result<String, RuntimeError> {
+        let labels = HashMap::from([(LABEL_ROOT.to_string(), self.root.clone())]);
+        let body = ContainerCreateBody {
+            image: Some(job.image.to_string()),
+            cmd: Some(job.cmd.clone()),
+            env: Some(job.env.clone()),
+            labels: Some(labels),
+            host_config: Some(HostConfig { binds: Some(job.binds.clone()), ..Default::default() }),
+            ..Default::default()
+        };
+        let created = self.docker.create_container(None, body).await?;
+        let id = created.id;
+        let result = async {
+            if let Some((path, tar)) = job.upload {
+                let options = bollard::query_parameters::UploadToContainerOptions { path: path.to_string(), ..Default::default() };
+                self.docker.upload_to_container(&id, Some(options), bollard::body_full(tar.into())).await?;
+            }
+            self.docker.start_container(&id, None).await?;
+            let options = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
+            let mut logs = self.docker.logs(&id, Some(options));
+            let mut pending = String::new();
+            while let Some(chunk) = logs.next().await {
+                let Ok(chunk) = chunk else { break };
+                pending.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                while let Some(pos) = pending.find('\n') {
+                    let line: String = pending.drain(..=pos).collect();
+                    out.line(line.trim_end()).await;
+                }
+            }
+            if !pending.trim().is_empty() {
+                out.line(pending.trim_end()).await;
+            }
+            let mut wait = self.docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
+            match wait.next().await {
+                Some(Ok(status)) if status.status_code == 0 => {}
+                Some(Ok(status)) => return Err(RuntimeError::Exited(status.status_code)),
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => return Err(RuntimeError::Exited(code)),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(RuntimeError::Exited(-1)),
+            }
+            let (repo, tag) = job.commit_as;
+            let options = bollard::query_parameters::CommitContainerOptions {
+                container: Some(id.clone()),
+                repo: Some(repo.to_string()),
+                tag: Some(tag.to_string()),
+                ..Default::default()
+            };
+            let config = bollard::models::ContainerConfig {
+                cmd: job.commit_cmd.clone(),
+                working_dir: job.commit_workdir.map(str::to_string),
+                labels: Some(HashMap::new()),
+                ..Default::default()
+            };
+            let committed = self.docker.commit_container(options, config).await?;
+            Ok(committed.id)
+        }
+        .await;
+        let _ = self.remove(&id).await;
+        result
+    }
+
+    /// Whether an image exists locally: Some((id, size in bytes, created)).
+    pub async fn image_info(&self, image: &str) -> Option<(String, i64, String)> {
+        let info = self.docker.inspect_image(image).await.ok()?;
+        Some((info.id.unwrap_or_default(), info.size.unwrap_or(0), info.created.map(|c| c.to_string()).unwrap_or_default()))
+    }
+
+    /// Pulls `image:tag` from a registry; Err if no registry answers within `limit`.
+    pub async fn pull(&self, image: &str, tag: &str, limit: Duration) -> Result<(), String> {
+        let options = bollard::query_parameters::CreateImageOptions { from_image: Some(image.into()), tag: Some(tag.into()), ..Default::default() };
+        let pulling = async {
+            let mut stream = self.docker.create_image(Some(options), None, None);
+            while let Some(item) = stream.next().await {
+                item.map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        };
+        tokio::time::timeout(limit, pulling).await.map_err(|_| format!("no answer within {}s", limit.as_secs()))?
+    }
+
+    /// `docker import`: a root filesystem tar stream becomes the image `repo:tag`.
+    pub async fn import(&self, rootfs: impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static, repo: &str, tag: &str) -> Result<(), RuntimeError> {
+        let options = bollard::query_parameters::CreateImageOptions { from_src: Some("-".into()), repo: Some(repo.into()), tag: Some(tag.into()), ..Default::default() };
+        let mut stream = self.docker.create_image(Some(options), Some(bollard::body_stream(rootfs)), None);
+        while let Some(item) = stream.next().await {
+            item?;
+        }
+        Ok(())
     }
 
     pub async fn remove_image(&self, image: &str) {

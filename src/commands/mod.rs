@@ -6,6 +6,7 @@
 //! [`CmdError`]; this module turns that into the ` !     message` line and the exit code.
 
 pub mod apps;
+mod build;
 mod checks;
 mod config;
 mod domains;
@@ -286,6 +287,55 @@ pub enum Command {
         format: Format,
     },
 
+    /// Build the stack image buildpack builds run in (debootstrap when no registry answers)
+    #[command(name = "stack:build")]
+    StackBuild {
+        /// Build it again even if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the stack image and the built-in buildpacks
+    #[command(name = "stack:report")]
+    StackReport {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Add a buildpack (a built-in name or a git URL)
+    #[command(name = "buildpacks:add")]
+    BuildpacksAdd {
+        app: String,
+        buildpack: String,
+        /// Position in the list, from 1
+        #[arg(long)]
+        index: Option<usize>,
+    },
+    /// Replace an app's buildpacks
+    #[command(name = "buildpacks:set")]
+    BuildpacksSet {
+        app: String,
+        #[arg(required = true)]
+        buildpacks: Vec<String>,
+    },
+    /// Remove a buildpack
+    #[command(name = "buildpacks:remove")]
+    BuildpacksRemove { app: String, buildpack: String },
+    /// Go back to detecting the buildpack
+    #[command(name = "buildpacks:clear")]
+    BuildpacksClear { app: String },
+    /// List an app's buildpacks
+    #[command(name = "buildpacks:list")]
+    BuildpacksList { app: String },
+    /// Choose how an app is built: dockerfile | buildpacks | detect
+    #[command(name = "builder:set")]
+    BuilderSet { app: String, builder: BuilderChoice },
+    /// Show an app's builder
+    #[command(name = "builder:report")]
+    BuilderReport {
+        app: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+
     /// Add an SSH public key (read from stdin); admin unless --app is given
     #[command(name = "ssh-keys:add")]
     KeysAdd {
@@ -303,6 +353,14 @@ pub enum Command {
     /// Remove an SSH key by name
     #[command(name = "ssh-keys:remove")]
     KeysRemove { name: String },
+}
+
+/// `builder:set` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BuilderChoice {
+    Dockerfile,
+    Buildpacks,
+    Detect,
 }
 
 /// Who may run a command.
@@ -327,7 +385,8 @@ impl Command {
             | PortsReport { app, .. }
             | GitReport { app, .. }
             | ChecksReport { app, .. }
-            | PsReport { app, .. } => {
+            | PsReport { app, .. }
+            | BuilderReport { app, .. } => {
                 app.as_deref().map_or(Scope::Anyone, Scope::App)
             }
             AppsExists { app }
@@ -354,7 +413,15 @@ impl Command {
             | ChecksEnable { app }
             | ChecksSkip { app }
             | PsRestart { app }
-            | PsRebuild { app } => Scope::App(app),
+            | PsRebuild { app }
+            | BuildpacksAdd { app, .. }
+            | BuildpacksSet { app, .. }
+            | BuildpacksRemove { app, .. }
+            | BuildpacksClear { app }
+            | BuildpacksList { app }
+            | BuilderSet { app, .. } => Scope::App(app),
+            StackReport { .. } => Scope::Anyone,
+            StackBuild { .. } => Scope::Admin,
             GitReceive { .. } => Scope::Internal,
             AppsCreate { .. } | AppsDestroy { .. } | AppsRename { .. } | DomainsSetGlobal { .. }
             | DomainsClearGlobal | KeysAdd { .. } | KeysList { .. } | KeysRemove { .. } => Scope::Admin,
@@ -447,6 +514,22 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         PsRestart { app } => ps::restart(ctx, &app, "ps:restart").await,
         PsRebuild { app } => ps::rebuild(ctx, &app).await,
         PsReport { app, format } => ps::report(ctx, app.as_deref(), format).await,
+        StackBuild { force } => build::stack_build(ctx, force).await,
+        StackReport { format } => build::stack_report(ctx, format).await,
+        BuildpacksAdd { app, buildpack, index } => build::buildpacks_change(ctx, &app, build::Change::Add(buildpack, index)).await,
+        BuildpacksSet { app, buildpacks } => build::buildpacks_change(ctx, &app, build::Change::Set(buildpacks)).await,
+        BuildpacksRemove { app, buildpack } => build::buildpacks_change(ctx, &app, build::Change::Remove(buildpack)).await,
+        BuildpacksClear { app } => build::buildpacks_change(ctx, &app, build::Change::Clear).await,
+        BuildpacksList { app } => build::buildpacks_list(ctx, &app).await,
+        BuilderSet { app, builder } => {
+            let choice = match builder {
+                BuilderChoice::Dockerfile => Some(crate::store::Builder::Dockerfile),
+                BuilderChoice::Buildpacks => Some(crate::store::Builder::Buildpacks),
+                BuilderChoice::Detect => None,
+            };
+            build::builder_set(ctx, &app, choice).await
+        }
+        BuilderReport { app, format } => build::builder_report(ctx, app.as_deref(), format).await,
         KeysAdd { name, apps } => keys::add(ctx, &name, apps).await,
         KeysList { format } => keys::list(ctx, format).await,
         KeysRemove { name } => keys::remove(ctx, &name).await,

@@ -25,6 +25,19 @@ pub struct AppConfig {
     pub deploy_branch: Option<String>,
     #[serde(default)]
     pub checks: ChecksConfig,
+    /// `builder:set`: None detects (a Dockerfile at the root wins, else buildpacks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<Builder>,
+    /// `buildpacks:*`: built-in names or git URLs, in order; empty detects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buildpacks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Builder {
+    Dockerfile,
+    Buildpacks,
 }
 
 /// `checks:*` settings.

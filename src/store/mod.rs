@@ -10,7 +10,7 @@ mod global;
 mod keys;
 mod releases;
 
-pub use app::{AppConfig, ChecksConfig};
+pub use app::{AppConfig, Builder, ChecksConfig};
 pub use global::GlobalConfig;
 pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};
 pub use releases::{Release, Releases, Status};

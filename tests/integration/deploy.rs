@@ -116,7 +116,8 @@ fn a_broken_dockerfile_is_rejected_and_the_old_version_keeps_serving() {
     assert_ne!(out.code, 0);
     assert_eq!(get(&d, "broken.example.com"), (200, "broken v1".into()));
 
-    // No Dockerfile at all.
+    // No Dockerfile at all, with the Dockerfile builder chosen.
+    d.ssh("builder:set broken dockerfile").ok();
     repo.git(&["rm", "-q", "Dockerfile"]).ok();
     repo.commit("no dockerfile");
     let out = repo.push(&d, "main");

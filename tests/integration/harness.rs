@@ -235,6 +235,17 @@ pub fn base_image() {
     });
 }
 
+/// The buildpack stack image, built once per machine through a daemon (`stack:build`).
+pub fn stack_image(d: &Daemon) {
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !*built {
+        let out = d.local(&["stack:build"], b"");
+        assert_eq!(out.code, 0, "stack:build failed: {out:#?}");
+        *built = true;
+    }
+}
+
 /// A git repository of an app, pushed with the real git over the real ssh.
 pub struct AppRepo {
     pub dir: PathBuf,

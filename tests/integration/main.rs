@@ -3,6 +3,7 @@
 mod harness;
 
 mod access;
+mod buildpacks;
 mod commands;
 mod deploy;
 mod proxy;

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Buildpack builds, per built-in buildpack fixture: the first build, a cached rebuild (an
+# empty commit: unchanged dependencies) and the release image's size.
+# Usage: scripts/bench-build.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+require_root
+
+apt_install docker.io nginx git openssh-client debootstrap python3
+ensure_docker
+ensure_rust
+cargo build --release --locked --quiet
+BERTH=$PWD/target/release/berth
+
+WORK=$(mktemp -d)
+ROOT=$WORK/root
+BERTH_PID=""
+cleanup() {
+    [ -n "$BERTH_PID" ] && kill "$BERTH_PID" 2>/dev/null || true
+    [ -f "$ROOT/nginx/nginx.pid" ] && kill "$(cat "$ROOT/nginx/nginx.pid")" 2>/dev/null || true
+    docker ps -aq --filter "label=berth.root=$ROOT" | xargs -r docker rm -f >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$BERTH" --root "$ROOT" daemon --ssh-listen 127.0.0.1:0 --http-listen "127.0.0.1:$HTTP_PORT" >"$WORK/berth.log" 2>&1 &
+BERTH_PID=$!
+for _ in $(seq 1 100); do [ -s "$ROOT/ssh-address" ] && break; sleep 0.05; done
+SSH_PORT=$(sed 's/.*://' "$ROOT/ssh-address")
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/key"
+"$BERTH" --root "$ROOT" ssh-keys:add bench <"$WORK/key.pub" >/dev/null
+"$BERTH" --root "$ROOT" stack:build >/dev/null
+export GIT_SSH_COMMAND="ssh -i $WORK/key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -F /dev/null"
+
+fixture() { # NAME: writes the fixture app into the current directory
+    case $1 in
+    python)
+        echo 'six==1.16.0' >requirements.txt
+        echo 'web: python -m http.server $PORT' >Procfile ;;
+    nodejs)
+        echo '{"name":"n","version":"1.0.0","scripts":{"start":"node server.js"},"dependencies":{"is-number":"7.0.0"}}' >package.json
+        echo "require('http').createServer((q, r) => r.end('ok')).listen(process.env.PORT)" >server.js ;;
+    go)
+        printf 'module example.com/b\n\ngo 1.19\n' >go.mod
+        printf 'package main\nimport ("net/http"; "os")\nfunc main() { http.ListenAndServe(":"+os.Getenv("PORT"), http.FileServer(http.Dir("."))) }\n' >main.go ;;
+    static)
+        echo 'hello' >index.html ;;
+    procfile)
+        mkdir -p public && echo 'hello' >public/index.html
+        echo 'web: busybox httpd -f -p $PORT -h /app/public' >Procfile ;;
+    esac
+}
+
+build_time() { sed -n 's/.*Build done in \([0-9.]*\)s.*/\1/p' "$1"; }
+
+printf '| %-9s | %13s | %14s | %9s |\n' buildpack "first build s" "cached build s" "image MB"
+printf '|%s|%s|%s|%s|\n' ----------- --------------- ---------------- -----------
+for bp in python nodejs go static procfile; do
+    app="bench-$bp"
+    "$BERTH" --root "$ROOT" apps:create "$app" >/dev/null
+    mkdir -p "$WORK/$app" && cd "$WORK/$app"
+    git init -q -b main && git config user.email b@example.com && git config user.name b
+    fixture "$bp"
+    git add -A && git commit -qm first
+    git remote add deploy "ssh://berth@127.0.0.1:$SSH_PORT/$app"
+    git push deploy main 2>"$WORK/$app.1.log" || { cat "$WORK/$app.1.log"; die "$bp: first push failed"; }
+    git commit -q --allow-empty -m again
+    git push deploy main 2>"$WORK/$app.2.log" || { cat "$WORK/$app.2.log"; die "$bp: second push failed"; }
+    size=$(docker image inspect -f '{{.Size}}' "berth/$app:v2")
+    printf '| %-9s | %13s | %14s | %9s |\n' "$bp" "$(build_time "$WORK/$app.1.log")" "$(build_time "$WORK/$app.2.log")" "$((size / 1000000))"
+done
+echo "(the image includes the stack, $(docker image inspect -f '{{.Size}}' berth/stack:bookworm | awk '{printf "%d", $1/1000000}') MB, shared by every app)"

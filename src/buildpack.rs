@@ -1,0 +1,243 @@
+//! Building apps without a Dockerfile: the Heroku buildpack API v2, run in a build
+//! container of the stack image.
+//!
+//! berth's built-in buildpacks (buildpacks/) are compiled into the binary and written to
+//! `<root>/buildpacks`; third-party ones are git repositories cloned under
+//! `<root>/buildpacks-custom`. The driver script runs detect, compile and release in one
+//! container; berth commits that container as the release image.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::output::Output;
+use crate::runtime::{OneShot, Runtime, RuntimeError};
+
+pub const STACK_IMAGE: &str = "berth/stack:bookworm";
+/// Debian's CA bundle (update-ca-certificates writes the host's added CAs into it).
+const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+const DRIVER: &str = include_str!("../buildpacks/driver.sh");
+
+/// Built-in buildpacks in detection order: (name, detect, compile, release).
+const BUILTINS: &[(&str, &str, &str, &str)] = &[
+    builtin!("python"),
+    builtin!("nodejs"),
+    builtin!("go"),
+    builtin!("static"),
+    builtin!("procfile"),
+];
+
+macro_rules! builtin {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!("../buildpacks/", $name, "/bin/detect")),
+            include_str!(concat!("../buildpacks/", $name, "/bin/compile")),
+            include_str!(concat!("../buildpacks/", $name, "/bin/release")),
+        )
+    };
+}
+use builtin;
+
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTINS.iter().map(|b| b.0).collect()
+}
+
+/// What berth looks for, for the "nothing to build" error.
+pub const LOOKED_FOR: &str = "a Dockerfile, requirements.txt/pyproject.toml/setup.py (python), package.json (nodejs), go.mod (go), index.html (static) or a Procfile (procfile)";
+
+/// Writes the built-in buildpacks and the driver under `<root>/buildpacks`.
+pub fn install_builtins(root: &Path) -> std::io::Result<PathBuf> {
+    let dir = root.join("buildpacks");
+    for (name, detect, compile, release) in BUILTINS {
+        let bin = dir.join(name).join("bin");
+        std::fs::create_dir_all(&bin)?;
+        for (file, text) in [("detect", detect), ("compile", compile), ("release", release)] {
+            write_executable(&bin.join(file), text)?;
+        }
+    }
+    write_executable(&dir.join("driver.sh"), DRIVER)?;
+    Ok(dir)
+}
+
+fn write_executable(path: &Path, text: &str) -> std::io::Result<()> {
+    if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
+        crate::store::write_atomic(path, text.as_bytes(), 0o755)?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+/// Whether a `buildpacks:add` value is a git URL (third-party) rather than a built-in name.
+pub fn is_url(value: &str) -> bool {
+    value.starts_with("https://") || value.starts_with("http://") || value.starts_with("git://") || value.ends_with(".git")
+}
+
+/// Checks a `buildpacks:add` value: a built-in name or a plain git URL.
+pub fn validate(value: &str) -> Result<(), String> {
+    if builtin_names().contains(&value) {
+        return Ok(());
+    }
+    let ok_url = is_url(value)
+        && value.len() < 500
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || "-._~:/?#@!$&'()*+,;=%".contains(c))
+        && !value.starts_with('-');
+    if ok_url {
+        Ok(())
+    } else {
+        Err(format!(
+            "Unknown buildpack {}: use a built-in ({}) or a git URL",
+            crate::validate::quoted(value),
+            builtin_names().join(", ")
+        ))
+    }
+}
+
+/// Where a buildpack is inside the build container, cloning third-party ones as needed.
+async fn container_path(root: &Path, value: &str, out: &Output) -> Result<String, String> {
+    if builtin_names().contains(&value) {
+        return Ok(format!("/buildpacks/{value}"));
+    }
+    let slug: String = value.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let dest = root.join("buildpacks-custom").join(&slug);
+    if !dest.join("bin/compile").exists() {
+        out.step(format!("Fetching buildpack {value}")).await;
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::create_dir_all(dest.parent().unwrap_or(root)).map_err(|e| e.to_string())?;
+        let status = tokio::process::Command::new("git")
+            .args(["clone", "--quiet", "--depth", "1", "--", value])
+            .arg(&dest)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .status()
+            .await
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if !status.success() || !dest.join("bin/compile").exists() {
+            let _ = std::fs::remove_dir_all(&dest);
+            return Err(format!("Cannot fetch buildpack {value}: git clone failed or it has no bin/compile"));
+        }
+    }
+    Ok(format!("/buildpacks-custom/{slug}"))
+}
+
+/// One buildpack build: the app's source (a tar) becomes the image `berth/APP:TAG`.
+pub struct BuildRequest<'a> {
+    pub app: &'a str,
+    pub tag: &'a str,
+    pub source: Vec<u8>,
+    /// The app's config, given to compile as ENV_DIR.
+    pub env: &'a std::collections::BTreeMap<String, String>,
+    /// Buildpacks in order; empty: the first built-in that detects.
+    pub chosen: &'a [String],
+}
+
+pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, out: &Output) -> Result<String, String> {
+    let BuildRequest { app, tag, source, env, chosen } = request;
+    if runtime.image_info(STACK_IMAGE).await.is_none() {
+        return Err(format!("The stack image {STACK_IMAGE} is missing: run `berth stack:build` on the server"));
+    }
+    let builtins = install_builtins(root).map_err(|e| format!("cannot write the built-in buildpacks: {e}"))?;
+    let app_dir = root.join("apps").join(app);
+    let cache = app_dir.join("cache");
+    let env_dir = app_dir.join("build-env");
+    write_env_dir(&env_dir, env).map_err(|e| format!("cannot write the build env: {e}"))?;
+    std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(root.join("buildpacks-custom")).map_err(|e| e.to_string())?;
+
+    let mut cmd = vec!["/buildpacks/driver.sh".to_string()];
+    if chosen.is_empty() {
+        cmd.push("--detect".into());
+        cmd.extend(builtin_names().iter().map(|n| format!("/buildpacks/{n}")));
+    } else {
+        for value in chosen {
+            cmd.push(container_path(root, value, out).await?);
+        }
+    }
+    let mut binds = vec![
+        format!("{}:/buildpacks:ro", builtins.display()),
+        format!("{}:/buildpacks-custom:ro", root.join("buildpacks-custom").display()),
+        format!("{}:/cache", cache.display()),
+        format!("{}:/env:ro", env_dir.display()),
+    ];
+    // Builds download dependencies: they trust what the host trusts (a server behind a
+    // TLS-inspecting proxy has its CA there), without rebuilding the stack.
+    let mut build_env = Vec::new();
+    if Path::new(HOST_CA_BUNDLE).is_file() {
+        binds.push(format!("{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"));
+        for var in ["SSL_CERT_FILE", "PIP_CERT", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE"] {
+            build_env.push(format!("{var}={HOST_CA_BUNDLE}"));
+        }
+    }
+    let repo = format!("berth/{app}");
+    let job = OneShot {
+        image: STACK_IMAGE,
+        cmd,
+        env: build_env,
+        binds,
+        upload: Some(("/app", source)),
+        commit_as: (&repo, tag),
+        commit_cmd: Some(vec!["/usr/local/bin/berth-launch".into(), "web".into()]),
+        commit_workdir: Some("/app"),
+    };
+    let result = runtime.run_and_commit(job, out).await;
+    let _ = std::fs::remove_dir_all(&env_dir);
+    result.map_err(|e| match e {
+        RuntimeError::Exited(100) => format!("Nothing to build: berth looked for {LOOKED_FOR}"),
+        RuntimeError::Exited(101) => "A chosen buildpack does not apply to this app (see above); buildpacks:list shows the list".into(),
+        RuntimeError::Exited(code) => format!("The buildpack build failed (exit code {code})"),
+        other => other.to_string(),
+    })
+}
+
+/// ENV_DIR of the API: one file per variable, holding its value. Secrets: 0700/0600.
+fn write_env_dir(dir: &Path, env: &std::collections::BTreeMap<String, String>) -> std::io::Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for (key, value) in env {
+        crate::store::write_atomic(&dir.join(key), value.as_bytes(), 0o600)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_written_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        let bp = install_builtins(dir.path()).unwrap();
+        for name in builtin_names() {
+            for file in ["detect", "compile", "release"] {
+                let meta = std::fs::metadata(bp.join(name).join("bin").join(file)).unwrap();
+                assert_eq!(meta.permissions().mode() & 0o777, 0o755, "{name}/{file}");
+            }
+        }
+        assert!(bp.join("driver.sh").exists());
+    }
+
+    #[test]
+    fn buildpack_values() {
+        assert!(validate("python").is_ok());
+        assert!(validate("https://example.com/heroku-buildpack-ruby.git").is_ok());
+        assert!(validate("ruby").is_err());
+        assert!(validate("https://x/a b.git").is_err());
+        assert!(validate("--upload-pack=evil.git").is_err());
+    }
+
+    #[test]
+    fn detect_scripts_detect_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let bp = install_builtins(dir.path()).unwrap();
+        let app = tempfile::tempdir().unwrap();
+        let detect = |name: &str| std::process::Command::new(bp.join(name).join("bin/detect")).arg(app.path()).output().unwrap();
+        for name in builtin_names() {
+            assert!(!detect(name).status.success(), "{name} detected an empty app");
+        }
+        std::fs::write(app.path().join("requirements.txt"), "six\n").unwrap();
+        let out = detect("python");
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "python");
+        assert!(!detect("nodejs").status.success());
+        std::fs::write(app.path().join("go.mod"), "module x\n").unwrap();
+        assert!(detect("go").status.success());
+    }
+}

@@ -1,0 +1,123 @@
+//! `stack:*`, `buildpacks:*`, `builder:*`: how apps without a Dockerfile are built.
+
+use super::{CmdError, CmdResult, Ctx, failed};
+use crate::buildpack::{self, STACK_IMAGE};
+use crate::output::{Format, Report, print_reports};
+use crate::store::Builder;
+use crate::validate;
+
+pub async fn stack_build(ctx: &mut Ctx<'_>, force: bool) -> CmdResult {
+    let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
+    if !force && let Some((id, size, _)) = runtime.image_info(STACK_IMAGE).await {
+        ctx.out.step(format!("{STACK_IMAGE} is already built ({id}, {} MB); --force builds it again", size / 1_000_000)).await;
+        return Ok(());
+    }
+    crate::stack::build(&runtime, &ctx.engine.root(), &ctx.out).await.map_err(CmdError::Failed)
+}
+
+pub async fn stack_report(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
+    let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
+    let info = runtime.image_info(STACK_IMAGE).await;
+    let report = Report::new("stack information")
+        .row("Stack image", STACK_IMAGE)
+        .row("Stack built", info.is_some())
+        .row("Stack id", info.as_ref().map(|i| i.0.clone()).unwrap_or_default())
+        .row("Stack size mb", info.as_ref().map(|i| i.1 / 1_000_000).unwrap_or(0))
+        .row("Stack created", info.map(|i| i.2).unwrap_or_default())
+        .row("Buildpacks builtin", buildpack::builtin_names());
+    print_reports(&ctx.out, &[("stack".into(), report)], true, format).await;
+    Ok(())
+}
+
+pub enum Change {
+    Add(String, Option<usize>),
+    Set(Vec<String>),
+    Remove(String),
+    Clear,
+}
+
+pub async fn buildpacks_change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
+    validate::app_name(app)?;
+    match &change {
+        Change::Add(v, _) => buildpack::validate(v).map_err(CmdError::Failed)?,
+        Change::Set(list) => {
+            for v in list {
+                buildpack::validate(v).map_err(CmdError::Failed)?;
+            }
+        }
+        _ => {}
+    }
+    let list = ctx
+        .engine
+        .update_app(app, |config| {
+            let list = &mut config.buildpacks;
+            match &change {
+                Change::Add(v, _) if list.contains(v) => return Err(failed(format!("{v} is already a buildpack of {app}"))),
+                Change::Add(v, index) => {
+                    let at = index.map(|i| i.saturating_sub(1).min(list.len())).unwrap_or(list.len());
+                    list.insert(at, v.clone());
+                }
+                Change::Set(values) => *list = values.clone(),
+                Change::Remove(v) => {
+                    if !list.contains(v) {
+                        return Err(failed(format!("{v} is not a buildpack of {app}")));
+                    }
+                    list.retain(|b| b != v);
+                }
+                Change::Clear => list.clear(),
+            }
+            Ok::<_, CmdError>(list.clone())
+        })
+        .await?;
+    if list.is_empty() {
+        ctx.out.step(format!("{app} detects its buildpack ({})", buildpack::builtin_names().join(", "))).await;
+    } else {
+        ctx.out.step(format!("Buildpacks of {app}: {}", list.join(", "))).await;
+    }
+    Ok(())
+}
+
+pub async fn buildpacks_list(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
+    validate::app_name(app)?;
+    let config = ctx.engine.store.load_app(app)?;
+    ctx.out.header(format!("{app} buildpacks")).await;
+    if config.buildpacks.is_empty() {
+        ctx.out.detail(format!("(detected from: {})", buildpack::builtin_names().join(", "))).await;
+    }
+    for (i, b) in config.buildpacks.iter().enumerate() {
+        ctx.out.detail(format!("{}. {b}", i + 1)).await;
+    }
+    Ok(())
+}
+
+pub async fn builder_set(ctx: &mut Ctx<'_>, app: &str, builder: Option<Builder>) -> CmdResult {
+    validate::app_name(app)?;
+    ctx.engine
+        .update_app(app, |config| {
+            config.builder = builder;
+            Ok::<_, CmdError>(())
+        })
+        .await?;
+    let shown = match builder {
+        Some(Builder::Dockerfile) => "dockerfile",
+        Some(Builder::Buildpacks) => "buildpacks",
+        None => "detected (a Dockerfile wins, else buildpacks)",
+    };
+    ctx.out.step(format!("Builder of {app}: {shown}")).await;
+    Ok(())
+}
+
+pub async fn builder_report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
+    let reports = super::apps::for_each_app(ctx, app, |_, name, config| {
+        let builder = match config.builder {
+            Some(Builder::Dockerfile) => "dockerfile",
+            Some(Builder::Buildpacks) => "buildpacks",
+            None => "",
+        };
+        Report::new(format!("{name} builder information"))
+            .row("Builder selected", builder)
+            .row("Builder buildpacks", config.buildpacks.clone())
+    })?;
+    print_reports(&ctx.out, &reports, app.is_some(), format).await;
+    Ok(())
+}

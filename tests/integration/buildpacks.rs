@@ -1,0 +1,142 @@
+//! Apps without a Dockerfile, built by berth's buildpacks in the stack image.
+
+use crate::harness::{AppRepo, Daemon, get, stack_image};
+
+fn app(d: &Daemon, name: &str, files: &[(&str, &str)]) -> AppRepo {
+    stack_image(d);
+    d.ssh(&format!("apps:create {name}")).ok();
+    d.ssh(&format!("domains:add {name} {name}.example.com")).ok();
+    let repo = AppRepo::new(d, name);
+    for (path, text) in files {
+        repo.write(path, text);
+    }
+    repo.commit("first");
+    repo
+}
+
+#[track_caller]
+fn pushed(d: &Daemon, repo: &AppRepo) -> String {
+    let out = repo.push(d, "main");
+    assert_eq!(out.code, 0, "push failed: {}", out.stderr);
+    out.stderr
+}
+
+const PYTHON_APP: &str = r#"import os
+import six
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Hello(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("python with six " + six.__version__).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+HTTPServer(("0.0.0.0", int(os.environ["PORT"])), Hello).serve_forever()
+"#;
+
+#[test]
+fn a_python_app_installs_its_requirements_and_a_rebuild_uses_the_cache() {
+    let d = Daemon::start();
+    let repo = app(&d, "py-app", &[("app.py", PYTHON_APP), ("requirements.txt", "six==1.16.0\n"), ("Procfile", "web: python app.py\n")]);
+    let log = pushed(&d, &repo);
+    for needle in ["Building py-app with buildpacks", "Building with buildpack python", "Installing requirements", "Successfully installed six-1.16.0", "Compiled in"] {
+        assert!(log.contains(needle), "{needle:?} missing:\n{log}");
+    }
+    assert_eq!(get(&d, "py-app.example.com"), (200, "python with six 1.16.0".into()));
+
+    // Unchanged requirements: the cached virtualenv, no pip install.
+    repo.commit("again");
+    let log = pushed(&d, &repo);
+    assert!(log.contains("Reusing the cached virtualenv"), "{log}");
+    assert!(!log.contains("Installing requirements"), "{log}");
+    assert_eq!(get(&d, "py-app.example.com"), (200, "python with six 1.16.0".into()));
+
+    // A dependency that cannot be installed rejects the push; the old release serves on.
+    repo.write("requirements.txt", "six==1.16.0\nberth-no-such-package-anywhere==0.0.1\n").commit("bad requirement");
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("The buildpack build failed"), "{}", out.stderr);
+    assert_eq!(get(&d, "py-app.example.com"), (200, "python with six 1.16.0".into()));
+}
+
+#[test]
+fn a_nodejs_app_runs_npm_install_and_npm_start() {
+    let d = Daemon::start();
+    let server = r#"const http = require('http');
+const isNumber = require('is-number');
+http.createServer((req, res) => res.end('node says ' + isNumber(5))).listen(process.env.PORT);
+"#;
+    let package = r#"{"name": "node-app", "version": "1.0.0", "scripts": {"start": "node server.js"}, "dependencies": {"is-number": "7.0.0"}}"#;
+    let repo = app(&d, "node-app", &[("server.js", server), ("package.json", package)]);
+    let log = pushed(&d, &repo);
+    assert!(log.contains("Building with buildpack nodejs"), "{log}");
+    assert!(log.contains("npm install"), "{log}");
+    assert!(log.contains("added 1 package"), "npm did not install: {log}");
+    assert_eq!(get(&d, "node-app.example.com"), (200, "node says true".into()));
+}
+
+#[test]
+fn a_go_app_with_only_the_standard_library_builds() {
+    let d = Daemon::start();
+    let main = r#"package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+)
+
+func main() {
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "go says hello") })
+	http.ListenAndServe(":"+os.Getenv("PORT"), nil)
+}
+"#;
+    let repo = app(&d, "go-app", &[("main.go", main), ("go.mod", "module example.com/goapp\n\ngo 1.19\n")]);
+    let log = pushed(&d, &repo);
+    assert!(log.contains("Building with buildpack go"), "{log}");
+    assert_eq!(get(&d, "go-app.example.com"), (200, "go says hello".into()));
+}
+
+#[test]
+fn a_static_site_and_a_procfile_app_are_served() {
+    let d = Daemon::start();
+    let site = app(&d, "static-app", &[("index.html", "static hello\n"), ("about.html", "about\n")]);
+    let log = pushed(&d, &site);
+    assert!(log.contains("Building with buildpack static"), "{log}");
+    assert_eq!(get(&d, "static-app.example.com"), (200, "static hello".into()));
+
+    let procfile = app(&d, "procfile-app", &[("Procfile", "web: busybox httpd -f -p $PORT -h /app/public\n"), ("public/index.html", "from a procfile\n")]);
+    let log = pushed(&d, &procfile);
+    assert!(log.contains("Building with buildpack procfile"), "{log}");
+    assert_eq!(get(&d, "procfile-app.example.com"), (200, "from a procfile".into()));
+}
+
+#[test]
+fn nothing_to_build_is_one_clear_refusal_and_buildpacks_can_be_chosen() {
+    let d = Daemon::start();
+    let repo = app(&d, "nothing-app", &[("README.md", "no code here\n")]);
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("Nothing to build: berth looked for a Dockerfile, requirements.txt"), "{}", out.stderr);
+
+    d.ssh("buildpacks:add nothing-app ruby").refused("Unknown buildpack");
+    d.ssh("buildpacks:set nothing-app static").ok();
+    assert!(d.ssh("buildpacks:list nothing-app").ok().stdout.contains("1. static"));
+    // The chosen buildpack does not apply to this app.
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("does not apply"), "{}", out.stderr);
+    repo.write("index.html", "chosen static\n").commit("site");
+    pushed(&d, &repo);
+    assert_eq!(get(&d, "nothing-app.example.com"), (200, "chosen static".into()));
+
+    // builder:set dockerfile refuses an app without one.
+    d.ssh("builder:set nothing-app dockerfile").ok();
+    repo.commit("again");
+    let out = repo.push(&d, "main");
+    assert!(out.stderr.contains("No Dockerfile"), "{}", out.stderr);
+    d.ssh("builder:set nothing-app detect").ok();
+    d.ssh("buildpacks:clear nothing-app").ok();
+}
