@@ -140,3 +140,35 @@ fn nothing_to_build_is_one_clear_refusal_and_buildpacks_can_be_chosen() {
     d.ssh("builder:set nothing-app detect").ok();
     d.ssh("buildpacks:clear nothing-app").ok();
 }
+
+#[test]
+fn a_third_party_buildpack_from_a_git_url_builds_the_app() {
+    let d = Daemon::start();
+    // A buildpack in the Heroku API v2, in its own git repository (a bare one on disk:
+    // no git host is reachable from here, but `git clone URL` is the same path).
+    let src = d.dir.path().join("custom-bp");
+    for (file, text) in [
+        ("bin/detect", "#!/bin/sh\n[ -f \"$1/hello.txt\" ] && echo custom && exit 0\nexit 1\n"),
+        ("bin/compile", "#!/bin/sh\nset -e\necho \"       custom compile, GREETING=$(cat \"$3/GREETING\")\"\n(echo \"custom: $(cat \"$3/GREETING\")\"; cat \"$1/hello.txt\") > \"$1/index.html\"\n"),
+        ("bin/release", "#!/bin/sh\nprintf -- '---\\ndefault_process_types:\\n  web: busybox httpd -f -p $PORT -h /app\\n'\n"),
+    ] {
+        let path = src.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let git = |args: &[&str]| assert!(std::process::Command::new("git").current_dir(&src).args(args).status().unwrap().success());
+    git(&["init", "-q", "-b", "main"]);
+    git(&["-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"]);
+    git(&["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "bp"]);
+    let bare = d.dir.path().join("custom-bp.git");
+    assert!(std::process::Command::new("git").args(["clone", "-q", "--bare"]).arg(&src).arg(&bare).status().unwrap().success());
+
+    let repo = app(&d, "custom-app", &[("hello.txt", "world\n")]);
+    d.ssh(&format!("buildpacks:add custom-app {}", bare.display())).ok();
+    d.ssh("config:set custom-app GREETING=hi --no-restart").ok();
+    let log = pushed(&d, &repo);
+    assert!(log.contains("Fetching buildpack"), "{log}");
+    assert!(log.contains("custom compile, GREETING=hi"), "ENV_DIR did not reach compile: {log}");
+    assert_eq!(get(&d, "custom-app.example.com"), (200, "custom: hi\nworld".into()));
+}
