@@ -20,6 +20,9 @@ pub enum Source {
     Build { tar: Vec<u8>, git_sha: String },
     /// Run the active release's image again with the current config.
     Reuse,
+    /// Run an earlier release's image with that release's config (which becomes the app's
+    /// config once it serves).
+    Rollback { version: u32 },
 }
 
 /// How long old containers get between SIGTERM and SIGKILL.
@@ -43,6 +46,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
     runtime.ensure_network().await.map_err(|e| e.to_string())?;
     let releases = store.load_releases(app).map_err(|e| e.to_string())?;
     let version = releases.next_version();
+    let mut rollback_env = None;
 
     let (image, image_tag, git_sha, release_checks) = match source {
         Source::Build { tar, git_sha } => {
@@ -76,6 +80,22 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
             let active = releases.active().ok_or_else(|| format!("{app} has not been deployed yet: git push it first"))?;
             (active.image.clone(), active.image_tag.clone(), active.git_sha.clone(), active.checks.clone())
         }
+        Source::Rollback { version: target } => {
+            let old = releases
+                .releases
+                .iter()
+                .find(|r| r.version == target)
+                .ok_or_else(|| format!("{app} has no release v{target} (see: releases {app})"))?;
+            if old.status == Status::Failed {
+                return Err(format!("v{target} of {app} never served (it failed): roll back to a release that did"));
+            }
+            if runtime.image_info(&old.image).await.is_none() {
+                return Err(format!("The image of v{target} is no longer kept: push that commit again instead"));
+            }
+            rollback_env = Some(old.env.clone());
+            out.step(format!("Rolling back {app} to v{target} ({}), without a build", short(&old.git_sha))).await;
+            (old.image.clone(), old.image_tag.clone(), old.git_sha.clone(), old.checks.clone())
+        }
     };
 
     out.step(format!("Releasing v{version}")).await;
@@ -87,7 +107,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
         cause: cause.to_string(),
         created_at: crate::unix_now(),
         status: Status::Failed,
-        env: config.env.clone(),
+        env: rollback_env.clone().unwrap_or_else(|| config.env.clone()),
         checks: release_checks,
     };
     let previous = releases.active().map(|r| r.version);
@@ -105,6 +125,15 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
         store.save_releases(app, &releases).map_err(|e| e.to_string())?;
     }
     swapped?;
+    if let Some(env) = rollback_env {
+        engine
+            .update_app(app, |config| {
+                config.env = env;
+                Ok::<_, crate::store::StoreError>(())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     out.step(format!("{app} v{version} is live (deployed in {})", secs(started.elapsed()))).await;
     Ok(version)
 }

@@ -14,6 +14,7 @@ mod git;
 mod keys;
 mod ports;
 mod ps;
+mod releases;
 
 use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
 
@@ -279,6 +280,16 @@ pub enum Command {
     /// Build the deploy branch again and deploy it
     #[command(name = "ps:rebuild")]
     PsRebuild { app: String },
+    /// List an app's releases, newest first
+    #[command(name = "releases")]
+    Releases {
+        app: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Serve an earlier release again (default: the one before the active one), no build
+    #[command(name = "releases:rollback")]
+    ReleasesRollback { app: String, version: Option<String> },
     /// Show an app's containers
     #[command(name = "ps:report")]
     PsReport {
@@ -419,7 +430,9 @@ impl Command {
             | BuildpacksRemove { app, .. }
             | BuildpacksClear { app }
             | BuildpacksList { app }
-            | BuilderSet { app, .. } => Scope::App(app),
+            | BuilderSet { app, .. }
+            | Releases { app, .. }
+            | ReleasesRollback { app, .. } => Scope::App(app),
             StackReport { .. } => Scope::Anyone,
             StackBuild { .. } => Scope::Admin,
             GitReceive { .. } => Scope::Internal,
@@ -513,6 +526,8 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         ChecksReport { app, format } => checks::report(ctx, app.as_deref(), format).await,
         PsRestart { app } => ps::restart(ctx, &app, "ps:restart").await,
         PsRebuild { app } => ps::rebuild(ctx, &app).await,
+        Releases { app, format } => releases::list(ctx, &app, format).await,
+        ReleasesRollback { app, version } => releases::rollback(ctx, &app, version.as_deref()).await,
         PsReport { app, format } => ps::report(ctx, app.as_deref(), format).await,
         StackBuild { force } => build::stack_build(ctx, force).await,
         StackReport { format } => build::stack_report(ctx, format).await,

@@ -285,3 +285,38 @@ fn apps_keep_serving_across_daemon_restarts_and_crashes() {
     deploy(&d, &repo, "survivor v2", 0);
     assert_eq!(get(&d, "survivor.example.com"), (200, "survivor v2".into()));
 }
+
+#[test]
+fn rollback_serves_an_earlier_release_without_a_build() {
+    let d = Daemon::start();
+    d.ssh("apps:create rewind").ok();
+    d.ssh("domains:add rewind rewind.example.com").ok();
+    let repo = AppRepo::new(&d, "rewind");
+    deploy(&d, &repo, "rewind v1", 0);
+    deploy(&d, &repo, "rewind v2", 0);
+    d.ssh("config:set rewind AFTER=v2").ok(); // v3: a config change
+    assert_eq!(get(&d, "rewind.example.com"), (200, "rewind v2".into()));
+
+    let out = d.ssh("releases:rollback rewind v1");
+    out.ok();
+    assert!(out.stdout.contains("without a build") && !out.stdout.contains("Building"), "{}", out.stdout);
+    assert_eq!(get(&d, "rewind.example.com"), (200, "rewind v1".into()));
+    // v1's config came back with its image.
+    d.ssh("config:get rewind AFTER").refused("not set");
+
+    let list = d.ssh("releases rewind").ok().stdout.clone();
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines[0], "=====> rewind releases");
+    assert!(lines[1].contains("v4") && lines[1].contains("active") && lines[1].contains("rollback to v1"), "{list}");
+    assert!(lines[4].contains("v1") && lines[4].contains("superseded") && lines[4].contains("git push"), "{list}");
+
+    // No version: back to the one before.
+    d.ssh("releases:rollback rewind").ok();
+    assert_eq!(d.ssh("config:get rewind AFTER").ok().stdout, "v2\n");
+    assert_eq!(get(&d, "rewind.example.com"), (200, "rewind v2".into()));
+    d.ssh("releases:rollback rewind v99").refused("has no release v99");
+    d.ssh("releases:rollback rewind vx").refused("Invalid release");
+    let json: serde_json::Value = serde_json::from_str(&d.ssh("releases rewind --format json").ok().stdout).unwrap();
+    assert_eq!(json[0]["version"], 5);
+    assert_eq!(json[0]["cause"], "rollback to v3");
+}

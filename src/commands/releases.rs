@@ -1,0 +1,100 @@
+//! `releases`, `releases:rollback`: an app's history, and going back in it.
+
+use super::{CmdError, CmdResult, Ctx};
+use crate::deploy::{self, Source};
+use crate::output::Format;
+use crate::store::Status;
+use crate::validate;
+
+pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
+    validate::app_name(app)?;
+    ctx.engine.store.load_app(app)?;
+    let releases = ctx.engine.store.load_releases(app)?;
+    if format == Format::Json {
+        let list: Vec<_> = releases
+            .releases
+            .iter()
+            .rev()
+            .map(|r| {
+                serde_json::json!({
+                    "version": r.version, "status": status(r.status), "created_at": r.created_at,
+                    "git_sha": r.git_sha, "image": r.image, "image_tag": r.image_tag, "cause": r.cause,
+                })
+            })
+            .collect();
+        ctx.out.line(serde_json::Value::Array(list).to_string()).await;
+        return Ok(());
+    }
+    ctx.out.header(format!("{app} releases")).await;
+    for r in releases.releases.iter().rev() {
+        let sha = &r.git_sha[..r.git_sha.len().min(7)];
+        let image = r.image.strip_prefix("sha256:").map(|i| &i[..i.len().min(12)]).unwrap_or(&r.image);
+        ctx.out
+            .detail(format!("v{:<4} {}  {sha:<7}  {image:<12}  {:<10}  {}", r.version, utc(r.created_at), status(r.status), r.cause))
+            .await;
+    }
+    Ok(())
+}
+
+pub async fn rollback(ctx: &mut Ctx<'_>, app: &str, target: Option<&str>) -> CmdResult {
+    validate::app_name(app)?;
+    ctx.engine.store.load_app(app)?;
+    let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    let releases = ctx.engine.store.load_releases(app)?;
+    let version = match target {
+        Some(v) => v
+            .trim_start_matches('v')
+            .parse::<u32>()
+            .map_err(|_| super::failed(format!("Invalid release {}: expected vN, e.g. v3", validate::quoted(v))))?,
+        // The release that served before the active one.
+        None => {
+            let active = releases.active().map(|r| r.version).unwrap_or(0);
+            releases
+                .releases
+                .iter()
+                .rev()
+                .find(|r| r.status == Status::Superseded && r.version < active)
+                .map(|r| r.version)
+                .ok_or_else(|| super::failed(format!("{app} has no earlier release to roll back to")))?
+        }
+    };
+    let cause = format!("rollback to v{version}");
+    deploy::deploy_locked(ctx.engine, app, Source::Rollback { version }, &cause, &ctx.out).await.map_err(CmdError::Failed)?;
+    Ok(())
+}
+
+fn status(status: Status) -> &'static str {
+    match status {
+        Status::Active => "active",
+        Status::Superseded => "superseded",
+        Status::Failed => "failed",
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` UTC from Unix seconds (civil-from-days, proleptic Gregorian).
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
+        assert_eq!(utc(1_795_302_226), "2026-11-21 23:03"); // date -u -d @1795302226
+    }
+}
