@@ -56,6 +56,11 @@ cat >/usr/local/bin/berth-launch <<'LAUNCH'
 cd /app
 export HOME=/app
 for f in /app/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done
+# `berth run`: a one-off command with the app's environment.
+if [ "$1" = "--run" ]; then
+    shift
+    exec "$@"
+fi
 type=${1:-web}
 command=$(sed -n "s/^${type}: //p" /app/.berth/processes | head -n1)
 if [ -z "$command" ]; then

@@ -52,6 +52,10 @@ where
             }
         }
         let _ = write_frame(&mut writer, protocol::STDIN_EOF, &[]).await;
+        // Dropping the write half would shut the socket's write side, which the daemon
+        // takes for "the client is gone". Keep it open until this process exits.
+        std::future::pending::<()>().await;
+        drop(writer);
     });
     loop {
         match read_frame(&mut reader).await {

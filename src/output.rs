@@ -40,6 +40,12 @@ impl Output {
         self.stdout(format!("{}\n", text.as_ref())).await;
     }
 
+    /// Resolves when whoever asked is gone (the front door dropped the other end): long
+    /// commands such as `logs -t` stop then.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+
     /// `=====> text`
     pub async fn header(&self, text: impl AsRef<str>) {
         self.line(format!("=====> {}", text.as_ref())).await;

@@ -20,6 +20,7 @@ pub const NETWORK: &str = "berth";
 pub const LABEL_APP: &str = "berth.app";
 pub const LABEL_PROCESS: &str = "berth.process";
 pub const LABEL_RELEASE: &str = "berth.release";
+pub const LABEL_INDEX: &str = "berth.index";
 /// The berth root a container belongs to: several roots (tests) can share one engine.
 pub const LABEL_ROOT: &str = "berth.root";
 
@@ -65,6 +66,7 @@ pub struct AppContainer {
     pub id: String,
     pub name: String,
     pub process: String,
+    pub index: u32,
     pub release: u32,
     pub running: bool,
 }
@@ -139,6 +141,7 @@ impl Runtime {
             (LABEL_APP.to_string(), spec.app.to_string()),
             (LABEL_PROCESS.to_string(), spec.process.to_string()),
             (LABEL_RELEASE.to_string(), spec.release.to_string()),
+            (LABEL_INDEX.to_string(), spec.index.to_string()),
             (LABEL_ROOT.to_string(), self.root.clone()),
         ]);
         let body = ContainerCreateBody {
@@ -223,6 +226,82 @@ impl Runtime {
         text.lines().map(str::to_string).collect()
     }
 
+    /// Runs `cmd` once in a new container of `image` on the berth network, streaming its
+    /// stdout and stderr, and removes it. Returns its exit code. If the caller goes away
+    /// first, the container is removed at once.
+    pub async fn run_once(&self, app: &str, image: &str, cmd: Vec<String>, env: Vec<String>, out: &Output) -> Result<i64, RuntimeError> {
+        let labels = HashMap::from([
+            (LABEL_APP.to_string(), app.to_string()),
+            (LABEL_PROCESS.to_string(), "run".to_string()),
+            (LABEL_ROOT.to_string(), self.root.clone()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(cmd),
+            env: Some(env),
+            labels: Some(labels),
+            host_config: Some(HostConfig { network_mode: Some(NETWORK.into()), init: Some(true), ..Default::default() }),
+            ..Default::default()
+        };
+        let id = self.docker.create_container(None, body).await?.id;
+        let result = async {
+            // Attach before starting, as `docker run` does: reading the logs of a container
+            // that already exited can miss what it wrote last.
+            let options = bollard::query_parameters::AttachContainerOptions { stream: true, stdout: true, stderr: true, logs: true, ..Default::default() };
+            let mut logs = self.docker.attach_container(&id, Some(options)).await?.output;
+            self.docker.start_container(&id, None).await?;
+            loop {
+                tokio::select! {
+                    chunk = logs.next() => match chunk {
+                        Some(Ok(bollard::container::LogOutput::StdErr { message })) => out.stderr(message.to_vec()).await,
+                        Some(Ok(other)) => out.stdout(other.into_bytes().to_vec()).await,
+                        Some(Err(_)) | None => break,
+                    },
+                    _ = out.closed() => return Ok(-1),
+                }
+            }
+            let mut wait = self.docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
+            match wait.next().await {
+                Some(Ok(status)) => Ok(status.status_code),
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+                Some(Err(e)) => Err(e.into()),
+                None => Ok(-1),
+            }
+        }
+        .await;
+        let _ = self.remove(&id).await;
+        result
+    }
+
+    /// The image's default command (to tell buildpack images, run by berth-launch).
+    pub async fn image_cmd(&self, image: &str) -> Vec<String> {
+        self.docker.inspect_image(image).await.ok().and_then(|i| i.config).and_then(|c| c.cmd).unwrap_or_default()
+    }
+
+    /// A container's output as timestamped lines (`2026-…Z text`): the last `tail` lines,
+    /// then, with `follow`, whatever it writes until it stops.
+    pub fn log_lines(&self, id: &str, tail: usize, follow: bool) -> futures_util::stream::BoxStream<'static, String> {
+        let options = LogsOptions { stdout: true, stderr: true, follow, timestamps: true, tail: tail.to_string(), ..Default::default() };
+        let chunks = self.docker.logs(id, Some(options));
+        futures_util::stream::unfold((chunks, String::new()), |(mut chunks, mut pending)| async move {
+            loop {
+                if let Some(pos) = pending.find('\n') {
+                    let line: String = pending.drain(..=pos).collect();
+                    return Some((line.trim_end().to_string(), (chunks, pending)));
+                }
+                match chunks.next().await {
+                    Some(Ok(chunk)) => pending.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),
+                    _ if !pending.is_empty() => {
+                        let line = std::mem::take(&mut pending);
+                        return Some((line, (chunks, pending)));
+                    }
+                    _ => return None,
+                }
+            }
+        })
+        .boxed()
+    }
+
     /// SIGTERM, SIGKILL after `stop_timeout`, then remove.
     pub async fn retire(&self, id: &str, stop_timeout: Duration) -> Result<(), RuntimeError> {
         let options = StopContainerOptions { t: Some(stop_timeout.as_secs() as i32), signal: None };
@@ -253,6 +332,7 @@ impl Runtime {
                     name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').to_string(),
                     process: labels.get(LABEL_PROCESS).cloned().unwrap_or_default(),
                     release: labels.get(LABEL_RELEASE).and_then(|r| r.parse().ok()).unwrap_or(0),
+                    index: labels.get(LABEL_INDEX).and_then(|r| r.parse().ok()).unwrap_or(1),
                     running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
                 }
             })
@@ -278,9 +358,9 @@ impl Runtime {
                 let options = bollard::query_parameters::UploadToContainerOptions { path: path.to_string(), ..Default::default() };
                 self.docker.upload_to_container(&id, Some(options), bollard::body_full(tar.into())).await?;
             }
+            let options = bollard::query_parameters::AttachContainerOptions { stream: true, stdout: true, stderr: true, logs: true, ..Default::default() };
+            let mut logs = self.docker.attach_container(&id, Some(options)).await?.output;
             self.docker.start_container(&id, None).await?;
-            let options = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
-            let mut logs = self.docker.logs(&id, Some(options));
             let mut pending = String::new();
             while let Some(chunk) = logs.next().await {
                 let Ok(chunk) = chunk else { break };

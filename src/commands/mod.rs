@@ -12,9 +12,11 @@ mod config;
 mod domains;
 mod git;
 mod keys;
+mod logs;
 mod ports;
 mod ps;
 mod releases;
+mod run;
 
 use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
 
@@ -280,6 +282,27 @@ pub enum Command {
     /// Build the deploy branch again and deploy it
     #[command(name = "ps:rebuild")]
     PsRebuild { app: String },
+    /// Show an app's output: its running containers, merged, prefixed by process
+    #[command(name = "logs")]
+    Logs {
+        app: String,
+        /// Keep following new output
+        #[arg(short = 't', long = "tail")]
+        follow: bool,
+        /// How many lines of history
+        #[arg(short = 'n', long = "num", default_value_t = 100)]
+        lines: usize,
+        /// Only this process type
+        #[arg(short = 'p', long = "ps")]
+        process: Option<String>,
+    },
+    /// Run a one-off command in a new container of the app's release, with its env
+    #[command(name = "run")]
+    Run {
+        app: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// List an app's releases, newest first
     #[command(name = "releases")]
     Releases {
@@ -432,6 +455,8 @@ impl Command {
             | BuildpacksList { app }
             | BuilderSet { app, .. }
             | Releases { app, .. }
+            | Logs { app, .. }
+            | Run { app, .. }
             | ReleasesRollback { app, .. } => Scope::App(app),
             StackReport { .. } => Scope::Anyone,
             StackBuild { .. } => Scope::Admin,
@@ -526,6 +551,8 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         ChecksReport { app, format } => checks::report(ctx, app.as_deref(), format).await,
         PsRestart { app } => ps::restart(ctx, &app, "ps:restart").await,
         PsRebuild { app } => ps::rebuild(ctx, &app).await,
+        Run { app, command } => run::run(ctx, &app, command).await,
+        Logs { app, follow, lines, process } => logs::logs(ctx, &app, follow, lines, process.as_deref()).await,
         Releases { app, format } => releases::list(ctx, &app, format).await,
         ReleasesRollback { app, version } => releases::rollback(ctx, &app, version.as_deref()).await,
         PsReport { app, format } => ps::report(ctx, app.as_deref(), format).await,

@@ -64,6 +64,8 @@ async fn handle(stream: UnixStream, engine: Arc<Engine>) -> std::io::Result<()> 
     };
     let session::Running { stdin, mut output, exit } = session::spawn(engine, Caller::local_root(), argv);
 
+    // The socket closing means the client is gone: `gone` tells the output loop.
+    let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
     let stdin_pump = tokio::spawn(async move {
         let mut stdin = Some(stdin);
         while let Ok(Some((tag, payload))) = read_frame(&mut reader).await {
@@ -79,10 +81,19 @@ async fn handle(stream: UnixStream, engine: Arc<Engine>) -> std::io::Result<()> 
                 _ => {}
             }
         }
+        let _ = gone_tx.send(());
     });
 
     let mut client_gone = false;
-    while let Some(chunk) = output.recv().await {
+    loop {
+        let chunk = tokio::select! {
+            chunk = output.recv() => chunk,
+            _ = &mut gone => {
+                client_gone = true;
+                break;
+            }
+        };
+        let Some(chunk) = chunk else { break };
         let (tag, bytes) = match chunk {
             Chunk::Stdout(b) => (protocol::STDOUT, b),
             Chunk::Stderr(b) => (protocol::STDERR, b),

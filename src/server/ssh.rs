@@ -333,6 +333,8 @@ async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>,
     let session::Running { stdin, mut output, exit } = session::spawn(engine, caller, argv);
 
     // Every channel message must be read, or the session stalls once the queue fills.
+    // When the channel closes, the client is gone: `gone` tells the output loop.
+    let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
     let stdin_pump = tokio::spawn(async move {
         let mut stdin = Some(stdin);
         while let Some(msg) = reader.wait().await {
@@ -350,10 +352,19 @@ async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>,
                 _ => {}
             }
         }
+        let _ = gone_tx.send(());
     });
 
     let mut client_gone = false;
-    while let Some(chunk) = output.recv().await {
+    loop {
+        let chunk = tokio::select! {
+            chunk = output.recv() => chunk,
+            _ = &mut gone => {
+                client_gone = true;
+                break;
+            }
+        };
+        let Some(chunk) = chunk else { break };
         let written = match chunk {
             Chunk::Stdout(bytes) => stdout.write_all(&bytes).await,
             Chunk::Stderr(bytes) => stderr.write_all(&bytes).await,

@@ -320,3 +320,62 @@ fn rollback_serves_an_earlier_release_without_a_build() {
     assert_eq!(json[0]["version"], 5);
     assert_eq!(json[0]["cause"], "rollback to v3");
 }
+
+#[test]
+fn logs_show_the_apps_output_prefixed_by_process_and_follow_it() {
+    let d = Daemon::start();
+    d.ssh("apps:create chatty").ok();
+    d.ssh("domains:add chatty chatty.example.com").ok();
+    let repo = AppRepo::new(&d, "chatty");
+    repo.write(
+        "Dockerfile",
+        "FROM berth-test/busybox\nRUN mkdir /www && echo chatty > /www/index.html\nCMD [\"sh\", \"-c\", \"echo started web; exec httpd -f -vv -p $PORT -h /www\"]\n",
+    )
+    .commit("chatty");
+    assert_eq!(repo.push(&d, "main").code, 0);
+
+    let logs = d.ssh("logs chatty").ok().stdout.clone();
+    assert!(logs.lines().any(|l| l.ends_with("chatty[web.1]: started web") && l.starts_with("20")), "{logs}");
+    assert_eq!(d.ssh("logs chatty -n 1").ok().stdout.lines().count(), 1);
+    d.ssh("logs chatty -p worker").refused("has no worker processes");
+    d.ssh("logs ghost").refused("App ghost does not exist");
+
+    // -t follows: a request made after it started shows up.
+    let mut cmd = std::process::Command::new("ssh");
+    cmd.arg("-i").arg(&d.admin.private).args(crate::harness::ssh_options(d.port));
+    cmd.arg("-o").arg("UserKnownHostsFile=/dev/null").arg("berth@127.0.0.1").arg("logs chatty -t -n 0");
+    let mut follower = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let marker = "/followed-request-marker";
+    let _ = crate::harness::http_get(d.http_port, "chatty.example.com", marker);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    follower.kill().unwrap();
+    let output = follower.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&output.stdout);
+    assert!(seen.contains(marker) && seen.contains("chatty[web.1]:"), "follow missed the request: {seen}");
+}
+
+#[test]
+fn run_executes_a_one_off_command_with_the_apps_env_and_returns_its_exit_code() {
+    let d = Daemon::start();
+    d.ssh("apps:create oneoff").ok();
+    let repo = AppRepo::new(&d, "oneoff");
+    deploy(&d, &repo, "oneoff v1", 0);
+    d.ssh("config:set oneoff SECRET=shh --no-restart").ok();
+
+    let out = d.ssh("run oneoff sh -c 'echo out $SECRET; echo err >&2; exit 3'");
+    assert_eq!(out.code, 3, "{out:#?}");
+    assert_eq!(out.stdout, "out shh\n");
+    assert_eq!(out.stderr, "err\n");
+    assert_eq!(d.ssh("run oneoff cat /www/index.html").ok().stdout, "oneoff v1\n");
+    // The same through the local CLI; and no one-off container is left behind.
+    assert_eq!(d.local(&["run", "oneoff", "echo", "-n", "local"], b"").ok().stdout, "local");
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", "label=berth.process=run", "--filter", &format!("label=berth.root={}", d.root().display())])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "one-off containers left: {}", String::from_utf8_lossy(&left.stdout));
+    d.ssh("run ghost true").refused("App ghost does not exist");
+    d.ssh("apps:create fresh").ok();
+    d.ssh("run fresh true").refused("has not been deployed yet");
+}

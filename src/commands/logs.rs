@@ -1,0 +1,69 @@
+//! `logs APP [-t] [-n N] [-p TYPE]`: the output of an app's running containers, merged and
+//! prefixed by process (`app[web.1]:`), as dokku prints it.
+
+use futures_util::StreamExt;
+
+use super::{CmdResult, Ctx, failed};
+use crate::validate;
+
+pub async fn logs(ctx: &mut Ctx<'_>, app: &str, follow: bool, lines: usize, process: Option<&str>) -> CmdResult {
+    validate::app_name(app)?;
+    ctx.engine.store.load_app(app)?;
+    let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
+    let active = ctx.engine.store.load_releases(app)?.active().map(|r| r.version);
+    let containers: Vec<_> = runtime
+        .containers(app)
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .into_iter()
+        .filter(|c| Some(c.release) == active)
+        .filter(|c| process.is_none_or(|p| c.process == p))
+        .collect();
+    if containers.is_empty() {
+        let what = process.map(|p| format!("{p} processes")).unwrap_or_else(|| "containers".into());
+        return Err(failed(format!("{app} has no {what} of its active release")));
+    }
+    let streams = containers.iter().map(|c| {
+        let label = format!("{app}[{}.{}]:", c.process, c.index);
+        runtime.log_lines(&c.id, lines, follow).map(move |line| prefix(&label, &line)).boxed()
+    });
+    let mut merged = futures_util::stream::select_all(streams);
+    if !follow {
+        // History: every container's last lines, in time order, the last N overall.
+        let mut all: Vec<String> = merged.collect().await;
+        all.sort();
+        let skip = all.len().saturating_sub(lines);
+        for line in &all[skip..] {
+            ctx.out.line(line).await;
+        }
+        return Ok(());
+    }
+    loop {
+        tokio::select! {
+            line = merged.next() => match line {
+                Some(line) => ctx.out.line(line).await,
+                None => return Ok(()),
+            },
+            _ = ctx.out.closed() => return Ok(()),
+        }
+    }
+}
+
+/// `2026-11-21T23:10:11.123456789Z text` → `2026-11-21T23:10:11.123456789Z app[web.1]: text`.
+fn prefix(label: &str, line: &str) -> String {
+    match line.split_once(' ') {
+        Some((time, text)) if time.ends_with('Z') => format!("{time} {label} {text}"),
+        _ => format!("{label} {line}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_get_the_process_after_the_timestamp() {
+        assert_eq!(prefix("a[web.1]:", "2026-11-21T23:10:11.1Z hello world"), "2026-11-21T23:10:11.1Z a[web.1]: hello world");
+        assert_eq!(prefix("a[web.1]:", "no timestamp"), "a[web.1]: no timestamp");
+    }
+}
