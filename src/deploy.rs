@@ -115,7 +115,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
     if swapped.is_ok() {
         release.status = Status::Active;
     }
-    {
+    let prune = {
         let _lock = store.lock_app(app).await;
         let mut releases = store.load_releases(app).map_err(|e| e.to_string())?;
         releases.releases.push(release);
@@ -123,8 +123,18 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
             releases.activate(version);
         }
         store.save_releases(app, &releases).map_err(|e| e.to_string())?;
+        releases.images_to_prune(config.keep_releases)
+    };
+    match swapped {
+        Ok(retirement) => retirement.spawn(runtime.clone(), prune),
+        // Nothing to retire; a failed release's image goes at once.
+        Err(e) => {
+            for tag in prune {
+                runtime.remove_image(&tag).await;
+            }
+            return Err(e);
+        }
     }
-    swapped?;
     if let Some(env) = rollback_env {
         engine
             .update_app(app, |config| {
@@ -139,7 +149,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
 }
 
 /// Starts the new web container, waits until it is ready, moves traffic, retires the old.
-async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig, release: &Release, previous: Option<u32>, out: &Output) -> Result<(), String> {
+async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig, release: &Release, previous: Option<u32>, out: &Output) -> Result<Retirement, String> {
     let port = config.container_port();
     let mut env: Vec<String> = release.env.iter().filter(|(k, _)| *k != "PORT").map(|(k, v)| format!("{k}={v}")).collect();
     env.push(format!("PORT={port}"));
@@ -213,20 +223,35 @@ async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig,
     }
 
     let retiring: Vec<_> = old.into_iter().filter(|c| c.id != id).collect();
+    let wait = if config.checks.disabled { 0 } else { config.checks.wait_to_retire };
     if !retiring.is_empty() {
-        let wait = if config.checks.disabled { 0 } else { config.checks.wait_to_retire };
         out.step(format!("Retiring {} old container(s) in {wait}s", retiring.len())).await;
-        let runtime = runtime.clone();
+    }
+    Ok(Retirement { containers: retiring, wait: Duration::from_secs(wait) })
+}
+
+/// Old containers to stop once traffic has moved, after `wait`.
+struct Retirement {
+    containers: Vec<crate::runtime::AppContainer>,
+    wait: Duration,
+}
+
+impl Retirement {
+    /// In the background: stop the old containers, then remove images no release keeps
+    /// (the engine refuses to remove an image a container still uses, hence the order).
+    fn spawn(self, runtime: Runtime, prune: Vec<String>) {
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(wait)).await;
-            for container in retiring {
+            tokio::time::sleep(self.wait).await;
+            for container in self.containers {
                 if let Err(e) = runtime.retire(&container.id, STOP_TIMEOUT).await {
                     tracing::warn!("cannot retire {}: {e}", container.name);
                 }
             }
+            for tag in prune {
+                runtime.remove_image(&tag).await;
+            }
         });
     }
-    Ok(())
 }
 
 /// After a daemon or engine restart: start the active release's web container if it is

@@ -313,6 +313,9 @@ pub enum Command {
     /// Serve an earlier release again (default: the one before the active one), no build
     #[command(name = "releases:rollback")]
     ReleasesRollback { app: String, version: Option<String> },
+    /// Set a release setting: keep N (images kept for rollbacks, default 5)
+    #[command(name = "releases:set")]
+    ReleasesSet { app: String, key: String, value: String },
     /// Show an app's containers
     #[command(name = "ps:report")]
     PsReport {
@@ -457,7 +460,8 @@ impl Command {
             | Releases { app, .. }
             | Logs { app, .. }
             | Run { app, .. }
-            | ReleasesRollback { app, .. } => Scope::App(app),
+            | ReleasesRollback { app, .. }
+            | ReleasesSet { app, .. } => Scope::App(app),
             StackReport { .. } => Scope::Anyone,
             StackBuild { .. } => Scope::Admin,
             GitReceive { .. } => Scope::Internal,
@@ -554,6 +558,7 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         Run { app, command } => run::run(ctx, &app, command).await,
         Logs { app, follow, lines, process } => logs::logs(ctx, &app, follow, lines, process.as_deref()).await,
         Releases { app, format } => releases::list(ctx, &app, format).await,
+        ReleasesSet { app, key, value } => releases::set(ctx, &app, &key, &value).await,
         ReleasesRollback { app, version } => releases::rollback(ctx, &app, version.as_deref()).await,
         PsReport { app, format } => ps::report(ctx, app.as_deref(), format).await,
         StackBuild { force } => build::stack_build(ctx, force).await,

@@ -28,9 +28,22 @@ pub struct AppConfig {
     /// `builder:set`: None detects (a Dockerfile at the root wins, else buildpacks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder: Option<Builder>,
+    /// How many releases keep their image for rollbacks (`releases:set APP keep N`).
+    #[serde(default = "default_keep", skip_serializing_if = "is_default_keep")]
+    pub keep_releases: u32,
     /// `buildpacks:*`: built-in names or git URLs, in order; empty detects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buildpacks: Vec<String>,
+}
+
+pub const DEFAULT_KEEP_RELEASES: u32 = 5;
+
+fn default_keep() -> u32 {
+    DEFAULT_KEEP_RELEASES
+}
+
+fn is_default_keep(n: &u32) -> bool {
+    *n == DEFAULT_KEEP_RELEASES
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -64,7 +77,7 @@ impl Default for ChecksConfig {
 
 impl AppConfig {
     pub fn new() -> AppConfig {
-        AppConfig { created_at: crate::unix_now(), ..AppConfig::default() }
+        AppConfig { created_at: crate::unix_now(), keep_releases: DEFAULT_KEEP_RELEASES, ..AppConfig::default() }
     }
 
     /// Whether a push to `branch` deploys.

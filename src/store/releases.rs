@@ -54,6 +54,31 @@ impl Releases {
         self.releases.iter().map(|r| r.version).max().unwrap_or(0) + 1
     }
 
+    /// Image tags no longer needed: failed releases', and those of serving releases beyond
+    /// the newest `keep` (the active one always stays). Pure.
+    pub fn images_to_prune(&self, keep: u32) -> Vec<String> {
+        let mut kept = 0;
+        let mut prune = Vec::new();
+        let mut keep_tags = Vec::new();
+        for r in self.releases.iter().rev() {
+            let keep_it = r.status == Status::Active || (r.status == Status::Superseded && kept < keep.max(1));
+            if r.status != Status::Failed && keep_it {
+                // Images are counted, not releases: a restart reuses its release's image.
+                if !keep_tags.contains(&r.image_tag) {
+                    kept += 1;
+                    keep_tags.push(r.image_tag.clone());
+                }
+            } else {
+                prune.push(r.image_tag.clone());
+            }
+        }
+        // Restarts and rollbacks share a tag with the release they reuse.
+        prune.retain(|t| !keep_tags.contains(t));
+        prune.sort();
+        prune.dedup();
+        prune
+    }
+
     /// Marks `version` active and the previous active release superseded.
     pub fn activate(&mut self, version: u32) {
         for r in &mut self.releases {
@@ -82,6 +107,19 @@ mod tests {
             env: BTreeMap::new(),
             checks: Vec::new(),
         }
+    }
+
+    #[test]
+    fn prunes_failed_and_old_images_but_keeps_shared_tags() {
+        let mut releases: Vec<Release> = (1..=8).map(|v| release(v, Status::Superseded)).collect();
+        releases[7].status = Status::Active;
+        releases[6].status = Status::Failed;
+        // v6 was a restart of v5: same image tag.
+        releases[5].image_tag = releases[4].image_tag.clone();
+        let r = Releases { releases };
+        let prune = r.images_to_prune(3);
+        // Kept: v8 (active), v6, v5 (shared tag), v4. Pruned: v7 (failed), v3, v2, v1.
+        assert_eq!(prune, vec!["berth/app:v1", "berth/app:v2", "berth/app:v3", "berth/app:v7"]);
     }
 
     #[test]

@@ -379,3 +379,30 @@ fn run_executes_a_one_off_command_with_the_apps_env_and_returns_its_exit_code() 
     d.ssh("apps:create fresh").ok();
     d.ssh("run fresh true").refused("has not been deployed yet");
 }
+
+#[test]
+fn old_release_images_are_pruned_beyond_the_kept_number() {
+    let d = Daemon::start();
+    d.ssh("apps:create pruned").ok();
+    d.ssh("releases:set pruned keep 2").ok();
+    d.ssh("releases:set pruned keep 0").refused("a number from 1 to 100");
+    let repo = AppRepo::new(&d, "pruned");
+    d.ssh("checks:set pruned wait-to-retire 0").ok();
+    for v in 1..=4 {
+        deploy(&d, &repo, &format!("pruned v{v}"), 0);
+    }
+    // Pruning follows the old containers' retirement, in the background.
+    let tags = || {
+        let images = std::process::Command::new("docker").args(["image", "ls", "--format", "{{.Tag}}", "berth/pruned"]).output().unwrap();
+        let mut tags: Vec<String> = String::from_utf8_lossy(&images.stdout).lines().map(String::from).collect();
+        tags.sort();
+        tags
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tags() != ["v3", "v4"] && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(tags(), vec!["v3", "v4"]);
+    d.ssh("releases:rollback pruned v1").refused("no longer kept");
+    d.ssh("releases:rollback pruned v3").ok();
+}
