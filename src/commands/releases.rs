@@ -63,6 +63,26 @@ pub async fn rollback(ctx: &mut Ctx<'_>, app: &str, target: Option<&str>) -> Cmd
     Ok(())
 }
 
+pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdResult {
+    validate::app_name(app)?;
+    if key != "keep" {
+        return Err(super::failed(format!("Unknown releases setting {}: the settings are: keep", validate::quoted(key))));
+    }
+    let keep: u32 = value
+        .parse()
+        .ok()
+        .filter(|n| (1..=100).contains(n))
+        .ok_or_else(|| super::failed(format!("Invalid value {} for keep: a number from 1 to 100", validate::quoted(value))))?;
+    ctx.engine
+        .update_app(app, |config| {
+            config.keep_releases = keep;
+            Ok::<_, CmdError>(())
+        })
+        .await?;
+    ctx.out.step(format!("{app} keeps the images of its last {keep} releases")).await;
+    Ok(())
+}
+
 fn status(status: Status) -> &'static str {
     match status {
         Status::Active => "active",
@@ -97,24 +117,4 @@ mod tests {
         assert_eq!(utc(951_782_400), "2000-02-29 00:00");
         assert_eq!(utc(1_795_302_226), "2026-11-21 23:03"); // date -u -d @1795302226
     }
-}
-
-pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdResult {
-    validate::app_name(app)?;
-    if key != "keep" {
-        return Err(super::failed(format!("Unknown releases setting {}: the settings are: keep", validate::quoted(key))));
-    }
-    let keep: u32 = value
-        .parse()
-        .ok()
-        .filter(|n| (1..=100).contains(n))
-        .ok_or_else(|| super::failed(format!("Invalid value {} for keep: a number from 1 to 100", validate::quoted(value))))?;
-    ctx.engine
-        .update_app(app, |config| {
-            config.keep_releases = keep;
-            Ok::<_, CmdError>(())
-        })
-        .await?;
-    ctx.out.step(format!("{app} keeps the images of its last {keep} releases")).await;
-    Ok(())
 }
