@@ -151,8 +151,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
 /// Starts the new web container, waits until it is ready, moves traffic, retires the old.
 async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig, release: &Release, previous: Option<u32>, out: &Output) -> Result<Retirement, String> {
     let port = config.container_port();
-    let mut env: Vec<String> = release.env.iter().filter(|(k, _)| *k != "PORT").map(|(k, v)| format!("{k}={v}")).collect();
-    env.push(format!("PORT={port}"));
+    let env = container_env(&release.env, port);
     let old = runtime.containers(app).await.map_err(|e| e.to_string())?;
     let keeps_serving = previous.map(|v| format!("v{v} keeps serving")).unwrap_or_else(|| "nothing was serving".into());
 
@@ -268,8 +267,7 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
     let started_id;
     if current.is_empty() {
         let port = config.container_port();
-        let mut env: Vec<String> = active.env.iter().filter(|(k, _)| *k != "PORT").map(|(k, v)| format!("{k}={v}")).collect();
-        env.push(format!("PORT={port}"));
+        let env = container_env(&active.env, port);
         let spec = ContainerSpec { app, process: "web", index: 1, release: active.version, image: &active.image, env, cmd: None };
         started_id = runtime.start(&spec).await.map_err(|e| e.to_string())?;
         runtime.keep_running(&started_id).await.map_err(|e| e.to_string())?;
@@ -300,6 +298,13 @@ pub async fn teardown(engine: &Engine, app: &str) -> Result<(), String> {
         runtime.remove_image(&release.image_tag).await;
     }
     Ok(())
+}
+
+/// A container's environment: the app's config, and PORT set to where the proxy connects.
+pub fn container_env(config: &std::collections::BTreeMap<String, String>, port: u16) -> Vec<String> {
+    let mut env: Vec<String> = config.iter().filter(|(k, _)| *k != "PORT").map(|(k, v)| format!("{k}={v}")).collect();
+    env.push(format!("PORT={port}"));
+    env
 }
 
 fn short(sha: &str) -> &str {

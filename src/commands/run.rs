@@ -22,8 +22,7 @@ pub async fn run(ctx: &mut Ctx<'_>, app: &str, command: Vec<String>) -> CmdResul
     } else {
         command
     };
-    let mut env: Vec<String> = config.env.iter().filter(|(k, _)| *k != "PORT").map(|(k, v)| format!("{k}={v}")).collect();
-    env.push(format!("PORT={}", config.container_port()));
+    let env = crate::deploy::container_env(&config.env, config.container_port());
     let code = runtime.run_once(app, &active.image, cmd, env, &ctx.out).await.map_err(|e| failed(e.to_string()))?;
     match code {
         0 => Ok(()),
