@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::commands::{self, EXIT_FAILURE};
@@ -39,4 +39,33 @@ pub fn spawn(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> Running 
         commands::run(&engine, &caller, argv, out, input).await
     });
     Running { stdin, output, exit: Exit(exit) }
+}
+
+/// Where a front door writes a command's output (an SSH channel, the local socket).
+pub trait Sink {
+    fn write(&mut self, chunk: Chunk) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+}
+
+/// Copies a command's output to `sink` until the command is done, or the client is gone
+/// (`gone` resolves, or a write fails); then waits for the command to end. Returns its exit
+/// code, and whether the client is still there to be told.
+pub async fn deliver(mut output: mpsc::Receiver<Chunk>, exit: Exit, mut gone: oneshot::Receiver<()>, sink: &mut impl Sink) -> (i32, bool) {
+    let mut present = true;
+    loop {
+        let chunk = tokio::select! {
+            chunk = output.recv() => chunk,
+            _ = &mut gone => {
+                present = false;
+                break;
+            }
+        };
+        let Some(chunk) = chunk else { break };
+        if sink.write(chunk).await.is_err() {
+            present = false;
+            break;
+        }
+    }
+    // With the receiver gone, the command's further writes are no-ops: it runs to its end.
+    drop(output);
+    (exit.code().await, present)
 }

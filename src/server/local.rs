@@ -62,10 +62,10 @@ async fn handle(stream: UnixStream, engine: Arc<Engine>) -> std::io::Result<()> 
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
         _ => return Ok(()),
     };
-    let session::Running { stdin, mut output, exit } = session::spawn(engine, Caller::local_root(), argv);
+    let session::Running { stdin, output, exit } = session::spawn(engine, Caller::local_root(), argv);
 
-    // The socket closing means the client is gone: `gone` tells the output loop.
-    let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
+    // The socket closing means the client is gone: `gone` tells `deliver`.
+    let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
     let stdin_pump = tokio::spawn(async move {
         let mut stdin = Some(stdin);
         while let Ok(Some((tag, payload))) = read_frame(&mut reader).await {
@@ -84,31 +84,21 @@ async fn handle(stream: UnixStream, engine: Arc<Engine>) -> std::io::Result<()> 
         let _ = gone_tx.send(());
     });
 
-    let mut client_gone = false;
-    loop {
-        let chunk = tokio::select! {
-            chunk = output.recv() => chunk,
-            _ = &mut gone => {
-                client_gone = true;
-                break;
-            }
-        };
-        let Some(chunk) = chunk else { break };
-        let (tag, bytes) = match chunk {
-            Chunk::Stdout(b) => (protocol::STDOUT, b),
-            Chunk::Stderr(b) => (protocol::STDERR, b),
-        };
-        if write_frame(&mut writer, tag, &bytes).await.is_err() {
-            client_gone = true;
-            break;
-        }
-    }
-    drop(output);
-    let code = exit.code().await;
+    let (code, present) = session::deliver(output, exit, gone, &mut writer).await;
     stdin_pump.abort();
-    if !client_gone {
+    if present {
         write_frame(&mut writer, protocol::EXIT, &code.to_be_bytes()).await?;
         writer.shutdown().await?;
     }
     Ok(())
+}
+
+/// Output chunks as stdout/stderr frames.
+impl session::Sink for tokio::net::unix::OwnedWriteHalf {
+    async fn write(&mut self, chunk: Chunk) -> std::io::Result<()> {
+        match chunk {
+            Chunk::Stdout(bytes) => write_frame(self, protocol::STDOUT, &bytes).await,
+            Chunk::Stderr(bytes) => write_frame(self, protocol::STDERR, &bytes).await,
+        }
+    }
 }

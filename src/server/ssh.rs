@@ -317,7 +317,7 @@ fn split_command(line: &str) -> Result<Vec<String>, String> {
 
 async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>, argv: Result<Vec<String>, String>) {
     let (mut reader, writer) = channel.split();
-    let mut stdout = writer.make_writer();
+    let stdout = writer.make_writer();
     let mut stderr = writer.make_writer_ext(Some(1));
     let argv = match argv {
         Ok(argv) => argv,
@@ -330,11 +330,11 @@ async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>,
             return;
         }
     };
-    let session::Running { stdin, mut output, exit } = session::spawn(engine, caller, argv);
+    let session::Running { stdin, output, exit } = session::spawn(engine, caller, argv);
 
     // Every channel message must be read, or the session stalls once the queue fills.
-    // When the channel closes, the client is gone: `gone` tells the output loop.
-    let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
+    // When the channel closes, the client is gone: `gone` tells `deliver`.
+    let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
     let stdin_pump = tokio::spawn(async move {
         let mut stdin = Some(stdin);
         while let Some(msg) = reader.wait().await {
@@ -355,37 +355,37 @@ async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>,
         let _ = gone_tx.send(());
     });
 
-    let mut client_gone = false;
-    loop {
-        let chunk = tokio::select! {
-            chunk = output.recv() => chunk,
-            _ = &mut gone => {
-                client_gone = true;
-                break;
-            }
-        };
-        let Some(chunk) = chunk else { break };
-        let written = match chunk {
-            Chunk::Stdout(bytes) => stdout.write_all(&bytes).await,
-            Chunk::Stderr(bytes) => stderr.write_all(&bytes).await,
-        };
-        if written.is_err() {
-            client_gone = true;
-            break;
-        }
-    }
-    drop(output);
-    let code = exit.code().await;
+    let mut sink = ChannelSink { stdout, stderr };
+    let (code, present) = session::deliver(output, exit, gone, &mut sink).await;
     stdin_pump.abort();
-    if client_gone {
+    if !present {
         return;
     }
-    let _ = stdout.flush().await;
-    let _ = stderr.flush().await;
+    let _ = sink.stdout.flush().await;
+    let _ = sink.stderr.flush().await;
     // Exit status only after all output is queued: the channel keeps order.
     let _ = writer.exit_status(code as u32).await;
     let _ = writer.eof().await;
     let _ = writer.close().await;
+}
+
+/// A channel's stdout and its stderr (extended data 1).
+struct ChannelSink<O, E> {
+    stdout: O,
+    stderr: E,
+}
+
+impl<O, E> session::Sink for ChannelSink<O, E>
+where
+    O: tokio::io::AsyncWrite + Unpin + Send,
+    E: tokio::io::AsyncWrite + Unpin + Send,
+{
+    async fn write(&mut self, chunk: Chunk) -> std::io::Result<()> {
+        match chunk {
+            Chunk::Stdout(bytes) => self.stdout.write_all(&bytes).await,
+            Chunk::Stderr(bytes) => self.stderr.write_all(&bytes).await,
+        }
+    }
 }
 
 #[cfg(test)]
