@@ -57,7 +57,8 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                 None => Vec::new(),
             };
             let build_started = Instant::now();
-            let tag = format!("berth/{app}:v{version}");
+            let version_tag = format!("v{version}");
+            let tag = format!("berth/{app}:{version_tag}");
             let image = match builder {
                 Builder::Dockerfile => {
                     if !has_dockerfile {
@@ -68,8 +69,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                 }
                 Builder::Buildpacks => {
                     out.step(format!("Building {app} with buildpacks ({})", short(&git_sha))).await;
-                    let (_, tag_only) = tag.split_once(':').unwrap_or((&tag, "latest"));
-                    let request = buildpack::BuildRequest { app, tag: tag_only, source: tar, env: &config.env, chosen: &config.buildpacks };
+                    let request = buildpack::BuildRequest { app, tag: &version_tag, source: tar, env: &config.env, chosen: &config.buildpacks };
                     buildpack::build(&runtime, &engine.root(), request, out).await?
                 }
             };
@@ -166,7 +166,6 @@ async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig,
             Err(e) => return Err(runtime.alive(&id).await.err().unwrap_or_else(|| e.to_string())),
         };
         if config.checks.disabled || config.checks.skipped {
-            runtime.alive(&id).await?;
             return Ok((ip, None));
         }
         let specs = checks::effective(&release.checks);
@@ -201,23 +200,15 @@ async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig,
         }
     };
 
-    let ports = config.effective_ports();
-    match proxy::plan_site(app, release.version, &config.domains, &ports, std::slice::from_ref(&ip), engine.settings.http_listen) {
-        Some(site) => {
-            let routed = async {
-                let text = engine.nginx.render_site(&site).map_err(|e| e.to_string())?;
-                engine.nginx.install_site(app, &text).await.map_err(|e| e.to_string())
-            }
-            .await;
-            if let Err(e) = routed {
-                let _ = runtime.remove(&id).await;
-                return Err(format!("cannot route {app}: {e}; {keeps_serving}"));
-            }
-            out.step(format!("Routing {} → v{}", config.domains.join(", "), release.version)).await;
-        }
-        None => {
+    match route(engine, app, config, release.version, ip).await {
+        Ok(true) => out.step(format!("Routing {} → v{}", config.domains.join(", "), release.version)).await,
+        Ok(false) => {
             let _ = engine.nginx.remove_site(app).await;
             out.step(format!("No domains for {app}: nothing is routed to it (domains:add {app} DOMAIN)")).await;
+        }
+        Err(e) => {
+            let _ = runtime.remove(&id).await;
+            return Err(format!("cannot route {app}: {e}; {keeps_serving}"));
         }
     }
 
@@ -253,6 +244,17 @@ impl Retirement {
     }
 }
 
+/// Points the app's nginx site at `ip` (checked alone, swapped in, reloaded). Ok(false)
+/// when there is nothing to route: no domains or no http mapping.
+async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ip: String) -> Result<bool, String> {
+    let Some(site) = proxy::plan_site(app, version, &config.domains, &config.effective_ports(), &[ip], engine.settings.http_listen) else {
+        return Ok(false);
+    };
+    let text = engine.nginx.render_site(&site).map_err(|e| e.to_string())?;
+    engine.nginx.install_site(app, &text).await.map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
 /// After a daemon or engine restart: start the active release's web container if it is
 /// gone, route to where it runs now, and retire containers of other releases.
 pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
@@ -276,11 +278,7 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
         started_id = current.remove(0).id.clone();
     }
     let ip = runtime.ip(&started_id).await.map_err(|e| e.to_string())?;
-    let site = proxy::plan_site(app, active.version, &config.domains, &config.effective_ports(), &[ip], engine.settings.http_listen);
-    if let Some(site) = site {
-        let text = engine.nginx.render_site(&site).map_err(|e| e.to_string())?;
-        engine.nginx.install_site(app, &text).await.map_err(|e| e.to_string())?;
-    }
+    route(engine, app, &config, active.version, ip).await?;
     for stale in containers.iter().filter(|c| c.release != active.version) {
         let _ = runtime.retire(&stale.id, STOP_TIMEOUT).await;
     }

@@ -116,9 +116,7 @@ impl Runtime {
                     }
                     if let Some(text) = info.stream {
                         pending.push_str(&text);
-                        while let Some(pos) = pending.find('\n') {
-                            let line: String = pending.drain(..=pos).collect();
-                            let line = line.trim_end();
+                        while let Some(line) = take_line(&mut pending) {
                             if !line.is_empty() {
                                 out.detail(line).await;
                             }
@@ -245,11 +243,7 @@ impl Runtime {
         };
         let id = self.docker.create_container(None, body).await?.id;
         let result = async {
-            // Attach before starting, as `docker run` does: reading the logs of a container
-            // that already exited can miss what it wrote last.
-            let options = bollard::query_parameters::AttachContainerOptions { stream: true, stdout: true, stderr: true, logs: true, ..Default::default() };
-            let mut logs = self.docker.attach_container(&id, Some(options)).await?.output;
-            self.docker.start_container(&id, None).await?;
+            let mut logs = self.attach_and_start(&id).await?;
             loop {
                 tokio::select! {
                     chunk = logs.next() => match chunk {
@@ -260,17 +254,34 @@ impl Runtime {
                     _ = out.closed() => return Ok(-1),
                 }
             }
-            let mut wait = self.docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
-            match wait.next().await {
-                Some(Ok(status)) => Ok(status.status_code),
-                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
-                Some(Err(e)) => Err(e.into()),
-                None => Ok(-1),
-            }
+            self.exit_code(&id).await
         }
         .await;
         let _ = self.remove(&id).await;
         result
+    }
+
+    /// Attaches to a created container, then starts it, as `docker run` does: reading the
+    /// logs of a container that already exited can miss what it wrote last.
+    async fn attach_and_start(
+        &self,
+        id: &str,
+    ) -> Result<std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + Send>>, RuntimeError> {
+        let options = bollard::query_parameters::AttachContainerOptions { stream: true, stdout: true, stderr: true, logs: true, ..Default::default() };
+        let output = self.docker.attach_container(id, Some(options)).await?.output;
+        self.docker.start_container(id, None).await?;
+        Ok(output)
+    }
+
+    /// The container's exit code once it has stopped (-1 when the engine gives none).
+    async fn exit_code(&self, id: &str) -> Result<i64, RuntimeError> {
+        let mut wait = self.docker.wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>);
+        match wait.next().await {
+            Some(Ok(status)) => Ok(status.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(-1),
+        }
     }
 
     /// The image's default command (to tell buildpack images, run by berth-launch).
@@ -285,9 +296,8 @@ impl Runtime {
         let chunks = self.docker.logs(id, Some(options));
         futures_util::stream::unfold((chunks, String::new()), |(mut chunks, mut pending)| async move {
             loop {
-                if let Some(pos) = pending.find('\n') {
-                    let line: String = pending.drain(..=pos).collect();
-                    return Some((line.trim_end().to_string(), (chunks, pending)));
+                if let Some(line) = take_line(&mut pending) {
+                    return Some((line, (chunks, pending)));
                 }
                 match chunks.next().await {
                     Some(Ok(chunk)) => pending.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),
@@ -358,28 +368,20 @@ impl Runtime {
                 let options = bollard::query_parameters::UploadToContainerOptions { path: path.to_string(), ..Default::default() };
                 self.docker.upload_to_container(&id, Some(options), bollard::body_full(tar.into())).await?;
             }
-            let options = bollard::query_parameters::AttachContainerOptions { stream: true, stdout: true, stderr: true, logs: true, ..Default::default() };
-            let mut logs = self.docker.attach_container(&id, Some(options)).await?.output;
-            self.docker.start_container(&id, None).await?;
+            let mut logs = self.attach_and_start(&id).await?;
             let mut pending = String::new();
-            while let Some(chunk) = logs.next().await {
-                let Ok(chunk) = chunk else { break };
+            while let Some(Ok(chunk)) = logs.next().await {
                 pending.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-                while let Some(pos) = pending.find('\n') {
-                    let line: String = pending.drain(..=pos).collect();
-                    out.line(line.trim_end()).await;
+                while let Some(line) = take_line(&mut pending) {
+                    out.line(line).await;
                 }
             }
             if !pending.trim().is_empty() {
                 out.line(pending.trim_end()).await;
             }
-            let mut wait = self.docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
-            match wait.next().await {
-                Some(Ok(status)) if status.status_code == 0 => {}
-                Some(Ok(status)) => return Err(RuntimeError::Exited(status.status_code)),
-                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => return Err(RuntimeError::Exited(code)),
-                Some(Err(e)) => return Err(e.into()),
-                None => return Err(RuntimeError::Exited(-1)),
+            match self.exit_code(&id).await? {
+                0 => {}
+                code => return Err(RuntimeError::Exited(code)),
             }
             let (repo, tag) = job.commit_as;
             let options = bollard::query_parameters::CommitContainerOptions {
@@ -433,5 +435,27 @@ impl Runtime {
 
     pub async fn remove_image(&self, image: &str) {
         let _ = self.docker.remove_image(image, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+    }
+}
+
+/// The first whole line of `pending` (without its line ending), removed from it; None
+/// while only a partial line is there.
+fn take_line(pending: &mut String) -> Option<String> {
+    let pos = pending.find('\n')?;
+    let line: String = pending.drain(..=pos).collect();
+    Some(line.trim_end().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_taken_whole() {
+        let mut pending = String::from("one\r\ntwo\npart");
+        assert_eq!(take_line(&mut pending).as_deref(), Some("one"));
+        assert_eq!(take_line(&mut pending).as_deref(), Some("two"));
+        assert_eq!(take_line(&mut pending), None);
+        assert_eq!(pending, "part");
     }
 }
