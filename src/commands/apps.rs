@@ -53,13 +53,7 @@ pub async fn destroy(ctx: &mut Ctx<'_>, app: &str, force: bool) -> CmdResult {
 }
 
 pub async fn list(ctx: &mut Ctx<'_>, quiet: bool) -> CmdResult {
-    let names: Vec<String> = ctx
-        .engine
-        .store
-        .list_apps()?
-        .into_iter()
-        .filter(|name| ctx.caller.role.may_manage(name))
-        .collect();
+    let names = app_names(ctx, None)?;
     if !quiet {
         ctx.out.header("My Apps").await;
     }
@@ -135,17 +129,21 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
     Ok(())
 }
 
+/// The app named, or every app the caller may manage (sorted).
+pub(super) fn app_names(ctx: &Ctx<'_>, app: Option<&str>) -> Result<Vec<String>, CmdError> {
+    Ok(match app {
+        Some(app) => vec![validate::app_name(app)?.to_string()],
+        None => ctx.engine.store.list_apps()?.into_iter().filter(|n| ctx.caller.role.may_manage(n)).collect(),
+    })
+}
+
 /// Builds one report per app: the one named, or every app the caller may manage.
 pub(super) fn for_each_app(
     ctx: &Ctx<'_>,
     app: Option<&str>,
     build: impl Fn(&Ctx<'_>, &str, &AppConfig) -> Report,
 ) -> Result<Vec<(String, Report)>, CmdError> {
-    let names = match app {
-        Some(app) => vec![validate::app_name(app)?.to_string()],
-        None => ctx.engine.store.list_apps()?.into_iter().filter(|n| ctx.caller.role.may_manage(n)).collect(),
-    };
-    names
+    app_names(ctx, app)?
         .into_iter()
         .map(|name| {
             let config = ctx.engine.store.load_app(&name)?;

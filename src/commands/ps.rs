@@ -43,10 +43,7 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
 }
 
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
-    let names: Vec<String> = match app {
-        Some(app) => vec![validate::app_name(app)?.to_string()],
-        None => ctx.engine.store.list_apps()?.into_iter().filter(|n| ctx.caller.role.may_manage(n)).collect(),
-    };
+    let names = super::apps::app_names(ctx, app)?;
     let runtime = ctx.engine.runtime().await.ok();
     let mut reports = Vec::new();
     for name in names {
