@@ -22,25 +22,7 @@ ensure_rust
 cargo build --release --locked --quiet
 BERTH=$PWD/target/release/berth
 
-WORK=$(mktemp -d)
-ROOT=$WORK/root
-BERTH_PID=""
-cleanup() {
-    [ -n "$BERTH_PID" ] && kill "$BERTH_PID" 2>/dev/null || true
-    [ -f "$ROOT/nginx/nginx.pid" ] && kill "$(cat "$ROOT/nginx/nginx.pid")" 2>/dev/null || true
-    docker ps -aq --filter "label=berth.root=$ROOT" | xargs -r docker rm -f >/dev/null 2>&1 || true
-    cp "$WORK/wrk.log" /tmp/last-wrk.log 2>/dev/null || true; cp "$ROOT/nginx/logs/error.log" /tmp/last-nginx-error.log 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$BERTH" --root "$ROOT" daemon --ssh-listen 127.0.0.1:0 --http-listen "127.0.0.1:$HTTP_PORT" >"$WORK/berth.log" 2>&1 &
-BERTH_PID=$!
-for _ in $(seq 1 100); do [ -s "$ROOT/ssh-address" ] && break; sleep 0.05; done
-SSH_PORT=$(sed 's/.*://' "$ROOT/ssh-address")
-ssh-keygen -q -t ed25519 -N '' -f "$WORK/key"
-"$BERTH" --root "$ROOT" ssh-keys:add bench <"$WORK/key.pub" >/dev/null
+bench_daemon
 "$BERTH" --root "$ROOT" apps:create benchapp >/dev/null
 "$BERTH" --root "$ROOT" domains:add benchapp bench.example.com >/dev/null
 
@@ -58,7 +40,6 @@ git config user.name bench
 printf 'FROM berth-test/busybox\nRUN mkdir /www && echo hello > /www/index.html\nCMD ["sh", "-c", "exec httpd -f -p $PORT -h /www"]\n' >Dockerfile
 git add . && git commit -qm v1
 git remote add deploy "ssh://berth@127.0.0.1:$SSH_PORT/benchapp"
-export GIT_SSH_COMMAND="ssh -i $WORK/key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -F /dev/null"
 git push -q deploy main 2>"$WORK/first.log" || { cat "$WORK/first.log"; die "the first push failed"; }
 
 # 1. Cached redeploys.
