@@ -128,7 +128,16 @@ pub struct BuildRequest<'a> {
     pub chosen: &'a [String],
 }
 
-pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, out: &Output) -> Result<String, String> {
+/// Where the driver writes the image's process types (Procfile, then buildpack defaults).
+const PROCESS_LIST: &str = "/app/.berth/processes";
+
+/// A built image and its process types.
+pub struct Built {
+    pub image: String,
+    pub processes: std::collections::BTreeMap<String, String>,
+}
+
+pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, out: &Output) -> Result<Built, String> {
     let BuildRequest { app, tag, source, env, chosen } = request;
     if runtime.image_info(STACK_IMAGE).await.is_none() {
         return Err(format!("The stack image {STACK_IMAGE} is missing: run `berth stack:build` on the server"));
@@ -173,12 +182,18 @@ pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, ou
         binds,
         upload: Some(("/app", source)),
         commit_as: (&repo, tag),
-        commit_cmd: Some(vec!["/usr/local/bin/berth-launch".into(), "web".into()]),
+        commit_cmd: Some(vec![crate::store::LAUNCHER.into(), "web".into()]),
         commit_workdir: Some("/app"),
+        collect: Some(PROCESS_LIST),
     };
     let result = runtime.run_and_commit(job, out).await;
     let _ = std::fs::remove_dir_all(&env_dir);
-    result.map_err(|e| match e {
+    result
+        .map(|c| Built {
+            image: c.image,
+            processes: crate::process::parse_process_list(&String::from_utf8_lossy(&c.collected.unwrap_or_default())),
+        })
+        .map_err(|e| match e {
         RuntimeError::Exited(100) => format!("Nothing to build: berth looked for {LOOKED_FOR}"),
         RuntimeError::Exited(101) => "A chosen buildpack does not apply to this app (see above); buildpacks:list shows the list".into(),
         RuntimeError::Exited(code) => format!("The buildpack build failed (exit code {code})"),

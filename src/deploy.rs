@@ -3,23 +3,26 @@
 //! A failed step never touches what is serving: new containers are removed, the old
 //! containers and the old nginx site stay, and the release is recorded as failed.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::buildpack;
 use crate::checks;
 use crate::engine::Engine;
 use crate::git;
-use crate::output::Output;
+use crate::output::{Input, Output};
+use crate::process;
 use crate::proxy;
-use crate::runtime::{ContainerSpec, Runtime};
+use crate::runtime::{AppContainer, Client, ContainerSpec, Runtime};
 use crate::store::{AppConfig, Builder, Release, Status};
 
 /// What a new release runs.
 pub enum Source {
     /// Build this build context (a tar of the pushed commit).
     Build { tar: Vec<u8>, git_sha: String },
-    /// Run the active release's image again with the current config.
-    Reuse,
+    /// Run the active release's image again with the current config; with `scale`, that
+    /// formation instead (it becomes the app's once it serves).
+    Reuse { scale: Option<BTreeMap<String, u32>> },
     /// Run an earlier release's image with that release's config (which becomes the app's
     /// config once it serves).
     Rollback { version: u32 },
@@ -29,6 +32,8 @@ pub enum Source {
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of a failed container's output shown to the user.
 const LOG_LINES: usize = 20;
+/// How long a new non-web container must keep running to count as started.
+const SETTLE: Duration = Duration::from_secs(2);
 
 fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
@@ -47,38 +52,61 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
     let releases = store.load_releases(app).map_err(|e| e.to_string())?;
     let version = releases.next_version();
     let mut rollback_env = None;
+    let mut new_scale = None;
+    let built = matches!(source, Source::Build { .. });
 
-    let (image, image_tag, git_sha, release_checks) = match source {
+    let mut release = match source {
         Source::Build { tar, git_sha } => {
             let has_dockerfile = git::file_in_tar(&tar, "Dockerfile").is_some();
             let builder = config.builder.unwrap_or(if has_dockerfile { Builder::Dockerfile } else { Builder::Buildpacks });
-            let release_checks = match git::file_in_tar(&tar, "app.json") {
-                Some(bytes) => checks::parse_app_json(&String::from_utf8_lossy(&bytes))?,
-                None => Vec::new(),
+            let app_json = git::file_in_tar(&tar, "app.json").map(|b| String::from_utf8_lossy(&b).into_owned());
+            let checks = app_json.as_deref().map(checks::parse_app_json).transpose()?.unwrap_or_default();
+            let scripts = app_json.as_deref().map(process::parse_scripts).transpose()?.unwrap_or_default();
+            // Checked here for both builders, so a bad Procfile fails before any build.
+            let procfile = match git::file_in_tar(&tar, "Procfile") {
+                Some(bytes) => process::parse_procfile(&String::from_utf8_lossy(&bytes))?,
+                None => BTreeMap::new(),
             };
             let build_started = Instant::now();
             let version_tag = format!("v{version}");
             let tag = format!("berth/{app}:{version_tag}");
-            let image = match builder {
+            let (image, processes, launcher) = match builder {
                 Builder::Dockerfile => {
                     if !has_dockerfile {
                         return Err(format!("No Dockerfile at the root of {} (builder:set {app} dockerfile)", short(&git_sha)));
                     }
                     out.step(format!("Building {app} from Dockerfile ({})", short(&git_sha))).await;
-                    runtime.build(tar, &tag, out).await.map_err(|e| e.to_string())?
+                    (runtime.build(tar, &tag, out).await.map_err(|e| e.to_string())?, procfile, false)
                 }
                 Builder::Buildpacks => {
                     out.step(format!("Building {app} with buildpacks ({})", short(&git_sha))).await;
                     let request = buildpack::BuildRequest { app, tag: &version_tag, source: tar, env: &config.env, chosen: &config.buildpacks };
-                    buildpack::build(&runtime, &engine.root(), request, out).await?
+                    let built = buildpack::build(&runtime, &engine.root(), request, out).await?;
+                    (built.image, built.processes, true)
                 }
             };
             out.step(format!("Build done in {}", secs(build_started.elapsed()))).await;
-            (image, tag, git_sha, release_checks)
+            Release {
+                version,
+                image,
+                image_tag: tag,
+                git_sha,
+                cause: cause.to_string(),
+                created_at: crate::unix_now(),
+                status: Status::Failed,
+                env: config.env.clone(),
+                checks,
+                processes,
+                launcher,
+                predeploy: scripts.predeploy,
+                postdeploy: scripts.postdeploy,
+                formation: BTreeMap::new(),
+            }
         }
-        Source::Reuse => {
+        Source::Reuse { scale } => {
             let active = releases.active().ok_or_else(|| format!("{app} has not been deployed yet: git push it first"))?;
-            (active.image.clone(), active.image_tag.clone(), active.git_sha.clone(), active.checks.clone())
+            new_scale = scale;
+            Release { env: config.env.clone(), ..successor(active, version, cause) }
         }
         Source::Rollback { version: target } => {
             let old = releases
@@ -94,31 +122,36 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
             }
             rollback_env = Some(old.env.clone());
             out.step(format!("Rolling back {app} to v{target} ({}), without a build", short(&old.git_sha))).await;
-            (old.image.clone(), old.image_tag.clone(), old.git_sha.clone(), old.checks.clone())
+            successor(old, version, cause)
         }
     };
+    let scale = new_scale.clone().unwrap_or_else(|| config.scale.clone());
+    let types = release.types();
+    for (name, count) in &scale {
+        if *count > 0 && !types.contains(name) {
+            out.step(format!("Note: {name}={count} is set but v{version} has no {name} process type (it has: {})", types.join(", "))).await;
+        }
+    }
+    release.formation = process::formation(&scale, &types).into_iter().collect();
 
     out.step(format!("Releasing v{version}")).await;
-    let mut release = Release {
-        version,
-        image,
-        image_tag,
-        git_sha,
-        cause: cause.to_string(),
-        created_at: crate::unix_now(),
-        status: Status::Failed,
-        env: rollback_env.clone().unwrap_or_else(|| config.env.clone()),
-        checks: release_checks,
-    };
     let previous = releases.active().map(|r| r.version);
-    let swapped = swap(engine, &runtime, app, &config, &release, previous, out).await;
+    let keeps_serving = previous.map(|v| format!("v{v} keeps serving")).unwrap_or_else(|| "nothing was serving".into());
+    let swapped = async {
+        if built {
+            release_phase(engine, &runtime, app, &config, &release, out).await.map_err(|e| format!("{e}; {keeps_serving}"))?;
+        }
+        swap(engine, &runtime, app, &config, &release, &keeps_serving, out).await
+    }
+    .await;
     if swapped.is_ok() {
         release.status = Status::Active;
     }
+    let postdeploy = release.postdeploy.clone().filter(|_| built);
     let prune = {
         let _lock = store.lock_app(app).await;
         let mut releases = store.load_releases(app).map_err(|e| e.to_string())?;
-        releases.releases.push(release);
+        releases.releases.push(release.clone());
         if swapped.is_ok() {
             releases.activate(version);
         }
@@ -135,84 +168,149 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
             return Err(e);
         }
     }
-    if let Some(env) = rollback_env {
-        engine
-            .update_app(app, |config| {
+    // What now serves is this release: the app's config says so too.
+    engine
+        .update_app(app, |config| {
+            if let Some(env) = rollback_env {
                 config.env = env;
-                Ok::<_, crate::store::StoreError>(())
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+            }
+            if let Some(scale) = new_scale {
+                config.scale = scale;
+            }
+            config.stopped = false;
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
     out.step(format!("{app} v{version} is live (deployed in {})", secs(started.elapsed()))).await;
+    if let Some(script) = postdeploy {
+        out.step(format!("Running postdeploy: {script}")).await;
+        let spec = process_spec(engine, app, &config, &release, "postdeploy", 0, Some(release.one_off(shell(&script))));
+        match attached(&runtime, &spec, out).await {
+            Ok(0) => {}
+            Ok(code) => out.error(format!("postdeploy exited with code {code}; v{version} is serving")).await,
+            Err(e) => out.error(format!("postdeploy could not run: {e}; v{version} is serving")).await,
+        }
+    }
     Ok(version)
 }
 
-/// Starts the new web container, waits until it is ready, moves traffic, retires the old.
-async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig, release: &Release, previous: Option<u32>, out: &Output) -> Result<Retirement, String> {
-    let port = config.container_port();
-    let env = container_env(&release.env, port);
+/// A new release that runs `from`'s image with the same processes.
+fn successor(from: &Release, version: u32, cause: &str) -> Release {
+    Release {
+        version,
+        cause: cause.to_string(),
+        created_at: crate::unix_now(),
+        status: Status::Failed,
+        formation: BTreeMap::new(),
+        ..from.clone()
+    }
+}
+
+/// `sh -c SCRIPT`, as app.json scripts run.
+fn shell(script: &str) -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), script.into()]
+}
+
+/// The release phase: the Procfile's `release` command, then app.json's predeploy, each
+/// once in a one-off container of the new image. A failure stops the deploy.
+async fn release_phase(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig, release: &Release, out: &Output) -> Result<(), String> {
+    let mut steps = Vec::new();
+    if release.processes.contains_key(process::RELEASE_TYPE) {
+        let command = release.command(process::RELEASE_TYPE).unwrap_or_default();
+        steps.push(("release command", release.processes[process::RELEASE_TYPE].clone(), command));
+    }
+    if let Some(script) = &release.predeploy {
+        steps.push(("predeploy", script.clone(), release.one_off(shell(script))));
+    }
+    for (what, shown, command) in steps {
+        out.step(format!("Running the {what}: {shown}")).await;
+        let started = Instant::now();
+        // The command is the release's own (already wrapped by the launcher if needed).
+        let spec = process_spec(engine, app, config, release, process::RELEASE_TYPE, 0, Some(command));
+        let code = attached(runtime, &spec, out).await.map_err(|e| format!("the {what} could not run: {e}"))?;
+        if code != 0 {
+            return Err(format!("the {what} failed with exit code {code}"));
+        }
+        out.step(format!("The {what} succeeded in {}", secs(started.elapsed()))).await;
+    }
+    Ok(())
+}
+
+/// A one-off container with no stdin, its output streamed to `out`.
+async fn attached(runtime: &Runtime, spec: &ContainerSpec<'_>, out: &Output) -> Result<i64, String> {
+    let (_, mut input) = Input::channel(1);
+    let client = Client { out, input: &mut input, terminal: None };
+    runtime.run_once(spec, client).await.map_err(|e| e.to_string())
+}
+
+/// What a container of `process` (index `index`) of `release` runs: the release's image
+/// and env, the app's mounts and limits. `command` overrides the process's command.
+pub fn process_spec<'a>(
+    engine: &Engine,
+    app: &'a str,
+    config: &AppConfig,
+    release: &'a Release,
+    process: &'a str,
+    index: u32,
+    command: Option<Vec<String>>,
+) -> ContainerSpec<'a> {
+    let limits = config.limits_for(process);
+    ContainerSpec {
+        app,
+        process,
+        index,
+        release: release.version,
+        image: &release.image,
+        env: container_env(&release.env, config.container_port()),
+        cmd: command.or_else(|| release.command(process)),
+        binds: config.storage.iter().map(|m| bind(engine, app, m)).collect(),
+        memory: limits.memory.as_deref().and_then(|m| crate::validate::memory(m).ok()),
+        nano_cpus: limits.cpus.as_deref().and_then(|c| crate::validate::cpus(c).ok()),
+    }
+}
+
+/// A mount as a Docker bind: names live under `<root>/storage/<app>/`.
+fn bind(engine: &Engine, app: &str, mount: &crate::validate::Mount) -> String {
+    let host = if mount.host_is_path() { mount.host.clone() } else { storage_dir(engine, app, &mount.host).display().to_string() };
+    format!("{host}:{}{}", mount.container, if mount.read_only { ":ro" } else { "" })
+}
+
+/// Where a named storage directory of an app lives.
+pub fn storage_dir(engine: &Engine, app: &str, name: &str) -> std::path::PathBuf {
+    engine.root().join("storage").join(app).join(name)
+}
+
+/// A container started for the new release, and how it fared.
+struct Started {
+    process: String,
+    index: u32,
+    id: String,
+}
+
+/// Starts every container of the new release's formation, waits until all are ready (web:
+/// checks; others: still running after a moment), moves traffic to the new web containers,
+/// and hands back the old containers to retire. On any failure the new ones are removed.
+async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig, release: &Release, keeps_serving: &str, out: &Output) -> Result<Retirement, String> {
     let old = runtime.containers(app).await.map_err(|e| e.to_string())?;
-    let keeps_serving = previous.map(|v| format!("v{v} keeps serving")).unwrap_or_else(|| "nothing was serving".into());
-
-    let spec = ContainerSpec { app, process: "web", index: 1, release: release.version, image: &release.image, env, cmd: None };
-    let started = Instant::now();
-    let id = runtime.start(&spec).await.map_err(|e| format!("cannot start web.1: {e}; {keeps_serving}"))?;
-    let ready = async {
-        // A container that crashes at once is restarting and has no address: say why.
-        runtime.alive(&id).await?;
-        let ip = match runtime.ip(&id).await {
-            Ok(ip) => ip,
-            Err(e) => return Err(runtime.alive(&id).await.err().unwrap_or_else(|| e.to_string())),
-        };
-        if config.checks.disabled || config.checks.skipped {
-            return Ok((ip, None));
-        }
-        let specs = checks::effective(&release.checks);
-        let waited = checks::wait_ready(&ip, port, &specs, &config.checks, || runtime.alive(&id)).await?;
-        Ok::<_, String>((ip, Some(waited)))
-    }
-    .await;
-    let ready = match ready {
-        Ok(found) => runtime.keep_running(&id).await.map(|()| found).map_err(|e| e.to_string()),
-        Err(e) => Err(e),
-    };
-    let ip = match ready {
-        Ok((ip, Some(_))) => {
-            out.step(format!("Starting web.1 … checks passed in {}", secs(started.elapsed()))).await;
-            ip
-        }
-        Ok((ip, None)) => {
-            out.step(format!("Starting web.1 … started (checks {})", checks::describe(config))).await;
-            ip
-        }
+    let mut started = Vec::new();
+    let result = start_all(engine, runtime, app, config, release, out, &mut started).await;
+    let ips = match result {
+        Ok(ips) => ips,
         Err(why) => {
-            out.step("Starting web.1 … failed").await;
-            let lines = runtime.tail(&id, LOG_LINES).await;
-            if !lines.is_empty() {
-                out.step("Last output of web.1:").await;
-                for line in lines {
-                    out.detail(line).await;
-                }
+            for c in &started {
+                let _ = runtime.remove(&c.id).await;
             }
-            let _ = runtime.remove(&id).await;
-            return Err(format!("web.1 of v{} did not become ready: {why}; {keeps_serving}", release.version));
+            return Err(format!("{why}; {keeps_serving}"));
         }
     };
-
-    match route(engine, app, config, release.version, ip).await {
-        Ok(true) => out.step(format!("Routing {} → v{}", config.domains.join(", "), release.version)).await,
-        Ok(false) => {
-            let _ = engine.nginx.remove_site(app).await;
-            out.step(format!("No domains for {app}: nothing is routed to it (domains:add {app} DOMAIN)")).await;
+    if let Err(e) = route(engine, app, config, release.version, ips, out).await {
+        for c in &started {
+            let _ = runtime.remove(&c.id).await;
         }
-        Err(e) => {
-            let _ = runtime.remove(&id).await;
-            return Err(format!("cannot route {app}: {e}; {keeps_serving}"));
-        }
+        return Err(format!("cannot route {app}: {e}; {keeps_serving}"));
     }
-
-    let retiring: Vec<_> = old.into_iter().filter(|c| c.id != id).collect();
+    let retiring: Vec<_> = old.into_iter().filter(|c| !started.iter().any(|s| s.id == c.id)).collect();
     let wait = if config.checks.disabled { 0 } else { config.checks.wait_to_retire };
     if !retiring.is_empty() {
         out.step(format!("Retiring {} old container(s) in {wait}s", retiring.len())).await;
@@ -220,9 +318,96 @@ async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig,
     Ok(Retirement { containers: retiring, wait: Duration::from_secs(wait) })
 }
 
+/// Starts the formation (recording each container in `started` at once, so the caller can
+/// remove them all on failure) and returns the web containers' addresses.
+async fn start_all(
+    engine: &Engine,
+    runtime: &Runtime,
+    app: &str,
+    config: &AppConfig,
+    release: &Release,
+    out: &Output,
+    started: &mut Vec<Started>,
+) -> Result<Vec<String>, String> {
+    let clock = Instant::now();
+    for (process, count) in &release.formation {
+        for index in 1..=*count {
+            let spec = process_spec(engine, app, config, release, process, index, None);
+            let id = runtime.start(&spec).await.map_err(|e| format!("cannot start {process}.{index}: {e}"))?;
+            started.push(Started { process: process.clone(), index, id });
+        }
+    }
+    if started.is_empty() {
+        out.step(format!("Nothing to start: every process type of {app} is scaled to 0")).await;
+        return Ok(Vec::new());
+    }
+    let checks = futures_util::future::join_all(started.iter().map(|c| ready(runtime, config, release, c)));
+    let outcomes = checks.await;
+    let mut failure = None;
+    let mut ips = Vec::new();
+    for (c, outcome) in started.iter().zip(outcomes) {
+        let label = format!("{}.{}", c.process, c.index);
+        match outcome {
+            Ok((ip, checked)) => {
+                let how = if checked { format!("checks passed in {}", secs(clock.elapsed())) } else { format!("running (checks {})", what_checked(config, &c.process)) };
+                out.step(format!("Starting {label} … {how}")).await;
+                if c.process == process::WEB {
+                    ips.push(ip);
+                }
+            }
+            Err(why) => {
+                out.step(format!("Starting {label} … failed")).await;
+                let lines = runtime.tail(&c.id, LOG_LINES).await;
+                if !lines.is_empty() {
+                    out.step(format!("Last output of {label}:")).await;
+                    for line in lines {
+                        out.detail(line).await;
+                    }
+                }
+                failure.get_or_insert(format!("{label} of v{} did not become ready: {why}", release.version));
+            }
+        }
+    }
+    if let Some(why) = failure {
+        return Err(why);
+    }
+    for c in started.iter() {
+        runtime.keep_running(&c.id, config.restart_policy).await.map_err(|e| e.to_string())?;
+    }
+    Ok(ips)
+}
+
+fn what_checked(config: &AppConfig, process: &str) -> &'static str {
+    if process == process::WEB { checks::describe(config) } else { "are for web only" }
+}
+
+/// Waits until one new container is ready. Web: its readiness checks (unless disabled or
+/// skipped); others: still running after SETTLE. Returns its address and whether checks ran.
+async fn ready(runtime: &Runtime, config: &AppConfig, release: &Release, c: &Started) -> Result<(String, bool), String> {
+    // A container that crashes at once has no address: say why it stopped instead.
+    runtime.alive(&c.id).await?;
+    let ip = match runtime.ip(&c.id).await {
+        Ok(ip) => ip,
+        Err(e) => return Err(runtime.alive(&c.id).await.err().unwrap_or_else(|| e.to_string())),
+    };
+    if c.process != process::WEB {
+        if !config.checks.disabled {
+            tokio::time::sleep(SETTLE).await;
+        }
+        runtime.alive(&c.id).await?;
+        return Ok((ip, false));
+    }
+    if config.checks.disabled || config.checks.skipped {
+        return Ok((ip, false));
+    }
+    let specs = checks::effective(&release.checks);
+    checks::wait_ready(&ip, config.container_port(), &specs, &config.checks, || runtime.alive(&c.id)).await?;
+    Ok((ip, true))
+}
+
 /// Old containers to stop once traffic has moved, after `wait`.
 struct Retirement {
-    containers: Vec<crate::runtime::AppContainer>,
+    containers: Vec<AppContainer>,
     wait: Duration,
 }
 
@@ -244,19 +429,27 @@ impl Retirement {
     }
 }
 
-/// Points the app's nginx site at `ip` (checked alone, swapped in, reloaded). Ok(false)
-/// when there is nothing to route: no domains or no http mapping.
-async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ip: String) -> Result<bool, String> {
-    let Some(site) = proxy::plan_site(app, version, &config.domains, &config.effective_ports(), &[ip], engine.settings.http_listen) else {
-        return Ok(false);
+/// Points the app's nginx site at the web containers (checked alone, swapped in,
+/// reloaded), or removes it when there is nothing to route: no domains, no http mapping,
+/// or no web container.
+async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips: Vec<String>, out: &Output) -> Result<(), String> {
+    let site = if ips.is_empty() { None } else { proxy::plan_site(app, version, &config.domains, &config.effective_ports(), &ips, engine.settings.http_listen) };
+    let Some(site) = site else {
+        engine.nginx.remove_site(app).await.map_err(|e| e.to_string())?;
+        let why = if ips.is_empty() { format!("no web containers run (ps:scale {app} web=1)") } else { format!("no domains (domains:add {app} DOMAIN)") };
+        out.step(format!("Nothing is routed to {app}: {why}")).await;
+        return Ok(());
     };
     let text = engine.nginx.render_site(&site).map_err(|e| e.to_string())?;
     engine.nginx.install_site(app, &text).await.map_err(|e| e.to_string())?;
-    Ok(true)
+    let n = ips.len();
+    out.step(format!("Routing {} → v{version} ({n} web container{})", config.domains.join(", "), if n == 1 { "" } else { "s" })).await;
+    Ok(())
 }
 
-/// After a daemon or engine restart: start the active release's web container if it is
-/// gone, route to where it runs now, and retire containers of other releases.
+/// Makes what runs match what the app's state says (after a daemon or engine restart, and
+/// for `ps:start`): the active release's formation runs, its web containers are routed,
+/// and containers of other releases retire. A stopped app has nothing running.
 pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
     let Some(active) = engine.store.load_releases(app).map_err(|e| e.to_string())?.active().cloned() else {
         return Ok(());
@@ -265,24 +458,49 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
     runtime.ensure_network().await.map_err(|e| e.to_string())?;
     let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
     let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
-    let mut current: Vec<_> = containers.iter().filter(|c| c.release == active.version && c.running).collect();
-    let started_id;
-    if current.is_empty() {
-        let port = config.container_port();
-        let env = container_env(&active.env, port);
-        let spec = ContainerSpec { app, process: "web", index: 1, release: active.version, image: &active.image, env, cmd: None };
-        started_id = runtime.start(&spec).await.map_err(|e| e.to_string())?;
-        runtime.keep_running(&started_id).await.map_err(|e| e.to_string())?;
-        tracing::info!(app, release = active.version, "restarted the active release's web container");
-    } else {
-        started_id = current.remove(0).id.clone();
+    if config.stopped {
+        for c in containers.iter().filter(|c| c.running) {
+            let _ = runtime.stop(&c.id, STOP_TIMEOUT).await;
+        }
+        return Ok(());
     }
-    let ip = runtime.ip(&started_id).await.map_err(|e| e.to_string())?;
-    route(engine, app, &config, active.version, ip).await?;
-    for stale in containers.iter().filter(|c| c.release != active.version) {
+    let formation = if active.formation.is_empty() { config.formation(&active.types()) } else { active.formation.clone().into_iter().collect() };
+    let mut keep = Vec::new();
+    let mut ips = Vec::new();
+    for (process, count) in &formation {
+        for index in 1..=*count {
+            let existing = containers.iter().find(|c| c.release == active.version && &c.process == process && c.index == index);
+            let id = match existing {
+                Some(c) if c.running => c.id.clone(),
+                _ => {
+                    let spec = process_spec(engine, app, &config, &active, process, index, None);
+                    let id = runtime.start(&spec).await.map_err(|e| format!("cannot start {process}.{index}: {e}"))?;
+                    runtime.keep_running(&id, config.restart_policy).await.map_err(|e| e.to_string())?;
+                    tracing::info!(app, release = active.version, process, index, "started");
+                    id
+                }
+            };
+            if process == process::WEB {
+                ips.push(runtime.ip(&id).await.map_err(|e| e.to_string())?);
+            }
+            keep.push(id);
+        }
+    }
+    route(engine, app, &config, active.version, ips, &Output::discard()).await?;
+    for stale in containers.iter().filter(|c| !keep.contains(&c.id)) {
         let _ = runtime.retire(&stale.id, STOP_TIMEOUT).await;
     }
     Ok(())
+}
+
+/// Stops an app's containers, keeping them and its state (`ps:stop`).
+pub async fn stop(engine: &Engine, app: &str) -> Result<usize, String> {
+    let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
+    let running: Vec<_> = runtime.containers(app).await.map_err(|e| e.to_string())?.into_iter().filter(|c| c.running).collect();
+    for c in &running {
+        runtime.stop(&c.id, STOP_TIMEOUT).await.map_err(|e| e.to_string())?;
+    }
+    Ok(running.len())
 }
 
 /// Stops and removes everything an app runs, and its site.
@@ -299,7 +517,7 @@ pub async fn teardown(engine: &Engine, app: &str) -> Result<(), String> {
 }
 
 /// A container's environment: the app's config, and PORT set to where the proxy connects.
-pub fn container_env(config: &std::collections::BTreeMap<String, String>, port: u16) -> Vec<String> {
+pub fn container_env(config: &BTreeMap<String, String>, port: u16) -> Vec<String> {
     let mut env: Vec<String> = config.iter().filter(|(k, _)| *k != "PORT").map(|(k, v)| format!("{k}={v}")).collect();
     env.push(format!("PORT={port}"));
     env

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod git;
 pub mod hook;
 pub mod output;
+pub mod process;
 pub mod proxy;
 pub mod runtime;
 pub mod server;

@@ -28,6 +28,13 @@ impl Output {
         (Output { tx }, rx)
     }
 
+    /// An Output nobody reads (its chunks are drained and dropped); it is never closed.
+    pub fn discard() -> Output {
+        let (out, mut rx) = Output::channel(16);
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        out
+    }
+
     pub async fn stdout(&self, bytes: impl Into<Vec<u8>>) {
         let _ = self.tx.send(Chunk::Stdout(bytes.into())).await;
     }

@@ -52,6 +52,14 @@ pub struct OneShot<'a> {
     pub commit_as: (&'a str, &'a str),
     pub commit_cmd: Option<Vec<String>>,
     pub commit_workdir: Option<&'a str>,
+    /// A file read from the container after it succeeded (the build's process list).
+    pub collect: Option<&'a str>,
+}
+
+/// A committed one-shot container: the image id, and the collected file if it existed.
+pub struct Committed {
+    pub image: String,
+    pub collected: Option<Vec<u8>>,
 }
 
 #[derive(Clone)]
@@ -79,7 +87,53 @@ pub struct ContainerSpec<'a> {
     pub release: u32,
     pub image: &'a str,
     pub env: Vec<String>,
+    /// None: the image's own CMD.
     pub cmd: Option<Vec<String>>,
+    /// `host:container[:ro]` bind mounts.
+    pub binds: Vec<String>,
+    /// Memory limit in bytes and CPU limit in nano-CPUs.
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+}
+
+impl ContainerSpec<'_> {
+    /// What every container of an app gets: its network, init, log rotation, mounts, limits.
+    fn host_config(&self) -> HostConfig {
+        HostConfig {
+            network_mode: Some(NETWORK.into()),
+            init: Some(true),
+            binds: (!self.binds.is_empty()).then(|| self.binds.clone()),
+            memory: self.memory,
+            // Without a swap limit, a memory limit would only bound RAM, not RAM + swap.
+            memory_swap: self.memory,
+            nano_cpus: self.nano_cpus,
+            log_config: Some(bollard::models::HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([("max-size".into(), "10m".into()), ("max-file".into(), "3".into())])),
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// The client's terminal, when it asked for one (`ssh -t`): its TERM and size (columns,
+/// rows), which changes when the client's window does.
+pub struct Terminal {
+    pub term: String,
+    pub size: tokio::sync::watch::Receiver<(u16, u16)>,
+}
+
+/// The client's side of an interactive process: its output, its stdin, its terminal.
+pub struct Client<'a> {
+    pub out: &'a Output,
+    pub input: &'a mut crate::output::Input,
+    pub terminal: Option<&'a mut Terminal>,
+}
+
+/// What a terminal resize applies to.
+enum TtyOf<'a> {
+    Container(&'a str),
+    Exec(&'a str),
 }
 
 impl Runtime {
@@ -149,16 +203,10 @@ impl Runtime {
             labels: Some(labels),
             hostname: Some(format!("{}-{}-{}", spec.app, spec.process, spec.index)),
             host_config: Some(HostConfig {
-                network_mode: Some(NETWORK.into()),
                 // No restarts until it has proved it starts (see `keep_running`): a crash
                 // during start-up must fail the deploy, not loop.
                 restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
-                init: Some(true),
-                log_config: Some(bollard::models::HostConfigLogConfig {
-                    typ: Some("json-file".into()),
-                    config: Some(HashMap::from([("max-size".into(), "10m".into()), ("max-file".into(), "3".into())])),
-                }),
-                ..Default::default()
+                ..spec.host_config()
             }),
             ..Default::default()
         };
@@ -190,10 +238,17 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::Container(format!("the container has no address on the {NETWORK} network")))
     }
 
-    /// From now on the engine restarts the container whenever it stops (and after a reboot),
-    /// unless berth stops it.
-    pub async fn keep_running(&self, id: &str) -> Result<(), RuntimeError> {
-        let policy = RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None };
+    /// From now on the engine restarts the container as the app's policy says (the default,
+    /// unless-stopped: whenever it stops, and after a reboot, unless berth stops it).
+    pub async fn keep_running(&self, id: &str, policy: crate::store::RestartPolicy) -> Result<(), RuntimeError> {
+        use crate::store::RestartPolicy as P;
+        let (name, retries) = match policy {
+            P::No => (RestartPolicyNameEnum::NO, None),
+            P::Always => (RestartPolicyNameEnum::ALWAYS, None),
+            P::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+            P::OnFailure(n) => (RestartPolicyNameEnum::ON_FAILURE, (n > 0).then_some(n as i64)),
+        };
+        let policy = RestartPolicy { name: Some(name), maximum_retry_count: retries };
         let body = bollard::models::ContainerUpdateBody { restart_policy: Some(policy), ..Default::default() };
         Ok(self.docker.update_container(id, body).await?)
     }
@@ -224,41 +279,148 @@ impl Runtime {
         text.lines().map(str::to_string).collect()
     }
 
-    /// Runs `cmd` once in a new container of `image` on the berth network, streaming its
-    /// stdout and stderr, and removes it. Returns its exit code. If the caller goes away
-    /// first, the container is removed at once.
-    pub async fn run_once(&self, app: &str, image: &str, cmd: Vec<String>, env: Vec<String>, out: &Output) -> Result<i64, RuntimeError> {
+    /// Runs `spec` once in a new container, wired to the client: its stdin goes to the
+    /// container, the container's stdout and stderr come back (one stream with a terminal),
+    /// and the container is removed afterwards. Returns its exit code; if the client goes
+    /// away first, the container is removed at once (-1).
+    pub async fn run_once(&self, spec: &ContainerSpec<'_>, client: Client<'_>) -> Result<i64, RuntimeError> {
         let labels = HashMap::from([
-            (LABEL_APP.to_string(), app.to_string()),
-            (LABEL_PROCESS.to_string(), "run".to_string()),
+            (LABEL_APP.to_string(), spec.app.to_string()),
+            (LABEL_PROCESS.to_string(), spec.process.to_string()),
+            (LABEL_RELEASE.to_string(), spec.release.to_string()),
             (LABEL_ROOT.to_string(), self.root.clone()),
         ]);
+        let tty = client.terminal.is_some();
+        let mut env = spec.env.clone();
+        if let Some(terminal) = &client.terminal {
+            env.push(format!("TERM={}", terminal.term));
+        }
         let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            cmd: Some(cmd),
+            image: Some(spec.image.to_string()),
+            cmd: spec.cmd.clone(),
             env: Some(env),
             labels: Some(labels),
-            host_config: Some(HostConfig { network_mode: Some(NETWORK.into()), init: Some(true), ..Default::default() }),
+            tty: Some(tty),
+            open_stdin: Some(true),
+            stdin_once: Some(true),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            host_config: Some(spec.host_config()),
             ..Default::default()
         };
         let id = self.docker.create_container(None, body).await?.id;
         let result = async {
-            let mut logs = self.attach_and_start(&id).await?;
-            loop {
-                tokio::select! {
-                    chunk = logs.next() => match chunk {
-                        Some(Ok(bollard::container::LogOutput::StdErr { message })) => out.stderr(message.to_vec()).await,
-                        Some(Ok(other)) => out.stdout(other.into_bytes().to_vec()).await,
-                        Some(Err(_)) | None => break,
-                    },
-                    _ = out.closed() => return Ok(-1),
-                }
+            let options = bollard::query_parameters::AttachContainerOptions { stream: true, stdin: true, stdout: true, stderr: true, logs: true, ..Default::default() };
+            let attached = self.docker.attach_container(&id, Some(options)).await?;
+            self.docker.start_container(&id, None).await?;
+            if !self.pump(attached.output, attached.input, client, TtyOf::Container(&id)).await {
+                return Ok(-1);
             }
             self.exit_code(&id).await
         }
         .await;
         let _ = self.remove(&id).await;
         result
+    }
+
+    /// Runs `cmd` in a running container (`enter`), wired to the client as `run_once` is.
+    pub async fn exec(&self, container: &str, cmd: Vec<String>, client: Client<'_>) -> Result<i64, RuntimeError> {
+        let tty = client.terminal.is_some();
+        let env = client.terminal.as_ref().map(|t| vec![format!("TERM={}", t.term)]);
+        let options = bollard::exec::CreateExecOptions::<String> {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(tty),
+            env,
+            cmd: Some(cmd),
+            ..Default::default()
+        };
+        let exec = self.docker.create_exec(container, options).await?.id;
+        let start = bollard::exec::StartExecOptions { detach: false, tty, output_capacity: None };
+        let bollard::exec::StartExecResults::Attached { output, input } = self.docker.start_exec(&exec, Some(start)).await? else {
+            return Err(RuntimeError::Container("the engine did not attach to the command".into()));
+        };
+        if !self.pump(output, input, client, TtyOf::Exec(&exec)).await {
+            return Ok(-1);
+        }
+        // The output ends a moment before the engine records the exit code.
+        for _ in 0..50 {
+            let info = self.docker.inspect_exec(&exec).await?;
+            if info.running != Some(true) {
+                return Ok(info.exit_code.unwrap_or(-1));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(-1)
+    }
+
+    /// Copies the client's stdin to a process and its output back, following the client's
+    /// window size, until the process's output ends (true) or the client goes (false).
+    async fn pump(
+        &self,
+        mut output: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + Send>>,
+        mut stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+        client: Client<'_>,
+        target: TtyOf<'_>,
+    ) -> bool {
+        use tokio::io::AsyncWriteExt;
+        let Client { out, input, mut terminal } = client;
+        if let Some(t) = terminal.as_deref_mut() {
+            let (cols, rows) = *t.size.borrow_and_update();
+            self.resize(&target, cols, rows).await;
+        }
+        let mut stdin_open = true;
+        loop {
+            let resized = async {
+                if let Some(t) = terminal.as_deref_mut()
+                    && t.size.changed().await.is_ok()
+                {
+                    return *t.size.borrow_and_update();
+                }
+                std::future::pending().await
+            };
+            tokio::select! {
+                chunk = output.next() => match chunk {
+                    Some(Ok(bollard::container::LogOutput::StdErr { message })) => out.stderr(message.to_vec()).await,
+                    Some(Ok(other)) => out.stdout(other.into_bytes().to_vec()).await,
+                    Some(Err(_)) | None => return true,
+                },
+                data = input.recv(), if stdin_open => match data {
+                    Some(bytes) => {
+                        if stdin.write_all(&bytes).await.is_err() || stdin.flush().await.is_err() {
+                            stdin_open = false;
+                        }
+                    }
+                    None => {
+                        // The client's EOF: the process sees the end of its stdin.
+                        let _ = stdin.shutdown().await;
+                        stdin_open = false;
+                    }
+                },
+                (cols, rows) = resized => self.resize(&target, cols, rows).await,
+                _ = out.closed() => return false,
+            }
+        }
+    }
+
+    async fn resize(&self, target: &TtyOf<'_>, cols: u16, rows: u16) {
+        let (w, h) = (i32::from(cols.max(1)), i32::from(rows.max(1)));
+        let _ = match target {
+            TtyOf::Container(id) => self.docker.resize_container_tty(id, bollard::query_parameters::ResizeContainerTTYOptions { h, w }).await,
+            TtyOf::Exec(id) => self.docker.resize_exec(id, bollard::query_parameters::ResizeExecOptions { h, w }).await,
+        };
+    }
+
+    /// Stops a container, keeping it (`ps:stop`); SIGKILL after `timeout`.
+    pub async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        let options = StopContainerOptions { t: Some(timeout.as_secs() as i32), signal: None };
+        match self.docker.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 404, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Attaches to a created container, then starts it, as `docker run` does: reading the
@@ -282,11 +444,6 @@ impl Runtime {
             Some(Err(e)) => Err(e.into()),
             None => Ok(-1),
         }
-    }
-
-    /// The image's default command (to tell buildpack images, run by berth-launch).
-    pub async fn image_cmd(&self, image: &str) -> Vec<String> {
-        self.docker.inspect_image(image).await.ok().and_then(|i| i.config).and_then(|c| c.cmd).unwrap_or_default()
     }
 
     /// A container's output as timestamped lines (`2026-…Z text`): the last `tail` lines,
@@ -328,9 +485,11 @@ impl Runtime {
         }
     }
 
-    /// Every container berth runs for `app`, running or not.
+    /// Every process container berth runs for `app`, running or not (not one-off `run`
+    /// containers: those have no index, and live only as long as their session).
     pub async fn containers(&self, app: &str) -> Result<Vec<AppContainer>, RuntimeError> {
-        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_APP}={app}"), format!("{LABEL_ROOT}={}", self.root)])]);
+        let labels = vec![format!("{LABEL_APP}={app}"), format!("{LABEL_ROOT}={}", self.root), LABEL_INDEX.to_string()];
+        let filters = HashMap::from([("label".to_string(), labels)]);
         let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
         let list = self.docker.list_containers(Some(options)).await?;
         Ok(list
@@ -351,7 +510,7 @@ impl Runtime {
 
     /// Runs a one-shot container, streaming its output as lines, and commits it as an image
     /// if it exits 0. The container is removed either way. Returns the image id.
-    pub async fn run_and_commit(&self, job: OneShot<'_>, out: &Output) -> Result<String, RuntimeError> {
+    pub async fn run_and_commit(&self, job: OneShot<'_>, out: &Output) -> Result<Committed, RuntimeError> {
         let labels = HashMap::from([(LABEL_ROOT.to_string(), self.root.clone())]);
         let body = ContainerCreateBody {
             image: Some(job.image.to_string()),
@@ -383,6 +542,10 @@ impl Runtime {
                 0 => {}
                 code => return Err(RuntimeError::Exited(code)),
             }
+            let collected = match job.collect {
+                Some(path) => self.read_file(&id, path).await,
+                None => None,
+            };
             let (repo, tag) = job.commit_as;
             let options = bollard::query_parameters::CommitContainerOptions {
                 container: Some(id.clone()),
@@ -397,11 +560,29 @@ impl Runtime {
                 ..Default::default()
             };
             let committed = self.docker.commit_container(options, config).await?;
-            Ok(committed.id)
+            Ok(Committed { image: committed.id, collected })
         }
         .await;
         let _ = self.remove(&id).await;
         result
+    }
+
+    /// One file of a container's filesystem (None if it is not there or not a file).
+    async fn read_file(&self, id: &str, path: &str) -> Option<Vec<u8>> {
+        let options = bollard::query_parameters::DownloadFromContainerOptions { path: path.to_string() };
+        let mut stream = self.docker.download_from_container(id, Some(options));
+        let mut archive = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            archive.extend_from_slice(&chunk.ok()?);
+        }
+        let mut tar = tar::Archive::new(archive.as_slice());
+        let mut entry = tar.entries().ok()?.next()?.ok()?;
+        if !entry.header().entry_type().is_file() {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).ok()?;
+        Some(bytes)
     }
 
     /// Whether an image exists locally: Some((id, size in bytes, created)).

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::commands::{self, EXIT_FAILURE};
 use crate::engine::{Caller, Engine};
 use crate::output::{Chunk, Input, Output};
+use crate::runtime::Terminal;
 
 /// The three ends of a running command. The transport moves `stdin` into its input pump:
 /// when that sender is dropped (client EOF), the command sees end of input.
@@ -31,12 +32,13 @@ impl Exit {
     }
 }
 
-pub fn spawn(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> Running {
+/// Starts a command; `terminal` is the client's pty, if it asked for one (`ssh -t`).
+pub fn spawn(engine: Arc<Engine>, caller: Caller, argv: Vec<String>, terminal: Option<Terminal>) -> Running {
     let (out, output) = Output::channel(64);
     let (stdin, input) = Input::channel(16);
     let exit = tokio::spawn(async move {
         tracing::info!(caller = %caller.name, command = ?argv.first(), "command");
-        commands::run(&engine, &caller, argv, out, input).await
+        commands::run(&engine, &caller, argv, out, input, terminal).await
     });
     Running { stdin, output, exit: Exit(exit) }
 }

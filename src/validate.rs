@@ -110,6 +110,120 @@ pub fn key_name(name: &str) -> Result<&str, Invalid> {
     }
 }
 
+/// Process types (Procfile names): `^[a-z0-9][a-z0-9_-]{0,29}$`, lowercased as Heroku does
+/// not; they become container names and labels.
+pub fn process_type(name: &str) -> Result<&str, Invalid> {
+    let ok = !name.is_empty()
+        && name.len() <= 30
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if ok {
+        Ok(name)
+    } else {
+        Err(invalid(format!(
+            "Invalid process type {}: use up to 30 lowercase letters, digits, '_' or '-'",
+            quoted(name)
+        )))
+    }
+}
+
+/// A storage mount, `HOST:CONTAINER[:ro]`. HOST is a name (a directory under the berth
+/// root's storage/) or an absolute path; CONTAINER is an absolute path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mount {
+    pub host: String,
+    pub container: String,
+    pub read_only: bool,
+}
+
+impl Mount {
+    /// Whether HOST is a path on the host rather than a name under the berth root.
+    pub fn host_is_path(&self) -> bool {
+        self.host.starts_with('/')
+    }
+}
+
+impl fmt::Display for Mount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}{}", self.host, self.container, if self.read_only { ":ro" } else { "" })
+    }
+}
+
+pub fn mount(spec: &str) -> Result<Mount, Invalid> {
+    let bad = |why: &str| {
+        invalid(format!(
+            "Invalid mount {}: {why} (expected HOST:CONTAINER[:ro], e.g. uploads:/app/uploads)",
+            quoted(spec)
+        ))
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, container, read_only) = match parts[..] {
+        [h, c] => (h, c, false),
+        [h, c, "ro"] => (h, c, true),
+        [_, _, _] => return Err(bad("the only option is ro")),
+        _ => return Err(bad("wrong number of fields")),
+    };
+    let clean_path = |p: &str| {
+        p.starts_with('/')
+            && p.len() <= 255
+            && !p.chars().any(|c| c.is_control() || c == ',')
+            && !p.split('/').any(|part| part == "..")
+    };
+    if host.starts_with('/') {
+        if !clean_path(host) || host == "/" {
+            return Err(bad("the host path must be absolute, not /, without '..' or ','"));
+        }
+    } else {
+        let ok = !host.is_empty()
+            && host.len() <= 64
+            && host.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !ok {
+            return Err(bad("the host side is a name (letters, digits, '.', '_', '-') or an absolute path"));
+        }
+    }
+    if !clean_path(container) || container == "/" {
+        return Err(bad("the container path must be absolute, not /, without '..' or ','"));
+    }
+    Ok(Mount { host: host.into(), container: container.trim_end_matches('/').into(), read_only })
+}
+
+/// A memory size as Docker takes it (`256m`, `1g`, `512k`, bytes), at least 6 MiB
+/// (Docker's minimum). Returns bytes.
+pub fn memory(raw: &str) -> Result<i64, Invalid> {
+    let bad = || invalid(format!("Invalid memory size {}: use a number with k, m or g, at least 6m (e.g. 256m)", quoted(raw)));
+    let lower = raw.to_ascii_lowercase();
+    let trimmed = lower.strip_suffix('b').unwrap_or(&lower);
+    let (number, unit) = match trimmed.char_indices().last() {
+        Some((i, 'k')) => (&trimmed[..i], 1i64 << 10),
+        Some((i, 'm')) => (&trimmed[..i], 1 << 20),
+        Some((i, 'g')) => (&trimmed[..i], 1 << 30),
+        _ => (trimmed, 1),
+    };
+    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) || number.len() > 12 {
+        return Err(bad());
+    }
+    let bytes = number.parse::<i64>().map_err(|_| bad())?.checked_mul(unit).ok_or_else(bad)?;
+    if bytes < 6 << 20 {
+        return Err(bad());
+    }
+    Ok(bytes)
+}
+
+/// A CPU share (`0.5`, `2`): more than 0, at most 1024. Returns nano-CPUs as Docker takes them.
+pub fn cpus(raw: &str) -> Result<i64, Invalid> {
+    let bad = || invalid(format!("Invalid CPU count {}: use a number above 0 such as 0.5 or 2", quoted(raw)));
+    if raw.is_empty() || !raw.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(bad());
+    }
+    let value: f64 = raw.parse().map_err(|_| bad())?;
+    let nanos = (value * 1e9).round();
+    if !(nanos >= 1e7 && value <= 1024.0) {
+        return Err(bad());
+    }
+    Ok(nanos as i64)
+}
+
 /// The protocol a port mapping serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -183,6 +297,41 @@ pub fn quoted(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mounts() {
+        let m = mount("uploads:/app/uploads/").unwrap();
+        assert_eq!((m.host.as_str(), m.container.as_str(), m.read_only, m.host_is_path()), ("uploads", "/app/uploads", false, false));
+        assert!(mount("/srv/data:/data:ro").unwrap().read_only);
+        assert!(mount("/srv/data:/data").unwrap().host_is_path());
+        for bad in ["", "a", "a:b", "a:/b:rw", "../x:/b", "/:/b", "a:/", "/srv/../etc:/x", "a:/b,c", "a b:/c", "a:/b:ro:x", "-a:/b"] {
+            assert!(mount(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn memory_and_cpus() {
+        assert_eq!(memory("256m").unwrap(), 256 << 20);
+        assert_eq!(memory("1G").unwrap(), 1 << 30);
+        assert_eq!(memory("7340032").unwrap(), 7340032);
+        for bad in ["", "m", "5m", "-1m", "1.5g", "12t", "99999999999999g"] {
+            assert!(memory(bad).is_err(), "{bad}");
+        }
+        assert_eq!(cpus("0.5").unwrap(), 500_000_000);
+        assert_eq!(cpus("2").unwrap(), 2_000_000_000);
+        for bad in ["", "0", "-1", "abc", "0.001", "2000", "1e3", "."] {
+            assert!(cpus(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn process_types() {
+        assert!(process_type("web").is_ok());
+        assert!(process_type("worker_2").is_ok());
+        for bad in ["", "Web", "-x", "a.b", "a b", &"x".repeat(31)] {
+            assert!(process_type(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn app_names_follow_the_pattern() {

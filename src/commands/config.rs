@@ -71,6 +71,10 @@ async fn apply(ctx: &mut Ctx<'_>, app: &str, no_restart: bool) -> CmdResult {
     if no_restart || ctx.engine.store.load_releases(app)?.active().is_none() {
         return Ok(());
     }
+    if ctx.engine.store.load_app(app)?.stopped {
+        ctx.out.step(format!("{app} is stopped: the new config applies at ps:start {app}")).await;
+        return Ok(());
+    }
     ctx.out.step(format!("Restarting {app} with the new config")).await;
     super::ps::restart(ctx, app, "config change").await
 }

@@ -16,6 +16,7 @@ mod logs;
 mod ports;
 mod ps;
 mod releases;
+mod resources;
 mod run;
 
 use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
@@ -57,6 +58,8 @@ pub struct Ctx<'a> {
     pub caller: &'a Caller,
     pub out: Output,
     pub input: Input,
+    /// The client's pty (`ssh -t`), for `run` and `enter`.
+    pub terminal: Option<crate::runtime::Terminal>,
 }
 
 #[derive(Debug, Parser)]
@@ -282,6 +285,68 @@ pub enum Command {
     /// Build the deploy branch again and deploy it
     #[command(name = "ps:rebuild")]
     PsRebuild { app: String },
+    /// Set how many containers of each process type run (web=2 worker=1); none: show it
+    #[command(name = "ps:scale")]
+    PsScale { app: String, scale: Vec<String> },
+    /// Start a stopped app's processes again
+    #[command(name = "ps:start")]
+    PsStart { app: String },
+    /// Stop an app's processes (kept stopped across restarts until ps:start)
+    #[command(name = "ps:stop")]
+    PsStop { app: String },
+    /// Set a process setting: restart-policy no|always|unless-stopped|on-failure[:N]
+    #[command(name = "ps:set")]
+    PsSet { app: String, key: String, value: String },
+    /// Run a command (default /bin/sh) inside a running container (default: the first)
+    #[command(name = "enter")]
+    Enter {
+        app: String,
+        /// PROCESS.N, e.g. web.1
+        target: Option<String>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Mount a directory into the app's containers: NAME:/path (under the berth root) or /host/path:/path (admins), :ro for read-only
+    #[command(name = "storage:mount")]
+    StorageMount { app: String, mount: String },
+    /// Remove a mount (the host directory and its files stay)
+    #[command(name = "storage:unmount")]
+    StorageUnmount { app: String, mount: String },
+    /// List an app's mounts
+    #[command(name = "storage:list")]
+    StorageList {
+        app: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Limit the memory and CPUs of an app's containers (every process type, or one)
+    #[command(name = "resource:limit")]
+    ResourceLimit {
+        app: String,
+        /// e.g. 256m, 1g
+        #[arg(long)]
+        memory: Option<String>,
+        /// e.g. 0.5, 2
+        #[arg(long = "cpu")]
+        cpus: Option<String>,
+        /// Only this process type
+        #[arg(long)]
+        process: Option<String>,
+    },
+    /// Remove limits (of every process type, or of one)
+    #[command(name = "resource:limit-clear")]
+    ResourceLimitClear {
+        app: String,
+        #[arg(long)]
+        process: Option<String>,
+    },
+    /// Show an app's limits
+    #[command(name = "resource:report")]
+    ResourceReport {
+        app: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Show an app's output: its running containers, merged, prefixed by process
     #[command(name = "logs")]
     Logs {
@@ -451,6 +516,17 @@ impl Command {
             | ChecksSkip { app }
             | PsRestart { app }
             | PsRebuild { app }
+            | PsScale { app, .. }
+            | PsStart { app }
+            | PsStop { app }
+            | PsSet { app, .. }
+            | Enter { app, .. }
+            | StorageMount { app, .. }
+            | StorageUnmount { app, .. }
+            | StorageList { app, .. }
+            | ResourceLimit { app, .. }
+            | ResourceLimitClear { app, .. }
+            | ResourceReport { app, .. }
             | BuildpacksAdd { app, .. }
             | BuildpacksSet { app, .. }
             | BuildpacksRemove { app, .. }
@@ -472,7 +548,7 @@ impl Command {
 }
 
 /// Runs one command line for `caller`, streaming to `out`; returns the exit code.
-pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Output, input: Input) -> i32 {
+pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Output, input: Input, terminal: Option<crate::runtime::Terminal>) -> i32 {
     let command = match parse(&argv) {
         Ok(command) => command,
         Err(Parsed::Help(text)) => {
@@ -488,7 +564,7 @@ pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Outpu
         out.error(denied.to_string()).await;
         return EXIT_FAILURE;
     }
-    let mut ctx = Ctx { engine, caller, out: out.clone(), input };
+    let mut ctx = Ctx { engine, caller, out: out.clone(), input, terminal };
     match execute(&mut ctx, command).await {
         Ok(()) => 0,
         Err(CmdError::Exit(code)) => code,
@@ -556,6 +632,19 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         PsRestart { app } => ps::restart(ctx, &app, "ps:restart").await,
         PsRebuild { app } => ps::rebuild(ctx, &app).await,
         Run { app, command } => run::run(ctx, &app, command).await,
+        Enter { app, target, command } => run::enter(ctx, &app, target.as_deref(), command).await,
+        PsScale { app, scale } => ps::scale(ctx, &app, &scale).await,
+        PsStart { app } => ps::start(ctx, &app).await,
+        PsStop { app } => ps::stop(ctx, &app).await,
+        PsSet { app, key, value } => ps::set(ctx, &app, &key, &value).await,
+        StorageMount { app, mount } => resources::mount(ctx, &app, &mount).await,
+        StorageUnmount { app, mount } => resources::unmount(ctx, &app, &mount).await,
+        StorageList { app, format } => resources::list_mounts(ctx, &app, format).await,
+        ResourceLimit { app, memory, cpus, process } => {
+            resources::limit(ctx, &app, process.as_deref(), memory.as_deref(), cpus.as_deref()).await
+        }
+        ResourceLimitClear { app, process } => resources::clear(ctx, &app, process.as_deref()).await,
+        ResourceReport { app, format } => resources::report(ctx, &app, format).await,
         Logs { app, follow, lines, process } => logs::logs(ctx, &app, follow, lines, process.as_deref()).await,
         Releases { app, format } => releases::list(ctx, &app, format).await,
         ReleasesSet { app, key, value } => releases::set(ctx, &app, &key, &value).await,

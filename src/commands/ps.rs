@@ -1,16 +1,17 @@
-//! `ps:*`: restart, rebuild and report an app's processes.
+//! `ps:*`: scale, start, stop, restart, rebuild and report an app's processes.
 
 use super::{CmdError, CmdResult, Ctx, failed};
 use crate::deploy::{self, Source};
 use crate::output::{Format, Report, print_reports};
-use crate::{git, validate};
+use crate::store::RestartPolicy;
+use crate::{git, process, validate};
 
 /// A new release of the active image with the current config, through the usual swap.
 pub async fn restart(ctx: &mut Ctx<'_>, app: &str, cause: &str) -> CmdResult {
     validate::app_name(app)?;
     ctx.engine.store.load_app(app)?;
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
-    deploy::deploy_locked(ctx.engine, app, Source::Reuse, cause, &ctx.out).await.map_err(CmdError::Failed)?;
+    deploy::deploy_locked(ctx.engine, app, Source::Reuse { scale: None }, cause, &ctx.out).await.map_err(CmdError::Failed)?;
     Ok(())
 }
 
@@ -42,24 +43,150 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
     Ok(())
 }
 
+/// `ps:scale APP web=2 worker=1`: a new release with that formation (web swaps with no
+/// downtime). Before the first deploy it is only recorded. Without arguments, shows it.
+pub async fn scale(ctx: &mut Ctx<'_>, app: &str, args: &[String]) -> CmdResult {
+    validate::app_name(app)?;
+    let config = ctx.engine.store.load_app(app)?;
+    let active = ctx.engine.store.load_releases(app)?.active().cloned();
+    if args.is_empty() {
+        let types = active.as_ref().map(|r| r.types()).unwrap_or_else(|| config.scale.keys().cloned().collect());
+        ctx.out.header(format!("{app} process scale")).await;
+        for (name, count) in config.formation(&types) {
+            ctx.out.line(format!("{name}={count}")).await;
+        }
+        return Ok(());
+    }
+    let changes = process::parse_scale(args).map_err(failed)?;
+    let mut scale = config.scale.clone();
+    for (name, count) in &changes {
+        scale.insert(name.clone(), *count);
+    }
+    let summary = changes.iter().map(|(n, c)| format!("{n}={c}")).collect::<Vec<_>>().join(" ");
+    let Some(active) = active else {
+        ctx.engine
+            .update_app(app, |c| {
+                c.scale = scale;
+                Ok::<_, CmdError>(())
+            })
+            .await?;
+        ctx.out.step(format!("Scale of {app} set to {summary}: it applies at the first deploy")).await;
+        return Ok(());
+    };
+    let types = active.types();
+    if let Some((missing, _)) = changes.iter().find(|(n, c)| *c > 0 && !types.contains(n)) {
+        return Err(failed(format!(
+            "v{} of {app} has no {missing} process type (it has: {}); add `{missing}: COMMAND` to the Procfile",
+            active.version,
+            types.join(", ")
+        )));
+    }
+    if config.stopped {
+        return Err(failed(format!("{app} is stopped: ps:start {app} first")));
+    }
+    let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    ctx.out.step(format!("Scaling {app}: {summary}")).await;
+    let source = Source::Reuse { scale: Some(scale) };
+    deploy::deploy_locked(ctx.engine, app, source, &format!("ps:scale {summary}"), &ctx.out).await.map_err(CmdError::Failed)?;
+    Ok(())
+}
+
+/// `ps:start`: run the active release's formation again after `ps:stop`.
+pub async fn start(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
+    validate::app_name(app)?;
+    let config = ctx.engine.store.load_app(app)?;
+    let Some(active) = ctx.engine.store.load_releases(app)?.active().cloned() else {
+        return Err(failed(format!("{app} has not been deployed yet: git push it first")));
+    };
+    let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    if config.env != active.env {
+        // The config changed while it was stopped: start as a new release.
+        deploy::deploy_locked(ctx.engine, app, Source::Reuse { scale: None }, "ps:start", &ctx.out).await.map_err(CmdError::Failed)?;
+        return Ok(());
+    }
+    ctx.engine
+        .update_app(app, |c| {
+            c.stopped = false;
+            Ok::<_, CmdError>(())
+        })
+        .await?;
+    deploy::restore(ctx.engine, app).await.map_err(|e| failed(format!("Cannot start {app}: {e}")))?;
+    ctx.out.step(format!("{app} is running")).await;
+    Ok(())
+}
+
+/// `ps:stop`: stop every container of the app; it stays stopped across daemon and host
+/// restarts until `ps:start` (or a deploy).
+pub async fn stop(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
+    validate::app_name(app)?;
+    ctx.engine.store.load_app(app)?;
+    let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    ctx.engine
+        .update_app(app, |c| {
+            c.stopped = true;
+            Ok::<_, CmdError>(())
+        })
+        .await?;
+    let n = deploy::stop(ctx.engine, app).await.map_err(|e| failed(format!("Cannot stop {app}: {e}")))?;
+    ctx.out.step(format!("Stopped {n} container(s) of {app}; ps:start {app} starts them again")).await;
+    Ok(())
+}
+
+/// `ps:set APP restart-policy POLICY`: applies to running containers at once.
+pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdResult {
+    validate::app_name(app)?;
+    if key != "restart-policy" {
+        return Err(failed(format!("Unknown ps setting {}: the setting is restart-policy", validate::quoted(key))));
+    }
+    let policy: RestartPolicy = value.parse().map_err(failed)?;
+    ctx.engine
+        .update_app(app, |c| {
+            c.restart_policy = policy;
+            Ok::<_, CmdError>(())
+        })
+        .await?;
+    if let Ok(runtime) = ctx.engine.runtime().await {
+        for c in runtime.containers(app).await.unwrap_or_default().iter().filter(|c| c.running) {
+            runtime.keep_running(&c.id, policy).await.map_err(|e| failed(e.to_string()))?;
+        }
+    }
+    ctx.out.step(format!("Restart policy of {app} set to {policy}")).await;
+    Ok(())
+}
+
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
     let names = super::apps::app_names(ctx, app)?;
     let runtime = ctx.engine.runtime().await.ok();
     let mut reports = Vec::new();
     for name in names {
-        ctx.engine.store.load_app(&name)?;
-        let active = ctx.engine.store.load_releases(&name)?.active().map(|r| format!("v{}", r.version)).unwrap_or_default();
-        let containers = match &runtime {
+        let config = ctx.engine.store.load_app(&name)?;
+        let active = ctx.engine.store.load_releases(&name)?.active().cloned();
+        let mut containers = match &runtime {
             Some(rt) => rt.containers(&name).await.unwrap_or_default(),
             None => Vec::new(),
         };
+        containers.sort_by_key(|c| (c.process != process::WEB, c.process.clone(), c.index, c.release));
         let list: Vec<String> = containers
             .iter()
-            .map(|c| format!("{}.v{}:{}", c.process, c.release, if c.running { "running" } else { "stopped" }))
+            .map(|c| format!("{}.{}: {} (v{})", c.process, c.index, if c.running { "running" } else { "stopped" }, c.release))
             .collect();
+        let formation: Vec<String> = match &active {
+            Some(r) if !r.formation.is_empty() => r.formation.iter().map(|(t, n)| format!("{t}={n}")).collect(),
+            Some(r) => config.formation(&r.types()).iter().map(|(t, n)| format!("{t}={n}")).collect(),
+            None => config.scale.iter().map(|(t, n)| format!("{t}={n}")).collect(),
+        };
+        let status = match (&active, config.stopped) {
+            (None, _) => "not deployed",
+            (Some(_), true) => "stopped",
+            (Some(_), false) => "running",
+        };
         let report = Report::new(format!("{name} ps information"))
-            .row("Deployed", !active.is_empty())
-            .row("Release", active)
+            .row("Deployed", active.is_some())
+            .row("Status", status)
+            .row("Release", active.as_ref().map(|r| format!("v{}", r.version)).unwrap_or_default())
+            .row("Processes", active.as_ref().map(|r| r.types()).unwrap_or_default())
+            .row("Scale", formation)
+            .row("Restart policy", config.restart_policy.to_string())
             .row("Running", containers.iter().filter(|c| c.running).count())
             .row("Containers", list);
         reports.push((name, report));

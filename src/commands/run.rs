@@ -1,11 +1,11 @@
-//! `run APP CMD…`: a one-off container of the active release, with the app's env.
-//! Its exit code is the command's exit code (as SSH's exit status).
+//! `run APP CMD…`: a one-off container of the active release, with the app's env and
+//! mounts; `enter APP [PROCESS.N] [CMD…]`: a command inside a running container. Both give
+//! the client a pty when it asked for one (`ssh -t`), pass its stdin through, and end with
+//! the command's exit code as SSH's exit status.
 
 use super::{CmdError, CmdResult, Ctx, failed};
+use crate::runtime::Client;
 use crate::validate;
-
-/// What buildpack-built images start with: berth's launcher.
-const LAUNCHER: &str = "/usr/local/bin/berth-launch";
 
 pub async fn run(ctx: &mut Ctx<'_>, app: &str, command: Vec<String>) -> CmdResult {
     validate::app_name(app)?;
@@ -15,18 +15,51 @@ pub async fn run(ctx: &mut Ctx<'_>, app: &str, command: Vec<String>) -> CmdResul
     let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
     runtime.ensure_network().await.map_err(|e| failed(e.to_string()))?;
     // Buildpack images run commands through the launcher, which sources .profile.d.
-    let cmd = if runtime.image_cmd(&active.image).await.first().map(String::as_str) == Some(LAUNCHER) {
-        let mut wrapped = vec![LAUNCHER.to_string(), "--run".to_string()];
-        wrapped.extend(command);
-        wrapped
-    } else {
-        command
+    let spec = crate::deploy::process_spec(ctx.engine, app, &config, active, "run", 0, Some(active.one_off(command)));
+    let client = Client { out: &ctx.out, input: &mut ctx.input, terminal: ctx.terminal.as_mut() };
+    let code = runtime.run_once(&spec, client).await.map_err(|e| failed(e.to_string()))?;
+    exit_status(code)
+}
+
+pub async fn enter(ctx: &mut Ctx<'_>, app: &str, target: Option<&str>, command: Vec<String>) -> CmdResult {
+    validate::app_name(app)?;
+    ctx.engine.store.load_app(app)?;
+    let active = ctx.engine.store.load_releases(app)?.active().cloned();
+    let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
+    let running: Vec<_> = runtime
+        .containers(app)
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .into_iter()
+        .filter(|c| c.running && Some(c.release) == active.as_ref().map(|r| r.version))
+        .collect();
+    let names = || running.iter().map(|c| format!("{}.{}", c.process, c.index)).collect::<Vec<_>>().join(", ");
+    let container = match target {
+        Some(target) => {
+            let (process, index) = target
+                .split_once('.')
+                .and_then(|(p, i)| Some((p, i.parse::<u32>().ok()?)))
+                .ok_or_else(|| failed(format!("{} is not PROCESS.N (e.g. web.1)", validate::quoted(target))))?;
+            running.iter().find(|c| c.process == process && c.index == index).ok_or_else(|| {
+                failed(format!("{app} has no running {target}{}", if running.is_empty() { String::new() } else { format!(" (running: {})", names()) }))
+            })?
+        }
+        None => running.first().ok_or_else(|| failed(format!("{app} has no running containers")))?,
     };
-    let env = crate::deploy::container_env(&config.env, config.container_port());
-    let code = runtime.run_once(app, &active.image, cmd, env, &ctx.out).await.map_err(|e| failed(e.to_string()))?;
+    let command = if command.is_empty() { vec!["/bin/sh".to_string()] } else { command };
+    let command = match &active {
+        Some(release) => release.one_off(command),
+        None => command,
+    };
+    let client = Client { out: &ctx.out, input: &mut ctx.input, terminal: ctx.terminal.as_mut() };
+    let code = runtime.exec(&container.id, command, client).await.map_err(|e| failed(e.to_string()))?;
+    exit_status(code)
+}
+
+/// A command's exit code as ours: 0-254 pass through (255 is ssh's own; no code is 1).
+fn exit_status(code: i64) -> CmdResult {
     match code {
         0 => Ok(()),
-        // Exit codes are 0-255; 255 is ssh's own, and negative means no code.
         code if (1..=254).contains(&code) => Err(CmdError::Exit(code as i32)),
         _ => Err(CmdError::Exit(1)),
     }

@@ -62,7 +62,7 @@ async fn handle(stream: UnixStream, engine: Arc<Engine>) -> std::io::Result<()> 
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
         _ => return Ok(()),
     };
-    let session::Running { stdin, output, exit } = session::spawn(engine, Caller::local_root(), argv);
+    let session::Running { stdin, output, exit } = session::spawn(engine, Caller::local_root(), argv, None);
 
     // The socket closing means the client is gone: `gone` tells `deliver`.
     let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();

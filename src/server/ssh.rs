@@ -64,7 +64,7 @@ pub async fn serve(listener: TcpListener, config: Arc<Config>, engine: Arc<Engin
                     // QuickAck sets TCP_NODELAY and keeps ACKs immediate (see quickack.rs).
                     let socket = QuickAck::new(socket);
                     let config = config.clone();
-                    let handler = Connection { engine: engine.clone(), caller: None, channels: HashMap::new() };
+                    let handler = Connection { engine: engine.clone(), caller: None, channels: HashMap::new(), ptys: HashMap::new() };
                     tokio::spawn(async move {
                         match russh::server::run_stream(config, socket, handler).await {
                             Ok(session) => {
@@ -90,6 +90,8 @@ struct Connection {
     caller: Option<Caller>,
     /// Session channels opened but not yet given a command.
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Ptys requested on those channels: TERM, columns, rows.
+    ptys: HashMap<ChannelId, (String, u16, u16)>,
 }
 
 impl Connection {
@@ -110,7 +112,8 @@ impl Connection {
         };
         session.channel_success(id)?;
         let engine = self.engine.clone();
-        tokio::spawn(run_channel(engine, caller, channel, argv));
+        let pty = self.ptys.remove(&id);
+        tokio::spawn(run_channel(engine, caller, channel, argv, pty));
         Ok(())
     }
 }
@@ -152,14 +155,17 @@ impl Handler for Connection {
     async fn pty_request(
         &mut self,
         channel: ChannelId,
-        _term: &str,
-        _cols: u32,
-        _rows: u32,
+        term: &str,
+        cols: u32,
+        rows: u32,
         _pix_width: u32,
         _pix_height: u32,
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        // Only a plain TERM name reaches a container's environment.
+        let term = if !term.is_empty() && term.len() <= 64 && term.chars().all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c)) { term } else { "xterm" };
+        self.ptys.insert(channel, (term.to_string(), clamp_size(cols), clamp_size(rows)));
         session.channel_success(channel)
     }
 
@@ -315,7 +321,11 @@ fn split_command(line: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>, argv: Result<Vec<String>, String>) {
+fn clamp_size(n: u32) -> u16 {
+    n.clamp(1, 10_000) as u16
+}
+
+async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>, argv: Result<Vec<String>, String>, pty: Option<(String, u16, u16)>) {
     let (mut reader, writer) = channel.split();
     let stdout = writer.make_writer();
     let mut stderr = writer.make_writer_ext(Some(1));
@@ -330,7 +340,14 @@ async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>,
             return;
         }
     };
-    let session::Running { stdin, output, exit } = session::spawn(engine, caller, argv);
+    let (resize, terminal) = match pty {
+        Some((term, cols, rows)) => {
+            let (tx, size) = tokio::sync::watch::channel((cols, rows));
+            (Some(tx), Some(crate::runtime::Terminal { term, size }))
+        }
+        None => (None, None),
+    };
+    let session::Running { stdin, output, exit } = session::spawn(engine, caller, argv, terminal);
 
     // Every channel message must be read, or the session stalls once the queue fills.
     // When the channel closes, the client is gone: `gone` tells `deliver`.
@@ -348,6 +365,11 @@ async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>,
                 }
                 // EOF closes the command's stdin only; output still flows back.
                 ChannelMsg::Eof => stdin = None,
+                ChannelMsg::WindowChange { col_width, row_height, .. } => {
+                    if let Some(tx) = &resize {
+                        let _ = tx.send((clamp_size(col_width), clamp_size(row_height)));
+                    }
+                }
                 ChannelMsg::Close => break,
                 _ => {}
             }

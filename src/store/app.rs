@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::validate::PortMap;
+use crate::validate::{Mount, PortMap};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AppConfig {
@@ -34,6 +34,97 @@ pub struct AppConfig {
     /// `buildpacks:*`: built-in names or git URLs, in order; empty detects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buildpacks: Vec<String>,
+    /// `ps:scale`: containers per process type; a type not named runs 1 if web, else 0.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scale: BTreeMap<String, u32>,
+    /// `ps:stop`: nothing runs until `ps:start` (kept across daemon restarts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+    /// `ps:set APP restart-policy`: what the engine does when a process exits.
+    #[serde(default, skip_serializing_if = "RestartPolicy::is_default")]
+    pub restart_policy: RestartPolicy,
+    /// `storage:mount`: host directories mounted into every process container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "mount_strings")]
+    pub storage: Vec<Mount>,
+    /// `resource:limit`: limits for every process type (key `_all`) or one type.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, Limits>,
+}
+
+/// The `resources` key for limits that apply to every process type.
+pub const ALL_PROCESSES: &str = "_all";
+
+/// Resource limits as the user gave them (validated: `validate::memory`, `validate::cpus`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<String>,
+}
+
+/// A restart policy, written as Docker does: `no`, `always`, `unless-stopped`, `on-failure[:N]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum RestartPolicy {
+    No,
+    Always,
+    #[default]
+    UnlessStopped,
+    /// Restart after a non-zero exit, at most N times (0: no limit).
+    OnFailure(u32),
+}
+
+impl RestartPolicy {
+    fn is_default(&self) -> bool {
+        *self == RestartPolicy::default()
+    }
+}
+
+impl std::fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestartPolicy::No => f.write_str("no"),
+            RestartPolicy::Always => f.write_str("always"),
+            RestartPolicy::UnlessStopped => f.write_str("unless-stopped"),
+            RestartPolicy::OnFailure(0) => f.write_str("on-failure"),
+            RestartPolicy::OnFailure(n) => write!(f, "on-failure:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("Invalid restart policy {}: use no, always, unless-stopped or on-failure[:N]", crate::validate::quoted(s));
+        match s {
+            "no" => Ok(RestartPolicy::No),
+            "always" => Ok(RestartPolicy::Always),
+            "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
+            "on-failure" => Ok(RestartPolicy::OnFailure(0)),
+            _ => {
+                let n = s.strip_prefix("on-failure:").ok_or_else(bad)?;
+                let n: u32 = n.parse().map_err(|_| bad())?;
+                if n == 0 || n > 1000 || !s.ends_with(|c: char| c.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                Ok(RestartPolicy::OnFailure(n))
+            }
+        }
+    }
+}
+
+impl From<RestartPolicy> for String {
+    fn from(p: RestartPolicy) -> String {
+        p.to_string()
+    }
+}
+
+impl TryFrom<String> for RestartPolicy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 pub const DEFAULT_KEEP_RELEASES: u32 = 5;
@@ -99,6 +190,18 @@ impl AppConfig {
         self.effective_ports()[0].container
     }
 
+    /// How many containers of each process type run, given the release's types.
+    pub fn formation(&self, types: &[String]) -> Vec<(String, u32)> {
+        crate::process::formation(&self.scale, types)
+    }
+
+    /// The limits for one process type: its own, else those for every type.
+    pub fn limits_for(&self, process: &str) -> Limits {
+        let all = self.resources.get(ALL_PROCESSES).cloned().unwrap_or_default();
+        let own = self.resources.get(process).cloned().unwrap_or_default();
+        Limits { memory: own.memory.or(all.memory), cpus: own.cpus.or(all.cpus) }
+    }
+
     /// The mappings in force: the configured ones, or the default.
     pub fn effective_ports(&self) -> Vec<PortMap> {
         if self.ports.is_empty() { vec![PortMap::DEFAULT] } else { self.ports.clone() }
@@ -123,6 +226,23 @@ mod port_strings {
     }
 }
 
+mod mount_strings {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::validate::{self, Mount};
+
+    pub fn serialize<S: Serializer>(mounts: &[Mount], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(mounts.iter().map(|m| m.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Mount>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| validate::mount(s).map_err(D::Error::custom))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,10 +253,33 @@ mod tests {
         app.env.insert("GREETING".into(), "hello world\nsecond line \"quoted\"".into());
         app.domains.push("www.example.com".into());
         app.ports.push(crate::validate::port_map("https:443:5000").unwrap());
+        app.scale.insert("worker".into(), 2);
+        app.restart_policy = RestartPolicy::OnFailure(5);
+        app.storage.push(crate::validate::mount("data:/app/data:ro").unwrap());
+        app.resources.insert(ALL_PROCESSES.into(), Limits { memory: Some("256m".into()), cpus: None });
         let text = toml::to_string_pretty(&app).unwrap();
         assert!(text.contains("\"https:443:5000\""), "{text}");
         let back: AppConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, app);
+    }
+
+    #[test]
+    fn restart_policies() {
+        for text in ["no", "always", "unless-stopped", "on-failure", "on-failure:5"] {
+            assert_eq!(text.parse::<RestartPolicy>().unwrap().to_string(), text);
+        }
+        for bad in ["", "sometimes", "on-failure:", "on-failure:0", "on-failure:x", "on-failure:5000"] {
+            assert!(bad.parse::<RestartPolicy>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_per_process_fall_back_to_all() {
+        let mut app = AppConfig::new();
+        app.resources.insert(ALL_PROCESSES.into(), Limits { memory: Some("256m".into()), cpus: Some("1".into()) });
+        app.resources.insert("web".into(), Limits { memory: Some("512m".into()), cpus: None });
+        assert_eq!(app.limits_for("web"), Limits { memory: Some("512m".into()), cpus: Some("1".into()) });
+        assert_eq!(app.limits_for("worker").memory.as_deref(), Some("256m"));
     }
 
     #[test]

@@ -10,10 +10,10 @@ mod global;
 mod keys;
 mod releases;
 
-pub use app::{AppConfig, Builder, ChecksConfig};
+pub use app::{ALL_PROCESSES, AppConfig, Builder, ChecksConfig, Limits, RestartPolicy};
 pub use global::GlobalConfig;
 pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};
-pub use releases::{Release, Releases, Status};
+pub use releases::{LAUNCHER, Release, Releases, Status};
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

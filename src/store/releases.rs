@@ -32,6 +32,56 @@ pub struct Release {
     /// Readiness checks from the app's app.json at that commit.
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
+    /// Process types and their commands: the Procfile's, plus buildpack defaults.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub processes: BTreeMap<String, String>,
+    /// The image starts processes through `berth-launch TYPE` (buildpack builds).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub launcher: bool,
+    /// app.json `scripts.dokku.predeploy` / `postdeploy` at that commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predeploy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postdeploy: Option<String>,
+    /// Containers per process type it was released with.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub formation: BTreeMap<String, u32>,
+}
+
+/// What buildpack-built images start with: berth's launcher (sources .profile.d first).
+pub const LAUNCHER: &str = "/usr/local/bin/berth-launch";
+
+impl Release {
+    /// The process types it can run. An image not built by buildpacks always has `web`
+    /// (its own CMD) even without a Procfile entry.
+    pub fn types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self.processes.keys().filter(|t| *t != crate::process::RELEASE_TYPE).cloned().collect();
+        if !self.launcher && !types.iter().any(|t| t == crate::process::WEB) {
+            types.push(crate::process::WEB.into());
+        }
+        types
+    }
+
+    /// The command a container of `process` runs; None: the image's own CMD. Procfile
+    /// commands of Dockerfile images are split into words, as dokku does (no shell).
+    pub fn command(&self, process: &str) -> Option<Vec<String>> {
+        if self.launcher {
+            return Some(vec![LAUNCHER.into(), process.into()]);
+        }
+        self.processes.get(process).map(|line| shell_words::split(line).unwrap_or_else(|_| vec![line.clone()]))
+    }
+
+    /// A one-off command in this release's image, as `run` and the deploy scripts run it:
+    /// through the launcher for buildpack images, so .profile.d applies.
+    pub fn one_off(&self, command: Vec<String>) -> Vec<String> {
+        if self.launcher {
+            let mut wrapped = vec![LAUNCHER.to_string(), "--run".to_string()];
+            wrapped.extend(command);
+            wrapped
+        } else {
+            command
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +156,11 @@ mod tests {
             status,
             env: BTreeMap::new(),
             checks: Vec::new(),
+            processes: BTreeMap::new(),
+            launcher: false,
+            predeploy: None,
+            postdeploy: None,
+            formation: BTreeMap::new(),
         }
     }
 
@@ -120,6 +175,23 @@ mod tests {
         let prune = r.images_to_prune(3);
         // Kept: v8 (active), v6, v5 (shared tag), v4. Pruned: v7 (failed), v3, v2, v1.
         assert_eq!(prune, vec!["berth/app:v1", "berth/app:v2", "berth/app:v3", "berth/app:v7"]);
+    }
+
+    #[test]
+    fn process_commands() {
+        let mut r = release(1, Status::Active);
+        assert_eq!(r.types(), vec!["web"]);
+        assert_eq!(r.command("web"), None);
+        r.processes.insert("worker".into(), "python worker.py --queue 'a b'".into());
+        r.processes.insert("release".into(), "./migrate".into());
+        assert_eq!(r.types(), vec!["worker", "web"]);
+        assert_eq!(r.command("worker").unwrap(), vec!["python", "worker.py", "--queue", "a b"]);
+        assert_eq!(r.one_off(vec!["ls".into()]), vec!["ls"]);
+        r.launcher = true;
+        r.processes.remove("release");
+        assert_eq!(r.types(), vec!["worker"]);
+        assert_eq!(r.command("worker").unwrap(), vec![LAUNCHER, "worker"]);
+        assert_eq!(r.one_off(vec!["ls".into()]), vec![LAUNCHER, "--run", "ls"]);
     }
 
     #[test]

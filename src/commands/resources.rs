@@ -1,0 +1,148 @@
+//! `storage:*` and `resource:*`: what an app's containers mount, and their limits. Both
+//! are settings applied on the next release (`ps:restart` applies them at once).
+
+use super::{CmdError, CmdResult, Ctx, failed};
+use crate::output::{Format, Report, print_reports};
+use crate::store::{ALL_PROCESSES, Limits};
+use crate::validate;
+
+const APPLIES: &str = "applies on the next release (ps:restart APP applies it now)";
+
+pub async fn mount(ctx: &mut Ctx<'_>, app: &str, spec: &str) -> CmdResult {
+    validate::app_name(app)?;
+    let mount = validate::mount(spec)?;
+    ctx.engine.store.load_app(app)?;
+    // A host path can expose anything on the server to the app: admins only. Names stay
+    // inside the app's own directory under the berth root.
+    let host_dir = if mount.host_is_path() {
+        if !ctx.caller.role.is_admin() {
+            return Err(CmdError::Denied(format!("only admins may mount host paths; use a name such as data:{}", mount.container)));
+        }
+        let path = std::path::PathBuf::from(&mount.host);
+        if !path.is_dir() {
+            return Err(failed(format!("{} is not a directory on the server: create it first", mount.host)));
+        }
+        path
+    } else {
+        crate::deploy::storage_dir(ctx.engine, app, &mount.host)
+    };
+    ctx.engine
+        .update_app(app, |c| {
+            if c.storage.iter().any(|m| m.container == mount.container) {
+                return Err(failed(format!("{app} already mounts something at {}: storage:unmount it first", mount.container)));
+            }
+            c.storage.push(mount.clone());
+            Ok(())
+        })
+        .await?;
+    std::fs::create_dir_all(&host_dir).map_err(|e| failed(format!("cannot create {}: {e}", host_dir.display())))?;
+    ctx.out.step(format!("Mounting {} at {} in {app}'s containers: {APPLIES}", host_dir.display(), mount.container)).await;
+    Ok(())
+}
+
+pub async fn unmount(ctx: &mut Ctx<'_>, app: &str, spec: &str) -> CmdResult {
+    validate::app_name(app)?;
+    let mount = validate::mount(spec)?;
+    ctx.engine
+        .update_app(app, |c| {
+            let before = c.storage.len();
+            c.storage.retain(|m| !(m.host == mount.host && m.container == mount.container));
+            if c.storage.len() == before {
+                return Err(failed(format!("{app} does not mount {}:{} (see storage:list {app})", mount.host, mount.container)));
+            }
+            Ok(())
+        })
+        .await?;
+    ctx.out.step(format!("Unmounted {}:{} from {app} (its files stay): {APPLIES}", mount.host, mount.container)).await;
+    Ok(())
+}
+
+pub async fn list_mounts(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
+    validate::app_name(app)?;
+    let config = ctx.engine.store.load_app(app)?;
+    let mounts: Vec<String> = config.storage.iter().map(|m| m.to_string()).collect();
+    if format == Format::Json {
+        ctx.out.line(serde_json::Value::from(mounts).to_string()).await;
+        return Ok(());
+    }
+    ctx.out.header(format!("{app} volume bind-mounts")).await;
+    for m in &config.storage {
+        let host = if m.host_is_path() { m.host.clone() } else { crate::deploy::storage_dir(ctx.engine, app, &m.host).display().to_string() };
+        ctx.out.line(format!("{m}  ({host})")).await;
+    }
+    Ok(())
+}
+
+pub async fn limit(ctx: &mut Ctx<'_>, app: &str, process: Option<&str>, memory: Option<&str>, cpus: Option<&str>) -> CmdResult {
+    validate::app_name(app)?;
+    if let Some(p) = process {
+        validate::process_type(p)?;
+    }
+    if memory.is_none() && cpus.is_none() {
+        return Err(failed("Say what to limit: --memory SIZE (e.g. 256m) and/or --cpu N (e.g. 0.5)"));
+    }
+    if let Some(m) = memory {
+        validate::memory(m)?;
+    }
+    if let Some(c) = cpus {
+        validate::cpus(c)?;
+    }
+    let key = process.unwrap_or(ALL_PROCESSES).to_string();
+    ctx.engine
+        .update_app(app, |c| {
+            let entry = c.resources.entry(key).or_default();
+            if let Some(m) = memory {
+                entry.memory = Some(m.to_ascii_lowercase());
+            }
+            if let Some(cpu) = cpus {
+                entry.cpus = Some(cpu.to_string());
+            }
+            Ok::<_, CmdError>(())
+        })
+        .await?;
+    let whose = process.map(|p| format!("{p} containers")).unwrap_or_else(|| "every container".into());
+    let what = [memory.map(|m| format!("memory {m}")), cpus.map(|c| format!("{c} CPU"))].into_iter().flatten().collect::<Vec<_>>().join(", ");
+    ctx.out.step(format!("Limits of {app} ({whose}): {what}; {APPLIES}")).await;
+    Ok(())
+}
+
+pub async fn clear(ctx: &mut Ctx<'_>, app: &str, process: Option<&str>) -> CmdResult {
+    validate::app_name(app)?;
+    if let Some(p) = process {
+        validate::process_type(p)?;
+    }
+    ctx.engine
+        .update_app(app, |c| {
+            match process {
+                Some(p) => {
+                    c.resources.remove(p);
+                }
+                None => c.resources.clear(),
+            }
+            Ok::<_, CmdError>(())
+        })
+        .await?;
+    ctx.out.step(format!("Limits of {app} cleared; {APPLIES}")).await;
+    Ok(())
+}
+
+pub async fn report(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
+    validate::app_name(app)?;
+    let config = ctx.engine.store.load_app(app)?;
+    let show = |l: &Limits| {
+        let mut parts = Vec::new();
+        if let Some(m) = &l.memory {
+            parts.push(format!("memory={m}"));
+        }
+        if let Some(c) = &l.cpus {
+            parts.push(format!("cpu={c}"));
+        }
+        if parts.is_empty() { "unlimited".to_string() } else { parts.join(" ") }
+    };
+    let mut report = Report::new(format!("{app} resource information"));
+    report = report.row("All processes", show(&config.resources.get(ALL_PROCESSES).cloned().unwrap_or_default()));
+    let per: Vec<String> = config.resources.iter().filter(|(k, _)| *k != ALL_PROCESSES).map(|(k, l)| format!("{k}: {}", show(l))).collect();
+    report = report.row("Per process", per);
+    print_reports(&ctx.out, &[(app.to_string(), report)], true, format).await;
+    Ok(())
+}
