@@ -394,8 +394,12 @@ impl Runtime {
                         }
                     }
                     None => {
-                        // The client's EOF: the process sees the end of its stdin.
-                        let _ = stdin.shutdown().await;
+                        // The client's EOF: without a terminal the process sees the end of
+                        // its stdin. A terminal stays open (closing it would hang it up), as
+                        // sshd does for pty sessions.
+                        if terminal.is_none() {
+                            let _ = stdin.shutdown().await;
+                        }
                         stdin_open = false;
                     }
                 },
@@ -407,10 +411,13 @@ impl Runtime {
 
     async fn resize(&self, target: &TtyOf<'_>, cols: u16, rows: u16) {
         let (w, h) = (i32::from(cols.max(1)), i32::from(rows.max(1)));
-        let _ = match target {
+        let resized = match target {
             TtyOf::Container(id) => self.docker.resize_container_tty(id, bollard::query_parameters::ResizeContainerTTYOptions { h, w }).await,
             TtyOf::Exec(id) => self.docker.resize_exec(id, bollard::query_parameters::ResizeExecOptions { h, w }).await,
         };
+        if let Err(e) = resized {
+            tracing::warn!("cannot resize the terminal to {cols}x{rows}: {e}");
+        }
     }
 
     /// Stops a container, keeping it (`ps:stop`); SIGKILL after `timeout`.

@@ -165,6 +165,8 @@ impl Handler for Connection {
     ) -> Result<(), Self::Error> {
         // Only a plain TERM name reaches a container's environment.
         let term = if !term.is_empty() && term.len() <= 64 && term.chars().all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c)) { term } else { "xterm" };
+        // A client without a terminal of its own (`ssh -tt` from a script) sends 0x0.
+        let (cols, rows) = if cols == 0 || rows == 0 { (80, 24) } else { (cols, rows) };
         self.ptys.insert(channel, (term.to_string(), clamp_size(cols), clamp_size(rows)));
         session.channel_success(channel)
     }
@@ -366,7 +368,7 @@ async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>,
                 // EOF closes the command's stdin only; output still flows back.
                 ChannelMsg::Eof => stdin = None,
                 ChannelMsg::WindowChange { col_width, row_height, .. } => {
-                    if let Some(tx) = &resize {
+                    if let Some(tx) = resize.as_ref().filter(|_| col_width > 0 && row_height > 0) {
                         let _ = tx.send((clamp_size(col_width), clamp_size(row_height)));
                     }
                 }

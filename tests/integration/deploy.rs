@@ -27,7 +27,7 @@ fn a_pushed_dockerfile_app_is_served_through_nginx_by_host() {
     for line in ["remote: -----> Building hello-push from Dockerfile", "Step 1/3", "Releasing v1", "Starting web.1 … checks passed", "is live"] {
         assert!(log.contains(line), "{line:?} missing from push output:\n{log}");
     }
-    assert!(log.contains("No domains for hello-push"), "{log}");
+    assert!(log.contains("Nothing is routed to hello-push: no domains"), "{log}");
     d.ssh("domains:add hello-push hello.example.com www.hello.example.com").ok();
     d.ssh("ps:restart hello-push").ok();
     assert_eq!(get(&d, "hello.example.com"), (200, "hello v1".into()));

@@ -157,8 +157,17 @@ impl Daemon {
 
     /// `ssh -i KEY -p PORT berth@127.0.0.1 COMMAND` with the real OpenSSH client.
     pub fn ssh_as(&self, key: &Key, command: &str, stdin: &[u8]) -> Out {
+        self.ssh_with(key, &[], command, stdin)
+    }
+
+    /// `ssh -tt … COMMAND`: the client asks for a pty although it has no terminal.
+    pub fn ssh_tty(&self, command: &str, stdin: &[u8]) -> Out {
+        self.ssh_with(&self.admin, &["-tt"], command, stdin)
+    }
+
+    fn ssh_with(&self, key: &Key, extra: &[&str], command: &str, stdin: &[u8]) -> Out {
         let mut cmd = Command::new("ssh");
-        cmd.arg("-i").arg(&key.private).args(ssh_options(self.port));
+        cmd.arg("-i").arg(&key.private).args(ssh_options(self.port)).args(extra);
         cmd.arg("-o").arg(format!("UserKnownHostsFile={}", self.dir.path().join("known_hosts").display()));
         cmd.arg("berth@127.0.0.1");
         if !command.is_empty() {

@@ -6,5 +6,6 @@ mod access;
 mod buildpacks;
 mod commands;
 mod deploy;
+mod processes;
 mod proxy;
 mod state;
