@@ -127,6 +127,12 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
     };
     let scale = new_scale.clone().unwrap_or_else(|| config.scale.clone());
     let types = release.types();
+    if types.is_empty() {
+        if built {
+            runtime.remove_image(&release.image_tag).await;
+        }
+        return Err(format!("{} declares no process to run: add a Procfile with `web: COMMAND`", short(&release.git_sha)));
+    }
     for (name, count) in &scale {
         if *count > 0 && !types.contains(name) {
             out.step(format!("Note: {name}={count} is set but v{version} has no {name} process type (it has: {})", types.join(", "))).await;
@@ -459,6 +465,7 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
     let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
     let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
     if config.stopped {
+        engine.nginx.remove_site(app).await.map_err(|e| e.to_string())?;
         for c in containers.iter().filter(|c| c.running) {
             let _ = runtime.stop(&c.id, STOP_TIMEOUT).await;
         }
@@ -493,8 +500,11 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Stops an app's containers, keeping them and its state (`ps:stop`).
+/// Stops an app's containers, keeping them and its state (`ps:stop`). Its site goes first,
+/// so requests get nginx's answer for an unknown host at once rather than a connection
+/// to an address that no longer answers.
 pub async fn stop(engine: &Engine, app: &str) -> Result<usize, String> {
+    engine.nginx.remove_site(app).await.map_err(|e| e.to_string())?;
     let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
     let running: Vec<_> = runtime.containers(app).await.map_err(|e| e.to_string())?.into_iter().filter(|c| c.running).collect();
     for c in &running {

@@ -15,7 +15,9 @@ pub async fn run(ctx: &mut Ctx<'_>, app: &str, command: Vec<String>) -> CmdResul
     let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
     runtime.ensure_network().await.map_err(|e| failed(e.to_string()))?;
     // Buildpack images run commands through the launcher, which sources .profile.d.
-    let spec = crate::deploy::process_spec(ctx.engine, app, &config, active, "run", 0, Some(active.one_off(command)));
+    let mut spec = crate::deploy::process_spec(ctx.engine, app, &config, active, "run", 0, Some(active.one_off(command)));
+    // The app's config as it is now, as Heroku and dokku run it (even after --no-restart).
+    spec.env = crate::deploy::container_env(&config.env, config.container_port());
     let client = Client { out: &ctx.out, input: &mut ctx.input, terminal: ctx.terminal.as_mut() };
     let code = runtime.run_once(&spec, client).await.map_err(|e| failed(e.to_string()))?;
     exit_status(code)

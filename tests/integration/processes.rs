@@ -243,7 +243,7 @@ fn after_a_crash_and_lost_containers_every_app_comes_back_as_it_was() {
     push_ok(&d, &quiet);
     d.ssh("ps:stop quiet").ok();
     assert_eq!(running(&d, "quiet"), Vec::<String>::new());
-    assert_eq!(get(&d, "quiet.example.com").0, 502);
+    assert_eq!(get(&d, "quiet.example.com").0, 404, "a stopped app is not routed");
 
     // A crash, and meanwhile the engine lost phoenix's containers (as after a host reboot
     // with containers pruned).
