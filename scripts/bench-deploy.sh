@@ -26,11 +26,7 @@ bench_daemon
 "$BERTH" --root "$ROOT" apps:create benchapp >/dev/null
 "$BERTH" --root "$ROOT" domains:add benchapp bench.example.com >/dev/null
 
-# The base image: FROM scratch + Debian's busybox-static (no registry is needed).
-mkdir -p "$WORK/base"
-cp /bin/busybox "$WORK/base/"
-printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n' >"$WORK/base/Dockerfile"
-docker build -q -t berth-test/busybox "$WORK/base" >/dev/null
+bench_base_image
 
 mkdir -p "$WORK/app"
 cd "$WORK/app"

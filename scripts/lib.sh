@@ -78,6 +78,15 @@ bench_daemon() {
     export GIT_SSH_COMMAND="ssh -i $WORK/key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -F /dev/null"
 }
 
+# The test base image berth-test/busybox: FROM scratch + Debian's busybox-static (no
+# registry is reachable). Needs WORK.
+bench_base_image() {
+    mkdir -p "$WORK/base"
+    cp /bin/busybox "$WORK/base/"
+    printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n' >"$WORK/base/Dockerfile"
+    docker build -q -t berth-test/busybox "$WORK/base" >/dev/null
+}
+
 bench_cleanup() {
     [ -n "$BERTH_PID" ] && kill "$BERTH_PID" 2>/dev/null || true
     [ -f "$ROOT/nginx/nginx.pid" ] && kill "$(cat "$ROOT/nginx/nginx.pid")" 2>/dev/null || true

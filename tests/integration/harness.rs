@@ -166,6 +166,11 @@ impl Daemon {
     }
 
     fn ssh_with(&self, key: &Key, extra: &[&str], command: &str, stdin: &[u8]) -> Out {
+        run(self.ssh_command(key, extra, command), stdin)
+    }
+
+    /// The `ssh` command line of `ssh_as`, with `extra` options, to spawn as a test likes.
+    pub fn ssh_command(&self, key: &Key, extra: &[&str], command: &str) -> Command {
         let mut cmd = Command::new("ssh");
         cmd.arg("-i").arg(&key.private).args(ssh_options(self.port)).args(extra);
         cmd.arg("-o").arg(format!("UserKnownHostsFile={}", self.dir.path().join("known_hosts").display()));
@@ -173,7 +178,7 @@ impl Daemon {
         if !command.is_empty() {
             cmd.arg(command);
         }
-        run(cmd, stdin)
+        cmd
     }
 
     pub fn ssh(&self, command: &str) -> Out {

@@ -2,7 +2,9 @@
 //! limits, and reconciling after a crash: through real git, ssh, Docker and nginx.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use crate::harness::{AppRepo, Daemon, get};
 
@@ -211,6 +213,24 @@ fn run_and_enter_give_a_pty_pass_stdin_and_return_exit_codes() {
     let out = d.ssh_tty("run tty sh", b"echo typed $((6 * 7))\nexit 7\n");
     assert_eq!(out.code, 7, "{out:#?}");
     assert!(out.stdout.contains("typed 42"), "{out:#?}");
+    // Ctrl-C on the client's terminal interrupts the command: 0x03 through the pty.
+    let mut ssh = d.ssh_command(&d.admin, &["-tt"], "run tty sh -c 'echo ready; exec sleep 60'");
+    let mut child = ssh.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "run ended early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let interrupted = Instant::now();
+    child.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+    let status = child.wait().unwrap();
+    assert!(interrupted.elapsed() < Duration::from_secs(10), "Ctrl-C did not stop the command");
+    assert_eq!(status.code(), Some(130), "sleep ends by SIGINT: 128 + 2");
+
     // Without a pty, stdin is passed through as a stream.
     let out = d.ssh_as(&d.admin, "run tty wc -l", b"one\ntwo\nthree\n");
     assert_eq!(out.code, 0, "{out:#?}");
