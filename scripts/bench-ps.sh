@@ -55,6 +55,8 @@ for _ in $(seq 1 "$RUNS"); do
     timed "$WORK/up" $SSH ps:scale benchps web=3 worker=2
     timed "$WORK/down" $SSH ps:scale benchps web=1 worker=0
 done
+$SSH ps:scale benchps web=3 worker=2 >"$WORK/scale-up.log" 2>&1
+$SSH ps:scale benchps web=1 worker=0 >/dev/null 2>&1
 sleep 1
 kill -INT "$WRK_PID"
 wait "$WRK_PID" || true
@@ -66,18 +68,20 @@ for _ in $(seq 1 10); do
     timed "$WORK/enter" $SSH enter benchps web.1 true
 done
 
+echo "The output of one scale-up:"
+sed 's/^/    /' "$WORK/scale-up.log"
 python3 - "$WORK" <<'PY'
 import re, statistics, sys
 work = sys.argv[1]
 def med(name):
     rows = [list(map(float, l.split())) for l in open(f"{work}/{name}") if l.strip()]
     return statistics.median(e - s for s, e in rows), len(rows)
-print(f"| {'command (ssh wall time, median)':<44} | {'runs':>4} | {'seconds':>7} |")
-print(f"|{'-'*46}|{'-'*6}|{'-'*9}|")
+print(f"| {'command (ssh wall time, median)':<46} | {'runs':>4} | {'seconds':>7} |")
+print(f"|{'-'*48}|{'-'*6}|{'-'*9}|")
 for label, name in (("ps:scale web=3 worker=2 (from web=1)", "up"), ("ps:scale web=1 worker=0 (from web=3 worker=2)", "down"),
                     ("run APP true", "run"), ("enter APP web.1 true", "enter")):
     m, n = med(name)
-    print(f"| {label:<44} | {n:>4} | {m:>7.2f} |")
+    print(f"| {label:<46} | {n:>4} | {m:>7.2f} |")
 wrk = open(f"{work}/wrk.log").read()
 total = int(re.search(r"(\d+) requests in", wrk).group(1))
 non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", wrk)) else 0

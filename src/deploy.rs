@@ -336,32 +336,45 @@ async fn start_all(
     started: &mut Vec<Started>,
 ) -> Result<Vec<String>, String> {
     let clock = Instant::now();
-    for (process, count) in &release.formation {
-        for index in 1..=*count {
-            let spec = process_spec(engine, app, config, release, process, index, None);
-            let id = runtime.start(&spec).await.map_err(|e| format!("cannot start {process}.{index}: {e}"))?;
-            started.push(Started { process: process.clone(), index, id });
+    let specs: Vec<ContainerSpec> = release
+        .formation
+        .iter()
+        .flat_map(|(process, count)| (1..=*count).map(move |index| (process, index)))
+        .map(|(process, index)| process_spec(engine, app, config, release, process, index, None))
+        .collect();
+    // All at once: the engine creates and starts containers in parallel.
+    let ids = futures_util::future::join_all(specs.iter().map(|spec| runtime.start(spec))).await;
+    let mut failure = None;
+    for (spec, id) in specs.iter().zip(ids) {
+        match id {
+            Ok(id) => started.push(Started { process: spec.process.to_string(), index: spec.index, id }),
+            Err(e) => {
+                failure.get_or_insert(format!("cannot start {}.{}: {e}", spec.process, spec.index));
+            }
         }
+    }
+    if let Some(why) = failure {
+        return Err(why);
     }
     if started.is_empty() {
         out.step(format!("Nothing to start: every process type of {app} is scaled to 0")).await;
         return Ok(Vec::new());
     }
-    let checks = futures_util::future::join_all(started.iter().map(|c| ready(runtime, config, release, c)));
-    let outcomes = checks.await;
+    let checks = started.iter().map(|c| async move { (ready(runtime, config, release, c).await, clock.elapsed()) });
+    let outcomes = futures_util::future::join_all(checks).await;
     let mut failure = None;
     let mut ips = Vec::new();
     for (c, outcome) in started.iter().zip(outcomes) {
         let label = format!("{}.{}", c.process, c.index);
         match outcome {
-            Ok((ip, checked)) => {
-                let how = if checked { format!("checks passed in {}", secs(clock.elapsed())) } else { format!("running (checks {})", what_checked(config, &c.process)) };
+            (Ok((ip, checked)), took) => {
+                let how = if checked { format!("checks passed in {}", secs(took)) } else { format!("running (checks {})", what_checked(config, &c.process)) };
                 out.step(format!("Starting {label} … {how}")).await;
                 if c.process == process::WEB {
                     ips.push(ip);
                 }
             }
-            Err(why) => {
+            (Err(why), _) => {
                 out.step(format!("Starting {label} … failed")).await;
                 let lines = runtime.tail(&c.id, LOG_LINES).await;
                 if !lines.is_empty() {
