@@ -298,25 +298,20 @@ struct Started {
 /// checks; others: still running after a moment), moves traffic to the new web containers,
 /// and hands back the old containers to retire. On any failure the new ones are removed.
 async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig, release: &Release, keeps_serving: &str, out: &Output) -> Result<Retirement, String> {
-    let old = runtime.containers(app).await.map_err(|e| e.to_string())?;
+    // Listed before anything new starts: exactly what retires once traffic has moved.
+    let retiring = runtime.containers(app).await.map_err(|e| e.to_string())?;
     let mut started = Vec::new();
-    let result = start_all(engine, runtime, app, config, release, out, &mut started).await;
-    let ips = match result {
-        Ok(ips) => ips,
-        Err(why) => {
-            for c in &started {
-                let _ = runtime.remove(&c.id).await;
-            }
-            return Err(format!("{why}; {keeps_serving}"));
-        }
-    };
-    if let Err(e) = route(engine, app, config, release.version, ips, out).await {
+    let moved = async {
+        let ips = start_all(engine, runtime, app, config, release, out, &mut started).await?;
+        route(engine, app, config, release.version, ips, out).await.map_err(|e| format!("cannot route {app}: {e}"))
+    }
+    .await;
+    if let Err(why) = moved {
         for c in &started {
             let _ = runtime.remove(&c.id).await;
         }
-        return Err(format!("cannot route {app}: {e}; {keeps_serving}"));
+        return Err(format!("{why}; {keeps_serving}"));
     }
-    let retiring: Vec<_> = old.into_iter().filter(|c| !started.iter().any(|s| s.id == c.id)).collect();
     let wait = if config.checks.disabled { 0 } else { config.checks.wait_to_retire };
     if !retiring.is_empty() {
         out.step(format!("Retiring {} old container(s) in {wait}s", retiring.len())).await;
@@ -478,13 +473,9 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
     let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
     let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
     if config.stopped {
-        engine.nginx.remove_site(app).await.map_err(|e| e.to_string())?;
-        for c in containers.iter().filter(|c| c.running) {
-            let _ = runtime.stop(&c.id, STOP_TIMEOUT).await;
-        }
-        return Ok(());
+        return stop(engine, app).await.map(|_| ());
     }
-    let formation = if active.formation.is_empty() { config.formation(&active.types()) } else { active.formation.clone().into_iter().collect() };
+    let formation = active.formation_or(&config.scale);
     let mut keep = Vec::new();
     let mut ips = Vec::new();
     for (process, count) in &formation {

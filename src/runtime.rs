@@ -311,9 +311,7 @@ impl Runtime {
         };
         let id = self.docker.create_container(None, body).await?.id;
         let result = async {
-            let options = bollard::query_parameters::AttachContainerOptions { stream: true, stdin: true, stdout: true, stderr: true, logs: true, ..Default::default() };
-            let attached = self.docker.attach_container(&id, Some(options)).await?;
-            self.docker.start_container(&id, None).await?;
+            let attached = self.attach_and_start(&id, true).await?;
             if !self.pump(attached.output, attached.input, client, TtyOf::Container(&id)).await {
                 return Ok(-1);
             }
@@ -430,16 +428,14 @@ impl Runtime {
         }
     }
 
-    /// Attaches to a created container, then starts it, as `docker run` does: reading the
-    /// logs of a container that already exited can miss what it wrote last.
-    async fn attach_and_start(
-        &self,
-        id: &str,
-    ) -> Result<std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + Send>>, RuntimeError> {
-        let options = bollard::query_parameters::AttachContainerOptions { stream: true, stdout: true, stderr: true, logs: true, ..Default::default() };
-        let output = self.docker.attach_container(id, Some(options)).await?.output;
+    /// Attaches to a created container (its stdin too, with `stdin`), then starts it, as
+    /// `docker run` does: reading the logs of a container that already exited can miss what
+    /// it wrote last.
+    async fn attach_and_start(&self, id: &str, stdin: bool) -> Result<bollard::container::AttachContainerResults, RuntimeError> {
+        let options = bollard::query_parameters::AttachContainerOptions { stream: true, stdin, stdout: true, stderr: true, logs: true, ..Default::default() };
+        let attached = self.docker.attach_container(id, Some(options)).await?;
         self.docker.start_container(id, None).await?;
-        Ok(output)
+        Ok(attached)
     }
 
     /// The container's exit code once it has stopped (-1 when the engine gives none).
@@ -534,7 +530,7 @@ impl Runtime {
                 let options = bollard::query_parameters::UploadToContainerOptions { path: path.to_string(), ..Default::default() };
                 self.docker.upload_to_container(&id, Some(options), bollard::body_full(tar.into())).await?;
             }
-            let mut logs = self.attach_and_start(&id).await?;
+            let mut logs = self.attach_and_start(&id, false).await?.output;
             let mut pending = String::new();
             while let Some(Ok(chunk)) = logs.next().await {
                 pending.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));

@@ -170,11 +170,11 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
             .iter()
             .map(|c| format!("{}.{}: {} (v{})", c.process, c.index, if c.running { "running" } else { "stopped" }, c.release))
             .collect();
-        let formation: Vec<String> = match &active {
-            Some(r) if !r.formation.is_empty() => r.formation.iter().map(|(t, n)| format!("{t}={n}")).collect(),
-            Some(r) => config.formation(&r.types()).iter().map(|(t, n)| format!("{t}={n}")).collect(),
-            None => config.scale.iter().map(|(t, n)| format!("{t}={n}")).collect(),
+        let formation = match &active {
+            Some(r) => r.formation_or(&config.scale),
+            None => config.scale.iter().map(|(t, n)| (t.clone(), *n)).collect(),
         };
+        let formation: Vec<String> = formation.iter().map(|(t, n)| format!("{t}={n}")).collect();
         let status = match (&active, config.stopped) {
             (None, _) => "not deployed",
             (Some(_), true) => "stopped",

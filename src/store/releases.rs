@@ -62,6 +62,16 @@ impl Release {
         types
     }
 
+    /// The containers per type it runs: its own formation, or for a release recorded before
+    /// formations were, what `scale` makes of its types.
+    pub fn formation_or(&self, scale: &BTreeMap<String, u32>) -> Vec<(String, u32)> {
+        if self.formation.is_empty() {
+            crate::process::formation(scale, &self.types())
+        } else {
+            self.formation.iter().map(|(t, n)| (t.clone(), *n)).collect()
+        }
+    }
+
     /// The command a container of `process` runs; None: the image's own CMD. Procfile
     /// commands of Dockerfile images are split into words, as dokku does (no shell).
     pub fn command(&self, process: &str) -> Option<Vec<String>> {
@@ -192,6 +202,16 @@ mod tests {
         assert_eq!(r.types(), vec!["worker"]);
         assert_eq!(r.command("worker").unwrap(), vec![LAUNCHER, "worker"]);
         assert_eq!(r.one_off(vec!["ls".into()]), vec![LAUNCHER, "--run", "ls"]);
+    }
+
+    #[test]
+    fn a_recorded_formation_wins_over_the_scale_setting() {
+        let mut r = release(1, Status::Active);
+        r.processes.insert("worker".into(), "w".into());
+        let scale = BTreeMap::from([("worker".to_string(), 2)]);
+        assert_eq!(r.formation_or(&scale), vec![("web".into(), 1), ("worker".into(), 2)]);
+        r.formation = BTreeMap::from([("web".to_string(), 3)]);
+        assert_eq!(r.formation_or(&scale), vec![("web".into(), 3)]);
     }
 
     #[test]
