@@ -9,9 +9,7 @@ require_root
 
 apt_install docker.io nginx git openssh-client debootstrap python3
 ensure_docker
-ensure_rust
-cargo build --release --locked --quiet
-BERTH=$PWD/target/release/berth
+bench_build_berth
 
 bench_daemon
 "$BERTH" --root "$ROOT" stack:build >/dev/null
@@ -42,11 +40,9 @@ printf '|%s|%s|%s|%s|\n' ----------- --------------- ---------------- ----------
 for bp in python nodejs go static procfile; do
     app="bench-$bp"
     "$BERTH" --root "$ROOT" apps:create "$app" >/dev/null
-    mkdir -p "$WORK/$app" && cd "$WORK/$app"
-    git init -q -b main && git config user.email b@example.com && git config user.name b
+    bench_app_repo "$app"
     fixture "$bp"
     git add -A && git commit -qm first
-    git remote add deploy "ssh://berth@127.0.0.1:$SSH_PORT/$app"
     git push deploy main 2>"$WORK/$app.1.log" || { cat "$WORK/$app.1.log"; die "$bp: first push failed"; }
     git commit -q --allow-empty -m again
     git push deploy main 2>"$WORK/$app.2.log" || { cat "$WORK/$app.2.log"; die "$bp: second push failed"; }

@@ -18,9 +18,7 @@ RUNS=${1:-5}
 
 apt_install docker.io nginx git openssh-client busybox-static wrk python3
 ensure_docker
-ensure_rust
-cargo build --release --locked --quiet
-BERTH=$PWD/target/release/berth
+bench_build_berth
 
 bench_daemon
 "$BERTH" --root "$ROOT" apps:create benchapp >/dev/null
@@ -28,14 +26,9 @@ bench_daemon
 
 bench_base_image
 
-mkdir -p "$WORK/app"
-cd "$WORK/app"
-git init -q -b main
-git config user.email bench@example.com
-git config user.name bench
+bench_app_repo benchapp
 printf 'FROM berth-test/busybox\nRUN mkdir /www && echo hello > /www/index.html\nCMD ["sh", "-c", "exec httpd -f -p $PORT -h /www"]\n' >Dockerfile
 git add . && git commit -qm v1
-git remote add deploy "ssh://berth@127.0.0.1:$SSH_PORT/benchapp"
 git push -q deploy main 2>"$WORK/first.log" || { cat "$WORK/first.log"; die "the first push failed"; }
 
 # 1. Cached redeploys.

@@ -15,24 +15,17 @@ RUNS=${1:-3}
 
 apt_install docker.io nginx git openssh-client busybox-static wrk python3
 ensure_docker
-ensure_rust
-cargo build --release --locked --quiet
-BERTH=$PWD/target/release/berth
+bench_build_berth
 
 bench_daemon
 bench_base_image
 "$BERTH" --root "$ROOT" apps:create benchps >/dev/null
 "$BERTH" --root "$ROOT" domains:add benchps ps.example.com >/dev/null
 
-mkdir -p "$WORK/app"
-cd "$WORK/app"
-git init -q -b main
-git config user.email bench@example.com
-git config user.name bench
+bench_app_repo benchps
 printf 'FROM berth-test/busybox\nRUN mkdir /www && echo hello > /www/index.html\n' >Dockerfile
 printf '%s\n' "web: sh -c 'exec httpd -f -p \$PORT -h /www'" "worker: sh -c 'while true; do sleep 1; done'" >Procfile
 git add . && git commit -qm v1
-git remote add deploy "ssh://berth@127.0.0.1:$SSH_PORT/benchps"
 git push -q deploy main 2>"$WORK/first.log" || { cat "$WORK/first.log"; die "the first push failed"; }
 
 SSH="$GIT_SSH_COMMAND -p $SSH_PORT berth@127.0.0.1"

@@ -9,9 +9,7 @@ require_root
 RUNS=${1:-200}
 
 apt_install openssh-server openssh-client python3
-ensure_rust
-cargo build --release --locked --quiet
-BERTH=$PWD/target/release/berth
+bench_build_berth
 
 WORK=$(mktemp -d)
 BERTH_PID=""

@@ -59,6 +59,24 @@ ensure_docker() {
     die "the Docker engine did not start; see /var/log/dockerd.log"
 }
 
+# For benchmarks: the release build of berth, as $BERTH.
+bench_build_berth() {
+    ensure_rust
+    cargo build --release --locked --quiet
+    BERTH=$PWD/target/release/berth
+}
+
+# For benchmarks: a new git repository in $WORK/APP (the current directory afterwards)
+# whose remote `deploy` is app APP on the bench daemon.
+bench_app_repo() {
+    mkdir -p "$WORK/$1"
+    cd "$WORK/$1"
+    git init -q -b main
+    git config user.email bench@example.com
+    git config user.name bench
+    git remote add deploy "ssh://berth@127.0.0.1:$SSH_PORT/$1"
+}
+
 # For benchmarks: the berth binary $BERTH as a daemon on a new temporary root, with its own
 # nginx on a free loopback port and a client key ($WORK/key) added as admin. Sets WORK,
 # ROOT, HTTP_PORT, SSH_PORT, BERTH_PID and GIT_SSH_COMMAND, and stops it all on exit.

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::harness::{AppRepo, Daemon, get, web_dockerfile};
+use crate::harness::{AppRepo, Daemon, docker, get, web_dockerfile};
 
 /// Pushes `text` as a new version of the app and expects the push to succeed.
 fn deploy(d: &Daemon, repo: &AppRepo, text: &str, delay: u32) -> String {
@@ -370,11 +370,8 @@ fn run_executes_a_one_off_command_with_the_apps_env_and_returns_its_exit_code() 
     assert_eq!(d.ssh("run oneoff cat /www/index.html").ok().stdout, "oneoff v1\n");
     // The same through the local CLI; and no one-off container is left behind.
     assert_eq!(d.local(&["run", "oneoff", "echo", "-n", "local"], b"").ok().stdout, "local");
-    let left = std::process::Command::new("docker")
-        .args(["ps", "-aq", "--filter", "label=berth.process=run", "--filter", &format!("label=berth.root={}", d.root().display())])
-        .output()
-        .unwrap();
-    assert!(left.stdout.is_empty(), "one-off containers left: {}", String::from_utf8_lossy(&left.stdout));
+    let left = d.container_ids(true, &["berth.process=run"]);
+    assert!(left.is_empty(), "one-off containers left: {left:?}");
     d.ssh("run ghost true").refused("App ghost does not exist");
     d.ssh("apps:create fresh").ok();
     d.ssh("run fresh true").refused("has not been deployed yet");
@@ -393,8 +390,7 @@ fn old_release_images_are_pruned_beyond_the_kept_number() {
     }
     // Pruning follows the old containers' retirement, in the background.
     let tags = || {
-        let images = std::process::Command::new("docker").args(["image", "ls", "--format", "{{.Tag}}", "berth/pruned"]).output().unwrap();
-        let mut tags: Vec<String> = String::from_utf8_lossy(&images.stdout).lines().map(String::from).collect();
+        let mut tags: Vec<String> = docker(&["image", "ls", "--format", "{{.Tag}}", "berth/pruned"]).lines().map(String::from).collect();
         tags.sort();
         tags
     };

@@ -192,6 +192,21 @@ impl Daemon {
         run(cmd, stdin)
     }
 
+    /// Ids of this root's containers (running ones, or all with `all`) carrying every one of
+    /// `labels` (`berth.app=NAME`, …).
+    pub fn container_ids(&self, all: bool, labels: &[&str]) -> Vec<String> {
+        let root = format!("label=berth.root={}", self.root().display());
+        let mut args = vec!["ps", "-q", "--filter", &root];
+        if all {
+            args.push("-a");
+        }
+        let filters: Vec<String> = labels.iter().map(|l| format!("label={l}")).collect();
+        for f in &filters {
+            args.extend(["--filter", f]);
+        }
+        docker(&args).split_whitespace().map(String::from).collect()
+    }
+
     pub fn app_toml(&self, app: &str) -> String {
         std::fs::read_to_string(self.root().join("apps").join(app).join("app.toml")).unwrap_or_default()
     }
@@ -230,6 +245,13 @@ impl Drop for Daemon {
             }
         }
     }
+}
+
+/// `docker ARGS…`: its stdout; the test fails if it does.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `berth-test/busybox`: FROM scratch plus Debian's busybox-static, built once per run.

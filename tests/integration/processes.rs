@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::harness::{AppRepo, Daemon, get};
+use crate::harness::{AppRepo, Daemon, docker, get};
 
 /// A busybox app with a web process (serving `text`) and a worker that ticks every 200 ms.
 /// Procfile commands of Dockerfile apps are words, not shell: `sh -c` gives them one.
@@ -179,19 +179,13 @@ fn a_failing_release_command_keeps_the_old_version_serving() {
     d.ssh("resource:limit phases --memory 64m --cpu 0.5").ok();
     d.ssh("resource:limit phases --memory 32m --process worker").ok();
     d.ssh("ps:restart phases").ok();
-    let id = docker(&["ps", "-q", "--filter", "label=berth.app=phases", "--filter", "label=berth.process=web", "--filter", &format!("label=berth.root={}", d.root().display())]);
-    let limits = docker(&["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}", id.lines().next().unwrap()]);
+    let web = d.container_ids(false, &["berth.app=phases", "berth.process=web"]);
+    let limits = docker(&["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}", &web[0]]);
     assert_eq!(limits.trim(), format!("{} 500000000", 64 << 20));
     let report = d.ssh("resource:report phases").ok().stdout.clone();
     assert!(report.contains("memory=64m cpu=0.5") && report.contains("worker: memory=32m"), "{report}");
     d.ssh("storage:unmount phases data:/data").ok();
     assert_eq!(d.ssh("storage:list phases --format json").ok().stdout, "[]\n");
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = std::process::Command::new("docker").args(args).output().unwrap();
-    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -268,9 +262,9 @@ fn after_a_crash_and_lost_containers_every_app_comes_back_as_it_was() {
     // A crash, and meanwhile the engine lost phoenix's containers (as after a host reboot
     // with containers pruned).
     d.kill();
-    let ids = docker(&["ps", "-aq", "--filter", "label=berth.app=phoenix", "--filter", &format!("label=berth.root={}", d.root().display())]);
-    let ids: Vec<&str> = ids.split_whitespace().collect();
+    let ids = d.container_ids(true, &["berth.app=phoenix"]);
     assert!(ids.len() >= 3, "{ids:?}");
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     docker(&[&["rm", "-f"][..], &ids].concat());
     d.boot();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -290,8 +284,8 @@ fn after_a_crash_and_lost_containers_every_app_comes_back_as_it_was() {
 
     d.ssh("ps:set phoenix restart-policy sometimes").refused("Invalid restart policy");
     d.ssh("ps:set phoenix restart-policy on-failure:3").ok();
-    let id = docker(&["ps", "-q", "--filter", "label=berth.app=phoenix", "--filter", "label=berth.process=worker", "--filter", &format!("label=berth.root={}", d.root().display())]);
-    let policy = docker(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", id.trim()]);
+    let worker = d.container_ids(false, &["berth.app=phoenix", "berth.process=worker"]);
+    let policy = docker(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", &worker[0]]);
     assert_eq!(policy.trim(), "on-failure:3");
     assert!(report(&d, "phoenix")["restart-policy"] == "on-failure:3", "{}", report(&d, "phoenix"));
 }
