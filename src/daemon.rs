@@ -23,7 +23,7 @@ pub struct DaemonArgs {
     /// Address nginx serves HTTP on [default: 0.0.0.0:80]
     #[arg(long, value_name = "ADDR:PORT")]
     pub http_listen: Option<String>,
-    /// Address nginx serves HTTPS on [default: 0.0.0.0:443]
+    /// Address nginx serves HTTPS on (host port 443 of an https mapping) [default: 0.0.0.0:443]
     #[arg(long, value_name = "ADDR:PORT")]
     pub https_listen: Option<String>,
 }
@@ -79,7 +79,13 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
 
     // nginx and the apps come back in the background: SSH answers meanwhile.
     let nginx_watch = tokio::spawn(engine.nginx.clone().watch(stop.subscribe()));
-    tokio::spawn(restore_all(engine.clone()));
+    // Then certificates: renewals due while the daemon was down happen first.
+    let renewals = stop.subscribe();
+    let restored = engine.clone();
+    tokio::spawn(async move {
+        restore_all(restored.clone()).await;
+        crate::https::renewal_loop(restored, renewals).await;
+    });
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

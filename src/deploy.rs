@@ -445,9 +445,19 @@ impl Retirement {
 
 /// Points the app's nginx site at the web containers (checked alone, swapped in,
 /// reloaded), or removes it when there is nothing to route: no domains, no http mapping,
-/// or no web container.
+/// or no web container. The app's certificate, if any, is served on its https mappings.
 async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips: Vec<String>, out: &Output) -> Result<(), String> {
-    let site = if ips.is_empty() { None } else { proxy::plan_site(app, version, &config.domains, &config.effective_ports(), &ips, engine.settings.http_listen) };
+    let ports = config.effective_ports();
+    let routing = proxy::Routing {
+        app,
+        release: version,
+        domains: &config.domains,
+        ports: &ports,
+        backends: &ips,
+        listen: engine.nginx.listen,
+        tls: site_tls(engine, app, config, out).await,
+    };
+    let site = if ips.is_empty() { None } else { proxy::plan_site(&routing, &engine.nginx.acme_root()) };
     let Some(site) = site else {
         engine.nginx.remove_site(app).await.map_err(|e| e.to_string())?;
         let why = if ips.is_empty() { format!("no web containers run (ps:scale {app} web=1)") } else { format!("no domains (domains:add {app} DOMAIN)") };
@@ -457,8 +467,46 @@ async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips
     let text = engine.nginx.render_site(&site).map_err(|e| e.to_string())?;
     engine.nginx.install_site(app, &text).await.map_err(|e| e.to_string())?;
     let n = ips.len();
-    out.step(format!("Routing {} → v{version} ({n} web container{})", config.domains.join(", "), if n == 1 { "" } else { "s" })).await;
+    let secure: Vec<&str> = site.servers.iter().filter(|s| s.certificate.is_some()).map(|s| s.server_names.as_str()).collect();
+    let https = if secure.is_empty() { String::new() } else { format!(", https for {}", secure[0]) };
+    out.step(format!("Routing {} → v{version} ({n} web container{}{https})", config.domains.join(", "), if n == 1 { "" } else { "s" })).await;
     Ok(())
+}
+
+/// The app's certificate for its site. A certificate that cannot be read is reported and
+/// left out (the app keeps being served over plain http) rather than failing the route.
+async fn site_tls(engine: &Engine, app: &str, config: &AppConfig, out: &Output) -> Option<proxy::SiteTls> {
+    match crate::https::current(engine, app) {
+        Ok(Some((state, info))) => Some(proxy::SiteTls { bundle: engine.store.tls_bundle_path(app, &state), names: info.names, hsts: config.nginx.hsts_header() }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(app, "{e}");
+            out.error(format!("{e}: serving {app} without https")).await;
+            None
+        }
+    }
+}
+
+/// Routes the app again from its current state (domains, ports, certificate, nginx
+/// properties) to the web containers of the active release that run now, without a new
+/// release. Nothing to do for an app that was never deployed or is stopped. Call with the
+/// app's deploy lock held.
+pub async fn reroute(engine: &Engine, app: &str, out: &Output) -> Result<(), String> {
+    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
+    let Some(active) = engine.store.load_releases(app).map_err(|e| e.to_string())?.active().cloned() else {
+        return Ok(());
+    };
+    if config.stopped {
+        return Ok(());
+    }
+    let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
+    let mut ips = Vec::new();
+    for c in runtime.containers(app).await.map_err(|e| e.to_string())? {
+        if c.release == active.version && c.process == process::WEB && c.running {
+            ips.push(runtime.ip(&c.id).await.map_err(|e| e.to_string())?);
+        }
+    }
+    route(engine, app, &config, active.version, ips, out).await
 }
 
 /// Makes what runs match what the app's state says (after a daemon or engine restart, and

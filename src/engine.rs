@@ -37,7 +37,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Store, settings: Settings) -> Engine {
-        let nginx = Arc::new(Nginx::new(store.root(), settings.http_listen));
+        let nginx = Arc::new(Nginx::new(store.root(), crate::proxy::Listen { http: settings.http_listen, https: settings.https_listen }));
         let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth"));
         Engine { store, settings, nginx, exe, runtime: AsyncMutex::new(None), deploy_locks: Mutex::new(HashMap::new()) }
     }

@@ -3,6 +3,7 @@
 //! The engine (commands, store, validation) is shared by every front door: the embedded SSH
 //! server, the local unix-socket CLI, and later the git hook. See ARCHITECTURE.md.
 
+pub mod acme;
 pub mod buildpack;
 pub mod checks;
 pub mod client;
@@ -12,6 +13,7 @@ pub mod deploy;
 pub mod engine;
 pub mod git;
 pub mod hook;
+pub mod https;
 pub mod output;
 pub mod process;
 pub mod proxy;
@@ -20,6 +22,7 @@ pub mod server;
 pub mod session;
 pub mod stack;
 pub mod store;
+pub mod tls;
 pub mod validate;
 
 use std::path::{Path, PathBuf};

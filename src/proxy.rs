@@ -33,6 +33,49 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProxyError + '_ {
     move |source| ProxyError::Io { path: path.to_path_buf(), source }
 }
 
+/// Where berth's nginx listens: host port 80 of a mapping is `http`, 443 is `https`; other
+/// host ports listen on the same IP as those.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+}
+
+impl Listen {
+    fn for_map(&self, map: &PortMap) -> SocketAddr {
+        match (map.scheme, map.host) {
+            (Scheme::Http, 80) => self.http,
+            (Scheme::Https, 443) => self.https,
+            (Scheme::Http, port) => SocketAddr::new(self.http.ip(), port),
+            (Scheme::Https, port) => SocketAddr::new(self.https.ip(), port),
+        }
+    }
+}
+
+/// The app's certificate as a site uses it.
+#[derive(Debug, Clone)]
+pub struct SiteTls {
+    /// The bundle file (chain and key).
+    pub bundle: PathBuf,
+    /// The names it is valid for (`*.` wildcards allowed).
+    pub names: Vec<String>,
+    /// The Strict-Transport-Security value, None for no header.
+    pub hsts: Option<String>,
+}
+
+/// Everything that decides an app's site.
+#[derive(Debug, Clone)]
+pub struct Routing<'a> {
+    pub app: &'a str,
+    pub release: u32,
+    pub domains: &'a [String],
+    pub ports: &'a [PortMap],
+    /// Web container addresses.
+    pub backends: &'a [String],
+    pub listen: Listen,
+    pub tls: Option<SiteTls>,
+}
+
 /// Where one app's traffic goes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Site {
@@ -40,6 +83,8 @@ pub struct Site {
     pub release: u32,
     pub upstreams: Vec<Upstream>,
     pub servers: Vec<Server>,
+    /// Where ACME HTTP-01 answers are (`.well-known/acme-challenge/` below it).
+    pub acme_root: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,56 +98,142 @@ pub struct Server {
     pub listen: String,
     pub server_names: String,
     pub upstream: String,
+    /// TLS server: the bundle nginx loads as certificate and key.
+    pub certificate: Option<String>,
+    pub hsts: Option<String>,
+    /// Plain HTTP that only redirects: to this https port suffix (`""` for 443, `":8443"`).
+    pub redirect: Option<String>,
 }
 
-/// Plans an app's site: one upstream per container port, one server per http mapping.
-/// Pure. Returns None when there is nothing to route (no domains, or no http mapping).
-pub fn plan_site(app: &str, release: u32, domains: &[String], ports: &[PortMap], backends: &[String], http_listen: SocketAddr) -> Option<Site> {
+/// Plans an app's site: one upstream per container port; per http mapping, a server that
+/// proxies (or redirects to https the names the certificate covers); per https mapping,
+/// a TLS server for those names. Pure. None when there is nothing to route (no domains,
+/// no web container, or no mapping that can be served).
+pub fn plan_site(routing: &Routing<'_>, acme_root: &Path) -> Option<Site> {
+    let Routing { app, release, domains, ports, backends, listen, tls } = routing;
     if domains.is_empty() || backends.is_empty() {
         return None;
     }
+    let (secure, plain): (Vec<String>, Vec<String>) = match tls {
+        Some(tls) => domains.iter().cloned().partition(|d| tls.names.iter().any(|n| crate::tls::covers(n, d))),
+        None => (Vec::new(), domains.to_vec()),
+    };
+    let https_maps: Vec<&PortMap> = if secure.is_empty() { Vec::new() } else { ports.iter().filter(|p| p.scheme == Scheme::Https).collect() };
+    // Names the certificate covers redirect only when https is really served for them.
+    let (redirected, proxied) = if https_maps.is_empty() { (Vec::new(), domains.to_vec()) } else { (secure.clone(), plain) };
+    let redirect_to = https_maps.first().map(|m| match listen.for_map(m).port() {
+        443 => String::new(),
+        port => format!(":{port}"),
+    });
+
     let mut upstreams: Vec<Upstream> = Vec::new();
+    let mut upstream_for = |container: u16| {
+        let name = format!("berth-{app}-{container}");
+        if !upstreams.iter().any(|u| u.name == name) {
+            upstreams.push(Upstream { name: name.clone(), servers: backends.iter().map(|ip| format!("{ip}:{container}")).collect() });
+        }
+        name
+    };
     let mut servers = Vec::new();
     for map in ports.iter().filter(|p| p.scheme == Scheme::Http) {
-        let name = format!("berth-{app}-{}", map.container);
-        if !upstreams.iter().any(|u| u.name == name) {
-            upstreams.push(Upstream { name: name.clone(), servers: backends.iter().map(|ip| format!("{ip}:{}", map.container)).collect() });
+        let address = listen.for_map(map).to_string();
+        if !proxied.is_empty() {
+            let upstream = upstream_for(map.container);
+            servers.push(Server { listen: address.clone(), server_names: proxied.join(" "), upstream, certificate: None, hsts: None, redirect: None });
         }
-        // Host port 80 is berth's HTTP address; other host ports listen on the same IP.
-        let listen = if map.host == 80 { http_listen } else { SocketAddr::new(http_listen.ip(), map.host) };
-        servers.push(Server { listen: listen.to_string(), server_names: domains.join(" "), upstream: name });
+        if !redirected.is_empty() {
+            servers.push(Server {
+                listen: address,
+                server_names: redirected.join(" "),
+                upstream: String::new(),
+                certificate: None,
+                hsts: None,
+                redirect: redirect_to.clone(),
+            });
+        }
+    }
+    for map in &https_maps {
+        let tls = tls.as_ref().expect("https maps are kept only with a certificate");
+        servers.push(Server {
+            listen: format!("{} ssl http2", listen.for_map(map)),
+            server_names: secure.join(" "),
+            upstream: upstream_for(map.container),
+            certificate: Some(tls.bundle.display().to_string()),
+            hsts: tls.hsts.clone(),
+            redirect: None,
+        });
     }
     if servers.is_empty() {
         return None;
     }
-    Some(Site { app: app.to_string(), release, upstreams, servers })
+    Some(Site { app: app.to_string(), release: *release, upstreams, servers, acme_root: acme_root.display().to_string() })
 }
 
 pub struct Nginx {
     prefix: PathBuf,
-    http_listen: SocketAddr,
+    pub listen: Listen,
     templates: Handlebars<'static>,
 }
 
 #[derive(Serialize)]
-struct MainVars<'a> {
+struct MainVars {
     prefix: String,
     pid: String,
     http_listen: String,
+    https_listen: String,
+    acme_root: String,
     sites: String,
     default_server: bool,
-    #[serde(skip)]
-    _marker: std::marker::PhantomData<&'a ()>,
 }
 
 impl Nginx {
-    pub fn new(root: &Path, http_listen: SocketAddr) -> Nginx {
+    pub fn new(root: &Path, listen: Listen) -> Nginx {
         let mut templates = Handlebars::new();
         templates.register_escape_fn(handlebars::no_escape);
         templates.set_strict_mode(true);
         templates.register_template_string("main", MAIN_TEMPLATE).expect("nginx.conf.hbs is valid handlebars");
         templates.register_template_string("site", SITE_TEMPLATE).expect("site.conf.hbs is valid handlebars");
-        Nginx { prefix: root.join("nginx"), http_listen, templates }
+        Nginx { prefix: root.join("nginx"), listen, templates }
+    }
+
+    /// Where ACME HTTP-01 answers live: `<acme_root>/.well-known/acme-challenge/TOKEN`,
+    /// served for every host on plain HTTP (apps' sites and the catch-all server).
+    pub fn acme_root(&self) -> PathBuf {
+        self.prefix.join("acme")
+    }
+
+    /// Writes an HTTP-01 answer where nginx serves it (world-readable: workers run as
+    /// nobody; a key authorization is public by design).
+    pub fn put_challenge(&self, token: &str, key_authorization: &str) -> Result<PathBuf, ProxyError> {
+        let dir = self.acme_root().join(".well-known/acme-challenge");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        // Tokens are base64url (RFC 8555 §8.3); anything else is not written.
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(ProxyError::Nginx(format!("the ACME server sent an invalid token {token:?}")));
+        }
+        let path = dir.join(token);
+        crate::store::write_atomic(&path, key_authorization.as_bytes(), 0o644).map_err(io(&path))?;
+        Ok(path)
+    }
+
+    /// Checks that nginx can load a certificate bundle (it parses, and the key matches the
+    /// certificate), with a config of its own: nothing that serves is touched.
+    pub async fn check_certificate(&self, bundle: &Path) -> Result<(), ProxyError> {
+        let conf = self.prefix.join(format!(".check-cert-{}.conf", rand::random::<u32>()));
+        let text = format!(
+            "pid {pid};\nerror_log stderr;\nevents {{}}\nhttp {{\n    server {{\n        listen 127.0.0.1:1 ssl;\n        ssl_certificate {b};\n        ssl_certificate_key {b};\n    }}\n}}\n",
+            pid = self.prefix.join(".check-cert.pid").display(),
+            b = bundle.display()
+        );
+        std::fs::create_dir_all(&self.prefix).map_err(io(&self.prefix))?;
+        std::fs::write(&conf, text).map_err(io(&conf))?;
+        let checked = self.test_config(&conf).await;
+        let _ = std::fs::remove_file(&conf);
+        checked.map_err(|e| match e {
+            ProxyError::Nginx(m) if m.contains("key values mismatch") => ProxyError::Nginx("the private key does not match the certificate".into()),
+            ProxyError::Nginx(m) if m.contains("PEM") || m.contains("SSL_CTX_use") => ProxyError::Nginx(format!("nginx cannot load the certificate or key: {m}")),
+            other => other,
+        })
     }
 
     fn sites_dir(&self) -> PathBuf {
@@ -129,10 +260,11 @@ impl Nginx {
         let vars = MainVars {
             prefix: self.prefix.display().to_string(),
             pid: pid.display().to_string(),
-            http_listen: self.http_listen.to_string(),
+            http_listen: self.listen.http.to_string(),
+            https_listen: self.listen.https.to_string(),
+            acme_root: self.acme_root().display().to_string(),
             sites: sites.display().to_string(),
             default_server,
-            _marker: std::marker::PhantomData,
         };
         self.templates.render("main", &vars).map_err(|e| ProxyError::Render(e.to_string()))
     }
@@ -140,7 +272,7 @@ impl Nginx {
     /// Writes the main config and starts nginx unless it already runs (then reloads it).
     /// nginx outlives the daemon: restarting berth never interrupts traffic.
     pub async fn ensure_running(&self) -> Result<(), ProxyError> {
-        for dir in [self.prefix.clone(), self.sites_dir(), self.prefix.join("logs"), self.prefix.join("tmp")] {
+        for dir in [self.prefix.clone(), self.sites_dir(), self.prefix.join("logs"), self.prefix.join("tmp"), self.acme_root().join(".well-known/acme-challenge")] {
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         }
         // Workers run as nobody and write request bodies to tmp/.
@@ -307,27 +439,91 @@ fn first_error(stderr: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn listen() -> SocketAddr {
-        "127.0.0.1:8080".parse().unwrap()
+    fn listen() -> Listen {
+        Listen { http: "127.0.0.1:8080".parse().unwrap(), https: "127.0.0.1:8443".parse().unwrap() }
+    }
+
+    fn map(spec: &str) -> PortMap {
+        crate::validate::port_map(spec).unwrap()
+    }
+
+    fn routing<'a>(domains: &'a [String], ports: &'a [PortMap], backends: &'a [String], tls: Option<SiteTls>) -> Routing<'a> {
+        Routing { app: "web", release: 3, domains, ports, backends, listen: listen(), tls }
+    }
+
+    fn tls(names: &[&str]) -> Option<SiteTls> {
+        Some(SiteTls { bundle: "/r/apps/web/tls/cert-1.pem".into(), names: names.iter().map(|s| s.to_string()).collect(), hsts: Some("max-age=60".into()) })
     }
 
     #[test]
     fn plans_one_upstream_per_container_port() {
-        let ports = vec![PortMap::DEFAULT, crate::validate::port_map("http:8081:5000").unwrap(), crate::validate::port_map("https:443:5000").unwrap()];
-        let site = plan_site("web", 3, &["a.com".into(), "b.com".into()], &ports, &["172.18.0.2".into()], listen()).unwrap();
+        let ports = vec![PortMap::DEFAULT, map("http:8081:5000"), map("https:443:5000")];
+        let domains = vec!["a.com".to_string(), "b.com".to_string()];
+        let backends = vec!["172.18.0.2".to_string()];
+        // Without a certificate, https mappings are not served.
+        let site = plan_site(&routing(&domains, &ports, &backends, None), Path::new("/acme")).unwrap();
         assert_eq!(site.upstreams.len(), 1);
         assert_eq!(site.upstreams[0].servers, vec!["172.18.0.2:5000"]);
         assert_eq!(site.servers.len(), 2);
         assert_eq!(site.servers[0].listen, "127.0.0.1:8080");
         assert_eq!(site.servers[1].listen, "127.0.0.1:8081");
         assert_eq!(site.servers[0].server_names, "a.com b.com");
-        assert!(plan_site("web", 3, &[], &ports, &["172.18.0.2".into()], listen()).is_none());
+        assert!(plan_site(&routing(&[], &ports, &backends, None), Path::new("/acme")).is_none());
+    }
+
+    #[test]
+    fn with_a_certificate_covered_names_redirect_and_others_stay_plain() {
+        let ports = vec![PortMap::DEFAULT, map("https:443:5000")];
+        let domains = vec!["a.com".to_string(), "new.com".to_string()];
+        let backends = vec!["172.18.0.2".to_string()];
+        let site = plan_site(&routing(&domains, &ports, &backends, tls(&["a.com"])), Path::new("/acme")).unwrap();
+        let names: Vec<(&str, &str, bool, bool)> = site
+            .servers
+            .iter()
+            .map(|s| (s.listen.as_str(), s.server_names.as_str(), s.certificate.is_some(), s.redirect.is_some()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("127.0.0.1:8080", "new.com", false, false),
+                ("127.0.0.1:8080", "a.com", false, true),
+                ("127.0.0.1:8443 ssl http2", "a.com", true, false),
+            ]
+        );
+        assert_eq!(site.servers[1].redirect.as_deref(), Some(":8443"));
+        // No https mapping: the certificate is kept but nothing redirects.
+        let site = plan_site(&routing(&domains, &[PortMap::DEFAULT], &backends, tls(&["*.com"])), Path::new("/acme")).unwrap();
+        assert_eq!(site.servers.len(), 1);
+        assert!(site.servers[0].redirect.is_none());
+    }
+
+    #[test]
+    fn renders_tls_servers_with_hsts_and_the_acme_path() {
+        let nginx = Nginx::new(Path::new("/tmp/x"), listen());
+        let ports = vec![PortMap::DEFAULT, map("https:443:5000")];
+        let domains = vec!["a.com".to_string()];
+        let backends = vec!["172.18.0.2".to_string()];
+        let site = plan_site(&routing(&domains, &ports, &backends, tls(&["a.com"])), &nginx.acme_root()).unwrap();
+        let text = nginx.render_site(&site).unwrap();
+        for needle in [
+            "listen 127.0.0.1:8443 ssl http2;",
+            "ssl_certificate /r/apps/web/tls/cert-1.pem;",
+            "ssl_certificate_key /r/apps/web/tls/cert-1.pem;",
+            "add_header Strict-Transport-Security \"max-age=60\" always;",
+            "return 301 https://$host:8443$request_uri;",
+            "location ^~ /.well-known/acme-challenge/ {",
+            "root /tmp/x/nginx/acme;",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
     }
 
     #[test]
     fn renders_a_site_with_keepalive_forwarded_headers_and_websockets() {
         let nginx = Nginx::new(Path::new("/tmp/x"), listen());
-        let site = plan_site("web", 2, &["a.com".into()], &[PortMap::DEFAULT], &["172.18.0.2".into(), "172.18.0.3".into()], listen()).unwrap();
+        let domains = vec!["a.com".to_string()];
+        let backends = vec!["172.18.0.2".to_string(), "172.18.0.3".to_string()];
+        let site = plan_site(&routing(&domains, &[PortMap::DEFAULT], &backends, None), &nginx.acme_root()).unwrap();
         let text = nginx.render_site(&site).unwrap();
         for needle in [
             "upstream berth-web-5000 {",
@@ -343,14 +539,19 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
+        assert!(!text.contains("ssl"), "{text}");
     }
 
     #[test]
-    fn the_main_config_has_a_404_default_and_includes_sites() {
+    fn the_main_config_has_a_404_default_tls_settings_and_includes_sites() {
         let nginx = Nginx::new(Path::new("/var/lib/berth"), listen());
         let text = nginx.render_main(Path::new("/var/lib/berth/nginx/sites/*.conf"), Path::new("/p.pid"), true).unwrap();
         assert!(text.contains("listen 127.0.0.1:8080 default_server;"));
+        assert!(text.contains("listen 127.0.0.1:8443 ssl http2 default_server;"));
+        assert!(text.contains("ssl_reject_handshake on;"));
+        assert!(text.contains("ssl_protocols TLSv1.2 TLSv1.3;"));
         assert!(text.contains("return 404;"));
+        assert!(text.contains("root /var/lib/berth/nginx/acme;"));
         assert!(text.contains("include /var/lib/berth/nginx/sites/*.conf;"));
         let check = nginx.render_main(Path::new("/c.conf"), Path::new("/p.pid"), false).unwrap();
         assert!(!check.contains("default_server"));

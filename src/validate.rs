@@ -286,6 +286,29 @@ pub fn port(raw: &str) -> Result<u16, Invalid> {
     }
 }
 
+/// An email address for an ACME account: `local@domain`, no spaces or control characters.
+pub fn email(raw: &str) -> Result<&str, Invalid> {
+    let ok = raw.len() <= 254
+        && raw.split_once('@').is_some_and(|(local, host)| !local.is_empty() && domain(host).is_ok() && host.contains('.'))
+        && raw.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | ',' | ';' | '\\'));
+    if ok { Ok(raw) } else { Err(invalid(format!("Invalid email {}: expected name@example.com", quoted(raw)))) }
+}
+
+/// An ACME directory URL: `https://host[:port]/path`, printable ASCII only.
+pub fn acme_server(raw: &str) -> Result<&str, Invalid> {
+    let rest = raw.strip_prefix("https://").unwrap_or("");
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    let ok = raw.len() <= 2048 && !host.is_empty() && domain(host).is_ok() && raw.chars().all(|c| c.is_ascii_graphic());
+    if ok {
+        Ok(raw)
+    } else {
+        Err(invalid(format!(
+            "Invalid ACME server {}: expected an https:// directory URL, e.g. https://acme-staging-v02.api.letsencrypt.org/directory",
+            quoted(raw)
+        )))
+    }
+}
+
 /// Quotes a user value for an error message, escaping control characters so that the
 /// message stays on one line whatever was sent.
 pub fn quoted(value: &str) -> String {
@@ -403,5 +426,18 @@ mod tests {
     fn quoted_values_stay_on_one_line() {
         assert_eq!(quoted("a\nb"), "\"a\\nb\"");
         assert!(quoted(&"x".repeat(200)).ends_with('…'));
+    }
+
+    #[test]
+    fn emails_and_acme_servers() {
+        assert!(email("me@example.com").is_ok());
+        for bad in ["", "me", "@example.com", "me@", "me@localhost", "a b@example.com", "me@exa;mple.com", "x@y.com\n"] {
+            assert!(email(bad).is_err(), "{bad:?}");
+        }
+        assert!(acme_server("https://acme-v02.api.letsencrypt.org/directory").is_ok());
+        assert!(acme_server("https://localhost:14000/dir").is_ok());
+        for bad in ["http://acme.example/dir", "https://", "https://a b/dir", "ftp://x", "https://x.com/\u{7f}"] {
+            assert!(acme_server(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -64,6 +64,34 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
         })
         .await?;
     ctx.out.step(message).await;
+    drop(_apps);
+    apply_routing(ctx, app).await
+}
+
+/// Routes the app again after a change of its domains or ports, so the change serves at
+/// once; with Let's Encrypt enabled, a domain the certificate does not cover yet gets a new
+/// certificate now. If that fails, the change stands (the new name is served over plain
+/// http) and the daemon retries.
+pub(super) async fn apply_routing(ctx: &Ctx<'_>, app: &str) -> CmdResult {
+    let engine = ctx.engine;
+    {
+        let _deploying = engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+        crate::deploy::reroute(engine, app, &ctx.out).await.map_err(CmdError::Failed)?;
+    }
+    let config = engine.store.load_app(app)?;
+    if !config.letsencrypt.enabled || config.domains.is_empty() {
+        return Ok(());
+    }
+    let cert = crate::https::current(engine, app).map_err(CmdError::Failed)?;
+    let uncovered: Vec<&String> = config.domains.iter().filter(|d| !cert.as_ref().is_some_and(|(_, info)| info.covers(d))).collect();
+    if uncovered.is_empty() {
+        return Ok(());
+    }
+    ctx.out.step(format!("Getting a certificate that covers {} too", uncovered.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "))).await;
+    if let Err(e) = crate::https::issue_letsencrypt(engine, app, &ctx.out).await {
+        crate::https::record_failure(engine, app, &e).await;
+        ctx.out.error(format!("Let's Encrypt: {e}; those names are served over plain http until a renewal succeeds (letsencrypt:auto-renew {app} --force)")).await;
+    }
     Ok(())
 }
 

@@ -7,12 +7,15 @@
 
 pub mod apps;
 mod build;
+mod certs;
 mod checks;
 mod config;
 mod domains;
 mod git;
 mod keys;
+mod letsencrypt;
 mod logs;
+mod nginx;
 mod ports;
 mod ps;
 mod releases;
@@ -438,6 +441,71 @@ pub enum Command {
         format: Format,
     },
 
+    /// Add a certificate: a tar on stdin with server.crt (the chain, PEM) and server.key
+    #[command(name = "certs:add")]
+    CertsAdd { app: String },
+    /// Serve a self-signed certificate for DOMAIN (default: every domain of the app), for testing
+    #[command(name = "certs:generate")]
+    CertsGenerate { app: String, domain: Option<String> },
+    /// Remove an app's certificate: back to plain http
+    #[command(name = "certs:remove")]
+    CertsRemove { app: String },
+    /// Show an app's certificate: source, issuer, subject, names, expiry
+    #[command(name = "certs:report")]
+    CertsReport {
+        app: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+
+    /// Set a Let's Encrypt setting: email ADDRESS | server DIRECTORY_URL | graceperiod SECONDS (no value: unset)
+    #[command(name = "letsencrypt:set")]
+    LetsencryptSet {
+        /// For every app (admins only), instead of one app
+        #[arg(long)]
+        global: bool,
+        #[arg(value_name = "APP KEY [VALUE]", num_args = 1..=3, required = true)]
+        args: Vec<String>,
+    },
+    /// Get a certificate for every domain of the app from Let's Encrypt and serve it at once
+    #[command(name = "letsencrypt:enable")]
+    LetsencryptEnable { app: String },
+    /// Stop renewing and remove the app's Let's Encrypt certificate
+    #[command(name = "letsencrypt:disable")]
+    LetsencryptDisable { app: String },
+    /// List apps with Let's Encrypt: expiry, days left, renewal status
+    #[command(name = "letsencrypt:list")]
+    LetsencryptList {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Renew now the certificates that are due (of every app, or of APP)
+    #[command(name = "letsencrypt:auto-renew")]
+    LetsencryptAutoRenew {
+        app: Option<String>,
+        /// Renew even if not due
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show an app's Let's Encrypt settings and certificate state
+    #[command(name = "letsencrypt:report")]
+    LetsencryptReport {
+        app: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+
+    /// Set an nginx property: hsts | hsts-include-subdomains | hsts-preload true|false, hsts-max-age SECONDS (no value: default)
+    #[command(name = "nginx:set")]
+    NginxSet { app: String, key: String, value: Option<String> },
+    /// Show an app's nginx properties
+    #[command(name = "nginx:report")]
+    NginxReport {
+        app: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+
     /// Add an SSH public key (read from stdin); admin unless --app is given
     #[command(name = "ssh-keys:add")]
     KeysAdd {
@@ -481,13 +549,19 @@ impl Command {
     fn scope(&self) -> Scope<'_> {
         use Command::*;
         match self {
-            Version | AppsList { .. } => Scope::Anyone,
+            Version | AppsList { .. } | LetsencryptList { .. } => Scope::Anyone,
+            LetsencryptSet { global: true, .. } => Scope::Admin,
+            LetsencryptSet { args, .. } => args.first().map_or(Scope::Admin, |app| Scope::App(app)),
             AppsReport { app, .. }
             | DomainsReport { app, .. }
             | PortsReport { app, .. }
             | GitReport { app, .. }
             | ChecksReport { app, .. }
             | PsReport { app, .. }
+            | CertsReport { app, .. }
+            | LetsencryptReport { app, .. }
+            | LetsencryptAutoRenew { app, .. }
+            | NginxReport { app, .. }
             | BuilderReport { app, .. } => {
                 app.as_deref().map_or(Scope::Anyone, Scope::App)
             }
@@ -537,7 +611,13 @@ impl Command {
             | Logs { app, .. }
             | Run { app, .. }
             | ReleasesRollback { app, .. }
-            | ReleasesSet { app, .. } => Scope::App(app),
+            | ReleasesSet { app, .. }
+            | CertsAdd { app }
+            | CertsGenerate { app, .. }
+            | CertsRemove { app }
+            | LetsencryptEnable { app }
+            | LetsencryptDisable { app }
+            | NginxSet { app, .. } => Scope::App(app),
             StackReport { .. } => Scope::Anyone,
             StackBuild { .. } => Scope::Admin,
             GitReceive { .. } => Scope::Internal,
@@ -666,6 +746,18 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
             build::builder_set(ctx, &app, choice).await
         }
         BuilderReport { app, format } => build::builder_report(ctx, app.as_deref(), format).await,
+        CertsAdd { app } => certs::add(ctx, &app).await,
+        CertsGenerate { app, domain } => certs::generate(ctx, &app, domain.as_deref()).await,
+        CertsRemove { app } => certs::remove(ctx, &app).await,
+        CertsReport { app, format } => certs::report(ctx, app.as_deref(), format).await,
+        LetsencryptSet { global, args } => letsencrypt::set(ctx, global, &args).await,
+        LetsencryptEnable { app } => letsencrypt::enable(ctx, &app).await,
+        LetsencryptDisable { app } => letsencrypt::disable(ctx, &app).await,
+        LetsencryptList { format } => letsencrypt::list(ctx, format).await,
+        LetsencryptAutoRenew { app, force } => letsencrypt::auto_renew(ctx, app.as_deref(), force).await,
+        LetsencryptReport { app, format } => letsencrypt::report(ctx, app.as_deref(), format).await,
+        NginxSet { app, key, value } => nginx::set(ctx, &app, &key, value.as_deref()).await,
+        NginxReport { app, format } => nginx::report(ctx, app.as_deref(), format).await,
         KeysAdd { name, apps } => keys::add(ctx, &name, apps).await,
         KeysList { format } => keys::list(ctx, format).await,
         KeysRemove { name } => keys::remove(ctx, &name).await,

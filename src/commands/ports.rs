@@ -86,7 +86,7 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
         }
     };
     ctx.out.step(message).await;
-    Ok(())
+    super::domains::apply_routing(ctx, app).await
 }
 
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {

@@ -2,7 +2,7 @@
 
 use super::{CmdError, CmdResult, Ctx};
 use crate::deploy::{self, Source};
-use crate::output::Format;
+use crate::output::{Format, utc};
 use crate::store::Status;
 use crate::validate;
 
@@ -91,30 +91,3 @@ fn status(status: Status) -> &'static str {
     }
 }
 
-/// `YYYY-MM-DD HH:MM` UTC from Unix seconds (civil-from-days, proleptic Gregorian).
-pub fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
-        assert_eq!(utc(1_795_302_226), "2026-11-21 23:03"); // date -u -d @1795302226
-    }
-}

@@ -49,7 +49,76 @@ pub struct AppConfig {
     /// `resource:limit`: limits for every process type (key `_all`) or one type.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resources: BTreeMap<String, Limits>,
+    /// `letsencrypt:*`: whether berth keeps a Let's Encrypt certificate for the app, and
+    /// the app's own ACME settings (over the global ones).
+    #[serde(default, skip_serializing_if = "LetsencryptConfig::is_empty")]
+    pub letsencrypt: LetsencryptConfig,
+    /// `nginx:set`: the app's proxy properties (unset means berth's default).
+    #[serde(default, skip_serializing_if = "NginxConfig::is_empty")]
+    pub nginx: NginxConfig,
 }
+
+/// ACME settings: an app's (with `enabled`) or the global defaults (berth.toml).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LetsencryptConfig {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub enabled: bool,
+    /// Contact address given to the ACME server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// ACME directory URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Renew when expiry is closer than this many seconds (dokku's `graceperiod`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graceperiod: Option<u64>,
+}
+
+impl LetsencryptConfig {
+    fn is_empty(&self) -> bool {
+        *self == LetsencryptConfig::default()
+    }
+}
+
+/// `nginx:set` properties, with dokku's names (`hsts`, `hsts-max-age`, …).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NginxConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hsts_include_subdomains: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hsts_max_age: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hsts_preload: Option<bool>,
+}
+
+impl NginxConfig {
+    fn is_empty(&self) -> bool {
+        *self == NginxConfig::default()
+    }
+
+    /// The Strict-Transport-Security value, or None when HSTS is off (dokku's defaults:
+    /// on, six months, subdomains included, no preload).
+    pub fn hsts_header(&self) -> Option<String> {
+        if !self.hsts.unwrap_or(true) {
+            return None;
+        }
+        let mut value = format!("max-age={}", self.hsts_max_age.unwrap_or(DEFAULT_HSTS_MAX_AGE));
+        if self.hsts_include_subdomains.unwrap_or(true) {
+            value.push_str("; includeSubDomains");
+        }
+        if self.hsts_preload.unwrap_or(false) {
+            value.push_str("; preload");
+        }
+        Some(value)
+    }
+}
+
+/// dokku's default `hsts-max-age`: 15724800 s (six months).
+pub const DEFAULT_HSTS_MAX_AGE: u64 = 15_724_800;
 
 /// The `resources` key for limits that apply to every process type.
 pub const ALL_PROCESSES: &str = "_all";

@@ -16,4 +16,7 @@ pub struct GlobalConfig {
     /// Global domains: a new app gets `<app>.<domain>` for each.
     #[serde(default)]
     pub global_domains: Vec<String>,
+    /// `letsencrypt:set --global`: defaults for every app.
+    #[serde(default)]
+    pub letsencrypt: super::LetsencryptConfig,
 }

@@ -9,8 +9,10 @@ mod app;
 mod global;
 mod keys;
 mod releases;
+mod tls;
 
-pub use app::{ALL_PROCESSES, AppConfig, Builder, ChecksConfig, Limits, RestartPolicy};
+pub use app::{ALL_PROCESSES, AppConfig, Builder, ChecksConfig, DEFAULT_HSTS_MAX_AGE, LetsencryptConfig, Limits, NginxConfig, RestartPolicy};
+pub use tls::{CertSource, Renewal, TlsState};
 pub use global::GlobalConfig;
 pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};
 pub use releases::{LAUNCHER, Release, Releases, Status};
@@ -216,6 +218,10 @@ impl Store {
     /// Call with the keys lock held.
     pub fn save_keys(&self, keys: &AuthorizedKeys) -> Result<()> {
         write_toml(&self.keys_file(), keys, 0o600)
+    }
+
+    pub fn tls_dir(&self, app: &str) -> PathBuf {
+        self.app_dir(app).join("tls")
     }
 
     pub fn load_global(&self) -> Result<GlobalConfig> {

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use berth::proxy::{Nginx, plan_site};
+use berth::proxy::{Listen, Nginx, Routing, plan_site};
 use berth::validate::PortMap;
 
 use crate::harness::{free_port, http_get};
@@ -12,7 +12,8 @@ async fn an_invalid_site_is_refused_and_the_other_sites_keep_serving() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let nginx = Nginx::new(dir.path(), listen);
+    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let nginx = Nginx::new(dir.path(), Listen { http: listen, https });
     nginx.ensure_running().await.unwrap();
     let guard = KillOnDrop(nginx.master_pid().unwrap());
 
@@ -34,7 +35,10 @@ async fn an_invalid_site_is_refused_and_the_other_sites_keep_serving() {
         }
     });
     let ports = [PortMap { scheme: berth::validate::Scheme::Http, host: 80, container: backend_port }];
-    let site = plan_site("good", 1, &["good.example.com".into()], &ports, &["127.0.0.1".into()], listen).unwrap();
+    let domains = ["good.example.com".to_string()];
+    let backends = ["127.0.0.1".to_string()];
+    let routing = Routing { app: "good", release: 1, domains: &domains, ports: &ports, backends: &backends, listen: nginx.listen, tls: None };
+    let site = plan_site(&routing, &nginx.acme_root()).unwrap();
     nginx.install_site("good", &nginx.render_site(&site).unwrap()).await.unwrap();
     let answer = tokio::task::spawn_blocking(move || http_get(port, "good.example.com", "/")).await.unwrap();
     assert_eq!(answer, (200, "good, forwarded".into()));

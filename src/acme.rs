@@ -1,0 +1,221 @@
+//! The ACME v2 client (RFC 8555) that gets Let's Encrypt certificates, with instant-acme.
+//!
+//! One account per ACME directory, kept under `<root>/letsencrypt/accounts/` (0600). HTTP-01
+//! is answered through berth's own nginx: the key authorization is written where every
+//! plain-HTTP server block serves `/.well-known/acme-challenge/` (see `proxy`), so a domain
+//! can be validated whether or not its app is deployed. The HTTP client trusts the system's
+//! CA store, or only `SSL_CERT_FILE`/`SSL_CERT_DIR` when set (a private CA's directory).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use instant_acme::{Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::output::Output;
+use crate::proxy::Nginx;
+use crate::tls::{self, Bundle};
+
+/// Let's Encrypt's production directory: the default server.
+pub const LETSENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// How long the ACME server gets to validate every name, and then to issue.
+const VALIDATION_TIMEOUT: Duration = Duration::from_secs(120);
+const ISSUE_TIMEOUT: Duration = Duration::from_secs(90);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("the ACME server {server} failed: {message}")]
+    Server { server: String, message: String },
+    #[error("{domain}: the ACME server could not validate it: {detail} (does {domain} resolve to this server, with port 80 open to the internet?)")]
+    Validation { domain: String, detail: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Where and as whom to ask.
+#[derive(Debug, Clone)]
+pub struct AcmeSettings {
+    pub server: String,
+    pub email: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredAccount {
+    server: String,
+    email: String,
+    credentials: AccountCredentials,
+}
+
+pub struct Acme<'a> {
+    pub root: PathBuf,
+    pub nginx: &'a Nginx,
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+impl Acme<'_> {
+    fn account_file(&self, server: &str) -> PathBuf {
+        let name: String = server.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(120).collect();
+        self.root.join("letsencrypt").join("accounts").join(format!("{name}.json"))
+    }
+
+    fn server_error(&self, settings: &AcmeSettings, e: impl std::fmt::Display) -> AcmeError {
+        AcmeError::Server { server: settings.server.clone(), message: e.to_string() }
+    }
+
+    /// The account for this directory: the stored one, or a new one (stored at once).
+    async fn account(&self, settings: &AcmeSettings, fresh: bool, out: &Output) -> Result<Account, AcmeError> {
+        let path = self.account_file(&settings.server);
+        if !fresh
+            && let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(stored) = serde_json::from_str::<StoredAccount>(&text)
+            && stored.server == settings.server
+        {
+            let account = builder(settings)?.from_credentials(stored.credentials).await.map_err(|e| self.server_error(settings, e))?;
+            if stored.email != settings.email {
+                let contact = format!("mailto:{}", settings.email);
+                account.update_contacts(&[contact.as_str()]).await.map_err(|e| self.server_error(settings, e))?;
+                // The credentials went into the account: read them again to store the new email.
+                if let Ok(mut again) = serde_json::from_str::<StoredAccount>(&text) {
+                    again.email = settings.email.clone();
+                    let bytes = serde_json::to_vec(&again).map_err(|e| self.server_error(settings, e))?;
+                    self.write_private(&path, &bytes)?;
+                }
+            }
+            return Ok(account);
+        }
+        let started = Instant::now();
+        let contact = format!("mailto:{}", settings.email);
+        let (account, credentials) = builder(settings)?
+            .create(&NewAccount { contact: &[contact.as_str()], terms_of_service_agreed: true, only_return_existing: false }, settings.server.clone(), None)
+            .await
+            .map_err(|e| self.server_error(settings, e))?;
+        let stored = StoredAccount { server: settings.server.clone(), email: settings.email.clone(), credentials };
+        let text = serde_json::to_vec(&stored).map_err(|e| self.server_error(settings, e))?;
+        self.write_private(&path, &text)?;
+        out.step(format!("Registered account {} with {} in {}", settings.email, settings.server, secs(started.elapsed()))).await;
+        Ok(account)
+    }
+
+    fn write_private(&self, path: &std::path::Path, bytes: &[u8]) -> Result<(), AcmeError> {
+        let io = |source| AcmeError::Io { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        crate::store::write_atomic(path, bytes, 0o600).map_err(|source| AcmeError::Io { path: path.to_path_buf(), source })
+    }
+
+    /// Orders a certificate for `domains`, answers each HTTP-01 challenge through nginx,
+    /// and returns the issued chain with its new key. Streams each step with its duration.
+    pub async fn issue(&self, settings: &AcmeSettings, domains: &[String], out: &Output) -> Result<Bundle, AcmeError> {
+        if let Some(wild) = domains.iter().find(|d| d.starts_with("*.")) {
+            return Err(AcmeError::Refused(format!("{wild} is a wildcard: Let's Encrypt issues those only through DNS-01, and berth answers HTTP-01")));
+        }
+        if domains.is_empty() {
+            return Err(AcmeError::Refused("no domains to certify".into()));
+        }
+        let mut account = self.account(settings, false, out).await?;
+        let identifiers: Vec<Identifier> = domains.iter().map(|d| Identifier::Dns(d.clone())).collect();
+        let started = Instant::now();
+        out.step(format!("Ordering a certificate for {} from {}", domains.join(", "), settings.server)).await;
+        let mut order = match account.new_order(&NewOrder::new(&identifiers)).await {
+            Ok(order) => order,
+            // The server forgot the account (a test CA restarted, or it was deactivated).
+            Err(instant_acme::Error::Api(p)) if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:accountDoesNotExist") => {
+                account = self.account(settings, true, out).await?;
+                account.new_order(&NewOrder::new(&identifiers)).await.map_err(|e| self.server_error(settings, e))?
+            }
+            Err(e) => return Err(self.server_error(settings, e)),
+        };
+
+        let mut written = Vec::new();
+        let validated = async {
+            let mut authorizations = order.authorizations();
+            while let Some(authz) = authorizations.next().await {
+                let mut authz = authz.map_err(|e| self.server_error(settings, e))?;
+                let domain = authz.identifier().to_string();
+                match authz.status {
+                    AuthorizationStatus::Valid => {
+                        out.detail(format!("{domain}: already validated")).await;
+                        continue;
+                    }
+                    AuthorizationStatus::Pending => {}
+                    other => return Err(AcmeError::Validation { domain, detail: format!("the authorization is {other:?}") }),
+                }
+                let mut challenge = authz
+                    .challenge(ChallengeType::Http01)
+                    .ok_or_else(|| AcmeError::Validation { domain: domain.clone(), detail: "the server offers no HTTP-01 challenge".into() })?;
+                let path = self
+                    .nginx
+                    .put_challenge(&challenge.token, challenge.key_authorization().as_str())
+                    .map_err(|e| AcmeError::Refused(e.to_string()))?;
+                written.push(path);
+                out.detail(format!("{domain}: answering the HTTP-01 challenge at /.well-known/acme-challenge/")).await;
+                challenge.set_ready().await.map_err(|e| self.server_error(settings, e))?;
+            }
+            let status = order
+                .poll_ready(&RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(VALIDATION_TIMEOUT))
+                .await
+                .map_err(|e| self.server_error(settings, e))?;
+            if status == OrderStatus::Invalid {
+                return Err(self.why_invalid(settings, &mut order).await);
+            }
+            Ok(())
+        }
+        .await;
+        for path in written {
+            let _ = std::fs::remove_file(path);
+        }
+        validated?;
+        out.step(format!("Validated {} in {}", domains.join(", "), secs(started.elapsed()))).await;
+
+        let started = Instant::now();
+        let (key_pem, csr) = tls::key_and_csr(domains).map_err(|e| AcmeError::Refused(e.to_string()))?;
+        order.finalize_csr(&csr).await.map_err(|e| self.server_error(settings, e))?;
+        let chain = order
+            .poll_certificate(&RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(ISSUE_TIMEOUT))
+            .await
+            .map_err(|e| self.server_error(settings, e))?;
+        let bundle = Bundle::new(&chain, &key_pem, crate::unix_now() as i64).map_err(|e| self.server_error(settings, format!("the issued certificate is unusable: {e}")))?;
+        out.step(format!("Certificate issued in {} (expires {} UTC)", secs(started.elapsed()), tls::utc(bundle.info.not_after))).await;
+        Ok(bundle)
+    }
+
+    /// The first failed challenge's error, from the authorizations as they are now.
+    async fn why_invalid(&self, settings: &AcmeSettings, order: &mut instant_acme::Order) -> AcmeError {
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let Ok(mut authz) = authz else { continue };
+            if authz.refresh().await.is_err() {
+                continue;
+            }
+            if authz.status == AuthorizationStatus::Valid {
+                continue;
+            }
+            let domain = authz.identifier().to_string();
+            let detail = authz
+                .challenges
+                .iter()
+                .find_map(|c| c.error.as_ref())
+                .map(|p| p.detail.clone().unwrap_or_else(|| p.to_string()))
+                .unwrap_or_else(|| format!("the authorization is {:?}", authz.status));
+            return AcmeError::Validation { domain, detail: one_line(&detail) };
+        }
+        self.server_error(settings, "the order became invalid")
+    }
+}
+
+fn builder(settings: &AcmeSettings) -> Result<instant_acme::AccountBuilder, AcmeError> {
+    Account::builder().map_err(|e| AcmeError::Server { server: settings.server.clone(), message: format!("cannot set up TLS to the ACME server: {e}") })
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

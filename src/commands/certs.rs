@@ -1,0 +1,106 @@
+//! `certs:*`: an app's own certificate (a tar from the user, or self-signed), and the
+//! report of whatever certificate it serves.
+
+use super::{CmdError, CmdResult, Ctx, apps::for_each_app, failed};
+use crate::https;
+use crate::output::{Format, Report, print_reports};
+use crate::store::CertSource;
+use crate::tls::{self, Bundle};
+use crate::validate;
+
+/// Self-signed certificates last a year.
+const SELF_SIGNED_DAYS: i64 = 365;
+
+fn now() -> i64 {
+    crate::unix_now() as i64
+}
+
+/// `certs:add APP < tar`: server.crt and server.key, checked before anything changes.
+pub async fn add(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
+    validate::app_name(app)?;
+    ctx.engine.store.load_app(app)?;
+    let input = ctx
+        .input
+        .read_to_end(tls::MAX_TAR)
+        .await
+        .map_err(|_| failed(format!("The tar is too large (over {} KiB): send server.crt and server.key only", tls::MAX_TAR / 1024)))?;
+    let (crt, key) = tls::read_cert_tar(&input).map_err(|e| failed(capitalized(&e.to_string())))?;
+    let bundle = Bundle::new(&crt, &key, now()).map_err(|e| failed(capitalized(&e.to_string())))?;
+    put_in_service(ctx, app, bundle, CertSource::User).await
+}
+
+/// `certs:generate APP [DOMAIN]`: a self-signed certificate for DOMAIN, else every domain.
+pub async fn generate(ctx: &mut Ctx<'_>, app: &str, domain: Option<&str>) -> CmdResult {
+    validate::app_name(app)?;
+    let config = ctx.engine.store.load_app(app)?;
+    let domains = match domain {
+        Some(d) => vec![validate::domain(d)?],
+        None if config.domains.is_empty() => return Err(failed(format!("{app} has no domains: give one (certs:generate {app} DOMAIN) or domains:add {app} DOMAIN"))),
+        None => config.domains.clone(),
+    };
+    let bundle = tls::self_signed(&domains, SELF_SIGNED_DAYS, now()).map_err(|e| failed(e.to_string()))?;
+    ctx.out.step(format!("Generated a self-signed certificate for {} (valid {SELF_SIGNED_DAYS} days)", domains.join(", "))).await;
+    put_in_service(ctx, app, bundle, CertSource::SelfSigned).await
+}
+
+/// A certificate of the user's replaces Let's Encrypt's: renewal stops.
+async fn put_in_service(ctx: &mut Ctx<'_>, app: &str, bundle: Bundle, source: CertSource) -> CmdResult {
+    let engine = ctx.engine;
+    let _deploying = engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    https::install(engine, app, &bundle, source, &ctx.out).await.map_err(CmdError::Failed)?;
+    let was_letsencrypt = engine
+        .update_app(app, |config| Ok::<_, CmdError>(std::mem::take(&mut config.letsencrypt.enabled)))
+        .await?;
+    if was_letsencrypt {
+        ctx.out.step(format!("Let's Encrypt is now disabled for {app}: this certificate replaces its")).await;
+    }
+    Ok(())
+}
+
+/// `certs:remove APP`: back to plain http (Let's Encrypt, if enabled, is disabled too).
+pub async fn remove(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
+    validate::app_name(app)?;
+    let engine = ctx.engine;
+    engine.store.load_app(app)?;
+    if engine.store.load_tls(app)?.is_none() {
+        return Err(failed(format!("{app} has no certificate")));
+    }
+    let _deploying = engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    engine.update_app(app, |config| {
+        config.letsencrypt.enabled = false;
+        Ok::<_, CmdError>(())
+    }).await?;
+    https::remove(engine, app, &ctx.out).await.map_err(CmdError::Failed)?;
+    ctx.out.step(format!("Removed the certificate of {app}: it is served over plain http")).await;
+    Ok(())
+}
+
+/// `certs:report [APP]`, with dokku's `Ssl …` names.
+pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
+    let reports = for_each_app(ctx, app, |ctx, name, _| {
+        let dir = ctx.engine.store.tls_dir(name).display().to_string();
+        let base = Report::new(format!("{name} ssl information")).row("Ssl dir", dir);
+        match https::current(ctx.engine, name) {
+            Ok(Some((state, info))) => base
+                .row("Ssl enabled", true)
+                .row("Ssl source", state.source.to_string())
+                .row("Ssl hostnames", info.names.clone())
+                .row("Ssl subject", info.subject.clone())
+                .row("Ssl issuer", info.issuer.clone())
+                .row("Ssl serial", info.serial.clone())
+                .row("Ssl starts at", format!("{} UTC", tls::utc(info.not_before)))
+                .row("Ssl expires at", format!("{} UTC", tls::utc(info.not_after)))
+                .row("Ssl days left", info.days_left(now()))
+                .row("Ssl verified", if info.self_signed { "self signed" } else { "" }),
+            Ok(None) => base.row("Ssl enabled", false),
+            Err(e) => base.row("Ssl enabled", false).row("Ssl error", e),
+        }
+    })?;
+    print_reports(&ctx.out, &reports, app.is_some(), format).await;
+    Ok(())
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}

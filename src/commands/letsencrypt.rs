@@ -1,0 +1,218 @@
+//! `letsencrypt:*`: certificates from an ACME CA (Let's Encrypt by default), issued through
+//! berth's nginx and renewed by the daemon. Names and settings follow dokku's plugin.
+
+use super::{CmdError, CmdResult, Ctx, apps::{app_names, for_each_app}, failed};
+use crate::https::{self, Renewed};
+use crate::output::{Format, Report, print_reports};
+use crate::store::{CertSource, LetsencryptConfig};
+use crate::tls;
+use crate::validate;
+
+/// The settings `letsencrypt:set` knows.
+const KEYS: &str = "email, server, graceperiod";
+
+/// `letsencrypt:set [--global | APP] KEY [VALUE]`: no VALUE unsets.
+pub async fn set(ctx: &mut Ctx<'_>, global: bool, args: &[String]) -> CmdResult {
+    let (app, key, value) = match (global, args) {
+        (true, [key]) => (None, key, None),
+        (true, [key, value]) => (None, key, Some(value.as_str())),
+        (false, [app, key]) => (Some(app.as_str()), key, None),
+        (false, [app, key, value]) => (Some(app.as_str()), key, Some(value.as_str())),
+        (true, _) => return Err(failed("Usage: letsencrypt:set --global KEY [VALUE]")),
+        (false, _) => return Err(failed("Usage: letsencrypt:set APP KEY [VALUE] (or --global KEY [VALUE])")),
+    };
+    let apply = |settings: &mut LetsencryptConfig| -> Result<(), CmdError> {
+        match key.as_str() {
+            "email" => settings.email = value.map(|v| validate::email(v).map(str::to_string)).transpose()?,
+            "server" => settings.server = value.map(|v| validate::acme_server(v).map(str::to_string)).transpose()?,
+            "graceperiod" => {
+                settings.graceperiod = value
+                    .map(|v| v.parse::<u64>().ok().filter(|n| *n <= 10 * 365 * 86_400).ok_or_else(|| failed(format!("Invalid graceperiod {}: seconds before expiry to renew, e.g. 2592000 (30 days)", validate::quoted(v)))))
+                    .transpose()?
+            }
+            _ => return Err(failed(format!("Invalid property {} for letsencrypt:set: use one of {KEYS}", validate::quoted(key)))),
+        }
+        Ok(())
+    };
+    let store = &ctx.engine.store;
+    match app {
+        None => {
+            let _global = store.lock_global().await;
+            let mut config = store.load_global()?;
+            apply(&mut config.letsencrypt)?;
+            store.save_global(&config)?;
+        }
+        Some(app) => {
+            validate::app_name(app)?;
+            ctx.engine.update_app(app, |config| apply(&mut config.letsencrypt)).await?;
+        }
+    }
+    let target = app.map(|a| format!("for {a}")).unwrap_or_else(|| "globally".into());
+    match value {
+        Some(v) => ctx.out.step(format!("Setting {key} to {v} {target}")).await,
+        None => ctx.out.step(format!("Unsetting {key} {target}")).await,
+    }
+    Ok(())
+}
+
+/// `letsencrypt:enable APP`: issue now, serve at once, renew from then on.
+pub async fn enable(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
+    validate::app_name(app)?;
+    ctx.engine.store.load_app(app)?;
+    let started = std::time::Instant::now();
+    ctx.out.step(format!("Enabling Let's Encrypt for {app}")).await;
+    https::issue_letsencrypt(ctx.engine, app, &ctx.out).await.map_err(|e| failed(format!("Let's Encrypt: {e}; {app} is served as before")))?;
+    ctx.engine.update_app(app, |config| {
+        config.letsencrypt.enabled = true;
+        Ok::<_, CmdError>(())
+    }).await?;
+    ctx.out.step(format!("Let's Encrypt enabled for {app} in {:.2}s; the daemon renews it before expiry", started.elapsed().as_secs_f64())).await;
+    Ok(())
+}
+
+/// `letsencrypt:disable APP`: renewal stops and the Let's Encrypt certificate is removed.
+pub async fn disable(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
+    validate::app_name(app)?;
+    let engine = ctx.engine;
+    let config = engine.store.load_app(app)?;
+    let letsencrypt_cert = engine.store.load_tls(app)?.is_some_and(|s| s.source == CertSource::Letsencrypt);
+    if !config.letsencrypt.enabled && !letsencrypt_cert {
+        return Err(failed(format!("Let's Encrypt is not enabled for {app}")));
+    }
+    let _deploying = engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    engine.update_app(app, |config| {
+        config.letsencrypt.enabled = false;
+        Ok::<_, CmdError>(())
+    }).await?;
+    if letsencrypt_cert {
+        https::remove(engine, app, &ctx.out).await.map_err(CmdError::Failed)?;
+        ctx.out.step(format!("Removed the Let's Encrypt certificate of {app}: it is served over plain http")).await;
+    } else {
+        ctx.out.step(format!("Let's Encrypt disabled for {app} (its certificate is not Let's Encrypt's and stays)")).await;
+    }
+    Ok(())
+}
+
+/// One row of `letsencrypt:list`.
+struct Listed {
+    app: String,
+    domains: Vec<String>,
+    expires_at: Option<i64>,
+    status: String,
+    error: Option<String>,
+}
+
+/// `letsencrypt:list`: every app with Let's Encrypt enabled, its expiry and renewal state.
+pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
+    let now = crate::unix_now() as i64;
+    let global = ctx.engine.store.load_global()?;
+    let mut rows = Vec::new();
+    for app in app_names(ctx, None)? {
+        let config = ctx.engine.store.load_app(&app)?;
+        if !config.letsencrypt.enabled {
+            continue;
+        }
+        let cert = https::current(ctx.engine, &app).map_err(CmdError::Failed)?;
+        let (expires_at, error, status) = match &cert {
+            Some((state, info)) => {
+                let status = match (&state.renewal.last_error, https::due(&config, &global, cert.as_ref(), now)) {
+                    (Some(_), _) => format!("renewal failed {} time(s); next try {} UTC", state.renewal.failures, tls::utc(state.renewal.next_attempt as i64)),
+                    (None, Some(why)) => format!("renewal due: {why}"),
+                    (None, None) => "ok".into(),
+                };
+                (Some(info.not_after), state.renewal.last_error.clone(), status)
+            }
+            None => (None, None, "no certificate".into()),
+        };
+        rows.push(Listed { app, domains: config.domains, expires_at, status, error });
+    }
+    match format {
+        Format::Json => {
+            let list: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "app": r.app,
+                        "domains": r.domains,
+                        "expires_at": r.expires_at.map(|t| format!("{} UTC", tls::utc(t))),
+                        "days_left": r.expires_at.map(|t| (t - now).div_euclid(86_400)),
+                        "status": r.status,
+                        "error": r.error,
+                    })
+                })
+                .collect();
+            ctx.out.line(serde_json::Value::Array(list).to_string()).await;
+        }
+        Format::Text => {
+            ctx.out.header("Let's Encrypt certificates").await;
+            let width = rows.iter().map(|r| r.app.len()).max().unwrap_or(3).max(3) + 2;
+            ctx.out.detail(format!("{:<width$}{:<22}{:<11}{}", "app", "expires (UTC)", "days left", "status / domains")).await;
+            for r in &rows {
+                let expiry = r.expires_at.map(tls::utc).unwrap_or_else(|| "-".into());
+                let days = r.expires_at.map(|t| (t - now).div_euclid(86_400).to_string()).unwrap_or_else(|| "-".into());
+                ctx.out.detail(format!("{:<width$}{:<22}{:<11}{} ({})", r.app, expiry, days, r.status, r.domains.join(" "))).await;
+                if let Some(error) = &r.error {
+                    ctx.out.detail(format!("{:<width$}last error: {error}", "")).await;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `letsencrypt:auto-renew [APP] [--force]`: renew now what is due (everything with --force).
+pub async fn auto_renew(ctx: &mut Ctx<'_>, app: Option<&str>, force: bool) -> CmdResult {
+    let mut failures = 0;
+    let mut any = false;
+    for name in app_names(ctx, app)? {
+        let enabled = ctx.engine.store.load_app(&name)?.letsencrypt.enabled;
+        if !enabled {
+            if app.is_some() {
+                return Err(failed(format!("Let's Encrypt is not enabled for {name} (letsencrypt:enable {name})")));
+            }
+            continue;
+        }
+        any = true;
+        match https::renew(ctx.engine, &name, force, &ctx.out).await {
+            Ok(Renewed::Renewed) => {}
+            Ok(Renewed::NotDue) => ctx.out.step(format!("{name}: the certificate is not due for renewal (--force to renew anyway)")).await,
+            Ok(Renewed::BackingOff(at)) => {
+                ctx.out.step(format!("{name}: the last renewal failed; the daemon retries after {} UTC (--force to retry now)", tls::utc(at as i64))).await
+            }
+            Ok(Renewed::NotEnabled) => {}
+            Err(e) => {
+                failures += 1;
+                ctx.out.error(format!("{name}: renewal failed: {e}; the current certificate keeps serving")).await;
+            }
+        }
+    }
+    if !any && app.is_none() {
+        ctx.out.step("No app has Let's Encrypt enabled").await;
+    }
+    if failures > 0 { Err(CmdError::Exit(super::EXIT_FAILURE)) } else { Ok(()) }
+}
+
+/// `letsencrypt:report [APP]`.
+pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
+    let global = ctx.engine.store.load_global()?;
+    let now = crate::unix_now() as i64;
+    let reports = for_each_app(ctx, app, |ctx, name, config| {
+        let settings = https::effective(config, &global);
+        let cert = https::current(ctx.engine, name).ok().flatten();
+        let letsencrypt = cert.as_ref().filter(|(s, _)| s.source == CertSource::Letsencrypt);
+        let renewal = letsencrypt.map(|(s, _)| s.renewal.clone()).unwrap_or_default();
+        Report::new(format!("{name} letsencrypt information"))
+            .row("Letsencrypt active", config.letsencrypt.enabled && letsencrypt.is_some())
+            .row("Letsencrypt enabled", config.letsencrypt.enabled)
+            .row("Letsencrypt email", settings.email.clone())
+            .row("Letsencrypt server", settings.server.clone())
+            .row("Letsencrypt graceperiod", settings.graceperiod)
+            .row("Letsencrypt expires at", letsencrypt.map(|(_, i)| format!("{} UTC", tls::utc(i.not_after))))
+            .row("Letsencrypt days left", letsencrypt.map(|(_, i)| i.days_left(now)))
+            .row("Letsencrypt renewal due", config.letsencrypt.enabled && https::due(config, &global, cert.as_ref(), now).is_some())
+            .row("Letsencrypt renewal failures", renewal.failures)
+            .row("Letsencrypt last error", renewal.last_error)
+    })?;
+    print_reports(&ctx.out, &reports, app.is_some(), format).await;
+    Ok(())
+}

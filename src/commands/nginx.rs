@@ -1,0 +1,56 @@
+//! `nginx:*`: an app's proxy properties, with dokku's names. A change applies at once
+//! (the app's site is rendered again), not at the next deploy.
+
+use super::{CmdError, CmdResult, Ctx, apps::for_each_app, failed};
+use crate::output::{Format, Report, print_reports};
+use crate::store::{DEFAULT_HSTS_MAX_AGE, NginxConfig};
+use crate::validate;
+
+const KEYS: &str = "hsts, hsts-include-subdomains, hsts-max-age, hsts-preload";
+
+/// `nginx:set APP KEY [VALUE]`: no VALUE goes back to the default.
+pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: Option<&str>) -> CmdResult {
+    validate::app_name(app)?;
+    let boolean = |v: &str| match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(failed(format!("Invalid value {} for {key}: true or false", validate::quoted(v)))),
+    };
+    let apply = |nginx: &mut NginxConfig| -> Result<(), CmdError> {
+        match key {
+            "hsts" => nginx.hsts = value.map(boolean).transpose()?,
+            "hsts-include-subdomains" => nginx.hsts_include_subdomains = value.map(boolean).transpose()?,
+            "hsts-preload" => nginx.hsts_preload = value.map(boolean).transpose()?,
+            "hsts-max-age" => {
+                nginx.hsts_max_age = value
+                    .map(|v| v.parse::<u64>().ok().filter(|n| *n <= 2 * 365 * 86_400).ok_or_else(|| failed(format!("Invalid value {} for hsts-max-age: seconds, at most 63072000 (two years)", validate::quoted(v)))))
+                    .transpose()?
+            }
+            _ => return Err(failed(format!("Invalid property {} for nginx:set: use one of {KEYS}", validate::quoted(key)))),
+        }
+        Ok(())
+    };
+    let engine = ctx.engine;
+    engine.update_app(app, |config| apply(&mut config.nginx)).await?;
+    match value {
+        Some(v) => ctx.out.step(format!("Setting {key} to {v} for {app}")).await,
+        None => ctx.out.step(format!("Unsetting {key} for {app}")).await,
+    }
+    let _deploying = engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    crate::deploy::reroute(engine, app, &ctx.out).await.map_err(CmdError::Failed)
+}
+
+/// `nginx:report [APP]`: the values in force (defaults filled in).
+pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
+    let reports = for_each_app(ctx, app, |_, name, config| {
+        let n = &config.nginx;
+        Report::new(format!("{name} nginx information"))
+            .row("Nginx hsts", n.hsts.unwrap_or(true))
+            .row("Nginx hsts include subdomains", n.hsts_include_subdomains.unwrap_or(true))
+            .row("Nginx hsts max age", n.hsts_max_age.unwrap_or(DEFAULT_HSTS_MAX_AGE))
+            .row("Nginx hsts preload", n.hsts_preload.unwrap_or(false))
+            .row("Nginx hsts header", n.hsts_header())
+    })?;
+    print_reports(&ctx.out, &reports, app.is_some(), format).await;
+    Ok(())
+}
