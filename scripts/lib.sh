@@ -77,16 +77,55 @@ bench_app_repo() {
     git remote add deploy "ssh://berth@127.0.0.1:$SSH_PORT/$1"
 }
 
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# For benchmarks: a CA of our own for pebble's listener, made before the daemon starts so the
+# daemon can trust it (export SSL_CERT_FILE=$WORK_CA/ca.pem). Sets WORK_CA.
+bench_pebble_ca() {
+    WORK_CA=$(mktemp -d)
+    (
+        cd "$WORK_CA"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca -keyout ca.key -out ca.pem 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -keyout key.pem -out req.csr 2>/dev/null
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext
+        openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out cert.pem 2>/dev/null
+    )
+}
+
+# For benchmarks: Debian's pebble (a real ACME server) validating HTTP-01 on $HTTP_PORT, with
+# pebble-challtestsrv as its DNS (every name is 127.0.0.1). Needs WORK, WORK_CA, HTTP_PORT.
+# Sets PEBBLE_DIR (the directory URL) and PEBBLE_ROOT (the issuing root, for curl --cacert).
+bench_pebble() {
+    local acme mgmt dns
+    acme=$(free_port); mgmt=$(free_port); dns=$(free_port)
+    pebble-challtestsrv -dns01 "127.0.0.1:$dns" -http01 "" -https01 "" -tlsalpn01 "" -management "127.0.0.1:$(free_port)" -defaultIPv6 "" >"$WORK/challtestsrv.log" 2>&1 &
+    BENCH_PIDS="${BENCH_PIDS:-} $!"
+    cat >"$WORK/pebble.json" <<JSON
+{"pebble": {"listenAddress": "127.0.0.1:$acme", "managementListenAddress": "127.0.0.1:$mgmt",
+  "certificate": "$WORK_CA/cert.pem", "privateKey": "$WORK_CA/key.pem", "httpPort": $HTTP_PORT,
+  "tlsPort": $(free_port), "ocspResponderURL": "", "externalAccountBindingRequired": false}}
+JSON
+    PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config "$WORK/pebble.json" -dnsserver "127.0.0.1:$dns" >"$WORK/pebble.log" 2>&1 &
+    BENCH_PIDS="$BENCH_PIDS $!"
+    PEBBLE_DIR="https://localhost:$acme/dir"
+    for _ in $(seq 1 100); do curl -sf --cacert "$WORK_CA/ca.pem" "$PEBBLE_DIR" >/dev/null && break; sleep 0.1; done
+    PEBBLE_ROOT=$WORK/pebble-root.pem
+    curl -sfk "https://127.0.0.1:$mgmt/roots/0" >"$PEBBLE_ROOT" || die "pebble did not start: $(cat "$WORK/pebble.log")"
+}
+
 # For benchmarks: the berth binary $BERTH as a daemon on a new temporary root, with its own
-# nginx on a free loopback port and a client key ($WORK/key) added as admin. Sets WORK,
+# nginx on free loopback ports (HTTP_PORT, HTTPS_PORT) and a client key ($WORK/key) added as admin. Sets WORK,
 # ROOT, HTTP_PORT, SSH_PORT, BERTH_PID and GIT_SSH_COMMAND, and stops it all on exit.
 bench_daemon() {
     WORK=$(mktemp -d)
     ROOT=$WORK/root
     BERTH_PID=""
     trap bench_cleanup EXIT
-    HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    "$BERTH" --root "$ROOT" daemon --ssh-listen 127.0.0.1:0 --http-listen "127.0.0.1:$HTTP_PORT" >"$WORK/berth.log" 2>&1 &
+    HTTP_PORT=$(free_port)
+    HTTPS_PORT=$(free_port)
+    "$BERTH" --root "$ROOT" daemon --ssh-listen 127.0.0.1:0 --http-listen "127.0.0.1:$HTTP_PORT" --https-listen "127.0.0.1:$HTTPS_PORT" >"$WORK/berth.log" 2>&1 &
     BERTH_PID=$!
     for _ in $(seq 1 100); do [ -s "$ROOT/ssh-address" ] && break; sleep 0.05; done
     [ -s "$ROOT/ssh-address" ] || die "the berth daemon did not start: $(cat "$WORK/berth.log")"
@@ -107,6 +146,8 @@ bench_base_image() {
 
 bench_cleanup() {
     [ -n "$BERTH_PID" ] && kill "$BERTH_PID" 2>/dev/null || true
+    for pid in ${BENCH_PIDS:-}; do kill "$pid" 2>/dev/null || true; done
+    [ -n "${WORK_CA:-}" ] && rm -rf "$WORK_CA"
     [ -f "$ROOT/nginx/nginx.pid" ] && kill "$(cat "$ROOT/nginx/nginx.pid")" 2>/dev/null || true
     docker ps -aq --filter "label=berth.root=$ROOT" | xargs -r docker rm -f >/dev/null 2>&1 || true
     rm -rf "$WORK"

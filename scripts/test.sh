@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs berth's whole test suite on a fresh Debian 12 machine as root: installs and starts
-# what the tests use (Docker engine, nginx, git, OpenSSH), then lints and tests.
+# what the tests use (Docker engine, nginx, git, OpenSSH, pebble as the ACME server), then
+# lints and tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 
-apt_install docker.io nginx git openssh-client openssh-server busybox-static ca-certificates build-essential pkg-config debootstrap
+apt_install docker.io nginx git openssh-client openssh-server busybox-static ca-certificates build-essential pkg-config debootstrap pebble openssl curl
 ensure_docker
 ensure_rust
 

@@ -23,6 +23,9 @@ pub const LETSENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/d
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(120);
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// RFC 8555 §6.7 problems that mean "the name could not be validated".
+const VALIDATION_PROBLEMS: &[&str] = &[":connection", ":dns", ":unauthorized", ":incorrectResponse", ":caa", ":tls", ":rejectedIdentifier"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum AcmeError {
     #[error("{0}")]
@@ -158,7 +161,7 @@ impl Acme<'_> {
                     .map_err(|e| AcmeError::Refused(e.to_string()))?;
                 written.push(path);
                 out.detail(format!("{domain}: answering the HTTP-01 challenge at /.well-known/acme-challenge/")).await;
-                challenge.set_ready().await.map_err(|e| self.server_error(settings, e))?;
+                challenge.set_ready().await.map_err(|e| self.validation_error(settings, &domain, e))?;
             }
             let status = order
                 .poll_ready(&RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(VALIDATION_TIMEOUT))
@@ -186,6 +189,16 @@ impl Acme<'_> {
         let bundle = Bundle::new(&chain, &key_pem, crate::unix_now() as i64).map_err(|e| self.server_error(settings, format!("the issued certificate is unusable: {e}")))?;
         out.step(format!("Certificate issued in {} (expires {} UTC)", secs(started.elapsed()), tls::utc(bundle.info.not_after))).await;
         Ok(bundle)
+    }
+
+    /// A CA that validates at once answers `set_ready` with the validation's problem.
+    fn validation_error(&self, settings: &AcmeSettings, domain: &str, e: instant_acme::Error) -> AcmeError {
+        match e {
+            instant_acme::Error::Api(p) if p.r#type.as_deref().is_some_and(|t| VALIDATION_PROBLEMS.iter().any(|v| t.ends_with(v))) => {
+                AcmeError::Validation { domain: domain.to_string(), detail: one_line(&p.detail.unwrap_or_default()) }
+            }
+            other => self.server_error(settings, other),
+        }
     }
 
     /// The first failed challenge's error, from the authorizations as they are now.
