@@ -163,14 +163,14 @@ impl Acme<'_> {
                 out.detail(format!("{domain}: answering the HTTP-01 challenge at /.well-known/acme-challenge/")).await;
                 challenge.set_ready().await.map_err(|e| self.validation_error(settings, &domain, e))?;
             }
-            let status = order
-                .poll_ready(&RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(VALIDATION_TIMEOUT))
-                .await
-                .map_err(|e| self.server_error(settings, e))?;
-            if status == OrderStatus::Invalid {
-                return Err(self.why_invalid(settings, &mut order).await);
+            let status = order.poll_ready(&RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(VALIDATION_TIMEOUT)).await;
+            match status {
+                Ok(OrderStatus::Invalid) => Err(self.why_invalid(settings, &mut order).await),
+                Ok(_) => Ok(()),
+                // Some CAs answer a poll of an invalid order with the validation's problem.
+                Err(instant_acme::Error::Api(p)) if is_validation_problem(&p) => Err(self.why_invalid(settings, &mut order).await),
+                Err(e) => Err(self.server_error(settings, e)),
             }
-            Ok(())
         }
         .await;
         for path in written {
@@ -194,7 +194,7 @@ impl Acme<'_> {
     /// A CA that validates at once answers `set_ready` with the validation's problem.
     fn validation_error(&self, settings: &AcmeSettings, domain: &str, e: instant_acme::Error) -> AcmeError {
         match e {
-            instant_acme::Error::Api(p) if p.r#type.as_deref().is_some_and(|t| VALIDATION_PROBLEMS.iter().any(|v| t.ends_with(v))) => {
+            instant_acme::Error::Api(p) if is_validation_problem(&p) => {
                 AcmeError::Validation { domain: domain.to_string(), detail: one_line(&p.detail.unwrap_or_default()) }
             }
             other => self.server_error(settings, other),
@@ -227,6 +227,10 @@ impl Acme<'_> {
 
 fn builder(settings: &AcmeSettings) -> Result<instant_acme::AccountBuilder, AcmeError> {
     Account::builder().map_err(|e| AcmeError::Server { server: settings.server.clone(), message: format!("cannot set up TLS to the ACME server: {e}") })
+}
+
+fn is_validation_problem(p: &instant_acme::Problem) -> bool {
+    p.r#type.as_deref().is_some_and(|t| VALIDATION_PROBLEMS.iter().any(|v| t.ends_with(v)))
 }
 
 fn one_line(text: &str) -> String {

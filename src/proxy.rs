@@ -18,6 +18,8 @@ use crate::validate::{PortMap, Scheme};
 const MAIN_TEMPLATE: &str = include_str!("../nginx-templates/nginx.conf.hbs");
 const SITE_TEMPLATE: &str = include_str!("../nginx-templates/site.conf.hbs");
 pub const NGINX: &str = "nginx";
+/// Parent of every root's ACME challenge directory (see `Nginx::acme_root`).
+pub const ACME_RUN_DIR: &str = "/run/berth-acme";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -197,16 +199,21 @@ impl Nginx {
     }
 
     /// Where ACME HTTP-01 answers live: `<acme_root>/.well-known/acme-challenge/TOKEN`,
-    /// served for every host on plain HTTP (apps' sites and the catch-all server).
+    /// served for every host on plain HTTP (apps' sites and the catch-all server). nginx's
+    /// workers run as nobody and read these files per request, so they live under /run
+    /// (world-traversable) rather than under the berth root, whose parents may be private
+    /// (`--root /root/berth`). One directory per root; challenges are short-lived anyway.
     pub fn acme_root(&self) -> PathBuf {
-        self.prefix.join("acme")
+        let root = self.prefix.parent().unwrap_or(&self.prefix).display().to_string();
+        let name: String = root.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        PathBuf::from(ACME_RUN_DIR).join(name)
     }
 
     /// Writes an HTTP-01 answer where nginx serves it (world-readable: workers run as
     /// nobody; a key authorization is public by design).
     pub fn put_challenge(&self, token: &str, key_authorization: &str) -> Result<PathBuf, ProxyError> {
         let dir = self.acme_root().join(".well-known/acme-challenge");
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        create_public_dir(&dir)?;
         // Tokens are base64url (RFC 8555 §8.3); anything else is not written.
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return Err(ProxyError::Nginx(format!("the ACME server sent an invalid token {token:?}")));
@@ -272,9 +279,10 @@ impl Nginx {
     /// Writes the main config and starts nginx unless it already runs (then reloads it).
     /// nginx outlives the daemon: restarting berth never interrupts traffic.
     pub async fn ensure_running(&self) -> Result<(), ProxyError> {
-        for dir in [self.prefix.clone(), self.sites_dir(), self.prefix.join("logs"), self.prefix.join("tmp"), self.acme_root().join(".well-known/acme-challenge")] {
+        for dir in [self.prefix.clone(), self.sites_dir(), self.prefix.join("logs"), self.prefix.join("tmp")] {
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         }
+        create_public_dir(&self.acme_root().join(".well-known/acme-challenge"))?;
         // Workers run as nobody and write request bodies to tmp/.
         if let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") {
             let _ = nix::unistd::chown(&self.prefix.join("tmp"), Some(nobody.uid), None);
@@ -411,6 +419,12 @@ impl Nginx {
     }
 }
 
+/// A directory nginx's workers (nobody) can read, with every parent berth creates 0755.
+fn create_public_dir(dir: &Path) -> Result<(), ProxyError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(io(dir))
+}
+
 fn children(pid: i32) -> Vec<i32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .unwrap_or_default()
@@ -512,7 +526,7 @@ mod tests {
             "add_header Strict-Transport-Security \"max-age=60\" always;",
             "return 301 https://$host:8443$request_uri;",
             "location ^~ /.well-known/acme-challenge/ {",
-            "root /tmp/x/nginx/acme;",
+            "root /run/berth-acme/_tmp_x;",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
@@ -551,7 +565,7 @@ mod tests {
         assert!(text.contains("ssl_reject_handshake on;"));
         assert!(text.contains("ssl_protocols TLSv1.2 TLSv1.3;"));
         assert!(text.contains("return 404;"));
-        assert!(text.contains("root /var/lib/berth/nginx/acme;"));
+        assert!(text.contains("root /run/berth-acme/_var_lib_berth;"));
         assert!(text.contains("include /var/lib/berth/nginx/sites/*.conf;"));
         let check = nginx.render_main(Path::new("/c.conf"), Path::new("/p.pid"), false).unwrap();
         assert!(!check.contains("default_server"));
