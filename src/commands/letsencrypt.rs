@@ -58,7 +58,13 @@ pub async fn set(ctx: &mut Ctx<'_>, global: bool, args: &[String]) -> CmdResult 
 /// `letsencrypt:enable APP`: issue now, serve at once, renew from then on.
 pub async fn enable(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
     validate::app_name(app)?;
-    ctx.engine.store.load_app(app)?;
+    let config = ctx.engine.store.load_app(app)?;
+    if https::effective(&config, &ctx.engine.store.load_global()?).email.is_none() {
+        return Err(failed("Set an email for Let's Encrypt first: letsencrypt:set --global email you@example.com"));
+    }
+    if config.domains.is_empty() {
+        return Err(failed(format!("{app} has no domains: domains:add {app} DOMAIN first")));
+    }
     let started = std::time::Instant::now();
     ctx.out.step(format!("Enabling Let's Encrypt for {app}")).await;
     https::issue_letsencrypt(ctx.engine, app, &ctx.out).await.map_err(|e| failed(format!("Let's Encrypt: {e}; {app} is served as before")))?;

@@ -77,7 +77,11 @@ pub struct Daemon {
     pub port: u16,
     /// Where this daemon's nginx serves HTTP.
     pub http_port: u16,
+    /// Where this daemon's nginx serves HTTPS.
+    pub https_port: u16,
     pub admin: Key,
+    /// Extra environment of the daemon process (kept across restarts).
+    env: Vec<(String, String)>,
 }
 
 /// A loopback port nobody listens on right now.
@@ -88,9 +92,15 @@ pub fn free_port() -> u16 {
 impl Daemon {
     /// A daemon on a new root with one admin key, `admin`, added through the local CLI.
     pub fn start() -> Daemon {
+        Daemon::start_with_env(&[])
+    }
+
+    /// Like `start`, with extra environment for the daemon (e.g. SSL_CERT_FILE).
+    pub fn start_with_env(env: &[(&str, String)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let admin = keygen(dir.path(), "admin");
-        let mut daemon = Daemon { dir, child: None, port: 0, http_port: free_port(), admin };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let mut daemon = Daemon { dir, child: None, port: 0, http_port: free_port(), https_port: free_port(), admin, env };
         daemon.boot();
         daemon.local(&["ssh-keys:add", "admin"], daemon.admin.public.clone().as_bytes()).ok();
         daemon
@@ -108,10 +118,13 @@ impl Daemon {
         let child = Command::new(BERTH)
             .arg("--root")
             .arg(self.root())
-            .args(["daemon", "--ssh-listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0"])
+            .args(["daemon", "--ssh-listen", "127.0.0.1:0"])
             .arg("--http-listen")
             .arg(format!("127.0.0.1:{}", self.http_port))
+            .arg("--https-listen")
+            .arg(format!("127.0.0.1:{}", self.https_port))
             .env("BERTH_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -6,6 +6,7 @@ mod access;
 mod buildpacks;
 mod commands;
 mod deploy;
+mod https;
 mod processes;
 mod proxy;
 mod state;

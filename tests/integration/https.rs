@@ -1,0 +1,339 @@
+//! HTTPS against a real ACME server: Debian's pebble, one per test, validating HTTP-01
+//! through the daemon's own nginx, with pebble-challtestsrv as its DNS (every name is
+//! 127.0.0.1 unless a test says otherwise). pebble's listener certificate comes from a CA
+//! the test makes with openssl and gives the daemon through SSL_CERT_FILE; what berth
+//! serves is checked with the real curl against pebble's issuing root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::harness::{AppRepo, Daemon, free_port, get, http_get, web_dockerfile};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl is installed (scripts/test.sh)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA of the test's own, and a leaf it signed for `names` (PKCS#8 key).
+struct TestCa {
+    dir: PathBuf,
+}
+
+impl TestCa {
+    fn new(dir: &Path) -> TestCa {
+        std::fs::create_dir_all(dir).unwrap();
+        openssl(dir, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=berth-test-ca", "-keyout", "ca.key", "-out", "ca.pem"]);
+        TestCa { dir: dir.to_path_buf() }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// (certificate, key) files of a new leaf for `names`.
+    fn leaf(&self, label: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let (key, csr, crt, ext) = (format!("{label}.key"), format!("{label}.csr"), format!("{label}.crt"), format!("{label}.ext"));
+        openssl(&self.dir, &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", &format!("/CN={}", names[0]), "-keyout", &key, "-out", &csr]);
+        let sans: Vec<String> = names.iter().map(|n| if n.parse::<std::net::IpAddr>().is_ok() { format!("IP:{n}") } else { format!("DNS:{n}") }).collect();
+        std::fs::write(self.dir.join(&ext), format!("subjectAltName={}\n", sans.join(","))).unwrap();
+        openssl(&self.dir, &["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", &ext, "-out", &crt]);
+        (self.dir.join(crt), self.dir.join(key))
+    }
+}
+
+/// pebble and its DNS server, stopped on drop.
+struct Pebble {
+    directory: String,
+    /// pebble's issuing root: what verifies the certificates berth gets.
+    root: PathBuf,
+    dns_management: u16,
+    children: Vec<Child>,
+}
+
+impl Pebble {
+    /// The daemon must trust `ca` (SSL_CERT_FILE) already; pebble validates on `http_port`.
+    fn start(ca: &TestCa, http_port: u16) -> Pebble {
+        let (cert, key) = ca.leaf("pebble", &["localhost", "127.0.0.1"]);
+        let (acme, management, dns, dns_management) = (free_port(), free_port(), free_port(), free_port());
+        let log = |name: &str| std::fs::File::create(ca.dir.join(name)).unwrap();
+        let challtestsrv = Command::new("pebble-challtestsrv")
+            .args(["-dns01", &format!("127.0.0.1:{dns}"), "-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{dns_management}"), "-defaultIPv6", ""])
+            .stdout(log("challtestsrv.log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble-challtestsrv is installed (scripts/test.sh)");
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{acme}"), "managementListenAddress": format!("127.0.0.1:{management}"),
+            "certificate": cert, "privateKey": key, "httpPort": http_port, "tlsPort": free_port(),
+            "ocspResponderURL": "", "externalAccountBindingRequired": false,
+        }});
+        std::fs::write(ca.dir.join("pebble.json"), config.to_string()).unwrap();
+        let pebble = Command::new("pebble")
+            .arg("-config")
+            .arg(ca.dir.join("pebble.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log("pebble.log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble is installed (scripts/test.sh)");
+        let this = Pebble { directory: format!("https://localhost:{acme}/dir"), root: ca.dir.join("pebble-root.pem"), dns_management, children: vec![challtestsrv, pebble] };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let root = Command::new("curl").args(["-sfk", &format!("https://127.0.0.1:{management}/roots/0")]).output().unwrap();
+            let dir = Command::new("curl").arg("-sf").arg("--cacert").arg(ca.ca()).arg(&this.directory).output().unwrap();
+            if root.status.success() && dir.status.success() {
+                std::fs::write(&this.root, root.stdout).unwrap();
+                return this;
+            }
+            assert!(Instant::now() < deadline, "pebble did not start: {}", std::fs::read_to_string(ca.dir.join("pebble.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Points `host` somewhere berth does not listen, so its challenge cannot succeed.
+    fn misroute(&mut self, host: &str) {
+        let body = serde_json::json!({"host": format!("{host}."), "addresses": ["127.0.0.2"]}).to_string();
+        let out = Command::new("curl").args(["-sf", "-X", "POST", "-d", &body, &format!("http://127.0.0.1:{}/add-a", self.dns_management)]).output().unwrap();
+        assert!(out.status.success(), "challtestsrv add-a failed");
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A daemon that trusts `ca`, pebble for it, and the global Let's Encrypt settings.
+fn setup(name: &str) -> (Daemon, TestCa, Pebble) {
+    let ca_dir = std::env::temp_dir().join(format!("berth-https-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&ca_dir);
+    let ca = TestCa::new(&ca_dir);
+    let d = Daemon::start_with_env(&[("SSL_CERT_FILE", ca.ca().display().to_string())]);
+    let pebble = Pebble::start(&ca, d.http_port);
+    d.ssh("letsencrypt:set --global email ops@example.com").ok();
+    d.ssh(&format!("letsencrypt:set --global server {}", pebble.directory)).ok();
+    (d, ca, pebble)
+}
+
+/// Deploys a busybox app answering `body`, reachable at `domain`.
+fn deploy(d: &Daemon, app: &str, domain: &str, body: &str) {
+    let repo = AppRepo::new(d, app);
+    repo.write("Dockerfile", &web_dockerfile(body, 0)).commit(body);
+    repo.push(d, "main").ok();
+    d.ssh(&format!("domains:add {app} {domain}")).ok();
+    assert_eq!(get(d, domain), (200, body.to_string()));
+}
+
+/// What curl got over https: status (0 when TLS or the connection failed), headers, body.
+#[derive(Debug)]
+struct Fetched {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+/// GET https://HOST:PORT/ with curl, trusting only `cacert` (None: no verification).
+fn https(port: u16, host: &str, cacert: Option<&Path>) -> Fetched {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-D", "-", "--max-time", "10", "--resolve", &format!("{host}:{port}:127.0.0.1")]);
+    match cacert {
+        Some(ca) => cmd.arg("--cacert").arg(ca),
+        None => cmd.arg("-k"),
+    };
+    let out = cmd.arg(format!("https://{host}:{port}/")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (headers, body) = text.split_once("\r\n\r\n").map(|(h, b)| (h.to_string(), b.trim().to_string())).unwrap_or_default();
+    let status = if out.status.success() { headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0) } else { 0 };
+    Fetched { status, headers, body }
+}
+
+fn report(d: &Daemon, app: &str) -> serde_json::Value {
+    serde_json::from_str(&d.ssh(&format!("certs:report {app} --format json")).ok().stdout).unwrap()
+}
+
+fn serial(d: &Daemon, app: &str) -> String {
+    report(d, app)["ssl-serial"].as_str().unwrap_or_default().to_string()
+}
+
+/// (status, Location) of GET http://… on the daemon's nginx.
+fn http_head(d: &Daemon, host: &str, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", &format!("Host: {host}"), &format!("http://127.0.0.1:{}{path}", d.http_port)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (code, location) = text.split_once(' ').unwrap_or((&text, ""));
+    (code.parse().unwrap_or(0), location.to_string())
+}
+
+#[test]
+fn letsencrypt_serves_https_redirects_covers_new_domains_renews_under_load_and_disables() {
+    let (d, _ca, pebble) = setup("enable");
+    deploy(&d, "shop", "shop.example.com", "v1");
+
+    let out = d.ssh("letsencrypt:enable shop");
+    out.ok();
+    for step in ["Ordering a certificate", "Validated shop.example.com in", "Certificate issued in", "Let's Encrypt enabled for shop in"] {
+        assert!(out.stdout.contains(step), "{step} missing: {out:#?}");
+    }
+    let served = https(d.https_port, "shop.example.com", Some(&pebble.root));
+    assert_eq!((served.status, served.body.as_str()), (200, "v1"), "{served:#?}");
+    assert!(served.headers.to_lowercase().contains("strict-transport-security: max-age=15724800"), "{served:#?}");
+    assert!(served.headers.starts_with("HTTP/2"), "HTTP/2 on 443: {served:#?}");
+    assert_eq!(http_head(&d, "shop.example.com", "/a?b=1"), (301, format!("https://shop.example.com:{}/a?b=1", d.https_port)));
+    // The ACME path is never redirected (a missing token is nginx's 404).
+    assert_eq!(http_head(&d, "shop.example.com", "/.well-known/acme-challenge/nope").0, 404);
+    let cert = report(&d, "shop");
+    assert_eq!(cert["ssl-source"], "letsencrypt");
+    assert!(cert["ssl-days-left"].as_i64().unwrap() > 30, "{cert}");
+    let list: serde_json::Value = serde_json::from_str(&d.ssh("letsencrypt:list --format json").ok().stdout).unwrap();
+    assert_eq!(list[0]["app"], "shop");
+    assert_eq!(list[0]["status"], "ok");
+
+    // A new domain: a new certificate covering both, served without a deploy.
+    d.ssh("domains:add shop www.example.com").ok();
+    let names = report(&d, "shop")["ssl-hostnames"].clone();
+    assert_eq!(names, serde_json::json!(["shop.example.com", "www.example.com"]));
+    assert_eq!(https(d.https_port, "www.example.com", Some(&pebble.root)).body, "v1");
+
+    // A forced renewal swaps the certificate while a client keeps asking.
+    let before = serial(&d, "shop");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let client = {
+        let (stop, served, failed, root, port) = (stop.clone(), served.clone(), failed.clone(), pebble.root.clone(), d.https_port);
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let got = https(port, "shop.example.com", Some(&root));
+                if got.status == 200 && got.body == "v1" {
+                    served.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    failures.push(got);
+                }
+            }
+            failures
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    d.ssh("letsencrypt:auto-renew shop --force").ok();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let failures = client.join().unwrap();
+    assert_ne!(serial(&d, "shop"), before, "the renewal did not swap the certificate");
+    assert!(served.load(Ordering::Relaxed) > 5, "too few requests: {}", served.load(Ordering::Relaxed));
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests during the swap: {failures:#?}");
+    assert_eq!(https(d.https_port, "shop.example.com", Some(&pebble.root)).status, 200);
+
+    // Disable: back to plain http, no certificate, no https for the name.
+    d.ssh("letsencrypt:disable shop").ok();
+    assert_eq!(report(&d, "shop")["ssl-enabled"], false);
+    assert_eq!(get(&d, "shop.example.com"), (200, "v1".into()));
+    assert_eq!(https(d.https_port, "shop.example.com", None).status, 0, "TLS is refused for a name without a certificate");
+    assert!(!d.ssh("ports:report shop --format json").ok().stdout.contains("https"));
+}
+
+#[test]
+fn a_challenge_that_cannot_succeed_is_refused_and_the_app_keeps_serving() {
+    let (d, _ca, mut pebble) = setup("fail");
+    deploy(&d, "blog", "blog.example.com", "blog v1");
+    pebble.misroute("blog.example.com");
+    let out = d.ssh("letsencrypt:enable blog");
+    assert!(out.code != 0 && out.code != 255, "{out:#?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:#?}");
+    assert!(out.stderr.starts_with(" !     ") && out.stderr.contains("blog.example.com: the ACME server could not validate it"), "{out:#?}");
+    assert_eq!(get(&d, "blog.example.com"), (200, "blog v1".into()));
+    assert_eq!(report(&d, "blog")["ssl-enabled"], false);
+    assert!(!d.app_toml("blog").contains("enabled = true"), "{}", d.app_toml("blog"));
+    // Without an email, enabling is refused before anything is asked of the CA.
+    d.ssh("letsencrypt:set --global email").ok();
+    d.ssh("letsencrypt:enable blog").refused("email");
+}
+
+fn tar_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o600);
+        header.set_cksum();
+        builder.append_data(&mut header, name, data.as_slice()).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn certs_add_serves_a_users_certificate_and_refuses_every_bad_tar_without_change() {
+    let d = Daemon::start();
+    deploy(&d, "api", "api.example.com", "api v1");
+    let dir = d.dir.path().join("ca");
+    let ca = TestCa::new(&dir);
+    let (crt, key) = ca.leaf("api", &["api.example.com"]);
+    let (crt, key) = (std::fs::read(crt).unwrap(), std::fs::read(key).unwrap());
+    d.ssh_as(&d.admin, "certs:add api", &tar_of(&[("server.crt", crt.clone()), ("server.key", key.clone())])).ok();
+    let served = https(d.https_port, "api.example.com", Some(&ca.ca()));
+    assert_eq!((served.status, served.body.as_str()), (200, "api v1"), "{served:#?}");
+    assert_eq!(report(&d, "api")["ssl-source"], "user");
+    let good = serial(&d, "api");
+    let key_file = std::fs::read_dir(d.root().join("apps/api/tls")).unwrap().flatten().find(|e| e.file_name().to_string_lossy().ends_with(".pem")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key_file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+
+    let (_, other_key) = ca.leaf("other", &["api.example.com"]);
+    let now = berth::unix_now() as i64;
+    let expired = berth::tls::self_signed(&["api.example.com".into()], 1, now - 10 * 86_400).unwrap();
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("server.key", tar_of(&[("server.crt", crt.clone())])),
+        ("does not match", tar_of(&[("server.crt", crt.clone()), ("server.key", std::fs::read(other_key).unwrap())])),
+        ("expired", tar_of(&[("server.crt", expired.chain_pem.into_bytes()), ("server.key", expired.key_pem.into_bytes())])),
+        ("not a tar", b"this is not a tar at all\n".repeat(100)),
+        ("too large", tar_of(&[("server.crt", crt.clone()), ("server.key", key.clone()), ("padding", vec![b'x'; 1100 * 1024])])),
+        ("not PEM", tar_of(&[("server.crt", b"garbage".to_vec()), ("server.key", key.clone())])),
+    ];
+    for (needle, tar) in bad {
+        d.ssh_as(&d.admin, "certs:add api", &tar).refused(needle);
+        assert_eq!(serial(&d, "api"), good, "{needle}: the certificate changed");
+        assert_eq!(https(d.https_port, "api.example.com", Some(&ca.ca())).status, 200, "{needle}: https stopped");
+    }
+
+    // Self-signed for testing, then removed: plain http again, TLS refused for the name.
+    d.ssh("certs:generate api").ok();
+    assert_eq!(report(&d, "api")["ssl-source"], "self-signed");
+    assert_eq!(https(d.https_port, "api.example.com", None).body, "api v1");
+    d.ssh("certs:remove api").ok();
+    assert_eq!(report(&d, "api")["ssl-enabled"], false);
+    assert_eq!(https(d.https_port, "api.example.com", None).status, 0);
+    assert_eq!(http_get(d.http_port, "api.example.com", "/"), (200, "api v1".into()));
+    d.ssh("certs:remove api").refused("no certificate");
+}
+
+#[test]
+fn https_survives_a_daemon_restart_and_the_renewal_loop_runs_after_it() {
+    let (mut d, _ca, pebble) = setup("restart");
+    deploy(&d, "web", "web.example.com", "web v1");
+    d.ssh("letsencrypt:enable web").ok();
+    let first = serial(&d, "web");
+    // Due at once after the restart: the grace period is longer than pebble's 5 years.
+    d.ssh("letsencrypt:set --global graceperiod 200000000").ok();
+    d.stop();
+    assert_eq!(https(d.https_port, "web.example.com", Some(&pebble.root)).status, 200, "nginx outlives the daemon");
+    d.boot();
+    assert_eq!(https(d.https_port, "web.example.com", Some(&pebble.root)).body, "web v1");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while serial(&d, "web") == first {
+        assert!(Instant::now() < deadline, "the renewal loop did not renew after the restart: {}", d.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(https(d.https_port, "web.example.com", Some(&pebble.root)).body, "web v1");
+}
