@@ -77,8 +77,16 @@ bench_app_repo() {
     git remote add deploy "ssh://berth@127.0.0.1:$SSH_PORT/$1"
 }
 
+# A free loopback port below the ephemeral range, so a later bind(0) cannot take it.
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    python3 -c '
+import random, socket
+while True:
+    p = random.randrange(20000, 32000)
+    try:
+        socket.socket().bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass'
 }
 
 # For benchmarks: a CA of our own for pebble's listener, made before the daemon starts so the

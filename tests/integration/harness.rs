@@ -84,9 +84,16 @@ pub struct Daemon {
     env: Vec<(String, String)>,
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, below Linux's ephemeral range (32768+):
+/// a port taken from that range and let go could be handed out again at once by a later
+/// `bind(0)` (the daemon's own SSH listener), and nginx would then fail to bind it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Daemon {
