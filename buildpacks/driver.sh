@@ -2,8 +2,12 @@
 # berth's buildpack driver, run inside the build container: BUILD=/app CACHE=/cache ENV=/env.
 # Arguments: buildpack directories. With --detect, the first one whose bin/detect passes
 # builds the app; without, every one runs in order (an explicit list, as Heroku does).
+# Each leading `--default 'TYPE: COMMAND'` is a default process type berth chose (after the
+# Procfile's and the buildpacks' own).
 set -eo pipefail
 BUILD=/app CACHE=/cache ENV=/env
+berth_defaults=()
+while [ "$1" = "--default" ]; do berth_defaults+=("$2"); shift 2; done
 mode=all
 if [ "$1" = "--detect" ]; then mode=detect; shift; fi
 
@@ -39,6 +43,8 @@ for bp in "${chosen[@]}"; do
         "$bp/bin/release" "$BUILD" | sed -n '/^default_process_types:/,/^[^ ]/{s/^  \([a-zA-Z0-9_-]*\):[[:space:]]*\(.*\)$/\1: \2/p}' >>"$BUILD/.berth/defaults"
     fi
 done
+
+for line in "${berth_defaults[@]}"; do echo "$line" >>"$BUILD/.berth/defaults"; done
 
 # Process types: the Procfile's, then buildpack defaults for types it does not name.
 : >"$BUILD/.berth/processes"

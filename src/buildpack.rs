@@ -45,6 +45,57 @@ pub fn builtin_names() -> Vec<&'static str> {
 /// What berth looks for, for the "nothing to build" error.
 pub const LOOKED_FOR: &str = "a Dockerfile, requirements.txt/pyproject.toml/setup.py (python), package.json (nodejs), go.mod (go), index.html (static) or a Procfile (procfile)";
 
+/// Files that make an app a Python app (the python buildpack's detect).
+const PYTHON_MARKERS: &[&str] = &["requirements.txt", "pyproject.toml", "setup.py"];
+/// Modules that may hold a WSGI app object, most conventional first.
+const WSGI_MODULES: &[&str] = &["wsgi", "app", "main", "application", "server"];
+
+/// The python buildpack declares no default process: an app says how it starts in a
+/// Procfile. Before building one without a Procfile, berth guesses the command where the
+/// source makes it plain, or refuses at once, saying what to add, rather than after the
+/// whole build. `file` reads a file of the pushed tree; `paths` lists them all.
+/// `Ok(None)`: not a Python build, nothing to guess.
+pub fn python_web(chosen: &[String], file: &dyn Fn(&str) -> Option<String>, paths: &[String]) -> Result<Option<String>, String> {
+    let python_first = chosen.first().is_none_or(|b| b == "python");
+    let markers: Vec<String> = PYTHON_MARKERS.iter().filter_map(|m| file(m)).collect();
+    if !python_first || markers.is_empty() || file("Procfile").is_some() {
+        return Ok(None);
+    }
+    let requirements = file("requirements.txt").unwrap_or_default();
+    let has_gunicorn = requirements.lines().any(|l| {
+        let name = l.trim().to_ascii_lowercase();
+        name == "gunicorn" || name.strip_prefix("gunicorn").is_some_and(|rest| rest.starts_with(['=', '<', '>', '~', '!', '[', ' ', ';']))
+    }) || markers.iter().any(|text| text.contains("\"gunicorn") || text.contains("'gunicorn"));
+    if file("manage.py").is_some() {
+        let projects: Vec<&str> = paths.iter().filter_map(|p| p.strip_suffix("/wsgi.py")).filter(|dir| !dir.contains('/')).collect();
+        let project = match projects.as_slice() {
+            [one] => *one,
+            _ => return Err("No Procfile: add one with `web: gunicorn PROJECT.wsgi` (berth found manage.py but not one PROJECT/wsgi.py)".into()),
+        };
+        if !has_gunicorn {
+            return Err(format!("No Procfile: add gunicorn to requirements.txt (berth then runs `gunicorn {project}.wsgi`) or a Procfile with `web: COMMAND`"));
+        }
+        return Ok(Some(format!("gunicorn {project}.wsgi")));
+    }
+    let module = WSGI_MODULES.iter().find_map(|m| {
+        let text = file(&format!("{m}.py"))?;
+        ["application", "app"].into_iter().find(|var| text.lines().any(|l| defines(l, var))).map(|var| format!("{m}:{var}"))
+    });
+    match (module, has_gunicorn) {
+        (Some(target), true) => Ok(Some(format!("gunicorn {target}"))),
+        (Some(target), false) => Err(format!("No Procfile: add gunicorn to requirements.txt (berth then runs `gunicorn {target}`) or a Procfile with `web: COMMAND`")),
+        (None, _) => Err("No Procfile: add one saying how the app starts, e.g. `web: gunicorn app:app` (berth found no wsgi.py, app.py, main.py, application.py or server.py defining `app`)".into()),
+    }
+}
+
+/// `line` assigns the module-level name `var` (`app = Flask(__name__)`).
+fn defines(line: &str, var: &str) -> bool {
+    line.strip_prefix(var).is_some_and(|rest| {
+        let rest = rest.trim_start();
+        (rest.starts_with('=') && !rest.starts_with("==")) || rest.starts_with(':')
+    })
+}
+
 /// Writes the built-in buildpacks and the driver under `<root>/buildpacks`.
 pub fn install_builtins(root: &Path) -> std::io::Result<PathBuf> {
     let dir = root.join("buildpacks");
@@ -126,6 +177,8 @@ pub struct BuildRequest<'a> {
     pub env: &'a std::collections::BTreeMap<String, String>,
     /// Buildpacks in order; empty: the first built-in that detects.
     pub chosen: &'a [String],
+    /// Process types berth chose (`python_web`), after the Procfile's and the buildpacks'.
+    pub defaults: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// Where the driver writes the image's process types (Procfile, then buildpack defaults).
@@ -138,7 +191,7 @@ pub struct Built {
 }
 
 pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, out: &Output) -> Result<Built, String> {
-    let BuildRequest { app, tag, source, env, chosen } = request;
+    let BuildRequest { app, tag, source, env, chosen, defaults } = request;
     if runtime.image_info(STACK_IMAGE).await.is_none() {
         return Err(format!("The stack image {STACK_IMAGE} is missing: run `berth stack:build` on the server"));
     }
@@ -151,6 +204,9 @@ pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, ou
     std::fs::create_dir_all(root.join("buildpacks-custom")).map_err(|e| e.to_string())?;
 
     let mut cmd = vec!["/buildpacks/driver.sh".to_string()];
+    for (process, command) in defaults {
+        cmd.extend(["--default".to_string(), format!("{process}: {command}")]);
+    }
     if chosen.is_empty() {
         cmd.push("--detect".into());
         cmd.extend(builtin_names().iter().map(|n| format!("/buildpacks/{n}")));
@@ -215,6 +271,47 @@ fn write_env_dir(dir: &Path, env: &std::collections::BTreeMap<String, String>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn guess(files: &[(&str, &str)]) -> Result<Option<String>, String> {
+        let map: std::collections::BTreeMap<String, String> = files.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect();
+        let paths: Vec<String> = map.keys().cloned().collect();
+        python_web(&[], &|p| map.get(p).cloned(), &paths)
+    }
+
+    #[test]
+    fn a_flask_app_with_gunicorn_gets_a_web_command() {
+        let app = "from flask import Flask\napp = Flask(__name__)\n";
+        assert_eq!(guess(&[("requirements.txt", "Flask==3.0\ngunicorn==22.0\n"), ("app.py", app)]), Ok(Some("gunicorn app:app".into())));
+        assert_eq!(guess(&[("requirements.txt", "gunicorn\n"), ("wsgi.py", "application = make()\n"), ("app.py", app)]), Ok(Some("gunicorn wsgi:application".into())));
+        let pyproject = "[project]\ndependencies = [\"flask\", \"gunicorn>=22\"]\n";
+        assert_eq!(guess(&[("pyproject.toml", pyproject), ("main.py", "app: Flask = Flask(__name__)\n")]), Ok(Some("gunicorn main:app".into())));
+    }
+
+    #[test]
+    fn a_django_project_gets_gunicorn_on_its_wsgi_module() {
+        let files = [("requirements.txt", "Django\ngunicorn\n"), ("manage.py", ""), ("mysite/wsgi.py", ""), ("mysite/settings.py", "")];
+        assert_eq!(guess(&files), Ok(Some("gunicorn mysite.wsgi".into())));
+        let err = guess(&[("requirements.txt", "Django\n"), ("manage.py", ""), ("mysite/wsgi.py", "")]).unwrap_err();
+        assert!(err.contains("add gunicorn to requirements.txt") && err.contains("gunicorn mysite.wsgi"), "{err}");
+    }
+
+    #[test]
+    fn a_python_app_that_does_not_say_how_it_starts_is_refused_before_building() {
+        let err = guess(&[("requirements.txt", "six\n"), ("run.py", "print(1)\n")]).unwrap_err();
+        assert!(err.starts_with("No Procfile: add one"), "{err}");
+        // `app ==` compares, it does not define; gunicorn-extras is another package.
+        let err = guess(&[("requirements.txt", "gunicorn-extras\n"), ("app.py", "app = 1\n")]).unwrap_err();
+        assert!(err.contains("add gunicorn to requirements.txt"), "{err}");
+        assert!(guess(&[("requirements.txt", "gunicorn\n"), ("app.py", "if app == 1: pass\n")]).is_err());
+    }
+
+    #[test]
+    fn a_procfile_or_another_buildpack_needs_no_guess() {
+        assert_eq!(guess(&[("requirements.txt", "six\n"), ("Procfile", "worker: python w.py\n")]), Ok(None));
+        assert_eq!(guess(&[("package.json", "{}")]), Ok(None));
+        let files: std::collections::BTreeMap<String, String> = [("requirements.txt".to_string(), "six".to_string())].into();
+        assert_eq!(python_web(&["nodejs".to_string()], &|p| files.get(p).cloned(), &[]), Ok(None));
+    }
 
     #[test]
     fn builtins_are_written_executable() {

@@ -79,8 +79,14 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                     (runtime.build(tar, &tag, out).await.map_err(|e| e.to_string())?, procfile, false)
                 }
                 Builder::Buildpacks => {
+                    let read = |path: &str| git::file_in_tar(&tar, path).map(|b| String::from_utf8_lossy(&b).into_owned());
+                    let mut defaults = BTreeMap::new();
+                    if let Some(command) = buildpack::python_web(&config.buildpacks, &read, &git::paths_in_tar(&tar))? {
+                        out.step(format!("No Procfile: running web: {command} (add a Procfile to choose)")).await;
+                        defaults.insert(process::WEB.to_string(), command);
+                    }
                     out.step(format!("Building {app} with buildpacks ({})", short(&git_sha))).await;
-                    let request = buildpack::BuildRequest { app, tag: &version_tag, source: tar, env: &config.env, chosen: &config.buildpacks };
+                    let request = buildpack::BuildRequest { app, tag: &version_tag, source: tar, env: &config.env, chosen: &config.buildpacks, defaults: &defaults };
                     let built = buildpack::build(&runtime, &engine.root(), request, out).await?;
                     (built.image, built.processes, true)
                 }
@@ -164,8 +170,11 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
         store.save_releases(app, &releases).map_err(|e| e.to_string())?;
         releases.images_to_prune(config.keep_releases)
     };
-    match swapped {
-        Ok(retirement) => retirement.spawn(runtime.clone(), prune),
+    let urls = match swapped {
+        Ok((retirement, urls)) => {
+            retirement.spawn(runtime.clone(), prune);
+            urls
+        }
         // Nothing to retire; a failed release's image goes at once.
         Err(e) => {
             for tag in prune {
@@ -173,7 +182,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
             }
             return Err(e);
         }
-    }
+    };
     // What now serves is this release: the app's config says so too.
     engine
         .update_app(app, |config| {
@@ -196,6 +205,12 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
             Ok(0) => {}
             Ok(code) => out.error(format!("postdeploy exited with code {code}; v{version} is serving")).await,
             Err(e) => out.error(format!("postdeploy could not run: {e}; v{version} is serving")).await,
+        }
+    }
+    if !urls.is_empty() {
+        out.header("Application deployed:").await;
+        for url in &urls {
+            out.detail(url).await;
         }
     }
     Ok(version)
@@ -297,7 +312,8 @@ struct Started {
 /// Starts every container of the new release's formation, waits until all are ready (web:
 /// checks; others: still running after a moment), moves traffic to the new web containers,
 /// and hands back the old containers to retire. On any failure the new ones are removed.
-async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig, release: &Release, keeps_serving: &str, out: &Output) -> Result<Retirement, String> {
+/// Also returns the URLs the app is now served at.
+async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig, release: &Release, keeps_serving: &str, out: &Output) -> Result<(Retirement, Vec<String>), String> {
     // Listed before anything new starts: exactly what retires once traffic has moved.
     let retiring = runtime.containers(app).await.map_err(|e| e.to_string())?;
     let mut started = Vec::new();
@@ -306,17 +322,20 @@ async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig,
         route(engine, app, config, release.version, ips, out).await.map_err(|e| format!("cannot route {app}: {e}"))
     }
     .await;
-    if let Err(why) = moved {
-        for c in &started {
-            let _ = runtime.remove(&c.id).await;
+    let urls = match moved {
+        Ok(urls) => urls,
+        Err(why) => {
+            for c in &started {
+                let _ = runtime.remove(&c.id).await;
+            }
+            return Err(format!("{why}; {keeps_serving}"));
         }
-        return Err(format!("{why}; {keeps_serving}"));
-    }
+    };
     let wait = if config.checks.disabled { 0 } else { config.checks.wait_to_retire };
     if !retiring.is_empty() {
         out.step(format!("Retiring {} old container(s) in {wait}s", retiring.len())).await;
     }
-    Ok(Retirement { containers: retiring, wait: Duration::from_secs(wait) })
+    Ok((Retirement { containers: retiring, wait: Duration::from_secs(wait) }, urls))
 }
 
 /// Starts the formation (recording each container in `started` at once, so the caller can
@@ -446,7 +465,8 @@ impl Retirement {
 /// Points the app's nginx site at the web containers (checked alone, swapped in,
 /// reloaded), or removes it when there is nothing to route: no domains, no http mapping,
 /// or no web container. The app's certificate, if any, is served on its https mappings.
-async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips: Vec<String>, out: &Output) -> Result<(), String> {
+/// Returns the URLs the app is served at (none when nothing is routed).
+async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips: Vec<String>, out: &Output) -> Result<Vec<String>, String> {
     let ports = config.effective_ports();
     let routing = proxy::Routing {
         app,
@@ -462,7 +482,7 @@ async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips
         engine.nginx.remove_site(app).await.map_err(|e| e.to_string())?;
         let why = if ips.is_empty() { format!("no web containers run (ps:scale {app} web=1)") } else { format!("no domains (domains:add {app} DOMAIN)") };
         out.step(format!("Nothing is routed to {app}: {why}")).await;
-        return Ok(());
+        return Ok(Vec::new());
     };
     let text = engine.nginx.render_site(&site).map_err(|e| e.to_string())?;
     engine.nginx.install_site(app, &text).await.map_err(|e| e.to_string())?;
@@ -470,7 +490,7 @@ async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips
     let secure: Vec<&str> = site.servers.iter().filter(|s| s.certificate.is_some()).map(|s| s.server_names.as_str()).collect();
     let https = if secure.is_empty() { String::new() } else { format!(", https for {}", secure[0]) };
     out.step(format!("Routing {} → v{version} ({n} web container{}{https})", config.domains.join(", "), if n == 1 { "" } else { "s" })).await;
-    Ok(())
+    Ok(proxy::urls(&routing))
 }
 
 /// The app's certificate for its site. A certificate that cannot be read is reported and
@@ -506,7 +526,7 @@ pub async fn reroute(engine: &Engine, app: &str, out: &Output) -> Result<(), Str
             ips.push(runtime.ip(&c.id).await.map_err(|e| e.to_string())?);
         }
     }
-    route(engine, app, &config, active.version, ips, out).await
+    route(engine, app, &config, active.version, ips, out).await.map(|_| ())
 }
 
 /// Makes what runs match what the app's state says (after a daemon or engine restart, and

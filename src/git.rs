@@ -117,6 +117,17 @@ pub fn file_in_tar(tar: &[u8], wanted: &str) -> Option<Vec<u8>> {
     None
 }
 
+/// The paths of the regular files in a build context tar.
+pub fn paths_in_tar(tar: &[u8]) -> Vec<String> {
+    let mut archive = tar::Archive::new(tar);
+    let Ok(entries) = archive.entries() else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.header().entry_type().is_file())
+        .filter_map(|e| e.path().ok().map(|p| p.to_string_lossy().trim_start_matches("./").to_string()))
+        .collect()
+}
+
 /// The commit a branch points to in the app's repository (outside any push).
 pub fn branch_head(repo_dir: &Path, branch: &str) -> Result<Option<Oid>, GitError> {
     let repo = Repository::open_bare(repo_dir)?;
@@ -125,6 +136,12 @@ pub fn branch_head(repo_dir: &Path, branch: &str) -> Result<Option<Oid>, GitErro
         Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether nothing was ever pushed to the repository (it has no refs).
+pub fn is_empty_repo(repo_dir: &Path) -> Result<bool, GitError> {
+    let repo = Repository::open_bare(repo_dir)?;
+    Ok(repo.references()?.next().is_none())
 }
 
 /// Branch names `git:set deploy-branch` accepts: a safe subset of git's ref rules.

@@ -111,18 +111,58 @@ pub struct Server {
 /// proxies (or redirects to https the names the certificate covers); per https mapping,
 /// a TLS server for those names. Pure. None when there is nothing to route (no domains,
 /// no web container, or no mapping that can be served).
+/// Which of an app's names are served how.
+struct Names<'a> {
+    /// Names the certificate covers.
+    secure: Vec<String>,
+    /// Names plain http redirects to https for (https is served for them).
+    redirected: Vec<String>,
+    /// Names plain http proxies to the app.
+    proxied: Vec<String>,
+    /// The https mappings, when a certificate covers some name.
+    https_maps: Vec<&'a PortMap>,
+}
+
+impl<'a> Names<'a> {
+    fn of(routing: &Routing<'a>) -> Names<'a> {
+        let (secure, plain): (Vec<String>, Vec<String>) = match &routing.tls {
+            Some(tls) => routing.domains.iter().cloned().partition(|d| tls.names.iter().any(|n| crate::tls::covers(n, d))),
+            None => (Vec::new(), routing.domains.to_vec()),
+        };
+        let https_maps: Vec<&PortMap> = if secure.is_empty() { Vec::new() } else { routing.ports.iter().filter(|p| p.scheme == Scheme::Https).collect() };
+        // Names the certificate covers redirect only when https is really served for them.
+        let (redirected, proxied) = if https_maps.is_empty() { (Vec::new(), routing.domains.to_vec()) } else { (secure.clone(), plain) };
+        Names { secure, redirected, proxied, https_maps }
+    }
+}
+
+/// Where a browser reaches the app, in the order of its domains: `https://` for names
+/// served with a certificate, `http://` for the others; a port only when not the default.
+/// Wildcard names are left out (no browser can open them).
+pub fn urls(routing: &Routing<'_>) -> Vec<String> {
+    let names = Names::of(routing);
+    let http = routing.ports.iter().find(|p| p.scheme == Scheme::Http);
+    let with_port = |scheme: &str, name: &str, map: &PortMap, default: u16| match routing.listen.for_map(map).port() {
+        port if port == default => format!("{scheme}://{name}"),
+        port => format!("{scheme}://{name}:{port}"),
+    };
+    let mut urls = Vec::new();
+    for name in routing.domains.iter().filter(|d| !d.starts_with("*.")) {
+        if let (true, Some(map)) = (names.redirected.contains(name), names.https_maps.first()) {
+            urls.push(with_port("https", name, map, 443));
+        } else if let (true, Some(map)) = (names.proxied.contains(name), http) {
+            urls.push(with_port("http", name, map, 80));
+        }
+    }
+    urls
+}
+
 pub fn plan_site(routing: &Routing<'_>, acme_root: &Path) -> Option<Site> {
     let Routing { app, release, domains, ports, backends, listen, tls } = routing;
     if domains.is_empty() || backends.is_empty() {
         return None;
     }
-    let (secure, plain): (Vec<String>, Vec<String>) = match tls {
-        Some(tls) => domains.iter().cloned().partition(|d| tls.names.iter().any(|n| crate::tls::covers(n, d))),
-        None => (Vec::new(), domains.to_vec()),
-    };
-    let https_maps: Vec<&PortMap> = if secure.is_empty() { Vec::new() } else { ports.iter().filter(|p| p.scheme == Scheme::Https).collect() };
-    // Names the certificate covers redirect only when https is really served for them.
-    let (redirected, proxied) = if https_maps.is_empty() { (Vec::new(), domains.to_vec()) } else { (secure.clone(), plain) };
+    let Names { secure, redirected, proxied, https_maps } = Names::of(routing);
     let redirect_to = https_maps.first().map(|m| match listen.for_map(m).port() {
         443 => String::new(),
         port => format!(":{port}"),
@@ -323,6 +363,11 @@ impl Nginx {
         comm.contains("nginx").then_some(pid)
     }
 
+    /// `nginx -t` on the whole running config.
+    pub async fn check_main(&self) -> Result<(), ProxyError> {
+        self.test_config(&self.main_conf()).await
+    }
+
     /// `nginx -t` on a config file.
     async fn test_config(&self, conf: &Path) -> Result<(), ProxyError> {
         let output = tokio::process::Command::new(NGINX)
@@ -467,6 +512,22 @@ mod tests {
 
     fn tls(names: &[&str]) -> Option<SiteTls> {
         Some(SiteTls { bundle: "/r/apps/web/tls/cert-1.pem".into(), names: names.iter().map(|s| s.to_string()).collect(), hsts: Some("max-age=60".into()) })
+    }
+
+    #[test]
+    fn urls_say_https_where_a_certificate_serves_and_name_odd_ports() {
+        let ports = vec![PortMap::DEFAULT, map("https:443:5000")];
+        let domains = vec!["a.com".to_string(), "b.com".to_string(), "*.c.com".to_string()];
+        let plain = routing(&domains, &ports, &[], None);
+        assert_eq!(urls(&plain), vec!["http://a.com:8080", "http://b.com:8080"]);
+        let secure = routing(&domains, &ports, &[], tls(&["a.com"]));
+        assert_eq!(urls(&secure), vec!["https://a.com:8443", "http://b.com:8080"]);
+        let mut on_defaults = routing(&domains, &ports, &[], tls(&["a.com"]));
+        on_defaults.listen = Listen { http: "0.0.0.0:80".parse().unwrap(), https: "0.0.0.0:443".parse().unwrap() };
+        assert_eq!(urls(&on_defaults), vec!["https://a.com", "http://b.com"]);
+        // A certificate without an https mapping serves nothing over https.
+        let http_only = [PortMap::DEFAULT];
+        assert_eq!(urls(&routing(&domains, &http_only, &[], tls(&["a.com"]))), vec!["http://a.com:8080", "http://b.com:8080"]);
     }
 
     #[test]

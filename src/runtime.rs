@@ -143,6 +143,12 @@ impl Runtime {
         Ok(Runtime { docker, root: root.display().to_string() })
     }
 
+    /// The engine's version, asked anew (so a stopped engine shows).
+    pub async fn version(&self) -> Result<String, RuntimeError> {
+        let version = self.docker.version().await.map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
+        Ok(version.version.unwrap_or_else(|| "(unknown version)".into()))
+    }
+
     pub async fn ensure_network(&self) -> Result<(), RuntimeError> {
         if self.docker.inspect_network(NETWORK, None).await.is_ok() {
             return Ok(());

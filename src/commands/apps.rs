@@ -52,6 +52,26 @@ pub async fn destroy(ctx: &mut Ctx<'_>, app: &str, force: bool) -> CmdResult {
     Ok(())
 }
 
+/// Removes an app that a first push created, when that push landed nothing (its deploy
+/// failed, so the branch was not updated) and the app was never deployed. Returns whether
+/// it was removed. A push or command that got in meanwhile keeps the app.
+pub async fn remove_unborn(engine: &Engine, app: &str) -> Result<bool, CmdError> {
+    let _deploying = engine.deploy_lock(app, &crate::output::Output::discard()).await.map_err(CmdError::Failed)?;
+    let store = &engine.store;
+    let _apps = store.lock_apps().await;
+    let _app = store.lock_app(app).await;
+    if !store.app_exists(app) || store.load_releases(app)?.active().is_some() {
+        return Ok(false);
+    }
+    let repo = store.repo_dir(app);
+    if repo.exists() && !crate::git::is_empty_repo(&repo).map_err(|e| failed(e.to_string()))? {
+        return Ok(false);
+    }
+    crate::deploy::teardown(engine, app).await.map_err(CmdError::Failed)?;
+    store.destroy_app(app)?;
+    Ok(true)
+}
+
 pub async fn list(ctx: &mut Ctx<'_>, quiet: bool) -> CmdResult {
     let names = app_names(ctx, None)?;
     if !quiet {

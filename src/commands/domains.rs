@@ -114,14 +114,96 @@ pub async fn set_global(ctx: &mut Ctx<'_>, domains: &[String]) -> CmdResult {
         return Err(failed("A global domain cannot be a wildcard: apps get APP.DOMAIN under it"));
     }
     let store = &ctx.engine.store;
-    let _global = store.lock_global().await;
-    let mut global = store.load_global()?;
-    global.global_domains = names.clone();
-    store.save_global(&global)?;
+    let changed = {
+        let _apps = store.lock_apps().await;
+        let _global = store.lock_global().await;
+        let mut global = store.load_global()?;
+        let before = std::mem::replace(&mut global.global_domains, names.clone());
+        let apps = store.list_apps()?;
+        let mut taken: Vec<(String, Vec<String>)> = Vec::new();
+        for app in &apps {
+            taken.push((app.clone(), store.load_app(app)?.domains));
+        }
+        // Every app's new names are decided before anything is written.
+        let mut plans = Vec::new();
+        for (app, domains) in &taken {
+            let Some(proposed) = follow_global(app, domains, &before, &names) else { continue };
+            let mut next = Vec::new();
+            for d in proposed {
+                match taken.iter().find(|(other, theirs)| other != app && theirs.contains(&d)) {
+                    Some((other, _)) => ctx.out.error(format!("{d} stays with app {other}: not added to {app}")).await,
+                    None => next.push(d),
+                }
+            }
+            plans.push((app.clone(), next));
+        }
+        store.save_global(&global)?;
+        let mut changed = Vec::new();
+        for (app, next) in plans {
+            ctx.engine
+                .update_app(&app, |config| {
+                    config.domains = next.clone();
+                    Ok::<_, CmdError>(())
+                })
+                .await?;
+            changed.push(app);
+        }
+        changed
+    };
     if names.is_empty() {
         ctx.out.step("Cleared global domains").await;
     } else {
         ctx.out.step(format!("Set global domains: {}", names.join(" "))).await;
     }
+    for app in changed {
+        let domains = store.load_app(&app)?.domains;
+        ctx.out.step(format!("{app} now answers to {}", if domains.is_empty() { "no domain".to_string() } else { domains.join(" ") })).await;
+        apply_routing(ctx, &app).await?;
+    }
     Ok(())
+}
+
+/// An app's domains once the global domains change from `before` to `after`: its default
+/// names (`APP.<old global>`) become `APP.<new global>`; its own names stay. `None` when
+/// the app has no default name (its domains were set by hand) or nothing changes.
+fn follow_global(app: &str, domains: &[String], before: &[String], after: &[String]) -> Option<Vec<String>> {
+    let defaults: Vec<String> = before.iter().map(|g| format!("{app}.{g}")).collect();
+    if !domains.iter().any(|d| defaults.contains(d)) {
+        return None;
+    }
+    let mut next: Vec<String> = domains.iter().filter(|d| !defaults.contains(d)).cloned().collect();
+    for g in after {
+        let name = format!("{app}.{g}");
+        if !next.contains(&name) {
+            next.push(name);
+        }
+    }
+    (next != domains).then_some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::follow_global;
+
+    fn v(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn default_names_follow_the_global_domain() {
+        let next = follow_global("web", &v(&["web.1.2.3.4.sslip.io", "www.example.com"]), &v(&["1.2.3.4.sslip.io"]), &v(&["apps.example.com"]));
+        assert_eq!(next, Some(v(&["www.example.com", "web.apps.example.com"])));
+    }
+
+    #[test]
+    fn hand_set_domains_stay() {
+        assert_eq!(follow_global("web", &v(&["www.example.com"]), &v(&["old.example"]), &v(&["new.example"])), None);
+        assert_eq!(follow_global("web", &[], &v(&["old.example"]), &v(&["new.example"])), None);
+    }
+
+    #[test]
+    fn clearing_the_global_domain_removes_default_names() {
+        assert_eq!(follow_global("web", &v(&["web.old.example"]), &v(&["old.example"]), &[]), Some(vec![]));
+        assert_eq!(follow_global("web", &v(&["web.same.example"]), &v(&["same.example"]), &v(&["same.example"])), None);
+    }
 }

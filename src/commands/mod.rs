@@ -10,6 +10,7 @@ mod build;
 mod certs;
 mod checks;
 mod config;
+mod doctor;
 mod domains;
 mod git;
 mod keys;
@@ -86,6 +87,10 @@ pub enum Command {
     /// Print berth's version
     #[command(name = "version")]
     Version,
+
+    /// Check this server: Docker, nginx, ports, DNS of the global domain, disk, clock, certificates
+    #[command(name = "doctor")]
+    Doctor,
 
     /// Create an app
     #[command(name = "apps:create")]
@@ -622,7 +627,7 @@ impl Command {
             StackBuild { .. } => Scope::Admin,
             GitReceive { .. } => Scope::Internal,
             AppsCreate { .. } | AppsDestroy { .. } | AppsRename { .. } | DomainsSetGlobal { .. }
-            | DomainsClearGlobal | KeysAdd { .. } | KeysList { .. } | KeysRemove { .. } => Scope::Admin,
+            | DomainsClearGlobal | Doctor | KeysAdd { .. } | KeysList { .. } | KeysRemove { .. } => Scope::Admin,
         }
     }
 }
@@ -674,6 +679,7 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
             ctx.out.line(format!("berth {}", env!("CARGO_PKG_VERSION"))).await;
             Ok(())
         }
+        Doctor => doctor::run(ctx).await,
         AppsCreate { app } => apps::create(ctx, &app).await,
         AppsDestroy { app, force } => apps::destroy(ctx, &app, force).await,
         AppsList { quiet } => apps::list(ctx, quiet).await,

@@ -235,7 +235,7 @@ async fn run_git(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>, ser
             let _ = stderr.write_all(format!(" !     {message}\n").as_bytes()).await;
             1
         }
-        Ok(repo) => {
+        Ok(GitTarget { repo, app, created }) => {
             let program = match service {
                 GitService::ReceivePack => "receive-pack",
                 GitService::UploadPack => "upload-pack",
@@ -279,6 +279,18 @@ async fn run_git(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>, ser
                     let _ = tokio::join!(out_copy, err_copy);
                     let status = child.wait().await;
                     stdin_pump.abort();
+                    // A failed first push leaves nothing behind: not even the app it created.
+                    if created {
+                        match crate::commands::apps::remove_unborn(&engine, &app).await {
+                            Ok(true) => {
+                                tracing::info!(app, "removed: its first push failed");
+                                let note = format!(" !     {app} was created by this push, which failed: removed it\n");
+                                let _ = stderr.write_all(note.as_bytes()).await;
+                            }
+                            Ok(false) => {}
+                            Err(e) => tracing::error!(app, "cannot remove after a failed first push: {e}"),
+                        }
+                    }
                     status.ok().and_then(|s| s.code()).unwrap_or(1)
                 }
             }
@@ -291,26 +303,42 @@ async fn run_git(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>, ser
     let _ = writer.close().await;
 }
 
+/// A repository ready for git: where it is, which app, and whether this push created the app.
+struct GitTarget {
+    repo: std::path::PathBuf,
+    app: String,
+    created: bool,
+}
+
 /// Authorizes the caller, creates the app on a first push (as dokku does), and makes sure
-/// the repository and its hook exist. Returns the repository's path.
-async fn prepare_git(engine: &Engine, caller: &Caller, service: GitService, path: &str) -> Result<std::path::PathBuf, String> {
+/// the repository and its hook exist.
+async fn prepare_git(engine: &Engine, caller: &Caller, service: GitService, path: &str) -> Result<GitTarget, String> {
     let app = git_path_app(path)?;
     if !caller.role.may_manage(&app) {
         return Err(format!("Permission denied: key {} may not manage app {app}", caller.name));
     }
+    let mut created = false;
     if !engine.store.app_exists(&app) {
         if service == GitService::UploadPack {
             return Err(format!("App {app} does not exist"));
         }
         match crate::commands::apps::create_app(engine, &app).await {
-            Ok(()) => tracing::info!(app, "created by a first push"),
+            Ok(()) => {
+                tracing::info!(app, "created by a first push");
+                created = true;
+            }
             Err(crate::commands::CmdError::Store(crate::store::StoreError::AppExists(_))) => {}
             Err(e) => return Err(e.to_string()),
         }
     }
     let repo = engine.store.repo_dir(&app);
-    crate::git::ensure_repo(&repo, &engine.exe, &engine.root(), &app).map_err(|e| format!("cannot prepare the repository of {app}: {e}"))?;
-    Ok(repo)
+    if let Err(e) = crate::git::ensure_repo(&repo, &engine.exe, &engine.root(), &app) {
+        if created {
+            let _ = crate::commands::apps::remove_unborn(engine, &app).await;
+        }
+        return Err(format!("cannot prepare the repository of {app}: {e}"));
+    }
+    Ok(GitTarget { repo, app, created })
 }
 
 /// Splits an exec request by shell-word rules. Nothing here is ever given to a shell.
