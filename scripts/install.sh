@@ -1,45 +1,95 @@
 #!/usr/bin/env bash
-# Sets up berth on this machine and starts it. Idempotent: run it again to upgrade.
+# Sets up berth on this machine and starts it. Idempotent: run it again to upgrade (the
+# daemon restarts; containers and berth's nginx keep serving).
 #   installs Debian's docker.io, nginx, git; starts the Docker engine; builds and installs
-#   /usr/local/bin/berth; runs `berth daemon` (a systemd unit where systemd runs, a
-#   background process otherwise) with its state in $BERTH_ROOT (default /var/lib/berth).
+#   the berth binary; runs `berth daemon` (a systemd unit where systemd runs, a background
+#   process otherwise); builds the buildpack stack image; sets a default global domain.
+# Prints one line per step; everything the steps print goes to $BERTH_INSTALL_LOG.
+#
+# Environment (all optional):
+#   BERTH_ROOT          state directory                 (/var/lib/berth)
+#   BERTH_BIN           where the binary goes           (/usr/local/bin/berth)
+#   BERTH_DOMAIN        global domain for new installs  (<this host's IPv4>.sslip.io)
+#   BERTH_SSH_LISTEN, BERTH_HTTP_LISTEN, BERTH_HTTPS_LISTEN   ADDR:PORT (0.0.0.0:2222, :80, :443)
+#   BERTH_INSTALL_LOG   the install's full log          (/var/log/berth-install.log)
+#   BERTH_DAEMON_LOG    the daemon's log without systemd (/var/log/berth.log)
+#   BERTH_PREBUILT      use this binary instead of building one (tests)
+#   BERTH_NO_SYSTEMD=1  run the daemon in the background even where systemd runs (tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 
-BERTH_ROOT=${BERTH_ROOT:-/var/lib/berth}
-BIN=/usr/local/bin/berth
+export BERTH_ROOT=${BERTH_ROOT:-/var/lib/berth}
+BIN=${BERTH_BIN:-/usr/local/bin/berth}
+LOG=${BERTH_INSTALL_LOG:-/var/log/berth-install.log}
+DAEMON_LOG=${BERTH_DAEMON_LOG:-/var/log/berth.log}
+export PATH="$HOME/.cargo/bin:$PATH"
+started_at=$SECONDS
 
-apt_install docker.io nginx git openssh-client ca-certificates build-essential pkg-config debootstrap
-ensure_docker
-ensure_rust
+mkdir -p "$(dirname "$LOG")"
+printf 'berth install, %s\n' "$(date -u)" >"$LOG"
 
-log "Building berth"
-cargo build --release --locked --quiet
-install -m 0755 target/release/berth "$BIN.new"
-mv -f "$BIN.new" "$BIN"
-
-mkdir -p "$BERTH_ROOT"
-# berth runs its own nginx (its own config under $BERTH_ROOT/nginx) on port 80. Debian's
-# nginx service, freshly installed with only its default site, would hold that port.
-if have_systemd && systemctl is-active --quiet nginx; then
-    if [ "$(ls /etc/nginx/sites-enabled 2>/dev/null)" = "default" ]; then
-        log "Stopping Debian's default nginx service (berth runs its own nginx on port 80)"
-        systemctl disable --now nginx >/dev/null 2>&1
-    else
-        printf ' !     nginx.service serves other sites: move it off port 80 or start berth with --http-listen\n' >&2
+# One line per step: "-----> What … done (Ns)". The step's own output goes to the log; on
+# failure its last lines are shown and the install stops.
+step() {
+    local what=$1 start=$SECONDS rc=0
+    shift
+    printf -- '-----> %s … ' "$what"
+    printf '\n=== %s\n' "$what" >>"$LOG"
+    # In the background, so that `set -e` holds inside the step (it would not in an `if`).
+    ("$@") >>"$LOG" 2>&1 </dev/null &
+    wait $! || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "failed"
+        tail -n 15 "$LOG" | sed 's/^/       /' >&2
+        die "$what failed (exit $rc); the whole log is $LOG"
     fi
-fi
-if have_systemd; then
-    cat >/etc/systemd/system/berth.service <<UNIT
+    echo "done ($((SECONDS - start))s)"
+}
+
+use_systemd() {
+    have_systemd && [ "${BERTH_NO_SYSTEMD:-}" != 1 ]
+}
+
+install_binary() {
+    if [ -n "${BERTH_PREBUILT:-}" ]; then
+        install -m 0755 "$BERTH_PREBUILT" "$BIN.new"
+    else
+        ensure_rust
+        cargo build --release --locked
+        install -m 0755 target/release/berth "$BIN.new"
+    fi
+    mv -f "$BIN.new" "$BIN"
+}
+
+# berth runs its own nginx (its own config under $BERTH_ROOT/nginx) on ports 80 and 443.
+# Debian's nginx service, freshly installed with only its default site, would hold them.
+free_web_ports() {
+    if [ "$(ls /etc/nginx/sites-enabled 2>/dev/null)" = "default" ]; then
+        systemctl disable --now nginx
+    else
+        echo "nginx.service serves other sites: move it off ports 80/443 or set BERTH_HTTP_LISTEN/BERTH_HTTPS_LISTEN" >&2
+        return 1
+    fi
+}
+
+start_daemon() {
+    mkdir -p "$BERTH_ROOT"
+    rm -f "$BERTH_ROOT/ssh-address"
+    if use_systemd; then
+        local env_lines="Environment=BERTH_ROOT=$BERTH_ROOT"
+        for var in BERTH_SSH_LISTEN BERTH_HTTP_LISTEN BERTH_HTTPS_LISTEN; do
+            [ -n "${!var:-}" ] && env_lines+=$'\n'"Environment=$var=${!var}"
+        done
+        cat >/etc/systemd/system/berth.service <<UNIT
 [Unit]
 Description=berth: git push deploys on this server
 After=network-online.target docker.service
 Wants=docker.service
 
 [Service]
-Environment=BERTH_ROOT=$BERTH_ROOT
+$env_lines
 ExecStart=$BIN daemon
 Restart=on-failure
 KillMode=process
@@ -48,32 +98,86 @@ TimeoutStopSec=30
 [Install]
 WantedBy=multi-user.target
 UNIT
-    systemctl daemon-reload
-    systemctl enable berth >/dev/null 2>&1
-    systemctl restart berth
-else
-    # No systemd (containers, CI): stop the daemon we started before, start the new binary.
-    if [ -f "$BERTH_ROOT/berth.pid" ] && kill -0 "$(cat "$BERTH_ROOT/berth.pid")" 2>/dev/null; then
-        log "Stopping the running daemon"
-        pid=$(cat "$BERTH_ROOT/berth.pid")
-        kill -TERM "$pid"
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        systemctl daemon-reload
+        systemctl enable berth
+        systemctl restart berth
+    else
+        # No systemd (containers, CI): stop the daemon started before, start the new binary.
+        if [ -f "$BERTH_ROOT/berth.pid" ] && kill -0 "$(cat "$BERTH_ROOT/berth.pid")" 2>/dev/null; then
+            local pid
+            pid=$(cat "$BERTH_ROOT/berth.pid")
+            echo "Stopping the running daemon ($pid)"
+            kill -TERM "$pid"
+            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        fi
+        nohup "$BIN" daemon >>"$DAEMON_LOG" 2>&1 </dev/null &
     fi
-    BERTH_ROOT=$BERTH_ROOT nohup "$BIN" daemon >>/var/log/berth.log 2>&1 </dev/null &
+    for _ in $(seq 1 100); do
+        [ -s "$BERTH_ROOT/ssh-address" ] && "$BIN" version >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "the berth daemon did not start; see $(use_systemd && echo 'journalctl -u berth' || echo "$DAEMON_LOG")" >&2
+    return 1
+}
+
+# This host's IPv4 address as the world sees it, as far as this host knows: the source
+# address of its default route (behind NAT that is a private one; then set BERTH_DOMAIN).
+host_ipv4() {
+    ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") { print $(i + 1); exit }}'
+}
+
+# A new install answers at APP.<ip>.sslip.io at once (wildcard DNS, no setup); an install
+# that has a global domain keeps it.
+set_global_domain() {
+    if grep -q '^global_domains = \[ *"' "$BERTH_ROOT/berth.toml" 2>/dev/null; then
+        echo "A global domain is set already: kept"
+        return 0
+    fi
+    "$BIN" domains:set-global "$1"
+}
+
+step "Installing Debian packages (docker.io, nginx, git, debootstrap…)" \
+    apt_install docker.io nginx git openssh-client ca-certificates build-essential pkg-config debootstrap iproute2 curl
+step "Starting the Docker engine" ensure_docker
+if [ -n "${BERTH_PREBUILT:-}" ]; then
+    step "Installing berth from $BERTH_PREBUILT" install_binary
+else
+    step "Building berth (the first build takes a few minutes)" install_binary
+fi
+if use_systemd && systemctl is-active --quiet nginx; then
+    step "Stopping Debian's nginx service (berth runs its own on ports 80 and 443)" free_web_ports
+fi
+step "Starting the berth daemon" start_daemon
+step "Building the buildpack stack image (first time: a few minutes)" "$BIN" stack:build
+
+ip=$(host_ipv4)
+domain=${BERTH_DOMAIN:-${ip:+$ip.sslip.io}}
+if [ -n "$domain" ]; then
+    step "Setting the global domain ($domain)" set_global_domain "$domain"
 fi
 
-for _ in $(seq 1 100); do
-    BERTH_ROOT=$BERTH_ROOT "$BIN" version >/dev/null 2>&1 && break
-    sleep 0.1
-done
-BERTH_ROOT=$BERTH_ROOT "$BIN" version >/dev/null 2>&1 || die "berth daemon did not start; see /var/log/berth.log or journalctl -u berth"
+ssh_address=$(cat "$BERTH_ROOT/ssh-address")
+ssh_port=${ssh_address##*:}
+host=${ip:-this-host}
+fingerprint=$(ssh-keygen -lf "$BERTH_ROOT/keys/host_ed25519.pub" 2>/dev/null | awk '{print $2}')
+global=$(sed -n 's/^global_domains = \[ *"\([^"]*\)".*/\1/p' "$BERTH_ROOT/berth.toml" 2>/dev/null)
+if use_systemd; then daemon_log="journalctl -u berth"; else daemon_log=$DAEMON_LOG; fi
+if [ -n "$global" ]; then apps="http://APP.$global"; else apps="no global domain yet: domains:set-global DOMAIN"; fi
+ssh_opt=""
+[ "$ssh_port" = 22 ] || ssh_opt="-p $ssh_port "
 
-# The image buildpack builds run in (a few minutes, once; `stack:build --force` redoes it).
-BERTH_ROOT=$BERTH_ROOT "$BIN" stack:build
+cat <<DONE
+=====> berth $("$BIN" version | awk '{print $2}') is running (installed in $((SECONDS - started_at))s)
+       SSH:       berth@$host port $ssh_port, host key $fingerprint
+       Apps:      $apps
+       Logs:      daemon: $daemon_log; nginx: $BERTH_ROOT/nginx/logs; this install: $LOG
 
-log "berth $("$BIN" version | awk '{print $2}') is running (SSH on $(cat "$BERTH_ROOT/ssh-address"))"
-cat <<NEXT
-       Next: add your SSH public key, then use berth from your laptop:
-         berth ssh-keys:add me < ~/.ssh/id_ed25519.pub
-         ssh -p 2222 berth@this-host apps:create myapp
-NEXT
+=====> Next steps, from your laptop
+       1. Let your SSH key in (berth asks no password; the key is read from stdin):
+          ssh root@$host berth ssh-keys:add me < ~/.ssh/id_ed25519.pub
+       2. Deploy an app (on first connection, check ssh shows the host key above):
+          git remote add deploy ssh://berth@$host:$ssh_port/myapp
+          git push deploy main
+       3. Check the server at any time:
+          ssh ${ssh_opt}berth@$host doctor
+DONE

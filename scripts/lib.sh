@@ -25,13 +25,14 @@ have_systemd() {
     [ -d /run/systemd/system ]
 }
 
-# A Rust toolchain new enough for russh (1.89+): the one on PATH, ~/.cargo's, or rustup's.
+# A Rust toolchain new enough for russh (1.89+), with clippy: the one on PATH, ~/.cargo's,
+# or rustup's (whose minimal profile has no clippy: the component is added).
 ensure_rust() {
     export PATH="$HOME/.cargo/bin:$PATH"
     if ! command -v cargo >/dev/null 2>&1; then
         log "Installing Rust with rustup"
         apt_install curl ca-certificates
-        curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >/dev/null \
+        curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy >/dev/null \
             || die "cannot install Rust: install rustup (https://rustup.rs) and run this again"
         export PATH="$HOME/.cargo/bin:$PATH"
     fi
@@ -39,6 +40,14 @@ ensure_rust() {
     version=$(rustc --version | awk '{print $2}')
     if [ "$(printf '%s\n1.89.0\n' "$version" | sort -V | head -n1)" != "1.89.0" ]; then
         die "Rust $version is too old: berth needs 1.89 or newer (rustup update stable)"
+    fi
+    if ! cargo clippy --version >/dev/null 2>&1; then
+        if command -v rustup >/dev/null 2>&1; then
+            log "Adding clippy to the Rust toolchain"
+            rustup component add clippy >/dev/null 2>&1 || die "cannot add clippy: rustup component add clippy"
+        else
+            die "cargo clippy is missing and there is no rustup to add it: install clippy for Rust $version"
+        fi
     fi
 }
 

@@ -112,9 +112,10 @@ else
             done < <(docker image ls --format '{{.Repository}}:{{.Tag}}' "berth/$app")
         done
     fi
-    # Other berth roots on this engine (tests, benchmarks) still build with the stack image.
+    # The stack image and the network are shared by every berth root on this engine (tests,
+    # benchmarks): they go only with --purge, and only when no other root has containers.
     others=$(docker ps -aq --filter label=berth.root | wc -l)
-    if [ "$others" -eq 0 ] && docker image inspect berth/stack:bookworm >/dev/null 2>&1; then
+    if $purge && [ "$others" -eq 0 ] && docker image inspect berth/stack:bookworm >/dev/null 2>&1; then
         images+=(berth/stack:bookworm)
     fi
     log "Removing ${#images[@]} image(s)"
@@ -123,9 +124,11 @@ else
         docker rmi "$image" >/dev/null 2>&1 || kept=$((kept + 1))
     done
     [ "$kept" -eq 0 ] || detail "$kept image(s) are still used by other containers and stay"
-    [ "$others" -eq 0 ] || detail "berth/stack:bookworm stays: $others container(s) of other berth roots remain"
+    if $purge && [ "$others" -ne 0 ]; then
+        detail "berth/stack:bookworm stays: $others container(s) of other berth roots remain"
+    fi
 
-    if docker network inspect berth >/dev/null 2>&1; then
+    if $purge && docker network inspect berth >/dev/null 2>&1; then
         if [ -z "$(docker ps -aq --filter network=berth)" ]; then
             log "Removing the Docker network berth"
             docker network rm berth >/dev/null 2>&1 || detail "cannot remove it; left as it is"

@@ -18,13 +18,13 @@ use crate::store::{GlobalConfig, Store};
 #[derive(Debug, Clone, clap::Args)]
 pub struct DaemonArgs {
     /// Address of the SSH server [default: 0.0.0.0:2222]
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", env = "BERTH_SSH_LISTEN")]
     pub ssh_listen: Option<String>,
     /// Address nginx serves HTTP on [default: 0.0.0.0:80]
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", env = "BERTH_HTTP_LISTEN")]
     pub http_listen: Option<String>,
     /// Address nginx serves HTTPS on (host port 443 of an https mapping) [default: 0.0.0.0:443]
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", env = "BERTH_HTTPS_LISTEN")]
     pub https_listen: Option<String>,
 }
 

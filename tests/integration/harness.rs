@@ -36,6 +36,11 @@ impl Out {
     }
 }
 
+/// Runs `cmd` with `stdin` as its input.
+pub fn run_command(cmd: Command, stdin: &[u8]) -> Out {
+    run(cmd, stdin)
+}
+
 fn run(mut cmd: Command, stdin: &[u8]) -> Out {
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");

@@ -8,6 +8,7 @@ mod commands;
 mod deploy;
 mod firstrun;
 mod https;
+mod install;
 mod processes;
 mod proxy;
 mod rootssh;
