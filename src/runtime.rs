@@ -9,7 +9,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListNetworksOptionsBuilder, LogsOptions, RemoveContainerOptions,
     StopContainerOptions,
 };
 use futures_util::StreamExt;
@@ -136,6 +136,19 @@ enum TtyOf<'a> {
     Exec(&'a str),
 }
 
+/// An exclusive lock held by one berth process on this machine at a time (flock on a file
+/// under /run; a lock file in a temp dir where /run is not writable).
+async fn network_lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
+    tokio::task::spawn_blocking(|| {
+        let path = ["/run/lock", "/run"].iter().map(std::path::Path::new).find(|d| d.is_dir()).map_or_else(std::env::temp_dir, |d| d.to_path_buf()).join("berth-docker-network.lock");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).ok()?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 impl Runtime {
     pub async fn connect(root: std::path::PathBuf) -> Result<Runtime, RuntimeError> {
         let docker = Docker::connect_with_local_defaults().map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
@@ -149,17 +162,35 @@ impl Runtime {
         Ok(version.version.unwrap_or_else(|| "(unknown version)".into()))
     }
 
+    /// The `berth` network, made once. The engine accepts two networks of one name (and
+    /// then refuses containers on either as "ambiguous"), so creation is serialized across
+    /// every berth daemon on this machine, and duplicates an earlier race left are removed.
     pub async fn ensure_network(&self) -> Result<(), RuntimeError> {
-        if self.docker.inspect_network(NETWORK, None).await.is_ok() {
+        let _machine = network_lock().await;
+        let filters = HashMap::from([("name", vec![NETWORK])]);
+        let listed = self.docker.list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filters).build())).await?;
+        let ids: Vec<String> = listed.into_iter().filter(|n| n.name.as_deref() == Some(NETWORK)).filter_map(|n| n.id).collect();
+        if ids.is_empty() {
+            let request = NetworkCreateRequest { name: NETWORK.into(), driver: Some("bridge".into()), ..Default::default() };
+            self.docker.create_network(request).await?;
             return Ok(());
         }
-        let request = NetworkCreateRequest { name: NETWORK.into(), driver: Some("bridge".into()), ..Default::default() };
-        match self.docker.create_network(request).await {
-            Ok(_) => Ok(()),
-            // Created concurrently by another deploy.
-            Err(_) if self.docker.inspect_network(NETWORK, None).await.is_ok() => Ok(()),
-            Err(e) => Err(e.into()),
+        if ids.len() > 1 {
+            // Keep the one most containers use; the others go if nothing uses them.
+            let mut used = Vec::new();
+            for id in &ids {
+                let n = self.docker.inspect_network(id, None).await.ok().and_then(|n| n.containers).map_or(0, |c| c.len());
+                used.push((n, id.clone()));
+            }
+            used.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            for (count, id) in &used[1..] {
+                if *count == 0 {
+                    let _ = self.docker.remove_network(id).await;
+                }
+            }
+            tracing::warn!("removed duplicate Docker networks named {NETWORK}");
         }
+        Ok(())
     }
 
     /// Builds `context` (a tar with a Dockerfile at its root) as `tag`, streaming the build
