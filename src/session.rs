@@ -5,6 +5,7 @@
 //! consistent end even if the caller goes away mid-way.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -48,9 +49,13 @@ pub trait Sink {
     fn write(&mut self, chunk: Chunk) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
 }
 
+/// How long a client may leave output unread before berth takes it for gone: a vanished
+/// peer (no FIN) or a suspended `ssh` must not hold a deploy, and its lock, forever.
+pub const STALLED_CLIENT: Duration = Duration::from_secs(30);
+
 /// Copies a command's output to `sink` until the command is done, or the client is gone
-/// (`gone` resolves, or a write fails); then waits for the command to end. Returns its exit
-/// code, and whether the client is still there to be told.
+/// (`gone` resolves, a write fails, or one stalls for `STALLED_CLIENT`); then waits for the
+/// command to end. Returns its exit code, and whether the client is still there to be told.
 pub async fn deliver(mut output: mpsc::Receiver<Chunk>, exit: Exit, mut gone: oneshot::Receiver<()>, sink: &mut impl Sink) -> (i32, bool) {
     let mut present = true;
     loop {
@@ -62,7 +67,11 @@ pub async fn deliver(mut output: mpsc::Receiver<Chunk>, exit: Exit, mut gone: on
             }
         };
         let Some(chunk) = chunk else { break };
-        if sink.write(chunk).await.is_err() {
+        let written = tokio::select! {
+            result = tokio::time::timeout(STALLED_CLIENT, sink.write(chunk)) => matches!(result, Ok(Ok(()))),
+            _ = &mut gone => false,
+        };
+        if !written {
             present = false;
             break;
         }
@@ -70,4 +79,73 @@ pub async fn deliver(mut output: mpsc::Receiver<Chunk>, exit: Exit, mut gone: on
     // With the receiver gone, the command's further writes are no-ops: it runs to its end.
     drop(output);
     (exit.code().await, present)
+}
+
+/// Copies a child process's output stream to the client until the child closes it. When
+/// the client is gone (a write fails or stalls for `STALLED_CLIENT`) it keeps reading and
+/// drops the bytes: a child blocked on a full pipe would never finish what it was doing
+/// (git receive-pack waiting for its hook, which waits for a deploy).
+pub async fn drain<R, W>(mut from: R, to: &mut W)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut present = true;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if present {
+            present = matches!(tokio::time::timeout(STALLED_CLIENT, to.write_all(&buf[..n])).await, Ok(Ok(())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that reads nothing: writes never complete.
+    struct Stalled;
+
+    impl tokio::io::AsyncWrite for Stalled {
+        fn poll_write(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>, _: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Pending
+        }
+        fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Pending
+        }
+        fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_client_does_not_stop_the_child_from_finishing() {
+        // 4 MiB through a 64 KiB pipe: the writer finishes only if the reader keeps reading.
+        let (mut child, from) = tokio::io::duplex(64 * 1024);
+        let producer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            child.write_all(&vec![b'x'; 4 * 1024 * 1024]).await.unwrap();
+        });
+        drain(from, &mut Stalled).await;
+        producer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_gone_mid_stream_does_not_stop_the_child() {
+        let (mut child, from) = tokio::io::duplex(64 * 1024);
+        let (client, far_end) = tokio::io::duplex(1024);
+        drop(far_end);
+        let mut client = client;
+        let producer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            child.write_all(&vec![b'x'; 1024 * 1024]).await.unwrap();
+        });
+        drain(from, &mut client).await;
+        producer.await.unwrap();
+    }
 }

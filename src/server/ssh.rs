@@ -274,9 +274,9 @@ async fn run_git(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>, ser
                             }
                         }
                     });
-                    let out_copy = tokio::io::copy(&mut child_out, &mut stdout);
-                    let err_copy = tokio::io::copy(&mut child_err, &mut stderr);
-                    let _ = tokio::join!(out_copy, err_copy);
+                    // Drained to the end even if the client is gone: git finishes the push
+                    // (and the deploy it is running) either way.
+                    tokio::join!(session::drain(&mut child_out, &mut stdout), session::drain(&mut child_err, &mut stderr));
                     let status = child.wait().await;
                     stdin_pump.abort();
                     // A failed first push leaves nothing behind: not even the app it created.

@@ -9,6 +9,7 @@ mod deploy;
 mod firstrun;
 mod https;
 mod install;
+mod isolation;
 mod processes;
 mod proxy;
 mod rootssh;
