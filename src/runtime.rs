@@ -659,12 +659,27 @@ impl Runtime {
     }
 }
 
+/// The longest line berth passes on from a build or a container; longer ones are cut into
+/// pieces of this size, so output without newlines never piles up in memory.
+pub const MAX_LINE: usize = 16 * 1024;
+
 /// The first whole line of `pending` (without its line ending), removed from it; None
-/// while only a partial line is there.
+/// while only a partial line is there. A line longer than `MAX_LINE` comes out in pieces.
 fn take_line(pending: &mut String) -> Option<String> {
-    let pos = pending.find('\n')?;
-    let line: String = pending.drain(..=pos).collect();
-    Some(line.trim_end().to_string())
+    match pending.find('\n') {
+        Some(pos) if pos <= MAX_LINE => {
+            let line: String = pending.drain(..=pos).collect();
+            Some(line.trim_end().to_string())
+        }
+        _ if pending.len() > MAX_LINE => {
+            let mut cut = MAX_LINE;
+            while !pending.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            Some(pending.drain(..cut).collect())
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -678,5 +693,18 @@ mod tests {
         assert_eq!(take_line(&mut pending).as_deref(), Some("two"));
         assert_eq!(take_line(&mut pending), None);
         assert_eq!(pending, "part");
+    }
+
+    #[test]
+    fn a_line_without_end_comes_out_in_pieces() {
+        let mut pending = "é".repeat(MAX_LINE);
+        let first = take_line(&mut pending).unwrap();
+        assert!(first.len() <= MAX_LINE && first.len() > MAX_LINE - 2);
+        let mut rest = 0;
+        while let Some(piece) = take_line(&mut pending) {
+            rest += piece.len();
+        }
+        assert_eq!(first.len() + rest + pending.len(), 2 * MAX_LINE);
+        assert!(pending.len() <= MAX_LINE);
     }
 }

@@ -22,7 +22,18 @@ pub const EXIT: u8 = b'X';
 /// The largest frame either side accepts.
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 
+/// Writes one frame; a stream payload (stdin, stdout, stderr) larger than `MAX_FRAME` goes
+/// as several frames, so no output is ever too large for the other side.
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, tag: u8, payload: &[u8]) -> std::io::Result<()> {
+    if payload.len() > MAX_FRAME {
+        if !matches!(tag, STDIN | STDOUT | STDERR) {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "frame too large"));
+        }
+        for piece in payload.chunks(MAX_FRAME) {
+            Box::pin(write_frame(w, tag, piece)).await?;
+        }
+        return Ok(());
+    }
     let mut header = [0u8; 5];
     header[0] = tag;
     header[1..].copy_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -61,5 +72,20 @@ mod tests {
         assert_eq!(read_frame(&mut b).await.unwrap(), Some((ARGS, b"[\"apps:list\"]".to_vec())));
         assert_eq!(read_frame(&mut b).await.unwrap(), Some((EXIT, 7i32.to_be_bytes().to_vec())));
         assert_eq!(read_frame(&mut b).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn output_larger_than_a_frame_goes_in_several() {
+        let big = vec![b'x'; MAX_FRAME * 2 + 10];
+        let (mut a, mut b) = tokio::io::duplex(1024 * 1024);
+        let writer = tokio::spawn(async move { write_frame(&mut a, STDOUT, &big).await.unwrap() });
+        let mut total = 0;
+        while total < MAX_FRAME * 2 + 10 {
+            let (tag, payload) = read_frame(&mut b).await.unwrap().unwrap();
+            assert_eq!(tag, STDOUT);
+            assert!(payload.len() <= MAX_FRAME);
+            total += payload.len();
+        }
+        writer.await.unwrap();
     }
 }

@@ -54,3 +54,17 @@ fn a_client_killed_mid_push_does_not_hold_the_deploy_lock() {
     d.ssh("domains:add dropped dropped.example.com").ok();
     assert_eq!(get(&d, "dropped.example.com"), (200, "second".into()));
 }
+
+#[test]
+fn build_output_of_one_huge_line_is_passed_on_in_pieces_and_the_push_lands() {
+    let d = Daemon::start();
+    let repo = AppRepo::new(&d, "longline");
+    // 6 MB without a newline: more than the local socket's largest frame (4 MiB).
+    let dockerfile = "FROM berth-test/busybox\nRUN head -c 6000000 /dev/zero | tr '\\0' x; echo\nRUN mkdir /www && echo long > /www/index.html\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n";
+    repo.write("Dockerfile", dockerfile).commit("long line");
+    let out = repo.push(&d, "main");
+    assert_eq!(out.code, 0, "{}", &out.stderr[out.stderr.len().saturating_sub(2000)..]);
+    let longest = out.stderr.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 20_000, "a line of {longest} bytes reached the client");
+    assert_eq!(d.ssh("releases longline --format json").stdout.matches("\"active\"").count(), 1);
+}
