@@ -52,9 +52,22 @@ fn take_root_lock(root: &Path) -> anyhow::Result<File> {
     Ok(file)
 }
 
+/// Every SSH session, container stream and nginx check holds descriptors: the soft limit
+/// (often 1024) goes up to the hard one.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!("cannot raise the open files limit from {soft} to {hard}: {e}");
+    }
+}
+
 pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     let store = Store::open(&root).with_context(|| format!("cannot open the berth root {}", root.display()))?;
     let _lock = take_root_lock(&root)?;
+    raise_open_files_limit();
     let global = store.load_global()?;
     let settings = settings(&args, &global)?;
 

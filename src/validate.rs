@@ -44,12 +44,35 @@ pub fn env_key(key: &str) -> Result<&str, Invalid> {
     }
 }
 
-/// Environment values: anything but NUL, which no process environment can hold.
+/// Linux's limit on one string of a process's environment (`KEY=value` and its NUL):
+/// MAX_ARG_STRLEN. A longer variable is stored fine but no container could start with it.
+pub const MAX_ENV_VAR: usize = 128 * 1024;
+/// The whole environment of an app's containers (Linux takes about 2 MiB of arguments and
+/// environment together; half is left for the rest).
+pub const MAX_ENV_TOTAL: usize = 1024 * 1024;
+
+/// Environment values: anything but NUL, which no process environment can hold, and no
+/// longer than a process environment can hold.
 pub fn env_value<'a>(key: &str, value: &'a str) -> Result<&'a str, Invalid> {
     if value.contains('\0') {
         return Err(invalid(format!("Invalid value for {key}: it contains a NUL byte")));
     }
+    if key.len() + 1 + value.len() + 1 > MAX_ENV_VAR {
+        return Err(invalid(format!(
+            "The value of {key} is {} KiB: a container's environment takes at most 128 KiB per variable (put large data in a file: storage:mount)",
+            value.len() / 1024
+        )));
+    }
     Ok(value)
+}
+
+/// The whole environment must fit in what a container can start with.
+pub fn env_total(env: &std::collections::BTreeMap<String, String>) -> Result<(), Invalid> {
+    let total: usize = env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    if total > MAX_ENV_TOTAL {
+        return Err(invalid(format!("The config would be {} KiB: an app's environment takes at most 1 MiB in all", total / 1024)));
+    }
+    Ok(())
 }
 
 /// Splits `KEY=value` at the first `=`, validating both halves.

@@ -21,6 +21,9 @@ pub enum ExportFormat {
     Json,
 }
 
+/// Each changed key with its value before the change (None: it was not set).
+type Undo = Vec<(String, Option<String>)>;
+
 pub async fn set(ctx: &mut Ctx<'_>, app: &str, pairs: &[String], encoded: bool, no_restart: bool) -> CmdResult {
     validate::app_name(app)?;
     // Every pair is checked before anything changes: one bad pair refuses the whole command.
@@ -30,18 +33,21 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, pairs: &[String], encoded: bool, 
         let value = if encoded { decode(&key, &value)? } else { value };
         parsed.push((key, value));
     }
-    ctx.engine
+    let undo = ctx
+        .engine
         .update_app(app, |config| {
+            let undo: Undo = parsed.iter().map(|(k, _)| (k.clone(), config.env.get(k).cloned())).collect();
             for (key, value) in &parsed {
                 config.env.insert(key.clone(), value.clone());
             }
-            Ok::<_, CmdError>(())
+            validate::env_total(&config.env)?;
+            Ok::<_, CmdError>(undo)
         })
         .await?;
     ctx.out.step("Setting config vars").await;
     let shown: BTreeMap<String, String> = parsed.into_iter().collect();
     print_aligned(ctx, &shown).await;
-    apply(ctx, app, no_restart).await
+    apply(ctx, app, no_restart, undo).await
 }
 
 pub async fn unset(ctx: &mut Ctx<'_>, app: &str, keys: &[String], no_restart: bool) -> CmdResult {
@@ -49,10 +55,11 @@ pub async fn unset(ctx: &mut Ctx<'_>, app: &str, keys: &[String], no_restart: bo
     for key in keys {
         validate::env_key(key)?;
     }
-    let removed = ctx
+    let (undo, removed) = ctx
         .engine
         .update_app(app, |config| {
-            Ok::<_, CmdError>(keys.iter().map(|k| (k, config.env.remove(k).is_some())).collect::<Vec<_>>())
+            let undo: Undo = keys.iter().map(|k| (k.clone(), config.env.get(k).cloned())).collect();
+            Ok::<_, CmdError>((undo, keys.iter().map(|k| (k, config.env.remove(k).is_some())).collect::<Vec<_>>()))
         })
         .await?;
     for (key, was_set) in removed {
@@ -62,12 +69,14 @@ pub async fn unset(ctx: &mut Ctx<'_>, app: &str, keys: &[String], no_restart: bo
             ctx.out.step(format!("{key} was not set")).await;
         }
     }
-    apply(ctx, app, no_restart).await
+    apply(ctx, app, no_restart, undo).await
 }
 
 /// Config changes reach running containers through a new release (the usual swap).
 /// Until an app has been deployed there is nothing to restart: the next deploy uses them.
-async fn apply(ctx: &mut Ctx<'_>, app: &str, no_restart: bool) -> CmdResult {
+/// If the restart fails, the changed keys go back to what they were (`undo`): a value the
+/// app cannot start with must not stay to fail every later deploy.
+async fn apply(ctx: &mut Ctx<'_>, app: &str, no_restart: bool, undo: Undo) -> CmdResult {
     if no_restart || ctx.engine.store.load_releases(app)?.active().is_none() {
         return Ok(());
     }
@@ -76,7 +85,22 @@ async fn apply(ctx: &mut Ctx<'_>, app: &str, no_restart: bool) -> CmdResult {
         return Ok(());
     }
     ctx.out.step(format!("Restarting {app} with the new config")).await;
-    super::ps::restart(ctx, app, "config change").await
+    let restarted = super::ps::restart(ctx, app, "config change").await;
+    if restarted.is_err() {
+        ctx.engine
+            .update_app(app, |config| {
+                for (key, old) in undo {
+                    match old {
+                        Some(value) => config.env.insert(key, value),
+                        None => config.env.remove(&key),
+                    };
+                }
+                Ok::<_, CmdError>(())
+            })
+            .await?;
+        ctx.out.error("The config change was undone: the running release keeps its config").await;
+    }
+    restarted
 }
 
 pub async fn get(ctx: &mut Ctx<'_>, app: &str, key: &str) -> CmdResult {

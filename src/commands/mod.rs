@@ -35,6 +35,10 @@ pub const EXIT_FAILURE: i32 = 1;
 /// Exit code of a command line that does not parse.
 pub const EXIT_USAGE: i32 = 2;
 
+/// The longest command line berth takes (all words): room for one environment variable of
+/// the largest size a container can start with, well under SSH's 256 KiB packet.
+pub const MAX_COMMAND_LINE: usize = 192 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CmdError {
     #[error(transparent)]
@@ -788,6 +792,12 @@ fn parse(argv: &[String]) -> Result<Command, Parsed> {
     let Some(first) = argv.first() else {
         return Err(Parsed::Help(help_text()));
     };
+    let size: usize = argv.iter().map(|w| w.len() + 1).sum();
+    if size > MAX_COMMAND_LINE {
+        return Err(Parsed::Usage(format!("The command line is {} KiB: berth takes at most {} KiB", size / 1024, MAX_COMMAND_LINE / 1024)));
+    }
+    // What the user typed is echoed back short: a name, not a 100 KB blob.
+    let first = &shortened(first, 60);
     if matches!(first.as_str(), "--help" | "-h") {
         return Err(Parsed::Help(help_text()));
     }
@@ -799,9 +809,19 @@ fn parse(argv: &[String]) -> Result<Command, Parsed> {
             ErrorKind::InvalidSubcommand => {
                 Parsed::Usage(format!("`{}` is not a berth command", first.escape_debug()))
             }
-            _ => Parsed::Usage(format!("{} (see `berth {} --help`)", one_line(&err.to_string()), first)),
+            _ => Parsed::Usage(format!("{} (see `berth {} --help`)", shortened(&one_line(&err.to_string()), 300), first)),
         }),
     }
+}
+
+/// At most `max` characters of `text`, with `…` when cut.
+fn shortened(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max).collect();
+    cut.push('…');
+    cut
 }
 
 /// Clap's message, reduced to one line: the part before the usage, whitespace collapsed.
@@ -834,6 +854,17 @@ mod tests {
             parse(&words("apps:report myapp --format json")).unwrap(),
             Command::AppsReport { format: Format::Json, .. }
         ));
+    }
+
+    #[test]
+    fn oversized_input_is_refused_and_echoed_short() {
+        let huge = "x".repeat(100_000);
+        let Err(Parsed::Usage(message)) = parse(&[huge.clone()]) else { panic!() };
+        assert!(message.len() < 200, "{message}");
+        let Err(Parsed::Usage(message)) = parse(&["config:set".into(), "app".into(), format!("A={}", "y".repeat(MAX_COMMAND_LINE))]) else { panic!() };
+        assert!(message.starts_with("The command line is 192 KiB"), "{message}");
+        let Err(Parsed::Usage(message)) = parse(&["logs".into(), "app".into(), "-n".into(), huge.clone()]) else { panic!() };
+        assert!(message.len() < 500, "{message}");
     }
 
     #[test]

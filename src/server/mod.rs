@@ -1,5 +1,6 @@
 //! The front doors: the embedded SSH server and the local unix socket.
 
+pub mod gate;
 pub mod local;
 pub mod protocol;
 mod quickack;

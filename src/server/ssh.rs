@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use russh::keys::ssh_key::{self, LineEnding, PrivateKey};
 use russh::server::{Auth, Config, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
@@ -17,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::gate::{self, Gate};
 use super::quickack::QuickAck;
 use crate::engine::{Caller, Engine};
 use crate::output::Chunk;
@@ -54,26 +56,61 @@ pub fn config(host_key: PrivateKey) -> Config {
 }
 
 /// Accepts connections until `shutdown` changes. Sessions already running finish on their own.
+/// Before authenticating, a connection is under the `gate`'s limits.
 pub async fn serve(listener: TcpListener, config: Arc<Config>, engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    let gate = Arc::new(Gate::default());
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
+                    let Some(ticket) = gate.admit(peer.ip(), Instant::now()) else {
+                        tracing::debug!(%peer, "refused: too many failed connections from this address");
+                        continue;
+                    };
                     // run_stream does not apply Config::nodelay (only run_on_socket does):
                     // QuickAck sets TCP_NODELAY and keeps ACKs immediate (see quickack.rs).
                     let socket = QuickAck::new(socket);
                     let config = config.clone();
-                    let handler = Connection { engine: engine.clone(), caller: None, channels: HashMap::new(), ptys: HashMap::new() };
+                    let authenticated = Arc::new(AtomicBool::new(false));
+                    let handler = Connection {
+                        engine: engine.clone(),
+                        caller: None,
+                        key: None,
+                        channels: HashMap::new(),
+                        ptys: HashMap::new(),
+                        gate: gate.clone(),
+                        ticket: ticket.id,
+                        authenticated: authenticated.clone(),
+                    };
+                    let gate = gate.clone();
                     tokio::spawn(async move {
-                        match russh::server::run_stream(config, socket, handler).await {
-                            Ok(session) => {
-                                if let Err(e) = session.await {
-                                    tracing::debug!(%peer, "ssh session ended: {e}");
+                        let id = ticket.id;
+                        let connection = async {
+                            match russh::server::run_stream(config, socket, handler).await {
+                                Ok(session) => {
+                                    if let Err(e) = session.await {
+                                        tracing::debug!(%peer, "ssh session ended: {e}");
+                                    }
                                 }
+                                Err(e) => tracing::debug!(%peer, "ssh handshake failed: {e}"),
                             }
-                            Err(e) => tracing::debug!(%peer, "ssh handshake failed: {e}"),
+                        };
+                        // Dropping the connection future closes the socket.
+                        let unauthenticated_limit = async {
+                            tokio::select! {
+                                _ = tokio::time::sleep(gate::AUTH_DEADLINE) => {}
+                                _ = ticket.evicted => {}
+                            }
+                            if authenticated.load(Ordering::Acquire) {
+                                std::future::pending::<()>().await;
+                            }
+                        };
+                        tokio::select! {
+                            _ = connection => {}
+                            _ = unauthenticated_limit => tracing::debug!(%peer, "closed: not authenticated in time"),
                         }
+                        gate.ended(id, peer.ip(), authenticated.load(Ordering::Acquire), Instant::now());
                     });
                 }
                 Err(e) => {
@@ -88,10 +125,16 @@ pub async fn serve(listener: TcpListener, config: Arc<Config>, engine: Arc<Engin
 struct Connection {
     engine: Arc<Engine>,
     caller: Option<Caller>,
+    /// The key the client authenticated with: its rights are looked up again per command,
+    /// so removing or narrowing a key takes effect on connections already open.
+    key: Option<ssh_key::PublicKey>,
     /// Session channels opened but not yet given a command.
     channels: HashMap<ChannelId, Channel<Msg>>,
     /// Ptys requested on those channels: TERM, columns, rows.
     ptys: HashMap<ChannelId, (String, u16, u16)>,
+    gate: Arc<Gate>,
+    ticket: u64,
+    authenticated: Arc<AtomicBool>,
 }
 
 impl Connection {
@@ -106,9 +149,21 @@ impl Connection {
         keys.find(key).map(|entry| Caller { name: entry.name.clone(), role: entry.role.clone(), local: false })
     }
 
+    /// Who the client is now, by its key as `keys/authorized.toml` says at this moment.
+    fn current_caller(&self) -> Result<Caller, String> {
+        let (Some(key), Some(authenticated)) = (&self.key, &self.caller) else {
+            return Err("not authenticated".into());
+        };
+        self.known_key(key).ok_or_else(|| format!("Permission denied: key {} was removed", authenticated.name))
+    }
+
     fn start(&mut self, id: ChannelId, argv: Result<Vec<String>, String>, session: &mut Session) -> Result<(), russh::Error> {
-        let (Some(channel), Some(caller)) = (self.channels.remove(&id), self.caller.clone()) else {
+        let (Some(channel), Some(authenticated)) = (self.channels.remove(&id), self.caller.clone()) else {
             return session.channel_failure(id);
+        };
+        let (caller, argv) = match self.current_caller() {
+            Ok(caller) => (caller, argv),
+            Err(refusal) => (authenticated, Err(refusal)),
         };
         session.channel_success(id)?;
         let engine = self.engine.clone();
@@ -135,6 +190,9 @@ impl Handler for Connection {
         match self.known_key(key.public_key) {
             Some(caller) => {
                 self.caller = Some(caller);
+                self.key = Some(key.public_key.clone());
+                self.authenticated.store(true, Ordering::Release);
+                self.gate.authenticated(self.ticket);
                 Ok(Auth::Accept)
             }
             None => Ok(Auth::reject()),
@@ -188,7 +246,11 @@ impl Handler for Connection {
         if let Ok(words) = &argv
             && let Some(service) = GitService::from_word(words.first().map(String::as_str).unwrap_or_default())
         {
-            let (Some(channel_handle), Some(caller)) = (self.channels.remove(&channel), self.caller.clone()) else {
+            let Ok(caller) = self.current_caller() else {
+                // Refused with its message by `start`, which looks again.
+                return self.start(channel, argv, session);
+            };
+            let Some(channel_handle) = self.channels.remove(&channel) else {
                 return session.channel_failure(channel);
             };
             session.channel_success(channel)?;

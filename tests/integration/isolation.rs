@@ -68,3 +68,109 @@ fn build_output_of_one_huge_line_is_passed_on_in_pieces_and_the_push_lands() {
     assert!(longest < 20_000, "a line of {longest} bytes reached the client");
     assert_eq!(d.ssh("releases longline --format json").stdout.matches("\"active\"").count(), 1);
 }
+
+#[test]
+fn idle_unauthenticated_sockets_are_bounded_and_closed_and_users_still_get_in() {
+    use std::io::Read;
+    let d = Daemon::start();
+    let pid = std::fs::read_to_string(d.root().join("berth.pid")).unwrap().trim().to_string();
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let before = fds();
+    // 400 connections that never say anything (each also costs this test a descriptor).
+    let idle: Vec<std::net::TcpStream> = (0..400).map(|_| std::net::TcpStream::connect(("127.0.0.1", d.port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(fds() < before + 200, "the daemon holds {} descriptors for idle sockets", fds() - before);
+    // A real user gets in meanwhile.
+    assert!(d.ssh("apps:list").ok().stdout.contains("My Apps"));
+    // And the idle ones are closed once the authentication deadline has passed.
+    std::thread::sleep(Duration::from_secs(11));
+    let mut open = 0;
+    for mut socket in idle {
+        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut buf = [0u8; 256];
+        // The server's version line may be there; then EOF.
+        loop {
+            match socket.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(_) => {
+                    open += 1;
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(open, 0, "{open} idle connections are still open after the deadline");
+}
+
+#[test]
+fn a_removed_key_loses_its_rights_on_a_connection_already_open() {
+    let d = Daemon::start();
+    let temp = keygen(d.dir.path(), "temp");
+    d.local(&["ssh-keys:add", "temp"], temp.public.as_bytes()).ok();
+    let control = d.dir.path().join("control");
+    let control_path = format!("ControlPath={}", control.display());
+    // One connection, kept open by a master; later commands go through it.
+    let mut master = d.ssh_command(&temp, &["-M", "-N", "-o", &control_path], "").spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !control.exists() {
+        assert!(Instant::now() < deadline, "the ssh master did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let through_master = |command: &str| run_command(d.ssh_command(&temp, &["-o", &control_path], command), b"");
+    through_master("apps:create before").ok();
+    d.ssh("ssh-keys:remove temp").ok();
+    through_master("apps:create after").refused("Permission denied: key temp was removed");
+    d.ssh("apps:exists after").refused("does not exist");
+    let _ = master.kill();
+    let _ = master.wait();
+}
+
+#[test]
+fn oversized_command_lines_and_config_values_are_refused_with_one_short_line() {
+    let d = Daemon::start();
+    d.ssh("apps:create big").ok();
+    let before = d.app_toml("big");
+    let out = d.ssh(&"x".repeat(100_000));
+    out.refused("is not a berth command");
+    assert!(out.stderr.len() < 200, "{} bytes echoed", out.stderr.len());
+    // One argument of a process is at most 128 KiB (for ssh too): larger values are sent as
+    // two arguments, which ssh joins with a space.
+    let two_args = |first: String, second: String| {
+        let mut cmd = d.ssh_command(&d.admin, &[], &first);
+        cmd.arg(second);
+        run_command(cmd, b"")
+    };
+    two_args(format!("config:set big A={}", "y".repeat(100 * 1024)), format!("B={}", "y".repeat(100 * 1024)))
+        .refused("The command line is 200 KiB: berth takes at most 192 KiB");
+    two_args(format!("config:set big 'A={}", "y".repeat(100 * 1024)), format!("{}'", "y".repeat(30 * 1024)))
+        .refused("a container's environment takes at most 128 KiB per variable");
+    for i in 0..8 {
+        d.ssh(&format!("config:set big --no-restart V{i}={}", "z".repeat(120 * 1024))).ok();
+    }
+    d.ssh(&format!("config:set big --no-restart V9={}", "z".repeat(120 * 1024))).refused("an app's environment takes at most 1 MiB in all");
+    assert!(!d.app_toml("big").contains("V9"));
+    d.ssh("config:unset big --no-restart V0 V1 V2 V3 V4 V5 V6 V7").ok();
+    assert_eq!(d.app_toml("big"), before);
+}
+
+#[test]
+fn a_config_change_the_app_cannot_start_with_is_undone() {
+    let d = Daemon::start();
+    let repo = AppRepo::new(&d, "picky");
+    let dockerfile = "FROM berth-test/busybox\nRUN mkdir /www && echo picky > /www/index.html\nCMD [\"sh\", \"-c\", \"[ -z \\\"$CRASH\\\" ] || exit 3; exec httpd -f -p $PORT -h /www\"]\n";
+    repo.write("Dockerfile", dockerfile).commit("v1");
+    repo.push(&d, "main").ok();
+    d.ssh("domains:add picky picky.example.com").ok();
+    d.ssh("checks:set picky attempts 1").ok();
+    let out = d.ssh("config:set picky CRASH=1 KEEP=no");
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("The config change was undone"), "{out:#?}");
+    assert!(!d.app_toml("picky").contains("CRASH"), "{}", d.app_toml("picky"));
+    assert_eq!(get(&d, "picky.example.com"), (200, "picky".into()));
+    // The next change and the next push work.
+    d.ssh("config:set picky GOOD=1").ok();
+    repo.commit("v2");
+    repo.push(&d, "main").ok();
+    assert_eq!(d.ssh("config:get picky GOOD").ok().stdout.trim(), "1");
+}
