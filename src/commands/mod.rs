@@ -859,7 +859,7 @@ mod tests {
     #[test]
     fn oversized_input_is_refused_and_echoed_short() {
         let huge = "x".repeat(100_000);
-        let Err(Parsed::Usage(message)) = parse(&[huge.clone()]) else { panic!() };
+        let Err(Parsed::Usage(message)) = parse(std::slice::from_ref(&huge)) else { panic!() };
         assert!(message.len() < 200, "{message}");
         let Err(Parsed::Usage(message)) = parse(&["config:set".into(), "app".into(), format!("A={}", "y".repeat(MAX_COMMAND_LINE))]) else { panic!() };
         assert!(message.starts_with("The command line is 192 KiB"), "{message}");
