@@ -179,6 +179,8 @@ pub struct BuildRequest<'a> {
     pub chosen: &'a [String],
     /// Process types berth chose (`python_web`), after the Procfile's and the buildpacks'.
     pub defaults: &'a std::collections::BTreeMap<String, String>,
+    /// The build is stopped (and fails) after this long.
+    pub time_limit: std::time::Duration,
 }
 
 /// Where the driver writes the image's process types (Procfile, then buildpack defaults).
@@ -191,7 +193,7 @@ pub struct Built {
 }
 
 pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, out: &Output) -> Result<Built, String> {
-    let BuildRequest { app, tag, source, env, chosen, defaults } = request;
+    let BuildRequest { app, tag, source, env, chosen, defaults, time_limit } = request;
     if runtime.image_info(STACK_IMAGE).await.is_none() {
         return Err(format!("The stack image {STACK_IMAGE} is missing: run `berth stack:build` on the server"));
     }
@@ -241,6 +243,7 @@ pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, ou
         commit_cmd: Some(vec![crate::store::LAUNCHER.into(), "web".into()]),
         commit_workdir: Some("/app"),
         collect: Some(PROCESS_LIST),
+        time_limit: Some(time_limit),
     };
     let result = runtime.run_and_commit(job, out).await;
     let _ = std::fs::remove_dir_all(&env_dir);

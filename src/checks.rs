@@ -4,7 +4,7 @@
 //! Parsing is pure. Probing polls every 200 ms instead of sleeping a fixed time: the swap
 //! happens as soon as the app is ready, and an app that crashes fails the deploy at once.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,6 +74,12 @@ struct RawCheck {
     command: Option<serde_json::Value>,
 }
 
+/// Longest app.json `initialDelay`, `timeout` (per request), and most `attempts`. Whatever
+/// they say, `checks:set timeout` (at most an hour) bounds a container's whole wait.
+pub const MAX_INITIAL_DELAY: u64 = 600;
+pub const MAX_REQUEST_TIMEOUT: u64 = 120;
+pub const MAX_ATTEMPTS: u32 = 1000;
+
 /// The web checks of an app.json, in dokku's format. No app.json, or no checks for web,
 /// gives an empty list (the default check applies). A malformed file is an error.
 pub fn parse_app_json(text: &str) -> Result<Vec<CheckSpec>, String> {
@@ -88,6 +94,15 @@ pub fn parse_app_json(text: &str) -> Result<Vec<CheckSpec>, String> {
         }
         if check.command.is_some() {
             return Err(format!("app.json check {name:?}: command checks are not supported yet; use path"));
+        }
+        // Bounded, so a check can never hold a deploy (and its lock) for long.
+        for (field, value, max) in [("initialDelay", check.initial_delay, MAX_INITIAL_DELAY), ("timeout", check.timeout, MAX_REQUEST_TIMEOUT)] {
+            if value.is_some_and(|v| v > max) {
+                return Err(format!("app.json check {name:?}: {field} is at most {max} seconds"));
+            }
+        }
+        if check.attempts.is_some_and(|a| a > MAX_ATTEMPTS) {
+            return Err(format!("app.json check {name:?}: attempts is at most {MAX_ATTEMPTS}"));
         }
         let path = check.path.clone().unwrap_or_else(|| "/".into());
         if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -179,15 +194,18 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
+    // tokio's clock: tests can run a timeout of minutes in no time.
+    use tokio::time::Instant;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(config.timeout);
     for spec in specs {
         if spec.initial_delay > 0 {
-            tokio::time::sleep(Duration::from_secs(spec.initial_delay)).await;
+            // The delay counts against the timeout like any other wait.
+            tokio::time::sleep_until(deadline.min(Instant::now() + Duration::from_secs(spec.initial_delay))).await;
         }
         let addr = format!("{ip}:{}", spec.port.unwrap_or(port));
         let allowed = spec.attempts.unwrap_or(config.attempts);
-        let request_timeout = Duration::from_secs(spec.request_timeout.unwrap_or(5));
+        let request_timeout = Duration::from_secs(spec.request_timeout.unwrap_or(5)).min(deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1)));
         let mut bad = 0;
         let mut last: String;
         loop {
@@ -234,6 +252,25 @@ pub fn describe(config: &AppConfig) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_waits_are_bounded() {
+        let err = parse_app_json(r#"{"healthchecks": {"web": [{"path": "/", "initialDelay": 86400}]}}"#).unwrap_err();
+        assert!(err.contains("initialDelay is at most 600 seconds"), "{err}");
+        let err = parse_app_json(r#"{"healthchecks": {"web": [{"path": "/", "timeout": 99999}]}}"#).unwrap_err();
+        assert!(err.contains("timeout is at most 120 seconds"), "{err}");
+        assert!(parse_app_json(r#"{"healthchecks": {"web": [{"path": "/", "attempts": 4000000000}]}}"#).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_initial_delay_counts_against_the_timeout() {
+        let spec = CheckSpec { initial_delay: 600, ..CheckSpec::default_check() };
+        let config = AppConfigChecks { timeout: 5, attempts: 1, ..Default::default() };
+        let started = tokio::time::Instant::now();
+        let result = wait_ready("127.0.0.1", 1, &[spec], &config, || async { Ok(()) }).await;
+        assert!(result.is_err());
+        assert!(started.elapsed() < Duration::from_secs(30), "waited {:?}", started.elapsed());
+    }
 
     #[test]
     fn parses_dokku_healthchecks() {

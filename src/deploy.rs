@@ -35,6 +35,11 @@ const LOG_LINES: usize = 20;
 /// How long a new non-web container must keep running to count as started.
 const SETTLE: Duration = Duration::from_secs(2);
 
+/// How long a build may take (`build_timeout` in berth.toml, seconds; an hour by default).
+fn build_limit(engine: &Engine) -> Duration {
+    Duration::from_secs(engine.store.load_global().ok().and_then(|g| g.build_timeout).unwrap_or(3600).max(1))
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
@@ -75,8 +80,13 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                     if !has_dockerfile {
                         return Err(format!("No Dockerfile at the root of {} (builder:set {app} dockerfile)", short(&git_sha)));
                     }
+                    let text = git::file_in_tar(&tar, "Dockerfile").map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                    if let Some(image) = crate::dockerfile::foreign_image(app, &crate::dockerfile::image_refs(&text)) {
+                        return Err(format!("The Dockerfile builds from {}: an app may use only public images and its own (berth/{app})", crate::validate::quoted(&image)));
+                    }
                     out.step(format!("Building {app} from Dockerfile ({})", short(&git_sha))).await;
-                    (runtime.build(tar, &tag, out).await.map_err(|e| e.to_string())?, procfile, false)
+                    let limit = build_limit(engine);
+                    (runtime.build(tar, &tag, limit, out).await.map_err(|e| e.to_string())?, procfile, false)
                 }
                 Builder::Buildpacks => {
                     let read = |path: &str| git::file_in_tar(&tar, path).map(|b| String::from_utf8_lossy(&b).into_owned());
@@ -86,7 +96,15 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                         defaults.insert(process::WEB.to_string(), command);
                     }
                     out.step(format!("Building {app} with buildpacks ({})", short(&git_sha))).await;
-                    let request = buildpack::BuildRequest { app, tag: &version_tag, source: tar, env: &config.env, chosen: &config.buildpacks, defaults: &defaults };
+                    let request = buildpack::BuildRequest {
+                        app,
+                        tag: &version_tag,
+                        source: tar,
+                        env: &config.env,
+                        chosen: &config.buildpacks,
+                        defaults: &defaults,
+                        time_limit: build_limit(engine),
+                    };
                     let built = buildpack::build(&runtime, &engine.root(), request, out).await?;
                     (built.image, built.processes, true)
                 }

@@ -10,6 +10,7 @@ pub mod client;
 pub mod commands;
 pub mod daemon;
 pub mod deploy;
+pub mod dockerfile;
 pub mod engine;
 pub mod git;
 pub mod hook;

@@ -37,6 +37,8 @@ pub enum RuntimeError {
     /// A build container exited with this code.
     #[error("the build exited with code {0}")]
     Exited(i64),
+    #[error("the build was stopped after {0}s (build_timeout in berth.toml)")]
+    TimedOut(u64),
 }
 
 /// A container that runs once, from `image`, and is committed as a new image if it succeeds
@@ -54,6 +56,8 @@ pub struct OneShot<'a> {
     pub commit_workdir: Option<&'a str>,
     /// A file read from the container after it succeeded (the build's process list).
     pub collect: Option<&'a str>,
+    /// Stopped and failed after this long.
+    pub time_limit: Option<Duration>,
 }
 
 /// A committed one-shot container: the image id, and the collected file if it existed.
@@ -195,11 +199,17 @@ impl Runtime {
 
     /// Builds `context` (a tar with a Dockerfile at its root) as `tag`, streaming the build
     /// output as detail lines. Returns the image id.
-    pub async fn build(&self, context: Vec<u8>, tag: &str, out: &Output) -> Result<String, RuntimeError> {
+    /// Stopped after `limit` (dropping the request cancels the engine's build).
+    pub async fn build(&self, context: Vec<u8>, tag: &str, limit: Duration, out: &Output) -> Result<String, RuntimeError> {
         let options = BuildImageOptions { dockerfile: "Dockerfile".into(), t: Some(tag.into()), rm: true, forcerm: true, ..Default::default() };
         let mut stream = self.docker.build_image(options, None, Some(bollard::body_full(context.into())));
         let mut pending = String::new();
-        while let Some(item) = stream.next().await {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let Ok(item) = tokio::time::timeout_at(deadline, stream.next()).await else {
+                return Err(RuntimeError::TimedOut(limit.as_secs()));
+            };
+            let Some(item) = item else { break };
             match item {
                 Ok(info) => {
                     if let Some(detail) = info.error_detail.and_then(|d| d.message) {
@@ -562,7 +572,7 @@ impl Runtime {
         };
         let created = self.docker.create_container(None, body).await?;
         let id = created.id;
-        let result = async {
+        let work = async {
             if let Some((path, tar)) = job.upload {
                 let options = bollard::query_parameters::UploadToContainerOptions { path: path.to_string(), ..Default::default() };
                 self.docker.upload_to_container(&id, Some(options), bollard::body_full(tar.into())).await?;
@@ -601,8 +611,12 @@ impl Runtime {
             };
             let committed = self.docker.commit_container(options, config).await?;
             Ok(Committed { image: committed.id, collected })
-        }
-        .await;
+        };
+        let result = match job.time_limit {
+            Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or(Err(RuntimeError::TimedOut(limit.as_secs()))),
+            None => work.await,
+        };
+        // Removed (killed if it still runs) whatever happened.
         let _ = self.remove(&id).await;
         result
     }

@@ -13,6 +13,9 @@ pub struct GlobalConfig {
     /// Address nginx serves HTTPS on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https_listen: Option<String>,
+    /// Seconds a build may take before it is stopped (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_timeout: Option<u64>,
     /// Global domains: a new app gets `<app>.<domain>` for each.
     #[serde(default)]
     pub global_domains: Vec<String>,

@@ -174,3 +174,52 @@ fn a_config_change_the_app_cannot_start_with_is_undone() {
     repo.push(&d, "main").ok();
     assert_eq!(d.ssh("config:get picky GOOD").ok().stdout.trim(), "1");
 }
+
+#[test]
+fn a_build_that_runs_too_long_is_stopped_and_the_old_release_keeps_serving() {
+    let d = Daemon::start();
+    let repo = AppRepo::new(&d, "slow");
+    repo.write("Dockerfile", &web_dockerfile("slow v1", 0)).commit("v1");
+    repo.push(&d, "main").ok();
+    d.ssh("domains:add slow slow.example.com").ok();
+    // A limit of 3 s (berth.toml, read at each deploy), then a build that would take a minute.
+    let toml = d.root().join("berth.toml");
+    let text = std::fs::read_to_string(&toml).unwrap_or_default();
+    std::fs::write(&toml, format!("build_timeout = 3\n{text}")).unwrap();
+    repo.write("Dockerfile", "FROM berth-test/busybox\nRUN sleep 60\n").commit("slow build");
+    let started = Instant::now();
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("the build was stopped after 3s (build_timeout in berth.toml)"), "{}", out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(40), "the push took {:?}", started.elapsed());
+    assert_eq!(get(&d, "slow.example.com"), (200, "slow v1".into()));
+}
+
+#[test]
+fn a_dockerfile_cannot_build_from_another_apps_image() {
+    let d = Daemon::start();
+    let victim = AppRepo::new(&d, "victim");
+    victim.write("Dockerfile", &web_dockerfile("secret", 0)).commit("v1");
+    victim.push(&d, "main").ok();
+    // A key that may manage only its own app.
+    let mallory = keygen(d.dir.path(), "mallory");
+    d.local(&["ssh-keys:add", "mallory", "--app", "thief"], mallory.public.as_bytes()).ok();
+    d.ssh("apps:create thief").ok();
+    let thief = AppRepo::new(&d, "thief");
+    for dockerfile in [
+        "FROM berth/victim:v1\n",
+        "ARG B=berth/victim:v1\nFROM ${B}\n",
+        "FROM berth-test/busybox\nCOPY --from=docker.io/berth/victim:v1 /www /www\n",
+    ] {
+        thief.write("Dockerfile", dockerfile).commit("steal");
+        let mut cmd = Command::new("git");
+        cmd.current_dir(&thief.dir).args(["push", "deploy", "main"]).env(
+            "GIT_SSH_COMMAND",
+            format!("ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -F /dev/null", mallory.private.display()),
+        );
+        let out = run_command(cmd, b"");
+        assert_ne!(out.code, 0, "{dockerfile}");
+        assert!(out.stderr.contains("an app may use only public images and its own (berth/thief)"), "{dockerfile}: {}", out.stderr);
+    }
+    assert!(d.container_ids(true, &["berth.app=thief"]).is_empty());
+}
