@@ -23,10 +23,10 @@ pub fn image_refs(text: &str) -> Vec<String> {
             }
             "FROM" => {
                 let image = rest.iter().find(|w| !w.starts_with("--")).map(|w| substitute(w, &args));
-                if let Some(image) = image {
-                    if !stages.contains(&image.to_ascii_lowercase()) {
-                        refs.push(image);
-                    }
+                if let Some(image) = image
+                    && !stages.contains(&image.to_ascii_lowercase())
+                {
+                    refs.push(image);
                 }
                 if let Some(pos) = rest.iter().position(|w| w.eq_ignore_ascii_case("as"))
                     && let Some(stage) = rest.get(pos + 1)
