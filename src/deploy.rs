@@ -605,15 +605,27 @@ pub async fn stop(engine: &Engine, app: &str) -> Result<usize, String> {
 
 /// Stops and removes everything an app runs, and its site.
 pub async fn teardown(engine: &Engine, app: &str) -> Result<(), String> {
-    engine.nginx.remove_site(app).await.map_err(|e| e.to_string())?;
-    let Ok(runtime) = engine.runtime().await else { return Ok(()) };
-    for container in runtime.containers(app).await.map_err(|e| e.to_string())? {
-        runtime.remove(&container.id).await.map_err(|e| e.to_string())?;
+    // Docker first: when it cannot be reached, nothing is removed (containers would be
+    // left running with no app to own them).
+    let ever_ran = !engine.store.load_releases(app).map_err(|e| e.to_string())?.releases.is_empty();
+    match engine.runtime().await {
+        Ok(runtime) => {
+            let containers = match runtime.containers(app).await {
+                Ok(containers) => containers,
+                Err(e) if ever_ran => return Err(format!("cannot list {app}'s containers: {e}; nothing was removed")),
+                Err(_) => Vec::new(),
+            };
+            for container in containers {
+                runtime.remove(&container.id).await.map_err(|e| e.to_string())?;
+            }
+            for release in engine.store.load_releases(app).map_err(|e| e.to_string())?.releases {
+                runtime.remove_image(&release.image_tag).await;
+            }
+        }
+        Err(e) if ever_ran => return Err(format!("{e}: {app}'s containers cannot be removed, so nothing was; run this again once Docker answers")),
+        Err(_) => {}
     }
-    for release in engine.store.load_releases(app).map_err(|e| e.to_string())?.releases {
-        runtime.remove_image(&release.image_tag).await;
-    }
-    Ok(())
+    engine.nginx.remove_site(app).await.map_err(|e| e.to_string())
 }
 
 /// A container's environment: the app's config, and PORT set to where the proxy connects.

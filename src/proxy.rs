@@ -406,14 +406,34 @@ impl Nginx {
         std::fs::rename(&candidate, &site).map_err(io(&site))?;
         // The whole config once more: a site can only conflict with another through nginx
         // itself (e.g. a listen option); if so, put the old site back.
-        if let Err(e) = self.test_config(&self.main_conf()).await {
+        let put_back = |previous: &Option<Vec<u8>>| -> Result<(), ProxyError> {
             match previous {
-                Some(old) => crate::store::write_atomic(&site, &old, 0o644).map_err(io(&site))?,
-                None => std::fs::remove_file(&site).map_err(io(&site))?,
+                Some(old) => crate::store::write_atomic(&site, old, 0o644).map_err(io(&site)),
+                None => std::fs::remove_file(&site).map_err(io(&site)),
             }
+        };
+        if let Err(e) = self.test_config(&self.main_conf()).await {
+            put_back(&previous)?;
             return Err(e);
         }
-        self.reload().await
+        // nginx -t cannot know that a port is taken: the reload can still fail (nginx then
+        // keeps its old config). The old site goes back, or every later reload would fail too.
+        if let Err(e) = self.reload().await {
+            put_back(&previous)?;
+            return Err(self.reload_failure().unwrap_or(e));
+        }
+        Ok(())
+    }
+
+    /// Why the last reload failed, from nginx's error log (its last emerg/alert line).
+    fn reload_failure(&self) -> Option<ProxyError> {
+        let log = std::fs::read(self.prefix.join("logs/error.log")).ok()?;
+        let tail = &log[log.len().saturating_sub(16 * 1024)..];
+        let text = String::from_utf8_lossy(tail);
+        let line = text.lines().rev().find(|l| l.contains("[emerg]") || l.contains("[alert]"))?;
+        let message = line.split_once("] ").map_or(line, |(_, m)| m);
+        let message = message.split_once(": ").filter(|(pid, _)| pid.contains('#')).map_or(message, |(_, m)| m);
+        Some(ProxyError::Nginx(format!("nginx could not apply the new config: {}", message.trim())))
     }
 
     pub async fn remove_site(&self, app: &str) -> Result<(), ProxyError> {

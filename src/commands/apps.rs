@@ -23,9 +23,20 @@ pub async fn create_app(engine: &Engine, app: &str) -> CmdResult {
     }
     let global = store.load_global()?;
     let mut config = AppConfig::new();
-    config.domains = global.global_domains.iter().map(|g| format!("{app}.{g}")).collect();
+    // A default name another app already answers to stays that app's.
+    let taken = domains_in_use(engine, None)?;
+    config.domains = global.global_domains.iter().map(|g| format!("{app}.{g}")).filter(|d| !taken.contains(d)).collect();
     store.create_app(app, &config)?;
     Ok(())
+}
+
+/// Every domain some app answers to, but `except`'s. Call with the apps lock held.
+pub fn domains_in_use(engine: &Engine, except: Option<&str>) -> Result<Vec<String>, CmdError> {
+    let mut taken = Vec::new();
+    for other in engine.store.list_apps()?.into_iter().filter(|o| Some(o.as_str()) != except) {
+        taken.extend(engine.store.load_app(&other)?.domains);
+    }
+    Ok(taken)
 }
 
 pub async fn destroy(ctx: &mut Ctx<'_>, app: &str, force: bool) -> CmdResult {
@@ -47,9 +58,28 @@ pub async fn destroy(ctx: &mut Ctx<'_>, app: &str, force: bool) -> CmdResult {
     let _apps = store.lock_apps().await;
     let _app = store.lock_app(app).await;
     ctx.out.step(format!("Destroying {app}")).await;
-    crate::deploy::teardown(ctx.engine, app).await.map_err(CmdError::Failed)?;
-    store.destroy_app(app)?;
+    for key in remove_everything(ctx.engine, app).await? {
+        ctx.out.step(format!("Removed key {key}: it could manage only {app}")).await;
+    }
     Ok(())
+}
+
+/// An app and everything of it: containers and images (refused, with nothing removed, when
+/// the Docker engine cannot be reached for an app that ran), its nginx site, its state, its
+/// storage directories, and its name in scoped keys. Call with its deploy, apps and app
+/// locks held. Returns the keys removed because they were scoped to it alone.
+async fn remove_everything(engine: &Engine, app: &str) -> Result<Vec<String>, CmdError> {
+    crate::deploy::teardown(engine, app).await.map_err(CmdError::Failed)?;
+    engine.store.destroy_app(app)?;
+    let storage = engine.root().join("storage").join(app);
+    if storage.exists() {
+        std::fs::remove_dir_all(&storage).map_err(|e| failed(format!("cannot remove {}: {e}", storage.display())))?;
+    }
+    let _keys = engine.store.lock_keys().await;
+    let mut keys = engine.store.load_keys()?;
+    let removed = keys.forget_app(app);
+    engine.store.save_keys(&keys)?;
+    Ok(removed)
 }
 
 /// Removes an app that a first push created, when that push landed nothing (its deploy
@@ -67,8 +97,7 @@ pub async fn remove_unborn(engine: &Engine, app: &str) -> Result<bool, CmdError>
     if repo.exists() && !crate::git::is_empty_repo(&repo).map_err(|e| failed(e.to_string()))? {
         return Ok(false);
     }
-    crate::deploy::teardown(engine, app).await.map_err(CmdError::Failed)?;
-    store.destroy_app(app)?;
+    remove_everything(engine, app).await?;
     Ok(true)
 }
 
@@ -99,6 +128,7 @@ pub async fn rename(ctx: &mut Ctx<'_>, old: &str, new: &str) -> CmdResult {
         return Err(failed(format!("App {old} is already named {new}")));
     }
     let store = &ctx.engine.store;
+    let _deploying = ctx.engine.deploy_lock(old, &ctx.out).await.map_err(CmdError::Failed)?;
     let _apps = store.lock_apps().await;
     let _old = store.lock_app(old).await;
     let _new = store.lock_app(new).await;
@@ -111,18 +141,34 @@ pub async fn rename(ctx: &mut Ctx<'_>, old: &str, new: &str) -> CmdResult {
     if store.app_exists(new) {
         return Err(StoreError::AppExists(new.to_string()).into());
     }
-    // Default vhosts (`old.<global>`) follow the app, as in dokku.
+    // Default vhosts (`old.<global>`) follow the app, as in dokku, unless another app has
+    // the new name already: then it is dropped.
     let global = store.load_global()?;
-    for domain in &mut config.domains {
-        for g in &global.global_domains {
-            if *domain == format!("{old}.{g}") {
-                *domain = format!("{new}.{g}");
-            }
-        }
-    }
+    let taken = domains_in_use(ctx.engine, Some(old))?;
+    let defaults: Vec<String> = global.global_domains.iter().map(|g| format!("{old}.{g}")).collect();
+    config.domains = config
+        .domains
+        .iter()
+        .map(|d| match defaults.iter().position(|x| x == d) {
+            Some(i) => format!("{new}.{}", global.global_domains[i]),
+            None => d.clone(),
+        })
+        .filter(|d| !taken.contains(d))
+        .collect();
     ctx.out.step(format!("Renaming {old} to {new}")).await;
+    let (from, to) = (ctx.engine.root().join("storage").join(old), ctx.engine.root().join("storage").join(new));
+    if to.exists() {
+        return Err(failed(format!("{} is left from an earlier app {new}: remove it first", to.display())));
+    }
     store.rename_app(old, new)?;
     store.save_app(new, &config)?;
+    if from.exists() {
+        std::fs::rename(&from, &to).map_err(|e| failed(format!("cannot move {}: {e}", from.display())))?;
+    }
+    let _keys = store.lock_keys().await;
+    let mut keys = store.load_keys()?;
+    keys.rename_app(old, new);
+    store.save_keys(&keys)?;
     Ok(())
 }
 

@@ -28,9 +28,11 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
             }
         }
     }
+    let mut before = Vec::new();
     let message = ctx
         .engine
         .update_app(app, |config| {
+            before = config.domains.clone();
             Ok::<_, CmdError>(match &change {
                 Change::Add(_) => {
                     for name in &names {
@@ -65,7 +67,18 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
         .await?;
     ctx.out.step(message).await;
     drop(_apps);
-    apply_routing(ctx, app).await
+    let routed = apply_routing(ctx, app).await;
+    if routed.is_err() {
+        // What nginx refused is not kept: it would fail every later deploy of the app.
+        ctx.engine
+            .update_app(app, |config| {
+                config.domains = before;
+                Ok::<_, CmdError>(())
+            })
+            .await?;
+        ctx.out.error("The domain change was undone").await;
+    }
+    routed
 }
 
 /// Routes the app again after a change of its domains or ports, so the change serves at

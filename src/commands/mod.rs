@@ -576,7 +576,6 @@ impl Command {
             }
             AppsExists { app }
             | AppsLock { app }
-            | AppsUnlock { app }
             | ConfigSet { app, .. }
             | ConfigUnset { app, .. }
             | ConfigGet { app, .. }
@@ -607,8 +606,6 @@ impl Command {
             | StorageMount { app, .. }
             | StorageUnmount { app, .. }
             | StorageList { app, .. }
-            | ResourceLimit { app, .. }
-            | ResourceLimitClear { app, .. }
             | ResourceReport { app, .. }
             | BuildpacksAdd { app, .. }
             | BuildpacksSet { app, .. }
@@ -630,6 +627,8 @@ impl Command {
             StackReport { .. } => Scope::Anyone,
             StackBuild { .. } => Scope::Admin,
             GitReceive { .. } => Scope::Internal,
+            // An admin's lock and limits hold against the app's own keys.
+            AppsUnlock { .. } | ResourceLimit { .. } | ResourceLimitClear { .. } => Scope::Admin,
             AppsCreate { .. } | AppsDestroy { .. } | AppsRename { .. } | DomainsSetGlobal { .. }
             | DomainsClearGlobal | Doctor | KeysAdd { .. } | KeysList { .. } | KeysRemove { .. } => Scope::Admin,
         }

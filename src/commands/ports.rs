@@ -36,7 +36,17 @@ pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
 
 pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
     validate::app_name(app)?;
-    let parse_all = |specs: &[String]| specs.iter().map(|s| validate::port_map(s)).collect::<Result<Vec<_>, _>>();
+    let allowed = ctx.engine.store.load_global()?.allowed_host_ports();
+    let parse_all = |specs: &[String]| -> Result<Vec<PortMap>, CmdError> {
+        let maps = specs.iter().map(|s| validate::port_map(s)).collect::<Result<Vec<_>, _>>()?;
+        // berth's nginx shares the host with other servers: it listens only where it may.
+        if let Some(map) = maps.iter().find(|m| !allowed.contains(&m.host)) {
+            let list = allowed.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+            return Err(failed(format!("Host port {} of {map} is not one berth serves ({list}; proxy_ports in berth.toml adds more)", map.host)));
+        }
+        Ok(maps)
+    };
+    let before = ctx.engine.store.load_app(app)?.ports;
     let message = match change {
         Change::Set(specs) => {
             let maps = parse_all(&specs)?;
@@ -86,7 +96,13 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
         }
     };
     ctx.out.step(message).await;
-    super::domains::apply_routing(ctx, app).await
+    let routed = super::domains::apply_routing(ctx, app).await;
+    if routed.is_err() {
+        // What cannot be served is not kept: it would fail every later deploy of the app.
+        update(ctx, app, |ports| *ports = before).await?;
+        ctx.out.error("The port change was undone").await;
+    }
+    routed
 }
 
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {

@@ -18,8 +18,9 @@ pub async fn restart(ctx: &mut Ctx<'_>, app: &str, cause: &str) -> CmdResult {
 /// Builds the deploy branch's head again and deploys it.
 pub async fn rebuild(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
     validate::app_name(app)?;
-    let config = ctx.engine.store.load_app(app)?;
+    ctx.engine.store.load_app(app)?;
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    let config = ctx.engine.store.load_app(app)?;
     let repo_dir = ctx.engine.store.repo_dir(app);
     let branches: Vec<String> = match &config.deploy_branch {
         Some(b) => vec![b.clone()],
@@ -47,6 +48,9 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
 /// downtime). Before the first deploy it is only recorded. Without arguments, shows it.
 pub async fn scale(ctx: &mut Ctx<'_>, app: &str, args: &[String]) -> CmdResult {
     validate::app_name(app)?;
+    ctx.engine.store.load_app(app)?;
+    // A change reads the app's state under its deploy lock: two scales at once both count.
+    let _deploying = if args.is_empty() { None } else { Some(ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?) };
     let config = ctx.engine.store.load_app(app)?;
     let active = ctx.engine.store.load_releases(app)?.active().cloned();
     if args.is_empty() {
@@ -66,7 +70,9 @@ pub async fn scale(ctx: &mut Ctx<'_>, app: &str, args: &[String]) -> CmdResult {
     let Some(active) = active else {
         ctx.engine
             .update_app(app, |c| {
-                c.scale = scale;
+                for (name, count) in &changes {
+                    c.scale.insert(name.clone(), *count);
+                }
                 Ok::<_, CmdError>(())
             })
             .await?;
@@ -84,7 +90,6 @@ pub async fn scale(ctx: &mut Ctx<'_>, app: &str, args: &[String]) -> CmdResult {
     if config.stopped {
         return Err(failed(format!("{app} is stopped: ps:start {app} first")));
     }
-    let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     ctx.out.step(format!("Scaling {app}: {summary}")).await;
     let source = Source::Reuse { scale: Some(scale) };
     deploy::deploy_locked(ctx.engine, app, source, &format!("ps:scale {summary}"), &ctx.out).await.map_err(CmdError::Failed)?;
@@ -94,11 +99,12 @@ pub async fn scale(ctx: &mut Ctx<'_>, app: &str, args: &[String]) -> CmdResult {
 /// `ps:start`: run the active release's formation again after `ps:stop`.
 pub async fn start(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
     validate::app_name(app)?;
+    ctx.engine.store.load_app(app)?;
+    let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let config = ctx.engine.store.load_app(app)?;
     let Some(active) = ctx.engine.store.load_releases(app)?.active().cloned() else {
         return Err(failed(format!("{app} has not been deployed yet: git push it first")));
     };
-    let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     if config.env != active.env {
         // The config changed while it was stopped: start as a new release.
         deploy::deploy_locked(ctx.engine, app, Source::Reuse { scale: None }, "ps:start", &ctx.out).await.map_err(CmdError::Failed)?;
@@ -139,6 +145,8 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdRes
         return Err(failed(format!("Unknown ps setting {}: the setting is restart-policy", validate::quoted(key))));
     }
     let policy: RestartPolicy = value.parse().map_err(failed)?;
+    // Under the deploy lock: a deploy running now would start containers with the old policy.
+    let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     ctx.engine
         .update_app(app, |c| {
             c.restart_policy = policy;

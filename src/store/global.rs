@@ -13,6 +13,9 @@ pub struct GlobalConfig {
     /// Address nginx serves HTTPS on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https_listen: Option<String>,
+    /// Host ports apps may map (`ports:*`); 80 and 443 always.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_ports: Vec<u16>,
     /// Seconds a build may take before it is stopped (default 3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_timeout: Option<u64>,
@@ -22,4 +25,13 @@ pub struct GlobalConfig {
     /// `letsencrypt:set --global`: defaults for every app.
     #[serde(default)]
     pub letsencrypt: super::LetsencryptConfig,
+}
+
+impl GlobalConfig {
+    /// The host ports an app's port mappings may use.
+    pub fn allowed_host_ports(&self) -> Vec<u16> {
+        let mut ports = vec![80, 443];
+        ports.extend(self.proxy_ports.iter().filter(|p| **p != 80 && **p != 443));
+        ports
+    }
 }

@@ -51,9 +51,61 @@ impl AuthorizedKeys {
     }
 }
 
+impl AuthorizedKeys {
+    /// An app is gone: no key names it any more. A key scoped to it alone has nothing left
+    /// and is removed (a new app of that name must not inherit it). Returns those keys' names.
+    pub fn forget_app(&mut self, app: &str) -> Vec<String> {
+        let mut removed = Vec::new();
+        self.keys.retain_mut(|entry| {
+            let Role::App { apps } = &mut entry.role else { return true };
+            if !apps.iter().any(|a| a == app) {
+                return true;
+            }
+            apps.retain(|a| a != app);
+            if apps.is_empty() {
+                removed.push(entry.name.clone());
+                return false;
+            }
+            true
+        });
+        removed
+    }
+
+    /// Keys scoped to `old` manage it under its new name.
+    pub fn rename_app(&mut self, old: &str, new: &str) {
+        for entry in &mut self.keys {
+            if let Role::App { apps } = &mut entry.role {
+                for a in apps.iter_mut().filter(|a| *a == old) {
+                    *a = new.to_string();
+                }
+            }
+        }
+    }
+}
+
 /// `SHA256:…` fingerprint, as `ssh-keygen -l` prints it.
 pub fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+#[cfg(test)]
+mod app_tests {
+    use super::*;
+
+    fn key(name: &str, role: Role) -> AuthorizedKey {
+        AuthorizedKey { name: name.into(), public_key: String::new(), fingerprint: String::new(), role, added_at: 0 }
+    }
+
+    #[test]
+    fn keys_follow_an_app_that_is_renamed_and_forget_one_that_is_destroyed() {
+        let apps = |names: &[&str]| Role::App { apps: names.iter().map(|s| s.to_string()).collect() };
+        let mut keys = AuthorizedKeys { keys: vec![key("admin", Role::Admin), key("only", apps(&["web"])), key("two", apps(&["web", "api"]))] };
+        keys.rename_app("web", "site");
+        assert!(keys.keys[1].role.may_manage("site") && !keys.keys[1].role.may_manage("web"));
+        assert_eq!(keys.forget_app("site"), vec!["only".to_string()]);
+        assert_eq!(keys.keys.len(), 2);
+        assert!(!keys.keys[1].role.may_manage("site") && keys.keys[1].role.may_manage("api"));
+    }
 }
 
 #[cfg(test)]

@@ -62,7 +62,10 @@ impl Store {
     /// Opens (and creates if needed) the directory layout under `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
-        for (dir, mode) in [(root.clone(), 0o755), (root.join("apps"), 0o755), (root.join("keys"), 0o700)] {
+        // Apps' sources, caches, config and storage are the root user's alone; the root itself
+        // stays traversable for nginx's workers (nobody), which read <root>/nginx/tmp.
+        let private = [root.join("apps"), root.join("keys"), root.join("storage"), root.join("buildpacks-custom")];
+        for (dir, mode) in std::iter::once((root.clone(), 0o711)).chain(private.into_iter().map(|d| (d, 0o700))) {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(io_err(&dir))?;
         }

@@ -163,6 +163,14 @@ impl Daemon {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }
 
+    /// Sets (Some) or removes (None) a variable of the daemon's environment, from its next boot.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.env.push((key.to_string(), value.to_string()));
+        }
+    }
+
     /// SIGTERM, then wait: the graceful shutdown path.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -223,3 +223,112 @@ fn a_dockerfile_cannot_build_from_another_apps_image() {
     }
     assert!(d.container_ids(true, &["berth.app=thief"]).is_empty());
 }
+
+#[test]
+fn a_port_nginx_cannot_take_is_undone_and_every_app_keeps_serving() {
+    let d = Daemon::start();
+    for app in ["ours", "theirs"] {
+        let repo = AppRepo::new(&d, app);
+        repo.write("Dockerfile", &web_dockerfile(app, 0)).commit("v1");
+        repo.push(&d, "main").ok();
+        d.ssh(&format!("domains:add {app} {app}.example.com")).ok();
+    }
+    // A port berth may use (berth.toml), but another server holds it: nginx -t passes, the reload cannot.
+    let held = std::net::TcpListener::bind(("127.0.0.1", free_port())).unwrap();
+    let port = held.local_addr().unwrap().port();
+    let toml = d.root().join("berth.toml");
+    let text = std::fs::read_to_string(&toml).unwrap_or_default();
+    std::fs::write(&toml, format!("proxy_ports = [{port}]\n{text}")).unwrap();
+    let before = d.app_toml("ours");
+    let out = d.ssh(&format!("ports:add ours http:{port}:5000"));
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("The port change was undone"), "{out:#?}");
+    assert_eq!(d.app_toml("ours"), before);
+    // Nothing is left broken: both apps serve, and the next changes and deploys work.
+    assert_eq!(get(&d, "ours.example.com"), (200, "ours".into()));
+    assert_eq!(get(&d, "theirs.example.com"), (200, "theirs".into()));
+    d.ssh("domains:add theirs www.theirs.example.com").ok();
+    assert_eq!(get(&d, "www.theirs.example.com"), (200, "theirs".into()));
+    d.ssh("ps:restart ours").ok();
+    drop(held);
+}
+
+#[test]
+fn domains_as_long_as_validation_allows_are_served_and_default_names_never_collide() {
+    let d = Daemon::start();
+    let repo = AppRepo::new(&d, "longname");
+    repo.write("Dockerfile", &web_dockerfile("long", 0)).commit("v1");
+    repo.push(&d, "main").ok();
+    // 253 characters, four labels of 63: the longest name there is.
+    let label = "a".repeat(63);
+    let longest = format!("{label}.{label}.{label}.{}", "b".repeat(61));
+    assert_eq!(longest.len(), 253);
+    let many: Vec<String> = (0..40).map(|i| format!("n{i}.{}.{}.example.com", "x".repeat(10 + i), "y".repeat(60 - i))).collect();
+    d.ssh(&format!("domains:set longname {longest} {}", many.join(" "))).ok();
+    assert_eq!(get(&d, &longest), (200, "long".into()));
+    assert_eq!(get(&d, &many[39]), (200, "long".into()));
+    d.ssh(&format!("domains:add longname {longest}a")).refused("longer than 253 characters");
+
+    // A default name (APP.<global>) that another app has is not taken by a new app.
+    d.ssh("domains:set-global apps.example").ok();
+    d.ssh("domains:add longname later.apps.example").ok();
+    d.ssh("apps:create later").ok();
+    assert!(!d.app_toml("later").contains("later.apps.example"), "{}", d.app_toml("later"));
+    assert!(d.app_toml("longname").contains("later.apps.example"));
+}
+
+#[test]
+fn scoped_keys_cannot_lift_an_admins_lock_or_limits() {
+    let d = Daemon::start();
+    d.ssh("apps:create mine").ok();
+    let user = keygen(d.dir.path(), "user");
+    d.local(&["ssh-keys:add", "user", "--app", "mine"], user.public.as_bytes()).ok();
+    d.ssh("apps:lock mine").ok();
+    d.ssh("resource:limit mine --memory 256m").ok();
+    for command in ["apps:unlock mine", "resource:limit-clear mine", "resource:limit mine --memory 8g"] {
+        d.ssh_as(&user, command, b"").refused("Permission denied");
+    }
+    assert!(d.app_toml("mine").contains("locked = true"));
+    assert!(d.app_toml("mine").contains("256m"));
+    d.ssh_as(&user, "config:set mine --no-restart A=1", b"").ok();
+}
+
+#[test]
+fn destroy_removes_everything_of_an_app_or_nothing_when_docker_is_away() {
+    let mut d = Daemon::start();
+    let repo = AppRepo::new(&d, "gone");
+    repo.write("Dockerfile", &web_dockerfile("gone", 0)).commit("v1");
+    repo.push(&d, "main").ok();
+    d.ssh("storage:mount gone data:/data").ok();
+    std::fs::write(d.root().join("storage/gone/data/secret"), "s").unwrap();
+    let user = keygen(d.dir.path(), "user");
+    d.local(&["ssh-keys:add", "user", "--app", "gone"], user.public.as_bytes()).ok();
+    for dir in ["apps", "storage", "keys"] {
+        let mode = std::fs::metadata(d.root().join(dir)).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o700, "{dir}");
+    }
+
+    // Docker unreachable: refused, nothing removed.
+    d.stop();
+    d.set_env("DOCKER_HOST", Some("unix:///nonexistent/docker.sock"));
+    d.boot();
+    let out = d.ssh("apps:destroy gone --force");
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("nothing was"), "{out:#?}");
+    d.ssh("apps:exists gone").ok();
+    assert_eq!(d.container_ids(false, &["berth.app=gone"]).len(), 1);
+
+    d.stop();
+    d.set_env("DOCKER_HOST", None);
+    d.boot();
+    let out = d.ssh("apps:destroy gone --force");
+    out.ok();
+    assert!(out.stdout.contains("Removed key user"), "{out:#?}");
+    assert!(d.container_ids(true, &["berth.app=gone"]).is_empty());
+    assert!(!d.root().join("storage/gone").exists());
+    // A new app of the same name starts with nothing of the old one's.
+    d.ssh("apps:create gone").ok();
+    let refused = d.ssh_as(&user, "apps:list", b"");
+    assert!(refused.code == 255 && refused.stderr.contains("Permission denied"), "the removed key still gets in: {refused:#?}");
+    assert!(!d.root().join("storage/gone").exists());
+}
