@@ -117,55 +117,189 @@ fn write_executable(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
 }
 
-/// Whether a `buildpacks:add` value is a git URL (third-party) rather than a built-in name.
+/// Whether a `buildpacks:add` value names a third-party buildpack (a URL) rather than a
+/// built-in.
 pub fn is_url(value: &str) -> bool {
-    value.starts_with("https://") || value.starts_with("http://") || value.starts_with("git://") || value.ends_with(".git")
+    value.contains("://") || value.ends_with(".git") || value.contains('@') || value.starts_with('/')
 }
 
-/// Checks a `buildpacks:add` value: a built-in name or a plain git URL.
+/// A third-party buildpack: `https://HOST[:PORT]/PATH[#REF]`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RemoteBuildpack {
+    /// The URL without the `#ref`.
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub git_ref: Option<String>,
+}
+
+impl RemoteBuildpack {
+    /// Only https, no credentials in the URL, a plain host name or address, a safe ref.
+    pub fn parse(value: &str) -> Result<RemoteBuildpack, String> {
+        let bad = |why: &str| format!("Buildpack {}: {why}", crate::validate::quoted(value));
+        let rest = value.strip_prefix("https://").ok_or_else(|| bad("only https:// git URLs are fetched (no file, ssh, http or local paths)"))?;
+        if value.len() > 500 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("too long, or it has spaces"));
+        }
+        let (rest, git_ref) = match rest.split_once('#') {
+            Some((rest, r)) if crate::git::valid_branch(r) => (rest, Some(r.to_string())),
+            Some(_) => return Err(bad("the #ref is not a valid branch or tag name")),
+            None => (rest, None),
+        };
+        let (authority, path) = rest.split_once('/').ok_or_else(|| bad("no repository path"))?;
+        if authority.contains('@') {
+            return Err(bad("credentials in the URL are not accepted"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, crate::validate::port(p).map_err(|_| bad("bad port"))?),
+            None => (authority, 443),
+        };
+        if crate::validate::domain(host).is_err() && host.parse::<std::net::Ipv4Addr>().is_err() {
+            return Err(bad("the host is not a domain name or IPv4 address"));
+        }
+        if path.is_empty() || !path.chars().all(|c| c.is_ascii_alphanumeric() || "-._~/%+".contains(c)) || path.contains("..") {
+            return Err(bad("the repository path has characters berth does not take"));
+        }
+        Ok(RemoteBuildpack { url: format!("https://{authority}/{path}"), host: host.to_ascii_lowercase(), port, git_ref })
+    }
+
+    /// Where it is kept: a directory named by a hash of the whole value (URL and ref).
+    fn dir_name(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{}#{}", self.url, self.git_ref.as_deref().unwrap_or("")).as_bytes());
+        digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Checks a `buildpacks:add` value: a built-in name or an https git URL.
 pub fn validate(value: &str) -> Result<(), String> {
     if builtin_names().contains(&value) {
         return Ok(());
     }
-    let ok_url = is_url(value)
-        && value.len() < 500
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || "-._~:/?#@!$&'()*+,;=%".contains(c))
-        && !value.starts_with('-');
-    if ok_url {
-        Ok(())
-    } else {
-        Err(format!(
-            "Unknown buildpack {}: use a built-in ({}) or a git URL",
-            crate::validate::quoted(value),
-            builtin_names().join(", ")
-        ))
+    if is_url(value) {
+        return RemoteBuildpack::parse(value).map(|_| ());
     }
+    Err(format!("Unknown buildpack {}: use a built-in ({}) or an https git URL", crate::validate::quoted(value), builtin_names().join(", ")))
 }
 
-/// Where a buildpack is inside the build container, cloning third-party ones as needed.
-async fn container_path(root: &Path, value: &str, out: &Output) -> Result<String, String> {
+/// Longest a buildpack clone may take, and the most it may weigh.
+const FETCH_TIME: std::time::Duration = std::time::Duration::from_secs(120);
+const FETCH_SIZE: u64 = 100 * 1024 * 1024;
+
+/// One fetch at a time: two builds wanting the same buildpack share the first one's clone.
+static FETCHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A buildpack for a build: the host directory (for a bind mount of its own: a build sees
+/// only the buildpacks it uses) and the path inside the build container. Third-party ones
+/// are cloned on first use, without any of the host's credentials.
+async fn prepare(root: &Path, value: &str, allow_private: bool, out: &Output) -> Result<(Option<PathBuf>, String), String> {
     if builtin_names().contains(&value) {
-        return Ok(format!("/buildpacks/{value}"));
+        return Ok((None, format!("/buildpacks/{value}")));
     }
-    let slug: String = value.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    let dest = root.join("buildpacks-custom").join(&slug);
-    if !dest.join("bin/compile").exists() {
-        out.step(format!("Fetching buildpack {value}")).await;
-        let _ = std::fs::remove_dir_all(&dest);
-        std::fs::create_dir_all(dest.parent().unwrap_or(root)).map_err(|e| e.to_string())?;
-        let status = tokio::process::Command::new("git")
-            .args(["clone", "--quiet", "--depth", "1", "--", value])
-            .arg(&dest)
+    let remote = RemoteBuildpack::parse(value)?;
+    let name = remote.dir_name();
+    let dest = root.join("buildpacks-custom").join(&name);
+    let inside = format!("/buildpacks-custom/{name}");
+    let _one = FETCHING.lock().await;
+    if dest.join("bin/compile").exists() {
+        return Ok((Some(dest), inside));
+    }
+    let ip = resolve_public(&remote, allow_private).await?;
+    out.step(format!("Fetching buildpack {value}")).await;
+    let _ = std::fs::remove_dir_all(&dest);
+    std::fs::create_dir_all(root.join("buildpacks-custom")).map_err(|e| e.to_string())?;
+    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let clone = |shallow: bool| {
+        let mut git = tokio::process::Command::new("git");
+        git.env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", home.path())
             .env("GIT_TERMINAL_PROMPT", "0")
-            .status()
-            .await
-            .map_err(|e| format!("cannot run git: {e}"))?;
-        if !status.success() || !dest.join("bin/compile").exists() {
-            let _ = std::fs::remove_dir_all(&dest);
-            return Err(format!("Cannot fetch buildpack {value}: git clone failed or it has no bin/compile"));
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null");
+        // Which CAs to trust is not a credential: a private CA set for the daemon applies.
+        for var in ["SSL_CERT_FILE", "GIT_SSL_CAINFO"] {
+            if let Ok(v) = std::env::var(var) {
+                git.env(var, v);
+            }
+        }
+        git.args(["-c", "credential.helper=", "-c", "http.followRedirects=false", "-c", "http.lowSpeedLimit=1024", "-c", "http.lowSpeedTime=30"])
+            // The address checked above is the one git connects to (no second lookup).
+            .arg("-c")
+            .arg(format!("http.curloptResolve={}:{}:{ip}", remote.host, remote.port))
+            .args(["clone", "--quiet", "--no-tags"]);
+        if shallow {
+            git.args(["--depth", "1"]);
+        }
+        if let Some(r) = &remote.git_ref {
+            git.args(["--branch", r]);
+        }
+        git.arg("--").arg(&remote.url).arg(&dest).stdin(std::process::Stdio::null()).kill_on_drop(true);
+        git
+    };
+    let run = |mut git: tokio::process::Command| async move {
+        match tokio::time::timeout(FETCH_TIME, git.output()).await {
+            Err(_) => Err(format!("no answer within {}s", FETCH_TIME.as_secs())),
+            Ok(Err(e)) => Err(format!("cannot run git: {e}")),
+            Ok(Ok(o)) if !o.status.success() => Err(String::from_utf8_lossy(&o.stderr).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("git clone failed").trim().to_string()),
+            Ok(Ok(_)) => Ok(()),
+        }
+    };
+    let mut cloned = run(clone(true)).await;
+    // Static ("dumb") git hosting cannot give a shallow clone: a whole one, still size-capped.
+    if cloned.as_ref().is_err_and(|e| e.contains("does not support shallow")) {
+        let _ = std::fs::remove_dir_all(&dest);
+        cloned = run(clone(false)).await;
+    }
+    let fetched = match cloned {
+        Err(why) => Err(format!("Cannot fetch buildpack {value}: {why}")),
+        Ok(()) if dir_size(&dest) > FETCH_SIZE => Err(format!("Buildpack {value} is larger than {} MiB: berth does not take it", FETCH_SIZE / 1024 / 1024)),
+        Ok(()) if !dest.join("bin/compile").exists() => Err(format!("Buildpack {value} has no bin/compile")),
+        Ok(()) => Ok(()),
+    };
+    if let Err(e) = fetched {
+        let _ = std::fs::remove_dir_all(&dest);
+        return Err(e);
+    }
+    Ok((Some(dest), inside))
+}
+
+/// The address a buildpack host resolves to, refused when it is loopback, private or
+/// link-local (the server's own network is not the user's to reach), unless berth.toml
+/// says `allow_private_buildpack_hosts = true`.
+async fn resolve_public(remote: &RemoteBuildpack, allow_private: bool) -> Result<std::net::IpAddr, String> {
+    let addrs: Vec<std::net::IpAddr> = tokio::net::lookup_host((remote.host.as_str(), remote.port))
+        .await
+        .map_err(|e| format!("Cannot fetch buildpack {}: {} does not resolve ({e})", remote.url, remote.host))?
+        .map(|a| a.ip())
+        .collect();
+    let ip = addrs.iter().find(|ip| ip.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| format!("{} has no address", remote.host))?;
+    let private = match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast() || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64,
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    if private && !allow_private {
+        return Err(format!(
+            "Buildpack host {} is at {ip}, a private address: berth fetches only from public hosts (allow_private_buildpack_hosts in berth.toml)",
+            remote.host
+        ));
+    }
+    Ok(ip)
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(_) => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+                Err(_) => {}
+            }
         }
     }
-    Ok(format!("/buildpacks-custom/{slug}"))
+    total
 }
 
 /// One buildpack build: the app's source (a tar) becomes the image `berth/APP:TAG`.
@@ -181,6 +315,8 @@ pub struct BuildRequest<'a> {
     pub defaults: &'a std::collections::BTreeMap<String, String>,
     /// The build is stopped (and fails) after this long.
     pub time_limit: std::time::Duration,
+    /// Third-party buildpacks may come from private addresses (berth.toml).
+    pub allow_private: bool,
 }
 
 /// Where the driver writes the image's process types (Procfile, then buildpack defaults).
@@ -193,7 +329,7 @@ pub struct Built {
 }
 
 pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, out: &Output) -> Result<Built, String> {
-    let BuildRequest { app, tag, source, env, chosen, defaults, time_limit } = request;
+    let BuildRequest { app, tag, source, env, chosen, defaults, time_limit, allow_private } = request;
     if runtime.image_info(STACK_IMAGE).await.is_none() {
         return Err(format!("The stack image {STACK_IMAGE} is missing: run `berth stack:build` on the server"));
     }
@@ -203,8 +339,8 @@ pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, ou
     let env_dir = app_dir.join("build-env");
     write_env_dir(&env_dir, env).map_err(|e| format!("cannot write the build env: {e}"))?;
     std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(root.join("buildpacks-custom")).map_err(|e| e.to_string())?;
 
+    let mut own_binds = Vec::new();
     let mut cmd = vec!["/buildpacks/driver.sh".to_string()];
     for (process, command) in defaults {
         cmd.extend(["--default".to_string(), format!("{process}: {command}")]);
@@ -214,15 +350,19 @@ pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, ou
         cmd.extend(builtin_names().iter().map(|n| format!("/buildpacks/{n}")));
     } else {
         for value in chosen {
-            cmd.push(container_path(root, value, out).await?);
+            let (host_dir, inside) = prepare(root, value, allow_private, out).await?;
+            if let Some(dir) = host_dir {
+                own_binds.push(format!("{}:{inside}:ro", dir.display()));
+            }
+            cmd.push(inside);
         }
     }
     let mut binds = vec![
         format!("{}:/buildpacks:ro", builtins.display()),
-        format!("{}:/buildpacks-custom:ro", root.join("buildpacks-custom").display()),
         format!("{}:/cache", cache.display()),
         format!("{}:/env:ro", env_dir.display()),
     ];
+    binds.extend(own_binds);
     // Builds download dependencies: they trust what the host trusts (a server behind a
     // TLS-inspecting proxy has its CA there), without rebuilding the stack.
     let mut build_env = Vec::new();
@@ -336,6 +476,26 @@ mod tests {
         assert!(validate("ruby").is_err());
         assert!(validate("https://x/a b.git").is_err());
         assert!(validate("--upload-pack=evil.git").is_err());
+        for refused in [
+            "/var/lib/berth/apps/other/repo.git",
+            "file:///etc/x.git",
+            "git@github.com:heroku/heroku-buildpack-ruby.git",
+            "ssh://git@example.com/bp.git",
+            "http://example.com/bp.git",
+            "git://example.com/bp.git",
+            "https://user:token@example.com/bp.git",
+            "https://example.com/../bp.git",
+            "https://example.com/bp.git#--upload-pack=x",
+            "https://exa mple.com/bp.git",
+        ] {
+            assert!(validate(refused).is_err(), "{refused}");
+        }
+        let bp = RemoteBuildpack::parse("https://Example.com:8443/heroku/bp.git#v1.2").unwrap();
+        assert_eq!((bp.url.as_str(), bp.host.as_str(), bp.port, bp.git_ref.as_deref()), ("https://Example.com:8443/heroku/bp.git", "example.com", 8443, Some("v1.2")));
+        // Two refs of one URL are two directories; the same value is always the same one.
+        let other = RemoteBuildpack::parse("https://Example.com:8443/heroku/bp.git#v2").unwrap();
+        assert_ne!(bp.dir_name(), other.dir_name());
+        assert_eq!(bp.dir_name(), RemoteBuildpack::parse("https://Example.com:8443/heroku/bp.git#v1.2").unwrap().dir_name());
     }
 
     #[test]

@@ -104,6 +104,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                         chosen: &config.buildpacks,
                         defaults: &defaults,
                         time_limit: build_limit(engine),
+                        allow_private: engine.store.load_global().is_ok_and(|g| g.allow_private_buildpack_hosts),
                     };
                     let built = buildpack::build(&runtime, &engine.root(), request, out).await?;
                     (built.image, built.processes, true)

@@ -16,6 +16,9 @@ pub struct GlobalConfig {
     /// Host ports apps may map (`ports:*`); 80 and 443 always.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxy_ports: Vec<u16>,
+    /// Third-party buildpacks may be fetched from loopback and private addresses.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_private_buildpack_hosts: bool,
     /// Seconds a build may take before it is stopped (default 3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_timeout: Option<u64>,

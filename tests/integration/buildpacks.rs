@@ -14,6 +14,16 @@ fn app(d: &Daemon, name: &str, files: &[(&str, &str)]) -> AppRepo {
     repo
 }
 
+/// A child process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[track_caller]
 fn pushed(d: &Daemon, repo: &AppRepo) -> String {
     let out = repo.push(d, "main");
@@ -143,7 +153,9 @@ fn nothing_to_build_is_one_clear_refusal_and_buildpacks_can_be_chosen() {
 
 #[test]
 fn a_third_party_buildpack_from_a_git_url_builds_the_app() {
-    let d = Daemon::start();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = crate::https::TestCa::new(ca_dir.path());
+    let d = Daemon::start_with_env(&[("GIT_SSL_CAINFO", ca.ca().display().to_string())]);
     // A buildpack in the Heroku API v2, in its own git repository (a bare one on disk:
     // no git host is reachable from here, but `git clone URL` is the same path).
     let src = d.dir.path().join("custom-bp");
@@ -161,12 +173,34 @@ fn a_third_party_buildpack_from_a_git_url_builds_the_app() {
     git(&["init", "-q", "-b", "main"]);
     git(&["-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"]);
     git(&["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "bp"]);
-    let bare = d.dir.path().join("custom-bp.git");
+    let site = d.dir.path().join("git-site");
+    let bare = site.join("custom-bp.git");
     assert!(std::process::Command::new("git").args(["clone", "-q", "--bare"]).arg(&src).arg(&bare).status().unwrap().success());
+    // Served over https, as git hosts do ("dumb" HTTP: static files), by a server with a
+    // certificate of a CA the daemon trusts.
+    assert!(std::process::Command::new("git").current_dir(&bare).args(["update-server-info"]).status().unwrap().success());
+    let (cert, key) = ca.leaf("git", &["localhost", "127.0.0.1"]);
+    let port = crate::harness::free_port();
+    let server = format!(
+        "import http.server, ssl, functools\nh = functools.partial(http.server.SimpleHTTPRequestHandler, directory={:?})\ns = http.server.ThreadingHTTPServer(('127.0.0.1', {port}), h)\nc = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nc.load_cert_chain({:?}, {:?})\ns.socket = c.wrap_socket(s.socket, server_side=True)\ns.serve_forever()\n",
+        site.display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let _server = Killed(std::process::Command::new("python3").args(["-c", &server]).stderr(std::process::Stdio::null()).spawn().unwrap());
+    let url = format!("https://localhost:{port}/custom-bp.git");
 
     let repo = app(&d, "custom-app", &[("hello.txt", "world\n")]);
-    d.ssh(&format!("buildpacks:add custom-app {}", bare.display())).ok();
+    // Only https, never a local path.
+    d.ssh(&format!("buildpacks:add custom-app {}", bare.display())).refused("only https:// git URLs are fetched");
+    d.ssh(&format!("buildpacks:add custom-app {url}")).ok();
     d.ssh("config:set custom-app GREETING=hi --no-restart").ok();
+    // localhost is a private address: refused until berth.toml allows such hosts.
+    let out = repo.push(&d, "main");
+    assert!(out.stderr.contains("a private address: berth fetches only from public hosts"), "{}", out.stderr);
+    let toml = d.root().join("berth.toml");
+    let text = std::fs::read_to_string(&toml).unwrap_or_default();
+    std::fs::write(&toml, format!("allow_private_buildpack_hosts = true\n{text}")).unwrap();
     let log = pushed(&d, &repo);
     assert!(log.contains("Fetching buildpack"), "{log}");
     assert!(log.contains("custom compile, GREETING=hi"), "ENV_DIR did not reach compile: {log}");

@@ -18,23 +18,23 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA of the test's own, and a leaf it signed for `names` (PKCS#8 key).
-struct TestCa {
+pub struct TestCa {
     dir: PathBuf,
 }
 
 impl TestCa {
-    fn new(dir: &Path) -> TestCa {
+    pub fn new(dir: &Path) -> TestCa {
         std::fs::create_dir_all(dir).unwrap();
         openssl(dir, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=berth-test-ca", "-keyout", "ca.key", "-out", "ca.pem"]);
         TestCa { dir: dir.to_path_buf() }
     }
 
-    fn ca(&self) -> PathBuf {
+    pub fn ca(&self) -> PathBuf {
         self.dir.join("ca.pem")
     }
 
     /// (certificate, key) files of a new leaf for `names`.
-    fn leaf(&self, label: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+    pub fn leaf(&self, label: &str, names: &[&str]) -> (PathBuf, PathBuf) {
         let (key, csr, crt, ext) = (format!("{label}.key"), format!("{label}.csr"), format!("{label}.crt"), format!("{label}.ext"));
         openssl(&self.dir, &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", &format!("/CN={}", names[0]), "-keyout", &key, "-out", &csr]);
         let sans: Vec<String> = names.iter().map(|n| if n.parse::<std::net::IpAddr>().is_ok() { format!("IP:{n}") } else { format!("DNS:{n}") }).collect();
