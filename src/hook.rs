@@ -29,10 +29,13 @@ pub async fn run(root: &Path, app: &str) -> i32 {
             return 1;
         }
     };
-    let wanted = config.deploy_branch.clone().unwrap_or_else(|| "main".into());
-    for (old, new, refname) in updates {
+    let pushed: Vec<&str> = updates.iter().filter_map(|(_, _, r)| r.strip_prefix("refs/heads/")).collect();
+    let has_main = git2::Repository::open_from_env().is_ok_and(|repo| repo.find_reference("refs/heads/main").is_ok());
+    let deploys = config.deploy_branch_of(&pushed, has_main);
+    let wanted = config.wanted_branch(&pushed, has_main).to_string();
+    for (old, new, refname) in updates.iter().cloned() {
         let Some(branch) = refname.strip_prefix("refs/heads/") else { continue };
-        if !config.deploys_branch(branch) {
+        if deploys.as_deref() != Some(branch) {
             println!("-----> Pushed {branch}: not deployed ({app} deploys {wanted}; git:set {app} deploy-branch to change)");
             continue;
         }

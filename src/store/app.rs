@@ -240,11 +240,21 @@ impl AppConfig {
         AppConfig { created_at: crate::unix_now(), keep_releases: DEFAULT_KEEP_RELEASES, ..AppConfig::default() }
     }
 
-    /// Whether a push to `branch` deploys.
-    pub fn deploys_branch(&self, branch: &str) -> bool {
+    /// The one branch a push deploys, of the branches it updates (`pushed`): the configured
+    /// deploy branch; without one, `main`, or `master` when the app has no `main` (neither
+    /// in the repository, `has_main`, nor in this push). Never two: a push of main and
+    /// master together deploys main only.
+    pub fn deploy_branch_of(&self, pushed: &[&str], has_main: bool) -> Option<String> {
+        let wanted = self.wanted_branch(pushed, has_main);
+        pushed.contains(&wanted).then(|| wanted.to_string())
+    }
+
+    /// The branch that deploys, whether or not this push updates it.
+    pub fn wanted_branch(&self, pushed: &[&str], has_main: bool) -> &str {
         match &self.deploy_branch {
-            Some(b) => b == branch,
-            None => branch == "main" || branch == "master",
+            Some(b) => b.as_str(),
+            None if has_main || pushed.contains(&"main") => "main",
+            None => "master",
         }
     }
 
@@ -315,6 +325,18 @@ mod mount_strings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_push_deploys_one_branch() {
+        let mut config = AppConfig::new();
+        assert_eq!(config.deploy_branch_of(&["main", "master"], false).as_deref(), Some("main"));
+        assert_eq!(config.deploy_branch_of(&["master"], false).as_deref(), Some("master"));
+        assert_eq!(config.deploy_branch_of(&["master"], true), None, "an app with main deploys main");
+        assert_eq!(config.deploy_branch_of(&["feature"], false), None);
+        config.deploy_branch = Some("prod".into());
+        assert_eq!(config.deploy_branch_of(&["main", "prod"], true).as_deref(), Some("prod"));
+        assert_eq!(config.deploy_branch_of(&["main"], true), None);
+    }
 
     #[test]
     fn app_toml_round_trips() {

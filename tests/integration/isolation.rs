@@ -332,3 +332,28 @@ fn destroy_removes_everything_of_an_app_or_nothing_when_docker_is_away() {
     assert!(refused.code == 255 && refused.stderr.contains("Permission denied"), "the removed key still gets in: {refused:#?}");
     assert!(!d.root().join("storage/gone").exists());
 }
+
+#[test]
+fn a_push_of_main_and_master_together_deploys_main_once() {
+    let d = Daemon::start();
+    let repo = AppRepo::new(&d, "twobranch");
+    repo.write("Dockerfile", &web_dockerfile("from main", 0)).commit("main");
+    repo.git(&["branch", "master"]).ok();
+    let out = repo.push(&d, "main");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    repo.write("Dockerfile", &web_dockerfile("second", 0)).commit("second");
+    repo.git(&["checkout", "-q", "master"]).ok();
+    repo.write("Dockerfile", &web_dockerfile("from master", 0)).commit("master");
+    let mut cmd = Command::new("git");
+    cmd.current_dir(&repo.dir).args(["push", "deploy", "main", "master"]).env(
+        "GIT_SSH_COMMAND",
+        format!("ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -F /dev/null", d.admin.private.display()),
+    );
+    let both = run_command(cmd, b"");
+    assert_eq!(both.code, 0, "{}", both.stderr);
+    assert!(both.stderr.contains("Pushed master: not deployed (twobranch deploys main"), "{}", both.stderr);
+    let releases: serde_json::Value = serde_json::from_str(&d.ssh("releases twobranch --format json").ok().stdout).unwrap();
+    assert_eq!(releases.as_array().unwrap().len(), 2, "{releases}");
+    d.ssh("domains:add twobranch twobranch.example.com").ok();
+    assert_eq!(get(&d, "twobranch.example.com"), (200, "second".into()));
+}
