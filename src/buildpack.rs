@@ -306,7 +306,8 @@ fn dir_size(dir: &Path) -> u64 {
 pub struct BuildRequest<'a> {
     pub app: &'a str,
     pub tag: &'a str,
-    pub source: Vec<u8>,
+    /// The build context: a tar file.
+    pub source: &'a Path,
     /// The app's config, given to compile as ENV_DIR.
     pub env: &'a std::collections::BTreeMap<String, String>,
     /// Buildpacks in order; empty: the first built-in that detects.

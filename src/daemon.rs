@@ -68,6 +68,12 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     let store = Store::open(&root).with_context(|| format!("cannot open the berth root {}", root.display()))?;
     let _lock = take_root_lock(&root)?;
     raise_open_files_limit();
+    // Build contexts a crash left behind: no deploy runs before this daemon does.
+    for entry in std::fs::read_dir(store.tmp_dir()).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("context-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     let global = store.load_global()?;
     let settings = settings(&args, &global)?;
 

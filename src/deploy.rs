@@ -18,8 +18,8 @@ use crate::store::{AppConfig, Builder, Release, Status};
 
 /// What a new release runs.
 pub enum Source {
-    /// Build this build context (a tar of the pushed commit).
-    Build { tar: Vec<u8>, git_sha: String },
+    /// Build this build context (a tar of the pushed commit, on disk).
+    Build { context: git::BuildContext, git_sha: String },
     /// Run the active release's image again with the current config; with `scale`, that
     /// formation instead (it becomes the app's once it serves).
     Reuse { scale: Option<BTreeMap<String, u32>> },
@@ -61,14 +61,14 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
     let built = matches!(source, Source::Build { .. });
 
     let mut release = match source {
-        Source::Build { tar, git_sha } => {
-            let has_dockerfile = git::file_in_tar(&tar, "Dockerfile").is_some();
+        Source::Build { context, git_sha } => {
+            let has_dockerfile = context.file("Dockerfile").is_some();
             let builder = config.builder.unwrap_or(if has_dockerfile { Builder::Dockerfile } else { Builder::Buildpacks });
-            let app_json = git::file_in_tar(&tar, "app.json").map(|b| String::from_utf8_lossy(&b).into_owned());
+            let app_json = context.file("app.json").map(|b| String::from_utf8_lossy(&b).into_owned());
             let checks = app_json.as_deref().map(checks::parse_app_json).transpose()?.unwrap_or_default();
             let scripts = app_json.as_deref().map(process::parse_scripts).transpose()?.unwrap_or_default();
             // Checked here for both builders, so a bad Procfile fails before any build.
-            let procfile = match git::file_in_tar(&tar, "Procfile") {
+            let procfile = match context.file("Procfile") {
                 Some(bytes) => process::parse_procfile(&String::from_utf8_lossy(&bytes))?,
                 None => BTreeMap::new(),
             };
@@ -80,18 +80,18 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                     if !has_dockerfile {
                         return Err(format!("No Dockerfile at the root of {} (builder:set {app} dockerfile)", short(&git_sha)));
                     }
-                    let text = git::file_in_tar(&tar, "Dockerfile").map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                    let text = context.file("Dockerfile").map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
                     if let Some(image) = crate::dockerfile::foreign_image(app, &crate::dockerfile::image_refs(&text)) {
                         return Err(format!("The Dockerfile builds from {}: an app may use only public images and its own (berth/{app})", crate::validate::quoted(&image)));
                     }
                     out.step(format!("Building {app} from Dockerfile ({})", short(&git_sha))).await;
                     let limit = build_limit(engine);
-                    (runtime.build(tar, &tag, limit, out).await.map_err(|e| e.to_string())?, procfile, false)
+                    (runtime.build(context.path(), &tag, limit, out).await.map_err(|e| e.to_string())?, procfile, false)
                 }
                 Builder::Buildpacks => {
-                    let read = |path: &str| git::file_in_tar(&tar, path).map(|b| String::from_utf8_lossy(&b).into_owned());
+                    let read = |path: &str| context.file(path).map(|b| String::from_utf8_lossy(&b).into_owned());
                     let mut defaults = BTreeMap::new();
-                    if let Some(command) = buildpack::python_web(&config.buildpacks, &read, &git::paths_in_tar(&tar))? {
+                    if let Some(command) = buildpack::python_web(&config.buildpacks, &read, &context.paths())? {
                         out.step(format!("No Procfile: running web: {command} (add a Procfile to choose)")).await;
                         defaults.insert(process::WEB.to_string(), command);
                     }
@@ -99,7 +99,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                     let request = buildpack::BuildRequest {
                         app,
                         tag: &version_tag,
-                        source: tar,
+                        source: context.path(),
                         env: &config.env,
                         chosen: &config.buildpacks,
                         defaults: &defaults,

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
 
@@ -17,6 +17,8 @@ pub enum GitError {
     Git(#[from] git2::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("the pushed tree is larger than {0} MiB (max_build_context_mb in berth.toml)")]
+    TooLarge(u64),
 }
 
 /// Creates the bare repository if needed and (re)writes its hook to call this binary.
@@ -41,13 +43,14 @@ pub fn ensure_repo(repo_dir: &Path, berth_exe: &Path, root: &Path, app: &str) ->
     Ok(())
 }
 
-/// The commit's tree as an uncompressed tar: files with their modes, symlinks as symlinks.
-/// Submodules are skipped (their commits are not in this repository).
-pub fn tar_commit(repo: &Repository, commit: Oid) -> Result<Vec<u8>, GitError> {
+/// Writes the commit's tree as an uncompressed tar to `out`: files with their modes,
+/// symlinks as symlinks; submodules are skipped (their commits are not in this
+/// repository). Fails once the tar passes `limit` bytes.
+fn write_tree(repo: &Repository, commit: Oid, out: impl Write, limit: u64) -> Result<(), GitError> {
     let tree = repo.find_commit(commit)?.tree()?;
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut builder = tar::Builder::new(Limited { inner: out, left: limit });
     let mut failure: Option<GitError> = None;
-    tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+    let walked = tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
         let name = match entry.name() {
             Ok(name) => format!("{dir}{name}"),
             Err(_) => return TreeWalkResult::Skip,
@@ -93,39 +96,120 @@ pub fn tar_commit(repo: &Repository, commit: Oid) -> Result<Vec<u8>, GitError> {
                 TreeWalkResult::Abort
             }
         }
-    })?;
+    });
+    // The callback's own error says more than git's "callback returned -7".
     if let Some(e) = failure {
         return Err(e);
     }
-    let mut bytes = builder.into_inner()?;
-    bytes.flush()?;
-    Ok(bytes)
+    walked?;
+    let mut out = builder.into_inner()?;
+    out.flush()?;
+    Ok(())
 }
 
-/// One file from a build context tar, if present.
-pub fn file_in_tar(tar: &[u8], wanted: &str) -> Option<Vec<u8>> {
-    let mut archive = tar::Archive::new(tar);
-    for entry in archive.entries().ok()? {
-        let mut entry = entry.ok()?;
-        let path = entry.path().ok()?.to_string_lossy().trim_start_matches("./").to_string();
-        if path == wanted && entry.header().entry_type().is_file() {
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut data).ok()?;
-            return Some(data);
+/// A writer that refuses to go past a size.
+struct Limited<W> {
+    inner: W,
+    left: u64,
+}
+
+impl<W: Write> Write for Limited<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(std::io::Error::new(std::io::ErrorKind::FileTooLarge, "limit"));
+        }
+        let n = self.inner.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A build context on disk: the tar of one commit's tree, in `<root>/tmp`, removed when
+/// dropped. Whatever is pushed, berth holds it in a file, never in memory.
+#[derive(Debug)]
+pub struct BuildContext {
+    path: PathBuf,
+}
+
+/// Files a deploy reads from the context (Dockerfile, Procfile, app.json, …) are small;
+/// a larger one is taken as absent.
+const MAX_READ: u64 = 8 * 1024 * 1024;
+
+impl BuildContext {
+    /// Writes `commit`'s tree to a new file in `dir`; a tree over `limit_mb` MiB is refused
+    /// and nothing is left behind.
+    pub fn write(repo: &Repository, commit: Oid, dir: &Path, limit_mb: u64) -> Result<BuildContext, GitError> {
+        std::fs::create_dir_all(dir)?;
+        let file = tempfile::Builder::new().prefix("context-").suffix(".tar").tempfile_in(dir)?;
+        let context = BuildContext { path: file.path().to_path_buf() };
+        let (handle, temp) = file.into_parts();
+        temp.keep().map_err(|e| e.error)?;
+        let written = write_tree(repo, commit, std::io::BufWriter::new(handle), limit_mb.saturating_mul(1024 * 1024));
+        match written {
+            Err(GitError::Io(e)) if e.kind() == std::io::ErrorKind::FileTooLarge => Err(GitError::TooLarge(limit_mb)),
+            Err(e) => Err(e),
+            Ok(()) => Ok(context),
         }
     }
-    None
+
+    /// Takes over a context file another process wrote (the hook), if it is one of berth's:
+    /// a plain file directly in `dir`.
+    pub fn adopt(path: &Path, dir: &Path) -> Option<BuildContext> {
+        let name = path.file_name()?.to_str()?;
+        let ours = path.parent() == Some(dir) && name.starts_with("context-") && name.ends_with(".tar");
+        let plain = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+        (ours && plain).then(|| BuildContext { path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn entries<T>(&self, mut each: impl FnMut(&mut tar::Entry<'_, std::fs::File>, &str) -> Option<T>) -> Option<T> {
+        let mut archive = tar::Archive::new(std::fs::File::open(&self.path).ok()?);
+        for entry in archive.entries().ok()? {
+            let mut entry = entry.ok()?;
+            let path = entry.path().ok()?.to_string_lossy().trim_start_matches("./").to_string();
+            if let Some(found) = each(&mut entry, &path) {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// One (small) file of the tree, if present.
+    pub fn file(&self, wanted: &str) -> Option<Vec<u8>> {
+        self.entries(|entry, path| {
+            if path != wanted || !entry.header().entry_type().is_file() || entry.size() > MAX_READ {
+                return None;
+            }
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(entry, &mut data).ok()?;
+            Some(data)
+        })
+    }
+
+    /// The paths of the tree's regular files.
+    pub fn paths(&self) -> Vec<String> {
+        let mut paths = Vec::new();
+        self.entries::<()>(|entry, path| {
+            if entry.header().entry_type().is_file() {
+                paths.push(path.to_string());
+            }
+            None
+        });
+        paths
+    }
 }
 
-/// The paths of the regular files in a build context tar.
-pub fn paths_in_tar(tar: &[u8]) -> Vec<String> {
-    let mut archive = tar::Archive::new(tar);
-    let Ok(entries) = archive.entries() else { return Vec::new() };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| e.header().entry_type().is_file())
-        .filter_map(|e| e.path().ok().map(|p| p.to_string_lossy().trim_start_matches("./").to_string()))
-        .collect()
+impl Drop for BuildContext {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// The commit a branch points to in the app's repository (outside any push).
@@ -185,8 +269,13 @@ mod tests {
         let sig = git2::Signature::now("t", "t@t").unwrap();
         let commit = repo.commit(Some("HEAD"), &sig, &sig, "c", &tree, &[]).unwrap();
 
-        let tar = tar_commit(&repo, commit).unwrap();
-        assert_eq!(file_in_tar(&tar, "Dockerfile").unwrap(), b"FROM scratch\n");
+        let tmp = tempfile::tempdir().unwrap();
+        let context = BuildContext::write(&repo, commit, tmp.path(), 1).unwrap();
+        assert_eq!(context.file("Dockerfile").unwrap(), b"FROM scratch\n");
+        let mut paths = context.paths();
+        paths.sort();
+        assert_eq!(paths, vec!["Dockerfile", "bin/run"]);
+        let tar = std::fs::read(context.path()).unwrap();
         let mut archive = tar::Archive::new(&tar[..]);
         let mut seen = Vec::new();
         for entry in archive.entries().unwrap() {
@@ -199,5 +288,20 @@ mod tests {
         assert!(seen.contains(&("bin/run".into(), 0o755, None)), "{seen:?}");
         assert!(seen.contains(&("Dockerfile".into(), 0o644, None)), "{seen:?}");
         assert!(seen.contains(&("start".into(), 0o777, Some("bin/run".into()))), "{seen:?}");
+        // Adopted only from its own directory; removed when dropped.
+        let path = context.path().to_path_buf();
+        assert!(BuildContext::adopt(&path, std::path::Path::new("/elsewhere")).is_none());
+        drop(context);
+        assert!(!path.exists());
+
+        // Over the limit: refused, and nothing left behind.
+        std::fs::write(dir.path().join("big"), vec![b'x'; 2 * 1024 * 1024]).unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let big = repo.commit(None, &sig, &sig, "big", &tree, &[]).unwrap();
+        let refused = BuildContext::write(&repo, big, tmp.path(), 1).unwrap_err();
+        assert!(matches!(refused, GitError::TooLarge(1)), "{refused}");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 }

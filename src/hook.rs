@@ -22,9 +22,16 @@ pub async fn run(root: &Path, app: &str) -> i32 {
             Some((parts.next()?.to_string(), parts.next()?.to_string(), parts.next()?.to_string()))
         })
         .collect();
-    let config = match Store::open(root).and_then(|s| s.load_app(app)) {
-        Ok(config) => config,
+    let store = match Store::open(root) {
+        Ok(store) => store,
         Err(e) => {
+            eprintln!(" !     {e}");
+            return 1;
+        }
+    };
+    let (config, limit) = match (store.load_app(app), store.load_global()) {
+        (Ok(config), Ok(global)) => (config, global.build_context_limit_mb()),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!(" !     {e}");
             return 1;
         }
@@ -43,15 +50,19 @@ pub async fn run(root: &Path, app: &str) -> i32 {
             println!("-----> Deleted {branch}: the running release keeps serving");
             continue;
         }
-        let tar = match tar_pushed(&new) {
-            Ok(tar) => tar,
+        // Written to a file, streamed: a push of any size costs no memory here or in the daemon.
+        let context = match write_context(&new, &store.tmp_dir(), limit) {
+            Ok(context) => context,
             Err(e) => {
-                eprintln!(" !     Cannot read the pushed commit {new}: {e}");
+                eprintln!(" !     Cannot take the pushed commit {new}: {e}");
                 return 1;
             }
         };
-        let argv = vec!["git:receive".into(), app.into(), old, new, refname];
-        let code = crate::client::run_with(root, argv, std::io::Cursor::new(tar), true).await;
+        // The daemon takes the file over and removes it when the deploy is done; dropping
+        // it here removes it if the daemon never got that far.
+        let argv = vec!["git:receive".into(), app.into(), old, new, refname, "--context".into(), context.path().display().to_string()];
+        let code = crate::client::run_with(root, argv, tokio::io::empty(), true).await;
+        drop(context);
         if code != 0 {
             return code;
         }
@@ -59,8 +70,8 @@ pub async fn run(root: &Path, app: &str) -> i32 {
     0
 }
 
-fn tar_pushed(sha: &str) -> Result<Vec<u8>, String> {
+fn write_context(sha: &str, dir: &Path, limit_mb: u64) -> Result<crate::git::BuildContext, String> {
     let repo = git2::Repository::open_from_env().map_err(|e| e.to_string())?;
     let oid = git2::Oid::from_str(sha).map_err(|e| e.to_string())?;
-    crate::git::tar_commit(&repo, oid).map_err(|e| e.to_string())
+    crate::git::BuildContext::write(&repo, oid, dir, limit_mb).map_err(|e| e.to_string())
 }

@@ -48,8 +48,8 @@ pub struct OneShot<'a> {
     pub cmd: Vec<String>,
     pub env: Vec<String>,
     pub binds: Vec<String>,
-    /// A tar unpacked at this path before the container starts.
-    pub upload: Option<(&'a str, Vec<u8>)>,
+    /// A tar file unpacked at this path before the container starts.
+    pub upload: Option<(&'a str, &'a std::path::Path)>,
     /// `repo:tag` of the committed image, with its default command and working directory.
     pub commit_as: (&'a str, &'a str),
     pub commit_cmd: Option<Vec<String>>,
@@ -200,9 +200,9 @@ impl Runtime {
     /// Builds `context` (a tar with a Dockerfile at its root) as `tag`, streaming the build
     /// output as detail lines. Returns the image id.
     /// Stopped after `limit` (dropping the request cancels the engine's build).
-    pub async fn build(&self, context: Vec<u8>, tag: &str, limit: Duration, out: &Output) -> Result<String, RuntimeError> {
+    pub async fn build(&self, context: &std::path::Path, tag: &str, limit: Duration, out: &Output) -> Result<String, RuntimeError> {
         let options = BuildImageOptions { dockerfile: "Dockerfile".into(), t: Some(tag.into()), rm: true, forcerm: true, ..Default::default() };
-        let mut stream = self.docker.build_image(options, None, Some(bollard::body_full(context.into())));
+        let mut stream = self.docker.build_image(options, None, Some(bollard::body_try_stream(file_stream(context).await?)));
         let mut pending = String::new();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -575,7 +575,7 @@ impl Runtime {
         let work = async {
             if let Some((path, tar)) = job.upload {
                 let options = bollard::query_parameters::UploadToContainerOptions { path: path.to_string(), ..Default::default() };
-                self.docker.upload_to_container(&id, Some(options), bollard::body_full(tar.into())).await?;
+                self.docker.upload_to_container(&id, Some(options), bollard::body_try_stream(file_stream(tar).await?)).await?;
             }
             let mut logs = self.attach_and_start(&id, false).await?.output;
             let mut pending = String::new();
@@ -671,6 +671,12 @@ impl Runtime {
     pub async fn remove_image(&self, image: &str) {
         let _ = self.docker.remove_image(image, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
     }
+}
+
+/// A build context file, read as a stream: a context of any size costs no memory.
+async fn file_stream(path: &std::path::Path) -> Result<tokio_util::io::ReaderStream<tokio::fs::File>, RuntimeError> {
+    let file = tokio::fs::File::open(path).await.map_err(|e| RuntimeError::Build(format!("cannot read the build context: {e}")))?;
+    Ok(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024))
 }
 
 /// The longest line berth passes on from a build or a container; longer ones are cut into

@@ -5,8 +5,6 @@ use crate::deploy::{self, Source};
 use crate::output::{Format, Report, print_reports};
 use crate::{git, validate};
 
-/// A build context larger than this is refused (the tar is held in memory).
-const MAX_CONTEXT: usize = 2 * 1024 * 1024 * 1024;
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
 pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: Option<&str>) -> CmdResult {
@@ -46,15 +44,12 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
     Ok(())
 }
 
-/// Called by the pre-receive hook with the pushed commit's tree (a tar) on stdin.
-pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname: &str) -> CmdResult {
+/// Called by the pre-receive hook with the pushed commit's tree, a tar it wrote to
+/// `<root>/tmp` (`context`), which this takes over and removes when done.
+pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname: &str, context: &std::path::Path) -> CmdResult {
+    let context = git::BuildContext::adopt(context, &ctx.engine.store.tmp_dir()).ok_or_else(|| failed(format!("{} is not a build context of berth's", context.display())))?;
     validate::app_name(app)?;
     let branch = refname.strip_prefix("refs/heads/").ok_or_else(|| failed(format!("{refname} is not a branch")))?;
-    let tar = ctx
-        .input
-        .read_to_end(MAX_CONTEXT)
-        .await
-        .map_err(|_| failed("The pushed tree is larger than 2 GiB: berth refuses it"))?;
     let deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     // Another push may have landed while this one waited: deploying now would serve a
     // commit the branch will not point to.
@@ -66,7 +61,7 @@ pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname
             "{branch} moved while this push waited for another deploy of {app}: fetch, merge and push again"
         )));
     }
-    let source = Source::Build { tar, git_sha: new.to_string() };
+    let source = Source::Build { context, git_sha: new.to_string() };
     deploy::deploy_locked(ctx.engine, app, source, "git push", &ctx.out).await.map_err(CmdError::Failed)?;
     // git updates the branch only after this hook returns. Until it has, the next push
     // must not look at the branch: keep the deploy lock until it moves (or git gave up).

@@ -269,7 +269,15 @@ pub enum Command {
     },
     /// (internal) deploy a pushed commit; called by the git hook
     #[command(name = "git:receive", hide = true)]
-    GitReceive { app: String, old: String, new: String, refname: String },
+    GitReceive {
+        app: String,
+        old: String,
+        new: String,
+        refname: String,
+        /// The build context the hook wrote (a tar in `<root>/tmp`)
+        #[arg(long)]
+        context: std::path::PathBuf,
+    },
 
     /// Set a readiness check setting: timeout SECONDS | wait-to-retire SECONDS | attempts N
     #[command(name = "checks:set")]
@@ -712,7 +720,7 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         PortsReport { app, format } => ports::report(ctx, app.as_deref(), format).await,
         GitSet { app, key, value } => git::set(ctx, &app, &key, value.as_deref()).await,
         GitReport { app, format } => git::report(ctx, app.as_deref(), format).await,
-        GitReceive { app, old, new, refname } => git::receive(ctx, &app, &old, &new, &refname).await,
+        GitReceive { app, old, new, refname, context } => git::receive(ctx, &app, &old, &new, &refname, &context).await,
         ChecksSet { app, key, value } => checks::set(ctx, &app, &key, &value).await,
         ChecksDisable { app } => checks::set_mode(ctx, &app, checks::Mode::Disable).await,
         ChecksEnable { app } => checks::set_mode(ctx, &app, checks::Mode::Enable).await,

@@ -26,11 +26,13 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
         Some(b) => vec![b.clone()],
         None => vec!["main".into(), "master".into()],
     };
-    let (tar, sha) = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, String), String> {
+    let tmp = ctx.engine.store.tmp_dir();
+    let limit = ctx.engine.store.load_global()?.build_context_limit_mb();
+    let (context, sha) = tokio::task::spawn_blocking(move || -> Result<(git::BuildContext, String), String> {
         for branch in branches {
             if let Some(oid) = git::branch_head(&repo_dir, &branch).map_err(|e| e.to_string())? {
                 let repo = git2::Repository::open_bare(&repo_dir).map_err(|e| e.to_string())?;
-                return Ok((git::tar_commit(&repo, oid).map_err(|e| e.to_string())?, oid.to_string()));
+                return Ok((git::BuildContext::write(&repo, oid, &tmp, limit).map_err(|e| e.to_string())?, oid.to_string()));
             }
         }
         Err("nothing has been pushed to the deploy branch yet".into())
@@ -38,7 +40,7 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
     .await
     .map_err(|e| failed(e.to_string()))?
     .map_err(|e| failed(format!("Cannot rebuild {app}: {e}")))?;
-    deploy::deploy_locked(ctx.engine, app, Source::Build { tar, git_sha: sha }, "ps:rebuild", &ctx.out)
+    deploy::deploy_locked(ctx.engine, app, Source::Build { context, git_sha: sha }, "ps:rebuild", &ctx.out)
         .await
         .map_err(CmdError::Failed)?;
     Ok(())

@@ -19,6 +19,9 @@ pub struct GlobalConfig {
     /// Third-party buildpacks may be fetched from loopback and private addresses.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_private_buildpack_hosts: bool,
+    /// The largest pushed tree (build context) berth builds, in MiB (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_build_context_mb: Option<u64>,
     /// Seconds a build may take before it is stopped (default 3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_timeout: Option<u64>,
@@ -31,6 +34,10 @@ pub struct GlobalConfig {
 }
 
 impl GlobalConfig {
+    pub fn build_context_limit_mb(&self) -> u64 {
+        self.max_build_context_mb.unwrap_or(1024)
+    }
+
     /// The host ports an app's port mappings may use.
     pub fn allowed_host_ports(&self) -> Vec<u16> {
         let mut ports = vec![80, 443];

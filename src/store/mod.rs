@@ -64,7 +64,7 @@ impl Store {
         let root = root.into();
         // Apps' sources, caches, config and storage are the root user's alone; the root itself
         // stays traversable for nginx's workers (nobody), which read <root>/nginx/tmp.
-        let private = [root.join("apps"), root.join("keys"), root.join("storage"), root.join("buildpacks-custom")];
+        let private = [root.join("apps"), root.join("keys"), root.join("storage"), root.join("buildpacks-custom"), root.join("tmp")];
         for (dir, mode) in std::iter::once((root.clone(), 0o711)).chain(private.into_iter().map(|d| (d, 0o700))) {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(io_err(&dir))?;
@@ -80,6 +80,11 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Build contexts on their way to a build (0700).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     pub fn app_dir(&self, app: &str) -> PathBuf {

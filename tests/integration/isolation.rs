@@ -357,3 +357,28 @@ fn a_push_of_main_and_master_together_deploys_main_once() {
     d.ssh("domains:add twobranch twobranch.example.com").ok();
     assert_eq!(get(&d, "twobranch.example.com"), (200, "second".into()));
 }
+
+#[test]
+fn a_pushed_tree_over_the_size_limit_is_refused_and_leaves_nothing() {
+    let d = Daemon::start();
+    let repo = AppRepo::new(&d, "heavy");
+    repo.write("Dockerfile", &web_dockerfile("light", 0)).commit("light");
+    repo.push(&d, "main").ok();
+    let toml = d.root().join("berth.toml");
+    let text = std::fs::read_to_string(&toml).unwrap_or_default();
+    std::fs::write(&toml, format!("max_build_context_mb = 1\n{text}")).unwrap();
+    // Random bytes: git cannot compress them below the limit.
+    let noise: String = (0..3_000_000).map(|_| char::from(b'a' + rand::random::<u8>() % 26)).collect();
+    repo.write("blob.txt", &noise).commit("heavy");
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("the pushed tree is larger than 1 MiB (max_build_context_mb in berth.toml)"), "{}", out.stderr);
+    assert_eq!(std::fs::read_dir(d.root().join("tmp")).unwrap().count(), 0, "a build context was left behind");
+    d.ssh("domains:add heavy heavy.example.com").ok();
+    assert_eq!(get(&d, "heavy.example.com"), (200, "light".into()));
+    // Under the limit again, pushes build as before (and leave nothing behind either).
+    repo.git(&["rm", "-q", "blob.txt"]).ok();
+    repo.commit("light again");
+    repo.push(&d, "main").ok();
+    assert_eq!(std::fs::read_dir(d.root().join("tmp")).unwrap().count(), 0);
+}
