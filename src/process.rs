@@ -17,13 +17,16 @@ pub const MAX_SCALE: u32 = 100;
 
 /// Parses a Procfile: `type: command` lines; blank lines and `#` comments are skipped.
 pub fn parse_procfile(text: &str) -> Result<BTreeMap<String, String>, String> {
+    if text.len() > MAX_PROCFILE {
+        return Err(format!("The Procfile is {} KiB: berth takes at most 64 KiB", text.len() / 1024));
+    }
     let mut types = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let bad = || format!("Procfile line {} is not `type: command`: {line:?}", n + 1);
+        let bad = || format!("Procfile line {} is not `type: command`: {}", n + 1, crate::validate::quoted(line));
         let (name, command) = line.split_once(':').ok_or_else(bad)?;
         let (name, command) = (name.trim(), command.trim());
         if command.is_empty() || crate::validate::process_type(name).is_err() {
@@ -32,15 +35,25 @@ pub fn parse_procfile(text: &str) -> Result<BTreeMap<String, String>, String> {
         if types.insert(name.to_string(), command.to_string()).is_some() {
             return Err(format!("Procfile names the process type {name:?} twice"));
         }
+        if types.len() > MAX_PROCESS_TYPES {
+            return Err(format!("The Procfile names more than {MAX_PROCESS_TYPES} process types"));
+        }
     }
     Ok(types)
 }
+
+/// What a Procfile may hold: every type is recorded in each release.
+pub const MAX_PROCFILE: usize = 64 * 1024;
+pub const MAX_PROCESS_TYPES: usize = 50;
 
 /// Parses `berth-launch`'s process list (`type: command` lines written by the buildpack
 /// driver); lines that do not parse are skipped, the first of a type wins.
 pub fn parse_process_list(text: &str) -> BTreeMap<String, String> {
     let mut types = BTreeMap::new();
     for line in text.lines() {
+        if types.len() >= MAX_PROCESS_TYPES {
+            break;
+        }
         if let Some((name, command)) = line.split_once(": ")
             && crate::validate::process_type(name).is_ok()
         {

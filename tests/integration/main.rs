@@ -1,6 +1,7 @@
 //! berth's integration tests: the real daemon, the real OpenSSH client, the real local CLI.
 
 mod harness;
+mod hostile;
 
 mod access;
 mod buildpacks;
