@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SSH round trip: `ssh … apps:list` against berth beside the same OpenSSH client running a
-# forced `true` on Debian's OpenSSH server (another loopback port), median and p95 of N runs,
-# and berth's idle resident memory. Usage: scripts/bench-ssh.sh [RUNS]   (default 200)
+# forced `true` on Debian's OpenSSH server (another loopback port), median and p95 of N runs;
+# then 200 clients at once against each (successes, p50, p99: the connection limits must not
+# cost this); then one client while 1,000 idle sockets are open (berth's descriptors stay
+# bounded); and berth's idle resident memory. Usage: scripts/bench-ssh.sh [RUNS] (default 200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -87,6 +89,40 @@ for label, extra in (("default kex", ()), ("kex pinned to curve25519", PINNED)):
     o = measure(sshd_port, "root", "true", extra)
     rows.append((label, b, o))
 
+import threading
+
+def burst(port, user, command, clients=200):
+    """`clients` ssh sessions started at once: (successes, p50 ms, p99 ms)."""
+    results = [None] * clients
+    def one(i):
+        cmd = ["ssh", "-i", key, "-p", port, "-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+               "-o", "ConnectTimeout=30", f"{user}@127.0.0.1", command]
+        start = time.perf_counter()
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+        results[i] = (done.returncode == 0, (time.perf_counter() - start) * 1000)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    times = sorted(ms for ok, ms in results if ok)
+    ok = len(times)
+    pick = lambda q: times[int(q * (ok - 1))] if ok else float("nan")
+    return ok, pick(0.5), pick(0.99)
+
+bursts = [("berth: apps:list", burst(berth_port, "berth", "apps:list")), ("OpenSSH: forced true", burst(sshd_port, "root", "true"))]
+
+def fds(pid):
+    import os
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+import socket
+fds_before = fds(berth_pid)
+idle = [socket.create_connection(("127.0.0.1", int(berth_port))) for _ in range(1000)]
+time.sleep(0.5)
+fds_idle = fds(berth_pid)
+with_idle = ssh(berth_port, "berth", "apps:list")
+for s in idle: s.close()
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -103,5 +139,13 @@ for label, (b_med, b_p95), (o_med, o_p95) in rows:
     print(f"| {label:<25} | {'OpenSSH: ssh … (forced true)':<34} | {o_med:>9.2f} | {o_p95:>8.2f} |")
     print(f"| {label:<25} | {'ratio berth / OpenSSH (goal ≤ 1.0)':<34} | {b_med/o_med:>9.2f} | {b_p95/o_p95:>8.2f} |")
 print()
+print("200 clients at once (each its own ssh process)")
+print(f"| {'target':<24} | {'succeeded':>9} | {'p50 ms':>8} | {'p99 ms':>8} |")
+print(f"|{'-'*26}|{'-'*11}|{'-'*10}|{'-'*10}|")
+for label, (ok, p50, p99) in bursts:
+    print(f"| {label:<24} | {ok:>5} / 200 | {p50:>8.0f} | {p99:>8.0f} |")
+print()
+print(f"1,000 idle unauthenticated sockets: berth holds {fds_idle - fds_before} more descriptors (cap 128), "
+      f"apps:list meanwhile took {with_idle:.0f} ms")
 print(f"berth daemon idle RSS: {rss/1024:.1f} MB (goal < 20 MB)")
 PY
