@@ -382,3 +382,20 @@ fn a_pushed_tree_over_the_size_limit_is_refused_and_leaves_nothing() {
     repo.push(&d, "main").ok();
     assert_eq!(std::fs::read_dir(d.root().join("tmp")).unwrap().count(), 0);
 }
+
+#[test]
+fn two_scales_at_once_are_both_kept() {
+    let d = Daemon::start();
+    d.ssh("apps:create scaled").ok();
+    for round in 0..5 {
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| d.ssh(&format!("ps:scale scaled web={}", round + 1)));
+            let b = s.spawn(|| d.ssh(&format!("ps:scale scaled worker={}", round + 2)));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        a.ok();
+        b.ok();
+        let shown = d.ssh("ps:scale scaled").ok().stdout.clone();
+        assert!(shown.contains(&format!("web={}", round + 1)) && shown.contains(&format!("worker={}", round + 2)), "round {round}: {shown}");
+    }
+}
