@@ -51,6 +51,13 @@ ensure_rust() {
     fi
 }
 
+# cargo-fuzz (libFuzzer for Rust), for scripts/fuzz.sh.
+ensure_cargo_fuzz() {
+    command -v cargo-fuzz >/dev/null 2>&1 && return 0
+    log "Installing cargo-fuzz"
+    cargo install --locked --quiet cargo-fuzz || die "cannot install cargo-fuzz (cargo install cargo-fuzz)"
+}
+
 # Starts the Docker engine if it does not answer: systemd where it runs, dockerd otherwise.
 ensure_docker() {
     docker info >/dev/null 2>&1 && return 0

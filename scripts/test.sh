@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs berth's whole test suite on a fresh Debian 12 machine as root: installs and starts
 # what the tests use (Docker engine, nginx, git, OpenSSH, pebble as the ACME server), then
-# lints and tests.
+# lints and tests, then fuzzes the parsers briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -15,3 +15,5 @@ log "cargo clippy"
 cargo clippy --locked --all-targets --quiet -- -D warnings
 log "cargo test"
 cargo test --locked 2>&1
+log "fuzzing the parsers (5 s each)"
+scripts/fuzz.sh 5

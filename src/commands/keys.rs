@@ -97,7 +97,7 @@ fn describe(role: &Role) -> String {
 }
 
 /// Exactly one OpenSSH public key line (blank lines and `#` comments aside).
-fn parse_public_key(text: &str) -> Result<PublicKey, super::CmdError> {
+pub fn parse_public_key(text: &str) -> Result<PublicKey, super::CmdError> {
     if text.contains("PRIVATE KEY") {
         return Err(failed("That is a private key: send the public key (the .pub file) instead"));
     }

@@ -13,7 +13,7 @@ mod config;
 mod doctor;
 mod domains;
 mod git;
-mod keys;
+pub mod keys;
 mod letsencrypt;
 mod logs;
 mod nginx;
@@ -783,7 +783,7 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
 
 /// A command line that is not a command to run.
 #[derive(Debug, PartialEq)]
-enum Parsed {
+pub enum Parsed {
     /// Help was asked for (or no command given): print this on stdout, exit 0.
     Help(String),
     /// The line does not parse: one line for stderr.
@@ -795,7 +795,8 @@ pub fn help_text() -> String {
     Cli::command().render_help().to_string()
 }
 
-fn parse(argv: &[String]) -> Result<Command, Parsed> {
+/// The command an argv names (pure: also what the fuzz targets drive).
+pub fn parse(argv: &[String]) -> Result<Command, Parsed> {
     let Some(first) = argv.first() else {
         return Err(Parsed::Help(help_text()));
     };

@@ -405,7 +405,7 @@ async fn prepare_git(engine: &Engine, caller: &Caller, service: GitService, path
 
 /// Splits an exec request by shell-word rules. Nothing here is ever given to a shell.
 /// OpenSSH users often write `ssh host berth apps:list` out of habit: a leading `berth` is dropped.
-fn split_command(line: &str) -> Result<Vec<String>, String> {
+pub fn split_command(line: &str) -> Result<Vec<String>, String> {
     let mut words = shell_words::split(line).map_err(|e| format!("cannot split the command line: {e}"))?;
     if words.first().is_some_and(|w| w == "berth") {
         words.remove(0);
