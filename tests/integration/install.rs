@@ -89,12 +89,17 @@ fn install_prints_one_line_per_step_then_next_steps_and_runs_again_as_an_upgrade
     add.args(["ssh-keys:add", "me"]).env("BERTH_ROOT", &root);
     assert_eq!(run_command(add, key.public.as_bytes()).code, 0);
 
-    // Again: an upgrade. The daemon restarts; the global domain stays.
+    // Again: an upgrade. The daemon restarts; a global domain the user chose stays.
+    let mut set = Command::new(&bin);
+    set.args(["domains:set-global", "apps.example.com"]).env("BERTH_ROOT", &root);
+    assert_eq!(run_command(set, b"").code, 0);
+    let toml = std::fs::read_to_string(root.join("berth.toml")).unwrap();
     let before = daemon_pid(&root);
     let again = script("install.sh", &env, &[]);
     assert_eq!(again.code, 0, "{again:#?}");
     assert_ne!(daemon_pid(&root), before);
     assert_eq!(std::fs::read_to_string(root.join("berth.toml")).unwrap(), toml);
+    assert!(toml.contains("apps.example.com") && !toml.contains("sslip.io"), "{toml}");
 
     // Uninstall: the daemon, its nginx and the binary go; the state stays without --purge.
     let nginx_pid = std::fs::read_to_string(root.join("nginx/nginx.pid")).unwrap().trim().to_string();
