@@ -198,9 +198,7 @@ fn a_third_party_buildpack_from_a_git_url_builds_the_app() {
     // localhost is a private address: refused until berth.toml allows such hosts.
     let out = repo.push(&d, "main");
     assert!(out.stderr.contains("a private address: berth fetches only from public hosts"), "{}", out.stderr);
-    let toml = d.root().join("berth.toml");
-    let text = std::fs::read_to_string(&toml).unwrap_or_default();
-    std::fs::write(&toml, format!("allow_private_buildpack_hosts = true\n{text}")).unwrap();
+    d.setting("allow_private_buildpack_hosts = true".into());
     let log = pushed(&d, &repo);
     assert!(log.contains("Fetching buildpack"), "{log}");
     assert!(log.contains("custom compile, GREETING=hi"), "ENV_DIR did not reach compile: {log}");

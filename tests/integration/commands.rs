@@ -157,9 +157,7 @@ fn ports_commands() {
     assert_eq!(list(&d).as_array().unwrap().len(), 2);
     // Host ports other than 80 and 443 only when berth.toml lists them.
     d.ssh("ports:set app http:8080:3000").refused("Host port 8080 of http:8080:3000 is not one berth serves (80, 443; proxy_ports in berth.toml adds more)");
-    let toml = d.root().join("berth.toml");
-    let text = std::fs::read_to_string(&toml).unwrap_or_default();
-    std::fs::write(&toml, format!("proxy_ports = [8080, 8081]\n{text}")).unwrap();
+    d.setting("proxy_ports = [8080, 8081]".into());
     d.ssh("ports:set app http:8080:3000").ok();
     assert_eq!(list(&d), serde_json::json!([{"scheme": "http", "host_port": 8080, "container_port": 3000}]));
     d.ssh("ports:add app http:8081:3000").ok();

@@ -41,9 +41,7 @@ fn routing_changes_are_served_at_once_without_a_deploy() {
     // A port mapping serves at once and goes at once (on a host port berth may use).
     let extra = free_port();
     d.ssh(&format!("ports:add site http:{extra}:5000")).refused("is not one berth serves");
-    let toml = d.root().join("berth.toml");
-    let text = std::fs::read_to_string(&toml).unwrap_or_default();
-    std::fs::write(&toml, format!("proxy_ports = [{extra}]\n{text}")).unwrap();
+    d.setting(format!("proxy_ports = [{extra}]"));
     d.ssh(&format!("ports:add site http:{extra}:5000")).ok();
     assert_eq!(http_get(extra, "site.one.example", "/"), (200, "site v1".into()));
     d.ssh(&format!("ports:remove site http:{extra}:5000")).ok();

@@ -240,6 +240,13 @@ impl Daemon {
         docker(&args).split_whitespace().map(String::from).collect()
     }
 
+    /// Adds a line to berth.toml (the daemon reads it at each use).
+    pub fn setting(&self, line: String) {
+        let toml = self.root().join("berth.toml");
+        let text = std::fs::read_to_string(&toml).unwrap_or_default();
+        std::fs::write(&toml, format!("{line}\n{text}")).unwrap();
+    }
+
     pub fn app_toml(&self, app: &str) -> String {
         std::fs::read_to_string(self.root().join("apps").join(app).join("app.toml")).unwrap_or_default()
     }
@@ -354,15 +361,27 @@ impl AppRepo {
 
     /// `git push deploy BRANCH` as the daemon's admin.
     pub fn push(&self, d: &Daemon, refspec: &str) -> Out {
+        self.push_as(&d.admin, &[refspec])
+    }
+
+    /// `git push deploy REFSPEC…` with `key`.
+    pub fn push_as(&self, key: &Key, refspecs: &[&str]) -> Out {
         let mut cmd = Command::new("git");
-        cmd.current_dir(&self.dir).args(["push", "deploy", refspec]);
-        let ssh = format!(
-            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -F /dev/null",
-            d.admin.private.display()
-        );
-        cmd.env("GIT_SSH_COMMAND", ssh);
+        cmd.current_dir(&self.dir).args(["push", "deploy"]).args(refspecs);
+        cmd.env("GIT_SSH_COMMAND", git_ssh(key));
         run(cmd, b"")
     }
+}
+
+/// What git runs to reach the daemon as `key`.
+pub fn git_ssh(key: &Key) -> String {
+    format!(
+        "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -F /dev/null",
+        key.private.display()
+    )
+}
+
+impl AppRepo {
 }
 
 /// A Dockerfile serving `text` at / with busybox httpd on $PORT, after `delay` seconds.

@@ -16,10 +16,7 @@ fn a_client_killed_mid_push_does_not_hold_the_deploy_lock() {
     repo.write("Dockerfile", noisy).commit("noisy");
 
     // git push in its own process group, so that git and its ssh die together.
-    let ssh = format!(
-        "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -F /dev/null",
-        d.admin.private.display()
-    );
+    let ssh = git_ssh(&d.admin);
     let mut push = Command::new("git")
         .current_dir(&repo.dir)
         .args(["push", "deploy", "main"])
@@ -183,9 +180,7 @@ fn a_build_that_runs_too_long_is_stopped_and_the_old_release_keeps_serving() {
     repo.push(&d, "main").ok();
     d.ssh("domains:add slow slow.example.com").ok();
     // A limit of 3 s (berth.toml, read at each deploy), then a build that would take a minute.
-    let toml = d.root().join("berth.toml");
-    let text = std::fs::read_to_string(&toml).unwrap_or_default();
-    std::fs::write(&toml, format!("build_timeout = 3\n{text}")).unwrap();
+    d.setting("build_timeout = 3".into());
     repo.write("Dockerfile", "FROM berth-test/busybox\nRUN sleep 60\n").commit("slow build");
     let started = Instant::now();
     let out = repo.push(&d, "main");
@@ -212,12 +207,7 @@ fn a_dockerfile_cannot_build_from_another_apps_image() {
         "FROM berth-test/busybox\nCOPY --from=docker.io/berth/victim:v1 /www /www\n",
     ] {
         thief.write("Dockerfile", dockerfile).commit("steal");
-        let mut cmd = Command::new("git");
-        cmd.current_dir(&thief.dir).args(["push", "deploy", "main"]).env(
-            "GIT_SSH_COMMAND",
-            format!("ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -F /dev/null", mallory.private.display()),
-        );
-        let out = run_command(cmd, b"");
+        let out = thief.push_as(&mallory, &["main"]);
         assert_ne!(out.code, 0, "{dockerfile}");
         assert!(out.stderr.contains("an app may use only public images and its own (berth/thief)"), "{dockerfile}: {}", out.stderr);
     }
@@ -236,9 +226,7 @@ fn a_port_nginx_cannot_take_is_undone_and_every_app_keeps_serving() {
     // A port berth may use (berth.toml), but another server holds it: nginx -t passes, the reload cannot.
     let held = std::net::TcpListener::bind(("127.0.0.1", free_port())).unwrap();
     let port = held.local_addr().unwrap().port();
-    let toml = d.root().join("berth.toml");
-    let text = std::fs::read_to_string(&toml).unwrap_or_default();
-    std::fs::write(&toml, format!("proxy_ports = [{port}]\n{text}")).unwrap();
+    d.setting(format!("proxy_ports = [{port}]"));
     let before = d.app_toml("ours");
     let out = d.ssh(&format!("ports:add ours http:{port}:5000"));
     assert_ne!(out.code, 0, "{out:#?}");
@@ -344,12 +332,7 @@ fn a_push_of_main_and_master_together_deploys_main_once() {
     repo.write("Dockerfile", &web_dockerfile("second", 0)).commit("second");
     repo.git(&["checkout", "-q", "master"]).ok();
     repo.write("Dockerfile", &web_dockerfile("from master", 0)).commit("master");
-    let mut cmd = Command::new("git");
-    cmd.current_dir(&repo.dir).args(["push", "deploy", "main", "master"]).env(
-        "GIT_SSH_COMMAND",
-        format!("ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -F /dev/null", d.admin.private.display()),
-    );
-    let both = run_command(cmd, b"");
+    let both = repo.push_as(&d.admin, &["main", "master"]);
     assert_eq!(both.code, 0, "{}", both.stderr);
     assert!(both.stderr.contains("Pushed master: not deployed (twobranch deploys main"), "{}", both.stderr);
     let releases: serde_json::Value = serde_json::from_str(&d.ssh("releases twobranch --format json").ok().stdout).unwrap();
@@ -364,9 +347,7 @@ fn a_pushed_tree_over_the_size_limit_is_refused_and_leaves_nothing() {
     let repo = AppRepo::new(&d, "heavy");
     repo.write("Dockerfile", &web_dockerfile("light", 0)).commit("light");
     repo.push(&d, "main").ok();
-    let toml = d.root().join("berth.toml");
-    let text = std::fs::read_to_string(&toml).unwrap_or_default();
-    std::fs::write(&toml, format!("max_build_context_mb = 1\n{text}")).unwrap();
+    d.setting("max_build_context_mb = 1".into());
     // Random bytes: git cannot compress them below the limit.
     let noise: String = (0..3_000_000).map(|_| char::from(b'a' + rand::random::<u8>() % 26)).collect();
     repo.write("blob.txt", &noise).commit("heavy");
