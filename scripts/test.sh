@@ -15,5 +15,5 @@ log "cargo clippy"
 cargo clippy --locked --all-targets --quiet -- -D warnings
 log "cargo test"
 cargo test --locked 2>&1
-log "fuzzing the parsers (5 s each)"
-scripts/fuzz.sh 5
+log "fuzzing the parsers (10 s each)"
+scripts/fuzz.sh 10
