@@ -274,10 +274,7 @@ async fn resolve_public(remote: &RemoteBuildpack, allow_private: bool) -> Result
         .map(|a| a.ip())
         .collect();
     let ip = addrs.iter().find(|ip| ip.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| format!("{} has no address", remote.host))?;
-    let private = match ip {
-        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast() || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64,
-        std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80,
-    };
+    let private = is_private(ip);
     if private && !allow_private {
         return Err(format!(
             "Buildpack host {} is at {ip}, a private address: berth fetches only from public hosts (allow_private_buildpack_hosts in berth.toml)",
@@ -285,6 +282,18 @@ async fn resolve_public(remote: &RemoteBuildpack, allow_private: bool) -> Result
         ));
     }
     Ok(ip)
+}
+
+/// Loopback, private, link-local, shared (CGNAT), unspecified or broadcast: the server's own
+/// networks. An IPv4 address inside IPv6 (`::ffff:127.0.0.1`) is judged as the IPv4 one.
+pub fn is_private(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast() || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_private(std::net::IpAddr::V4(v4)),
+            None => v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80,
+        },
+    }
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -468,6 +477,16 @@ mod tests {
             }
         }
         assert!(bp.join("driver.sh").exists());
+    }
+
+    #[test]
+    fn private_addresses_are_told_apart() {
+        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "fd00::1", "fe80::1"] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "2606:4700::1111", "::ffff:93.184.216.34"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
     }
 
     #[test]
