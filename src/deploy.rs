@@ -126,6 +126,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                 predeploy: scripts.predeploy,
                 postdeploy: scripts.postdeploy,
                 formation: BTreeMap::new(),
+                ref_pending: false,
             }
         }
         Source::Reuse { scale } => {

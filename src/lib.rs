@@ -43,3 +43,13 @@ pub fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// Fault injection for the crash tests: when `BERTH_CRASHPOINT` names this point, the
+/// process SIGKILLs itself here, as a power cut or the OOM killer would. Points of a
+/// deploy: `built`, `checks`, `release-saved`, `site-written`, `reloaded`, `retire`.
+pub fn crashpoint(name: &str) {
+    if std::env::var_os("BERTH_CRASHPOINT").is_some_and(|v| v == name) {
+        tracing::warn!("crash point {name}: killing this process");
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
+    }
+}

@@ -46,6 +46,11 @@ pub struct Release {
     /// Containers per process type it was released with.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub formation: BTreeMap<String, u32>,
+    /// A push's release that serves while git has not yet moved the branch to `git_sha`
+    /// (git moves it only after the pre-receive hook succeeds). Cleared once the branch
+    /// points at it; a crash in between is resolved at start: the branch is the truth.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ref_pending: bool,
 }
 
 /// What buildpack-built images start with: berth's launcher (sources .profile.d first).
@@ -171,6 +176,7 @@ mod tests {
             predeploy: None,
             postdeploy: None,
             formation: BTreeMap::new(),
+            ref_pending: false,
         }
     }
 
