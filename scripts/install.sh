@@ -93,7 +93,8 @@ $env_lines
 ExecStart=$BIN daemon
 Restart=on-failure
 KillMode=process
-TimeoutStopSec=30
+# A stop waits for deploys in progress (up to 300 s, see daemon.rs).
+TimeoutStopSec=330
 
 [Install]
 WantedBy=multi-user.target
@@ -108,7 +109,7 @@ UNIT
             pid=$(cat "$BERTH_ROOT/berth.pid")
             echo "Stopping the running daemon ($pid)"
             kill -TERM "$pid"
-            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            for _ in $(seq 1 3300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         fi
         nohup "$BIN" daemon >>"$DAEMON_LOG" 2>&1 </dev/null &
     fi

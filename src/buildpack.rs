@@ -384,6 +384,7 @@ pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, ou
     }
     let repo = format!("berth/{app}");
     let job = OneShot {
+        app: Some(app),
         image: STACK_IMAGE,
         cmd,
         env: build_env,

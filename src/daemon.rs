@@ -4,6 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
@@ -89,20 +90,32 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     crate::store::write_atomic(&root.join("ssh-address"), format!("{ssh_addr}\n").as_bytes(), 0o644)?;
     crate::store::write_atomic(&root.join("berth.pid"), format!("{}\n", std::process::id()).as_bytes(), 0o644)?;
 
-    let engine = Arc::new(Engine::new(store, settings));
+    let engine = Engine::new(store, settings);
+    // Before any command: a push that served but never landed (a crash before git moved
+    // its branch) is undone in the state; `restore_all` then runs what the state says.
+    for app in engine.store.list_apps().unwrap_or_default() {
+        if let Err(e) = crate::deploy::settle_ref(&engine, &app).await {
+            tracing::error!(app, "{e}");
+        }
+    }
     let (stop, stopped) = watch::channel(false);
+    // The local socket outlives SSH at shutdown: pushes in flight reach it from their hook.
+    let (stop_local, local_stopped) = watch::channel(false);
     let config = Arc::new(ssh::config(host_key));
     let ssh_task = tokio::spawn(ssh::serve(ssh_listener, config, engine.clone(), stopped.clone()));
-    let local_task = tokio::spawn(local::serve(local_listener, engine.clone(), stopped));
+    let local_task = tokio::spawn(local::serve(local_listener, engine.clone(), local_stopped));
     tracing::info!(root = %root.display(), ssh = %ssh_addr, socket = %socket_path.display(), "berth daemon ready");
 
     // nginx and the apps come back in the background: SSH answers meanwhile.
     let nginx_watch = tokio::spawn(engine.nginx.clone().watch(stop.subscribe()));
-    // Then certificates: renewals due while the daemon was down happen first.
+    // Then routing follows the engine's events, and certificates due while the daemon was
+    // down are renewed.
     let renewals = stop.subscribe();
+    let supervised = stop.subscribe();
     let restored = engine.clone();
     tokio::spawn(async move {
         restore_all(restored.clone()).await;
+        tokio::spawn(crate::supervise::Supervisor::new(restored.clone()).run(supervised));
         crate::https::renewal_loop(restored, renewals).await;
     });
 
@@ -112,7 +125,16 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
+    // No new connections; deploys and pushes in flight finish (or fail and roll back)
+    // within the bound; what still runs after it is reconciled at the next start.
     let _ = stop.send(true);
+    if !engine.idle(Duration::ZERO).await {
+        tracing::info!("waiting up to {}s for deploys in progress", SHUTDOWN_WAIT.as_secs());
+        if !engine.idle(SHUTDOWN_WAIT).await {
+            tracing::warn!("deploys still running after {}s: stopping anyway (the next start reconciles them)", SHUTDOWN_WAIT.as_secs());
+        }
+    }
+    let _ = stop_local.send(true);
     let _ = tokio::join!(ssh_task, local_task, nginx_watch);
     let _ = std::fs::remove_file(&socket_path);
     let _ = std::fs::remove_file(root.join("berth.pid"));
@@ -121,8 +143,13 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts (or reloads) nginx and brings every deployed app back: containers the engine lost
-/// are started again, sites point where containers run now, stale containers go.
+/// How long a graceful shutdown waits for deploys and pushes in flight (systemd's unit
+/// allows a little more, see scripts/install.sh).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(300);
+
+/// Starts (or reloads) nginx and brings every deployed app back: one-off containers of the
+/// previous daemon go, containers the engine lost are started again, sites point where
+/// containers run now, stale containers and images no release needs go.
 async fn restore_all(engine: Arc<Engine>) {
     if let Err(e) = engine.nginx.ensure_running().await {
         tracing::error!("cannot start nginx: {e}");
@@ -131,11 +158,23 @@ async fn restore_all(engine: Arc<Engine>) {
         Ok(apps) => apps,
         Err(e) => return tracing::error!("cannot list apps: {e}"),
     };
+    // Builds, release phases and `run`s belong to sessions that ended with the last daemon.
+    if let Ok(runtime) = engine.runtime().await {
+        for id in runtime.one_offs(None).await.unwrap_or_default() {
+            let _ = runtime.remove(&id).await;
+        }
+    }
     for app in apps {
         let out = crate::output::Output::channel(1).0;
         let Ok(_deploying) = engine.deploy_lock(&app, &out).await else { continue };
         if let Err(e) = crate::deploy::restore(&engine, &app).await {
             tracing::error!(app, "cannot restore: {e}");
+            continue;
+        }
+        match crate::deploy::prune_images(&engine, &app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(app, "removed {n} image(s) no release needs"),
+            Err(e) => tracing::warn!(app, "cannot prune images: {e}"),
         }
     }
 }

@@ -18,8 +18,9 @@ use crate::store::{AppConfig, Builder, Release, Status};
 
 /// What a new release runs.
 pub enum Source {
-    /// Build this build context (a tar of the pushed commit, on disk).
-    Build { context: git::BuildContext, git_sha: String },
+    /// Build this build context (a tar of the pushed commit, on disk). `pushed`: from a
+    /// push, whose branch git moves only once the deploy succeeded.
+    Build { context: git::BuildContext, git_sha: String, pushed: bool },
     /// Run the active release's image again with the current config; with `scale`, that
     /// formation instead (it becomes the app's once it serves).
     Reuse { scale: Option<BTreeMap<String, u32>> },
@@ -59,9 +60,10 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
     let mut rollback_env = None;
     let mut new_scale = None;
     let built = matches!(source, Source::Build { .. });
+    let pushed = matches!(source, Source::Build { pushed: true, .. });
 
     let mut release = match source {
-        Source::Build { context, git_sha } => {
+        Source::Build { context, git_sha, .. } => {
             let has_dockerfile = context.file("Dockerfile").is_some();
             let builder = config.builder.unwrap_or(if has_dockerfile { Builder::Dockerfile } else { Builder::Buildpacks });
             let app_json = context.file("app.json").map(|b| String::from_utf8_lossy(&b).into_owned());
@@ -111,6 +113,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                 }
             };
             out.step(format!("Build done in {}", secs(build_started.elapsed()))).await;
+            crate::crashpoint("built");
             Release {
                 version,
                 image,
@@ -176,31 +179,41 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
         swap(engine, &runtime, app, &config, &release, &keeps_serving, out).await
     }
     .await;
-    if swapped.is_ok() {
-        release.status = Status::Active;
-    }
-    let postdeploy = release.postdeploy.clone().filter(|_| built);
-    let prune = {
-        let _lock = store.lock_app(app).await;
-        let mut releases = store.load_releases(app).map_err(|e| e.to_string())?;
-        releases.releases.push(release.clone());
-        if swapped.is_ok() {
-            releases.activate(version);
-        }
-        store.save_releases(app, &releases).map_err(|e| e.to_string())?;
-        releases.images_to_prune(config.keep_releases)
-    };
-    let urls = match swapped {
-        Ok((retirement, urls)) => {
-            retirement.spawn(runtime.clone(), prune);
-            urls
-        }
-        // Nothing to retire; a failed release's image goes at once.
+    let swapped = match swapped {
+        Ok(swapped) => swapped,
         Err(e) => {
+            // Recorded as failed; its image goes at once (nothing to retire).
+            let prune = record(engine, app, &release, false).await?;
             for tag in prune {
                 runtime.remove_image(&tag).await;
             }
             return Err(e);
+        }
+    };
+    // The release is recorded as active before the site routes to it, so the site on disk
+    // never serves a release the state does not know (a crash in between leaves the new
+    // release active with the old site, which the restart routes again).
+    release.status = Status::Active;
+    release.ref_pending = pushed;
+    let postdeploy = release.postdeploy.clone().filter(|_| built);
+    let urls = {
+        let _routing = engine.route_lock(app).await;
+        let prune = record(engine, app, &release, true).await?;
+        crate::crashpoint("release-saved");
+        match apply_route(engine, swapped.plan, out).await {
+            Ok(urls) => {
+                crate::crashpoint("reloaded");
+                swapped.retirement.spawn(runtime.clone(), prune);
+                urls
+            }
+            Err(e) => {
+                // nginx refused the switch: the old site kept serving; so does the state.
+                undo_activation(engine, app, version, previous).await;
+                for id in &swapped.started {
+                    let _ = runtime.remove(id).await;
+                }
+                return Err(format!("cannot route {app}: {e}; {keeps_serving}"));
+            }
         }
     };
     // What now serves is this release: the app's config says so too.
@@ -236,6 +249,40 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
     Ok(version)
 }
 
+/// Adds `release` to the app's history (`active`: as the active one, the previous one
+/// superseded) and returns the image tags no release needs any more.
+async fn record(engine: &Engine, app: &str, release: &Release, active: bool) -> Result<Vec<String>, String> {
+    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
+    let _lock = engine.store.lock_app(app).await;
+    let mut releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
+    releases.releases.push(release.clone());
+    if active {
+        releases.activate(release.version);
+    }
+    let prune = releases.images_to_prune(config.keep_releases);
+    engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
+    Ok(prune)
+}
+
+/// After a switch nginx refused: `version` never served, `previous` (if any) is active again.
+async fn undo_activation(engine: &Engine, app: &str, version: u32, previous: Option<u32>) {
+    let _lock = engine.store.lock_app(app).await;
+    let undone = engine.store.load_releases(app).and_then(|mut releases| {
+        for r in &mut releases.releases {
+            if r.version == version {
+                r.status = Status::Failed;
+                r.ref_pending = false;
+            } else if Some(r.version) == previous {
+                r.status = Status::Active;
+            }
+        }
+        engine.store.save_releases(app, &releases)
+    });
+    if let Err(e) = undone {
+        tracing::error!(app, "cannot record that v{version} did not route: {e}");
+    }
+}
+
 /// A new release that runs `from`'s image with the same processes.
 fn successor(from: &Release, version: u32, cause: &str) -> Release {
     Release {
@@ -244,6 +291,7 @@ fn successor(from: &Release, version: u32, cause: &str) -> Release {
         created_at: crate::unix_now(),
         status: Status::Failed,
         formation: BTreeMap::new(),
+        ref_pending: false,
         ..from.clone()
     }
 }
@@ -329,21 +377,30 @@ struct Started {
     id: String,
 }
 
+/// What a swap leaves to do once the release is recorded: switch the site, retire.
+struct Swapped {
+    plan: RoutePlan,
+    retirement: Retirement,
+    /// The new containers (removed if the site cannot be switched).
+    started: Vec<String>,
+}
+
 /// Starts every container of the new release's formation, waits until all are ready (web:
-/// checks; others: still running after a moment), moves traffic to the new web containers,
-/// and hands back the old containers to retire. On any failure the new ones are removed.
-/// Also returns the URLs the app is now served at.
-async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig, release: &Release, keeps_serving: &str, out: &Output) -> Result<(Retirement, Vec<String>), String> {
+/// checks; others: still running after a moment) and plans the site that routes to the new
+/// web containers (checked by nginx, not yet in place). On any failure the new containers
+/// are removed.
+async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig, release: &Release, keeps_serving: &str, out: &Output) -> Result<Swapped, String> {
     // Listed before anything new starts: exactly what retires once traffic has moved.
     let retiring = runtime.containers(app).await.map_err(|e| e.to_string())?;
     let mut started = Vec::new();
-    let moved = async {
+    let planned = async {
         let ips = start_all(engine, runtime, app, config, release, out, &mut started).await?;
-        route(engine, app, config, release.version, ips, out).await.map_err(|e| format!("cannot route {app}: {e}"))
+        crate::crashpoint("checks");
+        plan_route(engine, app, config, release.version, &ips, out).await.map_err(|e| format!("cannot route {app}: {e}"))
     }
     .await;
-    let urls = match moved {
-        Ok(urls) => urls,
+    let plan = match planned {
+        Ok(plan) => plan,
         Err(why) => {
             for c in &started {
                 let _ = runtime.remove(&c.id).await;
@@ -355,7 +412,8 @@ async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig,
     if !retiring.is_empty() {
         out.step(format!("Retiring {} old container(s) in {wait}s", retiring.len())).await;
     }
-    Ok((Retirement { containers: retiring, wait: Duration::from_secs(wait) }, urls))
+    let started = started.into_iter().map(|c| c.id).collect();
+    Ok(Swapped { plan, retirement: Retirement { containers: retiring, wait: Duration::from_secs(wait) }, started })
 }
 
 /// Starts the formation (recording each container in `started` at once, so the caller can
@@ -424,9 +482,6 @@ async fn start_all(
     if let Some(why) = failure {
         return Err(why);
     }
-    for c in started.iter() {
-        runtime.keep_running(&c.id, config.restart_policy).await.map_err(|e| e.to_string())?;
-    }
     Ok(ips)
 }
 
@@ -470,6 +525,7 @@ impl Retirement {
     fn spawn(self, runtime: Runtime, prune: Vec<String>) {
         tokio::spawn(async move {
             tokio::time::sleep(self.wait).await;
+            crate::crashpoint("retire");
             for container in self.containers {
                 if let Err(e) = runtime.retire(&container.id, STOP_TIMEOUT).await {
                     tracing::warn!("cannot retire {}: {e}", container.name);
@@ -482,35 +538,59 @@ impl Retirement {
     }
 }
 
-/// Points the app's nginx site at the web containers (checked alone, swapped in,
-/// reloaded), or removes it when there is nothing to route: no domains, no http mapping,
-/// or no web container. The app's certificate, if any, is served on its https mappings.
-/// Returns the URLs the app is served at (none when nothing is routed).
-async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips: Vec<String>, out: &Output) -> Result<Vec<String>, String> {
+/// An app's routing, planned: its next site (checked by nginx on its own) or none, what to
+/// say once it serves, and the URLs it serves.
+pub struct RoutePlan {
+    app: String,
+    /// None: the app gets no site.
+    site: Option<proxy::Candidate>,
+    note: String,
+    urls: Vec<String>,
+}
+
+/// Plans the app's nginx site for the web containers at `ips`, or no site when there is
+/// nothing to route: no domains, no http mapping, or no web container. The app's
+/// certificate, if any, is served on its https mappings.
+async fn plan_route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips: &[String], out: &Output) -> Result<RoutePlan, String> {
     let ports = config.effective_ports();
     let routing = proxy::Routing {
         app,
         release: version,
         domains: &config.domains,
         ports: &ports,
-        backends: &ips,
+        backends: ips,
         listen: engine.nginx.listen,
         tls: site_tls(engine, app, config, out).await,
     };
     let site = if ips.is_empty() { None } else { proxy::plan_site(&routing, &engine.nginx.acme_root()) };
     let Some(site) = site else {
-        engine.nginx.remove_site(app).await.map_err(|e| e.to_string())?;
         let why = if ips.is_empty() { format!("no web containers run (ps:scale {app} web=1)") } else { format!("no domains (domains:add {app} DOMAIN)") };
-        out.step(format!("Nothing is routed to {app}: {why}")).await;
-        return Ok(Vec::new());
+        return Ok(RoutePlan { app: app.to_string(), site: None, note: format!("Nothing is routed to {app}: {why}"), urls: Vec::new() });
     };
     let text = engine.nginx.render_site(&site).map_err(|e| e.to_string())?;
-    engine.nginx.install_site(app, &text).await.map_err(|e| e.to_string())?;
+    let candidate = engine.nginx.check_site(app, &text).await.map_err(|e| e.to_string())?;
     let n = ips.len();
     let secure: Vec<&str> = site.servers.iter().filter(|s| s.certificate.is_some()).map(|s| s.server_names.as_str()).collect();
     let https = if secure.is_empty() { String::new() } else { format!(", https for {}", secure[0]) };
-    out.step(format!("Routing {} → v{version} ({n} web container{}{https})", config.domains.join(", "), if n == 1 { "" } else { "s" })).await;
-    Ok(proxy::urls(&routing))
+    let note = format!("Routing {} → v{version} ({n} web container{}{https})", config.domains.join(", "), if n == 1 { "" } else { "s" });
+    Ok(RoutePlan { app: app.to_string(), site: Some(candidate), note, urls: proxy::urls(&routing) })
+}
+
+/// Puts a planned routing in place (call with the app's route lock held). Returns the URLs
+/// the app is served at (none when nothing is routed).
+async fn apply_route(engine: &Engine, plan: RoutePlan, out: &Output) -> Result<Vec<String>, String> {
+    match plan.site {
+        Some(candidate) => engine.nginx.switch_site(candidate).await.map_err(|e| e.to_string())?,
+        None => engine.nginx.remove_site(&plan.app).await.map_err(|e| e.to_string())?,
+    }
+    out.step(plan.note).await;
+    Ok(plan.urls)
+}
+
+/// Routes the app to the web containers at `ips` now (call with its route lock held).
+pub async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips: &[String], out: &Output) -> Result<Vec<String>, String> {
+    let plan = plan_route(engine, app, config, version, ips, out).await?;
+    apply_route(engine, plan, out).await
 }
 
 /// The app's certificate for its site. A certificate that cannot be read is reported and
@@ -527,11 +607,19 @@ async fn site_tls(engine: &Engine, app: &str, config: &AppConfig, out: &Output) 
     }
 }
 
+/// The addresses of the active release's running web containers.
+fn web_ips(containers: &[AppContainer], version: u32) -> Vec<String> {
+    let mut web: Vec<&AppContainer> = containers.iter().filter(|c| c.release == version && c.process == process::WEB && c.running).collect();
+    web.sort_by_key(|c| c.index);
+    web.into_iter().filter_map(|c| c.ip.clone()).collect()
+}
+
 /// Routes the app again from its current state (domains, ports, certificate, nginx
 /// properties) to the web containers of the active release that run now, without a new
 /// release. Nothing to do for an app that was never deployed or is stopped. Call with the
 /// app's deploy lock held.
 pub async fn reroute(engine: &Engine, app: &str, out: &Output) -> Result<(), String> {
+    let _routing = engine.route_lock(app).await;
     let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
     let Some(active) = engine.store.load_releases(app).map_err(|e| e.to_string())?.active().cloned() else {
         return Ok(());
@@ -540,18 +628,14 @@ pub async fn reroute(engine: &Engine, app: &str, out: &Output) -> Result<(), Str
         return Ok(());
     }
     let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
-    let mut ips = Vec::new();
-    for c in runtime.containers(app).await.map_err(|e| e.to_string())? {
-        if c.release == active.version && c.process == process::WEB && c.running {
-            ips.push(runtime.ip(&c.id).await.map_err(|e| e.to_string())?);
-        }
-    }
-    route(engine, app, &config, active.version, ips, out).await.map(|_| ())
+    let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
+    route(engine, app, &config, active.version, &web_ips(&containers, active.version), out).await.map(|_| ())
 }
 
 /// Makes what runs match what the app's state says (after a daemon or engine restart, and
 /// for `ps:start`): the active release's formation runs, its web containers are routed,
-/// and containers of other releases retire. A stopped app has nothing running.
+/// and containers of other releases retire. A stopped app has nothing running. Call with
+/// the app's deploy lock held.
 pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
     let Some(active) = engine.store.load_releases(app).map_err(|e| e.to_string())?.active().cloned() else {
         return Ok(());
@@ -559,44 +643,134 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
     let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
     runtime.ensure_network().await.map_err(|e| e.to_string())?;
     let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
-    let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
     if config.stopped {
         return stop(engine, app).await.map(|_| ());
     }
+    let routing = engine.route_lock(app).await;
+    let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
     let formation = active.formation_or(&config.scale);
     let mut keep = Vec::new();
-    let mut ips = Vec::new();
     for (process, count) in &formation {
         for index in 1..=*count {
             let existing = containers.iter().find(|c| c.release == active.version && &c.process == process && c.index == index);
             let id = match existing {
-                Some(c) if c.running => c.id.clone(),
+                Some(c) if c.running => {
+                    // Containers of older berth versions: restarts are berth's now.
+                    let _ = runtime.no_engine_restarts(&c.id).await;
+                    c.id.clone()
+                }
                 _ => {
                     let spec = process_spec(engine, app, &config, &active, process, index, None);
                     let id = runtime.start(&spec).await.map_err(|e| format!("cannot start {process}.{index}: {e}"))?;
-                    runtime.keep_running(&id, config.restart_policy).await.map_err(|e| e.to_string())?;
                     tracing::info!(app, release = active.version, process, index, "started");
                     id
                 }
             };
-            if process == process::WEB {
-                ips.push(runtime.ip(&id).await.map_err(|e| e.to_string())?);
-            }
             keep.push(id);
         }
     }
-    route(engine, app, &config, active.version, ips, &Output::discard()).await?;
+    let now = runtime.containers(app).await.map_err(|e| e.to_string())?;
+    let running: Vec<AppContainer> = now.into_iter().filter(|c| keep.contains(&c.id)).collect();
+    route(engine, app, &config, active.version, &web_ips(&running, active.version), &Output::discard()).await?;
+    drop(routing);
     for stale in containers.iter().filter(|c| !keep.contains(&c.id)) {
         let _ = runtime.retire(&stale.id, STOP_TIMEOUT).await;
     }
     Ok(())
 }
 
+/// What git says of a push's release that served before git moved the branch (a crash or a
+/// failed ref update in between). The branch is the truth: if it points at the release's
+/// commit, the mark goes; if not, the push never landed: the release is recorded as failed
+/// and the one that served before is active again (`restore` then runs it). Returns
+/// whether the active release changed. Call with the app's deploy lock held.
+pub async fn settle_ref(engine: &Engine, app: &str) -> Result<bool, String> {
+    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
+    let _lock = engine.store.lock_app(app).await;
+    let mut releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
+    let Some(active) = releases.active().filter(|r| r.ref_pending).cloned() else {
+        return Ok(false);
+    };
+    let repo = engine.store.repo_dir(app);
+    let branches: Vec<String> = match &config.deploy_branch {
+        Some(b) => vec![b.clone()],
+        None => vec!["main".into(), "master".into()],
+    };
+    // git may be moving the branch this very moment (its lock file is there): let it finish.
+    for _ in 0..100 {
+        if !branches.iter().any(|b| repo.join("refs/heads").join(format!("{b}.lock")).exists()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let landed = branches.iter().any(|b| git::branch_head(&repo, b).ok().flatten().is_some_and(|oid| oid.to_string() == active.git_sha));
+    let previous = releases.releases.iter().filter(|r| r.status == Status::Superseded && r.version < active.version).map(|r| r.version).max();
+    for r in &mut releases.releases {
+        if r.version == active.version {
+            r.ref_pending = false;
+            if !landed {
+                r.status = Status::Failed;
+                r.cause = format!("{} (not landed: the push did not complete)", r.cause);
+            }
+        } else if !landed && Some(r.version) == previous {
+            r.status = Status::Active;
+        }
+    }
+    engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
+    if !landed {
+        tracing::warn!(app, "v{} served but its push never landed: v{} is active again", active.version, previous.map_or("none".into(), |v| v.to_string()));
+    }
+    Ok(!landed)
+}
+
+/// The branch now points at `version`'s commit: its push landed.
+pub async fn ref_landed(engine: &Engine, app: &str, version: u32) {
+    let _lock = engine.store.lock_app(app).await;
+    let saved = engine.store.load_releases(app).and_then(|mut releases| {
+        let Some(r) = releases.releases.iter_mut().find(|r| r.version == version && r.ref_pending) else {
+            return Ok(());
+        };
+        r.ref_pending = false;
+        engine.store.save_releases(app, &releases)
+    });
+    if let Err(e) = saved {
+        tracing::error!(app, "cannot record that v{version} landed: {e}");
+    }
+}
+
+/// Removes images of the app's that no release needs (failed or aborted builds, releases
+/// beyond `keep`, pruning a crash interrupted). An image a container still uses stays.
+/// Call with the app's deploy lock held.
+pub async fn prune_images(engine: &Engine, app: &str) -> Result<usize, String> {
+    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
+    let releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
+    let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
+    let pruned = releases.images_to_prune(config.keep_releases);
+    let kept: Vec<&str> = releases.releases.iter().filter(|r| !pruned.contains(&r.image_tag)).map(|r| r.image.as_str()).collect();
+    let mut removed = 0;
+    for image in runtime.app_images(app).await.map_err(|e| e.to_string())? {
+        if kept.contains(&image.id.as_str()) {
+            // A kept image may also carry tags of releases that no longer need them.
+            for tag in image.tags.iter().filter(|t| pruned.contains(t)) {
+                runtime.remove_image(tag).await;
+            }
+            continue;
+        }
+        if runtime.remove_image_checked(&image.id).await {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Stops an app's containers, keeping them and its state (`ps:stop`). Its site goes first,
 /// so requests get nginx's answer for an unknown host at once rather than a connection
 /// to an address that no longer answers.
 pub async fn stop(engine: &Engine, app: &str) -> Result<usize, String> {
-    engine.nginx.remove_site(app).await.map_err(|e| e.to_string())?;
+    {
+        let _routing = engine.route_lock(app).await;
+        engine.nginx.remove_site(app).await.map_err(|e| e.to_string())?;
+    }
     let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
     let running: Vec<_> = runtime.containers(app).await.map_err(|e| e.to_string())?.into_iter().filter(|c| c.running).collect();
     for c in &running {
@@ -605,7 +779,8 @@ pub async fn stop(engine: &Engine, app: &str) -> Result<usize, String> {
     Ok(running.len())
 }
 
-/// Stops and removes everything an app runs, and its site.
+/// Stops and removes everything an app runs (one-off containers too), its images, and its
+/// site.
 pub async fn teardown(engine: &Engine, app: &str) -> Result<(), String> {
     // Docker first: when it cannot be reached, nothing is removed (containers would be
     // left running with no app to own them).
@@ -620,13 +795,20 @@ pub async fn teardown(engine: &Engine, app: &str) -> Result<(), String> {
             for container in containers {
                 runtime.remove(&container.id).await.map_err(|e| e.to_string())?;
             }
+            for id in runtime.one_offs(Some(app)).await.unwrap_or_default() {
+                runtime.remove(&id).await.map_err(|e| e.to_string())?;
+            }
             for release in engine.store.load_releases(app).map_err(|e| e.to_string())?.releases {
                 runtime.remove_image(&release.image_tag).await;
+            }
+            for image in runtime.app_images(app).await.unwrap_or_default() {
+                runtime.remove_image_checked(&image.id).await;
             }
         }
         Err(e) if ever_ran => return Err(format!("{e}: {app}'s containers cannot be removed, so nothing was; run this again once Docker answers")),
         Err(_) => {}
     }
+    let _routing = engine.route_lock(app).await;
     engine.nginx.remove_site(app).await.map_err(|e| e.to_string())
 }
 

@@ -33,13 +33,48 @@ pub struct Engine {
     pub exe: PathBuf,
     runtime: AsyncMutex<Option<Runtime>>,
     deploy_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    route_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    /// Work a shutdown waits for: deploys (their locks) and pushes in flight.
+    busy: Arc<tokio::sync::watch::Sender<usize>>,
+    /// Itself, for work that outlives a command (waiting for git to move a branch).
+    me: std::sync::Weak<Engine>,
+}
+
+/// The app's deploy lock, held; it also counts as work a graceful shutdown waits for.
+pub struct DeployGuard {
+    _lock: OwnedMutexGuard<()>,
+    _busy: Busy,
+}
+
+/// One piece of work in flight (a deploy, a push): a graceful shutdown waits until none is.
+pub struct Busy(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl Engine {
-    pub fn new(store: Store, settings: Settings) -> Engine {
+    pub fn new(store: Store, settings: Settings) -> Arc<Engine> {
         let nginx = Arc::new(Nginx::new(store.root(), crate::proxy::Listen { http: settings.http_listen, https: settings.https_listen }));
         let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth"));
-        Engine { store, settings, nginx, exe, runtime: AsyncMutex::new(None), deploy_locks: Mutex::new(HashMap::new()) }
+        Arc::new_cyclic(|me| Engine {
+            me: me.clone(),
+            store,
+            settings,
+            nginx,
+            exe,
+            runtime: AsyncMutex::new(None),
+            deploy_locks: Mutex::new(HashMap::new()),
+            route_locks: Mutex::new(HashMap::new()),
+            busy: Arc::new(tokio::sync::watch::channel(0).0),
+        })
+    }
+
+    /// This engine, shared.
+    pub fn shared(&self) -> Arc<Engine> {
+        self.me.upgrade().expect("the engine lives as long as the daemon")
     }
 
     pub fn root(&self) -> PathBuf {
@@ -58,18 +93,35 @@ impl Engine {
     }
 
     /// Takes the app's deploy lock, saying so if another deploy holds it.
-    pub async fn deploy_lock(&self, app: &str, out: &Output) -> Result<OwnedMutexGuard<()>, String> {
-        let lock = {
-            let mut locks = self.deploy_locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(app.to_string()).or_default().clone()
-        };
+    pub async fn deploy_lock(&self, app: &str, out: &Output) -> Result<DeployGuard, String> {
+        let lock = lock_of(&self.deploy_locks, app);
         if let Ok(guard) = lock.clone().try_lock_owned() {
-            return Ok(guard);
+            return Ok(DeployGuard { _lock: guard, _busy: self.busy() });
         }
         out.step(format!("Waiting for another deploy of {app} to finish")).await;
-        tokio::time::timeout(DEPLOY_LOCK_TIMEOUT, lock.lock_owned()).await.map_err(|_| {
+        let guard = tokio::time::timeout(DEPLOY_LOCK_TIMEOUT, lock.lock_owned()).await.map_err(|_| {
             format!("Gave up after {} minutes waiting for another deploy of {app}", DEPLOY_LOCK_TIMEOUT.as_secs() / 60)
-        })
+        })?;
+        Ok(DeployGuard { _lock: guard, _busy: self.busy() })
+    }
+
+    /// The app's routing lock: held while its site is planned and switched, and by a
+    /// deploy from recording its new release as active until the site serves it. Short:
+    /// a crashed container is routed away from while a build of the same app runs.
+    pub async fn route_lock(&self, app: &str) -> OwnedMutexGuard<()> {
+        lock_of(&self.route_locks, app).lock_owned().await
+    }
+
+    /// Counts one piece of work in flight until the guard drops.
+    pub fn busy(&self) -> Busy {
+        self.busy.send_modify(|n| *n += 1);
+        Busy(self.busy.clone())
+    }
+
+    /// Waits until no deploy or push is in flight, at most `limit`. False if some still was.
+    pub async fn idle(&self, limit: Duration) -> bool {
+        let mut count = self.busy.subscribe();
+        tokio::time::timeout(limit, count.wait_for(|n| *n == 0)).await.is_ok()
     }
 
     /// Locks the app, loads it, applies `change`, and saves it if `change` altered it.
@@ -91,6 +143,11 @@ impl Engine {
         }
         Ok(result)
     }
+}
+
+fn lock_of(locks: &Mutex<HashMap<String, Arc<AsyncMutex<()>>>>, app: &str) -> Arc<AsyncMutex<()>> {
+    let mut locks = locks.lock().unwrap_or_else(|p| p.into_inner());
+    locks.entry(app.to_string()).or_default().clone()
 }
 
 /// Who runs a command: the name of their SSH key (or `root` on the local socket), its role,

@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod stack;
+pub mod supervise;
 pub mod store;
 pub mod tls;
 pub mod validate;

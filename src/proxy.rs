@@ -389,21 +389,48 @@ impl Nginx {
     /// Checks `text` as the app's site on its own, then swaps it in and reloads nginx.
     /// On any failure the old site stays in place and keeps serving.
     pub async fn install_site(&self, app: &str, text: &str) -> Result<(), ProxyError> {
-        let candidate = self.sites_dir().join(format!(".{app}.conf.candidate"));
-        let check_conf = self.prefix.join(format!(".check-{app}.conf"));
+        let candidate = self.check_site(app, text).await?;
+        self.switch_site(candidate).await
+    }
+
+    /// Prepares `text` as the app's next site: nginx checks it on its own (nothing that
+    /// serves is touched). A site equal to the one in place needs no check.
+    pub async fn check_site(&self, app: &str, text: &str) -> Result<Candidate, ProxyError> {
+        let site = self.site_file(app);
+        let path = self.sites_dir().join(format!(".{app}.conf.{:08x}.candidate", rand::random::<u32>()));
+        let mut candidate = Candidate { site, path, text: text.to_string(), checked: false };
+        if candidate.in_place() {
+            return Ok(candidate);
+        }
+        let check_conf = self.prefix.join(format!(".check-{app}-{:08x}.conf", rand::random::<u32>()));
         let check_pid = self.prefix.join(format!(".check-{app}.pid"));
-        std::fs::write(&candidate, text).map_err(io(&candidate))?;
-        let check_main = self.render_main(&candidate, &check_pid, false)?;
+        std::fs::write(&candidate.path, text).map_err(io(&candidate.path))?;
+        let check_main = self.render_main(&candidate.path, &check_pid, false)?;
         std::fs::write(&check_conf, check_main).map_err(io(&check_conf))?;
         let checked = self.test_config(&check_conf).await;
         let _ = std::fs::remove_file(&check_conf);
-        if let Err(e) = checked {
-            let _ = std::fs::remove_file(&candidate);
-            return Err(e);
+        checked?;
+        candidate.checked = true;
+        Ok(candidate)
+    }
+
+    /// Puts a checked site in place and reloads nginx; nothing to do when the same site is
+    /// already there. If nginx refuses the whole config or the reload, the old site is
+    /// put back and keeps serving.
+    pub async fn switch_site(&self, candidate: Candidate) -> Result<(), ProxyError> {
+        if candidate.in_place() {
+            return Ok(());
         }
-        let site = self.site_file(app);
+        if !candidate.checked {
+            // Planned while equal to the site in place, which has changed since.
+            let app = candidate.site.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let text = candidate.text.clone();
+            return Box::pin(self.install_site(&app, &text)).await;
+        }
+        let site = candidate.site.clone();
         let previous = std::fs::read(&site).ok();
-        std::fs::rename(&candidate, &site).map_err(io(&site))?;
+        std::fs::rename(&candidate.path, &site).map_err(io(&site))?;
+        crate::crashpoint("site-written");
         // The whole config once more: a site can only conflict with another through nginx
         // itself (e.g. a listen option); if so, put the old site back.
         let put_back = |previous: &Option<Vec<u8>>| -> Result<(), ProxyError> {
@@ -423,6 +450,13 @@ impl Nginx {
             return Err(self.reload_failure().unwrap_or(e));
         }
         Ok(())
+    }
+
+    /// The release an app's site on disk routes to (its first line says), if it has one.
+    pub fn site_release(&self, app: &str) -> Option<u32> {
+        let text = std::fs::read_to_string(self.site_file(app)).ok()?;
+        let first = text.lines().next()?;
+        first.split(", release v").nth(1)?.split('.').next()?.parse().ok()
     }
 
     /// Why the last reload failed, from nginx's error log (its last emerg/alert line).
@@ -481,6 +515,28 @@ impl Nginx {
                 }
             }
         }
+    }
+}
+
+/// An app's next site, checked by nginx on its own, not yet in place. Dropped unused, its
+/// file goes.
+pub struct Candidate {
+    site: PathBuf,
+    path: PathBuf,
+    text: String,
+    checked: bool,
+}
+
+impl Candidate {
+    /// The site in place is this one already.
+    fn in_place(&self) -> bool {
+        std::fs::read(&self.site).is_ok_and(|current| current == self.text.as_bytes())
+    }
+}
+
+impl Drop for Candidate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

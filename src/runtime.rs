@@ -23,6 +23,9 @@ pub const LABEL_RELEASE: &str = "berth.release";
 pub const LABEL_INDEX: &str = "berth.index";
 /// The berth root a container belongs to: several roots (tests) can share one engine.
 pub const LABEL_ROOT: &str = "berth.root";
+/// On containers that run once (builds, the release phase, `run`): what they are. They live
+/// only as long as the daemon session that started them, so a new daemon removes them all.
+pub const LABEL_ONE_OFF: &str = "berth.one-off";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -44,6 +47,8 @@ pub enum RuntimeError {
 /// A container that runs once, from `image`, and is committed as a new image if it succeeds
 /// (buildpack builds, the stack image).
 pub struct OneShot<'a> {
+    /// The app it builds for (None: the stack image).
+    pub app: Option<&'a str>,
     pub image: &'a str,
     pub cmd: Vec<String>,
     pub env: Vec<String>,
@@ -70,6 +75,8 @@ pub struct Committed {
 pub struct Runtime {
     docker: Docker,
     root: String,
+    /// Containers berth itself is stopping or removing: their end is not a crash.
+    stopping: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// A container of an app, as the engine reports it.
@@ -81,6 +88,41 @@ pub struct AppContainer {
     pub index: u32,
     pub release: u32,
     pub running: bool,
+    /// Its address on the berth network while it runs.
+    pub ip: Option<String>,
+    /// The engine's words for its state ("Up 3 minutes", "Exited (137) 2 seconds ago").
+    pub status: String,
+}
+
+impl AppContainer {
+    /// The exit code of a stopped container, from the engine's status.
+    pub fn exit_code(&self) -> Option<i64> {
+        exit_code_of(&self.status)
+    }
+}
+
+/// `Exited (137) 2 seconds ago` → 137.
+fn exit_code_of(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest[..rest.find(')')?].parse().ok()
+}
+
+/// A container event of this root's: which app, which container, what happened
+/// (`start`, `die`, `destroy`, `health_status: unhealthy`, …).
+#[derive(Debug, Clone)]
+pub struct ContainerEvent {
+    pub app: String,
+    pub id: String,
+    pub action: String,
+    /// A process container (not a one-off).
+    pub process: bool,
+}
+
+/// An image of an app's, as the engine lists it.
+#[derive(Debug, Clone)]
+pub struct AppImage {
+    pub id: String,
+    pub tags: Vec<String>,
 }
 
 /// What to run.
@@ -157,7 +199,7 @@ impl Runtime {
     pub async fn connect(root: std::path::PathBuf) -> Result<Runtime, RuntimeError> {
         let docker = Docker::connect_with_local_defaults().map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
         let docker = docker.negotiate_version().await.map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
-        Ok(Runtime { docker, root: root.display().to_string() })
+        Ok(Runtime { docker, root: root.display().to_string(), stopping: Default::default() })
     }
 
     /// The engine's version, asked anew (so a stopped engine shows).
@@ -201,7 +243,16 @@ impl Runtime {
     /// output as detail lines. Returns the image id.
     /// Stopped after `limit` (dropping the request cancels the engine's build).
     pub async fn build(&self, context: &std::path::Path, tag: &str, limit: Duration, out: &Output) -> Result<String, RuntimeError> {
-        let options = BuildImageOptions { dockerfile: "Dockerfile".into(), t: Some(tag.into()), rm: true, forcerm: true, ..Default::default() };
+        let app = tag.strip_prefix("berth/").and_then(|t| t.split(':').next()).unwrap_or_default();
+        let options = BuildImageOptions {
+            dockerfile: "Dockerfile".into(),
+            t: Some(tag.into()),
+            rm: true,
+            forcerm: true,
+            // Whose image it is, also once a later build of the same tag has untagged it.
+            labels: Some(self.image_labels(app)),
+            ..Default::default()
+        };
         let mut stream = self.docker.build_image(options, None, Some(bollard::body_try_stream(file_stream(context).await?)));
         let mut pending = String::new();
         let deadline = tokio::time::Instant::now() + limit;
@@ -250,8 +301,8 @@ impl Runtime {
             labels: Some(labels),
             hostname: Some(format!("{}-{}-{}", spec.app, spec.process, spec.index)),
             host_config: Some(HostConfig {
-                // No restarts until it has proved it starts (see `keep_running`): a crash
-                // during start-up must fail the deploy, not loop.
+                // Never restarted by the engine: a crash during start-up fails the deploy, and
+                // later berth restarts it (see `no_engine_restarts` and supervise.rs).
                 restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
                 ..spec.host_config()
             }),
@@ -285,19 +336,28 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::Container(format!("the container has no address on the {NETWORK} network")))
     }
 
-    /// From now on the engine restarts the container as the app's policy says (the default,
-    /// unless-stopped: whenever it stops, and after a reboot, unless berth stops it).
-    pub async fn keep_running(&self, id: &str, policy: crate::store::RestartPolicy) -> Result<(), RuntimeError> {
-        use crate::store::RestartPolicy as P;
-        let (name, retries) = match policy {
-            P::No => (RestartPolicyNameEnum::NO, None),
-            P::Always => (RestartPolicyNameEnum::ALWAYS, None),
-            P::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
-            P::OnFailure(n) => (RestartPolicyNameEnum::ON_FAILURE, (n > 0).then_some(n as i64)),
-        };
-        let policy = RestartPolicy { name: Some(name), maximum_retry_count: retries };
+    /// Takes restarts away from the engine (containers of older berth versions had the
+    /// engine's restart policy): berth restarts containers itself, after routing away from
+    /// the dead one, so an address the engine hands to another container is never routed.
+    pub async fn no_engine_restarts(&self, id: &str) -> Result<(), RuntimeError> {
+        let policy = RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None };
         let body = bollard::models::ContainerUpdateBody { restart_policy: Some(policy), ..Default::default() };
         Ok(self.docker.update_container(id, body).await?)
+    }
+
+    /// Starts a stopped container again (same container, same logs, a new address).
+    pub async fn restart(&self, id: &str) -> Result<(), RuntimeError> {
+        self.stopping.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        Ok(self.docker.start_container(id, None).await?)
+    }
+
+    /// Whether berth stopped (or is stopping) this container: its end is not a crash.
+    pub fn stopped_by_berth(&self, id: &str) -> bool {
+        self.stopping.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
+    }
+
+    fn mark_stopping(&self, id: &str) {
+        self.stopping.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string());
     }
 
     /// Ok while the container runs; otherwise why it stopped.
@@ -336,6 +396,7 @@ impl Runtime {
             (LABEL_PROCESS.to_string(), spec.process.to_string()),
             (LABEL_RELEASE.to_string(), spec.release.to_string()),
             (LABEL_ROOT.to_string(), self.root.clone()),
+            (LABEL_ONE_OFF.to_string(), spec.process.to_string()),
         ]);
         let tty = client.terminal.is_some();
         let mut env = spec.env.clone();
@@ -467,6 +528,7 @@ impl Runtime {
 
     /// Stops a container, keeping it (`ps:stop`); SIGKILL after `timeout`.
     pub async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        self.mark_stopping(id);
         let options = StopContainerOptions { t: Some(timeout.as_secs() as i32), signal: None };
         match self.docker.stop_container(id, Some(options)).await {
             Ok(()) => Ok(()),
@@ -521,12 +583,14 @@ impl Runtime {
 
     /// SIGTERM, SIGKILL after `stop_timeout`, then remove.
     pub async fn retire(&self, id: &str, stop_timeout: Duration) -> Result<(), RuntimeError> {
+        self.mark_stopping(id);
         let options = StopContainerOptions { t: Some(stop_timeout.as_secs() as i32), signal: None };
         let _ = self.docker.stop_container(id, Some(options)).await;
         self.remove(id).await
     }
 
     pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        self.mark_stopping(id);
         let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(()),
@@ -546,22 +610,102 @@ impl Runtime {
             .into_iter()
             .map(|c| {
                 let labels = c.labels.unwrap_or_default();
+                let running = c.state.map(|s| s.to_string() == "running").unwrap_or(false);
+                let ip = c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .and_then(|mut n| n.remove(NETWORK))
+                    .and_then(|n| n.ip_address)
+                    .filter(|ip| running && !ip.is_empty());
                 AppContainer {
                     id: c.id.unwrap_or_default(),
                     name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').to_string(),
                     process: labels.get(LABEL_PROCESS).cloned().unwrap_or_default(),
                     release: labels.get(LABEL_RELEASE).and_then(|r| r.parse().ok()).unwrap_or(0),
                     index: labels.get(LABEL_INDEX).and_then(|r| r.parse().ok()).unwrap_or(1),
-                    running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
+                    running,
+                    ip,
+                    status: c.status.unwrap_or_default(),
                 }
             })
             .collect())
     }
 
+    /// One-off containers of this root (of one app, or of all): builds, release phases,
+    /// `run`s. Each lives only as long as the daemon session that started it.
+    pub async fn one_offs(&self, app: Option<&str>) -> Result<Vec<String>, RuntimeError> {
+        let mut labels = vec![format!("{LABEL_ROOT}={}", self.root), LABEL_ONE_OFF.to_string()];
+        if let Some(app) = app {
+            labels.push(format!("{LABEL_APP}={app}"));
+        }
+        let filters = HashMap::from([("label".to_string(), labels)]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        Ok(self.docker.list_containers(Some(options)).await?.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// The labels of an app's images: whose they are, also once untagged.
+    fn image_labels(&self, app: &str) -> HashMap<String, String> {
+        HashMap::from([(LABEL_APP.to_string(), app.to_string()), (LABEL_ROOT.to_string(), self.root.clone())])
+    }
+
+    /// Every image of an app's: labelled as this root's (tagged or not), or tagged
+    /// `berth/APP:*` (images built before berth labelled them).
+    pub async fn app_images(&self, app: &str) -> Result<Vec<AppImage>, RuntimeError> {
+        let by_label = HashMap::from([("label".to_string(), vec![format!("{LABEL_APP}={app}"), format!("{LABEL_ROOT}={}", self.root)])]);
+        let by_name = HashMap::from([("reference".to_string(), vec![format!("berth/{app}")])]);
+        let mut images: Vec<AppImage> = Vec::new();
+        for filters in [by_label, by_name] {
+            let options = bollard::query_parameters::ListImagesOptions { all: false, filters: Some(filters), ..Default::default() };
+            for image in self.docker.list_images(Some(options)).await? {
+                if !images.iter().any(|i| i.id == image.id) {
+                    images.push(AppImage { id: image.id, tags: image.repo_tags });
+                }
+            }
+        }
+        Ok(images)
+    }
+
+    /// Removes an image by id or tag; false if the engine refused (e.g. a container uses it).
+    pub async fn remove_image_checked(&self, image: &str) -> bool {
+        let options = bollard::query_parameters::RemoveImageOptions { force: false, noprune: false, ..Default::default() };
+        match self.docker.remove_image(image, Some(options), None).await {
+            Ok(_) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Container events of this root's containers, as the engine reports them; ends (or
+    /// errs) when the engine goes away.
+    pub fn events(&self) -> impl futures_util::Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("label".to_string(), vec![format!("{LABEL_ROOT}={}", self.root)]),
+        ]);
+        let options = bollard::query_parameters::EventsOptions { filters: Some(filters), ..Default::default() };
+        self.docker.events(Some(options)).filter_map(|item| async move {
+            match item {
+                Ok(message) => {
+                    let actor = message.actor?;
+                    let attributes = actor.attributes.unwrap_or_default();
+                    Some(Ok(ContainerEvent {
+                        app: attributes.get(LABEL_APP)?.clone(),
+                        id: actor.id.unwrap_or_default(),
+                        action: message.action.unwrap_or_default(),
+                        process: attributes.contains_key(LABEL_INDEX) && !attributes.contains_key(LABEL_ONE_OFF),
+                    }))
+                }
+                Err(e) => Some(Err(RuntimeError::from(e))),
+            }
+        })
+    }
+
     /// Runs a one-shot container, streaming its output as lines, and commits it as an image
     /// if it exits 0. The container is removed either way. Returns the image id.
     pub async fn run_and_commit(&self, job: OneShot<'_>, out: &Output) -> Result<Committed, RuntimeError> {
-        let labels = HashMap::from([(LABEL_ROOT.to_string(), self.root.clone())]);
+        let mut labels = HashMap::from([(LABEL_ROOT.to_string(), self.root.clone()), (LABEL_ONE_OFF.to_string(), "build".to_string())]);
+        if let Some(app) = job.app {
+            labels.insert(LABEL_APP.to_string(), app.to_string());
+        }
         let body = ContainerCreateBody {
             image: Some(job.image.to_string()),
             cmd: Some(job.cmd.clone()),
@@ -606,7 +750,8 @@ impl Runtime {
             let config = bollard::models::ContainerConfig {
                 cmd: job.commit_cmd.clone(),
                 working_dir: job.commit_workdir.map(str::to_string),
-                labels: Some(HashMap::new()),
+                // Not the build container's labels (one-off): the image's own.
+                labels: Some(job.app.map(|app| self.image_labels(app)).unwrap_or_default()),
                 ..Default::default()
             };
             let committed = self.docker.commit_container(options, config).await?;
@@ -705,6 +850,14 @@ fn take_line(pending: &mut String) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_codes_come_from_the_engine_status() {
+        assert_eq!(exit_code_of("Exited (137) 2 seconds ago"), Some(137));
+        assert_eq!(exit_code_of("Exited (0) About a minute ago"), Some(0));
+        assert_eq!(exit_code_of("Up 3 minutes"), None);
+        assert_eq!(exit_code_of("Exited ("), None);
+    }
 
     #[test]
     fn lines_are_taken_whole() {

@@ -38,6 +38,7 @@ async fn from_registry(runtime: &Runtime, out: &Output) -> Result<(), String> {
     );
     let (repo, tag) = STACK_IMAGE.split_once(':').unwrap_or((STACK_IMAGE, "latest"));
     let job = OneShot {
+        app: None,
         image: "debian:bookworm-slim",
         cmd: vec!["bash".into(), "-c".into(), script],
         env: Vec::new(),

@@ -61,19 +61,30 @@ pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname
             "{branch} moved while this push waited for another deploy of {app}: fetch, merge and push again"
         )));
     }
-    let source = Source::Build { context, git_sha: new.to_string() };
-    deploy::deploy_locked(ctx.engine, app, source, "git push", &ctx.out).await.map_err(CmdError::Failed)?;
+    let source = Source::Build { context, git_sha: new.to_string(), pushed: true };
+    let version = deploy::deploy_locked(ctx.engine, app, source, "git push", &ctx.out).await.map_err(CmdError::Failed)?;
     // git updates the branch only after this hook returns. Until it has, the next push
-    // must not look at the branch: keep the deploy lock until it moves (or git gave up).
-    let (branch, new) = (branch.to_string(), new.to_string());
+    // must not look at the branch: keep the deploy lock until it moves. Then the release
+    // has landed; if git gives up instead, the release it made does not stay active.
+    let (branch, new, app, engine) = (branch.to_string(), new.to_string(), app.to_string(), ctx.engine.shared());
     tokio::spawn(async move {
         let _deploying = deploying;
         let deadline = std::time::Instant::now() + REF_UPDATE_WAIT;
         while std::time::Instant::now() < deadline {
             if git::branch_head(&repo, &branch).ok().flatten().is_some_and(|oid| oid.to_string() == new) {
+                deploy::ref_landed(&engine, &app, version).await;
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        match deploy::settle_ref(&engine, &app).await {
+            Ok(true) => {
+                if let Err(e) = deploy::restore(&engine, &app).await {
+                    tracing::error!(app, "cannot restore the release that served before an unlanded push: {e}");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(app, "{e}"),
         }
     });
     Ok(())

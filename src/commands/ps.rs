@@ -40,7 +40,7 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
     .await
     .map_err(|e| failed(e.to_string()))?
     .map_err(|e| failed(format!("Cannot rebuild {app}: {e}")))?;
-    deploy::deploy_locked(ctx.engine, app, Source::Build { context, git_sha: sha }, "ps:rebuild", &ctx.out)
+    deploy::deploy_locked(ctx.engine, app, Source::Build { context, git_sha: sha, pushed: false }, "ps:rebuild", &ctx.out)
         .await
         .map_err(CmdError::Failed)?;
     Ok(())
@@ -149,17 +149,13 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdRes
     let policy: RestartPolicy = value.parse().map_err(failed)?;
     // Under the deploy lock: a deploy running now would start containers with the old policy.
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    // berth restarts containers itself (supervise.rs): the new policy applies to the next stop.
     ctx.engine
         .update_app(app, |c| {
             c.restart_policy = policy;
             Ok::<_, CmdError>(())
         })
         .await?;
-    if let Ok(runtime) = ctx.engine.runtime().await {
-        for c in runtime.containers(app).await.unwrap_or_default().iter().filter(|c| c.running) {
-            runtime.keep_running(&c.id, policy).await.map_err(|e| failed(e.to_string()))?;
-        }
-    }
     ctx.out.step(format!("Restart policy of {app} set to {policy}")).await;
     Ok(())
 }
@@ -168,9 +164,19 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
     let names = super::apps::app_names(ctx, app)?;
     let runtime = ctx.engine.runtime().await.ok();
     let mut reports = Vec::new();
+    let mut damaged = 0;
     for name in names {
-        let config = ctx.engine.store.load_app(&name)?;
-        let active = ctx.engine.store.load_releases(&name)?.active().cloned();
+        let loaded = ctx.engine.store.load_app(&name).and_then(|config| Ok((config, ctx.engine.store.load_releases(&name)?.active().cloned())));
+        let (config, active) = match loaded {
+            Ok(loaded) => loaded,
+            // Without an app, one damaged app is one error line; the others are reported.
+            Err(e) if app.is_none() => {
+                ctx.out.error(e.to_string()).await;
+                damaged += 1;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut containers = match &runtime {
             Some(rt) => rt.containers(&name).await.unwrap_or_default(),
             None => Vec::new(),
@@ -178,17 +184,25 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
         containers.sort_by_key(|c| (c.process != process::WEB, c.process.clone(), c.index, c.release));
         let list: Vec<String> = containers
             .iter()
-            .map(|c| format!("{}.{}: {} (v{})", c.process, c.index, if c.running { "running" } else { "stopped" }, c.release))
+            .map(|c| {
+                let state = if c.running { "running".to_string() } else { format!("stopped: {}", c.status.to_lowercase()) };
+                format!("{}.{}: {state} (v{})", c.process, c.index, c.release)
+            })
             .collect();
         let formation = match &active {
             Some(r) => r.formation_or(&config.scale),
             None => config.scale.iter().map(|(t, n)| (t.clone(), *n)).collect(),
         };
+        let wanted: u32 = formation.iter().map(|(_, n)| n).sum();
+        let live = active.as_ref().map_or(0, |r| containers.iter().filter(|c| c.running && c.release == r.version).count() as u32);
         let formation: Vec<String> = formation.iter().map(|(t, n)| format!("{t}={n}")).collect();
+        // What really runs: the engine's containers of the active release, not the intent.
         let status = match (&active, config.stopped) {
-            (None, _) => "not deployed",
-            (Some(_), true) => "stopped",
-            (Some(_), false) => "running",
+            (None, _) => "not deployed".to_string(),
+            (Some(_), true) => "stopped".to_string(),
+            (Some(_), false) if runtime.is_none() => "unknown (the Docker engine is not reachable)".to_string(),
+            (Some(_), false) if live >= wanted => "running".to_string(),
+            (Some(_), false) => format!("degraded: {live} of {wanted} containers running"),
         };
         let report = Report::new(format!("{name} ps information"))
             .row("Deployed", active.is_some())
@@ -202,5 +216,8 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
         reports.push((name, report));
     }
     print_reports(&ctx.out, &reports, app.is_some(), format).await;
+    if damaged > 0 {
+        return Err(failed(format!("{damaged} app(s) could not be read (see above)")));
+    }
     Ok(())
 }

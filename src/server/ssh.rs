@@ -289,6 +289,8 @@ fn git_path_app(path: &str) -> Result<String, String> {
 /// Serves a push or fetch: the real `git receive-pack`/`upload-pack` on the app's bare
 /// repository, with the channel's streams bridged to it.
 async fn run_git(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>, service: GitService, path: String) {
+    // A push in flight is work a graceful shutdown lets finish (its hook deploys).
+    let _busy = matches!(service, GitService::ReceivePack).then(|| engine.busy());
     let (mut reader, writer) = channel.split();
     let mut stdout = writer.make_writer();
     let mut stderr = writer.make_writer_ext(Some(1));

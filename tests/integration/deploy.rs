@@ -24,7 +24,7 @@ fn a_pushed_dockerfile_app_is_served_through_nginx_by_host() {
     // The first push creates the app, as dokku does.
     let repo = AppRepo::new(&d, "hello-push");
     let log = deploy(&d, &repo, "hello v1", 0);
-    for line in ["remote: -----> Building hello-push from Dockerfile", "Step 1/3", "Releasing v1", "Starting web.1 … checks passed", "is live"] {
+    for line in ["remote: -----> Building hello-push from Dockerfile", "Step 1/", "Releasing v1", "Starting web.1 … checks passed", "is live"] {
         assert!(log.contains(line), "{line:?} missing from push output:\n{log}");
     }
     assert!(log.contains("Nothing is routed to hello-push: no domains"), "{log}");

@@ -284,8 +284,9 @@ fn after_a_crash_and_lost_containers_every_app_comes_back_as_it_was() {
 
     d.ssh("ps:set phoenix restart-policy sometimes").refused("Invalid restart policy");
     d.ssh("ps:set phoenix restart-policy on-failure:3").ok();
+    // berth restarts containers itself (after routing away from a dead one): the engine never does.
     let worker = d.container_ids(false, &["berth.app=phoenix", "berth.process=worker"]);
-    let policy = docker(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", &worker[0]]);
-    assert_eq!(policy.trim(), "on-failure:3");
+    let policy = docker(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", &worker[0]]);
+    assert_eq!(policy.trim(), "no");
     assert!(report(&d, "phoenix")["restart-policy"] == "on-failure:3", "{}", report(&d, "phoenix"));
 }

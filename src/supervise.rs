@@ -1,0 +1,269 @@
+//! Between deploys, what nginx routes follows what runs.
+//!
+//! berth, not the engine, restarts app containers: every container runs with the engine's
+//! restart policy `no`, and this module follows the engine's events for the root's
+//! containers. When a container of an app's active release stops without berth stopping
+//! it, the app is routed again at once without it (so its address, which the engine may
+//! hand to any other container, is no longer routed), and it is started again as the app's
+//! restart policy says, with backoff; once ready it is routed again. The event stream
+//! reconnects when the engine restarts, and every app is reconciled on each (re)connect.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::time::Instant;
+
+use crate::deploy;
+use crate::engine::Engine;
+use crate::output::Output;
+use crate::process;
+use crate::runtime::AppContainer;
+use crate::store::RestartPolicy;
+
+/// The first restart waits this long; each failed one doubles it, up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A container that ran this long since its restart starts its backoff afresh (as Docker).
+const RESET_AFTER: Duration = Duration::from_secs(10);
+
+/// Restarts of one container slot (app, release, process, index).
+#[derive(Debug, Clone, Copy)]
+struct Restarts {
+    count: u32,
+    last: Instant,
+}
+
+/// Whether a container that stopped with `exit_code` is started again under `policy`,
+/// after `restarts` restarts in a row. Pure.
+pub fn should_restart(policy: RestartPolicy, exit_code: Option<i64>, restarts: u32) -> bool {
+    match policy {
+        RestartPolicy::No => false,
+        RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        RestartPolicy::OnFailure(max) => exit_code != Some(0) && (max == 0 || restarts < max),
+    }
+}
+
+/// How long to wait before restart number `restarts + 1`. Pure.
+pub fn backoff(restarts: u32) -> Duration {
+    FIRST_BACKOFF.saturating_mul(1u32 << restarts.min(16)).min(MAX_BACKOFF)
+}
+
+pub struct Supervisor {
+    engine: Arc<Engine>,
+    restarts: Mutex<HashMap<String, Restarts>>,
+    /// Containers berth started again and is waiting for: not routed until ready.
+    warming: Mutex<HashSet<String>>,
+    /// Apps with a heal scheduled and not yet begun.
+    scheduled: Mutex<HashSet<String>>,
+}
+
+impl Supervisor {
+    pub fn new(engine: Arc<Engine>) -> Arc<Supervisor> {
+        Arc::new(Supervisor { engine, restarts: Mutex::default(), warming: Mutex::default(), scheduled: Mutex::default() })
+    }
+
+    /// Follows the engine's events until `stop`; reconnects (and reconciles every app)
+    /// whenever the stream ends, e.g. because the engine restarted.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut connected_before = false;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let runtime = match self.engine.runtime().await {
+                Ok(runtime) if runtime.version().await.is_ok() => runtime,
+                _ => {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            let mut events = Box::pin(runtime.events());
+            if connected_before {
+                tracing::info!("Docker engine events: reconnected; reconciling every app");
+            }
+            connected_before = true;
+            // Whatever happened while nobody listened: every app, once the stream is open.
+            for app in self.engine.store.list_apps().unwrap_or_default() {
+                self.schedule(&app);
+            }
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    event = events.next() => match event {
+                        Some(Ok(event)) => {
+                            if event.process {
+                                tracing::debug!(app = event.app, action = event.action, "container event");
+                                self.schedule(&event.app);
+                            }
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!("Docker engine events: {e}; reconnecting");
+                            break;
+                        }
+                        None => {
+                            tracing::warn!("Docker engine events ended; reconnecting");
+                            break;
+                        }
+                    },
+                }
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    /// Heals `app` soon; events that arrive meanwhile are covered by the same heal.
+    pub fn schedule(self: &Arc<Self>, app: &str) {
+        if !self.scheduled.lock().unwrap_or_else(|p| p.into_inner()).insert(app.to_string()) {
+            return;
+        }
+        let this = self.clone();
+        let app = app.to_string();
+        tokio::spawn(async move {
+            // A burst of events (a container dying, its network detaching) is one heal.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            this.scheduled.lock().unwrap_or_else(|p| p.into_inner()).remove(&app);
+            if let Err(e) = this.heal(&app).await {
+                tracing::warn!(app, "cannot reconcile: {e}");
+            }
+        });
+    }
+
+    /// Makes the app's routing equal to its live, ready web containers of the active
+    /// release, and starts again (later, with backoff) those that stopped on their own.
+    async fn heal(self: &Arc<Self>, app: &str) -> Result<(), String> {
+        let engine = &self.engine;
+        let _routing = engine.route_lock(app).await;
+        if !engine.store.app_exists(app) {
+            return Ok(());
+        }
+        let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
+        let Some(active) = engine.store.load_releases(app).map_err(|e| e.to_string())?.active().cloned() else {
+            return Ok(());
+        };
+        if config.stopped {
+            return Ok(());
+        }
+        let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
+        let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
+        let warming = self.warming.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut ips = Vec::new();
+        for (process, count) in active.formation_or(&config.scale) {
+            for index in 1..=count {
+                let slot = format!("{app}/v{}/{process}.{index}", active.version);
+                let Some(c) = containers.iter().find(|c| c.release == active.version && c.process == process && c.index == index) else {
+                    // Removed behind berth's back: `restore` (daemon start, ps:start) makes it again.
+                    continue;
+                };
+                if c.running {
+                    if process == process::WEB && !warming.contains(&c.id) {
+                        ips.extend(c.ip.clone());
+                    }
+                    continue;
+                }
+                if runtime.stopped_by_berth(&c.id) || warming.contains(&c.id) {
+                    continue;
+                }
+                self.restart_later(app, &slot, c, config.restart_policy);
+            }
+        }
+        // Only a change is applied: a site equal to the one in place is left alone.
+        deploy::route(engine, app, &config, active.version, &ips, &Output::discard()).await.map(|_| ())
+    }
+
+    /// Starts a container that stopped on its own again after its backoff, if the app's
+    /// policy says so, then waits until it is ready and routes it.
+    fn restart_later(self: &Arc<Self>, app: &str, slot: &str, c: &AppContainer, policy: RestartPolicy) {
+        let now = Instant::now();
+        let restarts = {
+            let mut all = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = all.entry(slot.to_string()).or_insert(Restarts { count: 0, last: now });
+            if entry.count > 0 && now.duration_since(entry.last) > RESET_AFTER + backoff(entry.count) {
+                entry.count = 0;
+            }
+            *entry
+        };
+        if !should_restart(policy, c.exit_code(), restarts.count) {
+            tracing::warn!(app, container = c.name, "stopped ({}); restart policy {policy}: not started again", c.status);
+            return;
+        }
+        // Claimed now, so a heal meanwhile does not schedule it twice.
+        self.warming.lock().unwrap_or_else(|p| p.into_inner()).insert(c.id.clone());
+        let delay = backoff(restarts.count);
+        tracing::warn!(app, container = c.name, "stopped ({}): starting it again in {}ms", c.status, delay.as_millis());
+        let (this, app, slot, id, name) = (self.clone(), app.to_string(), slot.to_string(), c.id.clone(), c.name.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            this.restarts.lock().unwrap_or_else(|p| p.into_inner()).insert(slot, Restarts { count: restarts.count + 1, last: Instant::now() });
+            if let Err(e) = this.start_again(&app, &id).await {
+                tracing::warn!(app, container = name, "{e}");
+            }
+            this.warming.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            this.schedule(&app);
+        });
+    }
+
+    /// Starts the container again unless berth stopped it meanwhile (a deploy retired it,
+    /// ps:stop), and for web waits for its readiness checks.
+    async fn start_again(&self, app: &str, id: &str) -> Result<(), String> {
+        let engine = &self.engine;
+        let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
+        let (config, active, c) = {
+            let _routing = engine.route_lock(app).await;
+            let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
+            let Some(active) = engine.store.load_releases(app).map_err(|e| e.to_string())?.active().cloned() else {
+                return Ok(());
+            };
+            let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
+            let Some(c) = containers.into_iter().find(|c| c.id == id) else { return Ok(()) };
+            if config.stopped || c.running || c.release != active.version || runtime.stopped_by_berth(id) {
+                return Ok(());
+            }
+            runtime.restart(id).await.map_err(|e| format!("cannot start {} again: {e}", c.name))?;
+            tracing::info!(app, container = c.name, "started again");
+            (config, active, c)
+        };
+        if c.process != process::WEB || config.checks.disabled || config.checks.skipped {
+            return Ok(());
+        }
+        let ip = runtime.ip(id).await.map_err(|e| e.to_string())?;
+        let specs = crate::checks::effective(&active.checks);
+        // Routed once ready; if the checks never pass, routed anyway (as before the crash)
+        // rather than leaving the app without the container for good.
+        if let Err(e) = crate::checks::wait_ready(&ip, config.container_port(), &specs, &config.checks, || runtime.alive(id)).await {
+            tracing::warn!(app, container = c.name, "after its restart: {e}");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies_decide_as_docker_does() {
+        assert!(!should_restart(RestartPolicy::No, Some(137), 0));
+        assert!(should_restart(RestartPolicy::UnlessStopped, Some(0), 50));
+        assert!(should_restart(RestartPolicy::Always, None, 0));
+        assert!(should_restart(RestartPolicy::OnFailure(3), Some(137), 2));
+        assert!(!should_restart(RestartPolicy::OnFailure(3), Some(137), 3));
+        assert!(!should_restart(RestartPolicy::OnFailure(0), Some(0), 0));
+        assert!(should_restart(RestartPolicy::OnFailure(0), Some(1), 1000));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        assert_eq!(backoff(0), Duration::from_millis(100));
+        assert_eq!(backoff(1), Duration::from_millis(200));
+        assert_eq!(backoff(5), Duration::from_millis(3200));
+        assert_eq!(backoff(10), MAX_BACKOFF);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+}
