@@ -188,6 +188,41 @@ impl Daemon {
         }
     }
 
+    /// The daemon process's id, while this harness holds one (None after `stop`/`kill`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends `signal` to the daemon process without waiting for it (see `wait_dead`).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = self.pid().expect("no daemon process to signal");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+    }
+
+    /// True while the daemon process runs (an exited one is not reaped here).
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// Waits up to `timeout` for the daemon process to end by itself (a crash point, a
+    /// signal sent with `signal`), reaps it and returns how it ended; panics if it still
+    /// runs then (the process is left to `kill` or the drop).
+    #[track_caller]
+    pub fn wait_dead(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("no daemon process to wait for");
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!("the daemon still runs after {timeout:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `ssh -i KEY -p PORT berth@127.0.0.1 COMMAND` with the real OpenSSH client.
     pub fn ssh_as(&self, key: &Key, command: &str, stdin: &[u8]) -> Out {
         self.ssh_with(key, &[], command, stdin)

@@ -6,6 +6,7 @@ mod hostile;
 mod access;
 mod buildpacks;
 mod commands;
+mod crash;
 mod deploy;
 mod firstrun;
 mod https;
