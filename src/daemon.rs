@@ -154,10 +154,14 @@ async fn restore_all(engine: Arc<Engine>) {
     if let Err(e) = engine.nginx.ensure_running().await {
         tracing::error!("cannot start nginx: {e}");
     }
-    let apps = match engine.store.list_apps() {
+    let mut apps = match engine.store.list_apps() {
         Ok(apps) => apps,
         Err(e) => return tracing::error!("cannot list apps: {e}"),
     };
+    // Apps whose site routes to another release than the active one (a push undone at
+    // start) are routed first.
+    let active = |app: &str| engine.store.load_releases(app).ok().and_then(|r| r.active().map(|r| r.version));
+    apps.sort_by_key(|app| engine.nginx.site_release(app).is_none_or(|v| Some(v) == active(app)));
     // Builds, release phases and `run`s belong to sessions that ended with the last daemon.
     if let Ok(runtime) = engine.runtime().await {
         for id in runtime.one_offs(None).await.unwrap_or_default() {
