@@ -1,6 +1,6 @@
 //! `apps:*`: create, destroy, list, exists, rename, report, lock, unlock.
 
-use super::{CmdError, CmdResult, Ctx, failed};
+use super::{CmdError, CmdResult, Ctx, EXIT_FAILURE, failed};
 use crate::engine::Engine;
 use crate::output::{Format, Report, print_reports};
 use crate::store::{AppConfig, StoreError};
@@ -101,6 +101,7 @@ pub async fn remove_unborn(engine: &Engine, app: &str) -> Result<bool, CmdError>
     Ok(true)
 }
 
+/// Lists every app by its directory, so an app whose state is damaged is listed too.
 pub async fn list(ctx: &mut Ctx<'_>, quiet: bool) -> CmdResult {
     let names = app_names(ctx, None)?;
     if !quiet {
@@ -185,14 +186,13 @@ pub async fn set_locked(ctx: &mut Ctx<'_>, app: &str, locked: bool) -> CmdResult
 }
 
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
-    let reports = for_each_app(ctx, app, |ctx, name, config| {
+    report_apps(ctx, app, format, |ctx, name, config| {
         Report::new(format!("{name} app information"))
             .row("App created at", config.created_at)
             .row("App dir", ctx.engine.store.app_dir(name).display().to_string())
             .row("App locked", config.locked)
-    })?;
-    print_reports(&ctx.out, &reports, app.is_some(), format).await;
-    Ok(())
+    })
+    .await
 }
 
 /// The app named, or every app the caller may manage (sorted).
@@ -203,7 +203,9 @@ pub(super) fn app_names(ctx: &Ctx<'_>, app: Option<&str>) -> Result<Vec<String>,
     })
 }
 
-/// Builds one report per app: the one named, or every app the caller may manage.
+/// Builds one report per app: the one named, or every app the caller may manage. Strict:
+/// the first app whose state cannot be read fails the whole report. Reports over every app
+/// should use [`report_apps`], which names that app and reports the others.
 pub(super) fn for_each_app(
     ctx: &Ctx<'_>,
     app: Option<&str>,
@@ -212,9 +214,52 @@ pub(super) fn for_each_app(
     app_names(ctx, app)?
         .into_iter()
         .map(|name| {
-            let config = ctx.engine.store.load_app(&name)?;
+            let config = ctx.engine.store.load_app_checked(&name)?;
             let report = build(ctx, &name, &config);
             Ok((name, report))
         })
         .collect()
+}
+
+/// Prints one report per app: the one named, or every app the caller may manage. With an
+/// app named, an error reading its state is the command's error. Without, an app whose
+/// state cannot be read (any of its files: app.toml, releases.toml, tls.toml) is one error
+/// line naming the file, the other apps are reported, and the exit is non-zero.
+pub(super) async fn report_apps(
+    ctx: &Ctx<'_>,
+    app: Option<&str>,
+    format: Format,
+    build: impl Fn(&Ctx<'_>, &str, &AppConfig) -> Report,
+) -> CmdResult {
+    let mut reports = Vec::new();
+    let mut unreadable = Vec::new();
+    for name in app_names(ctx, app)? {
+        match ctx.engine.store.load_app_checked(&name) {
+            Ok(config) => {
+                let report = build(ctx, &name, &config);
+                reports.push((name, report));
+            }
+            Err(e) if app.is_none() => unreadable.push(CmdError::from(e)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    print_app_reports(ctx, &reports, unreadable, app.is_some(), format).await
+}
+
+/// The end of a report over apps: the reports, then one error line per app that could not
+/// be read (` !     <file>…`), and a non-zero exit if there was one (the lines already say
+/// why). For reports that gather per app in a loop of their own: collect each app's load
+/// error instead of returning it when no app was named, and finish with this.
+pub(super) async fn print_app_reports(
+    ctx: &Ctx<'_>,
+    reports: &[(String, Report)],
+    unreadable: Vec<CmdError>,
+    single: bool,
+    format: Format,
+) -> CmdResult {
+    print_reports(&ctx.out, reports, single, format).await;
+    for error in &unreadable {
+        ctx.out.error(error.to_string()).await;
+    }
+    if unreadable.is_empty() { Ok(()) } else { Err(CmdError::Exit(EXIT_FAILURE)) }
 }

@@ -3,7 +3,7 @@
 use super::{CmdError, CmdResult, Ctx};
 use crate::deploy::{self, Source};
 use crate::output::{Format, utc};
-use crate::store::Status;
+use crate::store::{NoRollback, Status};
 use crate::validate;
 
 pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
@@ -19,6 +19,7 @@ pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
                 serde_json::json!({
                     "version": r.version, "status": status(r.status), "created_at": r.created_at,
                     "git_sha": r.git_sha, "image": r.image, "image_tag": r.image_tag, "cause": r.cause,
+                    "compacted": r.compacted,
                 })
             })
             .collect();
@@ -27,35 +28,46 @@ pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
     }
     ctx.out.header(format!("{app} releases")).await;
     for r in releases.releases.iter().rev() {
-        let sha = &r.git_sha[..r.git_sha.len().min(7)];
+        let sha = short_sha(&r.git_sha);
         let image = r.image.strip_prefix("sha256:").map(|i| &i[..i.len().min(12)]).unwrap_or(&r.image);
+        let kept = if r.compacted { format!("  {HISTORY_ONLY}") } else { String::new() };
         ctx.out
-            .detail(format!("v{:<4} {}  {sha:<7}  {image:<12}  {:<10}  {}", r.version, utc(r.created_at), status(r.status), r.cause))
+            .detail(format!("v{:<4} {}  {sha:<7}  {image:<12}  {:<10}  {}{kept}", r.version, utc(r.created_at), status(r.status), r.cause))
+            .await;
+    }
+    if releases.releases.iter().any(|r| r.compacted) {
+        ctx.out
+            .detail(format!("{HISTORY_ONLY}: image and env no longer kept, so not a rollback target (releases:set {app} keep N keeps more)"))
             .await;
     }
     Ok(())
 }
 
+/// How `releases` marks a compacted release.
+const HISTORY_ONLY: &str = "[history only]";
+
 pub async fn rollback(ctx: &mut Ctx<'_>, app: &str, target: Option<&str>) -> CmdResult {
     validate::app_name(app)?;
     ctx.engine.store.load_app(app)?;
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    // No version: the release that served before the active one.
+    let target = target
+        .map(|v| v.trim_start_matches('v').parse::<u32>().map_err(|_| super::failed(format!("Invalid release {}: expected vN, e.g. v3", validate::quoted(v)))))
+        .transpose()?;
+    // Checked under the deploy lock: no deploy can compact the history meanwhile.
     let releases = ctx.engine.store.load_releases(app)?;
-    let version = match target {
-        Some(v) => v
-            .trim_start_matches('v')
-            .parse::<u32>()
-            .map_err(|_| super::failed(format!("Invalid release {}: expected vN, e.g. v3", validate::quoted(v))))?,
-        // The release that served before the active one.
-        None => {
-            let active = releases.active().map(|r| r.version).unwrap_or(0);
-            releases
-                .releases
-                .iter()
-                .rev()
-                .find(|r| r.status == Status::Superseded && r.version < active)
-                .map(|r| r.version)
-                .ok_or_else(|| super::failed(format!("{app} has no earlier release to roll back to")))?
+    let version = match releases.rollback_target(target) {
+        Ok(release) => release.version,
+        Err(NoRollback::NoEarlier) => return Err(super::failed(format!("{app} has no earlier release to roll back to"))),
+        Err(NoRollback::Missing(v)) => return Err(super::failed(format!("{app} has no release v{v} (see: releases {app})"))),
+        Err(NoRollback::Failed(v)) => {
+            return Err(super::failed(format!("v{v} of {app} never served (it failed): roll back to a release that did")));
+        }
+        Err(NoRollback::Compacted(v)) => {
+            let sha = releases.releases.iter().find(|r| r.version == v).map(|r| short_sha(&r.git_sha)).unwrap_or_default();
+            return Err(super::failed(format!(
+                "v{v} of {app} is history only: its image and env are no longer kept (releases:set {app} keep N keeps more); push commit {sha} again instead"
+            )));
         }
     };
     let cause = format!("rollback to v{version}");
@@ -81,6 +93,11 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdRes
         .await?;
     ctx.out.step(format!("{app} keeps the images of its last {keep} releases")).await;
     Ok(())
+}
+
+/// The first 7 characters of a commit id, as git shows it.
+fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
 }
 
 fn status(status: Status) -> &'static str {

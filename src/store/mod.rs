@@ -15,7 +15,7 @@ pub use app::{ALL_PROCESSES, AppConfig, Builder, ChecksConfig, DEFAULT_HSTS_MAX_
 pub use tls::{CertSource, Renewal, TlsState};
 pub use global::GlobalConfig;
 pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};
-pub use releases::{LAUNCHER, Release, Releases, Status};
+pub use releases::{Implausible, LAUNCHER, MAX_RELEASES, NoRollback, Release, Releases, Status};
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -37,8 +37,20 @@ pub enum StoreError {
     AppExists(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{path} is not valid TOML: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// A state file of zero bytes or only whitespace. berth never writes one (every file it
+    /// writes starts with a comment line), so it was damaged: reading it as "nothing stored"
+    /// would make the next push v1 and retire what runs.
+    #[error("{path} is empty: it was damaged (berth never writes an empty file); restore it from a backup")]
+    Empty { path: PathBuf },
+    /// A state file that is not valid TOML or not the shape berth writes: `path:line: message`.
+    #[error("{}: {message}", located(.path, *.line))]
+    Parse { path: PathBuf, line: Option<usize>, message: String },
+    /// A releases.toml that parses but cannot be true (two active releases, a version twice…):
+    /// damaged or edited by hand.
+    #[error("{path}: {problem}")]
+    Implausible { path: PathBuf, problem: releases::Implausible },
+    #[error("cannot write {path}: {message}")]
+    Unwritable { path: PathBuf, message: String },
     #[error(transparent)]
     Invalid(#[from] validate::Invalid),
 }
@@ -47,6 +59,14 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+/// `path:line`, or `path` when the line is not known.
+fn located(path: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{}:{line}", path.display()),
+        None => path.display().to_string(),
+    }
 }
 
 /// The berth root and the locks over what is in it.
@@ -156,7 +176,7 @@ impl Store {
     /// Writes an existing app's state. Call with the app's lock held.
     pub fn save_app(&self, app: &str, config: &AppConfig) -> Result<()> {
         // app.toml holds the app's env, which is secrets: 0600.
-        write_toml(&self.app_file(app), config, 0o600)
+        write_toml(&self.app_file(app), "An app's settings and env", config, 0o600)
     }
 
     /// Creates the app's directory and state. Call with the apps lock held.
@@ -202,17 +222,37 @@ impl Store {
         self.app_dir(app).join("repo.git")
     }
 
+    fn releases_file(&self, app: &str) -> PathBuf {
+        self.app_dir(app).join("releases.toml")
+    }
+
+    /// The app's releases. No file is no release yet; a file that cannot be read, or whose
+    /// releases cannot be true, is an error: guessing would deploy the next push as v1.
     pub fn load_releases(&self, app: &str) -> Result<Releases> {
-        let path = self.app_dir(app).join("releases.toml");
+        let path = self.releases_file(app);
         if !path.exists() {
             return Ok(Releases::default());
         }
-        read_toml(&path)
+        let releases: Releases = read_toml(&path)?;
+        releases.check().map_err(|problem| StoreError::Implausible { path, problem })?;
+        Ok(releases)
     }
 
-    /// Call with the app's lock held. Holds env snapshots: 0600.
+    /// Call with the app's lock held. Holds env snapshots: 0600. Refuses a history that
+    /// could not be read back (a bug would otherwise leave the app unreadable).
     pub fn save_releases(&self, app: &str, releases: &Releases) -> Result<()> {
-        write_toml(&self.app_dir(app).join("releases.toml"), releases, 0o600)
+        let path = self.releases_file(app);
+        releases.check().map_err(|problem| StoreError::Unwritable { path: path.clone(), message: problem.to_string() })?;
+        write_toml(&path, "An app's releases, oldest first", releases, 0o600)
+    }
+
+    /// An app's settings, after checking that each of its state files reads (releases,
+    /// certificate): what reports use, so a damaged app is named in each of them.
+    pub fn load_app_checked(&self, app: &str) -> Result<AppConfig> {
+        let config = self.load_app(app)?;
+        self.load_releases(app)?;
+        self.load_tls(app)?;
+        Ok(config)
     }
 
     pub fn load_keys(&self) -> Result<AuthorizedKeys> {
@@ -225,7 +265,7 @@ impl Store {
 
     /// Call with the keys lock held.
     pub fn save_keys(&self, keys: &AuthorizedKeys) -> Result<()> {
-        write_toml(&self.keys_file(), keys, 0o600)
+        write_toml(&self.keys_file(), "The keys that may connect, and their roles", keys, 0o600)
     }
 
     pub fn tls_dir(&self, app: &str) -> PathBuf {
@@ -237,28 +277,64 @@ impl Store {
         if !path.exists() {
             return Ok(GlobalConfig::default());
         }
-        read_toml(&path)
+        // Unlike the other state files, berth.toml is a config file the user edits, and every
+        // setting in it has a default: an empty one means "all defaults", as a missing one
+        // does (`touch berth.toml` is a fair way to start one). Emptying it costs no app its
+        // state: apps keep their own domains, env and releases. Text that does not parse is
+        // still an error naming its line.
+        let text = read_text(&path)?;
+        if text.trim().is_empty() {
+            return Ok(GlobalConfig::default());
+        }
+        parse_toml(&path, &text)
     }
 
     /// Call with the global lock held.
     pub fn save_global(&self, global: &GlobalConfig) -> Result<()> {
-        write_toml(&self.global_file(), global, 0o644)
+        write_toml(&self.global_file(), "berth's global settings (berth daemon flags override them)", global, 0o644)
     }
 }
 
+fn read_text(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(io_err(path))
+}
+
+/// The one read path of the state files. A file of nothing or only whitespace is damaged
+/// (berth never writes one), never "nothing stored"; one that does not parse is named
+/// with its line. A missing file is the caller's to judge (usually: nothing stored yet).
 fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = fs::read_to_string(path).map_err(io_err(path))?;
-    toml::from_str(&text).map_err(|e| StoreError::Parse {
+    let text = read_text(path)?;
+    if text.trim().is_empty() {
+        return Err(StoreError::Empty { path: path.to_path_buf() });
+    }
+    parse_toml(path, &text)
+}
+
+fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| StoreError::Parse {
         path: path.to_path_buf(),
-        message: e.message().to_string(),
+        line: e.span().map(|span| line_of(text, span.start)),
+        message: one_line(e.message()),
     })
 }
 
-fn write_toml<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<()> {
-    let text = toml::to_string_pretty(value).map_err(|e| StoreError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+/// The 1-based line holding byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    before.iter().filter(|b| **b == b'\n').count() + 1
+}
+
+/// `message` with its line breaks and runs of spaces made single spaces: errors are one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Writes `value` as TOML after a comment line saying what the file is, so that no file
+/// berth writes is empty, even with nothing in it (no keys, no releases): an empty state
+/// file is then always damage.
+fn write_toml<T: Serialize>(path: &Path, what: &str, value: &T, mode: u32) -> Result<()> {
+    let body = toml::to_string_pretty(value).map_err(|e| StoreError::Unwritable { path: path.to_path_buf(), message: one_line(&e.to_string()) })?;
+    let text = format!("# {what}; written by berth\n{body}");
     write_atomic(path, text.as_bytes(), mode).map_err(io_err(path))
 }
 
@@ -328,5 +404,122 @@ mod tests {
         fs::create_dir_all(dir.path().join("apps/half")).unwrap();
         fs::write(dir.path().join("apps/half/.app.toml.1.2.tmp"), "partial").unwrap();
         assert!(store.list_apps().unwrap().is_empty());
+    }
+
+    fn one_release() -> Releases {
+        let text = "[[release]]\nversion = 1\nimage = \"sha256:1\"\nimage_tag = \"berth/web:v1\"\ngit_sha = \"abc\"\ncause = \"git push\"\ncreated_at = 1\nstatus = \"active\"\n";
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn an_empty_state_file_is_damage_not_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_app("web", &AppConfig::new()).unwrap();
+        // Missing: nothing stored yet.
+        assert_eq!(store.load_releases("web").unwrap(), Releases::default());
+        assert_eq!(store.load_keys().unwrap(), AuthorizedKeys::default());
+        let releases = dir.path().join("apps/web/releases.toml");
+        for text in ["", "\n", "  \n\t\n"] {
+            fs::write(&releases, text).unwrap();
+            let err = store.load_releases("web").unwrap_err();
+            assert!(matches!(err, StoreError::Empty { .. }), "{err:?}");
+            let message = err.to_string();
+            assert_eq!(message, format!("{} is empty: it was damaged (berth never writes an empty file); restore it from a backup", releases.display()));
+        }
+        fs::write(dir.path().join("apps/web/app.toml"), "").unwrap();
+        assert!(matches!(store.load_app("web"), Err(StoreError::Empty { .. })));
+        fs::write(store.keys_file(), "\n").unwrap();
+        assert!(matches!(store.load_keys(), Err(StoreError::Empty { .. })));
+    }
+
+    #[test]
+    fn a_truncated_state_file_is_named_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut app = AppConfig::new();
+        app.env.insert("GREETING".into(), "hello world".into());
+        app.domains = vec!["a.example.com".into()];
+        store.create_app("web", &app).unwrap();
+        let path = dir.path().join("apps/web/app.toml");
+        let text = fs::read_to_string(&path).unwrap();
+        // Cut in the middle of the GREETING line.
+        let cut = text.find("hello").unwrap() + 2;
+        let line = text[..cut].lines().count();
+        fs::write(&path, &text[..cut]).unwrap();
+        let message = store.load_app("web").unwrap_err().to_string();
+        assert!(message.starts_with(&format!("{}:{line}: ", path.display())), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+        // A missing field has no line of its own: the file is still named.
+        store.save_releases("web", &one_release()).unwrap();
+        let releases = dir.path().join("apps/web/releases.toml");
+        let text = fs::read_to_string(&releases).unwrap().replace("image_tag = \"berth/web:v1\"\n", "");
+        fs::write(&releases, text).unwrap();
+        let message = store.load_releases("web").unwrap_err().to_string();
+        assert!(message.starts_with(&releases.display().to_string()) && message.contains("image_tag"), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn line_numbers_count_from_one() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 4), 3);
+        assert_eq!(line_of("a\n", 99), 2);
+        assert_eq!(one_line("expected\n  a value\n"), "expected a value");
+    }
+
+    #[test]
+    fn berth_never_writes_an_empty_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_app("web", &AppConfig::new()).unwrap();
+        store.save_keys(&AuthorizedKeys::default()).unwrap();
+        store.save_releases("web", &Releases::default()).unwrap();
+        store.save_global(&GlobalConfig::default()).unwrap();
+        for path in [store.keys_file(), dir.path().join("apps/web/releases.toml"), store.global_file(), store.app_file("web")] {
+            let text = fs::read_to_string(&path).unwrap();
+            assert!(text.starts_with("# ") && text.lines().next().unwrap().ends_with("; written by berth"), "{}: {text:?}", path.display());
+        }
+        // And reads back what it wrote, empty lists included.
+        assert_eq!(store.load_keys().unwrap(), AuthorizedKeys::default());
+        assert_eq!(store.load_releases("web").unwrap(), Releases::default());
+        assert_eq!(store.load_global().unwrap(), GlobalConfig::default());
+        assert_eq!(store.load_app("web").unwrap(), AppConfig::new());
+        store.save_releases("web", &one_release()).unwrap();
+        assert_eq!(store.load_releases("web").unwrap(), one_release());
+    }
+
+    #[test]
+    fn an_empty_berth_toml_is_all_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        fs::write(store.global_file(), "\n").unwrap();
+        assert_eq!(store.load_global().unwrap(), GlobalConfig::default());
+        fs::write(store.global_file(), "global_domains = [\"example.com\"]\nbuild_timeout = \n").unwrap();
+        let message = store.load_global().unwrap_err().to_string();
+        assert!(message.starts_with(&format!("{}:2: ", store.global_file().display())), "{message}");
+    }
+
+    #[test]
+    fn an_implausible_history_is_refused_on_read_and_on_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_app("web", &AppConfig::new()).unwrap();
+        let mut two = one_release();
+        two.releases.push(Release { version: 2, ..two.releases[0].clone() });
+        let err = store.save_releases("web", &two).unwrap_err().to_string();
+        assert!(err.starts_with("cannot write ") && err.ends_with("releases.toml: v1 and v2 are both active (one release serves at a time)"), "{err}");
+        assert!(!dir.path().join("apps/web/releases.toml").exists(), "nothing written");
+        let path = dir.path().join("apps/web/releases.toml");
+        fs::write(&path, toml::to_string(&two).unwrap()).unwrap();
+        assert_eq!(
+            store.load_releases("web").unwrap_err().to_string(),
+            format!("{}: v1 and v2 are both active (one release serves at a time)", path.display())
+        );
+        // Reports see it through the app.
+        assert!(matches!(store.load_app_checked("web"), Err(StoreError::Implausible { problem: Implausible::TwoActive(1, 2), .. })));
+        fs::remove_file(&path).unwrap();
+        assert!(store.load_app_checked("web").is_ok());
     }
 }

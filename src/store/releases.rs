@@ -1,7 +1,9 @@
 //! An app's release history: `apps/<app>/releases.toml`.
 //!
 //! A release is what runs: an image, the env it runs with, and where it came from. Every
-//! deploy, config change and restart makes a new one; at most one is `active`.
+//! deploy, config change and restart makes a new one; at most one is `active`. The history
+//! is bounded ([`Releases::compact`]): releases whose image is gone keep only what they were
+//! (version, image, commit, cause, status), and at most [`MAX_RELEASES`] stay in the file.
 
 use std::collections::BTreeMap;
 
@@ -27,10 +29,10 @@ pub struct Release {
     pub created_at: u64,
     pub status: Status,
     /// The env the containers get (config snapshot; PORT is added at start).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// Readiness checks from the app's app.json at that commit.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckSpec>,
     /// Process types and their commands: the Procfile's, plus buildpack defaults.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -51,6 +53,41 @@ pub struct Release {
     /// points at it; a crash in between is resolved at start: the branch is the truth.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ref_pending: bool,
+    /// History only: its image is no longer kept, and its env, checks, processes, scripts
+    /// and formation were dropped to keep the file small. It cannot be rolled back to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compacted: bool,
+}
+
+/// The most releases an app's `releases.toml` holds; older ones are dropped by
+/// [`Releases::compact`]. Versions are never reused: the newest release always stays.
+pub const MAX_RELEASES: usize = 100;
+
+/// A release history that cannot be true: the file was damaged or edited by hand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Implausible {
+    #[error("a release has version 0 (versions start at 1)")]
+    VersionZero,
+    #[error("v{0} is listed more than once")]
+    Duplicate(u32),
+    #[error("v{0} and v{1} are both active (one release serves at a time)")]
+    TwoActive(u32, u32),
+    #[error("v{0} names no image")]
+    NoImage(u32),
+    #[error("v{0} names no image tag")]
+    NoImageTag(u32),
+}
+
+/// Why a release cannot be rolled back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRollback {
+    /// No target given and no release served before the active one.
+    NoEarlier,
+    Missing(u32),
+    /// It never served.
+    Failed(u32),
+    /// Its image and env are no longer kept.
+    Compacted(u32),
 }
 
 /// What buildpack-built images start with: berth's launcher (sources .profile.d first).
@@ -115,33 +152,130 @@ impl Releases {
         self.releases.iter().rev().find(|r| r.status == Status::Active)
     }
 
+    /// One more than the highest version ever kept. [`Releases::compact`] never drops the
+    /// newest release, so a version is never given twice.
     pub fn next_version(&self) -> u32 {
         self.releases.iter().map(|r| r.version).max().unwrap_or(0) + 1
+    }
+
+    /// What makes a history impossible: a version 0 or twice, two active releases, a release
+    /// without its image. Pure: the store runs it on every read and write.
+    pub fn check(&self) -> Result<(), Implausible> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut active = None;
+        for r in &self.releases {
+            if r.version == 0 {
+                return Err(Implausible::VersionZero);
+            }
+            if !seen.insert(r.version) {
+                return Err(Implausible::Duplicate(r.version));
+            }
+            if r.image.trim().is_empty() {
+                return Err(Implausible::NoImage(r.version));
+            }
+            if r.image_tag.trim().is_empty() {
+                return Err(Implausible::NoImageTag(r.version));
+            }
+            if r.status == Status::Active {
+                if let Some(first) = active {
+                    return Err(Implausible::TwoActive(first, r.version));
+                }
+                active = Some(r.version);
+            }
+        }
+        Ok(())
+    }
+
+    /// Image tags kept for rollbacks: the active release's, and those of the newest `keep`
+    /// served images (at least the active one). Images are counted, not releases: a restart
+    /// or config change reuses its release's image.
+    fn kept_tags(&self, keep: u32) -> Vec<&str> {
+        let mut kept: Vec<&str> = Vec::new();
+        for r in self.releases.iter().rev() {
+            let keep_it = r.status == Status::Active || (r.status == Status::Superseded && kept.len() < keep.max(1) as usize);
+            if keep_it && !kept.contains(&r.image_tag.as_str()) {
+                kept.push(&r.image_tag);
+            }
+        }
+        kept
     }
 
     /// Image tags no longer needed: failed releases', and those of serving releases beyond
     /// the newest `keep` (the active one always stays). Pure.
     pub fn images_to_prune(&self, keep: u32) -> Vec<String> {
-        let mut kept = 0;
-        let mut prune = Vec::new();
-        let mut keep_tags = Vec::new();
-        for r in self.releases.iter().rev() {
-            let keep_it = r.status == Status::Active || (r.status == Status::Superseded && kept < keep.max(1));
-            if r.status != Status::Failed && keep_it {
-                // Images are counted, not releases: a restart reuses its release's image.
-                if !keep_tags.contains(&r.image_tag) {
-                    kept += 1;
-                    keep_tags.push(r.image_tag.clone());
-                }
-            } else {
-                prune.push(r.image_tag.clone());
-            }
-        }
-        // Restarts and rollbacks share a tag with the release they reuse.
-        prune.retain(|t| !keep_tags.contains(t));
+        let kept = self.kept_tags(keep);
+        // By tag: restarts and rollbacks share one with the release they reuse.
+        let mut prune: Vec<String> = self.releases.iter().filter(|r| !kept.contains(&r.image_tag.as_str())).map(|r| r.image_tag.clone()).collect();
         prune.sort();
         prune.dedup();
         prune
+    }
+
+    /// Keeps the history bounded. A release that is not active and whose image is not kept
+    /// (the rule of [`Releases::images_to_prune`]), or that failed, keeps only what it was: its
+    /// env, checks, processes, scripts and formation go and it is marked `compacted`. Then at
+    /// most [`MAX_RELEASES`] stay: the oldest compacted ones go first, then the oldest others;
+    /// never the active one, never the newest (so no version is given twice).
+    ///
+    /// Returns the image tags of dropped releases that no release left names: remove them
+    /// with `images_to_prune`'s, or nothing would ever remove them. Most are pruned anyway; a
+    /// kept image is among them only when the newest 100 releases are all kept ones (many
+    /// restarts or config changes of newer images). Pure.
+    #[must_use = "images of dropped releases must be removed with the pruned ones"]
+    pub fn compact(&mut self, keep: u32) -> Vec<String> {
+        let kept: Vec<String> = self.kept_tags(keep).into_iter().map(String::from).collect();
+        for r in &mut self.releases {
+            if r.status != Status::Active && (r.status == Status::Failed || !kept.contains(&r.image_tag)) {
+                r.compacted = true;
+                r.env.clear();
+                r.checks.clear();
+                r.processes.clear();
+                r.predeploy = None;
+                r.postdeploy = None;
+                r.formation.clear();
+            }
+        }
+        let excess = self.releases.len().saturating_sub(MAX_RELEASES);
+        if excess == 0 {
+            return Vec::new();
+        }
+        let newest = self.releases.iter().map(|r| r.version).max().unwrap_or(0);
+        // Compacted before kept (false sorts first), oldest first within each.
+        let mut candidates: Vec<(bool, u32)> =
+            self.releases.iter().filter(|r| r.status != Status::Active && r.version != newest).map(|r| (!r.compacted, r.version)).collect();
+        candidates.sort_unstable();
+        let dropped: Vec<u32> = candidates.into_iter().take(excess).map(|(_, v)| v).collect();
+        let mut gone: Vec<String> = Vec::new();
+        self.releases.retain(|r| {
+            let drop = dropped.contains(&r.version);
+            if drop {
+                gone.push(r.image_tag.clone());
+            }
+            !drop
+        });
+        gone.retain(|t| !self.releases.iter().any(|r| &r.image_tag == t));
+        gone.sort();
+        gone.dedup();
+        gone
+    }
+
+    /// The release `releases:rollback` serves again: `version`, or without one the release
+    /// that served before the active one. Pure.
+    pub fn rollback_target(&self, version: Option<u32>) -> Result<&Release, NoRollback> {
+        let release = match version {
+            Some(v) => self.releases.iter().find(|r| r.version == v).ok_or(NoRollback::Missing(v))?,
+            None => {
+                let active = self.active().map(|r| r.version).unwrap_or(0);
+                self.releases.iter().rev().find(|r| r.status == Status::Superseded && r.version < active).ok_or(NoRollback::NoEarlier)?
+            }
+        };
+        if release.status == Status::Failed {
+            return Err(NoRollback::Failed(release.version));
+        }
+        if release.compacted {
+            return Err(NoRollback::Compacted(release.version));
+        }
+        Ok(release)
     }
 
     /// Marks `version` active and the previous active release superseded.
@@ -177,6 +311,7 @@ mod tests {
             postdeploy: None,
             formation: BTreeMap::new(),
             ref_pending: false,
+            compacted: false,
         }
     }
 
@@ -231,5 +366,141 @@ mod tests {
         assert_eq!(r.releases[1].status, Status::Failed);
         let text = toml::to_string_pretty(&r).unwrap();
         assert_eq!(toml::from_str::<Releases>(&text).unwrap(), r);
+    }
+
+    fn full(mut r: Release) -> Release {
+        r.env.insert("SECRET".into(), "x".repeat(100));
+        r.processes.insert("worker".into(), "w".into());
+        r.formation.insert("web".into(), 1);
+        r.predeploy = Some("./pre".into());
+        r
+    }
+
+    #[test]
+    fn an_implausible_history_is_named() {
+        let ok = Releases { releases: vec![release(1, Status::Superseded), release(2, Status::Active)] };
+        assert_eq!(ok.check(), Ok(()));
+        assert_eq!(Releases::default().check(), Ok(()));
+        let dup = Releases { releases: vec![release(1, Status::Superseded), release(2, Status::Failed), release(2, Status::Active)] };
+        assert_eq!(dup.check(), Err(Implausible::Duplicate(2)));
+        let two = Releases { releases: vec![release(1, Status::Active), release(2, Status::Superseded), release(3, Status::Active)] };
+        assert_eq!(two.check(), Err(Implausible::TwoActive(1, 3)));
+        assert_eq!(two.check().unwrap_err().to_string(), "v1 and v3 are both active (one release serves at a time)");
+        let zero = Releases { releases: vec![release(0, Status::Active)] };
+        assert_eq!(zero.check(), Err(Implausible::VersionZero));
+        let mut no_image = Releases { releases: vec![release(1, Status::Active)] };
+        no_image.releases[0].image = String::new();
+        assert_eq!(no_image.check(), Err(Implausible::NoImage(1)));
+        let mut no_tag = Releases { releases: vec![release(1, Status::Active)] };
+        no_tag.releases[0].image_tag = " ".into();
+        assert_eq!(no_tag.check(), Err(Implausible::NoImageTag(1)));
+    }
+
+    #[test]
+    fn compaction_keeps_what_rollback_needs() {
+        // v1..v8 pushes (v7 failed), v9 a config change of v8 (same image), active.
+        let mut releases: Vec<Release> = (1..=9).map(|v| full(release(v, Status::Superseded))).collect();
+        releases[6].status = Status::Failed;
+        releases[8].image_tag = releases[7].image_tag.clone();
+        releases[8].status = Status::Active;
+        let mut r = Releases { releases };
+        let prune = r.images_to_prune(3);
+        assert!(r.compact(3).is_empty());
+        let compacted: Vec<u32> = r.releases.iter().filter(|r| r.compacted).map(|r| r.version).collect();
+        // Kept images: v9/v8's, v6's, v5's. Everything else, and the failed v7, is history.
+        assert_eq!(compacted, vec![1, 2, 3, 4, 7]);
+        for release in &r.releases {
+            assert_eq!(release.compacted, prune.contains(&release.image_tag) || release.status == Status::Failed, "v{}", release.version);
+            if release.compacted {
+                assert!(release.env.is_empty() && release.processes.is_empty() && release.formation.is_empty() && release.predeploy.is_none());
+                assert!(!release.image.is_empty() && !release.git_sha.is_empty(), "what it was stays");
+            } else {
+                assert_eq!(release.env["SECRET"].len(), 100, "v{} keeps its env", release.version);
+                assert_eq!(release.processes.len(), 1);
+            }
+        }
+        // The release before the active one is a rollback target; a compacted one is refused.
+        assert_eq!(r.rollback_target(None).unwrap().version, 8);
+        assert_eq!(r.rollback_target(Some(5)).unwrap().env["SECRET"].len(), 100);
+        assert_eq!(r.rollback_target(Some(4)).unwrap_err(), NoRollback::Compacted(4));
+        assert_eq!(r.rollback_target(Some(7)).unwrap_err(), NoRollback::Failed(7));
+        assert_eq!(r.rollback_target(Some(42)).unwrap_err(), NoRollback::Missing(42));
+        assert_eq!(r.active().unwrap().version, 9);
+        assert_eq!(r.next_version(), 10);
+        // It survives the file, and again compaction changes nothing.
+        let text = toml::to_string_pretty(&r).unwrap();
+        assert_eq!(text.matches("compacted = true").count(), 5, "{text}");
+        let back: Releases = toml::from_str(&text).unwrap();
+        assert_eq!(back, r);
+        let small = toml::to_string_pretty(&Releases { releases: vec![r.releases[0].clone()] }).unwrap();
+        assert!(!small.contains("env") && !small.contains("checks") && !small.contains("formation"), "{small}");
+        let mut again = back.clone();
+        assert!(again.compact(3).is_empty());
+        assert_eq!(again, back);
+    }
+
+    #[test]
+    fn the_active_release_is_never_compacted_even_when_old() {
+        // v1 serves; v2..v4 failed pushes after it.
+        let mut r = Releases { releases: vec![full(release(1, Status::Active))] };
+        r.releases.extend((2..=4).map(|v| full(release(v, Status::Failed))));
+        assert!(r.compact(1).is_empty());
+        assert!(!r.releases[0].compacted && !r.releases[0].env.is_empty());
+        assert!(r.releases[1..].iter().all(|r| r.compacted));
+        assert_eq!(r.rollback_target(None).unwrap_err(), NoRollback::NoEarlier);
+    }
+
+    #[test]
+    fn at_most_a_hundred_releases_stay_and_versions_are_not_reused() {
+        // v1 served long ago and is kept (its image is one of the newest 5); 150 failed pushes
+        // since, then v152 served: the previous active, v1, is a rollback target.
+        let mut releases = vec![full(release(1, Status::Superseded))];
+        releases.extend((2..=151).map(|v| full(release(v, Status::Failed))));
+        releases.push(full(release(152, Status::Active)));
+        let mut r = Releases { releases };
+        let prune = r.images_to_prune(5);
+        let gone = r.compact(5);
+        assert_eq!(gone.len(), 52);
+        assert!(gone.iter().all(|t| prune.contains(t)), "only compacted releases went: their images are pruned anyway");
+        assert_eq!(r.releases.len(), MAX_RELEASES);
+        assert_eq!(r.releases[0].version, 1, "the rollback target stays");
+        assert_eq!(r.releases[1].version, 54, "the oldest failed ones went");
+        assert_eq!(r.next_version(), 153);
+        assert_eq!(r.rollback_target(None).unwrap().version, 1);
+        assert_eq!(r.check(), Ok(()));
+
+        // The newest is kept even when it is a compacted failure: its version is not given again.
+        let mut releases: Vec<Release> = (1..=120).map(|v| full(release(v, Status::Superseded))).collect();
+        for r in &mut releases {
+            r.image_tag = "berth/app:v1".into(); // restarts of one image: all kept
+        }
+        releases[0].status = Status::Active;
+        releases.push(full(release(121, Status::Failed)));
+        let mut r = Releases { releases };
+        let gone = r.compact(5);
+        assert_eq!(r.releases.len(), MAX_RELEASES);
+        assert!(gone.is_empty(), "the image is still named: {gone:?}");
+        assert_eq!(r.releases[0].version, 1, "the active release stays");
+        assert_eq!(r.releases[1].version, 23, "the oldest others went");
+        assert_eq!(r.releases.last().unwrap().version, 121);
+        assert_eq!(r.next_version(), 122);
+    }
+
+    #[test]
+    fn dropped_releases_hand_back_the_images_no_one_names() {
+        // v1 (own image, kept) and 110 restarts of v2's image, the last one active.
+        let mut releases = vec![release(1, Status::Superseded)];
+        releases.extend((2..=111).map(|v| {
+            let mut r = release(v, Status::Superseded);
+            r.image_tag = "berth/app:v2".into();
+            r
+        }));
+        releases.last_mut().unwrap().status = Status::Active;
+        let mut r = Releases { releases };
+        assert!(r.images_to_prune(5).is_empty());
+        assert_eq!(r.compact(5), vec!["berth/app:v1".to_string()]);
+        assert_eq!(r.releases.len(), MAX_RELEASES);
+        assert_eq!(r.releases[0].version, 12);
+        assert_eq!(r.next_version(), 112);
     }
 }

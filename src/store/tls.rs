@@ -90,7 +90,7 @@ impl Store {
 
     /// Makes `state` the app's certificate. Call with the app's lock held.
     pub fn save_tls(&self, app: &str, state: &TlsState) -> Result<()> {
-        write_toml(&self.tls_file(app), state, 0o600)
+        write_toml(&self.tls_file(app), "An app's certificate: the bundle file nginx serves", state, 0o600)
     }
 
     /// Reads the bundle the app serves.

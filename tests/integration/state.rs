@@ -1,6 +1,7 @@
-//! State on disk: it survives restarts and crashes, and the local CLI sees what SSH sees.
+//! State on disk: it survives restarts and crashes, the local CLI sees what SSH sees, and a
+//! damaged state file is named (file and line), never read as empty.
 
-use crate::harness::Daemon;
+use crate::harness::{AppRepo, Daemon, get, web_dockerfile};
 
 #[test]
 fn state_survives_a_graceful_restart_and_a_crash() {
@@ -89,4 +90,102 @@ fn a_bad_listen_address_is_one_clear_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("invalid --ssh-listen address \"nowhere\""), "{err}");
+}
+
+/// Creates `app` with the domain `<app>.example.com`, pushes a web app answering `text`, and
+/// expects it served.
+fn serve(d: &Daemon, app: &str, text: &str) -> AppRepo {
+    d.ssh(&format!("apps:create {app}")).ok();
+    d.ssh(&format!("domains:add {app} {app}.example.com")).ok();
+    let repo = AppRepo::new(d, app);
+    repo.write("Dockerfile", &web_dockerfile(text, 0)).commit(text);
+    let out = repo.push(d, "main");
+    assert_eq!(out.code, 0, "push failed: {out:#?}");
+    assert_eq!(get(d, &format!("{app}.example.com")), (200, text.to_string()));
+    // The daemon marks the push landed (in releases.toml) once git has moved the branch, just
+    // after the push returns: wait for that, so a test damaging the file has the last word.
+    let releases = d.root().join("apps").join(app).join("releases.toml");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_to_string(&releases).unwrap().contains("ref_pending = true") {
+        assert!(std::time::Instant::now() < deadline, "the push of {app} never settled");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    repo
+}
+
+/// The one ` !     ` line of `stderr`, which must contain `needle`.
+#[track_caller]
+fn one_error_line(stderr: &str, needle: &str) {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one error line: {stderr}");
+    assert!(lines[0].starts_with(" !     ") && lines[0].contains(needle), "expected {needle:?} in {stderr}");
+}
+
+#[test]
+fn an_emptied_releases_file_is_an_error_not_a_fresh_start() {
+    let d = Daemon::start();
+    serve(&d, "healthy", "healthy v1");
+    let damaged = serve(&d, "damaged", "damaged v1");
+    let file = d.root().join("apps/damaged/releases.toml");
+    std::fs::File::create(&file).unwrap(); // truncated to 0 bytes
+    let named = format!("{} is empty: it was damaged", file.display());
+
+    d.ssh("releases damaged").refused(&named);
+    d.ssh("ps:report damaged").refused(&named);
+    d.ssh("apps:report damaged").refused(&named);
+    d.ssh("releases:rollback damaged").refused(&named);
+
+    // A report over every app names the damaged one and reports the other.
+    let all = d.ssh("apps:report");
+    assert_eq!(all.code, 1, "{all:#?}");
+    assert!(all.stdout.contains("healthy app information") && !all.stdout.contains("damaged app information"), "{all:#?}");
+    one_error_line(&all.stderr, &named);
+    let json = d.ssh("apps:report --format json");
+    assert_eq!(json.code, 1, "{json:#?}");
+    let reports: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(reports.get("healthy").is_some() && reports.get("damaged").is_none(), "{json:#?}");
+    one_error_line(&json.stderr, &named);
+    // It is still an app: listed, so it can be found and mended.
+    assert_eq!(d.ssh("apps:list --quiet").ok().stdout, "damaged\nhealthy\n");
+
+    // A push to it is refused before anything is built: it does not become v1 and retire
+    // what runs. The other app is untouched throughout.
+    damaged.write("Dockerfile", &web_dockerfile("damaged v2", 0)).commit("v2");
+    let out = damaged.push(&d, "main");
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains(&named), "{out:#?}");
+    assert!(!out.stderr.contains("Building"), "{out:#?}");
+    assert_eq!(get(&d, "damaged.example.com"), (200, "damaged v1".into()));
+    assert_eq!(get(&d, "healthy.example.com"), (200, "healthy v1".into()));
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 0, "the damaged file is left for the admin to restore");
+    let report: serde_json::Value = serde_json::from_str(&d.ssh("ps:report healthy --format json").ok().stdout).unwrap();
+    assert_eq!(report["release"], "v1");
+}
+
+#[test]
+fn a_half_written_app_toml_is_named_with_its_line() {
+    let d = Daemon::start();
+    d.ssh("apps:create cut").ok();
+    d.ssh("apps:create whole").ok();
+    d.ssh("config:set cut GREETING=hello FAREWELL=goodbye").ok();
+    let file = d.root().join("apps/cut/app.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    // Cut in the middle of the GREETING line, as a half-written file would end.
+    let cut = text.find("\"hello").unwrap() + 3;
+    let line = text[..cut].lines().count();
+    std::fs::write(&file, &text[..cut]).unwrap();
+    let at = format!("{}:{line}: ", file.display());
+
+    d.ssh("config:get cut GREETING").refused(&at);
+    d.ssh("apps:report cut").refused(&at);
+    // A change is refused too: it must not write defaults over what is left.
+    d.ssh("config:set cut OTHER=1").refused(&at);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text[..cut]);
+
+    let all = d.ssh("apps:report");
+    assert_eq!(all.code, 1, "{all:#?}");
+    assert!(all.stdout.contains("whole app information"), "{all:#?}");
+    one_error_line(&all.stderr, &at);
+    assert_eq!(d.ssh("apps:list --quiet").ok().stdout, "cut\nwhole\n");
+    d.ssh("apps:report whole").ok();
 }
