@@ -130,6 +130,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                 postdeploy: scripts.postdeploy,
                 formation: BTreeMap::new(),
                 ref_pending: false,
+                compacted: false,
             }
         }
         Source::Reuse { scale } => {
@@ -145,6 +146,12 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                 .ok_or_else(|| format!("{app} has no release v{target} (see: releases {app})"))?;
             if old.status == Status::Failed {
                 return Err(format!("v{target} of {app} never served (it failed): roll back to a release that did"));
+            }
+            if old.compacted {
+                return Err(format!(
+                    "v{target} of {app} is history only: its image and env are no longer kept (releases:set {app} keep N keeps more); push commit {} again instead",
+                    short(&old.git_sha)
+                ));
             }
             if runtime.image_info(&old.image).await.is_none() {
                 return Err(format!("The image of v{target} is no longer kept: push that commit again instead"));
@@ -259,7 +266,9 @@ async fn record(engine: &Engine, app: &str, release: &Release, active: bool) -> 
     if active {
         releases.activate(release.version);
     }
-    let prune = releases.images_to_prune(config.keep_releases);
+    // History stays bounded: what can no longer be rolled back to keeps no env.
+    let mut prune = releases.images_to_prune(config.keep_releases);
+    prune.extend(releases.compact(config.keep_releases));
     engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
     Ok(prune)
 }
@@ -292,6 +301,7 @@ fn successor(from: &Release, version: u32, cause: &str) -> Release {
         status: Status::Failed,
         formation: BTreeMap::new(),
         ref_pending: false,
+        compacted: false,
         ..from.clone()
     }
 }
@@ -607,11 +617,18 @@ async fn site_tls(engine: &Engine, app: &str, config: &AppConfig, out: &Output) 
     }
 }
 
-/// The addresses of the active release's running web containers.
-fn web_ips(containers: &[AppContainer], version: u32) -> Vec<String> {
-    let mut web: Vec<&AppContainer> = containers.iter().filter(|c| c.release == version && c.process == process::WEB && c.running).collect();
+/// The addresses of `version`'s running web containers, each asked of the engine by id
+/// (identity, not a listed address that may be stale).
+async fn web_ips(runtime: &Runtime, containers: &[AppContainer], version: u32) -> Vec<String> {
+    let mut web: Vec<&AppContainer> = containers.iter().filter(|c| c.release == version && c.process == process::WEB).collect();
     web.sort_by_key(|c| c.index);
-    web.into_iter().filter_map(|c| c.ip.clone()).collect()
+    let mut ips = Vec::new();
+    for c in web {
+        if let Some(ip) = runtime.live(&c.id).await.and_then(|live| live.ip) {
+            ips.push(ip);
+        }
+    }
+    ips
 }
 
 /// Routes the app again from its current state (domains, ports, certificate, nginx
@@ -629,7 +646,8 @@ pub async fn reroute(engine: &Engine, app: &str, out: &Output) -> Result<(), Str
     }
     let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
     let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
-    route(engine, app, &config, active.version, &web_ips(&containers, active.version), out).await.map(|_| ())
+    let ips = web_ips(&runtime, &containers, active.version).await;
+    route(engine, app, &config, active.version, &ips, out).await.map(|_| ())
 }
 
 /// Makes what runs match what the app's state says (after a daemon or engine restart, and
@@ -670,8 +688,9 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
         }
     }
     let now = runtime.containers(app).await.map_err(|e| e.to_string())?;
-    let running: Vec<AppContainer> = now.into_iter().filter(|c| keep.contains(&c.id)).collect();
-    route(engine, app, &config, active.version, &web_ips(&running, active.version), &Output::discard()).await?;
+    let kept: Vec<AppContainer> = now.into_iter().filter(|c| keep.contains(&c.id)).collect();
+    let ips = web_ips(&runtime, &kept, active.version).await;
+    route(engine, app, &config, active.version, &ips, &Output::discard()).await?;
     drop(routing);
     for stale in containers.iter().filter(|c| !keep.contains(&c.id)) {
         let _ = runtime.retire(&stale.id, STOP_TIMEOUT).await;

@@ -118,6 +118,15 @@ pub struct ContainerEvent {
     pub process: bool,
 }
 
+/// A container's state, from inspecting it.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub running: bool,
+    /// Its address on the berth network while it runs.
+    pub ip: Option<String>,
+    pub exit_code: Option<i64>,
+}
+
 /// An image of an app's, as the engine lists it.
 #[derive(Debug, Clone)]
 pub struct AppImage {
@@ -334,6 +343,21 @@ impl Runtime {
             .and_then(|n| n.ip_address)
             .filter(|ip| !ip.is_empty())
             .ok_or_else(|| RuntimeError::Container(format!("the container has no address on the {NETWORK} network")))
+    }
+
+    /// A container as it is this moment, asked of the engine by id (the engine's list can
+    /// lag behind a container that just stopped): None if it is gone.
+    pub async fn live(&self, id: &str) -> Option<Live> {
+        let info = self.docker.inspect_container(id, None).await.ok()?;
+        let state = info.state.unwrap_or_default();
+        let running = state.running == Some(true) && state.restarting != Some(true);
+        let ip = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(NETWORK))
+            .and_then(|n| n.ip_address)
+            .filter(|ip| running && !ip.is_empty());
+        Some(Live { running, ip, exit_code: state.exit_code.filter(|_| !running) })
     }
 
     /// Takes restarts away from the engine (containers of older berth versions had the

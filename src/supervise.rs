@@ -57,11 +57,29 @@ pub struct Supervisor {
     warming: Mutex<HashSet<String>>,
     /// Apps with a heal scheduled and not yet begun.
     scheduled: Mutex<HashSet<String>>,
+    /// Heals scheduled or running. A restart waits until there are none: a container that
+    /// starts takes whatever address the engine gives it, possibly one a dead container of
+    /// another app had, which must no longer be routed by then.
+    healing: tokio::sync::watch::Sender<usize>,
 }
+
+/// How long a restart waits for heals in flight before it goes ahead anyway.
+const HEAL_WAIT: Duration = Duration::from_secs(10);
+/// nginx's `proxy_connect_timeout` (site.conf.hbs) and a margin: once a dead web container
+/// is no longer routed, requests nginx accepted before may still be connecting to its
+/// address for this long. No container is started again before then, so none can take
+/// that address and answer them.
+const CONNECT_DRAIN: Duration = Duration::from_millis(2200);
 
 impl Supervisor {
     pub fn new(engine: Arc<Engine>) -> Arc<Supervisor> {
-        Arc::new(Supervisor { engine, restarts: Mutex::default(), warming: Mutex::default(), scheduled: Mutex::default() })
+        Arc::new(Supervisor {
+            engine,
+            restarts: Mutex::default(),
+            warming: Mutex::default(),
+            scheduled: Mutex::default(),
+            healing: tokio::sync::watch::channel(0).0,
+        })
     }
 
     /// Follows the engine's events until `stop`; reconnects (and reconciles every app)
@@ -123,6 +141,7 @@ impl Supervisor {
         if !self.scheduled.lock().unwrap_or_else(|p| p.into_inner()).insert(app.to_string()) {
             return;
         }
+        self.healing.send_modify(|n| *n += 1);
         let this = self.clone();
         let app = app.to_string();
         tokio::spawn(async move {
@@ -132,6 +151,7 @@ impl Supervisor {
             if let Err(e) = this.heal(&app).await {
                 tracing::warn!(app, "cannot reconcile: {e}");
             }
+            this.healing.send_modify(|n| *n = n.saturating_sub(1));
         });
     }
 
@@ -161,16 +181,18 @@ impl Supervisor {
                     // Removed behind berth's back: `restore` (daemon start, ps:start) makes it again.
                     continue;
                 };
-                if c.running {
+                // Asked by id: the engine's list can still say "running" just after a death.
+                let Some(live) = runtime.live(&c.id).await else { continue };
+                if live.running {
                     if process == process::WEB && !warming.contains(&c.id) {
-                        ips.extend(c.ip.clone());
+                        ips.extend(live.ip);
                     }
                     continue;
                 }
                 if runtime.stopped_by_berth(&c.id) || warming.contains(&c.id) {
                     continue;
                 }
-                self.restart_later(app, &slot, c, config.restart_policy);
+                self.restart_later(app, &slot, c, live.exit_code, config.restart_policy);
             }
         }
         // Only a change is applied: a site equal to the one in place is left alone.
@@ -179,7 +201,7 @@ impl Supervisor {
 
     /// Starts a container that stopped on its own again after its backoff, if the app's
     /// policy says so, then waits until it is ready and routes it.
-    fn restart_later(self: &Arc<Self>, app: &str, slot: &str, c: &AppContainer, policy: RestartPolicy) {
+    fn restart_later(self: &Arc<Self>, app: &str, slot: &str, c: &AppContainer, exit_code: Option<i64>, policy: RestartPolicy) {
         let now = Instant::now();
         let restarts = {
             let mut all = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
@@ -189,14 +211,15 @@ impl Supervisor {
             }
             *entry
         };
-        if !should_restart(policy, c.exit_code(), restarts.count) {
-            tracing::warn!(app, container = c.name, "stopped ({}); restart policy {policy}: not started again", c.status);
+        let code = exit_code.map_or("unknown".to_string(), |c| c.to_string());
+        if !should_restart(policy, exit_code, restarts.count) {
+            tracing::warn!(app, container = c.name, "exited with code {code}; restart policy {policy}: not started again");
             return;
         }
         // Claimed now, so a heal meanwhile does not schedule it twice.
         self.warming.lock().unwrap_or_else(|p| p.into_inner()).insert(c.id.clone());
         let delay = backoff(restarts.count);
-        tracing::warn!(app, container = c.name, "stopped ({}): starting it again in {}ms", c.status, delay.as_millis());
+        tracing::warn!(app, container = c.name, "exited with code {code}: starting it again in {}ms", delay.as_millis());
         let (this, app, slot, id, name) = (self.clone(), app.to_string(), slot.to_string(), c.id.clone(), c.name.clone());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -213,6 +236,10 @@ impl Supervisor {
     /// ps:stop), and for web waits for its readiness checks.
     async fn start_again(&self, app: &str, id: &str) -> Result<(), String> {
         let engine = &self.engine;
+        // Every dead address routed away from first (see `healing`), then no more connects
+        // in flight to one (see `CONNECT_DRAIN`).
+        let _ = tokio::time::timeout(HEAL_WAIT, self.healing.subscribe().wait_for(|n| *n == 0)).await;
+        tokio::time::sleep(CONNECT_DRAIN).await;
         let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
         let (config, active, c) = {
             let _routing = engine.route_lock(app).await;
@@ -222,7 +249,8 @@ impl Supervisor {
             };
             let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
             let Some(c) = containers.into_iter().find(|c| c.id == id) else { return Ok(()) };
-            if config.stopped || c.running || c.release != active.version || runtime.stopped_by_berth(id) {
+            let running = runtime.live(id).await.is_none_or(|live| live.running);
+            if config.stopped || running || c.release != active.version || runtime.stopped_by_berth(id) {
                 return Ok(());
             }
             runtime.restart(id).await.map_err(|e| format!("cannot start {} again: {e}", c.name))?;

@@ -203,24 +203,6 @@ pub(super) fn app_names(ctx: &Ctx<'_>, app: Option<&str>) -> Result<Vec<String>,
     })
 }
 
-/// Builds one report per app: the one named, or every app the caller may manage. Strict:
-/// the first app whose state cannot be read fails the whole report. Reports over every app
-/// should use [`report_apps`], which names that app and reports the others.
-pub(super) fn for_each_app(
-    ctx: &Ctx<'_>,
-    app: Option<&str>,
-    build: impl Fn(&Ctx<'_>, &str, &AppConfig) -> Report,
-) -> Result<Vec<(String, Report)>, CmdError> {
-    app_names(ctx, app)?
-        .into_iter()
-        .map(|name| {
-            let config = ctx.engine.store.load_app_checked(&name)?;
-            let report = build(ctx, &name, &config);
-            Ok((name, report))
-        })
-        .collect()
-}
-
 /// Prints one report per app: the one named, or every app the caller may manage. With an
 /// app named, an error reading its state is the command's error. Without, an app whose
 /// state cannot be read (any of its files: app.toml, releases.toml, tls.toml) is one error

@@ -108,7 +108,7 @@ pub async fn builder_set(ctx: &mut Ctx<'_>, app: &str, builder: Option<Builder>)
 }
 
 pub async fn builder_report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
-    let reports = super::apps::for_each_app(ctx, app, |_, name, config| {
+    super::apps::report_apps(ctx, app, format, |_, name, config| {
         let builder = match config.builder {
             Some(Builder::Dockerfile) => "dockerfile",
             Some(Builder::Buildpacks) => "buildpacks",
@@ -117,7 +117,6 @@ pub async fn builder_report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format
         Report::new(format!("{name} builder information"))
             .row("Builder selected", builder)
             .row("Builder buildpacks", config.buildpacks.clone())
-    })?;
-    print_reports(&ctx.out, &reports, app.is_some(), format).await;
-    Ok(())
+    })
+    .await
 }

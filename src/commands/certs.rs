@@ -1,9 +1,9 @@
 //! `certs:*`: an app's own certificate (a tar from the user, or self-signed), and the
 //! report of whatever certificate it serves.
 
-use super::{CmdError, CmdResult, Ctx, apps::for_each_app, failed};
+use super::{CmdError, CmdResult, Ctx, failed};
 use crate::https;
-use crate::output::{Format, Report, print_reports};
+use crate::output::{Format, Report};
 use crate::store::CertSource;
 use crate::tls::{self, Bundle};
 use crate::validate;
@@ -77,7 +77,7 @@ pub async fn remove(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
 
 /// `certs:report [APP]`, with dokku's `Ssl …` names.
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
-    let reports = for_each_app(ctx, app, |ctx, name, _| {
+    super::apps::report_apps(ctx, app, format, |ctx, name, _| {
         let dir = ctx.engine.store.tls_dir(name).display().to_string();
         let base = Report::new(format!("{name} ssl information")).row("Ssl dir", dir);
         match https::current(ctx.engine, name) {
@@ -95,9 +95,8 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
             Ok(None) => base.row("Ssl enabled", false),
             Err(e) => base.row("Ssl enabled", false).row("Ssl error", e),
         }
-    })?;
-    print_reports(&ctx.out, &reports, app.is_some(), format).await;
-    Ok(())
+    })
+    .await
 }
 
 fn capitalized(text: &str) -> String {

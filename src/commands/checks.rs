@@ -1,7 +1,7 @@
 //! `checks:*`: readiness checks of an app's deploys.
 
 use super::{CmdError, CmdResult, Ctx, failed};
-use crate::output::{Format, Report, print_reports};
+use crate::output::{Format, Report};
 use crate::validate;
 
 pub enum Mode {
@@ -66,13 +66,12 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdRes
 }
 
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
-    let reports = super::apps::for_each_app(ctx, app, |_, name, config| {
+    super::apps::report_apps(ctx, app, format, |_, name, config| {
         Report::new(format!("{name} checks information"))
             .row("Checks", crate::checks::describe(config))
             .row("Checks timeout", config.checks.timeout)
             .row("Checks wait to retire", config.checks.wait_to_retire)
             .row("Checks attempts", config.checks.attempts)
-    })?;
-    print_reports(&ctx.out, &reports, app.is_some(), format).await;
-    Ok(())
+    })
+    .await
 }

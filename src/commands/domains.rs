@@ -1,7 +1,7 @@
 //! `domains:*`: the host names an app answers to, and the global domains new apps inherit.
 
-use super::{CmdError, CmdResult, Ctx, apps::for_each_app, failed};
-use crate::output::{Format, Report, print_reports};
+use super::{CmdError, CmdResult, Ctx, failed};
+use crate::output::{Format, Report};
 use crate::validate;
 
 pub enum Change {
@@ -110,15 +110,14 @@ pub(super) async fn apply_routing(ctx: &Ctx<'_>, app: &str) -> CmdResult {
 
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
-    let reports = for_each_app(ctx, app, |_, name, config| {
+    super::apps::report_apps(ctx, app, format, |_, name, config| {
         Report::new(format!("{name} domains information"))
             .row("Domains app enabled", !config.domains.is_empty())
             .row("Domains app vhosts", config.domains.clone())
             .row("Domains global enabled", !global.global_domains.is_empty())
             .row("Domains global vhosts", global.global_domains.clone())
-    })?;
-    print_reports(&ctx.out, &reports, app.is_some(), format).await;
-    Ok(())
+    })
+    .await
 }
 
 pub async fn set_global(ctx: &mut Ctx<'_>, domains: &[String]) -> CmdResult {

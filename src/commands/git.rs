@@ -2,7 +2,7 @@
 
 use super::{CmdError, CmdResult, Ctx, failed};
 use crate::deploy::{self, Source};
-use crate::output::{Format, Report, print_reports};
+use crate::output::{Format, Report};
 use crate::{git, validate};
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
@@ -31,7 +31,7 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: Option<&str>) -
 }
 
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
-    let reports = super::apps::for_each_app(ctx, app, |ctx, name, config| {
+    super::apps::report_apps(ctx, app, format, |ctx, name, config| {
         let repo = ctx.engine.store.repo_dir(name);
         let branch = config.deploy_branch.clone().unwrap_or_else(|| "main".into());
         let head = git::branch_head(&repo, &branch).ok().flatten().map(|o| o.to_string()).unwrap_or_default();
@@ -39,9 +39,8 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
             .row("Git deploy branch", config.deploy_branch.clone().unwrap_or_else(|| "main (or master)".into()))
             .row("Git sha", head)
             .row("Git repo", repo.display().to_string())
-    })?;
-    print_reports(&ctx.out, &reports, app.is_some(), format).await;
-    Ok(())
+    })
+    .await
 }
 
 /// Called by the pre-receive hook with the pushed commit's tree, a tar it wrote to

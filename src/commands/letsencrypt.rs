@@ -1,9 +1,9 @@
 //! `letsencrypt:*`: certificates from an ACME CA (Let's Encrypt by default), issued through
 //! berth's nginx and renewed by the daemon. Names and settings follow dokku's plugin.
 
-use super::{CmdError, CmdResult, Ctx, apps::{app_names, for_each_app}, failed};
+use super::{CmdError, CmdResult, Ctx, apps::app_names, failed};
 use crate::https::{self, Renewed};
-use crate::output::{Format, Report, print_reports};
+use crate::output::{Format, Report};
 use crate::store::{CertSource, LetsencryptConfig};
 use crate::tls;
 use crate::validate;
@@ -202,7 +202,7 @@ pub async fn auto_renew(ctx: &mut Ctx<'_>, app: Option<&str>, force: bool) -> Cm
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
     let now = crate::unix_now() as i64;
-    let reports = for_each_app(ctx, app, |ctx, name, config| {
+    super::apps::report_apps(ctx, app, format, |ctx, name, config| {
         let settings = https::effective(config, &global);
         let cert = https::current(ctx.engine, name).ok().flatten();
         let letsencrypt = cert.as_ref().filter(|(s, _)| s.source == CertSource::Letsencrypt);
@@ -218,7 +218,6 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
             .row("Letsencrypt renewal due", config.letsencrypt.enabled && https::due(config, &global, cert.as_ref(), now).is_some())
             .row("Letsencrypt renewal failures", renewal.failures)
             .row("Letsencrypt last error", renewal.last_error)
-    })?;
-    print_reports(&ctx.out, &reports, app.is_some(), format).await;
-    Ok(())
+    })
+    .await
 }

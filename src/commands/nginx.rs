@@ -1,8 +1,8 @@
 //! `nginx:*`: an app's proxy properties, with dokku's names. A change applies at once
 //! (the app's site is rendered again), not at the next deploy.
 
-use super::{CmdError, CmdResult, Ctx, apps::for_each_app, failed};
-use crate::output::{Format, Report, print_reports};
+use super::{CmdError, CmdResult, Ctx, failed};
+use crate::output::{Format, Report};
 use crate::store::{DEFAULT_HSTS_MAX_AGE, NginxConfig};
 use crate::validate;
 
@@ -42,7 +42,7 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: Option<&str>) -
 
 /// `nginx:report [APP]`: the values in force (defaults filled in).
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
-    let reports = for_each_app(ctx, app, |_, name, config| {
+    super::apps::report_apps(ctx, app, format, |_, name, config| {
         let n = &config.nginx;
         Report::new(format!("{name} nginx information"))
             .row("Nginx hsts", n.hsts.unwrap_or(true))
@@ -50,7 +50,6 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
             .row("Nginx hsts max age", n.hsts_max_age.unwrap_or(DEFAULT_HSTS_MAX_AGE))
             .row("Nginx hsts preload", n.hsts_preload.unwrap_or(false))
             .row("Nginx hsts header", n.hsts_header())
-    })?;
-    print_reports(&ctx.out, &reports, app.is_some(), format).await;
-    Ok(())
+    })
+    .await
 }

@@ -1,7 +1,7 @@
 //! `ports:*`: which host ports the proxy listens on for an app, and where they lead.
 
-use super::{CmdError, CmdResult, Ctx, apps::for_each_app, failed};
-use crate::output::{Format, Report, print_reports};
+use super::{CmdError, CmdResult, Ctx, failed};
+use crate::output::{Format, Report};
 use crate::validate::{self, PortMap};
 
 pub enum Change {
@@ -106,14 +106,13 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
 }
 
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
-    let reports = for_each_app(ctx, app, |_, name, config| {
+    super::apps::report_apps(ctx, app, format, |_, name, config| {
         let shown = |ports: &[PortMap]| ports.iter().map(|p| p.to_string()).collect::<Vec<_>>();
         Report::new(format!("{name} ports information"))
             .row("Ports map", shown(&config.ports))
             .row("Ports map effective", shown(&config.effective_ports()))
-    })?;
-    print_reports(&ctx.out, &reports, app.is_some(), format).await;
-    Ok(())
+    })
+    .await
 }
 
 async fn update(ctx: &Ctx<'_>, app: &str, edit: impl FnOnce(&mut Vec<PortMap>)) -> CmdResult {
