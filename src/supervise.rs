@@ -61,6 +61,9 @@ pub struct Supervisor {
     /// starts takes whatever address the engine gives it, possibly one a dead container of
     /// another app had, which must no longer be routed by then.
     healing: tokio::sync::watch::Sender<usize>,
+    /// Heals routing away from a dead web container right now: while there are any, no
+    /// container on this machine starts (`Runtime::hold_addresses`).
+    unrouting: Mutex<usize>,
 }
 
 /// How long a restart waits for heals in flight before it goes ahead anyway.
@@ -79,6 +82,7 @@ impl Supervisor {
             warming: Mutex::default(),
             scheduled: Mutex::default(),
             healing: tokio::sync::watch::channel(0).0,
+            unrouting: Mutex::new(0),
         })
     }
 
@@ -174,6 +178,7 @@ impl Supervisor {
         let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
         let warming = self.warming.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut ips = Vec::new();
+        let mut dead_web = false;
         for (process, count) in active.formation_or(&config.scale) {
             for index in 1..=count {
                 let slot = format!("{app}/v{}/{process}.{index}", active.version);
@@ -192,11 +197,26 @@ impl Supervisor {
                 if runtime.stopped_by_berth(&c.id) || warming.contains(&c.id) {
                     continue;
                 }
+                dead_web |= process == process::WEB;
                 self.restart_later(app, &slot, c, live.exit_code, config.restart_policy);
             }
         }
+        // A dead web container's address may be in the site: until it is out, and nginx's
+        // connects to it have timed out, no container on this machine may take it.
+        if dead_web {
+            *self.unrouting.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            runtime.hold_addresses(HEAL_WAIT);
+        }
         // Only a change is applied: a site equal to the one in place is left alone.
-        deploy::route(engine, app, &config, active.version, &ips, &Output::discard()).await.map(|_| ())
+        let routed = deploy::route(engine, app, &config, active.version, &ips, &Output::discard()).await.map(|_| ());
+        if dead_web {
+            let mut unrouting = self.unrouting.lock().unwrap_or_else(|p| p.into_inner());
+            *unrouting -= 1;
+            if *unrouting == 0 {
+                runtime.hold_addresses(CONNECT_DRAIN);
+            }
+        }
+        routed
     }
 
     /// Starts a container that stopped on its own again after its backoff, if the app's
@@ -236,10 +256,9 @@ impl Supervisor {
     /// ps:stop), and for web waits for its readiness checks.
     async fn start_again(&self, app: &str, id: &str) -> Result<(), String> {
         let engine = &self.engine;
-        // Every dead address routed away from first (see `healing`), then no more connects
-        // in flight to one (see `CONNECT_DRAIN`).
+        // Every dead address routed away from first (see `healing`); `restart` then waits
+        // until no connect can be in flight to one (`hold_addresses`).
         let _ = tokio::time::timeout(HEAL_WAIT, self.healing.subscribe().wait_for(|n| *n == 0)).await;
-        tokio::time::sleep(CONNECT_DRAIN).await;
         let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
         let (config, active, c) = {
             let _routing = engine.route_lock(app).await;
