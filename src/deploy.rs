@@ -655,7 +655,20 @@ pub async fn reroute(engine: &Engine, app: &str, out: &Output) -> Result<(), Str
 /// and containers of other releases retire. A stopped app has nothing running. Call with
 /// the app's deploy lock held.
 pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
-    let Some(active) = engine.store.load_releases(app).map_err(|e| e.to_string())?.active().cloned() else {
+    let releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
+    let Some(active) = releases.active().cloned() else {
+        if releases.releases.is_empty() {
+            return Ok(());
+        }
+        // Nothing serves (e.g. a first push that never landed): nothing runs or is routed.
+        let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
+        {
+            let _routing = engine.route_lock(app).await;
+            engine.nginx.remove_site(app).await.map_err(|e| e.to_string())?;
+        }
+        for stale in runtime.containers(app).await.map_err(|e| e.to_string())? {
+            let _ = runtime.retire(&stale.id, STOP_TIMEOUT).await;
+        }
         return Ok(());
     };
     let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
@@ -774,6 +787,10 @@ pub async fn prune_images(engine: &Engine, app: &str) -> Result<usize, String> {
                 runtime.remove_image(tag).await;
             }
             continue;
+        }
+        // Tag by tag (an image with several tags is not removed by id), then the image.
+        for tag in &image.tags {
+            runtime.remove_image_checked(tag).await;
         }
         if runtime.remove_image_checked(&image.id).await {
             removed += 1;

@@ -731,6 +731,11 @@ impl Runtime {
         for filters in [by_label, by_name] {
             let options = bollard::query_parameters::ListImagesOptions { all: false, filters: Some(filters), ..Default::default() };
             for image in self.docker.list_images(Some(options)).await? {
+                // Another root's (several roots can share one engine) is not this app's.
+                let root = image.labels.get(LABEL_ROOT);
+                if root.is_some_and(|r| *r != self.root) {
+                    continue;
+                }
                 if !images.iter().any(|i| i.id == image.id) {
                     images.push(AppImage { id: image.id, tags: image.repo_tags });
                 }
