@@ -15,5 +15,7 @@ log "cargo clippy"
 cargo clippy --locked --all-targets --quiet -- -D warnings
 log "cargo test"
 cargo test --locked 2>&1
+log "cargo test: tests that restart the Docker engine, alone"
+cargo test --locked --test integration -- --ignored --test-threads=1 2>&1
 log "fuzzing the parsers (10 s each)"
 scripts/fuzz.sh 10

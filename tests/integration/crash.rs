@@ -843,3 +843,59 @@ fn sigterm_lets_a_running_deploy_finish() {
     assert_eq!(agreed.git_sha, sha);
     assert_eq!(get(&d, &format!("{app}.example.com")), (200, text));
 }
+
+// ---------------------------------------------------------------------------------------
+// The Docker engine restarting. It stops every container on the machine, so this test runs
+// alone, after the others (scripts/test.sh: `--ignored --test-threads=1`).
+// ---------------------------------------------------------------------------------------
+
+/// Restarts the Docker engine the way it was started: systemd's unit, or dockerd itself.
+fn restart_docker() {
+    let systemd = Command::new("systemctl").args(["is-active", "--quiet", "docker"]).status().is_ok_and(|s| s.success());
+    if systemd {
+        assert!(Command::new("systemctl").args(["restart", "docker"]).status().unwrap().success());
+    } else {
+        let pid = String::from_utf8_lossy(&Command::new("pgrep").args(["-x", "dockerd"]).output().unwrap().stdout).trim().to_string();
+        let pid: i32 = pid.lines().next().and_then(|p| p.parse().ok()).expect("dockerd runs");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+        poll(Duration::from_secs(60), "dockerd to stop", || {
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() { Err("still running".into()) } else { Ok(()) }
+        });
+        let log = std::fs::OpenOptions::new().create(true).append(true).open("/var/log/dockerd.log").unwrap();
+        Command::new("setsid")
+            .arg("dockerd")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+    }
+    poll(Duration::from_secs(60), "the Docker engine to answer", || {
+        if Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success()) { Ok(()) } else { Err("no answer".into()) }
+    });
+}
+
+#[test]
+#[ignore = "restarts the Docker engine: run alone (scripts/test.sh runs it after the others)"]
+fn when_the_engine_restarts_berth_reconnects_and_brings_every_app_back() {
+    let d = Daemon::start();
+    let app = "cr-engine";
+    create_app(&d, app);
+    let before = web_container(&d, app);
+    restart_docker();
+    // The engine stopped every container and, their restart policy being `no`, starts none:
+    // only berth's reconnected event stream and its reconcile bring the app back.
+    poll(Duration::from_secs(60), "the app to serve again after the engine restarted", || {
+        let served = get(&d, &format!("{app}.example.com"));
+        if served == (200, format!("{app} v1")) { Ok(()) } else { Err(format!("{served:?}")) }
+    });
+    assert_eq!(web_container(&d, app), before, "the same container was started again");
+    assert!(d.log().contains("reconnect"), "{}", d.log());
+    assert!(d.ssh(&format!("ps:report {app}")).ok().stdout.contains("running"));
+    // And it keeps following: a crash afterwards is healed too.
+    docker(&["kill", &before]);
+    poll(Duration::from_secs(30), "the app to serve again after docker kill", || {
+        let served = get(&d, &format!("{app}.example.com"));
+        if served == (200, format!("{app} v1")) { Ok(()) } else { Err(format!("{served:?}")) }
+    });
+}
