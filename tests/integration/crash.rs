@@ -862,13 +862,9 @@ fn restart_docker() {
             if std::path::Path::new(&format!("/proc/{pid}")).exists() { Err("still running".into()) } else { Ok(()) }
         });
         let log = std::fs::OpenOptions::new().create(true).append(true).open("/var/log/dockerd.log").unwrap();
-        Command::new("setsid")
-            .arg("dockerd")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        // setsid -f: dockerd in a session of its own, outliving this test.
+        let started = Command::new("setsid").args(["-f", "dockerd"]).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).status().unwrap();
+        assert!(started.success());
     }
     poll(Duration::from_secs(60), "the Docker engine to answer", || {
         if Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success()) { Ok(()) } else { Err("no answer".into()) }
