@@ -631,19 +631,24 @@ async fn web_ips(runtime: &Runtime, containers: &[AppContainer], version: u32) -
     ips
 }
 
+/// The app's config and active release when it is meant to serve (deployed, not stopped).
+pub fn serving(engine: &Engine, app: &str) -> Result<Option<(AppConfig, Release)>, String> {
+    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
+    let Some(active) = engine.store.load_releases(app).map_err(|e| e.to_string())?.active().cloned() else {
+        return Ok(None);
+    };
+    Ok((!config.stopped).then_some((config, active)))
+}
+
 /// Routes the app again from its current state (domains, ports, certificate, nginx
 /// properties) to the web containers of the active release that run now, without a new
 /// release. Nothing to do for an app that was never deployed or is stopped. Call with the
 /// app's deploy lock held.
 pub async fn reroute(engine: &Engine, app: &str, out: &Output) -> Result<(), String> {
     let _routing = engine.route_lock(app).await;
-    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
-    let Some(active) = engine.store.load_releases(app).map_err(|e| e.to_string())?.active().cloned() else {
+    let Some((config, active)) = serving(engine, app)? else {
         return Ok(());
     };
-    if config.stopped {
-        return Ok(());
-    }
     let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
     let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
     let ips = web_ips(&runtime, &containers, active.version).await;

@@ -87,24 +87,10 @@ pub struct AppContainer {
     pub process: String,
     pub index: u32,
     pub release: u32,
+    /// As listed (the list can lag a container that just stopped: ask `live` to be sure).
     pub running: bool,
-    /// Its address on the berth network while it runs.
-    pub ip: Option<String>,
     /// The engine's words for its state ("Up 3 minutes", "Exited (137) 2 seconds ago").
     pub status: String,
-}
-
-impl AppContainer {
-    /// The exit code of a stopped container, from the engine's status.
-    pub fn exit_code(&self) -> Option<i64> {
-        exit_code_of(&self.status)
-    }
-}
-
-/// `Exited (137) 2 seconds ago` → 137.
-fn exit_code_of(status: &str) -> Option<i64> {
-    let rest = status.strip_prefix("Exited (")?;
-    rest[..rest.find(')')?].parse().ok()
 }
 
 /// A container event of this root's: which app, which container, what happened
@@ -684,21 +670,13 @@ impl Runtime {
             .into_iter()
             .map(|c| {
                 let labels = c.labels.unwrap_or_default();
-                let running = c.state.map(|s| s.to_string() == "running").unwrap_or(false);
-                let ip = c
-                    .network_settings
-                    .and_then(|n| n.networks)
-                    .and_then(|mut n| n.remove(NETWORK))
-                    .and_then(|n| n.ip_address)
-                    .filter(|ip| running && !ip.is_empty());
                 AppContainer {
                     id: c.id.unwrap_or_default(),
                     name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').to_string(),
                     process: labels.get(LABEL_PROCESS).cloned().unwrap_or_default(),
                     release: labels.get(LABEL_RELEASE).and_then(|r| r.parse().ok()).unwrap_or(0),
                     index: labels.get(LABEL_INDEX).and_then(|r| r.parse().ok()).unwrap_or(1),
-                    running,
-                    ip,
+                    running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
                     status: c.status.unwrap_or_default(),
                 }
             })
@@ -929,14 +907,6 @@ fn take_line(pending: &mut String) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exit_codes_come_from_the_engine_status() {
-        assert_eq!(exit_code_of("Exited (137) 2 seconds ago"), Some(137));
-        assert_eq!(exit_code_of("Exited (0) About a minute ago"), Some(0));
-        assert_eq!(exit_code_of("Up 3 minutes"), None);
-        assert_eq!(exit_code_of("Exited ("), None);
-    }
 
     #[test]
     fn lines_are_taken_whole() {

@@ -167,13 +167,9 @@ impl Supervisor {
         if !engine.store.app_exists(app) {
             return Ok(());
         }
-        let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
-        let Some(active) = engine.store.load_releases(app).map_err(|e| e.to_string())?.active().cloned() else {
+        let Some((config, active)) = deploy::serving(engine, app)? else {
             return Ok(());
         };
-        if config.stopped {
-            return Ok(());
-        }
         let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
         let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
         let warming = self.warming.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -262,14 +258,13 @@ impl Supervisor {
         let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
         let (config, active, c) = {
             let _routing = engine.route_lock(app).await;
-            let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
-            let Some(active) = engine.store.load_releases(app).map_err(|e| e.to_string())?.active().cloned() else {
+            let Some((config, active)) = deploy::serving(engine, app)? else {
                 return Ok(());
             };
             let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
             let Some(c) = containers.into_iter().find(|c| c.id == id) else { return Ok(()) };
             let running = runtime.live(id).await.is_none_or(|live| live.running);
-            if config.stopped || running || c.release != active.version || runtime.stopped_by_berth(id) {
+            if running || c.release != active.version || runtime.stopped_by_berth(id) {
                 return Ok(());
             }
             runtime.restart(id).await.map_err(|e| format!("cannot start {} again: {e}", c.name))?;
