@@ -111,7 +111,8 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     // Then routing follows the engine's events, and certificates due while the daemon was
     // down are renewed.
     let renewals = stop.subscribe();
-    let supervised = stop.subscribe();
+    // The supervisor runs until deploys in flight are done: they start containers too.
+    let supervised = stop_local.subscribe();
     let restored = engine.clone();
     tokio::spawn(async move {
         restore_all(restored.clone()).await;
@@ -164,7 +165,7 @@ async fn restore_all(engine: Arc<Engine>) {
     apps.sort_by_key(|app| engine.nginx.site_release(app).is_none_or(|v| Some(v) == active(app)));
     // Builds, release phases and `run`s belong to sessions that ended with the last daemon.
     if let Ok(runtime) = engine.runtime().await {
-        for id in runtime.one_offs(None).await.unwrap_or_default() {
+        for id in runtime.orphaned_one_offs().await.unwrap_or_default() {
             let _ = runtime.remove(&id).await;
         }
     }

@@ -205,26 +205,49 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
     let postdeploy = release.postdeploy.clone().filter(|_| built);
     let urls = {
         let _routing = engine.route_lock(app).await;
-        let prune = record(engine, app, &release, true).await?;
-        crate::crashpoint("release-saved");
-        match apply_route(engine, swapped.plan, out).await {
+        // A container that passed its checks can die before the switch; its death was not
+        // this release's to heal yet (it was not active): never route to it.
+        let mut recorded = false;
+        let switched = match still_running(&runtime, &swapped).await {
+            Err(why) => Err(why),
+            Ok(()) => {
+                recorded = true;
+                record(engine, app, &release, true).await?;
+                crate::crashpoint("release-saved");
+                apply_route(engine, swapped.plan, out).await.map_err(|e| {
+                    // nginx refused the switch: the old site kept serving; so does the state.
+                    format!("cannot route {app}: {e}")
+                })
+            }
+        };
+        match switched {
             Ok(urls) => {
                 crate::crashpoint("reloaded");
-                swapped.retirement.spawn(runtime.clone(), prune);
+                swapped.retirement.spawn(engine.shared(), app.to_string(), runtime.clone());
                 urls
             }
-            Err(e) => {
-                // nginx refused the switch: the old site kept serving; so does the state.
-                undo_activation(engine, app, version, previous).await;
+            Err(why) => {
+                if recorded {
+                    undo_activation(engine, app, version, previous).await;
+                } else {
+                    release.status = Status::Failed;
+                    release.ref_pending = false;
+                    record(engine, app, &release, false).await?;
+                }
                 for id in &swapped.started {
                     let _ = runtime.remove(id).await;
                 }
-                return Err(format!("cannot route {app}: {e}; {keeps_serving}"));
+                if built {
+                    runtime.remove_image(&release.image_tag).await;
+                }
+                return Err(format!("{why}; {keeps_serving}"));
             }
         }
     };
-    // What now serves is this release: the app's config says so too.
-    engine
+    // What now serves is this release: the app's config says so too. The release serves
+    // whatever happens here, so a failure is reported, not returned (a push would be
+    // rejected while its release serves).
+    let updated = engine
         .update_app(app, |config| {
             if let Some(env) = rollback_env {
                 config.env = env;
@@ -235,8 +258,11 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
             config.stopped = false;
             Ok::<_, crate::store::StoreError>(())
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await;
+    if let Err(e) = updated {
+        tracing::error!(app, "v{version} serves but its config could not be updated: {e}");
+        out.error(format!("v{version} serves, but {app}'s config could not be updated to match: {e}")).await;
+    }
     out.step(format!("{app} v{version} is live (deployed in {})", secs(started.elapsed()))).await;
     if let Some(script) = postdeploy {
         out.step(format!("Running postdeploy: {script}")).await;
@@ -257,20 +283,50 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
 }
 
 /// Adds `release` to the app's history (`active`: as the active one, the previous one
-/// superseded) and returns the image tags no release needs any more.
+/// superseded). A failed release is also when history is compacted, and the image tags
+/// no release needs any more are returned; after an activation that waits for the
+/// retirement (`settle_history`): until then the activation can still be undone.
 async fn record(engine: &Engine, app: &str, release: &Release, active: bool) -> Result<Vec<String>, String> {
-    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
     let _lock = engine.store.lock_app(app).await;
     let mut releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
     releases.releases.push(release.clone());
     if active {
         releases.activate(release.version);
+        engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
+        return Ok(Vec::new());
     }
-    // History stays bounded: what can no longer be rolled back to keeps no env.
-    let mut prune = releases.images_to_prune(config.keep_releases);
-    prune.extend(releases.compact(config.keep_releases));
+    let keep = engine.store.load_app(app).map_err(|e| e.to_string())?.keep_releases;
+    let mut prune = releases.images_to_prune(keep);
+    prune.extend(releases.compact(keep));
     engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
     Ok(prune)
+}
+
+/// History stays bounded once a release is settled (served, and landed if pushed): what can
+/// no longer be rolled back to keeps no env. Returns the image tags no release needs.
+async fn settle_history(engine: &Engine, app: &str) -> Result<Vec<String>, String> {
+    let _lock = engine.store.lock_app(app).await;
+    let keep = engine.store.load_app(app).map_err(|e| e.to_string())?.keep_releases;
+    let mut releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
+    let mut prune = releases.images_to_prune(keep);
+    prune.extend(releases.compact(keep));
+    engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
+    Ok(prune)
+}
+
+/// Every container the swap started still runs, each web one at the address the site plan
+/// routes to (asked by id, under the route lock).
+async fn still_running(runtime: &Runtime, swapped: &Swapped) -> Result<(), String> {
+    for id in &swapped.started {
+        let live = runtime.live(id).await;
+        let running = live.as_ref().is_some_and(|l| l.running);
+        let moved = swapped.web.iter().any(|(web, ip)| web == id && live.as_ref().and_then(|l| l.ip.as_deref()) != Some(ip.as_str()));
+        if !running || moved {
+            let name = swapped.names.get(id).cloned().unwrap_or_else(|| id.clone());
+            return Err(format!("{name} stopped after it became ready"));
+        }
+    }
+    Ok(())
 }
 
 /// After a switch nginx refused: `version` never served, `previous` (if any) is active again.
@@ -391,8 +447,11 @@ struct Started {
 struct Swapped {
     plan: RoutePlan,
     retirement: Retirement,
-    /// The new containers (removed if the site cannot be switched).
+    /// The new containers (removed if the site cannot be switched), their names.
     started: Vec<String>,
+    names: BTreeMap<String, String>,
+    /// The new web containers and the addresses the plan routes to.
+    web: Vec<(String, String)>,
 }
 
 /// Starts every container of the new release's formation, waits until all are ready (web:
@@ -404,13 +463,15 @@ async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig,
     let retiring = runtime.containers(app).await.map_err(|e| e.to_string())?;
     let mut started = Vec::new();
     let planned = async {
-        let ips = start_all(engine, runtime, app, config, release, out, &mut started).await?;
+        let web = start_all(engine, runtime, app, config, release, out, &mut started).await?;
         crate::crashpoint("checks");
-        plan_route(engine, app, config, release.version, &ips, out).await.map_err(|e| format!("cannot route {app}: {e}"))
+        let ips: Vec<String> = web.iter().map(|(_, ip)| ip.clone()).collect();
+        let plan = plan_route(engine, app, config, release.version, &ips, out).await.map_err(|e| format!("cannot route {app}: {e}"))?;
+        Ok::<_, String>((plan, web))
     }
     .await;
-    let plan = match planned {
-        Ok(plan) => plan,
+    let (plan, web) = match planned {
+        Ok(planned) => planned,
         Err(why) => {
             for c in &started {
                 let _ = runtime.remove(&c.id).await;
@@ -422,12 +483,13 @@ async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig,
     if !retiring.is_empty() {
         out.step(format!("Retiring {} old container(s) in {wait}s", retiring.len())).await;
     }
+    let names = started.iter().map(|c| (c.id.clone(), format!("{}.{}", c.process, c.index))).collect();
     let started = started.into_iter().map(|c| c.id).collect();
-    Ok(Swapped { plan, retirement: Retirement { containers: retiring, wait: Duration::from_secs(wait) }, started })
+    Ok(Swapped { plan, retirement: Retirement { containers: retiring, wait: Duration::from_secs(wait) }, started, names, web })
 }
 
 /// Starts the formation (recording each container in `started` at once, so the caller can
-/// remove them all on failure) and returns the web containers' addresses.
+/// remove them all on failure) and returns the web containers with their addresses.
 async fn start_all(
     engine: &Engine,
     runtime: &Runtime,
@@ -436,7 +498,7 @@ async fn start_all(
     release: &Release,
     out: &Output,
     started: &mut Vec<Started>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<(String, String)>, String> {
     let clock = Instant::now();
     let specs: Vec<ContainerSpec> = release
         .formation
@@ -473,7 +535,7 @@ async fn start_all(
                 let how = if checked { format!("checks passed in {}", secs(took)) } else { format!("running (checks {})", what_checked(config, &c.process)) };
                 out.step(format!("Starting {label} … {how}")).await;
                 if c.process == process::WEB {
-                    ips.push(ip);
+                    ips.push((c.id.clone(), ip));
                 }
             }
             (Err(why), _) => {
@@ -529,20 +591,39 @@ struct Retirement {
     wait: Duration,
 }
 
+/// How long a retirement waits for a push's branch to land before it goes ahead.
+const LANDING_WAIT: Duration = Duration::from_secs(600);
+
 impl Retirement {
-    /// In the background: stop the old containers, then remove images no release keeps
-    /// (the engine refuses to remove an image a container still uses, hence the order).
-    fn spawn(self, runtime: Runtime, prune: Vec<String>) {
+    /// In the background: stop the old containers, then compact history and remove images
+    /// no release keeps (the engine refuses to remove an image a container still uses,
+    /// hence the order). Decided then, from the state as it is: a push's release is first
+    /// let land (or be undone), and a container of whatever release is active then stays.
+    fn spawn(self, engine: std::sync::Arc<Engine>, app: String, runtime: Runtime) {
         tokio::spawn(async move {
             tokio::time::sleep(self.wait).await;
+            let deadline = tokio::time::Instant::now() + LANDING_WAIT;
+            let active = loop {
+                let releases = engine.store.load_releases(&app).ok();
+                let active = releases.as_ref().and_then(|r| r.active());
+                if active.is_none_or(|r| !r.ref_pending) || tokio::time::Instant::now() > deadline {
+                    break active.map(|r| r.version);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
             crate::crashpoint("retire");
-            for container in self.containers {
+            for container in self.containers.iter().filter(|c| Some(c.release) != active) {
                 if let Err(e) = runtime.retire(&container.id, STOP_TIMEOUT).await {
                     tracing::warn!("cannot retire {}: {e}", container.name);
                 }
             }
-            for tag in prune {
-                runtime.remove_image(&tag).await;
+            match settle_history(&engine, &app).await {
+                Ok(prune) => {
+                    for tag in prune {
+                        runtime.remove_image(&tag).await;
+                    }
+                }
+                Err(e) => tracing::warn!(app, "cannot compact the release history: {e}"),
             }
         });
     }

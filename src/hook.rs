@@ -60,7 +60,9 @@ pub async fn run(root: &Path, app: &str) -> i32 {
         };
         // The daemon takes the file over and removes it when the deploy is done; dropping
         // it here removes it if the daemon never got that far.
-        let argv = vec!["git:receive".into(), app.into(), old, new, refname, "--context".into(), context.path().display().to_string()];
+        let mut argv = vec!["git:receive".into(), app.into(), old, new, refname, "--context".into(), context.path().display().to_string()];
+        // git moves the branch after this hook, before it exits itself: the daemon follows it.
+        argv.extend(["--receive-pack".to_string(), nix::unistd::getppid().as_raw().to_string()]);
         let code = crate::client::run_with(root, argv, tokio::io::empty(), true).await;
         drop(context);
         if code != 0 {

@@ -26,6 +26,15 @@ pub const LABEL_ROOT: &str = "berth.root";
 /// On containers that run once (builds, the release phase, `run`): what they are. They live
 /// only as long as the daemon session that started them, so a new daemon removes them all.
 pub const LABEL_ONE_OFF: &str = "berth.one-off";
+/// On one-off containers: which run of the daemon started them (a new daemon removes only
+/// those of earlier runs: its own may already serve a session).
+pub const LABEL_DAEMON: &str = "berth.daemon";
+
+/// This run of the daemon, told apart from earlier ones on one-off containers.
+fn daemon_run() -> &'static str {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| format!("{}-{:08x}", std::process::id(), rand::random::<u32>()))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -218,18 +227,29 @@ impl Runtime {
         }
     }
 
+    /// Until when (Unix ms) some daemon on this machine holds the berth network's addresses.
+    fn held_until(&self, now: u64) -> u64 {
+        std::fs::read_dir(drain_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| std::fs::read_to_string(entry.path()).ok()?.trim().parse::<u64>().ok())
+            .filter(|until| *until <= now + MAX_HOLD.as_millis() as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Whether a container started now could take an address that must not be reused yet.
+    pub fn addresses_held(&self) -> bool {
+        let now = unix_millis();
+        self.held_until(now) > now
+    }
+
     /// Waits until no daemon on this machine holds the berth network's addresses.
     pub async fn wait_for_addresses(&self) {
         loop {
             let now = unix_millis();
-            let until = std::fs::read_dir(drain_dir())
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|entry| std::fs::read_to_string(entry.path()).ok()?.trim().parse::<u64>().ok())
-                .filter(|until| *until <= now + MAX_HOLD.as_millis() as u64)
-                .max()
-                .unwrap_or(0);
+            let until = self.held_until(now);
             if until <= now {
                 return;
             }
@@ -403,16 +423,21 @@ impl Runtime {
         Ok(self.docker.update_container(id, body).await?)
     }
 
-    /// Starts a stopped container again (same container, same logs, a new address).
+    /// Starts a stopped container again (same container, same logs, a new address). The
+    /// caller waits for `wait_for_addresses` first (without holding locks heals need).
     pub async fn restart(&self, id: &str) -> Result<(), RuntimeError> {
         self.stopping.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-        self.wait_for_addresses().await;
         Ok(self.docker.start_container(id, None).await?)
     }
 
     /// Whether berth stopped (or is stopping) this container: its end is not a crash.
     pub fn stopped_by_berth(&self, id: &str) -> bool {
         self.stopping.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
+    }
+
+    /// The container is gone (its `destroy` event): nothing more to tell apart.
+    pub fn forget(&self, id: &str) {
+        self.stopping.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
     fn mark_stopping(&self, id: &str) {
@@ -456,6 +481,7 @@ impl Runtime {
             (LABEL_RELEASE.to_string(), spec.release.to_string()),
             (LABEL_ROOT.to_string(), self.root.clone()),
             (LABEL_ONE_OFF.to_string(), spec.process.to_string()),
+            (LABEL_DAEMON.to_string(), daemon_run().to_string()),
         ]);
         let tty = client.terminal.is_some();
         let mut env = spec.env.clone();
@@ -653,8 +679,7 @@ impl Runtime {
         self.mark_stopping(id);
         let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
         match self.docker.remove_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -686,13 +711,28 @@ impl Runtime {
     /// One-off containers of this root (of one app, or of all): builds, release phases,
     /// `run`s. Each lives only as long as the daemon session that started it.
     pub async fn one_offs(&self, app: Option<&str>) -> Result<Vec<String>, RuntimeError> {
+        Ok(self.one_off_list(app).await?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// One-off containers earlier runs of the daemon started: nothing serves them any more.
+    pub async fn orphaned_one_offs(&self) -> Result<Vec<String>, RuntimeError> {
+        Ok(self.one_off_list(None).await?.into_iter().filter(|(_, run)| run.as_deref() != Some(daemon_run())).map(|(id, _)| id).collect())
+    }
+
+    async fn one_off_list(&self, app: Option<&str>) -> Result<Vec<(String, Option<String>)>, RuntimeError> {
         let mut labels = vec![format!("{LABEL_ROOT}={}", self.root), LABEL_ONE_OFF.to_string()];
         if let Some(app) = app {
             labels.push(format!("{LABEL_APP}={app}"));
         }
         let filters = HashMap::from([("label".to_string(), labels)]);
         let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-        Ok(self.docker.list_containers(Some(options)).await?.into_iter().filter_map(|c| c.id).collect())
+        Ok(self
+            .docker
+            .list_containers(Some(options))
+            .await?
+            .into_iter()
+            .filter_map(|c| Some((c.id?, c.labels.and_then(|mut l| l.remove(LABEL_DAEMON)))))
+            .collect())
     }
 
     /// The labels of an app's images: whose they are, also once untagged.
@@ -759,7 +799,11 @@ impl Runtime {
     /// Runs a one-shot container, streaming its output as lines, and commits it as an image
     /// if it exits 0. The container is removed either way. Returns the image id.
     pub async fn run_and_commit(&self, job: OneShot<'_>, out: &Output) -> Result<Committed, RuntimeError> {
-        let mut labels = HashMap::from([(LABEL_ROOT.to_string(), self.root.clone()), (LABEL_ONE_OFF.to_string(), "build".to_string())]);
+        let mut labels = HashMap::from([
+            (LABEL_ROOT.to_string(), self.root.clone()),
+            (LABEL_ONE_OFF.to_string(), "build".to_string()),
+            (LABEL_DAEMON.to_string(), daemon_run().to_string()),
+        ]);
         if let Some(app) = job.app {
             labels.insert(LABEL_APP.to_string(), app.to_string());
         }

@@ -61,10 +61,17 @@ pub struct Supervisor {
     /// starts takes whatever address the engine gives it, possibly one a dead container of
     /// another app had, which must no longer be routed by then.
     healing: tokio::sync::watch::Sender<usize>,
-    /// Heals routing away from a dead web container right now: while there are any, no
-    /// container on this machine starts (`Runtime::hold_addresses`).
+    /// Deaths not yet routed away from (counted from the event, before any lock): while
+    /// there are any, no container on this machine starts (`Runtime::hold_addresses`).
     unrouting: Mutex<usize>,
+    /// Per app, the deaths its next heal routes away from.
+    dying: Mutex<HashMap<String, usize>>,
+    /// Per app, heals in a row that failed (retried a few times, a second apart).
+    failures: Mutex<HashMap<String, u32>>,
 }
+
+/// A heal that fails is tried again this many times, a second apart.
+const HEAL_RETRIES: u32 = 10;
 
 /// How long a restart waits for heals in flight before it goes ahead anyway.
 const HEAL_WAIT: Duration = Duration::from_secs(10);
@@ -83,6 +90,8 @@ impl Supervisor {
             scheduled: Mutex::default(),
             healing: tokio::sync::watch::channel(0).0,
             unrouting: Mutex::new(0),
+            dying: Mutex::default(),
+            failures: Mutex::default(),
         })
     }
 
@@ -117,8 +126,16 @@ impl Supervisor {
                     _ = stop.changed() => return,
                     event = events.next() => match event {
                         Some(Ok(event)) => {
+                            if event.action == "destroy" {
+                                runtime.forget(&event.id);
+                            }
                             if event.process {
                                 tracing::debug!(app = event.app, action = event.action, "container event");
+                                if event.action == "die" && !runtime.stopped_by_berth(&event.id) {
+                                    // Its address is free now: hold every start at once, before
+                                    // any lock or lookup, until the heal has routed away from it.
+                                    self.dying(&runtime, &event.app);
+                                }
                                 self.schedule(&event.app);
                             }
                         }
@@ -140,6 +157,26 @@ impl Supervisor {
         }
     }
 
+    /// A container of `app` died on its own: no container starts until its heal is done.
+    fn dying(&self, runtime: &crate::runtime::Runtime, app: &str) {
+        *self.unrouting.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        *self.dying.lock().unwrap_or_else(|p| p.into_inner()).entry(app.to_string()).or_default() += 1;
+        runtime.hold_addresses(HEAL_WAIT);
+    }
+
+    /// `n` deaths have been routed away from (or given up on): once none is left, starts
+    /// wait only for nginx's connects to the dead addresses to time out.
+    fn unrouted(&self, runtime: &crate::runtime::Runtime, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut unrouting = self.unrouting.lock().unwrap_or_else(|p| p.into_inner());
+        *unrouting = unrouting.saturating_sub(n);
+        if *unrouting == 0 {
+            runtime.hold_addresses(CONNECT_DRAIN);
+        }
+    }
+
     /// Heals `app` soon; events that arrive meanwhile are covered by the same heal.
     pub fn schedule(self: &Arc<Self>, app: &str) {
         if !self.scheduled.lock().unwrap_or_else(|p| p.into_inner()).insert(app.to_string()) {
@@ -152,8 +189,24 @@ impl Supervisor {
             // A burst of events (a container dying, its network detaching) is one heal.
             tokio::time::sleep(Duration::from_millis(20)).await;
             this.scheduled.lock().unwrap_or_else(|p| p.into_inner()).remove(&app);
-            if let Err(e) = this.heal(&app).await {
+            let deaths = this.dying.lock().unwrap_or_else(|p| p.into_inner()).remove(&app).unwrap_or(0);
+            let healed = this.heal(&app, deaths).await;
+            let failures = {
+                let mut all = this.failures.lock().unwrap_or_else(|p| p.into_inner());
+                match &healed {
+                    Ok(()) => all.remove(&app).map_or(0, |_| 0),
+                    Err(_) => *all.entry(app.clone()).and_modify(|n| *n += 1).or_insert(1),
+                }
+            };
+            if let Err(e) = healed {
                 tracing::warn!(app, "cannot reconcile: {e}");
+                if failures <= HEAL_RETRIES {
+                    let again = this.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        again.schedule(&app);
+                    });
+                }
             }
             this.healing.send_modify(|n| *n = n.saturating_sub(1));
         });
@@ -161,7 +214,16 @@ impl Supervisor {
 
     /// Makes the app's routing equal to its live, ready web containers of the active
     /// release, and starts again (later, with backoff) those that stopped on their own.
-    async fn heal(self: &Arc<Self>, app: &str) -> Result<(), String> {
+    /// `deaths`: containers of the app that died on their own since its last heal; they are
+    /// counted as routed away from once this heal is done, whatever its outcome.
+    async fn heal(self: &Arc<Self>, app: &str, deaths: usize) -> Result<(), String> {
+        let runtime = self.engine.runtime().await.map_err(|e| e.to_string())?;
+        let healed = self.heal_locked(&runtime, app).await;
+        self.unrouted(&runtime, deaths);
+        healed
+    }
+
+    async fn heal_locked(self: &Arc<Self>, runtime: &crate::runtime::Runtime, app: &str) -> Result<(), String> {
         let engine = &self.engine;
         let _routing = engine.route_lock(app).await;
         if !engine.store.app_exists(app) {
@@ -170,7 +232,6 @@ impl Supervisor {
         let Some((config, active)) = deploy::serving(engine, app)? else {
             return Ok(());
         };
-        let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
         let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
         let warming = self.warming.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut ips = Vec::new();
@@ -197,8 +258,7 @@ impl Supervisor {
                 self.restart_later(app, &slot, c, live.exit_code, config.restart_policy);
             }
         }
-        // A dead web container's address may be in the site: until it is out, and nginx's
-        // connects to it have timed out, no container on this machine may take it.
+        // A dead web container found without its event (after a reconnect) holds starts too.
         if dead_web {
             *self.unrouting.lock().unwrap_or_else(|p| p.into_inner()) += 1;
             runtime.hold_addresses(HEAL_WAIT);
@@ -206,11 +266,7 @@ impl Supervisor {
         // Only a change is applied: a site equal to the one in place is left alone.
         let routed = deploy::route(engine, app, &config, active.version, &ips, &Output::discard()).await.map(|_| ());
         if dead_web {
-            let mut unrouting = self.unrouting.lock().unwrap_or_else(|p| p.into_inner());
-            *unrouting -= 1;
-            if *unrouting == 0 {
-                runtime.hold_addresses(CONNECT_DRAIN);
-            }
+            self.unrouted(runtime, 1);
         }
         routed
     }
@@ -252,12 +308,19 @@ impl Supervisor {
     /// ps:stop), and for web waits for its readiness checks.
     async fn start_again(&self, app: &str, id: &str) -> Result<(), String> {
         let engine = &self.engine;
-        // Every dead address routed away from first (see `healing`); `restart` then waits
-        // until no connect can be in flight to one (`hold_addresses`).
+        // Every dead address routed away from first (see `healing`), and no connect in
+        // flight to one (`hold_addresses`). Waited for without the app's route lock, so the
+        // app's own heals go on meanwhile.
         let _ = tokio::time::timeout(HEAL_WAIT, self.healing.subscribe().wait_for(|n| *n == 0)).await;
         let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
         let (config, active, c) = {
-            let _routing = engine.route_lock(app).await;
+            let _routing = loop {
+                runtime.wait_for_addresses().await;
+                let routing = engine.route_lock(app).await;
+                if !runtime.addresses_held() {
+                    break routing;
+                }
+            };
             let Some((config, active)) = deploy::serving(engine, app)? else {
                 return Ok(());
             };

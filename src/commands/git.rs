@@ -45,7 +45,7 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
 
 /// Called by the pre-receive hook with the pushed commit's tree, a tar it wrote to
 /// `<root>/tmp` (`context`), which this takes over and removes when done.
-pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname: &str, context: &std::path::Path) -> CmdResult {
+pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname: &str, context: &std::path::Path, receive_pack: Option<i32>) -> CmdResult {
     let context = git::BuildContext::adopt(context, &ctx.engine.store.tmp_dir()).ok_or_else(|| failed(format!("{} is not a build context of berth's", context.display())))?;
     validate::app_name(app)?;
     let branch = refname.strip_prefix("refs/heads/").ok_or_else(|| failed(format!("{refname} is not a branch")))?;
@@ -64,17 +64,28 @@ pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname
     let version = deploy::deploy_locked(ctx.engine, app, source, "git push", &ctx.out).await.map_err(CmdError::Failed)?;
     // git updates the branch only after this hook returns. Until it has, the next push
     // must not look at the branch: keep the deploy lock until it moves. Then the release
-    // has landed; if git gives up instead, the release it made does not stay active.
+    // has landed; if git ends without moving it, the release it made does not stay active.
     let (branch, new, app, engine) = (branch.to_string(), new.to_string(), app.to_string(), ctx.engine.shared());
     tokio::spawn(async move {
         let _deploying = deploying;
-        let deadline = std::time::Instant::now() + REF_UPDATE_WAIT;
+        let landed = || git::branch_head(&repo, &branch).ok().flatten().is_some_and(|oid| oid.to_string() == new);
+        // The push's git is followed until it exits (it moves the branch first); without
+        // its pid (an older hook), for a while.
+        let git_runs = || receive_pack.is_some_and(git_process_runs);
+        let deadline = std::time::Instant::now() + if receive_pack.is_some() { REF_UPDATE_LIMIT } else { REF_UPDATE_WAIT };
         while std::time::Instant::now() < deadline {
-            if git::branch_head(&repo, &branch).ok().flatten().is_some_and(|oid| oid.to_string() == new) {
+            if landed() {
                 deploy::ref_landed(&engine, &app, version).await;
                 return;
             }
+            if receive_pack.is_some() && !git_runs() {
+                break;
+            }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if landed() {
+            deploy::ref_landed(&engine, &app, version).await;
+            return;
         }
         match deploy::settle_ref(&engine, &app).await {
             Ok(true) => {
@@ -89,5 +100,16 @@ pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname
     Ok(())
 }
 
-/// How long a deploy's lock outlives it, waiting for git to move the branch.
-const REF_UPDATE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Whether `pid` is a live git process (not gone, not a zombie waiting to be reaped).
+fn git_process_runs(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // pid (comm) state …: comm may hold spaces, the state follows the last ')'.
+    let Some((head, rest)) = stat.rsplit_once(')') else { return false };
+    head.contains("git") && !rest.trim_start().starts_with(['Z', 'X'])
+}
+
+/// How long a deploy's lock outlives it, waiting for git to move the branch, when the hook
+/// did not say which git runs it.
+const REF_UPDATE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// The most a push's git may take to move the branch after its hook succeeded.
+const REF_UPDATE_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);

@@ -277,6 +277,9 @@ pub enum Command {
         /// The build context the hook wrote (a tar in `<root>/tmp`)
         #[arg(long)]
         context: std::path::PathBuf,
+        /// The `git receive-pack` running the hook: the branch moves before it exits
+        #[arg(long)]
+        receive_pack: Option<i32>,
     },
 
     /// Set a readiness check setting: timeout SECONDS | wait-to-retire SECONDS | attempts N
@@ -720,7 +723,7 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         PortsReport { app, format } => ports::report(ctx, app.as_deref(), format).await,
         GitSet { app, key, value } => git::set(ctx, &app, &key, value.as_deref()).await,
         GitReport { app, format } => git::report(ctx, app.as_deref(), format).await,
-        GitReceive { app, old, new, refname, context } => git::receive(ctx, &app, &old, &new, &refname, &context).await,
+        GitReceive { app, old, new, refname, context, receive_pack } => git::receive(ctx, &app, &old, &new, &refname, &context, receive_pack).await,
         ChecksSet { app, key, value } => checks::set(ctx, &app, &key, &value).await,
         ChecksDisable { app } => checks::set_mode(ctx, &app, checks::Mode::Disable).await,
         ChecksEnable { app } => checks::set_mode(ctx, &app, checks::Mode::Enable).await,
