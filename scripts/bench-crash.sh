@@ -146,7 +146,7 @@ def leftovers(app, keep):
     ps = run("docker", "ps", "-a", "--filter", f"label=berth.root={root}", "--filter", f"label=berth.app={app}", "--format", '{{.Names}} {{.Label "berth.release"}}').stdout.split("\n")
     stray = [line.split()[0] for line in ps if line.strip() and line.split()[-1] != str(active[0]["version"])]
     tags = [t for t in run("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"berth/{app}").stdout.split() if t not in kept]
-    dangling = run("docker", "images", "-q", "-f", "dangling=true", "-f", f"label=berth.app={app}").stdout.split()
+    dangling = run("docker", "images", "-q", "-f", "dangling=true", "-f", f"label=berth.app={app}", "-f", f"label=berth.root={root}").stdout.split()
     if stray or tags or dangling:
         print(f"containers {stray}, images {tags}, dangling {dangling}")
         return 1
@@ -215,6 +215,13 @@ sys.exit({"agree": lambda: agree(sys.argv[2]), "leftovers": lambda: leftovers(sy
           "probes": lambda: probes(sys.argv[2], sys.argv[3]), "table": lambda: table(sys.argv[2])}[command]())
 PY
 check() { python3 "$WORK/check.py" "$@"; }
+
+# Images are the engine's: what an earlier (interrupted) run left under these app names
+# would be counted as this run's leftovers.
+for app in crashbench crashother; do
+    docker images -q "berth/$app" | xargs -r docker rmi -f >/dev/null 2>&1 || true
+    docker images -q -f "label=berth.app=$app" | xargs -r docker rmi -f >/dev/null 2>&1 || true
+done
 
 # Two apps, each served at APP.example.com, old containers retired at once, 2 images kept.
 for app in crashbench crashother; do
