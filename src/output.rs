@@ -20,12 +20,14 @@ pub enum Chunk {
 #[derive(Clone)]
 pub struct Output {
     tx: mpsc::Sender<Chunk>,
+    /// dokku's `--quiet`: `=====>` and `----->` lines are dropped.
+    quiet: bool,
 }
 
 impl Output {
     pub fn channel(capacity: usize) -> (Output, mpsc::Receiver<Chunk>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Output { tx }, rx)
+        (Output { tx, quiet: false }, rx)
     }
 
     /// An Output nobody reads (its chunks are drained and dropped); it is never closed.
@@ -55,12 +57,21 @@ impl Output {
 
     /// `=====> text`
     pub async fn header(&self, text: impl AsRef<str>) {
-        self.line(format!("=====> {}", text.as_ref())).await;
+        if !self.quiet {
+            self.line(format!("=====> {}", text.as_ref())).await;
+        }
     }
 
     /// `-----> text`
     pub async fn step(&self, text: impl AsRef<str>) {
-        self.line(format!("-----> {}", text.as_ref())).await;
+        if !self.quiet {
+            self.line(format!("-----> {}", text.as_ref())).await;
+        }
+    }
+
+    /// The same output without `=====>` and `----->` lines (dokku's `--quiet`).
+    pub fn quiet(&self) -> Output {
+        Output { tx: self.tx.clone(), quiet: true }
     }
 
     /// Seven spaces, then text.

@@ -14,19 +14,35 @@ fn invalid(msg: impl Into<String>) -> Invalid {
     Invalid(msg.into())
 }
 
-/// App names: `^[a-z][a-z0-9-]{0,62}$` (they become directory, container and nginx names).
+/// App names, as dokku takes them: a lowercase letter or digit, then lowercase letters,
+/// digits, dots and dashes, 63 at most (they become directory, container, image and nginx
+/// names, and the first label of the app's default domain).
 pub fn app_name(name: &str) -> Result<&str, Invalid> {
     let ok = name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !name.contains("..");
     if ok {
         Ok(name)
     } else {
         Err(invalid(format!(
-            "Invalid app name {}: use a lowercase letter, then up to 62 lowercase letters, digits or dashes",
+            "Invalid app name {}: use a lowercase letter or digit, then up to 62 lowercase letters, digits, dots or dashes",
             quoted(name)
         )))
     }
+}
+
+/// The name of an app being created (or renamed to): also what Docker's image names and
+/// DNS can carry.
+pub fn new_app_name(name: &str) -> Result<&str, Invalid> {
+    app_name(name)?;
+    if name.ends_with(['-', '.']) {
+        return Err(invalid(format!("Invalid app name {}: it cannot end with a dash or a dot (Docker image names and DNS names cannot)", quoted(name))));
+    }
+    if name.contains(".-") || name.contains("-.") {
+        return Err(invalid(format!("Invalid app name {}: a dot cannot touch a dash (Docker image names and DNS labels cannot)", quoted(name))));
+    }
+    Ok(name)
 }
 
 /// Environment variable keys: `^[A-Za-z_][A-Za-z0-9_]*$`.
@@ -381,11 +397,15 @@ mod tests {
 
     #[test]
     fn app_names_follow_the_pattern() {
-        for ok in ["a", "myapp", "my-app-2", &"a".repeat(63)] {
-            assert!(app_name(ok).is_ok(), "{ok}");
+        for ok in ["a", "myapp", "my-app-2", "1994app", "my.app", "api.v2", "myapp--feature", &"a".repeat(63)] {
+            assert!(new_app_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "1app", "-app", "My", "my_app", "my.app", "../x", "a b", &"a".repeat(64), "app;rm"] {
+        for bad in ["", "-app", ".app", "My", "my_app", "my..app", "../x", "a b", &"a".repeat(64), "app;rm", "a/b"] {
             assert!(app_name(bad).is_err(), "{bad}");
+        }
+        // Known names stay readable; new ones must also suit Docker and DNS.
+        for legacy in ["app-", "app.", "a.-b"] {
+            assert!(app_name(legacy).is_ok() && new_app_name(legacy).is_err(), "{legacy}");
         }
     }
 

@@ -17,7 +17,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = validate::cpus(&text);
     let _ = validate::env_pair(&text);
     if let Ok(name) = validate::app_name(&text) {
-        assert!(!name.contains('/') && !name.contains('.'));
+        // A path component of its own: no separator, no parent, not hidden.
+        assert!(!name.contains('/') && !name.contains("..") && !name.starts_with('.'));
+    }
+    if let Ok(name) = validate::new_app_name(&text) {
+        // What Docker's image names and DNS labels take.
+        assert!(name.ends_with(|c: char| c.is_ascii_alphanumeric()) && !name.contains(".-") && !name.contains("-."));
     }
     let _ = validate::key_name(&text);
     let _ = validate::email(&text);

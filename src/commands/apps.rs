@@ -15,7 +15,7 @@ pub async fn create(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
 /// Creates an app with its default vhosts (`app.<global domain>`); also used by the first
 /// push to an unknown app.
 pub async fn create_app(engine: &Engine, app: &str) -> CmdResult {
-    validate::app_name(app)?;
+    validate::new_app_name(app)?;
     let store = &engine.store;
     let _apps = store.lock_apps().await;
     if store.app_exists(app) {
@@ -102,8 +102,17 @@ pub async fn remove_unborn(engine: &Engine, app: &str) -> Result<bool, CmdError>
 }
 
 /// Lists every app by its directory, so an app whose state is damaged is listed too.
-pub async fn list(ctx: &mut Ctx<'_>, quiet: bool) -> CmdResult {
+pub async fn list(ctx: &mut Ctx<'_>, quiet: bool, format: Format) -> CmdResult {
     let names = app_names(ctx, None)?;
+    if format == Format::Json {
+        ctx.out.line(serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())).await;
+        return Ok(());
+    }
+    if names.is_empty() {
+        // dokku's words, on stderr, and not an error.
+        ctx.out.error("You haven't deployed any applications yet").await;
+        return Ok(());
+    }
     if !quiet {
         ctx.out.header("My Apps").await;
     }
@@ -124,7 +133,7 @@ pub async fn exists(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
 
 pub async fn rename(ctx: &mut Ctx<'_>, old: &str, new: &str) -> CmdResult {
     validate::app_name(old)?;
-    validate::app_name(new)?;
+    validate::new_app_name(new)?;
     if old == new {
         return Err(failed(format!("App {old} is already named {new}")));
     }

@@ -78,6 +78,7 @@ pub struct Ctx<'a> {
     version,
     disable_version_flag = true,
     subcommand_required = true,
+    disable_help_subcommand = true,
     color = clap::ColorChoice::Never,
     help_template = "{about}\n\nUsage: {usage}\n\nCommands:\n{subcommands}\n\nRun `berth COMMAND --help` for a command's arguments."
 )]
@@ -113,6 +114,8 @@ pub enum Command {
         /// Names only, without the header
         #[arg(long, short)]
         quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
     /// Exit 0 if the app exists, 1 if not
     #[command(name = "apps:exists")]
@@ -648,8 +651,8 @@ impl Command {
 
 /// Runs one command line for `caller`, streaming to `out`; returns the exit code.
 pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Output, input: Input, terminal: Option<crate::runtime::Terminal>) -> i32 {
-    let command = match parse(&argv) {
-        Ok(command) => command,
+    let (globals, command) = match parse_line(&argv) {
+        Ok(parsed) => parsed,
         Err(Parsed::Help(text)) => {
             out.stdout(text).await;
             return 0;
@@ -663,6 +666,7 @@ pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Outpu
         out.error(denied.to_string()).await;
         return EXIT_FAILURE;
     }
+    let out = if globals.quiet { out.quiet() } else { out };
     let mut ctx = Ctx { engine, caller, out: out.clone(), input, terminal };
     match execute(&mut ctx, command).await {
         Ok(()) => 0,
@@ -696,7 +700,7 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         Doctor => doctor::run(ctx).await,
         AppsCreate { app } => apps::create(ctx, &app).await,
         AppsDestroy { app, force } => apps::destroy(ctx, &app, force).await,
-        AppsList { quiet } => apps::list(ctx, quiet).await,
+        AppsList { quiet, format } => apps::list(ctx, quiet, format).await,
         AppsExists { app } => apps::exists(ctx, &app).await,
         AppsRename { old, new } => apps::rename(ctx, &old, &new).await,
         AppsReport { app, format } => apps::report(ctx, app.as_deref(), format).await,
@@ -798,8 +802,153 @@ pub fn help_text() -> String {
     Cli::command().render_help().to_string()
 }
 
+/// dokku's global flags, written before the command: `--app APP` (the command's app
+/// argument may then be left out), `--force` (no confirmation), `--quiet` (no `=====>` and
+/// `----->` lines), `--trace` (accepted; berth's log level is the daemon's).
+#[derive(Debug, Default, PartialEq)]
+pub struct Globals {
+    pub app: Option<String>,
+    pub force: bool,
+    pub quiet: bool,
+    pub trace: bool,
+}
+
+/// Splits the global flags off the front of a command line. Pure.
+pub fn take_globals(argv: &[String]) -> Result<(Globals, &[String]), Parsed> {
+    let mut globals = Globals::default();
+    let mut rest = argv;
+    while let Some(word) = rest.first() {
+        match word.as_str() {
+            "--force" => globals.force = true,
+            "--quiet" => globals.quiet = true,
+            "--trace" => globals.trace = true,
+            "--app" => {
+                let Some(app) = rest.get(1) else {
+                    return Err(Parsed::Usage("--app needs an app name: berth --app APP COMMAND".into()));
+                };
+                globals.app = Some(app.clone());
+                rest = &rest[1..];
+            }
+            w if w.starts_with("--app=") => globals.app = Some(w["--app=".len()..].to_string()),
+            _ => break,
+        }
+        rest = &rest[1..];
+    }
+    Ok((globals, rest))
+}
+
+/// The command line with the global flags applied to the command's own arguments: the
+/// app after the command name when it takes one first and it was left out, `--force` when
+/// the command has that flag. Pure.
+fn apply_globals(globals: &Globals, rest: &[String]) -> Vec<String> {
+    let mut words = rest.to_vec();
+    let Some(name) = rest.first() else { return words };
+    let cli = Cli::command();
+    let Some(sub) = cli.find_subcommand(name) else { return words };
+    if let Some(app) = &globals.app {
+        let first = sub.get_positionals().next().map(|a| a.get_id().as_str().to_string());
+        if first.as_deref() == Some("app") && rest.get(1) != Some(app) {
+            words.insert(1, app.clone());
+        }
+    }
+    if globals.force && sub.get_arguments().any(|a| a.get_id() == "force") && !words.iter().any(|w| w == "--force") {
+        words.push("--force".into());
+    }
+    words
+}
+
+/// Every namespace and dokku's words for it.
+const NAMESPACES: &[(&str, &str)] = &[
+    ("apps", "Manage apps"),
+    ("builder", "Manage the builder settings for an app"),
+    ("buildpacks", "Manage buildpack settings for an app"),
+    ("certs", "Manage SSL (TLS) certificates"),
+    ("checks", "Manage zero-downtime settings"),
+    ("config", "Manage global and app-specific config vars"),
+    ("doctor", "Check this server: Docker, nginx, ports, DNS, disk, clock, certificates"),
+    ("domains", "Manage domains used by the proxy"),
+    ("enter", "Connect to a specific app container"),
+    ("git", "Manage app deploys via git"),
+    ("letsencrypt", "Automated certificate management via Let's Encrypt"),
+    ("logs", "Output app logs"),
+    ("nginx", "Manage the nginx proxy"),
+    ("ports", "Manage ports for an app"),
+    ("ps", "Manage app processes"),
+    ("releases", "Manage an app's releases: list them, roll back"),
+    ("resource", "Manage app resource constraints"),
+    ("run", "Run a one-off process inside a container"),
+    ("ssh-keys", "Manage public ssh keys that are allowed to connect"),
+    ("stack", "Manage the buildpack stack image"),
+    ("storage", "Manage mounted volumes"),
+    ("version", "Print berth's version"),
+];
+
+/// `berth help`: the namespaces, as dokku lists them.
+pub fn namespaces_help() -> String {
+    let width = NAMESPACES.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let mut text = String::from(
+        "Usage: berth [--app APP] [--force] [--quiet] [--trace] COMMAND <app> [command-specific-options]\n\n\
+         Primary help options, type \"berth COMMAND:help\" for more details, or \"berth help --all\" to see every command.\n\nCommands:\n\n",
+    );
+    for (name, about) in NAMESPACES {
+        text.push_str(&format!("    {name:width$}  {about}\n"));
+    }
+    text
+}
+
+/// `berth NS`, `NS:help`, `NS --help`: the namespace's commands, each with its one-line help.
+pub fn namespace_help(namespace: &str) -> Option<String> {
+    let (_, about) = NAMESPACES.iter().find(|(n, _)| *n == namespace)?;
+    let cli = Cli::command();
+    let prefix = format!("{namespace}:");
+    let rows: Vec<(String, String)> = cli
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set() && (c.get_name() == namespace || c.get_name().starts_with(&prefix)))
+        .map(|c| {
+            let mut c = c.clone().bin_name(c.get_name().to_string());
+            let usage = c.render_usage().to_string();
+            let usage = usage.trim_start_matches("Usage: ").trim().replace(" [OPTIONS]", "").to_string();
+            (usage, c.get_about().map(|a| a.to_string()).unwrap_or_default())
+        })
+        .collect();
+    let width = rows.iter().map(|(u, _)| u.len()).max().unwrap_or(0);
+    let mut text = format!("Usage: berth {namespace}[:COMMAND]\n\n{about}\n\nAdditional commands:\n");
+    for (usage, about) in rows {
+        text.push_str(&format!("    {usage:width$}  {about}\n"));
+    }
+    Some(text)
+}
+
+/// What the first words ask for when they ask for help, not a command.
+fn help_asked(words: &[String]) -> Option<String> {
+    let first = words.first()?.as_str();
+    let is_command = Cli::command().find_subcommand(first).is_some();
+    let second = words.get(1).map(String::as_str);
+    if first == "help" {
+        return Some(if second == Some("--all") { help_text() } else { namespaces_help() });
+    }
+    if let Some(namespace) = first.strip_suffix(":help") {
+        return namespace_help(namespace);
+    }
+    if !is_command && (words.len() == 1 || matches!(second, Some("--help" | "-h"))) {
+        return namespace_help(first);
+    }
+    None
+}
+
 /// The command an argv names (pure: also what the fuzz targets drive).
 pub fn parse(argv: &[String]) -> Result<Command, Parsed> {
+    parse_line(argv).map(|(_, command)| command)
+}
+
+/// The global flags and the command an argv names. Pure.
+pub fn parse_line(argv: &[String]) -> Result<(Globals, Command), Parsed> {
+    let (globals, rest) = take_globals(argv)?;
+    let words = apply_globals(&globals, rest);
+    parse_command(&words).map(|command| (globals, command))
+}
+
+fn parse_command(argv: &[String]) -> Result<Command, Parsed> {
     let Some(first) = argv.first() else {
         return Err(Parsed::Help(help_text()));
     };
@@ -812,13 +961,16 @@ pub fn parse(argv: &[String]) -> Result<Command, Parsed> {
     if matches!(first.as_str(), "--help" | "-h") {
         return Err(Parsed::Help(help_text()));
     }
+    if let Some(help) = help_asked(argv) {
+        return Err(Parsed::Help(help));
+    }
     let words = std::iter::once("berth".to_string()).chain(argv.iter().cloned());
     match Cli::try_parse_from(words) {
         Ok(cli) => Ok(cli.command),
         Err(err) => Err(match err.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Parsed::Help(err.to_string()),
             ErrorKind::InvalidSubcommand => {
-                Parsed::Usage(format!("`{}` is not a berth command", first.escape_debug()))
+                Parsed::Usage(format!("`{}` is not a berth command.", first.escape_debug()))
             }
             _ => Parsed::Usage(format!("{} (see `berth {} --help`)", shortened(&one_line(&err.to_string()), 300), first)),
         }),
@@ -880,7 +1032,45 @@ mod tests {
 
     #[test]
     fn unknown_commands_are_named() {
-        assert_eq!(parse(&words("nope:x a")).unwrap_err(), Parsed::Usage("`nope:x` is not a berth command".into()));
+        assert_eq!(parse(&words("nope:x a")).unwrap_err(), Parsed::Usage("`nope:x` is not a berth command.".into()));
+    }
+
+    #[test]
+    fn dokku_global_flags_come_before_the_command() {
+        let (globals, command) = parse_line(&words("--app myapp --quiet --trace config:show")).unwrap();
+        assert_eq!(globals, Globals { app: Some("myapp".into()), force: false, quiet: true, trace: true });
+        assert!(matches!(command, Command::ConfigShow { app, .. } if app == "myapp"));
+        // The app given twice is taken once.
+        assert!(matches!(parse(&words("--app=myapp config:show myapp")).unwrap(), Command::ConfigShow { app, .. } if app == "myapp"));
+        // --force reaches a command that has it, and is ignored by one that does not.
+        assert!(matches!(parse(&words("--force apps:destroy x")).unwrap(), Command::AppsDestroy { app, force: true } if app == "x"));
+        assert!(matches!(parse(&words("--force --app x apps:destroy")).unwrap(), Command::AppsDestroy { app, force: true } if app == "x"));
+        assert!(matches!(parse(&words("--force apps:list")).unwrap(), Command::AppsList { .. }));
+        assert!(matches!(parse(&words("--app")).unwrap_err(), Parsed::Usage(m) if m.contains("--app needs an app name")));
+        // A command whose first argument is not an app gets no app inserted.
+        assert!(matches!(parse(&words("--app x ssh-keys:list")).unwrap(), Command::KeysList { .. }));
+    }
+
+    #[test]
+    fn namespace_help_is_the_same_three_ways() {
+        let help = |line: &str| match parse(&words(line)).unwrap_err() {
+            Parsed::Help(text) => text,
+            other => panic!("{line}: {other:?}"),
+        };
+        let apps = help("apps");
+        assert!(apps.starts_with("Usage: berth apps[:COMMAND]\n\nManage apps\n"), "{apps}");
+        assert!(apps.contains("apps:create <APP>") && apps.contains("Create an app"), "{apps}");
+        assert!(!apps.contains("config:"), "{apps}");
+        assert_eq!(help("apps:help"), apps);
+        assert_eq!(help("apps --help"), apps);
+        // git:receive is berth's own: not listed.
+        assert!(!help("git").contains("git:receive"));
+        let all = help("help");
+        assert!(all.contains("    apps ") && all.contains("Manage apps") && all.contains("letsencrypt"), "{all}");
+        assert!(help("help --all").contains("config:set"));
+        // A namespace that is also a command runs as the command.
+        assert!(matches!(parse(&words("releases x")).unwrap(), Command::Releases { .. }));
+        assert!(matches!(parse(&words("nope")).unwrap_err(), Parsed::Usage(m) if m == "`nope` is not a berth command."));
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl Store {
 
     /// Creates the app's directory and state. Call with the apps lock held.
     pub fn create_app(&self, app: &str, config: &AppConfig) -> Result<()> {
-        validate::app_name(app)?;
+        validate::new_app_name(app)?;
         if self.app_exists(app) {
             return Err(StoreError::AppExists(app.to_string()));
         }
@@ -192,7 +192,7 @@ impl Store {
 
     /// Renames an app's directory. Call with the apps lock and both app locks held.
     pub fn rename_app(&self, old: &str, new: &str) -> Result<()> {
-        validate::app_name(new)?;
+        validate::new_app_name(new)?;
         if !self.app_exists(old) {
             return Err(StoreError::AppMissing(old.to_string()));
         }

@@ -30,7 +30,7 @@ fn help_and_version_and_unknown_commands() {
     assert_eq!(d.ssh("help").ok().stdout, help);
     assert!(d.ssh("config:set --help").ok().stdout.contains("KEY=VALUE"));
     assert!(d.ssh("version").ok().stdout.starts_with("berth "));
-    assert_eq!(d.ssh("frobnicate x").refused("is not a berth command").stderr, " !     `frobnicate` is not a berth command\n");
+    assert_eq!(d.ssh("frobnicate x").refused("is not a berth command").stderr, " !     `frobnicate` is not a berth command.\n");
     d.ssh("config:set").refused("required");
     d.ssh("apps:create a b c").refused("unexpected argument");
     d.ssh("config:set x 'unterminated").refused("cannot split");

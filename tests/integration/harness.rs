@@ -242,7 +242,9 @@ impl Daemon {
         let mut cmd = Command::new("ssh");
         cmd.arg("-i").arg(&key.private).args(ssh_options(self.port)).args(extra);
         cmd.arg("-o").arg(format!("UserKnownHostsFile={}", self.dir.path().join("known_hosts").display()));
-        cmd.arg("berth@127.0.0.1");
+        // `--`: a command line may start with `-` (dokku's `--app APP …`); OpenSSH would take
+        // it for its own option even after the destination.
+        cmd.arg("--").arg("berth@127.0.0.1");
         if !command.is_empty() {
             cmd.arg(command);
         }

@@ -8,6 +8,7 @@ mod buildpacks;
 mod commands;
 mod crash;
 mod deploy;
+mod dokku;
 mod firstrun;
 mod https;
 mod install;

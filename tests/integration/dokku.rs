@@ -1,0 +1,83 @@
+//! dokku's command line, as a dokku user's scripts write it, over the real OpenSSH client:
+//! global flags before the command, namespace help, dokku's app names and messages.
+
+use crate::harness::{AppRepo, Daemon, get, web_dockerfile};
+
+/// What a command line must print and exit with: `stdout`/`stderr` are exact when they
+/// start with `=`, else a part that must appear; `""` means nothing at all.
+struct Case {
+    line: &'static str,
+    code: i32,
+    stdout: &'static str,
+    stderr: &'static str,
+}
+
+fn check(d: &Daemon, case: &Case) {
+    let out = d.ssh_as(&d.admin, case.line, b"");
+    let expect = |what: &str, got: &str, want: &str| match want.strip_prefix('=') {
+        Some(exact) => assert_eq!(got, exact, "{what} of `{}`: {out:#?}", case.line),
+        None if want.is_empty() => assert_eq!(got, "", "{what} of `{}`: {out:#?}", case.line),
+        None => assert!(got.contains(want), "{what} of `{}` lacks {want:?}: {out:#?}", case.line),
+    };
+    assert_eq!(out.code, case.code, "exit code of `{}`: {out:#?}", case.line);
+    expect("stdout", &out.stdout, case.stdout);
+    expect("stderr", &out.stderr, case.stderr);
+}
+
+#[test]
+fn a_dokku_users_command_lines_work_unchanged() {
+    let d = Daemon::start();
+    let cases = [
+        // No apps yet: said on stderr, not a failure.
+        Case { line: "apps:list", code: 0, stdout: "", stderr: "= !     You haven't deployed any applications yet\n" },
+        Case { line: "apps:list --format json", code: 0, stdout: "=[]\n", stderr: "" },
+        // Namespace help, three ways, the same text.
+        Case { line: "apps", code: 0, stdout: "Usage: berth apps[:COMMAND]\n\nManage apps\n", stderr: "" },
+        Case { line: "apps:help", code: 0, stdout: "apps:create <APP>", stderr: "" },
+        Case { line: "config --help", code: 0, stdout: "Manage global and app-specific config vars", stderr: "" },
+        Case { line: "help", code: 0, stdout: "letsencrypt", stderr: "" },
+        Case { line: "frobnicate", code: 2, stdout: "", stderr: "= !     `frobnicate` is not a berth command.\n" },
+        // dokku's app names: a digit first, dots.
+        Case { line: "apps:create 1994app", code: 0, stdout: "Creating 1994app", stderr: "" },
+        Case { line: "apps:create api.v2", code: 0, stdout: "Creating api.v2", stderr: "" },
+        Case { line: "apps:create app-", code: 1, stdout: "", stderr: "cannot end with a dash or a dot" },
+        Case { line: "apps:create my..app", code: 1, stdout: "", stderr: "Invalid app name" },
+        Case { line: "apps:list --format json", code: 0, stdout: "=[\"1994app\",\"api.v2\"]\n", stderr: "" },
+        // Global flags before the command.
+        Case { line: "--app 1994app config:set --no-restart GREETING=hi", code: 0, stdout: "GREETING: hi", stderr: "" },
+        Case { line: "--app 1994app config:get GREETING", code: 0, stdout: "=hi\n", stderr: "" },
+        Case { line: "--app=1994app config:get 1994app GREETING", code: 0, stdout: "=hi\n", stderr: "" },
+        Case { line: "--trace --app 1994app config:keys", code: 0, stdout: "=GREETING\n", stderr: "" },
+        Case { line: "--quiet apps:create quiet", code: 0, stdout: "", stderr: "" },
+        Case { line: "--force apps:destroy quiet", code: 0, stdout: "Destroying quiet", stderr: "" },
+        Case { line: "--quiet --force --app api.v2 apps:destroy", code: 0, stdout: "", stderr: "" },
+        Case { line: "--app", code: 2, stdout: "", stderr: "--app needs an app name" },
+        Case { line: "apps:list --quiet", code: 0, stdout: "=1994app\n", stderr: "" },
+    ];
+    for case in &cases {
+        check(&d, case);
+    }
+    // The same on the local CLI.
+    assert_eq!(d.local(&["--app", "1994app", "config:get", "GREETING"], b"").ok().stdout, "hi\n");
+    assert!(d.local(&["apps:help"], b"").ok().stdout.starts_with("Usage: berth apps[:COMMAND]"));
+    // Without --force, apps:destroy wants the name: none given, nothing destroyed.
+    let out = d.ssh("apps:destroy 1994app");
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("Confirmation did not match"), "{out:#?}");
+    assert!(d.ssh("apps:exists 1994app").code == 0);
+}
+
+#[test]
+fn an_app_named_as_dokku_allows_deploys_and_is_served() {
+    let d = Daemon::start();
+    let repo = AppRepo::new(&d, "1994app");
+    repo.write("Dockerfile", &web_dockerfile("born in 1994", 0)).commit("v1");
+    let out = repo.push(&d, "main");
+    assert_eq!(out.code, 0, "{out:#?}");
+    d.ssh("--app 1994app domains:add 1994.example.com").ok();
+    assert_eq!(get(&d, "1994.example.com"), (200, "born in 1994".into()));
+    let out = d.ssh("--quiet --app 1994app ps:restart");
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(!out.stdout.contains("----->"), "{out:#?}");
+    assert_eq!(get(&d, "1994.example.com"), (200, "born in 1994".into()));
+}
