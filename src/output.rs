@@ -22,12 +22,22 @@ pub struct Output {
     tx: mpsc::Sender<Chunk>,
     /// dokku's `--quiet`: `=====>` and `----->` lines are dropped.
     quiet: bool,
+    /// dokku's info flag of a `NS:report` (`--ps-restart-policy`): only that value is
+    /// printed. With the namespace's flag prefix (`ps`; `app` for apps).
+    info: Option<std::sync::Arc<InfoFlag>>,
+}
+
+/// An info flag a report was asked for, and the prefix of its namespace's flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InfoFlag {
+    pub prefix: String,
+    pub flag: String,
 }
 
 impl Output {
     pub fn channel(capacity: usize) -> (Output, mpsc::Receiver<Chunk>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Output { tx, quiet: false }, rx)
+        (Output { tx, quiet: false, info: None }, rx)
     }
 
     /// An Output nobody reads (its chunks are drained and dropped); it is never closed.
@@ -71,7 +81,12 @@ impl Output {
 
     /// The same output without `=====>` and `----->` lines (dokku's `--quiet`).
     pub fn quiet(&self) -> Output {
-        Output { tx: self.tx.clone(), quiet: true }
+        Output { quiet: true, ..self.clone() }
+    }
+
+    /// The same output, for a report asked for one value only.
+    pub fn with_info(&self, info: InfoFlag) -> Output {
+        Output { info: Some(std::sync::Arc::new(info)), ..self.clone() }
     }
 
     /// Seven spaces, then text.
@@ -194,7 +209,10 @@ pub fn plain(value: &Value) -> String {
 }
 
 /// Prints one report, or several (one per app) as text sections or one JSON object.
-pub async fn print_reports(out: &Output, reports: &[(String, Report)], single: bool, format: Format) {
+pub async fn print_reports(out: &Output, reports: &[(String, Report)], single: bool, format: Format) -> Result<(), String> {
+    if let Some(info) = &out.info {
+        return print_info(out, reports, info).await;
+    }
     match format {
         Format::Text => {
             for (_, report) in reports {
@@ -210,6 +228,30 @@ pub async fn print_reports(out: &Output, reports: &[(String, Report)], single: b
             out.line(value.to_string()).await;
         }
     }
+    Ok(())
+}
+
+/// A report row's info flag: `--` and its label in kebab case, after the namespace's
+/// prefix unless the label starts with it (`App locked` → `--app-locked`, ps's `Restart
+/// policy` → `--ps-restart-policy`). Pure.
+pub fn info_flag(prefix: &str, label: &str) -> String {
+    let kebab = label.to_ascii_lowercase().replace(' ', "-");
+    if kebab.starts_with(&format!("{prefix}-")) { format!("--{kebab}") } else { format!("--{prefix}-{kebab}") }
+}
+
+/// dokku's info flags: the one value asked for (an empty line when unset), per report.
+async fn print_info(out: &Output, reports: &[(String, Report)], info: &InfoFlag) -> Result<(), String> {
+    let mut valid: Vec<String> = reports.first().map(|(_, r)| r.rows.iter().map(|(label, _)| info_flag(&info.prefix, label)).collect()).unwrap_or_default();
+    valid.sort();
+    valid.dedup();
+    if !valid.contains(&info.flag) {
+        return Err(format!("Invalid flag passed, valid flags: {}", valid.join(", ")));
+    }
+    for (_, report) in reports {
+        let value = report.rows.iter().find(|(label, _)| info_flag(&info.prefix, label) == info.flag).map(|(_, v)| plain(v)).unwrap_or_default();
+        out.line(value).await;
+    }
+    Ok(())
 }
 
 /// `YYYY-MM-DD HH:MM` UTC from Unix seconds (civil-from-days, proleptic Gregorian).

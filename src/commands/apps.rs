@@ -248,7 +248,7 @@ pub(super) async fn print_app_reports(
     single: bool,
     format: Format,
 ) -> CmdResult {
-    print_reports(&ctx.out, reports, single, format).await;
+    print_reports(&ctx.out, reports, single, format).await.map_err(failed)?;
     for error in &unreadable {
         ctx.out.error(error.to_string()).await;
     }

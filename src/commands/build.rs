@@ -25,7 +25,7 @@ pub async fn stack_report(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
         .row("Stack size mb", info.as_ref().map(|i| i.1 / 1_000_000).unwrap_or(0))
         .row("Stack created", info.map(|i| i.2).unwrap_or_default())
         .row("Buildpacks builtin", buildpack::builtin_names());
-    print_reports(&ctx.out, &[("stack".into(), report)], true, format).await;
+    print_reports(&ctx.out, &[("stack".into(), report)], true, format).await.map_err(failed)?;
     Ok(())
 }
 

@@ -667,6 +667,10 @@ pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Outpu
         return EXIT_FAILURE;
     }
     let out = if globals.quiet { out.quiet() } else { out };
+    let out = match globals.info {
+        Some(info) => out.with_info(info),
+        None => out,
+    };
     let mut ctx = Ctx { engine, caller, out: out.clone(), input, terminal };
     match execute(&mut ctx, command).await {
         Ok(()) => 0,
@@ -811,6 +815,8 @@ pub struct Globals {
     pub force: bool,
     pub quiet: bool,
     pub trace: bool,
+    /// A `NS:report`'s info flag (`--ps-restart-policy`): print that value only.
+    pub info: Option<crate::output::InfoFlag>,
 }
 
 /// Splits the global flags off the front of a command line. Pure.
@@ -943,9 +949,28 @@ pub fn parse(argv: &[String]) -> Result<Command, Parsed> {
 
 /// The global flags and the command an argv names. Pure.
 pub fn parse_line(argv: &[String]) -> Result<(Globals, Command), Parsed> {
-    let (globals, rest) = take_globals(argv)?;
-    let words = apply_globals(&globals, rest);
+    let (mut globals, rest) = take_globals(argv)?;
+    let mut words = apply_globals(&globals, rest);
+    globals.info = take_info_flag(&mut words)?;
     parse_command(&words).map(|command| (globals, command))
+}
+
+/// dokku's info flag of a `NS:report` (any `--flag` the report command does not have
+/// itself), taken out of the words; which flags are valid depends on the report's rows, so
+/// it is checked when the report prints. Pure.
+fn take_info_flag(words: &mut Vec<String>) -> Result<Option<crate::output::InfoFlag>, Parsed> {
+    let Some(namespace) = words.first().and_then(|w| w.strip_suffix(":report")).map(str::to_string) else { return Ok(None) };
+    let cli = Cli::command();
+    let Some(sub) = cli.find_subcommand(&words[0]) else { return Ok(None) };
+    let own: Vec<String> = sub.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).chain(["help".to_string()]).collect();
+    let is_info = |w: &String| w.starts_with("--") && !own.iter().any(|o| w[2..].split('=').next() == Some(o.as_str()));
+    let flags: Vec<String> = words.iter().filter(|w| is_info(w)).cloned().collect();
+    if flags.len() > 1 {
+        return Err(Parsed::Usage(format!("Only one info flag at a time: {}", flags.join(" "))));
+    }
+    words.retain(|w| !is_info(w));
+    let prefix = if namespace == "apps" { "app" } else { namespace.as_str() };
+    Ok(flags.into_iter().next().map(|flag| crate::output::InfoFlag { prefix: prefix.to_string(), flag }))
 }
 
 fn parse_command(argv: &[String]) -> Result<Command, Parsed> {
@@ -1038,7 +1063,7 @@ mod tests {
     #[test]
     fn dokku_global_flags_come_before_the_command() {
         let (globals, command) = parse_line(&words("--app myapp --quiet --trace config:show")).unwrap();
-        assert_eq!(globals, Globals { app: Some("myapp".into()), force: false, quiet: true, trace: true });
+        assert_eq!(globals, Globals { app: Some("myapp".into()), force: false, quiet: true, trace: true, info: None });
         assert!(matches!(command, Command::ConfigShow { app, .. } if app == "myapp"));
         // The app given twice is taken once.
         assert!(matches!(parse(&words("--app=myapp config:show myapp")).unwrap(), Command::ConfigShow { app, .. } if app == "myapp"));
@@ -1049,6 +1074,19 @@ mod tests {
         assert!(matches!(parse(&words("--app")).unwrap_err(), Parsed::Usage(m) if m.contains("--app needs an app name")));
         // A command whose first argument is not an app gets no app inserted.
         assert!(matches!(parse(&words("--app x ssh-keys:list")).unwrap(), Command::KeysList { .. }));
+    }
+
+    #[test]
+    fn report_info_flags_are_taken_out_for_the_report() {
+        let (globals, command) = parse_line(&words("ps:report myapp --ps-restart-policy")).unwrap();
+        assert_eq!(globals.info, Some(crate::output::InfoFlag { prefix: "ps".into(), flag: "--ps-restart-policy".into() }));
+        assert!(matches!(command, Command::PsReport { app: Some(a), .. } if a == "myapp"));
+        let (globals, _) = parse_line(&words("apps:report x --app-locked --format json")).unwrap();
+        assert_eq!(globals.info.unwrap().flag, "--app-locked");
+        assert!(parse_line(&words("apps:report x --format json")).unwrap().0.info.is_none());
+        assert!(matches!(parse_line(&words("ps:report x --a --b")).unwrap_err(), Parsed::Usage(m) if m.contains("one info flag")));
+        assert_eq!(crate::output::info_flag("app", "App locked"), "--app-locked");
+        assert_eq!(crate::output::info_flag("ps", "Restart policy"), "--ps-restart-policy");
     }
 
     #[test]

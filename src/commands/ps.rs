@@ -215,7 +215,7 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
             .row("Containers", list);
         reports.push((name, report));
     }
-    print_reports(&ctx.out, &reports, app.is_some(), format).await;
+    print_reports(&ctx.out, &reports, app.is_some(), format).await.map_err(failed)?;
     if damaged > 0 {
         return Err(failed(format!("{damaged} app(s) could not be read (see above)")));
     }

@@ -143,6 +143,6 @@ pub async fn report(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
     report = report.row("All processes", show(&config.resources.get(ALL_PROCESSES).cloned().unwrap_or_default()));
     let per: Vec<String> = config.resources.iter().filter(|(k, _)| *k != ALL_PROCESSES).map(|(k, l)| format!("{k}: {}", show(l))).collect();
     report = report.row("Per process", per);
-    print_reports(&ctx.out, &[(app.to_string(), report)], true, format).await;
+    print_reports(&ctx.out, &[(app.to_string(), report)], true, format).await.map_err(failed)?;
     Ok(())
 }

@@ -53,6 +53,13 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "--quiet --force --app api.v2 apps:destroy", code: 0, stdout: "", stderr: "" },
         Case { line: "--app", code: 2, stdout: "", stderr: "--app needs an app name" },
         Case { line: "apps:list --quiet", code: 0, stdout: "=1994app\n", stderr: "" },
+        // Info flags: one value of a report, an empty line when unset.
+        Case { line: "apps:report 1994app --app-locked", code: 0, stdout: "=false\n", stderr: "" },
+        Case { line: "ps:report 1994app --ps-restart-policy", code: 0, stdout: "=unless-stopped\n", stderr: "" },
+        Case { line: "--app 1994app ps:report --ps-restart-policy", code: 0, stdout: "=unless-stopped\n", stderr: "" },
+        Case { line: "git:report 1994app --git-sha", code: 0, stdout: "=\n", stderr: "" },
+        Case { line: "ps:report 1994app --ps-nope", code: 1, stdout: "", stderr: "Invalid flag passed, valid flags: --ps-containers, --ps-deployed, " },
+        Case { line: "apps:report 1994app --app-nope", code: 1, stdout: "", stderr: "= !     Invalid flag passed, valid flags: --app-created-at, --app-dir, --app-locked\n" },
     ];
     for case in &cases {
         check(&d, case);
