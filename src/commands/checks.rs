@@ -10,8 +10,20 @@ pub enum Mode {
     Skip,
 }
 
-pub async fn set_mode(ctx: &mut Ctx<'_>, app: &str, mode: Mode) -> CmdResult {
+pub async fn set_mode(ctx: &mut Ctx<'_>, app: &str, mode: Mode, processes: Option<&str>) -> CmdResult {
     validate::app_name(app)?;
+    // dokku takes a list of process types; berth checks web only (others must keep running
+    // for 2 s), so a list without web changes nothing.
+    if let Some(list) = processes {
+        let types: Vec<&str> = list.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+        for t in &types {
+            validate::process_type(t)?;
+        }
+        if !types.contains(&crate::process::WEB) {
+            ctx.out.step(format!("Readiness checks are for web only: nothing to change for {}", types.join(","))).await;
+            return Ok(());
+        }
+    }
     ctx.engine
         .update_app(app, |config| {
             let checks = &mut config.checks;

@@ -72,6 +72,105 @@ pub async fn unset(ctx: &mut Ctx<'_>, app: &str, keys: &[String], no_restart: bo
     apply(ctx, app, no_restart, undo).await
 }
 
+/// `config:clear APP`: every key unset.
+pub async fn clear(ctx: &mut Ctx<'_>, app: &str, no_restart: bool) -> CmdResult {
+    validate::app_name(app)?;
+    let undo = ctx
+        .engine
+        .update_app(app, |config| {
+            let undo: Undo = config.env.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+            config.env.clear();
+            Ok::<_, CmdError>(undo)
+        })
+        .await?;
+    if undo.is_empty() {
+        ctx.out.step(format!("{app} has no config vars")).await;
+        return Ok(());
+    }
+    ctx.out.step("Unsetting all config vars").await;
+    apply(ctx, app, no_restart, undo).await
+}
+
+/// The most `config:import` reads from stdin.
+const MAX_IMPORT: usize = 1024 * 1024;
+
+/// `config:import APP [-] [--replace]`: an env file on stdin (`KEY=value` lines, `export`,
+/// quotes and `#` comments as shells and docker's env files write them); `--replace` also
+/// unsets the keys the file does not name.
+pub async fn import(ctx: &mut Ctx<'_>, app: &str, source: Option<&str>, replace: bool, no_restart: bool) -> CmdResult {
+    validate::app_name(app)?;
+    if source.is_some_and(|s| s != "-") {
+        return Err(failed("config:import reads the env file from stdin: config:import APP - < FILE"));
+    }
+    let bytes = ctx.input.read_to_end(MAX_IMPORT).await.map_err(|_| failed(format!("The env file is over {} KiB", MAX_IMPORT / 1024)))?;
+    let text = String::from_utf8(bytes).map_err(|_| failed("The env file is not UTF-8 text"))?;
+    let parsed = parse_env_file(&text).map_err(failed)?;
+    if parsed.is_empty() && !replace {
+        return Err(failed("No config vars in the input: lines are KEY=value"));
+    }
+    let undo = ctx
+        .engine
+        .update_app(app, |config| {
+            let mut undo: Undo = parsed.keys().map(|k| (k.clone(), config.env.get(k).cloned())).collect();
+            if replace {
+                let dropped: Vec<String> = config.env.keys().filter(|k| !parsed.contains_key(*k)).cloned().collect();
+                for key in dropped {
+                    undo.push((key.clone(), config.env.remove(&key)));
+                }
+            }
+            for (key, value) in &parsed {
+                config.env.insert(key.clone(), value.clone());
+            }
+            validate::env_total(&config.env)?;
+            Ok::<_, CmdError>(undo)
+        })
+        .await?;
+    ctx.out.step(format!("Importing {} config var(s){}", parsed.len(), if replace { ", replacing the others" } else { "" })).await;
+    let keys: Vec<&String> = parsed.keys().collect();
+    for key in keys {
+        ctx.out.detail(key).await;
+    }
+    apply(ctx, app, no_restart, undo).await
+}
+
+/// An env file: `KEY=value` per line, optionally after `export `; blank lines and `#`
+/// comments skipped; a value in single quotes is taken as is, in double quotes with `\"`,
+/// `\\` and `\n` unescaped. Every key and value is validated. Pure.
+pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut vars = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").map_or(line, str::trim_start);
+        let (key, raw) = line.split_once('=').ok_or_else(|| format!("line {}: expected KEY=value", n + 1))?;
+        let key = validate::env_key(key.trim()).map_err(|e| format!("line {}: {e}", n + 1))?.to_string();
+        let value = if raw.len() >= 2 && raw.starts_with('\'') && raw.ends_with('\'') {
+            raw[1..raw.len() - 1].to_string()
+        } else if raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"') {
+            let mut value = String::new();
+            let mut chars = raw[1..raw.len() - 1].chars();
+            while let Some(c) = chars.next() {
+                match (c, c == '\\') {
+                    (_, true) => match chars.next() {
+                        Some('n') => value.push('\n'),
+                        Some(other) => value.push(other),
+                        None => value.push('\\'),
+                    },
+                    (c, false) => value.push(c),
+                }
+            }
+            value
+        } else {
+            raw.to_string()
+        };
+        let (key, value) = validate::env_pair(&format!("{key}={value}")).map_err(|e| format!("line {}: {e}", n + 1))?;
+        vars.insert(key, value);
+    }
+    Ok(vars)
+}
+
 /// Config changes reach running containers through a new release (the usual swap).
 /// Until an app has been deployed there is nothing to restart: the next deploy uses them.
 /// If the restart fails, the changed keys go back to what they were (`undo`): a value the
@@ -222,5 +321,23 @@ mod tests {
     fn envfile_keeps_one_line_per_var() {
         let env: BTreeMap<String, String> = [("A".to_string(), "x\ny".to_string())].into();
         assert_eq!(render_export(&env, ExportFormat::Envfile), "A=x\\ny\n");
+    }
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+
+    #[test]
+    fn env_files_read_as_shells_and_docker_write_them() {
+        let text = "# comment\n\nA=1\nexport B='two words'\nC=\"line\\nnext \\\"q\\\"\"\nD=\nE=a=b\n";
+        let vars = parse_env_file(text).unwrap();
+        assert_eq!(vars["A"], "1");
+        assert_eq!(vars["B"], "two words");
+        assert_eq!(vars["C"], "line\nnext \"q\"");
+        assert_eq!(vars["D"], "");
+        assert_eq!(vars["E"], "a=b");
+        assert!(parse_env_file("1BAD=x").unwrap_err().starts_with("line 1: "));
+        assert!(parse_env_file("A=1\nnoequals").unwrap_err().starts_with("line 2: expected"));
     }
 }

@@ -108,8 +108,14 @@ pub(super) async fn apply_routing(ctx: &Ctx<'_>, app: &str) -> CmdResult {
     Ok(())
 }
 
-pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
+pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format, global_only: bool) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
+    if global_only {
+        let report = Report::new("Global domains information")
+            .row("Domains global enabled", !global.global_domains.is_empty())
+            .row("Domains global vhosts", global.global_domains.clone());
+        return crate::output::print_reports(&ctx.out, &[("global".into(), report)], true, format).await.map_err(failed);
+    }
     super::apps::report_apps(ctx, app, format, |_, name, config| {
         Report::new(format!("{name} domains information"))
             .row("Domains app enabled", !config.domains.is_empty())
@@ -118,6 +124,22 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
             .row("Domains global vhosts", global.global_domains.clone())
     })
     .await
+}
+
+/// `domains:add-global` / `domains:remove-global`: the global domains with these added or
+/// removed, applied as `domains:set-global` applies them.
+pub async fn change_global(ctx: &mut Ctx<'_>, domains: &[String], add: bool) -> CmdResult {
+    let names = domains.iter().map(|d| validate::domain(d)).collect::<Result<Vec<_>, _>>()?;
+    let mut next = ctx.engine.store.load_global()?.global_domains;
+    for name in names {
+        match (add, next.contains(&name)) {
+            (true, false) => next.push(name),
+            (false, true) => next.retain(|d| *d != name),
+            (true, true) => ctx.out.step(format!("{name} is already a global domain")).await,
+            (false, false) => ctx.out.step(format!("{name} is not a global domain")).await,
+        }
+    }
+    set_global(ctx, &next).await
 }
 
 pub async fn set_global(ctx: &mut Ctx<'_>, domains: &[String]) -> CmdResult {

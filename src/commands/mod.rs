@@ -150,6 +150,27 @@ pub enum Command {
         #[arg(long)]
         encoded: bool,
     },
+    /// Unset every env var of an app
+    #[command(name = "config:clear")]
+    ConfigClear {
+        app: String,
+        /// Do not restart the app
+        #[arg(long)]
+        no_restart: bool,
+    },
+    /// Set env vars from an env file on stdin (KEY=value lines): config:import APP - < .env
+    #[command(name = "config:import")]
+    ConfigImport {
+        app: String,
+        /// `-`: stdin (the only source)
+        source: Option<String>,
+        /// Also unset the keys the file does not name
+        #[arg(long)]
+        replace: bool,
+        /// Do not restart the app
+        #[arg(long)]
+        no_restart: bool,
+    },
     /// Unset env vars
     #[command(name = "config:unset")]
     ConfigUnset {
@@ -210,6 +231,21 @@ pub enum Command {
         app: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// The global domains only
+        #[arg(long)]
+        global: bool,
+    },
+    /// Add global domains: new apps get APP.DOMAIN
+    #[command(name = "domains:add-global")]
+    DomainsAddGlobal {
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Remove global domains (apps' default names under them go too)
+    #[command(name = "domains:remove-global")]
+    DomainsRemoveGlobal {
+        #[arg(required = true)]
+        domains: Vec<String>,
     },
     /// Set the global domains: new apps get APP.DOMAIN
     #[command(name = "domains:set-global")]
@@ -290,13 +326,25 @@ pub enum Command {
     ChecksSet { app: String, key: String, value: String },
     /// Turn readiness checks off; old containers stop as soon as new ones run
     #[command(name = "checks:disable")]
-    ChecksDisable { app: String },
+    ChecksDisable {
+        app: String,
+        /// dokku's process types (`web,worker`): berth's checks are for web only
+        processes: Option<String>,
+    },
     /// Turn readiness checks back on
     #[command(name = "checks:enable")]
-    ChecksEnable { app: String },
+    ChecksEnable {
+        app: String,
+        /// dokku's process types (`web,worker`): berth's checks are for web only
+        processes: Option<String>,
+    },
     /// Move traffic as soon as new containers run, without checks
     #[command(name = "checks:skip")]
-    ChecksSkip { app: String },
+    ChecksSkip {
+        app: String,
+        /// dokku's process types (`web,worker`): berth's checks are for web only
+        processes: Option<String>,
+    },
     /// Show an app's check settings
     #[command(name = "checks:report")]
     ChecksReport {
@@ -591,6 +639,8 @@ impl Command {
             AppsExists { app }
             | AppsLock { app }
             | ConfigSet { app, .. }
+            | ConfigClear { app, .. }
+            | ConfigImport { app, .. }
             | ConfigUnset { app, .. }
             | ConfigGet { app, .. }
             | ConfigShow { app, .. }
@@ -607,9 +657,9 @@ impl Command {
             | PortsClear { app }
             | GitSet { app, .. }
             | ChecksSet { app, .. }
-            | ChecksDisable { app }
-            | ChecksEnable { app }
-            | ChecksSkip { app }
+            | ChecksDisable { app, .. }
+            | ChecksEnable { app, .. }
+            | ChecksSkip { app, .. }
             | PsRestart { app }
             | PsRebuild { app }
             | PsScale { app, .. }
@@ -643,7 +693,7 @@ impl Command {
             GitReceive { .. } => Scope::Internal,
             // An admin's lock and limits hold against the app's own keys.
             AppsUnlock { .. } | ResourceLimit { .. } | ResourceLimitClear { .. } => Scope::Admin,
-            AppsCreate { .. } | AppsDestroy { .. } | AppsRename { .. } | DomainsSetGlobal { .. }
+            AppsCreate { .. } | AppsDestroy { .. } | AppsRename { .. } | DomainsSetGlobal { .. } | DomainsAddGlobal { .. } | DomainsRemoveGlobal { .. }
             | DomainsClearGlobal | Doctor | KeysAdd { .. } | KeysList { .. } | KeysRemove { .. } => Scope::Admin,
         }
     }
@@ -716,11 +766,15 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         ConfigShow { app, format } => config::show(ctx, &app, format).await,
         ConfigExport { app, format } => config::export(ctx, &app, format).await,
         ConfigKeys { app } => config::keys(ctx, &app).await,
+        ConfigClear { app, no_restart } => config::clear(ctx, &app, no_restart).await,
+        ConfigImport { app, source, replace, no_restart } => config::import(ctx, &app, source.as_deref(), replace, no_restart).await,
         DomainsAdd { app, domains } => domains::change(ctx, &app, domains::Change::Add(domains)).await,
         DomainsRemove { app, domains } => domains::change(ctx, &app, domains::Change::Remove(domains)).await,
         DomainsSet { app, domains } => domains::change(ctx, &app, domains::Change::Set(domains)).await,
         DomainsClear { app } => domains::change(ctx, &app, domains::Change::Clear).await,
-        DomainsReport { app, format } => domains::report(ctx, app.as_deref(), format).await,
+        DomainsReport { app, format, global } => domains::report(ctx, app.as_deref(), format, global).await,
+        DomainsAddGlobal { domains } => domains::change_global(ctx, &domains, true).await,
+        DomainsRemoveGlobal { domains } => domains::change_global(ctx, &domains, false).await,
         DomainsSetGlobal { domains } => domains::set_global(ctx, &domains).await,
         DomainsClearGlobal => domains::set_global(ctx, &[]).await,
         PortsList { app, format } => ports::list(ctx, &app, format).await,
@@ -733,9 +787,9 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         GitReport { app, format } => git::report(ctx, app.as_deref(), format).await,
         GitReceive { app, old, new, refname, context, receive_pack } => git::receive(ctx, &app, &old, &new, &refname, &context, receive_pack).await,
         ChecksSet { app, key, value } => checks::set(ctx, &app, &key, &value).await,
-        ChecksDisable { app } => checks::set_mode(ctx, &app, checks::Mode::Disable).await,
-        ChecksEnable { app } => checks::set_mode(ctx, &app, checks::Mode::Enable).await,
-        ChecksSkip { app } => checks::set_mode(ctx, &app, checks::Mode::Skip).await,
+        ChecksDisable { app, processes } => checks::set_mode(ctx, &app, checks::Mode::Disable, processes.as_deref()).await,
+        ChecksEnable { app, processes } => checks::set_mode(ctx, &app, checks::Mode::Enable, processes.as_deref()).await,
+        ChecksSkip { app, processes } => checks::set_mode(ctx, &app, checks::Mode::Skip, processes.as_deref()).await,
         ChecksReport { app, format } => checks::report(ctx, app.as_deref(), format).await,
         PsRestart { app } => ps::restart(ctx, &app, "ps:restart").await,
         PsRebuild { app } => ps::rebuild(ctx, &app).await,
@@ -975,7 +1029,7 @@ fn take_info_flag(words: &mut Vec<String>) -> Result<Option<crate::output::InfoF
 
 fn parse_command(argv: &[String]) -> Result<Command, Parsed> {
     let Some(first) = argv.first() else {
-        return Err(Parsed::Help(help_text()));
+        return Err(Parsed::Help(namespaces_help()));
     };
     let size: usize = argv.iter().map(|w| w.len() + 1).sum();
     if size > MAX_COMMAND_LINE {

@@ -23,11 +23,16 @@ fn the_first_session_walkthrough() {
 #[test]
 fn help_and_version_and_unknown_commands() {
     let d = Daemon::start();
+    // No command, or `help`: the namespaces, as dokku lists them; `help --all`: every command.
     let help = d.ssh("").ok().stdout.clone();
-    for name in ["apps:create", "config:set", "domains:add", "ports:set", "ssh-keys:add"] {
-        assert!(help.contains(name), "{name} not in help:\n{help}");
+    for name in ["apps ", "config ", "domains ", "ports ", "ssh-keys "] {
+        assert!(help.contains(&format!("    {name}")), "{name} not in help:\n{help}");
     }
     assert_eq!(d.ssh("help").ok().stdout, help);
+    let all = d.ssh("help --all").ok().stdout.clone();
+    for name in ["apps:create", "config:set", "domains:add", "ports:set", "ssh-keys:add"] {
+        assert!(all.contains(name), "{name} not in help --all:\n{all}");
+    }
     assert!(d.ssh("config:set --help").ok().stdout.contains("KEY=VALUE"));
     assert!(d.ssh("version").ok().stdout.starts_with("berth "));
     assert_eq!(d.ssh("frobnicate x").refused("is not a berth command").stderr, " !     `frobnicate` is not a berth command.\n");

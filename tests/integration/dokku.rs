@@ -64,6 +64,29 @@ fn a_dokku_users_command_lines_work_unchanged() {
     for case in &cases {
         check(&d, case);
     }
+    // config:import (an env file on stdin), --replace, config:clear.
+    let import = |line: &str, stdin: &[u8]| d.ssh_as(&d.admin, line, stdin);
+    import("config:import 1994app - --no-restart", b"# from .env\nA=1\nexport B='two words'\n").ok();
+    assert_eq!(d.ssh("config:keys 1994app").ok().stdout, "A\nB\nGREETING\n");
+    assert_eq!(d.ssh("config:get 1994app B").ok().stdout, "two words\n");
+    import("config:import 1994app --replace --no-restart", b"A=2\n").ok();
+    assert_eq!(d.ssh("config:keys 1994app").ok().stdout, "A\n");
+    import("config:import 1994app --no-restart", b"1BAD=x\n").refused("line 1: Invalid env key");
+    import("config:import 1994app /etc/passwd", b"").refused("reads the env file from stdin");
+    d.ssh("config:clear 1994app --no-restart").ok();
+    assert_eq!(d.ssh("config:keys 1994app").ok().stdout, "");
+    d.ssh("--app 1994app config:set --no-restart GREETING=hi").ok();
+    // Global domains one by one, and their report.
+    d.ssh("domains:add-global g1.test g2.test").ok();
+    assert_eq!(d.ssh("domains:report --global --domains-global-vhosts").ok().stdout, "g1.test g2.test\n");
+    d.ssh("domains:remove-global g1.test").ok();
+    assert_eq!(d.ssh("domains:report --global --domains-global-vhosts").ok().stdout, "g2.test\n");
+    assert!(d.ssh("domains:report --global").ok().stdout.starts_with("=====> Global domains information\n"));
+    // dokku's process lists: berth checks web only.
+    assert!(d.ssh("checks:disable 1994app worker").ok().stdout.contains("web only: nothing to change"));
+    assert!(d.ssh("checks:disable 1994app web,worker").ok().stdout.contains("disabled"));
+    d.ssh("checks:disable 1994app 'web,Bad!'").refused("Invalid process type");
+    d.ssh("checks:enable 1994app web").ok();
     // The same on the local CLI.
     assert_eq!(d.local(&["--app", "1994app", "config:get", "GREETING"], b"").ok().stdout, "hi\n");
     assert!(d.local(&["apps:help"], b"").ok().stdout.starts_with("Usage: berth apps[:COMMAND]"));
