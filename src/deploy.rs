@@ -21,6 +21,9 @@ pub enum Source {
     /// Build this build context (a tar of the pushed commit, on disk). `pushed`: from a
     /// push, whose branch git moves only once the deploy succeeded.
     Build { context: git::BuildContext, git_sha: String, pushed: bool },
+    /// Deploy an image built elsewhere (`git:from-image`, `git:load-image`): its Procfile
+    /// and app.json are read from its working directory. `shown`: how the user named it.
+    Image { image: String, shown: String },
     /// Run the active release's image again with the current config; with `scale`, that
     /// formation instead (it becomes the app's once it serves).
     Reuse { scale: Option<BTreeMap<String, u32>> },
@@ -59,7 +62,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
     let version = releases.next_version();
     let mut rollback_env = None;
     let mut new_scale = None;
-    let built = matches!(source, Source::Build { .. });
+    let built = matches!(source, Source::Build { .. } | Source::Image { .. });
     let pushed = matches!(source, Source::Build { pushed: true, .. });
 
     let mut release = match source {
@@ -126,6 +129,40 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                 checks,
                 processes,
                 launcher,
+                predeploy: scripts.predeploy,
+                postdeploy: scripts.postdeploy,
+                formation: BTreeMap::new(),
+                ref_pending: false,
+                compacted: false,
+            }
+        }
+        Source::Image { image, shown } => {
+            let workdir = runtime.image_workdir(&image).await.map_err(|e| format!("{shown}: {e}"))?;
+            let at = |name: &str| format!("{}/{name}", workdir.trim_end_matches('/'));
+            let files = runtime.image_files(&image, &[at("Procfile"), at("app.json")]).await.map_err(|e| format!("{shown}: {e}"))?;
+            let text = |i: usize| files.get(i).cloned().flatten().map(|b| String::from_utf8_lossy(&b).into_owned());
+            let procfile = text(0).as_deref().map(process::parse_procfile).transpose()?.unwrap_or_default();
+            let app_json = text(1);
+            let checks = app_json.as_deref().map(checks::parse_app_json).transpose()?.unwrap_or_default();
+            let scripts = app_json.as_deref().map(process::parse_scripts).transpose()?.unwrap_or_default();
+            out.step(format!("Deploying {app} from the image {shown}, without a build")).await;
+            let version_tag = format!("v{version}");
+            let tag = format!("berth/{app}:{version_tag}");
+            runtime.tag(&image, &format!("berth/{app}"), &version_tag).await.map_err(|e| format!("cannot tag {shown}: {e}"))?;
+            let id = runtime.image_info(&tag).await.map(|(id, _, _)| id).ok_or_else(|| format!("{shown} vanished while it was tagged"))?;
+            crate::crashpoint("built");
+            Release {
+                version,
+                image: id,
+                image_tag: tag,
+                git_sha: String::new(),
+                cause: format!("image {shown}"),
+                created_at: crate::unix_now(),
+                status: Status::Failed,
+                env: config.env.clone(),
+                checks,
+                processes: procfile,
+                launcher: false,
                 predeploy: scripts.predeploy,
                 postdeploy: scripts.postdeploy,
                 formation: BTreeMap::new(),

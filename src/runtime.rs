@@ -914,6 +914,52 @@ impl Runtime {
         Ok(())
     }
 
+    /// `docker load` of a `docker save` tar file; returns what it loaded (`repo:tag`, or
+    /// the image id of an untagged one).
+    pub async fn load(&self, tar: &std::path::Path) -> Result<Vec<String>, RuntimeError> {
+        let options = bollard::query_parameters::ImportImageOptions { quiet: true, ..Default::default() };
+        let mut stream = self.docker.import_image_stream(options, file_stream(tar).await?, None);
+        let mut loaded = Vec::new();
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| RuntimeError::Container(format!("the image archive cannot be loaded: {e}")))?;
+            if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                return Err(RuntimeError::Container(format!("the image archive cannot be loaded: {}", message.trim())));
+            }
+            for line in info.stream.unwrap_or_default().lines() {
+                if let Some(name) = line.strip_prefix("Loaded image: ").or_else(|| line.strip_prefix("Loaded image ID: ")) {
+                    loaded.push(name.trim().to_string());
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Tags `image` as `repo:tag`.
+    pub async fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<(), RuntimeError> {
+        let options = bollard::query_parameters::TagImageOptions { repo: Some(repo.to_string()), tag: Some(tag.to_string()) };
+        Ok(self.docker.tag_image(image, Some(options)).await?)
+    }
+
+    /// The working directory an image's containers start in ("/" when it names none).
+    pub async fn image_workdir(&self, image: &str) -> Result<String, RuntimeError> {
+        let info = self.docker.inspect_image(image).await?;
+        Ok(info.config.and_then(|c| c.working_dir).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()))
+    }
+
+    /// Regular files of an image, read from a container of it that never starts (None
+    /// for a path that is not a file there).
+    pub async fn image_files(&self, image: &str, paths: &[String]) -> Result<Vec<Option<Vec<u8>>>, RuntimeError> {
+        let labels = HashMap::from([(LABEL_ROOT.to_string(), self.root.clone()), (LABEL_ONE_OFF.to_string(), "inspect".to_string()), (LABEL_DAEMON.to_string(), daemon_run().to_string())]);
+        let body = ContainerCreateBody { image: Some(image.to_string()), labels: Some(labels), cmd: Some(vec!["true".into()]), ..Default::default() };
+        let id = self.docker.create_container(None, body).await?.id;
+        let mut files = Vec::new();
+        for path in paths {
+            files.push(self.read_file(&id, path).await);
+        }
+        let _ = self.remove(&id).await;
+        Ok(files)
+    }
+
     pub async fn remove_image(&self, image: &str) {
         let _ = self.docker.remove_image(image, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
     }

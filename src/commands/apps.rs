@@ -194,6 +194,18 @@ pub async fn set_locked(ctx: &mut Ctx<'_>, app: &str, locked: bool) -> CmdResult
     Ok(())
 }
 
+/// `apps:locked APP`: exit 0 when deploys are locked, 1 when not (dokku's words).
+pub async fn locked(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
+    validate::app_name(app)?;
+    if ctx.engine.store.load_app(app)?.locked {
+        ctx.out.line("Deploy lock exists").await;
+        Ok(())
+    } else {
+        ctx.out.line("Deploy lock does not exist").await;
+        Err(CmdError::Exit(EXIT_FAILURE))
+    }
+}
+
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
     report_apps(ctx, app, format, |ctx, name, config| {
         Report::new(format!("{name} app information"))

@@ -43,6 +43,110 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
     .await
 }
 
+/// `git:from-image APP IMAGE`: deploys an image built elsewhere (present on this engine, or
+/// pulled from its registry), as a release like any other: checks, zero-downtime swap,
+/// rollback.
+pub async fn from_image(ctx: &mut Ctx<'_>, app: &str, image: &str) -> CmdResult {
+    validate::app_name(app)?;
+    ctx.engine.store.load_app(app)?;
+    let image = image_name(app, image)?;
+    let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
+    if runtime.image_info(&image).await.is_none() {
+        ctx.out.step(format!("Pulling {image}")).await;
+        let (name, tag) = split_tag(&image);
+        runtime.pull(name, tag, PULL_LIMIT).await.map_err(|e| failed(format!("{image} is not on this server and cannot be pulled: {e}")))?;
+    }
+    deploy_image(ctx, app, &image).await
+}
+
+/// `git:load-image APP [IMAGE] < image.tar`: loads a `docker save` archive from stdin and
+/// deploys the image it holds (IMAGE names which, when it holds several).
+pub async fn load_image(ctx: &mut Ctx<'_>, app: &str, image: Option<&str>) -> CmdResult {
+    validate::app_name(app)?;
+    ctx.engine.store.load_app(app)?;
+    let wanted = image.map(|i| image_name(app, i)).transpose()?;
+    let limit = ctx.engine.store.load_global()?.build_context_limit_mb() * 1024 * 1024;
+    let path = ctx.engine.store.tmp_dir().join(format!("context-image-{:08x}.tar", rand::random::<u32>()));
+    let archive = Removed(path.clone());
+    let mut file = tokio::fs::File::create(&archive.0).await.map_err(|e| failed(format!("cannot store the archive: {e}")))?;
+    let mut size = 0u64;
+    while let Some(chunk) = ctx.input.recv().await {
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(failed(format!("The image archive is over {} MB (max_build_context_mb in berth.toml)", limit / 1024 / 1024)));
+        }
+        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(|e| failed(format!("cannot store the archive: {e}")))?;
+    }
+    tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(|e| failed(e.to_string()))?;
+    if size == 0 {
+        return Err(failed("No image archive on stdin: docker save IMAGE | ssh … git:load-image APP"));
+    }
+    // A tar's first header says "ustar" at byte 257 (docker save writes POSIX tar).
+    let mut header = [0u8; 512];
+    let read = std::fs::File::open(&archive.0).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
+    if read.is_err() || &header[257..262] != b"ustar" {
+        return Err(failed("The input is not an image archive: docker save IMAGE | ssh … git:load-image APP"));
+    }
+    ctx.out.step(format!("Loading the image archive ({:.1} MB)", size as f64 / 1e6)).await;
+    let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
+    let loaded = runtime.load(&archive.0).await.map_err(|e| failed(e.to_string()))?;
+    let image = match (wanted, loaded.as_slice()) {
+        (Some(name), _) => name,
+        (None, [only]) => only.clone(),
+        (None, []) => return Err(failed("The archive holds no image")),
+        (None, many) => return Err(failed(format!("The archive holds several images ({}): name the one to deploy", many.join(", ")))),
+    };
+    if runtime.image_info(&image).await.is_none() {
+        return Err(failed(format!("The archive does not hold {image} (it holds: {})", loaded.join(", "))));
+    }
+    if let Some(foreign) = crate::dockerfile::foreign_image(app, std::slice::from_ref(&image)) {
+        return Err(failed(format!("{foreign} is another app's image")));
+    }
+    deploy_image(ctx, app, &image).await
+}
+
+async fn deploy_image(ctx: &mut Ctx<'_>, app: &str, image: &str) -> CmdResult {
+    let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    let source = Source::Image { image: image.to_string(), shown: image.to_string() };
+    deploy::deploy_locked(ctx.engine, app, source, "git:from-image", &ctx.out).await.map_err(CmdError::Failed)?;
+    Ok(())
+}
+
+/// An image name as Docker takes it, and not another app's (`berth/OTHER:…`).
+fn image_name(app: &str, image: &str) -> Result<String, CmdError> {
+    let ok = !image.is_empty()
+        && image.len() <= 255
+        && !image.starts_with(['-', '/', '.', ':'])
+        && image.chars().all(|c| c.is_ascii_alphanumeric() || "./:_-@".contains(c));
+    if !ok {
+        return Err(failed(format!("Invalid image name {}", validate::quoted(image))));
+    }
+    if let Some(foreign) = crate::dockerfile::foreign_image(app, &[image.to_string()]) {
+        return Err(failed(format!("{foreign} is another app's image: an app may deploy only public images and its own")));
+    }
+    Ok(image.to_string())
+}
+
+/// `name:tag` → (name, tag); `latest` when there is none (a registry port is not a tag).
+fn split_tag(image: &str) -> (&str, &str) {
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (image, "latest"),
+    }
+}
+
+/// How long a pull may take.
+const PULL_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A file removed when dropped.
+struct Removed(std::path::PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Called by the pre-receive hook with the pushed commit's tree, a tar it wrote to
 /// `<root>/tmp` (`context`), which this takes over and removes when done.
 pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname: &str, context: &std::path::Path, receive_pack: Option<i32>) -> CmdResult {

@@ -133,6 +133,9 @@ pub enum Command {
     /// Refuse deploys of an app until unlocked
     #[command(name = "apps:lock")]
     AppsLock { app: String },
+    /// Exit 0 if deploys of the app are locked, 1 if not
+    #[command(name = "apps:locked")]
+    AppsLocked { app: String },
     /// Allow deploys of an app again
     #[command(name = "apps:unlock")]
     AppsUnlock { app: String },
@@ -306,6 +309,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Deploy an image built elsewhere (on this server's engine, or pulled)
+    #[command(name = "git:from-image")]
+    GitFromImage { app: String, image: String },
+    /// Deploy an image from a `docker save` archive on stdin: docker save IMG | ssh … git:load-image APP
+    #[command(name = "git:load-image")]
+    GitLoadImage { app: String, image: Option<String> },
     /// (internal) deploy a pushed commit; called by the git hook
     #[command(name = "git:receive", hide = true)]
     GitReceive {
@@ -638,6 +647,7 @@ impl Command {
             }
             AppsExists { app }
             | AppsLock { app }
+            | AppsLocked { app }
             | ConfigSet { app, .. }
             | ConfigClear { app, .. }
             | ConfigImport { app, .. }
@@ -656,6 +666,8 @@ impl Command {
             | PortsRemove { app, .. }
             | PortsClear { app }
             | GitSet { app, .. }
+            | GitFromImage { app, .. }
+            | GitLoadImage { app, .. }
             | ChecksSet { app, .. }
             | ChecksDisable { app, .. }
             | ChecksEnable { app, .. }
@@ -759,6 +771,7 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         AppsRename { old, new } => apps::rename(ctx, &old, &new).await,
         AppsReport { app, format } => apps::report(ctx, app.as_deref(), format).await,
         AppsLock { app } => apps::set_locked(ctx, &app, true).await,
+        AppsLocked { app } => apps::locked(ctx, &app).await,
         AppsUnlock { app } => apps::set_locked(ctx, &app, false).await,
         ConfigSet { app, pairs, no_restart, encoded } => config::set(ctx, &app, &pairs, encoded, no_restart).await,
         ConfigUnset { app, keys, no_restart } => config::unset(ctx, &app, &keys, no_restart).await,
@@ -785,6 +798,8 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         PortsReport { app, format } => ports::report(ctx, app.as_deref(), format).await,
         GitSet { app, key, value } => git::set(ctx, &app, &key, value.as_deref()).await,
         GitReport { app, format } => git::report(ctx, app.as_deref(), format).await,
+        GitFromImage { app, image } => git::from_image(ctx, &app, &image).await,
+        GitLoadImage { app, image } => git::load_image(ctx, &app, image.as_deref()).await,
         GitReceive { app, old, new, refname, context, receive_pack } => git::receive(ctx, &app, &old, &new, &refname, &context, receive_pack).await,
         ChecksSet { app, key, value } => checks::set(ctx, &app, &key, &value).await,
         ChecksDisable { app, processes } => checks::set_mode(ctx, &app, checks::Mode::Disable, processes.as_deref()).await,
@@ -1176,7 +1191,7 @@ mod tests {
 
     #[test]
     fn help_lists_every_command() {
-        let Parsed::Help(text) = parse(&[]).unwrap_err() else { panic!() };
+        let Parsed::Help(text) = parse(&words("help --all")).unwrap_err() else { panic!() };
         for name in ["apps:create", "config:set", "domains:set-global", "ports:list", "ssh-keys:add"] {
             assert!(text.contains(name), "{name} missing from help");
         }

@@ -87,6 +87,10 @@ fn a_dokku_users_command_lines_work_unchanged() {
     assert!(d.ssh("checks:disable 1994app web,worker").ok().stdout.contains("disabled"));
     d.ssh("checks:disable 1994app 'web,Bad!'").refused("Invalid process type");
     d.ssh("checks:enable 1994app web").ok();
+    assert_eq!(d.ssh("apps:locked 1994app").code, 1);
+    d.ssh("apps:lock 1994app").ok();
+    assert_eq!(d.ssh("apps:locked 1994app").ok().stdout, "Deploy lock exists\n");
+    d.ssh("apps:unlock 1994app").ok();
     // The same on the local CLI.
     assert_eq!(d.local(&["--app", "1994app", "config:get", "GREETING"], b"").ok().stdout, "hi\n");
     assert!(d.local(&["apps:help"], b"").ok().stdout.starts_with("Usage: berth apps[:COMMAND]"));
@@ -110,4 +114,65 @@ fn an_app_named_as_dokku_allows_deploys_and_is_served() {
     assert_eq!(out.code, 0, "{out:#?}");
     assert!(!out.stdout.contains("----->"), "{out:#?}");
     assert_eq!(get(&d, "1994.example.com"), (200, "born in 1994".into()));
+}
+
+/// An image built elsewhere (here: by `docker build` on this machine, as CI would), with a
+/// Procfile in its working directory.
+fn ci_image(name: &str, text: &str) {
+    crate::harness::base_image();
+    let dir = tempfile::tempdir().unwrap();
+    let dockerfile = format!("FROM berth-test/busybox\nWORKDIR /srv\nRUN mkdir /www && echo '{text}' > /www/index.html\nCOPY Procfile /srv/Procfile\n");
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    // Procfile commands of an image run without a shell (as dokku's): the shell is asked for.
+    let procfile = format!("web: sh -c 'exec httpd -f -p $PORT -h /www'\nrelease: echo release phase of {text}\n");
+    std::fs::write(dir.path().join("Procfile"), procfile).unwrap();
+    let status = std::process::Command::new("docker").args(["build", "-q", "-t", name]).arg(dir.path()).stdout(std::process::Stdio::null()).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn images_built_elsewhere_deploy_as_releases() {
+    let d = Daemon::start();
+    let app = "from-ci";
+    d.ssh(&format!("apps:create {app}")).ok();
+    d.ssh(&format!("domains:add {app} ci.example.com")).ok();
+    // git:load-image: a `docker save` archive on stdin.
+    ci_image("berth-test/ci-app:one", "built in ci, one");
+    let archive = std::process::Command::new("docker").args(["save", "berth-test/ci-app:one"]).output().unwrap();
+    assert!(archive.status.success());
+    let out = d.ssh_as(&d.admin, &format!("git:load-image {app}"), &archive.stdout);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stdout.contains("Loading the image archive") && out.stdout.contains("release phase of built in ci, one"), "{out:#?}");
+    assert_eq!(get(&d, "ci.example.com"), (200, "built in ci, one".into()));
+    // git:from-image: an image already on this engine; served without a failed request.
+    ci_image("berth-test/ci-app:two", "built in ci, two");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = {
+        let (stop, port) = (stop.clone(), d.http_port);
+        std::thread::spawn(move || {
+            let mut bad = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, body) = crate::harness::http_get(port, "ci.example.com", "/");
+                if status != 200 || !body.starts_with("built in ci") {
+                    bad.push((status, body));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            bad
+        })
+    };
+    d.ssh(&format!("git:from-image {app} berth-test/ci-app:two")).ok();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(prober.join().unwrap(), Vec::<(u16, String)>::new());
+    assert_eq!(get(&d, "ci.example.com"), (200, "built in ci, two".into()));
+    // A normal release: it rolls back.
+    d.ssh(&format!("releases:rollback {app} 1")).ok();
+    assert_eq!(get(&d, "ci.example.com"), (200, "built in ci, one".into()));
+    // Refusals: another app's image, a bad name, an empty archive, an unknown image.
+    d.ssh("apps:create other").ok();
+    d.ssh(&format!("git:from-image other berth/{app}:v1")).refused("another app's image");
+    d.ssh(&format!("git:from-image {app} 'bad image'")).refused("Invalid image name");
+    d.ssh(&format!("git:load-image {app}")).refused("No image archive on stdin");
+    d.ssh_as(&d.admin, &format!("git:load-image {app}"), b"not a tar").refused("not an image archive");
+    assert_eq!(get(&d, "ci.example.com"), (200, "built in ci, one".into()));
 }
