@@ -101,11 +101,12 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                         defaults.insert(process::WEB.to_string(), command);
                     }
                     out.step(format!("Building {app} with buildpacks ({})", short(&git_sha))).await;
+                    let build_env = engine.store.load_global_env().map_err(|e| e.to_string())?.under(&config.env);
                     let request = buildpack::BuildRequest {
                         app,
                         tag: &version_tag,
                         source: context.path(),
-                        env: &config.env,
+                        env: &build_env,
                         chosen: &config.buildpacks,
                         defaults: &defaults,
                         time_limit: build_limit(engine),
@@ -448,13 +449,18 @@ pub fn process_spec<'a>(
     command: Option<Vec<String>>,
 ) -> ContainerSpec<'a> {
     let limits = config.limits_for(process);
+    // The global env is read when a container starts; the release's own wins.
+    let global = engine.store.load_global_env().unwrap_or_else(|e| {
+        tracing::error!("{e}: containers start without the global env");
+        Default::default()
+    });
     ContainerSpec {
         app,
         process,
         index,
         release: release.version,
         image: &release.image,
-        env: container_env(&release.env, config.container_port()),
+        env: container_env(&global.under(&release.env), config.container_port()),
         cmd: command.or_else(|| release.command(process)),
         binds: config.storage.iter().map(|m| bind(engine, app, m)).collect(),
         memory: limits.memory.as_deref().and_then(|m| crate::validate::memory(m).ok()),

@@ -24,8 +24,46 @@ pub enum ExportFormat {
 /// Each changed key with its value before the change (None: it was not set).
 type Undo = Vec<(String, Option<String>)>;
 
+/// What `--global` makes a config command's app: the env every app gets (admins only: no
+/// key is scoped to it, as no app can have this name).
+pub const GLOBAL: &str = "@global";
+
+/// The app's name checked, or the global env.
+fn target(app: &str) -> Result<(), CmdError> {
+    if app != GLOBAL {
+        validate::app_name(app)?;
+    }
+    Ok(())
+}
+
+/// Changes an app's env, or the global one, saving only what changed.
+async fn update_env<T>(ctx: &Ctx<'_>, app: &str, change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<T, CmdError>) -> Result<T, CmdError> {
+    if app != GLOBAL {
+        return ctx.engine.update_app(app, |config| change(&mut config.env)).await;
+    }
+    let store = &ctx.engine.store;
+    let _global = store.lock_global().await;
+    let mut global = store.load_global_env()?;
+    let before = global.clone();
+    let result = change(&mut global.env)?;
+    if global != before {
+        store.save_global_env(&global)?;
+    }
+    Ok(result)
+}
+
+/// An app's env, or the global one.
+fn read_env(ctx: &Ctx<'_>, app: &str) -> Result<BTreeMap<String, String>, CmdError> {
+    Ok(if app == GLOBAL { ctx.engine.store.load_global_env()?.env } else { ctx.engine.store.load_app(app)?.env })
+}
+
+/// How a command names what it changed.
+fn shown(app: &str) -> String {
+    if app == GLOBAL { "the global env".to_string() } else { app.to_string() }
+}
+
 pub async fn set(ctx: &mut Ctx<'_>, app: &str, pairs: &[String], encoded: bool, no_restart: bool) -> CmdResult {
-    validate::app_name(app)?;
+    target(app)?;
     // Every pair is checked before anything changes: one bad pair refuses the whole command.
     let mut parsed = Vec::with_capacity(pairs.len());
     for pair in join_continuations(pairs) {
@@ -33,17 +71,15 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, pairs: &[String], encoded: bool, 
         let value = if encoded { decode(&key, &value)? } else { value };
         parsed.push((key, value));
     }
-    let undo = ctx
-        .engine
-        .update_app(app, |config| {
-            let undo: Undo = parsed.iter().map(|(k, _)| (k.clone(), config.env.get(k).cloned())).collect();
-            for (key, value) in &parsed {
-                config.env.insert(key.clone(), value.clone());
-            }
-            validate::env_total(&config.env)?;
-            Ok::<_, CmdError>(undo)
-        })
-        .await?;
+    let undo = update_env(ctx, app, |env| {
+        let undo: Undo = parsed.iter().map(|(k, _)| (k.clone(), env.get(k).cloned())).collect();
+        for (key, value) in &parsed {
+            env.insert(key.clone(), value.clone());
+        }
+        validate::env_total(env)?;
+        Ok(undo)
+    })
+    .await?;
     ctx.out.step("Setting config vars").await;
     let shown: BTreeMap<String, String> = parsed.into_iter().collect();
     print_aligned(ctx, &shown).await;
@@ -51,17 +87,15 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, pairs: &[String], encoded: bool, 
 }
 
 pub async fn unset(ctx: &mut Ctx<'_>, app: &str, keys: &[String], no_restart: bool) -> CmdResult {
-    validate::app_name(app)?;
+    target(app)?;
     for key in keys {
         validate::env_key(key)?;
     }
-    let (undo, removed) = ctx
-        .engine
-        .update_app(app, |config| {
-            let undo: Undo = keys.iter().map(|k| (k.clone(), config.env.get(k).cloned())).collect();
-            Ok::<_, CmdError>((undo, keys.iter().map(|k| (k, config.env.remove(k).is_some())).collect::<Vec<_>>()))
-        })
-        .await?;
+    let (undo, removed) = update_env(ctx, app, |env| {
+        let undo: Undo = keys.iter().map(|k| (k.clone(), env.get(k).cloned())).collect();
+        Ok((undo, keys.iter().map(|k| (k, env.remove(k).is_some())).collect::<Vec<_>>()))
+    })
+    .await?;
     for (key, was_set) in removed {
         if was_set {
             ctx.out.step(format!("Unsetting {key}")).await;
@@ -74,17 +108,15 @@ pub async fn unset(ctx: &mut Ctx<'_>, app: &str, keys: &[String], no_restart: bo
 
 /// `config:clear APP`: every key unset.
 pub async fn clear(ctx: &mut Ctx<'_>, app: &str, no_restart: bool) -> CmdResult {
-    validate::app_name(app)?;
-    let undo = ctx
-        .engine
-        .update_app(app, |config| {
-            let undo: Undo = config.env.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
-            config.env.clear();
-            Ok::<_, CmdError>(undo)
-        })
-        .await?;
+    target(app)?;
+    let undo = update_env(ctx, app, |env| {
+        let undo: Undo = env.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+        env.clear();
+        Ok(undo)
+    })
+    .await?;
     if undo.is_empty() {
-        ctx.out.step(format!("{app} has no config vars")).await;
+        ctx.out.step(format!("{} has no config vars", shown(app))).await;
         return Ok(());
     }
     ctx.out.step("Unsetting all config vars").await;
@@ -98,7 +130,7 @@ const MAX_IMPORT: usize = 1024 * 1024;
 /// quotes and `#` comments as shells and docker's env files write them); `--replace` also
 /// unsets the keys the file does not name.
 pub async fn import(ctx: &mut Ctx<'_>, app: &str, source: Option<&str>, replace: bool, no_restart: bool) -> CmdResult {
-    validate::app_name(app)?;
+    target(app)?;
     if source.is_some_and(|s| s != "-") {
         return Err(failed("config:import reads the env file from stdin: config:import APP - < FILE"));
     }
@@ -108,23 +140,21 @@ pub async fn import(ctx: &mut Ctx<'_>, app: &str, source: Option<&str>, replace:
     if parsed.is_empty() && !replace {
         return Err(failed("No config vars in the input: lines are KEY=value"));
     }
-    let undo = ctx
-        .engine
-        .update_app(app, |config| {
-            let mut undo: Undo = parsed.keys().map(|k| (k.clone(), config.env.get(k).cloned())).collect();
-            if replace {
-                let dropped: Vec<String> = config.env.keys().filter(|k| !parsed.contains_key(*k)).cloned().collect();
-                for key in dropped {
-                    undo.push((key.clone(), config.env.remove(&key)));
-                }
+    let undo = update_env(ctx, app, |env| {
+        let mut undo: Undo = parsed.keys().map(|k| (k.clone(), env.get(k).cloned())).collect();
+        if replace {
+            let dropped: Vec<String> = env.keys().filter(|k| !parsed.contains_key(*k)).cloned().collect();
+            for key in dropped {
+                undo.push((key.clone(), env.remove(&key)));
             }
-            for (key, value) in &parsed {
-                config.env.insert(key.clone(), value.clone());
-            }
-            validate::env_total(&config.env)?;
-            Ok::<_, CmdError>(undo)
-        })
-        .await?;
+        }
+        for (key, value) in &parsed {
+            env.insert(key.clone(), value.clone());
+        }
+        validate::env_total(env)?;
+        Ok(undo)
+    })
+    .await?;
     ctx.out.step(format!("Importing {} config var(s){}", parsed.len(), if replace { ", replacing the others" } else { "" })).await;
     let keys: Vec<&String> = parsed.keys().collect();
     for key in keys {
@@ -176,6 +206,10 @@ pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, String> {
 /// If the restart fails, the changed keys go back to what they were (`undo`): a value the
 /// app cannot start with must not stay to fail every later deploy.
 async fn apply(ctx: &mut Ctx<'_>, app: &str, no_restart: bool, undo: Undo) -> CmdResult {
+    if app == GLOBAL {
+        ctx.out.step("The global env reaches each app's containers started from now on (ps:restart APP applies it now)").await;
+        return Ok(());
+    }
     if no_restart || ctx.engine.store.load_releases(app)?.active().is_none() {
         return Ok(());
     }
@@ -203,42 +237,39 @@ async fn apply(ctx: &mut Ctx<'_>, app: &str, no_restart: bool, undo: Undo) -> Cm
 }
 
 pub async fn get(ctx: &mut Ctx<'_>, app: &str, key: &str) -> CmdResult {
-    validate::app_name(app)?;
+    target(app)?;
     validate::env_key(key)?;
-    let config = ctx.engine.store.load_app(app)?;
-    match config.env.get(key) {
+    match read_env(ctx, app)?.get(key) {
         Some(value) => {
             ctx.out.line(value).await;
             Ok(())
         }
-        None => Err(failed(format!("Config var {key} is not set for {app}"))),
+        None => Err(failed(format!("Config var {key} is not set for {}", shown(app)))),
     }
 }
 
 pub async fn show(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
-    validate::app_name(app)?;
-    let config = ctx.engine.store.load_app(app)?;
+    target(app)?;
+    let env = read_env(ctx, app)?;
     match format {
-        Format::Json => ctx.out.line(serde_json::to_string(&config.env).unwrap_or_default()).await,
+        Format::Json => ctx.out.line(serde_json::to_string(&env).unwrap_or_default()).await,
         Format::Text => {
-            ctx.out.header(format!("{app} env vars")).await;
-            print_aligned(ctx, &config.env).await;
+            ctx.out.header(if app == GLOBAL { "global env vars".to_string() } else { format!("{app} env vars") }).await;
+            print_aligned(ctx, &env).await;
         }
     }
     Ok(())
 }
 
 pub async fn export(ctx: &mut Ctx<'_>, app: &str, format: ExportFormat) -> CmdResult {
-    validate::app_name(app)?;
-    let config = ctx.engine.store.load_app(app)?;
-    ctx.out.stdout(render_export(&config.env, format)).await;
+    target(app)?;
+    ctx.out.stdout(render_export(&read_env(ctx, app)?, format)).await;
     Ok(())
 }
 
 pub async fn keys(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
-    validate::app_name(app)?;
-    let config = ctx.engine.store.load_app(app)?;
-    for key in config.env.keys() {
+    target(app)?;
+    for key in read_env(ctx, app)?.keys() {
         ctx.out.line(key).await;
     }
     Ok(())

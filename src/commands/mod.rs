@@ -266,6 +266,9 @@ pub enum Command {
         app: String,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// One `scheme:host:container` per line, without the table
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Replace an app's port mappings: scheme:host-port:container-port…
     #[command(name = "ports:set")]
@@ -790,7 +793,7 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         DomainsRemoveGlobal { domains } => domains::change_global(ctx, &domains, false).await,
         DomainsSetGlobal { domains } => domains::set_global(ctx, &domains).await,
         DomainsClearGlobal => domains::set_global(ctx, &[]).await,
-        PortsList { app, format } => ports::list(ctx, &app, format).await,
+        PortsList { app, format, quiet } => ports::list(ctx, &app, format, quiet).await,
         PortsSet { app, maps } => ports::change(ctx, &app, ports::Change::Set(maps)).await,
         PortsAdd { app, maps } => ports::change(ctx, &app, ports::Change::Add(maps)).await,
         PortsRemove { app, maps } => ports::change(ctx, &app, ports::Change::Remove(maps)).await,
@@ -1021,6 +1024,11 @@ pub fn parse_line(argv: &[String]) -> Result<(Globals, Command), Parsed> {
     let (mut globals, rest) = take_globals(argv)?;
     let mut words = apply_globals(&globals, rest);
     globals.info = take_info_flag(&mut words)?;
+    // `config:* --global`: the env every app gets stands where the app would.
+    if words.first().is_some_and(|w| w.starts_with("config:")) && words.iter().any(|w| w == "--global") {
+        words.retain(|w| w != "--global");
+        words.insert(1, config::GLOBAL.to_string());
+    }
     parse_command(&words).map(|command| (globals, command))
 }
 

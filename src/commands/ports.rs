@@ -11,7 +11,7 @@ pub enum Change {
     Clear,
 }
 
-pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
+pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format, quiet: bool) -> CmdResult {
     validate::app_name(app)?;
     let config = ctx.engine.store.load_app(app)?;
     let ports = config.effective_ports();
@@ -22,6 +22,11 @@ pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
                 .map(|p| serde_json::json!({"scheme": p.scheme.to_string(), "host_port": p.host, "container_port": p.container}))
                 .collect();
             ctx.out.line(serde_json::Value::Array(list).to_string()).await;
+        }
+        Format::Text if quiet => {
+            for p in ports {
+                ctx.out.line(p.to_string()).await;
+            }
         }
         Format::Text => {
             ctx.out.header(format!("{app} port mappings")).await;

@@ -17,7 +17,8 @@ pub async fn run(ctx: &mut Ctx<'_>, app: &str, command: Vec<String>) -> CmdResul
     // Buildpack images run commands through the launcher, which sources .profile.d.
     let mut spec = crate::deploy::process_spec(ctx.engine, app, &config, active, "run", 0, Some(active.one_off(command)));
     // The app's config as it is now, as Heroku and dokku run it (even after --no-restart).
-    spec.env = crate::deploy::container_env(&config.env, config.container_port());
+    let global = ctx.engine.store.load_global_env()?;
+    spec.env = crate::deploy::container_env(&global.under(&config.env), config.container_port());
     let client = Client { out: &ctx.out, input: &mut ctx.input, terminal: ctx.terminal.as_mut() };
     let code = runtime.run_once(&spec, client).await.map_err(|e| failed(e.to_string()))?;
     exit_status(code)

@@ -293,6 +293,41 @@ impl Store {
     pub fn save_global(&self, global: &GlobalConfig) -> Result<()> {
         write_toml(&self.global_file(), "berth's global settings (berth daemon flags override them)", global, 0o644)
     }
+
+    /// The env every app's containers get (`config:set --global`); an app's own env wins.
+    /// Secrets: its own file, 0600 (berth.toml is world-readable).
+    fn global_env_file(&self) -> PathBuf {
+        self.root.join("keys").join("global-env.toml")
+    }
+
+    pub fn load_global_env(&self) -> Result<GlobalEnv> {
+        let path = self.global_env_file();
+        if !path.exists() {
+            return Ok(GlobalEnv::default());
+        }
+        read_toml(&path)
+    }
+
+    /// Call with the global lock held.
+    pub fn save_global_env(&self, env: &GlobalEnv) -> Result<()> {
+        write_toml(&self.global_env_file(), "env vars every app gets (config:set --global)", env, 0o600)
+    }
+}
+
+/// The env every app's containers and builds get; the app's own env wins.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct GlobalEnv {
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl GlobalEnv {
+    /// The env a container of an app gets: this, with the app's own over it.
+    pub fn under(&self, app_env: &std::collections::BTreeMap<String, String>) -> std::collections::BTreeMap<String, String> {
+        let mut env = self.env.clone();
+        env.extend(app_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
 }
 
 fn read_text(path: &Path) -> Result<String> {

@@ -87,6 +87,7 @@ fn a_dokku_users_command_lines_work_unchanged() {
     assert!(d.ssh("checks:disable 1994app web,worker").ok().stdout.contains("disabled"));
     d.ssh("checks:disable 1994app 'web,Bad!'").refused("Invalid process type");
     d.ssh("checks:enable 1994app web").ok();
+    assert_eq!(d.ssh("ports:list 1994app --quiet").ok().stdout, "http:80:5000\n");
     assert_eq!(d.ssh("apps:locked 1994app").code, 1);
     d.ssh("apps:lock 1994app").ok();
     assert_eq!(d.ssh("apps:locked 1994app").ok().stdout, "Deploy lock exists\n");
@@ -113,6 +114,18 @@ fn an_app_named_as_dokku_allows_deploys_and_is_served() {
     let out = d.ssh("--quiet --app 1994app ps:restart");
     assert_eq!(out.code, 0, "{out:#?}");
     assert!(!out.stdout.contains("----->"), "{out:#?}");
+    assert_eq!(get(&d, "1994.example.com"), (200, "born in 1994".into()));
+    // The global env reaches every app's containers; an app's own value wins.
+    d.ssh("config:set --global SHARED=from-global TZ=UTC").ok();
+    assert_eq!(d.ssh("config:get --global SHARED").ok().stdout, "from-global\n");
+    assert_eq!(d.ssh("config:keys --global").ok().stdout, "SHARED\nTZ\n");
+    assert_eq!(d.ssh("config:show 1994app --format json").ok().stdout, "{}\n");
+    let echo = |d: &Daemon| d.ssh("run 1994app sh -c 'echo $SHARED $TZ'").ok().stdout.clone();
+    assert_eq!(echo(&d), "from-global UTC\n");
+    d.ssh("config:set 1994app SHARED=mine").ok();
+    assert_eq!(echo(&d), "mine UTC\n");
+    d.ssh("config:unset --global TZ").ok();
+    assert_eq!(echo(&d), "mine\n");
     assert_eq!(get(&d, "1994.example.com"), (200, "born in 1994".into()));
 }
 
