@@ -194,6 +194,75 @@ pub async fn set_locked(ctx: &mut Ctx<'_>, app: &str, locked: bool) -> CmdResult
     Ok(())
 }
 
+/// `apps:clone OLD NEW`: a new app with OLD's env and settings and a copy of its git
+/// repository, deployed from its deploy branch unless `skip_deploy`. Domains (they are
+/// OLD's), storage, certificates and locks are not copied.
+pub async fn clone(ctx: &mut Ctx<'_>, old: &str, new: &str, skip_deploy: bool, ignore_existing: bool) -> CmdResult {
+    validate::app_name(old)?;
+    validate::new_app_name(new)?;
+    let source = ctx.engine.store.load_app(old)?;
+    if ctx.engine.store.app_exists(new) {
+        if ignore_existing {
+            ctx.out.step(format!("{new} already exists: nothing cloned")).await;
+            return Ok(());
+        }
+        return Err(StoreError::AppExists(new.to_string()).into());
+    }
+    create_app(ctx.engine, new).await?;
+    let copied = async {
+        ctx.engine
+            .update_app(new, |config| {
+                let domains = std::mem::take(&mut config.domains);
+                let created_at = config.created_at;
+                *config = source.clone();
+                config.domains = domains;
+                config.created_at = created_at;
+                config.locked = false;
+                config.stopped = false;
+                config.letsencrypt = Default::default();
+                // Named storage is OLD's data: the copy starts without mounts.
+                config.storage.clear();
+                Ok::<_, CmdError>(())
+            })
+            .await?;
+        let (from, to) = (ctx.engine.store.repo_dir(old), ctx.engine.store.repo_dir(new));
+        if from.join("HEAD").exists() {
+            copy_dir(&from, &to).map_err(|e| failed(format!("cannot copy the git repository of {old}: {e}")))?;
+            crate::git::ensure_repo(&to, &ctx.engine.exe, &ctx.engine.root(), new).map_err(|e| failed(e.to_string()))?;
+        }
+        Ok::<_, CmdError>(())
+    }
+    .await;
+    if let Err(e) = copied {
+        let _ = remove_unborn(ctx.engine, new).await;
+        return Err(e);
+    }
+    ctx.out.step(format!("Cloned {old} to {new}")).await;
+    let deployed = ctx.engine.store.load_releases(old)?.active().is_some();
+    if skip_deploy || !deployed {
+        return Ok(());
+    }
+    super::ps::rebuild(ctx, new).await
+}
+
+/// Copies a directory tree (files, directories, symlinks as symlinks).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_dir(&src, &dst)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
 /// `apps:locked APP`: exit 0 when deploys are locked, 1 when not (dokku's words).
 pub async fn locked(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
     validate::app_name(app)?;

@@ -133,6 +133,19 @@ pub enum Command {
     /// Refuse deploys of an app until unlocked
     #[command(name = "apps:lock")]
     AppsLock { app: String },
+    /// Copy an app: its config, settings and git repository (not its domains, storage or
+    /// certificates), then deploy the copy
+    #[command(name = "apps:clone")]
+    AppsClone {
+        old: String,
+        new: String,
+        /// Do not deploy the copy
+        #[arg(long)]
+        skip_deploy: bool,
+        /// Do nothing (and succeed) if the new app exists
+        #[arg(long)]
+        ignore_existing: bool,
+    },
     /// Exit 0 if deploys of the app are locked, 1 if not
     #[command(name = "apps:locked")]
     AppsLocked { app: String },
@@ -416,14 +429,14 @@ pub enum Command {
         #[arg(long = "cpu")]
         cpus: Option<String>,
         /// Only this process type
-        #[arg(long)]
+        #[arg(long, visible_alias = "process-type")]
         process: Option<String>,
     },
     /// Remove limits (of every process type, or of one)
     #[command(name = "resource:limit-clear")]
     ResourceLimitClear {
         app: String,
-        #[arg(long)]
+        #[arg(long, visible_alias = "process-type")]
         process: Option<String>,
     },
     /// Show an app's limits
@@ -708,7 +721,7 @@ impl Command {
             GitReceive { .. } => Scope::Internal,
             // An admin's lock and limits hold against the app's own keys.
             AppsUnlock { .. } | ResourceLimit { .. } | ResourceLimitClear { .. } => Scope::Admin,
-            AppsCreate { .. } | AppsDestroy { .. } | AppsRename { .. } | DomainsSetGlobal { .. } | DomainsAddGlobal { .. } | DomainsRemoveGlobal { .. }
+            AppsCreate { .. } | AppsDestroy { .. } | AppsRename { .. } | AppsClone { .. } | DomainsSetGlobal { .. } | DomainsAddGlobal { .. } | DomainsRemoveGlobal { .. }
             | DomainsClearGlobal | Doctor | KeysAdd { .. } | KeysList { .. } | KeysRemove { .. } => Scope::Admin,
         }
     }
@@ -775,6 +788,7 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
         AppsReport { app, format } => apps::report(ctx, app.as_deref(), format).await,
         AppsLock { app } => apps::set_locked(ctx, &app, true).await,
         AppsLocked { app } => apps::locked(ctx, &app).await,
+        AppsClone { old, new, skip_deploy, ignore_existing } => apps::clone(ctx, &old, &new, skip_deploy, ignore_existing).await,
         AppsUnlock { app } => apps::set_locked(ctx, &app, false).await,
         ConfigSet { app, pairs, no_restart, encoded } => config::set(ctx, &app, &pairs, encoded, no_restart).await,
         ConfigUnset { app, keys, no_restart } => config::unset(ctx, &app, &keys, no_restart).await,

@@ -127,6 +127,16 @@ fn an_app_named_as_dokku_allows_deploys_and_is_served() {
     d.ssh("config:unset --global TZ").ok();
     assert_eq!(echo(&d), "mine\n");
     assert_eq!(get(&d, "1994.example.com"), (200, "born in 1994".into()));
+    // apps:clone: config and code, not domains; deployed from the copied repository.
+    let out = d.ssh("apps:clone 1994app copy.of.1994");
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(d.ssh("config:get copy.of.1994 SHARED").ok().stdout, "mine\n");
+    assert!(!d.ssh("domains:report copy.of.1994 --domains-app-vhosts").ok().stdout.contains("1994.example.com"));
+    d.ssh("domains:add copy.of.1994 copy.example.com").ok();
+    assert_eq!(get(&d, "copy.example.com"), (200, "born in 1994".into()));
+    d.ssh("apps:clone 1994app copy.of.1994").refused("already exists");
+    d.ssh("apps:clone 1994app copy.of.1994 --ignore-existing").ok();
+    assert_eq!(get(&d, "1994.example.com"), (200, "born in 1994".into()));
 }
 
 /// An image built elsewhere (here: by `docker build` on this machine, as CI would), with a
