@@ -627,7 +627,9 @@ impl Runtime {
     /// `docker run` does: reading the logs of a container that already exited can miss what
     /// it wrote last.
     async fn attach_and_start(&self, id: &str, stdin: bool) -> Result<bollard::container::AttachContainerResults, RuntimeError> {
-        let options = bollard::query_parameters::AttachContainerOptions { stream: true, stdin, stdout: true, stderr: true, logs: true, ..Default::default() };
+        // Stream only, as `docker run` attaches: attached before the start, the stream has
+        // everything; asking for the logs too can replay output the stream also carries.
+        let options = bollard::query_parameters::AttachContainerOptions { stream: true, stdin, stdout: true, stderr: true, logs: false, ..Default::default() };
         let attached = self.docker.attach_container(id, Some(options)).await?;
         self.docker.start_container(id, None).await?;
         Ok(attached)
