@@ -917,15 +917,26 @@ pub async fn prune_images(engine: &Engine, app: &str) -> Result<usize, String> {
             }
             continue;
         }
-        // Tag by tag (an image with several tags is not removed by id), then the image.
-        for tag in &image.tags {
-            runtime.remove_image_checked(tag).await;
-        }
-        if runtime.remove_image_checked(&image.id).await {
+        if remove_app_image(&runtime, app, &image).await {
             removed += 1;
         }
     }
     Ok(removed)
+}
+
+/// Removes an image of the app's: berth's tags of it (`berth/APP:…`), then the image itself
+/// unless it carries other names: an image deployed with `git:from-image` keeps the name
+/// its owner gave it. True if the image is gone.
+async fn remove_app_image(runtime: &Runtime, app: &str, image: &crate::runtime::AppImage) -> bool {
+    let ours = format!("berth/{app}:");
+    let named: Vec<&String> = image.tags.iter().filter(|t| t.as_str() != "<none>:<none>").collect();
+    for tag in named.iter().filter(|t| t.starts_with(&ours)) {
+        runtime.remove_image_checked(tag).await;
+    }
+    if named.iter().any(|t| !t.starts_with(&ours)) {
+        return false;
+    }
+    runtime.remove_image_checked(&image.id).await
 }
 
 /// Stops an app's containers, keeping them and its state (`ps:stop`). Its site goes first,
@@ -967,7 +978,7 @@ pub async fn teardown(engine: &Engine, app: &str) -> Result<(), String> {
                 runtime.remove_image(&release.image_tag).await;
             }
             for image in runtime.app_images(app).await.unwrap_or_default() {
-                runtime.remove_image_checked(&image.id).await;
+                remove_app_image(&runtime, app, &image).await;
             }
         }
         Err(e) if ever_ran => return Err(format!("{e}: {app}'s containers cannot be removed, so nothing was; run this again once Docker answers")),

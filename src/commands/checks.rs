@@ -54,10 +54,7 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdRes
         "wait-to-retire" => (0, 3600),
         "attempts" => (0, 1000),
         other => {
-            return Err(failed(format!(
-                "Unknown checks setting {}: the settings are timeout, wait-to-retire, attempts",
-                validate::quoted(other)
-            )));
+            return Err(super::invalid_property(other, &["timeout", "wait-to-retire", "attempts"]));
         }
     };
     if !(low..=high).contains(&number) {

@@ -26,7 +26,7 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: Option<&str>) -
             ctx.out.step(format!("Set deploy-branch of {app} to {shown}")).await;
             Ok(())
         }
-        other => Err(failed(format!("Unknown git setting {}: the settings are: deploy-branch", validate::quoted(other)))),
+        other => Err(super::invalid_property(other, &["deploy-branch"])),
     }
 }
 

@@ -60,6 +60,13 @@ pub fn failed(msg: impl Into<String>) -> CmdError {
     CmdError::Failed(msg.into())
 }
 
+/// dokku's refusal of an `NS:set` property it does not have, naming the valid ones (sorted).
+pub fn invalid_property(key: &str, valid: &[&str]) -> CmdError {
+    let mut valid = valid.to_vec();
+    valid.sort_unstable();
+    failed(format!("Invalid property specified ({}), valid properties include: {}", crate::validate::quoted(key), valid.join(", ")))
+}
+
 /// Everything a handler needs: the engine, who is asking, and the caller's streams.
 pub struct Ctx<'a> {
     pub engine: &'a Engine,

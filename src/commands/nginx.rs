@@ -26,7 +26,7 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: Option<&str>) -
                     .map(|v| v.parse::<u64>().ok().filter(|n| *n <= 2 * 365 * 86_400).ok_or_else(|| failed(format!("Invalid value {} for hsts-max-age: seconds, at most 63072000 (two years)", validate::quoted(v)))))
                     .transpose()?
             }
-            _ => return Err(failed(format!("Invalid property {} for nginx:set: use one of {KEYS}", validate::quoted(key)))),
+            _ => return Err(super::invalid_property(key, &KEYS.split(", ").collect::<Vec<_>>())),
         }
         Ok(())
     };

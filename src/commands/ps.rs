@@ -144,7 +144,7 @@ pub async fn stop(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
 pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdResult {
     validate::app_name(app)?;
     if key != "restart-policy" {
-        return Err(failed(format!("Unknown ps setting {}: the setting is restart-policy", validate::quoted(key))));
+        return Err(super::invalid_property(key, &["restart-policy"]));
     }
     let policy: RestartPolicy = value.parse().map_err(failed)?;
     // Under the deploy lock: a deploy running now would start containers with the old policy.

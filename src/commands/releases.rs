@@ -78,7 +78,7 @@ pub async fn rollback(ctx: &mut Ctx<'_>, app: &str, target: Option<&str>) -> Cmd
 pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdResult {
     validate::app_name(app)?;
     if key != "keep" {
-        return Err(super::failed(format!("Unknown releases setting {}: the settings are: keep", validate::quoted(key))));
+        return Err(super::invalid_property(key, &["keep"]));
     }
     let keep: u32 = value
         .parse()

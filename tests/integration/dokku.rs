@@ -59,6 +59,9 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "--app 1994app ps:report --ps-restart-policy", code: 0, stdout: "=unless-stopped\n", stderr: "" },
         Case { line: "git:report 1994app --git-sha", code: 0, stdout: "=\n", stderr: "" },
         Case { line: "ps:report 1994app --ps-nope", code: 1, stdout: "", stderr: "Invalid flag passed, valid flags: --ps-containers, --ps-deployed, " },
+        Case { line: "git:set 1994app nope x", code: 1, stdout: "", stderr: "= !     Invalid property specified (\"nope\"), valid properties include: deploy-branch\n" },
+        Case { line: "checks:set 1994app nope 1", code: 1, stdout: "", stderr: "valid properties include: attempts, timeout, wait-to-retire" },
+        Case { line: "nginx:set 1994app nope x", code: 1, stdout: "", stderr: "valid properties include: hsts, hsts-include-subdomains, hsts-max-age, hsts-preload" },
         Case { line: "apps:report 1994app --app-nope", code: 1, stdout: "", stderr: "= !     Invalid flag passed, valid flags: --app-created-at, --app-dir, --app-locked\n" },
     ];
     for case in &cases {
@@ -198,4 +201,13 @@ fn images_built_elsewhere_deploy_as_releases() {
     d.ssh(&format!("git:load-image {app}")).refused("No image archive on stdin");
     d.ssh_as(&d.admin, &format!("git:load-image {app}"), b"not a tar").refused("not an image archive");
     assert_eq!(get(&d, "ci.example.com"), (200, "built in ci, one".into()));
+    // The images are their owner's: berth's restart, pruning and destroy remove only its own
+    // names (berth/APP:vN) of them.
+    let exists = |name: &str| std::process::Command::new("docker").args(["image", "inspect", name]).output().unwrap().status.success();
+    let mut d = d;
+    d.kill();
+    d.boot();
+    d.ssh(&format!("apps:destroy {app} --force")).ok();
+    assert!(exists("berth-test/ci-app:one") && exists("berth-test/ci-app:two"));
+    assert!(!exists(&format!("berth/{app}:v1")));
 }
