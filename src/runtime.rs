@@ -893,6 +893,19 @@ impl Runtime {
         Some((info.id.unwrap_or_default(), info.size.unwrap_or(0), info.created.map(|c| c.to_string()).unwrap_or_default()))
     }
 
+    /// The ports an image EXPOSEs (`5000/tcp` → 5000), sorted; none for an image that is
+    /// not there.
+    pub async fn exposed_ports(&self, image: &str) -> Vec<u16> {
+        let Ok(info) = self.docker.inspect_image(image).await else { return Vec::new() };
+        let mut ports: Vec<u16> = info
+            .config
+            .and_then(|c| c.exposed_ports)
+            .map(|p| p.iter().filter_map(|k| k.strip_suffix("/tcp")?.parse().ok()).collect())
+            .unwrap_or_default();
+        ports.sort_unstable();
+        ports
+    }
+
     /// Pulls `image:tag` from a registry; Err if no registry answers within `limit`.
     pub async fn pull(&self, image: &str, tag: &str, limit: Duration) -> Result<(), String> {
         let options = bollard::query_parameters::CreateImageOptions { from_image: Some(image.into()), tag: Some(tag.into()), ..Default::default() };

@@ -111,10 +111,21 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
 }
 
 pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
+    // What the active release's image EXPOSEs (dokku's detected map): asked of the engine
+    // first, as the report itself reads state only.
+    let mut detected = std::collections::HashMap::new();
+    if let Ok(runtime) = ctx.engine.runtime().await {
+        for name in super::apps::app_names(ctx, app)? {
+            let Some(active) = ctx.engine.store.load_releases(&name).ok().and_then(|r| r.active().cloned()) else { continue };
+            let ports: Vec<String> = runtime.exposed_ports(&active.image).await.iter().map(|p| format!("http:{p}:{p}")).collect();
+            detected.insert(name, ports);
+        }
+    }
     super::apps::report_apps(ctx, app, format, |_, name, config| {
         let shown = |ports: &[PortMap]| ports.iter().map(|p| p.to_string()).collect::<Vec<_>>();
         Report::new(format!("{name} ports information"))
             .row("Ports map", shown(&config.ports))
+            .row("Ports map detected", detected.get(name).cloned().unwrap_or_default())
             .row("Ports map effective", shown(&config.effective_ports()))
     })
     .await

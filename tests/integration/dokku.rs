@@ -147,7 +147,7 @@ fn an_app_named_as_dokku_allows_deploys_and_is_served() {
 fn ci_image(name: &str, text: &str) {
     crate::harness::base_image();
     let dir = tempfile::tempdir().unwrap();
-    let dockerfile = format!("FROM berth-test/busybox\nWORKDIR /srv\nRUN mkdir /www && echo '{text}' > /www/index.html\nCOPY Procfile /srv/Procfile\n");
+    let dockerfile = format!("FROM berth-test/busybox\nWORKDIR /srv\nEXPOSE 5000\nRUN mkdir /www && echo '{text}' > /www/index.html\nCOPY Procfile /srv/Procfile\n");
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
     // Procfile commands of an image run without a shell (as dokku's): the shell is asked for.
     let procfile = format!("web: sh -c 'exec httpd -f -p $PORT -h /www'\nrelease: echo release phase of {text}\n");
@@ -201,6 +201,8 @@ fn images_built_elsewhere_deploy_as_releases() {
     d.ssh(&format!("git:load-image {app}")).refused("No image archive on stdin");
     d.ssh_as(&d.admin, &format!("git:load-image {app}"), b"not a tar").refused("not an image archive");
     assert_eq!(get(&d, "ci.example.com"), (200, "built in ci, one".into()));
+    // dokku's detected port map: what the deployed image EXPOSEs.
+    assert_eq!(d.ssh(&format!("ports:report {app} --ports-map-detected")).ok().stdout, "http:5000:5000\n");
     // The images are their owner's: berth's restart, pruning and destroy remove only its own
     // names (berth/APP:vN) of them.
     let exists = |name: &str| std::process::Command::new("docker").args(["image", "inspect", name]).output().unwrap().status.success();
