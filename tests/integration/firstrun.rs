@@ -114,9 +114,16 @@ fn stop_nginx_and_hold_its_port(d: &Daemon) -> std::net::TcpListener {
     loop {
         assert!(std::time::Instant::now() < deadline, "could not stop berth's nginx");
         if let Ok(pid) = std::fs::read_to_string(d.root().join("nginx/nginx.pid")) {
-            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
-            while std::path::Path::new(&format!("/proc/{}", pid.trim())).exists() {
+            // Bounded: a master still starting may ignore SIGTERM, and a pid can be reused.
+            let pid = pid.trim().to_string();
+            let is_nginx = || std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.contains("nginx"));
+            let _ = std::process::Command::new("kill").arg(&pid).status();
+            let gone_by = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            while is_nginx() && std::time::Instant::now() < gone_by {
                 std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if is_nginx() {
+                let _ = std::process::Command::new("kill").args(["-9", &pid]).status();
             }
         }
         // The daemon restarts a dead nginx every 2 s: take the port before it does.
