@@ -230,10 +230,9 @@ impl Store {
     /// releases cannot be true, is an error: guessing would deploy the next push as v1.
     pub fn load_releases(&self, app: &str) -> Result<Releases> {
         let path = self.releases_file(app);
-        if !path.exists() {
+        let Some(releases) = read_toml_if_present::<Releases>(&path)? else {
             return Ok(Releases::default());
-        }
-        let releases: Releases = read_toml(&path)?;
+        };
         releases.check().map_err(|problem| StoreError::Implausible { path, problem })?;
         Ok(releases)
     }
@@ -256,11 +255,7 @@ impl Store {
     }
 
     pub fn load_keys(&self) -> Result<AuthorizedKeys> {
-        let path = self.keys_file();
-        if !path.exists() {
-            return Ok(AuthorizedKeys::default());
-        }
-        read_toml(&path)
+        Ok(read_toml_if_present(&self.keys_file())?.unwrap_or_default())
     }
 
     /// Call with the keys lock held.
@@ -301,11 +296,7 @@ impl Store {
     }
 
     pub fn load_global_env(&self) -> Result<GlobalEnv> {
-        let path = self.global_env_file();
-        if !path.exists() {
-            return Ok(GlobalEnv::default());
-        }
-        read_toml(&path)
+        Ok(read_toml_if_present(&self.global_env_file())?.unwrap_or_default())
     }
 
     /// Call with the global lock held.
@@ -337,6 +328,14 @@ fn read_text(path: &Path) -> Result<String> {
 /// The one read path of the state files. A file of nothing or only whitespace is damaged
 /// (berth never writes one), never "nothing stored"; one that does not parse is named
 /// with its line. A missing file is the caller's to judge (usually: nothing stored yet).
+/// A state file that may not exist yet (None); one that exists is read as `read_toml` does.
+fn read_toml_if_present<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    read_toml(path).map(Some)
+}
+
 fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = read_text(path)?;
     if text.trim().is_empty() {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Result, Store, io_err, read_toml, write_atomic, write_toml};
+use super::{Result, Store, io_err, read_toml_if_present, write_atomic, write_toml};
 use crate::tls::Bundle;
 
 /// Where an app's certificate came from.
@@ -63,11 +63,7 @@ impl Store {
 
     /// The app's certificate state, if it has a certificate.
     pub fn load_tls(&self, app: &str) -> Result<Option<TlsState>> {
-        let path = self.tls_file(app);
-        if !path.exists() {
-            return Ok(None);
-        }
-        read_toml(&path).map(Some)
+        read_toml_if_present(&self.tls_file(app))
     }
 
     /// The file nginx reads for the app's certificate.
