@@ -190,7 +190,7 @@ enum TtyOf<'a> {
 /// under /run; a lock file in a temp dir where /run is not writable).
 async fn network_lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
     tokio::task::spawn_blocking(|| {
-        let path = ["/run/lock", "/run"].iter().map(std::path::Path::new).find(|d| d.is_dir()).map_or_else(std::env::temp_dir, |d| d.to_path_buf()).join("berth-docker-network.lock");
+        let path = machine_dir().join("berth-docker-network.lock");
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).ok()?;
         nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
     })
@@ -202,7 +202,12 @@ async fn network_lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
 /// Where berth daemons on this machine say until when no new container may take an address
 /// on the berth network (one file per root, holding a Unix time in milliseconds).
 fn drain_dir() -> std::path::PathBuf {
-    ["/run/lock", "/run"].iter().map(std::path::Path::new).find(|d| d.is_dir()).map_or_else(std::env::temp_dir, |d| d.to_path_buf()).join("berth-address-drain")
+    machine_dir().join("berth-address-drain")
+}
+
+/// Where berth daemons on this machine meet (locks, holds): /run/lock, /run, or the temp dir.
+fn machine_dir() -> std::path::PathBuf {
+    ["/run/lock", "/run"].iter().map(std::path::Path::new).find(|d| d.is_dir()).map_or_else(std::env::temp_dir, |d| d.to_path_buf())
 }
 
 fn unix_millis() -> u64 {
@@ -391,26 +396,16 @@ impl Runtime {
     /// The container's address on the berth network.
     pub async fn ip(&self, id: &str) -> Result<String, RuntimeError> {
         let info = self.docker.inspect_container(id, None).await?;
-        info.network_settings
-            .and_then(|n| n.networks)
-            .and_then(|mut n| n.remove(NETWORK))
-            .and_then(|n| n.ip_address)
-            .filter(|ip| !ip.is_empty())
-            .ok_or_else(|| RuntimeError::Container(format!("the container has no address on the {NETWORK} network")))
+        network_ip(info).ok_or_else(|| RuntimeError::Container(format!("the container has no address on the {NETWORK} network")))
     }
 
     /// A container as it is this moment, asked of the engine by id (the engine's list can
     /// lag behind a container that just stopped): None if it is gone.
     pub async fn live(&self, id: &str) -> Option<Live> {
         let info = self.docker.inspect_container(id, None).await.ok()?;
-        let state = info.state.unwrap_or_default();
+        let state = info.state.clone().unwrap_or_default();
         let running = state.running == Some(true) && state.restarting != Some(true);
-        let ip = info
-            .network_settings
-            .and_then(|n| n.networks)
-            .and_then(|mut n| n.remove(NETWORK))
-            .and_then(|n| n.ip_address)
-            .filter(|ip| running && !ip.is_empty());
+        let ip = network_ip(info).filter(|_| running);
         Some(Live { running, ip, exit_code: state.exit_code.filter(|_| !running) })
     }
 
@@ -976,8 +971,13 @@ impl Runtime {
     }
 
     pub async fn remove_image(&self, image: &str) {
-        let _ = self.docker.remove_image(image, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+        self.remove_image_checked(image).await;
     }
+}
+
+/// A container's address on the berth network, if it has one.
+fn network_ip(info: bollard::models::ContainerInspectResponse) -> Option<String> {
+    info.network_settings.and_then(|n| n.networks).and_then(|mut n| n.remove(NETWORK)).and_then(|n| n.ip_address).filter(|ip| !ip.is_empty())
 }
 
 /// A build context file, read as a stream: a context of any size costs no memory.
