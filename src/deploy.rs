@@ -272,8 +272,8 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                     release.ref_pending = false;
                     record(engine, app, &release, false).await?;
                 }
-                for id in &swapped.started {
-                    let _ = runtime.remove(id).await;
+                for c in &swapped.started {
+                    let _ = runtime.remove(&c.id).await;
                 }
                 if built {
                     runtime.remove_image(&release.image_tag).await;
@@ -328,16 +328,22 @@ async fn record(engine: &Engine, app: &str, release: &Release, active: bool) -> 
     let _lock = engine.store.lock_app(app).await;
     let mut releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
     releases.releases.push(release.clone());
-    if active {
+    let prune = if active {
         releases.activate(release.version);
-        engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
-        return Ok(Vec::new());
-    }
-    let keep = engine.store.load_app(app).map_err(|e| e.to_string())?.keep_releases;
-    let mut prune = releases.images_to_prune(keep);
-    prune.extend(releases.compact(keep));
+        Vec::new()
+    } else {
+        settle(&mut releases, engine.store.load_app(app).map_err(|e| e.to_string())?.keep_releases)
+    };
     engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
     Ok(prune)
+}
+
+/// Compacts what can no longer be rolled back to and returns the image tags no release
+/// needs. Pure.
+fn settle(releases: &mut crate::store::Releases, keep: u32) -> Vec<String> {
+    let mut prune = releases.images_to_prune(keep);
+    prune.extend(releases.compact(keep));
+    prune
 }
 
 /// History stays bounded once a release is settled (served, and landed if pushed): what can
@@ -346,8 +352,7 @@ async fn settle_history(engine: &Engine, app: &str) -> Result<Vec<String>, Strin
     let _lock = engine.store.lock_app(app).await;
     let keep = engine.store.load_app(app).map_err(|e| e.to_string())?.keep_releases;
     let mut releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
-    let mut prune = releases.images_to_prune(keep);
-    prune.extend(releases.compact(keep));
+    let prune = settle(&mut releases, keep);
     engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
     Ok(prune)
 }
@@ -355,13 +360,12 @@ async fn settle_history(engine: &Engine, app: &str) -> Result<Vec<String>, Strin
 /// Every container the swap started still runs, each web one at the address the site plan
 /// routes to (asked by id, under the route lock).
 async fn still_running(runtime: &Runtime, swapped: &Swapped) -> Result<(), String> {
-    for id in &swapped.started {
-        let live = runtime.live(id).await;
+    for c in &swapped.started {
+        let live = runtime.live(&c.id).await;
         let running = live.as_ref().is_some_and(|l| l.running);
-        let moved = swapped.web.iter().any(|(web, ip)| web == id && live.as_ref().and_then(|l| l.ip.as_deref()) != Some(ip.as_str()));
+        let moved = swapped.web.iter().any(|(web, ip)| *web == c.id && live.as_ref().and_then(|l| l.ip.as_deref()) != Some(ip.as_str()));
         if !running || moved {
-            let name = swapped.names.get(id).cloned().unwrap_or_else(|| id.clone());
-            return Err(format!("{name} stopped after it became ready"));
+            return Err(format!("{}.{} stopped after it became ready", c.process, c.index));
         }
     }
     Ok(())
@@ -490,9 +494,8 @@ struct Started {
 struct Swapped {
     plan: RoutePlan,
     retirement: Retirement,
-    /// The new containers (removed if the site cannot be switched), their names.
-    started: Vec<String>,
-    names: BTreeMap<String, String>,
+    /// The new containers (removed if the site cannot be switched).
+    started: Vec<Started>,
     /// The new web containers and the addresses the plan routes to.
     web: Vec<(String, String)>,
 }
@@ -526,9 +529,7 @@ async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig,
     if !retiring.is_empty() {
         out.step(format!("Retiring {} old container(s) in {wait}s", retiring.len())).await;
     }
-    let names = started.iter().map(|c| (c.id.clone(), format!("{}.{}", c.process, c.index))).collect();
-    let started = started.into_iter().map(|c| c.id).collect();
-    Ok(Swapped { plan, retirement: Retirement { containers: retiring, wait: Duration::from_secs(wait) }, started, names, web })
+    Ok(Swapped { plan, retirement: Retirement { containers: retiring, wait: Duration::from_secs(wait) }, started, web })
 }
 
 /// Starts the formation (recording each container in `started` at once, so the caller can
@@ -741,14 +742,12 @@ async fn site_tls(engine: &Engine, app: &str, config: &AppConfig, out: &Output) 
     }
 }
 
-/// The addresses of `version`'s running web containers, each asked of the engine by id
+/// The addresses of the containers that run now among `ids`, each asked of the engine by id
 /// (identity, not a listed address that may be stale).
-async fn web_ips(runtime: &Runtime, containers: &[AppContainer], version: u32) -> Vec<String> {
-    let mut web: Vec<&AppContainer> = containers.iter().filter(|c| c.release == version && c.process == process::WEB).collect();
-    web.sort_by_key(|c| c.index);
+async fn live_ips(runtime: &Runtime, ids: &[String]) -> Vec<String> {
     let mut ips = Vec::new();
-    for c in web {
-        if let Some(ip) = runtime.live(&c.id).await.and_then(|live| live.ip) {
+    for id in ids {
+        if let Some(ip) = runtime.live(id).await.and_then(|live| live.ip) {
             ips.push(ip);
         }
     }
@@ -774,8 +773,11 @@ pub async fn reroute(engine: &Engine, app: &str, out: &Output) -> Result<(), Str
         return Ok(());
     };
     let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
-    let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
-    let ips = web_ips(&runtime, &containers, active.version).await;
+    let mut web: Vec<AppContainer> = runtime.containers(app).await.map_err(|e| e.to_string())?;
+    web.retain(|c| c.release == active.version && c.process == process::WEB);
+    web.sort_by_key(|c| c.index);
+    let ids: Vec<String> = web.into_iter().map(|c| c.id).collect();
+    let ips = live_ips(&runtime, &ids).await;
     route(engine, app, &config, active.version, &ips, out).await.map(|_| ())
 }
 
@@ -810,6 +812,7 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
     let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
     let formation = active.formation_or(&config.scale);
     let mut keep = Vec::new();
+    let mut web = Vec::new();
     for (process, count) in &formation {
         for index in 1..=*count {
             let existing = containers.iter().find(|c| c.release == active.version && &c.process == process && c.index == index);
@@ -826,12 +829,13 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
                     id
                 }
             };
+            if process == process::WEB {
+                web.push(id.clone());
+            }
             keep.push(id);
         }
     }
-    let now = runtime.containers(app).await.map_err(|e| e.to_string())?;
-    let kept: Vec<AppContainer> = now.into_iter().filter(|c| keep.contains(&c.id)).collect();
-    let ips = web_ips(&runtime, &kept, active.version).await;
+    let ips = live_ips(&runtime, &web).await;
     route(engine, app, &config, active.version, &ips, &Output::discard()).await?;
     drop(routing);
     for stale in containers.iter().filter(|c| !keep.contains(&c.id)) {
@@ -853,10 +857,7 @@ pub async fn settle_ref(engine: &Engine, app: &str) -> Result<bool, String> {
         return Ok(false);
     };
     let repo = engine.store.repo_dir(app);
-    let branches: Vec<String> = match &config.deploy_branch {
-        Some(b) => vec![b.clone()],
-        None => vec!["main".into(), "master".into()],
-    };
+    let branches = config.deploy_branches();
     // git may be moving the branch this very moment (its lock file is there): let it finish.
     for _ in 0..100 {
         if !branches.iter().any(|b| repo.join("refs/heads").join(format!("{b}.lock")).exists()) {

@@ -22,10 +22,7 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let config = ctx.engine.store.load_app(app)?;
     let repo_dir = ctx.engine.store.repo_dir(app);
-    let branches: Vec<String> = match &config.deploy_branch {
-        Some(b) => vec![b.clone()],
-        None => vec!["main".into(), "master".into()],
-    };
+    let branches = config.deploy_branches();
     let tmp = ctx.engine.store.tmp_dir();
     let limit = ctx.engine.store.load_global()?.build_context_limit_mb();
     let (context, sha) = tokio::task::spawn_blocking(move || -> Result<(git::BuildContext, String), String> {

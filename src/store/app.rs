@@ -249,6 +249,15 @@ impl AppConfig {
         pushed.contains(&wanted).then(|| wanted.to_string())
     }
 
+    /// The branches that may be the deploy branch, in the order they are looked for: the
+    /// one set, or main then master.
+    pub fn deploy_branches(&self) -> Vec<String> {
+        match &self.deploy_branch {
+            Some(b) => vec![b.clone()],
+            None => vec!["main".into(), "master".into()],
+        }
+    }
+
     /// The branch that deploys, whether or not this push updates it.
     pub fn wanted_branch(&self, pushed: &[&str], has_main: bool) -> &str {
         match &self.deploy_branch {
