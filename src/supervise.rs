@@ -159,8 +159,13 @@ impl Supervisor {
 
     /// A container of `app` died on its own: no container starts until its heal is done.
     fn dying(&self, runtime: &crate::runtime::Runtime, app: &str) {
-        *self.unrouting.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         *self.dying.lock().unwrap_or_else(|p| p.into_inner()).entry(app.to_string()).or_default() += 1;
+        self.unrouting(runtime);
+    }
+
+    /// One more dead address to route away from: starts wait (see `unrouted`).
+    fn unrouting(&self, runtime: &crate::runtime::Runtime) {
+        *self.unrouting.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         runtime.hold_addresses(HEAL_WAIT);
     }
 
@@ -194,7 +199,10 @@ impl Supervisor {
             let failures = {
                 let mut all = this.failures.lock().unwrap_or_else(|p| p.into_inner());
                 match &healed {
-                    Ok(()) => all.remove(&app).map_or(0, |_| 0),
+                    Ok(()) => {
+                        all.remove(&app);
+                        0
+                    }
                     Err(_) => *all.entry(app.clone()).and_modify(|n| *n += 1).or_insert(1),
                 }
             };
@@ -260,8 +268,7 @@ impl Supervisor {
         }
         // A dead web container found without its event (after a reconnect) holds starts too.
         if dead_web {
-            *self.unrouting.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-            runtime.hold_addresses(HEAL_WAIT);
+            self.unrouting(runtime);
         }
         // Only a change is applied: a site equal to the one in place is left alone.
         let routed = deploy::route(engine, app, &config, active.version, &ips, &Output::discard()).await.map(|_| ());
