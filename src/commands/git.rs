@@ -66,16 +66,17 @@ pub async fn load_image(ctx: &mut Ctx<'_>, app: &str, image: Option<&str>) -> Cm
     ctx.engine.store.load_app(app)?;
     let wanted = image.map(|i| image_name(app, i)).transpose()?;
     let limit = ctx.engine.store.load_global()?.build_context_limit_mb() * 1024 * 1024;
-    let path = ctx.engine.store.tmp_dir().join(format!("context-image-{:08x}.tar", rand::random::<u32>()));
-    let archive = Removed(path.clone());
-    let mut file = tokio::fs::File::create(&archive.0).await.map_err(|e| failed(format!("cannot store the archive: {e}")))?;
+    // Removed when dropped; named `context-*` so a crash's leftover goes at the next start.
+    let stored = |e: std::io::Error| failed(format!("cannot store the archive: {e}"));
+    let archive = tempfile::Builder::new().prefix("context-image-").suffix(".tar").tempfile_in(ctx.engine.store.tmp_dir()).map_err(stored)?;
+    let mut file = tokio::fs::File::from_std(archive.reopen().map_err(stored)?);
     let mut size = 0u64;
     while let Some(chunk) = ctx.input.recv().await {
         size += chunk.len() as u64;
         if size > limit {
             return Err(failed(format!("The image archive is over {} MB (max_build_context_mb in berth.toml)", limit / 1024 / 1024)));
         }
-        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(|e| failed(format!("cannot store the archive: {e}")))?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(stored)?;
     }
     tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(|e| failed(e.to_string()))?;
     if size == 0 {
@@ -83,13 +84,13 @@ pub async fn load_image(ctx: &mut Ctx<'_>, app: &str, image: Option<&str>) -> Cm
     }
     // A tar's first header says "ustar" at byte 257 (docker save writes POSIX tar).
     let mut header = [0u8; 512];
-    let read = std::fs::File::open(&archive.0).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
+    let read = std::fs::File::open(archive.path()).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
     if read.is_err() || &header[257..262] != b"ustar" {
         return Err(failed("The input is not an image archive: docker save IMAGE | ssh … git:load-image APP"));
     }
     ctx.out.step(format!("Loading the image archive ({:.1} MB)", size as f64 / 1e6)).await;
     let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
-    let loaded = runtime.load(&archive.0).await.map_err(|e| failed(e.to_string()))?;
+    let loaded = runtime.load(archive.path()).await.map_err(|e| failed(e.to_string()))?;
     let image = match (wanted, loaded.as_slice()) {
         (Some(name), _) => name,
         (None, [only]) => only.clone(),
@@ -137,15 +138,6 @@ fn split_tag(image: &str) -> (&str, &str) {
 
 /// How long a pull may take.
 const PULL_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// A file removed when dropped.
-struct Removed(std::path::PathBuf);
-
-impl Drop for Removed {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// Called by the pre-receive hook with the pushed commit's tree, a tar it wrote to
 /// `<root>/tmp` (`context`), which this takes over and removes when done.
