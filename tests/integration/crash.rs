@@ -391,6 +391,22 @@ fn one_offs(d: &Daemon, app: &str) -> Vec<Ctr> {
     containers(d, app).into_iter().filter(|c| c.index.is_empty()).collect()
 }
 
+/// Waits until the app has exactly one one-off container and it runs.
+fn running_one_off(d: &Daemon, app: &str, within: Duration, what: &str) -> Ctr {
+    poll(within, what, || match one_offs(d, app)[..] {
+        [ref one] if one.state == "running" => Ok(one.clone()),
+        ref other => Err(format!("{other:?}")),
+    })
+}
+
+/// Waits (10 s at most) until the app has no one-off container left.
+fn no_one_offs(d: &Daemon, app: &str, what: &str) {
+    poll(Duration::from_secs(10), what, || match one_offs(d, app) {
+        left if left.is_empty() => Ok(()),
+        left => Err(format!("{left:?}")),
+    });
+}
+
 /// The state berth must reach after any crash and restart, or an error saying what
 /// disagrees: the active release is the branch head (and `releases` says so too), and
 /// nginx serves that commit's text. Returns the active release.
@@ -753,47 +769,32 @@ fn one_off_containers_do_not_survive_a_crash_or_destroy() {
 
     // `run` in a session that dies with the daemon.
     let session = spawn(d.ssh_command(&d.admin, &[], &format!("run {app} sh -c 'sleep 600'")));
-    let running = poll(Duration::from_secs(30), "the one-off container of `run` starts", || match one_offs(&d, app)[..] {
-        [ref one] if one.state == "running" => Ok(one.clone()),
-        ref other => Err(format!("{other:?}")),
-    });
+    let running = running_one_off(&d, app, Duration::from_secs(30), "the one-off container of `run` starts");
     assert_eq!(running.process, "run");
     d.kill();
     let client = session.wait(Duration::from_secs(20));
     assert_ne!(client.code, 0, "the ssh client of a killed daemon cannot succeed: {client:#?}");
     logs.reboot(&mut d, "SIGKILL during run");
-    poll(Duration::from_secs(10), "the one-off container of a dead daemon's `run` is removed at start", || match one_offs(&d, app) {
-        left if left.is_empty() => Ok(()),
-        left => Err(format!("{left:?}")),
-    });
+    no_one_offs(&d, app, "the one-off container of a dead daemon's `run` is removed at start");
 
     // The release phase of a push whose daemon dies.
     follow(&d, &repo, app);
     repo.write("Procfile", "release: sleep 600\n");
     repo.write("Dockerfile", &web_dockerfile(&format!("{app} v2"), 0)).commit("a release command that hangs");
     let pushing = spawn_push(&d, &repo);
-    let phase = poll(Duration::from_secs(60), "the release phase's container starts", || match one_offs(&d, app)[..] {
-        [ref one] if one.state == "running" => Ok(one.clone()),
-        ref other => Err(format!("{other:?}")),
-    });
+    let phase = running_one_off(&d, app, Duration::from_secs(60), "the release phase's container starts");
     assert_eq!(phase.process, "release");
     d.kill();
     let pushed = pushing.wait(Duration::from_secs(30));
     assert_ne!(pushed.code, 0, "a push whose daemon died during the release phase landed: {pushed:#?}");
     logs.reboot(&mut d, "SIGKILL during the release phase");
-    poll(Duration::from_secs(10), "the release phase's container of a dead daemon is removed at start", || match one_offs(&d, app) {
-        left if left.is_empty() => Ok(()),
-        left => Err(format!("{left:?}")),
-    });
+    no_one_offs(&d, app, "the release phase's container of a dead daemon is removed at start");
     assert_eq!(branch_head(&d, app), v1);
     assert_eq!(get(&d, &format!("{app}.example.com")), (200, format!("{app} v1")));
 
     // apps:destroy while `run` runs.
     let mut session = spawn(d.ssh_command(&d.admin, &[], &format!("run {app} sh -c 'sleep 600'")));
-    poll(Duration::from_secs(30), "the one-off container of the second `run` starts", || match one_offs(&d, app)[..] {
-        [ref one] if one.state == "running" => Ok(()),
-        ref other => Err(format!("{other:?}")),
-    });
+    running_one_off(&d, app, Duration::from_secs(30), "the one-off container of the second `run` starts");
     d.ssh(&format!("apps:destroy {app} --force")).ok();
     let left = containers(&d, app);
     assert!(left.is_empty(), "containers of {app} left after apps:destroy: {left:?}");
