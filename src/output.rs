@@ -116,6 +116,11 @@ impl Input {
         (tx, Input { rx })
     }
 
+    /// This input, leaving one at its end in its place: for a task of its own to read.
+    pub fn take(&mut self) -> Input {
+        std::mem::replace(self, Input::channel(1).1)
+    }
+
     /// The next chunk, or None at end of input.
     pub async fn recv(&mut self) -> Option<Vec<u8>> {
         self.rx.recv().await

@@ -32,6 +32,72 @@ pub fn app_name(name: &str) -> Result<&str, Invalid> {
     }
 }
 
+/// An app name from a command line, checked once by [`app_name`] when it is parsed; every
+/// handler takes this instead of a string it would have to check again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppName(String);
+
+impl AppName {
+    /// The name of an app to be created: also checked by [`new_app_name`].
+    pub fn new_app(name: &str) -> Result<AppName, Invalid> {
+        new_app_name(name).map(|n| AppName(n.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for AppName {
+    type Err = Invalid;
+    fn from_str(name: &str) -> Result<AppName, Invalid> {
+        app_name(name).map(|n| AppName(n.to_string()))
+    }
+}
+
+impl std::ops::Deref for AppName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for AppName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for AppName {
+    fn as_ref(&self) -> &std::path::Path {
+        self.0.as_ref()
+    }
+}
+
+impl PartialEq<str> for AppName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<AppName> for str {
+    fn eq(&self, other: &AppName) -> bool {
+        self == other.0
+    }
+}
+
+impl PartialEq<AppName> for String {
+    fn eq(&self, other: &AppName) -> bool {
+        *self == other.0
+    }
+}
+
+impl fmt::Display for AppName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The name of an app being created (or renamed to): also what Docker's image names and
 /// DNS can carry.
 pub fn new_app_name(name: &str) -> Result<&str, Invalid> {

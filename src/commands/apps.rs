@@ -1,12 +1,108 @@
 //! `apps:*`: create, destroy, list, exists, rename, report, lock, unlock.
 
+use super::Scope;
+use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, EXIT_FAILURE, failed};
 use crate::engine::Engine;
-use crate::output::{Format, Report, print_reports};
+use crate::output::{Format, Report};
 use crate::store::{AppConfig, StoreError};
 use crate::validate;
+use crate::validate::AppName;
+use clap::Subcommand;
 
-pub async fn create(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("apps", "Manage apps")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create an app
+    #[command(name = "apps:create")]
+    Create {
+        #[arg(value_parser = AppName::new_app)]
+        app: AppName,
+    },
+    /// Destroy an app and everything berth keeps for it
+    #[command(name = "apps:destroy")]
+    Destroy {
+        app: AppName,
+        /// Do not ask for the app's name to confirm
+        #[arg(long)]
+        force: bool,
+    },
+    /// List apps
+    #[command(name = "apps:list")]
+    List {
+        /// Names only, without the header
+        #[arg(long, short)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Exit 0 if the app exists, 1 if not
+    #[command(name = "apps:exists")]
+    Exists { app: AppName },
+    /// Rename an app
+    #[command(name = "apps:rename")]
+    Rename {
+        old: AppName,
+        #[arg(value_parser = AppName::new_app)]
+        new: AppName,
+    },
+    /// Show an app's information (all apps without APP)
+    #[command(name = "apps:report")]
+    Report(ReportArgs),
+    /// Refuse deploys of an app until unlocked
+    #[command(name = "apps:lock")]
+    Lock { app: AppName },
+    /// Copy an app: its config, settings and git repository (not its domains, storage or
+    /// certificates), then deploy the copy
+    #[command(name = "apps:clone")]
+    Clone {
+        old: AppName,
+        #[arg(value_parser = AppName::new_app)]
+        new: AppName,
+        /// Do not deploy the copy
+        #[arg(long)]
+        skip_deploy: bool,
+        /// Do nothing (and succeed) if the new app exists
+        #[arg(long)]
+        ignore_existing: bool,
+    },
+    /// Exit 0 if deploys of the app are locked, 1 if not
+    #[command(name = "apps:locked")]
+    Locked { app: AppName },
+    /// Allow deploys of an app again
+    #[command(name = "apps:unlock")]
+    Unlock { app: AppName },
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::List { .. } => Scope::Anyone,
+            Cmd::Create { .. } | Cmd::Destroy { .. } | Cmd::Rename { .. } | Cmd::Clone { .. } | Cmd::Unlock { .. } => Scope::Admin,
+            Cmd::Report(args) => args.scope(),
+            Cmd::Exists { app, .. } | Cmd::Lock { app, .. } | Cmd::Locked { app, .. } => Scope::App(app),
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Create { app } => create(ctx, &app).await,
+            Cmd::Destroy { app, force } => destroy(ctx, &app, force).await,
+            Cmd::List { quiet, format } => list(ctx, quiet, format).await,
+            Cmd::Exists { app } => exists(ctx, &app).await,
+            Cmd::Rename { old, new } => rename(ctx, &old, &new).await,
+            Cmd::Report(args) => report(ctx, &args).await,
+            Cmd::Lock { app } => set_locked(ctx, &app, true).await,
+            Cmd::Clone { old, new, skip_deploy, ignore_existing } => clone(ctx, &old, &new, skip_deploy, ignore_existing).await,
+            Cmd::Locked { app } => locked(ctx, &app).await,
+            Cmd::Unlock { app } => set_locked(ctx, &app, false).await,
+        }
+    }
+}
+
+pub async fn create(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     create_app(ctx.engine, app).await?;
     ctx.out.step(format!("Creating {app}...")).await;
     Ok(())
@@ -39,8 +135,7 @@ pub fn domains_in_use(engine: &Engine, except: Option<&str>) -> Result<Vec<Strin
     Ok(taken)
 }
 
-pub async fn destroy(ctx: &mut Ctx<'_>, app: &str, force: bool) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn destroy(ctx: &mut Ctx<'_>, app: &AppName, force: bool) -> CmdResult {
     let store = &ctx.engine.store;
     if !store.app_exists(app) {
         return Err(StoreError::AppMissing(app.to_string()).into());
@@ -103,7 +198,7 @@ pub async fn remove_unborn(engine: &Engine, app: &str) -> Result<bool, CmdError>
 
 /// Lists every app by its directory, so an app whose state is damaged is listed too.
 pub async fn list(ctx: &mut Ctx<'_>, quiet: bool, format: Format) -> CmdResult {
-    let names = app_names(ctx, None)?;
+    let names = super::report::manageable_apps(ctx)?;
     if format == Format::Json {
         ctx.out.line(serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())).await;
         return Ok(());
@@ -122,18 +217,11 @@ pub async fn list(ctx: &mut Ctx<'_>, quiet: bool, format: Format) -> CmdResult {
     Ok(())
 }
 
-pub async fn exists(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
-    validate::app_name(app)?;
-    if ctx.engine.store.app_exists(app) {
-        Ok(())
-    } else {
-        Err(StoreError::AppMissing(app.to_string()).into())
-    }
+pub async fn exists(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
+    if ctx.engine.store.app_exists(app) { Ok(()) } else { Err(StoreError::AppMissing(app.to_string()).into()) }
 }
 
-pub async fn rename(ctx: &mut Ctx<'_>, old: &str, new: &str) -> CmdResult {
-    validate::app_name(old)?;
-    validate::new_app_name(new)?;
+pub async fn rename(ctx: &mut Ctx<'_>, old: &AppName, new: &AppName) -> CmdResult {
     if old == new {
         return Err(failed(format!("App {old} is already named {new}")));
     }
@@ -144,9 +232,7 @@ pub async fn rename(ctx: &mut Ctx<'_>, old: &str, new: &str) -> CmdResult {
     let _new = store.lock_app(new).await;
     let mut config = store.load_app(old)?;
     if store.load_releases(old)?.active().is_some() {
-        return Err(failed(format!(
-            "{old} is deployed: renaming a running app is not supported yet (destroy it and push to {new})"
-        )));
+        return Err(failed(format!("{old} is deployed: renaming a running app is not supported yet (destroy it and push to {new})")));
     }
     if store.app_exists(new) {
         return Err(StoreError::AppExists(new.to_string()).into());
@@ -182,8 +268,7 @@ pub async fn rename(ctx: &mut Ctx<'_>, old: &str, new: &str) -> CmdResult {
     Ok(())
 }
 
-pub async fn set_locked(ctx: &mut Ctx<'_>, app: &str, locked: bool) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn set_locked(ctx: &mut Ctx<'_>, app: &AppName, locked: bool) -> CmdResult {
     ctx.engine
         .update_app(app, |config| {
             config.locked = locked;
@@ -197,9 +282,7 @@ pub async fn set_locked(ctx: &mut Ctx<'_>, app: &str, locked: bool) -> CmdResult
 /// `apps:clone OLD NEW`: a new app with OLD's env and settings and a copy of its git
 /// repository, deployed from its deploy branch unless `skip_deploy`. Domains (they are
 /// OLD's), storage, certificates and locks are not copied.
-pub async fn clone(ctx: &mut Ctx<'_>, old: &str, new: &str, skip_deploy: bool, ignore_existing: bool) -> CmdResult {
-    validate::app_name(old)?;
-    validate::new_app_name(new)?;
+pub async fn clone(ctx: &mut Ctx<'_>, old: &AppName, new: &AppName, skip_deploy: bool, ignore_existing: bool) -> CmdResult {
     let source = ctx.engine.store.load_app(old)?;
     if ctx.engine.store.app_exists(new) {
         if ignore_existing {
@@ -264,8 +347,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()>
 }
 
 /// `apps:locked APP`: exit 0 when deploys are locked, 1 when not (dokku's words).
-pub async fn locked(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn locked(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     if ctx.engine.store.load_app(app)?.locked {
         ctx.out.line("Deploy lock exists").await;
         Ok(())
@@ -275,63 +357,13 @@ pub async fn locked(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
     }
 }
 
-pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
-    report_apps(ctx, app, format, |ctx, name, config| {
-        Report::new(format!("{name} app information"))
+pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
+    args.no_global("apps")?;
+    args.print_apps(ctx, |ctx, name, config| {
+        Ok(Report::new(format!("{name} app information"))
             .row("App created at", config.created_at)
             .row("App dir", ctx.engine.store.app_dir(name).display().to_string())
-            .row("App locked", config.locked)
+            .row("App locked", config.locked))
     })
     .await
-}
-
-/// The app named, or every app the caller may manage (sorted).
-pub(super) fn app_names(ctx: &Ctx<'_>, app: Option<&str>) -> Result<Vec<String>, CmdError> {
-    Ok(match app {
-        Some(app) => vec![validate::app_name(app)?.to_string()],
-        None => ctx.engine.store.list_apps()?.into_iter().filter(|n| ctx.caller.role.may_manage(n)).collect(),
-    })
-}
-
-/// Prints one report per app: the one named, or every app the caller may manage. With an
-/// app named, an error reading its state is the command's error. Without, an app whose
-/// state cannot be read (any of its files: app.toml, releases.toml, tls.toml) is one error
-/// line naming the file, the other apps are reported, and the exit is non-zero.
-pub(super) async fn report_apps(
-    ctx: &Ctx<'_>,
-    app: Option<&str>,
-    format: Format,
-    build: impl Fn(&Ctx<'_>, &str, &AppConfig) -> Report,
-) -> CmdResult {
-    let mut reports = Vec::new();
-    let mut unreadable = Vec::new();
-    for name in app_names(ctx, app)? {
-        match ctx.engine.store.load_app_checked(&name) {
-            Ok(config) => {
-                let report = build(ctx, &name, &config);
-                reports.push((name, report));
-            }
-            Err(e) if app.is_none() => unreadable.push(CmdError::from(e)),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    print_app_reports(ctx, &reports, unreadable, app.is_some(), format).await
-}
-
-/// The end of a report over apps: the reports, then one error line per app that could not
-/// be read (` !     <file>…`), and a non-zero exit if there was one (the lines already say
-/// why). For reports that gather per app in a loop of their own: collect each app's load
-/// error instead of returning it when no app was named, and finish with this.
-pub(super) async fn print_app_reports(
-    ctx: &Ctx<'_>,
-    reports: &[(String, Report)],
-    unreadable: Vec<CmdError>,
-    single: bool,
-    format: Format,
-) -> CmdResult {
-    print_reports(&ctx.out, reports, single, format).await.map_err(failed)?;
-    for error in &unreadable {
-        ctx.out.error(error.to_string()).await;
-    }
-    if unreadable.is_empty() { Ok(()) } else { Err(CmdError::Exit(EXIT_FAILURE)) }
 }

@@ -1,8 +1,68 @@
 //! `checks:*`: readiness checks of an app's deploys.
 
+use super::Scope;
+use super::property::SetArgs;
+use super::property::app_only;
+use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, failed};
-use crate::output::{Format, Report};
+use crate::output::Report;
 use crate::validate;
+use crate::validate::AppName;
+use clap::Subcommand;
+
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("checks", "Manage zero-downtime settings")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Set a readiness check setting: timeout SECONDS | wait-to-retire SECONDS | attempts N
+    #[command(name = "checks:set")]
+    Set(SetArgs),
+    /// Turn readiness checks off; old containers stop as soon as new ones run
+    #[command(name = "checks:disable")]
+    Disable {
+        app: AppName,
+        /// dokku's process types (`web,worker`): berth's checks are for web only
+        processes: Option<String>,
+    },
+    /// Turn readiness checks back on
+    #[command(name = "checks:enable")]
+    Enable {
+        app: AppName,
+        /// dokku's process types (`web,worker`): berth's checks are for web only
+        processes: Option<String>,
+    },
+    /// Move traffic as soon as new containers run, without checks
+    #[command(name = "checks:skip")]
+    Skip {
+        app: AppName,
+        /// dokku's process types (`web,worker`): berth's checks are for web only
+        processes: Option<String>,
+    },
+    /// Show an app's check settings
+    #[command(name = "checks:report")]
+    Report(ReportArgs),
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::Set(args) => args.target.scope(),
+            Cmd::Report(args) => args.scope(),
+            Cmd::Disable { app, .. } | Cmd::Enable { app, .. } | Cmd::Skip { app, .. } => Scope::App(app),
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Set(args) => set(ctx, &args).await,
+            Cmd::Disable { app, processes } => set_mode(ctx, &app, Mode::Disable, processes.as_deref()).await,
+            Cmd::Enable { app, processes } => set_mode(ctx, &app, Mode::Enable, processes.as_deref()).await,
+            Cmd::Skip { app, processes } => set_mode(ctx, &app, Mode::Skip, processes.as_deref()).await,
+            Cmd::Report(args) => report(ctx, &args).await,
+        }
+    }
+}
 
 pub enum Mode {
     Enable,
@@ -10,8 +70,7 @@ pub enum Mode {
     Skip,
 }
 
-pub async fn set_mode(ctx: &mut Ctx<'_>, app: &str, mode: Mode, processes: Option<&str>) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn set_mode(ctx: &mut Ctx<'_>, app: &AppName, mode: Mode, processes: Option<&str>) -> CmdResult {
     // dokku takes a list of process types; berth checks web only (others must keep running
     // for 2 s), so a list without web changes nothing.
     if let Some(list) = processes {
@@ -44,18 +103,19 @@ pub async fn set_mode(ctx: &mut Ctx<'_>, app: &str, mode: Mode, processes: Optio
     Ok(())
 }
 
-pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdResult {
-    validate::app_name(app)?;
-    let number: u64 = value
-        .parse()
-        .map_err(|_| failed(format!("Invalid value {} for {key}: expected a whole number", validate::quoted(value))))?;
-    let (low, high) = match key {
-        "timeout" => (1, 3600),
-        "wait-to-retire" => (0, 3600),
-        "attempts" => (0, 1000),
-        other => {
-            return Err(super::invalid_property(other, &["timeout", "wait-to-retire", "attempts"]));
-        }
+/// `checks:set APP timeout|wait-to-retire|attempts [N]` (no N: the default).
+pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
+    let key = args.property(&[app_only("timeout"), app_only("wait-to-retire"), app_only("attempts")])?;
+    let app = args.app()?;
+    let defaults = crate::store::ChecksConfig::default();
+    let (low, high, default) = match key {
+        "timeout" => (1, 3600, defaults.timeout),
+        "wait-to-retire" => (0, 3600, defaults.wait_to_retire),
+        _ => (0, 1000, u64::from(defaults.attempts)),
+    };
+    let number: u64 = match args.value() {
+        None => default,
+        Some(value) => value.parse().map_err(|_| failed(format!("Invalid value {} for {key}: expected a whole number", validate::quoted(value))))?,
     };
     if !(low..=high).contains(&number) {
         return Err(failed(format!("{key} must be between {low} and {high}")));
@@ -74,13 +134,16 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdRes
     Ok(())
 }
 
-pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
-    super::apps::report_apps(ctx, app, format, |_, name, config| {
-        Report::new(format!("{name} checks information"))
-            .row("Checks", crate::checks::describe(config))
-            .row("Checks timeout", config.checks.timeout)
-            .row("Checks wait to retire", config.checks.wait_to_retire)
-            .row("Checks attempts", config.checks.attempts)
+pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
+    args.no_global("checks")?;
+    args.print_apps(ctx, |_, name, config| {
+        Ok({
+            Report::new(format!("{name} checks information"))
+                .row("Checks", crate::checks::describe(config))
+                .row("Checks timeout", config.checks.timeout)
+                .row("Checks wait to retire", config.checks.wait_to_retire)
+                .row("Checks attempts", config.checks.attempts)
+        })
     })
     .await
 }

@@ -4,9 +4,109 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 
+use super::Scope;
+use super::Target;
 use super::{CmdError, CmdResult, Ctx, failed};
 use crate::output::Format;
 use crate::validate;
+use clap::Subcommand;
+
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("config", "Manage global and app-specific config vars")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Set env vars: KEY=value… (--global: for every app; an app's own value wins)
+    #[command(name = "config:set")]
+    Set {
+        target: Target,
+        #[arg(value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        /// Do not restart the app to apply the change
+        #[arg(long)]
+        no_restart: bool,
+        /// Values are base64-encoded
+        #[arg(long)]
+        encoded: bool,
+    },
+    /// Unset every env var of an app
+    #[command(name = "config:clear")]
+    Clear {
+        target: Target,
+        /// Do not restart the app
+        #[arg(long)]
+        no_restart: bool,
+    },
+    /// Set env vars from an env file on stdin (KEY=value lines): config:import APP - < .env
+    #[command(name = "config:import")]
+    Import {
+        target: Target,
+        /// `-`: stdin (the only source)
+        source: Option<String>,
+        /// Also unset the keys the file does not name
+        #[arg(long)]
+        replace: bool,
+        /// Do not restart the app
+        #[arg(long)]
+        no_restart: bool,
+    },
+    /// Unset env vars
+    #[command(name = "config:unset")]
+    Unset {
+        target: Target,
+        keys: Vec<String>,
+        #[arg(long)]
+        no_restart: bool,
+    },
+    /// Print one env var's value
+    #[command(name = "config:get")]
+    Get { target: Target, key: Option<String> },
+    /// Show an app's env vars
+    #[command(name = "config:show")]
+    Show {
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Print an app's env vars for a shell or an env file
+    #[command(name = "config:export")]
+    Export {
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        format: ExportFormat,
+    },
+    /// List the env var names of an app
+    #[command(name = "config:keys")]
+    Keys { target: Target },
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::Set { target, .. }
+            | Cmd::Clear { target, .. }
+            | Cmd::Import { target, .. }
+            | Cmd::Unset { target, .. }
+            | Cmd::Get { target, .. }
+            | Cmd::Show { target, .. }
+            | Cmd::Export { target, .. }
+            | Cmd::Keys { target, .. } => target.scope(),
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Set { target, pairs, no_restart, encoded } => set(ctx, &target, &pairs, encoded, no_restart).await,
+            Cmd::Clear { target, no_restart } => clear(ctx, &target, no_restart).await,
+            Cmd::Import { target, source, replace, no_restart } => import(ctx, &target, source.as_deref(), replace, no_restart).await,
+            Cmd::Unset { target, keys, no_restart } => unset(ctx, &target, &keys, no_restart).await,
+            Cmd::Get { target, key } => get(ctx, &target, key.as_deref()).await,
+            Cmd::Show { target, format } => show(ctx, &target, format).await,
+            Cmd::Export { target, format } => export(ctx, &target, format).await,
+            Cmd::Keys { target } => keys(ctx, &target).await,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ExportFormat {
@@ -24,21 +124,9 @@ pub enum ExportFormat {
 /// Each changed key with its value before the change (None: it was not set).
 type Undo = Vec<(String, Option<String>)>;
 
-/// What `--global` makes a config command's app: the env every app gets (admins only: no
-/// key is scoped to it, as no app can have this name).
-pub const GLOBAL: &str = "@global";
-
-/// The app's name checked, or the global env.
-fn target(app: &str) -> Result<(), CmdError> {
-    if app != GLOBAL {
-        validate::app_name(app)?;
-    }
-    Ok(())
-}
-
 /// Changes an app's env, or the global one, saving only what changed.
-async fn update_env<T>(ctx: &Ctx<'_>, app: &str, change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<T, CmdError>) -> Result<T, CmdError> {
-    if app != GLOBAL {
+async fn update_env<T>(ctx: &Ctx<'_>, target: &Target, change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<T, CmdError>) -> Result<T, CmdError> {
+    if let Target::App(app) = target {
         return ctx.engine.update_app(app, |config| change(&mut config.env)).await;
     }
     let store = &ctx.engine.store;
@@ -53,17 +141,25 @@ async fn update_env<T>(ctx: &Ctx<'_>, app: &str, change: impl FnOnce(&mut BTreeM
 }
 
 /// An app's env, or the global one.
-fn read_env(ctx: &Ctx<'_>, app: &str) -> Result<BTreeMap<String, String>, CmdError> {
-    Ok(if app == GLOBAL { ctx.engine.store.load_global_env()?.env } else { ctx.engine.store.load_app(app)?.env })
+fn read_env(ctx: &Ctx<'_>, target: &Target) -> Result<BTreeMap<String, String>, CmdError> {
+    Ok(match target {
+        Target::Global => ctx.engine.store.load_global_env()?.env,
+        Target::App(app) => ctx.engine.store.load_app(app)?.env,
+    })
 }
 
 /// How a command names what it changed.
-fn shown(app: &str) -> String {
-    if app == GLOBAL { "the global env".to_string() } else { app.to_string() }
+fn shown(target: &Target) -> String {
+    match target {
+        Target::Global => "the global env".to_string(),
+        Target::App(app) => app.to_string(),
+    }
 }
 
-pub async fn set(ctx: &mut Ctx<'_>, app: &str, pairs: &[String], encoded: bool, no_restart: bool) -> CmdResult {
-    target(app)?;
+pub async fn set(ctx: &mut Ctx<'_>, app: &Target, pairs: &[String], encoded: bool, no_restart: bool) -> CmdResult {
+    if pairs.is_empty() {
+        return Err(failed("At least one env pair must be given"));
+    }
     // Every pair is checked before anything changes: one bad pair refuses the whole command.
     let mut parsed = Vec::with_capacity(pairs.len());
     for pair in join_continuations(pairs) {
@@ -86,8 +182,10 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, pairs: &[String], encoded: bool, 
     apply(ctx, app, no_restart, undo).await
 }
 
-pub async fn unset(ctx: &mut Ctx<'_>, app: &str, keys: &[String], no_restart: bool) -> CmdResult {
-    target(app)?;
+pub async fn unset(ctx: &mut Ctx<'_>, app: &Target, keys: &[String], no_restart: bool) -> CmdResult {
+    if keys.is_empty() {
+        return Err(failed("At least one key must be given"));
+    }
     for key in keys {
         validate::env_key(key)?;
     }
@@ -100,15 +198,14 @@ pub async fn unset(ctx: &mut Ctx<'_>, app: &str, keys: &[String], no_restart: bo
         if was_set {
             ctx.out.step(format!("Unsetting {key}")).await;
         } else {
-            ctx.out.step(format!("{key} was not set")).await;
+            ctx.out.step(format!("Skipping {key}, it is not set in the environment")).await;
         }
     }
     apply(ctx, app, no_restart, undo).await
 }
 
 /// `config:clear APP`: every key unset.
-pub async fn clear(ctx: &mut Ctx<'_>, app: &str, no_restart: bool) -> CmdResult {
-    target(app)?;
+pub async fn clear(ctx: &mut Ctx<'_>, app: &Target, no_restart: bool) -> CmdResult {
     let undo = update_env(ctx, app, |env| {
         let undo: Undo = env.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
         env.clear();
@@ -129,8 +226,7 @@ const MAX_IMPORT: usize = 1024 * 1024;
 /// `config:import APP [-] [--replace]`: an env file on stdin (`KEY=value` lines, `export`,
 /// quotes and `#` comments as shells and docker's env files write them); `--replace` also
 /// unsets the keys the file does not name.
-pub async fn import(ctx: &mut Ctx<'_>, app: &str, source: Option<&str>, replace: bool, no_restart: bool) -> CmdResult {
-    target(app)?;
+pub async fn import(ctx: &mut Ctx<'_>, app: &Target, source: Option<&str>, replace: bool, no_restart: bool) -> CmdResult {
     if source.is_some_and(|s| s != "-") {
         return Err(failed("config:import reads the env file from stdin: config:import APP - < FILE"));
     }
@@ -205,11 +301,11 @@ pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, String> {
 /// Until an app has been deployed there is nothing to restart: the next deploy uses them.
 /// If the restart fails, the changed keys go back to what they were (`undo`): a value the
 /// app cannot start with must not stay to fail every later deploy.
-async fn apply(ctx: &mut Ctx<'_>, app: &str, no_restart: bool, undo: Undo) -> CmdResult {
-    if app == GLOBAL {
+async fn apply(ctx: &mut Ctx<'_>, target: &Target, no_restart: bool, undo: Undo) -> CmdResult {
+    let Target::App(app) = target else {
         ctx.out.step("The global env reaches each app's containers started from now on (ps:restart APP applies it now)").await;
         return Ok(());
-    }
+    };
     if no_restart || ctx.engine.store.load_releases(app)?.active().is_none() {
         return Ok(());
     }
@@ -236,8 +332,10 @@ async fn apply(ctx: &mut Ctx<'_>, app: &str, no_restart: bool, undo: Undo) -> Cm
     restarted
 }
 
-pub async fn get(ctx: &mut Ctx<'_>, app: &str, key: &str) -> CmdResult {
-    target(app)?;
+pub async fn get(ctx: &mut Ctx<'_>, app: &Target, key: Option<&str>) -> CmdResult {
+    let Some(key) = key else {
+        return Err(failed("Expected: key"));
+    };
     validate::env_key(key)?;
     match read_env(ctx, app)?.get(key) {
         Some(value) => {
@@ -248,27 +346,29 @@ pub async fn get(ctx: &mut Ctx<'_>, app: &str, key: &str) -> CmdResult {
     }
 }
 
-pub async fn show(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
-    target(app)?;
+pub async fn show(ctx: &mut Ctx<'_>, app: &Target, format: Format) -> CmdResult {
     let env = read_env(ctx, app)?;
     match format {
         Format::Json => ctx.out.line(serde_json::to_string(&env).unwrap_or_default()).await,
         Format::Text => {
-            ctx.out.header(if app == GLOBAL { "global env vars".to_string() } else { format!("{app} env vars") }).await;
+            ctx.out
+                .header(match app {
+                    Target::Global => "global env vars".to_string(),
+                    Target::App(app) => format!("{app} env vars"),
+                })
+                .await;
             print_aligned(ctx, &env).await;
         }
     }
     Ok(())
 }
 
-pub async fn export(ctx: &mut Ctx<'_>, app: &str, format: ExportFormat) -> CmdResult {
-    target(app)?;
+pub async fn export(ctx: &mut Ctx<'_>, app: &Target, format: ExportFormat) -> CmdResult {
     ctx.out.stdout(render_export(&read_env(ctx, app)?, format)).await;
     Ok(())
 }
 
-pub async fn keys(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
-    target(app)?;
+pub async fn keys(ctx: &mut Ctx<'_>, app: &Target) -> CmdResult {
     for key in read_env(ctx, app)?.keys() {
         ctx.out.line(key).await;
     }
@@ -294,9 +394,7 @@ fn join_continuations(words: &[String]) -> Vec<String> {
 }
 
 fn decode(key: &str, value: &str) -> Result<String, CmdError> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(value)
-        .map_err(|_| failed(format!("Value of {key} is not valid base64 (--encoded)")))?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(value).map_err(|_| failed(format!("Value of {key} is not valid base64 (--encoded)")))?;
     let text = String::from_utf8(bytes).map_err(|_| failed(format!("Value of {key} is not UTF-8 once decoded")))?;
     validate::env_value(key, &text)?;
     Ok(text)
@@ -311,13 +409,8 @@ async fn print_aligned(ctx: &Ctx<'_>, env: &BTreeMap<String, String>) {
 
 fn render_export(env: &BTreeMap<String, String>, format: ExportFormat) -> String {
     match format {
-        ExportFormat::Exports => {
-            env.iter().map(|(k, v)| format!("export {k}={}\n", shell_words::quote(v))).collect()
-        }
-        ExportFormat::Envfile => env
-            .iter()
-            .map(|(k, v)| format!("{k}={}\n", v.replace('\\', "\\\\").replace('\n', "\\n")))
-            .collect(),
+        ExportFormat::Exports => env.iter().map(|(k, v)| format!("export {k}={}\n", shell_words::quote(v))).collect(),
+        ExportFormat::Envfile => env.iter().map(|(k, v)| format!("{k}={}\n", v.replace('\\', "\\\\").replace('\n', "\\n"))).collect(),
         ExportFormat::Shell => {
             let words: Vec<String> = env.iter().map(|(k, v)| format!("{k}={}", shell_words::quote(v))).collect();
             format!("{}\n", words.join(" "))
@@ -332,8 +425,7 @@ mod tests {
 
     #[test]
     fn exports_quote_for_the_shell() {
-        let env: BTreeMap<String, String> =
-            [("A".to_string(), "hello world".to_string()), ("B".to_string(), "it's".to_string())].into();
+        let env: BTreeMap<String, String> = [("A".to_string(), "hello world".to_string()), ("B".to_string(), "it's".to_string())].into();
         let text = render_export(&env, ExportFormat::Exports);
         assert_eq!(text, "export A='hello world'\nexport B='it'\\''s'\n");
         assert_eq!(shell_words::split(&render_export(&env, ExportFormat::Shell)).unwrap(), vec!["A=hello world", "B=it's"]);

@@ -6,8 +6,43 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use super::Scope;
 use super::{CmdResult, Ctx, failed};
 use crate::engine::Engine;
+use clap::Subcommand;
+
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] =
+    &[("doctor", "Check this server: Docker, nginx, ports, DNS, disk, clock, certificates"), ("version", "Print berth's version")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Print berth's version
+    #[command(name = "version")]
+    Version,
+    /// Check this server: Docker, nginx, ports, DNS of the global domain, disk, clock, certificates
+    #[command(name = "doctor")]
+    Doctor,
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::Version => Scope::Anyone,
+            Cmd::Doctor => Scope::Admin,
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Version => {
+                ctx.out.line(format!("berth {}", env!("CARGO_PKG_VERSION"))).await;
+                Ok(())
+            }
+            Cmd::Doctor => run(ctx).await,
+        }
+    }
+}
 
 /// How one check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,16 +160,26 @@ pub async fn run(ctx: &mut Ctx<'_>) -> CmdResult {
 async fn docker(engine: &Engine) -> Vec<Check> {
     let runtime = match tokio::time::timeout(Duration::from_secs(5), engine.runtime()).await {
         Ok(Ok(runtime)) => runtime,
-        Ok(Err(e)) => return vec![check(Verdict::Fail, "docker", format!("the Docker engine does not answer ({e}): start it (systemctl start docker, or dockerd)"))],
-        Err(_) => return vec![check(Verdict::Fail, "docker", "the Docker engine did not answer within 5s: restart it (systemctl restart docker)")],
+        Ok(Err(e)) => {
+            return vec![check(Verdict::Fail, "docker", format!("the Docker engine does not answer ({e}): start it (systemctl start docker, or dockerd)"))];
+        }
+        Err(_) => {
+            return vec![check(Verdict::Fail, "docker", "the Docker engine did not answer within 5s: restart it (systemctl restart docker)")];
+        }
     };
     let engine_check = match runtime.version().await {
         Ok(version) => check(Verdict::Ok, "docker", format!("engine {version} answers")),
-        Err(e) => return vec![check(Verdict::Fail, "docker", format!("the Docker engine does not answer ({e}): start it (systemctl start docker, or dockerd)"))],
+        Err(e) => {
+            return vec![check(Verdict::Fail, "docker", format!("the Docker engine does not answer ({e}): start it (systemctl start docker, or dockerd)"))];
+        }
     };
     let stack = match runtime.image_info(crate::buildpack::STACK_IMAGE).await {
         Some(_) => check(Verdict::Ok, "stack image", format!("{} is built", crate::buildpack::STACK_IMAGE)),
-        None => check(Verdict::Warn, "stack image", format!("{} is missing: apps without a Dockerfile cannot build until `berth stack:build` makes it", crate::buildpack::STACK_IMAGE)),
+        None => check(
+            Verdict::Warn,
+            "stack image",
+            format!("{} is missing: apps without a Dockerfile cannot build until `berth stack:build` makes it", crate::buildpack::STACK_IMAGE),
+        ),
     };
     vec![engine_check, stack]
 }
@@ -177,7 +222,9 @@ async fn ports(engine: &Engine) -> Check {
 async fn global_dns(engine: &Engine) -> Vec<Check> {
     let domains = match engine.store.load_global() {
         Ok(global) => global.global_domains,
-        Err(e) => return vec![check(Verdict::Fail, "dns", format!("cannot read berth.toml: {e}"))],
+        Err(e) => {
+            return vec![check(Verdict::Fail, "dns", format!("cannot read berth.toml: {e}"))];
+        }
     };
     if domains.is_empty() {
         return vec![check(Verdict::Warn, "dns", "no global domain: apps answer only to names given with domains:add (domains:set-global DOMAIN)")];
@@ -197,12 +244,12 @@ async fn global_dns(engine: &Engine) -> Vec<Check> {
 }
 
 fn own_addresses() -> Vec<IpAddr> {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
     addrs
         .filter_map(|a| a.address)
-        .filter_map(|a| {
-            a.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())).or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
-        })
+        .filter_map(|a| a.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())).or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))))
         .collect()
 }
 
@@ -231,7 +278,11 @@ async fn clock() -> Check {
         return if synchronized {
             check(Verdict::Ok, "clock", format!("synchronized ({program})"))
         } else {
-            check(Verdict::Warn, "clock", format!("not synchronized ({program}): enable NTP (timedatectl set-ntp true, or chrony); certificates need a right clock"))
+            check(
+                Verdict::Warn,
+                "clock",
+                format!("not synchronized ({program}): enable NTP (timedatectl set-ntp true, or chrony); certificates need a right clock"),
+            )
         };
     }
     check(Verdict::Warn, "clock", "cannot tell whether NTP keeps the clock right: install chrony (apt-get install chrony); certificates need a right clock")
@@ -245,7 +296,9 @@ fn certificates(engine: &Engine) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut count = 0;
     for app in &apps {
-        let Ok(config) = engine.store.load_app(app) else { continue };
+        let Ok(config) = engine.store.load_app(app) else {
+            continue;
+        };
         match crate::https::current(engine, app) {
             Ok(Some((state, info))) => {
                 count += 1;

@@ -1,8 +1,91 @@
 //! `domains:*`: the host names an app answers to, and the global domains new apps inherit.
 
+use super::Scope;
+use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, failed};
-use crate::output::{Format, Report};
+use crate::output::Report;
 use crate::validate;
+use crate::validate::AppName;
+use clap::Subcommand;
+
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("domains", "Manage domains used by the proxy")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Add domains to an app
+    #[command(name = "domains:add")]
+    Add {
+        app: AppName,
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Remove domains from an app
+    #[command(name = "domains:remove")]
+    Remove {
+        app: AppName,
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Replace an app's domains
+    #[command(name = "domains:set")]
+    Set {
+        app: AppName,
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Remove all of an app's domains
+    #[command(name = "domains:clear")]
+    Clear { app: AppName },
+    /// Show an app's domains (all apps without APP)
+    #[command(name = "domains:report")]
+    Report(ReportArgs),
+    /// Add global domains: new apps get APP.DOMAIN
+    #[command(name = "domains:add-global")]
+    AddGlobal {
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Remove global domains (apps' default names under them go too)
+    #[command(name = "domains:remove-global")]
+    RemoveGlobal {
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Set the global domains: new apps get APP.DOMAIN
+    #[command(name = "domains:set-global")]
+    SetGlobal {
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Remove all global domains
+    #[command(name = "domains:clear-global")]
+    ClearGlobal,
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::AddGlobal { .. } | Cmd::RemoveGlobal { .. } | Cmd::SetGlobal { .. } | Cmd::ClearGlobal => Scope::Admin,
+            Cmd::Report(args) => args.scope(),
+            Cmd::Add { app, .. } | Cmd::Remove { app, .. } | Cmd::Set { app, .. } | Cmd::Clear { app, .. } => Scope::App(app),
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Add { app, domains } => change(ctx, &app, Change::Add(domains)).await,
+            Cmd::Remove { app, domains } => change(ctx, &app, Change::Remove(domains)).await,
+            Cmd::Set { app, domains } => change(ctx, &app, Change::Set(domains)).await,
+            Cmd::Clear { app } => change(ctx, &app, Change::Clear).await,
+            Cmd::Report(args) => report(ctx, &args).await,
+            Cmd::AddGlobal { domains } => change_global(ctx, &domains, true).await,
+            Cmd::RemoveGlobal { domains } => change_global(ctx, &domains, false).await,
+            Cmd::SetGlobal { domains } => set_global(ctx, &domains).await,
+            Cmd::ClearGlobal => set_global(ctx, &[]).await,
+        }
+    }
+}
 
 pub enum Change {
     Add(Vec<String>),
@@ -11,8 +94,7 @@ pub enum Change {
     Clear,
 }
 
-pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResult {
     let store = &ctx.engine.store;
     let names = match &change {
         Change::Add(d) | Change::Remove(d) | Change::Set(d) => d.iter().map(|d| validate::domain(d)).collect::<Result<Vec<_>, _>>()?,
@@ -103,25 +185,27 @@ pub(super) async fn apply_routing(ctx: &Ctx<'_>, app: &str) -> CmdResult {
     ctx.out.step(format!("Getting a certificate that covers {} too", uncovered.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "))).await;
     if let Err(e) = crate::https::issue_letsencrypt(engine, app, &ctx.out).await {
         crate::https::record_failure(engine, app, &e).await;
-        ctx.out.error(format!("Let's Encrypt: {e}; those names are served over plain http until a renewal succeeds (letsencrypt:auto-renew {app} --force)")).await;
+        ctx.out
+            .error(format!("Let's Encrypt: {e}; those names are served over plain http until a renewal succeeds (letsencrypt:auto-renew {app} --force)"))
+            .await;
     }
     Ok(())
 }
 
-pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format, global_only: bool) -> CmdResult {
+pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
-    if global_only {
+    if args.global {
         let report = Report::new("Global domains information")
             .row("Domains global enabled", !global.global_domains.is_empty())
             .row("Domains global vhosts", global.global_domains.clone());
-        return crate::output::print_reports(&ctx.out, &[("global".into(), report)], true, format).await.map_err(failed);
+        return args.print_global(ctx, report).await;
     }
-    super::apps::report_apps(ctx, app, format, |_, name, config| {
-        Report::new(format!("{name} domains information"))
+    args.print_apps(ctx, |_, name, config| {
+        Ok(Report::new(format!("{name} domains information"))
             .row("Domains app enabled", !config.domains.is_empty())
             .row("Domains app vhosts", config.domains.clone())
             .row("Domains global enabled", !global.global_domains.is_empty())
-            .row("Domains global vhosts", global.global_domains.clone())
+            .row("Domains global vhosts", global.global_domains.clone()))
     })
     .await
 }
@@ -161,7 +245,9 @@ pub async fn set_global(ctx: &mut Ctx<'_>, domains: &[String]) -> CmdResult {
         // Every app's new names are decided before anything is written.
         let mut plans = Vec::new();
         for (app, domains) in &taken {
-            let Some(proposed) = follow_global(app, domains, &before, &names) else { continue };
+            let Some(proposed) = follow_global(app, domains, &before, &names) else {
+                continue;
+            };
             let mut next = Vec::new();
             for d in proposed {
                 match taken.iter().find(|(other, theirs)| other != app && theirs.contains(&d)) {

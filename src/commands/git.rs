@@ -1,44 +1,227 @@
-//! `git:*`: the deploy branch, and `git:receive`, which the pre-receive hook calls.
+//! `git:*`: the deploy branch, images built elsewhere, and git itself: `git-receive-pack`
+//! and `git-upload-pack` (what `git push` and `git fetch` run over SSH) serve the app's bare
+//! repository through the real git, and `git:receive` is what its pre-receive hook calls.
 
+use super::Scope;
+use super::property::SetArgs;
+use super::property::app_only;
+use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, failed};
 use crate::deploy::{self, Source};
-use crate::output::{Format, Report};
+use crate::output::Report;
+use crate::validate::AppName;
 use crate::{git, validate};
+use clap::Subcommand;
 
-const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("git", "Manage app deploys via git")];
 
-pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: Option<&str>) -> CmdResult {
-    validate::app_name(app)?;
-    match key {
-        "deploy-branch" => {
-            let branch = match value {
-                Some(b) if git::valid_branch(b) => Some(b.to_string()),
-                Some(b) => return Err(failed(format!("Invalid branch name {}", validate::quoted(b)))),
-                None => None,
-            };
-            ctx.engine
-                .update_app(app, |config| {
-                    config.deploy_branch = branch.clone();
-                    Ok::<_, CmdError>(())
-                })
-                .await?;
-            let shown = branch.unwrap_or_else(|| "main or master".into());
-            ctx.out.step(format!("Set deploy-branch of {app} to {shown}")).await;
-            Ok(())
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Set a git setting: deploy-branch NAME (no NAME: back to main or master)
+    #[command(name = "git:set")]
+    Set(SetArgs),
+    /// Show an app's git settings
+    #[command(name = "git:report")]
+    Report(ReportArgs),
+    /// Deploy an image built elsewhere (on this server's engine, or pulled)
+    #[command(name = "git:from-image")]
+    FromImage { app: AppName, image: String },
+    /// Deploy an image from a `docker save` archive on stdin: docker save IMG | ssh … git:load-image APP
+    #[command(name = "git:load-image")]
+    LoadImage { app: AppName, image: Option<String> },
+    /// git's side of `git push`: the app's repository (created with the app on a first push)
+    #[command(name = "git-receive-pack", hide = true)]
+    ReceivePack {
+        #[arg(value_parser = git_path)]
+        app: AppName,
+    },
+    /// git's side of `git fetch` and `git clone`
+    #[command(name = "git-upload-pack", hide = true)]
+    UploadPack {
+        #[arg(value_parser = git_path)]
+        app: AppName,
+    },
+    /// (internal) deploy a pushed commit; called by the git hook
+    #[command(name = "git:receive", hide = true)]
+    Receive {
+        app: AppName,
+        old: String,
+        new: String,
+        refname: String,
+        /// The build context the hook wrote (a tar in `<root>/tmp`)
+        #[arg(long)]
+        context: std::path::PathBuf,
+        /// The `git receive-pack` running the hook: the branch moves before it exits
+        #[arg(long)]
+        receive_pack: Option<i32>,
+    },
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::Set(args) => args.target.scope(),
+            Cmd::Receive { .. } => Scope::Internal,
+            Cmd::Report(args) => args.scope(),
+            Cmd::FromImage { app, .. } | Cmd::LoadImage { app, .. } | Cmd::ReceivePack { app } | Cmd::UploadPack { app } => Scope::App(app),
         }
-        other => Err(super::invalid_property(other, &["deploy-branch"])),
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Set(args) => set(ctx, &args).await,
+            Cmd::Report(args) => report(ctx, &args).await,
+            Cmd::FromImage { app, image } => from_image(ctx, &app, &image).await,
+            Cmd::LoadImage { app, image } => load_image(ctx, &app, image.as_deref()).await,
+            Cmd::ReceivePack { app } => serve_git(ctx, &app, GitService::ReceivePack).await,
+            Cmd::UploadPack { app } => serve_git(ctx, &app, GitService::UploadPack).await,
+            Cmd::Receive { app, old, new, refname, context, receive_pack } => receive(ctx, &app, &old, &new, &refname, &context, receive_pack).await,
+        }
     }
 }
 
-pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
-    super::apps::report_apps(ctx, app, format, |ctx, name, config| {
-        let repo = ctx.engine.store.repo_dir(name);
-        let branch = config.deploy_branch.clone().unwrap_or_else(|| "main".into());
-        let head = git::branch_head(&repo, &branch).ok().flatten().map(|o| o.to_string()).unwrap_or_default();
-        Report::new(format!("{name} git information"))
-            .row("Git deploy branch", config.deploy_branch.clone().unwrap_or_else(|| "main (or master)".into()))
-            .row("Git sha", head)
-            .row("Git repo", repo.display().to_string())
+/// The app a git path names: `myapp`, `/myapp`, `myapp.git`, `~/myapp/`. Anything else,
+/// including any `..` or a deeper path, is not an app and is refused.
+fn git_path(path: &str) -> Result<AppName, validate::Invalid> {
+    let name = path.trim_start_matches("~/").trim_start_matches('/').trim_end_matches('/');
+    name.strip_suffix(".git").unwrap_or(name).parse()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum GitService {
+    ReceivePack,
+    UploadPack,
+}
+
+/// Serves a push or a fetch: the real `git receive-pack`/`upload-pack` on the app's bare
+/// repository, its streams bridged to the caller's. A first push creates the app (as dokku
+/// does); if that push fails, the app goes again. The child's output is read to its end
+/// even when the client is gone (writes to a gone client are no-ops): git then finishes the
+/// push, and the deploy its hook is running.
+async fn serve_git(ctx: &mut Ctx<'_>, app: &AppName, service: GitService) -> CmdResult {
+    let engine = ctx.engine;
+    // A push in flight is work a graceful shutdown lets finish (its hook deploys).
+    let _busy = (service == GitService::ReceivePack).then(|| engine.busy());
+    let mut created = false;
+    if !engine.store.app_exists(app) {
+        if service == GitService::UploadPack {
+            return Err(crate::store::StoreError::AppMissing(app.to_string()).into());
+        }
+        match super::apps::create_app(engine, app).await {
+            Ok(()) => {
+                tracing::info!(%app, "created by a first push");
+                created = true;
+            }
+            Err(CmdError::Store(crate::store::StoreError::AppExists(_))) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let served = run_git(ctx, app, service).await;
+    if created {
+        match super::apps::remove_unborn(engine, app).await {
+            Ok(true) => {
+                tracing::info!(%app, "removed: its first push failed");
+                ctx.out.error(format!("{app} was created by this push, which failed: removed it")).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(%app, "cannot remove after a failed first push: {e}"),
+        }
+    }
+    served
+}
+
+async fn run_git(ctx: &mut Ctx<'_>, app: &AppName, service: GitService) -> CmdResult {
+    let engine = ctx.engine;
+    let repo = engine.store.repo_dir(app);
+    git::ensure_repo(&repo, &engine.exe, &engine.root(), app).map_err(|e| failed(format!("cannot prepare the repository of {app}: {e}")))?;
+    let program = match service {
+        GitService::ReceivePack => "receive-pack",
+        GitService::UploadPack => "upload-pack",
+    };
+    let mut child = tokio::process::Command::new("git")
+        .arg(program)
+        .arg(&repo)
+        .env("BERTH_ROOT", engine.root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| failed(format!("cannot run git {program}: {e}")))?;
+    let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let mut input = ctx.input.take();
+    let stdin_pump = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let Some(mut stdin) = stdin else { return };
+        // After the pack the client sends EOF (end of input) and waits for the report.
+        while let Some(chunk) = input.recv().await {
+            if stdin.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::join!(copy_output(stdout, &ctx.out, false), copy_output(stderr, &ctx.out, true));
+    let status = child.wait().await;
+    stdin_pump.abort();
+    match status.ok().and_then(|s| s.code()) {
+        Some(0) => Ok(()),
+        Some(code) => Err(CmdError::Exit(code)),
+        None => Err(CmdError::Exit(super::EXIT_FAILURE)),
+    }
+}
+
+/// Copies a child's output stream to the caller's stdout or stderr until the child closes
+/// it; a caller that is gone makes the writes no-ops, and reading goes on.
+async fn copy_output(from: Option<impl tokio::io::AsyncRead + Unpin>, out: &crate::output::Output, stderr: bool) {
+    use tokio::io::AsyncReadExt;
+    let Some(mut from) = from else { return };
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) if stderr => out.stderr(&buf[..n]).await,
+            Ok(n) => out.stdout(&buf[..n]).await,
+        }
+    }
+}
+
+const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+
+/// `git:set APP deploy-branch [BRANCH]` (no BRANCH: back to main or master).
+pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
+    args.property(&[app_only("deploy-branch")])?;
+    let app = args.app()?;
+    let branch = match args.value() {
+        Some(b) if git::valid_branch(b) => Some(b.to_string()),
+        Some(b) => {
+            return Err(failed(format!("Invalid branch name {}", validate::quoted(b))));
+        }
+        None => None,
+    };
+    ctx.engine
+        .update_app(app, |config| {
+            config.deploy_branch = branch.clone();
+            Ok::<_, CmdError>(())
+        })
+        .await?;
+    let shown = branch.unwrap_or_else(|| "main or master".into());
+    ctx.out.step(format!("Set deploy-branch of {app} to {shown}")).await;
+    Ok(())
+}
+
+pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
+    args.no_global("git")?;
+    args.print_apps(ctx, |ctx, name, config| {
+        Ok({
+            let repo = ctx.engine.store.repo_dir(name);
+            let branch = config.deploy_branch.clone().unwrap_or_else(|| "main".into());
+            let head = git::branch_head(&repo, &branch).ok().flatten().map(|o| o.to_string()).unwrap_or_default();
+            Report::new(format!("{name} git information"))
+                .row("Git deploy branch", config.deploy_branch.clone().unwrap_or_else(|| "main (or master)".into()))
+                .row("Git sha", head)
+                .row("Git repo", repo.display().to_string())
+        })
     })
     .await
 }
@@ -46,8 +229,7 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
 /// `git:from-image APP IMAGE`: deploys an image built elsewhere (present on this engine, or
 /// pulled from its registry), as a release like any other: checks, zero-downtime swap,
 /// rollback.
-pub async fn from_image(ctx: &mut Ctx<'_>, app: &str, image: &str) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn from_image(ctx: &mut Ctx<'_>, app: &AppName, image: &str) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     let image = image_name(app, image)?;
     let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
@@ -61,8 +243,7 @@ pub async fn from_image(ctx: &mut Ctx<'_>, app: &str, image: &str) -> CmdResult 
 
 /// `git:load-image APP [IMAGE] < image.tar`: loads a `docker save` archive from stdin and
 /// deploys the image it holds (IMAGE names which, when it holds several).
-pub async fn load_image(ctx: &mut Ctx<'_>, app: &str, image: Option<&str>) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn load_image(ctx: &mut Ctx<'_>, app: &AppName, image: Option<&str>) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     let wanted = image.map(|i| image_name(app, i)).transpose()?;
     let limit = ctx.engine.store.load_global()?.build_context_limit_mb() * 1024 * 1024;
@@ -95,7 +276,9 @@ pub async fn load_image(ctx: &mut Ctx<'_>, app: &str, image: Option<&str>) -> Cm
         (Some(name), _) => name,
         (None, [only]) => only.clone(),
         (None, []) => return Err(failed("The archive holds no image")),
-        (None, many) => return Err(failed(format!("The archive holds several images ({}): name the one to deploy", many.join(", ")))),
+        (None, many) => {
+            return Err(failed(format!("The archive holds several images ({}): name the one to deploy", many.join(", "))));
+        }
     };
     if runtime.image_info(&image).await.is_none() {
         return Err(failed(format!("The archive does not hold {image} (it holds: {})", loaded.join(", "))));
@@ -141,9 +324,9 @@ const PULL_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Called by the pre-receive hook with the pushed commit's tree, a tar it wrote to
 /// `<root>/tmp` (`context`), which this takes over and removes when done.
-pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname: &str, context: &std::path::Path, receive_pack: Option<i32>) -> CmdResult {
-    let context = git::BuildContext::adopt(context, &ctx.engine.store.tmp_dir()).ok_or_else(|| failed(format!("{} is not a build context of berth's", context.display())))?;
-    validate::app_name(app)?;
+pub async fn receive(ctx: &mut Ctx<'_>, app: &AppName, old: &str, new: &str, refname: &str, context: &std::path::Path, receive_pack: Option<i32>) -> CmdResult {
+    let context = git::BuildContext::adopt(context, &ctx.engine.store.tmp_dir())
+        .ok_or_else(|| failed(format!("{} is not a build context of berth's", context.display())))?;
     let branch = refname.strip_prefix("refs/heads/").ok_or_else(|| failed(format!("{refname} is not a branch")))?;
     let deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     // Another push may have landed while this one waited: deploying now would serve a
@@ -152,9 +335,7 @@ pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname
     let repo = ctx.engine.store.repo_dir(app);
     let current = git::branch_head(&repo, branch).map_err(|e| failed(e.to_string()))?.map(|o| o.to_string());
     if current != expected {
-        return Err(failed(format!(
-            "{branch} moved while this push waited for another deploy of {app}: fetch, merge and push again"
-        )));
+        return Err(failed(format!("{branch} moved while this push waited for another deploy of {app}: fetch, merge and push again")));
     }
     let source = Source::Build { context, git_sha: new.to_string(), pushed: true };
     let version = deploy::deploy_locked(ctx.engine, app, source, "git push", &ctx.out).await.map_err(CmdError::Failed)?;
@@ -198,9 +379,13 @@ pub async fn receive(ctx: &mut Ctx<'_>, app: &str, old: &str, new: &str, refname
 
 /// Whether `pid` is a live git process (not gone, not a zombie waiting to be reaped).
 fn git_process_runs(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
     // pid (comm) state …: comm may hold spaces, the state follows the last ')'.
-    let Some((head, rest)) = stat.rsplit_once(')') else { return false };
+    let Some((head, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
     head.contains("git") && !rest.trim_start().starts_with(['Z', 'X'])
 }
 
@@ -209,3 +394,32 @@ fn git_process_runs(pid: i32) -> bool {
 const REF_UPDATE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// The most a push's git may take to move the branch after its hook succeeded.
 const REF_UPDATE_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_paths_name_one_app() {
+        for (path, app) in [("myapp", "myapp"), ("/myapp", "myapp"), ("myapp.git", "myapp"), ("~/myapp/", "myapp"), ("/myapp.git", "myapp")] {
+            assert_eq!(git_path(path).unwrap(), *app, "{path}");
+        }
+        for bad in ["", "../etc", "/var/lib/berth/apps/x", "a/b", "My", "x;y"] {
+            assert!(git_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_gone_does_not_stop_the_child_from_finishing() {
+        // 4 MiB through a 64 KiB pipe: the child finishes only if its output keeps being read.
+        let (mut child, from) = tokio::io::duplex(64 * 1024);
+        let (out, receiver) = crate::output::Output::channel(4);
+        drop(receiver);
+        let producer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            child.write_all(&vec![b'x'; 4 * 1024 * 1024]).await.unwrap();
+        });
+        copy_output(Some(from), &out, false).await;
+        producer.await.unwrap();
+    }
+}

@@ -2,10 +2,52 @@
 
 use russh::keys::ssh_key::PublicKey;
 
+use super::Scope;
 use super::{CmdResult, Ctx, failed};
 use crate::output::Format;
 use crate::store::{AuthorizedKey, Role, fingerprint};
 use crate::validate;
+use clap::Subcommand;
+
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("ssh-keys", "Manage public ssh keys that are allowed to connect")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Add an SSH public key (read from stdin); admin unless --app is given
+    #[command(name = "ssh-keys:add")]
+    Add {
+        name: String,
+        /// Limit the key to these apps (repeatable)
+        #[arg(long = "app", value_name = "APP")]
+        apps: Vec<String>,
+    },
+    /// List SSH keys
+    #[command(name = "ssh-keys:list")]
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove an SSH key by name
+    #[command(name = "ssh-keys:remove")]
+    Remove { name: String },
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::Add { .. } | Cmd::List { .. } | Cmd::Remove { .. } => Scope::Admin,
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Add { name, apps } => add(ctx, &name, apps).await,
+            Cmd::List { format } => list(ctx, format).await,
+            Cmd::Remove { name } => remove(ctx, &name).await,
+        }
+    }
+}
 
 /// A public key line is short; anything larger on stdin is not one.
 const MAX_KEY_INPUT: usize = 16 * 1024;
@@ -15,11 +57,8 @@ pub async fn add(ctx: &mut Ctx<'_>, name: &str, apps: Vec<String>) -> CmdResult 
     for app in &apps {
         validate::app_name(app)?;
     }
-    let input = ctx
-        .input
-        .read_to_end(MAX_KEY_INPUT)
-        .await
-        .map_err(|_| failed("Input is too long for a public key: send one line like `ssh-ed25519 AAAA… comment`"))?;
+    let input =
+        ctx.input.read_to_end(MAX_KEY_INPUT).await.map_err(|_| failed("Input is too long for a public key: send one line like `ssh-ed25519 AAAA… comment`"))?;
     let key = parse_public_key(&String::from_utf8_lossy(&input))?;
     let store = &ctx.engine.store;
     let _keys = store.lock_keys().await;
@@ -103,10 +142,7 @@ pub fn parse_public_key(text: &str) -> Result<PublicKey, super::CmdError> {
     }
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
     let [line] = lines[..] else {
-        return Err(failed(format!(
-            "Expected one public key line on stdin (like `ssh-ed25519 AAAA… comment`), got {}",
-            lines.len()
-        )));
+        return Err(failed(format!("Expected one public key line on stdin (like `ssh-ed25519 AAAA… comment`), got {}", lines.len())));
     };
     PublicKey::from_openssh(line).map_err(|e| failed(format!("Invalid public key on stdin: {e}")))
 }

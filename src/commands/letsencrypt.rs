@@ -1,53 +1,111 @@
 //! `letsencrypt:*`: certificates from an ACME CA (Let's Encrypt by default), issued through
 //! berth's nginx and renewed by the daemon. Names and settings follow dokku's plugin.
 
-use super::{CmdError, CmdResult, Ctx, apps::app_names, failed};
+use super::Scope;
+use super::Target;
+use super::property::Property;
+use super::property::SetArgs;
+use super::report::ReportArgs;
+use super::{CmdError, CmdResult, Ctx, failed};
 use crate::https::{self, Renewed};
 use crate::output::{Format, Report};
 use crate::store::{CertSource, LetsencryptConfig};
 use crate::tls;
 use crate::validate;
+use crate::validate::AppName;
+use clap::Subcommand;
 
-/// The settings `letsencrypt:set` knows.
-const KEYS: &str = "email, server, graceperiod";
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("letsencrypt", "Automated certificate management via Let's Encrypt")];
 
-/// `letsencrypt:set [--global | APP] KEY [VALUE]`: no VALUE unsets.
-pub async fn set(ctx: &mut Ctx<'_>, global: bool, args: &[String]) -> CmdResult {
-    let (app, key, value) = match (global, args) {
-        (true, [key]) => (None, key, None),
-        (true, [key, value]) => (None, key, Some(value.as_str())),
-        (false, [app, key]) => (Some(app.as_str()), key, None),
-        (false, [app, key, value]) => (Some(app.as_str()), key, Some(value.as_str())),
-        (true, _) => return Err(failed("Usage: letsencrypt:set --global KEY [VALUE]")),
-        (false, _) => return Err(failed("Usage: letsencrypt:set APP KEY [VALUE] (or --global KEY [VALUE])")),
-    };
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Set a Let's Encrypt setting: email ADDRESS | server DIRECTORY_URL | graceperiod SECONDS (no value: unset)
+    #[command(name = "letsencrypt:set")]
+    Set(SetArgs),
+    /// Get a certificate for every domain of the app from Let's Encrypt and serve it at once
+    #[command(name = "letsencrypt:enable")]
+    Enable { app: AppName },
+    /// Stop renewing and remove the app's Let's Encrypt certificate
+    #[command(name = "letsencrypt:disable")]
+    Disable { app: AppName },
+    /// List apps with Let's Encrypt: expiry, days left, renewal status
+    #[command(name = "letsencrypt:list")]
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Renew now the certificates that are due (of every app, or of APP)
+    #[command(name = "letsencrypt:auto-renew")]
+    AutoRenew {
+        app: Option<AppName>,
+        /// Renew even if not due
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show an app's Let's Encrypt settings and certificate state
+    #[command(name = "letsencrypt:report")]
+    Report(ReportArgs),
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::List { .. } => Scope::Anyone,
+            Cmd::AutoRenew { app, .. } => app.as_deref().map_or(Scope::Anyone, Scope::App),
+            Cmd::Report(args) => args.scope(),
+            Cmd::Set(args) => args.target.scope(),
+            Cmd::Enable { app, .. } | Cmd::Disable { app, .. } => Scope::App(app),
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Set(args) => set(ctx, &args).await,
+            Cmd::Enable { app } => enable(ctx, &app).await,
+            Cmd::Disable { app } => disable(ctx, &app).await,
+            Cmd::List { format } => list(ctx, format).await,
+            Cmd::AutoRenew { app, force } => auto_renew(ctx, app.as_deref(), force).await,
+            Cmd::Report(args) => report(ctx, &args).await,
+        }
+    }
+}
+
+/// `letsencrypt:set (APP|--global) email|server|graceperiod [VALUE]`: no VALUE unsets.
+pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
+    let global = |name| Property { name, global: true };
+    let key = args.property(&[global("email"), global("server"), global("graceperiod")])?;
+    let value = args.value();
     let apply = |settings: &mut LetsencryptConfig| -> Result<(), CmdError> {
-        match key.as_str() {
+        match key {
             "email" => settings.email = value.map(|v| validate::email(v).map(str::to_string)).transpose()?,
             "server" => settings.server = value.map(|v| validate::acme_server(v).map(str::to_string)).transpose()?,
-            "graceperiod" => {
+            _ => {
                 settings.graceperiod = value
-                    .map(|v| v.parse::<u64>().ok().filter(|n| *n <= 10 * 365 * 86_400).ok_or_else(|| failed(format!("Invalid graceperiod {}: seconds before expiry to renew, e.g. 2592000 (30 days)", validate::quoted(v)))))
+                    .map(|v| {
+                        v.parse::<u64>().ok().filter(|n| *n <= 10 * 365 * 86_400).ok_or_else(|| {
+                            failed(format!("Invalid graceperiod {}: seconds before expiry to renew, e.g. 2592000 (30 days)", validate::quoted(v)))
+                        })
+                    })
                     .transpose()?
             }
-            _ => return Err(failed(format!("Invalid property {} for letsencrypt:set: use one of {KEYS}", validate::quoted(key)))),
         }
         Ok(())
     };
     let store = &ctx.engine.store;
-    match app {
-        None => {
+    match &args.target {
+        Target::Global => {
             let _global = store.lock_global().await;
             let mut config = store.load_global()?;
             apply(&mut config.letsencrypt)?;
             store.save_global(&config)?;
         }
-        Some(app) => {
-            validate::app_name(app)?;
-            ctx.engine.update_app(app, |config| apply(&mut config.letsencrypt)).await?;
-        }
+        Target::App(app) => ctx.engine.update_app(app, |config| apply(&mut config.letsencrypt)).await?,
     }
-    let target = app.map(|a| format!("for {a}")).unwrap_or_else(|| "globally".into());
+    let target = match &args.target {
+        Target::Global => "globally".to_string(),
+        Target::App(app) => format!("for {app}"),
+    };
     match value {
         Some(v) => ctx.out.step(format!("Setting {key} to {v} {target}")).await,
         None => ctx.out.step(format!("Unsetting {key} {target}")).await,
@@ -56,8 +114,7 @@ pub async fn set(ctx: &mut Ctx<'_>, global: bool, args: &[String]) -> CmdResult 
 }
 
 /// `letsencrypt:enable APP`: issue now, serve at once, renew from then on.
-pub async fn enable(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn enable(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     let config = ctx.engine.store.load_app(app)?;
     if https::effective(&config, &ctx.engine.store.load_global()?).email.is_none() {
         return Err(failed("Set an email for Let's Encrypt first: letsencrypt:set --global email you@example.com"));
@@ -68,17 +125,18 @@ pub async fn enable(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
     let started = std::time::Instant::now();
     ctx.out.step(format!("Enabling Let's Encrypt for {app}")).await;
     https::issue_letsencrypt(ctx.engine, app, &ctx.out).await.map_err(|e| failed(format!("Let's Encrypt: {e}; {app} is served as before")))?;
-    ctx.engine.update_app(app, |config| {
-        config.letsencrypt.enabled = true;
-        Ok::<_, CmdError>(())
-    }).await?;
+    ctx.engine
+        .update_app(app, |config| {
+            config.letsencrypt.enabled = true;
+            Ok::<_, CmdError>(())
+        })
+        .await?;
     ctx.out.step(format!("Let's Encrypt enabled for {app} in {:.2}s; the daemon renews it before expiry", started.elapsed().as_secs_f64())).await;
     Ok(())
 }
 
 /// `letsencrypt:disable APP`: renewal stops and the Let's Encrypt certificate is removed.
-pub async fn disable(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn disable(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     let engine = ctx.engine;
     let config = engine.store.load_app(app)?;
     let letsencrypt_cert = engine.store.load_tls(app)?.is_some_and(|s| s.source == CertSource::Letsencrypt);
@@ -86,10 +144,12 @@ pub async fn disable(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
         return Err(failed(format!("Let's Encrypt is not enabled for {app}")));
     }
     let _deploying = engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
-    engine.update_app(app, |config| {
-        config.letsencrypt.enabled = false;
-        Ok::<_, CmdError>(())
-    }).await?;
+    engine
+        .update_app(app, |config| {
+            config.letsencrypt.enabled = false;
+            Ok::<_, CmdError>(())
+        })
+        .await?;
     if letsencrypt_cert {
         https::remove(engine, app, &ctx.out).await.map_err(CmdError::Failed)?;
         ctx.out.step(format!("Removed the Let's Encrypt certificate of {app}: it is served over plain http")).await;
@@ -113,7 +173,7 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
     let now = crate::unix_now() as i64;
     let global = ctx.engine.store.load_global()?;
     let mut rows = Vec::new();
-    for app in app_names(ctx, None)? {
+    for app in super::report::manageable_apps(ctx)? {
         let config = ctx.engine.store.load_app(&app)?;
         if !config.letsencrypt.enabled {
             continue;
@@ -170,7 +230,11 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
 pub async fn auto_renew(ctx: &mut Ctx<'_>, app: Option<&str>, force: bool) -> CmdResult {
     let mut failures = 0;
     let mut any = false;
-    for name in app_names(ctx, app)? {
+    let names = match app {
+        Some(app) => vec![app.to_string()],
+        None => super::report::manageable_apps(ctx)?,
+    };
+    for name in names {
         let enabled = ctx.engine.store.load_app(&name)?.letsencrypt.enabled;
         if !enabled {
             if app.is_some() {
@@ -199,25 +263,35 @@ pub async fn auto_renew(ctx: &mut Ctx<'_>, app: Option<&str>, force: bool) -> Cm
 }
 
 /// `letsencrypt:report [APP]`.
-pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
+pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
     let now = crate::unix_now() as i64;
-    super::apps::report_apps(ctx, app, format, |ctx, name, config| {
-        let settings = https::effective(config, &global);
-        let cert = https::current(ctx.engine, name).ok().flatten();
-        let letsencrypt = cert.as_ref().filter(|(s, _)| s.source == CertSource::Letsencrypt);
-        let renewal = letsencrypt.map(|(s, _)| s.renewal.clone()).unwrap_or_default();
-        Report::new(format!("{name} letsencrypt information"))
-            .row("Letsencrypt active", config.letsencrypt.enabled && letsencrypt.is_some())
-            .row("Letsencrypt enabled", config.letsencrypt.enabled)
-            .row("Letsencrypt email", settings.email.clone())
-            .row("Letsencrypt server", settings.server.clone())
-            .row("Letsencrypt graceperiod", settings.graceperiod)
-            .row("Letsencrypt expires at", letsencrypt.map(|(_, i)| format!("{} UTC", tls::utc(i.not_after))))
-            .row("Letsencrypt days left", letsencrypt.map(|(_, i)| i.days_left(now)))
-            .row("Letsencrypt renewal due", config.letsencrypt.enabled && https::due(config, &global, cert.as_ref(), now).is_some())
-            .row("Letsencrypt renewal failures", renewal.failures)
-            .row("Letsencrypt last error", renewal.last_error)
+    if args.global {
+        let settings = &global.letsencrypt;
+        let report = Report::new("Global letsencrypt information")
+            .row("Letsencrypt global email", settings.email.clone())
+            .row("Letsencrypt global server", settings.server.clone().unwrap_or_else(|| crate::acme::LETSENCRYPT_PRODUCTION.to_string()))
+            .row("Letsencrypt global graceperiod", settings.graceperiod.unwrap_or(https::DEFAULT_GRACEPERIOD));
+        return args.print_global(ctx, report).await;
+    }
+    args.print_apps(ctx, |ctx, name, config| {
+        Ok({
+            let settings = https::effective(config, &global);
+            let cert = https::current(ctx.engine, name).ok().flatten();
+            let letsencrypt = cert.as_ref().filter(|(s, _)| s.source == CertSource::Letsencrypt);
+            let renewal = letsencrypt.map(|(s, _)| s.renewal.clone()).unwrap_or_default();
+            Report::new(format!("{name} letsencrypt information"))
+                .row("Letsencrypt active", config.letsencrypt.enabled && letsencrypt.is_some())
+                .row("Letsencrypt enabled", config.letsencrypt.enabled)
+                .row("Letsencrypt email", settings.email.clone())
+                .row("Letsencrypt server", settings.server.clone())
+                .row("Letsencrypt graceperiod", settings.graceperiod)
+                .row("Letsencrypt expires at", letsencrypt.map(|(_, i)| format!("{} UTC", tls::utc(i.not_after))))
+                .row("Letsencrypt days left", letsencrypt.map(|(_, i)| i.days_left(now)))
+                .row("Letsencrypt renewal due", config.letsencrypt.enabled && https::due(config, &global, cert.as_ref(), now).is_some())
+                .row("Letsencrypt renewal failures", renewal.failures)
+                .row("Letsencrypt last error", renewal.last_error)
+        })
     })
     .await
 }

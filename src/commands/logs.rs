@@ -3,11 +3,47 @@
 
 use futures_util::StreamExt;
 
+use super::Scope;
 use super::{CmdResult, Ctx, failed};
-use crate::validate;
+use crate::validate::AppName;
+use clap::Subcommand;
 
-pub async fn logs(ctx: &mut Ctx<'_>, app: &str, follow: bool, lines: usize, process: Option<&str>) -> CmdResult {
-    validate::app_name(app)?;
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("logs", "Output app logs")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Show an app's output: its running containers, merged, prefixed by process
+    #[command(name = "logs")]
+    Logs {
+        app: AppName,
+        /// Keep following new output
+        #[arg(short = 't', long = "tail")]
+        follow: bool,
+        /// How many lines of history
+        #[arg(short = 'n', long = "num", default_value_t = 100)]
+        lines: usize,
+        /// Only this process type
+        #[arg(short = 'p', long = "ps")]
+        process: Option<String>,
+    },
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::Logs { app, .. } => Scope::App(app),
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Logs { app, follow, lines, process } => logs(ctx, &app, follow, lines, process.as_deref()).await,
+        }
+    }
+}
+
+pub async fn logs(ctx: &mut Ctx<'_>, app: &AppName, follow: bool, lines: usize, process: Option<&str>) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
     let active = ctx.engine.store.load_releases(app)?.active().map(|r| r.version);

@@ -18,17 +18,19 @@ mod letsencrypt;
 mod logs;
 mod nginx;
 mod ports;
+mod property;
 mod ps;
 mod releases;
+mod report;
 mod resources;
 mod run;
 
 use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
 
 use crate::engine::{Caller, Engine};
-use crate::output::{Format, Input, Output};
+use crate::output::{Input, Output};
 use crate::store::StoreError;
-use crate::validate::Invalid;
+use crate::validate::{AppName, Invalid};
 
 /// Exit code of a refused or failed command (never 255, which is ssh's own).
 pub const EXIT_FAILURE: i32 = 1;
@@ -60,13 +62,6 @@ pub fn failed(msg: impl Into<String>) -> CmdError {
     CmdError::Failed(msg.into())
 }
 
-/// dokku's refusal of an `NS:set` property it does not have, naming the valid ones (sorted).
-pub fn invalid_property(key: &str, valid: &[&str]) -> CmdError {
-    let mut valid = valid.to_vec();
-    valid.sort_unstable();
-    failed(format!("Invalid property specified ({}), valid properties include: {}", crate::validate::quoted(key), valid.join(", ")))
-}
-
 /// Everything a handler needs: the engine, who is asking, and the caller's streams.
 pub struct Ctx<'a> {
     pub engine: &'a Engine,
@@ -94,550 +89,61 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Print berth's version
-    #[command(name = "version")]
-    Version,
+/// Every namespace module, each owning its clap subcommands (`Cmd`, flattened into the
+/// top level), who may run each (`Cmd::scope`), its handlers (`Cmd::run`) and the help line
+/// of each namespace it serves (`NAMESPACES`). Adding a command is one place: its module.
+macro_rules! namespaces {
+    ($($variant:ident => $module:ident),* $(,)?) => {
+        #[derive(Debug, Subcommand)]
+        pub enum Command {
+            $(#[command(flatten)] $variant($module::Cmd),)*
+        }
 
-    /// Check this server: Docker, nginx, ports, DNS of the global domain, disk, clock, certificates
-    #[command(name = "doctor")]
-    Doctor,
+        impl Command {
+            fn scope(&self) -> Scope<'_> {
+                match self {
+                    $(Command::$variant(c) => c.scope(),)*
+                }
+            }
 
-    /// Create an app
-    #[command(name = "apps:create")]
-    AppsCreate { app: String },
-    /// Destroy an app and everything berth keeps for it
-    #[command(name = "apps:destroy")]
-    AppsDestroy {
-        app: String,
-        /// Do not ask for the app's name to confirm
-        #[arg(long)]
-        force: bool,
-    },
-    /// List apps
-    #[command(name = "apps:list")]
-    AppsList {
-        /// Names only, without the header
-        #[arg(long, short)]
-        quiet: bool,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-    /// Exit 0 if the app exists, 1 if not
-    #[command(name = "apps:exists")]
-    AppsExists { app: String },
-    /// Rename an app
-    #[command(name = "apps:rename")]
-    AppsRename { old: String, new: String },
-    /// Show an app's information (all apps without APP)
-    #[command(name = "apps:report")]
-    AppsReport {
-        app: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-    /// Refuse deploys of an app until unlocked
-    #[command(name = "apps:lock")]
-    AppsLock { app: String },
-    /// Copy an app: its config, settings and git repository (not its domains, storage or
-    /// certificates), then deploy the copy
-    #[command(name = "apps:clone")]
-    AppsClone {
-        old: String,
-        new: String,
-        /// Do not deploy the copy
-        #[arg(long)]
-        skip_deploy: bool,
-        /// Do nothing (and succeed) if the new app exists
-        #[arg(long)]
-        ignore_existing: bool,
-    },
-    /// Exit 0 if deploys of the app are locked, 1 if not
-    #[command(name = "apps:locked")]
-    AppsLocked { app: String },
-    /// Allow deploys of an app again
-    #[command(name = "apps:unlock")]
-    AppsUnlock { app: String },
+            async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+                match self {
+                    $(Command::$variant(c) => c.run(ctx).await,)*
+                }
+            }
+        }
 
-    /// Set env vars: KEY=value…
-    #[command(name = "config:set")]
-    ConfigSet {
-        app: String,
-        #[arg(required = true, value_name = "KEY=VALUE")]
-        pairs: Vec<String>,
-        /// Do not restart the app to apply the change
-        #[arg(long)]
-        no_restart: bool,
-        /// Values are base64-encoded
-        #[arg(long)]
-        encoded: bool,
-    },
-    /// Unset every env var of an app
-    #[command(name = "config:clear")]
-    ConfigClear {
-        app: String,
-        /// Do not restart the app
-        #[arg(long)]
-        no_restart: bool,
-    },
-    /// Set env vars from an env file on stdin (KEY=value lines): config:import APP - < .env
-    #[command(name = "config:import")]
-    ConfigImport {
-        app: String,
-        /// `-`: stdin (the only source)
-        source: Option<String>,
-        /// Also unset the keys the file does not name
-        #[arg(long)]
-        replace: bool,
-        /// Do not restart the app
-        #[arg(long)]
-        no_restart: bool,
-    },
-    /// Unset env vars
-    #[command(name = "config:unset")]
-    ConfigUnset {
-        app: String,
-        #[arg(required = true)]
-        keys: Vec<String>,
-        #[arg(long)]
-        no_restart: bool,
-    },
-    /// Print one env var's value
-    #[command(name = "config:get")]
-    ConfigGet { app: String, key: String },
-    /// Show an app's env vars
-    #[command(name = "config:show")]
-    ConfigShow {
-        app: String,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-    /// Print an app's env vars for a shell or an env file
-    #[command(name = "config:export")]
-    ConfigExport {
-        app: String,
-        #[arg(long, value_enum, default_value_t)]
-        format: config::ExportFormat,
-    },
-    /// List the env var names of an app
-    #[command(name = "config:keys")]
-    ConfigKeys { app: String },
-
-    /// Add domains to an app
-    #[command(name = "domains:add")]
-    DomainsAdd {
-        app: String,
-        #[arg(required = true)]
-        domains: Vec<String>,
-    },
-    /// Remove domains from an app
-    #[command(name = "domains:remove")]
-    DomainsRemove {
-        app: String,
-        #[arg(required = true)]
-        domains: Vec<String>,
-    },
-    /// Replace an app's domains
-    #[command(name = "domains:set")]
-    DomainsSet {
-        app: String,
-        #[arg(required = true)]
-        domains: Vec<String>,
-    },
-    /// Remove all of an app's domains
-    #[command(name = "domains:clear")]
-    DomainsClear { app: String },
-    /// Show an app's domains (all apps without APP)
-    #[command(name = "domains:report")]
-    DomainsReport {
-        app: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-        /// The global domains only
-        #[arg(long)]
-        global: bool,
-    },
-    /// Add global domains: new apps get APP.DOMAIN
-    #[command(name = "domains:add-global")]
-    DomainsAddGlobal {
-        #[arg(required = true)]
-        domains: Vec<String>,
-    },
-    /// Remove global domains (apps' default names under them go too)
-    #[command(name = "domains:remove-global")]
-    DomainsRemoveGlobal {
-        #[arg(required = true)]
-        domains: Vec<String>,
-    },
-    /// Set the global domains: new apps get APP.DOMAIN
-    #[command(name = "domains:set-global")]
-    DomainsSetGlobal {
-        #[arg(required = true)]
-        domains: Vec<String>,
-    },
-    /// Remove all global domains
-    #[command(name = "domains:clear-global")]
-    DomainsClearGlobal,
-
-    /// List an app's port mappings
-    #[command(name = "ports:list")]
-    PortsList {
-        app: String,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-        /// One `scheme:host:container` per line, without the table
-        #[arg(long, short)]
-        quiet: bool,
-    },
-    /// Replace an app's port mappings: scheme:host-port:container-port…
-    #[command(name = "ports:set")]
-    PortsSet {
-        app: String,
-        #[arg(required = true, value_name = "SCHEME:HOST:CONTAINER")]
-        maps: Vec<String>,
-    },
-    /// Add port mappings
-    #[command(name = "ports:add")]
-    PortsAdd {
-        app: String,
-        #[arg(required = true, value_name = "SCHEME:HOST:CONTAINER")]
-        maps: Vec<String>,
-    },
-    /// Remove port mappings (a full mapping, or a host port)
-    #[command(name = "ports:remove")]
-    PortsRemove {
-        app: String,
-        #[arg(required = true, value_name = "SCHEME:HOST:CONTAINER|HOST")]
-        maps: Vec<String>,
-    },
-    /// Go back to the default mapping, http:80:5000
-    #[command(name = "ports:clear")]
-    PortsClear { app: String },
-    /// Show an app's port mappings (all apps without APP)
-    #[command(name = "ports:report")]
-    PortsReport {
-        app: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-
-    /// Set a git setting: deploy-branch NAME (no NAME: back to main or master)
-    #[command(name = "git:set")]
-    GitSet { app: String, key: String, value: Option<String> },
-    /// Show an app's git settings
-    #[command(name = "git:report")]
-    GitReport {
-        app: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-    /// Deploy an image built elsewhere (on this server's engine, or pulled)
-    #[command(name = "git:from-image")]
-    GitFromImage { app: String, image: String },
-    /// Deploy an image from a `docker save` archive on stdin: docker save IMG | ssh … git:load-image APP
-    #[command(name = "git:load-image")]
-    GitLoadImage { app: String, image: Option<String> },
-    /// (internal) deploy a pushed commit; called by the git hook
-    #[command(name = "git:receive", hide = true)]
-    GitReceive {
-        app: String,
-        old: String,
-        new: String,
-        refname: String,
-        /// The build context the hook wrote (a tar in `<root>/tmp`)
-        #[arg(long)]
-        context: std::path::PathBuf,
-        /// The `git receive-pack` running the hook: the branch moves before it exits
-        #[arg(long)]
-        receive_pack: Option<i32>,
-    },
-
-    /// Set a readiness check setting: timeout SECONDS | wait-to-retire SECONDS | attempts N
-    #[command(name = "checks:set")]
-    ChecksSet { app: String, key: String, value: String },
-    /// Turn readiness checks off; old containers stop as soon as new ones run
-    #[command(name = "checks:disable")]
-    ChecksDisable {
-        app: String,
-        /// dokku's process types (`web,worker`): berth's checks are for web only
-        processes: Option<String>,
-    },
-    /// Turn readiness checks back on
-    #[command(name = "checks:enable")]
-    ChecksEnable {
-        app: String,
-        /// dokku's process types (`web,worker`): berth's checks are for web only
-        processes: Option<String>,
-    },
-    /// Move traffic as soon as new containers run, without checks
-    #[command(name = "checks:skip")]
-    ChecksSkip {
-        app: String,
-        /// dokku's process types (`web,worker`): berth's checks are for web only
-        processes: Option<String>,
-    },
-    /// Show an app's check settings
-    #[command(name = "checks:report")]
-    ChecksReport {
-        app: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-
-    /// Restart an app: a new release of the running image with the current config
-    #[command(name = "ps:restart")]
-    PsRestart { app: String },
-    /// Build the deploy branch again and deploy it
-    #[command(name = "ps:rebuild")]
-    PsRebuild { app: String },
-    /// Set how many containers of each process type run (web=2 worker=1); none: show it
-    #[command(name = "ps:scale")]
-    PsScale { app: String, scale: Vec<String> },
-    /// Start a stopped app's processes again
-    #[command(name = "ps:start")]
-    PsStart { app: String },
-    /// Stop an app's processes (kept stopped across restarts until ps:start)
-    #[command(name = "ps:stop")]
-    PsStop { app: String },
-    /// Set a process setting: restart-policy no|always|unless-stopped|on-failure[:N]
-    #[command(name = "ps:set")]
-    PsSet { app: String, key: String, value: String },
-    /// Run a command (default /bin/sh) inside a running container (default: the first)
-    #[command(name = "enter")]
-    Enter {
-        app: String,
-        /// PROCESS.N, e.g. web.1
-        target: Option<String>,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
-        command: Vec<String>,
-    },
-    /// Mount a directory into the app's containers: NAME:/path (under the berth root) or /host/path:/path (admins), :ro for read-only
-    #[command(name = "storage:mount")]
-    StorageMount { app: String, mount: String },
-    /// Remove a mount (the host directory and its files stay)
-    #[command(name = "storage:unmount")]
-    StorageUnmount { app: String, mount: String },
-    /// List an app's mounts
-    #[command(name = "storage:list")]
-    StorageList {
-        app: String,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-    /// Limit the memory and CPUs of an app's containers (every process type, or one)
-    #[command(name = "resource:limit")]
-    ResourceLimit {
-        app: String,
-        /// e.g. 256m, 1g
-        #[arg(long)]
-        memory: Option<String>,
-        /// e.g. 0.5, 2
-        #[arg(long = "cpu")]
-        cpus: Option<String>,
-        /// Only this process type
-        #[arg(long, visible_alias = "process-type")]
-        process: Option<String>,
-    },
-    /// Remove limits (of every process type, or of one)
-    #[command(name = "resource:limit-clear")]
-    ResourceLimitClear {
-        app: String,
-        #[arg(long, visible_alias = "process-type")]
-        process: Option<String>,
-    },
-    /// Show an app's limits
-    #[command(name = "resource:report")]
-    ResourceReport {
-        app: String,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-    /// Show an app's output: its running containers, merged, prefixed by process
-    #[command(name = "logs")]
-    Logs {
-        app: String,
-        /// Keep following new output
-        #[arg(short = 't', long = "tail")]
-        follow: bool,
-        /// How many lines of history
-        #[arg(short = 'n', long = "num", default_value_t = 100)]
-        lines: usize,
-        /// Only this process type
-        #[arg(short = 'p', long = "ps")]
-        process: Option<String>,
-    },
-    /// Run a one-off command in a new container of the app's release, with its env
-    #[command(name = "run")]
-    Run {
-        app: String,
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
-        command: Vec<String>,
-    },
-    /// List an app's releases, newest first
-    #[command(name = "releases")]
-    Releases {
-        app: String,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-    /// Serve an earlier release again (default: the one before the active one), no build
-    #[command(name = "releases:rollback")]
-    ReleasesRollback { app: String, version: Option<String> },
-    /// Set a release setting: keep N (images kept for rollbacks, default 5)
-    #[command(name = "releases:set")]
-    ReleasesSet { app: String, key: String, value: String },
-    /// Show an app's containers
-    #[command(name = "ps:report")]
-    PsReport {
-        app: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-
-    /// Build the stack image buildpack builds run in (debootstrap when no registry answers)
-    #[command(name = "stack:build")]
-    StackBuild {
-        /// Build it again even if it exists
-        #[arg(long)]
-        force: bool,
-    },
-    /// Show the stack image and the built-in buildpacks
-    #[command(name = "stack:report")]
-    StackReport {
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-    /// Add a buildpack (a built-in name or a git URL)
-    #[command(name = "buildpacks:add")]
-    BuildpacksAdd {
-        app: String,
-        buildpack: String,
-        /// Position in the list, from 1
-        #[arg(long)]
-        index: Option<usize>,
-    },
-    /// Replace an app's buildpacks
-    #[command(name = "buildpacks:set")]
-    BuildpacksSet {
-        app: String,
-        #[arg(required = true)]
-        buildpacks: Vec<String>,
-    },
-    /// Remove a buildpack
-    #[command(name = "buildpacks:remove")]
-    BuildpacksRemove { app: String, buildpack: String },
-    /// Go back to detecting the buildpack
-    #[command(name = "buildpacks:clear")]
-    BuildpacksClear { app: String },
-    /// List an app's buildpacks
-    #[command(name = "buildpacks:list")]
-    BuildpacksList { app: String },
-    /// Choose how an app is built: dockerfile | buildpacks | detect
-    #[command(name = "builder:set")]
-    BuilderSet { app: String, builder: BuilderChoice },
-    /// Show an app's builder
-    #[command(name = "builder:report")]
-    BuilderReport {
-        app: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-
-    /// Add a certificate: a tar on stdin with server.crt (the chain, PEM) and server.key
-    #[command(name = "certs:add")]
-    CertsAdd { app: String },
-    /// Serve a self-signed certificate for DOMAIN (default: every domain of the app), for testing
-    #[command(name = "certs:generate")]
-    CertsGenerate { app: String, domain: Option<String> },
-    /// Remove an app's certificate: back to plain http
-    #[command(name = "certs:remove")]
-    CertsRemove { app: String },
-    /// Show an app's certificate: source, issuer, subject, names, expiry
-    #[command(name = "certs:report")]
-    CertsReport {
-        app: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-
-    /// Set a Let's Encrypt setting: email ADDRESS | server DIRECTORY_URL | graceperiod SECONDS (no value: unset)
-    #[command(name = "letsencrypt:set")]
-    LetsencryptSet {
-        /// For every app (admins only), instead of one app
-        #[arg(long)]
-        global: bool,
-        #[arg(value_name = "APP KEY [VALUE]", num_args = 1..=3, required = true)]
-        args: Vec<String>,
-    },
-    /// Get a certificate for every domain of the app from Let's Encrypt and serve it at once
-    #[command(name = "letsencrypt:enable")]
-    LetsencryptEnable { app: String },
-    /// Stop renewing and remove the app's Let's Encrypt certificate
-    #[command(name = "letsencrypt:disable")]
-    LetsencryptDisable { app: String },
-    /// List apps with Let's Encrypt: expiry, days left, renewal status
-    #[command(name = "letsencrypt:list")]
-    LetsencryptList {
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-    /// Renew now the certificates that are due (of every app, or of APP)
-    #[command(name = "letsencrypt:auto-renew")]
-    LetsencryptAutoRenew {
-        app: Option<String>,
-        /// Renew even if not due
-        #[arg(long)]
-        force: bool,
-    },
-    /// Show an app's Let's Encrypt settings and certificate state
-    #[command(name = "letsencrypt:report")]
-    LetsencryptReport {
-        app: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-
-    /// Set an nginx property: hsts | hsts-include-subdomains | hsts-preload true|false, hsts-max-age SECONDS (no value: default)
-    #[command(name = "nginx:set")]
-    NginxSet { app: String, key: String, value: Option<String> },
-    /// Show an app's nginx properties
-    #[command(name = "nginx:report")]
-    NginxReport {
-        app: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-
-    /// Add an SSH public key (read from stdin); admin unless --app is given
-    #[command(name = "ssh-keys:add")]
-    KeysAdd {
-        name: String,
-        /// Limit the key to these apps (repeatable)
-        #[arg(long = "app", value_name = "APP")]
-        apps: Vec<String>,
-    },
-    /// List SSH keys
-    #[command(name = "ssh-keys:list")]
-    KeysList {
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
-    /// Remove an SSH key by name
-    #[command(name = "ssh-keys:remove")]
-    KeysRemove { name: String },
+        /// Every namespace and dokku's words for it, sorted.
+        fn namespaces() -> Vec<(&'static str, &'static str)> {
+            let mut all: Vec<(&'static str, &'static str)> = [$($module::NAMESPACES),*].concat();
+            all.sort_unstable();
+            all
+        }
+    };
 }
 
-/// `builder:set` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BuilderChoice {
-    Dockerfile,
-    Buildpacks,
-    Detect,
+namespaces! {
+    Apps => apps,
+    Config => config,
+    Domains => domains,
+    Ports => ports,
+    Git => git,
+    Checks => checks,
+    Ps => ps,
+    Run => run,
+    Resources => resources,
+    Logs => logs,
+    Releases => releases,
+    Build => build,
+    Certs => certs,
+    Letsencrypt => letsencrypt,
+    Nginx => nginx,
+    Keys => keys,
+    Doctor => doctor,
 }
 
 /// Who may run a command.
-enum Scope<'a> {
+pub enum Scope<'a> {
     /// Any authenticated caller (the handler filters what it shows).
     Anyone,
     /// Callers whose role covers this app.
@@ -648,88 +154,47 @@ enum Scope<'a> {
     Internal,
 }
 
-impl Command {
-    fn scope(&self) -> Scope<'_> {
-        use Command::*;
+/// What a command that also takes `--global` acts on: one app, or the settings every app
+/// gets. `--global` is written where the app would be; [`parse_line`] puts [`GLOBAL`] there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Global,
+    App(AppName),
+}
+
+/// The word `--global` becomes in a command line, in the place of the app (no app name can
+/// start with `@`).
+pub const GLOBAL: &str = "@global";
+
+impl std::str::FromStr for Target {
+    type Err = Invalid;
+    fn from_str(word: &str) -> Result<Target, Invalid> {
+        if word == GLOBAL { Ok(Target::Global) } else { word.parse().map(Target::App) }
+    }
+}
+
+impl Target {
+    /// The global settings are an admin's; an app's are its keys' too.
+    pub fn scope(&self) -> Scope<'_> {
         match self {
-            Version | AppsList { .. } | LetsencryptList { .. } => Scope::Anyone,
-            LetsencryptSet { global: true, .. } => Scope::Admin,
-            LetsencryptSet { args, .. } => args.first().map_or(Scope::Admin, |app| Scope::App(app)),
-            AppsReport { app, .. }
-            | DomainsReport { app, .. }
-            | PortsReport { app, .. }
-            | GitReport { app, .. }
-            | ChecksReport { app, .. }
-            | PsReport { app, .. }
-            | CertsReport { app, .. }
-            | LetsencryptReport { app, .. }
-            | LetsencryptAutoRenew { app, .. }
-            | NginxReport { app, .. }
-            | BuilderReport { app, .. } => {
-                app.as_deref().map_or(Scope::Anyone, Scope::App)
-            }
-            AppsExists { app }
-            | AppsLock { app }
-            | AppsLocked { app }
-            | ConfigSet { app, .. }
-            | ConfigClear { app, .. }
-            | ConfigImport { app, .. }
-            | ConfigUnset { app, .. }
-            | ConfigGet { app, .. }
-            | ConfigShow { app, .. }
-            | ConfigExport { app, .. }
-            | ConfigKeys { app }
-            | DomainsAdd { app, .. }
-            | DomainsRemove { app, .. }
-            | DomainsSet { app, .. }
-            | DomainsClear { app }
-            | PortsList { app, .. }
-            | PortsSet { app, .. }
-            | PortsAdd { app, .. }
-            | PortsRemove { app, .. }
-            | PortsClear { app }
-            | GitSet { app, .. }
-            | GitFromImage { app, .. }
-            | GitLoadImage { app, .. }
-            | ChecksSet { app, .. }
-            | ChecksDisable { app, .. }
-            | ChecksEnable { app, .. }
-            | ChecksSkip { app, .. }
-            | PsRestart { app }
-            | PsRebuild { app }
-            | PsScale { app, .. }
-            | PsStart { app }
-            | PsStop { app }
-            | PsSet { app, .. }
-            | Enter { app, .. }
-            | StorageMount { app, .. }
-            | StorageUnmount { app, .. }
-            | StorageList { app, .. }
-            | ResourceReport { app, .. }
-            | BuildpacksAdd { app, .. }
-            | BuildpacksSet { app, .. }
-            | BuildpacksRemove { app, .. }
-            | BuildpacksClear { app }
-            | BuildpacksList { app }
-            | BuilderSet { app, .. }
-            | Releases { app, .. }
-            | Logs { app, .. }
-            | Run { app, .. }
-            | ReleasesRollback { app, .. }
-            | ReleasesSet { app, .. }
-            | CertsAdd { app }
-            | CertsGenerate { app, .. }
-            | CertsRemove { app }
-            | LetsencryptEnable { app }
-            | LetsencryptDisable { app }
-            | NginxSet { app, .. } => Scope::App(app),
-            StackReport { .. } => Scope::Anyone,
-            StackBuild { .. } => Scope::Admin,
-            GitReceive { .. } => Scope::Internal,
-            // An admin's lock and limits hold against the app's own keys.
-            AppsUnlock { .. } | ResourceLimit { .. } | ResourceLimitClear { .. } => Scope::Admin,
-            AppsCreate { .. } | AppsDestroy { .. } | AppsRename { .. } | AppsClone { .. } | DomainsSetGlobal { .. } | DomainsAddGlobal { .. } | DomainsRemoveGlobal { .. }
-            | DomainsClearGlobal | Doctor | KeysAdd { .. } | KeysList { .. } | KeysRemove { .. } => Scope::Admin,
+            Target::Global => Scope::Admin,
+            Target::App(app) => Scope::App(app),
+        }
+    }
+
+    pub fn app(&self) -> Option<&AppName> {
+        match self {
+            Target::Global => None,
+            Target::App(app) => Some(app),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Global => f.write_str("--global"),
+            Target::App(app) => app.fmt(f),
         }
     }
 }
@@ -746,6 +211,10 @@ pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Outpu
             out.error(message).await;
             return EXIT_USAGE;
         }
+        Err(Parsed::Refused(message)) => {
+            out.error(message).await;
+            return EXIT_FAILURE;
+        }
     };
     if let Err(denied) = authorize(caller, &command) {
         out.error(denied.to_string()).await;
@@ -757,7 +226,7 @@ pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Outpu
         None => out,
     };
     let mut ctx = Ctx { engine, caller, out: out.clone(), input, terminal };
-    match execute(&mut ctx, command).await {
+    match command.run(&mut ctx).await {
         Ok(()) => 0,
         Err(CmdError::Exit(code)) => code,
         Err(err) => {
@@ -779,112 +248,6 @@ fn authorize(caller: &Caller, command: &Command) -> CmdResult {
     }
 }
 
-async fn execute(ctx: &mut Ctx<'_>, command: Command) -> CmdResult {
-    use Command::*;
-    match command {
-        Version => {
-            ctx.out.line(format!("berth {}", env!("CARGO_PKG_VERSION"))).await;
-            Ok(())
-        }
-        Doctor => doctor::run(ctx).await,
-        AppsCreate { app } => apps::create(ctx, &app).await,
-        AppsDestroy { app, force } => apps::destroy(ctx, &app, force).await,
-        AppsList { quiet, format } => apps::list(ctx, quiet, format).await,
-        AppsExists { app } => apps::exists(ctx, &app).await,
-        AppsRename { old, new } => apps::rename(ctx, &old, &new).await,
-        AppsReport { app, format } => apps::report(ctx, app.as_deref(), format).await,
-        AppsLock { app } => apps::set_locked(ctx, &app, true).await,
-        AppsLocked { app } => apps::locked(ctx, &app).await,
-        AppsClone { old, new, skip_deploy, ignore_existing } => apps::clone(ctx, &old, &new, skip_deploy, ignore_existing).await,
-        AppsUnlock { app } => apps::set_locked(ctx, &app, false).await,
-        ConfigSet { app, pairs, no_restart, encoded } => config::set(ctx, &app, &pairs, encoded, no_restart).await,
-        ConfigUnset { app, keys, no_restart } => config::unset(ctx, &app, &keys, no_restart).await,
-        ConfigGet { app, key } => config::get(ctx, &app, &key).await,
-        ConfigShow { app, format } => config::show(ctx, &app, format).await,
-        ConfigExport { app, format } => config::export(ctx, &app, format).await,
-        ConfigKeys { app } => config::keys(ctx, &app).await,
-        ConfigClear { app, no_restart } => config::clear(ctx, &app, no_restart).await,
-        ConfigImport { app, source, replace, no_restart } => config::import(ctx, &app, source.as_deref(), replace, no_restart).await,
-        DomainsAdd { app, domains } => domains::change(ctx, &app, domains::Change::Add(domains)).await,
-        DomainsRemove { app, domains } => domains::change(ctx, &app, domains::Change::Remove(domains)).await,
-        DomainsSet { app, domains } => domains::change(ctx, &app, domains::Change::Set(domains)).await,
-        DomainsClear { app } => domains::change(ctx, &app, domains::Change::Clear).await,
-        DomainsReport { app, format, global } => domains::report(ctx, app.as_deref(), format, global).await,
-        DomainsAddGlobal { domains } => domains::change_global(ctx, &domains, true).await,
-        DomainsRemoveGlobal { domains } => domains::change_global(ctx, &domains, false).await,
-        DomainsSetGlobal { domains } => domains::set_global(ctx, &domains).await,
-        DomainsClearGlobal => domains::set_global(ctx, &[]).await,
-        PortsList { app, format, quiet } => ports::list(ctx, &app, format, quiet).await,
-        PortsSet { app, maps } => ports::change(ctx, &app, ports::Change::Set(maps)).await,
-        PortsAdd { app, maps } => ports::change(ctx, &app, ports::Change::Add(maps)).await,
-        PortsRemove { app, maps } => ports::change(ctx, &app, ports::Change::Remove(maps)).await,
-        PortsClear { app } => ports::change(ctx, &app, ports::Change::Clear).await,
-        PortsReport { app, format } => ports::report(ctx, app.as_deref(), format).await,
-        GitSet { app, key, value } => git::set(ctx, &app, &key, value.as_deref()).await,
-        GitReport { app, format } => git::report(ctx, app.as_deref(), format).await,
-        GitFromImage { app, image } => git::from_image(ctx, &app, &image).await,
-        GitLoadImage { app, image } => git::load_image(ctx, &app, image.as_deref()).await,
-        GitReceive { app, old, new, refname, context, receive_pack } => git::receive(ctx, &app, &old, &new, &refname, &context, receive_pack).await,
-        ChecksSet { app, key, value } => checks::set(ctx, &app, &key, &value).await,
-        ChecksDisable { app, processes } => checks::set_mode(ctx, &app, checks::Mode::Disable, processes.as_deref()).await,
-        ChecksEnable { app, processes } => checks::set_mode(ctx, &app, checks::Mode::Enable, processes.as_deref()).await,
-        ChecksSkip { app, processes } => checks::set_mode(ctx, &app, checks::Mode::Skip, processes.as_deref()).await,
-        ChecksReport { app, format } => checks::report(ctx, app.as_deref(), format).await,
-        PsRestart { app } => ps::restart(ctx, &app, "ps:restart").await,
-        PsRebuild { app } => ps::rebuild(ctx, &app).await,
-        Run { app, command } => run::run(ctx, &app, command).await,
-        Enter { app, target, command } => run::enter(ctx, &app, target.as_deref(), command).await,
-        PsScale { app, scale } => ps::scale(ctx, &app, &scale).await,
-        PsStart { app } => ps::start(ctx, &app).await,
-        PsStop { app } => ps::stop(ctx, &app).await,
-        PsSet { app, key, value } => ps::set(ctx, &app, &key, &value).await,
-        StorageMount { app, mount } => resources::mount(ctx, &app, &mount).await,
-        StorageUnmount { app, mount } => resources::unmount(ctx, &app, &mount).await,
-        StorageList { app, format } => resources::list_mounts(ctx, &app, format).await,
-        ResourceLimit { app, memory, cpus, process } => {
-            resources::limit(ctx, &app, process.as_deref(), memory.as_deref(), cpus.as_deref()).await
-        }
-        ResourceLimitClear { app, process } => resources::clear(ctx, &app, process.as_deref()).await,
-        ResourceReport { app, format } => resources::report(ctx, &app, format).await,
-        Logs { app, follow, lines, process } => logs::logs(ctx, &app, follow, lines, process.as_deref()).await,
-        Releases { app, format } => releases::list(ctx, &app, format).await,
-        ReleasesSet { app, key, value } => releases::set(ctx, &app, &key, &value).await,
-        ReleasesRollback { app, version } => releases::rollback(ctx, &app, version.as_deref()).await,
-        PsReport { app, format } => ps::report(ctx, app.as_deref(), format).await,
-        StackBuild { force } => build::stack_build(ctx, force).await,
-        StackReport { format } => build::stack_report(ctx, format).await,
-        BuildpacksAdd { app, buildpack, index } => build::buildpacks_change(ctx, &app, build::Change::Add(buildpack, index)).await,
-        BuildpacksSet { app, buildpacks } => build::buildpacks_change(ctx, &app, build::Change::Set(buildpacks)).await,
-        BuildpacksRemove { app, buildpack } => build::buildpacks_change(ctx, &app, build::Change::Remove(buildpack)).await,
-        BuildpacksClear { app } => build::buildpacks_change(ctx, &app, build::Change::Clear).await,
-        BuildpacksList { app } => build::buildpacks_list(ctx, &app).await,
-        BuilderSet { app, builder } => {
-            let choice = match builder {
-                BuilderChoice::Dockerfile => Some(crate::store::Builder::Dockerfile),
-                BuilderChoice::Buildpacks => Some(crate::store::Builder::Buildpacks),
-                BuilderChoice::Detect => None,
-            };
-            build::builder_set(ctx, &app, choice).await
-        }
-        BuilderReport { app, format } => build::builder_report(ctx, app.as_deref(), format).await,
-        CertsAdd { app } => certs::add(ctx, &app).await,
-        CertsGenerate { app, domain } => certs::generate(ctx, &app, domain.as_deref()).await,
-        CertsRemove { app } => certs::remove(ctx, &app).await,
-        CertsReport { app, format } => certs::report(ctx, app.as_deref(), format).await,
-        LetsencryptSet { global, args } => letsencrypt::set(ctx, global, &args).await,
-        LetsencryptEnable { app } => letsencrypt::enable(ctx, &app).await,
-        LetsencryptDisable { app } => letsencrypt::disable(ctx, &app).await,
-        LetsencryptList { format } => letsencrypt::list(ctx, format).await,
-        LetsencryptAutoRenew { app, force } => letsencrypt::auto_renew(ctx, app.as_deref(), force).await,
-        LetsencryptReport { app, format } => letsencrypt::report(ctx, app.as_deref(), format).await,
-        NginxSet { app, key, value } => nginx::set(ctx, &app, &key, value.as_deref()).await,
-        NginxReport { app, format } => nginx::report(ctx, app.as_deref(), format).await,
-        KeysAdd { name, apps } => keys::add(ctx, &name, apps).await,
-        KeysList { format } => keys::list(ctx, format).await,
-        KeysRemove { name } => keys::remove(ctx, &name).await,
-    }
-}
-
 /// A command line that is not a command to run.
 #[derive(Debug, PartialEq)]
 pub enum Parsed {
@@ -892,6 +255,9 @@ pub enum Parsed {
     Help(String),
     /// The line does not parse: one line for stderr.
     Usage(String),
+    /// A value was refused by its check (an app name): one line for stderr, exit 1 as any
+    /// refused command.
+    Refused(String),
 }
 
 /// The full command list, as `help` and a bare `ssh host` print it.
@@ -941,14 +307,18 @@ pub fn take_globals(argv: &[String]) -> Result<(Globals, &[String]), Parsed> {
 /// the command has that flag. Pure.
 fn apply_globals(globals: &Globals, rest: &[String]) -> Vec<String> {
     let mut words = rest.to_vec();
-    let Some(name) = rest.first() else { return words };
+    let Some(name) = rest.first() else {
+        return words;
+    };
     let cli = Cli::command();
-    let Some(sub) = cli.find_subcommand(name) else { return words };
-    if let Some(app) = &globals.app {
-        let first = sub.get_positionals().next().map(|a| a.get_id().as_str().to_string());
-        if first.as_deref() == Some("app") && rest.get(1) != Some(app) {
-            words.insert(1, app.clone());
-        }
+    let Some(sub) = cli.find_subcommand(name) else {
+        return words;
+    };
+    if let Some(app) = &globals.app
+        && matches!(first_positional(rest).as_deref(), Some("app" | "target"))
+        && rest.get(1) != Some(app)
+    {
+        words.insert(1, app.clone());
     }
     if globals.force && sub.get_arguments().any(|a| a.get_id() == "force") && !words.iter().any(|w| w == "--force") {
         words.push("--force".into());
@@ -956,40 +326,23 @@ fn apply_globals(globals: &Globals, rest: &[String]) -> Vec<String> {
     words
 }
 
-/// Every namespace and dokku's words for it.
-const NAMESPACES: &[(&str, &str)] = &[
-    ("apps", "Manage apps"),
-    ("builder", "Manage the builder settings for an app"),
-    ("buildpacks", "Manage buildpack settings for an app"),
-    ("certs", "Manage SSL (TLS) certificates"),
-    ("checks", "Manage zero-downtime settings"),
-    ("config", "Manage global and app-specific config vars"),
-    ("doctor", "Check this server: Docker, nginx, ports, DNS, disk, clock, certificates"),
-    ("domains", "Manage domains used by the proxy"),
-    ("enter", "Connect to a specific app container"),
-    ("git", "Manage app deploys via git"),
-    ("letsencrypt", "Automated certificate management via Let's Encrypt"),
-    ("logs", "Output app logs"),
-    ("nginx", "Manage the nginx proxy"),
-    ("ports", "Manage ports for an app"),
-    ("ps", "Manage app processes"),
-    ("releases", "Manage an app's releases: list them, roll back"),
-    ("resource", "Manage app resource constraints"),
-    ("run", "Run a one-off process inside a container"),
-    ("ssh-keys", "Manage public ssh keys that are allowed to connect"),
-    ("stack", "Manage the buildpack stack image"),
-    ("storage", "Manage mounted volumes"),
-    ("version", "Print berth's version"),
-];
+/// The name of the first positional argument of the command `words` start with: `app` for
+/// a command whose app comes first, `target` for one that also takes `--global`.
+fn first_positional(words: &[String]) -> Option<String> {
+    let cli = Cli::command();
+    let sub = cli.find_subcommand(words.first()?)?;
+    sub.get_positionals().next().map(|a| a.get_id().as_str().to_string())
+}
 
 /// `berth help`: the namespaces, as dokku lists them.
 pub fn namespaces_help() -> String {
-    let width = NAMESPACES.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let all = namespaces();
+    let width = all.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let mut text = String::from(
         "Usage: berth [--app APP] [--force] [--quiet] [--trace] COMMAND <app> [command-specific-options]\n\n\
          Primary help options, type \"berth COMMAND:help\" for more details, or \"berth help --all\" to see every command.\n\nCommands:\n\n",
     );
-    for (name, about) in NAMESPACES {
+    for (name, about) in all {
         text.push_str(&format!("    {name:width$}  {about}\n"));
     }
     text
@@ -997,7 +350,7 @@ pub fn namespaces_help() -> String {
 
 /// `berth NS`, `NS:help`, `NS --help`: the namespace's commands, each with its one-line help.
 pub fn namespace_help(namespace: &str) -> Option<String> {
-    let (_, about) = NAMESPACES.iter().find(|(n, _)| *n == namespace)?;
+    let (_, about) = namespaces().into_iter().find(|(n, _)| *n == namespace)?;
     let cli = Cli::command();
     let prefix = format!("{namespace}:");
     let rows: Vec<(String, String)> = cli
@@ -1045,10 +398,10 @@ pub fn parse_line(argv: &[String]) -> Result<(Globals, Command), Parsed> {
     let (mut globals, rest) = take_globals(argv)?;
     let mut words = apply_globals(&globals, rest);
     globals.info = take_info_flag(&mut words)?;
-    // `config:* --global`: the env every app gets stands where the app would.
-    if words.first().is_some_and(|w| w.starts_with("config:")) && words.iter().any(|w| w == "--global") {
+    // `--global` stands where the app would, for a command that takes either.
+    if first_positional(&words).as_deref() == Some("target") && words.iter().any(|w| w == "--global") {
         words.retain(|w| w != "--global");
-        words.insert(1, config::GLOBAL.to_string());
+        words.insert(1, GLOBAL.to_string());
     }
     parse_command(&words).map(|command| (globals, command))
 }
@@ -1057,9 +410,13 @@ pub fn parse_line(argv: &[String]) -> Result<(Globals, Command), Parsed> {
 /// itself), taken out of the words; which flags are valid depends on the report's rows, so
 /// it is checked when the report prints. Pure.
 fn take_info_flag(words: &mut Vec<String>) -> Result<Option<crate::output::InfoFlag>, Parsed> {
-    let Some(namespace) = words.first().and_then(|w| w.strip_suffix(":report")).map(str::to_string) else { return Ok(None) };
+    let Some(namespace) = words.first().and_then(|w| w.strip_suffix(":report")).map(str::to_string) else {
+        return Ok(None);
+    };
     let cli = Cli::command();
-    let Some(sub) = cli.find_subcommand(&words[0]) else { return Ok(None) };
+    let Some(sub) = cli.find_subcommand(&words[0]) else {
+        return Ok(None);
+    };
     let own: Vec<String> = sub.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).chain(["help".to_string()]).collect();
     let is_info = |w: &String| w.starts_with("--") && !own.iter().any(|o| w[2..].split('=').next() == Some(o.as_str()));
     let flags: Vec<String> = words.iter().filter(|w| is_info(w)).cloned().collect();
@@ -1092,9 +449,10 @@ fn parse_command(argv: &[String]) -> Result<Command, Parsed> {
         Ok(cli) => Ok(cli.command),
         Err(err) => Err(match err.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Parsed::Help(err.to_string()),
-            ErrorKind::InvalidSubcommand => {
-                Parsed::Usage(format!("`{}` is not a berth command.", first.escape_debug()))
+            ErrorKind::ValueValidation if let Some(invalid) = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<Invalid>()) => {
+                Parsed::Refused(invalid.to_string())
             }
+            ErrorKind::InvalidSubcommand => Parsed::Usage(format!("`{}` is not a berth command.", first.escape_debug())),
             _ => Parsed::Usage(format!("{} (see `berth {} --help`)", shortened(&one_line(&err.to_string()), 300), first)),
         }),
     }
@@ -1128,18 +486,15 @@ mod tests {
     #[test]
     fn parses_dokku_style_commands() {
         match parse(&words("config:set myapp 'GREETING=hello world' PORT=5000 --no-restart")).unwrap() {
-            Command::ConfigSet { app, pairs, no_restart, encoded } => {
-                assert_eq!(app, "myapp");
+            Command::Config(config::Cmd::Set { target, pairs, no_restart, encoded }) => {
+                assert_eq!(target, Target::App("myapp".parse().unwrap()));
                 assert_eq!(pairs, vec!["GREETING=hello world", "PORT=5000"]);
                 assert!(no_restart);
                 assert!(!encoded);
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            parse(&words("apps:report myapp --format json")).unwrap(),
-            Command::AppsReport { format: Format::Json, .. }
-        ));
+        assert!(matches!(parse(&words("apps:report myapp --format json")).unwrap(), Command::Apps(apps::Cmd::Report(report::ReportArgs { format: crate::output::Format::Json, .. }))));
     }
 
     #[test]
@@ -1162,23 +517,23 @@ mod tests {
     fn dokku_global_flags_come_before_the_command() {
         let (globals, command) = parse_line(&words("--app myapp --quiet --trace config:show")).unwrap();
         assert_eq!(globals, Globals { app: Some("myapp".into()), force: false, quiet: true, trace: true, info: None });
-        assert!(matches!(command, Command::ConfigShow { app, .. } if app == "myapp"));
+        assert!(matches!(command, Command::Config(config::Cmd::Show { target: Target::App(app), .. }) if app == *"myapp"));
         // The app given twice is taken once.
-        assert!(matches!(parse(&words("--app=myapp config:show myapp")).unwrap(), Command::ConfigShow { app, .. } if app == "myapp"));
+        assert!(matches!(parse(&words("--app=myapp config:show myapp")).unwrap(), Command::Config(config::Cmd::Show { target: Target::App(app), .. }) if app == *"myapp"));
         // --force reaches a command that has it, and is ignored by one that does not.
-        assert!(matches!(parse(&words("--force apps:destroy x")).unwrap(), Command::AppsDestroy { app, force: true } if app == "x"));
-        assert!(matches!(parse(&words("--force --app x apps:destroy")).unwrap(), Command::AppsDestroy { app, force: true } if app == "x"));
-        assert!(matches!(parse(&words("--force apps:list")).unwrap(), Command::AppsList { .. }));
+        assert!(matches!(parse(&words("--force apps:destroy x")).unwrap(), Command::Apps(apps::Cmd::Destroy { app, force: true }) if app == *"x"));
+        assert!(matches!(parse(&words("--force --app x apps:destroy")).unwrap(), Command::Apps(apps::Cmd::Destroy { app, force: true }) if app == *"x"));
+        assert!(matches!(parse(&words("--force apps:list")).unwrap(), Command::Apps(apps::Cmd::List { .. })));
         assert!(matches!(parse(&words("--app")).unwrap_err(), Parsed::Usage(m) if m.contains("--app needs an app name")));
         // A command whose first argument is not an app gets no app inserted.
-        assert!(matches!(parse(&words("--app x ssh-keys:list")).unwrap(), Command::KeysList { .. }));
+        assert!(matches!(parse(&words("--app x ssh-keys:list")).unwrap(), Command::Keys(keys::Cmd::List { .. })));
     }
 
     #[test]
     fn report_info_flags_are_taken_out_for_the_report() {
         let (globals, command) = parse_line(&words("ps:report myapp --ps-restart-policy")).unwrap();
         assert_eq!(globals.info, Some(crate::output::InfoFlag { prefix: "ps".into(), flag: "--ps-restart-policy".into() }));
-        assert!(matches!(command, Command::PsReport { app: Some(a), .. } if a == "myapp"));
+        assert!(matches!(command, Command::Ps(ps::Cmd::Report(report::ReportArgs { app: Some(a), .. })) if a == *"myapp"));
         let (globals, _) = parse_line(&words("apps:report x --app-locked --format json")).unwrap();
         assert_eq!(globals.info.unwrap().flag, "--app-locked");
         assert!(parse_line(&words("apps:report x --format json")).unwrap().0.info.is_none());
@@ -1205,15 +560,51 @@ mod tests {
         assert!(all.contains("    apps ") && all.contains("Manage apps") && all.contains("letsencrypt"), "{all}");
         assert!(help("help --all").contains("config:set"));
         // A namespace that is also a command runs as the command.
-        assert!(matches!(parse(&words("releases x")).unwrap(), Command::Releases { .. }));
+        assert!(matches!(parse(&words("releases x")).unwrap(), Command::Releases(releases::Cmd::List { .. })));
         assert!(matches!(parse(&words("nope")).unwrap_err(), Parsed::Usage(m) if m == "`nope` is not a berth command."));
     }
 
     #[test]
+    fn app_names_are_checked_once_when_parsed() {
+        let refused = |line: &str| match parse(&words(line)).unwrap_err() {
+            Parsed::Refused(message) => message,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert!(refused("config:show Ghost").starts_with("Invalid app name \"Ghost\""));
+        assert!(refused("apps:report ../etc").starts_with("Invalid app name"));
+        // Creating (or renaming to) a name also checks what Docker and DNS can carry.
+        assert!(refused("apps:create web-").contains("cannot end with a dash"));
+        assert!(refused("apps:rename ok web.-x").contains("a dot cannot touch a dash"));
+        assert!(matches!(parse(&words("apps:rename web- ok")).unwrap(), Command::Apps(apps::Cmd::Rename { .. })));
+        // A git path names one app, however the client spells it.
+        for path in ["myapp", "/myapp", "myapp.git", "~/myapp/"] {
+            assert!(matches!(parse(&["git-receive-pack".into(), path.into()]).unwrap(), Command::Git(git::Cmd::ReceivePack { app }) if app == *"myapp"), "{path}");
+        }
+        assert!(refused("git-upload-pack /etc/passwd").starts_with("Invalid app name"));
+    }
+
+    #[test]
+    fn global_stands_where_the_app_would() {
+        let target = |line: &str| match parse(&words(line)).unwrap() {
+            Command::Config(config::Cmd::Set { target, .. } | config::Cmd::Show { target, .. }) => target,
+            Command::Letsencrypt(letsencrypt::Cmd::Set(args)) => args.target,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(target("config:set --global A=1"), Target::Global);
+        assert_eq!(target("config:set A=1 --global --no-restart"), Target::Global);
+        assert_eq!(target("config:show --global"), Target::Global);
+        assert_eq!(target("config:show myapp"), Target::App("myapp".parse().unwrap()));
+        assert_eq!(target("letsencrypt:set --global email a@b.c"), Target::Global);
+        assert!(matches!(Target::Global.scope(), Scope::Admin));
+        // A report's --global is its own flag, not an app.
+        assert!(matches!(parse(&words("domains:report --global")).unwrap(), Command::Domains(domains::Cmd::Report(report::ReportArgs { global: true, app: None, .. }))));
+    }
+
+    #[test]
     fn usage_errors_are_one_line() {
-        let Parsed::Usage(msg) = parse(&words("config:set myapp")).unwrap_err() else { panic!() };
+        let Parsed::Usage(msg) = parse(&words("domains:add myapp")).unwrap_err() else { panic!() };
         assert!(!msg.contains('\n'), "{msg}");
-        assert!(msg.contains("KEY=VALUE"), "{msg}");
+        assert!(msg.contains("DOMAINS"), "{msg}");
         let Parsed::Usage(msg) = parse(&words("apps:report x --format yaml")).unwrap_err() else { panic!() };
         assert!(!msg.contains('\n') && msg.contains("yaml"), "{msg}");
     }

@@ -1,8 +1,76 @@
 //! `ports:*`: which host ports the proxy listens on for an app, and where they lead.
 
+use super::Scope;
+use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, failed};
 use crate::output::{Format, Report};
+use crate::validate::AppName;
 use crate::validate::{self, PortMap};
+use clap::Subcommand;
+
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("ports", "Manage ports for an app")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// List an app's port mappings
+    #[command(name = "ports:list")]
+    List {
+        app: AppName,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// One `scheme:host:container` per line, without the table
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Replace an app's port mappings: scheme:host-port:container-port…
+    #[command(name = "ports:set")]
+    Set {
+        app: AppName,
+        #[arg(required = true, value_name = "SCHEME:HOST:CONTAINER")]
+        maps: Vec<String>,
+    },
+    /// Add port mappings
+    #[command(name = "ports:add")]
+    Add {
+        app: AppName,
+        #[arg(required = true, value_name = "SCHEME:HOST:CONTAINER")]
+        maps: Vec<String>,
+    },
+    /// Remove port mappings (a full mapping, or a host port)
+    #[command(name = "ports:remove")]
+    Remove {
+        app: AppName,
+        #[arg(required = true, value_name = "SCHEME:HOST:CONTAINER|HOST")]
+        maps: Vec<String>,
+    },
+    /// Go back to the default mapping, http:80:5000
+    #[command(name = "ports:clear")]
+    Clear { app: AppName },
+    /// Show an app's port mappings (all apps without APP)
+    #[command(name = "ports:report")]
+    Report(ReportArgs),
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::Report(args) => args.scope(),
+            Cmd::List { app, .. } | Cmd::Set { app, .. } | Cmd::Add { app, .. } | Cmd::Remove { app, .. } | Cmd::Clear { app, .. } => Scope::App(app),
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::List { app, format, quiet } => list(ctx, &app, format, quiet).await,
+            Cmd::Set { app, maps } => change(ctx, &app, Change::Set(maps)).await,
+            Cmd::Add { app, maps } => change(ctx, &app, Change::Add(maps)).await,
+            Cmd::Remove { app, maps } => change(ctx, &app, Change::Remove(maps)).await,
+            Cmd::Clear { app } => change(ctx, &app, Change::Clear).await,
+            Cmd::Report(args) => report(ctx, &args).await,
+        }
+    }
+}
 
 pub enum Change {
     Set(Vec<String>),
@@ -11,16 +79,13 @@ pub enum Change {
     Clear,
 }
 
-pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format, quiet: bool) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn list(ctx: &mut Ctx<'_>, app: &AppName, format: Format, quiet: bool) -> CmdResult {
     let config = ctx.engine.store.load_app(app)?;
     let ports = config.effective_ports();
     match format {
         Format::Json => {
-            let list: Vec<_> = ports
-                .iter()
-                .map(|p| serde_json::json!({"scheme": p.scheme.to_string(), "host_port": p.host, "container_port": p.container}))
-                .collect();
+            let list: Vec<_> =
+                ports.iter().map(|p| serde_json::json!({"scheme": p.scheme.to_string(), "host_port": p.host, "container_port": p.container})).collect();
             ctx.out.line(serde_json::Value::Array(list).to_string()).await;
         }
         Format::Text if quiet => {
@@ -39,8 +104,7 @@ pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format, quiet: bool) -> 
     Ok(())
 }
 
-pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResult {
     let allowed = ctx.engine.store.load_global()?.allowed_host_ports();
     let parse_all = |specs: &[String]| -> Result<Vec<PortMap>, CmdError> {
         let maps = specs.iter().map(|s| validate::port_map(s)).collect::<Result<Vec<_>, _>>()?;
@@ -85,9 +149,7 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
                         ports.retain(|p| !target.matches(p));
                     }
                     if ports.is_empty() {
-                        return Err(failed(format!(
-                            "That would leave {app_name} with no port mapping; use ports:clear to go back to http:80:5000"
-                        )));
+                        return Err(failed(format!("That would leave {app_name} with no port mapping; use ports:clear to go back to http:80:5000")));
                     }
                     config.ports = ports;
                     Ok::<_, CmdError>(())
@@ -110,23 +172,25 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &str, change: Change) -> CmdResult {
     routed
 }
 
-pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
-    // What the active release's image EXPOSEs (dokku's detected map): asked of the engine
-    // first, as the report itself reads state only.
+pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
+    args.no_global("ports")?;
+    // What the active release's image EXPOSEs (dokku's detected map), asked of the engine first.
     let mut detected = std::collections::HashMap::new();
     if let Ok(runtime) = ctx.engine.runtime().await {
-        for name in super::apps::app_names(ctx, app)? {
-            let Some(active) = ctx.engine.store.load_releases(&name).ok().and_then(|r| r.active().cloned()) else { continue };
+        for name in args.app_names(ctx)? {
+            let Some(active) = ctx.engine.store.load_releases(&name).ok().and_then(|r| r.active().cloned()) else {
+                continue;
+            };
             let ports: Vec<String> = runtime.exposed_ports(&active.image).await.iter().map(|p| format!("http:{p}:{p}")).collect();
             detected.insert(name, ports);
         }
     }
-    super::apps::report_apps(ctx, app, format, |_, name, config| {
+    args.print_apps(ctx, |_, name, config| {
         let shown = |ports: &[PortMap]| ports.iter().map(|p| p.to_string()).collect::<Vec<_>>();
-        Report::new(format!("{name} ports information"))
+        Ok(Report::new(format!("{name} ports information"))
             .row("Ports map", shown(&config.ports))
             .row("Ports map detected", detected.get(name).cloned().unwrap_or_default())
-            .row("Ports map effective", shown(&config.effective_ports()))
+            .row("Ports map effective", shown(&config.effective_ports())))
     })
     .await
 }

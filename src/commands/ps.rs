@@ -1,14 +1,69 @@
 //! `ps:*`: scale, start, stop, restart, rebuild and report an app's processes.
 
+use super::Scope;
+use super::property::SetArgs;
+use super::property::app_only;
+use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, failed};
 use crate::deploy::{self, Source};
-use crate::output::{Format, Report, print_reports};
+use crate::output::Report;
 use crate::store::RestartPolicy;
-use crate::{git, process, validate};
+use crate::validate::AppName;
+use crate::{git, process};
+use clap::Subcommand;
+
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("ps", "Manage app processes")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Restart an app: a new release of the running image with the current config
+    #[command(name = "ps:restart")]
+    Restart { app: AppName },
+    /// Build the deploy branch again and deploy it
+    #[command(name = "ps:rebuild")]
+    Rebuild { app: AppName },
+    /// Set how many containers of each process type run (web=2 worker=1); none: show it
+    #[command(name = "ps:scale")]
+    Scale { app: AppName, scale: Vec<String> },
+    /// Start a stopped app's processes again
+    #[command(name = "ps:start")]
+    Start { app: AppName },
+    /// Stop an app's processes (kept stopped across restarts until ps:start)
+    #[command(name = "ps:stop")]
+    Stop { app: AppName },
+    /// Set a process setting: restart-policy no|always|unless-stopped|on-failure[:N]
+    #[command(name = "ps:set")]
+    Set(SetArgs),
+    /// Show an app's containers
+    #[command(name = "ps:report")]
+    Report(ReportArgs),
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::Report(args) => args.scope(),
+            Cmd::Restart { app, .. } | Cmd::Rebuild { app, .. } | Cmd::Scale { app, .. } | Cmd::Start { app, .. } | Cmd::Stop { app, .. } => Scope::App(app),
+            Cmd::Set(args) => args.target.scope(),
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Restart { app } => restart(ctx, &app, "ps:restart").await,
+            Cmd::Rebuild { app } => rebuild(ctx, &app).await,
+            Cmd::Scale { app, scale: args } => scale(ctx, &app, &args).await,
+            Cmd::Start { app } => start(ctx, &app).await,
+            Cmd::Stop { app } => stop(ctx, &app).await,
+            Cmd::Set(args) => set(ctx, &args).await,
+            Cmd::Report(args) => report(ctx, &args).await,
+        }
+    }
+}
 
 /// A new release of the active image with the current config, through the usual swap.
-pub async fn restart(ctx: &mut Ctx<'_>, app: &str, cause: &str) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn restart(ctx: &mut Ctx<'_>, app: &AppName, cause: &str) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     deploy::deploy_locked(ctx.engine, app, Source::Reuse { scale: None }, cause, &ctx.out).await.map_err(CmdError::Failed)?;
@@ -16,8 +71,7 @@ pub async fn restart(ctx: &mut Ctx<'_>, app: &str, cause: &str) -> CmdResult {
 }
 
 /// Builds the deploy branch's head again and deploys it.
-pub async fn rebuild(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let config = ctx.engine.store.load_app(app)?;
@@ -37,16 +91,13 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
     .await
     .map_err(|e| failed(e.to_string()))?
     .map_err(|e| failed(format!("Cannot rebuild {app}: {e}")))?;
-    deploy::deploy_locked(ctx.engine, app, Source::Build { context, git_sha: sha, pushed: false }, "ps:rebuild", &ctx.out)
-        .await
-        .map_err(CmdError::Failed)?;
+    deploy::deploy_locked(ctx.engine, app, Source::Build { context, git_sha: sha, pushed: false }, "ps:rebuild", &ctx.out).await.map_err(CmdError::Failed)?;
     Ok(())
 }
 
 /// `ps:scale APP web=2 worker=1`: a new release with that formation (web swaps with no
 /// downtime). Before the first deploy it is only recorded. Without arguments, shows it.
-pub async fn scale(ctx: &mut Ctx<'_>, app: &str, args: &[String]) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn scale(ctx: &mut Ctx<'_>, app: &AppName, args: &[String]) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     // A change reads the app's state under its deploy lock: two scales at once both count.
     let _deploying = if args.is_empty() { None } else { Some(ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?) };
@@ -96,8 +147,7 @@ pub async fn scale(ctx: &mut Ctx<'_>, app: &str, args: &[String]) -> CmdResult {
 }
 
 /// `ps:start`: run the active release's formation again after `ps:stop`.
-pub async fn start(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn start(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let config = ctx.engine.store.load_app(app)?;
@@ -122,8 +172,7 @@ pub async fn start(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
 
 /// `ps:stop`: stop every container of the app; it stays stopped across daemon and host
 /// restarts until `ps:start` (or a deploy).
-pub async fn stop(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn stop(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     ctx.engine
@@ -138,12 +187,11 @@ pub async fn stop(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
 }
 
 /// `ps:set APP restart-policy POLICY`: applies to running containers at once.
-pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdResult {
-    validate::app_name(app)?;
-    if key != "restart-policy" {
-        return Err(super::invalid_property(key, &["restart-policy"]));
-    }
-    let policy: RestartPolicy = value.parse().map_err(failed)?;
+/// `ps:set APP restart-policy [POLICY]` (no POLICY: unless-stopped).
+pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
+    args.property(&[app_only("restart-policy")])?;
+    let app = args.app()?;
+    let policy: RestartPolicy = args.value().map(str::parse).transpose().map_err(failed)?.unwrap_or_default();
     // Under the deploy lock: a deploy running now would start containers with the old policy.
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     // berth restarts containers itself (supervise.rs): the new policy applies to the next stop.
@@ -157,27 +205,20 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdRes
     Ok(())
 }
 
-pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> CmdResult {
-    let names = super::apps::app_names(ctx, app)?;
+pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
+    args.no_global("ps")?;
+    // The engine's containers of each app, asked first.
     let runtime = ctx.engine.runtime().await.ok();
-    let mut reports = Vec::new();
-    let mut damaged = 0;
-    for name in names {
-        let loaded = ctx.engine.store.load_app(&name).and_then(|config| Ok((config, ctx.engine.store.load_releases(&name)?.active().cloned())));
-        let (config, active) = match loaded {
-            Ok(loaded) => loaded,
-            // Without an app, one damaged app is one error line; the others are reported.
-            Err(e) if app.is_none() => {
-                ctx.out.error(e.to_string()).await;
-                damaged += 1;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut containers = match &runtime {
-            Some(rt) => rt.containers(&name).await.unwrap_or_default(),
-            None => Vec::new(),
-        };
+    let mut running = std::collections::HashMap::new();
+    if let Some(rt) = &runtime {
+        for name in args.app_names(ctx)? {
+            let containers = rt.containers(&name).await.unwrap_or_default();
+            running.insert(name, containers);
+        }
+    }
+    args.print_apps(ctx, |ctx, name, config| {
+        let active = ctx.engine.store.load_releases(name)?.active().cloned();
+        let mut containers = running.get(name).cloned().unwrap_or_default();
         containers.sort_by_key(|c| (c.process != process::WEB, c.process.clone(), c.index, c.release));
         let list: Vec<String> = containers
             .iter()
@@ -201,7 +242,7 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
             (Some(_), false) if live >= wanted => "running".to_string(),
             (Some(_), false) => format!("degraded: {live} of {wanted} containers running"),
         };
-        let report = Report::new(format!("{name} ps information"))
+        Ok(Report::new(format!("{name} ps information"))
             .row("Deployed", active.is_some())
             .row("Status", status)
             .row("Release", active.as_ref().map(|r| format!("v{}", r.version)).unwrap_or_default())
@@ -209,12 +250,7 @@ pub async fn report(ctx: &mut Ctx<'_>, app: Option<&str>, format: Format) -> Cmd
             .row("Scale", formation)
             .row("Restart policy", config.restart_policy.to_string())
             .row("Running", containers.iter().filter(|c| c.running).count())
-            .row("Containers", list);
-        reports.push((name, report));
-    }
-    print_reports(&ctx.out, &reports, app.is_some(), format).await.map_err(failed)?;
-    if damaged > 0 {
-        return Err(failed(format!("{damaged} app(s) could not be read (see above)")));
-    }
-    Ok(())
+            .row("Containers", list))
+    })
+    .await
 }

@@ -1,13 +1,54 @@
 //! `releases`, `releases:rollback`: an app's history, and going back in it.
 
+use super::Scope;
+use super::property::SetArgs;
+use super::property::app_only;
 use super::{CmdError, CmdResult, Ctx};
 use crate::deploy::{self, Source};
 use crate::output::{Format, utc};
 use crate::store::{NoRollback, Status};
 use crate::validate;
+use crate::validate::AppName;
+use clap::Subcommand;
 
-pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
-    validate::app_name(app)?;
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("releases", "Manage an app's releases: list them, roll back")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// List an app's releases, newest first
+    #[command(name = "releases")]
+    List {
+        app: AppName,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Serve an earlier release again (default: the one before the active one), no build
+    #[command(name = "releases:rollback")]
+    Rollback { app: AppName, version: Option<String> },
+    /// Set a release setting: keep N (images kept for rollbacks, default 5)
+    #[command(name = "releases:set")]
+    Set(SetArgs),
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::List { app, .. } | Cmd::Rollback { app, .. } => Scope::App(app),
+            Cmd::Set(args) => args.target.scope(),
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::List { app, format } => list(ctx, &app, format).await,
+            Cmd::Rollback { app, version } => rollback(ctx, &app, version.as_deref()).await,
+            Cmd::Set(args) => set(ctx, &args).await,
+        }
+    }
+}
+
+pub async fn list(ctx: &mut Ctx<'_>, app: &AppName, format: Format) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     let releases = ctx.engine.store.load_releases(app)?;
     if format == Format::Json {
@@ -31,14 +72,10 @@ pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
         let sha = short_sha(&r.git_sha);
         let image = r.image.strip_prefix("sha256:").map(|i| &i[..i.len().min(12)]).unwrap_or(&r.image);
         let kept = if r.compacted { format!("  {HISTORY_ONLY}") } else { String::new() };
-        ctx.out
-            .detail(format!("v{:<4} {}  {sha:<7}  {image:<12}  {:<10}  {}{kept}", r.version, utc(r.created_at), status(r.status), r.cause))
-            .await;
+        ctx.out.detail(format!("v{:<4} {}  {sha:<7}  {image:<12}  {:<10}  {}{kept}", r.version, utc(r.created_at), status(r.status), r.cause)).await;
     }
     if releases.releases.iter().any(|r| r.compacted) {
-        ctx.out
-            .detail(format!("{HISTORY_ONLY}: image and env no longer kept, so not a rollback target (releases:set {app} keep N keeps more)"))
-            .await;
+        ctx.out.detail(format!("{HISTORY_ONLY}: image and env no longer kept, so not a rollback target (releases:set {app} keep N keeps more)")).await;
     }
     Ok(())
 }
@@ -46,8 +83,7 @@ pub async fn list(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
 /// How `releases` marks a compacted release.
 const HISTORY_ONLY: &str = "[history only]";
 
-pub async fn rollback(ctx: &mut Ctx<'_>, app: &str, target: Option<&str>) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn rollback(ctx: &mut Ctx<'_>, app: &AppName, target: Option<&str>) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     // No version: the release that served before the active one.
@@ -58,8 +94,12 @@ pub async fn rollback(ctx: &mut Ctx<'_>, app: &str, target: Option<&str>) -> Cmd
     let releases = ctx.engine.store.load_releases(app)?;
     let version = match releases.rollback_target(target) {
         Ok(release) => release.version,
-        Err(NoRollback::NoEarlier) => return Err(super::failed(format!("{app} has no earlier release to roll back to"))),
-        Err(NoRollback::Missing(v)) => return Err(super::failed(format!("{app} has no release v{v} (see: releases {app})"))),
+        Err(NoRollback::NoEarlier) => {
+            return Err(super::failed(format!("{app} has no earlier release to roll back to")));
+        }
+        Err(NoRollback::Missing(v)) => {
+            return Err(super::failed(format!("{app} has no release v{v} (see: releases {app})")));
+        }
         Err(NoRollback::Failed(v)) => {
             return Err(super::failed(format!("v{v} of {app} never served (it failed): roll back to a release that did")));
         }
@@ -75,16 +115,18 @@ pub async fn rollback(ctx: &mut Ctx<'_>, app: &str, target: Option<&str>) -> Cmd
     Ok(())
 }
 
-pub async fn set(ctx: &mut Ctx<'_>, app: &str, key: &str, value: &str) -> CmdResult {
-    validate::app_name(app)?;
-    if key != "keep" {
-        return Err(super::invalid_property(key, &["keep"]));
-    }
-    let keep: u32 = value
-        .parse()
-        .ok()
-        .filter(|n| (1..=100).contains(n))
-        .ok_or_else(|| super::failed(format!("Invalid value {} for keep: a number from 1 to 100", validate::quoted(value))))?;
+/// `releases:set APP keep [N]` (no N: the default, 5).
+pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
+    args.property(&[app_only("keep")])?;
+    let app = args.app()?;
+    let keep: u32 = match args.value() {
+        None => crate::store::DEFAULT_KEEP_RELEASES,
+        Some(value) => value
+            .parse()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| super::failed(format!("Invalid value {} for keep: a number from 1 to 100", validate::quoted(value))))?,
+    };
     ctx.engine
         .update_app(app, |config| {
             config.keep_releases = keep;
@@ -107,4 +149,3 @@ fn status(status: Status) -> &'static str {
         Status::Failed => "failed",
     }
 }
-

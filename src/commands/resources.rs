@@ -1,15 +1,83 @@
 //! `storage:*` and `resource:*`: what an app's containers mount, and their limits. Both
 //! are settings applied on the next release (`ps:restart` applies them at once).
 
+use super::Scope;
+use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, failed};
-use crate::output::{Format, Report, print_reports};
+use crate::output::{Format, Report};
 use crate::store::{ALL_PROCESSES, Limits};
 use crate::validate;
+use crate::validate::AppName;
+use clap::Subcommand;
+
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("resource", "Manage app resource constraints"), ("storage", "Manage mounted volumes")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Mount a directory into the app's containers: NAME:/path (under the berth root) or /host/path:/path (admins), :ro for read-only
+    #[command(name = "storage:mount")]
+    StorageMount { app: AppName, mount: String },
+    /// Remove a mount (the host directory and its files stay)
+    #[command(name = "storage:unmount")]
+    StorageUnmount { app: AppName, mount: String },
+    /// List an app's mounts
+    #[command(name = "storage:list")]
+    StorageList {
+        app: AppName,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Limit the memory and CPUs of an app's containers (every process type, or one)
+    #[command(name = "resource:limit")]
+    ResourceLimit {
+        app: AppName,
+        /// e.g. 256m, 1g
+        #[arg(long)]
+        memory: Option<String>,
+        /// e.g. 0.5, 2
+        #[arg(long = "cpu")]
+        cpus: Option<String>,
+        /// Only this process type
+        #[arg(long, visible_alias = "process-type")]
+        process: Option<String>,
+    },
+    /// Remove limits (of every process type, or of one)
+    #[command(name = "resource:limit-clear")]
+    ResourceLimitClear {
+        app: AppName,
+        #[arg(long, visible_alias = "process-type")]
+        process: Option<String>,
+    },
+    /// Show an app's limits
+    #[command(name = "resource:report")]
+    ResourceReport(ReportArgs),
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::ResourceLimit { .. } | Cmd::ResourceLimitClear { .. } => Scope::Admin,
+            Cmd::StorageMount { app, .. } | Cmd::StorageUnmount { app, .. } | Cmd::StorageList { app, .. } => Scope::App(app),
+            Cmd::ResourceReport(args) => args.scope(),
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::StorageMount { app, mount: spec } => mount(ctx, &app, &spec).await,
+            Cmd::StorageUnmount { app, mount } => unmount(ctx, &app, &mount).await,
+            Cmd::StorageList { app, format } => list_mounts(ctx, &app, format).await,
+            Cmd::ResourceLimit { app, memory, cpus, process } => limit(ctx, &app, process.as_deref(), memory.as_deref(), cpus.as_deref()).await,
+            Cmd::ResourceLimitClear { app, process } => clear(ctx, &app, process.as_deref()).await,
+            Cmd::ResourceReport(args) => report(ctx, &args).await,
+        }
+    }
+}
 
 const APPLIES: &str = "applies on the next release (ps:restart APP applies it now)";
 
-pub async fn mount(ctx: &mut Ctx<'_>, app: &str, spec: &str) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn mount(ctx: &mut Ctx<'_>, app: &AppName, spec: &str) -> CmdResult {
     let mount = validate::mount(spec)?;
     ctx.engine.store.load_app(app)?;
     // A host path can expose anything on the server to the app: admins only. Names stay
@@ -40,8 +108,7 @@ pub async fn mount(ctx: &mut Ctx<'_>, app: &str, spec: &str) -> CmdResult {
     Ok(())
 }
 
-pub async fn unmount(ctx: &mut Ctx<'_>, app: &str, spec: &str) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn unmount(ctx: &mut Ctx<'_>, app: &AppName, spec: &str) -> CmdResult {
     let mount = validate::mount(spec)?;
     ctx.engine
         .update_app(app, |c| {
@@ -57,8 +124,7 @@ pub async fn unmount(ctx: &mut Ctx<'_>, app: &str, spec: &str) -> CmdResult {
     Ok(())
 }
 
-pub async fn list_mounts(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn list_mounts(ctx: &mut Ctx<'_>, app: &AppName, format: Format) -> CmdResult {
     let config = ctx.engine.store.load_app(app)?;
     let mounts: Vec<String> = config.storage.iter().map(|m| m.to_string()).collect();
     if format == Format::Json {
@@ -73,8 +139,7 @@ pub async fn list_mounts(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdRes
     Ok(())
 }
 
-pub async fn limit(ctx: &mut Ctx<'_>, app: &str, process: Option<&str>, memory: Option<&str>, cpus: Option<&str>) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn limit(ctx: &mut Ctx<'_>, app: &AppName, process: Option<&str>, memory: Option<&str>, cpus: Option<&str>) -> CmdResult {
     if let Some(p) = process {
         validate::process_type(p)?;
     }
@@ -106,8 +171,7 @@ pub async fn limit(ctx: &mut Ctx<'_>, app: &str, process: Option<&str>, memory: 
     Ok(())
 }
 
-pub async fn clear(ctx: &mut Ctx<'_>, app: &str, process: Option<&str>) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn clear(ctx: &mut Ctx<'_>, app: &AppName, process: Option<&str>) -> CmdResult {
     if let Some(p) = process {
         validate::process_type(p)?;
     }
@@ -126,9 +190,8 @@ pub async fn clear(ctx: &mut Ctx<'_>, app: &str, process: Option<&str>) -> CmdRe
     Ok(())
 }
 
-pub async fn report(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
-    validate::app_name(app)?;
-    let config = ctx.engine.store.load_app(app)?;
+pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
+    args.no_global("resource")?;
     let show = |l: &Limits| {
         let mut parts = Vec::new();
         if let Some(m) = &l.memory {
@@ -139,10 +202,11 @@ pub async fn report(ctx: &mut Ctx<'_>, app: &str, format: Format) -> CmdResult {
         }
         if parts.is_empty() { "unlimited".to_string() } else { parts.join(" ") }
     };
-    let mut report = Report::new(format!("{app} resource information"));
-    report = report.row("All processes", show(&config.resources.get(ALL_PROCESSES).cloned().unwrap_or_default()));
-    let per: Vec<String> = config.resources.iter().filter(|(k, _)| *k != ALL_PROCESSES).map(|(k, l)| format!("{k}: {}", show(l))).collect();
-    report = report.row("Per process", per);
-    print_reports(&ctx.out, &[(app.to_string(), report)], true, format).await.map_err(failed)?;
-    Ok(())
+    args.print_apps(ctx, |_, name, config| {
+        let per: Vec<String> = config.resources.iter().filter(|(k, _)| *k != ALL_PROCESSES).map(|(k, l)| format!("{k}: {}", show(l))).collect();
+        Ok(Report::new(format!("{name} resource information"))
+            .row("All processes", show(&config.resources.get(ALL_PROCESSES).cloned().unwrap_or_default()))
+            .row("Per process", per))
+    })
+    .await
 }

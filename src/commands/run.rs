@@ -3,12 +3,52 @@
 //! the client a pty when it asked for one (`ssh -t`), pass its stdin through, and end with
 //! the command's exit code as SSH's exit status.
 
+use super::Scope;
 use super::{CmdError, CmdResult, Ctx, failed};
 use crate::runtime::Client;
 use crate::validate;
+use crate::validate::AppName;
+use clap::Subcommand;
 
-pub async fn run(ctx: &mut Ctx<'_>, app: &str, command: Vec<String>) -> CmdResult {
-    validate::app_name(app)?;
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("enter", "Connect to a specific app container"), ("run", "Run a one-off process inside a container")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a one-off command in a new container of the app's release, with its env
+    #[command(name = "run")]
+    Run {
+        app: AppName,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Run a command (default /bin/sh) inside a running container (default: the first)
+    #[command(name = "enter")]
+    Enter {
+        app: AppName,
+        /// PROCESS.N, e.g. web.1
+        target: Option<String>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::Run { app, .. } | Cmd::Enter { app, .. } => Scope::App(app),
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Run { app, command } => run(ctx, &app, command).await,
+            Cmd::Enter { app, target, command } => enter(ctx, &app, target.as_deref(), command).await,
+        }
+    }
+}
+
+pub async fn run(ctx: &mut Ctx<'_>, app: &AppName, command: Vec<String>) -> CmdResult {
     let config = ctx.engine.store.load_app(app)?;
     let releases = ctx.engine.store.load_releases(app)?;
     let active = releases.active().ok_or_else(|| failed(format!("{app} has not been deployed yet: git push it first")))?;
@@ -24,8 +64,7 @@ pub async fn run(ctx: &mut Ctx<'_>, app: &str, command: Vec<String>) -> CmdResul
     exit_status(code)
 }
 
-pub async fn enter(ctx: &mut Ctx<'_>, app: &str, target: Option<&str>, command: Vec<String>) -> CmdResult {
-    validate::app_name(app)?;
+pub async fn enter(ctx: &mut Ctx<'_>, app: &AppName, target: Option<&str>, command: Vec<String>) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     let active = ctx.engine.store.load_releases(app)?.active().cloned();
     let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
