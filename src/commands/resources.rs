@@ -28,6 +28,17 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Show an app's mounts (dokku's build, deploy and run mounts)
+    #[command(name = "storage:report")]
+    StorageReport(ReportArgs),
+    /// Create DIRECTORY under <root>/data/storage, owned as the app's processes run, to mount as a host path
+    #[command(name = "storage:ensure-directory")]
+    StorageEnsureDirectory {
+        directory: String,
+        /// Owner: herokuish or heroku (32767), paketo (2000), root, or false (leave it)
+        #[arg(long, value_enum, default_value_t)]
+        chown: Chown,
+    },
     /// Limit the memory and CPUs of an app's containers (every process type, or one)
     #[command(name = "resource:limit")]
     ResourceLimit {
@@ -57,7 +68,8 @@ pub enum Cmd {
 impl Cmd {
     pub(super) fn scope(&self) -> Scope<'_> {
         match self {
-            Cmd::ResourceLimit { .. } | Cmd::ResourceLimitClear { .. } => Scope::Admin,
+            Cmd::ResourceLimit { .. } | Cmd::ResourceLimitClear { .. } | Cmd::StorageEnsureDirectory { .. } => Scope::Admin,
+            Cmd::StorageReport(args) => args.scope(),
             Cmd::StorageMount { app, .. } | Cmd::StorageUnmount { app, .. } | Cmd::StorageList { app, .. } => Scope::App(app),
             Cmd::ResourceReport(args) => args.scope(),
         }
@@ -68,11 +80,77 @@ impl Cmd {
             Cmd::StorageMount { app, mount: spec } => mount(ctx, &app, &spec).await,
             Cmd::StorageUnmount { app, mount } => unmount(ctx, &app, &mount).await,
             Cmd::StorageList { app, format } => list_mounts(ctx, &app, format).await,
+            Cmd::StorageReport(args) => storage_report(ctx, &args).await,
+            Cmd::StorageEnsureDirectory { directory, chown } => ensure_directory(ctx, &directory, chown).await,
             Cmd::ResourceLimit { app, memory, cpus, process } => limit(ctx, &app, process.as_deref(), memory.as_deref(), cpus.as_deref()).await,
             Cmd::ResourceLimitClear { app, process } => clear(ctx, &app, process.as_deref()).await,
             Cmd::ResourceReport(args) => report(ctx, &args).await,
         }
     }
+}
+
+/// dokku's `--chown` choices: who owns a directory made for an app to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Chown {
+    /// 32767:32767, the user buildpack apps run as
+    #[default]
+    Herokuish,
+    /// 32767:32767
+    Heroku,
+    /// 2000:2000 (dokku also takes the spelling packeto)
+    #[value(alias = "packeto")]
+    Paketo,
+    /// 0:0
+    Root,
+    /// Leave the owner as it is
+    False,
+}
+
+impl Chown {
+    fn owner(self) -> Option<u32> {
+        match self {
+            Chown::Herokuish | Chown::Heroku => Some(32767),
+            Chown::Paketo => Some(2000),
+            Chown::Root => Some(0),
+            Chown::False => None,
+        }
+    }
+}
+
+/// `storage:ensure-directory DIRECTORY [--chown …]`: `<root>/data/storage/DIRECTORY`, as
+/// dokku makes `/var/lib/dokku/data/storage/DIRECTORY`, for an admin to mount as a host path.
+pub async fn ensure_directory(ctx: &mut Ctx<'_>, directory: &str, chown: Chown) -> CmdResult {
+    let name_ok = !directory.is_empty()
+        && directory.len() <= 64
+        && directory.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && directory.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !name_ok {
+        return Err(failed(format!("Invalid directory {}: a name of letters, digits, '.', '_' or '-'", validate::quoted(directory))));
+    }
+    let path = ctx.engine.root().join("data").join("storage").join(directory);
+    ctx.out.step(format!("Ensuring {} exists", path.display())).await;
+    std::fs::create_dir_all(&path).map_err(|e| failed(format!("cannot create {}: {e}", path.display())))?;
+    if let Some(id) = chown.owner() {
+        ctx.out.detail(format!("Setting directory ownership to {id}:{id}")).await;
+        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(id)), Some(nix::unistd::Gid::from_raw(id)))
+            .map_err(|e| failed(format!("cannot change the owner of {}: {e}", path.display())))?;
+    }
+    ctx.out.detail(format!("Mount it with storage:mount APP {}:/path (admins)", path.display())).await;
+    Ok(())
+}
+
+/// `storage:report [APP]`: berth mounts storage into every container of a release (its
+/// processes, its release phase and `run`), never into builds.
+pub async fn storage_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
+    args.no_global("storage")?;
+    args.print_apps(ctx, |_, name, config| {
+        let mounts: Vec<String> = config.storage.iter().map(|m| m.to_string()).collect();
+        Ok(Report::new(format!("{name} storage information"))
+            .row("Storage build mounts", Vec::<String>::new())
+            .row("Storage deploy mounts", mounts.clone())
+            .row("Storage run mounts", mounts))
+    })
+    .await
 }
 
 const APPLIES: &str = "applies on the next release (ps:restart APP applies it now)";

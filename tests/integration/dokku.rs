@@ -59,7 +59,30 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "--app 1994app ps:report --ps-restart-policy", code: 0, stdout: "=unless-stopped\n", stderr: "" },
         Case { line: "git:report 1994app --git-sha", code: 0, stdout: "=\n", stderr: "" },
         Case { line: "ps:report 1994app --ps-nope", code: 1, stdout: "", stderr: "Invalid flag passed, valid flags: --ps-containers, --ps-deployed, " },
-        Case { line: "git:set 1994app nope x", code: 1, stdout: "", stderr: "= !     Invalid property specified (\"nope\"), valid properties include: deploy-branch\n" },
+        // NS:set: dokku's messages for a missing, unknown or app-only property.
+        Case { line: "git:set 1994app nope x", code: 1, stdout: "", stderr: "= !     Invalid property specified, valid properties include: deploy-branch\n" },
+        Case { line: "git:set 1994app", code: 1, stdout: "", stderr: "= !     No property specified\n" },
+        Case { line: "ps:set --global restart-policy no", code: 1, stdout: "", stderr: "= !     Property cannot be specified globally\n" },
+        Case { line: "ps:set 1994app restart-policy on-failure:3", code: 0, stdout: "on-failure:3", stderr: "" },
+        Case { line: "ps:report 1994app --ps-restart-policy", code: 0, stdout: "=on-failure:3\n", stderr: "" },
+        Case { line: "ps:set 1994app restart-policy", code: 0, stdout: "unless-stopped", stderr: "" },
+        Case { line: "releases:set 1994app keep", code: 0, stdout: "last 5 releases", stderr: "" },
+        Case { line: "letsencrypt:set --global email me@example.com", code: 0, stdout: "Setting email to me@example.com globally", stderr: "" },
+        Case { line: "letsencrypt:report --global --letsencrypt-global-email", code: 0, stdout: "=me@example.com\n", stderr: "" },
+        Case { line: "letsencrypt:set --global email", code: 0, stdout: "Unsetting email globally", stderr: "" },
+        // config: dokku's messages when nothing is given, and for keys that are not set.
+        Case { line: "config:set 1994app", code: 1, stdout: "", stderr: "= !     At least one env pair must be given\n" },
+        Case { line: "config:unset 1994app", code: 1, stdout: "", stderr: "= !     At least one key must be given\n" },
+        Case { line: "config:get 1994app", code: 1, stdout: "", stderr: "= !     Expected: key\n" },
+        Case { line: "config:unset --no-restart 1994app NEVER", code: 0, stdout: "Skipping NEVER, it is not set in the environment", stderr: "" },
+        // An app name is checked once, as it is parsed: a refusal (exit 1), not a usage error.
+        Case { line: "config:show Ghost", code: 1, stdout: "", stderr: "Invalid app name \"Ghost\"" },
+        Case { line: "apps:report --global", code: 1, stdout: "", stderr: "= !     apps has no global settings: apps:report [APP]\n" },
+        // Reports over every app, and storage.
+        Case { line: "resource:report --format json", code: 0, stdout: "\"1994app\":{", stderr: "" },
+        Case { line: "storage:report 1994app --storage-run-mounts", code: 0, stdout: "=\n", stderr: "" },
+        Case { line: "storage:ensure-directory shared-data --chown paketo", code: 0, stdout: "Setting directory ownership to 2000:2000", stderr: "" },
+        Case { line: "storage:ensure-directory ../x", code: 1, stdout: "", stderr: "Invalid directory" },
         Case { line: "checks:set 1994app nope 1", code: 1, stdout: "", stderr: "valid properties include: attempts, timeout, wait-to-retire" },
         Case { line: "nginx:set 1994app nope x", code: 1, stdout: "", stderr: "valid properties include: hsts, hsts-include-subdomains, hsts-max-age, hsts-preload" },
         Case { line: "apps:report 1994app --app-nope", code: 1, stdout: "", stderr: "= !     Invalid flag passed, valid flags: --app-created-at, --app-dir, --app-locked\n" },
@@ -67,6 +90,9 @@ fn a_dokku_users_command_lines_work_unchanged() {
     for case in &cases {
         check(&d, case);
     }
+    use std::os::unix::fs::MetadataExt;
+    let ensured = std::fs::metadata(d.root().join("data/storage/shared-data")).unwrap();
+    assert!(ensured.is_dir() && ensured.uid() == 2000 && ensured.gid() == 2000, "{ensured:?}");
     // config:import (an env file on stdin), --replace, config:clear.
     let import = |line: &str, stdin: &[u8]| d.ssh_as(&d.admin, line, stdin);
     import("config:import 1994app - --no-restart", b"# from .env\nA=1\nexport B='two words'\n").ok();
