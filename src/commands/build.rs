@@ -56,6 +56,9 @@ pub enum Cmd {
     /// List an app's buildpacks
     #[command(name = "buildpacks:list")]
     BuildpacksList { app: AppName },
+    /// Show an app's buildpacks and the stack image they build on
+    #[command(name = "buildpacks:report")]
+    BuildpacksReport(ReportArgs),
     /// Choose how an app is built: dockerfile | buildpacks | detect
     #[command(name = "builder:set")]
     BuilderSet { app: AppName, builder: BuilderChoice },
@@ -77,7 +80,7 @@ impl Cmd {
         match self {
             Cmd::StackReport { .. } => Scope::Anyone,
             Cmd::StackBuild { .. } => Scope::Admin,
-            Cmd::BuilderReport(args) => args.scope(),
+            Cmd::BuilderReport(args) | Cmd::BuildpacksReport(args) => args.scope(),
             Cmd::BuildpacksAdd { app, .. }
             | Cmd::BuildpacksSet { app, .. }
             | Cmd::BuildpacksRemove { app, .. }
@@ -105,6 +108,7 @@ impl Cmd {
                 builder_set(ctx, &app, choice).await
             }
             Cmd::BuilderReport(args) => builder_report(ctx, &args).await,
+            Cmd::BuildpacksReport(args) => buildpacks_report(ctx, &args).await,
         }
     }
 }
@@ -207,6 +211,14 @@ pub async fn builder_set(ctx: &mut Ctx<'_>, app: &AppName, builder: Option<Build
     };
     ctx.out.step(format!("Builder of {app}: {shown}")).await;
     Ok(())
+}
+
+pub async fn buildpacks_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
+    args.no_global("buildpacks")?;
+    args.print_apps(ctx, |_, name, config| {
+        Ok(Report::new(format!("{name} buildpacks information")).row("Buildpacks list", config.buildpacks.clone()).row("Buildpacks stack", STACK_IMAGE))
+    })
+    .await
 }
 
 pub async fn builder_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {

@@ -75,6 +75,14 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let config = ctx.engine.store.load_app(app)?;
+    // An app deployed from an image (git:from-image, git:load-image: its releases have no
+    // commit) is deployed from its running image again: Procfile and app.json read again,
+    // a new release. (`git:from-image` pulls a newer one where a registry is reachable.)
+    if let Some(active) = ctx.engine.store.load_releases(app)?.active().filter(|r| r.git_sha.is_empty()) {
+        let source = Source::Image { image: active.image.clone(), shown: active.image_tag.clone() };
+        deploy::deploy_locked(ctx.engine, app, source, "ps:rebuild", &ctx.out).await.map_err(CmdError::Failed)?;
+        return Ok(());
+    }
     let repo_dir = ctx.engine.store.repo_dir(app);
     let branches = config.deploy_branches();
     let tmp = ctx.engine.store.tmp_dir();

@@ -81,6 +81,7 @@ fn a_dokku_users_command_lines_work_unchanged() {
         // Reports over every app, and storage.
         Case { line: "resource:report --format json", code: 0, stdout: "\"1994app\":{", stderr: "" },
         Case { line: "storage:report 1994app --storage-run-mounts", code: 0, stdout: "=\n", stderr: "" },
+        Case { line: "buildpacks:report 1994app --buildpacks-stack", code: 0, stdout: "=berth/stack:bookworm\n", stderr: "" },
         Case { line: "storage:ensure-directory shared-data --chown paketo", code: 0, stdout: "Setting directory ownership to 2000:2000", stderr: "" },
         Case { line: "storage:ensure-directory ../x", code: 1, stdout: "", stderr: "Invalid directory" },
         Case { line: "checks:set 1994app nope 1", code: 1, stdout: "", stderr: "valid properties include: attempts, timeout, wait-to-retire" },
@@ -219,6 +220,11 @@ fn images_built_elsewhere_deploy_as_releases() {
     assert_eq!(get(&d, "ci.example.com"), (200, "built in ci, two".into()));
     // A normal release: it rolls back.
     d.ssh(&format!("releases:rollback {app} 1")).ok();
+    assert_eq!(get(&d, "ci.example.com"), (200, "built in ci, one".into()));
+    // ps:rebuild of an app deployed from an image deploys that image again (no git branch).
+    let out = d.ssh(&format!("ps:rebuild {app}"));
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stdout.contains("from the image"), "{out:#?}");
     assert_eq!(get(&d, "ci.example.com"), (200, "built in ci, one".into()));
     // Refusals: another app's image, a bad name, an empty archive, an unknown image.
     d.ssh("apps:create other").ok();
