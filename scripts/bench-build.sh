@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 
-apt_install docker.io nginx git openssh-client debootstrap python3
+apt_install docker.io nginx libnginx-mod-http-lua git openssh-client debootstrap python3
 ensure_docker
 bench_build_berth
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Crash safety, measured: ROUNDS pushes into a daemon that SIGKILLs itself at a random point
-# of the deploy (BERTH_CRASHPOINT: built, checks, release-saved, site-written, reloaded,
+# of the deploy (BERTH_CRASHPOINT: built, checks, release-saved, peers-written, routed,
 # retire), each followed by a restart without the crash point. Per round:
 #   - whether the push landed (git moved the branch) or the previous release serves again;
 #   - two probers (the app and a second app on the same daemon) GET through berth's nginx
@@ -22,9 +22,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 ROUNDS=${1:-20}
-POINTS=(built checks release-saved site-written reloaded retire)
+POINTS=(built checks release-saved peers-written routed retire)
 
-apt_install docker.io nginx git openssh-client busybox-static curl python3
+apt_install docker.io nginx libnginx-mod-http-lua git openssh-client busybox-static curl python3
 ensure_docker
 if [ -n "${BERTH:-}" ]; then
     BERTH=$(realpath "$BERTH")
@@ -178,7 +178,7 @@ def probes(path, app):
 def table(path):
     # point reached landed agreed secs maxfail outage other_maxfail other_outage leftovers next_ok
     rounds = [line.split() for line in open(path) if line.strip()]
-    points = ["built", "checks", "release-saved", "site-written", "reloaded", "retire"]
+    points = ["built", "checks", "release-saved", "peers-written", "routed", "retire"]
     cols = ["crash point", "rounds", "not reached", "push landed", "rolled back", "never agreed", "failed probes in a row (max)", "longest outage s", "other app: in a row", "time to agree s (median/max)", "leftovers after 30 s", "next push failed"]
     lines = []
     for p in points:

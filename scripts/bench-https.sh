@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 require_root
 RUNS=${1:-5}
 
-apt_install docker.io nginx git openssh-client busybox-static debootstrap wrk python3 pebble openssl curl
+apt_install docker.io nginx libnginx-mod-http-lua git openssh-client busybox-static debootstrap wrk python3 pebble openssl curl
 ensure_docker
 bench_build_berth
 

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 require_root
 RUNS=${1:-3}
 
-apt_install docker.io nginx git openssh-client busybox-static wrk python3
+apt_install docker.io nginx libnginx-mod-http-lua git openssh-client busybox-static wrk python3
 ensure_docker
 bench_build_berth
 

@@ -138,7 +138,7 @@ set_global_domain() {
 }
 
 step "Installing Debian packages (docker.io, nginx, git, debootstrap…)" \
-    apt_install docker.io nginx git openssh-client ca-certificates build-essential pkg-config debootstrap iproute2 curl
+    apt_install docker.io nginx libnginx-mod-http-lua git openssh-client ca-certificates build-essential pkg-config debootstrap iproute2 curl
 step "Starting the Docker engine" ensure_docker
 if [ -n "${BERTH_PREBUILT:-}" ]; then
     step "Installing berth from $BERTH_PREBUILT" install_binary

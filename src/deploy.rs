@@ -260,7 +260,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
         };
         match switched {
             Ok(urls) => {
-                crate::crashpoint("reloaded");
+                crate::crashpoint("routed");
                 swapped.retirement.spawn(engine.shared(), app.to_string(), runtime.clone());
                 urls
             }
@@ -507,6 +507,7 @@ struct Swapped {
 async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig, release: &Release, keeps_serving: &str, out: &Output) -> Result<Swapped, String> {
     // Listed before anything new starts: exactly what retires once traffic has moved.
     let retiring = runtime.containers(app).await.map_err(|e| e.to_string())?;
+    let draining = engine.nginx.peers(app);
     let mut started = Vec::new();
     let planned = async {
         let web = start_all(engine, runtime, app, config, release, out, &mut started).await?;
@@ -527,9 +528,9 @@ async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig,
     };
     let wait = if config.checks.disabled { 0 } else { config.checks.wait_to_retire };
     if !retiring.is_empty() {
-        out.step(format!("Retiring {} old container(s) in {wait}s", retiring.len())).await;
+        out.step(format!("Retiring {} old container(s) once no request is in flight to them (at most {wait}s)", retiring.len())).await;
     }
-    Ok(Swapped { plan, retirement: Retirement { containers: retiring, wait: Duration::from_secs(wait) }, started, web })
+    Ok(Swapped { plan, retirement: Retirement { containers: retiring, drain: draining, wait: Duration::from_secs(wait) }, started, web })
 }
 
 /// Starts the formation (recording each container in `started` at once, so the caller can
@@ -629,11 +630,17 @@ async fn ready(runtime: &Runtime, config: &AppConfig, release: &Release, c: &Sta
     Ok((ip, true))
 }
 
-/// Old containers to stop once traffic has moved, after `wait`.
+/// Old containers to stop once traffic has moved: when no request is in flight to the
+/// addresses that were routed (`drain`), at most `wait` after the switch.
 struct Retirement {
     containers: Vec<AppContainer>,
+    drain: Vec<String>,
     wait: Duration,
 }
+
+/// How long retirement waits at least after the switch, and how often it asks nginx.
+const DRAIN_MIN: Duration = Duration::from_millis(500);
+const DRAIN_POLL: Duration = Duration::from_millis(100);
 
 /// How long a retirement waits for a push's branch to land before it goes ahead.
 const LANDING_WAIT: Duration = Duration::from_secs(600);
@@ -645,7 +652,7 @@ impl Retirement {
     /// let land (or be undone), and a container of whatever release is active then stays.
     fn spawn(self, engine: std::sync::Arc<Engine>, app: String, runtime: Runtime) {
         tokio::spawn(async move {
-            tokio::time::sleep(self.wait).await;
+            self.drained(&engine).await;
             let deadline = tokio::time::Instant::now() + LANDING_WAIT;
             let active = loop {
                 let releases = engine.store.load_releases(&app).ok();
@@ -671,6 +678,33 @@ impl Retirement {
             }
         });
     }
+
+    /// Returns once nothing is in flight to the addresses that were routed (nginx picks
+    /// them no more since the switch; asked twice in a row, so a request being handed to
+    /// one at that instant is seen), or after `wait`, which stays the upper bound: a
+    /// WebSocket to an old container lives until then, and is closed when it stops.
+    async fn drained(&self, engine: &Engine) {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        tokio::time::sleep(DRAIN_MIN.min(self.wait)).await;
+        let mut idle = 0;
+        while tokio::time::Instant::now() < deadline {
+            match engine.nginx.inflight(&self.drain).await {
+                Ok(0) => {
+                    idle += 1;
+                    if idle == 2 {
+                        return;
+                    }
+                }
+                Ok(_) => idle = 0,
+                Err(e) => {
+                    tracing::warn!("cannot ask nginx for requests in flight ({e}): old containers retire after the full wait");
+                    tokio::time::sleep_until(deadline).await;
+                    return;
+                }
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    }
 }
 
 /// An app's routing, planned: its next site (checked by nginx on its own) or none, what to
@@ -679,6 +713,9 @@ pub struct RoutePlan {
     app: String,
     /// None: the app gets no site.
     site: Option<proxy::Candidate>,
+    /// The release and web container addresses its peers become.
+    release: u32,
+    peers: Vec<String>,
     note: String,
     urls: Vec<String>,
 }
@@ -690,7 +727,6 @@ async fn plan_route(engine: &Engine, app: &str, config: &AppConfig, version: u32
     let ports = config.effective_ports();
     let routing = proxy::Routing {
         app,
-        release: version,
         domains: &config.domains,
         ports: &ports,
         backends: ips,
@@ -700,7 +736,7 @@ async fn plan_route(engine: &Engine, app: &str, config: &AppConfig, version: u32
     let site = if ips.is_empty() { None } else { proxy::plan_site(&routing, &engine.nginx.acme_root()) };
     let Some(site) = site else {
         let why = if ips.is_empty() { format!("no web containers run (ps:scale {app} web=1)") } else { format!("no domains (domains:add {app} DOMAIN)") };
-        return Ok(RoutePlan { app: app.to_string(), site: None, note: format!("Nothing is routed to {app}: {why}"), urls: Vec::new() });
+        return Ok(RoutePlan { app: app.to_string(), site: None, release: version, peers: Vec::new(), note: format!("Nothing is routed to {app}: {why}"), urls: Vec::new() });
     };
     let text = engine.nginx.render_site(&site).map_err(|e| e.to_string())?;
     let candidate = engine.nginx.check_site(app, &text).await.map_err(|e| e.to_string())?;
@@ -708,14 +744,19 @@ async fn plan_route(engine: &Engine, app: &str, config: &AppConfig, version: u32
     let secure: Vec<&str> = site.servers.iter().filter(|s| s.certificate.is_some()).map(|s| s.server_names.as_str()).collect();
     let https = if secure.is_empty() { String::new() } else { format!(", https for {}", secure[0]) };
     let note = format!("Routing {} → v{version} ({n} web container{}{https})", config.domains.join(", "), if n == 1 { "" } else { "s" });
-    Ok(RoutePlan { app: app.to_string(), site: Some(candidate), note, urls: proxy::urls(&routing) })
+    Ok(RoutePlan { app: app.to_string(), site: Some(candidate), release: version, peers: ips.to_vec(), note, urls: proxy::urls(&routing) })
 }
 
-/// Puts a planned routing in place (call with the app's route lock held). Returns the URLs
-/// the app is served at (none when nothing is routed).
+/// Puts a planned routing in place (call with the app's route lock held): the site first
+/// (a reload only if its server blocks changed; if nginx refuses it, the peers stay as they
+/// were and keep serving), then the peers (no reload). Returns the URLs the app is served at
+/// (none when nothing is routed).
 async fn apply_route(engine: &Engine, plan: RoutePlan, out: &Output) -> Result<Vec<String>, String> {
     match plan.site {
-        Some(candidate) => engine.nginx.switch_site(candidate).await.map_err(|e| e.to_string())?,
+        Some(candidate) => {
+            engine.nginx.switch_site(candidate).await.map_err(|e| e.to_string())?;
+            engine.nginx.set_peers(&plan.app, plan.release, &plan.peers).await.map_err(|e| e.to_string())?;
+        }
         None => engine.nginx.remove_site(&plan.app).await.map_err(|e| e.to_string())?,
     }
     out.step(plan.note).await;

@@ -47,7 +47,7 @@ pub fn unix_now() -> u64 {
 
 /// Fault injection for the crash tests: when `BERTH_CRASHPOINT` names this point, the
 /// process SIGKILLs itself here, as a power cut or the OOM killer would. Points of a
-/// deploy: `built`, `checks`, `release-saved`, `site-written`, `reloaded`, `retire`.
+/// deploy: `built`, `checks`, `release-saved`, `peers-written`, `routed`, `retire` (and `site-written` when a deploy changes the site).
 pub fn crashpoint(name: &str) {
     if std::env::var_os("BERTH_CRASHPOINT").is_some_and(|v| v == name) {
         tracing::warn!("crash point {name}: killing this process");

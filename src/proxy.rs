@@ -1,4 +1,9 @@
-//! berth's own nginx: its prefix and pid under `<root>/nginx`, one site file per app.
+//! berth's own nginx: its prefix and pid under `<root>/nginx`, one site file per app, and
+//! each app's web peers in nginx's memory (`berth.lua`, Debian's lua module), set through a
+//! control socket and kept in the peers file that nginx loads at start and on reload: a
+//! deploy, scale, restart, rollback or heal changes peers and never reloads nginx. A reload
+//! happens only when an app's server blocks change (domains, ports, certificate, nginx
+//! properties).
 //!
 //! Rendering is pure (handlebars, strict, no escaping; every value was validated before it
 //! got here: app names, domains, IPs and ports cannot carry nginx syntax). A site is checked
@@ -17,6 +22,11 @@ use crate::validate::{PortMap, Scheme};
 
 const MAIN_TEMPLATE: &str = include_str!("../nginx-templates/nginx.conf.hbs");
 const SITE_TEMPLATE: &str = include_str!("../nginx-templates/site.conf.hbs");
+const LUA_MODULE: &str = include_str!("../nginx-templates/berth.lua");
+/// Where Debian's nginx modules are (libnginx-mod-http-lua and its ndk).
+pub const NGINX_MODULES: &str = "/usr/lib/nginx/modules";
+/// How long berth waits for nginx's control endpoint.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
 pub const NGINX: &str = "nginx";
 /// Parent of every root's ACME challenge directory (see `Nginx::acme_root`).
 pub const ACME_RUN_DIR: &str = "/run/berth-acme";
@@ -69,7 +79,6 @@ pub struct SiteTls {
 #[derive(Debug, Clone)]
 pub struct Routing<'a> {
     pub app: &'a str,
-    pub release: u32,
     pub domains: &'a [String],
     pub ports: &'a [PortMap],
     /// Web container addresses.
@@ -82,17 +91,17 @@ pub struct Routing<'a> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Site {
     pub app: String,
-    pub release: u32,
     pub upstreams: Vec<Upstream>,
     pub servers: Vec<Server>,
     /// Where ACME HTTP-01 answers are (`.well-known/acme-challenge/` below it).
     pub acme_root: String,
 }
 
+/// An app's upstream for one container port; its peers are the app's (`Nginx::set_peers`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Upstream {
     pub name: String,
-    pub servers: Vec<String>,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -158,7 +167,7 @@ pub fn urls(routing: &Routing<'_>) -> Vec<String> {
 }
 
 pub fn plan_site(routing: &Routing<'_>, acme_root: &Path) -> Option<Site> {
-    let Routing { app, release, domains, ports, backends, listen, tls } = routing;
+    let Routing { app, domains, ports, backends, listen, tls, .. } = routing;
     if domains.is_empty() || backends.is_empty() {
         return None;
     }
@@ -172,7 +181,7 @@ pub fn plan_site(routing: &Routing<'_>, acme_root: &Path) -> Option<Site> {
     let mut upstream_for = |container: u16| {
         let name = format!("berth-{app}-{container}");
         if !upstreams.iter().any(|u| u.name == name) {
-            upstreams.push(Upstream { name: name.clone(), servers: backends.iter().map(|ip| format!("{ip}:{container}")).collect() });
+            upstreams.push(Upstream { name: name.clone(), port: container });
         }
         name
     };
@@ -208,13 +217,15 @@ pub fn plan_site(routing: &Routing<'_>, acme_root: &Path) -> Option<Site> {
     if servers.is_empty() {
         return None;
     }
-    Some(Site { app: app.to_string(), release: *release, upstreams, servers, acme_root: acme_root.display().to_string() })
+    Some(Site { app: app.to_string(), upstreams, servers, acme_root: acme_root.display().to_string() })
 }
 
 pub struct Nginx {
     prefix: PathBuf,
     pub listen: Listen,
     templates: Handlebars<'static>,
+    /// One writer of the peers file at a time (each app's routing holds its own lock).
+    peers_lock: std::sync::Mutex<()>,
 }
 
 #[derive(Serialize)]
@@ -226,6 +237,10 @@ struct MainVars {
     acme_root: String,
     sites: String,
     default_server: bool,
+    modules: &'static str,
+    lua_dir: String,
+    peers_file: String,
+    control_socket: String,
 }
 
 impl Nginx {
@@ -235,7 +250,7 @@ impl Nginx {
         templates.set_strict_mode(true);
         templates.register_template_string("main", MAIN_TEMPLATE).expect("nginx.conf.hbs is valid handlebars");
         templates.register_template_string("site", SITE_TEMPLATE).expect("site.conf.hbs is valid handlebars");
-        Nginx { prefix: root.join("nginx"), listen, templates }
+        Nginx { prefix: root.join("nginx"), listen, templates, peers_lock: std::sync::Mutex::new(()) }
     }
 
     /// Where ACME HTTP-01 answers live: `<acme_root>/.well-known/acme-challenge/TOKEN`,
@@ -283,6 +298,21 @@ impl Nginx {
         })
     }
 
+    fn lua_dir(&self) -> PathBuf {
+        self.prefix.join("lua")
+    }
+
+    /// Every app's routed web containers, `APP vRELEASE IP…` per line: what nginx loads at
+    /// start and on reload.
+    pub fn peers_file(&self) -> PathBuf {
+        self.prefix.join("peers")
+    }
+
+    /// nginx's control endpoint, in a directory only root can enter.
+    fn control_socket(&self) -> PathBuf {
+        self.prefix.join("control").join("control.sock")
+    }
+
     fn sites_dir(&self) -> PathBuf {
         self.prefix.join("sites")
     }
@@ -312,6 +342,10 @@ impl Nginx {
             acme_root: self.acme_root().display().to_string(),
             sites: sites.display().to_string(),
             default_server,
+            modules: NGINX_MODULES,
+            lua_dir: self.lua_dir().display().to_string(),
+            peers_file: self.peers_file().display().to_string(),
+            control_socket: self.control_socket().display().to_string(),
         };
         self.templates.render("main", &vars).map_err(|e| ProxyError::Render(e.to_string()))
     }
@@ -319,9 +353,16 @@ impl Nginx {
     /// Writes the main config and starts nginx unless it already runs (then reloads it).
     /// nginx outlives the daemon: restarting berth never interrupts traffic.
     pub async fn ensure_running(&self) -> Result<(), ProxyError> {
-        for dir in [self.prefix.clone(), self.sites_dir(), self.prefix.join("logs"), self.prefix.join("tmp")] {
+        for dir in [self.prefix.clone(), self.sites_dir(), self.prefix.join("logs"), self.prefix.join("tmp"), self.lua_dir()] {
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         }
+        let control = self.prefix.join("control");
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&control).map_err(io(&control))?;
+        }
+        let lua = self.lua_dir().join("berth.lua");
+        crate::store::write_atomic(&lua, LUA_MODULE.as_bytes(), 0o644).map_err(io(&lua))?;
         create_public_dir(&self.acme_root().join(".well-known/acme-challenge"))?;
         // Workers run as nobody and write request bodies to tmp/.
         if let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") {
@@ -452,11 +493,113 @@ impl Nginx {
         Ok(())
     }
 
-    /// The release an app's site on disk routes to (its first line says), if it has one.
-    pub fn site_release(&self, app: &str) -> Option<u32> {
-        let text = std::fs::read_to_string(self.site_file(app)).ok()?;
-        let first = text.lines().next()?;
-        first.split(", release v").nth(1)?.split('.').next()?.parse().ok()
+    /// The release an app's peers on disk route to, if it has any.
+    pub fn peers_release(&self, app: &str) -> Option<u32> {
+        let text = std::fs::read_to_string(self.peers_file()).ok()?;
+        let line = text.lines().find(|l| l.split_whitespace().next() == Some(app))?;
+        line.split_whitespace().nth(1)?.strip_prefix('v')?.parse().ok()
+    }
+
+    /// The addresses an app's peers on disk route to.
+    pub fn peers(&self, app: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(self.peers_file()).unwrap_or_default();
+        text.lines().find(|l| l.split_whitespace().next() == Some(app)).map(|l| l.split_whitespace().skip(2).map(str::to_string).collect()).unwrap_or_default()
+    }
+
+    /// Routes the app's traffic to the web containers at `ips` (of `release`): the peers
+    /// file first (what nginx loads if it restarts), then nginx's memory through the
+    /// control socket. No reload, unless the control socket does not answer: a reload then
+    /// loads the file. Call with the app's route lock held.
+    pub async fn set_peers(&self, app: &str, release: u32, ips: &[String]) -> Result<(), ProxyError> {
+        let line = format!("{app} v{release} {}", ips.join(" "));
+        let line = line.trim_end();
+        if self.write_peers(app, Some(line))? {
+            crate::crashpoint("peers-written");
+        }
+        self.push_peers(line).await
+    }
+
+    /// Routes nothing to the app any more.
+    pub async fn remove_peers(&self, app: &str) -> Result<(), ProxyError> {
+        self.write_peers(app, None)?;
+        self.push_peers(&format!("{app} v0")).await
+    }
+
+    /// The peers file with the app's line replaced (or removed), written atomically if that
+    /// changes it. Whether it did.
+    fn write_peers(&self, app: &str, line: Option<&str>) -> Result<bool, ProxyError> {
+        let _one = self.peers_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let path = self.peers_file();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty() && l.split_whitespace().next() != Some(app)).collect();
+        lines.extend(line);
+        lines.sort_unstable();
+        let mut out = String::from("# berth's routed web containers, APP vRELEASE IP…: nginx loads this at start and on reload\n");
+        for l in lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+        if out == text {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(&self.prefix).map_err(io(&self.prefix))?;
+        crate::store::write_atomic(&path, out.as_bytes(), 0o644).map_err(io(&path))?;
+        Ok(true)
+    }
+
+    /// Puts one `APP vN IP…` line into nginx's memory. nginx not running loads the file
+    /// when it starts; nginx running but not answering is reloaded, which loads it.
+    async fn push_peers(&self, line: &str) -> Result<(), ProxyError> {
+        if self.master_pid().is_none() {
+            return Ok(());
+        }
+        match self.control("PUT", "/peers", &format!("{line}\n")).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!("nginx's control endpoint: {e}; reloading nginx to load the peers file");
+                self.reload().await
+            }
+        }
+    }
+
+    /// Requests in flight from nginx to these addresses (0 if nginx does not run).
+    pub async fn inflight(&self, ips: &[String]) -> Result<u64, ProxyError> {
+        if ips.is_empty() || self.master_pid().is_none() {
+            return Ok(0);
+        }
+        let body = self.control("GET", &format!("/inflight?ips={}", ips.join(",")), "").await?;
+        body.trim().parse().map_err(|_| ProxyError::Nginx(format!("nginx's control endpoint answered {body:?} for requests in flight")))
+    }
+
+    /// What nginx routes the app to now, from its memory (for tests and reports).
+    pub async fn live_peers(&self, app: &str) -> Result<Vec<String>, ProxyError> {
+        let body = self.control("GET", &format!("/peers?app={app}"), "").await?;
+        Ok(body.split_whitespace().map(str::to_string).collect())
+    }
+
+    /// One HTTP/1.0 request to nginx's control endpoint (a unix socket only root reaches);
+    /// the body of a 200 answer.
+    async fn control(&self, method: &str, path: &str, body: &str) -> Result<String, ProxyError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = self.control_socket();
+        let exchange = async {
+            let mut stream = tokio::net::UnixStream::connect(&socket).await?;
+            let request = format!("{method} {path} HTTP/1.0\r\nHost: berth\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            stream.write_all(request.as_bytes()).await?;
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        let answer = tokio::time::timeout(CONTROL_TIMEOUT, exchange)
+            .await
+            .map_err(|_| ProxyError::Nginx(format!("{} did not answer within {CONTROL_TIMEOUT:?}", socket.display())))?
+            .map_err(|e| ProxyError::Nginx(format!("{}: {e}", socket.display())))?;
+        let text = String::from_utf8_lossy(&answer);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+            return Err(ProxyError::Nginx(format!("nginx's control endpoint refused {method} {path}: {}", head.lines().next().unwrap_or_default())));
+        }
+        Ok(body.to_string())
     }
 
     /// Why the last reload failed, from nginx's error log (its last emerg/alert line).
@@ -470,13 +613,14 @@ impl Nginx {
         Some(ProxyError::Nginx(format!("nginx could not apply the new config: {}", message.trim())))
     }
 
+    /// Serves the app no more: its site goes (a reload), then its peers.
     pub async fn remove_site(&self, app: &str) -> Result<(), ProxyError> {
         let site = self.site_file(app);
         if site.exists() {
             std::fs::remove_file(&site).map_err(io(&site))?;
             self.reload().await?;
         }
-        Ok(())
+        self.remove_peers(app).await
     }
 
     /// Graceful reload (SIGHUP), waiting until new workers run and every old worker has
@@ -583,7 +727,7 @@ mod tests {
     }
 
     fn routing<'a>(domains: &'a [String], ports: &'a [PortMap], backends: &'a [String], tls: Option<SiteTls>) -> Routing<'a> {
-        Routing { app: "web", release: 3, domains, ports, backends, listen: listen(), tls }
+        Routing { app: "web", domains, ports, backends, listen: listen(), tls }
     }
 
     fn tls(names: &[&str]) -> Option<SiteTls> {
@@ -614,7 +758,7 @@ mod tests {
         // Without a certificate, https mappings are not served.
         let site = plan_site(&routing(&domains, &ports, &backends, None), Path::new("/acme")).unwrap();
         assert_eq!(site.upstreams.len(), 1);
-        assert_eq!(site.upstreams[0].servers, vec!["172.18.0.2:5000"]);
+        assert_eq!((site.upstreams[0].name.as_str(), site.upstreams[0].port), ("berth-web-5000", 5000));
         assert_eq!(site.servers.len(), 2);
         assert_eq!(site.servers[0].listen, "127.0.0.1:8080");
         assert_eq!(site.servers[1].listen, "127.0.0.1:8081");
@@ -676,10 +820,14 @@ mod tests {
         let backends = vec!["172.18.0.2".to_string(), "172.18.0.3".to_string()];
         let site = plan_site(&routing(&domains, &[PortMap::DEFAULT], &backends, None), &nginx.acme_root()).unwrap();
         let text = nginx.render_site(&site).unwrap();
+        // The containers are peers in nginx's memory, not in the site: a deploy changes no site.
+        assert!(!text.contains("172.18.0.2"), "{text}");
+        let other = vec!["172.18.0.9".to_string()];
+        assert_eq!(nginx.render_site(&plan_site(&routing(&domains, &[PortMap::DEFAULT], &other, None), &nginx.acme_root()).unwrap()).unwrap(), text);
         for needle in [
             "upstream berth-web-5000 {",
-            "server 172.18.0.2:5000;",
-            "server 172.18.0.3:5000;",
+            "balancer_by_lua_block { berth.balance(\"web\", 5000) }",
+            "log_by_lua_block { berth.done() }",
             "keepalive 32;",
             "listen 127.0.0.1:8080;",
             "server_name a.com;",
@@ -704,7 +852,31 @@ mod tests {
         assert!(text.contains("return 404;"));
         assert!(text.contains("root /run/berth-acme/_var_lib_berth;"));
         assert!(text.contains("include /var/lib/berth/nginx/sites/*.conf;"));
+        assert!(text.contains("load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;"));
+        assert!(text.contains("berth.load(\"/var/lib/berth/nginx/peers\")"));
+        assert!(text.contains("listen unix:/var/lib/berth/nginx/control/control.sock;"));
+        assert!(text.contains("worker_shutdown_timeout"));
         let check = nginx.render_main(Path::new("/c.conf"), Path::new("/p.pid"), false).unwrap();
         assert!(!check.contains("default_server"));
+        assert!(!check.contains("control.sock"), "a site's check binds nothing: {check}");
+    }
+
+    #[tokio::test]
+    async fn the_peers_file_keeps_one_line_per_app_and_says_when_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let nginx = Nginx::new(dir.path(), listen());
+        assert!(nginx.write_peers("b", Some("b v2 172.18.0.5")).unwrap());
+        assert!(nginx.write_peers("a", Some("a v7 172.18.0.2 172.18.0.3")).unwrap());
+        assert!(!nginx.write_peers("a", Some("a v7 172.18.0.2 172.18.0.3")).unwrap(), "the same line changes nothing");
+        assert_eq!(nginx.peers_release("a"), Some(7));
+        assert_eq!(nginx.peers("a"), vec!["172.18.0.2", "172.18.0.3"]);
+        assert_eq!(nginx.peers("ab"), Vec::<String>::new());
+        assert!(nginx.write_peers("a", None).unwrap());
+        let text = std::fs::read_to_string(nginx.peers_file()).unwrap();
+        assert!(text.starts_with('#') && text.ends_with("b v2 172.18.0.5\n"), "{text}");
+        assert_eq!(nginx.peers_release("a"), None);
+        // Without nginx running, setting peers writes the file only (nginx loads it at start).
+        nginx.set_peers("c", 1, &["172.18.0.7".into()]).await.unwrap();
+        assert_eq!(nginx.peers("c"), vec!["172.18.0.7"]);
     }
 }

@@ -20,7 +20,7 @@ use crate::harness::{AppRepo, Daemon, Out, docker, get, git_ssh, web_dockerfile}
 
 /// Every point of a deploy where the daemon can be made to die, in the order a deploy
 /// reaches them.
-const CRASH_POINTS: [&str; 6] = ["built", "checks", "release-saved", "site-written", "reloaded", "retire"];
+const CRASH_POINTS: [&str; 6] = ["built", "checks", "release-saved", "peers-written", "routed", "retire"];
 
 /// The newest images a test app keeps (`releases:set APP keep`): small, so pruning is
 /// exercised within a few pushes.

@@ -58,9 +58,11 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
+/// How many web containers nginx routes the app to (its line in the peers file,
+/// `APP vN IP…`).
 fn upstream_servers(d: &Daemon, app: &str) -> usize {
-    let site = std::fs::read_to_string(d.root().join("nginx/sites").join(format!("{app}.conf"))).unwrap_or_default();
-    site.lines().filter(|l| l.trim_start().starts_with("server ") && l.contains(':')).count()
+    let peers = std::fs::read_to_string(d.root().join("nginx/peers")).unwrap_or_default();
+    peers.lines().find(|l| l.split_whitespace().next() == Some(app)).map_or(0, |l| l.split_whitespace().skip(2).count())
 }
 
 #[test]
