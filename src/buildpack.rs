@@ -325,6 +325,8 @@ pub struct BuildRequest<'a> {
     pub defaults: &'a std::collections::BTreeMap<String, String>,
     /// The build is stopped (and fails) after this long.
     pub time_limit: std::time::Duration,
+    /// CPU weight and memory of the build container.
+    pub limits: crate::runtime::BuildLimits,
     /// Third-party buildpacks may come from private addresses (berth.toml).
     pub allow_private: bool,
 }
@@ -339,7 +341,7 @@ pub struct Built {
 }
 
 pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, out: &Output) -> Result<Built, String> {
-    let BuildRequest { app, tag, source, env, chosen, defaults, time_limit, allow_private } = request;
+    let BuildRequest { app, tag, source, env, chosen, defaults, time_limit, limits, allow_private } = request;
     if runtime.image_info(STACK_IMAGE).await.is_none() {
         return Err(format!("The stack image {STACK_IMAGE} is missing: run `berth stack:build` on the server"));
     }
@@ -395,6 +397,7 @@ pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, ou
         commit_workdir: Some("/app"),
         collect: Some(PROCESS_LIST),
         time_limit: Some(time_limit),
+        limits,
     };
     let result = runtime.run_and_commit(job, out).await;
     let _ = std::fs::remove_dir_all(&env_dir);

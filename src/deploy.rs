@@ -40,6 +40,38 @@ const LOG_LINES: usize = 20;
 const SETTLE: Duration = Duration::from_secs(2);
 
 /// How long a build may take (`build_timeout` in berth.toml, seconds; an hour by default).
+/// The CPU weight builds get unless set (apps' containers run at 1024).
+pub const DEFAULT_BUILD_CPU_SHARES: u32 = 256;
+/// The largest build memory limit the engine's build API takes as berth calls it (bollard
+/// carries it as a 32-bit number of bytes): 2047 MiB.
+pub const MAX_BUILD_MEMORY: i64 = i32::MAX as i64;
+
+/// What the app's builds may take: its settings, else the global ones, else the defaults
+/// (cpu-shares 256; memory half of the machine's, at most 2047 MiB). A memory of `0` is no
+/// limit. Pure.
+pub fn build_limits(config: &AppConfig, global: &crate::store::GlobalConfig, machine_memory: Option<i64>) -> crate::runtime::BuildLimits {
+    let cpu = config.build.cpu_shares.or(global.build.cpu_shares).unwrap_or(DEFAULT_BUILD_CPU_SHARES);
+    let memory = match config.build.memory.as_deref().or(global.build.memory.as_deref()) {
+        Some("0") => None,
+        Some(size) => crate::validate::memory(size).ok(),
+        None => machine_memory.map(|m| m / 2),
+    };
+    crate::runtime::BuildLimits { cpu_shares: Some(cpu.min(262_144) as i32), memory: memory.map(|m| m.min(MAX_BUILD_MEMORY) as i32) }
+}
+
+/// The machine's memory in bytes (`MemTotal` of /proc/meminfo).
+fn machine_memory() -> Option<i64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    line.split_whitespace().nth(1)?.parse::<i64>().ok().map(|kb| kb * 1024)
+}
+
+/// How a build's limits read in its output.
+fn describe_limits(limits: &crate::runtime::BuildLimits) -> String {
+    let memory = limits.memory.map_or("no memory limit".to_string(), |m| format!("memory {}m", m / (1 << 20)));
+    format!("cpu-shares {}, {memory}", limits.cpu_shares.unwrap_or(1024))
+}
+
 fn build_limit(engine: &Engine) -> Duration {
     Duration::from_secs(engine.store.load_global().ok().and_then(|g| g.build_timeout).unwrap_or(3600).max(1))
 }
@@ -77,6 +109,10 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                 Some(bytes) => process::parse_procfile(&String::from_utf8_lossy(&bytes))?,
                 None => BTreeMap::new(),
             };
+            // A build slot first (one build at a time by default), then the build, with limits.
+            let _slot = engine.build_slot(out).await;
+            let global = engine.store.load_global().map_err(|e| e.to_string())?;
+            let limits = build_limits(&config, &global, machine_memory());
             let build_started = Instant::now();
             let version_tag = format!("v{version}");
             let tag = format!("berth/{app}:{version_tag}");
@@ -89,9 +125,9 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                     if let Some(image) = crate::dockerfile::foreign_image(app, &crate::dockerfile::image_refs(&text)) {
                         return Err(format!("The Dockerfile builds from {}: an app may use only public images and its own (berth/{app})", crate::validate::quoted(&image)));
                     }
-                    out.step(format!("Building {app} from Dockerfile ({})", short(&git_sha))).await;
+                    out.step(format!("Building {app} from Dockerfile ({}; {})", short(&git_sha), describe_limits(&limits))).await;
                     let limit = build_limit(engine);
-                    (runtime.build(context.path(), &tag, limit, out).await.map_err(|e| e.to_string())?, procfile, false)
+                    (runtime.build(context.path(), &tag, limit, limits, out).await.map_err(|e| e.to_string())?, procfile, false)
                 }
                 Builder::Buildpacks => {
                     let read = |path: &str| context.file(path).map(|b| String::from_utf8_lossy(&b).into_owned());
@@ -100,7 +136,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                         out.step(format!("No Procfile: running web: {command} (add a Procfile to choose)")).await;
                         defaults.insert(process::WEB.to_string(), command);
                     }
-                    out.step(format!("Building {app} with buildpacks ({})", short(&git_sha))).await;
+                    out.step(format!("Building {app} with buildpacks ({}; {})", short(&git_sha), describe_limits(&limits))).await;
                     let build_env = engine.store.load_global_env().map_err(|e| e.to_string())?.under(&config.env);
                     let request = buildpack::BuildRequest {
                         app,
@@ -110,12 +146,14 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                         chosen: &config.buildpacks,
                         defaults: &defaults,
                         time_limit: build_limit(engine),
+                        limits,
                         allow_private: engine.store.load_global().is_ok_and(|g| g.allow_private_buildpack_hosts),
                     };
                     let built = buildpack::build(&runtime, &engine.root(), request, out).await?;
                     (built.image, built.processes, true)
                 }
             };
+            drop(_slot);
             out.step(format!("Build done in {}", secs(build_started.elapsed()))).await;
             crate::crashpoint("built");
             Release {
@@ -1039,4 +1077,29 @@ pub fn container_env(config: &BTreeMap<String, String>, port: u16) -> Vec<String
 
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_get_the_apps_limits_else_the_global_ones_else_the_defaults() {
+        let mut config = AppConfig::new();
+        let mut global = crate::store::GlobalConfig::default();
+        let gib = 1i64 << 30;
+        // Defaults: a quarter of an app's CPU weight, half the machine's memory, at most 2047 MiB.
+        let limits = build_limits(&config, &global, Some(2 * gib));
+        assert_eq!((limits.cpu_shares, limits.memory), (Some(256), Some(gib as i32)));
+        assert_eq!(build_limits(&config, &global, Some(24 * gib)).memory, Some(i32::MAX));
+        assert_eq!(build_limits(&config, &global, None).memory, None);
+        global.build.cpu_shares = Some(512);
+        global.build.memory = Some("300m".into());
+        let limits = build_limits(&config, &global, Some(24 * gib));
+        assert_eq!((limits.cpu_shares, limits.memory), (Some(512), Some(300 << 20)));
+        config.build.memory = Some("0".into());
+        config.build.cpu_shares = Some(1024);
+        let limits = build_limits(&config, &global, Some(24 * gib));
+        assert_eq!((limits.cpu_shares, limits.memory), (Some(1024), None));
+    }
 }

@@ -36,6 +36,8 @@ pub struct Engine {
     route_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
     /// Work a shutdown waits for: deploys (their locks) and pushes in flight.
     busy: Arc<tokio::sync::watch::Sender<usize>>,
+    /// Builds running now (at most `build_concurrency` of berth.toml).
+    builds: Arc<Builds>,
     /// Itself, for work that outlives a command (waiting for git to move a branch).
     me: std::sync::Weak<Engine>,
 }
@@ -44,6 +46,24 @@ pub struct Engine {
 pub struct DeployGuard {
     _lock: OwnedMutexGuard<()>,
     _busy: Busy,
+}
+
+/// Builds running now, and a wake-up for builds waiting for a slot.
+#[derive(Default)]
+struct Builds {
+    running: Mutex<usize>,
+    ended: tokio::sync::Notify,
+}
+
+/// A build's slot: while it is held, the build counts against `build_concurrency`.
+pub struct BuildSlot(Arc<Builds>);
+
+impl Drop for BuildSlot {
+    fn drop(&mut self) {
+        let mut running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        *running = running.saturating_sub(1);
+        self.0.ended.notify_waiters();
+    }
 }
 
 /// One piece of work in flight (a deploy, a push): a graceful shutdown waits until none is.
@@ -69,6 +89,7 @@ impl Engine {
             deploy_locks: Mutex::new(HashMap::new()),
             route_locks: Mutex::new(HashMap::new()),
             busy: Arc::new(tokio::sync::watch::channel(0).0),
+            builds: Arc::new(Builds::default()),
         })
     }
 
@@ -90,6 +111,31 @@ impl Engine {
         let runtime = Runtime::connect(self.root()).await?;
         *slot = Some(runtime.clone());
         Ok(runtime)
+    }
+
+    /// A slot to build in: at once while fewer than `builder:set --global build-concurrency`
+    /// (default 1) builds run, else queued (and saying so) until one ends. A build on a small
+    /// server competes with the apps it is about to replace; one at a time keeps them served.
+    pub async fn build_slot(&self, out: &Output) -> BuildSlot {
+        let mut said = false;
+        loop {
+            let limit = self.store.load_global().ok().and_then(|g| g.build_concurrency).unwrap_or(1).max(1) as usize;
+            let ended = self.builds.ended.notified();
+            let running = {
+                let mut running = self.builds.running.lock().unwrap_or_else(|e| e.into_inner());
+                if *running < limit {
+                    *running += 1;
+                    return BuildSlot(self.builds.clone());
+                }
+                *running
+            };
+            if !said {
+                said = true;
+                out.step(format!("Queued: {running} build(s) running, at most {limit} at a time (builder:set --global build-concurrency N); this one starts when one ends")).await;
+            }
+            // Woken when a build ends; the limit is read again now and then (it may change).
+            let _ = tokio::time::timeout(Duration::from_secs(1), ended).await;
+        }
     }
 
     /// Takes the app's deploy lock, saying so if another deploy holds it.

@@ -72,6 +72,7 @@ pub struct OneShot<'a> {
     pub collect: Option<&'a str>,
     /// Stopped and failed after this long.
     pub time_limit: Option<Duration>,
+    pub limits: BuildLimits,
 }
 
 /// A committed one-shot container: the image id, and the collected file if it existed.
@@ -127,6 +128,15 @@ pub struct Live {
 pub struct AppImage {
     pub id: String,
     pub tags: Vec<String>,
+}
+
+/// What a build container may take: a CPU weight below the apps' (Docker's cpu-shares;
+/// containers run at 1024) and a memory limit, so a build cannot starve the apps it is about
+/// to replace. None: the engine's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BuildLimits {
+    pub cpu_shares: Option<i32>,
+    pub memory: Option<i32>,
 }
 
 /// What to run.
@@ -309,7 +319,7 @@ impl Runtime {
     /// Builds `context` (a tar with a Dockerfile at its root) as `tag`, streaming the build
     /// output as detail lines. Returns the image id.
     /// Stopped after `limit` (dropping the request cancels the engine's build).
-    pub async fn build(&self, context: &std::path::Path, tag: &str, limit: Duration, out: &Output) -> Result<String, RuntimeError> {
+    pub async fn build(&self, context: &std::path::Path, tag: &str, limit: Duration, limits: BuildLimits, out: &Output) -> Result<String, RuntimeError> {
         let app = tag.strip_prefix("berth/").and_then(|t| t.split(':').next()).unwrap_or_default();
         let options = BuildImageOptions {
             dockerfile: "Dockerfile".into(),
@@ -318,6 +328,10 @@ impl Runtime {
             forcerm: true,
             // Whose image it is, also once a later build of the same tag has untagged it.
             labels: Some(self.image_labels(app)),
+            cpushares: limits.cpu_shares,
+            memory: limits.memory,
+            // No swap beyond the limit: a build over it fails rather than thrashing the disk.
+            memswap: limits.memory,
             ..Default::default()
         };
         let mut stream = self.docker.build_image(options, None, Some(bollard::body_try_stream(file_stream(context).await?)));
@@ -809,7 +823,13 @@ impl Runtime {
             cmd: Some(job.cmd.clone()),
             env: Some(job.env.clone()),
             labels: Some(labels),
-            host_config: Some(HostConfig { binds: Some(job.binds.clone()), ..Default::default() }),
+            host_config: Some(HostConfig {
+                binds: Some(job.binds.clone()),
+                cpu_shares: job.limits.cpu_shares.map(i64::from),
+                memory: job.limits.memory.map(i64::from),
+                memory_swap: job.limits.memory.map(i64::from),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let created = self.docker.create_container(None, body).await?;

@@ -49,6 +49,7 @@ async fn from_registry(runtime: &Runtime, out: &Output) -> Result<(), String> {
         commit_workdir: Some("/app"),
         collect: None,
         time_limit: None,
+        limits: Default::default(),
     };
     runtime.run_and_commit(job, out).await.map(|_| ()).map_err(|e| e.to_string())
 }

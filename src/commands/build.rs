@@ -1,6 +1,9 @@
 //! `stack:*`, `buildpacks:*`, `builder:*`: how apps without a Dockerfile are built.
 
 use super::Scope;
+use super::Target;
+use super::property::{SetArgs, app_only, app_or_global, global_only};
+use crate::validate;
 use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, failed};
 use crate::buildpack::{self, STACK_IMAGE};
@@ -59,20 +62,12 @@ pub enum Cmd {
     /// Show an app's buildpacks and the stack image they build on
     #[command(name = "buildpacks:report")]
     BuildpacksReport(ReportArgs),
-    /// Choose how an app is built: dockerfile | buildpacks | detect
+    /// Set a build setting: selected dockerfile|buildpacks (no value: detect), build-cpu-shares N, build-memory SIZE|0, build-concurrency N (--global); `builder:set APP dockerfile` works too
     #[command(name = "builder:set")]
-    BuilderSet { app: AppName, builder: BuilderChoice },
+    BuilderSet(SetArgs),
     /// Show an app's builder
     #[command(name = "builder:report")]
     BuilderReport(ReportArgs),
-}
-
-/// `builder:set` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BuilderChoice {
-    Dockerfile,
-    Buildpacks,
-    Detect,
 }
 
 impl Cmd {
@@ -86,7 +81,8 @@ impl Cmd {
             | Cmd::BuildpacksRemove { app, .. }
             | Cmd::BuildpacksClear { app, .. }
             | Cmd::BuildpacksList { app, .. }
-            | Cmd::BuilderSet { app, .. } => Scope::App(app),
+ => Scope::App(app),
+            Cmd::BuilderSet(args) => args.target.scope(),
         }
     }
 
@@ -99,14 +95,7 @@ impl Cmd {
             Cmd::BuildpacksRemove { app, buildpack } => buildpacks_change(ctx, &app, Change::Remove(buildpack)).await,
             Cmd::BuildpacksClear { app } => buildpacks_change(ctx, &app, Change::Clear).await,
             Cmd::BuildpacksList { app } => buildpacks_list(ctx, &app).await,
-            Cmd::BuilderSet { app, builder } => {
-                let choice = match builder {
-                    BuilderChoice::Dockerfile => Some(crate::store::Builder::Dockerfile),
-                    BuilderChoice::Buildpacks => Some(crate::store::Builder::Buildpacks),
-                    BuilderChoice::Detect => None,
-                };
-                builder_set(ctx, &app, choice).await
-            }
+            Cmd::BuilderSet(args) => builder_set(ctx, args).await,
             Cmd::BuilderReport(args) => builder_report(ctx, &args).await,
             Cmd::BuildpacksReport(args) => buildpacks_report(ctx, &args).await,
         }
@@ -197,19 +186,90 @@ pub async fn buildpacks_list(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     Ok(())
 }
 
-pub async fn builder_set(ctx: &mut Ctx<'_>, app: &AppName, builder: Option<Builder>) -> CmdResult {
-    ctx.engine
-        .update_app(app, |config| {
-            config.builder = builder;
-            Ok::<_, CmdError>(())
-        })
-        .await?;
-    let shown = match builder {
-        Some(Builder::Dockerfile) => "dockerfile",
-        Some(Builder::Buildpacks) => "buildpacks",
-        None => "detected (a Dockerfile wins, else buildpacks)",
+/// `builder:set (APP|--global) PROPERTY [VALUE]` (no VALUE: the default); dokku's older
+/// `builder:set APP dockerfile|buildpacks|detect` is `selected`.
+pub async fn builder_set(ctx: &mut Ctx<'_>, mut args: SetArgs) -> CmdResult {
+    if args.value.is_none() && matches!(args.key.as_deref(), Some("dockerfile" | "buildpacks" | "detect")) {
+        args.value = args.key.replace("selected".into()).filter(|v| v != "detect");
+    }
+    let key = args.property(&[app_only("selected"), app_or_global("build-cpu-shares"), app_or_global("build-memory"), global_only("build-concurrency")])?;
+    let value = args.value();
+    let invalid = |what: &str| failed(format!("Invalid value {} for {key}: {what}", validate::quoted(value.unwrap_or_default())));
+    match key {
+        "selected" => {
+            let app = args.app()?;
+            let builder = match value {
+                None => None,
+                Some("dockerfile") => Some(Builder::Dockerfile),
+                Some("buildpacks" | "herokuish") => Some(Builder::Buildpacks),
+                Some(_) => return Err(invalid("dockerfile or buildpacks (no value: detect)")),
+            };
+            ctx.engine
+                .update_app(app, |config| {
+                    config.builder = builder;
+                    Ok::<_, CmdError>(())
+                })
+                .await?;
+            let shown = match builder {
+                Some(Builder::Dockerfile) => "dockerfile",
+                Some(Builder::Buildpacks) => "buildpacks",
+                None => "detected (a Dockerfile wins, else buildpacks)",
+            };
+            ctx.out.step(format!("Builder of {app}: {shown}")).await;
+            return Ok(());
+        }
+        "build-cpu-shares" => {
+            let shares = value.map(|v| v.parse::<u32>().ok().filter(|n| (2..=262_144).contains(n)).ok_or_else(|| invalid("a CPU weight from 2 to 262144 (apps run at 1024)"))).transpose()?;
+            update_build(ctx, &args.target, |build, _| build.cpu_shares = shares).await?;
+        }
+        "build-memory" => {
+            let memory = match value {
+                None | Some("0") => value.map(str::to_string),
+                Some(size) => {
+                    let bytes = validate::memory(size)?;
+                    if bytes > crate::deploy::MAX_BUILD_MEMORY {
+                        return Err(invalid("at most 2047m (the engine's build API as berth calls it), or 0 for no limit"));
+                    }
+                    Some(size.to_string())
+                }
+            };
+            update_build(ctx, &args.target, |build, _| build.memory = memory.clone()).await?;
+        }
+        _ => {
+            let n = value.map(|v| v.parse::<u32>().ok().filter(|n| (1..=32).contains(n)).ok_or_else(|| invalid("builds at once, 1 to 32"))).transpose()?;
+            update_build(ctx, &args.target, |_, concurrency| *concurrency = n).await?;
+        }
+    }
+    let whose = match &args.target {
+        Target::Global => "every app".to_string(),
+        Target::App(app) => app.to_string(),
     };
-    ctx.out.step(format!("Builder of {app}: {shown}")).await;
+    match value {
+        Some(v) => ctx.out.step(format!("Setting {key} to {v} for {whose}")).await,
+        None => ctx.out.step(format!("Unsetting {key} for {whose}")).await,
+    }
+    Ok(())
+}
+
+/// Changes build settings: an app's, or the global ones (with `build_concurrency`).
+async fn update_build(ctx: &Ctx<'_>, target: &Target, change: impl FnOnce(&mut crate::store::BuildSettings, &mut Option<u32>)) -> CmdResult {
+    match target {
+        Target::App(app) => {
+            ctx.engine
+                .update_app(app, |config| {
+                    change(&mut config.build, &mut None);
+                    Ok::<_, CmdError>(())
+                })
+                .await?;
+        }
+        Target::Global => {
+            let store = &ctx.engine.store;
+            let _global = store.lock_global().await;
+            let mut global = store.load_global()?;
+            change(&mut global.build, &mut global.build_concurrency);
+            store.save_global(&global)?;
+        }
+    }
     Ok(())
 }
 
@@ -222,16 +282,29 @@ pub async fn buildpacks_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResul
 }
 
 pub async fn builder_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
-    args.no_global("builder")?;
+    let global = ctx.engine.store.load_global()?;
+    let shown = |v: Option<String>| v.unwrap_or_default();
+    if args.global {
+        let report = Report::new("Global builder information")
+            .row("Builder global build cpu shares", shown(global.build.cpu_shares.map(|n| n.to_string())))
+            .row("Builder global build memory", shown(global.build.memory.clone()))
+            .row("Builder global build concurrency", global.build_concurrency.unwrap_or(1));
+        return args.print_global(ctx, report).await;
+    }
     args.print_apps(ctx, |_, name, config| {
-        Ok({
-            let builder = match config.builder {
-                Some(Builder::Dockerfile) => "dockerfile",
-                Some(Builder::Buildpacks) => "buildpacks",
-                None => "",
-            };
-            Report::new(format!("{name} builder information")).row("Builder selected", builder).row("Builder buildpacks", config.buildpacks.clone())
-        })
+        let builder = match config.builder {
+            Some(Builder::Dockerfile) => "dockerfile",
+            Some(Builder::Buildpacks) => "buildpacks",
+            None => "",
+        };
+        let limits = crate::deploy::build_limits(config, &global, None);
+        Ok(Report::new(format!("{name} builder information"))
+            .row("Builder selected", builder)
+            .row("Builder buildpacks", config.buildpacks.clone())
+            .row("Builder build cpu shares", shown(config.build.cpu_shares.map(|n| n.to_string())))
+            .row("Builder build memory", shown(config.build.memory.clone()))
+            .row("Builder computed build cpu shares", limits.cpu_shares.unwrap_or(1024))
+            .row("Builder computed build memory", config.build.memory.clone().or(global.build.memory.clone()).unwrap_or_else(|| "half of the machine's, at most 2047m".into())))
     })
     .await
 }

@@ -3,7 +3,7 @@
 
 use super::Scope;
 use super::Target;
-use super::property::Property;
+use super::property::app_or_global;
 use super::property::SetArgs;
 use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, failed};
@@ -73,8 +73,7 @@ impl Cmd {
 
 /// `letsencrypt:set (APP|--global) email|server|graceperiod [VALUE]`: no VALUE unsets.
 pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
-    let global = |name| Property { name, global: true };
-    let key = args.property(&[global("email"), global("server"), global("graceperiod")])?;
+    let key = args.property(&[app_or_global("email"), app_or_global("server"), app_or_global("graceperiod")])?;
     let value = args.value();
     let apply = |settings: &mut LetsencryptConfig| -> Result<(), CmdError> {
         match key {

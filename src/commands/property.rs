@@ -15,10 +15,11 @@ pub struct SetArgs {
     pub value: Option<String>,
 }
 
-/// A property of a namespace: its name, and whether `--global` may set it.
+/// A property of a namespace: its name, and whether `--global` and an app may set it.
 pub struct Property {
     pub name: &'static str,
     pub global: bool,
+    pub app: bool,
 }
 
 impl SetArgs {
@@ -36,6 +37,9 @@ impl SetArgs {
         if self.target == Target::Global && !property.global {
             return Err(failed("Property cannot be specified globally"));
         }
+        if self.target != Target::Global && !property.app {
+            return Err(failed(format!("Property can only be specified globally: {key} is a setting of the server (--global)")));
+        }
         Ok(property.name)
     }
 
@@ -51,7 +55,17 @@ impl SetArgs {
 
 /// Properties an app has but the global settings do not.
 pub const fn app_only(name: &'static str) -> Property {
-    Property { name, global: false }
+    Property { name, global: false, app: true }
+}
+
+/// Properties of the global settings that an app may override.
+pub const fn app_or_global(name: &'static str) -> Property {
+    Property { name, global: true, app: true }
+}
+
+/// Properties of the server, not of any app.
+pub const fn global_only(name: &'static str) -> Property {
+    Property { name, global: true, app: false }
 }
 
 #[cfg(test)]
@@ -65,9 +79,11 @@ mod tests {
     #[test]
     fn properties_are_refused_with_dokkus_messages() {
         let app = Target::App("x".parse().unwrap());
-        let props = [app_only("b"), Property { name: "a", global: true }];
+        let props = [app_only("b"), app_or_global("a"), global_only("c")];
         assert_eq!(args(app.clone(), None).property(&props).unwrap_err().to_string(), "No property specified");
-        assert_eq!(args(app.clone(), Some("c")).property(&props).unwrap_err().to_string(), "Invalid property specified, valid properties include: a, b");
+        assert_eq!(args(app.clone(), Some("d")).property(&props).unwrap_err().to_string(), "Invalid property specified, valid properties include: a, b, c");
+        assert_eq!(args(Target::Global, Some("c")).property(&props).unwrap(), "c");
+        assert!(args(app.clone(), Some("c")).property(&props).unwrap_err().to_string().starts_with("Property can only be specified globally"));
         assert_eq!(args(Target::Global, Some("b")).property(&props).unwrap_err().to_string(), "Property cannot be specified globally");
         assert_eq!(args(Target::Global, Some("a")).property(&props).unwrap(), "a");
         assert_eq!(args(app, Some("b")).property(&props).unwrap(), "b");

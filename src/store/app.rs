@@ -56,9 +56,29 @@ pub struct AppConfig {
     /// `nginx:set`: the app's proxy properties (unset means berth's default).
     #[serde(default, skip_serializing_if = "NginxConfig::is_empty")]
     pub nginx: NginxConfig,
+    /// `builder:set APP build-cpu-shares|build-memory`: this app's builds (over the global ones).
+    #[serde(default, skip_serializing_if = "BuildSettings::is_empty")]
+    pub build: BuildSettings,
 }
 
 /// ACME settings: an app's (with `enabled`) or the global defaults (berth.toml).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BuildSettings {
+    /// CPU weight of build containers (Docker's cpu-shares; apps run at 1024).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u32>,
+    /// Memory limit of build containers (`1g`; `0`: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}
+
+impl BuildSettings {
+    pub fn is_empty(&self) -> bool {
+        *self == BuildSettings::default()
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LetsencryptConfig {

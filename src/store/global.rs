@@ -31,6 +31,12 @@ pub struct GlobalConfig {
     /// `letsencrypt:set --global`: defaults for every app.
     #[serde(default)]
     pub letsencrypt: super::LetsencryptConfig,
+    /// `builder:set --global build-cpu-shares|build-memory`: every app's builds.
+    #[serde(default, skip_serializing_if = "super::BuildSettings::is_empty")]
+    pub build: super::BuildSettings,
+    /// `builder:set --global build-concurrency N`: builds at once (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_concurrency: Option<u32>,
 }
 
 impl GlobalConfig {

@@ -11,7 +11,7 @@ mod keys;
 mod releases;
 mod tls;
 
-pub use app::{ALL_PROCESSES, AppConfig, Builder, ChecksConfig, DEFAULT_HSTS_MAX_AGE, DEFAULT_KEEP_RELEASES, LetsencryptConfig, Limits, NginxConfig, RestartPolicy};
+pub use app::{ALL_PROCESSES, AppConfig, BuildSettings, Builder, ChecksConfig, DEFAULT_HSTS_MAX_AGE, DEFAULT_KEEP_RELEASES, LetsencryptConfig, Limits, NginxConfig, RestartPolicy};
 pub use tls::{CertSource, Renewal, TlsState};
 pub use global::GlobalConfig;
 pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};

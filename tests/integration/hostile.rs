@@ -62,7 +62,7 @@ const CASES: &[(&str, &str)] = &[
     ("storage:mount target ../../etc:/etc", "Invalid mount"),
     ("storage:mount target name:relative", "container path must be absolute"),
     ("storage:mount target 'name:/data:rw,exec'", "the only option is ro"),
-    ("builder:set target nonsense", "invalid value 'nonsense'"),
+    ("builder:set target nonsense", "Invalid property specified, valid properties include: build-concurrency, build-cpu-shares, build-memory, selected"),
     ("buildpacks:add target file:///etc", "only https:// git URLs"),
     ("buildpacks:add target git@host:x.git", "only https:// git URLs"),
     ("buildpacks:add target https://user:pw@example.com/x.git", "credentials in the URL"),
