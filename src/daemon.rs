@@ -149,7 +149,7 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(300);
 
 /// Starts (or reloads) nginx and brings every deployed app back: one-off containers of the
-/// previous daemon go, containers the engine lost are started again, sites point where
+/// previous daemon go, containers the engine lost are started again, peers point where
 /// containers run now, stale containers and images no release needs go.
 async fn restore_all(engine: Arc<Engine>) {
     if let Err(e) = engine.nginx.ensure_running().await {
@@ -159,7 +159,7 @@ async fn restore_all(engine: Arc<Engine>) {
         Ok(apps) => apps,
         Err(e) => return tracing::error!("cannot list apps: {e}"),
     };
-    // Apps whose site routes to another release than the active one (a push undone at
+    // Apps whose peers route to another release than the active one (a push undone at
     // start) are routed first.
     let active = |app: &str| engine.store.load_releases(app).ok().and_then(|r| r.active().map(|r| r.version));
     apps.sort_by_cached_key(|app| engine.nginx.peers_release(app).is_none_or(|v| Some(v) == active(app)));

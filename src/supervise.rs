@@ -270,7 +270,7 @@ impl Supervisor {
         if dead_web {
             self.unrouting(runtime);
         }
-        // Only a change is applied: a site equal to the one in place is left alone.
+        // Peers change in nginx's memory; the site (and a reload) only if it differs.
         let routed = deploy::route(engine, app, &config, active.version, &ips, &Output::discard()).await.map(|_| ());
         if dead_web {
             self.unrouted(runtime, 1);
