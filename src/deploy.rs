@@ -758,26 +758,24 @@ pub struct RoutePlan {
     urls: Vec<String>,
 }
 
-/// Plans the app's nginx site for the web containers at `ips`, or no site when there is
-/// nothing to route: no domains, no http mapping, or no web container. The app's
-/// certificate, if any, is served on its https mappings.
+/// Plans the app's nginx site and its peers (the web containers at `ips`), or no site when
+/// there is nothing to serve: no domains, or no mapping that can be served. An app whose
+/// web containers are all gone (crashed, scaled to 0) keeps its site with no peers (502),
+/// so nginx does not reload when they go and come back. The app's certificate, if any, is
+/// served on its https mappings.
 async fn plan_route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips: &[String], out: &Output) -> Result<RoutePlan, String> {
     let ports = config.effective_ports();
-    let routing = proxy::Routing {
-        app,
-        domains: &config.domains,
-        ports: &ports,
-        backends: ips,
-        listen: engine.nginx.listen,
-        tls: site_tls(engine, app, config, out).await,
-    };
-    let site = if ips.is_empty() { None } else { proxy::plan_site(&routing, &engine.nginx.acme_root()) };
-    let Some(site) = site else {
-        let why = if ips.is_empty() { format!("no web containers run (ps:scale {app} web=1)") } else { format!("no domains (domains:add {app} DOMAIN)") };
-        return Ok(RoutePlan { app: app.to_string(), site: None, release: version, peers: Vec::new(), note: format!("Nothing is routed to {app}: {why}"), urls: Vec::new() });
+    let routing = proxy::Routing { app, domains: &config.domains, ports: &ports, listen: engine.nginx.listen, tls: site_tls(engine, app, config, out).await };
+    let Some(site) = proxy::plan_site(&routing, &engine.nginx.acme_root()) else {
+        let note = format!("Nothing is routed to {app}: no domains (domains:add {app} DOMAIN)");
+        return Ok(RoutePlan { app: app.to_string(), site: None, release: version, peers: Vec::new(), note, urls: Vec::new() });
     };
     let text = engine.nginx.render_site(&site).map_err(|e| e.to_string())?;
     let candidate = engine.nginx.check_site(app, &text).await.map_err(|e| e.to_string())?;
+    if ips.is_empty() {
+        let note = format!("Nothing is routed to {app}: no web containers run (ps:scale {app} web=1)");
+        return Ok(RoutePlan { app: app.to_string(), site: Some(candidate), release: version, peers: Vec::new(), note, urls: Vec::new() });
+    }
     let n = ips.len();
     let secure: Vec<&str> = site.servers.iter().filter(|s| s.certificate.is_some()).map(|s| s.server_names.as_str()).collect();
     let https = if secure.is_empty() { String::new() } else { format!(", https for {}", secure[0]) };

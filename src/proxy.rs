@@ -81,8 +81,6 @@ pub struct Routing<'a> {
     pub app: &'a str,
     pub domains: &'a [String],
     pub ports: &'a [PortMap],
-    /// Web container addresses.
-    pub backends: &'a [String],
     pub listen: Listen,
     pub tls: Option<SiteTls>,
 }
@@ -116,10 +114,6 @@ pub struct Server {
     pub redirect: Option<String>,
 }
 
-/// Plans an app's site: one upstream per container port; per http mapping, a server that
-/// proxies (or redirects to https the names the certificate covers); per https mapping,
-/// a TLS server for those names. Pure. None when there is nothing to route (no domains,
-/// no web container, or no mapping that can be served).
 /// Which of an app's names are served how.
 struct Names<'a> {
     /// Names the certificate covers.
@@ -166,9 +160,14 @@ pub fn urls(routing: &Routing<'_>) -> Vec<String> {
     urls
 }
 
+/// Plans an app's site: one upstream per container port; per http mapping, a server that
+/// proxies (or redirects to https the names the certificate covers); per https mapping,
+/// a TLS server for those names. Pure. None when there is nothing to serve (no domains, or
+/// no mapping that can be served). The web containers are not part of it: they are the
+/// app's peers, so a site (and nginx's config) stays the same while they change.
 pub fn plan_site(routing: &Routing<'_>, acme_root: &Path) -> Option<Site> {
-    let Routing { app, domains, ports, backends, listen, tls, .. } = routing;
-    if domains.is_empty() || backends.is_empty() {
+    let Routing { app, domains, ports, listen, tls } = routing;
+    if domains.is_empty() {
         return None;
     }
     let Names { secure, redirected, proxied, https_maps } = Names::of(routing);
@@ -726,8 +725,8 @@ mod tests {
         crate::validate::port_map(spec).unwrap()
     }
 
-    fn routing<'a>(domains: &'a [String], ports: &'a [PortMap], backends: &'a [String], tls: Option<SiteTls>) -> Routing<'a> {
-        Routing { app: "web", domains, ports, backends, listen: listen(), tls }
+    fn routing<'a>(domains: &'a [String], ports: &'a [PortMap], tls: Option<SiteTls>) -> Routing<'a> {
+        Routing { app: "web", domains, ports, listen: listen(), tls }
     }
 
     fn tls(names: &[&str]) -> Option<SiteTls> {
@@ -738,40 +737,38 @@ mod tests {
     fn urls_say_https_where_a_certificate_serves_and_name_odd_ports() {
         let ports = vec![PortMap::DEFAULT, map("https:443:5000")];
         let domains = vec!["a.com".to_string(), "b.com".to_string(), "*.c.com".to_string()];
-        let plain = routing(&domains, &ports, &[], None);
+        let plain = routing(&domains, &ports, None);
         assert_eq!(urls(&plain), vec!["http://a.com:8080", "http://b.com:8080"]);
-        let secure = routing(&domains, &ports, &[], tls(&["a.com"]));
+        let secure = routing(&domains, &ports, tls(&["a.com"]));
         assert_eq!(urls(&secure), vec!["https://a.com:8443", "http://b.com:8080"]);
-        let mut on_defaults = routing(&domains, &ports, &[], tls(&["a.com"]));
+        let mut on_defaults = routing(&domains, &ports, tls(&["a.com"]));
         on_defaults.listen = Listen { http: "0.0.0.0:80".parse().unwrap(), https: "0.0.0.0:443".parse().unwrap() };
         assert_eq!(urls(&on_defaults), vec!["https://a.com", "http://b.com"]);
         // A certificate without an https mapping serves nothing over https.
         let http_only = [PortMap::DEFAULT];
-        assert_eq!(urls(&routing(&domains, &http_only, &[], tls(&["a.com"]))), vec!["http://a.com:8080", "http://b.com:8080"]);
+        assert_eq!(urls(&routing(&domains, &http_only, tls(&["a.com"]))), vec!["http://a.com:8080", "http://b.com:8080"]);
     }
 
     #[test]
     fn plans_one_upstream_per_container_port() {
         let ports = vec![PortMap::DEFAULT, map("http:8081:5000"), map("https:443:5000")];
         let domains = vec!["a.com".to_string(), "b.com".to_string()];
-        let backends = vec!["172.18.0.2".to_string()];
         // Without a certificate, https mappings are not served.
-        let site = plan_site(&routing(&domains, &ports, &backends, None), Path::new("/acme")).unwrap();
+        let site = plan_site(&routing(&domains, &ports, None), Path::new("/acme")).unwrap();
         assert_eq!(site.upstreams.len(), 1);
         assert_eq!((site.upstreams[0].name.as_str(), site.upstreams[0].port), ("berth-web-5000", 5000));
         assert_eq!(site.servers.len(), 2);
         assert_eq!(site.servers[0].listen, "127.0.0.1:8080");
         assert_eq!(site.servers[1].listen, "127.0.0.1:8081");
         assert_eq!(site.servers[0].server_names, "a.com b.com");
-        assert!(plan_site(&routing(&[], &ports, &backends, None), Path::new("/acme")).is_none());
+        assert!(plan_site(&routing(&[], &ports, None), Path::new("/acme")).is_none());
     }
 
     #[test]
     fn with_a_certificate_covered_names_redirect_and_others_stay_plain() {
         let ports = vec![PortMap::DEFAULT, map("https:443:5000")];
         let domains = vec!["a.com".to_string(), "new.com".to_string()];
-        let backends = vec!["172.18.0.2".to_string()];
-        let site = plan_site(&routing(&domains, &ports, &backends, tls(&["a.com"])), Path::new("/acme")).unwrap();
+        let site = plan_site(&routing(&domains, &ports, tls(&["a.com"])), Path::new("/acme")).unwrap();
         let names: Vec<(&str, &str, bool, bool)> = site
             .servers
             .iter()
@@ -787,7 +784,7 @@ mod tests {
         );
         assert_eq!(site.servers[1].redirect.as_deref(), Some(":8443"));
         // No https mapping: the certificate is kept but nothing redirects.
-        let site = plan_site(&routing(&domains, &[PortMap::DEFAULT], &backends, tls(&["*.com"])), Path::new("/acme")).unwrap();
+        let site = plan_site(&routing(&domains, &[PortMap::DEFAULT], tls(&["*.com"])), Path::new("/acme")).unwrap();
         assert_eq!(site.servers.len(), 1);
         assert!(site.servers[0].redirect.is_none());
     }
@@ -797,8 +794,7 @@ mod tests {
         let nginx = Nginx::new(Path::new("/tmp/x"), listen());
         let ports = vec![PortMap::DEFAULT, map("https:443:5000")];
         let domains = vec!["a.com".to_string()];
-        let backends = vec!["172.18.0.2".to_string()];
-        let site = plan_site(&routing(&domains, &ports, &backends, tls(&["a.com"])), &nginx.acme_root()).unwrap();
+        let site = plan_site(&routing(&domains, &ports, tls(&["a.com"])), &nginx.acme_root()).unwrap();
         let text = nginx.render_site(&site).unwrap();
         for needle in [
             "listen 127.0.0.1:8443 ssl http2;",
@@ -817,13 +813,10 @@ mod tests {
     fn renders_a_site_with_keepalive_forwarded_headers_and_websockets() {
         let nginx = Nginx::new(Path::new("/tmp/x"), listen());
         let domains = vec!["a.com".to_string()];
-        let backends = vec!["172.18.0.2".to_string(), "172.18.0.3".to_string()];
-        let site = plan_site(&routing(&domains, &[PortMap::DEFAULT], &backends, None), &nginx.acme_root()).unwrap();
+        let site = plan_site(&routing(&domains, &[PortMap::DEFAULT], None), &nginx.acme_root()).unwrap();
         let text = nginx.render_site(&site).unwrap();
         // The containers are peers in nginx's memory, not in the site: a deploy changes no site.
-        assert!(!text.contains("172.18.0.2"), "{text}");
-        let other = vec!["172.18.0.9".to_string()];
-        assert_eq!(nginx.render_site(&plan_site(&routing(&domains, &[PortMap::DEFAULT], &other, None), &nginx.acme_root()).unwrap()).unwrap(), text);
+        assert!(!text.contains("172.18."), "{text}");
         for needle in [
             "upstream berth-web-5000 {",
             "balancer_by_lua_block { berth.balance(\"web\", 5000) }",

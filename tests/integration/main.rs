@@ -12,6 +12,7 @@ mod dokku;
 mod firstrun;
 mod https;
 mod install;
+mod invisible;
 mod isolation;
 mod processes;
 mod proxy;

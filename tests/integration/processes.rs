@@ -132,9 +132,10 @@ fn scaling_up_and_down_under_load_drops_no_request_and_logs_show_every_process()
     assert!(releases.contains("ps:scale web=2 worker=1") && releases.contains("ps:scale web=1 worker=0"), "{releases}");
     assert!(d.app_toml("scaler").contains("worker = 0"), "{}", d.app_toml("scaler"));
 
-    // web=0: nothing serves and nothing is routed; web=1 brings it back.
+    // web=0: nothing serves: the site stays, without peers (502, no reload); web=1 brings it back.
     d.ssh("ps:scale scaler web=0").ok();
-    assert_eq!(get(&d, "scaler.example.com").0, 404);
+    assert_eq!(get(&d, "scaler.example.com").0, 502);
+    assert_eq!(upstream_servers(&d, "scaler"), 0);
     d.ssh("ps:scale scaler web=1").ok();
     assert_eq!(get(&d, "scaler.example.com"), (200, "scaled v1".into()));
 }

@@ -28,7 +28,7 @@ async fn an_invalid_site_is_refused_and_the_other_sites_keep_serving() {
     let ports = [PortMap { scheme: berth::validate::Scheme::Http, host: 80, container: backend_port }];
     let domains = ["good.example.com".to_string()];
     let backends = ["127.0.0.1".to_string()];
-    let routing = Routing { app: "good", domains: &domains, ports: &ports, backends: &backends, listen: nginx.listen, tls: None };
+    let routing = Routing { app: "good", domains: &domains, ports: &ports, listen: nginx.listen, tls: None };
     let site = plan_site(&routing, &nginx.acme_root()).unwrap();
     nginx.install_site("good", &nginx.render_site(&site).unwrap()).await.unwrap();
     nginx.set_peers("good", 1, &backends).await.unwrap();
