@@ -163,6 +163,8 @@ async fn restore_all(engine: Arc<Engine>) {
     // start) are routed first.
     let active = |app: &str| engine.store.load_releases(app).ok().and_then(|r| r.active().map(|r| r.version));
     apps.sort_by_cached_key(|app| engine.nginx.peers_release(app).is_none_or(|v| Some(v) == active(app)));
+    // Services first: apps connect to them as they start.
+    crate::services::restore_all(&engine).await;
     // Builds, release phases and `run`s belong to sessions that ended with the last daemon.
     if let Ok(runtime) = engine.runtime().await {
         for id in runtime.orphaned_one_offs().await.unwrap_or_default() {

@@ -20,6 +20,7 @@ pub mod process;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod services;
 pub mod session;
 pub mod stack;
 pub mod supervise;

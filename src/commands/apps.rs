@@ -166,6 +166,7 @@ pub async fn destroy(ctx: &mut Ctx<'_>, app: &AppName, force: bool) -> CmdResult
 async fn remove_everything(engine: &Engine, app: &str) -> Result<Vec<String>, CmdError> {
     crate::deploy::teardown(engine, app).await.map_err(CmdError::Failed)?;
     engine.store.destroy_app(app)?;
+    crate::services::relink_app(engine, app, None)?;
     let storage = engine.root().join("storage").join(app);
     if storage.exists() {
         std::fs::remove_dir_all(&storage).map_err(|e| failed(format!("cannot remove {}: {e}", storage.display())))?;
@@ -257,6 +258,7 @@ pub async fn rename(ctx: &mut Ctx<'_>, old: &AppName, new: &AppName) -> CmdResul
         return Err(failed(format!("{} is left from an earlier app {new}: remove it first", to.display())));
     }
     store.rename_app(old, new)?;
+    crate::services::relink_app(ctx.engine, old, Some(new))?;
     store.save_app(new, &config)?;
     if from.exists() {
         std::fs::rename(&from, &to).map_err(|e| failed(format!("cannot move {}: {e}", from.display())))?;

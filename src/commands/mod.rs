@@ -18,12 +18,15 @@ mod letsencrypt;
 mod logs;
 mod nginx;
 mod ports;
+mod postgres;
 mod property;
 mod ps;
+mod redis;
 mod releases;
 mod report;
 mod resources;
 mod run;
+mod services;
 
 use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
 
@@ -139,6 +142,8 @@ namespaces! {
     Letsencrypt => letsencrypt,
     Nginx => nginx,
     Keys => keys,
+    Postgres => postgres,
+    Redis => redis,
     Doctor => doctor,
 }
 

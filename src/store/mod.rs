@@ -9,9 +9,11 @@ mod app;
 mod global;
 mod keys;
 mod releases;
+mod services;
 mod tls;
 
 pub use app::{ALL_PROCESSES, AppConfig, BuildSettings, Builder, ChecksConfig, DEFAULT_HSTS_MAX_AGE, DEFAULT_KEEP_RELEASES, LetsencryptConfig, Limits, NginxConfig, RestartPolicy};
+pub use services::Service;
 pub use tls::{CertSource, Renewal, TlsState};
 pub use global::GlobalConfig;
 pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};
@@ -293,6 +295,46 @@ impl Store {
     /// Secrets: its own file, 0600 (berth.toml is world-readable).
     fn global_env_file(&self) -> PathBuf {
         self.root.join("keys").join("global-env.toml")
+    }
+
+    fn service_file(&self, kind: &str, name: &str) -> PathBuf {
+        self.root.join("services").join(kind).join(format!("{name}.toml"))
+    }
+
+    /// The services of a kind, by name (sorted).
+    pub fn list_services(&self, kind: &str) -> Result<Vec<String>> {
+        let dir = self.root.join("services").join(kind);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        let mut names: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".toml").map(str::to_string)).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// A service's state, None if there is no such service.
+    pub fn load_service(&self, kind: &str, name: &str) -> Result<Option<Service>> {
+        read_toml_if_present(&self.service_file(kind, name))
+    }
+
+    /// Call with the service's lock held.
+    pub fn save_service(&self, service: &Service) -> Result<()> {
+        let path = self.service_file(&service.kind, &service.name);
+        let dir = path.parent().expect("a service file has a directory");
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+        write_toml(&path, &format!("{} service {}", service.kind, service.name), service, 0o600)
+    }
+
+    pub fn remove_service(&self, kind: &str, name: &str) -> Result<()> {
+        let path = self.service_file(kind, name);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
     }
 
     pub fn load_global_env(&self) -> Result<GlobalEnv> {

@@ -1,0 +1,364 @@
+//! `postgres:*` and `redis:*`: the same commands for every kind of service
+//! (`crate::services::Kind`), declared once by [`service_namespace!`].
+
+use super::{CmdError, CmdResult, Ctx, EXIT_FAILURE, Target, failed};
+use crate::output::{Format, Report, print_reports};
+use crate::runtime::Client;
+use crate::services::{self, Kind};
+use crate::store::Service;
+use crate::validate::{AppName, Invalid};
+
+/// Parses a service name (clap `value_parser`): refused with exit 1 like an app name.
+pub fn service_name(name: &str) -> Result<String, Invalid> {
+    services::valid_name(name).map(str::to_string).map_err(Invalid)
+}
+
+/// Declares a namespace of service commands: its `Cmd` (clap subcommands named
+/// `NS:create` …), scopes (admins: a service is the server's) and dispatch to the handlers
+/// below with the kind.
+macro_rules! service_namespace {
+    ($ns:literal, $kind:expr, $about:literal) => {
+        use super::services as handlers;
+        use super::{CmdResult, Ctx, Scope};
+        use crate::output::Format;
+        use crate::validate::AppName;
+
+        /// The namespace of this module and its help line.
+        pub(super) const NAMESPACES: &[(&str, &str)] = &[($ns, $about)];
+
+        #[derive(Debug, clap::Subcommand)]
+        pub enum Cmd {
+            /// Create a service (data in a volume of its own; the image is built once if no registry answers)
+            #[command(name = concat!($ns, ":create"))]
+            Create {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+                /// The image's major version (default: the newest berth can build)
+                #[arg(long)]
+                image_version: Option<String>,
+            },
+            /// Give an app the service's URL in its config (ALIAS_URL), as a new release
+            #[command(name = concat!($ns, ":link"))]
+            Link {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+                app: AppName,
+                /// The env var is ALIAS_URL (default: the kind's)
+                #[arg(long, short)]
+                alias: Option<String>,
+            },
+            /// Take the service's URL out of an app's config, as a new release
+            #[command(name = concat!($ns, ":unlink"))]
+            Unlink {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+                app: AppName,
+            },
+            /// Show a service: status, version, volume, links, URL (password masked)
+            #[command(name = concat!($ns, ":info"))]
+            Info {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+                #[arg(long, value_enum, default_value_t)]
+                format: Format,
+                /// Show the password in the URL
+                #[arg(long)]
+                show_password: bool,
+            },
+            /// List the services
+            #[command(name = concat!($ns, ":list"))]
+            List {
+                #[arg(long, value_enum, default_value_t)]
+                format: Format,
+            },
+            /// Exit 0 if the service exists, 1 if not
+            #[command(name = concat!($ns, ":exists"))]
+            Exists {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+            },
+            /// Open the service's client in its container (use ssh -t)
+            #[command(name = concat!($ns, ":connect"))]
+            Connect {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+            },
+            /// Write a dump of the service's data on stdout
+            #[command(name = concat!($ns, ":export"))]
+            Export {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+            },
+            /// Restore a dump from stdin into the service
+            #[command(name = concat!($ns, ":import"))]
+            Import {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+            },
+            /// Destroy a service and its data (refused while linked)
+            #[command(name = concat!($ns, ":destroy"))]
+            Destroy {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+                /// Do not ask for the name to confirm
+                #[arg(long)]
+                force: bool,
+            },
+        }
+
+        impl Cmd {
+            pub(super) fn scope(&self) -> Scope<'_> {
+                Scope::Admin
+            }
+
+            pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+                let kind: &dyn crate::services::Kind = $kind;
+                match self {
+                    Cmd::Create { name, image_version } => handlers::create(ctx, kind, &name, image_version.as_deref()).await,
+                    Cmd::Link { name, app, alias } => handlers::link(ctx, kind, &name, &app, alias.as_deref()).await,
+                    Cmd::Unlink { name, app } => handlers::unlink(ctx, kind, &name, &app).await,
+                    Cmd::Info { name, format, show_password } => handlers::info(ctx, kind, &name, format, show_password).await,
+                    Cmd::List { format } => handlers::list(ctx, kind, format).await,
+                    Cmd::Exists { name } => handlers::exists(ctx, kind, &name).await,
+                    Cmd::Connect { name } => handlers::connect(ctx, kind, &name).await,
+                    Cmd::Export { name } => handlers::export(ctx, kind, &name).await,
+                    Cmd::Import { name } => handlers::import(ctx, kind, &name).await,
+                    Cmd::Destroy { name, force } => handlers::destroy(ctx, kind, &name, force).await,
+                }
+            }
+        }
+    };
+}
+pub(super) use service_namespace;
+
+/// The service's state, or the error that it does not exist.
+fn load(ctx: &Ctx<'_>, kind: &dyn Kind, name: &str) -> Result<Service, CmdError> {
+    ctx.engine.store.load_service(kind.name(), name)?.ok_or_else(|| failed(format!("{} service {name} does not exist", kind.name())))
+}
+
+/// One change to a service at a time.
+async fn lock(ctx: &Ctx<'_>, kind: &dyn Kind, name: &str) -> Result<crate::engine::DeployGuard, CmdError> {
+    ctx.engine.deploy_lock(&format!("@{}/{name}", kind.name()), &ctx.out).await.map_err(CmdError::Failed)
+}
+
+pub async fn create(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, version: Option<&str>) -> CmdResult {
+    let version = version.unwrap_or(kind.built_versions()[0]);
+    if version.is_empty() || !version.chars().all(|c| c.is_ascii_digit() || c == '.') || version.len() > 10 {
+        return Err(failed(format!("Invalid image version {}: a version number such as {}", crate::validate::quoted(version), kind.built_versions()[0])));
+    }
+    let _lock = lock(ctx, kind, name).await?;
+    if ctx.engine.store.load_service(kind.name(), name)?.is_some() {
+        return Err(failed(format!("{} service {name} already exists", kind.name())));
+    }
+    let started = std::time::Instant::now();
+    let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
+    runtime.ensure_network().await.map_err(|e| failed(e.to_string()))?;
+    ctx.out.step(format!("Creating {} service {name}", kind.name())).await;
+    let image = services::image_for(kind, version, &runtime, &ctx.engine.root(), &ctx.out).await.map_err(CmdError::Failed)?;
+    let service = Service {
+        kind: kind.name().into(),
+        name: name.into(),
+        image,
+        version: version.into(),
+        password: services::new_password(),
+        created_at: crate::unix_now(),
+        links: Default::default(),
+    };
+    // The state first: a service that started is always one berth knows (and can destroy).
+    ctx.engine.store.save_service(&service)?;
+    if let Err(e) = services::start(kind, &service, &runtime).await {
+        let container = runtime.service_name(kind.name(), name);
+        let _ = runtime.remove_service(&container, true).await;
+        let _ = ctx.engine.store.remove_service(kind.name(), name);
+        return Err(failed(format!("{e}; nothing was kept")));
+    }
+    ctx.out.step(format!("{} service {name} ({}) accepts clients, after {:.1}s", kind.name(), service.image, started.elapsed().as_secs_f64())).await;
+    ctx.out.detail(format!("{}:link {name} APP gives an app its URL", kind.name())).await;
+    Ok(())
+}
+
+/// The env var a link sets: `ALIAS_URL`, the alias a valid env key in capitals.
+fn link_var(kind: &dyn Kind, alias: Option<&str>) -> Result<String, CmdError> {
+    let alias = alias.unwrap_or(kind.env_var()).to_ascii_uppercase().replace('-', "_");
+    let var = format!("{alias}_URL");
+    crate::validate::env_key(&var)?;
+    Ok(var)
+}
+
+pub async fn link(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, app: &AppName, alias: Option<&str>) -> CmdResult {
+    let var = link_var(kind, alias)?;
+    let _lock = lock(ctx, kind, name).await?;
+    let mut service = load(ctx, kind, name)?;
+    let config = ctx.engine.store.load_app(app)?;
+    let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
+    let url = kind.url(&service, &runtime.service_name(kind.name(), name), &service.password);
+    match config.env.get(&var) {
+        Some(value) if *value == url => {
+            ctx.out.step(format!("{app} is already linked to {} service {name} ({var})", kind.name())).await;
+        }
+        Some(_) => {
+            return Err(failed(format!("{app} already has {var}: {}:link {name} {app} --alias OTHER puts this one in OTHER_URL", kind.name())));
+        }
+        None => {
+            ctx.out.step(format!("Linking {} service {name} to {app} as {var}", kind.name())).await;
+            super::config::set(ctx, &Target::App(app.clone()), &[format!("{var}={url}")], false, false).await?;
+        }
+    }
+    service.links.insert(app.to_string(), var);
+    ctx.engine.store.save_service(&service)?;
+    Ok(())
+}
+
+pub async fn unlink(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, app: &AppName) -> CmdResult {
+    let _lock = lock(ctx, kind, name).await?;
+    let mut service = load(ctx, kind, name)?;
+    let Some(var) = service.links.get(app.as_str()).cloned() else {
+        return Err(failed(format!("{app} is not linked to {} service {name}", kind.name())));
+    };
+    if ctx.engine.store.app_exists(app) {
+        ctx.out.step(format!("Unlinking {} service {name} from {app} ({var})", kind.name())).await;
+        super::config::unset(ctx, &Target::App(app.clone()), &[var], false).await?;
+    }
+    service.links.remove(app.as_str());
+    ctx.engine.store.save_service(&service)?;
+    Ok(())
+}
+
+pub async fn info(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, format: Format, show_password: bool) -> CmdResult {
+    let service = load(ctx, kind, name)?;
+    let runtime = ctx.engine.runtime().await.ok();
+    let container = runtime.as_ref().map(|r| r.service_name(kind.name(), name)).unwrap_or_default();
+    let status = match &runtime {
+        None => "unknown (the Docker engine is not reachable)".to_string(),
+        Some(r) => match r.service(&container).await {
+            Ok(Some(c)) if c.running => "running".into(),
+            Ok(Some(c)) => format!("stopped ({})", c.status),
+            Ok(None) => "missing (the daemon creates it again at start)".into(),
+            Err(e) => format!("unknown ({e})"),
+        },
+    };
+    let password = if show_password { service.password.clone() } else { "********".into() };
+    let links: Vec<String> = service.links.iter().map(|(app, var)| format!("{app} ({var})")).collect();
+    let report = Report::new(format!("{} service {name} information", kind.name()))
+        .row("Status", status)
+        .row("Version", service.version.clone())
+        .row("Image", service.image.clone())
+        .row("Container", container.clone())
+        .row("Volume", container.clone())
+        .row("Links", links)
+        .row("Dsn", kind.url(&service, &container, &password))
+        .row("Created at", crate::output::utc(service.created_at));
+    print_reports(&ctx.out, &[(name.to_string(), report)], true, format).await.map_err(failed)
+}
+
+pub async fn list(ctx: &mut Ctx<'_>, kind: &dyn Kind, format: Format) -> CmdResult {
+    let names = ctx.engine.store.list_services(kind.name())?;
+    let runtime = ctx.engine.runtime().await.ok();
+    let mut rows = Vec::new();
+    for name in &names {
+        let service = load(ctx, kind, name)?;
+        let status = match &runtime {
+            Some(r) => match r.service(&r.service_name(kind.name(), name)).await {
+                Ok(Some(c)) if c.running => "running",
+                Ok(Some(_)) => "stopped",
+                Ok(None) => "missing",
+                Err(_) => "unknown",
+            },
+            None => "unknown",
+        };
+        rows.push((service, status));
+    }
+    if format == Format::Json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(s, status)| serde_json::json!({"name": s.name, "version": s.version, "status": status, "links": s.links.keys().collect::<Vec<_>>()}))
+            .collect();
+        ctx.out.line(serde_json::Value::Array(list).to_string()).await;
+        return Ok(());
+    }
+    if rows.is_empty() {
+        ctx.out.error(format!("There are no {} services", kind.name())).await;
+        return Ok(());
+    }
+    ctx.out.header(format!("{} services", kind.name())).await;
+    for (s, status) in rows {
+        let links = s.links.keys().cloned().collect::<Vec<_>>().join(" ");
+        ctx.out.line(format!("{:<24} {:<8} {:<9} {links}", s.name, s.version, status)).await;
+    }
+    Ok(())
+}
+
+pub async fn exists(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str) -> CmdResult {
+    if ctx.engine.store.load_service(kind.name(), name)?.is_some() { Ok(()) } else { Err(CmdError::Exit(EXIT_FAILURE)) }
+}
+
+/// The service's running container, or why there is none.
+async fn running(ctx: &Ctx<'_>, kind: &dyn Kind, name: &str) -> Result<(crate::runtime::Runtime, String), CmdError> {
+    let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
+    let container = runtime.service_name(kind.name(), name);
+    match runtime.service(&container).await.map_err(|e| failed(e.to_string()))? {
+        Some(c) if c.running => Ok((runtime, container)),
+        _ => Err(failed(format!("{} service {name} is not running", kind.name()))),
+    }
+}
+
+/// Runs a command in the service's container with the caller's streams; its exit code is
+/// the command's.
+async fn exec(ctx: &mut Ctx<'_>, container: &str, runtime: &crate::runtime::Runtime, cmd: Vec<String>, env: Vec<String>, terminal: bool) -> CmdResult {
+    let terminal = if terminal { ctx.terminal.as_mut() } else { None };
+    let client = Client { out: &ctx.out, input: &mut ctx.input, terminal };
+    match runtime.exec_env(container, cmd, env, client).await.map_err(|e| failed(e.to_string()))? {
+        0 => Ok(()),
+        code => Err(CmdError::Exit(i32::try_from(code).ok().filter(|c| (1..=254).contains(c)).unwrap_or(EXIT_FAILURE))),
+    }
+}
+
+pub async fn connect(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str) -> CmdResult {
+    let service = load(ctx, kind, name)?;
+    let (runtime, container) = running(ctx, kind, name).await?;
+    let (cmd, env) = kind.connect(&service);
+    exec(ctx, &container, &runtime, cmd, env, true).await
+}
+
+pub async fn export(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str) -> CmdResult {
+    let service = load(ctx, kind, name)?;
+    let cmd = kind.export(&service).ok_or_else(|| failed(format!("{}:export is not supported: berth dumps postgres only", kind.name())))?;
+    let (runtime, container) = running(ctx, kind, name).await?;
+    exec(ctx, &container, &runtime, cmd, Vec::new(), false).await
+}
+
+pub async fn import(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str) -> CmdResult {
+    let service = load(ctx, kind, name)?;
+    let cmd = kind.import(&service).ok_or_else(|| failed(format!("{}:import is not supported: berth restores postgres only", kind.name())))?;
+    let _lock = lock(ctx, kind, name).await?;
+    let (runtime, container) = running(ctx, kind, name).await?;
+    exec(ctx, &container, &runtime, cmd, Vec::new(), false).await?;
+    ctx.out.step(format!("Imported into {} service {name}", kind.name())).await;
+    Ok(())
+}
+
+pub async fn destroy(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, force: bool) -> CmdResult {
+    let service = load(ctx, kind, name)?;
+    if !service.links.is_empty() {
+        let apps: Vec<&str> = service.links.keys().map(String::as_str).collect();
+        return Err(failed(format!("{} service {name} is linked to {}: {}:unlink it first", kind.name(), apps.join(", "), kind.name())));
+    }
+    if !force {
+        ctx.out.error("WARNING: Potentially Destructive Action").await;
+        ctx.out.error(format!("This command will destroy {} service {name} and its data.", kind.name())).await;
+        ctx.out.error(format!("To proceed, type \"{name}\" (or run {}:destroy {name} --force)", kind.name())).await;
+        let answer = ctx.input.read_line(256).await.unwrap_or_default();
+        if answer.trim() != name {
+            return Err(failed(format!("Confirmation did not match {name}. Aborted.")));
+        }
+    }
+    let _lock = lock(ctx, kind, name).await?;
+    if !load(ctx, kind, name)?.links.is_empty() {
+        return Err(failed(format!("{} service {name} was linked meanwhile: {}:unlink it first", kind.name(), kind.name())));
+    }
+    let runtime = ctx.engine.runtime().await.map_err(|e| failed(format!("cannot reach the Docker engine to remove {name}: {e}")))?;
+    runtime.remove_service(&runtime.service_name(kind.name(), name), true).await.map_err(|e| failed(e.to_string()))?;
+    ctx.engine.store.remove_service(kind.name(), name)?;
+    ctx.out.step(format!("Destroyed {} service {name} and its data", kind.name())).await;
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! Database services (postgres, redis): one module per kind behind [`Kind`], the rest here.
+//!
+//! A service is one container on berth's network, named `berth-KIND-NAME-<root hash>` (apps
+//! reach it by that name; it is never published on the host), with its data in the named
+//! volume of the same name, which only `KIND:destroy` removes. Its state (image, version,
+//! password, linked apps) is `<root>/services/KIND/NAME.toml`, 0600. Images: the official one
+//! where the engine has it or a registry answers, else one built once from the stack image
+//! with Debian's packages. The engine restarts service containers (`unless-stopped`); the
+//! daemon makes every service run again at start.
+
+pub mod postgres;
+pub mod redis;
+
+use std::time::{Duration, Instant};
+
+use crate::engine::Engine;
+use crate::output::{Input, Output};
+use crate::runtime::{Client, OneShot, Runtime, ServiceSpec};
+use crate::store::Service;
+
+/// What differs between kinds of service.
+pub trait Kind: Send + Sync {
+    /// The namespace: `postgres`.
+    fn name(&self) -> &'static str;
+    /// The namespace's help line.
+    fn about(&self) -> &'static str;
+    /// The default alias of a link: its URL goes in `ALIAS_URL`.
+    fn env_var(&self) -> &'static str;
+    /// Versions berth can build from Debian's packages when no registry answers.
+    fn built_versions(&self) -> &'static [&'static str];
+    fn official_image(&self, version: &str) -> String;
+    /// Run in a container of the stack image to make berth's image.
+    fn install_script(&self) -> String;
+    /// The command of berth's image.
+    fn entrypoint(&self) -> &'static str;
+    /// The command of the official image, if its default does not take berth's environment.
+    fn official_cmd(&self) -> Option<Vec<String>> {
+        None
+    }
+    /// Where the volume is mounted.
+    fn data_dir(&self) -> &'static str;
+    fn port(&self) -> u16;
+    fn container_env(&self, service: &Service) -> Vec<String>;
+    fn url(&self, service: &Service, host: &str, password: &str) -> String;
+    /// Exits 0 once the service accepts clients.
+    fn ready(&self, service: &Service) -> Vec<String>;
+    /// The interactive client, and the environment it needs.
+    fn connect(&self, service: &Service) -> (Vec<String>, Vec<String>);
+    /// A dump on stdout, if the kind has one.
+    fn export(&self, _service: &Service) -> Option<Vec<String>> {
+        None
+    }
+    /// A dump from stdin restored, if the kind has one.
+    fn import(&self, _service: &Service) -> Option<Vec<String>> {
+        None
+    }
+}
+
+/// Every kind of service berth has.
+pub const KINDS: &[&dyn Kind] = &[&postgres::Postgres, &redis::Redis];
+
+/// How long a new or restarted service has to accept clients.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long berth tries a registry for an official image.
+const PULL_LIMIT: Duration = Duration::from_secs(15);
+
+/// A service name: a lowercase letter or digit, then lowercase letters, digits and dashes,
+/// at most 40, not ending in a dash (it becomes a host name, a volume and a database name).
+pub fn valid_name(name: &str) -> Result<&str, String> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && !name.ends_with('-')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(name)
+    } else {
+        Err(format!(
+            "Invalid service name {}: use a lowercase letter or digit, then up to 39 lowercase letters, digits or dashes, not ending in a dash",
+            crate::validate::quoted(name)
+        ))
+    }
+}
+
+/// A new password: 32 characters of [A-Za-z0-9] (safe in a URL without escaping).
+pub fn new_password() -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut password = String::with_capacity(32);
+    while password.len() < 32 {
+        // 248 = 4 × 62: bytes above it are skipped, so every character is equally likely.
+        let byte = rand::random::<u8>();
+        if byte < 248 {
+            password.push(CHARS[usize::from(byte) % CHARS.len()] as char);
+        }
+    }
+    password
+}
+
+/// berth's own image of a kind and version, built from the stack image.
+pub fn built_image(kind: &dyn Kind, version: &str) -> String {
+    format!("berth/{}:{version}", kind.name())
+}
+
+/// The image a new service of this version runs: the official one if the engine has it or
+/// a registry gives it, else berth's (built now from the stack image if missing).
+pub async fn image_for(kind: &dyn Kind, version: &str, runtime: &Runtime, root: &std::path::Path, out: &Output) -> Result<String, String> {
+    let official = kind.official_image(version);
+    if runtime.image_info(&official).await.is_some() {
+        return Ok(official);
+    }
+    let built = built_image(kind, version);
+    if runtime.image_info(&built).await.is_some() {
+        return Ok(built);
+    }
+    let (repo, tag) = official.split_once(':').unwrap_or((&official, "latest"));
+    let why = match runtime.pull(repo, tag, PULL_LIMIT).await {
+        Ok(()) => return Ok(official),
+        Err(why) => why,
+    };
+    if !kind.built_versions().contains(&version) {
+        return Err(format!(
+            "{} {version} needs the official image {official}, which no registry gave ({why}); without one berth builds {}",
+            kind.name(),
+            kind.built_versions().join(", ")
+        ));
+    }
+    out.step(format!("No registry gave {official} ({why}): building {built} from Debian's packages, once")).await;
+    build_image(kind, version, runtime, root, out).await?;
+    Ok(built)
+}
+
+/// Builds berth's image of a kind: Debian's packages installed in a container of the stack
+/// image (built first if missing), committed with the kind's entrypoint.
+pub async fn build_image(kind: &dyn Kind, version: &str, runtime: &Runtime, root: &std::path::Path, out: &Output) -> Result<(), String> {
+    if runtime.image_info(crate::buildpack::STACK_IMAGE).await.is_none() {
+        crate::stack::build(runtime, root, out).await?;
+    }
+    let started = Instant::now();
+    let image = built_image(kind, version);
+    let (repo, tag) = image.split_once(':').expect("built images have a tag");
+    let job = OneShot {
+        app: None,
+        image: crate::buildpack::STACK_IMAGE,
+        cmd: vec!["bash".into(), "-c".into(), kind.install_script()],
+        env: Vec::new(),
+        binds: Vec::new(),
+        upload: None,
+        commit_as: (repo, tag),
+        commit_cmd: Some(vec![kind.entrypoint().into()]),
+        commit_workdir: Some("/"),
+        collect: None,
+        time_limit: Some(Duration::from_secs(1800)),
+        limits: Default::default(),
+    };
+    let quiet = Output::discard();
+    runtime.run_and_commit(job, &quiet).await.map_err(|e| format!("cannot build {image}: {e}"))?;
+    out.step(format!("Built {image} in {:.0}s", started.elapsed().as_secs_f64())).await;
+    Ok(())
+}
+
+/// The service's container as it should run.
+pub fn spec<'a>(kind: &dyn Kind, service: &'a Service, name: &'a str) -> ServiceSpec<'a> {
+    let official = service.image == kind.official_image(&service.version);
+    ServiceSpec {
+        label: format!("{}/{}", service.kind, service.name),
+        name,
+        image: &service.image,
+        env: kind.container_env(service),
+        cmd: if official { kind.official_cmd() } else { None },
+        data_dir: kind.data_dir(),
+    }
+}
+
+/// Makes the service run and waits until it accepts clients.
+pub async fn start(kind: &dyn Kind, service: &Service, runtime: &Runtime) -> Result<(), String> {
+    let name = runtime.service_name(&service.kind, &service.name);
+    runtime.ensure_service(&spec(kind, service, &name)).await.map_err(|e| format!("cannot start {} {}: {e}", service.kind, service.name))?;
+    wait_ready(kind, service, runtime, &name).await
+}
+
+/// Polls the kind's readiness command in the container until it succeeds.
+pub async fn wait_ready(kind: &dyn Kind, service: &Service, runtime: &Runtime, container: &str) -> Result<(), String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let out = Output::discard();
+        let mut input = Input::channel(1).1;
+        let client = Client { out: &out, input: &mut input, terminal: None };
+        if let Ok(0) = runtime.exec(container, kind.ready(service), client).await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let tail = runtime.tail(container, 10).await.join(" / ");
+            return Err(format!("{} {} did not accept clients within {}s: {tail}", service.kind, service.name, READY_TIMEOUT.as_secs()));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// At daemon start: every service runs again (a container removed behind berth's back is
+/// created again on its volume).
+pub async fn restore_all(engine: &Engine) {
+    let Ok(runtime) = engine.runtime().await else { return };
+    for kind in KINDS {
+        for name in engine.store.list_services(kind.name()).unwrap_or_default() {
+            match engine.store.load_service(kind.name(), &name) {
+                Ok(Some(service)) => {
+                    if let Err(e) = start(*kind, &service, &runtime).await {
+                        tracing::error!("{e}");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+    }
+}
+
+/// An app renamed (`Some(new)`) or destroyed (`None`): the services' links follow. A
+/// destroyed app's config goes with it; the service stays.
+pub fn relink_app(engine: &Engine, app: &str, new: Option<&str>) -> Result<(), crate::store::StoreError> {
+    for kind in KINDS {
+        for name in engine.store.list_services(kind.name())? {
+            let Some(mut service) = engine.store.load_service(kind.name(), &name)? else { continue };
+            if let Some(var) = service.links.remove(app) {
+                if let Some(new) = new {
+                    service.links.insert(new.to_string(), var);
+                }
+                engine.store.save_service(&service)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_can_be_host_volume_and_database_names() {
+        for ok in ["mydb", "db-1", "1db"] {
+            assert!(valid_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "My", "db_1", "db.1", "-db", "db-", "a/b", &"a".repeat(41)] {
+            assert!(valid_name(bad).is_err(), "{bad}");
+        }
+        let password = new_password();
+        assert_eq!(password.len(), 32);
+        assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn urls_carry_the_password_host_and_database() {
+        let service = Service {
+            kind: "postgres".into(),
+            name: "my-db".into(),
+            image: "berth/postgres:15".into(),
+            version: "15".into(),
+            password: "pw".into(),
+            created_at: 0,
+            links: Default::default(),
+        };
+        assert_eq!(postgres::Postgres.url(&service, "h", "pw"), "postgres://postgres:pw@h:5432/my_db");
+        assert_eq!(redis::Redis.url(&service, "h", "pw"), "redis://:pw@h:6379");
+        // berth's image runs its own entrypoint; the official redis needs berth's command.
+        assert!(spec(&postgres::Postgres, &service, "c").cmd.is_none());
+        let official = Service { image: "redis:7".into(), version: "7".into(), ..service };
+        assert!(spec(&redis::Redis, &official, "c").cmd.is_some());
+    }
+}
