@@ -111,12 +111,15 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     // Then routing follows the engine's events, and certificates due while the daemon was
     // down are renewed.
     let renewals = stop.subscribe();
+    // Scheduled jobs and backups: one scheduler, from the minute after the apps are back.
+    let scheduled = stop.subscribe();
     // The supervisor runs until deploys in flight are done: they start containers too.
     let supervised = stop_local.subscribe();
     let restored = engine.clone();
     tokio::spawn(async move {
         restore_all(restored.clone()).await;
         tokio::spawn(crate::supervise::Supervisor::new(restored.clone()).run(supervised));
+        tokio::spawn(crate::cron::run(restored.clone(), scheduled));
         crate::https::renewal_loop(restored, renewals).await;
     });
 

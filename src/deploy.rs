@@ -104,6 +104,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
             let app_json = context.file("app.json").map(|b| String::from_utf8_lossy(&b).into_owned());
             let checks = app_json.as_deref().map(checks::parse_app_json).transpose()?.unwrap_or_default();
             let scripts = app_json.as_deref().map(process::parse_scripts).transpose()?.unwrap_or_default();
+            let cron = app_json.as_deref().map(crate::cron::parse_app_json).transpose()?.unwrap_or_default();
             // Checked here for both builders, so a bad Procfile fails before any build.
             let procfile = match context.file("Procfile") {
                 Some(bytes) => process::parse_procfile(&String::from_utf8_lossy(&bytes))?,
@@ -170,6 +171,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                 launcher,
                 predeploy: scripts.predeploy,
                 postdeploy: scripts.postdeploy,
+                cron,
                 formation: BTreeMap::new(),
                 ref_pending: false,
                 compacted: false,
@@ -184,6 +186,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
             let app_json = text(1);
             let checks = app_json.as_deref().map(checks::parse_app_json).transpose()?.unwrap_or_default();
             let scripts = app_json.as_deref().map(process::parse_scripts).transpose()?.unwrap_or_default();
+            let cron = app_json.as_deref().map(crate::cron::parse_app_json).transpose()?.unwrap_or_default();
             out.step(format!("Deploying {app} from the image {shown}, without a build")).await;
             let version_tag = format!("v{version}");
             let tag = format!("berth/{app}:{version_tag}");
@@ -204,6 +207,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                 launcher: false,
                 predeploy: scripts.predeploy,
                 postdeploy: scripts.postdeploy,
+                cron,
                 formation: BTreeMap::new(),
                 ref_pending: false,
                 compacted: false,

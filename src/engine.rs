@@ -38,6 +38,8 @@ pub struct Engine {
     busy: Arc<tokio::sync::watch::Sender<usize>>,
     /// Builds running now (at most `build_concurrency` of berth.toml).
     builds: Arc<Builds>,
+    /// Scheduled jobs running now and how they last ended.
+    pub jobs: crate::cron::Jobs,
     /// Itself, for work that outlives a command (waiting for git to move a branch).
     me: std::sync::Weak<Engine>,
 }
@@ -90,6 +92,7 @@ impl Engine {
             route_locks: Mutex::new(HashMap::new()),
             busy: Arc::new(tokio::sync::watch::channel(0).0),
             builds: Arc::new(Builds::default()),
+            jobs: crate::cron::Jobs::default(),
         })
     }
 

@@ -8,6 +8,7 @@ pub mod buildpack;
 pub mod checks;
 pub mod client;
 pub mod commands;
+pub mod cron;
 pub mod daemon;
 pub mod deploy;
 pub mod dockerfile;

@@ -142,7 +142,8 @@ impl Input {
     pub async fn read_line(&mut self, limit: usize) -> Result<String, InputTooLong> {
         let mut line = Vec::new();
         while let Some(chunk) = self.rx.recv().await {
-            if let Some(pos) = chunk.iter().position(|&b| b == b'\n') {
+            // A terminal in raw mode (`ssh -t`) sends Enter as \r.
+            if let Some(pos) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
                 line.extend_from_slice(&chunk[..pos]);
                 break;
             }

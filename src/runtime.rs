@@ -845,6 +845,9 @@ impl Runtime {
             .list_containers(Some(options))
             .await?
             .into_iter()
+            // Containers of images committed by an older berth inherit a one-off label:
+            // a process (it has an index) or a service container is never a one-off.
+            .filter(|c| c.labels.as_ref().is_some_and(|l| l.get(LABEL_ONE_OFF).is_some_and(|v| !v.is_empty()) && !l.contains_key(LABEL_INDEX) && !l.contains_key(LABEL_SERVICE)))
             .filter_map(|c| Some((c.id?, c.labels.and_then(|mut l| l.remove(LABEL_DAEMON)))))
             .collect())
     }
@@ -968,11 +971,21 @@ impl Runtime {
                 tag: Some(tag.to_string()),
                 ..Default::default()
             };
+            // The engine adds these to the build container's labels rather than replacing
+            // them, and every container of the image inherits them: the one-off and daemon
+            // labels are blanked (an image is no session's one-off), and a shared image (the
+            // stack, services) belongs to no root.
+            let mut labels = HashMap::from([(LABEL_ONE_OFF.to_string(), String::new()), (LABEL_DAEMON.to_string(), String::new())]);
+            match job.app {
+                Some(app) => labels.extend(self.image_labels(app)),
+                None => {
+                    labels.insert(LABEL_ROOT.to_string(), String::new());
+                }
+            }
             let config = bollard::models::ContainerConfig {
                 cmd: job.commit_cmd.clone(),
                 working_dir: job.commit_workdir.map(str::to_string),
-                // Not the build container's labels (one-off): the image's own.
-                labels: Some(job.app.map(|app| self.image_labels(app)).unwrap_or_default()),
+                labels: Some(labels),
                 ..Default::default()
             };
             let committed = self.docker.commit_container(options, config).await?;

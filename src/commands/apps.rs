@@ -141,13 +141,7 @@ pub async fn destroy(ctx: &mut Ctx<'_>, app: &AppName, force: bool) -> CmdResult
         return Err(StoreError::AppMissing(app.to_string()).into());
     }
     if !force {
-        ctx.out.error("WARNING: Potentially Destructive Action").await;
-        ctx.out.error(format!("This command will destroy app {app}.")).await;
-        ctx.out.error(format!("To proceed, type \"{app}\" (or run apps:destroy {app} --force)")).await;
-        let answer = ctx.input.read_line(256).await.unwrap_or_default();
-        if answer.trim() != app {
-            return Err(failed(format!("Confirmation did not match {app}. Aborted.")));
-        }
+        super::confirm(ctx, "apps:destroy", &format!("app {app}"), app).await?;
     }
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let _apps = store.lock_apps().await;

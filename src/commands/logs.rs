@@ -45,6 +45,9 @@ impl Cmd {
 
 pub async fn logs(ctx: &mut Ctx<'_>, app: &AppName, follow: bool, lines: usize, process: Option<&str>) -> CmdResult {
     ctx.engine.store.load_app(app)?;
+    if process == Some("cron") {
+        return cron_logs(ctx, app, follow, lines).await;
+    }
     let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
     let active = ctx.engine.store.load_releases(app)?.active().map(|r| r.version);
     let containers: Vec<_> = runtime
@@ -90,6 +93,44 @@ fn prefix(label: &str, line: &str) -> String {
     match line.split_once(' ') {
         Some((time, text)) if time.ends_with('Z') => format!("{time} {label} {text}"),
         _ => format!("{label} {line}"),
+    }
+}
+
+/// `logs APP -p cron`: the scheduled jobs' output, kept in the app's cron log (their
+/// containers are gone once they end). With `-t`, new lines as they are written.
+async fn cron_logs(ctx: &mut Ctx<'_>, app: &AppName, follow: bool, lines: usize) -> CmdResult {
+    let path = crate::cron::log_file(ctx.engine, app);
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    for line in &all[all.len().saturating_sub(lines)..] {
+        ctx.out.line(format!("{app}[cron]: {line}")).await;
+    }
+    if !follow {
+        if all.is_empty() {
+            ctx.out.error(format!("{app} has no cron output yet")).await;
+        }
+        return Ok(());
+    }
+    let mut seen = text.len() as u64;
+    loop {
+        tokio::select! {
+            _ = ctx.out.closed() => return Ok(()),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if len < seen {
+            seen = 0; // rotated
+        }
+        if len > seen {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            let start = (seen as usize).min(bytes.len());
+            let new = String::from_utf8_lossy(&bytes[start..]).into_owned();
+            let complete = new.rfind('\n').map_or(0, |i| i + 1);
+            for line in new[..complete].lines() {
+                ctx.out.line(format!("{app}[cron]: {line}")).await;
+            }
+            seen += complete as u64;
+        }
     }
 }
 

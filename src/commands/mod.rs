@@ -10,6 +10,7 @@ mod build;
 mod certs;
 mod checks;
 mod config;
+mod cron;
 mod doctor;
 mod domains;
 mod git;
@@ -63,6 +64,23 @@ pub type CmdResult = Result<(), CmdError>;
 
 pub fn failed(msg: impl Into<String>) -> CmdError {
     CmdError::Failed(msg.into())
+}
+
+/// dokku's confirmation of a destructive command: the name typed back. Over SSH it must be
+/// typed on a terminal (`ssh -t`): a script that pipes the name in says `--force` instead.
+/// On the server, the local CLI's stdin is the root user's.
+pub async fn confirm(ctx: &mut Ctx<'_>, command: &str, what: &str, name: &str) -> CmdResult {
+    if ctx.terminal.is_none() && !ctx.caller.local {
+        return Err(failed(format!("{command} {name} destroys {what}: confirm on a terminal (ssh -t) or run it with --force")));
+    }
+    ctx.out.error("WARNING: Potentially Destructive Action").await;
+    ctx.out.error(format!("This command will destroy {what}.")).await;
+    ctx.out.error(format!("To proceed, type \"{name}\" (or run {command} {name} --force)")).await;
+    let answer = ctx.input.read_line(256).await.unwrap_or_default();
+    if answer.trim() != name {
+        return Err(failed(format!("Confirmation did not match {name}. Aborted.")));
+    }
+    Ok(())
 }
 
 /// Everything a handler needs: the engine, who is asking, and the caller's streams.
@@ -142,6 +160,7 @@ namespaces! {
     Letsencrypt => letsencrypt,
     Nginx => nginx,
     Keys => keys,
+    Cron => cron,
     Postgres => postgres,
     Redis => redis,
     Doctor => doctor,

@@ -95,6 +95,30 @@ macro_rules! service_namespace {
                 #[arg(value_parser = handlers::service_name)]
                 name: String,
             },
+            /// Dump the service now into <root>/backups/KIND/NAME/ (the oldest beyond --keep go)
+            #[command(name = concat!($ns, ":backup"))]
+            Backup {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+                /// Dumps kept (default: the schedule's, else 7)
+                #[arg(long)]
+                keep: Option<u32>,
+            },
+            /// Dump the service on a cron schedule ("0 3 * * *"), keeping the newest N dumps
+            #[command(name = concat!($ns, ":backup-schedule"))]
+            BackupSchedule {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+                schedule: String,
+                #[arg(long, default_value_t = 7)]
+                keep: u32,
+            },
+            /// Stop the scheduled dumps (the dumps stay)
+            #[command(name = concat!($ns, ":backup-unschedule"))]
+            BackupUnschedule {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+            },
             /// Destroy a service and its data (refused while linked)
             #[command(name = concat!($ns, ":destroy"))]
             Destroy {
@@ -124,6 +148,9 @@ macro_rules! service_namespace {
                     Cmd::Export { name } => handlers::export(ctx, kind, &name).await,
                     Cmd::Import { name } => handlers::import(ctx, kind, &name).await,
                     Cmd::Destroy { name, force } => handlers::destroy(ctx, kind, &name, force).await,
+                    Cmd::Backup { name, keep } => handlers::backup(ctx, kind, &name, keep).await,
+                    Cmd::BackupSchedule { name, schedule, keep } => handlers::backup_schedule(ctx, kind, &name, Some((schedule, keep))).await,
+                    Cmd::BackupUnschedule { name } => handlers::backup_schedule(ctx, kind, &name, None).await,
                 }
             }
         }
@@ -163,6 +190,7 @@ pub async fn create(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, version: Opt
         password: services::new_password(),
         created_at: crate::unix_now(),
         links: Default::default(),
+        backup: None,
     };
     // The state first: a service that started is always one berth knows (and can destroy).
     ctx.engine.store.save_service(&service)?;
@@ -247,6 +275,8 @@ pub async fn info(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, format: Format
         .row("Volume", container.clone())
         .row("Links", links)
         .row("Dsn", kind.url(&service, &container, &password))
+        .row("Backup schedule", service.backup.as_ref().map(|b| format!("{} (keeping {})", b.schedule, b.keep)).unwrap_or_default())
+        .row("Backup dir", services::backup_dir(ctx.engine, kind.name(), name).display().to_string())
         .row("Created at", crate::output::utc(service.created_at));
     print_reports(&ctx.out, &[(name.to_string(), report)], true, format).await.map_err(failed)
 }
@@ -344,13 +374,7 @@ pub async fn destroy(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, force: bool
         return Err(failed(format!("{} service {name} is linked to {}: {}:unlink it first", kind.name(), apps.join(", "), kind.name())));
     }
     if !force {
-        ctx.out.error("WARNING: Potentially Destructive Action").await;
-        ctx.out.error(format!("This command will destroy {} service {name} and its data.", kind.name())).await;
-        ctx.out.error(format!("To proceed, type \"{name}\" (or run {}:destroy {name} --force)", kind.name())).await;
-        let answer = ctx.input.read_line(256).await.unwrap_or_default();
-        if answer.trim() != name {
-            return Err(failed(format!("Confirmation did not match {name}. Aborted.")));
-        }
+        super::confirm(ctx, &format!("{}:destroy", kind.name()), &format!("{} service {name} and its data", kind.name()), name).await?;
     }
     let _lock = lock(ctx, kind, name).await?;
     if !load(ctx, kind, name)?.links.is_empty() {
@@ -360,5 +384,46 @@ pub async fn destroy(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, force: bool
     runtime.remove_service(&runtime.service_name(kind.name(), name), true).await.map_err(|e| failed(e.to_string()))?;
     ctx.engine.store.remove_service(kind.name(), name)?;
     ctx.out.step(format!("Destroyed {} service {name} and its data", kind.name())).await;
+    Ok(())
+}
+
+pub async fn backup(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, keep: Option<u32>) -> CmdResult {
+    let service = load(ctx, kind, name)?;
+    let keep = keep.or(service.backup.as_ref().map(|b| b.keep)).unwrap_or(7);
+    if !(1..=1000).contains(&keep) {
+        return Err(failed("--keep is a number of dumps from 1 to 1000"));
+    }
+    let started = std::time::Instant::now();
+    let file = services::backup(ctx.engine, kind, &service, keep).await.map_err(CmdError::Failed)?;
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    ctx.out.step(format!("Backed up {} service {name} to {} ({size} bytes, {:.1}s)", kind.name(), file.display(), started.elapsed().as_secs_f64())).await;
+    Ok(())
+}
+
+/// `KIND:backup-schedule NAME SCHEDULE [--keep N]` (`Some`) or `KIND:backup-unschedule` (`None`).
+pub async fn backup_schedule(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, schedule: Option<(String, u32)>) -> CmdResult {
+    let _lock = lock(ctx, kind, name).await?;
+    let mut service = load(ctx, kind, name)?;
+    if kind.export(&service).is_none() {
+        return Err(failed(format!("{} has no dumps: berth backs up postgres only", kind.name())));
+    }
+    match schedule {
+        Some((schedule, keep)) => {
+            crate::cron::schedule(&schedule).map_err(CmdError::Failed)?;
+            if !(1..=1000).contains(&keep) {
+                return Err(failed("--keep is a number of dumps from 1 to 1000"));
+            }
+            let next = crate::cron::CronJob { schedule: schedule.clone(), command: String::new() }.next(&chrono::Utc::now());
+            service.backup = Some(crate::store::BackupSchedule { schedule: schedule.trim().to_string(), keep });
+            ctx.engine.store.save_service(&service)?;
+            let next = next.map(|t| t.format(" (next: %Y-%m-%d %H:%M UTC)").to_string()).unwrap_or_default();
+            ctx.out.step(format!("Backups of {} service {name}: {}, keeping {keep}{next}", kind.name(), schedule.trim())).await;
+        }
+        None => {
+            service.backup = None;
+            ctx.engine.store.save_service(&service)?;
+            ctx.out.step(format!("No more scheduled backups of {} service {name} (the dumps stay)", kind.name())).await;
+        }
+    }
     Ok(())
 }

@@ -215,6 +215,90 @@ pub async fn restore_all(engine: &Engine) {
     }
 }
 
+/// Where a service's dumps go (0700).
+pub fn backup_dir(engine: &Engine, kind: &str, name: &str) -> std::path::PathBuf {
+    engine.root().join("backups").join(kind).join(name)
+}
+
+/// Dumps the service into a new file under its backup directory (0600), then removes the
+/// oldest dumps beyond `keep`. A failed dump leaves no file. Returns the file.
+pub async fn backup(engine: &Engine, kind: &dyn Kind, service: &Service, keep: u32) -> Result<std::path::PathBuf, String> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let cmd = kind.export(service).ok_or_else(|| format!("{} has no dumps: berth backs up postgres only", kind.name()))?;
+    let dir = backup_dir(engine, kind.name(), &service.name);
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let file = dir.join(format!("{}-{}.dump", service.name, chrono::Utc::now().format("%Y%m%d-%H%M%S")));
+    let mut writer = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&file).map_err(|e| format!("cannot create {}: {e}", file.display()))?;
+    let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
+    let container = runtime.service_name(kind.name(), &service.name);
+    let (out, mut chunks) = Output::channel(64);
+    let write = tokio::task::spawn_blocking(move || {
+        let mut errors = String::new();
+        let mut written = Ok(());
+        while let Some(chunk) = chunks.blocking_recv() {
+            match chunk {
+                crate::output::Chunk::Stdout(bytes) => {
+                    if written.is_ok() {
+                        written = writer.write_all(&bytes);
+                    }
+                }
+                crate::output::Chunk::Stderr(bytes) => errors.push_str(&String::from_utf8_lossy(&bytes)),
+            }
+        }
+        written.and_then(|()| writer.sync_all()).map(|()| errors)
+    });
+    let mut input = Input::channel(1).1;
+    let code = runtime.exec(&container, cmd, Client { out: &out, input: &mut input, terminal: None }).await;
+    drop(out);
+    let written = write.await.map_err(|e| e.to_string())?;
+    let failure = match (code, written) {
+        (Ok(0), Ok(_)) => None,
+        (Ok(code), Ok(errors)) => Some(format!("the dump exited with {code}: {}", errors.trim())),
+        (Err(e), _) => Some(e.to_string()),
+        (_, Err(e)) => Some(format!("cannot write {}: {e}", file.display())),
+    };
+    if let Some(why) = failure {
+        let _ = std::fs::remove_file(&file);
+        return Err(format!("backup of {} {} failed: {why}", kind.name(), service.name));
+    }
+    let mut dumps: Vec<std::path::PathBuf> = std::fs::read_dir(&dir).map_err(|e| e.to_string())?.filter_map(|e| Some(e.ok()?.path())).filter(|p| p.extension().is_some_and(|x| x == "dump")).collect();
+    dumps.sort();
+    let excess = dumps.len().saturating_sub(keep.max(1) as usize);
+    for old in &dumps[..excess] {
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(file)
+}
+
+/// The scheduler's tick for services: each service whose backup schedule is due at `at`
+/// is dumped in the background (one dump per service at a time).
+pub async fn backups_due(engine: &std::sync::Arc<Engine>, at: &chrono::DateTime<chrono::Utc>) {
+    for kind in KINDS {
+        for name in engine.store.list_services(kind.name()).unwrap_or_default() {
+            let Ok(Some(service)) = engine.store.load_service(kind.name(), &name) else { continue };
+            let Some(schedule) = service.backup.clone() else { continue };
+            let job = crate::cron::CronJob { schedule: schedule.schedule.clone(), command: String::new() };
+            if !job.due(at) {
+                continue;
+            }
+            let key = format!("@{}/{name}", kind.name());
+            if !engine.jobs.start(&key) {
+                tracing::warn!("backup of {} {name} skipped: the one before is still running", kind.name());
+                continue;
+            }
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                match backup(&engine, *kind, &service, schedule.keep).await {
+                    Ok(file) => tracing::info!("backed up {} {}: {}", kind.name(), service.name, file.display()),
+                    Err(e) => tracing::error!("{e}"),
+                }
+                engine.jobs.end(&key);
+            });
+        }
+    }
+}
+
 /// An app renamed (`Some(new)`) or destroyed (`None`): the services' links follow. A
 /// destroyed app's config goes with it; the service stays.
 pub fn relink_app(engine: &Engine, app: &str, new: Option<&str>) -> Result<(), crate::store::StoreError> {
@@ -259,6 +343,7 @@ mod tests {
             password: "pw".into(),
             created_at: 0,
             links: Default::default(),
+            backup: None,
         };
         assert_eq!(postgres::Postgres.url(&service, "h", "pw"), "postgres://postgres:pw@h:5432/my_db");
         assert_eq!(redis::Redis.url(&service, "h", "pw"), "redis://:pw@h:6379");

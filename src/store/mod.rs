@@ -13,7 +13,7 @@ mod services;
 mod tls;
 
 pub use app::{ALL_PROCESSES, AppConfig, BuildSettings, Builder, ChecksConfig, DEFAULT_HSTS_MAX_AGE, DEFAULT_KEEP_RELEASES, LetsencryptConfig, Limits, NginxConfig, RestartPolicy};
-pub use services::Service;
+pub use services::{BackupSchedule, Service};
 pub use tls::{CertSource, Renewal, TlsState};
 pub use global::GlobalConfig;
 pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};

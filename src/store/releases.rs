@@ -45,6 +45,9 @@ pub struct Release {
     pub predeploy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postdeploy: Option<String>,
+    /// app.json's `cron` entries: the jobs the scheduler runs while this release is active.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cron: Vec<crate::cron::CronJob>,
     /// Containers per process type it was released with.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub formation: BTreeMap<String, u32>,
@@ -309,6 +312,7 @@ mod tests {
             launcher: false,
             predeploy: None,
             postdeploy: None,
+            cron: Vec::new(),
             formation: BTreeMap::new(),
             ref_pending: false,
             compacted: false,

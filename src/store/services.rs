@@ -16,4 +16,14 @@ pub struct Service {
     /// App → the env var the service's URL is in (`DATABASE_URL`).
     #[serde(default)]
     pub links: std::collections::BTreeMap<String, String>,
+    /// `KIND:backup-schedule`: dumps under `<root>/backups/KIND/NAME/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSchedule>,
+}
+
+/// When a service is dumped, and how many dumps are kept (the oldest go).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSchedule {
+    pub schedule: String,
+    pub keep: u32,
 }

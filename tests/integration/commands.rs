@@ -61,12 +61,17 @@ fn apps_lifecycle() {
     assert_eq!(report["app-locked"], true);
     d.ssh("apps:unlock two").ok();
 
-    // Without --force the name must be typed back.
-    let wrong = d.ssh_as(&d.admin, "apps:destroy two", b"nope\n");
+    // Without --force the name must be typed back, on a terminal: a script piping it in is
+    // refused (it says --force).
+    let piped = d.ssh_as(&d.admin, "apps:destroy two", b"two\n");
+    assert_eq!(piped.code, 1, "{piped:#?}");
+    assert!(piped.stderr.contains("confirm on a terminal (ssh -t) or run it with --force") && piped.stderr.lines().count() == 1, "{piped:#?}");
+    let wrong = d.ssh_tty("apps:destroy two", b"nope\r");
     assert_eq!(wrong.code, 1, "{wrong:#?}");
-    assert!(wrong.stderr.contains("Confirmation did not match two"), "{wrong:#?}");
+    assert!(format!("{}{}", wrong.stdout, wrong.stderr).contains("Confirmation did not match two"), "{wrong:#?}");
     d.ssh("apps:exists two").ok();
-    d.ssh_as(&d.admin, "apps:destroy two", b"two\n").ok();
+    let typed = d.ssh_tty("apps:destroy two", b"two\r");
+    assert_eq!(typed.code, 0, "{typed:#?}");
     d.ssh("apps:exists two").refused("does not exist");
     d.ssh("apps:destroy three --force").ok();
     assert_eq!(d.ssh("apps:list --quiet").ok().stdout, "");

@@ -128,7 +128,7 @@ fn a_dokku_users_command_lines_work_unchanged() {
     // Without --force, apps:destroy wants the name: none given, nothing destroyed.
     let out = d.ssh("apps:destroy 1994app");
     assert_ne!(out.code, 0, "{out:#?}");
-    assert!(out.stderr.contains("Confirmation did not match"), "{out:#?}");
+    assert!(out.stderr.contains("confirm on a terminal (ssh -t) or run it with --force"), "{out:#?}");
     assert!(d.ssh("apps:exists 1994app").code == 0);
 }
 
