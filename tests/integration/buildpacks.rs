@@ -69,6 +69,17 @@ fn a_python_app_installs_its_requirements_and_a_rebuild_uses_the_cache() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("The buildpack build failed"), "{}", out.stderr);
     assert_eq!(get(&d, "py-app.example.com"), (200, "python with six 1.16.0".into()));
+
+    // A daemon restart keeps the web container of a buildpack image running (its image's
+    // labels once made it look like a one-off of an earlier daemon, removed at start).
+    let web = d.container_ids(false, &["berth.app=py-app", "berth.process=web"]);
+    assert_eq!(web.len(), 1, "{web:?}");
+    let mut d = d;
+    d.stop();
+    d.boot();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(d.container_ids(false, &["berth.app=py-app", "berth.process=web"]), web, "the daemon's start replaced or removed the web container");
+    assert_eq!(get(&d, "py-app.example.com"), (200, "python with six 1.16.0".into()));
 }
 
 #[test]
