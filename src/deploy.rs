@@ -82,6 +82,22 @@ fn secs(d: Duration) -> String {
 
 /// Deploys with the app's deploy lock already held. Returns the new release's version.
 pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &str, out: &Output) -> Result<u32, String> {
+    let next = engine.store.load_releases(app).map(|r| r.next_version()).unwrap_or(0);
+    let env = [("BERTH_DEPLOY_CAUSE", cause)];
+    match deploy_release(engine, app, source, cause, out).await {
+        Ok(version) => {
+            let _ = crate::plugins::trigger(engine, "post-deploy", &[app.to_string(), version.to_string()], &env, out).await;
+            Ok(version)
+        }
+        Err(why) => {
+            let _ = crate::plugins::trigger(engine, "deploy-failed", &[app.to_string(), next.to_string(), why.clone()], &env, out).await;
+            Err(why)
+        }
+    }
+}
+
+/// A deploy, without its plugins' `post-deploy`/`deploy-failed` (`deploy_locked` runs them).
+async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &str, out: &Output) -> Result<u32, String> {
     let started = Instant::now();
     let store = &engine.store;
     let config = store.load_app(app).map_err(|e| e.to_string())?;
@@ -110,7 +126,9 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
                 Some(bytes) => process::parse_procfile(&String::from_utf8_lossy(&bytes))?,
                 None => BTreeMap::new(),
             };
-            // A build slot first (one build at a time by default), then the build, with limits.
+            // Plugins may refuse the build; then a build slot (one build at a time by
+            // default), then the build, with limits.
+            crate::plugins::trigger(engine, "pre-build", &[app.to_string(), git_sha.clone()], &[("BERTH_DEPLOY_CAUSE", cause)], out).await?;
             let _slot = engine.build_slot(out).await;
             let global = engine.store.load_global().map_err(|e| e.to_string())?;
             let limits = build_limits(&config, &global, machine_memory());
@@ -156,6 +174,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
             };
             drop(_slot);
             out.step(format!("Build done in {}", secs(build_started.elapsed()))).await;
+            crate::plugins::trigger(engine, "post-build", &[app.to_string(), image.clone()], &[("BERTH_DEPLOY_CAUSE", cause)], out).await?;
             crate::crashpoint("built");
             Release {
                 version,
@@ -260,6 +279,10 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
     let previous = releases.active().map(|r| r.version);
     let keeps_serving = previous.map(|v| format!("v{v} keeps serving")).unwrap_or_else(|| "nothing was serving".into());
     let swapped = async {
+        // Plugins may refuse the deploy before any container of it starts.
+        crate::plugins::trigger(engine, "pre-deploy", &[app.to_string(), version.to_string(), release.image.clone()], &[("BERTH_DEPLOY_CAUSE", cause)], out)
+            .await
+            .map_err(|e| format!("{e}; {keeps_serving}"))?;
         if built {
             release_phase(engine, &runtime, app, &config, &release, out).await.map_err(|e| format!("{e}; {keeps_serving}"))?;
         }

@@ -17,6 +17,7 @@ pub mod git;
 pub mod hook;
 pub mod https;
 pub mod output;
+pub mod plugins;
 pub mod process;
 pub mod proxy;
 pub mod runtime;

@@ -105,6 +105,7 @@ impl Cmd {
 pub async fn create(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     create_app(ctx.engine, app).await?;
     ctx.out.step(format!("Creating {app}...")).await;
+    let _ = crate::plugins::trigger(ctx.engine, "post-create", &[app.to_string()], &[], &ctx.out).await;
     Ok(())
 }
 
@@ -150,6 +151,7 @@ pub async fn destroy(ctx: &mut Ctx<'_>, app: &AppName, force: bool) -> CmdResult
     for key in remove_everything(ctx.engine, app).await? {
         ctx.out.step(format!("Removed key {key}: it could manage only {app}")).await;
     }
+    let _ = crate::plugins::trigger(ctx.engine, "post-delete", &[app.to_string()], &[], &ctx.out).await;
     Ok(())
 }
 

@@ -159,8 +159,12 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
             })
             .await?;
         ctx.out.error("The domain change was undone").await;
+        return routed;
     }
-    routed
+    let domains = ctx.engine.store.load_app(app)?.domains;
+    let args: Vec<String> = std::iter::once(app.to_string()).chain(domains).collect();
+    let _ = crate::plugins::trigger(ctx.engine, "post-domains-update", &args, &[], &ctx.out).await;
+    Ok(())
 }
 
 /// Routes the app again after a change of its domains or ports, so the change serves at

@@ -112,6 +112,8 @@ async fn serve_git(ctx: &mut Ctx<'_>, app: &AppName, service: GitService) -> Cmd
             Ok(()) => {
                 tracing::info!(%app, "created by a first push");
                 created = true;
+                // Not to the caller: stdout is git's protocol here.
+                let _ = crate::plugins::trigger(engine, "post-create", &[app.to_string()], &[], &crate::output::Output::discard()).await;
             }
             Err(CmdError::Store(crate::store::StoreError::AppExists(_))) => {}
             Err(e) => return Err(e),

@@ -18,6 +18,7 @@ pub mod keys;
 mod letsencrypt;
 mod logs;
 mod nginx;
+mod plugin;
 mod ports;
 mod postgres;
 mod property;
@@ -161,6 +162,7 @@ namespaces! {
     Nginx => nginx,
     Keys => keys,
     Cron => cron,
+    Plugin => plugin,
     Postgres => postgres,
     Redis => redis,
     Doctor => doctor,
@@ -225,6 +227,19 @@ impl std::fmt::Display for Target {
 
 /// Runs one command line for `caller`, streaming to `out`; returns the exit code.
 pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Output, input: Input, terminal: Option<crate::runtime::Terminal>) -> i32 {
+    // A plugin's command (`notify:set`): a namespace berth does not have, served by an
+    // enabled plugin's `commands`. Admins only: it runs as root.
+    if let Ok((_, words)) = take_globals(&argv)
+        && let Some(first) = words.first()
+        && Cli::command().find_subcommand(first).is_none()
+        && let Some(plugin) = crate::plugins::command_plugin(engine, first)
+    {
+        if !caller.role.is_admin() {
+            out.error(format!("Permission denied: key {} is not an admin key (plugin commands are admins')", caller.name)).await;
+            return EXIT_FAILURE;
+        }
+        return crate::plugins::run_command(engine, &plugin, words, &caller.name, &out, input).await;
+    }
     let (globals, command) = match parse_line(&argv) {
         Ok(parsed) => parsed,
         Err(Parsed::Help(text)) => {

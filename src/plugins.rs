@@ -1,0 +1,274 @@
+//! Plugins: what users add themselves. A plugin is a directory `<root>/plugins/NAME/` with
+//! `plugin.toml` (name, version, description), executables named after triggers, and an
+//! optional executable `commands` adding `NAME:*` commands (see plugins/README.md). A file
+//! `disabled` in it turns it off. Plugins run as root on the server: only admins install,
+//! enable, disable, uninstall and run their commands.
+//!
+//! Triggers run at fixed points of berth's operations, for every enabled plugin that has
+//! one, in name order, with a timeout; their output goes to whoever runs the operation. A
+//! `pre-*` trigger that fails stops the operation, which then changes nothing; a failing
+//! `post-*` (or `deploy-failed`) trigger is reported.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use crate::engine::Engine;
+use crate::output::{Input, Output};
+
+/// How long one trigger may run.
+pub const TRIGGER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Every trigger berth runs, and its arguments (documented in plugins/README.md).
+pub const TRIGGERS: &[&str] = &["post-create", "pre-build", "post-build", "pre-deploy", "post-deploy", "deploy-failed", "post-domains-update", "post-delete"];
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// An installed plugin.
+#[derive(Debug, Clone)]
+pub struct Plugin {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+    pub enabled: bool,
+}
+
+/// A plugin name: also a command namespace, a directory name.
+pub fn valid_name(name: &str) -> Result<&str, String> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok { Ok(name) } else { Err(format!("Invalid plugin name {}: a lowercase letter, then lowercase letters, digits or dashes", crate::validate::quoted(name))) }
+}
+
+pub fn plugins_dir(engine: &Engine) -> PathBuf {
+    engine.root().join("plugins")
+}
+
+/// Reads a plugin directory's manifest, checked.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, String> {
+    let path = dir.join("plugin.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e} (a plugin has a plugin.toml with name, version, description)", path.display()))?;
+    let manifest: Manifest = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    valid_name(&manifest.name)?;
+    Ok(manifest)
+}
+
+/// Every installed plugin, by name.
+pub fn list(engine: &Engine) -> Vec<Plugin> {
+    let mut plugins: Vec<Plugin> = std::fs::read_dir(plugins_dir(engine))
+        .map(|entries| {
+            entries
+                .filter_map(|e| {
+                    let dir = e.ok()?.path();
+                    let manifest = read_manifest(&dir).ok()?;
+                    let named = dir.file_name().is_some_and(|n| n == manifest.name.as_str());
+                    named.then(|| Plugin { enabled: !dir.join("disabled").exists(), manifest, dir })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    plugins.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+    plugins
+}
+
+pub fn find(engine: &Engine, name: &str) -> Option<Plugin> {
+    list(engine).into_iter().find(|p| p.manifest.name == name)
+}
+
+/// An executable file of the plugin's, if it has one by that name.
+fn executable(plugin: &Plugin, name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = plugin.dir.join(name);
+    let meta = std::fs::metadata(&path).ok()?;
+    (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(path)
+}
+
+/// The environment every plugin program gets.
+fn command(engine: &Engine, plugin: &Plugin, program: &Path) -> tokio::process::Command {
+    let data = plugin.dir.join("data");
+    let _ = std::fs::create_dir_all(&data);
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.current_dir(&plugin.dir)
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("BERTH_ROOT", engine.root())
+        .env("BERTH_PLUGIN_NAME", &plugin.manifest.name)
+        .env("BERTH_PLUGIN_DIR", &plugin.dir)
+        .env("BERTH_PLUGIN_DATA", &data)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs `trigger` of every enabled plugin that has it. A `pre-*` trigger that fails is
+/// the error (its last output line saying why); others are reported to `out` and logged.
+pub async fn trigger(engine: &Engine, trigger: &str, args: &[String], env: &[(&str, &str)], out: &Output) -> Result<(), String> {
+    debug_assert!(TRIGGERS.contains(&trigger), "{trigger} is not a documented trigger");
+    for plugin in list(engine).into_iter().filter(|p| p.enabled) {
+        let Some(program) = executable(&plugin, trigger) else { continue };
+        let name = plugin.manifest.name.clone();
+        let mut cmd = command(engine, &plugin, &program);
+        cmd.args(args).envs(env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let result = run_trigger(cmd, out).await;
+        let failure = match result {
+            Ok((0, _)) => None,
+            Ok((code, last)) => Some(if last.is_empty() { format!("plugin {name}'s {trigger} exited with {code}") } else { format!("plugin {name}'s {trigger}: {last}") }),
+            Err(e) => Some(format!("plugin {name}'s {trigger}: {e}")),
+        };
+        if let Some(why) = failure {
+            if trigger.starts_with("pre-") {
+                return Err(why);
+            }
+            tracing::warn!("{why}");
+            out.error(why).await;
+        }
+    }
+    Ok(())
+}
+
+/// Runs one trigger program, its output lines shown as they come; (exit code, last line).
+async fn run_trigger(mut cmd: tokio::process::Command, out: &Output) -> Result<(i32, String), String> {
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run it: {e}"))?;
+    let (stdout, stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let last = std::sync::Mutex::new(String::new());
+    let show = |stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+        let last = &last;
+        async move {
+            let mut lines = BufReader::new(stream.take(1 << 20)).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if !line.trim().is_empty() {
+                    *last.lock().unwrap_or_else(|e| e.into_inner()) = line.trim().chars().take(300).collect();
+                }
+                out.detail(line).await;
+            }
+        }
+    };
+    let run = async {
+        tokio::join!(show(Box::new(stdout)), show(Box::new(stderr)));
+        child.wait().await
+    };
+    let status = tokio::time::timeout(TRIGGER_TIMEOUT, run).await.map_err(|_| format!("did not finish within {}s", TRIGGER_TIMEOUT.as_secs()))?;
+    let code = status.map_err(|e| e.to_string())?.code().unwrap_or(-1);
+    Ok((code, last.into_inner().unwrap_or_else(|e| e.into_inner())))
+}
+
+/// The enabled plugin whose `commands` serves this command word (`notify:set` → notify).
+pub fn command_plugin(engine: &Engine, word: &str) -> Option<Plugin> {
+    let namespace = word.split(':').next()?;
+    valid_name(namespace).ok()?;
+    find(engine, namespace).filter(|p| p.enabled && executable(p, "commands").is_some())
+}
+
+/// Runs a plugin's command: `commands WORD ARGS…` with the caller's streams. Its exit code.
+pub async fn run_command(engine: &Engine, plugin: &Plugin, words: &[String], caller: &str, out: &Output, mut input: Input) -> i32 {
+    let Some(program) = executable(plugin, "commands") else { return crate::commands::EXIT_FAILURE };
+    let mut cmd = command(engine, plugin, &program);
+    cmd.args(words).env("BERTH_CALLER", caller).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            out.error(format!("cannot run plugin {}'s commands: {e}", plugin.manifest.name)).await;
+            return crate::commands::EXIT_FAILURE;
+        }
+    };
+    let mut stdin = child.stdin.take();
+    let pump = tokio::spawn(async move {
+        while let Some(chunk) = input.recv().await {
+            if let Some(s) = stdin.as_mut()
+                && s.write_all(&chunk).await.is_err()
+            {
+                stdin = None;
+            }
+        }
+    });
+    let copy = |mut from: Box<dyn tokio::io::AsyncRead + Unpin + Send>, err: bool| async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            if err { out.stderr(&buf[..n]).await } else { out.stdout(&buf[..n]).await }
+        }
+    };
+    let (stdout, stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    tokio::join!(copy(Box::new(stdout), false), copy(Box::new(stderr), true));
+    let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(crate::commands::EXIT_FAILURE);
+    pump.abort();
+    if (1..=254).contains(&code) || code == 0 { code } else { crate::commands::EXIT_FAILURE }
+}
+
+/// Installs a plugin from a directory on the server (copied) or an https git URL (cloned,
+/// shallow). Refused, with nothing installed, unless it has a valid plugin.toml whose name
+/// is not taken.
+pub async fn install(engine: &Engine, source: &str, out: &Output) -> Result<Manifest, String> {
+    let dir = plugins_dir(engine);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let staging = dir.join(format!(".install-{:08x}", rand::random::<u32>()));
+    let fetched = async {
+        if source.starts_with("https://") {
+            // The same rules as a third-party buildpack's URL: https, no credentials.
+            crate::buildpack::validate(source)?;
+            out.step(format!("Cloning {source}")).await;
+            let status = tokio::process::Command::new("git")
+                .args(["clone", "-q", "--depth", "1", "--", source])
+                .arg(&staging)
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .stdin(Stdio::null())
+                .status()
+                .await
+                .map_err(|e| format!("cannot run git: {e}"))?;
+            if !status.success() {
+                return Err(format!("git could not clone {source}"));
+            }
+        } else if source.starts_with('/') {
+            let from = Path::new(source);
+            if !from.is_dir() {
+                return Err(format!("{source} is not a directory on the server"));
+            }
+            let status = tokio::process::Command::new("cp").arg("-a").arg(from).arg(&staging).status().await.map_err(|e| format!("cannot run cp: {e}"))?;
+            if !status.success() {
+                return Err(format!("cannot copy {source}"));
+            }
+        } else {
+            return Err(format!("{} is neither an absolute path on the server nor an https git URL", crate::validate::quoted(source)));
+        }
+        let manifest = read_manifest(&staging)?;
+        let target = dir.join(&manifest.name);
+        if target.exists() {
+            return Err(format!("plugin {} is installed: plugin:uninstall {} first", manifest.name, manifest.name));
+        }
+        let _ = std::fs::remove_dir_all(staging.join(".git"));
+        let _ = std::fs::remove_dir_all(staging.join("data"));
+        let _ = std::fs::remove_file(staging.join("disabled"));
+        std::fs::rename(&staging, &target).map_err(|e| format!("cannot install {}: {e}", target.display()))?;
+        Ok(manifest)
+    };
+    let result = fetched.await;
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_names_are_namespaces() {
+        for ok in ["notify", "slack-2"] {
+            assert!(valid_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Notify", "2fa", "a_b", "a:b", "../x", &"a".repeat(41)] {
+            assert!(valid_name(bad).is_err(), "{bad}");
+        }
+    }
+}
