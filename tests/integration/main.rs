@@ -15,6 +15,7 @@ mod https;
 mod install;
 mod invisible;
 mod isolation;
+mod plugins;
 mod processes;
 mod proxy;
 mod rootssh;
