@@ -122,8 +122,8 @@ pub async fn trigger(engine: &Engine, trigger: &str, args: &[String], env: &[(&s
         let result = run_trigger(cmd, out).await;
         let failure = match result {
             Ok((0, _)) => None,
-            Ok((code, last)) => Some(if last.is_empty() { format!("plugin {name}'s {trigger} exited with {code}") } else { format!("plugin {name}'s {trigger}: {last}") }),
-            Err(e) => Some(format!("plugin {name}'s {trigger}: {e}")),
+            Ok((code, last)) => Some(if last.is_empty() { format!("the {trigger} of plugin {name} exited with {code}") } else { format!("the {trigger} of plugin {name}: {last}") }),
+            Err(e) => Some(format!("the {trigger} of plugin {name}: {e}")),
         };
         if let Some(why) = failure {
             if trigger.starts_with("pre-") {
@@ -207,10 +207,15 @@ pub async fn run_command(engine: &Engine, plugin: &Plugin, words: &[String], cal
     if (1..=254).contains(&code) || code == 0 { code } else { crate::commands::EXIT_FAILURE }
 }
 
+/// How long a plugin's clone may take.
+const CLONE_TIME: Duration = Duration::from_secs(120);
+
 /// Installs a plugin from a directory on the server (copied) or an https git URL (cloned,
-/// shallow). Refused, with nothing installed, unless it has a valid plugin.toml whose name
-/// is not taken.
-pub async fn install(engine: &Engine, source: &str, out: &Output) -> Result<Manifest, String> {
+/// shallow, `URL#REF` for a branch or tag, without the host's git config or credentials).
+/// Refused, with nothing changed, unless it has a valid plugin.toml whose name is not one
+/// of berth's namespaces. A plugin of that name already installed is upgraded: its data and
+/// its enabled state are kept. Returns the manifest and whether it was an upgrade.
+pub async fn install(engine: &Engine, source: &str, berth_namespaces: &[&str], out: &Output) -> Result<(Manifest, bool), String> {
     let dir = plugins_dir(engine);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let staging = dir.join(format!(".install-{:08x}", rand::random::<u32>()));
@@ -218,17 +223,28 @@ pub async fn install(engine: &Engine, source: &str, out: &Output) -> Result<Mani
         if source.starts_with("https://") {
             // The same rules as a third-party buildpack's URL: https, no credentials.
             crate::buildpack::validate(source)?;
+            let (url, reference) = source.split_once('#').map_or((source, None), |(u, r)| (u, Some(r)));
             out.step(format!("Cloning {source}")).await;
-            let status = tokio::process::Command::new("git")
-                .args(["clone", "-q", "--depth", "1", "--", source])
+            let mut git = tokio::process::Command::new("git");
+            git.args(["clone", "-q", "--depth", "1"]);
+            if let Some(reference) = reference {
+                git.args(["--branch", reference]);
+            }
+            git.args(["--", url])
                 .arg(&staging)
+                .env_clear()
+                .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                .env("HOME", "/nonexistent")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
                 .env("GIT_TERMINAL_PROMPT", "0")
                 .stdin(Stdio::null())
-                .status()
-                .await
-                .map_err(|e| format!("cannot run git: {e}"))?;
-            if !status.success() {
-                return Err(format!("git could not clone {source}"));
+                .kill_on_drop(true);
+            let output = tokio::time::timeout(CLONE_TIME, git.output()).await.map_err(|_| format!("cloning {source} took over {}s", CLONE_TIME.as_secs()))?;
+            let output = output.map_err(|e| format!("cannot run git: {e}"))?;
+            if !output.status.success() {
+                let why = String::from_utf8_lossy(&output.stderr).lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim().to_string();
+                return Err(format!("git could not clone {source}: {why}"));
             }
         } else if source.starts_with('/') {
             let from = Path::new(source);
@@ -242,20 +258,40 @@ pub async fn install(engine: &Engine, source: &str, out: &Output) -> Result<Mani
         } else {
             return Err(format!("{} is neither an absolute path on the server nor an https git URL", crate::validate::quoted(source)));
         }
-        let manifest = read_manifest(&staging)?;
-        let target = dir.join(&manifest.name);
-        if target.exists() {
-            return Err(format!("plugin {} is installed: plugin:uninstall {} first", manifest.name, manifest.name));
+        let manifest = read_manifest(&staging).map_err(|e| e.replace(&staging.display().to_string(), source))?;
+        if berth_namespaces.contains(&manifest.name.as_str()) {
+            return Err(format!("A plugin cannot be named {}: it is one of berth's namespaces", manifest.name));
         }
         let _ = std::fs::remove_dir_all(staging.join(".git"));
         let _ = std::fs::remove_dir_all(staging.join("data"));
         let _ = std::fs::remove_file(staging.join("disabled"));
+        let target = dir.join(&manifest.name);
+        let upgrade = target.exists();
+        if upgrade {
+            // Its data and whether it is enabled carry over; the old files go.
+            for keep in ["data", "disabled"] {
+                if target.join(keep).exists() {
+                    std::fs::rename(target.join(keep), staging.join(keep)).map_err(|e| format!("cannot keep {keep} of plugin {}: {e}", manifest.name))?;
+                }
+            }
+            let old = dir.join(format!(".old-{:08x}", rand::random::<u32>()));
+            std::fs::rename(&target, &old).map_err(|e| format!("cannot replace {}: {e}", target.display()))?;
+            let _ = std::fs::remove_dir_all(&old);
+        }
         std::fs::rename(&staging, &target).map_err(|e| format!("cannot install {}: {e}", target.display()))?;
-        Ok(manifest)
+        Ok((manifest, upgrade))
     };
     let result = fetched.await;
     let _ = std::fs::remove_dir_all(&staging);
     result
+}
+
+/// A plugin's directory by name, even when its manifest no longer reads (so that it can
+/// still be uninstalled).
+pub fn installed_dir(engine: &Engine, name: &str) -> Option<PathBuf> {
+    valid_name(name).ok()?;
+    let dir = plugins_dir(engine).join(name);
+    dir.is_dir().then_some(dir)
 }
 
 #[cfg(test)]

@@ -124,6 +124,7 @@ async fn serve_git(ctx: &mut Ctx<'_>, app: &AppName, service: GitService) -> Cmd
         match super::apps::remove_unborn(engine, app).await {
             Ok(true) => {
                 tracing::info!(%app, "removed: its first push failed");
+                let _ = crate::plugins::trigger(engine, "post-delete", &[app.to_string()], &[], &crate::output::Output::discard()).await;
                 ctx.out.error(format!("{app} was created by this push, which failed: removed it")).await;
             }
             Ok(false) => {}
@@ -240,7 +241,7 @@ pub async fn from_image(ctx: &mut Ctx<'_>, app: &AppName, image: &str) -> CmdRes
         let (name, tag) = split_tag(&image);
         runtime.pull(name, tag, PULL_LIMIT).await.map_err(|e| failed(format!("{image} is not on this server and cannot be pulled: {e}")))?;
     }
-    deploy_image(ctx, app, &image).await
+    deploy_image(ctx, app, &image, "git:from-image").await
 }
 
 /// `git:load-image APP [IMAGE] < image.tar`: loads a `docker save` archive from stdin and
@@ -288,13 +289,13 @@ pub async fn load_image(ctx: &mut Ctx<'_>, app: &AppName, image: Option<&str>) -
     if let Some(foreign) = crate::dockerfile::foreign_image(app, std::slice::from_ref(&image)) {
         return Err(failed(format!("{foreign} is another app's image")));
     }
-    deploy_image(ctx, app, &image).await
+    deploy_image(ctx, app, &image, "git:load-image").await
 }
 
-async fn deploy_image(ctx: &mut Ctx<'_>, app: &str, image: &str) -> CmdResult {
+async fn deploy_image(ctx: &mut Ctx<'_>, app: &str, image: &str, cause: &str) -> CmdResult {
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let source = Source::Image { image: image.to_string(), shown: image.to_string() };
-    deploy::deploy_locked(ctx.engine, app, source, "git:from-image", &ctx.out).await.map_err(CmdError::Failed)?;
+    deploy::deploy_locked(ctx.engine, app, source, cause, &ctx.out).await.map_err(CmdError::Failed)?;
     Ok(())
 }
 

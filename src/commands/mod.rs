@@ -238,7 +238,16 @@ pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Outpu
             out.error(format!("Permission denied: key {} is not an admin key (plugin commands are admins')", caller.name)).await;
             return EXIT_FAILURE;
         }
-        return crate::plugins::run_command(engine, &plugin, words, &caller.name, &out, input).await;
+        // dokku's --app reaches a plugin's command as its first argument, as berth's own.
+        let (globals, _) = take_globals(&argv).unwrap_or_default();
+        let mut words = words.to_vec();
+        if let Some(app) = globals.app.filter(|app| words.get(1) != Some(app)) {
+            words.insert(1, app);
+        }
+        if globals.force {
+            words.push("--force".into());
+        }
+        return crate::plugins::run_command(engine, &plugin, &words, &caller.name, &out, input).await;
     }
     let (globals, command) = match parse_line(&argv) {
         Ok(parsed) => parsed,

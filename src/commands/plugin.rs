@@ -70,8 +70,10 @@ async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
 }
 
 async fn install(ctx: &mut Ctx<'_>, source: &str) -> CmdResult {
-    let manifest = plugins::install(ctx.engine, source, &ctx.out).await.map_err(failed)?;
-    ctx.out.step(format!("Installed plugin {} {}: {}", manifest.name, manifest.version, manifest.description)).await;
+    let namespaces: Vec<&str> = super::namespaces().into_iter().map(|(n, _)| n).collect();
+    let (manifest, upgraded) = plugins::install(ctx.engine, source, &namespaces, &ctx.out).await.map_err(failed)?;
+    let how = if upgraded { "Upgraded" } else { "Installed" };
+    ctx.out.step(format!("{how} plugin {} {}: {}", manifest.name, manifest.version, manifest.description)).await;
     Ok(())
 }
 
@@ -94,8 +96,10 @@ async fn set_enabled(ctx: &mut Ctx<'_>, name: &str, enabled: bool) -> CmdResult 
 }
 
 async fn uninstall(ctx: &mut Ctx<'_>, name: &str) -> CmdResult {
-    let plugin = installed(ctx, name)?;
-    std::fs::remove_dir_all(&plugin.dir).map_err(|e| failed(format!("cannot remove {}: {e}", plugin.dir.display())))?;
+    plugins::valid_name(name).map_err(failed)?;
+    // Even one whose plugin.toml no longer reads.
+    let dir = plugins::installed_dir(ctx.engine, name).ok_or_else(|| failed(format!("Plugin {name} is not installed (see plugin:list)")))?;
+    std::fs::remove_dir_all(&dir).map_err(|e| failed(format!("cannot remove {}: {e}", dir.display())))?;
     ctx.out.step(format!("Uninstalled plugin {name} and its data")).await;
     Ok(())
 }

@@ -421,3 +421,32 @@ fn plugin_refusals_are_one_line_and_install_nothing() {
     assert_eq!(listed(&d, "Not_Valid"), None);
     assert_eq!(listed(&d, "no-manifest"), None);
 }
+
+#[test]
+fn installing_an_installed_plugin_upgrades_it_keeping_its_data_and_state_and_global_flags_reach_its_commands() {
+    let d = Daemon::start();
+    d.ssh(&format!("plugin:install {}", fixture("recorder"))).ok();
+    d.ssh("apps:create kept").ok();
+    let data = installed(&d, "recorder").join("data");
+    assert!(std::fs::read_dir(&data).unwrap().count() > 0, "post-create left nothing in data/");
+    let before: Vec<_> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name()).collect();
+    d.ssh("plugin:disable recorder").ok();
+    let out = d.ssh(&format!("plugin:install {}", fixture("recorder")));
+    assert!(out.ok().stdout.contains("Upgraded plugin recorder"), "{out:#?}");
+    let after: Vec<_> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after, "the upgrade lost the plugin's data");
+    assert!(installed(&d, "recorder").join("disabled").exists(), "the upgrade enabled a disabled plugin");
+    d.ssh("plugin:enable recorder").ok();
+    // dokku's --app is the command's first argument, as for berth's own commands.
+    let out = d.ssh("--app kept recorder:echo x");
+    assert!(out.ok().stdout.starts_with("kept|x|caller="), "{out:#?}");
+    // A plugin cannot take one of berth's namespaces.
+    let dir = d.dir.path().join("apps-plugin");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plugin.toml"), "name = \"apps\"\nversion = \"1\"\ndescription = \"x\"\n").unwrap();
+    d.ssh(&format!("plugin:install {}", dir.display())).refused("one of berth's namespaces");
+    // A plugin whose plugin.toml broke can still be uninstalled.
+    std::fs::write(installed(&d, "recorder").join("plugin.toml"), "not toml [").unwrap();
+    d.ssh("plugin:uninstall recorder").ok();
+    assert!(!installed(&d, "recorder").exists());
+}
