@@ -154,6 +154,7 @@ async fn tick(engine: &Arc<Engine>, at: DateTime<Utc>) {
         }
     }
     crate::services::backups_due(engine, &at).await;
+    crate::previews::expire(engine).await;
 }
 
 fn stamp(at: &DateTime<Utc>) -> String {

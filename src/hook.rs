@@ -43,7 +43,29 @@ pub async fn run(root: &Path, app: &str) -> i32 {
     for (old, new, refname) in updates.iter().cloned() {
         let Some(branch) = refname.strip_prefix("refs/heads/") else { continue };
         if deploys.as_deref() != Some(branch) {
-            println!("-----> Pushed {branch}: not deployed ({app} deploys {wanted}; git:set {app} deploy-branch to change)");
+            if !config.previews.enabled {
+                println!("-----> Pushed {branch}: not deployed ({app} deploys {wanted}; git:set {app} deploy-branch to change, or previews:enable {app})");
+                continue;
+            }
+            // Previews: any other branch is deployed as its own app; deleted, it goes.
+            let code = if new == ZERO_SHA {
+                crate::client::run_with(root, vec!["previews:gone".into(), app.into(), branch.into()], tokio::io::empty(), true).await
+            } else {
+                let context = match write_context(&new, &store.tmp_dir(), limit) {
+                    Ok(context) => context,
+                    Err(e) => {
+                        eprintln!(" !     Cannot take the pushed commit {new}: {e}");
+                        return 1;
+                    }
+                };
+                let argv = vec!["previews:deploy".into(), app.into(), new.clone(), refname.clone(), "--context".into(), context.path().display().to_string()];
+                let code = crate::client::run_with(root, argv, tokio::io::empty(), true).await;
+                drop(context);
+                code
+            };
+            if code != 0 {
+                return code;
+            }
             continue;
         }
         if new == ZERO_SHA {

@@ -18,6 +18,7 @@ pub mod hook;
 pub mod https;
 pub mod output;
 pub mod plugins;
+pub mod previews;
 pub mod process;
 pub mod proxy;
 pub mod runtime;

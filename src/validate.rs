@@ -105,6 +105,9 @@ pub fn new_app_name(name: &str) -> Result<&str, Invalid> {
     if name.ends_with(['-', '.']) {
         return Err(invalid(format!("Invalid app name {}: it cannot end with a dash or a dot (Docker image names and DNS names cannot)", quoted(name))));
     }
+    if name.contains("--") {
+        return Err(invalid(format!("Invalid app name {}: `--` is reserved for previews (APP--BRANCH)", quoted(name))));
+    }
     if name.contains(".-") || name.contains("-.") {
         return Err(invalid(format!("Invalid app name {}: a dot cannot touch a dash (Docker image names and DNS labels cannot)", quoted(name))));
     }
@@ -463,9 +466,11 @@ mod tests {
 
     #[test]
     fn app_names_follow_the_pattern() {
-        for ok in ["a", "myapp", "my-app-2", "1994app", "my.app", "api.v2", "myapp--feature", &"a".repeat(63)] {
+        for ok in ["a", "myapp", "my-app-2", "1994app", "my.app", "api.v2", &"a".repeat(63)] {
             assert!(new_app_name(ok).is_ok(), "{ok}");
         }
+        // `--` is made by berth for previews only; such an app is known by its name.
+        assert!(new_app_name("myapp--feature").is_err() && app_name("myapp--feature").is_ok());
         for bad in ["", "-app", ".app", "My", "my_app", "my..app", "../x", "a b", &"a".repeat(64), "app;rm", "a/b"] {
             assert!(app_name(bad).is_err(), "{bad}");
         }

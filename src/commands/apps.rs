@@ -155,6 +155,20 @@ pub async fn destroy(ctx: &mut Ctx<'_>, app: &AppName, force: bool) -> CmdResult
     Ok(())
 }
 
+/// Destroys a preview app (branch deleted, expired, `previews:destroy`): everything of it,
+/// as `apps:destroy`, under the same locks.
+pub async fn destroy_preview(engine: &Engine, app: &str) -> CmdResult {
+    let _deploying = engine.deploy_lock(app, &crate::output::Output::discard()).await.map_err(CmdError::Failed)?;
+    let _apps = engine.store.lock_apps().await;
+    let _app = engine.store.lock_app(app).await;
+    if !engine.store.app_exists(app) {
+        return Ok(());
+    }
+    remove_everything(engine, app).await?;
+    let _ = crate::plugins::trigger(engine, "post-delete", &[app.to_string()], &[], &crate::output::Output::discard()).await;
+    Ok(())
+}
+
 /// An app and everything of it: containers and images (refused, with nothing removed, when
 /// the Docker engine cannot be reached for an app that ran), its nginx site, its state, its
 /// storage directories, and its name in scoped keys. Call with its deploy, apps and app

@@ -21,6 +21,7 @@ mod nginx;
 mod plugin;
 mod ports;
 mod postgres;
+mod previews;
 mod property;
 mod ps;
 mod redis;
@@ -163,6 +164,7 @@ namespaces! {
     Keys => keys,
     Cron => cron,
     Plugin => plugin,
+    Previews => previews,
     Postgres => postgres,
     Redis => redis,
     Doctor => doctor,

@@ -56,12 +56,58 @@ pub struct AppConfig {
     /// `nginx:set`: the app's proxy properties (unset means berth's default).
     #[serde(default, skip_serializing_if = "NginxConfig::is_empty")]
     pub nginx: NginxConfig,
+    /// `previews:*`: whether pushed branches become preview apps, and how.
+    #[serde(default, skip_serializing_if = "PreviewSettings::is_empty")]
+    pub previews: PreviewSettings,
+    /// Set on a preview app: whose preview it is, of which branch, last pushed when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_of: Option<PreviewOf>,
     /// `builder:set APP build-cpu-shares|build-memory`: this app's builds (over the global ones).
     #[serde(default, skip_serializing_if = "BuildSettings::is_empty")]
     pub build: BuildSettings,
 }
 
 /// ACME settings: an app's (with `enabled`) or the global defaults (berth.toml).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PreviewSettings {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub enabled: bool,
+    /// Seconds without a push after which a preview is destroyed (default 7 days).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+    /// Most previews at once (default 5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    /// Keys of the parent's config a preview does not get.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config_exclude: Vec<String>,
+    /// Config only previews get (over the parent's).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Whether previews get the parent's linked services' URLs.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub link_services: bool,
+}
+
+impl PreviewSettings {
+    pub const DEFAULT_TTL: u64 = 7 * 86_400;
+    pub const DEFAULT_MAX: u32 = 5;
+
+    pub fn is_empty(&self) -> bool {
+        *self == PreviewSettings::default()
+    }
+}
+
+/// What makes an app a preview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewOf {
+    pub parent: String,
+    pub branch: String,
+    /// Unix seconds of the last push of the branch.
+    pub last_push: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BuildSettings {

@@ -33,7 +33,8 @@ impl Role {
     pub fn may_manage(&self, app: &str) -> bool {
         match self {
             Role::Admin => true,
-            Role::App { apps } => apps.iter().any(|a| a == app),
+            // A key of an app also manages its previews (`APP--BRANCH`).
+            Role::App { apps } => apps.iter().any(|a| a == app || app.strip_prefix(a.as_str()).is_some_and(|rest| rest.starts_with("--"))),
         }
     }
 

@@ -12,7 +12,7 @@ mod releases;
 mod services;
 mod tls;
 
-pub use app::{ALL_PROCESSES, AppConfig, BuildSettings, Builder, ChecksConfig, DEFAULT_HSTS_MAX_AGE, DEFAULT_KEEP_RELEASES, LetsencryptConfig, Limits, NginxConfig, RestartPolicy};
+pub use app::{ALL_PROCESSES, AppConfig, BuildSettings, Builder, PreviewOf, PreviewSettings, ChecksConfig, DEFAULT_HSTS_MAX_AGE, DEFAULT_KEEP_RELEASES, LetsencryptConfig, Limits, NginxConfig, RestartPolicy};
 pub use services::{BackupSchedule, Service};
 pub use tls::{CertSource, Renewal, TlsState};
 pub use global::GlobalConfig;
@@ -183,7 +183,12 @@ impl Store {
 
     /// Creates the app's directory and state. Call with the apps lock held.
     pub fn create_app(&self, app: &str, config: &AppConfig) -> Result<()> {
-        validate::new_app_name(app)?;
+        // A preview's name (`APP--BRANCH`) is made by berth, not chosen: only it has `--`.
+        if config.preview_of.is_some() {
+            validate::app_name(app)?;
+        } else {
+            validate::new_app_name(app)?;
+        }
         if self.app_exists(app) {
             return Err(StoreError::AppExists(app.to_string()));
         }
