@@ -1,37 +1,106 @@
 #!/usr/bin/env bash
-# Deploy speed and zero downtime, for a small Dockerfile app (busybox httpd, FROM scratch).
+# Deploy speed and invisible deploys. The fixture apps are in scripts/bench-apps/.
 #  1. `git push` wall time of a redeploy whose image build is fully cached (an empty
-#     commit), median of RUNS, split into the Docker build, the app's start-up until its
-#     checks pass, and berth's own overhead (everything else: SSH, git, hook, release,
-#     nginx render/check/reload).
-#  2. wrk load through berth's nginx across 10 consecutive redeploys: served and failed,
-#     once with keep-alive clients (wrk's default) and once with a new connection per
-#     request. Each deploy reloads nginx; old workers then close idle keep-alive client
-#     connections, and a request sent on one at that instant is reset (browsers and curl
-#     retry it, wrk counts it). New connections are never affected.
+#     commit to a busybox httpd Dockerfile app), median of RUNS, split into the Docker
+#     build, the app's start-up until its checks pass, and berth's own overhead
+#     (everything else: SSH, git, hook, release, routing).
+#  2. A Go net/http app (go buildpack, standard library; listens with the kernel's full
+#     backlog, unlike busybox httpd's 9 whose dropped SYNs came back 1 s later) under wrk
+#     through berth's nginx (2 threads, 16 connections), keep-alive and with a new
+#     connection per request: once with no deploy (the baseline), once across REDEPLOYS
+#     consecutive redeploys. Failed requests (non-2xx + socket errors; goal 0), p50/p99
+#     (goal: p99 with redeploys ≤ 1.5× without), the median push under load, and the
+#     listen-queue overflows (TcpExtListenOverflows/ListenDrops read with nstat inside
+#     every web container's network namespace; goal 0, else wrk measures the app).
+#  3. A WebSocket client (bench-apps/ws-probe.py) connected to a Node `ws` echo app
+#     (checks wait-to-retire 5) across one redeploy: messages lost (goal 0), how the
+#     connection ended (close frame, EOF, error) and when, and whether it reconnects.
+#  4. p99 of the Go app under a steady load (wrk paced: each connection waits PACE_MS
+#     between requests) with no build, then while a CPU-heavy Docker build of another app
+#     runs (a RUN step burning both cores for 30 s); without build limits (build-cpu-shares
+#     1024, the apps' weight; build-memory 0, none) and with them (256; build-memory
+#     BUILD_MEMORY, or berth's default when empty). Goal, with limits: ≤ 2× the p99 with
+#     no build.
+# Settings this berth does not have yet are reported as "(not available)" and the run goes
+# on, so the figures before and after a change come from the same script.
 # Usage: scripts/bench-deploy.sh [RUNS]   (default 5)
+#   BERTH=/path/to/berth   use this binary instead of building one (cargo build --release)
+#   REDEPLOYS=20 BASE_SECS=30 LOAD_SECS=20 PACE_MS=20 BUILD_MEMORY= (e.g. 1g)
+# Progress goes to stderr, the tables to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 RUNS=${1:-5}
+REDEPLOYS=${REDEPLOYS:-20}
+BASE_SECS=${BASE_SECS:-30}
+LOAD_SECS=${LOAD_SECS:-20}
+PACE_MS=${PACE_MS:-20}
+BUILD_MEMORY=${BUILD_MEMORY:-}
+APPS=$PWD/scripts/bench-apps
 
-apt_install docker.io nginx git openssh-client busybox-static wrk python3
+progress() { printf -- '-----> %s\n' "$*" >&2; }
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+apt_install docker.io nginx libnginx-mod-http-lua git openssh-client busybox-static wrk python3 debootstrap iproute2 util-linux procps
 ensure_docker
-bench_build_berth
+if [ -n "${BERTH:-}" ]; then
+    [ -x "$BERTH" ] || die "BERTH=$BERTH is not an executable file"
+else
+    bench_build_berth
+fi
 
 bench_daemon
-"$BERTH" --root "$ROOT" apps:create benchapp >/dev/null
-"$BERTH" --root "$ROOT" domains:add benchapp bench.example.com >/dev/null
-
+# The images of this run's apps go too (bench_cleanup removes their containers first).
+trap 'bench_cleanup; docker images -q --filter "label=berth.root=$ROOT" | sort -u | xargs -r docker rmi -f >/dev/null 2>&1 || true' EXIT
 bench_base_image
+progress "The stack image (built once per machine: debootstrap when no registry answers, ~5-10 minutes)"
+"$BERTH" --root "$ROOT" stack:build >"$WORK/stack.log" 2>&1 || { cat "$WORK/stack.log"; die "stack:build failed"; }
 
-bench_app_repo benchapp
-printf 'FROM berth-test/busybox\nRUN mkdir /www && echo hello > /www/index.html\nCMD ["sh", "-c", "exec httpd -f -p $PORT -h /www"]\n' >Dockerfile
-git add . && git commit -qm v1
-git push -q deploy main 2>"$WORK/first.log" || { cat "$WORK/first.log"; die "the first push failed"; }
+# A setting this berth may not have yet: recorded under TAG as taken or "(not available)"
+# with berth's refusal, never fatal. Lines: "TAG|STATUS|COMMAND|REFUSAL".
+: >"$WORK/settings"
+setting() { # TAG COMMAND ARGS…
+    local tag=$1
+    shift
+    if "$BERTH" --root "$ROOT" "$@" >"$WORK/setting.log" 2>&1; then
+        echo "$tag|ok|$*|" >>"$WORK/settings"
+    else
+        echo "$tag|(not available)|$*|$(head -n1 "$WORK/setting.log" | sed 's/^ !  *//')" >>"$WORK/settings"
+    fi
+}
+
+# An app APP from fixture FIXTURE (a directory of bench-apps/) at HOST, pushed once; the
+# current directory is its repository afterwards.
+first_push() { # APP FIXTURE HOST
+    progress "First push of $1 ($2)"
+    "$BERTH" --root "$ROOT" apps:create "$1" >/dev/null
+    "$BERTH" --root "$ROOT" domains:add "$1" "$3" >/dev/null
+    bench_app_repo "$1"
+    cp -r "$APPS/$2/." .
+    git add -A && git commit -qm v1
+    git push -q deploy main 2>"$WORK/$1-first.log" || { cat "$WORK/$1-first.log"; die "the first push of $1 failed"; }
+}
+
+# An empty commit pushed; "START END ok|failed" appended to TIMINGS. A failed push is kept
+# for the report and the run goes on.
+redeploy() { # TIMINGS MESSAGE
+    git commit -q --allow-empty -m "$2"
+    local start end status=ok
+    start=$(date +%s.%N)
+    git push deploy main 2>"$WORK/push.log" || status=failed
+    end=$(date +%s.%N)
+    echo "$start $end $status" >>"$1"
+    if [ $status = failed ]; then
+        cp "$WORK/push.log" "$WORK/failed-push-$(date +%s%N).log"
+        progress "a push failed ($2): $(tail -n1 "$WORK/push.log")"
+    fi
+    return 0
+}
 
 # 1. Cached redeploys.
+first_push benchapp busybox-httpd bench.example.com
+progress "1. $RUNS cached redeploys"
 : >"$WORK/timings"
 for i in $(seq 1 "$RUNS"); do
     git commit -q --allow-empty -m "redeploy $i"
@@ -43,52 +112,286 @@ for i in $(seq 1 "$RUNS"); do
     echo "$start $end $build $ready" >>"$WORK/timings"
 done
 
-# 2. Ten redeploys under load, for each kind of client.
-load() { # NAME [wrk header args…]
+# 2. The Go app: baseline, then redeploys under load.
+first_push benchgo go-http go.example.com
+
+# Listen-queue overflows. A container's counters live in its network namespace and go
+# with it, so every web container of the app (listed after each push) is read every 0.5 s
+# by pid, checked against the namespace it had when listed (a pid can be reused, and so can
+# a namespace's inode number), and its last reading counts. Lines: "PID NETNS OVERFLOWS DROPS".
+: >"$WORK/watch-pids"
+watch_list() { # APP: adds its running web containers to the watch list
+    docker ps -q --filter "label=berth.root=$ROOT" --filter "label=berth.app=$1" --filter label=berth.process=web \
+        | xargs -r docker inspect -f '{{.State.Pid}}' | while read -r pid; do
+            [ "$pid" -gt 0 ] && echo "$pid $(readlink "/proc/$pid/ns/net")"
+        done >>"$WORK/watch-pids" || true
+}
+overflow_watch() {
+    while :; do
+        sort -u "$WORK/watch-pids" | while read -r pid ns; do
+            [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" = "$ns" ] || continue
+            nsenter -t "$pid" -n nstat -asz TcpExtListenOverflows TcpExtListenDrops 2>/dev/null \
+                | awk -v c="$pid $ns" '$1 == "TcpExtListenOverflows" { o = $2 } $1 == "TcpExtListenDrops" { d = $2 } END { if (o != "") print c, o, d }' || true
+        done
+        sleep 0.5
+    done >>"$WORK/overflows"
+}
+: >"$WORK/overflows"
+watch_list benchgo
+overflow_watch &
+WATCH_PID=$!
+BENCH_PIDS="${BENCH_PIDS:-} $WATCH_PID"
+
+wrk_run() { # NAME SECONDS [wrk args…]: wrk through berth's nginx to the Go app, in the foreground
+    local name=$1 secs=$2
+    shift 2
+    wrk -t2 -c16 -d"${secs}s" --latency -H 'Host: go.example.com' "$@" "http://127.0.0.1:$HTTP_PORT/" >"$WORK/wrk-$name.log" 2>&1
+}
+progress "2. wrk with no deploy, ${BASE_SECS}s keep-alive and ${BASE_SECS}s a new connection per request"
+wrk_run base-keepalive "$BASE_SECS"
+wrk_run base-close "$BASE_SECS" -H 'Connection: close'
+
+under_deploys() { # NAME [wrk args…]
     local name=$1
     shift
-    wrk -t2 -c16 -d40s --latency -H 'Host: bench.example.com' "$@" "http://127.0.0.1:$HTTP_PORT/" >"$WORK/wrk-$name.log" 2>&1 &
+    progress "2. wrk ($name) across $REDEPLOYS redeploys"
+    wrk -t2 -c16 -d3600s --latency -H 'Host: go.example.com' "$@" "http://127.0.0.1:$HTTP_PORT/" >"$WORK/wrk-deploys-$name.log" 2>&1 &
     local wrk_pid=$!
     sleep 1
-    for i in $(seq 1 10); do
-        git commit -q --allow-empty -m "under load ($name) $i"
-        git push -q deploy main 2>"$WORK/load-push.log" || { cat "$WORK/load-push.log"; die "redeploy $i under load failed"; }
+    : >"$WORK/pushes-$name"
+    for i in $(seq 1 "$REDEPLOYS"); do
+        redeploy "$WORK/pushes-$name" "under load ($name) $i"
+        watch_list benchgo
     done
-    wait "$wrk_pid"
+    sleep 1
+    kill -INT "$wrk_pid"
+    wait "$wrk_pid" || true
 }
-load keepalive
-load close -H 'Connection: close'
+under_deploys keepalive
+under_deploys close -H 'Connection: close'
+sleep 1
+kill "$WATCH_PID" 2>/dev/null || true
+wait "$WATCH_PID" 2>/dev/null || true
 
-python3 - "$WORK/timings" "$WORK/wrk-keepalive.log" "$WORK/wrk-close.log" <<'PY'
-import re, statistics, sys
-rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+# 3. A WebSocket connection across a redeploy.
+first_push benchws ws-echo ws.example.com
+setting ws checks:set benchws wait-to-retire 5
+progress "3. A WebSocket client across a redeploy"
+rm -f "$WORK/ws-ready"
+python3 "$APPS/ws-probe.py" "$HTTP_PORT" ws.example.com "$WORK/ws-ready" "$WORK/ws-result.json" 90 2>"$WORK/ws-probe.log" &
+PROBE_PID=$!
+BENCH_PIDS="$BENCH_PIDS $PROBE_PID"
+for _ in $(seq 1 100); do [ -e "$WORK/ws-ready" ] && break; sleep 0.1; done
+[ -e "$WORK/ws-ready" ] || progress "the WebSocket client did not connect: $(cat "$WORK/ws-probe.log")"
+sleep 1
+: >"$WORK/ws-push"
+redeploy "$WORK/ws-push" "websocket redeploy"
+wait "$PROBE_PID" || true
+
+# 4. A steady load on the Go app while another app's CPU-heavy build runs.
+"$BERTH" --root "$ROOT" apps:create benchburn >/dev/null
+bench_app_repo benchburn
+cp -r "$APPS/cpu-burn/." .
+printf 'function delay()\n  return %s\nend\n' "$PACE_MS" >"$WORK/pace.lua"
+paced() { # NAME: the paced wrk for LOAD_SECS
+    wrk -t2 -c16 -d"${LOAD_SECS}s" --latency -s "$WORK/pace.lua" -H 'Host: go.example.com' "http://127.0.0.1:$HTTP_PORT/" >"$WORK/wrk-build-$1.log" 2>&1
+}
+# What the engine gave the build's container: its cgroup's CPU weight and memory limit
+# (cgroup v1 or v2), read from a burning process. Shows whether the limits were applied.
+build_cgroup() { # PID
+    local v1cpu v1mem v2
+    v1cpu=$(sed -n 's/^[0-9]*:[^:]*\bcpu\b[^:]*:\(.*\)/\1/p' "/proc/$1/cgroup" | head -n1)
+    v1mem=$(sed -n 's/^[0-9]*:memory:\(.*\)/\1/p' "/proc/$1/cgroup" | head -n1)
+    v2=$(sed -n 's/^0::\(.*\)/\1/p' "/proc/$1/cgroup")
+    if [ -n "$v1cpu" ] && [ -r "/sys/fs/cgroup/cpu$v1cpu/cpu.shares" ]; then
+        local mem
+        mem=$(cat "/sys/fs/cgroup/memory$v1mem/memory.limit_in_bytes" 2>/dev/null || echo "?")
+        case $mem in ?) ;; ???????????????????*) mem=max ;; *) mem=$(numfmt --to=iec "$mem") ;; esac
+        echo "cpu.shares $(cat "/sys/fs/cgroup/cpu$v1cpu/cpu.shares"), memory $mem"
+    elif [ -r "/sys/fs/cgroup$v2/cpu.weight" ]; then
+        echo "cpu.weight $(cat "/sys/fs/cgroup$v2/cpu.weight"), memory.max $(cat "/sys/fs/cgroup$v2/memory.max" 2>/dev/null)"
+    else
+        echo "?"
+    fi
+}
+burn_build() { # NAME: a push whose build burns both cores, with the paced wrk while it burns
+    local stamp burner
+    stamp=$(date +%s%N)
+    echo "$stamp" >stamp
+    git add -A && git commit -qm "burn $1"
+    git push deploy main 2>"$WORK/burn-$1.log" &
+    local push_pid=$!
+    for _ in $(seq 1 600); do pgrep -f "burn-$stamp" >/dev/null && break; sleep 0.1; done
+    burner=$(pgrep -f "burn-$stamp" | head -n1) || true
+    if [ -n "$burner" ]; then
+        build_cgroup "$burner" >"$WORK/burn-$1.cgroup" 2>/dev/null || true
+    else
+        progress "the CPU-heavy build of $1 did not start in 60 s"
+    fi
+    sleep 1
+    paced "$1"
+    wait "$push_pid" || { progress "the CPU-heavy push ($1) failed: $(tail -n1 "$WORK/burn-$1.log")"; cp "$WORK/burn-$1.log" "$WORK/failed-push-burn-$1.log"; }
+}
+# Each build run is compared with an idle run just before it: the machine may be busy with
+# something else for a while, and the build is all that should differ.
+sleep 5
+progress "4. Paced wrk with no build, then during a CPU-heavy build without build limits (build-cpu-shares 1024)"
+setting nolimits builder:set --global build-cpu-shares 1024
+setting nolimits builder:set --global build-memory 0
+paced idle-nolimits
+burn_build nolimits
+sleep 5
+progress "4. Paced wrk with no build, then during a CPU-heavy build with build limits (build-cpu-shares 256, build-memory ${BUILD_MEMORY:-default})"
+setting limits builder:set --global build-cpu-shares 256
+setting limits builder:set --global build-memory ${BUILD_MEMORY:+"$BUILD_MEMORY"}
+paced idle-limits
+burn_build limits
+
+VERSION="$("$BERTH" --root "$ROOT" version 2>&1 | head -n1), $(nproc) cores, Linux $(uname -r), load average at start $LOAD_AT_START, at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$WORK" "$VERSION" "$BUILD_MEMORY" "$RUNS" "$REDEPLOYS" "$BASE_SECS" "$LOAD_SECS" "$PACE_MS" <<'PY'
+import glob, json, re, statistics, sys
+work, version, build_memory = sys.argv[1:4]
+runs, redeploys, base_secs, load_secs, pace_ms = map(int, sys.argv[4:])
+med = statistics.median
+print(f"bench-deploy: {version}")
+print()
+
+def table(headers, rows, widths, left=(0,)):
+    """Columns in `left` are text (left-aligned), the others numbers."""
+    line = lambda cells: "| " + " | ".join(f"{c:<{w}}" if i in left else f"{c:>{w}}" for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+    print(line(headers))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line([str(c) for c in r]))
+
+# 1.
+rows = [list(map(float, l.split())) for l in open(f"{work}/timings") if l.strip()]
 wall = [e - s for s, e, _, _ in rows]
 build = [b for _, _, b, _ in rows]
 ready = [r for _, _, _, r in rows]
 over = [w - b - r for w, b, r in zip(wall, build, ready)]
-med = statistics.median
-
-def wrk_stats(path):
-    wrk = open(path).read()
-    total = int(re.search(r"(\d+) requests in", wrk).group(1))
-    non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", wrk)) else 0
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", wrk)
-    sock = list(map(int, m.groups())) if m else [0, 0, 0, 0]
-    p99 = m.group(1) if (m := re.search(r"99%\s+(\S+)", wrk)) else "?"
-    return total, non2xx, sock, p99
-print(f"Redeploy of a small Dockerfile app with a cached build, {len(rows)} runs (median)")
-print(f"| {'phase':<46} | {'seconds':>8} |")
-print(f"|{'-'*48}|{'-'*10}|")
-print(f"| {'git push wall time':<46} | {med(wall):>8.2f} |")
-print(f"| {'  Docker build (cached)':<46} | {med(build):>8.2f} |")
-print(f"| {'  container start + app start-up + checks':<46} | {med(ready):>8.2f} |")
-print(f"| {'  berth overhead (goal < 1 s)':<46} | {med(over):>8.2f} |")
+print(f"1. Redeploy of a small Dockerfile app (busybox httpd) with a cached build, {len(rows)} runs (median)")
+table(["phase", "seconds"], [
+    ["git push wall time (goal: no slower than before)", f"{med(wall):.2f}"],
+    ["  Docker build (cached)", f"{med(build):.2f}"],
+    ["  container start + app start-up + checks", f"{med(ready):.2f}"],
+    ["  berth overhead (goal < 1 s)", f"{med(over):.2f}"],
+], [48, 8])
 print()
-print("wrk through berth's nginx (2 threads, 16 connections, 40 s) while 10 consecutive redeploys run")
-print(f"| {'clients':<26} | {'served':>8} | {'non-2xx':>7} | {'conn/read/write/timeout errors':>30} | {'p99':>9} |")
-print(f"|{'-'*28}|{'-'*10}|{'-'*9}|{'-'*32}|{'-'*11}|")
-for label, path in (("keep-alive (wrk default)", sys.argv[2]), ("new connection per request", sys.argv[3])):
-    total, non2xx, sock, p99 = wrk_stats(path)
-    print(f"| {label:<26} | {total:>8} | {non2xx:>7} | {'/'.join(map(str, sock)):>30} | {p99:>9} |")
-print("goal: 0 failed requests")
+
+# 2.
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+def ms(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+
+def wrk(name):
+    try:
+        text = open(f"{work}/wrk-{name}.log").read()
+    except FileNotFoundError:
+        return None
+    if not (m := re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)):
+        return None
+    total = int(m.group(1))
+    secs = ms(m.group(2) + m.group(3)) / 1000
+    non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", text)) else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    sock = list(map(int, m.groups())) if m else [0, 0, 0, 0]
+    pct = {p: ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)", text, re.M)}
+    return dict(total=total, secs=secs, non2xx=non2xx, sock=sock, failed=non2xx + sum(sock), p50=pct.get("50", float("nan")), p99=pct.get("99", float("nan")))
+
+def fmt_ms(v):
+    return "?" if v != v else (f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}")
+
+def pushes(name):
+    try:
+        rows = [l.split() for l in open(f"{work}/pushes-{name}") if l.strip()]
+    except FileNotFoundError:
+        return [], 0
+    return [float(e) - float(s) for s, e, st in rows], sum(st == "failed" for _, _, st in rows)
+
+print(f"2. Go net/http app (go buildpack) through berth's nginx, wrk -t2 -c16: no deploy ({base_secs} s) and across {redeploys} consecutive redeploys")
+rows = []
+for label, base, load, push in (("keep-alive (wrk default)", "base-keepalive", "deploys-keepalive", "keepalive"),
+                                ("new connection per request", "base-close", "deploys-close", "close")):
+    b = wrk(base)
+    for when, name in (("none", base), (f"{redeploys} redeploys", load)):
+        r = wrk(name)
+        if r is None:
+            rows.append([label, when, "(no wrk output)", "", "", "", "", "", ""])
+            continue
+        times, failed_pushes = pushes(push) if name == load else ([], 0)
+        ratio = f"{r['p99'] / b['p99']:.2f}x" if b and name == load and b["p99"] > 0 else ""
+        rows.append([label, when, f"{r['secs']:.0f}", r["total"], r["non2xx"], "/".join(map(str, r["sock"])), r["failed"],
+                     fmt_ms(r["p50"]), fmt_ms(r["p99"]), ratio,
+                     (f"{med(times):.2f}" if times else "") + (f" ({failed_pushes} failed)" if failed_pushes else "")])
+table(["clients", "deploys", "s", "requests", "non-2xx", "conn/read/write/timeout", "failed", "p50 ms", "p99 ms", "p99 vs none", "push s (median)"],
+      rows, [26, 12, 4, 9, 7, 23, 6, 7, 7, 11, 15], left=(0, 1))
+print("goal: 0 failed requests; p99 with redeploys ≤ 1.5x without")
+overflow = {}
+for line in open(f"{work}/overflows"):
+    parts = line.split()
+    if len(parts) == 4:
+        overflow[parts[0], parts[1]] = (int(parts[2]), int(parts[3]))
+print(f"Listen queue of the Go app (nstat in each web container's network namespace, {len(overflow)} containers): "
+      f"TcpExtListenOverflows {sum(o for o, _ in overflow.values())}, TcpExtListenDrops {sum(d for _, d in overflow.values())} (goal 0)")
+print()
+
+# 3.
+print("3. A WebSocket client (a message every 50 ms) connected to a Node `ws` echo app across one redeploy (wait-to-retire 5)")
+try:
+    ws = json.load(open(f"{work}/ws-result.json"))
+    start, end, status = [l.split() for l in open(f"{work}/ws-push") if l.strip()][0]
+    after = f"{ws['ended_at'] - float(end):+.1f}" if ws.get("ended_at") else "?"
+    push = f"{float(end) - float(start):.2f}" + ("" if status == "ok" else " (failed)")
+    lost = f"{ws['lost']} ({ws['in_flight']} in flight)"
+    table(["sent", "echoed", "lost", "how it ended", "s after the push returned", "push s", "max echo ms", "a new connection"],
+          [[ws["sent"], ws["echoed"], lost, ws["end"], after, push, f"{ws['max_rtt_ms']:.0f}", ws.get("reconnect", "?")]],
+          [6, 6, 16, 34, 25, 6, 11, 26], left=(3, 7))
+except (FileNotFoundError, IndexError, KeyError, ValueError) as e:
+    print(f"(no result: {e}; see ws-probe.log)")
+print("goal: 0 lost. \"In flight\": sent after the last echo arrived, so still on its way when the connection ended")
+print("(a message crossing the app's own close frame is one; the app closes with 1001 on SIGTERM, bench-apps/ws-echo)")
+print()
+
+# 4.
+settings = [l.rstrip("\n").split("|", 3) for l in open(f"{work}/settings") if l.strip()]
+def limits_note(tag):
+    mine = [s for s in settings if s[0] == tag]
+    return "" if mine and all(s[1] == "ok" for s in mine) else " (not available)"
+def build_cgroup(name):
+    try:
+        return open(f"{work}/burn-{name}.cgroup").read().strip() or "?"
+    except FileNotFoundError:
+        return "?"
+def build_secs(name):
+    try:
+        text = open(f"{work}/burn-{name}.log").read()
+    except FileNotFoundError:
+        return "?"
+    m = re.search(r"Build done in ([\d.]+)s", text)
+    return m.group(1) if m else "(failed)"
+print(f"4. The Go app under a steady load (wrk -t2 -c16, each connection waits {pace_ms} ms between requests, {load_secs} s) while another app's Docker build burns both cores")
+rows = []
+for tag, limits in (("nolimits", "without: build-cpu-shares 1024, build-memory 0"),
+                    ("limits", f"with: build-cpu-shares 256, build-memory {build_memory or 'default'}")):
+    limits += limits_note(tag)
+    idle = wrk(f"build-idle-{tag}")
+    for label, r, secs, cgroup in (("no build", idle, "", ""), ("CPU-heavy build", wrk(f"build-{tag}"), build_secs(tag), build_cgroup(tag))):
+        if r is None:
+            rows.append([limits, label, cgroup, secs, "(no wrk output)"])
+            continue
+        ratio = f"{r['p99'] / idle['p99']:.2f}x" if idle and idle["p99"] > 0 and r is not idle else ""
+        rows.append([limits, label, cgroup, secs, r["total"], r["failed"], fmt_ms(r["p50"]), fmt_ms(r["p99"]), ratio])
+table(["build limits", "", "build container's cgroup", "build s", "requests", "failed", "p50 ms", "p99 ms", "p99 vs no build"],
+      rows, [68, 15, 30, 8, 9, 6, 7, 7, 15], left=(0, 1, 2))
+print("goal: p99 during the build ≤ 2x without (with limits)")
+print()
+print("Settings")
+for tag, status, command, why in settings:
+    print(f"  {command}: {status}" + (f" ({why})" if why else ""))
+failed = sorted(glob.glob(f"{work}/failed-push-*.log"))
+if failed:
+    print(f"{len(failed)} push(es) failed; the last lines of the first:")
+    print("".join("    " + l for l in open(failed[0]).readlines()[-5:]))
 PY
