@@ -43,7 +43,9 @@ pub async fn run(root: &Path, app: &str) -> i32 {
     for (old, new, refname) in updates.iter().cloned() {
         let Some(branch) = refname.strip_prefix("refs/heads/") else { continue };
         if deploys.as_deref() != Some(branch) {
-            if !config.previews.enabled {
+            // A deleted branch's preview goes even when previews were turned off since.
+            let serves = config.previews.enabled || (new == ZERO_SHA && store.app_exists(&crate::previews::app_name(app, branch)));
+            if !serves {
                 println!("-----> Pushed {branch}: not deployed ({app} deploys {wanted}; git:set {app} deploy-branch to change, or previews:enable {app})");
                 continue;
             }

@@ -98,7 +98,8 @@ pub fn linked_vars(engine: &Engine, app: &str) -> Vec<String> {
 /// Parses a TTL: `7d`, `12h`, `30m`. Seconds.
 pub fn parse_ttl(text: &str) -> Result<u64, String> {
     let bad = || format!("Invalid ttl {}: a number of days, hours or minutes, e.g. 7d, 12h, 30m", crate::validate::quoted(text));
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let Some((at, _)) = text.char_indices().last() else { return Err(bad()) };
+    let (number, unit) = text.split_at(at);
     let n: u64 = number.parse().map_err(|_| bad())?;
     let secs = match unit {
         "d" => n * 86_400,
@@ -155,6 +156,8 @@ mod tests {
         assert_eq!(domain("myapp", "f", &["myapp.com".into()], &["example.test".into()]).unwrap(), "f.myapp.example.test");
         assert_eq!(domain("myapp", "f", &["*.myapp.com".into()], &[]).unwrap(), "f.myapp.com");
         assert_eq!(domain("myapp", "f", &[], &[]), None);
+        // The longest name still makes a container host name.
+        assert!(crate::runtime::hostname(&name, "web", 1).len() <= 63);
     }
 
     #[test]
@@ -170,7 +173,7 @@ mod tests {
         assert!(super::env(&parent, &["DATABASE_URL".into()]).contains_key("DATABASE_URL"));
         assert_eq!(parse_ttl("7d").unwrap(), 604_800);
         assert_eq!(parse_ttl("2m").unwrap(), 120);
-        for bad in ["", "7", "0d", "x", "7w", "-1d"] {
+        for bad in ["", "7", "0d", "x", "7w", "-1d", "7é", "7日"] {
             assert!(parse_ttl(bad).is_err(), "{bad}");
         }
     }

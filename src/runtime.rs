@@ -162,6 +162,15 @@ pub struct ServiceContainer {
     pub status: String,
 }
 
+/// A container's host name, `APP-PROCESS-INDEX`, within the 63 characters a host name can
+/// have (the app's part cut). Pure.
+pub fn hostname(app: &str, process: &str, index: u32) -> String {
+    let suffix = format!("-{process}-{index}");
+    let room = 63usize.saturating_sub(suffix.len());
+    let app: String = app.chars().take(room).collect();
+    format!("{}{suffix}", app.trim_end_matches(['-', '.']))
+}
+
 /// What to run.
 pub struct ContainerSpec<'a> {
     pub app: &'a str,
@@ -403,7 +412,7 @@ impl Runtime {
             env: Some(spec.env.clone()),
             cmd: spec.cmd.clone(),
             labels: Some(labels),
-            hostname: Some(format!("{}-{}-{}", spec.app, spec.process, spec.index)),
+            hostname: Some(hostname(spec.app, spec.process, spec.index)),
             host_config: Some(HostConfig {
                 // Never restarted by the engine: a crash during start-up fails the deploy, and
                 // later berth restarts it (see `no_engine_restarts` and supervise.rs).

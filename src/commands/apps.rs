@@ -144,6 +144,11 @@ pub async fn destroy(ctx: &mut Ctx<'_>, app: &AppName, force: bool) -> CmdResult
     if !force {
         super::confirm(ctx, "apps:destroy", &format!("app {app}"), app).await?;
     }
+    // Its previews go first: they are copies of it.
+    for (preview, _) in crate::previews::of(ctx.engine, app) {
+        destroy_preview(ctx.engine, &preview).await?;
+        ctx.out.step(format!("Destroyed its preview {preview}")).await;
+    }
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let _apps = store.lock_apps().await;
     let _app = store.lock_app(app).await;
@@ -235,6 +240,11 @@ pub async fn exists(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
 pub async fn rename(ctx: &mut Ctx<'_>, old: &AppName, new: &AppName) -> CmdResult {
     if old == new {
         return Err(failed(format!("App {old} is already named {new}")));
+    }
+    let previews = crate::previews::of(ctx.engine, old);
+    if !previews.is_empty() {
+        let names: Vec<&str> = previews.iter().map(|(_, of)| of.branch.as_str()).collect();
+        return Err(failed(format!("{old} has previews ({}): previews:destroy them first, their names follow the app's", names.join(", "))));
     }
     let store = &ctx.engine.store;
     let _deploying = ctx.engine.deploy_lock(old, &ctx.out).await.map_err(CmdError::Failed)?;

@@ -16,6 +16,7 @@ mod install;
 mod invisible;
 mod isolation;
 mod plugins;
+mod previews;
 mod processes;
 mod proxy;
 mod rootssh;
