@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::harness::{AppRepo, Daemon, Out, docker, get, git_ssh, web_dockerfile};
+use crate::harness::{AppRepo, Daemon, Out, docker, get, git_ssh, web_dockerfile, poll};
 
 /// Every point of a deploy where the daemon can be made to die, in the order a deploy
 /// reaches them.
@@ -29,20 +29,6 @@ const KEEP: u32 = 2;
 // ---------------------------------------------------------------------------------------
 // Helpers: polling, background commands, probes, the server's state.
 // ---------------------------------------------------------------------------------------
-
-/// Calls `f` every 200 ms until it returns Ok; fails the test with its last reason after
-/// `timeout`.
-#[track_caller]
-fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(value) => return value,
-            Err(why) if Instant::now() >= deadline => panic!("{what}: not within {timeout:?}: {why}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
 
 /// A command running in the background, its output collected as it comes (stdin stays
 /// open, so a remote command does not see its client's input end).

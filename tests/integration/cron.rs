@@ -3,21 +3,9 @@
 //! still running at its next time is skipped and says so; `cron:run` runs one now; a
 //! postgres service's backup schedule leaves dumps, the oldest pruned.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::{AppRepo, Daemon, stack_image, web_dockerfile};
-
-#[track_caller]
-fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(value) => return value,
-            Err(why) if Instant::now() >= deadline => panic!("{what}: not within {timeout:?}: {why}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
-}
+use crate::harness::{AppRepo, Daemon, stack_image, web_dockerfile, poll};
 
 #[test]
 fn cron_jobs_run_each_minute_skip_while_running_and_run_on_demand() {

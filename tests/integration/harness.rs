@@ -451,3 +451,17 @@ pub fn http_get(port: u16, host: &str, path: &str) -> (u16, String) {
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string()).unwrap_or_default();
     (status, body)
 }
+
+/// Calls `f` every 200 ms until it returns Ok; fails the test with its last reason after
+/// `timeout`.
+#[track_caller]
+pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(value) => return value,
+            Err(why) if Instant::now() >= deadline => panic!("{what}: not within {timeout:?}: {why}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}

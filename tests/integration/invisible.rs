@@ -12,25 +12,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{AppRepo, Daemon, Out, docker, get, stack_image, web_dockerfile};
+use crate::harness::{AppRepo, Daemon, Out, docker, get, stack_image, web_dockerfile, poll};
 
 // ---------------------------------------------------------------------------------------
 // Helpers: apps, pushes, polling.
 // ---------------------------------------------------------------------------------------
-
-/// Calls `f` every 200 ms until it returns Ok; fails the test with its last reason after
-/// `timeout`.
-#[track_caller]
-fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(value) => return value,
-            Err(why) if Instant::now() >= deadline => panic!("{what}: not within {timeout:?}: {why}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
 
 /// An app with the domain `NAME.example.com` and its repository (nothing pushed yet).
 fn new_app(d: &Daemon, name: &str) -> AppRepo {

@@ -6,9 +6,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::{AppRepo, Daemon, Out, get, keygen, web_dockerfile};
+use crate::harness::{AppRepo, Daemon, Out, get, keygen, web_dockerfile, poll};
 
 /// A plugin directory of this repository (`plugins/NAME`) or a test fixture
 /// (`tests/fixtures/plugins/NAME`), as an absolute path the daemon can copy.
@@ -29,18 +29,6 @@ fn installed(d: &Daemon, name: &str) -> PathBuf {
 fn listed(d: &Daemon, name: &str) -> Option<String> {
     let out = d.ssh("plugin:list");
     out.ok().stdout.lines().find(|l| l.split_whitespace().any(|w| w == name)).map(str::to_string)
-}
-
-#[track_caller]
-fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(value) => return value,
-            Err(why) if Instant::now() >= deadline => panic!("{what}: not within {timeout:?}: {why}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
 }
 
 /// One request the hook received.

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{AppRepo, BERTH, Daemon, Out, docker, http_get, stack_image, web_dockerfile};
+use crate::harness::{AppRepo, BERTH, Daemon, Out, docker, http_get, stack_image, web_dockerfile, poll};
 
 // ---------------------------------------------------------------------------------------
 // Fixture apps (tests/fixtures/services/): Python apps with a Procfile, built by buildpack.
@@ -262,20 +262,6 @@ fn active_release(d: &Daemon, app: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // Polling, a prober, commands with a deadline and binary output.
 // ---------------------------------------------------------------------------------------
-
-/// Calls `f` every 200 ms until it returns Ok; fails the test with its last reason after
-/// `timeout`.
-#[track_caller]
-fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(value) => return value,
-            Err(why) if Instant::now() >= deadline => panic!("{what}: not within {timeout:?}: {why}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
 
 /// Waits until GET `path` of the app answers 200 with `body`.
 #[track_caller]
