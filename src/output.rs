@@ -59,6 +59,21 @@ impl Output {
         self.stdout(format!("{}\n", text.as_ref())).await;
     }
 
+    /// Copies a child process's output stream to the caller's stdout (or stderr) until the
+    /// child closes it. A caller that is gone makes the writes no-ops and reading goes on, so
+    /// a child never blocks on a full pipe (git waiting for its hook, which is deploying).
+    pub async fn copy_from(&self, mut from: impl tokio::io::AsyncRead + Unpin, stderr: bool) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) if stderr => self.stderr(&buf[..n]).await,
+                Ok(n) => self.stdout(&buf[..n]).await,
+            }
+        }
+    }
+
     /// Resolves when whoever asked is gone (the front door dropped the other end): long
     /// commands such as `logs -t` stop then.
     pub async fn closed(&self) {
@@ -119,6 +134,21 @@ impl Input {
     /// This input, leaving one at its end in its place: for a task of its own to read.
     pub fn take(&mut self) -> Input {
         std::mem::replace(self, Input::channel(1).1)
+    }
+
+    /// Feeds this input to a child process's stdin until the caller's input ends; the child
+    /// then sees the end of its stdin (`to` is dropped). A child that stops reading is fed no
+    /// more, while the input is still drained.
+    pub async fn feed(mut self, to: impl tokio::io::AsyncWrite + Unpin) {
+        use tokio::io::AsyncWriteExt;
+        let mut to = Some(to);
+        while let Some(chunk) = self.rx.recv().await {
+            if let Some(stdin) = to.as_mut()
+                && stdin.write_all(&chunk).await.is_err()
+            {
+                to = None;
+            }
+        }
     }
 
     /// The next chunk, or None at end of input.

@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::engine::Engine;
 use crate::output::{Input, Output};
@@ -170,7 +170,7 @@ pub fn command_plugin(engine: &Engine, word: &str) -> Option<Plugin> {
 }
 
 /// Runs a plugin's command: `commands WORD ARGS…` with the caller's streams. Its exit code.
-pub async fn run_command(engine: &Engine, plugin: &Plugin, words: &[String], caller: &str, out: &Output, mut input: Input) -> i32 {
+pub async fn run_command(engine: &Engine, plugin: &Plugin, words: &[String], caller: &str, out: &Output, input: Input) -> i32 {
     let Some(program) = executable(plugin, "commands") else { return crate::commands::EXIT_FAILURE };
     let mut cmd = command(engine, plugin, &program);
     cmd.args(words).env("BERTH_CALLER", caller).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -181,27 +181,9 @@ pub async fn run_command(engine: &Engine, plugin: &Plugin, words: &[String], cal
             return crate::commands::EXIT_FAILURE;
         }
     };
-    let mut stdin = child.stdin.take();
-    let pump = tokio::spawn(async move {
-        while let Some(chunk) = input.recv().await {
-            if let Some(s) = stdin.as_mut()
-                && s.write_all(&chunk).await.is_err()
-            {
-                stdin = None;
-            }
-        }
-    });
-    let copy = |mut from: Box<dyn tokio::io::AsyncRead + Unpin + Send>, err: bool| async move {
-        let mut buf = vec![0u8; 32 * 1024];
-        while let Ok(n) = from.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            if err { out.stderr(&buf[..n]).await } else { out.stdout(&buf[..n]).await }
-        }
-    };
-    let (stdout, stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
-    tokio::join!(copy(Box::new(stdout), false), copy(Box::new(stderr), true));
+    let (stdin, stdout, stderr) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let pump = tokio::spawn(input.feed(stdin));
+    tokio::join!(out.copy_from(stdout, false), out.copy_from(stderr, true));
     let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(crate::commands::EXIT_FAILURE);
     pump.abort();
     if (1..=254).contains(&code) || code == 0 { code } else { crate::commands::EXIT_FAILURE }

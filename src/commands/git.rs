@@ -152,40 +152,16 @@ async fn run_git(ctx: &mut Ctx<'_>, app: &AppName, service: GitService) -> CmdRe
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| failed(format!("cannot run git {program}: {e}")))?;
-    let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-    let mut input = ctx.input.take();
-    let stdin_pump = tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        let Some(mut stdin) = stdin else { return };
-        // After the pack the client sends EOF (end of input) and waits for the report.
-        while let Some(chunk) = input.recv().await {
-            if stdin.write_all(&chunk).await.is_err() {
-                break;
-            }
-        }
-    });
-    tokio::join!(copy_output(stdout, &ctx.out, false), copy_output(stderr, &ctx.out, true));
+    let (stdin, stdout, stderr) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    // After the pack the client sends EOF (end of input) and waits for the report.
+    let stdin_pump = tokio::spawn(ctx.input.take().feed(stdin));
+    tokio::join!(ctx.out.copy_from(stdout, false), ctx.out.copy_from(stderr, true));
     let status = child.wait().await;
     stdin_pump.abort();
     match status.ok().and_then(|s| s.code()) {
         Some(0) => Ok(()),
         Some(code) => Err(CmdError::Exit(code)),
         None => Err(CmdError::Exit(super::EXIT_FAILURE)),
-    }
-}
-
-/// Copies a child's output stream to the caller's stdout or stderr until the child closes
-/// it; a caller that is gone makes the writes no-ops, and reading goes on.
-async fn copy_output(from: Option<impl tokio::io::AsyncRead + Unpin>, out: &crate::output::Output, stderr: bool) {
-    use tokio::io::AsyncReadExt;
-    let Some(mut from) = from else { return };
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) if stderr => out.stderr(&buf[..n]).await,
-            Ok(n) => out.stdout(&buf[..n]).await,
-        }
     }
 }
 
@@ -422,7 +398,7 @@ mod tests {
             use tokio::io::AsyncWriteExt;
             child.write_all(&vec![b'x'; 4 * 1024 * 1024]).await.unwrap();
         });
-        copy_output(Some(from), &out, false).await;
+        out.copy_from(from, false).await;
         producer.await.unwrap();
     }
 }
