@@ -311,7 +311,9 @@ impl Drop for Daemon {
         }
         self.kill();
         // nginx and app containers outlive the daemon by design: clean up this root's.
-        if let Ok(pid) = std::fs::read_to_string(self.root().join("nginx/nginx.pid")) {
+        if let Ok(pid) = std::fs::read_to_string(self.root().join("nginx/nginx.pid"))
+            && !pid.trim().is_empty()
+        {
             let _ = Command::new("kill").arg(pid.trim()).status();
         }
         let label = format!("label=berth.root={}", self.root().display());

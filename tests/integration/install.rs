@@ -15,7 +15,9 @@ struct Installed {
 impl Drop for Installed {
     fn drop(&mut self) {
         for pid_file in ["berth.pid", "nginx/nginx.pid"] {
-            if let Ok(pid) = std::fs::read_to_string(self.root.join(pid_file)) {
+            if let Ok(pid) = std::fs::read_to_string(self.root.join(pid_file))
+                && !pid.trim().is_empty()
+            {
                 let _ = Command::new("kill").arg(pid.trim()).status();
             }
         }
