@@ -39,7 +39,6 @@ const LOG_LINES: usize = 20;
 /// How long a new non-web container must keep running to count as started.
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// How long a build may take (`build_timeout` in berth.toml, seconds; an hour by default).
 /// The CPU weight builds get unless set (apps' containers run at 1024).
 pub const DEFAULT_BUILD_CPU_SHARES: u32 = 256;
 /// The largest build memory limit the engine's build API takes as berth calls it (bollard
@@ -72,8 +71,16 @@ fn describe_limits(limits: &crate::runtime::BuildLimits) -> String {
     format!("cpu-shares {}, {memory}", limits.cpu_shares.unwrap_or(1024))
 }
 
+/// How long a build may take (`build_timeout` in berth.toml, seconds; an hour by default).
 fn build_limit(engine: &Engine) -> Duration {
     Duration::from_secs(engine.store.load_global().ok().and_then(|g| g.build_timeout).unwrap_or(3600).max(1))
+}
+
+/// How long the release command, predeploy and postdeploy may each take, as they run with
+/// the app's deploy lock held (`release_timeout` in berth.toml, seconds; an hour by default).
+fn release_limit(engine: &Engine, what: &'static str) -> crate::runtime::TimeLimit {
+    let secs = engine.store.load_global().ok().and_then(|g| g.release_timeout).unwrap_or(3600).max(1);
+    crate::runtime::TimeLimit { limit: Duration::from_secs(secs), what, setting: "release_timeout" }
 }
 
 fn secs(d: Duration) -> String {
@@ -142,7 +149,10 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &str,
                     }
                     let text = context.file("Dockerfile").map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
                     if let Some(image) = crate::dockerfile::foreign_image(app, &crate::dockerfile::image_refs(&text)) {
-                        return Err(format!("The Dockerfile builds from {}: an app may use only public images and its own (berth/{app})", crate::validate::quoted(&image)));
+                        return Err(format!(
+                            "The Dockerfile builds from {}: an app may use only public images and its own (berth/{app})",
+                            crate::validate::quoted(&image)
+                        ));
                     }
                     out.step(format!("Building {app} from Dockerfile ({}; {})", short(&git_sha), describe_limits(&limits))).await;
                     let limit = build_limit(engine);
@@ -238,11 +248,7 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &str,
             Release { env: config.env.clone(), ..successor(active, version, cause) }
         }
         Source::Rollback { version: target } => {
-            let old = releases
-                .releases
-                .iter()
-                .find(|r| r.version == target)
-                .ok_or_else(|| format!("{app} has no release v{target} (see: releases {app})"))?;
+            let old = releases.releases.iter().find(|r| r.version == target).ok_or_else(|| format!("{app} has no release v{target} (see: releases {app})"))?;
             if old.status == Status::Failed {
                 return Err(format!("v{target} of {app} never served (it failed): roll back to a release that did"));
             }
@@ -370,9 +376,10 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &str,
     if let Some(script) = postdeploy {
         out.step(format!("Running postdeploy: {script}")).await;
         let spec = process_spec(engine, app, &config, &release, "postdeploy", 0, Some(release.one_off(shell(&script))));
-        match attached(&runtime, &spec, out).await {
+        match attached(&runtime, &spec, out, release_limit(engine, "postdeploy")).await {
             Ok(0) => {}
             Ok(code) => out.error(format!("postdeploy exited with code {code}; v{version} is serving")).await,
+            Err(e @ crate::runtime::RuntimeError::TimedOut { .. }) => out.error(format!("{e}; v{version} is serving")).await,
             Err(e) => out.error(format!("postdeploy could not run: {e}; v{version} is serving")).await,
         }
     }
@@ -490,7 +497,11 @@ async fn release_phase(engine: &Engine, runtime: &Runtime, app: &str, config: &A
         let started = Instant::now();
         // The command is the release's own (already wrapped by the launcher if needed).
         let spec = process_spec(engine, app, config, release, process::RELEASE_TYPE, 0, Some(command));
-        let code = attached(runtime, &spec, out).await.map_err(|e| format!("the {what} could not run: {e}"))?;
+        let code = match attached(runtime, &spec, out, release_limit(engine, what)).await {
+            Ok(code) => code,
+            Err(e @ crate::runtime::RuntimeError::TimedOut { .. }) => return Err(e.to_string()),
+            Err(e) => return Err(format!("the {what} could not run: {e}")),
+        };
         if code != 0 {
             return Err(format!("the {what} failed with exit code {code}"));
         }
@@ -499,11 +510,11 @@ async fn release_phase(engine: &Engine, runtime: &Runtime, app: &str, config: &A
     Ok(())
 }
 
-/// A one-off container with no stdin, its output streamed to `out`.
-async fn attached(runtime: &Runtime, spec: &ContainerSpec<'_>, out: &Output) -> Result<i64, String> {
+/// A one-off container with no stdin, its output streamed to `out`, stopped after `limit`.
+async fn attached(runtime: &Runtime, spec: &ContainerSpec<'_>, out: &Output, limit: crate::runtime::TimeLimit) -> Result<i64, crate::runtime::RuntimeError> {
     let (_, mut input) = Input::channel(1);
     let client = Client { out, input: &mut input, terminal: None };
-    runtime.run_once(spec, client).await.map_err(|e| e.to_string())
+    runtime.run_once_within(spec, client, Some(limit)).await
 }
 
 /// What a container of `process` (index `index`) of `release` runs: the release's image
@@ -569,7 +580,15 @@ struct Swapped {
 /// checks; others: still running after a moment) and plans the site that routes to the new
 /// web containers (checked by nginx, not yet in place). On any failure the new containers
 /// are removed.
-async fn swap(engine: &Engine, runtime: &Runtime, app: &str, config: &AppConfig, release: &Release, keeps_serving: &str, out: &Output) -> Result<Swapped, String> {
+async fn swap(
+    engine: &Engine,
+    runtime: &Runtime,
+    app: &str,
+    config: &AppConfig,
+    release: &Release,
+    keeps_serving: &str,
+    out: &Output,
+) -> Result<Swapped, String> {
     // Listed before anything new starts: exactly what retires once traffic has moved.
     let retiring = runtime.containers(app).await.map_err(|e| e.to_string())?;
     let draining = engine.nginx.peers(app);
@@ -836,7 +855,9 @@ pub async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32,
 /// left out (the app keeps being served over plain http) rather than failing the route.
 async fn site_tls(engine: &Engine, app: &str, config: &AppConfig, out: &Output) -> Option<proxy::SiteTls> {
     match crate::https::current(engine, app) {
-        Ok(Some((state, info))) => Some(proxy::SiteTls { bundle: engine.store.tls_bundle_path(app, &state), names: info.names, hsts: config.nginx.hsts_header() }),
+        Ok(Some((state, info))) => {
+            Some(proxy::SiteTls { bundle: engine.store.tls_bundle_path(app, &state), names: info.names, hsts: config.nginx.hsts_header() })
+        }
         Ok(None) => None,
         Err(e) => {
             tracing::error!(app, "{e}");

@@ -11,7 +11,15 @@ pub fn image_refs(text: &str) -> Vec<String> {
     let mut refs = Vec::new();
     for line in logical_lines(text) {
         let mut words = line.split_whitespace();
-        let Some(instruction) = words.next() else { continue };
+        let Some(mut instruction) = words.next() else { continue };
+        // `ONBUILD COPY --from=…` runs in a later build (of an image made from this one),
+        // where this file's stage names mean nothing: its sources are always images.
+        let onbuild = instruction.eq_ignore_ascii_case("ONBUILD");
+        if onbuild {
+            let Some(inner) = words.next() else { continue };
+            instruction = inner;
+        }
+        let stages_here: &[String] = if onbuild { &[] } else { &stages };
         let rest: Vec<&str> = words.collect();
         match instruction.to_ascii_uppercase().as_str() {
             "ARG" => {
@@ -38,7 +46,7 @@ pub fn image_refs(text: &str) -> Vec<String> {
                 for flag in rest.iter().take_while(|w| w.starts_with("--")) {
                     if let Some(source) = flag.strip_prefix("--from=") {
                         let source = substitute(source, &args);
-                        if !stages.contains(&source.to_ascii_lowercase()) && source.parse::<usize>().is_err() {
+                        if !stages_here.contains(&source.to_ascii_lowercase()) && source.parse::<usize>().is_err() {
                             refs.push(source);
                         }
                     }
@@ -58,7 +66,10 @@ pub fn foreign_image(app: &str, refs: &[String]) -> Option<String> {
         .find(|r| {
             let name = r.to_ascii_lowercase();
             let name = name.strip_prefix("docker.io/").or_else(|| name.strip_prefix("index.docker.io/")).unwrap_or(&name);
-            if name.contains('$') {
+            // A variable left in it, or an image ID (`sha256:…` or a bare hex prefix), which
+            // can name any local image, another app's too.
+            let bare = name.split('@').next().unwrap_or_default();
+            if name.contains('$') || name.starts_with("sha256:") || (!bare.is_empty() && bare.chars().all(|c| c.is_ascii_hexdigit())) {
                 return true;
             }
             match name.strip_prefix("berth/") {
@@ -72,8 +83,10 @@ pub fn foreign_image(app: &str, refs: &[String]) -> Option<String> {
         .cloned()
 }
 
-/// Instructions with their continuations joined, comments and blank lines dropped.
+/// Instructions with their continuations joined, comments and blank lines dropped. The
+/// continuation character is `\\`, or what an `# escape=` parser directive at the top sets.
 fn logical_lines(text: &str) -> Vec<String> {
+    let escape = escape_directive(text).unwrap_or('\\');
     let mut lines = Vec::new();
     let mut current = String::new();
     for raw in text.lines() {
@@ -81,7 +94,7 @@ fn logical_lines(text: &str) -> Vec<String> {
         if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
             continue;
         }
-        match trimmed.strip_suffix('\\') {
+        match trimmed.strip_suffix(escape) {
             Some(part) => {
                 current.push_str(part);
                 current.push(' ');
@@ -96,6 +109,24 @@ fn logical_lines(text: &str) -> Vec<String> {
         lines.push(current);
     }
     lines
+}
+
+/// The escape character an `# escape=C` parser directive sets. Directives are read, as
+/// Docker reads them, only from the comment lines at the very top (any line that is not a
+/// directive ends them); a directive that is not `escape` (`# syntax=…`) is skipped.
+fn escape_directive(text: &str) -> Option<char> {
+    for line in text.lines() {
+        let body = line.trim().strip_prefix('#')?;
+        let (key, value) = body.split_once('=')?;
+        let key = key.trim();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return None;
+        }
+        if key.eq_ignore_ascii_case("escape") {
+            return value.trim().chars().next();
+        }
+    }
+    None
 }
 
 /// `$NAME` and `${NAME}` (also `${NAME:-default}`) replaced by the ARG values known so far;
@@ -151,6 +182,15 @@ mod tests {
             "FROM \\\n  BERTH/OTHER:v1\n",
             "FROM berth/other@sha256:abc\n",
             "ARG UNKNOWN\nFROM berth/$UNKNOWN:v1\n",
+            // The continuation character changed by a parser directive.
+            "# escape=`\nFROM `\n  berth/other:v1\n",
+            "#syntax=docker/dockerfile:1\n# ESCAPE = `\nFROM berth-test/busybox\nCOPY `\n --from=berth/other:v1 /a /b\n",
+            // A trigger for the builds of images made from this one.
+            "FROM berth-test/busybox AS base\nONBUILD COPY --from=berth/other:v1 /a /b\n",
+            // Image IDs name any local image.
+            "FROM sha256:4f2a6b1c\n",
+            "FROM 4f2a6b1c9d0e\n",
+            "FROM berth-test/busybox\nCOPY --from=4f2a6b /a /b\n",
         ] {
             assert!(refused("mine", dockerfile).is_some(), "{dockerfile:?}");
         }
@@ -166,6 +206,10 @@ mod tests {
             "FROM --platform=linux/amd64 debian:bookworm\n",
             "FROM berth/stack:bookworm\n",
             "ARG TAG\nFROM debian:${TAG:-bookworm}\n",
+            // A backslash is an ordinary character once the escape is a backtick.
+            "# escape=`\nFROM berth-test/busybox\nRUN echo \\\nFROM berth/mine:v1\n",
+            // A directive after the first line that is not one is only a comment.
+            "FROM berth-test/busybox\n# escape=`\nRUN echo `\n",
         ] {
             assert_eq!(refused("mine", dockerfile), None, "{dockerfile:?}");
         }

@@ -292,7 +292,9 @@ impl Nginx {
         let _ = std::fs::remove_file(&conf);
         checked.map_err(|e| match e {
             ProxyError::Nginx(m) if m.contains("key values mismatch") => ProxyError::Nginx("the private key does not match the certificate".into()),
-            ProxyError::Nginx(m) if m.contains("PEM") || m.contains("SSL_CTX_use") => ProxyError::Nginx(format!("nginx cannot load the certificate or key: {m}")),
+            ProxyError::Nginx(m) if m.contains("PEM") || m.contains("SSL_CTX_use") => {
+                ProxyError::Nginx(format!("nginx cannot load the certificate or key: {m}"))
+            }
             other => other,
         })
     }
@@ -690,11 +692,7 @@ fn create_public_dir(dir: &Path) -> Result<(), ProxyError> {
 }
 
 fn children(pid: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default().split_whitespace().filter_map(|p| p.parse().ok()).collect()
 }
 
 /// A worker that got QUIT has closed its listening sockets and says so in its title.
@@ -769,18 +767,11 @@ mod tests {
         let ports = vec![PortMap::DEFAULT, map("https:443:5000")];
         let domains = vec!["a.com".to_string(), "new.com".to_string()];
         let site = plan_site(&routing(&domains, &ports, tls(&["a.com"])), Path::new("/acme")).unwrap();
-        let names: Vec<(&str, &str, bool, bool)> = site
-            .servers
-            .iter()
-            .map(|s| (s.listen.as_str(), s.server_names.as_str(), s.certificate.is_some(), s.redirect.is_some()))
-            .collect();
+        let names: Vec<(&str, &str, bool, bool)> =
+            site.servers.iter().map(|s| (s.listen.as_str(), s.server_names.as_str(), s.certificate.is_some(), s.redirect.is_some())).collect();
         assert_eq!(
             names,
-            vec![
-                ("127.0.0.1:8080", "new.com", false, false),
-                ("127.0.0.1:8080", "a.com", false, true),
-                ("127.0.0.1:8443 ssl http2", "a.com", true, false),
-            ]
+            vec![("127.0.0.1:8080", "new.com", false, false), ("127.0.0.1:8080", "a.com", false, true), ("127.0.0.1:8443 ssl http2", "a.com", true, false),]
         );
         assert_eq!(site.servers[1].redirect.as_deref(), Some(":8443"));
         // No https mapping: the certificate is kept but nothing redirects.
@@ -852,6 +843,68 @@ mod tests {
         let check = nginx.render_main(Path::new("/c.conf"), Path::new("/p.pid"), false).unwrap();
         assert!(!check.contains("default_server"));
         assert!(!check.contains("control.sock"), "a site's check binds nothing: {check}");
+    }
+
+    /// Domains, random but repeatable: from an alphabet that mixes what validation takes
+    /// and what it refuses (the property is about what it takes), and built label by label
+    /// up to the limits (63 per label, 253 in all), wildcards too.
+    fn domains_to_try(count: usize) -> Vec<String> {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        const INNER: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-";
+        const ANY: &[u8] = b"abcz09-._*AZ\x20;{}$\"'";
+        let mut out = vec!["a".repeat(63) + "." + &"b".repeat(63) + "." + &"c".repeat(63) + "." + &"d".repeat(61), "*.".to_string() + &"e".repeat(63) + ".com"];
+        for i in 0..count {
+            let name = if i % 3 == 0 {
+                (0..1 + next(80)).map(|_| ANY[next(ANY.len())] as char).collect()
+            } else {
+                let labels: Vec<String> = (0..1 + next(6))
+                    .map(|_| {
+                        let len = [1, 2, 63, 1 + next(63)][next(4)];
+                        let mut label: String = (0..len).map(|_| INNER[next(INNER.len())] as char).collect();
+                        label.replace_range(..1, "x");
+                        if len > 1 {
+                            label.replace_range(len - 1.., "y");
+                        }
+                        label
+                    })
+                    .collect();
+                let name = labels.join(".");
+                let name = if next(5) == 0 { format!("*.{name}") } else { name };
+                name.chars().take(253).collect::<String>().trim_end_matches(['.', '-']).to_string()
+            };
+            out.push(name);
+        }
+        out
+    }
+
+    /// The property behind domain validation: whatever it accepts, nginx serves. An app's
+    /// site of accepted names passes `nginx -t` (a name once broke every reload through
+    /// the server-names hash), one name at a time and all at once.
+    #[tokio::test]
+    async fn every_domain_validation_accepts_renders_into_a_site_nginx_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let nginx = Nginx::new(dir.path(), listen());
+        for sub in ["logs", "tmp", "sites", "lua"] {
+            std::fs::create_dir_all(nginx.prefix.join(sub)).unwrap();
+        }
+        let accepted: Vec<String> = domains_to_try(600).iter().filter_map(|d| crate::validate::domain(d).ok()).collect();
+        assert!(accepted.len() > 300, "the generator should mostly make valid names: {}", accepted.len());
+        assert!(accepted.iter().any(|d| d.len() == 253) && accepted.iter().any(|d| d.starts_with("*.")));
+        let mut sites: Vec<Vec<String>> = accepted.iter().take(40).map(|d| vec![d.clone()]).collect();
+        sites.push(accepted.clone());
+        for domains in sites {
+            let site = plan_site(&routing(&domains, &[PortMap::DEFAULT, map("http:8081:5000")], None), &nginx.acme_root()).unwrap();
+            let text = nginx.render_site(&site).unwrap();
+            if let Err(e) = nginx.check_site("web", &text).await {
+                panic!("nginx refused a site of accepted names {domains:?}: {e}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -9,8 +9,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListNetworksOptionsBuilder, LogsOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListNetworksOptionsBuilder, LogsOptions, RemoveContainerOptions, StopContainerOptions,
 };
 use futures_util::StreamExt;
 
@@ -51,8 +50,18 @@ pub enum RuntimeError {
     /// A build container exited with this code.
     #[error("the build exited with code {0}")]
     Exited(i64),
-    #[error("the build was stopped after {0}s (build_timeout in berth.toml)")]
-    TimedOut(u64),
+    /// What ran was stopped after `secs`, as the berth.toml `setting` allows.
+    #[error("the {what} was stopped after {secs}s ({setting} in berth.toml)")]
+    TimedOut { what: &'static str, secs: u64, setting: &'static str },
+}
+
+/// How long a one-off container may run: `what` it runs, and the berth.toml `setting`
+/// that gives the limit (both for the error).
+#[derive(Debug, Clone, Copy)]
+pub struct TimeLimit {
+    pub limit: Duration,
+    pub what: &'static str,
+    pub setting: &'static str,
 }
 
 /// A container that runs once, from `image`, and is committed as a new image if it succeeds
@@ -371,7 +380,7 @@ impl Runtime {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let Ok(item) = tokio::time::timeout_at(deadline, stream.next()).await else {
-                return Err(RuntimeError::TimedOut(limit.as_secs()));
+                return Err(RuntimeError::TimedOut { what: "build", secs: limit.as_secs(), setting: "build_timeout" });
             };
             let Some(item) = item else { break };
             match item {
@@ -590,6 +599,11 @@ impl Runtime {
     /// and the container is removed afterwards. Returns its exit code; if the client goes
     /// away first, the container is removed at once (-1).
     pub async fn run_once(&self, spec: &ContainerSpec<'_>, client: Client<'_>) -> Result<i64, RuntimeError> {
+        self.run_once_within(spec, client, None).await
+    }
+
+    /// `run_once`, stopped (and its container removed) after `limit`.
+    pub async fn run_once_within(&self, spec: &ContainerSpec<'_>, client: Client<'_>, limit: Option<TimeLimit>) -> Result<i64, RuntimeError> {
         let labels = HashMap::from([
             (LABEL_APP.to_string(), spec.app.to_string()),
             (LABEL_PROCESS.to_string(), spec.process.to_string()),
@@ -625,8 +639,14 @@ impl Runtime {
                 return Ok(-1);
             }
             self.exit_code(&id).await
-        }
-        .await;
+        };
+        let result = match limit {
+            Some(l) => {
+                tokio::time::timeout(l.limit, result).await.unwrap_or(Err(RuntimeError::TimedOut { what: l.what, secs: l.limit.as_secs(), setting: l.setting }))
+            }
+            None => result.await,
+        };
+        // Removed (killed if it still runs) whatever happened.
         let _ = self.remove(&id).await;
         result
     }
@@ -856,7 +876,11 @@ impl Runtime {
             .into_iter()
             // Containers of images committed by an older berth inherit a one-off label:
             // a process (it has an index) or a service container is never a one-off.
-            .filter(|c| c.labels.as_ref().is_some_and(|l| l.get(LABEL_ONE_OFF).is_some_and(|v| !v.is_empty()) && !l.contains_key(LABEL_INDEX) && !l.contains_key(LABEL_SERVICE)))
+            .filter(|c| {
+                c.labels
+                    .as_ref()
+                    .is_some_and(|l| l.get(LABEL_ONE_OFF).is_some_and(|v| !v.is_empty()) && !l.contains_key(LABEL_INDEX) && !l.contains_key(LABEL_SERVICE))
+            })
             .filter_map(|c| Some((c.id?, c.labels.and_then(|mut l| l.remove(LABEL_DAEMON)))))
             .collect())
     }
@@ -900,10 +924,7 @@ impl Runtime {
     /// Container events of this root's containers, as the engine reports them; ends (or
     /// errs) when the engine goes away.
     pub fn events(&self) -> impl futures_util::Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {
-        let filters = HashMap::from([
-            ("type".to_string(), vec!["container".to_string()]),
-            ("label".to_string(), vec![format!("{LABEL_ROOT}={}", self.root)]),
-        ]);
+        let filters = HashMap::from([("type".to_string(), vec!["container".to_string()]), ("label".to_string(), vec![format!("{LABEL_ROOT}={}", self.root)])]);
         let options = bollard::query_parameters::EventsOptions { filters: Some(filters), ..Default::default() };
         self.docker.events(Some(options)).filter_map(|item| async move {
             match item {
@@ -1001,7 +1022,11 @@ impl Runtime {
             Ok(Committed { image: committed.id, collected })
         };
         let result = match job.time_limit {
-            Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or(Err(RuntimeError::TimedOut(limit.as_secs()))),
+            Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or(Err(RuntimeError::TimedOut {
+                what: "build",
+                secs: limit.as_secs(),
+                setting: "build_timeout",
+            })),
             None => work.await,
         };
         // Removed (killed if it still runs) whatever happened.
@@ -1037,11 +1062,8 @@ impl Runtime {
     /// not there.
     pub async fn exposed_ports(&self, image: &str) -> Vec<u16> {
         let Ok(info) = self.docker.inspect_image(image).await else { return Vec::new() };
-        let mut ports: Vec<u16> = info
-            .config
-            .and_then(|c| c.exposed_ports)
-            .map(|p| p.iter().filter_map(|k| k.strip_suffix("/tcp")?.parse().ok()).collect())
-            .unwrap_or_default();
+        let mut ports: Vec<u16> =
+            info.config.and_then(|c| c.exposed_ports).map(|p| p.iter().filter_map(|k| k.strip_suffix("/tcp")?.parse().ok()).collect()).unwrap_or_default();
         ports.sort_unstable();
         ports
     }
@@ -1061,7 +1083,8 @@ impl Runtime {
 
     /// `docker import`: a root filesystem tar stream becomes the image `repo:tag`.
     pub async fn import(&self, rootfs: impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static, repo: &str, tag: &str) -> Result<(), RuntimeError> {
-        let options = bollard::query_parameters::CreateImageOptions { from_src: Some("-".into()), repo: Some(repo.into()), tag: Some(tag.into()), ..Default::default() };
+        let options =
+            bollard::query_parameters::CreateImageOptions { from_src: Some("-".into()), repo: Some(repo.into()), tag: Some(tag.into()), ..Default::default() };
         let mut stream = self.docker.create_image(Some(options), Some(bollard::body_stream(rootfs)), None);
         while let Some(item) = stream.next().await {
             item?;
@@ -1104,7 +1127,11 @@ impl Runtime {
     /// Regular files of an image, read from a container of it that never starts (None
     /// for a path that is not a file there).
     pub async fn image_files(&self, image: &str, paths: &[String]) -> Result<Vec<Option<Vec<u8>>>, RuntimeError> {
-        let labels = HashMap::from([(LABEL_ROOT.to_string(), self.root.clone()), (LABEL_ONE_OFF.to_string(), "inspect".to_string()), (LABEL_DAEMON.to_string(), daemon_run().to_string())]);
+        let labels = HashMap::from([
+            (LABEL_ROOT.to_string(), self.root.clone()),
+            (LABEL_ONE_OFF.to_string(), "inspect".to_string()),
+            (LABEL_DAEMON.to_string(), daemon_run().to_string()),
+        ]);
         let body = ContainerCreateBody { image: Some(image.to_string()), labels: Some(labels), cmd: Some(vec!["true".into()]), ..Default::default() };
         let id = self.docker.create_container(None, body).await?.id;
         let mut files = Vec::new();

@@ -25,6 +25,9 @@ pub struct GlobalConfig {
     /// Seconds a build may take before it is stopped (default 3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_timeout: Option<u64>,
+    /// Seconds the release command, predeploy and postdeploy may each take (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_timeout: Option<u64>,
     /// Global domains: a new app gets `<app>.<domain>` for each.
     #[serde(default)]
     pub global_domains: Vec<String>,

@@ -188,6 +188,23 @@ fn a_build_that_runs_too_long_is_stopped_and_the_old_release_keeps_serving() {
     assert!(out.stderr.contains("the build was stopped after 3s (build_timeout in berth.toml)"), "{}", out.stderr);
     assert!(started.elapsed() < Duration::from_secs(40), "the push took {:?}", started.elapsed());
     assert_eq!(get(&d, "slow.example.com"), (200, "slow v1".into()));
+
+    // The release phase holds the deploy lock too: a release command that would take a
+    // minute is stopped at `release_timeout`, its container goes, and the next push deploys.
+    d.setting("release_timeout = 3".into());
+    repo.write("Dockerfile", &web_dockerfile("slow v2", 0))
+        .write("Procfile", "web: sh -c 'exec httpd -f -p $PORT -h /www'\nrelease: sleep 60\n")
+        .commit("slow release");
+    let started = Instant::now();
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("the release command was stopped after 3s (release_timeout in berth.toml)"), "{}", out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(40), "the push took {:?}", started.elapsed());
+    assert_eq!(get(&d, "slow.example.com"), (200, "slow v1".into()));
+    assert!(d.container_ids(true, &["berth.app=slow", "berth.one-off=release"]).is_empty());
+    repo.write("Procfile", "web: sh -c 'exec httpd -f -p $PORT -h /www'\nrelease: sh -c 'exit 0'\n").commit("quick release");
+    repo.push(&d, "main").ok();
+    assert_eq!(get(&d, "slow.example.com"), (200, "slow v2".into()));
 }
 
 #[test]
@@ -205,6 +222,8 @@ fn a_dockerfile_cannot_build_from_another_apps_image() {
         "FROM berth/victim:v1\n",
         "ARG B=berth/victim:v1\nFROM ${B}\n",
         "FROM berth-test/busybox\nCOPY --from=docker.io/berth/victim:v1 /www /www\n",
+        "# escape=`\nFROM `\n  berth/victim:v1\n",
+        "FROM berth-test/busybox\nONBUILD COPY --from=berth/victim:v1 /www /www\n",
     ] {
         thief.write("Dockerfile", dockerfile).commit("steal");
         let out = thief.push_as(&mallory, &["main"]);
