@@ -71,6 +71,12 @@ impl Acme<'_> {
         AcmeError::Server { server: settings.server.clone(), message: e.to_string() }
     }
 
+    /// With the error's causes: an HTTP client's own message ("client error (Connect)")
+    /// does not say what went wrong.
+    fn request_failed(&self, settings: &AcmeSettings, e: impl std::error::Error) -> AcmeError {
+        self.server_error(settings, with_causes(&e))
+    }
+
     /// The account for this directory: the stored one, or a new one (stored at once).
     async fn account(&self, settings: &AcmeSettings, fresh: bool, out: &Output) -> Result<Account, AcmeError> {
         let path = self.account_file(&settings.server);
@@ -79,14 +85,14 @@ impl Acme<'_> {
             && let Ok(stored) = serde_json::from_str::<StoredAccount>(&text)
             && stored.server == settings.server
         {
-            let account = builder(settings)?.from_credentials(stored.credentials).await.map_err(|e| self.server_error(settings, e))?;
+            let account = builder(settings)?.from_credentials(stored.credentials).await.map_err(|e| self.request_failed(settings, e))?;
             if stored.email != settings.email {
                 let contact = format!("mailto:{}", settings.email);
-                account.update_contacts(&[contact.as_str()]).await.map_err(|e| self.server_error(settings, e))?;
+                account.update_contacts(&[contact.as_str()]).await.map_err(|e| self.request_failed(settings, e))?;
                 // The credentials went into the account: read them again to store the new email.
                 if let Ok(mut again) = serde_json::from_str::<StoredAccount>(&text) {
                     again.email = settings.email.clone();
-                    let bytes = serde_json::to_vec(&again).map_err(|e| self.server_error(settings, e))?;
+                    let bytes = serde_json::to_vec(&again).map_err(|e| self.request_failed(settings, e))?;
                     self.write_private(&path, &bytes)?;
                 }
             }
@@ -97,9 +103,9 @@ impl Acme<'_> {
         let (account, credentials) = builder(settings)?
             .create(&NewAccount { contact: &[contact.as_str()], terms_of_service_agreed: true, only_return_existing: false }, settings.server.clone(), None)
             .await
-            .map_err(|e| self.server_error(settings, e))?;
+            .map_err(|e| self.request_failed(settings, e))?;
         let stored = StoredAccount { server: settings.server.clone(), email: settings.email.clone(), credentials };
-        let text = serde_json::to_vec(&stored).map_err(|e| self.server_error(settings, e))?;
+        let text = serde_json::to_vec(&stored).map_err(|e| self.request_failed(settings, e))?;
         self.write_private(&path, &text)?;
         out.step(format!("Registered account {} with {} in {}", settings.email, settings.server, secs(started.elapsed()))).await;
         Ok(account)
@@ -133,16 +139,16 @@ impl Acme<'_> {
             // The server forgot the account (a test CA restarted, or it was deactivated).
             Err(instant_acme::Error::Api(p)) if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:accountDoesNotExist") => {
                 account = self.account(settings, true, out).await?;
-                account.new_order(&NewOrder::new(&identifiers)).await.map_err(|e| self.server_error(settings, e))?
+                account.new_order(&NewOrder::new(&identifiers)).await.map_err(|e| self.request_failed(settings, e))?
             }
-            Err(e) => return Err(self.server_error(settings, e)),
+            Err(e) => return Err(self.request_failed(settings, e)),
         };
 
         let mut written = Vec::new();
         let validated = async {
             let mut authorizations = order.authorizations();
             while let Some(authz) = authorizations.next().await {
-                let mut authz = authz.map_err(|e| self.server_error(settings, e))?;
+                let mut authz = authz.map_err(|e| self.request_failed(settings, e))?;
                 let domain = authz.identifier().to_string();
                 match authz.status {
                     AuthorizationStatus::Valid => {
@@ -169,7 +175,7 @@ impl Acme<'_> {
                 Ok(_) => Ok(()),
                 // Some CAs answer a poll of an invalid order with the validation's problem.
                 Err(instant_acme::Error::Api(p)) if is_validation_problem(&p) => Err(self.why_invalid(settings, &mut order).await),
-                Err(e) => Err(self.server_error(settings, e)),
+                Err(e) => Err(self.request_failed(settings, e)),
             }
         }
         .await;
@@ -181,11 +187,11 @@ impl Acme<'_> {
 
         let started = Instant::now();
         let (key_pem, csr) = tls::key_and_csr(domains).map_err(|e| AcmeError::Refused(e.to_string()))?;
-        order.finalize_csr(&csr).await.map_err(|e| self.server_error(settings, e))?;
+        order.finalize_csr(&csr).await.map_err(|e| self.request_failed(settings, e))?;
         let chain = order
             .poll_certificate(&RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(ISSUE_TIMEOUT))
             .await
-            .map_err(|e| self.server_error(settings, e))?;
+            .map_err(|e| self.request_failed(settings, e))?;
         let bundle = Bundle::new(&chain, &key_pem, crate::unix_now() as i64).map_err(|e| self.server_error(settings, format!("the issued certificate is unusable: {e}")))?;
         out.step(format!("Certificate issued in {} (expires {} UTC)", secs(started.elapsed()), tls::utc(bundle.info.not_after))).await;
         Ok(bundle)
@@ -197,7 +203,7 @@ impl Acme<'_> {
             instant_acme::Error::Api(p) if is_validation_problem(&p) => {
                 AcmeError::Validation { domain: domain.to_string(), detail: one_line(&p.detail.unwrap_or_default()) }
             }
-            other => self.server_error(settings, other),
+            other => self.request_failed(settings, other),
         }
     }
 
@@ -231,6 +237,20 @@ fn builder(settings: &AcmeSettings) -> Result<instant_acme::AccountBuilder, Acme
 
 fn is_validation_problem(p: &instant_acme::Problem) -> bool {
     p.r#type.as_deref().is_some_and(|t| VALIDATION_PROBLEMS.iter().any(|v| t.ends_with(v)))
+}
+
+/// `e` and each of its sources not already in its text, on one line.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    one_line(&text)
 }
 
 fn one_line(text: &str) -> String {

@@ -55,7 +55,8 @@ pub fn current(engine: &Engine, app: &str) -> Result<Option<(TlsState, CertInfo)
 }
 
 /// Puts `bundle` in service for the app (see the module's comment for the order). Call
-/// with the app's deploy lock held.
+/// with the app's deploy lock held. A Let's Encrypt certificate also marks Let's Encrypt
+/// enabled for the app, in the same write as the certificate.
 pub async fn install(engine: &Engine, app: &str, bundle: &Bundle, source: CertSource, out: &Output) -> Result<(), String> {
     let store = &engine.store;
     let file = store.write_tls_bundle(app, bundle).map_err(|e| e.to_string())?;
@@ -64,20 +65,32 @@ pub async fn install(engine: &Engine, app: &str, bundle: &Bundle, source: CertSo
         let _ = store.prune_tls(app);
         return Err(e.to_string());
     }
-    let (previous_tls, previous_ports) = {
+    let (previous_tls, previous) = {
         let _lock = store.lock_app(app).await;
         let previous_tls = store.load_tls(app).map_err(|e| e.to_string())?;
         let mut config = store.load_app(app).map_err(|e| e.to_string())?;
-        let previous_ports = config.ports.clone();
+        let previous = config.clone();
         // As dokku does: a certificate brings an https mapping to the app's container port.
-        if !config.ports.iter().any(|p| p.scheme == Scheme::Https) {
+        let added = !config.ports.iter().any(|p| p.scheme == Scheme::Https);
+        if added {
             let container = config.effective_ports().iter().find(|p| p.scheme == Scheme::Http).map(|p| p.container).unwrap_or_else(|| config.container_port());
             config.ports = config.effective_ports();
             config.ports.push(PortMap { scheme: Scheme::Https, host: 443, container });
+        }
+        if source == CertSource::Letsencrypt {
+            let letsencrypt = &mut config.letsencrypt;
+            // Enabling records whether it added the mapping (disabling removes only that);
+            // a renewal keeps what enabling recorded, unless it had to add the mapping again.
+            if !letsencrypt.enabled || added {
+                letsencrypt.https_port_added = Some(added);
+            }
+            letsencrypt.enabled = true;
+        }
+        if config != previous {
             store.save_app(app, &config).map_err(|e| e.to_string())?;
         }
         store.save_tls(app, &state).map_err(|e| e.to_string())?;
-        (previous_tls, previous_ports)
+        (previous_tls, previous)
     };
     if let Err(e) = crate::deploy::reroute(engine, app, out).await {
         let _lock = store.lock_app(app).await;
@@ -85,37 +98,68 @@ pub async fn install(engine: &Engine, app: &str, bundle: &Bundle, source: CertSo
             Some(old) => store.save_tls(app, old).map_err(|e| e.to_string())?,
             None => store.remove_tls(app).map_err(|e| e.to_string())?,
         }
+        // Only what this changed goes back: other settings may have changed meanwhile.
         if let Ok(mut config) = store.load_app(app) {
-            config.ports = previous_ports;
+            config.ports = previous.ports;
+            config.letsencrypt.enabled = previous.letsencrypt.enabled;
+            config.letsencrypt.https_port_added = previous.letsencrypt.https_port_added;
             let _ = store.save_app(app, &config);
         }
         let _ = store.prune_tls(app);
         return Err(e);
     }
+    {
+        let _lock = store.lock_app(app).await;
+        let _ = store.clear_pending_renewal(app);
+    }
     let _ = store.prune_tls(app);
     let info = &bundle.info;
-    out.step(format!("{app} serves https for {} with a {source} certificate (expires {} UTC)", info.names.join(", "), crate::tls::utc(info.not_after)))
-        .await;
+    out.step(format!("{app} serves https for {} with a {source} certificate (expires {} UTC)", info.names.join(", "), crate::tls::utc(info.not_after))).await;
     Ok(())
 }
 
-/// Takes the app's certificate out of service: https mappings go, plain http serves again
-/// without a redirect. Call with the app's deploy lock held.
-pub async fn remove(engine: &Engine, app: &str, out: &Output) -> Result<bool, String> {
+/// Which https mappings go when an app's certificate does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpsMappings {
+    /// Every one (`certs:remove`: back to plain http).
+    All,
+    /// Only the one `letsencrypt:enable` added (`letsencrypt:disable`: back to the state
+    /// before enabling, so a mapping of the user's stays).
+    AddedByLetsencrypt,
+}
+
+/// The app's port mappings once its certificate is gone. Pure.
+fn ports_without_certificate(config: &AppConfig, mappings: HttpsMappings) -> Vec<PortMap> {
+    // Enabling adds `https:443:<port>`; state from a berth that did not record whether it
+    // did (None) is taken to have had it added, as that berth always did on an app without one.
+    let added_by_enable = config.letsencrypt.https_port_added != Some(false);
+    let mut ports = config.ports.clone();
+    match mappings {
+        HttpsMappings::All => ports.retain(|p| p.scheme != Scheme::Https),
+        HttpsMappings::AddedByLetsencrypt => ports.retain(|p| !(added_by_enable && p.scheme == Scheme::Https && p.host == 443)),
+    }
+    // What remains may be just the default mapping: keep the default implicit again.
+    if ports == [PortMap::DEFAULT] {
+        ports.clear();
+    }
+    ports
+}
+
+/// Takes the app's certificate out of service with the given https mappings; plain http
+/// serves again without a redirect. Call with the app's deploy lock held.
+pub async fn remove(engine: &Engine, app: &str, mappings: HttpsMappings, out: &Output) -> Result<bool, String> {
     let store = &engine.store;
     {
         let _lock = store.lock_app(app).await;
         let had = store.load_tls(app).map_err(|e| e.to_string())?.is_some();
         let mut config = store.load_app(app).map_err(|e| e.to_string())?;
         let before = config.clone();
-        config.ports.retain(|p| p.scheme != Scheme::Https);
-        // What remains may be just the default mapping: keep the default implicit again.
-        if config.ports == [PortMap::DEFAULT] || config.ports.is_empty() {
-            config.ports.clear();
-        }
+        config.ports = ports_without_certificate(&config, mappings);
+        config.letsencrypt.https_port_added = None;
         if config != before {
             store.save_app(app, &config).map_err(|e| e.to_string())?;
         }
+        store.clear_pending_renewal(app).map_err(|e| e.to_string())?;
         if !had && config == before {
             return Ok(false);
         }
@@ -126,10 +170,58 @@ pub async fn remove(engine: &Engine, app: &str, out: &Output) -> Result<bool, St
     Ok(true)
 }
 
-/// Issues a Let's Encrypt certificate for every domain of the app and puts it in service.
-/// The ACME exchange runs without the deploy lock (deploys go on); installing takes it.
-pub async fn issue_letsencrypt(engine: &Engine, app: &str, out: &Output) -> Result<(), String> {
-    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
+/// What an app's Let's Encrypt setting and certificate were when a certificate was ordered.
+#[derive(Debug, Clone, PartialEq)]
+struct Basis {
+    enabled: bool,
+    /// The certificate's source and bundle file.
+    cert: Option<(CertSource, String)>,
+}
+
+impl Basis {
+    fn read(engine: &Engine, app: &str) -> Result<(AppConfig, Basis), String> {
+        let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
+        let cert = engine.store.load_tls(app).map_err(|e| e.to_string())?.map(|s| (s.source, s.file));
+        let basis = Basis { enabled: config.letsencrypt.enabled, cert };
+        Ok((config, basis))
+    }
+}
+
+/// Why a certificate ordered when the app was `started` must not replace what it has `now`,
+/// or None. `current` is the Let's Encrypt certificate it serves now (if it does). Pure.
+fn superseded(started: &Basis, now: &Basis, domains: &[String], current: Option<&CertInfo>, new: &CertInfo) -> Option<String> {
+    if started.enabled && !now.enabled {
+        return Some("Let's Encrypt was disabled for it meanwhile".into());
+    }
+    match (&started.cert, &now.cert) {
+        (_, Some((source, _))) if *source != CertSource::Letsencrypt && now.cert != started.cert => {
+            return Some(format!("it got a {source} certificate meanwhile"));
+        }
+        (Some(_), None) => return Some("its certificate was removed meanwhile".into()),
+        _ => {}
+    }
+    // Another issuance finished first (a renewal and a domains:add, say): keep the one
+    // that covers more of the app's domains.
+    let lost = domains.iter().find(|d| current.is_some_and(|c| c.covers(d)) && !new.covers(d))?;
+    Some(format!("a certificate that also covers {lost} was installed meanwhile"))
+}
+
+/// What an issuance did.
+#[derive(Debug, PartialEq)]
+pub enum Issued {
+    Installed,
+    /// The certificate was issued but not installed: the app's Let's Encrypt setting or
+    /// certificate changed while it was ordered (why).
+    Dropped(String),
+}
+
+/// Issues a Let's Encrypt certificate for every domain of the app and puts it in service
+/// (Let's Encrypt is then enabled for the app). The ACME exchange runs without the deploy
+/// lock (deploys go on); installing takes it, and installs only if nothing changed the
+/// app's Let's Encrypt setting or certificate meanwhile in a way that makes the new one
+/// unwanted (`letsencrypt:disable`, `certs:remove`, `certs:add`, a better one installed).
+pub async fn issue_letsencrypt(engine: &Engine, app: &str, out: &Output) -> Result<Issued, String> {
+    let (config, started) = Basis::read(engine, app)?;
     let global = engine.store.load_global().map_err(|e| e.to_string())?;
     let settings = effective(&config, &global);
     let Some(email) = settings.email else {
@@ -141,7 +233,20 @@ pub async fn issue_letsencrypt(engine: &Engine, app: &str, out: &Output) -> Resu
     let acme = Acme { root: engine.root(), nginx: &engine.nginx };
     let bundle = acme.issue(&AcmeSettings { server: settings.server, email }, &config.domains, out).await.map_err(|e| e.to_string())?;
     let _deploying = engine.deploy_lock(app, out).await?;
-    install(engine, app, &bundle, CertSource::Letsencrypt, out).await
+    // Every change of an app's certificate or Let's Encrypt setting holds its deploy lock:
+    // what is read now stays so until the certificate is installed.
+    let (config, now) = Basis::read(engine, app)?;
+    let serving = match &now.cert {
+        Some((CertSource::Letsencrypt, _)) => current(engine, app).ok().flatten().map(|(_, info)| info),
+        _ => None,
+    };
+    if let Some(why) = superseded(&started, &now, &config.domains, serving.as_ref(), &bundle.info) {
+        tracing::info!(app, "the new Let's Encrypt certificate was not installed: {why}");
+        out.step(format!("The new certificate of {app} was not installed: {why}")).await;
+        return Ok(Issued::Dropped(why));
+    }
+    install(engine, app, &bundle, CertSource::Letsencrypt, out).await?;
+    Ok(Issued::Installed)
 }
 
 /// Why an app's Let's Encrypt certificate needs issuing now, or None.
@@ -168,11 +273,27 @@ pub enum Renewed {
     /// Failed before; the next attempt is not before this time.
     BackingOff(u64),
     Renewed,
+    /// Issued, but not installed (see [`Issued::Dropped`]).
+    Dropped(String),
 }
 
 /// Renews the app's Let's Encrypt certificate if it is due (or `force`). A failure keeps
-/// the current certificate serving and is recorded in `tls.toml` with the next attempt.
+/// the current certificate serving, goes to the daemon's log, and is recorded with the
+/// next attempt (see [`record_failure`]).
 pub async fn renew(engine: &Engine, app: &str, force: bool, out: &Output) -> Result<Renewed, String> {
+    let renewed = try_renew(engine, app, force, out).await;
+    match &renewed {
+        Ok(Renewed::Renewed) => tracing::info!(app, "certificate renewed"),
+        Err(e) => {
+            tracing::warn!(app, "certificate renewal failed: {e}");
+            record_failure(engine, app, e).await;
+        }
+        Ok(_) => {}
+    }
+    renewed
+}
+
+async fn try_renew(engine: &Engine, app: &str, force: bool, out: &Output) -> Result<Renewed, String> {
     let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
     if !config.letsencrypt.enabled {
         return Ok(Renewed::NotEnabled);
@@ -184,35 +305,60 @@ pub async fn renew(engine: &Engine, app: &str, force: bool, out: &Output) -> Res
         None if force => "forced".into(),
         None => return Ok(Renewed::NotDue),
     };
-    if !force && let Some((state, _)) = &cert
-        && state.renewal.next_attempt > crate::unix_now()
-    {
-        return Ok(Renewed::BackingOff(state.renewal.next_attempt));
+    let next_attempt = renewal(engine, app).next_attempt;
+    if !force && next_attempt > crate::unix_now() {
+        return Ok(Renewed::BackingOff(next_attempt));
     }
     out.step(format!("Renewing the certificate of {app}: {why}")).await;
-    match issue_letsencrypt(engine, app, out).await {
-        Ok(()) => {
-            tracing::info!(app, "certificate renewed");
-            Ok(Renewed::Renewed)
-        }
-        Err(e) => {
-            tracing::warn!(app, "certificate renewal failed: {e}");
-            record_failure(engine, app, &e).await;
-            Err(e)
-        }
+    Ok(match issue_letsencrypt(engine, app, out).await? {
+        Issued::Installed => Renewed::Renewed,
+        Issued::Dropped(why) => Renewed::Dropped(why),
+    })
+}
+
+/// The app's Let's Encrypt attempts that failed since its certificate was installed: kept
+/// in `tls.toml` with the certificate, or on their own while it has none.
+pub fn renewal(engine: &Engine, app: &str) -> Renewal {
+    match engine.store.load_tls(app) {
+        Ok(Some(state)) => state.renewal,
+        _ => engine.store.load_pending_renewal(app).ok().flatten().unwrap_or_default(),
     }
 }
 
+/// Records a failed Let's Encrypt attempt of an app that has it enabled: the error shows in
+/// `letsencrypt:list` and the next attempt waits (1 h, doubling, at most a day).
 pub async fn record_failure(engine: &Engine, app: &str, error: &str) {
     let store = &engine.store;
     let _lock = store.lock_app(app).await;
-    if let Ok(Some(mut state)) = store.load_tls(app) {
-        state.renewal.failures += 1;
-        state.renewal.last_error = Some(error.to_string());
-        let wait = (RETRY_FIRST << (state.renewal.failures - 1).min(8)).min(RETRY_MAX);
-        state.renewal.next_attempt = crate::unix_now() + wait;
-        let _ = store.save_tls(app, &state);
+    // Not for an app destroyed or disabled meanwhile: nothing is retried for those.
+    if !store.load_app(app).is_ok_and(|config| config.letsencrypt.enabled) {
+        return;
     }
+    let recorded = match store.load_tls(app) {
+        Ok(Some(mut state)) => {
+            note_failure(&mut state.renewal, error, crate::unix_now());
+            store.save_tls(app, &state)
+        }
+        _ => {
+            let mut pending = store.load_pending_renewal(app).ok().flatten().unwrap_or_default();
+            note_failure(&mut pending, error, crate::unix_now());
+            store.save_pending_renewal(app, &pending)
+        }
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(app, "the failed renewal could not be recorded: {e}");
+    }
+}
+
+fn note_failure(renewal: &mut Renewal, error: &str, now: u64) {
+    renewal.failures = renewal.failures.saturating_add(1);
+    renewal.last_error = Some(error.to_string());
+    renewal.next_attempt = now + retry_wait(renewal.failures);
+}
+
+/// How long to wait after the `failures`-th failure in a row: 1 h, doubling, at most a day.
+fn retry_wait(failures: u32) -> u64 {
+    (RETRY_FIRST << failures.saturating_sub(1).min(8)).min(RETRY_MAX)
 }
 
 /// Renews what is due, for every app: at daemon start, then every hour. Logs what it did.
@@ -220,10 +366,9 @@ pub async fn renewal_loop(engine: Arc<Engine>, mut stop: tokio::sync::watch::Rec
     loop {
         for app in engine.store.list_apps().unwrap_or_default() {
             let out = Output::discard();
-            match renew(&engine, &app, false, &out).await {
-                Ok(Renewed::BackingOff(at)) => tracing::info!(app, "certificate renewal due; retrying after {} UTC", crate::tls::utc(at as i64)),
-                Ok(_) => {}
-                Err(_) => {} // logged by renew
+            // Failures and dropped certificates are logged (and recorded) by `renew`.
+            if let Ok(Renewed::BackingOff(at)) = renew(&engine, &app, false, &out).await {
+                tracing::info!(app, "certificate renewal due; retrying after {} UTC", crate::tls::utc(at as i64));
             }
         }
         tokio::select! {
@@ -269,6 +414,106 @@ mod tests {
         // graceperiod: the app's over the global one.
         config.letsencrypt.graceperiod = Some(90 * 86_400);
         assert!(due(&config, &global, Some(&(state(CertSource::Letsencrypt), info(&["a.com", "b.com"], far))), now).is_some());
+    }
+
+    #[test]
+    fn failed_renewals_wait_an_hour_doubling_up_to_a_day() {
+        let waits: Vec<u64> = (1..=7).map(retry_wait).collect();
+        assert_eq!(waits, [3600, 7200, 14_400, 28_800, 57_600, 86_400, 86_400]);
+        assert_eq!(retry_wait(u32::MAX), 86_400);
+        let mut renewal = Renewal::default();
+        note_failure(&mut renewal, "first", 1000);
+        assert_eq!(renewal, Renewal { failures: 1, last_error: Some("first".into()), next_attempt: 1000 + 3600 });
+        note_failure(&mut renewal, "second", 2000);
+        assert_eq!(renewal, Renewal { failures: 2, last_error: Some("second".into()), next_attempt: 2000 + 7200 });
+    }
+
+    fn engine(dir: &std::path::Path) -> Arc<Engine> {
+        let store = crate::store::Store::open(dir).unwrap();
+        let any = "127.0.0.1:1".parse().unwrap();
+        Engine::new(store, crate::engine::Settings { ssh_listen: any, http_listen: any, https_listen: any })
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_recorded_with_the_certificate_or_without_one_and_only_while_enabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        let store = &engine.store;
+        let mut config = AppConfig::new();
+        store.create_app("web", &config).unwrap();
+        // Disabled (or gone): nothing is kept, nothing will be retried.
+        record_failure(&engine, "web", "refused").await;
+        record_failure(&engine, "gone", "refused").await;
+        assert_eq!(renewal(&engine, "web"), Renewal::default());
+        assert!(!store.tls_dir("gone").exists());
+
+        // Enabled without a certificate: kept on its own, so backoff applies and list shows it.
+        config.letsencrypt.enabled = true;
+        store.save_app("web", &config).unwrap();
+        record_failure(&engine, "web", "no route").await;
+        record_failure(&engine, "web", "no route again").await;
+        let pending = renewal(&engine, "web");
+        assert_eq!((pending.failures, pending.last_error.as_deref()), (2, Some("no route again")));
+        assert!(pending.next_attempt >= crate::unix_now() + 7000);
+
+        // With a certificate: kept in tls.toml with it.
+        let bundle = crate::tls::self_signed(&["a.example.com".into()], 10, now()).unwrap();
+        let file = store.write_tls_bundle("web", &bundle).unwrap();
+        store.save_tls("web", &TlsState { source: CertSource::Letsencrypt, file, installed_at: 1, renewal: Renewal::default() }).unwrap();
+        record_failure(&engine, "web", "expired account").await;
+        let state = store.load_tls("web").unwrap().unwrap();
+        assert_eq!((state.renewal.failures, state.renewal.last_error.as_deref()), (1, Some("expired account")));
+        assert_eq!(renewal(&engine, "web"), state.renewal);
+    }
+
+    fn basis(enabled: bool, cert: Option<(CertSource, &str)>) -> Basis {
+        Basis { enabled, cert: cert.map(|(s, f)| (s, f.to_string())) }
+    }
+
+    #[test]
+    fn a_new_certificate_is_dropped_when_letsencrypt_or_the_certificate_changed_while_it_was_ordered() {
+        use CertSource::{Letsencrypt as Le, User};
+        let domains = vec!["a.com".to_string(), "b.com".to_string()];
+        let new = info(&["a.com", "b.com"], 0);
+        let renewing = basis(true, Some((Le, "cert-1.pem")));
+        let check = |started: &Basis, now: &Basis| superseded(started, now, &domains, None, &new);
+        // Unchanged, or renewed by another issuance: install.
+        assert_eq!(check(&renewing, &renewing), None);
+        assert_eq!(check(&renewing, &basis(true, Some((Le, "cert-2.pem")))), None);
+        // letsencrypt:disable, certs:remove, certs:add / certs:generate meanwhile: drop.
+        assert!(check(&renewing, &basis(false, None)).unwrap().contains("disabled"));
+        assert!(check(&renewing, &basis(false, Some((Le, "cert-1.pem")))).unwrap().contains("disabled"));
+        assert!(check(&renewing, &basis(true, None)).unwrap().contains("removed"));
+        assert!(check(&renewing, &basis(false, Some((User, "cert-2.pem")))).is_some());
+        assert!(check(&renewing, &basis(true, Some((CertSource::SelfSigned, "cert-2.pem")))).unwrap().contains("self-signed"));
+        // Enabling over the user's certificate replaces it, unless another came meanwhile.
+        let enabling = basis(false, Some((User, "cert-1.pem")));
+        assert_eq!(check(&enabling, &enabling), None);
+        assert!(check(&enabling, &basis(false, Some((User, "cert-2.pem")))).unwrap().contains("user"));
+        assert!(check(&basis(false, None), &basis(false, Some((User, "cert-2.pem")))).is_some());
+        // A certificate installed meanwhile that covers more of the app's domains stays.
+        let narrow = info(&["a.com"], 0);
+        let now = basis(true, Some((Le, "cert-2.pem")));
+        assert!(superseded(&renewing, &now, &domains, Some(&new), &narrow).unwrap().contains("b.com"));
+        assert_eq!(superseded(&renewing, &now, &domains, Some(&narrow), &new), None);
+    }
+
+    #[test]
+    fn disabling_removes_only_the_https_mapping_enabling_added() {
+        let map = |s: &str| crate::validate::port_map(s).unwrap();
+        let mut config = AppConfig::new();
+        config.ports = vec![PortMap::DEFAULT, map("https:443:5000"), map("https:8443:5000")];
+        for (added, left) in [(Some(true), vec![map("http:80:5000"), map("https:8443:5000")]), (None, vec![map("http:80:5000"), map("https:8443:5000")])] {
+            config.letsencrypt.https_port_added = added;
+            assert_eq!(ports_without_certificate(&config, HttpsMappings::AddedByLetsencrypt), left, "{added:?}");
+        }
+        config.letsencrypt.https_port_added = Some(false);
+        assert_eq!(ports_without_certificate(&config, HttpsMappings::AddedByLetsencrypt), config.ports);
+        // certs:remove: every https mapping; the default left is implicit again.
+        assert_eq!(ports_without_certificate(&config, HttpsMappings::All), vec![]);
+        config.ports = vec![PortMap::DEFAULT, map("https:443:5000")];
+        config.letsencrypt.https_port_added = Some(true);
+        assert_eq!(ports_without_certificate(&config, HttpsMappings::AddedByLetsencrypt), vec![]);
     }
 
     #[test]

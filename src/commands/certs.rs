@@ -110,7 +110,7 @@ pub async fn remove(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
             Ok::<_, CmdError>(())
         })
         .await?;
-    https::remove(engine, app, &ctx.out).await.map_err(CmdError::Failed)?;
+    https::remove(engine, app, https::HttpsMappings::All, &ctx.out).await.map_err(CmdError::Failed)?;
     ctx.out.step(format!("Removed the certificate of {app}: it is served over plain http")).await;
     Ok(())
 }

@@ -3,11 +3,11 @@
 
 use super::Scope;
 use super::Target;
-use super::property::app_or_global;
 use super::property::SetArgs;
+use super::property::app_or_global;
 use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, failed};
-use crate::https::{self, Renewed};
+use crate::https::{self, HttpsMappings, Issued, Renewed};
 use crate::output::{Format, Report};
 use crate::store::{CertSource, LetsencryptConfig};
 use crate::tls;
@@ -123,38 +123,43 @@ pub async fn enable(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     }
     let started = std::time::Instant::now();
     ctx.out.step(format!("Enabling Let's Encrypt for {app}")).await;
-    https::issue_letsencrypt(ctx.engine, app, &ctx.out).await.map_err(|e| failed(format!("Let's Encrypt: {e}; {app} is served as before")))?;
-    ctx.engine
-        .update_app(app, |config| {
-            config.letsencrypt.enabled = true;
-            Ok::<_, CmdError>(())
-        })
-        .await?;
+    // Installing the certificate marks Let's Encrypt enabled, under the same lock.
+    match https::issue_letsencrypt(ctx.engine, app, &ctx.out).await {
+        Ok(Issued::Installed) => {}
+        Ok(Issued::Dropped(why)) => return Err(failed(format!("Let's Encrypt was not enabled for {app}: {why}"))),
+        Err(e) => return Err(failed(format!("Let's Encrypt: {e}; {app} is served as before"))),
+    }
     ctx.out.step(format!("Let's Encrypt enabled for {app} in {:.2}s; the daemon renews it before expiry", started.elapsed().as_secs_f64())).await;
     Ok(())
 }
 
-/// `letsencrypt:disable APP`: renewal stops and the Let's Encrypt certificate is removed.
+/// `letsencrypt:disable APP`: renewal stops, the Let's Encrypt certificate is removed, and
+/// with it the https mapping enabling added (one of the user's stays).
 pub async fn disable(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     let engine = ctx.engine;
-    let config = engine.store.load_app(app)?;
-    let letsencrypt_cert = engine.store.load_tls(app)?.is_some_and(|s| s.source == CertSource::Letsencrypt);
-    if !config.letsencrypt.enabled && !letsencrypt_cert {
+    let letsencrypt_cert = || -> Result<bool, CmdError> { Ok(engine.store.load_tls(app)?.is_some_and(|s| s.source == CertSource::Letsencrypt)) };
+    if !engine.store.load_app(app)?.letsencrypt.enabled && !letsencrypt_cert()? {
         return Err(failed(format!("Let's Encrypt is not enabled for {app}")));
     }
     let _deploying = engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    // Read again under the lock: a renewal may have finished (or a certificate come) meanwhile.
+    let letsencrypt_cert = letsencrypt_cert()?;
+    let had_certificate = engine.store.load_tls(app)?.is_some();
     engine
         .update_app(app, |config| {
             config.letsencrypt.enabled = false;
             Ok::<_, CmdError>(())
         })
         .await?;
-    if letsencrypt_cert {
-        https::remove(engine, app, &ctx.out).await.map_err(CmdError::Failed)?;
-        ctx.out.step(format!("Removed the Let's Encrypt certificate of {app}: it is served over plain http")).await;
-    } else {
-        ctx.out.step(format!("Let's Encrypt disabled for {app} (its certificate is not Let's Encrypt's and stays)")).await;
+    if letsencrypt_cert || !had_certificate {
+        https::remove(engine, app, HttpsMappings::AddedByLetsencrypt, &ctx.out).await.map_err(CmdError::Failed)?;
     }
+    let message = match (letsencrypt_cert, had_certificate) {
+        (true, _) => format!("Removed the Let's Encrypt certificate of {app}: it is served over plain http"),
+        (false, false) => format!("Let's Encrypt disabled for {app}"),
+        (false, true) => format!("Let's Encrypt disabled for {app} (its certificate is not Let's Encrypt's and stays)"),
+    };
+    ctx.out.step(message).await;
     Ok(())
 }
 
@@ -177,17 +182,20 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
         if !config.letsencrypt.enabled {
             continue;
         }
-        let cert = https::current(ctx.engine, &app).map_err(CmdError::Failed)?;
-        let (expires_at, error, status) = match &cert {
-            Some((state, info)) => {
-                let status = match (&state.renewal.last_error, https::due(&config, &global, cert.as_ref(), now)) {
-                    (Some(_), _) => format!("renewal failed {} time(s); next try {} UTC", state.renewal.failures, tls::utc(state.renewal.next_attempt as i64)),
-                    (None, Some(why)) => format!("renewal due: {why}"),
-                    (None, None) => "ok".into(),
+        let (expires_at, error, status) = match https::current(ctx.engine, &app) {
+            Ok(cert) => {
+                let renewal = https::renewal(ctx.engine, &app);
+                let retry = format!("failed {} time(s); next try {} UTC", renewal.failures, tls::utc(renewal.next_attempt as i64));
+                let status = match (&cert, &renewal.last_error, https::due(&config, &global, cert.as_ref(), now)) {
+                    (Some(_), Some(_), _) => format!("renewal {retry}"),
+                    (None, Some(_), _) => format!("no certificate: issuing {retry}"),
+                    (None, None, _) => "no certificate".into(),
+                    (Some(_), None, Some(why)) => format!("renewal due: {why}"),
+                    (Some(_), None, None) => "ok".into(),
                 };
-                (Some(info.not_after), state.renewal.last_error.clone(), status)
+                (cert.map(|(_, info)| info.not_after), renewal.last_error, status)
             }
-            None => (None, None, "no certificate".into()),
+            Err(e) => (None, Some(e), "the certificate cannot be read".into()),
         };
         rows.push(Listed { app, domains: config.domains, expires_at, status, error });
     }
@@ -248,10 +256,15 @@ pub async fn auto_renew(ctx: &mut Ctx<'_>, app: Option<&str>, force: bool) -> Cm
             Ok(Renewed::BackingOff(at)) => {
                 ctx.out.step(format!("{name}: the last renewal failed; the daemon retries after {} UTC (--force to retry now)", tls::utc(at as i64))).await
             }
-            Ok(Renewed::NotEnabled) => {}
+            // Its line is printed by `issue_letsencrypt`.
+            Ok(Renewed::NotEnabled | Renewed::Dropped(_)) => {}
             Err(e) => {
                 failures += 1;
-                ctx.out.error(format!("{name}: renewal failed: {e}; the current certificate keeps serving")).await;
+                let serving = match ctx.engine.store.load_tls(&name) {
+                    Ok(Some(_)) => "the current certificate keeps serving",
+                    _ => "it has no certificate until a renewal succeeds",
+                };
+                ctx.out.error(format!("{name}: renewal failed: {e}; {serving}")).await;
             }
         }
     }
@@ -278,7 +291,8 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             let settings = https::effective(config, &global);
             let cert = https::current(ctx.engine, name).ok().flatten();
             let letsencrypt = cert.as_ref().filter(|(s, _)| s.source == CertSource::Letsencrypt);
-            let renewal = letsencrypt.map(|(s, _)| s.renewal.clone()).unwrap_or_default();
+            let renewal = if config.letsencrypt.enabled { https::renewal(ctx.engine, name) } else { Default::default() };
+            let next_attempt = (renewal.failures > 0).then(|| format!("{} UTC", tls::utc(renewal.next_attempt as i64)));
             Report::new(format!("{name} letsencrypt information"))
                 .row("Letsencrypt active", config.letsencrypt.enabled && letsencrypt.is_some())
                 .row("Letsencrypt enabled", config.letsencrypt.enabled)
@@ -290,6 +304,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
                 .row("Letsencrypt renewal due", config.letsencrypt.enabled && https::due(config, &global, cert.as_ref(), now).is_some())
                 .row("Letsencrypt renewal failures", renewal.failures)
                 .row("Letsencrypt last error", renewal.last_error)
+                .row("Letsencrypt next attempt", next_attempt)
         })
     })
     .await

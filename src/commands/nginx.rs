@@ -42,7 +42,6 @@ impl Cmd {
 
 const KEYS: [&str; 4] = ["hsts", "hsts-include-subdomains", "hsts-max-age", "hsts-preload"];
 
-/// `nginx:set APP KEY [VALUE]`: no VALUE goes back to the default.
 /// `nginx:set APP PROPERTY [VALUE]` (no VALUE: the default), applied at once.
 pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
     let key = args.property(&KEYS.map(app_only))?;

@@ -17,6 +17,11 @@ pub struct AppConfig {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub domains: Vec<String>,
+    /// Whether the app answers to `APP.<global domain>`, following `domains:set-global`
+    /// (false once `domains:clear` or a `domains:set|remove` drops those names). None in
+    /// state from before berth recorded it: the domains tell (`domains::follows_global`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows_global: Option<bool>,
     /// Proxy port mappings; empty means the default, `http:80:5000`.
     #[serde(default, with = "port_strings")]
     pub ports: Vec<PortMap>,
@@ -139,6 +144,11 @@ pub struct LetsencryptConfig {
     /// Renew when expiry is closer than this many seconds (dokku's `graceperiod`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub graceperiod: Option<u64>,
+    /// Whether `letsencrypt:enable` added the app's `https:443` mapping, which
+    /// `letsencrypt:disable` then removes (a mapping of the user's stays). None: enabled by a
+    /// berth that did not record it, which always added one when the app had none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_port_added: Option<bool>,
 }
 
 impl LetsencryptConfig {
@@ -451,5 +461,34 @@ mod tests {
     #[test]
     fn default_port_mapping() {
         assert_eq!(AppConfig::new().effective_ports(), vec![PortMap::DEFAULT]);
+    }
+
+    #[test]
+    fn hsts_header_follows_dokkus_defaults_and_each_property() {
+        let mut nginx = NginxConfig::default();
+        assert_eq!(nginx.hsts_header().as_deref(), Some("max-age=15724800; includeSubDomains"));
+        nginx.hsts_max_age = Some(60);
+        nginx.hsts_preload = Some(true);
+        assert_eq!(nginx.hsts_header().as_deref(), Some("max-age=60; includeSubDomains; preload"));
+        nginx.hsts_include_subdomains = Some(false);
+        assert_eq!(nginx.hsts_header().as_deref(), Some("max-age=60; preload"));
+        nginx.hsts_max_age = Some(0);
+        nginx.hsts_preload = None;
+        assert_eq!(nginx.hsts_header().as_deref(), Some("max-age=0"));
+        nginx.hsts = Some(false);
+        assert_eq!(nginx.hsts_header(), None);
+        nginx.hsts = Some(true);
+        assert!(nginx.hsts_header().is_some());
+    }
+
+    #[test]
+    fn letsencrypt_state_from_before_the_https_port_was_recorded_reads_as_unknown() {
+        let old: AppConfig = toml::from_str("created_at = 1\n[letsencrypt]\nenabled = true\n").unwrap();
+        assert_eq!((old.letsencrypt.enabled, old.letsencrypt.https_port_added), (true, None));
+        let mut new = old.clone();
+        new.letsencrypt.https_port_added = Some(false);
+        let text = toml::to_string(&new).unwrap();
+        assert!(text.contains("https_port_added = false"), "{text}");
+        assert_eq!(toml::from_str::<AppConfig>(&text).unwrap(), new);
     }
 }

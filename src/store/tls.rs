@@ -4,7 +4,8 @@
 //! where it came from. A new certificate is written as a new bundle file first, and
 //! becomes the app's only when `tls.toml` is replaced (atomically) to name it; the site is
 //! then rendered against it. Bundles no `tls.toml` names are removed afterwards. So a crash
-//! at any point leaves `tls.toml` naming a complete bundle.
+//! at any point leaves `tls.toml` naming a complete bundle. `renewal.toml` keeps failed
+//! Let's Encrypt attempts of an app that has no certificate yet (with one, `tls.toml` does).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -98,6 +99,34 @@ impl Store {
     /// Forgets the app's certificate (the bundle files go with [`Store::prune_tls`]).
     pub fn remove_tls(&self, app: &str) -> Result<()> {
         let path = self.tls_file(app);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn pending_renewal_file(&self, app: &str) -> PathBuf {
+        self.tls_dir(app).join("renewal.toml")
+    }
+
+    /// Failed Let's Encrypt attempts of an app that has no certificate to keep them with
+    /// (once it has one, `tls.toml` keeps them).
+    pub fn load_pending_renewal(&self, app: &str) -> Result<Option<Renewal>> {
+        read_toml_if_present(&self.pending_renewal_file(app))
+    }
+
+    /// Call with the app's lock held.
+    pub fn save_pending_renewal(&self, app: &str, renewal: &Renewal) -> Result<()> {
+        let dir = self.tls_dir(app);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err(&dir))?;
+        write_toml(&self.pending_renewal_file(app), "Let's Encrypt attempts that failed while the app had no certificate", renewal, 0o600)
+    }
+
+    /// Forgets failed attempts kept without a certificate (one was installed, or Let's
+    /// Encrypt is off). Call with the app's lock held.
+    pub fn clear_pending_renewal(&self, app: &str) -> Result<()> {
+        let path = self.pending_renewal_file(app);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path)(e)),
             _ => Ok(()),

@@ -261,6 +261,75 @@ fn a_challenge_that_cannot_succeed_is_refused_and_the_app_keeps_serving() {
     d.ssh("letsencrypt:enable blog").refused("email");
 }
 
+#[test]
+fn letsencrypt_before_a_deploy_keeps_serving_through_a_failed_renewal_follows_hsts_settings_and_disable_keeps_the_users_mapping() {
+    let (d, _ca, pebble) = setup("undeployed");
+    d.ssh("apps:create site").ok();
+    d.ssh("domains:add site site.example.com old.example.com").ok();
+    // The user's own https mapping, there before Let's Encrypt: enabling adds none.
+    d.ssh("ports:add site https:443:5000").ok();
+
+    // Never deployed: the challenge is answered all the same, and the certificate serves at the first deploy.
+    d.ssh("letsencrypt:enable site").ok();
+    assert_eq!(report(&d, "site")["ssl-source"], "letsencrypt");
+    let repo = AppRepo::new(&d, "site");
+    repo.write("Dockerfile", &web_dockerfile("site v1", 0)).commit("v1");
+    repo.push(&d, "main").ok();
+    let served = https(d.https_port, "site.example.com", Some(&pebble.root));
+    assert_eq!((served.status, served.body.as_str()), (200, "site v1"), "{served:#?}");
+    assert!(served.headers.to_lowercase().contains("strict-transport-security: max-age=15724800; includesubdomains"), "{served:#?}");
+
+    // HSTS follows nginx:set at once.
+    d.ssh("nginx:set site hsts-max-age 600").ok();
+    let served = https(d.https_port, "site.example.com", Some(&pebble.root));
+    assert!(served.headers.to_lowercase().contains("strict-transport-security: max-age=600; includesubdomains"), "{served:#?}");
+    d.ssh("nginx:set site hsts false").ok();
+    let served = https(d.https_port, "site.example.com", Some(&pebble.root));
+    assert_eq!(served.status, 200, "{served:#?}");
+    assert!(!served.headers.to_lowercase().contains("strict-transport-security"), "{served:#?}");
+    let nginx: serde_json::Value = serde_json::from_str(&d.ssh("nginx:report site --format json").ok().stdout).unwrap();
+    assert_eq!(
+        (&nginx["nginx-hsts"], &nginx["nginx-hsts-max-age"], &nginx["nginx-hsts-header"]),
+        (&serde_json::json!(false), &serde_json::json!(600), &serde_json::Value::Null)
+    );
+    assert_eq!(nginx["nginx-hsts-include-subdomains"], true);
+
+    // A renewal that fails (the CA is gone) keeps the certificate serving, says so in one line, and shows in list and report.
+    let before = serial(&d, "site");
+    d.ssh("letsencrypt:set --global server https://localhost:1/directory").ok();
+    let out = d.ssh("letsencrypt:auto-renew site --force");
+    assert!(out.code != 0 && out.code != 255, "{out:#?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:#?}");
+    assert!(out.stderr.starts_with(" !     site: renewal failed: the ACME server https://localhost:1/directory failed: "), "{out:#?}");
+    assert!(out.stderr.contains("Connection refused") && out.stderr.contains("the current certificate keeps serving"), "{out:#?}");
+    assert_eq!(serial(&d, "site"), before);
+    assert_eq!(https(d.https_port, "site.example.com", Some(&pebble.root)).body, "site v1");
+    let list: serde_json::Value = serde_json::from_str(&d.ssh("letsencrypt:list --format json").ok().stdout).unwrap();
+    assert!(list[0]["status"].as_str().unwrap().starts_with("renewal failed 1 time(s); next try "), "{list}");
+    assert!(list[0]["error"].as_str().unwrap().contains("localhost:1"), "{list}");
+    let le: serde_json::Value = serde_json::from_str(&d.ssh("letsencrypt:report site --format json").ok().stdout).unwrap();
+    assert_eq!((&le["letsencrypt-enabled"], &le["letsencrypt-active"], &le["letsencrypt-renewal-failures"]), (&true.into(), &true.into(), &1.into()), "{le}");
+    assert_eq!(le["letsencrypt-server"], "https://localhost:1/directory");
+    assert_eq!(le["letsencrypt-email"], "ops@example.com");
+    assert!(le["letsencrypt-days-left"].as_i64().unwrap() > 30 && le["letsencrypt-expires-at"].as_str().unwrap().ends_with(" UTC"), "{le}");
+    assert!(le["letsencrypt-last-error"].as_str().unwrap().contains("localhost:1") && le["letsencrypt-next-attempt"].is_string(), "{le}");
+
+    // The CA back, a removed domain is dropped at the next issue, and the failure is forgotten.
+    d.ssh(&format!("letsencrypt:set --global server {}", pebble.directory)).ok();
+    d.ssh("domains:remove site old.example.com").ok();
+    d.ssh("letsencrypt:auto-renew site --force").ok();
+    assert_eq!(report(&d, "site")["ssl-hostnames"], serde_json::json!(["site.example.com"]));
+    let le: serde_json::Value = serde_json::from_str(&d.ssh("letsencrypt:report site --format json").ok().stdout).unwrap();
+    assert_eq!((&le["letsencrypt-renewal-failures"], &le["letsencrypt-last-error"]), (&0.into(), &serde_json::Value::Null), "{le}");
+
+    // Disable: the certificate goes, the user's https mapping stays.
+    d.ssh("letsencrypt:disable site").ok();
+    assert_eq!(report(&d, "site")["ssl-enabled"], false);
+    assert_eq!(get(&d, "site.example.com"), (200, "site v1".into()));
+    let ports: serde_json::Value = serde_json::from_str(&d.ssh("ports:report site --format json").ok().stdout).unwrap();
+    assert_eq!(ports["ports-map"], serde_json::json!(["http:80:5000", "https:443:5000"]), "{ports}");
+}
+
 fn tar_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (name, data) in files {
