@@ -3,7 +3,8 @@
 # daemon restarts; containers and berth's nginx keep serving).
 #   installs Debian's docker.io, nginx, git; starts the Docker engine; builds and installs
 #   the berth binary; runs `berth daemon` (a systemd unit where systemd runs, a background
-#   process otherwise); builds the buildpack stack image; sets a default global domain.
+#   process otherwise); builds the buildpack stack image; on a first install, sets a default
+#   global domain (an upgrade keeps the global domains as they are).
 # Prints one line per step; everything the steps print goes to $BERTH_INSTALL_LOG.
 #
 # Environment (all optional):
@@ -26,6 +27,10 @@ LOG=${BERTH_INSTALL_LOG:-/var/log/berth-install.log}
 DAEMON_LOG=${BERTH_DAEMON_LOG:-/var/log/berth.log}
 export PATH="$HOME/.cargo/bin:$PATH"
 started_at=$SECONDS
+# berth writes berth.toml at the first global setting it is given, the default global domain
+# below included: without one, this is a first install (or one that stopped before that step).
+first_install=false
+[ -e "$BERTH_ROOT/berth.toml" ] || first_install=true
 
 mkdir -p "$(dirname "$LOG")"
 printf 'berth install, %s\n' "$(date -u)" >"$LOG"
@@ -127,16 +132,6 @@ host_ipv4() {
     ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") { print $(i + 1); exit }}'
 }
 
-# A new install answers at APP.<ip>.sslip.io at once (wildcard DNS, no setup); an install
-# that has a global domain keeps it.
-set_global_domain() {
-    if grep -q '^global_domains = \[ *"' "$BERTH_ROOT/berth.toml" 2>/dev/null; then
-        echo "A global domain is set already: kept"
-        return 0
-    fi
-    "$BIN" domains:set-global "$1"
-}
-
 step "Installing Debian packages (docker.io, nginx, git, debootstrap…)" \
     apt_install docker.io nginx libnginx-mod-http-lua git openssh-client ca-certificates build-essential pkg-config debootstrap iproute2 curl
 step "Starting the Docker engine" ensure_docker
@@ -151,21 +146,30 @@ fi
 step "Starting the berth daemon" start_daemon
 step "Building the buildpack stack image (first time: a few minutes)" "$BIN" stack:build
 
+# A new install answers at APP.<ip>.sslip.io at once (wildcard DNS, no setup). An upgrade
+# leaves the global domains as they are, however many, and none when they were cleared.
 ip=$(host_ipv4)
 domain=${BERTH_DOMAIN:-${ip:+$ip.sslip.io}}
-if [ -n "$domain" ]; then
-    step "Setting the global domain ($domain)" set_global_domain "$domain"
+if $first_install && [ -n "$domain" ]; then
+    step "Setting the global domain ($domain)" "$BIN" domains:set-global "$domain"
 fi
 
 ssh_address=$(cat "$BERTH_ROOT/ssh-address")
 ssh_port=${ssh_address##*:}
 host=${ip:-this-host}
 fingerprint=$(ssh-keygen -lf "$BERTH_ROOT/keys/host_ed25519.pub" 2>/dev/null | awk '{print $2}')
-global=$(sed -n 's/^global_domains = \[ *"\([^"]*\)".*/\1/p' "$BERTH_ROOT/berth.toml" 2>/dev/null)
+# berth says what its global domains are (space-separated), rather than its file being read.
+globals=$("$BIN" domains:report --global --domains-global-vhosts) || die "berth did not say what its global domains are"
 if use_systemd; then daemon_log="journalctl -u berth"; else daemon_log=$DAEMON_LOG; fi
-if [ -n "$global" ]; then apps="http://APP.$global"; else apps="no global domain yet: domains:set-global DOMAIN"; fi
+apps=""
+for global in $globals; do apps+="${apps:+, }http://APP.$global"; done
+[ -n "$apps" ] || apps="no global domain yet: domains:set-global DOMAIN"
 ssh_opt=""
 [ "$ssh_port" = 22 ] || ssh_opt="-p $ssh_port "
+# The local CLI finds its root in BERTH_ROOT (or --root): say so when it is not the default.
+berth_cmd=berth
+[ "$BIN" = /usr/local/bin/berth ] || berth_cmd=$(printf '%q' "$BIN")
+[ "$BERTH_ROOT" = /var/lib/berth ] || berth_cmd="BERTH_ROOT=$(printf '%q' "$BERTH_ROOT") $berth_cmd"
 
 cat <<DONE
 =====> berth $("$BIN" version | awk '{print $2}') is running (installed in $((SECONDS - started_at))s)
@@ -175,7 +179,7 @@ cat <<DONE
 
 =====> Next steps, from your laptop
        1. Let your SSH key in (berth asks no password; the key is read from stdin):
-          ssh root@$host berth ssh-keys:add me < ~/.ssh/id_ed25519.pub
+          ssh root@$host $berth_cmd ssh-keys:add me < ~/.ssh/id_ed25519.pub
        2. Deploy an app (on first connection, check ssh shows the host key above):
           git remote add deploy ssh://berth@$host:$ssh_port/myapp
           git push deploy main

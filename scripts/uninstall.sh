@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Removes berth from this machine: what scripts/install.sh set up, and what berth made since.
 #   scripts/uninstall.sh           stops and removes the daemon (systemd unit or background
-#                                  process), berth's own nginx, the apps' containers and
-#                                  images, the stack image, the `berth` network, the binary.
-#                                  The state in $BERTH_ROOT (apps, repositories, keys,
-#                                  certificates) is kept.
-#   scripts/uninstall.sh --purge   also deletes $BERTH_ROOT and its ACME challenge directory.
+#                                  process), berth's own nginx, the containers of the apps
+#                                  and databases, the apps' images, the stack image, the
+#                                  `berth` network, the binary. The state in $BERTH_ROOT (apps,
+#                                  repositories, keys, certificates) and the databases' data
+#                                  (their Docker volumes) are kept.
+#   scripts/uninstall.sh --purge   also deletes $BERTH_ROOT, its ACME challenge directory, the
+#                                  databases' volumes and the database images berth built
+#                                  (berth/postgres, berth/redis).
+# The stack image, the database images and the network serve every berth root on this Docker
+# engine: they stay while another root has containers (BERTH_KEEP_SHARED=1 keeps them: tests).
 # Honours BERTH_ROOT (default /var/lib/berth) and BERTH_BIN (default /usr/local/bin/berth),
 # as install.sh does. Idempotent: what is already gone is skipped.
 # Debian's packages stay installed (docker.io, nginx, git and the build tools), and so does
@@ -18,7 +23,7 @@ purge=false
 for arg in "$@"; do
     case $arg in
         --purge) purge=true ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$arg': usage: scripts/uninstall.sh [--purge]" ;;
     esac
 done
@@ -88,18 +93,45 @@ else
     log "berth's nginx does not run for $BERTH_ROOT"
 fi
 
-# 3. Docker: containers labelled with this root, the images of this root's apps
-#    (berth/APP:vN), the stack image berth/stack:bookworm and the network `berth`.
+# 3. Docker: containers labelled with this root (apps' and databases'), the images of this
+#    root's apps (berth/APP:vN), the databases' volumes (--purge), then what every root
+#    shares: the stack image, the database images (--purge) and the network `berth`.
 if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
     log "The Docker engine does not answer: berth's containers and images are left"
     detail "start it (systemctl start docker, or dockerd) and run this again to remove them"
 else
+    # A database keeps its data in a named volume, which has no label: it is found through
+    # its container, or in the list an uninstall without --purge left in the root.
+    volumes_file=$BERTH_ROOT/service-volumes
+    mapfile -t volumes < <({
+        docker ps -aq --filter "label=berth.root=$BERTH_ROOT" --filter label=berth.service \
+            | xargs -r docker inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{println .Name}}{{end}}{{end}}'
+        cat "$volumes_file" 2>/dev/null || true
+    } | sed '/^$/d' | sort -u)
+
     mapfile -t containers < <(docker ps -aq --filter "label=berth.root=$BERTH_ROOT")
     if [ ${#containers[@]} -gt 0 ]; then
         log "Removing ${#containers[@]} container(s) of $BERTH_ROOT"
         docker rm -f -v "${containers[@]}" >/dev/null
     else
         log "No containers of $BERTH_ROOT"
+    fi
+
+    if $purge; then
+        removed=0
+        for volume in "${volumes[@]}"; do
+            docker volume inspect "$volume" >/dev/null 2>&1 || continue
+            if docker volume rm "$volume" >/dev/null 2>&1; then
+                removed=$((removed + 1))
+            else
+                detail "the volume $volume is in use by another container and stays"
+            fi
+        done
+        log "Removing $removed database volume(s) (their data)"
+    elif [ ${#volumes[@]} -gt 0 ]; then
+        [ ! -d "$BERTH_ROOT" ] || printf '%s\n' "${volumes[@]}" >"$volumes_file"
+        log "The databases' data stays in ${#volumes[@]} Docker volume(s)"
+        detail "to delete it too: scripts/uninstall.sh --purge"
     fi
 
     images=()
@@ -112,10 +144,17 @@ else
             done < <(docker image ls --format '{{.Repository}}:{{.Tag}}' "berth/$app")
         done
     fi
-    # The stack image and the network are shared by every berth root on this engine (tests,
-    # benchmarks): they go only with --purge, and only when no other root has containers.
+    # Shared by every berth root on this engine (tests, benchmarks): they go only when no
+    # other root has containers. The database images are built from the stack image: first.
     others=$(docker ps -aq --filter label=berth.root | wc -l)
-    if $purge && [ "$others" -eq 0 ] && docker image inspect berth/stack:bookworm >/dev/null 2>&1; then
+    shared=false
+    [ "$others" -eq 0 ] && [ "${BERTH_KEEP_SHARED:-}" != 1 ] && shared=true
+    if $shared && $purge; then
+        for kind in postgres redis; do
+            while read -r image; do images+=("$image"); done < <(docker image ls --format '{{.Repository}}:{{.Tag}}' "berth/$kind")
+        done
+    fi
+    if $shared && docker image inspect berth/stack:bookworm >/dev/null 2>&1; then
         images+=(berth/stack:bookworm)
     fi
     log "Removing ${#images[@]} image(s)"
@@ -124,11 +163,13 @@ else
         docker rmi "$image" >/dev/null 2>&1 || kept=$((kept + 1))
     done
     [ "$kept" -eq 0 ] || detail "$kept image(s) are still used by other containers and stay"
-    if $purge && [ "$others" -ne 0 ]; then
-        detail "berth/stack:bookworm stays: $others container(s) of other berth roots remain"
+    if [ "$others" -ne 0 ]; then
+        detail "berth/stack:bookworm and the database images stay: $others container(s) of other berth roots remain"
+    elif ! $shared; then
+        detail "BERTH_KEEP_SHARED=1: berth/stack:bookworm, the database images and the network stay"
     fi
 
-    if $purge && docker network inspect berth >/dev/null 2>&1; then
+    if $shared && docker network inspect berth >/dev/null 2>&1; then
         if [ -z "$(docker ps -aq --filter network=berth)" ]; then
             log "Removing the Docker network berth"
             docker network rm berth >/dev/null 2>&1 || detail "cannot remove it; left as it is"

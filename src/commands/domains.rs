@@ -102,20 +102,22 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
     };
     // The apps lock makes "no other app has this domain" hold until the write is done.
     let _apps = store.lock_apps().await;
+    let global = store.load_global()?.global_domains;
     if matches!(change, Change::Add(_) | Change::Set(_)) {
+        let mut others = Vec::new();
         for other in store.list_apps()?.into_iter().filter(|o| o != app) {
-            let config = store.load_app(&other)?;
-            if let Some(taken) = names.iter().find(|d| config.domains.contains(d)) {
-                return Err(failed(format!("Domain {taken} is already used by app {other}")));
-            }
+            let domains = store.load_app(&other)?.domains;
+            others.push((other, domains));
         }
+        check_conflicts(&names, &others, &global)?;
     }
-    let mut before = Vec::new();
+    let defaults = default_names(app, &global);
+    let mut before = (Vec::new(), None);
     let message = ctx
         .engine
         .update_app(app, |config| {
-            before = config.domains.clone();
-            Ok::<_, CmdError>(match &change {
+            before = (config.domains.clone(), config.follows_global);
+            let message = match &change {
                 Change::Add(_) => {
                     for name in &names {
                         if !config.domains.contains(name) {
@@ -144,7 +146,15 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
                     config.domains.clear();
                     format!("Cleared domains in {app}")
                 }
-            })
+            };
+            // Whether the app keeps following the global domain is what the user just did to
+            // its default names; with no global domain there are none to judge by.
+            if matches!(change, Change::Clear) {
+                config.follows_global = Some(false);
+            } else if !defaults.is_empty() {
+                config.follows_global = Some(config.domains.iter().any(|d| defaults.contains(d)));
+            }
+            Ok::<_, CmdError>(message)
         })
         .await?;
     ctx.out.step(message).await;
@@ -154,7 +164,7 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
         // What nginx refused is not kept: it would fail every later deploy of the app.
         ctx.engine
             .update_app(app, |config| {
-                config.domains = before;
+                (config.domains, config.follows_global) = before;
                 Ok::<_, CmdError>(())
             })
             .await?;
@@ -230,74 +240,175 @@ pub async fn change_global(ctx: &mut Ctx<'_>, domains: &[String], add: bool) -> 
     set_global(ctx, &next).await
 }
 
+/// One app's domains before and after a change of the global domains.
+struct Move {
+    app: String,
+    /// Its domains and `follows_global` before.
+    from: (Vec<String>, Option<bool>),
+    to: Vec<String>,
+}
+
+/// `domains:set-global` (and `clear-global`, `add-global`, `remove-global`): every app that
+/// follows the global domains gets its default names under the new ones, and is routed
+/// again at once. All or nothing: if one app cannot be routed, the global domains and every
+/// app's domains go back, and the apps routed already are routed again as they were.
 pub async fn set_global(ctx: &mut Ctx<'_>, domains: &[String]) -> CmdResult {
     let names = domains.iter().map(|d| validate::domain(d)).collect::<Result<Vec<_>, _>>()?;
     if names.iter().any(|d| d.starts_with("*.")) {
         return Err(failed("A global domain cannot be a wildcard: apps get APP.DOMAIN under it"));
     }
     let store = &ctx.engine.store;
-    let changed = {
+    let (before, moves) = {
         let _apps = store.lock_apps().await;
         let _global = store.lock_global().await;
         let mut global = store.load_global()?;
         let before = std::mem::replace(&mut global.global_domains, names.clone());
-        let apps = store.list_apps()?;
-        let mut taken: Vec<(String, Vec<String>)> = Vec::new();
-        for app in &apps {
-            taken.push((app.clone(), store.load_app(app)?.domains));
+        let mut apps = Vec::new();
+        for app in store.list_apps()? {
+            let config = store.load_app(&app)?;
+            apps.push((app, config));
         }
-        // Every app's new names are decided before anything is written.
-        let mut plans = Vec::new();
-        for (app, domains) in &taken {
-            let Some(proposed) = follow_global(app, domains, &before, &names) else {
-                continue;
-            };
-            let mut next = Vec::new();
-            for d in proposed {
-                match taken.iter().find(|(other, theirs)| other != app && theirs.contains(&d)) {
-                    Some((other, _)) => ctx.out.error(format!("{d} stays with app {other}: not added to {app}")).await,
-                    None => next.push(d),
+        // A wildcard that would catch every app's name under a new global domain is refused
+        // here as domains:add refuses it.
+        let added: Vec<&String> = names.iter().filter(|g| !before.contains(g)).collect();
+        for (app, config) in &apps {
+            for wildcard in &config.domains {
+                if let Some(g) = added.iter().find(|g| covers_global(wildcard, g)) {
+                    return Err(failed(format!("{wildcard} of app {app} would catch every app's name under {g}: domains:remove {app} {wildcard} first")));
                 }
             }
-            plans.push((app.clone(), next));
         }
-        store.save_global(&global)?;
-        let mut changed = Vec::new();
-        for (app, next) in plans {
-            ctx.engine
-                .update_app(&app, |config| {
-                    config.domains = next.clone();
-                    Ok::<_, CmdError>(())
-                })
-                .await?;
-            changed.push(app);
+        // Every app's new names are decided before anything is written.
+        let mut moves = Vec::new();
+        for (app, config) in &apps {
+            if !follows_global(app, config.follows_global, &config.domains, &before) {
+                continue;
+            }
+            let Some(proposed) = follow_global(app, &config.domains, &before, &names) else {
+                continue;
+            };
+            let mut to = Vec::new();
+            for d in proposed {
+                match apps.iter().find(|(other, theirs)| other != app && theirs.domains.contains(&d)) {
+                    Some((other, _)) => ctx.out.error(format!("{d} stays with app {other}: not added to {app}")).await,
+                    None => to.push(d),
+                }
+            }
+            if to != config.domains {
+                moves.push(Move { app: app.clone(), from: (config.domains.clone(), config.follows_global), to });
+            }
         }
-        changed
+        if let Err(e) = save_moves(ctx, &global, &moves).await {
+            let problems = restore_moves(ctx, &before, &names, &moves).await;
+            return Err(failed(format!("Global domains not changed: {e}{}", also(&problems))));
+        }
+        (before, moves)
     };
+    for (i, moved) in moves.iter().enumerate() {
+        if let Err(e) = apply_routing(ctx, &moved.app).await {
+            let mut problems = {
+                let _apps = store.lock_apps().await;
+                let _global = store.lock_global().await;
+                restore_moves(ctx, &before, &names, &moves).await
+            };
+            // The failed app too: the Let's Encrypt step may fail after its routing did not.
+            for back in &moves[..=i] {
+                if let Err(e) = apply_routing(ctx, &back.app).await {
+                    problems.push(format!("routing {} back failed: {e}", back.app));
+                }
+            }
+            return Err(failed(format!("Global domains not changed: routing {} failed: {e}{}", moved.app, also(&problems))));
+        }
+    }
     if names.is_empty() {
         ctx.out.step("Cleared global domains").await;
     } else {
         ctx.out.step(format!("Set global domains: {}", names.join(" "))).await;
     }
-    for app in changed {
-        let domains = store.load_app(&app)?.domains;
-        ctx.out.step(format!("{app} now answers to {}", if domains.is_empty() { "no domain".to_string() } else { domains.join(" ") })).await;
-        apply_routing(ctx, &app).await?;
+    for moved in &moves {
+        let now = if moved.to.is_empty() { "no domain".to_string() } else { moved.to.join(" ") };
+        ctx.out.step(format!("{} now answers to {now}", moved.app)).await;
     }
     Ok(())
 }
 
-/// An app's domains once the global domains change from `before` to `after`: its default
-/// names (`APP.<old global>`) become `APP.<new global>`; its own names stay. `None` when
-/// the app has no default name (its domains were set by hand) or nothing changes.
-fn follow_global(app: &str, domains: &[String], before: &[String], after: &[String]) -> Option<Vec<String>> {
-    let defaults: Vec<String> = before.iter().map(|g| format!("{app}.{g}")).collect();
-    if !domains.iter().any(|d| defaults.contains(d)) {
-        return None;
+/// Writes the new global domains, then each app's new domains. Call with the apps and
+/// global locks held.
+async fn save_moves(ctx: &Ctx<'_>, global: &crate::store::GlobalConfig, moves: &[Move]) -> CmdResult {
+    ctx.engine.store.save_global(global)?;
+    for moved in moves {
+        ctx.engine
+            .update_app(&moved.app, |config| {
+                config.domains = moved.to.clone();
+                config.follows_global = Some(true);
+                Ok::<_, CmdError>(())
+            })
+            .await?;
     }
+    Ok(())
+}
+
+/// Puts back the global domains and the domains of the apps moved, where they are still what
+/// `save_moves` wrote. Returns what could not be put back. Call with the apps and global
+/// locks held.
+async fn restore_moves(ctx: &Ctx<'_>, before: &[String], after: &[String], moves: &[Move]) -> Vec<String> {
+    let store = &ctx.engine.store;
+    let mut problems = Vec::new();
+    let global = store.load_global().map_err(CmdError::from).and_then(|mut global| {
+        if global.global_domains == after {
+            global.global_domains = before.to_vec();
+            store.save_global(&global)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = global {
+        problems.push(format!("the global domains stay changed: {e}"));
+    }
+    for moved in moves {
+        let restored = ctx
+            .engine
+            .update_app(&moved.app, |config| {
+                if config.domains == moved.to {
+                    (config.domains, config.follows_global) = moved.from.clone();
+                }
+                Ok::<_, CmdError>(())
+            })
+            .await;
+        if let Err(e) = restored {
+            problems.push(format!("{}'s domains stay changed: {e}", moved.app));
+        }
+    }
+    problems
+}
+
+/// What went wrong too, as the end of an error line.
+fn also(problems: &[String]) -> String {
+    problems.iter().map(|p| format!("; {p}")).collect()
+}
+
+/// An app's default names: `APP.<global domain>` for each global domain.
+fn default_names(app: &str, global: &[String]) -> Vec<String> {
+    global.iter().map(|g| format!("{app}.{g}")).collect()
+}
+
+/// Whether an app's default names follow the global domains (`global`, as they are before
+/// a change): as recorded; for an app whose state predates the record, when it has one of
+/// them, or has no domain at all while there is no global domain (`domains:clear-global`
+/// took them).
+fn follows_global(app: &str, recorded: Option<bool>, domains: &[String], global: &[String]) -> bool {
+    recorded.unwrap_or_else(|| {
+        let defaults = default_names(app, global);
+        domains.iter().any(|d| defaults.contains(d)) || (global.is_empty() && domains.is_empty())
+    })
+}
+
+/// The domains of an app that follows the global domains once they change from `before` to
+/// `after`: its default names (`APP.<old global>`) become `APP.<new global>`; its own names
+/// stay. `None` when nothing changes.
+fn follow_global(app: &str, domains: &[String], before: &[String], after: &[String]) -> Option<Vec<String>> {
+    let defaults = default_names(app, before);
     let mut next: Vec<String> = domains.iter().filter(|d| !defaults.contains(d)).cloned().collect();
-    for g in after {
-        let name = format!("{app}.{g}");
+    for name in default_names(app, after) {
         if !next.contains(&name) {
             next.push(name);
         }
@@ -305,9 +416,46 @@ fn follow_global(app: &str, domains: &[String], before: &[String], after: &[Stri
     (next != domains).then_some(next)
 }
 
+/// Refuses domains for an app that would take names of `others` (each app's name and
+/// domains): a name another app has; a wildcard that covers one of another app's names; a
+/// wildcard that covers a global domain's default names (`*.<global>`, or `*.<a parent of
+/// it>`), which would catch every app's `APP.<global>` while that app is not served, and
+/// every app to come. A plain name under another app's wildcard is allowed: nginx prefers
+/// an exact name to any wildcard (and a longer wildcard to a shorter one), so it takes from
+/// the wildcard's app only the name the user asked for. Pure.
+fn check_conflicts(names: &[String], others: &[(String, Vec<String>)], global: &[String]) -> CmdResult {
+    for name in names {
+        if let Some((other, _)) = others.iter().find(|(_, theirs)| theirs.contains(name)) {
+            return Err(failed(format!("Domain {name} is already used by app {other}")));
+        }
+        if let Some(g) = global.iter().find(|g| covers_global(name, g)) {
+            return Err(failed(format!("Domain {name} would catch every app's name under the global domain {g} (APP.{g}): add names of this app only")));
+        }
+        for (other, theirs) in others {
+            if let Some(taken) = theirs.iter().find(|d| covers(name, d)) {
+                return Err(failed(format!("Domain {name} covers {taken}, a domain of app {other}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `wildcard` catches the default names under the global domain `global`
+/// (`APP.<global>`, whatever the app): it is `*.<global>` or `*.<a parent of it>`. Pure.
+fn covers_global(wildcard: &str, global: &str) -> bool {
+    covers(wildcard, &format!("any-app.{global}"))
+}
+
+/// Whether nginx would send `name` to a server named `wildcard` (`*.example.com`: every
+/// name under example.com, at any depth, not example.com itself). False when `wildcard` is
+/// a plain name. Pure.
+fn covers(wildcard: &str, name: &str) -> bool {
+    wildcard.strip_prefix('*').is_some_and(|dot_suffix| name.len() > dot_suffix.len() && name.ends_with(dot_suffix))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::follow_global;
+    use super::{check_conflicts, covers, follow_global, follows_global};
 
     fn v(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
@@ -320,14 +468,47 @@ mod tests {
     }
 
     #[test]
-    fn hand_set_domains_stay() {
-        assert_eq!(follow_global("web", &v(&["www.example.com"]), &v(&["old.example"]), &v(&["new.example"])), None);
-        assert_eq!(follow_global("web", &[], &v(&["old.example"]), &v(&["new.example"])), None);
+    fn clearing_the_global_domain_removes_default_names_and_setting_one_brings_them_back() {
+        assert_eq!(follow_global("web", &v(&["web.old.example"]), &v(&["old.example"]), &[]), Some(vec![]));
+        assert_eq!(follow_global("web", &v(&["web.same.example"]), &v(&["same.example"]), &v(&["same.example"])), None);
+        assert_eq!(follow_global("web", &[], &[], &v(&["new.example"])), Some(v(&["web.new.example"])));
     }
 
     #[test]
-    fn clearing_the_global_domain_removes_default_names() {
-        assert_eq!(follow_global("web", &v(&["web.old.example"]), &v(&["old.example"]), &[]), Some(vec![]));
-        assert_eq!(follow_global("web", &v(&["web.same.example"]), &v(&["same.example"]), &v(&["same.example"])), None);
+    fn whether_an_app_follows_the_global_domain() {
+        let old = v(&["old.example"]);
+        // As recorded.
+        assert!(follows_global("web", Some(true), &[], &old));
+        assert!(!follows_global("web", Some(false), &[], &[]));
+        // State from before the record: the domains tell.
+        assert!(follows_global("web", None, &v(&["web.old.example", "www.example.com"]), &old));
+        assert!(!follows_global("web", None, &v(&["www.example.com"]), &old));
+        assert!(!follows_global("web", None, &[], &old));
+        assert!(follows_global("web", None, &[], &[]));
+        assert!(!follows_global("web", None, &v(&["www.example.com"]), &[]));
+    }
+
+    #[test]
+    fn wildcards_cover_names_under_them_at_any_depth() {
+        assert!(covers("*.example.com", "www.example.com"));
+        assert!(covers("*.example.com", "a.b.example.com"));
+        assert!(covers("*.example.com", "*.b.example.com"));
+        assert!(!covers("*.example.com", "example.com"));
+        assert!(!covers("*.example.com", "notexample.com"));
+        assert!(!covers("www.example.com", "www.example.com"));
+    }
+
+    #[test]
+    fn a_domain_may_not_take_another_apps_names_or_every_apps_default_name() {
+        let others = vec![("shop".to_string(), v(&["shop.example.com", "*.cdn.example.net"]))];
+        let global = v(&["apps.example.org"]);
+        let refused = |names: &[&str]| check_conflicts(&v(names), &others, &global).unwrap_err().to_string();
+        assert_eq!(refused(&["shop.example.com"]), "Domain shop.example.com is already used by app shop");
+        assert_eq!(refused(&["*.example.com"]), "Domain *.example.com covers shop.example.com, a domain of app shop");
+        assert_eq!(refused(&["*.example.net"]), "Domain *.example.net covers *.cdn.example.net, a domain of app shop");
+        assert!(refused(&["*.apps.example.org"]).contains("every app's name under the global domain apps.example.org"));
+        assert!(refused(&["*.example.org"]).contains("every app's name under the global domain apps.example.org"));
+        // Exact names win over wildcards in nginx: a name under another app's wildcard is fine.
+        assert!(check_conflicts(&v(&["img.cdn.example.net", "*.eu.cdn.example.net", "*.mine.example.com", "x.apps.example.org"]), &others, &global).is_ok());
     }
 }

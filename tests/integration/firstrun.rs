@@ -56,8 +56,44 @@ fn routing_changes_are_served_at_once_without_a_deploy() {
     assert_eq!(get(&d, "site.two.example"), (200, "site v1".into()));
     assert_ne!(get(&d, "site.one.example").0, 200);
     assert!(d.app_toml("other").contains("other.example.com") && !d.app_toml("other").contains("two.example"));
+    d.ssh("apps:create bare").ok();
+    d.ssh("domains:clear bare").ok();
     d.ssh("domains:clear-global").ok();
     assert_ne!(get(&d, "site.two.example").0, 200);
+    // A global domain set again gives back the default names the clear took, but not to an
+    // app whose domains were cleared by hand, nor to one whose domains were set by hand.
+    let out = d.ssh("domains:set-global three.example");
+    out.ok();
+    assert!(out.stdout.contains("site now answers to site.three.example"), "{out:#?}");
+    assert_eq!(get(&d, "site.three.example"), (200, "site v1".into()));
+    assert!(!d.app_toml("bare").contains("three.example") && !d.app_toml("other").contains("three.example"));
+
+    // A wildcard may not catch every app's default name, nor another app's names; a plain
+    // name under another app's wildcard is fine (nginx prefers the exact name).
+    d.ssh("domains:add other '*.three.example'").refused("would catch every app's name under the global domain three.example");
+    d.ssh("domains:add other '*.example'").refused("would catch every app's name under the global domain three.example");
+    d.ssh("domains:add other '*.example.com'").ok();
+    d.ssh("domains:add site www.example.com").ok();
+    assert_eq!(get(&d, "www.example.com"), (200, "site v1".into()));
+    d.ssh("domains:add-global example.com").refused("*.example.com of app other would catch every app's name under example.com");
+    d.ssh("domains:remove site www.example.com").ok();
+
+    // All or nothing: when one app cannot be routed (here its release history is damaged),
+    // the global domains and every app's domains stay, and the apps routed already are
+    // routed back.
+    d.ssh("apps:create zzz").ok();
+    std::fs::write(d.root().join("apps/zzz/releases.toml"), "damaged [").unwrap();
+    let state = || (std::fs::read_to_string(d.root().join("berth.toml")).unwrap(), d.app_toml("site"), d.app_toml("zzz"));
+    let before = state();
+    let out = d.ssh("domains:set-global four.example");
+    assert!(out.code != 0 && out.code != 255, "{out:#?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:#?}");
+    assert!(out.stderr.starts_with(" !     Global domains not changed: routing zzz failed: "), "{out:#?}");
+    assert_eq!(state(), before);
+    assert_eq!(get(&d, "site.three.example"), (200, "site v1".into()));
+    assert_ne!(get(&d, "site.four.example").0, 200);
+    std::fs::remove_file(d.root().join("apps/zzz/releases.toml")).unwrap();
+
     // None of it was a deploy.
     assert_eq!(releases(&d, "site"), 1);
 }

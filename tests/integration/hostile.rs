@@ -45,6 +45,8 @@ const CASES: &[(&str, &str)] = &[
     ("domains:add target a..com", "empty label"),
     ("domains:add target 'a.com{'", "Invalid domain"),
     ("domains:add target victim.example.com", "already used by app victim"),
+    ("domains:add target '*.example.com'", "covers victim.example.com, a domain of app victim"),
+    ("domains:set target ok.example.org '*.com'", "covers victim.example.com, a domain of app victim"),
     ("domains:set-global '*.example.com'", "cannot be a wildcard"),
     ("ports:set target http:0:5000", "bad host port"),
     ("ports:set target udp:53:53", "the scheme must be http or https"),

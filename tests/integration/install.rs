@@ -85,28 +85,50 @@ fn install_prints_one_line_per_step_then_next_steps_and_runs_again_as_an_upgrade
     assert!(global.ends_with(".sslip.io"), "{toml}");
     assert!(printed.lines().any(|l| l.trim() == format!("Apps:      http://APP.{global}")), "{printed}");
 
-    // The installed binary works on that root, and a key goes in from stdin.
+    // The next steps' key command works as printed (run as root would run it over ssh): it
+    // names this root, which is not the default, and reads the key from stdin.
     let key = keygen(dir.path(), "me");
-    let mut add = Command::new(&bin);
-    add.args(["ssh-keys:add", "me"]).env("BERTH_ROOT", &root);
-    assert_eq!(run_command(add, key.public.as_bytes()).code, 0);
+    let line = printed.lines().find(|l| l.contains("ssh-keys:add me <")).unwrap();
+    let add = line.trim().strip_prefix("ssh root@").and_then(|rest| rest.split_once(' ')).map(|(_, cmd)| cmd).unwrap();
+    assert!(add.starts_with(&format!("BERTH_ROOT={} {} ", root.display(), bin.display())), "{line}");
+    let add = add.replace("~/.ssh/id_ed25519.pub", &key.private.with_extension("pub").display().to_string());
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(&add).env_remove("BERTH_ROOT");
+    assert_eq!(run_command(sh, b"").code, 0, "{add}");
+    let body = key.public.split_whitespace().nth(1).unwrap();
+    assert!(std::fs::read_to_string(root.join("keys/authorized.toml")).unwrap().contains(body));
 
-    // Again: an upgrade. The daemon restarts; a global domain the user chose stays.
-    let mut set = Command::new(&bin);
-    set.args(["domains:set-global", "apps.example.com"]).env("BERTH_ROOT", &root);
-    assert_eq!(run_command(set, b"").code, 0);
+    // Again: an upgrade. The daemon restarts; the global domains the user chose stay, two of
+    // them too (berth.toml spreads them over several lines), and the next steps name both.
+    let berth = |args: &[&str]| {
+        let mut cmd = Command::new(&bin);
+        cmd.args(args).env("BERTH_ROOT", &root);
+        assert_eq!(run_command(cmd, b"").code, 0, "{args:?}");
+    };
+    berth(&["domains:set-global", "apps.example.com", "more.example.net"]);
     let toml = std::fs::read_to_string(root.join("berth.toml")).unwrap();
     let before = daemon_pid(&root);
     let again = script("install.sh", &env, &[]);
     assert_eq!(again.code, 0, "{again:#?}");
     assert_ne!(daemon_pid(&root), before);
     assert_eq!(std::fs::read_to_string(root.join("berth.toml")).unwrap(), toml);
-    assert!(toml.contains("apps.example.com") && !toml.contains("sslip.io"), "{toml}");
+    assert!(toml.contains("apps.example.com") && toml.contains("more.example.net") && !toml.contains("sslip.io"), "{toml}");
+    assert!(again.stdout.lines().any(|l| l.trim() == "Apps:      http://APP.apps.example.com, http://APP.more.example.net"), "{}", again.stdout);
+
+    // Global domains cleared on purpose stay cleared.
+    berth(&["domains:clear-global"]);
+    let toml = std::fs::read_to_string(root.join("berth.toml")).unwrap();
+    let third = script("install.sh", &env, &[]);
+    assert_eq!(third.code, 0, "{third:#?}");
+    assert_eq!(std::fs::read_to_string(root.join("berth.toml")).unwrap(), toml);
+    assert!(third.stdout.contains("Apps:      no global domain yet"), "{}", third.stdout);
 
     // Uninstall: the daemon, its nginx and the binary go; the state stays without --purge.
     let nginx_pid = std::fs::read_to_string(root.join("nginx/nginx.pid")).unwrap().trim().to_string();
     let pid = daemon_pid(&root);
-    let gone = script("uninstall.sh", &env, &[]);
+    // Other tests' roots share this engine's stack image and network: they stay.
+    let keep_shared = [("BERTH_KEEP_SHARED", "1".to_string())];
+    let gone = script("uninstall.sh", &[&env[..], &keep_shared].concat(), &[]);
     assert_eq!(gone.code, 0, "{gone:#?}");
     for pid in [pid, nginx_pid] {
         assert!(!Path::new(&format!("/proc/{pid}")).exists(), "{pid} still runs after uninstall:\n{gone:#?}");
