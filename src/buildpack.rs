@@ -18,13 +18,7 @@ const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const DRIVER: &str = include_str!("../buildpacks/driver.sh");
 
 /// Built-in buildpacks in detection order: (name, detect, compile, release).
-const BUILTINS: &[(&str, &str, &str, &str)] = &[
-    builtin!("python"),
-    builtin!("nodejs"),
-    builtin!("go"),
-    builtin!("static"),
-    builtin!("procfile"),
-];
+const BUILTINS: &[(&str, &str, &str, &str)] = &[builtin!("python"), builtin!("nodejs"), builtin!("go"), builtin!("static"), builtin!("procfile")];
 
 macro_rules! builtin {
     ($name:literal) => {
@@ -43,7 +37,8 @@ pub fn builtin_names() -> Vec<&'static str> {
 }
 
 /// What berth looks for, for the "nothing to build" error.
-pub const LOOKED_FOR: &str = "a Dockerfile, requirements.txt/pyproject.toml/setup.py (python), package.json (nodejs), go.mod (go), index.html (static) or a Procfile (procfile)";
+pub const LOOKED_FOR: &str =
+    "a Dockerfile, requirements.txt/pyproject.toml/setup.py (python), package.json (nodejs), go.mod (go), index.html (static) or a Procfile (procfile)";
 
 /// Files that make an app a Python app (the python buildpack's detect).
 const PYTHON_MARKERS: &[&str] = &["requirements.txt", "pyproject.toml", "setup.py"];
@@ -237,12 +232,34 @@ async fn prepare(root: &Path, value: &str, allow_private: bool, out: &Output) ->
         git.arg("--").arg(&remote.url).arg(&dest).stdin(std::process::Stdio::null()).kill_on_drop(true);
         git
     };
-    let run = |mut git: tokio::process::Command| async move {
-        match tokio::time::timeout(FETCH_TIME, git.output()).await {
-            Err(_) => Err(format!("no answer within {}s", FETCH_TIME.as_secs())),
-            Ok(Err(e)) => Err(format!("cannot run git: {e}")),
-            Ok(Ok(o)) if !o.status.success() => Err(String::from_utf8_lossy(&o.stderr).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("git clone failed").trim().to_string()),
-            Ok(Ok(_)) => Ok(()),
+    // The clone is stopped as soon as it passes the size limit (checked twice a second while
+    // it runs: a huge repository never fills the disk) or the time limit.
+    let too_large = || format!("larger than {} MiB: berth does not take it", FETCH_SIZE / 1024 / 1024);
+    let run = |mut git: tokio::process::Command| {
+        let dest = dest.clone();
+        async move {
+            let output = git.stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).output();
+            let watch = async {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    let dest = dest.clone();
+                    if tokio::task::spawn_blocking(move || dir_size(&dest)).await.unwrap_or(0) > FETCH_SIZE {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                done = tokio::time::timeout(FETCH_TIME, output) => match done {
+                    Err(_) => Err(format!("no answer within {}s", FETCH_TIME.as_secs())),
+                    Ok(Err(e)) => Err(format!("cannot run git: {e}")),
+                    Ok(Ok(o)) if !o.status.success() => {
+                        Err(String::from_utf8_lossy(&o.stderr).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("git clone failed").trim().to_string())
+                    }
+                    Ok(Ok(_)) => Ok(()),
+                },
+                // git is killed as its future drops (kill_on_drop).
+                () = watch => Err(too_large()),
+            }
         }
     };
     let mut cloned = run(clone(true)).await;
@@ -253,7 +270,7 @@ async fn prepare(root: &Path, value: &str, allow_private: bool, out: &Output) ->
     }
     let fetched = match cloned {
         Err(why) => Err(format!("Cannot fetch buildpack {value}: {why}")),
-        Ok(()) if dir_size(&dest) > FETCH_SIZE => Err(format!("Buildpack {value} is larger than {} MiB: berth does not take it", FETCH_SIZE / 1024 / 1024)),
+        Ok(()) if dir_size(&dest) > FETCH_SIZE => Err(format!("Buildpack {value} is {}", too_large())),
         Ok(()) if !dest.join("bin/compile").exists() => Err(format!("Buildpack {value} has no bin/compile")),
         Ok(()) => Ok(()),
     };
@@ -288,7 +305,14 @@ async fn resolve_public(remote: &RemoteBuildpack, allow_private: bool) -> Result
 /// networks. An IPv4 address inside IPv6 (`::ffff:127.0.0.1`) is judged as the IPv4 one.
 pub fn is_private(ip: std::net::IpAddr) -> bool {
     match ip {
-        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast() || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64),
+        std::net::IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
         std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => is_private(std::net::IpAddr::V4(v4)),
             None => v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80,
@@ -369,11 +393,7 @@ pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, ou
             cmd.push(inside);
         }
     }
-    let mut binds = vec![
-        format!("{}:/buildpacks:ro", builtins.display()),
-        format!("{}:/cache", cache.display()),
-        format!("{}:/env:ro", env_dir.display()),
-    ];
+    let mut binds = vec![format!("{}:/buildpacks:ro", builtins.display()), format!("{}:/cache", cache.display()), format!("{}:/env:ro", env_dir.display())];
     binds.extend(own_binds);
     // Builds download dependencies: they trust what the host trusts (a server behind a
     // TLS-inspecting proxy has its CA there), without rebuilding the stack.
@@ -401,17 +421,14 @@ pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, ou
     };
     let result = runtime.run_and_commit(job, out).await;
     let _ = std::fs::remove_dir_all(&env_dir);
-    result
-        .map(|c| Built {
-            image: c.image,
-            processes: crate::process::parse_process_list(&String::from_utf8_lossy(&c.collected.unwrap_or_default())),
-        })
-        .map_err(|e| match e {
-        RuntimeError::Exited(100) => format!("Nothing to build: berth looked for {LOOKED_FOR}"),
-        RuntimeError::Exited(101) => "A chosen buildpack does not apply to this app (see above); buildpacks:list shows the list".into(),
-        RuntimeError::Exited(code) => format!("The buildpack build failed (exit code {code})"),
-        other => other.to_string(),
-    })
+    result.map(|c| Built { image: c.image, processes: crate::process::parse_process_list(&String::from_utf8_lossy(&c.collected.unwrap_or_default())) }).map_err(
+        |e| match e {
+            RuntimeError::Exited(100) => format!("Nothing to build: berth looked for {LOOKED_FOR}"),
+            RuntimeError::Exited(101) => "A chosen buildpack does not apply to this app (see above); buildpacks:list shows the list".into(),
+            RuntimeError::Exited(code) => format!("The buildpack build failed (exit code {code})"),
+            other => other.to_string(),
+        },
+    )
 }
 
 /// ENV_DIR of the API: one file per variable, holding its value. Secrets: 0700/0600.
@@ -439,7 +456,10 @@ mod tests {
     fn a_flask_app_with_gunicorn_gets_a_web_command() {
         let app = "from flask import Flask\napp = Flask(__name__)\n";
         assert_eq!(guess(&[("requirements.txt", "Flask==3.0\ngunicorn==22.0\n"), ("app.py", app)]), Ok(Some("gunicorn app:app".into())));
-        assert_eq!(guess(&[("requirements.txt", "gunicorn\n"), ("wsgi.py", "application = make()\n"), ("app.py", app)]), Ok(Some("gunicorn wsgi:application".into())));
+        assert_eq!(
+            guess(&[("requirements.txt", "gunicorn\n"), ("wsgi.py", "application = make()\n"), ("app.py", app)]),
+            Ok(Some("gunicorn wsgi:application".into()))
+        );
         let pyproject = "[project]\ndependencies = [\"flask\", \"gunicorn>=22\"]\n";
         assert_eq!(guess(&[("pyproject.toml", pyproject), ("main.py", "app: Flask = Flask(__name__)\n")]), Ok(Some("gunicorn main:app".into())));
     }
@@ -485,7 +505,20 @@ mod tests {
 
     #[test]
     fn private_addresses_are_told_apart() {
-        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "fd00::1", "fe80::1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.16.5.5",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "fd00::1",
+            "fe80::1",
+        ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["93.184.216.34", "2606:4700::1111", "::ffff:93.184.216.34"] {
@@ -515,7 +548,10 @@ mod tests {
             assert!(validate(refused).is_err(), "{refused}");
         }
         let bp = RemoteBuildpack::parse("https://Example.com:8443/heroku/bp.git#v1.2").unwrap();
-        assert_eq!((bp.url.as_str(), bp.host.as_str(), bp.port, bp.git_ref.as_deref()), ("https://Example.com:8443/heroku/bp.git", "example.com", 8443, Some("v1.2")));
+        assert_eq!(
+            (bp.url.as_str(), bp.host.as_str(), bp.port, bp.git_ref.as_deref()),
+            ("https://Example.com:8443/heroku/bp.git", "example.com", 8443, Some("v1.2"))
+        );
         // Two refs of one URL are two directories; the same value is always the same one.
         let other = RemoteBuildpack::parse("https://Example.com:8443/heroku/bp.git#v2").unwrap();
         assert_ne!(bp.dir_name(), other.dir_name());

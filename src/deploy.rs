@@ -39,6 +39,8 @@ const LOG_LINES: usize = 20;
 /// How long a new non-web container must keep running to count as started.
 const SETTLE: Duration = Duration::from_secs(2);
 
+/// The largest app.json berth reads.
+pub const MAX_APP_JSON: usize = 256 * 1024;
 /// The CPU weight builds get unless set (apps' containers run at 1024).
 pub const DEFAULT_BUILD_CPU_SHARES: u32 = 256;
 /// The largest build memory limit the engine's build API takes as berth calls it (bollard
@@ -125,6 +127,10 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &str,
             let has_dockerfile = context.file("Dockerfile").is_some();
             let builder = config.builder.unwrap_or(if has_dockerfile { Builder::Dockerfile } else { Builder::Buildpacks });
             let app_json = context.file("app.json").map(|b| String::from_utf8_lossy(&b).into_owned());
+            // What app.json gives is kept in every release (checks, scripts, cron): bounded.
+            if app_json.as_ref().is_some_and(|text| text.len() > MAX_APP_JSON) {
+                return Err(format!("app.json is over {} KiB: berth reads at most that", MAX_APP_JSON / 1024));
+            }
             let checks = app_json.as_deref().map(checks::parse_app_json).transpose()?.unwrap_or_default();
             let scripts = app_json.as_deref().map(process::parse_scripts).transpose()?.unwrap_or_default();
             let cron = app_json.as_deref().map(crate::cron::parse_app_json).transpose()?.unwrap_or_default();

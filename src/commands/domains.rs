@@ -112,7 +112,7 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
         check_conflicts(&names, &others, &global)?;
     }
     let defaults = default_names(app, &global);
-    let mut before = (Vec::new(), None);
+    let (mut before, mut after) = ((Vec::new(), None), Vec::new());
     let message = ctx
         .engine
         .update_app(app, |config| {
@@ -154,6 +154,7 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
             } else if !defaults.is_empty() {
                 config.follows_global = Some(config.domains.iter().any(|d| defaults.contains(d)));
             }
+            after = config.domains.clone();
             Ok::<_, CmdError>(message)
         })
         .await?;
@@ -162,13 +163,20 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
     let routed = apply_routing(ctx, app).await;
     if routed.is_err() {
         // What nginx refused is not kept: it would fail every later deploy of the app.
-        ctx.engine
+        // Only this change is undone: a change made since (by another command) stays.
+        let undone = ctx
+            .engine
             .update_app(app, |config| {
-                (config.domains, config.follows_global) = before;
-                Ok::<_, CmdError>(())
+                let ours = config.domains == after;
+                if ours {
+                    (config.domains, config.follows_global) = before;
+                }
+                Ok::<_, CmdError>(ours)
             })
             .await?;
-        ctx.out.error("The domain change was undone").await;
+        ctx.out
+            .error(if undone { "The domain change was undone" } else { "The domain change was not undone: another change of the domains came after it" })
+            .await;
         return routed;
     }
     let domains = ctx.engine.store.load_app(app)?.domains;

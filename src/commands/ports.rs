@@ -115,17 +115,16 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
         }
         Ok(maps)
     };
-    let before = ctx.engine.store.load_app(app)?.ports;
-    let message = match change {
+    let (message, (before, after)) = match change {
         Change::Set(specs) => {
             let maps = parse_all(&specs)?;
             check_conflicts(&maps)?;
-            update(ctx, app, |ports| *ports = dedup(maps.clone())).await?;
-            format!("Set port mappings for {app}: {}", join(&maps))
+            let changed = update(ctx, app, |ports| *ports = dedup(maps.clone())).await?;
+            (format!("Set port mappings for {app}: {}", join(&maps)), changed)
         }
         Change::Add(specs) => {
             let maps = parse_all(&specs)?;
-            update(ctx, app, |ports| {
+            let changed = update(ctx, app, |ports| {
                 // Adding to the default makes the default explicit, as the user sees it listed.
                 if ports.is_empty() {
                     ports.push(PortMap::DEFAULT);
@@ -134,13 +133,15 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
                 *ports = dedup(std::mem::take(ports));
             })
             .await?;
-            format!("Added port mappings to {app}: {}", join(&maps))
+            (format!("Added port mappings to {app}: {}", join(&maps)), changed)
         }
         Change::Remove(specs) => {
             let targets = specs.iter().map(|s| RemoveTarget::parse(s)).collect::<Result<Vec<_>, _>>()?;
             let app_name = app.to_string();
-            ctx.engine
+            let changed = ctx
+                .engine
                 .update_app(app, |config| {
+                    let before = config.ports.clone();
                     let mut ports = config.effective_ports();
                     for target in &targets {
                         if !ports.iter().any(|p| target.matches(p)) {
@@ -152,22 +153,32 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
                         return Err(failed(format!("That would leave {app_name} with no port mapping; use ports:clear to go back to http:80:5000")));
                     }
                     config.ports = ports;
-                    Ok::<_, CmdError>(())
+                    Ok::<_, CmdError>((before, config.ports.clone()))
                 })
                 .await?;
-            format!("Removed port mappings from {app}: {}", specs.join(" "))
+            (format!("Removed port mappings from {app}: {}", specs.join(" ")), changed)
         }
         Change::Clear => {
-            update(ctx, app, |ports| ports.clear()).await?;
-            format!("Cleared port mappings of {app} (default: {})", PortMap::DEFAULT)
+            let changed = update(ctx, app, |ports| ports.clear()).await?;
+            (format!("Cleared port mappings of {app} (default: {})", PortMap::DEFAULT), changed)
         }
     };
     ctx.out.step(message).await;
     let routed = super::domains::apply_routing(ctx, app).await;
     if routed.is_err() {
         // What cannot be served is not kept: it would fail every later deploy of the app.
-        update(ctx, app, |ports| *ports = before).await?;
-        ctx.out.error("The port change was undone").await;
+        // Only this change is undone: a change made since (by another command) stays.
+        let undone = ctx
+            .engine
+            .update_app(app, |config| {
+                let ours = config.ports == after;
+                if ours {
+                    config.ports = before;
+                }
+                Ok::<_, CmdError>(ours)
+            })
+            .await?;
+        ctx.out.error(if undone { "The port change was undone" } else { "The port change was not undone: another change of the ports came after it" }).await;
     }
     routed
 }
@@ -195,11 +206,15 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     .await
 }
 
-async fn update(ctx: &Ctx<'_>, app: &str, edit: impl FnOnce(&mut Vec<PortMap>)) -> CmdResult {
+/// Edits the app's port mappings; returns them as they were and as they are now (read and
+/// written in one locked step, so an undo knows exactly what this change did).
+async fn update(ctx: &Ctx<'_>, app: &str, edit: impl FnOnce(&mut Vec<PortMap>)) -> Result<(Vec<PortMap>, Vec<PortMap>), CmdError> {
     ctx.engine
         .update_app(app, |config| {
+            let before = config.ports.clone();
             edit(&mut config.ports);
-            check_conflicts(&config.ports)
+            check_conflicts(&config.ports)?;
+            Ok((before, config.ports.clone()))
         })
         .await
 }

@@ -51,7 +51,9 @@ fn a_python_app_installs_its_requirements_and_a_rebuild_uses_the_cache() {
     let d = Daemon::start();
     let repo = app(&d, "py-app", &[("app.py", PYTHON_APP), ("requirements.txt", "six==1.16.0\n"), ("Procfile", "web: python app.py\n")]);
     let log = pushed(&d, &repo);
-    for needle in ["Building py-app with buildpacks", "Building with buildpack python", "Installing requirements", "Successfully installed six-1.16.0", "Compiled in"] {
+    for needle in
+        ["Building py-app with buildpacks", "Building with buildpack python", "Installing requirements", "Successfully installed six-1.16.0", "Compiled in"]
+    {
         assert!(log.contains(needle), "{needle:?} missing:\n{log}");
     }
     assert_eq!(get(&d, "py-app.example.com"), (200, "python with six 1.16.0".into()));
@@ -172,7 +174,10 @@ fn a_third_party_buildpack_from_a_git_url_builds_the_app() {
     let src = d.dir.path().join("custom-bp");
     for (file, text) in [
         ("bin/detect", "#!/bin/sh\n[ -f \"$1/hello.txt\" ] && echo custom && exit 0\nexit 1\n"),
-        ("bin/compile", "#!/bin/sh\nset -e\necho \"       custom compile, GREETING=$(cat \"$3/GREETING\")\"\n(echo \"custom: $(cat \"$3/GREETING\")\"; cat \"$1/hello.txt\") > \"$1/index.html\"\n"),
+        (
+            "bin/compile",
+            "#!/bin/sh\nset -e\necho \"       custom compile, GREETING=$(cat \"$3/GREETING\")\"\n(echo \"custom: $(cat \"$3/GREETING\")\"; cat \"$1/hello.txt\") > \"$1/index.html\"\n",
+        ),
         ("bin/release", "#!/bin/sh\nprintf -- '---\\ndefault_process_types:\\n  web: busybox httpd -f -p $PORT -h /app\\n'\n"),
     ] {
         let path = src.join(file);
@@ -214,4 +219,28 @@ fn a_third_party_buildpack_from_a_git_url_builds_the_app() {
     assert!(log.contains("Fetching buildpack"), "{log}");
     assert!(log.contains("custom compile, GREETING=hi"), "ENV_DIR did not reach compile: {log}");
     assert_eq!(get(&d, "custom-app.example.com"), (200, "custom: hi\nworld".into()));
+
+    // A buildpack over the size limit (100 MiB) is stopped while it downloads, and nothing of
+    // it stays.
+    let mut noise = vec![0u8; 110 << 20];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for chunk in noise.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(src.join("noise.bin"), noise).unwrap();
+    git(&["-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"]);
+    git(&["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "huge"]);
+    let huge = site.join("huge-bp.git");
+    assert!(std::process::Command::new("git").args(["clone", "-q", "--bare"]).arg(&src).arg(&huge).status().unwrap().success());
+    assert!(std::process::Command::new("git").current_dir(&huge).args(["update-server-info"]).status().unwrap().success());
+    let repo = app(&d, "huge-app", &[("hello.txt", "world\n")]);
+    d.ssh(&format!("buildpacks:add huge-app https://localhost:{port}/huge-bp.git")).ok();
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("larger than 100 MiB: berth does not take it"), "{}", out.stderr);
+    let fetched = std::fs::read_dir(d.root().join("buildpacks-custom")).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(fetched, 1, "only the first buildpack stays fetched");
 }

@@ -120,11 +120,14 @@ fn hostile_pushes_are_rejected_and_the_running_release_keeps_serving() {
     repo.push(&d, "main").ok();
     d.ssh("domains:add victim victim.example.com").ok();
     let huge_procfile: String = (0..20_000).map(|i| format!("p{i}: sleep {i}\n")).collect();
+    let cron: Vec<String> = (0..20_000).map(|i| format!("{{\"command\": \"echo {i}\", \"schedule\": \"* * * * *\"}}")).collect();
+    let huge_app_json = format!("{{\"cron\": [{}]}}", cron.join(","));
     let pushes: &[(&str, &str, &str)] = &[
         ("Procfile", "web sleep 1\n", "Procfile"),
         ("Procfile", "WEB: x\n", "Procfile"),
         ("Procfile", &huge_procfile, "Procfile"),
         ("app.json", "{not json", "app.json is not valid"),
+        ("app.json", &huge_app_json, "app.json is over 256 KiB"),
         ("app.json", "{\"healthchecks\": {\"web\": [{\"path\": \"/\", \"initialDelay\": 99999999}]}}", "initialDelay is at most 600 seconds"),
         ("app.json", "{\"healthchecks\": {\"web\": [{\"path\": \"no-slash\"}]}}", "path must start with /"),
         ("Dockerfile", "FROM berth/other:v1\n", "an app may use only public images"),
