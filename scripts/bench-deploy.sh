@@ -11,7 +11,8 @@
 #     consecutive redeploys. Failed requests (non-2xx + socket errors; goal 0), p50/p99
 #     (goal: p99 with redeploys ≤ 1.5× without), the median push under load, and the
 #     listen-queue overflows (TcpExtListenOverflows/ListenDrops read with nstat inside
-#     every web container's network namespace; goal 0, else wrk measures the app).
+#     every web container's network namespace; goal 0, else wrk measures the app). The
+#     same across REDEPLOYS `ps:restart`s: the swap alone, without the build.
 #  3. A WebSocket client (bench-apps/ws-probe.py) connected to a Node `ws` echo app
 #     (checks wait-to-retire 5) across one redeploy: messages lost (goal 0), how the
 #     connection ended (close frame, EOF, error) and when, and whether it reconnects.
@@ -167,8 +168,33 @@ under_deploys() { # NAME [wrk args…]
     kill -INT "$wrk_pid"
     wait "$wrk_pid" || true
 }
+# The same swap without a build (ps:restart: new containers, checks, peers, retirement), to
+# tell what the swap costs the app's latency from what the build beside it costs.
+under_restarts() { # NAME [wrk args…]
+    local name=$1
+    shift
+    progress "2. wrk ($name) across $REDEPLOYS restarts (no build)"
+    wrk -t2 -c16 -d3600s --latency -H 'Host: go.example.com' "$@" "http://127.0.0.1:$HTTP_PORT/" >"$WORK/wrk-restarts-$name.log" 2>&1 &
+    local wrk_pid=$!
+    sleep 1
+    : >"$WORK/pushes-restart-$name"
+    local start end status
+    for i in $(seq 1 "$REDEPLOYS"); do
+        status=ok
+        start=$(date +%s.%N)
+        "$BERTH" --root "$ROOT" ps:restart benchgo >"$WORK/restart.log" 2>&1 || status=failed
+        end=$(date +%s.%N)
+        echo "$start $end $status" >>"$WORK/pushes-restart-$name"
+        watch_list benchgo
+    done
+    sleep 1
+    kill -INT "$wrk_pid"
+    wait "$wrk_pid" || true
+}
 under_deploys keepalive
+under_restarts keepalive
 under_deploys close -H 'Connection: close'
+under_restarts close -H 'Connection: close'
 sleep 1
 kill "$WATCH_PID" 2>/dev/null || true
 wait "$WATCH_PID" 2>/dev/null || true
@@ -312,22 +338,22 @@ def pushes(name):
 
 print(f"2. Go net/http app (go buildpack) through berth's nginx, wrk -t2 -c16: no deploy ({base_secs} s) and across {redeploys} consecutive redeploys")
 rows = []
-for label, base, load, push in (("keep-alive (wrk default)", "base-keepalive", "deploys-keepalive", "keepalive"),
-                                ("new connection per request", "base-close", "deploys-close", "close")):
+for label, base, load, push in (("keep-alive (wrk default)", "base-keepalive", "keepalive", "keepalive"),
+                                ("new connection per request", "base-close", "close", "close")):
     b = wrk(base)
-    for when, name in (("none", base), (f"{redeploys} redeploys", load)):
+    for when, name, timings in (("none", base, None), (f"{redeploys} redeploys", f"deploys-{load}", push), (f"{redeploys} restarts", f"restarts-{load}", f"restart-{push}")):
         r = wrk(name)
         if r is None:
-            rows.append([label, when, "(no wrk output)", "", "", "", "", "", ""])
+            rows.append([label, when, "(no wrk output)", "", "", "", "", "", "", "", ""])
             continue
-        times, failed_pushes = pushes(push) if name == load else ([], 0)
-        ratio = f"{r['p99'] / b['p99']:.2f}x" if b and name == load and b["p99"] > 0 else ""
+        times, failed_pushes = pushes(timings) if timings else ([], 0)
+        ratio = f"{r['p99'] / b['p99']:.2f}x" if b and timings and b["p99"] > 0 else ""
         rows.append([label, when, f"{r['secs']:.0f}", r["total"], r["non2xx"], "/".join(map(str, r["sock"])), r["failed"],
                      fmt_ms(r["p50"]), fmt_ms(r["p99"]), ratio,
                      (f"{med(times):.2f}" if times else "") + (f" ({failed_pushes} failed)" if failed_pushes else "")])
-table(["clients", "deploys", "s", "requests", "non-2xx", "conn/read/write/timeout", "failed", "p50 ms", "p99 ms", "p99 vs none", "push s (median)"],
-      rows, [26, 12, 4, 9, 7, 23, 6, 7, 7, 11, 15], left=(0, 1))
-print("goal: 0 failed requests; p99 with redeploys ≤ 1.5x without")
+table(["clients", "deploys", "s", "requests", "non-2xx", "conn/read/write/timeout", "failed", "p50 ms", "p99 ms", "p99 vs none", "push/restart s (median)"],
+      rows, [26, 12, 4, 9, 7, 23, 6, 7, 7, 11, 22], left=(0, 1))
+print("goal: 0 failed requests; p99 with redeploys ≤ 1.5x without (restarts: the swap alone, no build)")
 overflow = {}
 for line in open(f"{work}/overflows"):
     parts = line.split()
