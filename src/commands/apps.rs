@@ -179,18 +179,41 @@ pub async fn destroy_preview(engine: &Engine, app: &str) -> CmdResult {
 /// storage directories, and its name in scoped keys. Call with its deploy, apps and app
 /// locks held. Returns the keys removed because they were scoped to it alone.
 async fn remove_everything(engine: &Engine, app: &str) -> Result<Vec<String>, CmdError> {
+    // Nothing is removed unless the engine answers (teardown refuses first). Once the
+    // containers are gone there is no way back, so every later step runs even if one fails:
+    // above all the keys, or a new app of the same name would inherit an old key's rights.
     crate::deploy::teardown(engine, app).await.map_err(CmdError::Failed)?;
-    engine.store.destroy_app(app)?;
-    crate::services::relink_app(engine, app, None)?;
+    let mut errors = Vec::new();
+    if let Err(e) = engine.store.destroy_app(app) {
+        errors.push(e.to_string());
+    }
+    if let Err(e) = crate::services::relink_app(engine, app, None) {
+        errors.push(e.to_string());
+    }
     let storage = engine.root().join("storage").join(app);
-    if storage.exists() {
-        std::fs::remove_dir_all(&storage).map_err(|e| failed(format!("cannot remove {}: {e}", storage.display())))?;
+    if storage.exists()
+        && let Err(e) = std::fs::remove_dir_all(&storage)
+    {
+        errors.push(format!("cannot remove {}: {e}", storage.display()));
     }
     let _keys = engine.store.lock_keys().await;
-    let mut keys = engine.store.load_keys()?;
-    let removed = keys.forget_app(app);
-    engine.store.save_keys(&keys)?;
-    Ok(removed)
+    let removed = match engine.store.load_keys() {
+        Ok(mut keys) => {
+            let removed = keys.forget_app(app);
+            match engine.store.save_keys(&keys) {
+                Ok(()) => removed,
+                Err(e) => {
+                    errors.push(e.to_string());
+                    Vec::new()
+                }
+            }
+        }
+        Err(e) => {
+            errors.push(e.to_string());
+            Vec::new()
+        }
+    };
+    if errors.is_empty() { Ok(removed) } else { Err(failed(format!("{app} was destroyed, but not all of it: {}", errors.join("; ")))) }
 }
 
 /// Removes an app that a first push created, when that push landed nothing (its deploy
@@ -247,7 +270,11 @@ pub async fn rename(ctx: &mut Ctx<'_>, old: &AppName, new: &AppName) -> CmdResul
         return Err(failed(format!("{old} has previews ({}): previews:destroy them first, their names follow the app's", names.join(", "))));
     }
     let store = &ctx.engine.store;
-    let _deploying = ctx.engine.deploy_lock(old, &ctx.out).await.map_err(CmdError::Failed)?;
+    // Both names' deploy locks (a first push to the new name would create it meanwhile),
+    // taken in name order so two renames the other way round cannot deadlock.
+    let (first, second) = if old.to_string() < new.to_string() { (old.to_string(), new.to_string()) } else { (new.to_string(), old.to_string()) };
+    let _deploying = ctx.engine.deploy_lock(&first, &ctx.out).await.map_err(CmdError::Failed)?;
+    let _deploying_too = ctx.engine.deploy_lock(&second, &ctx.out).await.map_err(CmdError::Failed)?;
     let _apps = store.lock_apps().await;
     let _old = store.lock_app(old).await;
     let _new = store.lock_app(new).await;
@@ -277,17 +304,47 @@ pub async fn rename(ctx: &mut Ctx<'_>, old: &AppName, new: &AppName) -> CmdResul
     if to.exists() {
         return Err(failed(format!("{} is left from an earlier app {new}: remove it first", to.display())));
     }
-    store.rename_app(old, new)?;
-    crate::services::relink_app(ctx.engine, old, Some(new))?;
-    store.save_app(new, &config)?;
-    if from.exists() {
-        std::fs::rename(&from, &to).map_err(|e| failed(format!("cannot move {}: {e}", from.display())))?;
-    }
+    // All or nothing: each step that was done is undone, in reverse, if a later one fails.
     let _keys = store.lock_keys().await;
     let mut keys = store.load_keys()?;
-    keys.rename_app(old, new);
-    store.save_keys(&keys)?;
+    let old_config = store.load_app(old)?;
+    store.rename_app(old, new)?;
+    let mut done = Vec::new();
+    let renamed = (|| -> Result<(), CmdError> {
+        crate::services::relink_app(ctx.engine, old, Some(new))?;
+        done.push(Step::Relinked);
+        store.save_app(new, &config)?;
+        done.push(Step::Saved);
+        if from.exists() {
+            std::fs::rename(&from, &to).map_err(|e| failed(format!("cannot move {}: {e}", from.display())))?;
+            done.push(Step::Moved);
+        }
+        keys.rename_app(old, new);
+        store.save_keys(&keys)?;
+        Ok(())
+    })();
+    if let Err(e) = renamed {
+        for step in done.into_iter().rev() {
+            let _ = match step {
+                Step::Moved => std::fs::rename(&to, &from).map_err(|e| e.to_string()),
+                Step::Saved => store.save_app(new, &old_config).map_err(|e| e.to_string()),
+                Step::Relinked => crate::services::relink_app(ctx.engine, new, Some(old)).map_err(|e| e.to_string()),
+            };
+        }
+        let back = store.rename_app(new, old).map_err(|e| e.to_string());
+        return Err(failed(format!(
+            "Cannot rename {old} to {new}: {e}{}",
+            back.err().map(|b| format!("; and cannot name it {old} again: {b}")).unwrap_or_default()
+        )));
+    }
     Ok(())
+}
+
+/// What `rename` has done so far, to undo it.
+enum Step {
+    Relinked,
+    Saved,
+    Moved,
 }
 
 pub async fn set_locked(ctx: &mut Ctx<'_>, app: &AppName, locked: bool) -> CmdResult {

@@ -338,6 +338,16 @@ fn destroy_removes_everything_of_an_app_or_nothing_when_docker_is_away() {
     let refused = d.ssh_as(&user, "apps:list", b"");
     assert!(refused.code == 255 && refused.stderr.contains("Permission denied"), "the removed key still gets in: {refused:#?}");
     assert!(!d.root().join("storage/gone").exists());
+
+    // A rename takes the storage and the keys scoped to the app along.
+    d.ssh("storage:mount gone data:/data").ok();
+    std::fs::write(d.root().join("storage/gone/data/kept"), "k").unwrap();
+    d.local(&["ssh-keys:add", "mover", "--app", "gone"], keygen(d.dir.path(), "mover").public.as_bytes()).ok();
+    d.ssh("apps:rename gone moved").ok();
+    assert_eq!(std::fs::read_to_string(d.root().join("storage/moved/data/kept")).unwrap(), "k");
+    assert!(!d.root().join("storage/gone").exists());
+    let keys = d.ssh("ssh-keys:list --format json").ok().stdout.clone();
+    assert!(keys.contains("moved") && !keys.contains("\"gone\""), "{keys}");
 }
 
 #[test]
