@@ -272,9 +272,12 @@ pub async fn rename(ctx: &mut Ctx<'_>, old: &AppName, new: &AppName) -> CmdResul
     let store = &ctx.engine.store;
     // Both names' deploy locks (a first push to the new name would create it meanwhile),
     // taken in name order so two renames the other way round cannot deadlock.
-    let (first, second) = if old.to_string() < new.to_string() { (old.to_string(), new.to_string()) } else { (new.to_string(), old.to_string()) };
-    let _deploying = ctx.engine.deploy_lock(&first, &ctx.out).await.map_err(CmdError::Failed)?;
-    let _deploying_too = ctx.engine.deploy_lock(&second, &ctx.out).await.map_err(CmdError::Failed)?;
+    let (first, second) = {
+        let (old, new): (&str, &str) = (old, new);
+        if old < new { (old, new) } else { (new, old) }
+    };
+    let _deploying = ctx.engine.deploy_lock(first, &ctx.out).await.map_err(CmdError::Failed)?;
+    let _deploying_too = ctx.engine.deploy_lock(second, &ctx.out).await.map_err(CmdError::Failed)?;
     let _apps = store.lock_apps().await;
     let _old = store.lock_app(old).await;
     let _new = store.lock_app(new).await;
