@@ -12,7 +12,9 @@
 #     (goal: p99 with redeploys ≤ 1.5× without), the median push under load, and the
 #     listen-queue overflows (TcpExtListenOverflows/ListenDrops read with nstat inside
 #     every web container's network namespace; goal 0, else wrk measures the app). The
-#     same across REDEPLOYS `ps:restart`s: the swap alone, without the build.
+#     same across REDEPLOYS `ps:restart`s: the swap alone, without the build. And with a
+#     paced keep-alive load (each connection waits PACE_MS between requests, as in 4.), no
+#     deploy and across REDEPLOYS redeploys: p99 when the load leaves the machine room.
 #  3. A WebSocket client (bench-apps/ws-probe.py) connected to a Node `ws` echo app
 #     (checks wait-to-retire 5) across one redeploy: messages lost (goal 0), how the
 #     connection ended (close frame, EOF, error) and when, and whether it reconnects.
@@ -195,6 +197,12 @@ under_deploys keepalive
 under_restarts keepalive
 under_deploys close -H 'Connection: close'
 under_restarts close -H 'Connection: close'
+# The same with a steady load that leaves the machine room (each connection waits PACE_MS
+# between requests, as in 4.), closer to what an app's users send than wrk flat out.
+printf 'function delay()\n  return %s\nend\n' "$PACE_MS" >"$WORK/pace.lua"
+progress "2. paced wrk with no deploy, ${BASE_SECS}s"
+wrk_run base-paced "$BASE_SECS" -s "$WORK/pace.lua"
+under_deploys paced -s "$WORK/pace.lua"
 sleep 1
 kill "$WATCH_PID" 2>/dev/null || true
 wait "$WATCH_PID" 2>/dev/null || true
@@ -218,7 +226,6 @@ wait "$PROBE_PID" || true
 "$BERTH" --root "$ROOT" apps:create benchburn >/dev/null
 bench_app_repo benchburn
 cp -r "$APPS/cpu-burn/." .
-printf 'function delay()\n  return %s\nend\n' "$PACE_MS" >"$WORK/pace.lua"
 paced() { # NAME: the paced wrk for LOAD_SECS
     wrk -t2 -c16 -d"${LOAD_SECS}s" --latency -s "$WORK/pace.lua" -H 'Host: go.example.com' "http://127.0.0.1:$HTTP_PORT/" >"$WORK/wrk-build-$1.log" 2>&1
 }
@@ -339,9 +346,12 @@ def pushes(name):
 print(f"2. Go net/http app (go buildpack) through berth's nginx, wrk -t2 -c16: no deploy ({base_secs} s) and across {redeploys} consecutive redeploys")
 rows = []
 for label, base, load, push in (("keep-alive (wrk default)", "base-keepalive", "keepalive", "keepalive"),
-                                ("new connection per request", "base-close", "close", "close")):
+                                ("new connection per request", "base-close", "close", "close"),
+                                (f"keep-alive, paced {pace_ms} ms", "base-paced", "paced", "paced")):
     b = wrk(base)
     for when, name, timings in (("none", base, None), (f"{redeploys} redeploys", f"deploys-{load}", push), (f"{redeploys} restarts", f"restarts-{load}", f"restart-{push}")):
+        if load == "paced" and when.endswith("restarts"):
+            continue
         r = wrk(name)
         if r is None:
             rows.append([label, when, "(no wrk output)", "", "", "", "", "", "", "", ""])

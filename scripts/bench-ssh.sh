@@ -4,6 +4,7 @@
 # then 200 clients at once against each (successes, p50, p99: the connection limits must not
 # cost this); then one client while 1,000 idle sockets are open (berth's descriptors stay
 # bounded); and berth's idle resident memory. Usage: scripts/bench-ssh.sh [RUNS] (default 200)
+#   BERTH=/path/to/berth   use this binary instead of building one (cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -11,7 +12,11 @@ require_root
 RUNS=${1:-200}
 
 apt_install openssh-server openssh-client python3
-bench_build_berth
+if [ -n "${BERTH:-}" ]; then
+    [ -x "$BERTH" ] || die "BERTH=$BERTH is not an executable file"
+else
+    bench_build_berth
+fi
 
 WORK=$(mktemp -d)
 BERTH_PID=""

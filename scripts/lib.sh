@@ -79,7 +79,7 @@ ensure_docker() {
 bench_build_berth() {
     ensure_rust
     cargo build --release --locked --quiet
-    BERTH=$PWD/target/release/berth
+    BERTH=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
 }
 
 # For benchmarks: a new git repository in $WORK/APP (the current directory afterwards)
