@@ -45,8 +45,7 @@ pub fn settings(args: &DaemonArgs, file: &GlobalConfig) -> anyhow::Result<Settin
 /// Held for the daemon's life: a second daemon on the same root refuses to start.
 fn take_root_lock(root: &Path) -> anyhow::Result<File> {
     let path = root.join("daemon.lock");
-    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     if file.try_lock().is_err() {
         bail!("another berth daemon is already running on {}", root.display());
     }
@@ -79,15 +78,11 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     let settings = settings(&args, &global)?;
 
     let host_key = ssh::load_or_create_host_key(&root.join("keys").join("host_ed25519"))?;
-    let ssh_listener = TcpListener::bind(settings.ssh_listen)
-        .await
-        .with_context(|| format!("cannot listen for SSH on {}", settings.ssh_listen))?;
+    let ssh_listener = TcpListener::bind(settings.ssh_listen).await.with_context(|| format!("cannot listen for SSH on {}", settings.ssh_listen))?;
     let ssh_addr = ssh_listener.local_addr()?;
     let socket_path = crate::socket_path(&root);
     let local_listener = local::bind(&socket_path).with_context(|| format!("cannot bind {}", socket_path.display()))?;
 
-    // Where tests and scripts find what was actually bound (`--ssh-listen 127.0.0.1:0`).
-    crate::store::write_atomic(&root.join("ssh-address"), format!("{ssh_addr}\n").as_bytes(), 0o644)?;
     crate::store::write_atomic(&root.join("berth.pid"), format!("{}\n", std::process::id()).as_bytes(), 0o644)?;
 
     let engine = Engine::new(store, settings);
@@ -98,6 +93,14 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
             tracing::error!(app, "{e}");
         }
     }
+    // nginx is up (or its failure logged) before the daemon answers, so no command sees it
+    // still starting (doctor would call it down; a routing change would race its start).
+    if let Err(e) = engine.nginx.ensure_running().await {
+        tracing::error!("cannot start nginx: {e}");
+    }
+    // Where tests and scripts find what was actually bound (`--ssh-listen 127.0.0.1:0`),
+    // written once the daemon is about to answer.
+    crate::store::write_atomic(&root.join("ssh-address"), format!("{ssh_addr}\n").as_bytes(), 0o644)?;
     let (stop, stopped) = watch::channel(false);
     // The local socket outlives SSH at shutdown: pushes in flight reach it from their hook.
     let (stop_local, local_stopped) = watch::channel(false);
@@ -106,7 +109,7 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     let local_task = tokio::spawn(local::serve(local_listener, engine.clone(), local_stopped));
     tracing::info!(root = %root.display(), ssh = %ssh_addr, socket = %socket_path.display(), "berth daemon ready");
 
-    // nginx and the apps come back in the background: SSH answers meanwhile.
+    // The apps come back in the background: SSH answers meanwhile.
     let nginx_watch = tokio::spawn(engine.nginx.clone().watch(stop.subscribe()));
     // Then routing follows the engine's events, and certificates due while the daemon was
     // down are renewed.
@@ -155,9 +158,6 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(300);
 /// previous daemon go, containers the engine lost are started again, peers point where
 /// containers run now, stale containers and images no release needs go.
 async fn restore_all(engine: Arc<Engine>) {
-    if let Err(e) = engine.nginx.ensure_running().await {
-        tracing::error!("cannot start nginx: {e}");
-    }
     let mut apps = match engine.store.list_apps() {
         Ok(apps) => apps,
         Err(e) => return tracing::error!("cannot list apps: {e}"),
