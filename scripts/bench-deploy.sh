@@ -154,55 +154,48 @@ progress "2. wrk with no deploy, ${BASE_SECS}s keep-alive and ${BASE_SECS}s a ne
 wrk_run base-keepalive "$BASE_SECS"
 wrk_run base-close "$BASE_SECS" -H 'Connection: close'
 
-under_deploys() { # NAME [wrk args…]
-    local name=$1
-    shift
-    progress "2. wrk ($name) across $REDEPLOYS redeploys"
-    wrk -t2 -c16 -d3600s --latency -H 'Host: go.example.com' "$@" "http://127.0.0.1:$HTTP_PORT/" >"$WORK/wrk-deploys-$name.log" 2>&1 &
+# `ps:restart` of the Go app: "START END ok|failed" appended to TIMINGS, as `redeploy` does.
+restart() { # TIMINGS
+    local start end status=ok
+    start=$(date +%s.%N)
+    "$BERTH" --root "$ROOT" ps:restart benchgo >"$WORK/restart.log" 2>&1 || status=failed
+    end=$(date +%s.%N)
+    echo "$start $end $status" >>"$1"
+}
+# wrk across REDEPLOYS swaps of the Go app: KIND `deploys` (an empty commit pushed: build and
+# swap) or `restarts` (ps:restart: the swap alone, no build, to tell what the swap costs the
+# app's latency from what the build beside it costs).
+under_load() { # KIND NAME [wrk args…]
+    local kind=$1 name=$2
+    shift 2
+    local timings=$WORK/pushes-$name
+    [ "$kind" = restarts ] && timings=$WORK/pushes-restart-$name
+    progress "2. wrk ($name) across $REDEPLOYS $kind"
+    wrk -t2 -c16 -d3600s --latency -H 'Host: go.example.com' "$@" "http://127.0.0.1:$HTTP_PORT/" >"$WORK/wrk-$kind-$name.log" 2>&1 &
     local wrk_pid=$!
     sleep 1
-    : >"$WORK/pushes-$name"
+    : >"$timings"
     for i in $(seq 1 "$REDEPLOYS"); do
-        redeploy "$WORK/pushes-$name" "under load ($name) $i"
+        case $kind in
+            deploys) redeploy "$timings" "under load ($name) $i" ;;
+            restarts) restart "$timings" ;;
+        esac
         watch_list benchgo
     done
     sleep 1
     kill -INT "$wrk_pid"
     wait "$wrk_pid" || true
 }
-# The same swap without a build (ps:restart: new containers, checks, peers, retirement), to
-# tell what the swap costs the app's latency from what the build beside it costs.
-under_restarts() { # NAME [wrk args…]
-    local name=$1
-    shift
-    progress "2. wrk ($name) across $REDEPLOYS restarts (no build)"
-    wrk -t2 -c16 -d3600s --latency -H 'Host: go.example.com' "$@" "http://127.0.0.1:$HTTP_PORT/" >"$WORK/wrk-restarts-$name.log" 2>&1 &
-    local wrk_pid=$!
-    sleep 1
-    : >"$WORK/pushes-restart-$name"
-    local start end status
-    for i in $(seq 1 "$REDEPLOYS"); do
-        status=ok
-        start=$(date +%s.%N)
-        "$BERTH" --root "$ROOT" ps:restart benchgo >"$WORK/restart.log" 2>&1 || status=failed
-        end=$(date +%s.%N)
-        echo "$start $end $status" >>"$WORK/pushes-restart-$name"
-        watch_list benchgo
-    done
-    sleep 1
-    kill -INT "$wrk_pid"
-    wait "$wrk_pid" || true
-}
-under_deploys keepalive
-under_restarts keepalive
-under_deploys close -H 'Connection: close'
-under_restarts close -H 'Connection: close'
+under_load deploys keepalive
+under_load restarts keepalive
+under_load deploys close -H 'Connection: close'
+under_load restarts close -H 'Connection: close'
 # The same with a steady load that leaves the machine room (each connection waits PACE_MS
 # between requests, as in 4.), closer to what an app's users send than wrk flat out.
 printf 'function delay()\n  return %s\nend\n' "$PACE_MS" >"$WORK/pace.lua"
 progress "2. paced wrk with no deploy, ${BASE_SECS}s"
 wrk_run base-paced "$BASE_SECS" -s "$WORK/pace.lua"
-under_deploys paced -s "$WORK/pace.lua"
+under_load deploys paced -s "$WORK/pace.lua"
 sleep 1
 kill "$WATCH_PID" 2>/dev/null || true
 wait "$WATCH_PID" 2>/dev/null || true
