@@ -1,21 +1,44 @@
 #!/usr/bin/env bash
 # Runs berth's whole test suite on a fresh Debian 12 machine as root: installs and starts
-# what the tests use (Docker engine, nginx, git, OpenSSH, pebble as the ACME server), then
-# lints and tests, then fuzzes the parsers briefly.
+# what the tests use (Docker engine, nginx, git, OpenSSH, pebble as the ACME server, and the
+# tools the tests call: python3, curl, procps), then lints and tests, then fuzzes the parsers
+# briefly. Every stage runs even when an earlier one fails; the failures are listed at the
+# end and the exit status is non-zero when there is one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 
-apt_install docker.io nginx libnginx-mod-http-lua git openssh-client openssh-server busybox-static ca-certificates build-essential pkg-config debootstrap pebble openssl curl iproute2
+apt_install docker.io nginx libnginx-mod-http-lua git openssh-client openssh-server busybox-static ca-certificates build-essential pkg-config debootstrap pebble openssl curl iproute2 python3 procps
 ensure_docker
 ensure_rust
 
-log "cargo clippy"
-cargo clippy --locked --all-targets --quiet -- -D warnings
-log "cargo test"
-cargo test --locked 2>&1
-log "cargo test: tests that restart the Docker engine, alone"
-cargo test --locked --test integration -- --ignored --test-threads=1 2>&1
-log "fuzzing the parsers (10 s each)"
-scripts/fuzz.sh 10
+failed=()
+# Runs one stage; a failure is recorded, not fatal.
+stage() {
+    local name=$1
+    shift
+    log "$name"
+    local started=$SECONDS
+    if "$@"; then
+        log "$name: passed in $((SECONDS - started)) s"
+    else
+        local rc=$?
+        printf ' !     %s: failed (exit %s) after %s s\n' "$name" "$rc" "$((SECONDS - started))" >&2
+        failed+=("$name")
+    fi
+}
+
+stage "cargo clippy" cargo clippy --locked --all-targets --quiet -- -D warnings
+# --no-fail-fast: a failing unit test does not keep the integration tests from running.
+stage "cargo test" cargo test --locked --no-fail-fast
+stage "cargo test: tests that restart the Docker engine, alone" \
+    cargo test --locked --test integration -- --ignored --test-threads=1
+stage "fuzzing the parsers (10 s each)" scripts/fuzz.sh 10
+
+if [ ${#failed[@]} -gt 0 ]; then
+    printf ' !     %s stage(s) failed:\n' "${#failed[@]}" >&2
+    printf ' !       %s\n' "${failed[@]}" >&2
+    exit 1
+fi
+log "every stage passed"

@@ -32,6 +32,8 @@ pub enum AcmeError {
     Refused(String),
     #[error("the ACME server {server} failed: {message}")]
     Server { server: String, message: String },
+    #[error("the ACME server {server} failed: {message} (check that this server reaches it: outbound HTTPS and DNS; or set another with `letsencrypt:set --global server URL`)")]
+    Unreachable { server: String, message: String },
     #[error("{domain}: the ACME server could not validate it: {detail} (does {domain} resolve to this server, with port 80 open to the internet?)")]
     Validation { domain: String, detail: String },
     #[error("{path}: {source}")]
@@ -73,8 +75,16 @@ impl Acme<'_> {
 
     /// With the error's causes: an HTTP client's own message ("client error (Connect)")
     /// does not say what went wrong.
-    fn request_failed(&self, settings: &AcmeSettings, e: impl std::error::Error) -> AcmeError {
-        self.server_error(settings, with_causes(&e))
+    /// A failure to connect (a name that does not resolve, a refused or cut connection, a TLS
+    /// failure: an I/O error among the causes) says what to check.
+    fn request_failed(&self, settings: &AcmeSettings, e: impl std::error::Error + 'static) -> AcmeError {
+        let mut causes = std::iter::successors(Some(&e as &dyn std::error::Error), |c| c.source());
+        let message = with_causes(&e);
+        if causes.any(|c| c.is::<std::io::Error>()) {
+            AcmeError::Unreachable { server: settings.server.clone(), message }
+        } else {
+            AcmeError::Server { server: settings.server.clone(), message }
+        }
     }
 
     /// The account for this directory: the stored one, or a new one (stored at once).

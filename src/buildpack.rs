@@ -199,7 +199,7 @@ async fn prepare(root: &Path, value: &str, allow_private: bool, out: &Output) ->
     if dest.join("bin/compile").exists() {
         return Ok((Some(dest), inside));
     }
-    let ip = resolve_public(&remote, allow_private).await?;
+    let addrs = resolve_public(&remote, allow_private).await?;
     out.step(format!("Fetching buildpack {value}")).await;
     let _ = std::fs::remove_dir_all(&dest);
     std::fs::create_dir_all(root.join("buildpacks-custom")).map_err(|e| e.to_string())?;
@@ -219,9 +219,9 @@ async fn prepare(root: &Path, value: &str, allow_private: bool, out: &Output) ->
             }
         }
         git.args(["-c", "credential.helper=", "-c", "http.followRedirects=false", "-c", "http.lowSpeedLimit=1024", "-c", "http.lowSpeedTime=30"])
-            // The address checked above is the one git connects to (no second lookup).
+            // The addresses checked above are the ones git connects to (no second lookup).
             .arg("-c")
-            .arg(format!("http.curloptResolve={}:{}:{ip}", remote.host, remote.port))
+            .arg(format!("http.curloptResolve={}", pinned(&remote.host, remote.port, &addrs)))
             .args(["clone", "--quiet", "--no-tags"]);
         if shallow {
             git.args(["--depth", "1"]);
@@ -281,24 +281,34 @@ async fn prepare(root: &Path, value: &str, allow_private: bool, out: &Output) ->
     Ok((Some(dest), inside))
 }
 
-/// The address a buildpack host resolves to, refused when it is loopback, private or
-/// link-local (the server's own network is not the user's to reach), unless berth.toml
-/// says `allow_private_buildpack_hosts = true`.
-async fn resolve_public(remote: &RemoteBuildpack, allow_private: bool) -> Result<std::net::IpAddr, String> {
-    let addrs: Vec<std::net::IpAddr> = tokio::net::lookup_host((remote.host.as_str(), remote.port))
+/// Every address a buildpack host resolves to (git tries each, as curl does), refused when
+/// one is loopback, private or link-local and the admin did not allow those: a name that
+/// also resolves to the server's own networks could be pointed at them later.
+async fn resolve_public(remote: &RemoteBuildpack, allow_private: bool) -> Result<Vec<std::net::IpAddr>, String> {
+    let mut addrs: Vec<std::net::IpAddr> = tokio::net::lookup_host((remote.host.as_str(), remote.port))
         .await
         .map_err(|e| format!("Cannot fetch buildpack {}: {} does not resolve ({e})", remote.url, remote.host))?
         .map(|a| a.ip())
         .collect();
-    let ip = addrs.iter().find(|ip| ip.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| format!("{} has no address", remote.host))?;
-    let private = is_private(ip);
-    if private && !allow_private {
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(format!("{} has no address", remote.host));
+    }
+    if let Some(ip) = addrs.iter().find(|ip| is_private(**ip))
+        && !allow_private
+    {
         return Err(format!(
             "Buildpack host {} is at {ip}, a private address: berth fetches only from public hosts (allow_private_buildpack_hosts in berth.toml)",
             remote.host
         ));
     }
-    Ok(ip)
+    Ok(addrs)
+}
+
+/// curl's `--resolve` entry (git's http.curloptResolve) pinning `host:port` to every address.
+fn pinned(host: &str, port: u16, addrs: &[std::net::IpAddr]) -> String {
+    let addrs: Vec<String> = addrs.iter().map(|ip| if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() }).collect();
+    format!("{host}:{port}:{}", addrs.join(","))
 }
 
 /// Loopback, private, link-local, shared (CGNAT), unspecified or broadcast: the server's own
@@ -527,6 +537,12 @@ mod tests {
     }
 
     #[test]
+    fn a_fetch_is_pinned_to_every_address_checked() {
+        let addrs = ["203.0.113.7".parse().unwrap(), "2001:db8::7".parse().unwrap()];
+        assert_eq!(pinned("example.com", 443, &addrs), "example.com:443:203.0.113.7,[2001:db8::7]");
+    }
+
+    #[test]
     fn buildpack_values() {
         assert!(validate("python").is_ok());
         assert!(validate("https://example.com/heroku-buildpack-ruby.git").is_ok());
@@ -560,10 +576,15 @@ mod tests {
 
     #[test]
     fn detect_scripts_detect_exactly() {
-        let dir = tempfile::tempdir().unwrap();
+        // The scripts run from beside the test binary, not from /tmp, which a hardened
+        // server mounts noexec.
+        let dir = tempfile::tempdir_in(std::env::current_exe().unwrap().parent().unwrap()).unwrap();
         let bp = install_builtins(dir.path()).unwrap();
         let app = tempfile::tempdir().unwrap();
-        let detect = |name: &str| std::process::Command::new(bp.join(name).join("bin/detect")).arg(app.path()).output().unwrap();
+        let detect = |name: &str| {
+            let script = bp.join(name).join("bin/detect");
+            std::process::Command::new(&script).arg(app.path()).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()))
+        };
         for name in builtin_names() {
             assert!(!detect(name).status.success(), "{name} detected an empty app");
         }

@@ -25,7 +25,24 @@ pub struct Output {
     /// dokku's info flag of a `NS:report` (`--ps-restart-policy`): only that value is
     /// printed. With the namespace's flag prefix (`ps`; `app` for apps).
     info: Option<std::sync::Arc<InfoFlag>>,
+    /// Bytes of child output (builds, buildpacks, plugins) passed on so far, shared by every
+    /// clone: one command's child output is bounded and paced as a whole.
+    streamed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// The longest line berth passes on from a build, a buildpack or a container's logs; the
+/// rest of a longer line is cut, with a marker saying how much.
+pub const MAX_LINE: usize = 4 * 1024;
+
+/// How much child output one command passes on; the rest is counted, not shown. A client
+/// reading slowly (git behind OpenSSH's non-blocking stderr drops what it cannot write)
+/// then loses nothing that matters: the phase lines and the verdict come after.
+pub const MAX_CHILD_OUTPUT: usize = 1024 * 1024;
+
+/// Child output up to this much goes out as fast as the client reads; beyond it, at about
+/// `PACED_BYTES_PER_SEC`, so a flood never outruns a slow terminal.
+const UNPACED_CHILD_OUTPUT: usize = 256 * 1024;
+const PACED_BYTES_PER_SEC: u64 = 1024 * 1024;
 
 /// An info flag a report was asked for, and the prefix of its namespace's flags.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +54,7 @@ pub struct InfoFlag {
 impl Output {
     pub fn channel(capacity: usize) -> (Output, mpsc::Receiver<Chunk>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Output { tx, quiet: false, info: None }, rx)
+        (Output { tx, quiet: false, info: None, streamed: Default::default() }, rx)
     }
 
     /// An Output nobody reads (its chunks are drained and dropped); it is never closed.
@@ -112,6 +129,112 @@ impl Output {
     /// ` !     text` on stderr.
     pub async fn error(&self, text: impl AsRef<str>) {
         self.stderr(format!(" !     {}\n", text.as_ref())).await;
+    }
+
+    /// One line of a child's output (a build step, a buildpack, a plugin), already cut to
+    /// `MAX_LINE` by `Lines`, as a detail line (`indent`) or as it is. Passed on while the
+    /// command's `MAX_CHILD_OUTPUT` lasts (paced beyond `UNPACED_CHILD_OUTPUT`); past it,
+    /// one line says so and the rest is dropped.
+    pub async fn child_line(&self, line: &str, indent: bool) {
+        use std::sync::atomic::Ordering;
+        let size = line.len() + if indent { 8 } else { 1 };
+        let before = self.streamed.fetch_add(size, Ordering::Relaxed);
+        if before >= MAX_CHILD_OUTPUT {
+            return;
+        }
+        if before + size > MAX_CHILD_OUTPUT {
+            self.detail(format!("… more output than {} KiB: the rest of it is not shown", MAX_CHILD_OUTPUT / 1024)).await;
+            return;
+        }
+        if before + size > UNPACED_CHILD_OUTPUT {
+            tokio::time::sleep(std::time::Duration::from_micros(size as u64 * 1_000_000 / PACED_BYTES_PER_SEC)).await;
+        }
+        if indent { self.detail(line).await } else { self.line(line).await }
+    }
+}
+
+/// The lines of a stream of byte chunks (a child's stdout, a container's logs), as `Lines`
+/// splits them; it ends where the chunks end.
+pub fn lines_of<B: AsRef<[u8]> + Send + 'static>(chunks: impl futures_util::Stream<Item = B> + Send + 'static) -> futures_util::stream::BoxStream<'static, String> {
+    use futures_util::StreamExt;
+    let chunks = chunks.boxed();
+    futures_util::stream::unfold((chunks, Lines::default(), std::collections::VecDeque::new()), |(mut chunks, mut lines, mut ready)| async move {
+        loop {
+            if let Some(line) = ready.pop_front() {
+                return Some((line, (chunks, lines, ready)));
+            }
+            match chunks.next().await {
+                Some(chunk) => ready.extend(lines.push(chunk.as_ref())),
+                None => {
+                    let line = lines.finish()?;
+                    return Some((line, (chunks, lines, ready)));
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// The lines of what a child process writes to one of its pipes.
+pub fn lines_of_reader(reader: impl tokio::io::AsyncRead + Send + 'static) -> futures_util::stream::BoxStream<'static, String> {
+    lines_of(ok_until_error(tokio_util::io::ReaderStream::new(reader)))
+}
+
+/// The items of a stream up to its first error.
+pub fn ok_until_error<T, E>(stream: impl futures_util::Stream<Item = Result<T, E>>) -> impl futures_util::Stream<Item = T> {
+    use futures_util::StreamExt;
+    stream.take_while(|item| std::future::ready(item.is_ok())).filter_map(|item| std::future::ready(item.ok()))
+}
+
+/// Splits a byte stream into the lines a user reads: split on bytes, then decoded (a
+/// character split across two chunks survives), trailing white space dropped, and a line
+/// longer than `MAX_LINE` cut there with a marker saying how much was cut. It holds at
+/// most `MAX_LINE` bytes, whatever the stream.
+#[derive(Default)]
+pub struct Lines {
+    pending: Vec<u8>,
+    cut: usize,
+}
+
+impl Lines {
+    /// Takes the next bytes of the stream; returns the lines they complete.
+    pub fn push(&mut self, mut bytes: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+            self.keep(&bytes[..end]);
+            lines.push(self.take());
+            bytes = &bytes[end + 1..];
+        }
+        self.keep(bytes);
+        lines
+    }
+
+    /// The last line, when the stream ended without a newline.
+    pub fn finish(&mut self) -> Option<String> {
+        (!self.pending.is_empty() || self.cut > 0).then(|| self.take())
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        let room = MAX_LINE.saturating_sub(self.pending.len()).min(bytes.len());
+        self.pending.extend_from_slice(&bytes[..room]);
+        self.cut += bytes.len() - room;
+    }
+
+    fn take(&mut self) -> String {
+        let mut bytes = std::mem::take(&mut self.pending);
+        // A cut may have split the last character: it goes with the cut part.
+        if let Err(e) = std::str::from_utf8(&bytes)
+            && e.error_len().is_none()
+        {
+            self.cut += bytes.len() - e.valid_up_to();
+            bytes.truncate(e.valid_up_to());
+        }
+        let mut line = String::from_utf8_lossy(&bytes).trim_end().to_string();
+        if self.cut > 0 {
+            line.push_str(&format!(" … [{} more bytes of this line cut]", self.cut));
+            self.cut = 0;
+        }
+        line
     }
 }
 
@@ -339,6 +462,60 @@ mod tests {
         tx.send(vec![0; 10]).await.unwrap();
         drop(tx);
         assert!(input.read_to_end(5).await.is_err());
+    }
+
+    #[test]
+    fn lines_are_split_on_bytes_and_cut_with_a_marker() {
+        let mut lines = Lines::default();
+        assert_eq!(lines.push(b"one\r\ntw"), vec!["one"]);
+        // "é" split across two chunks.
+        assert_eq!(lines.push(b"o \xc3"), Vec::<String>::new());
+        assert_eq!(lines.push(b"\xa9\npart"), vec!["two é"]);
+        assert_eq!(lines.finish().as_deref(), Some("part"));
+        assert_eq!(lines.finish(), None);
+        // 6 MB without a newline, in chunks: one line of MAX_LINE bytes and a marker.
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..100 {
+            assert!(lines.push(&chunk).is_empty());
+        }
+        let long = lines.push(b"\nnext\n");
+        assert_eq!(long.len(), 2);
+        assert_eq!(long[0], format!("{} … [{} more bytes of this line cut]", "x".repeat(MAX_LINE), 100 * 64 * 1024 - MAX_LINE));
+        assert_eq!(long[1], "next");
+        // A cut inside a multi-byte character: the character goes with the cut part.
+        let mut lines = Lines::default();
+        let mut text = "a".repeat(MAX_LINE - 1).into_bytes();
+        text.extend_from_slice("éé\n".as_bytes());
+        assert_eq!(lines.push(&text), vec![format!("{} … [4 more bytes of this line cut]", "a".repeat(MAX_LINE - 1))]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn child_output_is_bounded_per_command() {
+        let (out, mut rx) = Output::channel(1024);
+        let reader = tokio::spawn(async move {
+            let (mut bytes, mut last) = (0, String::new());
+            while let Some(Chunk::Stdout(chunk)) = rx.recv().await {
+                bytes += chunk.len();
+                last = String::from_utf8(chunk).unwrap();
+            }
+            (bytes, last)
+        });
+        let line = "y".repeat(1000);
+        let started = tokio::time::Instant::now();
+        // 10 MB from two clones of one command's output.
+        for _ in 0..5000 {
+            out.child_line(&line, true).await;
+            out.clone().child_line(&line, false).await;
+        }
+        out.step("Build done").await;
+        drop(out);
+        let (bytes, last) = reader.await.unwrap();
+        assert!(bytes <= MAX_CHILD_OUTPUT + 8 * 1024 + 200, "{bytes} bytes passed on");
+        assert!(bytes >= MAX_CHILD_OUTPUT - 2 * 1024, "{bytes} bytes passed on");
+        assert_eq!(last, "-----> Build done\n");
+        // Paced past the first 256 KiB: about 0.75 s for the next 768 KiB (paused time).
+        let took = started.elapsed().as_secs_f64();
+        assert!((0.7..1.0).contains(&took), "{took}");
     }
 
     #[test]

@@ -14,7 +14,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
 
 use crate::engine::Engine;
 use crate::output::{Input, Output};
@@ -144,12 +145,12 @@ async fn run_trigger(mut cmd: tokio::process::Command, out: &Output) -> Result<(
     let show = |stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
         let last = &last;
         async move {
-            let mut lines = BufReader::new(stream.take(1 << 20)).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            let mut lines = crate::output::lines_of_reader(stream.take(1 << 20));
+            while let Some(line) = lines.next().await {
                 if !line.trim().is_empty() {
                     *last.lock().unwrap_or_else(|e| e.into_inner()) = line.trim().chars().take(300).collect();
                 }
-                out.detail(line).await;
+                out.child_line(&line, true).await;
             }
         }
     };

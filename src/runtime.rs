@@ -376,7 +376,7 @@ impl Runtime {
             ..Default::default()
         };
         let mut stream = self.docker.build_image(options, None, Some(bollard::body_try_stream(file_stream(context).await?)));
-        let mut pending = String::new();
+        let mut lines = crate::output::Lines::default();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let Ok(item) = tokio::time::timeout_at(deadline, stream.next()).await else {
@@ -389,10 +389,9 @@ impl Runtime {
                         return Err(RuntimeError::Build(detail.trim().to_string()));
                     }
                     if let Some(text) = info.stream {
-                        pending.push_str(&text);
-                        while let Some(line) = take_line(&mut pending) {
+                        for line in lines.push(text.as_bytes()) {
                             if !line.is_empty() {
-                                out.detail(line).await;
+                                out.child_line(&line, true).await;
                             }
                         }
                     }
@@ -792,22 +791,7 @@ impl Runtime {
     pub fn log_lines(&self, id: &str, tail: usize, follow: bool) -> futures_util::stream::BoxStream<'static, String> {
         let options = LogsOptions { stdout: true, stderr: true, follow, timestamps: true, tail: tail.to_string(), ..Default::default() };
         let chunks = self.docker.logs(id, Some(options));
-        futures_util::stream::unfold((chunks, String::new()), |(mut chunks, mut pending)| async move {
-            loop {
-                if let Some(line) = take_line(&mut pending) {
-                    return Some((line, (chunks, pending)));
-                }
-                match chunks.next().await {
-                    Some(Ok(chunk)) => pending.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),
-                    _ if !pending.is_empty() => {
-                        let line = std::mem::take(&mut pending);
-                        return Some((line, (chunks, pending)));
-                    }
-                    _ => return None,
-                }
-            }
-        })
-        .boxed()
+        crate::output::lines_of(crate::output::ok_until_error(chunks).map(|chunk| chunk.into_bytes()))
     }
 
     /// SIGTERM, SIGKILL after `stop_timeout`, then remove.
@@ -976,15 +960,14 @@ impl Runtime {
                 self.docker.upload_to_container(&id, Some(options), bollard::body_try_stream(file_stream(tar).await?)).await?;
             }
             let mut logs = self.attach_and_start(&id, false).await?.output;
-            let mut pending = String::new();
+            let mut lines = crate::output::Lines::default();
             while let Some(Ok(chunk)) = logs.next().await {
-                pending.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-                while let Some(line) = take_line(&mut pending) {
-                    out.line(line).await;
+                for line in lines.push(&chunk.into_bytes()) {
+                    out.child_line(&line, false).await;
                 }
             }
-            if !pending.trim().is_empty() {
-                out.line(pending.trim_end()).await;
+            if let Some(line) = lines.finish().filter(|l| !l.trim().is_empty()) {
+                out.child_line(&line, false).await;
             }
             match self.exit_code(&id).await? {
                 0 => {}
@@ -1156,54 +1139,4 @@ fn network_ip(info: bollard::models::ContainerInspectResponse) -> Option<String>
 async fn file_stream(path: &std::path::Path) -> Result<tokio_util::io::ReaderStream<tokio::fs::File>, RuntimeError> {
     let file = tokio::fs::File::open(path).await.map_err(|e| RuntimeError::Build(format!("cannot read the build context: {e}")))?;
     Ok(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024))
-}
-
-/// The longest line berth passes on from a build or a container; longer ones are cut into
-/// pieces of this size, so output without newlines never piles up in memory.
-pub const MAX_LINE: usize = 16 * 1024;
-
-/// The first whole line of `pending` (without its line ending), removed from it; None
-/// while only a partial line is there. A line longer than `MAX_LINE` comes out in pieces.
-fn take_line(pending: &mut String) -> Option<String> {
-    match pending.find('\n') {
-        Some(pos) if pos <= MAX_LINE => {
-            let line: String = pending.drain(..=pos).collect();
-            Some(line.trim_end().to_string())
-        }
-        _ if pending.len() > MAX_LINE => {
-            let mut cut = MAX_LINE;
-            while !pending.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            Some(pending.drain(..cut).collect())
-        }
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_are_taken_whole() {
-        let mut pending = String::from("one\r\ntwo\npart");
-        assert_eq!(take_line(&mut pending).as_deref(), Some("one"));
-        assert_eq!(take_line(&mut pending).as_deref(), Some("two"));
-        assert_eq!(take_line(&mut pending), None);
-        assert_eq!(pending, "part");
-    }
-
-    #[test]
-    fn a_line_without_end_comes_out_in_pieces() {
-        let mut pending = "é".repeat(MAX_LINE);
-        let first = take_line(&mut pending).unwrap();
-        assert!(first.len() <= MAX_LINE && first.len() > MAX_LINE - 2);
-        let mut rest = 0;
-        while let Some(piece) = take_line(&mut pending) {
-            rest += piece.len();
-        }
-        assert_eq!(first.len() + rest + pending.len(), 2 * MAX_LINE);
-        assert!(pending.len() <= MAX_LINE);
-    }
 }

@@ -9,10 +9,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::buildpack::STACK_IMAGE;
-use crate::output::Output;
+use crate::output::{Output, lines_of_reader};
 use crate::runtime::{OneShot, Runtime};
 
 const PACKAGES: &str = "ca-certificates busybox python3 python3-venv python3-pip nodejs npm golang-go";
@@ -117,26 +116,16 @@ async fn stream_command(out: &Output, program: &str, args: &[&std::ffi::OsStr]) 
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e} (apt-get install {program})"))?;
-    let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-    let stderr = BufReader::new(child.stderr.take().ok_or("no stderr")?);
-    let mut lines = futures_util::stream::select(lines_of(stdout), lines_of(stderr));
+    let stdout = lines_of_reader(child.stdout.take().ok_or("no stdout")?);
+    let stderr = lines_of_reader(child.stderr.take().ok_or("no stderr")?);
+    let mut lines = futures_util::stream::select(stdout, stderr);
     let mut last = String::new();
     while let Some(line) = lines.next().await {
-        out.detail(&line).await;
+        out.child_line(&line, true).await;
         last = line;
     }
     let status = child.wait().await.map_err(|e| e.to_string())?;
     if status.success() { Ok(()) } else { Err(format!("{program} failed ({status}): {last}")) }
-}
-
-fn lines_of(reader: impl tokio::io::AsyncBufRead + Unpin + Send + 'static) -> futures_util::stream::BoxStream<'static, String> {
-    futures_util::stream::unfold(reader.lines(), |mut lines| async move {
-        match lines.next_line().await {
-            Ok(Some(line)) => Some((line, lines)),
-            _ => None,
-        }
-    })
-    .boxed()
 }
 
 fn short_id(id: &str) -> &str {

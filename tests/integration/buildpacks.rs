@@ -1,6 +1,6 @@
 //! Apps without a Dockerfile, built by berth's buildpacks in the stack image.
 
-use crate::harness::{AppRepo, Daemon, get, stack_image};
+use crate::harness::{AppRepo, Daemon, get, stack_image, temp_dir};
 
 fn app(d: &Daemon, name: &str, files: &[(&str, &str)]) -> AppRepo {
     stack_image(d);
@@ -166,7 +166,7 @@ fn nothing_to_build_is_one_clear_refusal_and_buildpacks_can_be_chosen() {
 
 #[test]
 fn a_third_party_buildpack_from_a_git_url_builds_the_app() {
-    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_dir = temp_dir();
     let ca = crate::https::TestCa::new(ca_dir.path());
     let d = Daemon::start_with_env(&[("GIT_SSL_CAINFO", ca.ca().display().to_string())]);
     // A buildpack in the Heroku API v2, in its own git repository (a bare one on disk:

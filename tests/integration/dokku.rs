@@ -1,7 +1,7 @@
 //! dokku's command line, as a dokku user's scripts write it, over the real OpenSSH client:
 //! global flags before the command, namespace help, dokku's app names and messages.
 
-use crate::harness::{AppRepo, Daemon, get, web_dockerfile};
+use crate::harness::{AppRepo, Daemon, get, temp_dir, web_dockerfile};
 
 /// What a command line must print and exit with: `stdout`/`stderr` are exact when they
 /// start with `=`, else a part that must appear; `""` means nothing at all.
@@ -173,7 +173,7 @@ fn an_app_named_as_dokku_allows_deploys_and_is_served() {
 /// Procfile in its working directory.
 fn ci_image(name: &str, text: &str) {
     crate::harness::base_image();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let dockerfile = format!("FROM berth-test/busybox\nWORKDIR /srv\nEXPOSE 5000\nRUN mkdir /www && echo '{text}' > /www/index.html\nCOPY Procfile /srv/Procfile\n");
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
     // Procfile commands of an image run without a shell (as dokku's): the shell is asked for.

@@ -92,6 +92,12 @@ pub struct Daemon {
 /// A loopback port nobody listens on right now, below Linux's ephemeral range (32768+):
 /// a port taken from that range and let go could be handed out again at once by a later
 /// `bind(0)` (the daemon's own SSH listener), and nginx would then fail to bind it.
+/// A new temporary directory under the build's own (target/tmp), not /tmp: daemons run git
+/// hooks, plugins and scripts from their roots, and a hardened machine mounts /tmp noexec.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
 pub fn free_port() -> u16 {
     loop {
         let port = 20_000 + rand::random::<u16>() % 12_000;
@@ -109,7 +115,7 @@ impl Daemon {
 
     /// Like `start`, with extra environment for the daemon (e.g. SSL_CERT_FILE).
     pub fn start_with_env(env: &[(&str, String)]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = temp_dir();
         let admin = keygen(dir.path(), "admin");
         let env = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let mut daemon = Daemon { dir, child: None, port: 0, http_port: free_port(), https_port: free_port(), admin, env };
@@ -338,7 +344,7 @@ pub fn docker(args: &[&str]) -> String {
 pub fn base_image() {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = temp_dir();
         std::fs::copy("/bin/busybox", dir.path().join("busybox")).expect("busybox-static is installed (scripts/test.sh)");
         std::fs::write(
             dir.path().join("Dockerfile"),

@@ -48,7 +48,7 @@ fn daemon_pid(root: &Path) -> String {
 
 #[test]
 fn install_prints_one_line_per_step_then_next_steps_and_runs_again_as_an_upgrade() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let root = dir.path().join("root");
     let bin = dir.path().join("bin/berth");
     std::fs::create_dir_all(bin.parent().unwrap()).unwrap();

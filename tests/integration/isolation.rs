@@ -53,17 +53,30 @@ fn a_client_killed_mid_push_does_not_hold_the_deploy_lock() {
 }
 
 #[test]
-fn build_output_of_one_huge_line_is_passed_on_in_pieces_and_the_push_lands() {
+fn build_output_is_cut_to_lines_a_user_can_read_and_bounded_and_the_push_lands() {
     let d = Daemon::start();
     let repo = AppRepo::new(&d, "longline");
-    // 6 MB without a newline: more than the local socket's largest frame (4 MiB).
-    let dockerfile = "FROM berth-test/busybox\nRUN head -c 6000000 /dev/zero | tr '\\0' x; echo\nRUN mkdir /www && echo long > /www/index.html\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n";
-    repo.write("Dockerfile", dockerfile).commit("long line");
+    // 6 MB without a newline (more than the local socket's largest frame, 4 MiB), then 20 MB
+    // of ordinary lines: a client reading slowly (git behind OpenSSH's non-blocking stderr)
+    // would drop some of it.
+    // The root's name makes the steps new to the engine's build cache, so they run.
+    let dockerfile = format!("FROM berth-test/busybox\nRUN echo {} >/dev/null; head -c 6000000 /dev/zero | tr '\\0' x; echo\nRUN i=0; while [ $i -lt 200000 ]; do echo \"line $i of a chatty build, padded to about a hundred bytes ..........................\"; i=$((i+1)); done\nRUN mkdir /www && echo long > /www/index.html\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n", d.root().display());
+    repo.write("Dockerfile", &dockerfile).commit("long line");
     let out = repo.push(&d, "main");
     assert_eq!(out.code, 0, "{}", &out.stderr[out.stderr.len().saturating_sub(2000)..]);
     let longest = out.stderr.lines().map(str::len).max().unwrap_or(0);
-    assert!(longest < 20_000, "a line of {longest} bytes reached the client");
+    assert!(longest < 4096 + 200, "a line of {longest} bytes reached the client");
+    let cut = out.stderr.lines().find(|l| l.contains("more bytes of this line cut]"));
+    let cut = cut.unwrap_or_else(|| panic!("the cut is not marked: {}", &out.stderr[..out.stderr.len().min(3000)]));
+    assert!(cut.contains(&format!("[{} more bytes of this line cut]", 6_000_000 - 4096)), "{cut}");
+    // Berth sends at most 1 MiB of it; git adds `remote: ` and padding to each line.
+    assert!(out.stderr.len() < 1_400_000, "{} bytes of output reached the client", out.stderr.len());
+    assert!(out.stderr.contains("the rest of it is not shown"), "the bound is said");
+    // What comes after the bound still reaches the client: the phases and the verdict.
+    assert!(out.stderr.contains("is live"), "{}", &out.stderr[out.stderr.len().saturating_sub(2000)..]);
     assert_eq!(d.ssh("releases longline --format json").stdout.matches("\"active\"").count(), 1);
+    d.ssh("domains:add longline longline.example.com").ok();
+    assert_eq!(get(&d, "longline.example.com"), (200, "long".into()));
 }
 
 #[test]

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use berth::proxy::{Listen, Nginx, Routing, plan_site};
 use berth::validate::PortMap;
 
-use crate::harness::{free_port, http_get};
+use crate::harness::{free_port, http_get, temp_dir};
 
 #[tokio::test]
 async fn an_invalid_site_is_refused_and_the_other_sites_keep_serving() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let port = free_port();
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();

@@ -1,7 +1,7 @@
 //! State on disk: it survives restarts and crashes, the local CLI sees what SSH sees, and a
 //! damaged state file is named (file and line), never read as empty.
 
-use crate::harness::{AppRepo, Daemon, get, web_dockerfile};
+use crate::harness::{AppRepo, Daemon, get, temp_dir, web_dockerfile};
 
 #[test]
 fn state_survives_a_graceful_restart_and_a_crash() {
@@ -80,7 +80,7 @@ fn a_second_daemon_on_the_same_root_refuses_to_start() {
 
 #[test]
 fn a_bad_listen_address_is_one_clear_line() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let out = std::process::Command::new(crate::harness::BERTH)
         .arg("--root")
         .arg(dir.path())
