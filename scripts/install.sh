@@ -109,12 +109,12 @@ UNIT
         systemctl restart berth
     else
         # No systemd (containers, CI): stop the daemon started before, start the new binary.
-        if [ -f "$BERTH_ROOT/berth.pid" ] && kill -0 "$(cat "$BERTH_ROOT/berth.pid")" 2>/dev/null; then
+        if [ -f "$BERTH_ROOT/berth.pid" ] && pid_alive "$(cat "$BERTH_ROOT/berth.pid")"; then
             local pid
             pid=$(cat "$BERTH_ROOT/berth.pid")
             echo "Stopping the running daemon ($pid)"
             kill -TERM "$pid"
-            for _ in $(seq 1 3300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            for _ in $(seq 1 3300); do pid_alive "$pid" || break; sleep 0.1; done
         fi
         nohup "$BIN" daemon >>"$DAEMON_LOG" 2>&1 </dev/null &
     fi
@@ -130,6 +130,16 @@ UNIT
 # address of its default route (behind NAT that is a private one; then set BERTH_DOMAIN).
 host_ipv4() {
     ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") { print $(i + 1); exit }}'
+}
+
+# True for an IPv4 address the internet cannot reach: private (RFC 1918), shared (CGNAT),
+# loopback or link-local. NAT clouds give a server such an address on its default route.
+is_private_ipv4() {
+    local a b
+    IFS=. read -r a b _ <<<"$1"
+    [ "$a" = 10 ] || [ "$a" = 127 ] || { [ "$a" = 172 ] && [ "$b" -ge 16 ] && [ "$b" -le 31 ]; } ||
+        { [ "$a" = 192 ] && [ "$b" = 168 ]; } || { [ "$a" = 169 ] && [ "$b" = 254 ]; } ||
+        { [ "$a" = 100 ] && [ "$b" -ge 64 ] && [ "$b" -le 127 ]; }
 }
 
 step "Installing Debian packages (docker.io, nginx, git, debootstrap…)" \
@@ -178,11 +188,27 @@ cat <<DONE
        Logs:      daemon: $daemon_log; nginx: $BERTH_ROOT/nginx/logs; this install: $LOG
 
 =====> Next steps, from your laptop
-       1. Let your SSH key in (berth asks no password; the key is read from stdin):
+       1. Let your SSH key in (berth asks no password; the key is read from stdin), from your
+          laptop where root logs in over ssh on port 22:
           ssh root@$host $berth_cmd ssh-keys:add me < ~/.ssh/id_ed25519.pub
+          or here on the server, with your public key copied over:
+          $berth_cmd ssh-keys:add me < id_ed25519.pub
        2. Deploy an app (on first connection, check ssh shows the host key above):
           git remote add deploy ssh://berth@$host:$ssh_port/myapp
           git push deploy main
        3. Check the server at any time:
           ssh ${ssh_opt}berth@$host doctor
 DONE
+
+# The address chosen for sslip.io names is one the internet cannot reach (a NAT cloud):
+# say so, and what to do, rather than print names that work only on this network.
+if [ -n "$ip" ] && is_private_ipv4 "$ip" && [[ " $globals " == *" $ip.sslip.io "* ]]; then
+    cat <<NAT
+
+=====> Note: $ip is a private address (this server is behind NAT)
+       APP.$ip.sslip.io reaches the apps only from this server's own network. Give berth
+       the public name, with this server's public IPv4 or a domain of your own:
+          $berth_cmd domains:set-global <public IPv4>.sslip.io
+       or install with BERTH_DOMAIN=apps.example.com (a wildcard A record *.apps.example.com).
+NAT
+fi

@@ -21,6 +21,14 @@ apt_install() {
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# True when process $1 runs. A zombie (it exited, and no init reaps it: a container started
+# without --init) has stopped: `kill -0` alone would call it alive forever.
+pid_alive() {
+    local state
+    state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
 have_systemd() {
     [ -d /run/systemd/system ]
 }

@@ -42,7 +42,7 @@ live_pid() {
     local pid cmdline
     [ -f "$1" ] || return 1
     pid=$(tr -d '[:space:]' <"$1")
-    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 1
     cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
     [[ $cmdline == *"$2"* ]] || return 1
     echo "$pid"
@@ -53,7 +53,7 @@ stop_pid() {
     local pid=$1 signal=$2 seconds=$3
     kill "-$signal" "$pid" 2>/dev/null || return 0
     for _ in $(seq 1 $((seconds * 10))); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        pid_alive "$pid" || return 0
         sleep 0.1
     done
     return 1

@@ -157,6 +157,11 @@ fn shown(target: &Target) -> String {
 }
 
 pub async fn set(ctx: &mut Ctx<'_>, app: &Target, pairs: &[String], encoded: bool, no_restart: bool) -> CmdResult {
+    set_showing(ctx, app, pairs, encoded, no_restart, |_, value| value.to_string()).await
+}
+
+/// `set`, printing each value as `show(key, value)` says (a link masks its password).
+pub async fn set_showing(ctx: &mut Ctx<'_>, app: &Target, pairs: &[String], encoded: bool, no_restart: bool, show: impl Fn(&str, &str) -> String) -> CmdResult {
     if pairs.is_empty() {
         return Err(failed("At least one env pair must be given"));
     }
@@ -177,7 +182,7 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &Target, pairs: &[String], encoded: boo
     })
     .await?;
     ctx.out.step("Setting config vars").await;
-    let shown: BTreeMap<String, String> = parsed.into_iter().collect();
+    let shown: BTreeMap<String, String> = parsed.iter().map(|(k, v)| (k.clone(), show(k, v))).collect();
     print_aligned(ctx, &shown).await;
     apply(ctx, app, no_restart, undo).await
 }

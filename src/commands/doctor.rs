@@ -91,24 +91,56 @@ pub fn disk(path: &Path, free: u64) -> Check {
     }
 }
 
-/// Where `name` (an app name under a global domain) resolves, against this host's addresses.
-pub fn dns(domain: &str, probe: &str, resolved: Result<Vec<IpAddr>, String>, own: &[IpAddr]) -> Check {
-    match resolved {
-        Err(e) => check(
-            Verdict::Fail,
-            "dns",
-            format!("{probe} does not resolve ({e}): add a wildcard A record *.{domain} pointing at this server, or domains:set-global another domain"),
-        ),
-        Ok(ips) if ips.iter().any(|ip| own.contains(ip)) => check(Verdict::Ok, "dns", format!("*.{domain} resolves to this host")),
-        Ok(ips) => {
-            let shown: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
-            check(
-                Verdict::Warn,
-                "dns",
-                format!("*.{domain} resolves to {}, not an address of this host: fine behind NAT, otherwise point *.{domain} at this server", shown.join(", ")),
-            )
+/// Wildcard DNS services: the name holds the address (`APP.203.0.113.7.sslip.io`), so
+/// nobody adds records under them.
+fn wildcard_dns_service(domain: &str) -> Option<&'static str> {
+    ["sslip.io", "nip.io"].into_iter().find(|s| domain == *s || domain.ends_with(&format!(".{s}")))
+}
+
+/// Where `probe` (an app name under global domain `domain`) resolves, against this host's
+/// addresses (`own`) and those of them where berth's nginx answers (`answering`).
+pub fn dns(domain: &str, probe: &str, resolved: Result<Vec<IpAddr>, String>, own: &[IpAddr], answering: &[IpAddr]) -> Check {
+    let service = wildcard_dns_service(domain);
+    let set_public = match service {
+        Some(s) => format!("domains:set-global <this server's public IPv4>.{s}, or a domain of your own"),
+        None => format!("point *.{domain} at this server's public address, or domains:set-global another domain"),
+    };
+    let ips = match resolved {
+        Err(e) => {
+            let says = match service {
+                Some(s) => format!("{probe} does not resolve ({e}): this server cannot reach {s}'s DNS (check outbound DNS), or domains:set-global a domain of your own"),
+                None => format!("{probe} does not resolve ({e}): add a wildcard A record *.{domain} pointing at this server, or domains:set-global another domain"),
+            };
+            return check(Verdict::Fail, "dns", says);
         }
+        Ok(ips) => ips,
+    };
+    let shown = |ips: &[&IpAddr]| ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ");
+    let mine: Vec<&IpAddr> = ips.iter().filter(|ip| own.contains(ip)).collect();
+    if mine.is_empty() {
+        let all: Vec<&IpAddr> = ips.iter().collect();
+        return check(
+            Verdict::Warn,
+            "dns",
+            format!("*.{domain} resolves to {}, not an address of this host: fine behind NAT that forwards ports 80 and 443 here; otherwise {set_public}", shown(&all)),
+        );
     }
+    let public: Vec<&IpAddr> = mine.iter().copied().filter(|ip| !crate::buildpack::is_private(**ip)).collect();
+    if public.is_empty() {
+        return check(
+            Verdict::Warn,
+            "dns",
+            format!("*.{domain} resolves to {}, a private address of this host: only its own network reaches the apps; for the internet, {set_public}", shown(&mine)),
+        );
+    }
+    if !public.iter().any(|ip| answering.contains(ip)) {
+        return check(
+            Verdict::Warn,
+            "dns",
+            format!("*.{domain} resolves to {} on this host, but berth's nginx does not answer there: give the daemon --http-listen on that address (0.0.0.0:80)", shown(&public)),
+        );
+    }
+    check(Verdict::Ok, "dns", format!("*.{domain} resolves to this host ({}), where berth's nginx answers", shown(&public)))
 }
 
 /// A certificate's state: expired, due (renewal failing), or fine.
@@ -230,15 +262,23 @@ async fn global_dns(engine: &Engine) -> Vec<Check> {
         return vec![check(Verdict::Warn, "dns", "no global domain: apps answer only to names given with domains:add (domains:set-global DOMAIN)")];
     }
     let own = own_addresses();
+    let port = engine.settings.http_listen.port();
     let mut checks = Vec::new();
     for domain in domains {
         let probe = format!("berth-doctor.{domain}");
-        let resolved = match tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((probe.as_str(), 80))).await {
+        let resolved: Result<Vec<IpAddr>, String> = match tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((probe.as_str(), 80))).await {
             Ok(Ok(addrs)) => Ok(addrs.map(|a| a.ip()).collect()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("no answer within 5s".to_string()),
         };
-        checks.push(dns(&domain, &probe, resolved, &own));
+        let mut answering = Vec::new();
+        for ip in resolved.iter().flatten().filter(|ip| own.contains(ip)) {
+            let connect = tokio::net::TcpStream::connect(SocketAddr::new(*ip, port));
+            if matches!(tokio::time::timeout(Duration::from_secs(2), connect).await, Ok(Ok(_))) {
+                answering.push(*ip);
+            }
+        }
+        checks.push(dns(&domain, &probe, resolved, &own, &answering));
     }
     checks
 }
@@ -331,14 +371,39 @@ mod tests {
 
     #[test]
     fn dns_verdicts_say_what_record_to_add() {
-        let own: Vec<IpAddr> = vec!["203.0.113.7".parse().unwrap()];
-        let missing = dns("apps.example.com", "berth-doctor.apps.example.com", Err("no such host".into()), &own);
+        let own: Vec<IpAddr> = vec!["203.0.113.7".parse().unwrap(), "10.0.0.5".parse().unwrap()];
+        let answering: Vec<IpAddr> = own.clone();
+        let missing = dns("apps.example.com", "berth-doctor.apps.example.com", Err("no such host".into()), &own, &answering);
         assert_eq!(missing.verdict, Verdict::Fail);
         assert!(missing.says.contains("wildcard A record *.apps.example.com"), "{}", missing.says);
-        assert_eq!(dns("a.example", "p.a.example", Ok(vec!["203.0.113.7".parse().unwrap()]), &own).verdict, Verdict::Ok);
-        let elsewhere = dns("a.example", "p.a.example", Ok(vec!["198.51.100.1".parse().unwrap()]), &own);
+        let fine = dns("a.example", "p.a.example", Ok(vec!["203.0.113.7".parse().unwrap()]), &own, &answering);
+        assert_eq!(fine.verdict, Verdict::Ok, "{}", fine.says);
+        let elsewhere = dns("a.example", "p.a.example", Ok(vec!["198.51.100.1".parse().unwrap()]), &own, &answering);
         assert_eq!(elsewhere.verdict, Verdict::Warn);
         assert!(elsewhere.says.contains("198.51.100.1"));
+        // Nothing of berth's answers at the address the name gives.
+        let silent = dns("a.example", "p.a.example", Ok(vec!["203.0.113.7".parse().unwrap()]), &own, &[]);
+        assert_eq!(silent.verdict, Verdict::Warn);
+        assert!(silent.says.contains("does not answer there"), "{}", silent.says);
+    }
+
+    #[test]
+    fn a_private_address_is_named_and_sslip_io_never_gets_records() {
+        let own: Vec<IpAddr> = vec!["10.0.0.5".parse().unwrap()];
+        // A NAT cloud: the default route's source is private, and install chose it.
+        let private = dns("10.0.0.5.sslip.io", "berth-doctor.10.0.0.5.sslip.io", Ok(own.clone()), &own, &own);
+        assert_eq!(private.verdict, Verdict::Warn);
+        assert!(private.says.contains("a private address of this host"), "{}", private.says);
+        assert!(private.says.contains("domains:set-global <this server's public IPv4>.sslip.io"), "{}", private.says);
+        let unresolved = dns("203.0.113.7.sslip.io", "berth-doctor.203.0.113.7.sslip.io", Err("timed out".into()), &own, &own);
+        assert_eq!(unresolved.verdict, Verdict::Fail);
+        assert!(unresolved.says.contains("cannot reach sslip.io's DNS"), "{}", unresolved.says);
+        for check in [&private, &unresolved, &dns("198.51.100.1.sslip.io", "p.198.51.100.1.sslip.io", Ok(vec!["198.51.100.1".parse().unwrap()]), &own, &own)] {
+            assert!(!check.says.contains("record"), "{}", check.says);
+        }
+        // An address of its own network is private too for a domain of the user's own.
+        let lan = dns("apps.example.com", "p.apps.example.com", Ok(own.clone()), &own, &own);
+        assert!(lan.says.contains("point *.apps.example.com at this server's public address"), "{}", lan.says);
     }
 
     #[test]

@@ -46,6 +46,9 @@ macro_rules! service_namespace {
                 /// The env var is ALIAS_URL (default: the kind's)
                 #[arg(long, short)]
                 alias: Option<String>,
+                /// Print the URL with its password (it is masked otherwise)
+                #[arg(long)]
+                show_password: bool,
             },
             /// Take the service's URL out of an app's config, as a new release
             #[command(name = concat!($ns, ":unlink"))]
@@ -139,7 +142,7 @@ macro_rules! service_namespace {
                 let kind: &dyn crate::services::Kind = $kind;
                 match self {
                     Cmd::Create { name, image_version } => handlers::create(ctx, kind, &name, image_version.as_deref()).await,
-                    Cmd::Link { name, app, alias } => handlers::link(ctx, kind, &name, &app, alias.as_deref()).await,
+                    Cmd::Link { name, app, alias, show_password } => handlers::link(ctx, kind, &name, &app, alias.as_deref(), show_password).await,
                     Cmd::Unlink { name, app } => handlers::unlink(ctx, kind, &name, &app).await,
                     Cmd::Info { name, format, show_password } => handlers::info(ctx, kind, &name, format, show_password).await,
                     Cmd::List { format } => handlers::list(ctx, kind, format).await,
@@ -205,6 +208,9 @@ pub async fn create(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, version: Opt
     Ok(())
 }
 
+/// What a password is shown as unless `--show-password` asks for it.
+const MASKED: &str = "********";
+
 /// The env var a link sets: `ALIAS_URL`, the alias a valid env key in capitals.
 fn link_var(kind: &dyn Kind, alias: Option<&str>) -> Result<String, CmdError> {
     let alias = alias.unwrap_or(kind.env_var()).to_ascii_uppercase().replace('-', "_");
@@ -213,7 +219,7 @@ fn link_var(kind: &dyn Kind, alias: Option<&str>) -> Result<String, CmdError> {
     Ok(var)
 }
 
-pub async fn link(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, app: &AppName, alias: Option<&str>) -> CmdResult {
+pub async fn link(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, app: &AppName, alias: Option<&str>, show_password: bool) -> CmdResult {
     let var = link_var(kind, alias)?;
     let _lock = lock(ctx, kind, name).await?;
     let mut service = load(ctx, kind, name)?;
@@ -229,7 +235,9 @@ pub async fn link(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, app: &AppName,
         }
         None => {
             ctx.out.step(format!("Linking {} service {name} to {app} as {var}", kind.name())).await;
-            super::config::set(ctx, &Target::App(app.clone()), &[format!("{var}={url}")], false, false).await?;
+            // The URL holds the password: printed masked, as postgres:info does, unless asked.
+            let shown = if show_password { url.clone() } else { kind.url(&service, &runtime.service_name(kind.name(), name), MASKED) };
+            super::config::set_showing(ctx, &Target::App(app.clone()), &[format!("{var}={url}")], false, false, |_, _| shown.clone()).await?;
         }
     }
     service.links.insert(app.to_string(), var);
@@ -265,7 +273,7 @@ pub async fn info(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, format: Format
             Err(e) => format!("unknown ({e})"),
         },
     };
-    let password = if show_password { service.password.clone() } else { "********".into() };
+    let password = if show_password { service.password.clone() } else { MASKED.into() };
     let links: Vec<String> = service.links.iter().map(|(app, var)| format!("{app} ({var})")).collect();
     let report = Report::new(format!("{} service {name} information", kind.name()))
         .row("Status", status)

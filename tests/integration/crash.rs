@@ -836,8 +836,52 @@ fn sigterm_lets_a_running_deploy_finish() {
 // alone, after the others (scripts/test.sh: `--ignored --test-threads=1`).
 // ---------------------------------------------------------------------------------------
 
+/// True while process `pid` runs. A zombie has stopped: where no init reaps (a container
+/// started without --init), an exited dockerd stays one for good.
+fn process_runs(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name in parentheses, which may itself hold spaces.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X'))
+}
+
+fn docker_answers() -> bool {
+    Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success())
+}
+
+/// Starts dockerd in a session of its own (it outlives this test), logging where
+/// scripts/lib.sh's ensure_docker does.
+fn start_dockerd() {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open("/var/log/dockerd.log").unwrap();
+    let started = Command::new("setsid").args(["-f", "dockerd"]).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).status().unwrap();
+    assert!(started.success());
+}
+
+/// Brings the Docker engine back when it is dropped, whatever happened in between (a failed
+/// assertion included): the tests after this one, and the machine, need it.
+struct EngineBack;
+
+impl Drop for EngineBack {
+    fn drop(&mut self) {
+        if docker_answers() {
+            return;
+        }
+        let systemd = Command::new("systemctl").args(["is-enabled", "--quiet", "docker"]).status().is_ok_and(|s| s.success());
+        if systemd {
+            let _ = Command::new("systemctl").args(["start", "docker"]).status();
+        } else {
+            start_dockerd();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !docker_answers() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 /// Restarts the Docker engine the way it was started: systemd's unit, or dockerd itself.
 fn restart_docker() {
+    let _back = EngineBack;
     let systemd = Command::new("systemctl").args(["is-active", "--quiet", "docker"]).status().is_ok_and(|s| s.success());
     if systemd {
         assert!(Command::new("systemctl").args(["restart", "docker"]).status().unwrap().success());
@@ -845,17 +889,21 @@ fn restart_docker() {
         let pid = String::from_utf8_lossy(&Command::new("pgrep").args(["-x", "dockerd"]).output().unwrap().stdout).trim().to_string();
         let pid: i32 = pid.lines().next().and_then(|p| p.parse().ok()).expect("dockerd runs");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
-        poll(Duration::from_secs(60), "dockerd to stop", || {
-            if std::path::Path::new(&format!("/proc/{pid}")).exists() { Err("still running".into()) } else { Ok(()) }
-        });
-        let log = std::fs::OpenOptions::new().create(true).append(true).open("/var/log/dockerd.log").unwrap();
-        // setsid -f: dockerd in a session of its own, outliving this test.
-        let started = Command::new("setsid").args(["-f", "dockerd"]).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).status().unwrap();
-        assert!(started.success());
+        poll(Duration::from_secs(60), "dockerd to stop", || if process_runs(pid) { Err("still running".into()) } else { Ok(()) });
+        start_dockerd();
     }
-    poll(Duration::from_secs(60), "the Docker engine to answer", || {
-        if Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success()) { Ok(()) } else { Err("no answer".into()) }
-    });
+    poll(Duration::from_secs(60), "the Docker engine to answer", || if docker_answers() { Ok(()) } else { Err("no answer".into()) });
+}
+
+#[test]
+fn a_zombie_is_a_stopped_process() {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id() as i32;
+    // Not waited for yet: a zombie until this test reaps it.
+    poll(Duration::from_secs(10), "true to exit", || if process_runs(pid) { Err("runs".into()) } else { Ok(()) });
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "still a zombie, not reaped");
+    child.wait().unwrap();
+    assert!(process_runs(std::process::id() as i32));
 }
 
 #[test]

@@ -84,6 +84,14 @@ fn install_prints_one_line_per_step_then_next_steps_and_runs_again_as_an_upgrade
     let global = toml.split("global_domains = [\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
     assert!(global.ends_with(".sslip.io"), "{toml}");
     assert!(printed.lines().any(|l| l.trim() == format!("Apps:      http://APP.{global}")), "{printed}");
+    // On a NAT cloud the address install chose is private: it says so, and what to do.
+    let chosen: std::net::Ipv4Addr = global.trim_end_matches(".sslip.io").parse().unwrap();
+    let private = chosen.is_private() || chosen.is_loopback() || chosen.is_link_local() || (chosen.octets()[0] == 100 && (chosen.octets()[1] & 0xc0) == 64);
+    let note = format!("=====> Note: {chosen} is a private address (this server is behind NAT)");
+    assert_eq!(printed.contains(&note), private, "{chosen}: {printed}");
+    if private {
+        assert!(printed.contains("domains:set-global <public IPv4>.sslip.io"), "{printed}");
+    }
 
     // The next steps' key command works as printed (run as root would run it over ssh): it
     // names this root, which is not the default, and reads the key from stdin.

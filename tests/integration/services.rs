@@ -442,11 +442,15 @@ fn a_linked_postgres_keeps_the_apps_rows_through_a_restart_a_daemon_crash_and_a_
     // Linking is a new release that no request notices.
     let before = active_release(&d, app);
     let (out, served, errors) = probing(d.http_port, app, "/", "up", || d.ssh(&format!("postgres:link pg-main {app}")));
-    out.ok();
+    let out = out.ok();
     assert!(errors.is_empty(), "{} of {} requests failed while postgres:link deployed: {errors:?}", errors.len(), errors.len() + served);
     assert_ne!(active_release(&d, app), before, "postgres:link made no release");
     let url = config(&d, app).get("DATABASE_URL").cloned().unwrap_or_else(|| panic!("no DATABASE_URL after postgres:link: {:?}", config(&d, app)));
     assert_service_url(&url, "postgres://postgres:", ":5432/pg_main");
+    // The link says what it set, with the password masked as postgres:info masks it.
+    let printed = format!("{}{}", out.stdout, out.stderr);
+    assert!(!printed.contains(password(&url)), "postgres:link printed the password:\n{printed}");
+    assert!(printed.contains(&format!("DATABASE_URL: {}", url.replace(password(&url), "********"))), "{printed}");
     let report = info(&d, "postgres", "pg-main");
     assert_eq!(linked_apps(&report["links"]), vec![app.to_string()], "{report}");
     assert_eq!(text(&report["dsn"]), url.replace(password(&url), "********"), "{report}");
@@ -559,10 +563,12 @@ fn a_postgres_export_imported_into_a_new_service_brings_the_rows_back() {
     // A new service of the same name starts empty.
     create(&d, &volumes, "postgres", "pg-kept");
     let (container, _) = assert_running_service(&d, "postgres", "pg-kept");
-    d.ssh(&format!("postgres:link pg-kept {app} --alias ARCHIVE")).ok();
+    let linked = d.ssh(&format!("postgres:link pg-kept {app} --alias ARCHIVE --show-password"));
+    linked.ok();
     let env = config(&d, app);
     assert!(!env.contains_key("DATABASE_URL"), "--alias ARCHIVE set DATABASE_URL too: {env:?}");
     let url = env.get("ARCHIVE_URL").cloned().unwrap_or_else(|| panic!("no ARCHIVE_URL after --alias ARCHIVE: {env:?}"));
+    assert!(linked.stdout.contains(&format!("ARCHIVE_URL: {url}")), "--show-password shows the URL whole: {}", linked.stdout);
     assert_service_url(&url, "postgres://postgres:", ":5432/pg_kept");
     assert_eq!(psql(&container, &url, "SELECT to_regclass('items') IS NULL;\n").trim(), "t", "a new service still has the old rows");
 
