@@ -28,8 +28,9 @@
 #   image    only build the base image berth-fresh/bookworm-minbase
 # Environment (all optional):
 #   FRESH=1           rebuild the base image (it is kept between runs otherwise)
-#   KEEP=1            keep the volume berth-fresh-docker (the inner engine's images) at the end;
-#                     a later run then starts with them: not fresh
+#   KEEP=1            keep the volume berth-fresh-docker (the inner engine's data: images,
+#                     the stack image) at the end, and start from it when a run left it: quicker,
+#                     not fresh. Without KEEP=1, a volume left over is removed before the run.
 #   FRESH_RUST=host|rustup   see above
 #   FRESH_LOG=FILE    the run's log (default: a new file in ${TMPDIR:-/tmp})
 # Needs a Docker engine, and root to build the base image (debootstrap). At the end the
@@ -52,9 +53,11 @@ WORK=""
 CID=""
 cleanup() {
     local rc=$?
-    [ -n "$CID" ] && docker rm -f "$CID" >/dev/null 2>&1 || true
-    if [ -n "$CID" ] && [ "${KEEP:-}" != 1 ]; then
-        docker volume rm "$VOLUME" >/dev/null 2>&1 || printf ' !     could not remove the volume %s\n' "$VOLUME" >&2
+    if [ -n "$CID" ]; then
+        docker rm -f "$CID" >/dev/null 2>&1 || true
+        if [ "${KEEP:-}" != 1 ]; then
+            docker volume rm "$VOLUME" >/dev/null 2>&1 || printf ' !     could not remove the volume %s\n' "$VOLUME" >&2
+        fi
     fi
     [ -n "$WORK" ] && rm -rf "$WORK"
     exit "$rc"
@@ -109,12 +112,17 @@ if [ -n "$(docker ps -aq --filter "volume=$VOLUME")" ]; then
     die "a container uses the volume $VOLUME (another run?): docker ps -a --filter volume=$VOLUME"
 fi
 if docker volume inspect "$VOLUME" >/dev/null 2>&1; then
-    log "Reusing the volume $VOLUME (left by KEEP=1): the inner engine is not fresh"
+    if [ "${KEEP:-}" = 1 ]; then
+        log "Reusing the volume $VOLUME (KEEP=1): the inner engine starts with an earlier run's data"
+    else
+        docker volume rm "$VOLUME" >/dev/null
+    fi
 fi
 
 log "Cloning $REPO at $(git -C "$REPO" rev-parse --short HEAD)"
 git clone -q "$REPO" "$WORK/berth"
 
+# shellcheck disable=SC2054 # commas in --tmpfs's options
 args=(
     --hostname berth-fresh
     --label berth-fresh=1
@@ -133,8 +141,9 @@ args=(
 FRESH_RUST=${FRESH_RUST:-$([ -d "$RUSTUP_DIR/toolchains" ] && echo host || echo rustup)}
 case $FRESH_RUST in
     host)
-        [ -d "$RUSTUP_DIR/toolchains" ] && [ -x "$CARGO_BIN/cargo" ] ||
+        if [ ! -d "$RUSTUP_DIR/toolchains" ] || [ ! -x "$CARGO_BIN/cargo" ]; then
             die "FRESH_RUST=host: no toolchain in $RUSTUP_DIR with $CARGO_BIN/cargo (FRESH_RUST=rustup installs one)"
+        fi
         args+=(
             -v "$RUSTUP_DIR:$RUSTUP_DIR:ro" -e "RUSTUP_HOME=$RUSTUP_DIR"
             -v "$CARGO_BIN:/opt/host-cargo/bin:ro" -e CARGO_HOME=/root/.cargo
@@ -178,8 +187,8 @@ printf "       %-9s %s\n" \
     "IPv6:" "off (net.ipv6.conf.all.disable_ipv6=1); /etc/hosts: $(awk "\$2 == \"localhost\" { printf \"%s \", \$1 }" /etc/hosts)" \
     "PID 1:" "$(cat /proc/1/comm): this script, then the command it execs (no init)" \
     "systemd:" "none (no /run/systemd/system$(command -v systemctl >/dev/null || echo ", no systemctl"))" \
-    "Rust:" "$(command -v cargo >/dev/null && echo "lent by the host, read-only: $(rustc --version)" || echo "none (test.sh installs it with rustup)")" \
-    "Docker:" "$(command -v dockerd >/dev/null && echo installed || echo "not installed (test.sh installs docker.io and starts dockerd)"); /var/lib/docker: volume"
+    "Rust:" "$(command -v cargo >/dev/null && echo "lent by the host, read-only: $(rustc --version)" || echo "none (ensure_rust in lib.sh installs it with rustup)")" \
+    "Docker:" "$(command -v dockerd >/dev/null && echo installed || echo "not installed (the run installs docker.io and starts dockerd)"); /var/lib/docker: volume"
 case $1 in
     test) log "scripts/test.sh"; exec scripts/test.sh </dev/null ;;
     install) log "scripts/install.sh"; scripts/install.sh </dev/null; log "berth doctor"; exec berth doctor </dev/null ;;

@@ -77,14 +77,78 @@ pub async fn logs(ctx: &mut Ctx<'_>, app: &AppName, follow: bool, lines: usize, 
         }
         return Ok(());
     }
+    // Following: each container's history comes first, then new lines; lines are held a
+    // moment and let out in time order, so instances interleave as they wrote.
+    let mut order = TimeOrder::new(lines);
     loop {
+        let due = order.deadline();
         tokio::select! {
             line = merged.next() => match line {
-                Some(line) => ctx.out.line(line).await,
-                None => return Ok(()),
+                Some(line) => order.push(tokio::time::Instant::now().into_std(), line),
+                None => {
+                    for line in order.flush() {
+                        ctx.out.line(line).await;
+                    }
+                    return Ok(());
+                }
             },
+            _ = sleep_until(due) => {
+                for line in order.due(tokio::time::Instant::now().into_std()) {
+                    ctx.out.line(line).await;
+                }
+            }
             _ = ctx.out.closed() => return Ok(()),
         }
+    }
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a followed line waits for lines of other instances written before it.
+const HOLD: std::time::Duration = std::time::Duration::from_millis(150);
+
+/// Lines of several instances put in time order (each starts with its RFC 3339 timestamp,
+/// fixed width, so text order is time order): a line is held `HOLD` after it arrived, and
+/// then everything held goes out sorted. The first batch (the instances' histories) is cut
+/// to the last `history` lines overall, as `logs -n` without `-t` is.
+struct TimeOrder {
+    held: Vec<String>,
+    oldest: Option<std::time::Instant>,
+    history: Option<usize>,
+}
+
+impl TimeOrder {
+    fn new(history: usize) -> TimeOrder {
+        TimeOrder { held: Vec::new(), oldest: None, history: Some(history) }
+    }
+
+    fn push(&mut self, now: std::time::Instant, line: String) {
+        self.oldest.get_or_insert(now);
+        self.held.push(line);
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.oldest.map(|at| at + HOLD)
+    }
+
+    /// What may go out at `now`.
+    fn due(&mut self, now: std::time::Instant) -> Vec<String> {
+        if self.deadline().is_some_and(|at| at <= now) { self.flush() } else { Vec::new() }
+    }
+
+    fn flush(&mut self) -> Vec<String> {
+        self.oldest = None;
+        let mut lines = std::mem::take(&mut self.held);
+        lines.sort();
+        if let Some(n) = self.history.take() {
+            lines.drain(..lines.len().saturating_sub(n));
+        }
+        lines
     }
 }
 
@@ -137,6 +201,30 @@ async fn cron_logs(ctx: &mut Ctx<'_>, app: &AppName, follow: bool, lines: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn followed_lines_go_out_in_time_order_after_a_moment() {
+        let start = std::time::Instant::now();
+        let ms = |n| start + std::time::Duration::from_millis(n);
+        let mut order = TimeOrder::new(2);
+        // Histories of two instances, arriving one instance after the other.
+        order.push(ms(0), "2026-12-01T10:00:03.000000000Z a[web.1]: c".into());
+        order.push(ms(1), "2026-12-01T10:00:01.000000000Z a[web.1]: a".into());
+        order.push(ms(2), "2026-12-01T10:00:02.000000000Z a[web.2]: b".into());
+        assert!(order.due(ms(100)).is_empty(), "held a moment");
+        assert_eq!(order.deadline(), Some(ms(150)));
+        // The last 2 of the history overall, oldest first.
+        assert_eq!(order.due(ms(150)), ["2026-12-01T10:00:02.000000000Z a[web.2]: b", "2026-12-01T10:00:03.000000000Z a[web.1]: c"]);
+        assert_eq!(order.deadline(), None);
+        // New lines: a later one that arrived first waits for the earlier one.
+        order.push(ms(1000), "2026-12-01T10:00:05.000000000Z a[web.1]: e".into());
+        order.push(ms(1040), "2026-12-01T10:00:04.900000000Z a[web.2]: d".into());
+        order.push(ms(1041), "2026-12-01T10:00:05.100000000Z a[web.2]: f".into());
+        let out: Vec<String> = order.due(ms(1150)).iter().map(|l| l.rsplit(' ').next().unwrap().to_string()).collect();
+        assert_eq!(out, ["d", "e", "f"], "in time order, and no history cut after the first batch");
+        order.push(ms(2000), "2026-12-01T10:00:06.000000000Z a[web.1]: g".into());
+        assert_eq!(order.flush(), ["2026-12-01T10:00:06.000000000Z a[web.1]: g"]);
+    }
 
     #[test]
     fn lines_get_the_process_after_the_timestamp() {

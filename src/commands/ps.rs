@@ -213,6 +213,18 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
     Ok(())
 }
 
+/// What a container of an app is doing, given the app's active release: an older
+/// release's container still running is retiring (its requests drain, then it stops); a
+/// newer one's is starting (a deploy is under way).
+fn container_state(c: &crate::runtime::AppContainer, active: Option<u32>) -> String {
+    match (c.running, active) {
+        (false, _) => format!("stopped: {}", c.status.to_lowercase()),
+        (true, Some(v)) if c.release < v => "retiring".into(),
+        (true, Some(v)) if c.release > v => "starting".into(),
+        (true, _) => "running".into(),
+    }
+}
+
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     args.no_global("ps")?;
     // The engine's containers of each app, asked first.
@@ -230,10 +242,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
         containers.sort_by_key(|c| (c.process != process::WEB, c.process.clone(), c.index, c.release));
         let list: Vec<String> = containers
             .iter()
-            .map(|c| {
-                let state = if c.running { "running".to_string() } else { format!("stopped: {}", c.status.to_lowercase()) };
-                format!("{}.{}: {state} (v{})", c.process, c.index, c.release)
-            })
+            .map(|c| format!("{}.{}: {} (v{})", c.process, c.index, container_state(c, active.as_ref().map(|r| r.version)), c.release))
             .collect();
         let formation = match &active {
             Some(r) => r.formation_or(&config.scale),
@@ -257,8 +266,33 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             .row("Processes", active.as_ref().map(|r| r.types()).unwrap_or_default())
             .row("Scale", formation)
             .row("Restart policy", config.restart_policy.to_string())
-            .row("Running", containers.iter().filter(|c| c.running).count())
+            // Only the active release's: an old one still running is on its way out.
+            .row("Running", live)
+            .row("Retiring", containers.iter().filter(|c| container_state(c, active.as_ref().map(|r| r.version)) == "retiring").count())
             .row("Containers", list))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_releases_running_container_is_retiring_not_running() {
+        let c = |release, running, status: &str| crate::runtime::AppContainer {
+            id: "id".into(),
+            name: "n".into(),
+            process: "web".into(),
+            index: 1,
+            release,
+            running,
+            status: status.into(),
+        };
+        assert_eq!(container_state(&c(3, true, "Up 1 second"), Some(4)), "retiring");
+        assert_eq!(container_state(&c(4, true, "Up 1 second"), Some(4)), "running");
+        assert_eq!(container_state(&c(5, true, "Up 1 second"), Some(4)), "starting");
+        assert_eq!(container_state(&c(4, false, "Exited (137) 2 seconds ago"), Some(4)), "stopped: exited (137) 2 seconds ago");
+        assert_eq!(container_state(&c(1, true, "Up"), None), "running");
+    }
 }

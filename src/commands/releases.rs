@@ -23,9 +23,14 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Serve an earlier release again (default: the one before the active one), no build
+    /// Serve an earlier release's image and config again as a new release, no build
     #[command(name = "releases:rollback")]
-    Rollback { app: AppName, version: Option<String> },
+    Rollback {
+        app: AppName,
+        /// vN (see `releases APP`); default: the newest release below the active one that
+        /// served (failed ones are skipped), so a second rollback goes one further back
+        version: Option<String>,
+    },
     /// Set a release setting: keep N (images kept for rollbacks, default 5)
     #[command(name = "releases:set")]
     Set(SetArgs),
@@ -68,6 +73,9 @@ pub async fn list(ctx: &mut Ctx<'_>, app: &AppName, format: Format) -> CmdResult
         return Ok(());
     }
     ctx.out.header(format!("{app} releases")).await;
+    if !releases.releases.is_empty() {
+        ctx.out.detail(format!("{:<5} {:<16}  {:<7}  {:<12}  {:<10}  {}", "Rel", "Created (UTC)", "Commit", "Image", "Status", "Cause")).await;
+    }
     for r in releases.releases.iter().rev() {
         let sha = short_sha(&r.git_sha);
         let image = r.image.strip_prefix("sha256:").map(|i| &i[..i.len().min(12)]).unwrap_or(&r.image);
