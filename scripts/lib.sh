@@ -16,7 +16,7 @@ apt_install() {
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     log "Installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
+    export DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
@@ -40,8 +40,13 @@ ensure_rust() {
     if ! command -v cargo >/dev/null 2>&1; then
         log "Installing Rust with rustup"
         apt_install curl ca-certificates
-        curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy >/dev/null \
+        # rustup-init itself, run from $HOME: sh.rustup.rs runs it from /tmp, which a hardened
+        # machine mounts noexec.
+        local init=$HOME/.rustup-init
+        curl -sSf -o "$init" "https://static.rust-lang.org/rustup/dist/$(uname -m)-unknown-linux-gnu/rustup-init" && chmod +x "$init" \
+            && "$init" -y --profile minimal --component clippy >/dev/null \
             || die "cannot install Rust: install rustup (https://rustup.rs) and run this again"
+        rm -f "$init"
         export PATH="$HOME/.cargo/bin:$PATH"
     fi
     local version
@@ -63,7 +68,8 @@ ensure_rust() {
 ensure_cargo_fuzz() {
     command -v cargo-fuzz >/dev/null 2>&1 && return 0
     log "Installing cargo-fuzz"
-    cargo install --locked --quiet cargo-fuzz || die "cannot install cargo-fuzz (cargo install cargo-fuzz)"
+    # Built under target/, not /tmp: its build scripts must run, and /tmp may be noexec.
+    CARGO_TARGET_DIR="$PWD/target/cargo-install" cargo install --locked --quiet cargo-fuzz || die "cannot install cargo-fuzz (cargo install cargo-fuzz)"
 }
 
 # Starts the Docker engine if it does not answer: systemd where it runs, dockerd otherwise.

@@ -19,7 +19,7 @@
 # ~/.rustup at the same path, ~/.cargo/bin at /opt/host-cargo/bin, on PATH after the
 # container's own writable CARGO_HOME=/root/.cargo (where `cargo install cargo-fuzz` goes;
 # crates come from crates.io). FRESH_RUST=rustup lends nothing: test.sh then installs Rust
-# with rustup as on a real fresh machine (needs https://sh.rustup.rs and static.rust-lang.org).
+# with rustup-init from static.rust-lang.org as on a real fresh machine (the newest stable).
 #
 # Usage: scripts/test-fresh-debian.sh [test|install|shell|image]
 #   test     (default) scripts/test.sh </dev/null, the README's test command

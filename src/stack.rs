@@ -63,8 +63,9 @@ async fn from_debootstrap(runtime: &Runtime, root: &std::path::Path, out: &Outpu
         stream_command(out, "debootstrap", &["--variant=minbase".as_ref(), "bookworm".as_ref(), rootfs.as_os_str(), mirror.as_ref()]).await?;
         out.step(format!("Base system in {:.0}s; installing runtimes: {PACKAGES}", t.elapsed().as_secs_f64())).await;
         let t = Instant::now();
+        // The daemon's TMPDIR names a directory of the host, not of the chroot: its own /tmp.
         let install = format!(
-            "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends {PACKAGES}; apt-get clean; rm -rf /var/lib/apt/lists/*; mkdir -p /app"
+            "set -e; unset TMPDIR TMP TEMP; export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends {PACKAGES}; apt-get clean; rm -rf /var/lib/apt/lists/*; mkdir -p /app"
         );
         stream_command(out, "chroot", &[rootfs.as_os_str(), "bash".as_ref(), "-c".as_ref(), install.as_ref()]).await?;
         out.step(format!("Runtimes in {:.0}s; importing into the Docker engine", t.elapsed().as_secs_f64())).await;

@@ -112,19 +112,26 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 /// How long a followed line waits for lines of other instances written before it.
 const HOLD: std::time::Duration = std::time::Duration::from_millis(150);
 
-/// Lines of several instances put in time order (each starts with its RFC 3339 timestamp,
-/// fixed width, so text order is time order): a line is held `HOLD` after it arrived, and
-/// then everything held goes out sorted. The first batch (the instances' histories) is cut
-/// to the last `history` lines overall, as `logs -n` without `-t` is.
+/// Lines of several instances put in time order (each starts with the engine's RFC 3339
+/// timestamp, fixed width, so text order is time order): a line is held `HOLD` after it
+/// arrived, and then everything held goes out sorted. History (lines written before
+/// `since`, the moment `logs` started) is cut to the last `history` lines overall, as
+/// `logs -n` without `-t` is; what is written afterwards is never cut.
 struct TimeOrder {
     held: Vec<String>,
     oldest: Option<std::time::Instant>,
-    history: Option<usize>,
+    since: String,
+    history: usize,
 }
 
 impl TimeOrder {
     fn new(history: usize) -> TimeOrder {
-        TimeOrder { held: Vec::new(), oldest: None, history: Some(history) }
+        let since = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string();
+        TimeOrder::since(since, history)
+    }
+
+    fn since(since: String, history: usize) -> TimeOrder {
+        TimeOrder { held: Vec::new(), oldest: None, since, history }
     }
 
     fn push(&mut self, now: std::time::Instant, line: String) {
@@ -145,9 +152,10 @@ impl TimeOrder {
         self.oldest = None;
         let mut lines = std::mem::take(&mut self.held);
         lines.sort();
-        if let Some(n) = self.history.take() {
-            lines.drain(..lines.len().saturating_sub(n));
-        }
+        let old = lines.partition_point(|l| l.as_str() < self.since.as_str());
+        let cut = old.saturating_sub(self.history);
+        self.history = self.history.saturating_sub(old);
+        lines.drain(..cut);
         lines
     }
 }
@@ -206,7 +214,7 @@ mod tests {
     fn followed_lines_go_out_in_time_order_after_a_moment() {
         let start = std::time::Instant::now();
         let ms = |n| start + std::time::Duration::from_millis(n);
-        let mut order = TimeOrder::new(2);
+        let mut order = TimeOrder::since("2026-12-01T10:00:04.000000000Z".into(), 2);
         // Histories of two instances, arriving one instance after the other.
         order.push(ms(0), "2026-12-01T10:00:03.000000000Z a[web.1]: c".into());
         order.push(ms(1), "2026-12-01T10:00:01.000000000Z a[web.1]: a".into());
@@ -216,14 +224,21 @@ mod tests {
         // The last 2 of the history overall, oldest first.
         assert_eq!(order.due(ms(150)), ["2026-12-01T10:00:02.000000000Z a[web.2]: b", "2026-12-01T10:00:03.000000000Z a[web.1]: c"]);
         assert_eq!(order.deadline(), None);
-        // New lines: a later one that arrived first waits for the earlier one.
+        // New lines: a later one that arrived first waits for the earlier one; none is cut.
         order.push(ms(1000), "2026-12-01T10:00:05.000000000Z a[web.1]: e".into());
         order.push(ms(1040), "2026-12-01T10:00:04.900000000Z a[web.2]: d".into());
         order.push(ms(1041), "2026-12-01T10:00:05.100000000Z a[web.2]: f".into());
         let out: Vec<String> = order.due(ms(1150)).iter().map(|l| l.rsplit(' ').next().unwrap().to_string()).collect();
-        assert_eq!(out, ["d", "e", "f"], "in time order, and no history cut after the first batch");
+        assert_eq!(out, ["d", "e", "f"]);
         order.push(ms(2000), "2026-12-01T10:00:06.000000000Z a[web.1]: g".into());
         assert_eq!(order.flush(), ["2026-12-01T10:00:06.000000000Z a[web.1]: g"]);
+        // `-t -n 0`: no history, and the first new lines are not cut.
+        let mut order = TimeOrder::since("2026-12-01T10:00:04.000000000Z".into(), 0);
+        order.push(ms(0), "2026-12-01T10:00:03.000000000Z a[web.1]: old".into());
+        order.push(ms(0), "2026-12-01T10:00:05.000000000Z a[web.1]: new".into());
+        assert_eq!(order.flush(), ["2026-12-01T10:00:05.000000000Z a[web.1]: new"]);
+        // A line with no timestamp is shown, never taken for history.
+        assert!(TimeOrder::new(0).since.as_str() < "a[web.1]: plain");
     }
 
     #[test]

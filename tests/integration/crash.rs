@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::harness::{AppRepo, Daemon, Out, docker, get, git_ssh, web_dockerfile, poll};
+use crate::harness::{AppRepo, Daemon, Out, docker, get, git_ssh, poll, process_runs, web_dockerfile};
 
 /// Every point of a deploy where the daemon can be made to die, in the order a deploy
 /// reaches them.
@@ -835,15 +835,6 @@ fn sigterm_lets_a_running_deploy_finish() {
 // The Docker engine restarting. It stops every container on the machine, so this test runs
 // alone, after the others (scripts/test.sh: `--ignored --test-threads=1`).
 // ---------------------------------------------------------------------------------------
-
-/// True while process `pid` runs. A zombie has stopped: where no init reaps (a container
-/// started without --init), an exited dockerd stays one for good.
-fn process_runs(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    // The state follows the command name in parentheses, which may itself hold spaces.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
-    !matches!(state, None | Some('Z' | 'X'))
-}
 
 fn docker_answers() -> bool {
     Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success())

@@ -92,6 +92,15 @@ pub struct Daemon {
 /// A loopback port nobody listens on right now, below Linux's ephemeral range (32768+):
 /// a port taken from that range and let go could be handed out again at once by a later
 /// `bind(0)` (the daemon's own SSH listener), and nginx would then fail to bind it.
+/// True while process `pid` runs. A zombie has stopped: where no init reaps (a container
+/// started without --init), an exited dockerd stays one for good.
+pub fn process_runs(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name in parentheses, which may itself hold spaces.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X'))
+}
+
 /// A new temporary directory under the build's own (target/tmp), not /tmp: daemons run git
 /// hooks, plugins and scripts from their roots, and a hardened machine mounts /tmp noexec.
 pub fn temp_dir() -> tempfile::TempDir {

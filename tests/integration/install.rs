@@ -139,7 +139,7 @@ fn install_prints_one_line_per_step_then_next_steps_and_runs_again_as_an_upgrade
     let gone = script("uninstall.sh", &[&env[..], &keep_shared].concat(), &[]);
     assert_eq!(gone.code, 0, "{gone:#?}");
     for pid in [pid, nginx_pid] {
-        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "{pid} still runs after uninstall:\n{gone:#?}");
+        assert!(!process_runs(pid.parse().unwrap()), "{pid} still runs after uninstall:\n{gone:#?}");
     }
     assert!(!bin.exists());
     assert!(root.join("berth.toml").exists());
