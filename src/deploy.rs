@@ -89,10 +89,29 @@ fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
 
+/// Why a release is made (`git push`, `ps:scale web=2`, …) and by whom: the name of the key
+/// behind the push or command (`root` on the server itself).
+#[derive(Debug, Clone)]
+pub struct Cause {
+    pub what: String,
+    pub by: String,
+}
+
+impl Cause {
+    pub fn new(what: impl Into<String>, by: impl Into<String>) -> Cause {
+        Cause { what: what.into(), by: by.into() }
+    }
+
+    /// What plugins are told of it, in their environment.
+    fn env(&self) -> [(&str, &str); 2] {
+        [("BERTH_DEPLOY_CAUSE", &self.what), ("BERTH_DEPLOYED_BY", &self.by)]
+    }
+}
+
 /// Deploys with the app's deploy lock already held. Returns the new release's version.
-pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &str, out: &Output) -> Result<u32, String> {
+pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &Cause, out: &Output) -> Result<u32, String> {
     let next = engine.store.load_releases(app).map(|r| r.next_version()).unwrap_or(0);
-    let env = [("BERTH_DEPLOY_CAUSE", cause)];
+    let env = cause.env();
     match deploy_release(engine, app, source, cause, out).await {
         Ok(version) => {
             let _ = crate::plugins::trigger(engine, "post-deploy", &[app.to_string(), version.to_string()], &env, out).await;
@@ -106,7 +125,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &s
 }
 
 /// A deploy, without its plugins' `post-deploy`/`deploy-failed` (`deploy_locked` runs them).
-async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &str, out: &Output) -> Result<u32, String> {
+async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Cause, out: &Output) -> Result<u32, String> {
     let started = Instant::now();
     let store = &engine.store;
     let config = store.load_app(app).map_err(|e| e.to_string())?;
@@ -141,7 +160,7 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &str,
             };
             // Plugins may refuse the build; then a build slot (one build at a time by
             // default), then the build, with limits.
-            crate::plugins::trigger(engine, "pre-build", &[app.to_string(), git_sha.clone()], &[("BERTH_DEPLOY_CAUSE", cause)], out).await?;
+            crate::plugins::trigger(engine, "pre-build", &[app.to_string(), git_sha.clone()], &cause.env(), out).await?;
             let _slot = engine.build_slot(out).await;
             let global = engine.store.load_global().map_err(|e| e.to_string())?;
             let limits = build_limits(&config, &global, machine_memory());
@@ -190,14 +209,15 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &str,
             };
             drop(_slot);
             out.step(format!("Build done in {}", secs(build_started.elapsed()))).await;
-            crate::plugins::trigger(engine, "post-build", &[app.to_string(), image.clone()], &[("BERTH_DEPLOY_CAUSE", cause)], out).await?;
+            crate::plugins::trigger(engine, "post-build", &[app.to_string(), image.clone()], &cause.env(), out).await?;
             crate::crashpoint("built");
             Release {
                 version,
                 image,
                 image_tag: tag,
                 git_sha,
-                cause: cause.to_string(),
+                cause: cause.what.clone(),
+                deployed_by: cause.by.clone(),
                 created_at: crate::unix_now(),
                 status: Status::Failed,
                 env: config.env.clone(),
@@ -234,6 +254,7 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &str,
                 image_tag: tag,
                 git_sha: String::new(),
                 cause: format!("image {shown}"),
+                deployed_by: cause.by.clone(),
                 created_at: crate::unix_now(),
                 status: Status::Failed,
                 env: config.env.clone(),
@@ -292,7 +313,7 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &str,
     let keeps_serving = previous.map(|v| format!("v{v} keeps serving")).unwrap_or_else(|| "nothing was serving".into());
     let swapped = async {
         // Plugins may refuse the deploy before any container of it starts.
-        crate::plugins::trigger(engine, "pre-deploy", &[app.to_string(), version.to_string(), release.image.clone()], &[("BERTH_DEPLOY_CAUSE", cause)], out)
+        crate::plugins::trigger(engine, "pre-deploy", &[app.to_string(), version.to_string(), release.image.clone()], &cause.env(), out)
             .await
             .map_err(|e| format!("{e}; {keeps_serving}"))?;
         if built {
@@ -469,10 +490,11 @@ async fn undo_activation(engine: &Engine, app: &str, version: u32, previous: Opt
 }
 
 /// A new release that runs `from`'s image with the same processes.
-fn successor(from: &Release, version: u32, cause: &str) -> Release {
+fn successor(from: &Release, version: u32, cause: &Cause) -> Release {
     Release {
         version,
-        cause: cause.to_string(),
+        cause: cause.what.clone(),
+        deployed_by: cause.by.clone(),
         created_at: crate::unix_now(),
         status: Status::Failed,
         formation: BTreeMap::new(),

@@ -42,6 +42,30 @@ pub struct Engine {
     pub jobs: crate::cron::Jobs,
     /// Itself, for work that outlives a command (waiting for git to move a branch).
     me: std::sync::Weak<Engine>,
+    /// Pushes in flight, by the token their `git receive-pack` hands its hook.
+    pushes: Pushes,
+}
+
+type Pushes = Arc<Mutex<HashMap<String, Caller>>>;
+
+/// A push in flight. Its token goes to `git receive-pack` (`BERTH_PUSH`), whose hook hands it
+/// back with `git:receive`: the deploy then knows the key that pushed, not only the hook's
+/// local root. Forgotten when dropped (the push is over).
+pub struct Push {
+    token: String,
+    pushes: Pushes,
+}
+
+impl Push {
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl Drop for Push {
+    fn drop(&mut self) {
+        self.pushes.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.token);
+    }
 }
 
 /// The app's deploy lock, held; it also counts as work a graceful shutdown waits for.
@@ -93,7 +117,20 @@ impl Engine {
             busy: Arc::new(tokio::sync::watch::channel(0).0),
             builds: Arc::new(Builds::default()),
             jobs: crate::cron::Jobs::default(),
+            pushes: Pushes::default(),
         })
+    }
+
+    /// Records a push by `caller`; its token names the pusher until the push ends.
+    pub fn begin_push(&self, caller: &Caller) -> Push {
+        let token: String = (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect();
+        self.pushes.lock().unwrap_or_else(|e| e.into_inner()).insert(token.clone(), caller.clone());
+        Push { token, pushes: self.pushes.clone() }
+    }
+
+    /// Who made the push in flight that `token` names.
+    pub fn pusher(&self, token: &str) -> Option<Caller> {
+        self.pushes.lock().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
     }
 
     /// This engine, shared.
@@ -212,5 +249,32 @@ impl Caller {
     /// Root on the server itself, through the local socket.
     pub fn local_root() -> Caller {
         Caller { name: "root".into(), role: Role::Admin, local: true }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        Settings { ssh_listen: any, http_listen: any, https_listen: any }
+    }
+
+    #[test]
+    fn a_push_names_its_pusher_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(Store::open(dir.path()).unwrap(), settings());
+        let bob = Caller { name: "bob".into(), role: Role::Admin, local: false };
+        let push = engine.begin_push(&bob);
+        let other = engine.begin_push(&Caller::local_root());
+        assert_ne!(push.token(), other.token());
+        assert_eq!(push.token().len(), 64);
+        assert_eq!(engine.pusher(push.token()).map(|c| c.name), Some("bob".to_string()));
+        assert!(engine.pusher("0123").is_none());
+        let token = push.token().to_string();
+        drop(push);
+        assert!(engine.pusher(&token).is_none(), "forgotten once the push is over");
+        assert_eq!(engine.pusher(other.token()).map(|c| c.name), Some("root".to_string()));
     }
 }

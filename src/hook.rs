@@ -36,6 +36,8 @@ pub async fn run(root: &Path, app: &str) -> i32 {
             return 1;
         }
     };
+    // Who pushed, as berth's `git receive-pack` was told: handed back with each request.
+    let push: Vec<String> = std::env::var("BERTH_PUSH").map(|t| vec!["--push".to_string(), t]).unwrap_or_default();
     let pushed: Vec<&str> = updates.iter().filter_map(|(_, _, r)| r.strip_prefix("refs/heads/")).collect();
     let has_main = git2::Repository::open_from_env().is_ok_and(|repo| repo.find_reference("refs/heads/main").is_ok());
     let deploys = config.deploy_branch_of(&pushed, has_main);
@@ -60,7 +62,8 @@ pub async fn run(root: &Path, app: &str) -> i32 {
                         return 1;
                     }
                 };
-                let argv = vec!["previews:deploy".into(), app.into(), new.clone(), refname.clone(), "--context".into(), context.path().display().to_string()];
+                let mut argv = vec!["previews:deploy".into(), app.into(), new.clone(), refname.clone(), "--context".into(), context.path().display().to_string()];
+                argv.extend(push.iter().cloned());
                 let code = crate::client::run_with(root, argv, tokio::io::empty(), true).await;
                 drop(context);
                 code
@@ -87,6 +90,7 @@ pub async fn run(root: &Path, app: &str) -> i32 {
         let mut argv = vec!["git:receive".into(), app.into(), old, new, refname, "--context".into(), context.path().display().to_string()];
         // git moves the branch after this hook, before it exits itself: the daemon follows it.
         argv.extend(["--receive-pack".to_string(), nix::unistd::getppid().as_raw().to_string()]);
+        argv.extend(push.iter().cloned());
         let code = crate::client::run_with(root, argv, tokio::io::empty(), true).await;
         drop(context);
         if code != 0 {

@@ -101,9 +101,10 @@ notify_post() {
   }
   now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   body=$(
-    printf '{"app":%s,"event":%s,"version":%s,"cause":%s,"reason":%s,"time":%s}' \
+    printf '{"app":%s,"event":%s,"version":%s,"cause":%s,"by":%s,"reason":%s,"time":%s}' \
       "$(notify_json_string "$app")" "$(notify_json_string "$event")" \
       "$(notify_json_string "$version")" "$(notify_json_or_null "${BERTH_DEPLOY_CAUSE-}")" \
+      "$(notify_json_or_null "${BERTH_DEPLOYED_BY-}")" \
       "$(notify_json_or_null "$reason")" "$(notify_json_string "$now")"
   )
   host=$(notify_host "$url")

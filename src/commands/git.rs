@@ -55,6 +55,9 @@ pub enum Cmd {
         /// The `git receive-pack` running the hook: the branch moves before it exits
         #[arg(long)]
         receive_pack: Option<i32>,
+        /// The push's token (`BERTH_PUSH`): who pushed
+        #[arg(long)]
+        push: Option<String>,
     },
 }
 
@@ -76,7 +79,10 @@ impl Cmd {
             Cmd::LoadImage { app, image } => load_image(ctx, &app, image.as_deref()).await,
             Cmd::ReceivePack { app } => serve_git(ctx, &app, GitService::ReceivePack).await,
             Cmd::UploadPack { app } => serve_git(ctx, &app, GitService::UploadPack).await,
-            Cmd::Receive { app, old, new, refname, context, receive_pack } => receive(ctx, &app, &old, &new, &refname, &context, receive_pack).await,
+            Cmd::Receive { app, old, new, refname, context, receive_pack, push } => {
+                let pushed = Pushed { old, new, refname, receive_pack, push };
+                receive(ctx, &app, &pushed, &context).await
+            }
         }
     }
 }
@@ -142,10 +148,13 @@ async fn run_git(ctx: &mut Ctx<'_>, app: &AppName, service: GitService) -> CmdRe
         GitService::ReceivePack => "receive-pack",
         GitService::UploadPack => "upload-pack",
     };
+    // The hook tells the daemon who pushed by this token (it runs as root on the server).
+    let push = (service == GitService::ReceivePack).then(|| engine.begin_push(ctx.caller));
     let mut child = tokio::process::Command::new("git")
         .arg(program)
         .arg(&repo)
         .env("BERTH_ROOT", engine.root())
+        .envs(push.as_ref().map(|p| ("BERTH_PUSH", p.token())))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -271,7 +280,7 @@ pub async fn load_image(ctx: &mut Ctx<'_>, app: &AppName, image: Option<&str>) -
 async fn deploy_image(ctx: &mut Ctx<'_>, app: &str, image: &str, cause: &str) -> CmdResult {
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let source = Source::Image { image: image.to_string(), shown: image.to_string() };
-    deploy::deploy_locked(ctx.engine, app, source, cause, &ctx.out).await.map_err(CmdError::Failed)?;
+    deploy::deploy_locked(ctx.engine, app, source, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::Failed)?;
     Ok(())
 }
 
@@ -303,7 +312,20 @@ const PULL_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Called by the pre-receive hook with the pushed commit's tree, a tar it wrote to
 /// `<root>/tmp` (`context`), which this takes over and removes when done.
-pub async fn receive(ctx: &mut Ctx<'_>, app: &AppName, old: &str, new: &str, refname: &str, context: &std::path::Path, receive_pack: Option<i32>) -> CmdResult {
+/// A branch update the hook hands over: the branch moved from `old` to `new`, by the
+/// `git receive-pack` whose pid is `receive_pack`, for the push whose token is `push`.
+pub struct Pushed {
+    pub old: String,
+    pub new: String,
+    pub refname: String,
+    pub receive_pack: Option<i32>,
+    pub push: Option<String>,
+}
+
+pub async fn receive(ctx: &mut Ctx<'_>, app: &AppName, pushed: &Pushed, context: &std::path::Path) -> CmdResult {
+    let (old, new, refname, receive_pack) = (pushed.old.as_str(), pushed.new.as_str(), pushed.refname.as_str(), pushed.receive_pack);
+    let pusher = ctx.pusher(app, pushed.push.as_deref())?;
+    tracing::info!(%app, pusher = %pusher.name, "deploying a push");
     let context = git::BuildContext::adopt(context, &ctx.engine.store.tmp_dir())
         .ok_or_else(|| failed(format!("{} is not a build context of berth's", context.display())))?;
     let branch = refname.strip_prefix("refs/heads/").ok_or_else(|| failed(format!("{refname} is not a branch")))?;
@@ -317,7 +339,8 @@ pub async fn receive(ctx: &mut Ctx<'_>, app: &AppName, old: &str, new: &str, ref
         return Err(failed(format!("{branch} moved while this push waited for another deploy of {app}: fetch, merge and push again")));
     }
     let source = Source::Build { context, git_sha: new.to_string(), pushed: true };
-    let version = deploy::deploy_locked(ctx.engine, app, source, "git push", &ctx.out).await.map_err(CmdError::Failed)?;
+    let cause = deploy::Cause::new("git push", pusher.name);
+    let version = deploy::deploy_locked(ctx.engine, app, source, &cause, &ctx.out).await.map_err(CmdError::Failed)?;
     // git updates the branch only after this hook returns. Until it has, the next push
     // must not look at the branch: keep the deploy lock until it moves. Then the release
     // has landed; if git ends without moving it, the release it made does not stay active.

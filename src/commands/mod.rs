@@ -95,6 +95,23 @@ pub struct Ctx<'a> {
     pub terminal: Option<crate::runtime::Terminal>,
 }
 
+impl Ctx<'_> {
+    /// A release made by this command, for `what`, by this caller.
+    pub fn cause(&self, what: impl Into<String>) -> crate::deploy::Cause {
+        crate::deploy::Cause::new(what, self.caller.name.clone())
+    }
+
+    /// Who made the push the git hook hands over (`--push TOKEN`, the token berth gave that
+    /// push's `git receive-pack`), held to the rule every command of theirs is; without a
+    /// token (a push made on the server itself, to the repository's path), the hook's caller.
+    pub fn pusher(&self, app: &str, token: Option<&str>) -> Result<Caller, CmdError> {
+        let Some(token) = token else { return Ok(self.caller.clone()) };
+        let pusher = self.engine.pusher(token).ok_or_else(|| failed("this push is not one berth is serving: its token is unknown"))?;
+        may_manage(&pusher, app)?;
+        Ok(pusher)
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
@@ -286,11 +303,14 @@ pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Outpu
     }
 }
 
+fn may_manage(caller: &Caller, app: &str) -> CmdResult {
+    if caller.role.may_manage(app) { Ok(()) } else { Err(CmdError::Denied(format!("key {} may not manage app {app}", caller.name))) }
+}
+
 fn authorize(caller: &Caller, command: &Command) -> CmdResult {
     match command.scope() {
         Scope::Anyone => Ok(()),
-        Scope::App(app) if caller.role.may_manage(app) => Ok(()),
-        Scope::App(app) => Err(CmdError::Denied(format!("key {} may not manage app {app}", caller.name))),
+        Scope::App(app) => may_manage(caller, app),
         Scope::Admin if caller.role.is_admin() => Ok(()),
         Scope::Admin => Err(CmdError::Denied(format!("key {} is not an admin key", caller.name))),
         Scope::Internal if caller.local => Ok(()),

@@ -56,6 +56,9 @@ pub enum Cmd {
         refname: String,
         #[arg(long)]
         context: std::path::PathBuf,
+        /// The push's token (`BERTH_PUSH`): who pushed
+        #[arg(long)]
+        push: Option<String>,
     },
     /// (internal) a branch was deleted: its preview goes; called by the git hook
     #[command(name = "previews:gone", hide = true)]
@@ -79,7 +82,10 @@ impl Cmd {
             Cmd::Set { app, key, values } => set(ctx, &app, &key, &values).await,
             Cmd::Destroy { app, branch } => destroy(ctx, &app, &branch).await,
             Cmd::Report(args) => report(ctx, &args).await,
-            Cmd::Deploy { app, new, refname, context } => deploy_branch(ctx, &app, &new, &refname, &context).await,
+            Cmd::Deploy { app, new, refname, context, push } => {
+                let pusher = ctx.pusher(&app, push.as_deref())?;
+                deploy_branch(ctx, &app, &new, &refname, &context, &pusher.name).await
+            }
             Cmd::Gone { app, branch } => gone(ctx, &app, &branch).await,
         }
     }
@@ -238,7 +244,7 @@ async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
 /// A pushed branch deployed as its preview: created on its first push (within `max`), its
 /// config the parent's (minus exclusions, plus overrides) at each push, then a normal
 /// deploy. A first push that fails leaves no preview behind.
-async fn deploy_branch(ctx: &mut Ctx<'_>, parent: &AppName, new: &str, refname: &str, context: &std::path::Path) -> CmdResult {
+async fn deploy_branch(ctx: &mut Ctx<'_>, parent: &AppName, new: &str, refname: &str, context: &std::path::Path, pusher: &str) -> CmdResult {
     let context = crate::git::BuildContext::adopt(context, &ctx.engine.store.tmp_dir()).ok_or_else(|| failed(format!("{} is not a build context of berth's", context.display())))?;
     let branch = refname.strip_prefix("refs/heads/").ok_or_else(|| failed(format!("{refname} is not a branch")))?;
     let engine = ctx.engine;
@@ -308,7 +314,7 @@ async fn deploy_branch(ctx: &mut Ctx<'_>, parent: &AppName, new: &str, refname: 
     let deployed = {
         let _deploying = engine.deploy_lock(&name, &ctx.out).await.map_err(CmdError::Failed)?;
         let source = Source::Build { context, git_sha: new.to_string(), pushed: false };
-        deploy::deploy_locked(engine, &name, source, &format!("git push {branch}"), &ctx.out).await
+        deploy::deploy_locked(engine, &name, source, &deploy::Cause::new(format!("git push {branch}"), pusher), &ctx.out).await
     };
     match deployed {
         Ok(_) => {

@@ -65,6 +65,7 @@ pub async fn list(ctx: &mut Ctx<'_>, app: &AppName, format: Format) -> CmdResult
                 serde_json::json!({
                     "version": r.version, "status": status(r.status), "created_at": r.created_at,
                     "git_sha": r.git_sha, "image": r.image, "image_tag": r.image_tag, "cause": r.cause,
+                    "deployed_by": (!r.deployed_by.is_empty()).then_some(&r.deployed_by),
                     "compacted": r.compacted,
                 })
             })
@@ -73,14 +74,17 @@ pub async fn list(ctx: &mut Ctx<'_>, app: &AppName, format: Format) -> CmdResult
         return Ok(());
     }
     ctx.out.header(format!("{app} releases")).await;
+    let by = releases.releases.iter().map(|r| r.deployed_by.len()).max().unwrap_or(0).max(2);
     if !releases.releases.is_empty() {
-        ctx.out.detail(format!("{:<5} {:<16}  {:<7}  {:<12}  {:<10}  {}", "Rel", "Created (UTC)", "Commit", "Image", "Status", "Cause")).await;
+        ctx.out.detail(format!("{:<5} {:<16}  {:<7}  {:<12}  {:<10}  {:<by$}  {}", "Rel", "Created (UTC)", "Commit", "Image", "Status", "By", "Cause")).await;
     }
     for r in releases.releases.iter().rev() {
         let sha = short_sha(&r.git_sha);
         let image = r.image.strip_prefix("sha256:").map(|i| &i[..i.len().min(12)]).unwrap_or(&r.image);
         let kept = if r.compacted { format!("  {HISTORY_ONLY}") } else { String::new() };
-        ctx.out.detail(format!("v{:<4} {}  {sha:<7}  {image:<12}  {:<10}  {}{kept}", r.version, utc(r.created_at), status(r.status), r.cause)).await;
+        // Releases made before berth recorded who made them show `-`.
+        let made_by = if r.deployed_by.is_empty() { "-" } else { &r.deployed_by };
+        ctx.out.detail(format!("v{:<4} {}  {sha:<7}  {image:<12}  {:<10}  {made_by:<by$}  {}{kept}", r.version, utc(r.created_at), status(r.status), r.cause)).await;
     }
     if releases.releases.iter().any(|r| r.compacted) {
         ctx.out.detail(format!("{HISTORY_ONLY}: image and env no longer kept, so not a rollback target (releases:set {app} keep N keeps more)")).await;
@@ -119,7 +123,7 @@ pub async fn rollback(ctx: &mut Ctx<'_>, app: &AppName, target: Option<&str>) ->
         }
     };
     let cause = format!("rollback to v{version}");
-    deploy::deploy_locked(ctx.engine, app, Source::Rollback { version }, &cause, &ctx.out).await.map_err(CmdError::Failed)?;
+    deploy::deploy_locked(ctx.engine, app, Source::Rollback { version }, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::Failed)?;
     Ok(())
 }
 

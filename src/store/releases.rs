@@ -26,6 +26,9 @@ pub struct Release {
     pub git_sha: String,
     /// Why it was made: `git push`, `config:set`, `ps:restart`, `ps:rebuild`.
     pub cause: String,
+    /// The key whose push or command made it (`root` on the server itself).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deployed_by: String,
     pub created_at: u64,
     pub status: Status,
     /// The env the containers get (config snapshot; PORT is added at start).
@@ -304,6 +307,7 @@ mod tests {
             image_tag: format!("berth/app:v{version}"),
             git_sha: "abc".into(),
             cause: "git push".into(),
+            deployed_by: "admin".into(),
             created_at: 1,
             status,
             env: BTreeMap::new(),

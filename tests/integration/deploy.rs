@@ -308,7 +308,7 @@ fn rollback_serves_an_earlier_release_without_a_build() {
     let lines: Vec<&str> = list.lines().collect();
     assert_eq!(lines[0], "=====> rewind releases");
     // Column headers, then the releases, newest first.
-    assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["Rel", "Created", "(UTC)", "Commit", "Image", "Status", "Cause"], "{list}");
+    assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["Rel", "Created", "(UTC)", "Commit", "Image", "Status", "By", "Cause"], "{list}");
     assert!(lines[2].contains("v4") && lines[2].contains("active") && lines[2].contains("rollback to v1"), "{list}");
     assert!(lines[5].contains("v1") && lines[5].contains("superseded") && lines[5].contains("git push"), "{list}");
 

@@ -188,6 +188,7 @@ fn the_notifier_posts_deploys_and_failed_deploys_until_it_is_disabled_and_uninst
     assert_eq!(event["event"], "deploy-failed", "{event}");
     assert_eq!(version(&event), "2", "{event}");
     assert_eq!(event["cause"], "git push", "{event}");
+    assert_eq!(event["by"], "admin", "the pusher's key: {event}");
     let reason = event["reason"].as_str().unwrap_or_else(|| panic!("no reason in {event}"));
     assert!(reason.contains("exited with code 4"), "{event}");
     assert!(remote_line(&push.stderr, "notify: deploy-failed v2 sent to 127.0.0.1"), "{}", push.stderr);
@@ -336,12 +337,14 @@ fn a_push_runs_the_build_and_deploy_triggers_in_order_with_their_arguments() {
     assert!(pre_deploy.contains(" cause=[git push] "), "{events}");
     let post_deploy = one("post-deploy");
     assert!(post_deploy.starts_with("post-deploy [traced] [") && post_deploy.contains(" cause=[git push] "), "{events}");
+    // Who pushed: the key, not the hook's root; post-create of a push's app had no deploy.
+    assert!(pre_deploy.contains(" by=[admin] ") && post_deploy.contains(" by=[admin] "), "{events}");
 
     // A config change deploys with its own cause.
     d.ssh("config:set traced GREETING=hi").ok();
     let deployed = recorded(&d, "post-deploy");
     assert_eq!(deployed.len(), 2, "{deployed:#?}");
-    assert!(deployed[1].contains(" cause=[config change] "), "{deployed:#?}");
+    assert!(deployed[1].contains(" cause=[config change] ") && deployed[1].contains(" by=[admin] "), "{deployed:#?}");
 
     // Domains: the app's domains after the change, each its own argument.
     d.ssh("domains:add traced a.example.com b.example.com").ok();

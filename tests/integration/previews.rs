@@ -590,6 +590,12 @@ fn a_key_scoped_to_the_parent_manages_its_previews_and_no_others() {
     let out = push_branch_as(&bob, &repo, "fix", "team fix", 0);
     assert_preview_announced(&out, "pvteam", "fix", "fix.team.example.com");
     assert_eq!(get(&d, "fix.team.example.com"), (200, "team fix".into()));
+    // Both releases name bob, the key that pushed (the hook itself runs as root).
+    for app in ["pvteam", "pvteam--fix"] {
+        let releases: serde_json::Value = serde_json::from_str(&as_bob(&format!("releases {app} --format json")).ok().stdout).unwrap();
+        assert_eq!(releases[0]["deployed_by"], "bob", "{app}: {releases}");
+    }
+    assert!(as_bob("releases pvteam").ok().stdout.lines().nth(2).is_some_and(|l| l.split_whitespace().any(|w| w == "bob")), "releases shows who deployed");
 
     let list: serde_json::Value = serde_json::from_str(&as_bob("previews pvteam --format json").ok().stdout).unwrap();
     assert_eq!(list[0]["app"], "pvteam--fix", "{list}");
