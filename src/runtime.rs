@@ -180,6 +180,24 @@ pub fn hostname(app: &str, process: &str, index: u32) -> String {
     format!("{}{suffix}", app.trim_end_matches(['-', '.']))
 }
 
+/// The name berth gives the container of `app`'s `process`.`index` in `release` (on the
+/// engine of the root whose tag is `root_tag`). Names are unique per engine and no image can
+/// set one: a container with berth's labels but not this name was not made by berth (a build
+/// step of an image that carries `LABEL berth.app=…` has them all), and is never taken for
+/// an app's.
+fn container_name(app: &str, process: &str, index: u32, release: u32, root_tag: &str) -> String {
+    format!("berth-{app}-{process}.{index}-v{release}-{root_tag}")
+}
+
+/// Whether a container with these labels and this name is one berth made for an app.
+fn made_by_berth(labels: &HashMap<String, String>, name: &str, root_tag: &str) -> bool {
+    let number = |label: &str| labels.get(label).and_then(|v| v.parse::<u32>().ok());
+    match (labels.get(LABEL_APP), labels.get(LABEL_PROCESS), number(LABEL_INDEX), number(LABEL_RELEASE)) {
+        (Some(app), Some(process), Some(index), Some(release)) => name.trim_start_matches('/') == container_name(app, process, index, release, root_tag),
+        _ => false,
+    }
+}
+
 /// What to run.
 pub struct ContainerSpec<'a> {
     pub app: &'a str,
@@ -407,7 +425,7 @@ impl Runtime {
     /// Creates and starts one container on the berth network; returns its id.
     pub async fn start(&self, spec: &ContainerSpec<'_>) -> Result<String, RuntimeError> {
         // Names are unique per engine; the root's hash keeps two roots (tests) apart.
-        let name = format!("berth-{}-{}.{}-v{}-{}", spec.app, spec.process, spec.index, spec.release, self.root_tag());
+        let name = self.container_name(spec.app, spec.process, spec.index, spec.release);
         let labels = HashMap::from([
             (LABEL_APP.to_string(), spec.app.to_string()),
             (LABEL_PROCESS.to_string(), spec.process.to_string()),
@@ -512,6 +530,14 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    fn container_name(&self, app: &str, process: &str, index: u32, release: u32) -> String {
+        container_name(app, process, index, release, &self.root_tag())
+    }
+
+    fn made_by_berth(&self, labels: &HashMap<String, String>, name: &str) -> bool {
+        made_by_berth(labels, name, &self.root_tag())
     }
 
     fn root_tag(&self) -> String {
@@ -820,17 +846,21 @@ impl Runtime {
         let list = self.docker.list_containers(Some(options)).await?;
         Ok(list
             .into_iter()
-            .map(|c| {
+            .filter_map(|c| {
                 let labels = c.labels.unwrap_or_default();
-                AppContainer {
+                let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').to_string();
+                if !self.made_by_berth(&labels, &name) {
+                    return None;
+                }
+                Some(AppContainer {
                     id: c.id.unwrap_or_default(),
-                    name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').to_string(),
+                    name,
                     process: labels.get(LABEL_PROCESS).cloned().unwrap_or_default(),
                     release: labels.get(LABEL_RELEASE).and_then(|r| r.parse().ok()).unwrap_or(0),
                     index: labels.get(LABEL_INDEX).and_then(|r| r.parse().ok()).unwrap_or(1),
                     running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
                     status: c.status.unwrap_or_default(),
-                }
+                })
             })
             .collect())
     }
@@ -910,20 +940,25 @@ impl Runtime {
     pub fn events(&self) -> impl futures_util::Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {
         let filters = HashMap::from([("type".to_string(), vec!["container".to_string()]), ("label".to_string(), vec![format!("{LABEL_ROOT}={}", self.root)])]);
         let options = bollard::query_parameters::EventsOptions { filters: Some(filters), ..Default::default() };
-        self.docker.events(Some(options)).filter_map(|item| async move {
-            match item {
-                Ok(message) => {
-                    let actor = message.actor?;
+        let runtime = self.clone();
+        self.docker.events(Some(options)).filter_map(move |item| {
+            let process = |attributes: &HashMap<String, String>| {
+                let name = attributes.get("name").map(String::as_str).unwrap_or_default();
+                runtime.made_by_berth(attributes, name) && !attributes.contains_key(LABEL_ONE_OFF)
+            };
+            let event = match item {
+                Ok(message) => message.actor.and_then(|actor| {
                     let attributes = actor.attributes.unwrap_or_default();
                     Some(Ok(ContainerEvent {
                         app: attributes.get(LABEL_APP)?.clone(),
                         id: actor.id.unwrap_or_default(),
                         action: message.action.unwrap_or_default(),
-                        process: attributes.contains_key(LABEL_INDEX) && !attributes.contains_key(LABEL_ONE_OFF),
+                        process: process(&attributes),
                     }))
-                }
+                }),
                 Err(e) => Some(Err(RuntimeError::from(e))),
-            }
+            };
+            std::future::ready(event)
         })
     }
 
@@ -1139,4 +1174,30 @@ fn network_ip(info: bollard::models::ContainerInspectResponse) -> Option<String>
 async fn file_stream(path: &std::path::Path) -> Result<tokio_util::io::ReaderStream<tokio::fs::File>, RuntimeError> {
     let file = tokio::fs::File::open(path).await.map_err(|e| RuntimeError::Build(format!("cannot read the build context: {e}")))?;
     Ok(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_container_berth_named_is_an_apps() {
+        let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
+        let web = labels(&[(LABEL_APP, "shop"), (LABEL_PROCESS, "web"), (LABEL_INDEX, "1"), (LABEL_RELEASE, "3"), (LABEL_ROOT, "/var/lib/berth")]);
+        assert!(made_by_berth(&web, "/berth-shop-web.1-v3-0a1b2c3d", "0a1b2c3d"));
+        // The same labels on a build step of a tenant's image (`LABEL berth.app=shop …`): the
+        // engine named it, not berth.
+        assert!(!made_by_berth(&web, "/quirky_hopper", "0a1b2c3d"));
+        // Labels that do not match the name: another app's, release or index, another root's.
+        assert!(!made_by_berth(&web, "/berth-blog-web.1-v3-0a1b2c3d", "0a1b2c3d"));
+        assert!(!made_by_berth(&web, "/berth-shop-web.2-v3-0a1b2c3d", "0a1b2c3d"));
+        assert!(!made_by_berth(&web, "/berth-shop-web.1-v4-0a1b2c3d", "0a1b2c3d"));
+        assert!(!made_by_berth(&web, "/berth-shop-web.1-v3-0a1b2c3d", "ffffffff"));
+        // Labels missing or not numbers.
+        assert!(!made_by_berth(&labels(&[(LABEL_APP, "shop")]), "/berth-shop-web.1-v3-0a1b2c3d", "0a1b2c3d"));
+        let odd = labels(&[(LABEL_APP, "shop"), (LABEL_PROCESS, "web"), (LABEL_INDEX, "01"), (LABEL_RELEASE, "3")]);
+        assert!(made_by_berth(&odd, "berth-shop-web.1-v3-0a1b2c3d", "0a1b2c3d"), "berth's own index, however the label spells it");
+        let junk = labels(&[(LABEL_APP, "shop"), (LABEL_PROCESS, "web"), (LABEL_INDEX, "x"), (LABEL_RELEASE, "3")]);
+        assert!(!made_by_berth(&junk, "berth-shop-web.x-v3-0a1b2c3d", "0a1b2c3d"));
+    }
 }

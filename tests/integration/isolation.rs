@@ -422,3 +422,45 @@ fn two_scales_at_once_are_both_kept() {
         assert!(shown.contains(&format!("web={}", round + 1)) && shown.contains(&format!("worker={}", round + 2)), "round {round}: {shown}");
     }
 }
+
+#[test]
+fn a_build_whose_image_carries_another_apps_labels_is_never_taken_for_its_containers() {
+    let d = Daemon::start();
+    let victim = AppRepo::new(&d, "victim");
+    victim.write("Dockerfile", &web_dockerfile("victim v1", 0)).commit("v1");
+    assert_eq!(victim.push(&d, "main").code, 0);
+    d.ssh("domains:add victim victim.example.com").ok();
+
+    // Another tenant's build step carries every label berth puts on victim's web container.
+    let root = d.root().display().to_string();
+    let forger = AppRepo::new(&d, "forger");
+    let dockerfile = format!(
+        "FROM berth-test/busybox\nLABEL berth.app=victim berth.process=web berth.index=1 berth.release=1 berth.root={root}\nRUN echo forged-output; sleep 20\n{}",
+        web_dockerfile("forger", 0).lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()
+    );
+    forger.write("Dockerfile", &dockerfile).commit("forged labels");
+    let pushing = {
+        let dir = forger.dir.clone();
+        let ssh = crate::harness::git_ssh(&d.admin);
+        std::thread::spawn(move || Command::new("git").current_dir(dir).args(["push", "deploy", "main"]).env("GIT_SSH_COMMAND", ssh).output().unwrap())
+    };
+    // The engine lists the build step as one of victim's containers, by its labels.
+    let label = format!("label=berth.root={root}");
+    poll(Duration::from_secs(60), "the forged build step to run", || {
+        let listed = docker(&["ps", "-q", "--filter", "label=berth.app=victim", "--filter", &label, "--filter", "label=berth.index"]);
+        if listed.lines().count() == 2 { Ok(()) } else { Err(listed) }
+    });
+    // berth does not: it knows the one it made by the name it gave it.
+    let report: serde_json::Value = serde_json::from_str(&d.ssh("ps:report victim --format json").ok().stdout).unwrap();
+    assert_eq!(report["running"], 1, "{report}");
+    assert_eq!(report["containers"].as_array().map(Vec::len), Some(1), "{report}");
+    assert!(!d.ssh("logs victim -n 100").ok().stdout.contains("forged-output"), "the forged step's output shows as victim's");
+    d.ssh("ps:restart victim").ok();
+    assert_eq!(get(&d, "victim.example.com"), (200, "victim v1".into()));
+
+    let pushed = pushing.join().unwrap();
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    let report: serde_json::Value = serde_json::from_str(&d.ssh("ps:report victim --format json").ok().stdout).unwrap();
+    assert_eq!(report["running"], 1, "{report}");
+    assert_eq!(get(&d, "victim.example.com"), (200, "victim v1".into()));
+}
