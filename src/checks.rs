@@ -1,125 +1,19 @@
-//! Readiness checks: which checks a release has (app.json, dokku's format) and probing a
-//! new container until it passes them.
+//! Readiness checks: probing a new container until it passes the checks its release has
+//! (`app_json::CheckSpec`, from app.json in dokku's format).
 //!
-//! Parsing is pure. Probing polls every 200 ms instead of sleeping a fixed time: the swap
+//! Probing polls every 200 ms instead of sleeping a fixed time: the swap
 //! happens as soon as the app is ready, and an app that crashes fails the deploy at once.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub use crate::app_json::CheckSpec;
 use crate::store::AppConfig;
 
 /// How often a container is probed while it starts.
 pub const POLL: Duration = Duration::from_millis(200);
-
-/// One check of the `web` process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckSpec {
-    pub name: String,
-    /// Request path, starting with `/`.
-    pub path: String,
-    /// Text the body must contain, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
-    /// Bad answers tolerated (overrides `checks:set attempts`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempts: Option<u32>,
-    /// Seconds one request may take.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_timeout: Option<u64>,
-    /// Seconds to wait after the container starts before the first probe.
-    #[serde(default)]
-    pub initial_delay: u64,
-    /// Port to probe instead of the app's container port.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-}
-
-impl CheckSpec {
-    /// With no app.json checks: the port accepts and HTTP answers below 500.
-    pub fn default_check() -> CheckSpec {
-        CheckSpec {
-            name: "default".into(),
-            path: "/".into(),
-            content: None,
-            attempts: None,
-            request_timeout: None,
-            initial_delay: 0,
-            port: None,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct AppJson {
-    #[serde(default)]
-    healthchecks: std::collections::HashMap<String, Vec<RawCheck>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawCheck {
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    name: Option<String>,
-    path: Option<String>,
-    content: Option<String>,
-    attempts: Option<u32>,
-    timeout: Option<u64>,
-    initial_delay: Option<u64>,
-    port: Option<u16>,
-    command: Option<serde_json::Value>,
-}
-
-/// Longest app.json `initialDelay`, `timeout` (per request), and most `attempts`. Whatever
-/// they say, `checks:set timeout` (at most an hour) bounds a container's whole wait.
-pub const MAX_INITIAL_DELAY: u64 = 600;
-pub const MAX_REQUEST_TIMEOUT: u64 = 120;
-pub const MAX_ATTEMPTS: u32 = 1000;
-
-/// The web checks of an app.json, in dokku's format. No app.json, or no checks for web,
-/// gives an empty list (the default check applies). A malformed file is an error.
-pub fn parse_app_json(text: &str) -> Result<Vec<CheckSpec>, String> {
-    let app: AppJson = serde_json::from_str(text).map_err(|e| format!("app.json is not valid: {e}"))?;
-    let Some(raw) = app.healthchecks.get("web") else { return Ok(Vec::new()) };
-    let mut checks = Vec::new();
-    for (i, check) in raw.iter().enumerate() {
-        let name = check.name.clone().unwrap_or_else(|| format!("check {}", i + 1));
-        // liveness checks are for running containers, not for the swap.
-        if matches!(check.kind.as_deref(), Some("liveness")) {
-            continue;
-        }
-        if check.command.is_some() {
-            return Err(format!("app.json check {name:?}: command checks are not supported yet; use path"));
-        }
-        // Bounded, so a check can never hold a deploy (and its lock) for long.
-        for (field, value, max) in [("initialDelay", check.initial_delay, MAX_INITIAL_DELAY), ("timeout", check.timeout, MAX_REQUEST_TIMEOUT)] {
-            if value.is_some_and(|v| v > max) {
-                return Err(format!("app.json check {name:?}: {field} is at most {max} seconds"));
-            }
-        }
-        if check.attempts.is_some_and(|a| a > MAX_ATTEMPTS) {
-            return Err(format!("app.json check {name:?}: attempts is at most {MAX_ATTEMPTS}"));
-        }
-        let path = check.path.clone().unwrap_or_else(|| "/".into());
-        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("app.json check {name:?}: path must start with / and contain no spaces"));
-        }
-        checks.push(CheckSpec {
-            name,
-            path,
-            content: check.content.clone(),
-            attempts: check.attempts,
-            request_timeout: check.timeout,
-            initial_delay: check.initial_delay.unwrap_or(0),
-            port: check.port,
-        });
-    }
-    Ok(checks)
-}
 
 /// What one probe saw.
 #[derive(Debug, PartialEq)]
@@ -253,15 +147,6 @@ pub fn describe(config: &AppConfig) -> &'static str {
 mod tests {
     use super::*;
 
-    #[test]
-    fn check_waits_are_bounded() {
-        let err = parse_app_json(r#"{"healthchecks": {"web": [{"path": "/", "initialDelay": 86400}]}}"#).unwrap_err();
-        assert!(err.contains("initialDelay is at most 600 seconds"), "{err}");
-        let err = parse_app_json(r#"{"healthchecks": {"web": [{"path": "/", "timeout": 99999}]}}"#).unwrap_err();
-        assert!(err.contains("timeout is at most 120 seconds"), "{err}");
-        assert!(parse_app_json(r#"{"healthchecks": {"web": [{"path": "/", "attempts": 4000000000}]}}"#).is_err());
-    }
-
     #[tokio::test(start_paused = true)]
     async fn an_initial_delay_counts_against_the_timeout() {
         let spec = CheckSpec { initial_delay: 600, ..CheckSpec::default_check() };
@@ -270,27 +155,6 @@ mod tests {
         let result = wait_ready("127.0.0.1", 1, &[spec], &config, || async { Ok(()) }).await;
         assert!(result.is_err());
         assert!(started.elapsed() < Duration::from_secs(30), "waited {:?}", started.elapsed());
-    }
-
-    #[test]
-    fn parses_dokku_healthchecks() {
-        let json = r#"{"healthchecks": {"web": [
-            {"type": "startup", "name": "health", "path": "/health", "content": "ok", "attempts": 2, "timeout": 3},
-            {"type": "liveness", "path": "/live"},
-            {"path": "/second", "initialDelay": 1, "port": 8080}
-        ], "worker": [{"path": "/x"}]}}"#;
-        let checks = parse_app_json(json).unwrap();
-        assert_eq!(checks.len(), 2);
-        assert_eq!(checks[0].path, "/health");
-        assert_eq!(checks[0].content.as_deref(), Some("ok"));
-        assert_eq!(checks[0].attempts, Some(2));
-        assert_eq!(checks[1].initial_delay, 1);
-        assert_eq!(checks[1].port, Some(8080));
-        assert_eq!(parse_app_json("{}").unwrap(), vec![]);
-        assert!(parse_app_json("{not json").is_err());
-        assert!(parse_app_json(r#"{"healthchecks":{"web":[{"path":"no-slash"}]}}"#).is_err());
-        assert!(parse_app_json(r#"{"healthchecks":{"web":[{"path":"/a b"}]}}"#).is_err());
-        assert!(parse_app_json(r#"{"healthchecks":{"web":[{"command":["true"]}]}}"#).is_err());
     }
 
     #[test]

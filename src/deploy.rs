@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::app_json::AppJson;
 use crate::buildpack;
 use crate::checks;
 use crate::engine::Engine;
@@ -150,9 +151,7 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
             if app_json.as_ref().is_some_and(|text| text.len() > MAX_APP_JSON) {
                 return Err(format!("app.json is over {} KiB: berth reads at most that", MAX_APP_JSON / 1024));
             }
-            let checks = app_json.as_deref().map(checks::parse_app_json).transpose()?.unwrap_or_default();
-            let scripts = app_json.as_deref().map(process::parse_scripts).transpose()?.unwrap_or_default();
-            let cron = app_json.as_deref().map(crate::cron::parse_app_json).transpose()?.unwrap_or_default();
+            let AppJson { checks, cron, scripts } = app_json.as_deref().map(crate::app_json::parse).transpose()?.unwrap_or_default();
             // Checked here for both builders, so a bad Procfile fails before any build.
             let procfile = match context.file("Procfile") {
                 Some(bytes) => process::parse_procfile(&String::from_utf8_lossy(&bytes))?,
@@ -239,9 +238,7 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
             let text = |i: usize| files.get(i).cloned().flatten().map(|b| String::from_utf8_lossy(&b).into_owned());
             let procfile = text(0).as_deref().map(process::parse_procfile).transpose()?.unwrap_or_default();
             let app_json = text(1);
-            let checks = app_json.as_deref().map(checks::parse_app_json).transpose()?.unwrap_or_default();
-            let scripts = app_json.as_deref().map(process::parse_scripts).transpose()?.unwrap_or_default();
-            let cron = app_json.as_deref().map(crate::cron::parse_app_json).transpose()?.unwrap_or_default();
+            let AppJson { checks, cron, scripts } = app_json.as_deref().map(crate::app_json::parse).transpose()?.unwrap_or_default();
             out.step(format!("Deploying {app} from the image {shown}, without a build")).await;
             let version_tag = format!("v{version}");
             let tag = format!("berth/{app}:{version_tag}");
@@ -882,7 +879,7 @@ pub async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32,
 /// The app's certificate for its site. A certificate that cannot be read is reported and
 /// left out (the app keeps being served over plain http) rather than failing the route.
 async fn site_tls(engine: &Engine, app: &str, config: &AppConfig, out: &Output) -> Option<proxy::SiteTls> {
-    match crate::https::current(engine, app) {
+    match engine.store.current_certificate(app) {
         Ok(Some((state, info))) => {
             Some(proxy::SiteTls { bundle: engine.store.tls_bundle_path(app, &state), names: info.names, hsts: config.nginx.hsts_header() })
         }

@@ -39,7 +39,7 @@ pub struct Engine {
     /// Builds running now (at most `build_concurrency` of berth.toml).
     builds: Arc<Builds>,
     /// Scheduled jobs running now and how they last ended.
-    pub jobs: crate::cron::Jobs,
+    pub jobs: Jobs,
     /// Itself, for work that outlives a command (waiting for git to move a branch).
     me: std::sync::Weak<Engine>,
     /// Pushes in flight, by the token their `git receive-pack` hands its hook.
@@ -47,6 +47,39 @@ pub struct Engine {
 }
 
 type Pushes = Arc<Mutex<HashMap<String, Caller>>>;
+
+/// When a scheduled job last started and how it ended (None: still running).
+pub type LastRun = (chrono::DateTime<chrono::Utc>, Option<i64>);
+
+/// What the scheduler knows of jobs between runs (not kept across daemon restarts).
+#[derive(Default)]
+pub struct Jobs {
+    /// `APP/ID` of jobs running now.
+    running: Mutex<std::collections::HashSet<String>>,
+    /// `APP/ID` → when it last started and how it ended (None: still running).
+    last: Mutex<std::collections::BTreeMap<String, LastRun>>,
+}
+
+impl Jobs {
+    /// Marks `key` running; false if it already was.
+    pub fn start(&self, key: &str) -> bool {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string())
+    }
+
+    pub fn end(&self, key: &str) {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// Records that job `key` started now (`code` None) or ended now with `code`.
+    pub fn record(&self, key: &str, code: Option<i64>) {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), (chrono::Utc::now(), code));
+    }
+
+    /// When the job last started and its exit code (None while it runs).
+    pub fn last(&self, app: &str, id: &str) -> Option<LastRun> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).get(&format!("{app}/{id}")).cloned()
+    }
+}
 
 /// A push in flight. Its token goes to `git receive-pack` (`BERTH_PUSH`), whose hook hands it
 /// back with `git:receive`: the deploy then knows the key that pushed, not only the hook's
@@ -116,7 +149,7 @@ impl Engine {
             route_locks: Mutex::new(HashMap::new()),
             busy: Arc::new(tokio::sync::watch::channel(0).0),
             builds: Arc::new(Builds::default()),
-            jobs: crate::cron::Jobs::default(),
+            jobs: Jobs::default(),
             pushes: Pushes::default(),
         })
     }

@@ -48,10 +48,7 @@ pub fn effective(config: &AppConfig, global: &GlobalConfig) -> Effective {
 
 /// The certificate an app serves, read from its bundle.
 pub fn current(engine: &Engine, app: &str) -> Result<Option<(TlsState, CertInfo)>, String> {
-    let Some(state) = engine.store.load_tls(app).map_err(|e| e.to_string())? else { return Ok(None) };
-    let text = engine.store.load_tls_bundle(app, &state).map_err(|e| e.to_string())?;
-    let bundle = Bundle::from_nginx_pem(&text).map_err(|e| format!("the certificate of {app} cannot be read: {e}"))?;
-    Ok(Some((state, bundle.info)))
+    engine.store.current_certificate(app)
 }
 
 /// Puts `bundle` in service for the app (see the module's comment for the order). Call

@@ -4,6 +4,7 @@
 //! server, the local unix-socket CLI, and later the git hook. See ARCHITECTURE.md.
 
 pub mod acme;
+pub mod app_json;
 pub mod buildpack;
 pub mod checks;
 pub mod client;
@@ -11,6 +12,7 @@ pub mod commands;
 pub mod cron;
 pub mod daemon;
 pub mod deploy;
+pub mod destroy;
 pub mod dockerfile;
 pub mod engine;
 pub mod git;

@@ -8,6 +8,9 @@
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+/// Exit code of a refused or failed command (never 255, which is ssh's own).
+pub const EXIT_FAILURE: i32 = 1;
+
 /// One piece of a command's output.
 #[derive(Debug)]
 pub enum Chunk {

@@ -172,22 +172,22 @@ pub fn command_plugin(engine: &Engine, word: &str) -> Option<Plugin> {
 
 /// Runs a plugin's command: `commands WORD ARGS…` with the caller's streams. Its exit code.
 pub async fn run_command(engine: &Engine, plugin: &Plugin, words: &[String], caller: &str, out: &Output, input: Input) -> i32 {
-    let Some(program) = executable(plugin, "commands") else { return crate::commands::EXIT_FAILURE };
+    let Some(program) = executable(plugin, "commands") else { return crate::output::EXIT_FAILURE };
     let mut cmd = command(engine, plugin, &program);
     cmd.args(words).env("BERTH_CALLER", caller).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
             out.error(format!("cannot run plugin {}'s commands: {e}", plugin.manifest.name)).await;
-            return crate::commands::EXIT_FAILURE;
+            return crate::output::EXIT_FAILURE;
         }
     };
     let (stdin, stdout, stderr) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
     let pump = tokio::spawn(input.feed(stdin));
     tokio::join!(out.copy_from(stdout, false), out.copy_from(stderr, true));
-    let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(crate::commands::EXIT_FAILURE);
+    let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(crate::output::EXIT_FAILURE);
     pump.abort();
-    if (1..=254).contains(&code) || code == 0 { code } else { crate::commands::EXIT_FAILURE }
+    if (1..=254).contains(&code) || code == 0 { code } else { crate::output::EXIT_FAILURE }
 }
 
 /// How long a plugin's clone may take.

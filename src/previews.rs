@@ -131,7 +131,7 @@ pub async fn expire(engine: &std::sync::Arc<Engine>) {
         if now.saturating_sub(of.last_push) < ttl {
             continue;
         }
-        match crate::commands::apps::destroy_preview(engine, &app).await {
+        match crate::destroy::destroy_preview(engine, &app).await {
             Ok(()) => tracing::info!(app, "preview expired: destroyed"),
             Err(e) => tracing::error!(app, "cannot destroy an expired preview: {e}"),
         }

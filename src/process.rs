@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 
 /// The Procfile type that runs once before the swap instead of as a process.
 pub const RELEASE_TYPE: &str = "release";
@@ -100,38 +99,6 @@ pub fn parse_scale(args: &[String]) -> Result<Vec<(String, u32)>, String> {
     Ok(out)
 }
 
-/// The deploy scripts of an app.json (`scripts.dokku.predeploy` / `postdeploy`).
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Scripts {
-    pub predeploy: Option<String>,
-    pub postdeploy: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct AppJson {
-    #[serde(default)]
-    scripts: Option<ScriptsJson>,
-}
-
-#[derive(Deserialize)]
-struct ScriptsJson {
-    #[serde(default)]
-    dokku: Option<DokkuScripts>,
-}
-
-#[derive(Deserialize)]
-struct DokkuScripts {
-    predeploy: Option<String>,
-    postdeploy: Option<String>,
-}
-
-pub fn parse_scripts(app_json: &str) -> Result<Scripts, String> {
-    let parsed: AppJson = serde_json::from_str(app_json).map_err(|e| format!("app.json is not valid: {e}"))?;
-    let Some(dokku) = parsed.scripts.and_then(|s| s.dokku) else { return Ok(Scripts::default()) };
-    let clean = |s: Option<String>| s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    Ok(Scripts { predeploy: clean(dokku.predeploy), postdeploy: clean(dokku.postdeploy) })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,13 +142,5 @@ mod tests {
         for bad in ["", "web", "web=-1", "web=x", "web=101", "web=1 web=2", "release=1", "../x=1"] {
             assert!(parse_scale(&args(bad)).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn deploy_scripts() {
-        let s = parse_scripts(r#"{"scripts":{"dokku":{"predeploy":"./migrate","postdeploy":" "}}}"#).unwrap();
-        assert_eq!(s, Scripts { predeploy: Some("./migrate".into()), postdeploy: None });
-        assert_eq!(parse_scripts("{}").unwrap(), Scripts::default());
-        assert!(parse_scripts("{").is_err());
     }
 }

@@ -1,14 +1,14 @@
-//! app.json: healthchecks and deploy scripts.
+//! app.json: healthchecks, cron jobs and deploy scripts.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    if let Ok(checks) = berth::checks::parse_app_json(&text) {
-        for c in checks {
+    if let Ok(app_json) = berth::app_json::parse(&text) {
+        for c in app_json.checks {
             assert!(c.path.starts_with('/'));
-            assert!(c.initial_delay <= berth::checks::MAX_INITIAL_DELAY);
+            assert!(c.initial_delay <= berth::app_json::MAX_INITIAL_DELAY);
         }
+        assert!(app_json.cron.len() <= berth::app_json::MAX_JOBS);
     }
-    let _ = berth::process::parse_scripts(&text);
 });

@@ -2,7 +2,7 @@
 
 use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, EXIT_FAILURE, Scope, failed};
-use crate::cron::CronJob;
+use crate::app_json::CronJob;
 use crate::output::{Format, Report};
 use crate::validate::AppName;
 use clap::Subcommand;

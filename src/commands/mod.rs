@@ -38,8 +38,7 @@ use crate::output::{Input, Output};
 use crate::store::StoreError;
 use crate::validate::{AppName, Invalid};
 
-/// Exit code of a refused or failed command (never 255, which is ssh's own).
-pub const EXIT_FAILURE: i32 = 1;
+pub use crate::output::EXIT_FAILURE;
 /// Exit code of a command line that does not parse.
 pub const EXIT_USAGE: i32 = 2;
 

@@ -207,7 +207,7 @@ async fn destroy(ctx: &mut Ctx<'_>, app: &AppName, branch: &str) -> CmdResult {
     if !found {
         return Err(failed(format!("{app} has no preview of branch {} (see previews {app})", validate::quoted(branch))));
     }
-    super::apps::destroy_preview(ctx.engine, &name).await?;
+    crate::destroy::destroy_preview(ctx.engine, &name).await.map_err(CmdError::Failed)?;
     ctx.out.step(format!("Destroyed the preview of {app} for {branch} ({name})")).await;
     Ok(())
 }
@@ -215,7 +215,7 @@ async fn destroy(ctx: &mut Ctx<'_>, app: &AppName, branch: &str) -> CmdResult {
 async fn gone(ctx: &mut Ctx<'_>, app: &AppName, branch: &str) -> CmdResult {
     let name = previews::app_name(app, branch);
     if previews::of(ctx.engine, app).into_iter().any(|(n, of)| n == name && of.branch == branch) {
-        super::apps::destroy_preview(ctx.engine, &name).await?;
+        crate::destroy::destroy_preview(ctx.engine, &name).await.map_err(CmdError::Failed)?;
         ctx.out.step(format!("Deleted {branch}: its preview {name} is destroyed")).await;
     } else {
         ctx.out.step(format!("Deleted {branch}: it had no preview")).await;
@@ -324,7 +324,7 @@ async fn deploy_branch(ctx: &mut Ctx<'_>, parent: &AppName, new: &str, refname: 
         }
         Err(why) => {
             if created {
-                let _ = super::apps::destroy_preview(engine, &name).await;
+                let _ = crate::destroy::destroy_preview(engine, &name).await;
                 ctx.out.error(format!("{name} was created by this push, which failed: removed it")).await;
             }
             Err(CmdError::Failed(why))

@@ -417,11 +417,11 @@ pub async fn backup_schedule(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, sch
     }
     match schedule {
         Some((schedule, keep)) => {
-            crate::cron::schedule(&schedule).map_err(CmdError::Failed)?;
+            crate::app_json::schedule(&schedule).map_err(CmdError::Failed)?;
             if !(1..=1000).contains(&keep) {
                 return Err(failed("--keep is a number of dumps from 1 to 1000"));
             }
-            let next = crate::cron::CronJob { schedule: schedule.clone(), command: String::new() }.next(&chrono::Utc::now());
+            let next = crate::app_json::CronJob { schedule: schedule.clone(), command: String::new() }.next(&chrono::Utc::now());
             service.backup = Some(crate::store::BackupSchedule { schedule: schedule.trim().to_string(), keep });
             ctx.engine.store.save_service(&service)?;
             let next = next.map(|t| t.format(" (next: %Y-%m-%d %H:%M UTC)").to_string()).unwrap_or_default();

@@ -278,7 +278,7 @@ pub async fn backups_due(engine: &std::sync::Arc<Engine>, at: &chrono::DateTime<
         for name in engine.store.list_services(kind.name()).unwrap_or_default() {
             let Ok(Some(service)) = engine.store.load_service(kind.name(), &name) else { continue };
             let Some(schedule) = service.backup.clone() else { continue };
-            let job = crate::cron::CronJob { schedule: schedule.schedule.clone(), command: String::new() };
+            let job = crate::app_json::CronJob { schedule: schedule.schedule.clone(), command: String::new() };
             if !job.due(at) {
                 continue;
             }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checks::CheckSpec;
+use crate::app_json::{CheckSpec, CronJob};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Releases {
@@ -50,7 +50,7 @@ pub struct Release {
     pub postdeploy: Option<String>,
     /// app.json's `cron` entries: the jobs the scheduler runs while this release is active.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cron: Vec<crate::cron::CronJob>,
+    pub cron: Vec<CronJob>,
     /// Containers per process type it was released with.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub formation: BTreeMap<String, u32>,

@@ -96,6 +96,15 @@ impl Store {
         fs::read_to_string(&path).map_err(io_err(&path))
     }
 
+    /// The certificate an app serves, read from its bundle: what `tls.toml` says of it,
+    /// and what the certificate itself says (names, expiry, issuer).
+    pub fn current_certificate(&self, app: &str) -> std::result::Result<Option<(TlsState, crate::tls::CertInfo)>, String> {
+        let Some(state) = self.load_tls(app).map_err(|e| e.to_string())? else { return Ok(None) };
+        let text = self.load_tls_bundle(app, &state).map_err(|e| e.to_string())?;
+        let bundle = Bundle::from_nginx_pem(&text).map_err(|e| format!("the certificate of {app} cannot be read: {e}"))?;
+        Ok(Some((state, bundle.info)))
+    }
+
     /// Forgets the app's certificate (the bundle files go with [`Store::prune_tls`]).
     pub fn remove_tls(&self, app: &str) -> Result<()> {
         let path = self.tls_file(app);
