@@ -14,6 +14,7 @@ use crate::git;
 use crate::output::{Input, Output};
 use crate::process;
 use crate::proxy;
+use crate::reconcile;
 use crate::runtime::{AppContainer, Client, ContainerSpec, Runtime};
 use crate::store::{AppConfig, Builder, Release, Status};
 
@@ -923,12 +924,36 @@ pub async fn reroute(engine: &Engine, app: &str, out: &Output) -> Result<(), Str
         return Ok(());
     };
     let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
-    let mut web: Vec<AppContainer> = runtime.containers(app).await.map_err(|e| e.to_string())?;
-    web.retain(|c| c.release == active.version && c.process == process::WEB);
-    web.sort_by_key(|c| c.index);
-    let ids: Vec<String> = web.into_iter().map(|c| c.id).collect();
-    let ips = live_ips(&runtime, &ids).await;
+    let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
+    let (seen, ips) = observe(&runtime, &containers, active.version, &Default::default()).await;
+    let plan = reconcile::plan(reconcile::Mode::Heal, active.version, &active.formation_or(&config.scale), &seen);
+    let ips: Vec<String> = plan.route.iter().filter_map(|id| ips.get(id).cloned()).collect();
     route(engine, app, &config, active.version, &ips, out).await.map(|_| ())
+}
+
+/// The containers of `release` among `containers` as a reconcile sees them, each asked by
+/// id (the engine's list can still say "running" just after a death), with the addresses
+/// of those that run. `warming`: containers berth is starting again right now.
+pub async fn observe(
+    runtime: &Runtime,
+    containers: &[AppContainer],
+    release: u32,
+    warming: &std::collections::HashSet<String>,
+) -> (Vec<reconcile::Seen>, std::collections::HashMap<String, String>) {
+    let mut seen = Vec::new();
+    let mut ips = std::collections::HashMap::new();
+    for c in containers.iter().filter(|c| c.release == release) {
+        let state = match runtime.live(&c.id).await {
+            None => reconcile::State::Gone,
+            Some(live) if live.running => {
+                ips.extend(live.ip.map(|ip| (c.id.clone(), ip)));
+                reconcile::State::Running
+            }
+            Some(live) => reconcile::State::Exited { code: live.exit_code, by_berth: runtime.stopped_by_berth(&c.id) },
+        };
+        seen.push(reconcile::Seen { id: c.id.clone(), process: c.process.clone(), index: c.index, release: c.release, state, warming: warming.contains(&c.id) });
+    }
+    (seen, ips)
 }
 
 /// Makes what runs match what the app's state says (after a daemon or engine restart, and
@@ -960,36 +985,36 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
     }
     let routing = engine.route_lock(app).await;
     let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
-    let formation = active.formation_or(&config.scale);
-    let mut keep = Vec::new();
-    let mut web = Vec::new();
-    for (process, count) in &formation {
-        for index in 1..=*count {
-            let existing = containers.iter().find(|c| c.release == active.version && &c.process == process && c.index == index);
-            let id = match existing {
-                Some(c) if c.running => {
-                    // Containers of older berth versions: restarts are berth's now.
-                    let _ = runtime.no_engine_restarts(&c.id).await;
-                    c.id.clone()
-                }
-                _ => {
-                    let spec = process_spec(engine, app, &config, &active, process, index, None);
-                    let id = runtime.start(&spec).await.map_err(|e| format!("cannot start {process}.{index}: {e}"))?;
-                    tracing::info!(app, release = active.version, process, index, "started");
-                    id
-                }
-            };
-            if process == process::WEB {
-                web.push(id.clone());
-            }
-            keep.push(id);
+    let seen: Vec<reconcile::Seen> = containers
+        .iter()
+        .map(|c| reconcile::Seen {
+            id: c.id.clone(),
+            process: c.process.clone(),
+            index: c.index,
+            release: c.release,
+            state: if c.running { reconcile::State::Running } else { reconcile::State::Exited { code: None, by_berth: false } },
+            warming: false,
+        })
+        .collect();
+    let plan = reconcile::plan(reconcile::Mode::Restore, active.version, &active.formation_or(&config.scale), &seen);
+    for id in &plan.keep {
+        // Containers of older berth versions: restarts are berth's now.
+        let _ = runtime.no_engine_restarts(id).await;
+    }
+    let mut web = plan.route.clone();
+    for slot in &plan.start {
+        let spec = process_spec(engine, app, &config, &active, &slot.process, slot.index, None);
+        let id = runtime.start(&spec).await.map_err(|e| format!("cannot start {}.{}: {e}", slot.process, slot.index))?;
+        tracing::info!(app, release = active.version, process = slot.process, index = slot.index, "started");
+        if slot.process == process::WEB {
+            web.push(id);
         }
     }
     let ips = live_ips(&runtime, &web).await;
     route(engine, app, &config, active.version, &ips, &Output::discard()).await?;
     drop(routing);
-    for stale in containers.iter().filter(|c| !keep.contains(&c.id)) {
-        let _ = runtime.retire(&stale.id, STOP_TIMEOUT).await;
+    for stale in &plan.retire {
+        let _ = runtime.retire(stale, STOP_TIMEOUT).await;
     }
     Ok(())
 }

@@ -23,6 +23,7 @@ pub mod plugins;
 pub mod previews;
 pub mod process;
 pub mod proxy;
+pub mod reconcile;
 pub mod runtime;
 pub mod server;
 pub mod services;

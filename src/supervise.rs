@@ -19,6 +19,7 @@ use crate::deploy;
 use crate::engine::Engine;
 use crate::output::Output;
 use crate::process;
+use crate::reconcile;
 use crate::runtime::AppContainer;
 use crate::store::RestartPolicy;
 
@@ -242,30 +243,16 @@ impl Supervisor {
         };
         let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
         let warming = self.warming.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut ips = Vec::new();
-        let mut dead_web = false;
-        for (process, count) in active.formation_or(&config.scale) {
-            for index in 1..=count {
-                let slot = format!("{app}/v{}/{process}.{index}", active.version);
-                let Some(c) = containers.iter().find(|c| c.release == active.version && c.process == process && c.index == index) else {
-                    // Removed behind berth's back: `restore` (daemon start, ps:start) makes it again.
-                    continue;
-                };
-                // Asked by id: the engine's list can still say "running" just after a death.
-                let Some(live) = runtime.live(&c.id).await else { continue };
-                if live.running {
-                    if process == process::WEB && !warming.contains(&c.id) {
-                        ips.extend(live.ip);
-                    }
-                    continue;
-                }
-                if runtime.stopped_by_berth(&c.id) || warming.contains(&c.id) {
-                    continue;
-                }
-                dead_web |= process == process::WEB;
-                self.restart_later(app, &slot, c, live.exit_code, config.restart_policy);
-            }
+        let formation = active.formation_or(&config.scale);
+        let (seen, ips) = deploy::observe(runtime, &containers, active.version, &warming).await;
+        let plan = reconcile::plan(reconcile::Mode::Heal, active.version, &formation, &seen);
+        let ips: Vec<String> = plan.route.iter().filter_map(|id| ips.get(id).cloned()).collect();
+        for (slot, id, exit_code) in &plan.restart {
+            let Some(c) = containers.iter().find(|c| &c.id == id) else { continue };
+            let slot = format!("{app}/v{}/{}.{}", active.version, slot.process, slot.index);
+            self.restart_later(app, &slot, c, *exit_code, config.restart_policy);
         }
+        let dead_web = plan.dead_web;
         // A dead web container found without its event (after a reconnect) holds starts too.
         if dead_web {
             self.unrouting(runtime);
