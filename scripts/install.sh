@@ -210,5 +210,6 @@ if [ -n "$ip" ] && is_private_ipv4 "$ip" && [[ " $globals " == *" $ip.sslip.io "
        the public name, with this server's public IPv4 or a domain of your own:
           $berth_cmd domains:set-global <public IPv4>.sslip.io
        or install with BERTH_DOMAIN=apps.example.com (a wildcard A record *.apps.example.com).
+       From outside, use the public address for ssh and the git remote too, in place of $ip.
 NAT
 fi

@@ -167,7 +167,8 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
             let build_started = Instant::now();
             let version_tag = format!("v{version}");
             let tag = format!("berth/{app}:{version_tag}");
-            let (image, processes, launcher) = match builder {
+            let built = async {
+                Ok::<_, String>(match builder {
                 Builder::Dockerfile => {
                     if !has_dockerfile {
                         return Err(format!("No Dockerfile at the root of {} (builder:set {app} dockerfile)", short(&git_sha)));
@@ -206,7 +207,12 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
                     let built = buildpack::build(&runtime, &engine.root(), request, out).await?;
                     (built.image, built.processes, true)
                 }
-            };
+                })
+            }
+            .await;
+            // What the build printed past its output bound: its last lines, where a failure says why.
+            out.child_output_done().await;
+            let (image, processes, launcher) = built?;
             drop(_slot);
             out.step(format!("Build done in {}", secs(build_started.elapsed()))).await;
             crate::plugins::trigger(engine, "post-build", &[app.to_string(), image.clone()], &cause.env(), out).await?;

@@ -31,11 +31,29 @@ pub struct Output {
     /// Bytes of child output (builds, buildpacks, plugins) passed on so far, shared by every
     /// clone: one command's child output is bounded and paced as a whole.
     streamed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The child output past the bound: how many lines, and the last of them.
+    dropped: std::sync::Arc<std::sync::Mutex<Dropped>>,
 }
 
-/// The longest line berth passes on from a build, a buildpack or a container's logs; the
-/// rest of a longer line is cut, with a marker saying how much.
+/// Lines past `MAX_CHILD_OUTPUT`: counted, the last `DROPPED_TAIL` kept (with whether they
+/// are detail lines), for `child_output_done`.
+#[derive(Default)]
+struct Dropped {
+    count: usize,
+    tail: std::collections::VecDeque<(String, bool)>,
+}
+
+/// How many of the lines past the bound are shown when the child is done: a failing
+/// build's last words say why it failed.
+const DROPPED_TAIL: usize = 20;
+
+/// The longest line berth passes on from a build, a buildpack or a plugin; the rest of a
+/// longer line is cut, with a marker saying how much.
 pub const MAX_LINE: usize = 4 * 1024;
+
+/// The longest line of an app's own logs (`logs`): an app's JSON log lines and stack traces
+/// run longer than a build's, and the user asked for them.
+pub const MAX_LOG_LINE: usize = 16 * 1024;
 
 /// How much child output one command passes on; the rest is counted, not shown. A client
 /// reading slowly (git behind OpenSSH's non-blocking stderr drops what it cannot write)
@@ -57,7 +75,7 @@ pub struct InfoFlag {
 impl Output {
     pub fn channel(capacity: usize) -> (Output, mpsc::Receiver<Chunk>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Output { tx, quiet: false, info: None, streamed: Default::default() }, rx)
+        (Output { tx, quiet: false, info: None, streamed: Default::default(), dropped: Default::default() }, rx)
     }
 
     /// An Output nobody reads (its chunks are drained and dropped); it is never closed.
@@ -142,11 +160,18 @@ impl Output {
         use std::sync::atomic::Ordering;
         let size = line.len() + if indent { 8 } else { 1 };
         let before = self.streamed.fetch_add(size, Ordering::Relaxed);
-        if before >= MAX_CHILD_OUTPUT {
-            return;
-        }
         if before + size > MAX_CHILD_OUTPUT {
-            self.detail(format!("… more output than {} KiB: the rest of it is not shown", MAX_CHILD_OUTPUT / 1024)).await;
+            {
+                let mut dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+                dropped.count += 1;
+                dropped.tail.push_back((line.to_string(), indent));
+                if dropped.tail.len() > DROPPED_TAIL {
+                    dropped.tail.pop_front();
+                }
+            }
+            if before < MAX_CHILD_OUTPUT {
+                self.detail(format!("… more output than {} KiB: the rest of it is not shown", MAX_CHILD_OUTPUT / 1024)).await;
+            }
             return;
         }
         if before + size > UNPACED_CHILD_OUTPUT {
@@ -154,14 +179,27 @@ impl Output {
         }
         if indent { self.detail(line).await } else { self.line(line).await }
     }
+
+    /// The child (a build) is done: of its lines past the bound, the last `DROPPED_TAIL`
+    /// are shown now, after a line saying how many were not.
+    pub async fn child_output_done(&self) {
+        let Dropped { count, tail } = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|e| e.into_inner()));
+        if count == 0 {
+            return;
+        }
+        self.detail(format!("… {} line(s) not shown; the last {}:", count - tail.len(), tail.len())).await;
+        for (line, indent) in tail {
+            if indent { self.detail(line).await } else { self.line(line).await }
+        }
+    }
 }
 
 /// The lines of a stream of byte chunks (a child's stdout, a container's logs), as `Lines`
 /// splits them; it ends where the chunks end.
-pub fn lines_of<B: AsRef<[u8]> + Send + 'static>(chunks: impl futures_util::Stream<Item = B> + Send + 'static) -> futures_util::stream::BoxStream<'static, String> {
+pub fn lines_of<B: AsRef<[u8]> + Send + 'static>(chunks: impl futures_util::Stream<Item = B> + Send + 'static, limit: usize) -> futures_util::stream::BoxStream<'static, String> {
     use futures_util::StreamExt;
     let chunks = chunks.boxed();
-    futures_util::stream::unfold((chunks, Lines::default(), std::collections::VecDeque::new()), |(mut chunks, mut lines, mut ready)| async move {
+    futures_util::stream::unfold((chunks, Lines::with_limit(limit), std::collections::VecDeque::new()), |(mut chunks, mut lines, mut ready)| async move {
         loop {
             if let Some(line) = ready.pop_front() {
                 return Some((line, (chunks, lines, ready)));
@@ -180,7 +218,7 @@ pub fn lines_of<B: AsRef<[u8]> + Send + 'static>(chunks: impl futures_util::Stre
 
 /// The lines of what a child process writes to one of its pipes.
 pub fn lines_of_reader(reader: impl tokio::io::AsyncRead + Send + 'static) -> futures_util::stream::BoxStream<'static, String> {
-    lines_of(ok_until_error(tokio_util::io::ReaderStream::new(reader)))
+    lines_of(ok_until_error(tokio_util::io::ReaderStream::new(reader)), MAX_LINE)
 }
 
 /// The items of a stream up to its first error.
@@ -193,13 +231,24 @@ pub fn ok_until_error<T, E>(stream: impl futures_util::Stream<Item = Result<T, E
 /// character split across two chunks survives), trailing white space dropped, and a line
 /// longer than `MAX_LINE` cut there with a marker saying how much was cut. It holds at
 /// most `MAX_LINE` bytes, whatever the stream.
-#[derive(Default)]
 pub struct Lines {
     pending: Vec<u8>,
     cut: usize,
+    limit: usize,
+}
+
+impl Default for Lines {
+    fn default() -> Lines {
+        Lines::with_limit(MAX_LINE)
+    }
 }
 
 impl Lines {
+    /// Lines cut at `limit` bytes instead of `MAX_LINE`.
+    pub fn with_limit(limit: usize) -> Lines {
+        Lines { pending: Vec::new(), cut: 0, limit }
+    }
+
     /// Takes the next bytes of the stream; returns the lines they complete.
     pub fn push(&mut self, mut bytes: &[u8]) -> Vec<String> {
         let mut lines = Vec::new();
@@ -218,7 +267,7 @@ impl Lines {
     }
 
     fn keep(&mut self, bytes: &[u8]) {
-        let room = MAX_LINE.saturating_sub(self.pending.len()).min(bytes.len());
+        let room = self.limit.saturating_sub(self.pending.len()).min(bytes.len());
         self.pending.extend_from_slice(&bytes[..room]);
         self.cut += bytes.len() - room;
     }
@@ -226,7 +275,8 @@ impl Lines {
     fn take(&mut self) -> String {
         let mut bytes = std::mem::take(&mut self.pending);
         // A cut may have split the last character: it goes with the cut part.
-        if let Err(e) = std::str::from_utf8(&bytes)
+        if self.cut > 0
+            && let Err(e) = std::str::from_utf8(&bytes)
             && e.error_len().is_none()
         {
             self.cut += bytes.len() - e.valid_up_to();
@@ -496,12 +546,11 @@ mod tests {
     async fn child_output_is_bounded_per_command() {
         let (out, mut rx) = Output::channel(1024);
         let reader = tokio::spawn(async move {
-            let (mut bytes, mut last) = (0, String::new());
+            let mut text = String::new();
             while let Some(Chunk::Stdout(chunk)) = rx.recv().await {
-                bytes += chunk.len();
-                last = String::from_utf8(chunk).unwrap();
+                text.push_str(&String::from_utf8(chunk).unwrap());
             }
-            (bytes, last)
+            text
         });
         let line = "y".repeat(1000);
         let started = tokio::time::Instant::now();
@@ -510,12 +559,21 @@ mod tests {
             out.child_line(&line, true).await;
             out.clone().child_line(&line, false).await;
         }
+        out.child_line("the last words", true).await;
+        out.child_output_done().await;
         out.step("Build done").await;
         drop(out);
-        let (bytes, last) = reader.await.unwrap();
-        assert!(bytes <= MAX_CHILD_OUTPUT + 8 * 1024 + 200, "{bytes} bytes passed on");
+        let text = reader.await.unwrap();
+        let bytes = text.len();
+        let last: Vec<&str> = text.lines().rev().take(3).collect();
+        // The bound, the line saying so, and the last lines past it (20 of 1000 bytes).
+        assert!(bytes <= MAX_CHILD_OUTPUT + 8 * 1024 + 200 + 21 * 1010, "{bytes} bytes passed on");
         assert!(bytes >= MAX_CHILD_OUTPUT - 2 * 1024, "{bytes} bytes passed on");
-        assert_eq!(last, "-----> Build done\n");
+        // Then, once the build is done, the last lines past the bound, its last words last.
+        assert_eq!(last[0], "-----> Build done");
+        assert_eq!(last[1], "       the last words");
+        assert_eq!(text.matches("the rest of it is not shown").count(), 1);
+        assert!(text.contains("line(s) not shown; the last 20:"), "{}", &text[text.len() - 300..]);
         // Paced past the first 256 KiB: about 0.75 s for the next 768 KiB (paused time).
         let took = started.elapsed().as_secs_f64();
         assert!((0.7..1.0).contains(&took), "{took}");

@@ -189,13 +189,18 @@ fn container_name(app: &str, process: &str, index: u32, release: u32, root_tag: 
     format!("berth-{app}-{process}.{index}-v{release}-{root_tag}")
 }
 
-/// Whether a container with these labels and this name is one berth made for an app.
-fn made_by_berth(labels: &HashMap<String, String>, name: &str, root_tag: &str) -> bool {
+/// Whether a container with these labels and this name is one berth made for an app. The
+/// root's tag at the end of the name is not compared: the engine is asked for this root's
+/// containers already (`berth.root`, which berth sets on the containers it creates), and a
+/// tag's hash may change with the compiler, which must not lose every running container.
+fn made_by_berth(labels: &HashMap<String, String>, name: &str) -> bool {
     let number = |label: &str| labels.get(label).and_then(|v| v.parse::<u32>().ok());
-    match (labels.get(LABEL_APP), labels.get(LABEL_PROCESS), number(LABEL_INDEX), number(LABEL_RELEASE)) {
-        (Some(app), Some(process), Some(index), Some(release)) => name.trim_start_matches('/') == container_name(app, process, index, release, root_tag),
-        _ => false,
-    }
+    let (Some(app), Some(process), Some(index), Some(release)) = (labels.get(LABEL_APP), labels.get(LABEL_PROCESS), number(LABEL_INDEX), number(LABEL_RELEASE)) else {
+        return false;
+    };
+    let name = name.trim_start_matches('/');
+    let prefix = container_name(app, process, index, release, "");
+    name.strip_prefix(&prefix).is_some_and(|tag| tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// What to run.
@@ -536,10 +541,6 @@ impl Runtime {
         container_name(app, process, index, release, &self.root_tag())
     }
 
-    fn made_by_berth(&self, labels: &HashMap<String, String>, name: &str) -> bool {
-        made_by_berth(labels, name, &self.root_tag())
-    }
-
     fn root_tag(&self) -> String {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -817,7 +818,7 @@ impl Runtime {
     pub fn log_lines(&self, id: &str, tail: usize, follow: bool) -> futures_util::stream::BoxStream<'static, String> {
         let options = LogsOptions { stdout: true, stderr: true, follow, timestamps: true, tail: tail.to_string(), ..Default::default() };
         let chunks = self.docker.logs(id, Some(options));
-        crate::output::lines_of(crate::output::ok_until_error(chunks).map(|chunk| chunk.into_bytes()))
+        crate::output::lines_of(crate::output::ok_until_error(chunks).map(|chunk| chunk.into_bytes()), crate::output::MAX_LOG_LINE)
     }
 
     /// SIGTERM, SIGKILL after `stop_timeout`, then remove.
@@ -849,7 +850,7 @@ impl Runtime {
             .filter_map(|c| {
                 let labels = c.labels.unwrap_or_default();
                 let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').to_string();
-                if !self.made_by_berth(&labels, &name) {
+                if !made_by_berth(&labels, &name) {
                     return None;
                 }
                 Some(AppContainer {
@@ -940,12 +941,11 @@ impl Runtime {
     pub fn events(&self) -> impl futures_util::Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {
         let filters = HashMap::from([("type".to_string(), vec!["container".to_string()]), ("label".to_string(), vec![format!("{LABEL_ROOT}={}", self.root)])]);
         let options = bollard::query_parameters::EventsOptions { filters: Some(filters), ..Default::default() };
-        let runtime = self.clone();
         self.docker.events(Some(options)).filter_map(move |item| {
-            let process = |attributes: &HashMap<String, String>| {
-                let name = attributes.get("name").map(String::as_str).unwrap_or_default();
-                runtime.made_by_berth(attributes, name) && !attributes.contains_key(LABEL_ONE_OFF)
-            };
+            // An app's process container, by the name berth gave it. (Not by labels: a
+            // buildpack image carries `berth.one-off` from the build that made it, and its
+            // process containers inherit it; one-offs have names the engine chose.)
+            let process = |attributes: &HashMap<String, String>| made_by_berth(attributes, attributes.get("name").map(String::as_str).unwrap_or_default());
             let event = match item {
                 Ok(message) => message.actor.and_then(|actor| {
                     let attributes = actor.attributes.unwrap_or_default();
@@ -1184,20 +1184,28 @@ mod tests {
     fn only_a_container_berth_named_is_an_apps() {
         let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
         let web = labels(&[(LABEL_APP, "shop"), (LABEL_PROCESS, "web"), (LABEL_INDEX, "1"), (LABEL_RELEASE, "3"), (LABEL_ROOT, "/var/lib/berth")]);
-        assert!(made_by_berth(&web, "/berth-shop-web.1-v3-0a1b2c3d", "0a1b2c3d"));
+        assert!(made_by_berth(&web, "/berth-shop-web.1-v3-0a1b2c3d"));
+        // Whatever the root's tag (it is a hash: another compiler may give another one).
+        assert!(made_by_berth(&web, "berth-shop-web.1-v3-ffffffff"));
         // The same labels on a build step of a tenant's image (`LABEL berth.app=shop …`): the
         // engine named it, not berth.
-        assert!(!made_by_berth(&web, "/quirky_hopper", "0a1b2c3d"));
-        // Labels that do not match the name: another app's, release or index, another root's.
-        assert!(!made_by_berth(&web, "/berth-blog-web.1-v3-0a1b2c3d", "0a1b2c3d"));
-        assert!(!made_by_berth(&web, "/berth-shop-web.2-v3-0a1b2c3d", "0a1b2c3d"));
-        assert!(!made_by_berth(&web, "/berth-shop-web.1-v4-0a1b2c3d", "0a1b2c3d"));
-        assert!(!made_by_berth(&web, "/berth-shop-web.1-v3-0a1b2c3d", "ffffffff"));
+        assert!(!made_by_berth(&web, "/quirky_hopper"));
+        // Labels that do not match the name: another app's, release or index.
+        assert!(!made_by_berth(&web, "/berth-blog-web.1-v3-0a1b2c3d"));
+        assert!(!made_by_berth(&web, "/berth-shop-web.2-v3-0a1b2c3d"));
+        assert!(!made_by_berth(&web, "/berth-shop-web.1-v4-0a1b2c3d"));
+        assert!(!made_by_berth(&web, "/berth-shop-web.1-v3-"));
+        assert!(!made_by_berth(&web, "/berth-shop-web.1-v3-0a1b2c3d-x"));
+        assert!(!made_by_berth(&web, "/berth-shop-web.1-v33-0a1b2c3d"));
         // Labels missing or not numbers.
-        assert!(!made_by_berth(&labels(&[(LABEL_APP, "shop")]), "/berth-shop-web.1-v3-0a1b2c3d", "0a1b2c3d"));
+        assert!(!made_by_berth(&labels(&[(LABEL_APP, "shop")]), "/berth-shop-web.1-v3-0a1b2c3d"));
         let odd = labels(&[(LABEL_APP, "shop"), (LABEL_PROCESS, "web"), (LABEL_INDEX, "01"), (LABEL_RELEASE, "3")]);
-        assert!(made_by_berth(&odd, "berth-shop-web.1-v3-0a1b2c3d", "0a1b2c3d"), "berth's own index, however the label spells it");
+        assert!(made_by_berth(&odd, "berth-shop-web.1-v3-0a1b2c3d"), "berth's own index, however the label spells it");
         let junk = labels(&[(LABEL_APP, "shop"), (LABEL_PROCESS, "web"), (LABEL_INDEX, "x"), (LABEL_RELEASE, "3")]);
-        assert!(!made_by_berth(&junk, "berth-shop-web.x-v3-0a1b2c3d", "0a1b2c3d"));
+        assert!(!made_by_berth(&junk, "berth-shop-web.x-v3-0a1b2c3d"));
+        // A buildpack app's container carries `berth.one-off` from its image: still the app's.
+        let mut inherited = web.clone();
+        inherited.insert(LABEL_ONE_OFF.into(), String::new());
+        assert!(made_by_berth(&inherited, "/berth-shop-web.1-v3-0a1b2c3d"));
     }
 }

@@ -134,6 +134,18 @@ fn a_static_site_and_a_procfile_app_are_served() {
     let log = pushed(&d, &procfile);
     assert!(log.contains("Building with buildpack procfile"), "{log}");
     assert_eq!(get(&d, "procfile-app.example.com"), (200, "from a procfile".into()));
+
+    // A buildpack app's container killed behind berth's back comes back (its image carries
+    // `berth.one-off` from the build; its death must still be seen as the app's).
+    let ids = d.container_ids(false, &["berth.app=static-app", "berth.process=web"]);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let started = || crate::harness::docker(&["inspect", "-f", "{{.State.StartedAt}}", &ids[0]]).trim().to_string();
+    let before = started();
+    crate::harness::docker(&["kill", &ids[0]]);
+    crate::harness::poll(std::time::Duration::from_secs(60), "the killed buildpack app to be started again and serve", || {
+        let served = get(&d, "static-app.example.com");
+        if started() != before && served == (200, "static hello".into()) { Ok(()) } else { Err(format!("{served:?}")) }
+    });
 }
 
 #[test]
