@@ -931,16 +931,30 @@ pub async fn reroute(engine: &Engine, app: &str, out: &Output) -> Result<(), Str
     };
     let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
     let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
-    let (seen, ips) = observe(&runtime, &containers, active.version, &Default::default()).await;
-    let plan = reconcile::plan(reconcile::Mode::Heal, active.version, &active.formation_or(&config.scale), &seen);
-    let ips: Vec<String> = plan.route.iter().filter_map(|id| ips.get(id).cloned()).collect();
+    let (_, ips) = heal_plan(&runtime, &containers, &active, &config, &Default::default()).await;
     route(engine, app, &config, active.version, &ips, out).await.map(|_| ())
+}
+
+/// A heal's plan for the app whose `containers` these are, running `active` (its
+/// formation, or the app's scale), and the addresses of the web containers it routes.
+/// `warming`: containers berth is starting again right now.
+pub async fn heal_plan(
+    runtime: &Runtime,
+    containers: &[AppContainer],
+    active: &Release,
+    config: &AppConfig,
+    warming: &std::collections::HashSet<String>,
+) -> (reconcile::Plan, Vec<String>) {
+    let (seen, ips) = observe(runtime, containers, active.version, warming).await;
+    let plan = reconcile::plan(reconcile::Mode::Heal, active.version, &active.formation_or(&config.scale), &seen);
+    let routed = plan.route.iter().filter_map(|id| ips.get(id).cloned()).collect();
+    (plan, routed)
 }
 
 /// The containers of `release` among `containers` as a reconcile sees them, each asked by
 /// id (the engine's list can still say "running" just after a death), with the addresses
-/// of those that run. `warming`: containers berth is starting again right now.
-pub async fn observe(
+/// of those that run.
+async fn observe(
     runtime: &Runtime,
     containers: &[AppContainer],
     release: u32,

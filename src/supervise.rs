@@ -19,7 +19,6 @@ use crate::deploy;
 use crate::engine::Engine;
 use crate::output::Output;
 use crate::process;
-use crate::reconcile;
 use crate::runtime::AppContainer;
 use crate::store::RestartPolicy;
 
@@ -243,10 +242,7 @@ impl Supervisor {
         };
         let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
         let warming = self.warming.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let formation = active.formation_or(&config.scale);
-        let (seen, ips) = deploy::observe(runtime, &containers, active.version, &warming).await;
-        let plan = reconcile::plan(reconcile::Mode::Heal, active.version, &formation, &seen);
-        let ips: Vec<String> = plan.route.iter().filter_map(|id| ips.get(id).cloned()).collect();
+        let (plan, ips) = deploy::heal_plan(runtime, &containers, &active, &config, &warming).await;
         for (slot, id, exit_code) in &plan.restart {
             let Some(c) = containers.iter().find(|c| &c.id == id) else { continue };
             let slot = format!("{app}/v{}/{}.{}", active.version, slot.process, slot.index);
