@@ -81,14 +81,14 @@ async fn run_once(engine: &Engine, app: &str, job: &CronJob, out: &Output) -> Re
     let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
     let releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
     let active = releases.active().ok_or_else(|| format!("{app} is not deployed"))?;
-    let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
+    let scheduler = engine.scheduler().await.map_err(|e| e.to_string())?;
     let command = active.one_off(vec!["/bin/sh".into(), "-c".into(), job.command.clone()]);
     let mut spec = crate::deploy::process_spec(engine, app, &config, active, "cron", 0, Some(command));
     let global = engine.store.load_global_env().map_err(|e| e.to_string())?;
     spec.env = crate::deploy::container_env(&global.under(&config.env), config.container_port());
     let mut input = Input::channel(1).1;
     let client = Client { out, input: &mut input, terminal: None };
-    runtime.run_once(&spec, client).await.map_err(|e| e.to_string())
+    scheduler.run_once(&spec, client, None).await.map_err(|e| e.to_string())
 }
 
 /// An Output whose lines go to the app's cron log, each stamped and named by job.

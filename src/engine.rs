@@ -12,6 +12,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use crate::output::Output;
 use crate::proxy::Nginx;
 use crate::runtime::{Runtime, RuntimeError};
+use crate::scheduler::{SchedError, Scheduler};
 use crate::store::{AppConfig, Role, Store};
 
 /// How long a deploy waits for another deploy of the same app before giving up.
@@ -32,6 +33,8 @@ pub struct Engine {
     /// This binary: the git hook calls it.
     pub exe: PathBuf,
     runtime: AsyncMutex<Option<Runtime>>,
+    /// Where apps run (docker-local on the Docker engine), set on first use.
+    scheduler: AsyncMutex<Option<Arc<dyn Scheduler>>>,
     deploy_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
     route_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
     /// Work a shutdown waits for: deploys (their locks) and pushes in flight.
@@ -145,6 +148,7 @@ impl Engine {
             nginx,
             exe,
             runtime: AsyncMutex::new(None),
+            scheduler: AsyncMutex::new(None),
             deploy_locks: Mutex::new(HashMap::new()),
             route_locks: Mutex::new(HashMap::new()),
             busy: Arc::new(tokio::sync::watch::channel(0).0),
@@ -184,6 +188,23 @@ impl Engine {
         let runtime = Runtime::connect(self.root()).await?;
         *slot = Some(runtime.clone());
         Ok(runtime)
+    }
+
+    /// Where apps run: docker-local on the Docker engine, connected on first use.
+    pub async fn scheduler(&self) -> Result<Arc<dyn Scheduler>, SchedError> {
+        let mut slot = self.scheduler.lock().await;
+        if let Some(scheduler) = slot.as_ref() {
+            return Ok(scheduler.clone());
+        }
+        let scheduler: Arc<dyn Scheduler> = Arc::new(crate::scheduler::docker::DockerLocal::new(self.runtime().await?));
+        *slot = Some(scheduler.clone());
+        Ok(scheduler)
+    }
+
+    /// Runs apps on `scheduler` instead (a fake one, in unit tests).
+    #[cfg(test)]
+    pub async fn use_scheduler(&self, scheduler: Arc<dyn Scheduler>) {
+        *self.scheduler.lock().await = Some(scheduler);
     }
 
     /// A slot to build in: at once while fewer than `builder:set --global build-concurrency`

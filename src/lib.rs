@@ -25,6 +25,7 @@ pub mod process;
 pub mod proxy;
 pub mod reconcile;
 pub mod runtime;
+pub mod scheduler;
 pub mod server;
 pub mod services;
 pub mod session;

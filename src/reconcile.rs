@@ -2,8 +2,8 @@
 //! release and its formation; the observed side is the app's containers as the engine shows
 //! them (only those berth made: see `runtime::made_by_berth`) with what berth knows of each
 //! (stopped by berth, being started again). The answer is a [`Plan`]; the callers carry it
-//! out: `deploy::restore` (daemon or engine start, `ps:start`) and the supervisor's heal
-//! (containers that died). Pure: no IO, no clock.
+//! out: a deploy's rollout, `deploy::restore` (daemon or engine start, `ps:start`) and the
+//! supervisor's heal (containers that died). Pure: no IO, no clock.
 
 /// How far a reconcile goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +14,9 @@ pub enum Mode {
     /// After deaths: route what runs, start again (after a backoff) what died on its own,
     /// leave what berth stopped and what is missing (a restore makes it).
     Heal,
+    /// A new release goes live beside what runs: every slot of its formation starts anew,
+    /// and every other container of the app retires once traffic has moved.
+    Rollout,
 }
 
 /// One container of the app, as observed.
@@ -80,7 +83,7 @@ pub fn plan(mode: Mode, release: u32, formation: &[(String, u32)], seen: &[Seen]
                         plan.route.push(c.id.clone());
                     }
                 }
-                (Mode::Restore, _) => plan.start.push(slot),
+                (Mode::Restore, _) | (Mode::Rollout, _) => plan.start.push(slot),
                 // Missing: a restore makes it; gone: its event brings another heal.
                 (Mode::Heal, None) => {}
                 (Mode::Heal, Some(c)) => match &c.state {
@@ -100,7 +103,7 @@ pub fn plan(mode: Mode, release: u32, formation: &[(String, u32)], seen: &[Seen]
             }
         }
     }
-    if mode == Mode::Restore {
+    if mode != Mode::Heal {
         plan.retire = seen.iter().filter(|c| !plan.keep.contains(&c.id)).map(|c| c.id.clone()).collect();
     }
     plan
@@ -155,6 +158,7 @@ mod tests {
 
     const R: Mode = Mode::Restore;
     const H: Mode = Mode::Heal;
+    const D: Mode = Mode::Rollout;
 
     #[rustfmt::skip]
     const CASES: &[Case] = &[
@@ -201,6 +205,12 @@ mod tests {
         Case { what: "restore: slots are taken in formation order", mode: R, formation: "worker=1 web=1", seen: &[], start: "worker.1 web.1", keep: "", route: "", restart: "", retire: "", dead_web: false },
         Case { what: "restore: a dead worker is replaced, a live web kept", mode: R, formation: "web=1 worker=1", seen: &["a web.1 v3 up", "c worker.1 v3 died:1"], start: "worker.1", keep: "a", route: "a", restart: "", retire: "c", dead_web: false },
         Case { what: "restore: another release's container in a slot", mode: R, formation: "web=1", seen: &["o web.1 v1 up"], start: "web.1", keep: "", route: "", restart: "", retire: "o", dead_web: false },
+        // Rollout (a deploy's swap): the whole new formation starts, everything else retires after the switch.
+        Case { what: "rollout: a first deploy", mode: D, formation: "web=1", seen: &[], start: "web.1", keep: "", route: "", restart: "", retire: "", dead_web: false },
+        Case { what: "rollout: the old release serves until the switch, then retires", mode: D, formation: "web=2 worker=1", seen: &["o web.1 v2 up", "w worker.1 v2 up"], start: "web.1 web.2 worker.1", keep: "", route: "", restart: "", retire: "o w", dead_web: false },
+        Case { what: "rollout: dead and stopped containers of old releases retire too", mode: D, formation: "web=1", seen: &["a web.1 v2 died:1", "b web.1 v1 stopped"], start: "web.1", keep: "", route: "", restart: "", retire: "a b", dead_web: false },
+        Case { what: "rollout: scaled to 0 starts nothing", mode: D, formation: "web=0", seen: &["a web.1 v2 up"], start: "", keep: "", route: "", restart: "", retire: "a", dead_web: false },
+        Case { what: "rollout: a container left with the new version's number is replaced", mode: D, formation: "web=1", seen: &["n web.1 v3 up"], start: "web.1", keep: "", route: "", restart: "", retire: "n", dead_web: false },
     ];
 
     #[test]

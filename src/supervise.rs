@@ -19,7 +19,7 @@ use crate::deploy;
 use crate::engine::Engine;
 use crate::output::Output;
 use crate::process;
-use crate::runtime::AppContainer;
+use crate::scheduler::{Instance, Scheduler};
 use crate::store::RestartPolicy;
 
 /// The first restart waits this long; each failed one doubles it, up to `MAX_BACKOFF`.
@@ -112,7 +112,9 @@ impl Supervisor {
                     }
                 }
             };
-            let mut events = Box::pin(runtime.events());
+            let Ok(scheduler) = self.engine.scheduler().await else { continue };
+            drop(runtime);
+            let mut events = scheduler.events();
             if connected_before {
                 tracing::info!("Docker engine events: reconnected; reconciling every app");
             }
@@ -126,15 +128,12 @@ impl Supervisor {
                     _ = stop.changed() => return,
                     event = events.next() => match event {
                         Some(Ok(event)) => {
-                            if event.action == "destroy" {
-                                runtime.forget(&event.id);
-                            }
                             if event.process {
                                 tracing::debug!(app = event.app, action = event.action, "container event");
-                                if event.action == "die" && !runtime.stopped_by_berth(&event.id) {
+                                if event.died {
                                     // Its address is free now: hold every start at once, before
                                     // any lock or lookup, until the heal has routed away from it.
-                                    self.dying(&runtime, &event.app);
+                                    self.dying(&*scheduler, &event.app);
                                 }
                                 self.schedule(&event.app);
                             }
@@ -158,27 +157,27 @@ impl Supervisor {
     }
 
     /// A container of `app` died on its own: no container starts until its heal is done.
-    fn dying(&self, runtime: &crate::runtime::Runtime, app: &str) {
+    fn dying(&self, scheduler: &dyn Scheduler, app: &str) {
         *self.dying.lock().unwrap_or_else(|p| p.into_inner()).entry(app.to_string()).or_default() += 1;
-        self.unrouting(runtime);
+        self.unrouting(scheduler);
     }
 
     /// One more dead address to route away from: starts wait (see `unrouted`).
-    fn unrouting(&self, runtime: &crate::runtime::Runtime) {
+    fn unrouting(&self, scheduler: &dyn Scheduler) {
         *self.unrouting.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        runtime.hold_addresses(HEAL_WAIT);
+        scheduler.hold_starts(HEAL_WAIT);
     }
 
     /// `n` deaths have been routed away from (or given up on): once none is left, starts
     /// wait only for nginx's connects to the dead addresses to time out.
-    fn unrouted(&self, runtime: &crate::runtime::Runtime, n: usize) {
+    fn unrouted(&self, scheduler: &dyn Scheduler, n: usize) {
         if n == 0 {
             return;
         }
         let mut unrouting = self.unrouting.lock().unwrap_or_else(|p| p.into_inner());
         *unrouting = unrouting.saturating_sub(n);
         if *unrouting == 0 {
-            runtime.hold_addresses(CONNECT_DRAIN);
+            scheduler.hold_starts(CONNECT_DRAIN);
         }
     }
 
@@ -225,13 +224,13 @@ impl Supervisor {
     /// `deaths`: containers of the app that died on their own since its last heal; they are
     /// counted as routed away from once this heal is done, whatever its outcome.
     async fn heal(self: &Arc<Self>, app: &str, deaths: usize) -> Result<(), String> {
-        let runtime = self.engine.runtime().await.map_err(|e| e.to_string())?;
-        let healed = self.heal_locked(&runtime, app).await;
-        self.unrouted(&runtime, deaths);
+        let scheduler = self.engine.scheduler().await.map_err(|e| e.to_string())?;
+        let healed = self.heal_locked(&*scheduler, app).await;
+        self.unrouted(&*scheduler, deaths);
         healed
     }
 
-    async fn heal_locked(self: &Arc<Self>, runtime: &crate::runtime::Runtime, app: &str) -> Result<(), String> {
+    async fn heal_locked(self: &Arc<Self>, scheduler: &dyn Scheduler, app: &str) -> Result<(), String> {
         let engine = &self.engine;
         let _routing = engine.route_lock(app).await;
         if !engine.store.app_exists(app) {
@@ -240,10 +239,12 @@ impl Supervisor {
         let Some((config, active)) = deploy::serving(engine, app)? else {
             return Ok(());
         };
-        let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
+        let containers = scheduler.instances(app).await.map_err(|e| e.to_string())?;
         let warming = self.warming.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let (plan, ips) = deploy::heal_plan(runtime, &containers, &active, &config, &warming).await;
-        for (slot, id, exit_code) in &plan.restart {
+        let (plan, ips) = deploy::heal_plan(scheduler, &containers, &active, &config, &warming).await;
+        // An engine that heals itself starts its dead again: berth only routes.
+        let restarts = if scheduler.heals_itself() { &[][..] } else { &plan.restart[..] };
+        for (slot, id, exit_code) in restarts {
             let Some(c) = containers.iter().find(|c| &c.id == id) else { continue };
             let slot = format!("{app}/v{}/{}.{}", active.version, slot.process, slot.index);
             self.restart_later(app, &slot, c, *exit_code, config.restart_policy);
@@ -251,19 +252,19 @@ impl Supervisor {
         let dead_web = plan.dead_web;
         // A dead web container found without its event (after a reconnect) holds starts too.
         if dead_web {
-            self.unrouting(runtime);
+            self.unrouting(scheduler);
         }
         // Peers change in nginx's memory; the site (and a reload) only if it differs.
         let routed = deploy::route(engine, app, &config, active.version, &ips, &Output::discard()).await.map(|_| ());
         if dead_web {
-            self.unrouted(runtime, 1);
+            self.unrouted(scheduler, 1);
         }
         routed
     }
 
     /// Starts a container that stopped on its own again after its backoff, if the app's
     /// policy says so, then waits until it is ready and routes it.
-    fn restart_later(self: &Arc<Self>, app: &str, slot: &str, c: &AppContainer, exit_code: Option<i64>, policy: RestartPolicy) {
+    fn restart_later(self: &Arc<Self>, app: &str, slot: &str, c: &Instance, exit_code: Option<i64>, policy: RestartPolicy) {
         let now = Instant::now();
         let restarts = {
             let mut all = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
@@ -302,36 +303,37 @@ impl Supervisor {
         // flight to one (`hold_addresses`). Waited for without the app's route lock, so the
         // app's own heals go on meanwhile.
         let _ = tokio::time::timeout(HEAL_WAIT, self.healing.subscribe().wait_for(|n| *n == 0)).await;
-        let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
+        let scheduler = engine.scheduler().await.map_err(|e| e.to_string())?;
         let (config, active, c) = {
             let _routing = loop {
-                runtime.wait_for_addresses().await;
+                scheduler.starts_free().await;
                 let routing = engine.route_lock(app).await;
-                if !runtime.addresses_held() {
+                if !scheduler.starts_held() {
                     break routing;
                 }
             };
             let Some((config, active)) = deploy::serving(engine, app)? else {
                 return Ok(());
             };
-            let containers = runtime.containers(app).await.map_err(|e| e.to_string())?;
+            let containers = scheduler.instances(app).await.map_err(|e| e.to_string())?;
             let Some(c) = containers.into_iter().find(|c| c.id == id) else { return Ok(()) };
-            let running = runtime.live(id).await.is_none_or(|live| live.running);
-            if running || c.release != active.version || runtime.stopped_by_berth(id) {
+            // Gone, running, or stopped by berth (a deploy retired it, ps:stop): not to start.
+            let died = matches!(scheduler.probe(id).await.state, crate::reconcile::State::Exited { by_berth: false, .. });
+            if !died || c.release != active.version {
                 return Ok(());
             }
-            runtime.restart(id).await.map_err(|e| format!("cannot start {} again: {e}", c.name))?;
+            scheduler.start_again(id).await.map_err(|e| format!("cannot start {} again: {e}", c.name))?;
             tracing::info!(app, container = c.name, "started again");
             (config, active, c)
         };
         if c.process != process::WEB || config.checks.disabled || config.checks.skipped {
             return Ok(());
         }
-        let ip = runtime.ip(id).await.map_err(|e| e.to_string())?;
+        let ip = scheduler.endpoint(id).await.map_err(|e| e.to_string())?;
         let specs = crate::checks::effective(&active.checks);
         // Routed once ready; if the checks never pass, routed anyway (as before the crash)
         // rather than leaving the app without the container for good.
-        if let Err(e) = crate::checks::wait_ready(&ip, config.container_port(), &specs, &config.checks, || runtime.alive(id)).await {
+        if let Err(e) = crate::checks::wait_ready(&ip, config.container_port(), &specs, &config.checks, || scheduler.alive(id)).await {
             tracing::warn!(app, container = c.name, "after its restart: {e}");
         }
         Ok(())

@@ -52,15 +52,15 @@ pub async fn run(ctx: &mut Ctx<'_>, app: &AppName, command: Vec<String>) -> CmdR
     let config = ctx.engine.store.load_app(app)?;
     let releases = ctx.engine.store.load_releases(app)?;
     let active = releases.active().ok_or_else(|| failed(format!("{app} has not been deployed yet: git push it first")))?;
-    let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
-    runtime.ensure_network().await.map_err(|e| failed(e.to_string()))?;
+    let scheduler = ctx.engine.scheduler().await.map_err(|e| failed(e.to_string()))?;
+    scheduler.prepare().await.map_err(|e| failed(e.to_string()))?;
     // Buildpack images run commands through the launcher, which sources .profile.d.
     let mut spec = crate::deploy::process_spec(ctx.engine, app, &config, active, "run", 0, Some(active.one_off(command)));
     // The app's config as it is now, as Heroku and dokku run it (even after --no-restart).
     let global = ctx.engine.store.load_global_env()?;
     spec.env = crate::deploy::container_env(&global.under(&config.env), config.container_port());
     let client = Client { out: &ctx.out, input: &mut ctx.input, terminal: ctx.terminal.as_mut() };
-    let code = runtime.run_once(&spec, client).await.map_err(|e| failed(e.to_string()))?;
+    let code = scheduler.run_once(&spec, client, None).await.map_err(|e| failed(e.to_string()))?;
     exit_status(code)
 }
 

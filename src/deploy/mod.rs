@@ -1,0 +1,413 @@
+//! The deploy pipeline: build → release → swap → route → retire.
+//!
+//! A failed step never touches what is serving: new containers are removed, the old
+//! containers and the old nginx site stay, and the release is recorded as failed.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::engine::Engine;
+use crate::git;
+use crate::output::{Input, Output};
+use crate::process;
+use crate::runtime::{Client, ContainerSpec};
+use crate::scheduler::{SchedError, Scheduler};
+use crate::store::{AppConfig, Release, Status};
+
+mod build;
+mod lifecycle;
+mod rollout;
+mod route;
+
+pub use build::build_limits;
+pub use lifecycle::{prune_images, ref_landed, restore, settle_ref, stop, teardown};
+pub use route::{heal_plan, reroute, route, serving};
+
+/// What a new release runs.
+pub enum Source {
+    /// Build this build context (a tar of the pushed commit, on disk). `pushed`: from a
+    /// push, whose branch git moves only once the deploy succeeded.
+    Build { context: git::BuildContext, git_sha: String, pushed: bool },
+    /// Deploy an image built elsewhere (`git:from-image`, `git:load-image`): its Procfile
+    /// and app.json are read from its working directory. `shown`: how the user named it.
+    Image { image: String, shown: String },
+    /// Run the active release's image again with the current config; with `scale`, that
+    /// formation instead (it becomes the app's once it serves).
+    Reuse { scale: Option<BTreeMap<String, u32>> },
+    /// Run an earlier release's image with that release's config (which becomes the app's
+    /// config once it serves).
+    Rollback { version: u32 },
+}
+
+/// How long old containers get between SIGTERM and SIGKILL.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lines of a failed container's output shown to the user.
+const LOG_LINES: usize = 20;
+/// How long a new non-web container must keep running to count as started.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// The largest app.json berth reads.
+pub const MAX_APP_JSON: usize = 256 * 1024;
+/// The CPU weight builds get unless set (apps' containers run at 1024).
+pub const DEFAULT_BUILD_CPU_SHARES: u32 = 256;
+/// The largest build memory limit the engine's build API takes as berth calls it (bollard
+/// carries it as a 32-bit number of bytes): 2047 MiB.
+pub const MAX_BUILD_MEMORY: i64 = i32::MAX as i64;
+
+/// How long the release command, predeploy and postdeploy may each take, as they run with
+/// the app's deploy lock held (`release_timeout` in berth.toml, seconds; an hour by default).
+fn release_limit(engine: &Engine, what: &'static str) -> crate::runtime::TimeLimit {
+    let secs = engine.store.load_global().ok().and_then(|g| g.release_timeout).unwrap_or(3600).max(1);
+    crate::runtime::TimeLimit { limit: Duration::from_secs(secs), what, setting: "release_timeout" }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+/// Why a release is made (`git push`, `ps:scale web=2`, …) and by whom: the name of the key
+/// behind the push or command (`root` on the server itself).
+#[derive(Debug, Clone)]
+pub struct Cause {
+    pub what: String,
+    pub by: String,
+}
+
+impl Cause {
+    pub fn new(what: impl Into<String>, by: impl Into<String>) -> Cause {
+        Cause { what: what.into(), by: by.into() }
+    }
+
+    /// What plugins are told of it, in their environment.
+    fn env(&self) -> [(&str, &str); 2] {
+        [("BERTH_DEPLOY_CAUSE", &self.what), ("BERTH_DEPLOYED_BY", &self.by)]
+    }
+}
+
+/// Deploys with the app's deploy lock already held. Returns the new release's version.
+pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &Cause, out: &Output) -> Result<u32, String> {
+    let next = engine.store.load_releases(app).map(|r| r.next_version()).unwrap_or(0);
+    let env = cause.env();
+    match deploy_release(engine, app, source, cause, out).await {
+        Ok(version) => {
+            let _ = crate::plugins::trigger(engine, "post-deploy", &[app.to_string(), version.to_string()], &env, out).await;
+            Ok(version)
+        }
+        Err(why) => {
+            let _ = crate::plugins::trigger(engine, "deploy-failed", &[app.to_string(), next.to_string(), why.clone()], &env, out).await;
+            Err(why)
+        }
+    }
+}
+
+/// A release about to be made, from its source: the release (not yet served) and what
+/// becomes the app's once it serves.
+struct Made {
+    release: Release,
+    /// The rolled-back-to release's env (it becomes the app's config).
+    rollback_env: Option<BTreeMap<String, String>>,
+    /// A new formation (it becomes the app's scale).
+    new_scale: Option<BTreeMap<String, u32>>,
+    /// Built or imported now: its image goes if it never serves, and its release phase runs.
+    built: bool,
+    /// From a push, whose branch git moves only once it served.
+    pushed: bool,
+}
+
+/// A deploy, without its plugins' `post-deploy`/`deploy-failed` (`deploy_locked` runs them).
+async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Cause, out: &Output) -> Result<u32, String> {
+    let started = Instant::now();
+    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
+    if config.locked {
+        return Err(format!("Deploys of {app} are locked; run apps:unlock {app} first"));
+    }
+    let scheduler = engine.scheduler().await.map_err(|e| e.to_string())?;
+    scheduler.prepare().await.map_err(|e| e.to_string())?;
+    let releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
+    let mut made = make_release(engine, app, &config, &releases, source, cause, out).await?;
+    let version = made.release.version;
+    if let Err(e) = formation(&mut made, &config, out).await {
+        if made.built {
+            remove_images(engine, app, vec![made.release.image_tag.clone()]).await;
+        }
+        return Err(e);
+    }
+    out.step(format!("Releasing v{version}")).await;
+    let previous = releases.active().map(|r| r.version);
+    let urls = rollout::go_live(engine, &scheduler, app, &config, &mut made, previous, cause, out).await?;
+    finish(engine, &*scheduler, app, &config, made, started, urls, out).await;
+    Ok(version)
+}
+
+/// The release a source gives, not yet served.
+#[allow(clippy::too_many_arguments)]
+async fn make_release(engine: &Engine, app: &str, config: &AppConfig, releases: &crate::store::Releases, source: Source, cause: &Cause, out: &Output) -> Result<Made, String> {
+    let version = releases.next_version();
+    let made = |release, built, pushed| Made { release, rollback_env: None, new_scale: None, built, pushed };
+    let runtime = || async { engine.runtime().await.map_err(|e| e.to_string()) };
+    Ok(match source {
+        Source::Build { context, git_sha, pushed } => {
+            made(build::from_context(engine, &runtime().await?, app, config, version, (context, git_sha), cause, out).await?, true, pushed)
+        }
+        Source::Image { image, shown } => made(build::from_image(&runtime().await?, app, config, version, (image, shown), cause, out).await?, true, false),
+        Source::Reuse { scale } => {
+            let active = releases.active().ok_or_else(|| format!("{app} has not been deployed yet: git push it first"))?;
+            Made { new_scale: scale, ..made(Release { env: config.env.clone(), ..successor(active, version, cause) }, false, false) }
+        }
+        Source::Rollback { version: target } => {
+            let old = releases.releases.iter().find(|r| r.version == target).ok_or_else(|| format!("{app} has no release v{target} (see: releases {app})"))?;
+            if old.status == Status::Failed {
+                return Err(format!("v{target} of {app} never served (it failed): roll back to a release that did"));
+            }
+            if old.compacted {
+                return Err(format!(
+                    "v{target} of {app} is history only: its image and env are no longer kept (releases:set {app} keep N keeps more); push commit {} again instead",
+                    short(&old.git_sha)
+                ));
+            }
+            if runtime().await?.image_info(&old.image).await.is_none() {
+                return Err(format!("The image of v{target} is no longer kept: push that commit again instead"));
+            }
+            out.step(format!("Rolling back {app} to v{target} ({}), without a build", short(&old.git_sha))).await;
+            Made { rollback_env: Some(old.env.clone()), ..made(successor(old, version, cause), false, false) }
+        }
+    })
+}
+
+/// Sets what the release runs: the new scale, else the app's, over the process types the
+/// release has (a type scaled but missing is noted).
+async fn formation(made: &mut Made, config: &AppConfig, out: &Output) -> Result<(), String> {
+    let release = &mut made.release;
+    let scale = made.new_scale.clone().unwrap_or_else(|| config.scale.clone());
+    let types = release.types();
+    if types.is_empty() {
+        return Err(format!("{} declares no process to run: add a Procfile with `web: COMMAND`", short(&release.git_sha)));
+    }
+    for (name, count) in &scale {
+        if *count > 0 && !types.contains(name) {
+            out.step(format!("Note: {name}={count} is set but v{} has no {name} process type (it has: {})", release.version, types.join(", "))).await;
+        }
+    }
+    release.formation = process::formation(&scale, &types).into_iter().collect();
+    Ok(())
+}
+
+/// What follows once the release serves: the app's config says so too, postdeploy runs, the
+/// URLs are shown. The release serves whatever happens here, so a failure is reported, not
+/// returned (a push would be rejected while its release serves).
+#[allow(clippy::too_many_arguments)]
+async fn finish(engine: &Engine, scheduler: &dyn Scheduler, app: &str, config: &AppConfig, made: Made, started: Instant, urls: Vec<String>, out: &Output) {
+    let Made { release, rollback_env, new_scale, built, .. } = made;
+    let version = release.version;
+    let updated = engine
+        .update_app(app, |config| {
+            if let Some(env) = rollback_env {
+                config.env = env;
+            }
+            if let Some(scale) = new_scale {
+                config.scale = scale;
+            }
+            config.stopped = false;
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .await;
+    if let Err(e) = updated {
+        tracing::error!(app, "v{version} serves but its config could not be updated: {e}");
+        out.error(format!("v{version} serves, but {app}'s config could not be updated to match: {e}")).await;
+    }
+    out.step(format!("{app} v{version} is live (deployed in {})", secs(started.elapsed()))).await;
+    if let Some(script) = release.postdeploy.clone().filter(|_| built) {
+        out.step(format!("Running postdeploy: {script}")).await;
+        let spec = process_spec(engine, app, config, &release, "postdeploy", 0, Some(release.one_off(shell(&script))));
+        match attached(scheduler, &spec, out, release_limit(engine, "postdeploy")).await {
+            Ok(0) => {}
+            Ok(code) => out.error(format!("postdeploy exited with code {code}; v{version} is serving")).await,
+            Err(e @ SchedError::Engine(crate::runtime::RuntimeError::TimedOut { .. })) => out.error(format!("{e}; v{version} is serving")).await,
+            Err(e) => out.error(format!("postdeploy could not run: {e}; v{version} is serving")).await,
+        }
+    }
+    if !urls.is_empty() {
+        out.header("Application deployed:").await;
+        for url in &urls {
+            out.detail(url).await;
+        }
+    }
+}
+
+/// Adds `release` to the app's history (`active`: as the active one, the previous one
+/// superseded). A failed release is also when history is compacted, and the image tags
+/// no release needs any more are returned; after an activation that waits for the
+/// retirement (`settle_history`): until then the activation can still be undone.
+async fn record(engine: &Engine, app: &str, release: &Release, active: bool) -> Result<Vec<String>, String> {
+    let _lock = engine.store.lock_app(app).await;
+    let mut releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
+    releases.releases.push(release.clone());
+    let prune = if active {
+        releases.activate(release.version);
+        Vec::new()
+    } else {
+        settle(&mut releases, engine.store.load_app(app).map_err(|e| e.to_string())?.keep_releases)
+    };
+    engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
+    Ok(prune)
+}
+
+/// Compacts what can no longer be rolled back to and returns the image tags no release
+/// needs. Pure.
+fn settle(releases: &mut crate::store::Releases, keep: u32) -> Vec<String> {
+    let mut prune = releases.images_to_prune(keep);
+    prune.extend(releases.compact(keep));
+    prune
+}
+
+/// History stays bounded once a release is settled (served, and landed if pushed): what can
+/// no longer be rolled back to keeps no env. Returns the image tags no release needs.
+async fn settle_history(engine: &Engine, app: &str) -> Result<Vec<String>, String> {
+    let _lock = engine.store.lock_app(app).await;
+    let keep = engine.store.load_app(app).map_err(|e| e.to_string())?.keep_releases;
+    let mut releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
+    let prune = settle(&mut releases, keep);
+    engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
+    Ok(prune)
+}
+
+/// After a switch nginx refused: `version` never served, `previous` (if any) is active again.
+async fn undo_activation(engine: &Engine, app: &str, version: u32, previous: Option<u32>) {
+    let _lock = engine.store.lock_app(app).await;
+    let undone = engine.store.load_releases(app).and_then(|mut releases| {
+        for r in &mut releases.releases {
+            if r.version == version {
+                r.status = Status::Failed;
+                r.ref_pending = false;
+            } else if Some(r.version) == previous {
+                r.status = Status::Active;
+            }
+        }
+        engine.store.save_releases(app, &releases)
+    });
+    if let Err(e) = undone {
+        tracing::error!(app, "cannot record that v{version} did not route: {e}");
+    }
+}
+
+/// A new release that runs `from`'s image with the same processes.
+fn successor(from: &Release, version: u32, cause: &Cause) -> Release {
+    Release {
+        version,
+        cause: cause.what.clone(),
+        deployed_by: cause.by.clone(),
+        created_at: crate::unix_now(),
+        status: Status::Failed,
+        formation: BTreeMap::new(),
+        ref_pending: false,
+        compacted: false,
+        ..from.clone()
+    }
+}
+
+/// `sh -c SCRIPT`, as app.json scripts run.
+fn shell(script: &str) -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), script.into()]
+}
+
+/// The release phase: the Procfile's `release` command, then app.json's predeploy, each
+/// once in a one-off container of the new image. A failure stops the deploy.
+async fn release_phase(engine: &Engine, scheduler: &dyn Scheduler, app: &str, config: &AppConfig, release: &Release, out: &Output) -> Result<(), String> {
+    let mut steps = Vec::new();
+    if release.processes.contains_key(process::RELEASE_TYPE) {
+        let command = release.command(process::RELEASE_TYPE).unwrap_or_default();
+        steps.push(("release command", release.processes[process::RELEASE_TYPE].clone(), command));
+    }
+    if let Some(script) = &release.predeploy {
+        steps.push(("predeploy", script.clone(), release.one_off(shell(script))));
+    }
+    for (what, shown, command) in steps {
+        out.step(format!("Running the {what}: {shown}")).await;
+        let started = Instant::now();
+        // The command is the release's own (already wrapped by the launcher if needed).
+        let spec = process_spec(engine, app, config, release, process::RELEASE_TYPE, 0, Some(command));
+        let code = match attached(scheduler, &spec, out, release_limit(engine, what)).await {
+            Ok(code) => code,
+            Err(e @ SchedError::Engine(crate::runtime::RuntimeError::TimedOut { .. })) => {
+                return Err(e.to_string());
+            }
+            Err(e) => return Err(format!("the {what} could not run: {e}")),
+        };
+        if code != 0 {
+            return Err(format!("the {what} failed with exit code {code}"));
+        }
+        out.step(format!("The {what} succeeded in {}", secs(started.elapsed()))).await;
+    }
+    Ok(())
+}
+
+/// A one-off container with no stdin, its output streamed to `out`, stopped after `limit`.
+async fn attached(scheduler: &dyn Scheduler, spec: &ContainerSpec<'_>, out: &Output, limit: crate::runtime::TimeLimit) -> Result<i64, SchedError> {
+    let (_, mut input) = Input::channel(1);
+    let client = Client { out, input: &mut input, terminal: None };
+    scheduler.run_once(spec, client, Some(limit)).await
+}
+
+/// What a container of `process` (index `index`) of `release` runs: the release's image
+/// and env, the app's mounts and limits. `command` overrides the process's command.
+pub fn process_spec<'a>(engine: &Engine, app: &'a str, config: &AppConfig, release: &'a Release, process: &'a str, index: u32, command: Option<Vec<String>>) -> ContainerSpec<'a> {
+    let limits = config.limits_for(process);
+    // The global env is read when a container starts; the release's own wins.
+    let global = engine.store.load_global_env().unwrap_or_else(|e| {
+        tracing::error!("{e}: containers start without the global env");
+        Default::default()
+    });
+    ContainerSpec {
+        app,
+        process,
+        index,
+        release: release.version,
+        image: &release.image,
+        env: container_env(&global.under(&release.env), config.container_port()),
+        cmd: command.or_else(|| release.command(process)),
+        binds: config.storage.iter().map(|m| bind(engine, app, m)).collect(),
+        memory: limits.memory.as_deref().and_then(|m| crate::validate::memory(m).ok()),
+        nano_cpus: limits.cpus.as_deref().and_then(|c| crate::validate::cpus(c).ok()),
+    }
+}
+
+/// A mount as a Docker bind: names live under `<root>/storage/<app>/`.
+fn bind(engine: &Engine, app: &str, mount: &crate::validate::Mount) -> String {
+    let host = if mount.host_is_path() { mount.host.clone() } else { storage_dir(engine, app, &mount.host).display().to_string() };
+    format!("{host}:{}{}", mount.container, if mount.read_only { ":ro" } else { "" })
+}
+
+/// Where a named storage directory of an app lives.
+pub fn storage_dir(engine: &Engine, app: &str, name: &str) -> std::path::PathBuf {
+    engine.root().join("storage").join(app).join(name)
+}
+
+/// A container's environment: the app's config, and PORT set to where the proxy connects.
+pub fn container_env(config: &BTreeMap<String, String>, port: u16) -> Vec<String> {
+    let mut env: Vec<String> = config.iter().filter(|(k, _)| *k != "PORT").map(|(k, v)| format!("{k}={v}")).collect();
+    env.push(format!("PORT={port}"));
+    env
+}
+
+/// Removes image tags no release needs (once the Docker engine answers; a later prune
+/// catches what could not go now).
+async fn remove_images(engine: &Engine, app: &str, tags: Vec<String>) {
+    if tags.is_empty() {
+        return;
+    }
+    match engine.runtime().await {
+        Ok(runtime) => {
+            for tag in tags {
+                runtime.remove_image(&tag).await;
+            }
+        }
+        Err(e) => tracing::warn!(app, "cannot remove images no release needs: {e}"),
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+#[cfg(test)]
+mod tests;

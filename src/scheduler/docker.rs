@@ -1,0 +1,198 @@
+//! docker-local: the app's containers on this machine's Docker engine. berth starts them on
+//! its network, checks them, routes to their addresses and, since the engine never restarts
+//! them (restart policy `no`), starts again those that die, after routing away from them.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+
+use super::{Client, Converged, Instance, InstanceEvent, Probe, SchedError, Scheduler, TimeLimit, Unit};
+use crate::reconcile;
+use crate::runtime::{AppContainer, Runtime};
+
+pub struct DockerLocal {
+    runtime: Runtime,
+}
+
+impl DockerLocal {
+    pub fn new(runtime: Runtime) -> DockerLocal {
+        DockerLocal { runtime }
+    }
+}
+
+impl From<AppContainer> for Instance {
+    fn from(c: AppContainer) -> Instance {
+        Instance { id: c.id, name: c.name, process: c.process, index: c.index, release: c.release, running: c.running, status: c.status }
+    }
+}
+
+/// The slots of a formation given as its units.
+fn formation(units: &[Unit<'_>]) -> Vec<(String, u32)> {
+    let mut formation: Vec<(String, u32)> = Vec::new();
+    for unit in units {
+        match formation.iter_mut().find(|(p, _)| p == unit.process) {
+            Some((_, n)) => *n = (*n).max(unit.index),
+            None => formation.push((unit.process.to_string(), unit.index)),
+        }
+    }
+    formation
+}
+
+#[async_trait]
+impl Scheduler for DockerLocal {
+    fn heals_itself(&self) -> bool {
+        false
+    }
+
+    async fn prepare(&self) -> Result<(), SchedError> {
+        Ok(self.runtime.ensure_network().await?)
+    }
+
+    async fn roll_out(&self, units: &[Unit<'_>]) -> Vec<Result<String, SchedError>> {
+        // All at once: the engine creates and starts containers in parallel.
+        let started = futures_util::future::join_all(units.iter().map(|unit| self.runtime.start(unit))).await;
+        started.into_iter().zip(units).map(|(id, unit)| id.map_err(|e| SchedError::Start { slot: format!("{}.{}", unit.process, unit.index), why: e.to_string() })).collect()
+    }
+
+    async fn converge(&self, app: &str, release: u32, units: &[Unit<'_>]) -> Result<Converged, SchedError> {
+        // As listed: after a restart of the daemon or the engine, nothing is warming and
+        // nothing was stopped by this run of berth.
+        let seen: Vec<reconcile::Seen> = self
+            .runtime
+            .containers(app)
+            .await?
+            .into_iter()
+            .map(|c| reconcile::Seen {
+                state: if c.running { reconcile::State::Running } else { reconcile::State::Exited { code: None, by_berth: false } },
+                id: c.id,
+                process: c.process,
+                index: c.index,
+                release: c.release,
+                warming: false,
+            })
+            .collect();
+        let plan = reconcile::plan(reconcile::Mode::Restore, release, &formation(units), &seen);
+        for id in &plan.keep {
+            // Containers of older berth versions: restarts are berth's now.
+            let _ = self.runtime.no_engine_restarts(id).await;
+        }
+        let mut web = plan.route;
+        for slot in &plan.start {
+            let Some(unit) = units.iter().find(|u| u.process == slot.process && u.index == slot.index) else {
+                continue;
+            };
+            let id = self.runtime.start(unit).await.map_err(|e| SchedError::Start { slot: format!("{}.{}", slot.process, slot.index), why: e.to_string() })?;
+            tracing::info!(app, release, process = slot.process, index = slot.index, "started");
+            if slot.process == crate::process::WEB {
+                web.push(id);
+            }
+        }
+        Ok(Converged { web, retire: plan.retire })
+    }
+
+    async fn instances(&self, app: &str) -> Result<Vec<Instance>, SchedError> {
+        Ok(self.runtime.containers(app).await?.into_iter().map(Instance::from).collect())
+    }
+
+    async fn probe(&self, id: &str) -> Probe {
+        match self.runtime.live(id).await {
+            None => Probe { state: reconcile::State::Gone, endpoint: None },
+            Some(live) if live.running => Probe { state: reconcile::State::Running, endpoint: live.ip },
+            Some(live) => Probe { state: reconcile::State::Exited { code: live.exit_code, by_berth: self.runtime.stopped_by_berth(id) }, endpoint: None },
+        }
+    }
+
+    async fn last_output(&self, id: &str, lines: usize) -> Vec<String> {
+        self.runtime.tail(id, lines).await
+    }
+
+    async fn retire(&self, ids: &[String], grace: Duration) -> Vec<(String, SchedError)> {
+        let mut failed = Vec::new();
+        for id in ids {
+            if let Err(e) = self.runtime.retire(id, grace).await {
+                failed.push((id.clone(), e.into()));
+            }
+        }
+        failed
+    }
+
+    async fn discard(&self, ids: &[String]) -> Result<(), SchedError> {
+        let mut first = Ok(());
+        for id in ids {
+            if let Err(e) = self.runtime.remove(id).await {
+                first = first.and(Err(e.into()));
+            }
+        }
+        first
+    }
+
+    async fn stop(&self, app: &str, grace: Duration) -> Result<usize, SchedError> {
+        let running: Vec<_> = self.runtime.containers(app).await?.into_iter().filter(|c| c.running).collect();
+        for c in &running {
+            self.runtime.stop(&c.id, grace).await?;
+        }
+        Ok(running.len())
+    }
+
+    async fn remove_all(&self, app: &str) -> Result<(), SchedError> {
+        for c in self.runtime.containers(app).await? {
+            self.runtime.remove(&c.id).await?;
+        }
+        for id in self.runtime.one_offs(Some(app)).await.unwrap_or_default() {
+            self.runtime.remove(&id).await?;
+        }
+        Ok(())
+    }
+
+    async fn start_again(&self, id: &str) -> Result<(), SchedError> {
+        Ok(self.runtime.restart(id).await?)
+    }
+
+    async fn run_once(&self, unit: &Unit<'_>, client: Client<'_>, limit: Option<TimeLimit>) -> Result<i64, SchedError> {
+        Ok(self.runtime.run_once_within(unit, client, limit).await?)
+    }
+
+    fn events(&self) -> BoxStream<'static, Result<InstanceEvent, SchedError>> {
+        let runtime = self.runtime.clone();
+        self.runtime
+            .events()
+            .map(move |event| {
+                let event = event?;
+                if event.action == "destroy" {
+                    // Gone: nothing more to tell apart.
+                    runtime.forget(&event.id);
+                }
+                let died = event.action == "die" && !runtime.stopped_by_berth(&event.id);
+                Ok(InstanceEvent { app: event.app, id: event.id, action: event.action, process: event.process, died })
+            })
+            .boxed()
+    }
+
+    fn hold_starts(&self, hold: Duration) {
+        self.runtime.hold_addresses(hold);
+    }
+
+    fn starts_held(&self) -> bool {
+        self.runtime.addresses_held()
+    }
+
+    async fn starts_free(&self) {
+        self.runtime.wait_for_addresses().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_formation_is_read_back_from_its_units() {
+        let unit =
+            |process: &'static str, index| Unit { app: "a", process, index, release: 1, image: "i", env: Vec::new(), cmd: None, binds: Vec::new(), memory: None, nano_cpus: None };
+        let units = [unit("web", 1), unit("web", 2), unit("worker", 1)];
+        assert_eq!(formation(&units), vec![("web".to_string(), 2), ("worker".to_string(), 1)]);
+        assert!(formation(&[]).is_empty());
+    }
+}

@@ -1,0 +1,163 @@
+//! The scheduler seam: how a release's formation comes to run on an engine, and what runs
+//! there. The pipeline (`deploy`), the supervisor and the one-off commands speak to a
+//! [`Scheduler`]; [`docker::DockerLocal`] (containers on this machine's Docker engine, which
+//! berth starts, checks, routes and restarts itself) is the first one. It sits at rollout
+//! level, so that an engine that updates and heals itself (Swarm services) fits the same
+//! calls: roll out, list instances and their endpoints, retire, converge, stop, run once,
+//! follow events. Images, volumes and builds are not a scheduler's: they stay behind
+//! `runtime::Runtime`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+
+use crate::reconcile;
+pub use crate::runtime::{Client, ContainerSpec as Unit, TimeLimit};
+
+pub mod docker;
+#[cfg(test)]
+pub mod fake;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedError {
+    #[error(transparent)]
+    Engine(#[from] crate::runtime::RuntimeError),
+    /// A unit of the formation could not be started.
+    #[error("cannot start {slot}: {why}")]
+    Start { slot: String, why: String },
+    /// The instance has no endpoint (it stopped, or is not attached where berth routes).
+    #[error("{0}")]
+    NoEndpoint(String),
+}
+
+/// One instance of an app's process: a container here, a task under Swarm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    /// How the engine names it (`berth-APP-web.1-v3-…`).
+    pub name: String,
+    pub process: String,
+    pub index: u32,
+    pub release: u32,
+    /// As listed (a listing can lag a death: `probe` asks the instance itself).
+    pub running: bool,
+    /// The engine's words for its state ("Up 3 minutes", "Exited (137) 2 seconds ago").
+    pub status: String,
+}
+
+impl Instance {
+    /// `web.1`.
+    pub fn slot(&self) -> String {
+        format!("{}.{}", self.process, self.index)
+    }
+}
+
+/// An instance as it is this moment, asked by id: its state as a reconcile sees it, and
+/// where traffic reaches it while it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub state: reconcile::State,
+    pub endpoint: Option<String>,
+}
+
+impl Probe {
+    pub fn running(&self) -> bool {
+        self.state == reconcile::State::Running
+    }
+}
+
+/// What a convergence did: the instances of the release's web process that serve now
+/// (kept or started), and the instances outside the formation, to retire once traffic has
+/// moved.
+#[derive(Debug, Default, PartialEq)]
+pub struct Converged {
+    pub web: Vec<String>,
+    pub retire: Vec<String>,
+}
+
+/// Something that happened to an instance of this root's (`start`, `die`, `destroy`, …).
+#[derive(Debug, Clone)]
+pub struct InstanceEvent {
+    pub app: String,
+    pub id: String,
+    pub action: String,
+    /// An instance of a process (not a one-off); `died`: it ended without berth ending it.
+    pub process: bool,
+    pub died: bool,
+}
+
+#[async_trait]
+pub trait Scheduler: Send + Sync {
+    /// Whether the engine starts again what dies (Swarm), or berth does (docker-local).
+    fn heals_itself(&self) -> bool;
+
+    /// Makes ready what instances need before any starts (the network they share).
+    async fn prepare(&self) -> Result<(), SchedError>;
+
+    /// Starts every unit of a new release's formation beside what runs, all at once: per
+    /// unit, in order, the new instance's id or why it did not start.
+    async fn roll_out(&self, units: &[Unit<'_>]) -> Vec<Result<String, SchedError>>;
+
+    /// Makes the app run exactly `units` (the active release's whole formation): what runs
+    /// of it stays, what is missing or not running starts, the rest is left to retire.
+    async fn converge(&self, app: &str, release: u32, units: &[Unit<'_>]) -> Result<Converged, SchedError>;
+
+    /// The app's instances, of every release, as the engine lists them.
+    async fn instances(&self, app: &str) -> Result<Vec<Instance>, SchedError>;
+
+    /// One instance asked by id (`Gone` when it no longer exists).
+    async fn probe(&self, id: &str) -> Probe;
+
+    /// The last `lines` lines an instance wrote.
+    async fn last_output(&self, id: &str, lines: usize) -> Vec<String>;
+
+    /// Stops these instances (SIGTERM, then SIGKILL after `grace`) and removes them: traffic
+    /// has moved away. Returns those that could not be retired, with why.
+    async fn retire(&self, ids: &[String], grace: Duration) -> Vec<(String, SchedError)>;
+
+    /// Removes these instances at once (a rollout that did not go through).
+    async fn discard(&self, ids: &[String]) -> Result<(), SchedError>;
+
+    /// Stops the app's running instances, keeping them (`ps:stop`). How many were stopped.
+    async fn stop(&self, app: &str, grace: Duration) -> Result<usize, SchedError>;
+
+    /// Removes every instance of the app, one-offs too (the app goes away).
+    async fn remove_all(&self, app: &str) -> Result<(), SchedError>;
+
+    /// Starts an instance that died on its own again (only asked of a scheduler that does
+    /// not heal itself).
+    async fn start_again(&self, id: &str) -> Result<(), SchedError>;
+
+    /// Runs `unit` once, wired to `client`, removed afterwards; stopped after `limit`.
+    /// Returns its exit code.
+    async fn run_once(&self, unit: &Unit<'_>, client: Client<'_>, limit: Option<TimeLimit>) -> Result<i64, SchedError>;
+
+    /// This root's instance events, until the engine goes away.
+    fn events(&self) -> BoxStream<'static, Result<InstanceEvent, SchedError>>;
+
+    /// Starts wait for `hold` from now: an endpoint a death freed may be handed to the next
+    /// instance that starts while nginx could still connect to it.
+    fn hold_starts(&self, hold: Duration);
+
+    /// Whether starts are being held now.
+    fn starts_held(&self) -> bool;
+
+    /// Returns once starts are no longer held.
+    async fn starts_free(&self);
+
+    /// Ok while the instance runs; otherwise why it stopped.
+    async fn alive(&self, id: &str) -> Result<(), String> {
+        match self.probe(id).await.state {
+            reconcile::State::Running => Ok(()),
+            reconcile::State::Exited { code, .. } => Err(format!("the container exited with code {}", code.unwrap_or(-1))),
+            reconcile::State::Gone => Err("the container is gone".to_string()),
+        }
+    }
+
+    /// Where a running instance is reached.
+    async fn endpoint(&self, id: &str) -> Result<String, SchedError> {
+        let probe = self.probe(id).await;
+        probe.endpoint.ok_or_else(|| SchedError::NoEndpoint(format!("the container has no address on the {} network", crate::runtime::NETWORK)))
+    }
+}
