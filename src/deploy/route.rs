@@ -36,8 +36,7 @@ pub(super) async fn plan_route(engine: &Engine, app: &str, config: &AppConfig, v
         let note = format!("Nothing is routed to {app}: no domains (domains:add {app} DOMAIN)");
         return Ok(RoutePlan { app: app.to_string(), site: None, release: version, peers: Vec::new(), note, urls: Vec::new() });
     };
-    let text = engine.nginx.render_site(&site).map_err(|e| e.to_string())?;
-    let candidate = engine.nginx.check_site(app, &text).await.map_err(|e| e.to_string())?;
+    let candidate = engine.nginx.check_site(&site).await.map_err(|e| e.to_string())?;
     if ips.is_empty() {
         let note = format!("Nothing is routed to {app}: no web containers run (ps:scale {app} web=1)");
         return Ok(RoutePlan { app: app.to_string(), site: Some(candidate), release: version, peers: Vec::new(), note, urls: Vec::new() });

@@ -30,7 +30,7 @@ async fn an_invalid_site_is_refused_and_the_other_sites_keep_serving() {
     let backends = ["127.0.0.1".to_string()];
     let routing = Routing { app: "good", domains: &domains, ports: &ports, listen: nginx.listen, tls: None };
     let site = plan_site(&routing, &nginx.acme_root()).unwrap();
-    nginx.install_site("good", &nginx.render_site(&site).unwrap()).await.unwrap();
+    nginx.install_site(&site).await.unwrap();
     nginx.set_peers("good", 1, &backends).await.unwrap();
     let answer = tokio::task::spawn_blocking(move || http_get(port, "good.example.com", "/")).await.unwrap();
     assert_eq!(answer, (200, "good, forwarded".into()));
@@ -52,7 +52,9 @@ async fn an_invalid_site_is_refused_and_the_other_sites_keep_serving() {
     nginx.set_peers("good", 2, &["127.0.0.2".to_string()]).await.unwrap();
 
     // A broken site for another app is refused, and changes nothing.
-    let err = nginx.install_site("bad", "server { listen 127.0.0.1:1; this is not nginx }").await.unwrap_err();
+    let mut bad = plan_site(&Routing { app: "bad", ..routing.clone() }, &nginx.acme_root()).unwrap();
+    bad.servers[0].listen = "127.0.0.1:99999".into();
+    let err = nginx.install_site(&bad).await.unwrap_err();
     assert!(err.to_string().contains("nginx"), "{err}");
     assert!(!nginx.site_file("bad").exists());
     let answer = tokio::task::spawn_blocking(move || http_get(port, "good.example.com", "/")).await.unwrap();

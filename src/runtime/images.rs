@@ -1,0 +1,205 @@
+//! An app's images: built from a Dockerfile, imported, loaded, tagged, listed by label and
+//! name, read (working directory, files, exposed ports) and removed.
+
+use super::*;
+
+/// An image of an app's, as the engine lists it.
+#[derive(Debug, Clone)]
+pub struct AppImage {
+    pub id: String,
+    pub tags: Vec<String>,
+}
+
+/// What a build container may take: a CPU weight below the apps' (Docker's cpu-shares;
+/// containers run at 1024) and a memory limit, so a build cannot starve the apps it is about
+/// to replace. None: the engine's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BuildLimits {
+    pub cpu_shares: Option<i32>,
+    pub memory: Option<i32>,
+}
+
+/// A build context file, read as a stream: a context of any size costs no memory.
+pub(super) async fn file_stream(path: &std::path::Path) -> Result<tokio_util::io::ReaderStream<tokio::fs::File>, RuntimeError> {
+    let file = tokio::fs::File::open(path).await.map_err(|e| RuntimeError::Build(format!("cannot read the build context: {e}")))?;
+    Ok(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024))
+}
+
+impl Runtime {
+    /// Builds `context` (a tar with a Dockerfile at its root) as `tag`, streaming the build
+    /// output as detail lines. Returns the image id.
+    /// Stopped after `limit` (dropping the request cancels the engine's build).
+    pub async fn build(&self, context: &std::path::Path, tag: &str, limit: Duration, limits: BuildLimits, out: &Output) -> Result<String, RuntimeError> {
+        let app = tag.strip_prefix("berth/").and_then(|t| t.split(':').next()).unwrap_or_default();
+        let options = BuildImageOptions {
+            dockerfile: "Dockerfile".into(),
+            t: Some(tag.into()),
+            rm: true,
+            forcerm: true,
+            // Whose image it is, also once a later build of the same tag has untagged it.
+            labels: Some(self.image_labels(app)),
+            cpushares: limits.cpu_shares,
+            memory: limits.memory,
+            // No swap beyond the limit: a build over it fails rather than thrashing the disk.
+            memswap: limits.memory,
+            ..Default::default()
+        };
+        let mut stream = self.docker.build_image(options, None, Some(bollard::body_try_stream(file_stream(context).await?)));
+        let mut lines = crate::output::Lines::default();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let Ok(item) = tokio::time::timeout_at(deadline, stream.next()).await else {
+                return Err(RuntimeError::TimedOut { what: "build", secs: limit.as_secs(), setting: "build_timeout" });
+            };
+            let Some(item) = item else { break };
+            match item {
+                Ok(info) => {
+                    if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                        return Err(RuntimeError::Build(detail.trim().to_string()));
+                    }
+                    if let Some(text) = info.stream {
+                        for line in lines.push(text.as_bytes()) {
+                            if !line.is_empty() {
+                                out.child_line(&line, true).await;
+                            }
+                        }
+                    }
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => return Err(RuntimeError::Build(error.trim().to_string())),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let image = self.docker.inspect_image(tag).await?;
+        image.id.ok_or_else(|| RuntimeError::Build("the engine reported no image id".into()))
+    }
+
+    /// The labels of an app's images: whose they are, also once untagged.
+    pub(super) fn image_labels(&self, app: &str) -> HashMap<String, String> {
+        HashMap::from([(LABEL_APP.to_string(), app.to_string()), (LABEL_ROOT.to_string(), self.root.clone())])
+    }
+
+    /// Every image of an app's: labelled as this root's (tagged or not), or tagged
+    /// `berth/APP:*` (images built before berth labelled them).
+    pub async fn app_images(&self, app: &str) -> Result<Vec<AppImage>, RuntimeError> {
+        let by_label = HashMap::from([("label".to_string(), vec![format!("{LABEL_APP}={app}"), format!("{LABEL_ROOT}={}", self.root)])]);
+        let by_name = HashMap::from([("reference".to_string(), vec![format!("berth/{app}")])]);
+        let mut images: Vec<AppImage> = Vec::new();
+        for filters in [by_label, by_name] {
+            let options = bollard::query_parameters::ListImagesOptions { all: false, filters: Some(filters), ..Default::default() };
+            for image in self.docker.list_images(Some(options)).await? {
+                // Another root's (several roots can share one engine) is not this app's.
+                let root = image.labels.get(LABEL_ROOT);
+                if root.is_some_and(|r| *r != self.root) {
+                    continue;
+                }
+                if !images.iter().any(|i| i.id == image.id) {
+                    images.push(AppImage { id: image.id, tags: image.repo_tags });
+                }
+            }
+        }
+        Ok(images)
+    }
+
+    /// Removes an image by id or tag; false if the engine refused (e.g. a container uses it).
+    pub async fn remove_image_checked(&self, image: &str) -> bool {
+        let options = bollard::query_parameters::RemoveImageOptions { force: false, noprune: false, ..Default::default() };
+        match self.docker.remove_image(image, Some(options), None).await {
+            Ok(_) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Whether an image exists locally: Some((id, size in bytes, created)).
+    pub async fn image_info(&self, image: &str) -> Option<(String, i64, String)> {
+        let info = self.docker.inspect_image(image).await.ok()?;
+        Some((info.id.unwrap_or_default(), info.size.unwrap_or(0), info.created.map(|c| c.to_string()).unwrap_or_default()))
+    }
+
+    /// The ports an image EXPOSEs (`5000/tcp` → 5000), sorted; none for an image that is
+    /// not there.
+    pub async fn exposed_ports(&self, image: &str) -> Vec<u16> {
+        let Ok(info) = self.docker.inspect_image(image).await else { return Vec::new() };
+        let mut ports: Vec<u16> =
+            info.config.and_then(|c| c.exposed_ports).map(|p| p.iter().filter_map(|k| k.strip_suffix("/tcp")?.parse().ok()).collect()).unwrap_or_default();
+        ports.sort_unstable();
+        ports
+    }
+
+    /// Pulls `image:tag` from a registry; Err if no registry answers within `limit`.
+    pub async fn pull(&self, image: &str, tag: &str, limit: Duration) -> Result<(), String> {
+        let options = bollard::query_parameters::CreateImageOptions { from_image: Some(image.into()), tag: Some(tag.into()), ..Default::default() };
+        let pulling = async {
+            let mut stream = self.docker.create_image(Some(options), None, None);
+            while let Some(item) = stream.next().await {
+                item.map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        };
+        tokio::time::timeout(limit, pulling).await.map_err(|_| format!("no answer within {}s", limit.as_secs()))?
+    }
+
+    /// `docker import`: a root filesystem tar stream becomes the image `repo:tag`.
+    pub async fn import(&self, rootfs: impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static, repo: &str, tag: &str) -> Result<(), RuntimeError> {
+        let options =
+            bollard::query_parameters::CreateImageOptions { from_src: Some("-".into()), repo: Some(repo.into()), tag: Some(tag.into()), ..Default::default() };
+        let mut stream = self.docker.create_image(Some(options), Some(bollard::body_stream(rootfs)), None);
+        while let Some(item) = stream.next().await {
+            item?;
+        }
+        Ok(())
+    }
+
+    /// `docker load` of a `docker save` tar file; returns what it loaded (`repo:tag`, or
+    /// the image id of an untagged one).
+    pub async fn load(&self, tar: &std::path::Path) -> Result<Vec<String>, RuntimeError> {
+        let options = bollard::query_parameters::ImportImageOptions { quiet: true, ..Default::default() };
+        let mut stream = self.docker.import_image_stream(options, file_stream(tar).await?, None);
+        let mut loaded = Vec::new();
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| RuntimeError::Container(format!("the image archive cannot be loaded: {e}")))?;
+            if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                return Err(RuntimeError::Container(format!("the image archive cannot be loaded: {}", message.trim())));
+            }
+            for line in info.stream.unwrap_or_default().lines() {
+                if let Some(name) = line.strip_prefix("Loaded image: ").or_else(|| line.strip_prefix("Loaded image ID: ")) {
+                    loaded.push(name.trim().to_string());
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Tags `image` as `repo:tag`.
+    pub async fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<(), RuntimeError> {
+        let options = bollard::query_parameters::TagImageOptions { repo: Some(repo.to_string()), tag: Some(tag.to_string()) };
+        Ok(self.docker.tag_image(image, Some(options)).await?)
+    }
+
+    /// The working directory an image's containers start in ("/" when it names none).
+    pub async fn image_workdir(&self, image: &str) -> Result<String, RuntimeError> {
+        let info = self.docker.inspect_image(image).await?;
+        Ok(info.config.and_then(|c| c.working_dir).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()))
+    }
+
+    /// Regular files of an image, read from a container of it that never starts (None
+    /// for a path that is not a file there).
+    pub async fn image_files(&self, image: &str, paths: &[String]) -> Result<Vec<Option<Vec<u8>>>, RuntimeError> {
+        let labels = HashMap::from([
+            (LABEL_ROOT.to_string(), self.root.clone()),
+            (LABEL_ONE_OFF.to_string(), "inspect".to_string()),
+            (LABEL_DAEMON.to_string(), daemon_run().to_string()),
+        ]);
+        let body = ContainerCreateBody { image: Some(image.to_string()), labels: Some(labels), cmd: Some(vec!["true".into()]), ..Default::default() };
+        let id = self.docker.create_container(None, body).await?.id;
+        let mut files = Vec::new();
+        for path in paths {
+            files.push(self.read_file(&id, path).await);
+        }
+        let _ = self.remove(&id).await;
+        Ok(files)
+    }
+
+    pub async fn remove_image(&self, image: &str) {
+        self.remove_image_checked(image).await;
+    }
+}

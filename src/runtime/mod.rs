@@ -1,0 +1,579 @@
+//! The Docker engine, through bollard: images, containers, the `berth` network.
+//!
+//! Only API 1.41 features (Debian's engine 20.10). Every container berth runs carries
+//! labels saying whose it is, so state can be rebuilt from the engine after a restart.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListNetworksOptionsBuilder, LogsOptions, RemoveContainerOptions, StopContainerOptions,
+};
+use futures_util::StreamExt;
+
+use crate::output::Output;
+
+mod images;
+mod oneshot;
+mod services;
+
+pub use images::{AppImage, BuildLimits};
+pub use oneshot::{Client, Committed, OneShot, Terminal, TimeLimit};
+pub use services::{ServiceContainer, ServiceSpec};
+
+pub const NETWORK: &str = "berth";
+pub const LABEL_APP: &str = "berth.app";
+/// A service container's `KIND/NAME`.
+pub const LABEL_SERVICE: &str = "berth.service";
+pub const LABEL_PROCESS: &str = "berth.process";
+pub const LABEL_RELEASE: &str = "berth.release";
+pub const LABEL_INDEX: &str = "berth.index";
+/// The berth root a container belongs to: several roots (tests) can share one engine.
+pub const LABEL_ROOT: &str = "berth.root";
+/// On containers that run once (builds, the release phase, `run`): what they are. They live
+/// only as long as the daemon session that started them, so a new daemon removes them all.
+pub const LABEL_ONE_OFF: &str = "berth.one-off";
+/// On one-off containers: which run of the daemon started them (a new daemon removes only
+/// those of earlier runs: its own may already serve a session).
+pub const LABEL_DAEMON: &str = "berth.daemon";
+
+/// This run of the daemon, told apart from earlier ones on one-off containers.
+fn daemon_run() -> &'static str {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| format!("{}-{:08x}", std::process::id(), rand::random::<u32>()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("the Docker engine is not reachable ({0}); start it with `dockerd` or `systemctl start docker`")]
+    Unreachable(String),
+    #[error("build failed: {0}")]
+    Build(String),
+    #[error("{0}")]
+    Container(String),
+    #[error("Docker: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    /// A build container exited with this code.
+    #[error("the build exited with code {0}")]
+    Exited(i64),
+    /// What ran was stopped after `secs`, as the berth.toml `setting` allows.
+    #[error("the {what} was stopped after {secs}s ({setting} in berth.toml)")]
+    TimedOut { what: &'static str, secs: u64, setting: &'static str },
+}
+
+#[derive(Clone)]
+pub struct Runtime {
+    docker: Docker,
+    root: String,
+    /// Containers berth itself is stopping or removing: their end is not a crash.
+    stopping: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// A container of an app, as the engine reports it.
+#[derive(Debug, Clone)]
+pub struct AppContainer {
+    pub id: String,
+    pub name: String,
+    pub process: String,
+    pub index: u32,
+    pub release: u32,
+    /// As listed (the list can lag a container that just stopped: ask `live` to be sure).
+    pub running: bool,
+    /// The engine's words for its state ("Up 3 minutes", "Exited (137) 2 seconds ago").
+    pub status: String,
+}
+
+/// A container event of this root's: which app, which container, what happened
+/// (`start`, `die`, `destroy`, `health_status: unhealthy`, …).
+#[derive(Debug, Clone)]
+pub struct ContainerEvent {
+    pub app: String,
+    pub id: String,
+    pub action: String,
+    /// A process container (not a one-off).
+    pub process: bool,
+}
+
+/// A container's state, from inspecting it.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub running: bool,
+    /// Its address on the berth network while it runs.
+    pub ip: Option<String>,
+    pub exit_code: Option<i64>,
+}
+
+/// A container's host name, `APP-PROCESS-INDEX`, within the 63 characters a host name can
+/// have (the app's part cut). Pure.
+pub fn hostname(app: &str, process: &str, index: u32) -> String {
+    let suffix = format!("-{process}-{index}");
+    let room = 63usize.saturating_sub(suffix.len());
+    let app: String = app.chars().take(room).collect();
+    format!("{}{suffix}", app.trim_end_matches(['-', '.']))
+}
+
+/// The name berth gives the container of `app`'s `process`.`index` in `release` (on the
+/// engine of the root whose tag is `root_tag`). Names are unique per engine and no image can
+/// set one: a container with berth's labels but not this name was not made by berth (a build
+/// step of an image that carries `LABEL berth.app=…` has them all), and is never taken for
+/// an app's.
+fn container_name(app: &str, process: &str, index: u32, release: u32, root_tag: &str) -> String {
+    format!("berth-{app}-{process}.{index}-v{release}-{root_tag}")
+}
+
+/// Whether a container with these labels and this name is one berth made for an app. The
+/// root's tag at the end of the name is not compared: the engine is asked for this root's
+/// containers already (`berth.root`, which berth sets on the containers it creates), and a
+/// tag's hash may change with the compiler, which must not lose every running container.
+fn made_by_berth(labels: &HashMap<String, String>, name: &str) -> bool {
+    let number = |label: &str| labels.get(label).and_then(|v| v.parse::<u32>().ok());
+    let (Some(app), Some(process), Some(index), Some(release)) = (labels.get(LABEL_APP), labels.get(LABEL_PROCESS), number(LABEL_INDEX), number(LABEL_RELEASE)) else {
+        return false;
+    };
+    let name = name.trim_start_matches('/');
+    let prefix = container_name(app, process, index, release, "");
+    name.strip_prefix(&prefix).is_some_and(|tag| tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// What to run.
+pub struct ContainerSpec<'a> {
+    pub app: &'a str,
+    pub process: &'a str,
+    pub index: u32,
+    pub release: u32,
+    pub image: &'a str,
+    pub env: Vec<String>,
+    /// None: the image's own CMD.
+    pub cmd: Option<Vec<String>>,
+    /// `host:container[:ro]` bind mounts.
+    pub binds: Vec<String>,
+    /// Memory limit in bytes and CPU limit in nano-CPUs.
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+}
+
+impl ContainerSpec<'_> {
+    /// What every container of an app gets: its network, init, log rotation, mounts, limits.
+    fn host_config(&self) -> HostConfig {
+        HostConfig {
+            network_mode: Some(NETWORK.into()),
+            init: Some(true),
+            binds: (!self.binds.is_empty()).then(|| self.binds.clone()),
+            memory: self.memory,
+            // Without a swap limit, a memory limit would only bound RAM, not RAM + swap.
+            memory_swap: self.memory,
+            nano_cpus: self.nano_cpus,
+            log_config: Some(bollard::models::HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([("max-size".into(), "10m".into()), ("max-file".into(), "3".into())])),
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// An exclusive lock held by one berth process on this machine at a time (flock on a file
+/// under /run; a lock file in a temp dir where /run is not writable).
+async fn network_lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
+    tokio::task::spawn_blocking(|| {
+        let path = machine_dir().join("berth-docker-network.lock");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).ok()?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Where berth daemons on this machine say until when no new container may take an address
+/// on the berth network (one file per root, holding a Unix time in milliseconds).
+fn drain_dir() -> std::path::PathBuf {
+    machine_dir().join("berth-address-drain")
+}
+
+/// Where berth daemons on this machine meet (locks, holds): /run/lock, /run, or the temp dir.
+fn machine_dir() -> std::path::PathBuf {
+    ["/run/lock", "/run"].iter().map(std::path::Path::new).find(|d| d.is_dir()).map_or_else(std::env::temp_dir, |d| d.to_path_buf())
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The longest any daemon may hold addresses: a deadline further away is not believed.
+const MAX_HOLD: Duration = Duration::from_secs(30);
+
+impl Runtime {
+    /// No container may start on the berth network for `hold` from now: a dead container's
+    /// address may still be routed or connected to, and the engine hands freed addresses to
+    /// the next container that starts (of any app, of any berth root on this engine).
+    /// Replaces this root's earlier hold.
+    pub fn hold_addresses(&self, hold: Duration) {
+        let dir = drain_dir();
+        let until = unix_millis() + hold.min(MAX_HOLD).as_millis() as u64;
+        if std::fs::create_dir_all(&dir).is_ok()
+            && let Err(e) = crate::store::write_atomic(&dir.join(self.root_tag()), until.to_string().as_bytes(), 0o644)
+        {
+            tracing::warn!("cannot hold container addresses: {e}");
+        }
+    }
+
+    /// Until when (Unix ms) some daemon on this machine holds the berth network's addresses.
+    fn held_until(&self, now: u64) -> u64 {
+        std::fs::read_dir(drain_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| std::fs::read_to_string(entry.path()).ok()?.trim().parse::<u64>().ok())
+            .filter(|until| *until <= now + MAX_HOLD.as_millis() as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Whether a container started now could take an address that must not be reused yet.
+    pub fn addresses_held(&self) -> bool {
+        let now = unix_millis();
+        self.held_until(now) > now
+    }
+
+    /// Waits until no daemon on this machine holds the berth network's addresses.
+    pub async fn wait_for_addresses(&self) {
+        loop {
+            let now = unix_millis();
+            let until = self.held_until(now);
+            if until <= now {
+                return;
+            }
+            tracing::debug!("waiting {}ms for addresses of dead containers to drain", until - now);
+            tokio::time::sleep(Duration::from_millis(until - now)).await;
+        }
+    }
+
+    pub async fn connect(root: std::path::PathBuf) -> Result<Runtime, RuntimeError> {
+        let docker = Docker::connect_with_local_defaults().map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
+        let docker = docker.negotiate_version().await.map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
+        Ok(Runtime { docker, root: root.display().to_string(), stopping: Default::default() })
+    }
+
+    /// The engine's version, asked anew (so a stopped engine shows).
+    pub async fn version(&self) -> Result<String, RuntimeError> {
+        let version = self.docker.version().await.map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
+        Ok(version.version.unwrap_or_else(|| "(unknown version)".into()))
+    }
+
+    /// The `berth` network, made once. The engine accepts two networks of one name (and
+    /// then refuses containers on either as "ambiguous"), so creation is serialized across
+    /// every berth daemon on this machine, and duplicates an earlier race left are removed.
+    pub async fn ensure_network(&self) -> Result<(), RuntimeError> {
+        let _machine = network_lock().await;
+        let filters = HashMap::from([("name", vec![NETWORK])]);
+        let listed = self.docker.list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filters).build())).await?;
+        let ids: Vec<String> = listed.into_iter().filter(|n| n.name.as_deref() == Some(NETWORK)).filter_map(|n| n.id).collect();
+        if ids.is_empty() {
+            let request = NetworkCreateRequest { name: NETWORK.into(), driver: Some("bridge".into()), ..Default::default() };
+            self.docker.create_network(request).await?;
+            return Ok(());
+        }
+        if ids.len() > 1 {
+            // Keep the one most containers use; the others go if nothing uses them.
+            let mut used = Vec::new();
+            for id in &ids {
+                let n = self.docker.inspect_network(id, None).await.ok().and_then(|n| n.containers).map_or(0, |c| c.len());
+                used.push((n, id.clone()));
+            }
+            used.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            for (count, id) in &used[1..] {
+                if *count == 0 {
+                    let _ = self.docker.remove_network(id).await;
+                }
+            }
+            tracing::warn!("removed duplicate Docker networks named {NETWORK}");
+        }
+        Ok(())
+    }
+
+    /// Creates and starts one container on the berth network; returns its id.
+    pub async fn start(&self, spec: &ContainerSpec<'_>) -> Result<String, RuntimeError> {
+        // Names are unique per engine; the root's hash keeps two roots (tests) apart.
+        let name = self.container_name(spec.app, spec.process, spec.index, spec.release);
+        let labels = HashMap::from([
+            (LABEL_APP.to_string(), spec.app.to_string()),
+            (LABEL_PROCESS.to_string(), spec.process.to_string()),
+            (LABEL_RELEASE.to_string(), spec.release.to_string()),
+            (LABEL_INDEX.to_string(), spec.index.to_string()),
+            (LABEL_ROOT.to_string(), self.root.clone()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(spec.image.to_string()),
+            env: Some(spec.env.clone()),
+            cmd: spec.cmd.clone(),
+            labels: Some(labels),
+            hostname: Some(hostname(spec.app, spec.process, spec.index)),
+            host_config: Some(HostConfig {
+                // Never restarted by the engine: a crash during start-up fails the deploy, and
+                // later berth restarts it (see `no_engine_restarts` and supervise.rs).
+                restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
+                ..spec.host_config()
+            }),
+            ..Default::default()
+        };
+        // A container of the same name is left from an interrupted attempt at this release.
+        let _ = self.remove(&name).await;
+        self.wait_for_addresses().await;
+        let created = self.docker.create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body).await?;
+        if let Err(e) = self.docker.start_container(&created.id, None).await {
+            let _ = self.remove(&created.id).await;
+            return Err(e.into());
+        }
+        Ok(created.id)
+    }
+
+    fn container_name(&self, app: &str, process: &str, index: u32, release: u32) -> String {
+        container_name(app, process, index, release, &self.root_tag())
+    }
+
+    fn root_tag(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.root.hash(&mut h);
+        format!("{:08x}", h.finish() as u32)
+    }
+
+    /// The container's address on the berth network.
+    pub async fn ip(&self, id: &str) -> Result<String, RuntimeError> {
+        let info = self.docker.inspect_container(id, None).await?;
+        network_ip(info).ok_or_else(|| RuntimeError::Container(format!("the container has no address on the {NETWORK} network")))
+    }
+
+    /// A container as it is this moment, asked of the engine by id (the engine's list can
+    /// lag behind a container that just stopped): None if it is gone.
+    pub async fn live(&self, id: &str) -> Option<Live> {
+        let info = self.docker.inspect_container(id, None).await.ok()?;
+        let state = info.state.clone().unwrap_or_default();
+        let running = state.running == Some(true) && state.restarting != Some(true);
+        let ip = network_ip(info).filter(|_| running);
+        Some(Live { running, ip, exit_code: state.exit_code.filter(|_| !running) })
+    }
+
+    /// Takes restarts away from the engine (containers of older berth versions had the
+    /// engine's restart policy): berth restarts containers itself, after routing away from
+    /// the dead one, so an address the engine hands to another container is never routed.
+    pub async fn no_engine_restarts(&self, id: &str) -> Result<(), RuntimeError> {
+        let policy = RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None };
+        let body = bollard::models::ContainerUpdateBody { restart_policy: Some(policy), ..Default::default() };
+        Ok(self.docker.update_container(id, body).await?)
+    }
+
+    /// Starts a stopped container again (same container, same logs, a new address). The
+    /// caller waits for `wait_for_addresses` first (without holding locks heals need).
+    pub async fn restart(&self, id: &str) -> Result<(), RuntimeError> {
+        self.stopping.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        Ok(self.docker.start_container(id, None).await?)
+    }
+
+    /// Whether berth stopped (or is stopping) this container: its end is not a crash.
+    pub fn stopped_by_berth(&self, id: &str) -> bool {
+        self.stopping.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
+    }
+
+    /// The container is gone (its `destroy` event): nothing more to tell apart.
+    pub fn forget(&self, id: &str) {
+        self.stopping.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    fn mark_stopping(&self, id: &str) {
+        self.stopping.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string());
+    }
+
+    /// Ok while the container runs; otherwise why it stopped.
+    pub async fn alive(&self, id: &str) -> Result<(), String> {
+        match self.docker.inspect_container(id, None).await {
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                if state.running == Some(true) && state.restarting != Some(true) {
+                    Ok(())
+                } else {
+                    Err(format!("the container exited with code {}", state.exit_code.unwrap_or(-1)))
+                }
+            }
+            Err(e) => Err(format!("the container is gone: {e}")),
+        }
+    }
+
+    /// The last `lines` lines of a container's output.
+    pub async fn tail(&self, id: &str, lines: usize) -> Vec<String> {
+        let options = LogsOptions { stdout: true, stderr: true, tail: lines.to_string(), ..Default::default() };
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        text.lines().map(str::to_string).collect()
+    }
+
+    /// Stops a container, keeping it (`ps:stop`); SIGKILL after `timeout`.
+    pub async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        self.mark_stopping(id);
+        let options = StopContainerOptions { t: Some(timeout.as_secs() as i32), signal: None };
+        match self.docker.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 404, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A container's output as timestamped lines (`2026-…Z text`): the last `tail` lines,
+    /// then, with `follow`, whatever it writes until it stops.
+    pub fn log_lines(&self, id: &str, tail: usize, follow: bool) -> futures_util::stream::BoxStream<'static, String> {
+        let options = LogsOptions { stdout: true, stderr: true, follow, timestamps: true, tail: tail.to_string(), ..Default::default() };
+        let chunks = self.docker.logs(id, Some(options));
+        crate::output::lines_of(crate::output::ok_until_error(chunks).map(|chunk| chunk.into_bytes()), crate::output::MAX_LOG_LINE)
+    }
+
+    /// SIGTERM, SIGKILL after `stop_timeout`, then remove.
+    pub async fn retire(&self, id: &str, stop_timeout: Duration) -> Result<(), RuntimeError> {
+        self.mark_stopping(id);
+        let options = StopContainerOptions { t: Some(stop_timeout.as_secs() as i32), signal: None };
+        let _ = self.docker.stop_container(id, Some(options)).await;
+        self.remove(id).await
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        self.mark_stopping(id);
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every process container berth runs for `app`, running or not (not one-off `run`
+    /// containers: those have no index, and live only as long as their session).
+    pub async fn containers(&self, app: &str) -> Result<Vec<AppContainer>, RuntimeError> {
+        let labels = vec![format!("{LABEL_APP}={app}"), format!("{LABEL_ROOT}={}", self.root), LABEL_INDEX.to_string()];
+        let filters = HashMap::from([("label".to_string(), labels)]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let list = self.docker.list_containers(Some(options)).await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').to_string();
+                if !made_by_berth(&labels, &name) {
+                    return None;
+                }
+                Some(AppContainer {
+                    id: c.id.unwrap_or_default(),
+                    name,
+                    process: labels.get(LABEL_PROCESS).cloned().unwrap_or_default(),
+                    release: labels.get(LABEL_RELEASE).and_then(|r| r.parse().ok()).unwrap_or(0),
+                    index: labels.get(LABEL_INDEX).and_then(|r| r.parse().ok()).unwrap_or(1),
+                    running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
+                    status: c.status.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// One-off containers of this root (of one app, or of all): builds, release phases,
+    /// `run`s. Each lives only as long as the daemon session that started it.
+    pub async fn one_offs(&self, app: Option<&str>) -> Result<Vec<String>, RuntimeError> {
+        Ok(self.one_off_list(app).await?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// One-off containers earlier runs of the daemon started: nothing serves them any more.
+    pub async fn orphaned_one_offs(&self) -> Result<Vec<String>, RuntimeError> {
+        Ok(self.one_off_list(None).await?.into_iter().filter(|(_, run)| run.as_deref() != Some(daemon_run())).map(|(id, _)| id).collect())
+    }
+
+    async fn one_off_list(&self, app: Option<&str>) -> Result<Vec<(String, Option<String>)>, RuntimeError> {
+        let mut labels = vec![format!("{LABEL_ROOT}={}", self.root), LABEL_ONE_OFF.to_string()];
+        if let Some(app) = app {
+            labels.push(format!("{LABEL_APP}={app}"));
+        }
+        let filters = HashMap::from([("label".to_string(), labels)]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        Ok(self
+            .docker
+            .list_containers(Some(options))
+            .await?
+            .into_iter()
+            // Containers of images committed by an older berth inherit a one-off label:
+            // a process (it has an index) or a service container is never a one-off.
+            .filter(|c| {
+                c.labels
+                    .as_ref()
+                    .is_some_and(|l| l.get(LABEL_ONE_OFF).is_some_and(|v| !v.is_empty()) && !l.contains_key(LABEL_INDEX) && !l.contains_key(LABEL_SERVICE))
+            })
+            .filter_map(|c| Some((c.id?, c.labels.and_then(|mut l| l.remove(LABEL_DAEMON)))))
+            .collect())
+    }
+
+    /// Container events of this root's containers, as the engine reports them; ends (or
+    /// errs) when the engine goes away.
+    pub fn events(&self) -> impl futures_util::Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {
+        let filters = HashMap::from([("type".to_string(), vec!["container".to_string()]), ("label".to_string(), vec![format!("{LABEL_ROOT}={}", self.root)])]);
+        let options = bollard::query_parameters::EventsOptions { filters: Some(filters), ..Default::default() };
+        self.docker.events(Some(options)).filter_map(move |item| {
+            // An app's process container, by the name berth gave it. (Not by labels: a
+            // buildpack image carries `berth.one-off` from the build that made it, and its
+            // process containers inherit it; one-offs have names the engine chose.)
+            let process = |attributes: &HashMap<String, String>| made_by_berth(attributes, attributes.get("name").map(String::as_str).unwrap_or_default());
+            let event = match item {
+                Ok(message) => message.actor.and_then(|actor| {
+                    let attributes = actor.attributes.unwrap_or_default();
+                    Some(Ok(ContainerEvent {
+                        app: attributes.get(LABEL_APP)?.clone(),
+                        id: actor.id.unwrap_or_default(),
+                        action: message.action.unwrap_or_default(),
+                        process: process(&attributes),
+                    }))
+                }),
+                Err(e) => Some(Err(RuntimeError::from(e))),
+            };
+            std::future::ready(event)
+        })
+    }
+
+}
+
+/// A container's address on the berth network, if it has one.
+fn network_ip(info: bollard::models::ContainerInspectResponse) -> Option<String> {
+    info.network_settings.and_then(|n| n.networks).and_then(|mut n| n.remove(NETWORK)).and_then(|n| n.ip_address).filter(|ip| !ip.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_container_berth_named_is_an_apps() {
+        let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
+        let web = labels(&[(LABEL_APP, "shop"), (LABEL_PROCESS, "web"), (LABEL_INDEX, "1"), (LABEL_RELEASE, "3"), (LABEL_ROOT, "/var/lib/berth")]);
+        assert!(made_by_berth(&web, "/berth-shop-web.1-v3-0a1b2c3d"));
+        // Whatever the root's tag (it is a hash: another compiler may give another one).
+        assert!(made_by_berth(&web, "berth-shop-web.1-v3-ffffffff"));
+        // The same labels on a build step of a tenant's image (`LABEL berth.app=shop …`): the
+        // engine named it, not berth.
+        assert!(!made_by_berth(&web, "/quirky_hopper"));
+        // Labels that do not match the name: another app's, release or index.
+        assert!(!made_by_berth(&web, "/berth-blog-web.1-v3-0a1b2c3d"));
+        assert!(!made_by_berth(&web, "/berth-shop-web.2-v3-0a1b2c3d"));
+        assert!(!made_by_berth(&web, "/berth-shop-web.1-v4-0a1b2c3d"));
+        assert!(!made_by_berth(&web, "/berth-shop-web.1-v3-"));
+        assert!(!made_by_berth(&web, "/berth-shop-web.1-v3-0a1b2c3d-x"));
+        assert!(!made_by_berth(&web, "/berth-shop-web.1-v33-0a1b2c3d"));
+        // Labels missing or not numbers.
+        assert!(!made_by_berth(&labels(&[(LABEL_APP, "shop")]), "/berth-shop-web.1-v3-0a1b2c3d"));
+        let odd = labels(&[(LABEL_APP, "shop"), (LABEL_PROCESS, "web"), (LABEL_INDEX, "01"), (LABEL_RELEASE, "3")]);
+        assert!(made_by_berth(&odd, "berth-shop-web.1-v3-0a1b2c3d"), "berth's own index, however the label spells it");
+        let junk = labels(&[(LABEL_APP, "shop"), (LABEL_PROCESS, "web"), (LABEL_INDEX, "x"), (LABEL_RELEASE, "3")]);
+        assert!(!made_by_berth(&junk, "berth-shop-web.x-v3-0a1b2c3d"));
+        // A buildpack app's container carries `berth.one-off` from its image: still the app's.
+        let mut inherited = web.clone();
+        inherited.insert(LABEL_ONE_OFF.into(), String::new());
+        assert!(made_by_berth(&inherited, "/berth-shop-web.1-v3-0a1b2c3d"));
+    }
+}
