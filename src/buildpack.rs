@@ -204,69 +204,12 @@ async fn prepare(root: &Path, value: &str, allow_private: bool, out: &Output) ->
     let _ = std::fs::remove_dir_all(&dest);
     std::fs::create_dir_all(root.join("buildpacks-custom")).map_err(|e| e.to_string())?;
     let home = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let clone = |shallow: bool| {
-        let mut git = tokio::process::Command::new("git");
-        git.env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", home.path())
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null");
-        // Which CAs to trust is not a credential: a private CA set for the daemon applies.
-        for var in ["SSL_CERT_FILE", "GIT_SSL_CAINFO"] {
-            if let Ok(v) = std::env::var(var) {
-                git.env(var, v);
-            }
-        }
-        git.args(["-c", "credential.helper=", "-c", "http.followRedirects=false", "-c", "http.lowSpeedLimit=1024", "-c", "http.lowSpeedTime=30"])
-            // The addresses checked above are the ones git connects to (no second lookup).
-            .arg("-c")
-            .arg(format!("http.curloptResolve={}", pinned(&remote.host, remote.port, &addrs)))
-            .args(["clone", "--quiet", "--no-tags"]);
-        if shallow {
-            git.args(["--depth", "1"]);
-        }
-        if let Some(r) = &remote.git_ref {
-            git.args(["--branch", r]);
-        }
-        git.arg("--").arg(&remote.url).arg(&dest).stdin(std::process::Stdio::null()).kill_on_drop(true);
-        git
-    };
-    // The clone is stopped as soon as it passes the size limit (checked twice a second while
-    // it runs: a huge repository never fills the disk) or the time limit.
-    let too_large = || format!("larger than {} MiB: berth does not take it", FETCH_SIZE / 1024 / 1024);
-    let run = |mut git: tokio::process::Command| {
-        let dest = dest.clone();
-        async move {
-            let output = git.stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).output();
-            let watch = async {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    let dest = dest.clone();
-                    if tokio::task::spawn_blocking(move || dir_size(&dest)).await.unwrap_or(0) > FETCH_SIZE {
-                        return;
-                    }
-                }
-            };
-            tokio::select! {
-                done = tokio::time::timeout(FETCH_TIME, output) => match done {
-                    Err(_) => Err(format!("no answer within {}s", FETCH_TIME.as_secs())),
-                    Ok(Err(e)) => Err(format!("cannot run git: {e}")),
-                    Ok(Ok(o)) if !o.status.success() => {
-                        Err(String::from_utf8_lossy(&o.stderr).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("git clone failed").trim().to_string())
-                    }
-                    Ok(Ok(_)) => Ok(()),
-                },
-                // git is killed as its future drops (kill_on_drop).
-                () = watch => Err(too_large()),
-            }
-        }
-    };
-    let mut cloned = run(clone(true)).await;
+    let clone = |shallow| clone_command(&remote, &addrs, home.path(), &dest, shallow);
+    let mut cloned = run_clone(clone(true), &dest).await;
     // Static ("dumb") git hosting cannot give a shallow clone: a whole one, still size-capped.
     if cloned.as_ref().is_err_and(|e| e.contains("does not support shallow")) {
         let _ = std::fs::remove_dir_all(&dest);
-        cloned = run(clone(false)).await;
+        cloned = run_clone(clone(false), &dest).await;
     }
     let fetched = match cloned {
         Err(why) => Err(format!("Cannot fetch buildpack {value}: {why}")),
@@ -279,6 +222,68 @@ async fn prepare(root: &Path, value: &str, allow_private: bool, out: &Output) ->
         return Err(e);
     }
     Ok((Some(dest), inside))
+}
+
+/// `git clone` of a third-party buildpack into `dest`, with none of the host's credentials
+/// or config, connecting only to `addrs` (checked already), bounded in speed.
+fn clone_command(remote: &RemoteBuildpack, addrs: &[std::net::IpAddr], home: &Path, dest: &Path, shallow: bool) -> tokio::process::Command {
+    let mut git = tokio::process::Command::new("git");
+    git.env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", home)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null");
+    // Which CAs to trust is not a credential: a private CA set for the daemon applies.
+    for var in ["SSL_CERT_FILE", "GIT_SSL_CAINFO"] {
+        if let Ok(v) = std::env::var(var) {
+            git.env(var, v);
+        }
+    }
+    git.args(["-c", "credential.helper=", "-c", "http.followRedirects=false", "-c", "http.lowSpeedLimit=1024", "-c", "http.lowSpeedTime=30"])
+        // The addresses checked are the ones git connects to (no second lookup).
+        .arg("-c")
+        .arg(format!("http.curloptResolve={}", pinned(&remote.host, remote.port, addrs)))
+        .args(["clone", "--quiet", "--no-tags"]);
+    if shallow {
+        git.args(["--depth", "1"]);
+    }
+    if let Some(r) = &remote.git_ref {
+        git.args(["--branch", r]);
+    }
+    git.arg("--").arg(&remote.url).arg(dest).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    git
+}
+
+/// Runs a clone, stopped as soon as it passes the size limit (checked twice a second while
+/// it runs: a huge repository never fills the disk) or the time limit.
+async fn run_clone(mut git: tokio::process::Command, dest: &Path) -> Result<(), String> {
+    let output = git.stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).output();
+    let watch = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let dest = dest.to_path_buf();
+            if tokio::task::spawn_blocking(move || dir_size(&dest)).await.unwrap_or(0) > FETCH_SIZE {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        done = tokio::time::timeout(FETCH_TIME, output) => match done {
+            Err(_) => Err(format!("no answer within {}s", FETCH_TIME.as_secs())),
+            Ok(Err(e)) => Err(format!("cannot run git: {e}")),
+            Ok(Ok(o)) if !o.status.success() => {
+                Err(String::from_utf8_lossy(&o.stderr).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("git clone failed").trim().to_string())
+            }
+            Ok(Ok(_)) => Ok(()),
+        },
+        // git is killed as its future drops (kill_on_drop).
+        () = watch => Err(too_large()),
+    }
+}
+
+fn too_large() -> String {
+    format!("larger than {} MiB: berth does not take it", FETCH_SIZE / 1024 / 1024)
 }
 
 /// Every address a buildpack host resolves to (git tries each, as curl does), refused when

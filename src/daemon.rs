@@ -126,14 +126,26 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
         crate::https::renewal_loop(restored, renewals).await;
     });
 
+    shut_down(&engine, (stop, stop_local), (ssh_task, local_task, nginx_watch)).await?;
+    let _ = std::fs::remove_file(&socket_path);
+    let _ = std::fs::remove_file(root.join("berth.pid"));
+    let _ = std::fs::remove_file(root.join("ssh-address"));
+    tracing::info!("stopped");
+    Ok(())
+}
+
+type Task = tokio::task::JoinHandle<()>;
+
+/// On SIGTERM or SIGINT: no new connections; deploys and pushes in flight finish (or fail
+/// and roll back) within the bound; what still runs after it is reconciled at the next
+/// start. The local socket stops last: pushes in flight reach it from their hook.
+async fn shut_down(engine: &Engine, (stop, stop_local): (watch::Sender<bool>, watch::Sender<bool>), tasks: (Task, Task, Task)) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
-    // No new connections; deploys and pushes in flight finish (or fail and roll back)
-    // within the bound; what still runs after it is reconciled at the next start.
     let _ = stop.send(true);
     if !engine.idle(Duration::ZERO).await {
         tracing::info!("waiting up to {}s for deploys in progress", SHUTDOWN_WAIT.as_secs());
@@ -142,11 +154,7 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
         }
     }
     let _ = stop_local.send(true);
-    let _ = tokio::join!(ssh_task, local_task, nginx_watch);
-    let _ = std::fs::remove_file(&socket_path);
-    let _ = std::fs::remove_file(root.join("berth.pid"));
-    let _ = std::fs::remove_file(root.join("ssh-address"));
-    tracing::info!("stopped");
+    let _ = tokio::join!(tasks.0, tasks.1, tasks.2);
     Ok(())
 }
 

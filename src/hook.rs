@@ -52,22 +52,7 @@ pub async fn run(root: &Path, app: &str) -> i32 {
                 continue;
             }
             // Previews: any other branch is deployed as its own app; deleted, it goes.
-            let code = if new == ZERO_SHA {
-                crate::client::run_with(root, vec!["previews:gone".into(), app.into(), branch.into()], tokio::io::empty(), true).await
-            } else {
-                let context = match write_context(&new, &store.tmp_dir(), limit) {
-                    Ok(context) => context,
-                    Err(e) => {
-                        eprintln!(" !     Cannot take the pushed commit {new}: {e}");
-                        return 1;
-                    }
-                };
-                let mut argv = vec!["previews:deploy".into(), app.into(), new.clone(), refname.clone(), "--context".into(), context.path().display().to_string()];
-                argv.extend(push.iter().cloned());
-                let code = crate::client::run_with(root, argv, tokio::io::empty(), true).await;
-                drop(context);
-                code
-            };
+            let code = preview(root, &store, (app, branch), (&new, &refname), limit, &push).await;
             if code != 0 {
                 return code;
             }
@@ -98,6 +83,26 @@ pub async fn run(root: &Path, app: &str) -> i32 {
         }
     }
     0
+}
+
+/// A pushed branch of an app with previews: deployed as its own app, or gone if deleted.
+/// The exit code of the daemon's command.
+async fn preview(root: &Path, store: &Store, (app, branch): (&str, &str), (new, refname): (&str, &str), limit: u64, push: &[String]) -> i32 {
+    if new == ZERO_SHA {
+        return crate::client::run_with(root, vec!["previews:gone".into(), app.into(), branch.into()], tokio::io::empty(), true).await;
+    }
+    let context = match write_context(new, &store.tmp_dir(), limit) {
+        Ok(context) => context,
+        Err(e) => {
+            eprintln!(" !     Cannot take the pushed commit {new}: {e}");
+            return 1;
+        }
+    };
+    let mut argv = vec!["previews:deploy".into(), app.into(), new.to_string(), refname.to_string(), "--context".into(), context.path().display().to_string()];
+    argv.extend(push.iter().cloned());
+    let code = crate::client::run_with(root, argv, tokio::io::empty(), true).await;
+    drop(context);
+    code
 }
 
 fn write_context(sha: &str, dir: &Path, limit_mb: u64) -> Result<crate::git::BuildContext, String> {

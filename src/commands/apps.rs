@@ -234,18 +234,8 @@ pub async fn rename(ctx: &mut Ctx<'_>, old: &AppName, new: &AppName) -> CmdResul
     }
     // Default vhosts (`old.<global>`) follow the app, as in dokku, unless another app has
     // the new name already: then it is dropped.
-    let global = store.load_global()?;
-    let taken = domains_in_use(ctx.engine, Some(old))?;
-    let defaults: Vec<String> = global.global_domains.iter().map(|g| format!("{old}.{g}")).collect();
-    config.domains = config
-        .domains
-        .iter()
-        .map(|d| match defaults.iter().position(|x| x == d) {
-            Some(i) => format!("{new}.{}", global.global_domains[i]),
-            None => d.clone(),
-        })
-        .filter(|d| !taken.contains(d))
-        .collect();
+    let global = store.load_global()?.global_domains;
+    config.domains = renamed_domains(&config.domains, (old, new), &global, &domains_in_use(ctx.engine, Some(old))?);
     ctx.out.step(format!("Renaming {old} to {new}")).await;
     let (from, to) = (ctx.engine.root().join("storage").join(old), ctx.engine.root().join("storage").join(new));
     if to.exists() {
@@ -285,6 +275,20 @@ pub async fn rename(ctx: &mut Ctx<'_>, old: &AppName, new: &AppName) -> CmdResul
         )));
     }
     Ok(())
+}
+
+/// An app's domains once it is renamed from `old` to `new`: its default names under the
+/// global domains follow it; a name another app has (`taken`) is dropped. Pure.
+fn renamed_domains(domains: &[String], (old, new): (&str, &str), global: &[String], taken: &[String]) -> Vec<String> {
+    let defaults: Vec<String> = global.iter().map(|g| format!("{old}.{g}")).collect();
+    domains
+        .iter()
+        .map(|d| match defaults.iter().position(|x| x == d) {
+            Some(i) => format!("{new}.{}", global[i]),
+            None => d.clone(),
+        })
+        .filter(|d| !taken.contains(d))
+        .collect()
 }
 
 /// What `rename` has done so far, to undo it.

@@ -94,6 +94,40 @@ pub enum Change {
     Clear,
 }
 
+/// The change applied to the app's domains; what to say of it.
+fn apply(config: &mut crate::store::AppConfig, app: &AppName, change: &Change, names: &[String]) -> Result<String, CmdError> {
+    Ok(match change {
+        Change::Add(_) => {
+            for name in names {
+                if !config.domains.contains(name) {
+                    config.domains.push(name.clone());
+                }
+            }
+            format!("Added {} to {app}", names.join(" "))
+        }
+        Change::Remove(_) => {
+            if let Some(missing) = names.iter().find(|d| !config.domains.contains(d)) {
+                return Err(failed(format!("Domain {missing} is not a domain of {app}")));
+            }
+            config.domains.retain(|d| !names.contains(d));
+            format!("Removed {} from {app}", names.join(" "))
+        }
+        Change::Set(_) => {
+            config.domains.clear();
+            for name in names {
+                if !config.domains.contains(name) {
+                    config.domains.push(name.clone());
+                }
+            }
+            format!("Set {} for {app}", names.join(" "))
+        }
+        Change::Clear => {
+            config.domains.clear();
+            format!("Cleared domains in {app}")
+        }
+    })
+}
+
 pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResult {
     let store = &ctx.engine.store;
     let names = match &change {
@@ -117,36 +151,7 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
         .engine
         .update_app(app, |config| {
             before = (config.domains.clone(), config.follows_global);
-            let message = match &change {
-                Change::Add(_) => {
-                    for name in &names {
-                        if !config.domains.contains(name) {
-                            config.domains.push(name.clone());
-                        }
-                    }
-                    format!("Added {} to {app}", names.join(" "))
-                }
-                Change::Remove(_) => {
-                    if let Some(missing) = names.iter().find(|d| !config.domains.contains(d)) {
-                        return Err(failed(format!("Domain {missing} is not a domain of {app}")));
-                    }
-                    config.domains.retain(|d| !names.contains(d));
-                    format!("Removed {} from {app}", names.join(" "))
-                }
-                Change::Set(_) => {
-                    config.domains.clear();
-                    for name in &names {
-                        if !config.domains.contains(name) {
-                            config.domains.push(name.clone());
-                        }
-                    }
-                    format!("Set {} for {app}", names.join(" "))
-                }
-                Change::Clear => {
-                    config.domains.clear();
-                    format!("Cleared domains in {app}")
-                }
-            };
+            let message = apply(config, app, &change, &names)?;
             // Whether the app keeps following the global domain is what the user just did to
             // its default names; with no global domain there are none to judge by.
             if matches!(change, Change::Clear) {

@@ -241,6 +241,48 @@ async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     .await
 }
 
+/// The preview app of `parent`'s `branch`, created if this is its first push (within the
+/// parent's `max`, its domain free): whether it was created now.
+async fn claim(ctx: &Ctx<'_>, parent: &AppName, parent_config: &AppConfig, branch: &str, domain: &str, now: u64) -> Result<bool, CmdError> {
+    let engine = ctx.engine;
+    let name = previews::app_name(parent, branch);
+    let _apps = engine.store.lock_apps().await;
+    match engine.store.load_app(&name) {
+        Ok(existing) => match existing.preview_of {
+            Some(of) if of.parent == parent.as_str() && of.branch == branch => Ok(false),
+            Some(of) => Err(failed(format!("{name} already serves branch {} of {}: rename this branch", of.branch, of.parent))),
+            None => Err(failed(format!("{name} already serves an app that is not a preview"))),
+        },
+        Err(StoreError::AppMissing(_)) => {
+            let existing = previews::of(engine, parent);
+            let max = parent_config.previews.max.unwrap_or(PreviewSettings::DEFAULT_MAX) as usize;
+            if existing.len() >= max {
+                let branches: Vec<String> = existing.iter().map(|(_, of)| of.branch.clone()).collect();
+                return Err(failed(format!(
+                    "{parent} has {} previews, its most (previews:set {parent} max N, or previews:destroy {parent} BRANCH): {}",
+                    existing.len(),
+                    branches.join(", ")
+                )));
+            }
+            if super::apps::domains_in_use(engine, None)?.iter().any(|d| d == domain) {
+                return Err(failed(format!("{domain} is served by another app already")));
+            }
+            let mut config = AppConfig::new();
+            config.domains = vec![domain.to_string()];
+            config.preview_of = Some(PreviewOf { parent: parent.to_string(), branch: branch.to_string(), last_push: now });
+            engine.store.create_app(&name, &config)?;
+            // The parent's build cache, copied: the first build of a preview reuses it.
+            let cache = engine.store.app_dir(parent).join("cache");
+            if cache.is_dir() {
+                let _ = tokio::process::Command::new("cp").arg("-a").arg(&cache).arg(engine.store.app_dir(&name).join("cache")).status().await;
+            }
+            ctx.out.step(format!("Creating the preview of {parent} for {branch}: {name}")).await;
+            Ok(true)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A pushed branch deployed as its preview: created on its first push (within `max`), its
 /// config the parent's (minus exclusions, plus overrides) at each push, then a normal
 /// deploy. A first push that fails leaves no preview behind.
@@ -258,44 +300,7 @@ async fn deploy_branch(ctx: &mut Ctx<'_>, parent: &AppName, new: &str, refname: 
     let domain = previews::domain(parent, &slug, &parent_config.domains, &global.global_domains)
         .ok_or_else(|| failed(format!("A preview needs a name to be served at: domains:add {parent} DOMAIN, or domains:set-global DOMAIN")))?;
     let now = crate::unix_now();
-    let mut created = false;
-    {
-        let _apps = engine.store.lock_apps().await;
-        match engine.store.load_app(&name) {
-            Ok(existing) => match existing.preview_of {
-                Some(of) if of.parent == parent.as_str() && of.branch == branch => {}
-                Some(of) => return Err(failed(format!("{name} already serves branch {} of {}: rename this branch", of.branch, of.parent))),
-                None => return Err(failed(format!("{name} already serves an app that is not a preview"))),
-            },
-            Err(StoreError::AppMissing(_)) => {
-                let existing = previews::of(engine, parent);
-                let max = parent_config.previews.max.unwrap_or(PreviewSettings::DEFAULT_MAX) as usize;
-                if existing.len() >= max {
-                    let branches: Vec<String> = existing.iter().map(|(_, of)| of.branch.clone()).collect();
-                    return Err(failed(format!(
-                        "{parent} has {} previews, its most (previews:set {parent} max N, or previews:destroy {parent} BRANCH): {}",
-                        existing.len(),
-                        branches.join(", ")
-                    )));
-                }
-                if super::apps::domains_in_use(engine, None)?.contains(&domain) {
-                    return Err(failed(format!("{domain} is served by another app already")));
-                }
-                let mut config = AppConfig::new();
-                config.domains = vec![domain.clone()];
-                config.preview_of = Some(PreviewOf { parent: parent.to_string(), branch: branch.to_string(), last_push: now });
-                engine.store.create_app(&name, &config)?;
-                created = true;
-                // The parent's build cache, copied: the first build of a preview reuses it.
-                let cache = engine.store.app_dir(parent).join("cache");
-                if cache.is_dir() {
-                    let _ = tokio::process::Command::new("cp").arg("-a").arg(&cache).arg(engine.store.app_dir(&name).join("cache")).status().await;
-                }
-                ctx.out.step(format!("Creating the preview of {parent} for {branch}: {name}")).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let created = claim(ctx, parent, &parent_config, branch, &domain, now).await?;
     let linked = previews::linked_vars(engine, parent);
     engine
         .update_app(&name, |c| {
