@@ -17,6 +17,7 @@ pub mod dockerfile;
 pub mod engine;
 pub mod git;
 pub mod hook;
+pub mod hooks;
 pub mod https;
 pub mod output;
 pub mod plugins;

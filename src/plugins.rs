@@ -24,7 +24,7 @@ use crate::output::{Input, Output};
 pub const TRIGGER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Every trigger berth runs, and its arguments (documented in plugins/README.md).
-pub const TRIGGERS: &[&str] = &["post-create", "pre-build", "post-build", "pre-deploy", "post-deploy", "deploy-failed", "post-domains-update", "post-delete"];
+pub const TRIGGERS: &[&str] = &["post-create", "pre-build", "post-build", "pre-deploy", "post-deploy", "deploy-failed", "post-domains-update", "post-delete", "post-app-rename"];
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {

@@ -153,10 +153,9 @@ pub async fn destroy(ctx: &mut Ctx<'_>, app: &AppName, force: bool) -> CmdResult
     let _apps = store.lock_apps().await;
     let _app = store.lock_app(app).await;
     ctx.out.step(format!("Destroying {app}")).await;
-    for key in crate::destroy::remove_everything(ctx.engine, app).await.map_err(CmdError::Failed)? {
-        ctx.out.step(format!("Removed key {key}: it could manage only {app}")).await;
+    for note in crate::destroy::remove_everything(ctx.engine, app, &ctx.out).await.map_err(CmdError::Failed)? {
+        ctx.out.step(note).await;
     }
-    let _ = crate::plugins::trigger(ctx.engine, "post-delete", &[app.to_string()], &[], &ctx.out).await;
     Ok(())
 }
 
@@ -175,7 +174,7 @@ pub async fn remove_unborn(engine: &Engine, app: &str) -> Result<bool, CmdError>
     if repo.exists() && !crate::git::is_empty_repo(&repo).map_err(|e| failed(e.to_string()))? {
         return Ok(false);
     }
-    crate::destroy::remove_everything(engine, app).await.map_err(CmdError::Failed)?;
+    crate::destroy::remove_everything(engine, app, &crate::output::Output::discard()).await.map_err(CmdError::Failed)?;
     Ok(true)
 }
 
@@ -237,37 +236,21 @@ pub async fn rename(ctx: &mut Ctx<'_>, old: &AppName, new: &AppName) -> CmdResul
     let global = store.load_global()?.global_domains;
     config.domains = renamed_domains(&config.domains, (old, new), &global, &domains_in_use(ctx.engine, Some(old))?);
     ctx.out.step(format!("Renaming {old} to {new}")).await;
-    let (from, to) = (ctx.engine.root().join("storage").join(old), ctx.engine.root().join("storage").join(new));
+    let to = ctx.engine.root().join("storage").join(new);
     if to.exists() {
         return Err(failed(format!("{} is left from an earlier app {new}: remove it first", to.display())));
     }
-    // All or nothing: each step that was done is undone, in reverse, if a later one fails.
-    let _keys = store.lock_keys().await;
-    let mut keys = store.load_keys()?;
+    // All or nothing: the state first, then whatever other features keep of the app
+    // (`hooks`); if one fails, what was done is undone, in reverse.
     let old_config = store.load_app(old)?;
     store.rename_app(old, new)?;
-    let mut done = Vec::new();
-    let renamed = (|| -> Result<(), CmdError> {
-        crate::services::relink_app(ctx.engine, old, Some(new))?;
-        done.push(Step::Relinked);
+    let renamed = async {
         store.save_app(new, &config)?;
-        done.push(Step::Saved);
-        if from.exists() {
-            std::fs::rename(&from, &to).map_err(|e| failed(format!("cannot move {}: {e}", from.display())))?;
-            done.push(Step::Moved);
-        }
-        keys.rename_app(old, new);
-        store.save_keys(&keys)?;
-        Ok(())
-    })();
+        crate::hooks::renamed(ctx.engine, old, new, &ctx.out).await.map_err(failed)
+    }
+    .await;
     if let Err(e) = renamed {
-        for step in done.into_iter().rev() {
-            let _ = match step {
-                Step::Moved => std::fs::rename(&to, &from).map_err(|e| e.to_string()),
-                Step::Saved => store.save_app(new, &old_config).map_err(|e| e.to_string()),
-                Step::Relinked => crate::services::relink_app(ctx.engine, new, Some(old)).map_err(|e| e.to_string()),
-            };
-        }
+        let _ = store.save_app(new, &old_config);
         let back = store.rename_app(new, old).map_err(|e| e.to_string());
         return Err(failed(format!(
             "Cannot rename {old} to {new}: {e}{}",
@@ -291,12 +274,6 @@ fn renamed_domains(domains: &[String], (old, new): (&str, &str), global: &[Strin
         .collect()
 }
 
-/// What `rename` has done so far, to undo it.
-enum Step {
-    Relinked,
-    Saved,
-    Moved,
-}
 
 pub async fn set_locked(ctx: &mut Ctx<'_>, app: &AppName, locked: bool) -> CmdResult {
     ctx.engine

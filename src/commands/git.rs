@@ -130,7 +130,6 @@ async fn serve_git(ctx: &mut Ctx<'_>, app: &AppName, service: GitService) -> Cmd
         match super::apps::remove_unborn(engine, app).await {
             Ok(true) => {
                 tracing::info!(%app, "removed: its first push failed");
-                let _ = crate::plugins::trigger(engine, "post-delete", &[app.to_string()], &[], &crate::output::Output::discard()).await;
                 ctx.out.error(format!("{app} was created by this push, which failed: removed it")).await;
             }
             Ok(false) => {}

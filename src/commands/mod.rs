@@ -31,7 +31,7 @@ mod resources;
 mod run;
 mod services;
 
-use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, error::ErrorKind};
 
 use crate::engine::{Caller, Engine};
 use crate::output::{Input, Output};
@@ -249,7 +249,7 @@ pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Outpu
     // enabled plugin's `commands`. Admins only: it runs as root.
     if let Ok((_, words)) = take_globals(&argv)
         && let Some(first) = words.first()
-        && Cli::command().find_subcommand(first).is_none()
+        && grammar().find_subcommand(first).is_none()
         && let Some(plugin) = crate::plugins::command_plugin(engine, first)
     {
         if !caller.role.is_admin() {
@@ -329,9 +329,20 @@ pub enum Parsed {
     Refused(String),
 }
 
+/// The command grammar, built once: every lookup of a line (its command, its positionals,
+/// its flags) reads it; a parse works on a copy (clap parses with a mutable command).
+fn grammar() -> &'static clap::Command {
+    static GRAMMAR: std::sync::OnceLock<clap::Command> = std::sync::OnceLock::new();
+    GRAMMAR.get_or_init(|| {
+        let mut cli = Cli::command();
+        cli.build();
+        cli
+    })
+}
+
 /// The full command list, as `help` and a bare `ssh host` print it.
 pub fn help_text() -> String {
-    Cli::command().render_help().to_string()
+    grammar().clone().render_help().to_string()
 }
 
 /// dokku's global flags, written before the command: `--app APP` (the command's app
@@ -379,7 +390,7 @@ fn apply_globals(globals: &Globals, rest: &[String]) -> Vec<String> {
     let Some(name) = rest.first() else {
         return words;
     };
-    let cli = Cli::command();
+    let cli = grammar();
     let Some(sub) = cli.find_subcommand(name) else {
         return words;
     };
@@ -398,7 +409,7 @@ fn apply_globals(globals: &Globals, rest: &[String]) -> Vec<String> {
 /// The name of the first positional argument of the command `words` start with: `app` for
 /// a command whose app comes first, `target` for one that also takes `--global`.
 fn first_positional(words: &[String]) -> Option<String> {
-    let cli = Cli::command();
+    let cli = grammar();
     let sub = cli.find_subcommand(words.first()?)?;
     sub.get_positionals().next().map(|a| a.get_id().as_str().to_string())
 }
@@ -420,7 +431,7 @@ pub fn namespaces_help() -> String {
 /// `berth NS`, `NS:help`, `NS --help`: the namespace's commands, each with its one-line help.
 pub fn namespace_help(namespace: &str) -> Option<String> {
     let (_, about) = namespaces().into_iter().find(|(n, _)| *n == namespace)?;
-    let cli = Cli::command();
+    let cli = grammar();
     let prefix = format!("{namespace}:");
     let rows: Vec<(String, String)> = cli
         .get_subcommands()
@@ -443,7 +454,7 @@ pub fn namespace_help(namespace: &str) -> Option<String> {
 /// What the first words ask for when they ask for help, not a command.
 fn help_asked(words: &[String]) -> Option<String> {
     let first = words.first()?.as_str();
-    let is_command = Cli::command().find_subcommand(first).is_some();
+    let is_command = grammar().find_subcommand(first).is_some();
     let second = words.get(1).map(String::as_str);
     if first == "help" {
         return Some(if second == Some("--all") { help_text() } else { namespaces_help() });
@@ -482,7 +493,7 @@ fn take_info_flag(words: &mut Vec<String>) -> Result<Option<crate::output::InfoF
     let Some(namespace) = words.first().and_then(|w| w.strip_suffix(":report")).map(str::to_string) else {
         return Ok(None);
     };
-    let cli = Cli::command();
+    let cli = grammar();
     let Some(sub) = cli.find_subcommand(&words[0]) else {
         return Ok(None);
     };
@@ -514,7 +525,7 @@ fn parse_command(argv: &[String]) -> Result<Command, Parsed> {
         return Err(Parsed::Help(help));
     }
     let words = std::iter::once("berth".to_string()).chain(argv.iter().cloned());
-    match Cli::try_parse_from(words) {
+    match grammar().clone().try_get_matches_from(words).and_then(|matches| Cli::from_arg_matches(&matches)) {
         Ok(cli) => Ok(cli.command),
         Err(err) => Err(match err.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Parsed::Help(err.to_string()),
