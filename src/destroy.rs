@@ -27,7 +27,7 @@ pub async fn remove_everything(engine: &Engine, app: &str, out: &crate::output::
     // Nothing is removed unless the engine answers (teardown refuses first). Once the
     // containers are gone there is no way back, so every later step runs even if one fails:
     // above all the keys, or a new app of the same name would inherit an old key's rights.
-    crate::deploy::teardown(engine, app).await?;
+    crate::deploy::teardown(engine, app).await.map_err(|e| e.to_string())?;
     let mut errors = Vec::new();
     if let Err(e) = engine.store.destroy_app(app) {
         errors.push(e.to_string());

@@ -103,7 +103,7 @@ pub async fn install(engine: &Engine, app: &str, bundle: &Bundle, source: CertSo
             let _ = store.save_app(app, &config);
         }
         let _ = store.prune_tls(app);
-        return Err(e);
+        return Err(e.to_string());
     }
     {
         let _lock = store.lock_app(app).await;
@@ -162,7 +162,7 @@ pub async fn remove(engine: &Engine, app: &str, mappings: HttpsMappings, out: &O
         }
         store.remove_tls(app).map_err(|e| e.to_string())?;
     }
-    crate::deploy::reroute(engine, app, out).await?;
+    crate::deploy::reroute(engine, app, out).await.map_err(|e| e.to_string())?;
     store.prune_tls(app).map_err(|e| e.to_string())?;
     Ok(true)
 }

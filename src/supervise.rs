@@ -223,14 +223,14 @@ impl Supervisor {
     /// release, and starts again (later, with backoff) those that stopped on their own.
     /// `deaths`: containers of the app that died on their own since its last heal; they are
     /// counted as routed away from once this heal is done, whatever its outcome.
-    async fn heal(self: &Arc<Self>, app: &str, deaths: usize) -> Result<(), String> {
-        let scheduler = self.engine.scheduler().await.map_err(|e| e.to_string())?;
+    async fn heal(self: &Arc<Self>, app: &str, deaths: usize) -> Result<(), deploy::Error> {
+        let scheduler = self.engine.scheduler().await?;
         let healed = self.heal_locked(&*scheduler, app).await;
         self.unrouted(&*scheduler, deaths);
         healed
     }
 
-    async fn heal_locked(self: &Arc<Self>, scheduler: &dyn Scheduler, app: &str) -> Result<(), String> {
+    async fn heal_locked(self: &Arc<Self>, scheduler: &dyn Scheduler, app: &str) -> Result<(), deploy::Error> {
         let engine = &self.engine;
         let _routing = engine.route_lock(app).await;
         if !engine.store.app_exists(app) {
@@ -239,7 +239,7 @@ impl Supervisor {
         let Some((config, active)) = deploy::serving(engine, app)? else {
             return Ok(());
         };
-        let containers = scheduler.instances(app).await.map_err(|e| e.to_string())?;
+        let containers = scheduler.instances(app).await?;
         let warming = self.warming.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (plan, ips) = deploy::heal_plan(scheduler, &containers, &active, &config, &warming).await;
         // An engine that heals itself starts its dead again: berth only routes.
@@ -297,13 +297,13 @@ impl Supervisor {
 
     /// Starts the container again unless berth stopped it meanwhile (a deploy retired it,
     /// ps:stop), and for web waits for its readiness checks.
-    async fn start_again(&self, app: &str, id: &str) -> Result<(), String> {
+    async fn start_again(&self, app: &str, id: &str) -> Result<(), deploy::Error> {
         let engine = &self.engine;
         // Every dead address routed away from first (see `healing`), and no connect in
         // flight to one (`hold_addresses`). Waited for without the app's route lock, so the
         // app's own heals go on meanwhile.
         let _ = tokio::time::timeout(HEAL_WAIT, self.healing.subscribe().wait_for(|n| *n == 0)).await;
-        let scheduler = engine.scheduler().await.map_err(|e| e.to_string())?;
+        let scheduler = engine.scheduler().await?;
         let (config, active, c) = {
             let _routing = loop {
                 scheduler.starts_free().await;
@@ -315,21 +315,21 @@ impl Supervisor {
             let Some((config, active)) = deploy::serving(engine, app)? else {
                 return Ok(());
             };
-            let containers = scheduler.instances(app).await.map_err(|e| e.to_string())?;
+            let containers = scheduler.instances(app).await?;
             let Some(c) = containers.into_iter().find(|c| c.id == id) else { return Ok(()) };
             // Gone, running, or stopped by berth (a deploy retired it, ps:stop): not to start.
             let died = matches!(scheduler.probe(id).await.state, crate::reconcile::State::Exited { by_berth: false, .. });
             if !died || c.release != active.version {
                 return Ok(());
             }
-            scheduler.start_again(id).await.map_err(|e| format!("cannot start {} again: {e}", c.name))?;
+            scheduler.start_again(id).await.map_err(|e| deploy::Error::from(format!("cannot start {} again: {e}", c.name)))?;
             tracing::info!(app, container = c.name, "started again");
             (config, active, c)
         };
         if c.process != process::WEB || config.checks.disabled || config.checks.skipped {
             return Ok(());
         }
-        let ip = scheduler.endpoint(id).await.map_err(|e| e.to_string())?;
+        let ip = scheduler.endpoint(id).await?;
         let specs = crate::checks::effective(&active.checks);
         // Routed once ready; if the checks never pass, routed anyway (as before the crash)
         // rather than leaving the app without the container for good.

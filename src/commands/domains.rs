@@ -198,7 +198,7 @@ pub(super) async fn apply_routing(ctx: &Ctx<'_>, app: &str) -> CmdResult {
     let engine = ctx.engine;
     {
         let _deploying = engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
-        crate::deploy::reroute(engine, app, &ctx.out).await.map_err(CmdError::Failed)?;
+        crate::deploy::reroute(engine, app, &ctx.out).await.map_err(CmdError::from)?;
     }
     let config = engine.store.load_app(app)?;
     if !config.letsencrypt.enabled || config.domains.is_empty() {

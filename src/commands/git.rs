@@ -279,7 +279,7 @@ pub async fn load_image(ctx: &mut Ctx<'_>, app: &AppName, image: Option<&str>) -
 async fn deploy_image(ctx: &mut Ctx<'_>, app: &str, image: &str, cause: &str) -> CmdResult {
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let source = Source::Image { image: image.to_string(), shown: image.to_string() };
-    deploy::deploy_locked(ctx.engine, app, source, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::Failed)?;
+    deploy::deploy_locked(ctx.engine, app, source, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::from)?;
     Ok(())
 }
 
@@ -339,7 +339,7 @@ pub async fn receive(ctx: &mut Ctx<'_>, app: &AppName, pushed: &Pushed, context:
     }
     let source = Source::Build { context, git_sha: new.to_string(), pushed: true };
     let cause = deploy::Cause::new("git push", pusher.name);
-    let version = deploy::deploy_locked(ctx.engine, app, source, &cause, &ctx.out).await.map_err(CmdError::Failed)?;
+    let version = deploy::deploy_locked(ctx.engine, app, source, &cause, &ctx.out).await.map_err(CmdError::from)?;
     // git updates the branch only after this hook returns. Until it has, the next push
     // must not look at the branch: keep the deploy lock until it moves. Then the release
     // has landed; if git ends without moving it, the release it made does not stay active.

@@ -63,6 +63,16 @@ pub enum CmdError {
 
 pub type CmdResult = Result<(), CmdError>;
 
+/// A deploy's error, at the door: the state's as the state's, the rest in its words.
+impl From<crate::deploy::Error> for CmdError {
+    fn from(e: crate::deploy::Error) -> CmdError {
+        match e {
+            crate::deploy::Error::State(e) => CmdError::Store(e),
+            e => CmdError::Failed(e.to_string()),
+        }
+    }
+}
+
 pub fn failed(msg: impl Into<String>) -> CmdError {
     CmdError::Failed(msg.into())
 }

@@ -77,7 +77,7 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
         None => ctx.out.step(format!("Unsetting {key} for {app}")).await,
     }
     let _deploying = engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
-    crate::deploy::reroute(engine, app, &ctx.out).await.map_err(CmdError::Failed)
+    crate::deploy::reroute(engine, app, &ctx.out).await.map_err(CmdError::from)
 }
 
 /// `nginx:report [APP]`: the values in force (defaults filled in).

@@ -332,7 +332,7 @@ async fn deploy_branch(ctx: &mut Ctx<'_>, parent: &AppName, new: &str, refname: 
                 let _ = crate::destroy::destroy_preview(engine, &name).await;
                 ctx.out.error(format!("{name} was created by this push, which failed: removed it")).await;
             }
-            Err(CmdError::Failed(why))
+            Err(why.into())
         }
     }
 }

@@ -66,7 +66,7 @@ impl Cmd {
 pub async fn restart(ctx: &mut Ctx<'_>, app: &AppName, cause: &str) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
-    deploy::deploy_locked(ctx.engine, app, Source::Reuse { scale: None }, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::Failed)?;
+    deploy::deploy_locked(ctx.engine, app, Source::Reuse { scale: None }, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::from)?;
     Ok(())
 }
 
@@ -80,7 +80,7 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     // a new release. (`git:from-image` pulls a newer one where a registry is reachable.)
     if let Some(active) = ctx.engine.store.load_releases(app)?.active().filter(|r| r.git_sha.is_empty()) {
         let source = Source::Image { image: active.image.clone(), shown: active.image_tag.clone() };
-        deploy::deploy_locked(ctx.engine, app, source, &ctx.cause("ps:rebuild"), &ctx.out).await.map_err(CmdError::Failed)?;
+        deploy::deploy_locked(ctx.engine, app, source, &ctx.cause("ps:rebuild"), &ctx.out).await.map_err(CmdError::from)?;
         return Ok(());
     }
     let repo_dir = ctx.engine.store.repo_dir(app);
@@ -99,7 +99,7 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     .await
     .map_err(|e| failed(e.to_string()))?
     .map_err(|e| failed(format!("Cannot rebuild {app}: {e}")))?;
-    deploy::deploy_locked(ctx.engine, app, Source::Build { context, git_sha: sha, pushed: false }, &ctx.cause("ps:rebuild"), &ctx.out).await.map_err(CmdError::Failed)?;
+    deploy::deploy_locked(ctx.engine, app, Source::Build { context, git_sha: sha, pushed: false }, &ctx.cause("ps:rebuild"), &ctx.out).await.map_err(CmdError::from)?;
     Ok(())
 }
 
@@ -150,7 +150,7 @@ pub async fn scale(ctx: &mut Ctx<'_>, app: &AppName, args: &[String]) -> CmdResu
     }
     ctx.out.step(format!("Scaling {app}: {summary}")).await;
     let source = Source::Reuse { scale: Some(scale) };
-    deploy::deploy_locked(ctx.engine, app, source, &ctx.cause(format!("ps:scale {summary}")), &ctx.out).await.map_err(CmdError::Failed)?;
+    deploy::deploy_locked(ctx.engine, app, source, &ctx.cause(format!("ps:scale {summary}")), &ctx.out).await.map_err(CmdError::from)?;
     Ok(())
 }
 
@@ -164,7 +164,7 @@ pub async fn start(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     };
     if config.env != active.env {
         // The config changed while it was stopped: start as a new release.
-        deploy::deploy_locked(ctx.engine, app, Source::Reuse { scale: None }, &ctx.cause("ps:start"), &ctx.out).await.map_err(CmdError::Failed)?;
+        deploy::deploy_locked(ctx.engine, app, Source::Reuse { scale: None }, &ctx.cause("ps:start"), &ctx.out).await.map_err(CmdError::from)?;
         return Ok(());
     }
     ctx.engine

@@ -123,7 +123,7 @@ pub async fn rollback(ctx: &mut Ctx<'_>, app: &AppName, target: Option<&str>) ->
         }
     };
     let cause = format!("rollback to v{version}");
-    deploy::deploy_locked(ctx.engine, app, Source::Rollback { version }, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::Failed)?;
+    deploy::deploy_locked(ctx.engine, app, Source::Rollback { version }, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::from)?;
     Ok(())
 }
 

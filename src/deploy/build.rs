@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::{Cause, DEFAULT_BUILD_CPU_SHARES, MAX_APP_JSON, MAX_BUILD_MEMORY, secs, short};
 use crate::app_json::AppJson;
 use crate::buildpack;
+use super::Error;
 use crate::engine::Engine;
 use crate::git::BuildContext;
 use crate::output::Output;
@@ -72,11 +73,11 @@ fn unserved(version: u32, image: String, image_tag: String, git_sha: String, cau
 
 /// What a tree gives before any build: its app.json (bounded, parsed once) and Procfile
 /// (checked here for both builders, so a bad one fails before the build).
-fn read_tree(context: &BuildContext) -> Result<(AppJson, BTreeMap<String, String>), String> {
+fn read_tree(context: &BuildContext) -> Result<(AppJson, BTreeMap<String, String>), Error> {
     let app_json = context.file("app.json").map(|b| String::from_utf8_lossy(&b).into_owned());
     // What app.json gives is kept in every release (checks, scripts, cron): bounded.
     if app_json.as_ref().is_some_and(|text| text.len() > MAX_APP_JSON) {
-        return Err(format!("app.json is over {} KiB: berth reads at most that", MAX_APP_JSON / 1024));
+        return Err(Error::from(format!("app.json is over {} KiB: berth reads at most that", MAX_APP_JSON / 1024)));
     }
     let app_json = app_json.as_deref().map(crate::app_json::parse).transpose()?.unwrap_or_default();
     let procfile = match context.file("Procfile") {
@@ -98,13 +99,13 @@ pub(super) async fn from_context(
     (context, git_sha): (BuildContext, String),
     cause: &Cause,
     out: &Output,
-) -> Result<Release, String> {
+) -> Result<Release, Error> {
     let has_dockerfile = context.file("Dockerfile").is_some();
     let builder = config.builder.unwrap_or(if has_dockerfile { Builder::Dockerfile } else { Builder::Buildpacks });
     let (AppJson { checks, cron, scripts }, procfile) = read_tree(&context)?;
     crate::plugins::trigger(engine, "pre-build", &[app.to_string(), git_sha.clone()], &cause.env(), out).await?;
     let slot = engine.build_slot(out).await;
-    let global = engine.store.load_global().map_err(|e| e.to_string())?;
+    let global = engine.store.load_global()?;
     let limits = build_limits(config, &global, machine_memory());
     let build_started = Instant::now();
     let tag = format!("berth/{app}:v{version}");
@@ -147,22 +148,22 @@ struct Job<'a> {
 type Built = (String, BTreeMap<String, String>, bool);
 
 impl Job<'_> {
-    async fn dockerfile(&self, procfile: BTreeMap<String, String>, has_dockerfile: bool, out: &Output) -> Result<Built, String> {
+    async fn dockerfile(&self, procfile: BTreeMap<String, String>, has_dockerfile: bool, out: &Output) -> Result<Built, Error> {
         let (app, git_sha) = (self.app, self.git_sha);
         if !has_dockerfile {
-            return Err(format!("No Dockerfile at the root of {} (builder:set {app} dockerfile)", short(git_sha)));
+            return Err(Error::from(format!("No Dockerfile at the root of {} (builder:set {app} dockerfile)", short(git_sha))));
         }
         let text = self.context.file("Dockerfile").map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
         if let Some(image) = crate::dockerfile::foreign_image(app, &crate::dockerfile::image_refs(&text)) {
-            return Err(format!("The Dockerfile builds from {}: an app may use only public images and its own (berth/{app})", crate::validate::quoted(&image)));
+            return Err(Error::from(format!("The Dockerfile builds from {}: an app may use only public images and its own (berth/{app})", crate::validate::quoted(&image))));
         }
         out.step(format!("Building {app} from Dockerfile ({}; {})", short(git_sha), describe_limits(&self.limits))).await;
         let limit = build_limit(self.engine);
-        let image = self.runtime.build(self.context.path(), self.tag, limit, self.limits, out).await.map_err(|e| e.to_string())?;
+        let image = self.runtime.build(self.context.path(), self.tag, limit, self.limits, out).await?;
         Ok((image, procfile, false))
     }
 
-    async fn buildpacks(&self, out: &Output) -> Result<Built, String> {
+    async fn buildpacks(&self, out: &Output) -> Result<Built, Error> {
         let (engine, app, config) = (self.engine, self.app, self.config);
         let read = |path: &str| self.context.file(path).map(|b| String::from_utf8_lossy(&b).into_owned());
         let mut defaults = BTreeMap::new();
@@ -171,7 +172,7 @@ impl Job<'_> {
             defaults.insert(process::WEB.to_string(), command);
         }
         out.step(format!("Building {app} with buildpacks ({}; {})", short(self.git_sha), describe_limits(&self.limits))).await;
-        let build_env = engine.store.load_global_env().map_err(|e| e.to_string())?.under(&config.env);
+        let build_env = engine.store.load_global_env()?.under(&config.env);
         let version_tag = self.tag.rsplit_once(':').map_or("", |(_, t)| t);
         let request = buildpack::BuildRequest {
             app,
@@ -199,7 +200,7 @@ pub(super) async fn from_image(
     (image, shown): (String, String),
     cause: &Cause,
     out: &Output,
-) -> Result<Release, String> {
+) -> Result<Release, Error> {
     let workdir = runtime.image_workdir(&image).await.map_err(|e| format!("{shown}: {e}"))?;
     let at = |name: &str| format!("{}/{name}", workdir.trim_end_matches('/'));
     let files = runtime.image_files(&image, &[at("Procfile"), at("app.json")]).await.map_err(|e| format!("{shown}: {e}"))?;

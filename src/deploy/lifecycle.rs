@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::route::{live_ips, route};
 use super::{STOP_TIMEOUT, process_spec};
+use super::Error;
 use crate::engine::Engine;
 use crate::git;
 use crate::output::Output;
@@ -16,9 +17,9 @@ use crate::store::Status;
 /// for `ps:start`): the active release's formation runs, its web instances are routed, and
 /// instances of other releases retire (the scheduler converges, as the reconcile plans). A
 /// stopped app has nothing running. Call with the app's deploy lock held.
-pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
-    let releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
-    let scheduler = engine.scheduler().await.map_err(|e| e.to_string())?;
+pub async fn restore(engine: &Engine, app: &str) -> Result<(), Error> {
+    let releases = engine.store.load_releases(app)?;
+    let scheduler = engine.scheduler().await?;
     let Some(active) = releases.active().cloned() else {
         if releases.releases.is_empty() {
             return Ok(());
@@ -26,14 +27,14 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
         // Nothing serves (e.g. a first push that never landed): nothing runs or is routed.
         {
             let _routing = engine.route_lock(app).await;
-            engine.nginx.remove_site(app).await.map_err(|e| e.to_string())?;
+            engine.nginx.remove_site(app).await?;
         }
-        let stale: Vec<String> = scheduler.instances(app).await.map_err(|e| e.to_string())?.into_iter().map(|i| i.id).collect();
+        let stale: Vec<String> = scheduler.instances(app).await?.into_iter().map(|i| i.id).collect();
         scheduler.retire(&stale, STOP_TIMEOUT).await;
         return Ok(());
     };
-    scheduler.prepare().await.map_err(|e| e.to_string())?;
-    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
+    scheduler.prepare().await?;
+    let config = engine.store.load_app(app)?;
     if config.stopped {
         return stop(engine, app).await.map(|_| ());
     }
@@ -41,7 +42,7 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
     let formation = active.formation_or(&config.scale);
     let slots = formation.iter().flat_map(|(process, count)| (1..=*count).map(move |index| (process, index)));
     let units: Vec<_> = slots.map(|(process, index)| process_spec(engine, app, &config, &active, process, index, None)).collect();
-    let converged = scheduler.converge(app, active.version, &units).await.map_err(|e| e.to_string())?;
+    let converged = scheduler.converge(app, active.version, &units).await?;
     let ips = live_ips(&*scheduler, &converged.web).await;
     route(engine, app, &config, active.version, &ips, &Output::discard()).await?;
     drop(routing);
@@ -54,10 +55,10 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), String> {
 /// commit, the mark goes; if not, the push never landed: the release is recorded as failed
 /// and the one that served before is active again (`restore` then runs it). Returns
 /// whether the active release changed. Call with the app's deploy lock held.
-pub async fn settle_ref(engine: &Engine, app: &str) -> Result<bool, String> {
-    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
+pub async fn settle_ref(engine: &Engine, app: &str) -> Result<bool, Error> {
+    let config = engine.store.load_app(app)?;
     let _lock = engine.store.lock_app(app).await;
-    let mut releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
+    let mut releases = engine.store.load_releases(app)?;
     let Some(active) = releases.active().filter(|r| r.ref_pending).cloned() else {
         return Ok(false);
     };
@@ -83,7 +84,7 @@ pub async fn settle_ref(engine: &Engine, app: &str) -> Result<bool, String> {
             r.status = Status::Active;
         }
     }
-    engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
+    engine.store.save_releases(app, &releases)?;
     if !landed {
         tracing::warn!(app, "v{} served but its push never landed: v{} is active again", active.version, previous.map_or("none".into(), |v| v.to_string()));
     }
@@ -108,14 +109,14 @@ pub async fn ref_landed(engine: &Engine, app: &str, version: u32) {
 /// Removes images of the app's that no release needs (failed or aborted builds, releases
 /// beyond `keep`, pruning a crash interrupted). An image a container still uses stays.
 /// Call with the app's deploy lock held.
-pub async fn prune_images(engine: &Engine, app: &str) -> Result<usize, String> {
-    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
-    let releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
-    let runtime = engine.runtime().await.map_err(|e| e.to_string())?;
+pub async fn prune_images(engine: &Engine, app: &str) -> Result<usize, Error> {
+    let config = engine.store.load_app(app)?;
+    let releases = engine.store.load_releases(app)?;
+    let runtime = engine.runtime().await?;
     let pruned = releases.images_to_prune(config.keep_releases);
     let kept: Vec<&str> = releases.releases.iter().filter(|r| !pruned.contains(&r.image_tag)).map(|r| r.image.as_str()).collect();
     let mut removed = 0;
-    for image in runtime.app_images(app).await.map_err(|e| e.to_string())? {
+    for image in runtime.app_images(app).await? {
         if kept.contains(&image.id.as_str()) {
             // A kept image may also carry tags of releases that no longer need them.
             for tag in image.tags.iter().filter(|t| pruned.contains(t)) {
@@ -148,32 +149,32 @@ async fn remove_app_image(runtime: &Runtime, app: &str, image: &crate::runtime::
 /// Stops an app's containers, keeping them and its state (`ps:stop`). Its site goes first,
 /// so requests get nginx's answer for an unknown host at once rather than a connection
 /// to an address that no longer answers.
-pub async fn stop(engine: &Engine, app: &str) -> Result<usize, String> {
+pub async fn stop(engine: &Engine, app: &str) -> Result<usize, Error> {
     {
         let _routing = engine.route_lock(app).await;
-        engine.nginx.remove_site(app).await.map_err(|e| e.to_string())?;
+        engine.nginx.remove_site(app).await?;
     }
-    let scheduler = engine.scheduler().await.map_err(|e| e.to_string())?;
-    scheduler.stop(app, STOP_TIMEOUT).await.map_err(|e| e.to_string())
+    let scheduler = engine.scheduler().await?;
+    Ok(scheduler.stop(app, STOP_TIMEOUT).await?)
 }
 
 /// Stops and removes everything an app runs (one-off containers too), its images, and its
 /// site.
-pub async fn teardown(engine: &Engine, app: &str) -> Result<(), String> {
+pub async fn teardown(engine: &Engine, app: &str) -> Result<(), Error> {
     // Docker first: when it cannot be reached, nothing is removed (containers would be
     // left running with no app to own them).
-    let ever_ran = !engine.store.load_releases(app).map_err(|e| e.to_string())?.releases.is_empty();
-    let reached = async { Ok::<_, String>((engine.scheduler().await.map_err(|e| e.to_string())?, engine.runtime().await.map_err(|e| e.to_string())?)) }.await;
+    let ever_ran = !engine.store.load_releases(app)?.releases.is_empty();
+    let reached = async { Ok::<_, Error>((engine.scheduler().await?, engine.runtime().await?)) }.await;
     match reached {
         Ok((scheduler, runtime)) => {
             match scheduler.instances(app).await {
                 Err(e) if ever_ran => {
-                    return Err(format!("cannot list {app}'s containers: {e}; nothing was removed"));
+                    return Err(Error::from(format!("cannot list {app}'s containers: {e}; nothing was removed")));
                 }
                 Err(_) => {}
-                Ok(_) => scheduler.remove_all(app).await.map_err(|e| e.to_string())?,
+                Ok(_) => scheduler.remove_all(app).await?,
             }
-            for release in engine.store.load_releases(app).map_err(|e| e.to_string())?.releases {
+            for release in engine.store.load_releases(app)?.releases {
                 runtime.remove_image(&release.image_tag).await;
             }
             for image in runtime.app_images(app).await.unwrap_or_default() {
@@ -181,10 +182,10 @@ pub async fn teardown(engine: &Engine, app: &str) -> Result<(), String> {
             }
         }
         Err(e) if ever_ran => {
-            return Err(format!("{e}: {app}'s containers cannot be removed, so nothing was; run this again once Docker answers"));
+            return Err(Error::from(format!("{e}: {app}'s containers cannot be removed, so nothing was; run this again once Docker answers")));
         }
         Err(_) => {}
     }
     let _routing = engine.route_lock(app).await;
-    engine.nginx.remove_site(app).await.map_err(|e| e.to_string())
+    Ok(engine.nginx.remove_site(app).await?)
 }

@@ -23,6 +23,41 @@ pub use build::build_limits;
 pub use lifecycle::{prune_images, ref_landed, restore, settle_ref, stop, teardown};
 pub use route::{heal_plan, reroute, route, serving};
 
+/// Why a deploy, a restore, a reroute, a stop or a teardown did not go through. Its text is
+/// the one line the user reads; a door maps the kinds (the state, the scheduler, Docker,
+/// nginx, a refusal) to its own answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    State(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Scheduler(#[from] SchedError),
+    #[error(transparent)]
+    Docker(#[from] crate::runtime::RuntimeError),
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
+    /// A step failed or was refused (the app is locked, a build failed, checks did not pass,
+    /// a plugin said no, …), in words.
+    #[error("{0}")]
+    Failed(String),
+    /// A failure that left what served before serving, as the user is told.
+    #[error("{why}; {serving}")]
+    Kept { why: Box<Error>, serving: String },
+}
+
+impl From<String> for Error {
+    fn from(why: String) -> Error {
+        Error::Failed(why)
+    }
+}
+
+impl Error {
+    /// This failure, saying what keeps serving.
+    fn kept(self, serving: &str) -> Error {
+        Error::Kept { why: Box::new(self), serving: serving.to_string() }
+    }
+}
+
 /// What a new release runs.
 pub enum Source {
     /// Build this build context (a tar of the pushed commit, on disk). `pushed`: from a
@@ -85,7 +120,7 @@ impl Cause {
 }
 
 /// Deploys with the app's deploy lock already held. Returns the new release's version.
-pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &Cause, out: &Output) -> Result<u32, String> {
+pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &Cause, out: &Output) -> Result<u32, Error> {
     let next = engine.store.load_releases(app).map(|r| r.next_version()).unwrap_or(0);
     let env = cause.env();
     match deploy_release(engine, app, source, cause, out).await {
@@ -94,7 +129,7 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &C
             Ok(version)
         }
         Err(why) => {
-            let _ = crate::plugins::trigger(engine, "deploy-failed", &[app.to_string(), next.to_string(), why.clone()], &env, out).await;
+            let _ = crate::plugins::trigger(engine, "deploy-failed", &[app.to_string(), next.to_string(), why.to_string()], &env, out).await;
             Err(why)
         }
     }
@@ -115,15 +150,15 @@ struct Made {
 }
 
 /// A deploy, without its plugins' `post-deploy`/`deploy-failed` (`deploy_locked` runs them).
-async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Cause, out: &Output) -> Result<u32, String> {
+async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Cause, out: &Output) -> Result<u32, Error> {
     let started = Instant::now();
-    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
+    let config = engine.store.load_app(app)?;
     if config.locked {
-        return Err(format!("Deploys of {app} are locked; run apps:unlock {app} first"));
+        return Err(Error::from(format!("Deploys of {app} are locked; run apps:unlock {app} first")));
     }
-    let scheduler = engine.scheduler().await.map_err(|e| e.to_string())?;
-    scheduler.prepare().await.map_err(|e| e.to_string())?;
-    let releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
+    let scheduler = engine.scheduler().await?;
+    scheduler.prepare().await?;
+    let releases = engine.store.load_releases(app)?;
     let mut made = make_release(engine, app, &config, &releases, source, cause, out).await?;
     let version = made.release.version;
     if let Err(e) = formation(&mut made, &config, out).await {
@@ -141,7 +176,7 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
 
 /// The release a source gives, not yet served.
 #[allow(clippy::too_many_arguments)]
-async fn make_release(engine: &Engine, app: &str, config: &AppConfig, releases: &crate::store::Releases, source: Source, cause: &Cause, out: &Output) -> Result<Made, String> {
+async fn make_release(engine: &Engine, app: &str, config: &AppConfig, releases: &crate::store::Releases, source: Source, cause: &Cause, out: &Output) -> Result<Made, Error> {
     let version = releases.next_version();
     let made = |release, built, pushed| Made { release, rollback_env: None, new_scale: None, built, pushed };
     let runtime = || async { engine.runtime().await.map_err(|e| e.to_string()) };
@@ -157,16 +192,17 @@ async fn make_release(engine: &Engine, app: &str, config: &AppConfig, releases: 
         Source::Rollback { version: target } => {
             let old = releases.releases.iter().find(|r| r.version == target).ok_or_else(|| format!("{app} has no release v{target} (see: releases {app})"))?;
             if old.status == Status::Failed {
-                return Err(format!("v{target} of {app} never served (it failed): roll back to a release that did"));
+                return Err(Error::from(format!("v{target} of {app} never served (it failed): roll back to a release that did")));
             }
             if old.compacted {
                 return Err(format!(
                     "v{target} of {app} is history only: its image and env are no longer kept (releases:set {app} keep N keeps more); push commit {} again instead",
                     short(&old.git_sha)
-                ));
+                )
+                .into());
             }
             if runtime().await?.image_info(&old.image).await.is_none() {
-                return Err(format!("The image of v{target} is no longer kept: push that commit again instead"));
+                return Err(Error::from(format!("The image of v{target} is no longer kept: push that commit again instead")));
             }
             out.step(format!("Rolling back {app} to v{target} ({}), without a build", short(&old.git_sha))).await;
             Made { rollback_env: Some(old.env.clone()), ..made(successor(old, version, cause), false, false) }
@@ -176,12 +212,12 @@ async fn make_release(engine: &Engine, app: &str, config: &AppConfig, releases: 
 
 /// Sets what the release runs: the new scale, else the app's, over the process types the
 /// release has (a type scaled but missing is noted).
-async fn formation(made: &mut Made, config: &AppConfig, out: &Output) -> Result<(), String> {
+async fn formation(made: &mut Made, config: &AppConfig, out: &Output) -> Result<(), Error> {
     let release = &mut made.release;
     let scale = made.new_scale.clone().unwrap_or_else(|| config.scale.clone());
     let types = release.types();
     if types.is_empty() {
-        return Err(format!("{} declares no process to run: add a Procfile with `web: COMMAND`", short(&release.git_sha)));
+        return Err(Error::from(format!("{} declares no process to run: add a Procfile with `web: COMMAND`", short(&release.git_sha))));
     }
     for (name, count) in &scale {
         if *count > 0 && !types.contains(name) {
@@ -238,17 +274,17 @@ async fn finish(engine: &Engine, scheduler: &dyn Scheduler, app: &str, config: &
 /// superseded). A failed release is also when history is compacted, and the image tags
 /// no release needs any more are returned; after an activation that waits for the
 /// retirement (`settle_history`): until then the activation can still be undone.
-async fn record(engine: &Engine, app: &str, release: &Release, active: bool) -> Result<Vec<String>, String> {
+async fn record(engine: &Engine, app: &str, release: &Release, active: bool) -> Result<Vec<String>, Error> {
     let _lock = engine.store.lock_app(app).await;
-    let mut releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
+    let mut releases = engine.store.load_releases(app)?;
     releases.releases.push(release.clone());
     let prune = if active {
         releases.activate(release.version);
         Vec::new()
     } else {
-        settle(&mut releases, engine.store.load_app(app).map_err(|e| e.to_string())?.keep_releases)
+        settle(&mut releases, engine.store.load_app(app)?.keep_releases)
     };
-    engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
+    engine.store.save_releases(app, &releases)?;
     Ok(prune)
 }
 
@@ -262,12 +298,12 @@ fn settle(releases: &mut crate::store::Releases, keep: u32) -> Vec<String> {
 
 /// History stays bounded once a release is settled (served, and landed if pushed): what can
 /// no longer be rolled back to keeps no env. Returns the image tags no release needs.
-async fn settle_history(engine: &Engine, app: &str) -> Result<Vec<String>, String> {
+async fn settle_history(engine: &Engine, app: &str) -> Result<Vec<String>, Error> {
     let _lock = engine.store.lock_app(app).await;
-    let keep = engine.store.load_app(app).map_err(|e| e.to_string())?.keep_releases;
-    let mut releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
+    let keep = engine.store.load_app(app)?.keep_releases;
+    let mut releases = engine.store.load_releases(app)?;
     let prune = settle(&mut releases, keep);
-    engine.store.save_releases(app, &releases).map_err(|e| e.to_string())?;
+    engine.store.save_releases(app, &releases)?;
     Ok(prune)
 }
 
@@ -312,7 +348,7 @@ fn shell(script: &str) -> Vec<String> {
 
 /// The release phase: the Procfile's `release` command, then app.json's predeploy, each
 /// once in a one-off container of the new image. A failure stops the deploy.
-async fn release_phase(engine: &Engine, scheduler: &dyn Scheduler, app: &str, config: &AppConfig, release: &Release, out: &Output) -> Result<(), String> {
+async fn release_phase(engine: &Engine, scheduler: &dyn Scheduler, app: &str, config: &AppConfig, release: &Release, out: &Output) -> Result<(), Error> {
     let mut steps = Vec::new();
     if release.processes.contains_key(process::RELEASE_TYPE) {
         let command = release.command(process::RELEASE_TYPE).unwrap_or_default();
@@ -329,12 +365,12 @@ async fn release_phase(engine: &Engine, scheduler: &dyn Scheduler, app: &str, co
         let code = match attached(scheduler, &spec, out, release_limit(engine, what)).await {
             Ok(code) => code,
             Err(e @ SchedError::Engine(crate::runtime::RuntimeError::TimedOut { .. })) => {
-                return Err(e.to_string());
+                return Err(e.into());
             }
-            Err(e) => return Err(format!("the {what} could not run: {e}")),
+            Err(e) => return Err(format!("the {what} could not run: {e}").into()),
         };
         if code != 0 {
-            return Err(format!("the {what} failed with exit code {code}"));
+            return Err(Error::from(format!("the {what} failed with exit code {code}")));
         }
         out.step(format!("The {what} succeeded in {}", secs(started.elapsed()))).await;
     }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::route::{RoutePlan, apply_route, plan_route};
 use super::{LOG_LINES, Made, SETTLE, STOP_TIMEOUT, record, release_phase, secs, settle_history, undo_activation};
 use crate::checks;
+use super::Error;
 use crate::engine::Engine;
 use crate::output::Output;
 use crate::process;
@@ -30,7 +31,7 @@ pub(super) async fn go_live(
     previous: Option<u32>,
     cause: &super::Cause,
     out: &Output,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, Error> {
     let version = made.release.version;
     let keeps_serving = previous.map(|v| format!("v{v} keeps serving")).unwrap_or_else(|| "nothing was serving".into());
     let swapped = async {
@@ -73,7 +74,7 @@ async fn switch(
     previous: Option<u32>,
     keeps_serving: &str,
     out: &Output,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, Error> {
     let release = &mut made.release;
     let _routing = engine.route_lock(app).await;
     // An instance that passed its checks can die before the switch; its death was not this
@@ -86,7 +87,7 @@ async fn switch(
             record(engine, app, release, true).await?;
             crate::crashpoint("release-saved");
             // nginx refused the switch: the old site kept serving; so does the state.
-            apply_route(engine, swapped.plan, out).await.map_err(|e| format!("cannot route {app}: {e}"))
+            apply_route(engine, swapped.plan, out).await.map_err(|e| Error::from(format!("cannot route {app}: {e}")))
         }
     };
     match switched {
@@ -111,19 +112,19 @@ async fn switch(
             if made.built {
                 super::remove_images(engine, app, vec![release.image_tag.clone()]).await;
             }
-            Err(format!("{why}; {keeps_serving}"))
+            Err(why.kept(keeps_serving))
         }
     }
 }
 
 /// Every instance the swap started still runs, each web one at the address the site plan
 /// routes to (asked by id, under the route lock).
-async fn still_running(scheduler: &dyn Scheduler, swapped: &Swapped) -> Result<(), String> {
+async fn still_running(scheduler: &dyn Scheduler, swapped: &Swapped) -> Result<(), Error> {
     for c in &swapped.started {
         let probe = scheduler.probe(&c.id).await;
         let moved = swapped.web.iter().any(|(web, ip)| *web == c.id && probe.endpoint.as_deref() != Some(ip.as_str()));
         if !probe.running() || moved {
-            return Err(format!("{}.{} stopped after it became ready", c.process, c.index));
+            return Err(Error::from(format!("{}.{} stopped after it became ready", c.process, c.index)));
         }
     }
     Ok(())
@@ -150,9 +151,9 @@ struct Swapped {
 /// checks; others: still running after a moment) and plans the site that routes to the new
 /// web instances (checked by nginx, not yet in place). On any failure the new instances
 /// are removed.
-async fn swap(engine: &Engine, scheduler: &dyn Scheduler, app: &str, config: &AppConfig, release: &Release, keeps_serving: &str, out: &Output) -> Result<Swapped, String> {
+async fn swap(engine: &Engine, scheduler: &dyn Scheduler, app: &str, config: &AppConfig, release: &Release, keeps_serving: &str, out: &Output) -> Result<Swapped, Error> {
     // Listed before anything new starts: exactly what retires once traffic has moved.
-    let instances = scheduler.instances(app).await.map_err(|e| e.to_string())?;
+    let instances = scheduler.instances(app).await?;
     let plan = rollout_plan(release, &instances);
     let draining = engine.nginx.peers(app);
     let mut started = Vec::new();
@@ -160,15 +161,15 @@ async fn swap(engine: &Engine, scheduler: &dyn Scheduler, app: &str, config: &Ap
         let web = start_all(engine, scheduler, app, config, release, &plan.start, out, &mut started).await?;
         crate::crashpoint("checks");
         let ips: Vec<String> = web.iter().map(|(_, ip)| ip.clone()).collect();
-        let plan = plan_route(engine, app, config, release.version, &ips, out).await.map_err(|e| format!("cannot route {app}: {e}"))?;
-        Ok::<_, String>((plan, web))
+        let plan = plan_route(engine, app, config, release.version, &ips, out).await.map_err(|e| Error::from(format!("cannot route {app}: {e}")))?;
+        Ok::<_, Error>((plan, web))
     }
     .await;
     let (route, web) = match planned {
         Ok(planned) => planned,
         Err(why) => {
             let _ = scheduler.discard(&started.iter().map(|c| c.id.clone()).collect::<Vec<_>>()).await;
-            return Err(format!("{why}; {keeps_serving}"));
+            return Err(why.kept(keeps_serving));
         }
     };
     let retiring: Vec<Instance> = instances.into_iter().filter(|i| plan.retire.contains(&i.id)).collect();
@@ -209,7 +210,7 @@ pub(super) async fn start_all(
     slots: &[reconcile::Slot],
     out: &Output,
     started: &mut Vec<Started>,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, Error> {
     let clock = Instant::now();
     let units: Vec<_> = slots.iter().map(|s| super::process_spec(engine, app, config, release, &s.process, s.index, None)).collect();
     let mut failure = None;
@@ -222,7 +223,7 @@ pub(super) async fn start_all(
         }
     }
     if let Some(why) = failure {
-        return Err(why);
+        return Err(Error::from(why));
     }
     if started.is_empty() {
         out.step(format!("Nothing to start: every process type of {app} is scaled to 0")).await;
@@ -256,7 +257,7 @@ pub(super) async fn start_all(
         }
     }
     if let Some(why) = failure {
-        return Err(why);
+        return Err(Error::from(why));
     }
     Ok(ips)
 }
@@ -267,13 +268,13 @@ fn what_checked(config: &AppConfig, process: &str) -> &'static str {
 
 /// Waits until one new instance is ready. Web: its readiness checks (unless disabled or
 /// skipped); others: still running after SETTLE. Returns its address and whether checks ran.
-async fn ready(scheduler: &dyn Scheduler, config: &AppConfig, release: &Release, c: &Started) -> Result<(String, bool), String> {
+async fn ready(scheduler: &dyn Scheduler, config: &AppConfig, release: &Release, c: &Started) -> Result<(String, bool), Error> {
     // One that crashes at once has no address: say why it stopped instead.
     scheduler.alive(&c.id).await?;
     let ip = match scheduler.endpoint(&c.id).await {
         Ok(ip) => ip,
         Err(e) => {
-            return Err(scheduler.alive(&c.id).await.err().unwrap_or_else(|| e.to_string()));
+            return Err(Error::from(scheduler.alive(&c.id).await.err().unwrap_or_else(|| e.to_string())));
         }
     };
     if c.process != process::WEB {

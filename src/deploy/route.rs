@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::Error;
 use crate::engine::Engine;
 use crate::output::Output;
 use crate::proxy;
@@ -29,14 +30,14 @@ pub(crate) struct RoutePlan {
 /// web containers are all gone (crashed, scaled to 0) keeps its site with no peers (502),
 /// so nginx does not reload when they go and come back. The app's certificate, if any, is
 /// served on its https mappings.
-pub(super) async fn plan_route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips: &[String], out: &Output) -> Result<RoutePlan, String> {
+pub(super) async fn plan_route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips: &[String], out: &Output) -> Result<RoutePlan, Error> {
     let ports = config.effective_ports();
     let routing = proxy::Routing { app, domains: &config.domains, ports: &ports, listen: engine.nginx.listen, tls: site_tls(engine, app, config, out).await };
     let Some(site) = proxy::plan_site(&routing, &engine.nginx.acme_root()) else {
         let note = format!("Nothing is routed to {app}: no domains (domains:add {app} DOMAIN)");
         return Ok(RoutePlan { app: app.to_string(), site: None, release: version, peers: Vec::new(), note, urls: Vec::new() });
     };
-    let candidate = engine.nginx.check_site(&site).await.map_err(|e| e.to_string())?;
+    let candidate = engine.nginx.check_site(&site).await?;
     if ips.is_empty() {
         let note = format!("Nothing is routed to {app}: no web containers run (ps:scale {app} web=1)");
         return Ok(RoutePlan { app: app.to_string(), site: Some(candidate), release: version, peers: Vec::new(), note, urls: Vec::new() });
@@ -52,20 +53,20 @@ pub(super) async fn plan_route(engine: &Engine, app: &str, config: &AppConfig, v
 /// (a reload only if its server blocks changed; if nginx refuses it, the peers stay as they
 /// were and keep serving), then the peers (no reload). Returns the URLs the app is served at
 /// (none when nothing is routed).
-pub(super) async fn apply_route(engine: &Engine, plan: RoutePlan, out: &Output) -> Result<Vec<String>, String> {
+pub(super) async fn apply_route(engine: &Engine, plan: RoutePlan, out: &Output) -> Result<Vec<String>, Error> {
     match plan.site {
         Some(candidate) => {
-            engine.nginx.switch_site(candidate).await.map_err(|e| e.to_string())?;
-            engine.nginx.set_peers(&plan.app, plan.release, &plan.peers).await.map_err(|e| e.to_string())?;
+            engine.nginx.switch_site(candidate).await?;
+            engine.nginx.set_peers(&plan.app, plan.release, &plan.peers).await?;
         }
-        None => engine.nginx.remove_site(&plan.app).await.map_err(|e| e.to_string())?,
+        None => engine.nginx.remove_site(&plan.app).await?,
     }
     out.step(plan.note).await;
     Ok(plan.urls)
 }
 
 /// Routes the app to the web containers at `ips` now (call with its route lock held).
-pub async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips: &[String], out: &Output) -> Result<Vec<String>, String> {
+pub async fn route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips: &[String], out: &Output) -> Result<Vec<String>, Error> {
     let plan = plan_route(engine, app, config, version, ips, out).await?;
     apply_route(engine, plan, out).await
 }
@@ -95,9 +96,9 @@ pub(super) async fn live_ips(scheduler: &dyn Scheduler, ids: &[String]) -> Vec<S
 }
 
 /// The app's config and active release when it is meant to serve (deployed, not stopped).
-pub fn serving(engine: &Engine, app: &str) -> Result<Option<(AppConfig, Release)>, String> {
-    let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
-    let Some(active) = engine.store.load_releases(app).map_err(|e| e.to_string())?.active().cloned() else {
+pub fn serving(engine: &Engine, app: &str) -> Result<Option<(AppConfig, Release)>, Error> {
+    let config = engine.store.load_app(app)?;
+    let Some(active) = engine.store.load_releases(app)?.active().cloned() else {
         return Ok(None);
     };
     Ok((!config.stopped).then_some((config, active)))
@@ -107,13 +108,13 @@ pub fn serving(engine: &Engine, app: &str) -> Result<Option<(AppConfig, Release)
 /// properties) to the web containers of the active release that run now, without a new
 /// release. Nothing to do for an app that was never deployed or is stopped. Call with the
 /// app's deploy lock held.
-pub async fn reroute(engine: &Engine, app: &str, out: &Output) -> Result<(), String> {
+pub async fn reroute(engine: &Engine, app: &str, out: &Output) -> Result<(), Error> {
     let _routing = engine.route_lock(app).await;
     let Some((config, active)) = serving(engine, app)? else {
         return Ok(());
     };
-    let scheduler = engine.scheduler().await.map_err(|e| e.to_string())?;
-    let instances = scheduler.instances(app).await.map_err(|e| e.to_string())?;
+    let scheduler = engine.scheduler().await?;
+    let instances = scheduler.instances(app).await?;
     let (_, ips) = heal_plan(&*scheduler, &instances, &active, &config, &Default::default()).await;
     route(engine, app, &config, active.version, &ips, out).await.map(|_| ())
 }

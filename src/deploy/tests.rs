@@ -122,6 +122,8 @@ async fn an_instance_that_cannot_start_fails_the_deploy_and_the_old_release_keep
     let (engine, fake) = serving_v1(dir.path()).await;
     fake.refuse("web.2");
     let err = deploy_locked(&engine, APP, Source::Reuse { scale: None }, &cause(), &Output::discard()).await.unwrap_err();
+    assert!(matches!(err, Error::Kept { .. }), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("cannot start web.2: refused") && err.ends_with("v1 keeps serving"), "{err}");
     assert_eq!(fake.what_runs(APP), ["v1 web.1", "v1 web.2", "v1 worker.1"]);
     // What did start of v2 is gone, not only stopped.
@@ -135,7 +137,7 @@ async fn an_instance_that_dies_before_its_check_ends_shows_its_last_output() {
     let (engine, fake) = serving_v1(dir.path()).await;
     fake.dies_after_probes("worker.1", 0);
     let (out, text) = captured();
-    let err = deploy_locked(&engine, APP, Source::Reuse { scale: None }, &cause(), &out).await.unwrap_err();
+    let err = deploy_locked(&engine, APP, Source::Reuse { scale: None }, &cause(), &out).await.unwrap_err().to_string();
     assert!(err.contains("worker.1 of v2 did not become ready: the container exited with code 1"), "{err}");
     drop(out);
     let text = text.await.unwrap();
@@ -150,7 +152,7 @@ async fn an_instance_dead_between_its_checks_and_the_switch_is_never_routed() {
     let (engine, fake) = serving_v1(dir.path()).await;
     // Ready (asked twice: alive, address), then dead when asked again under the route lock.
     fake.dies_after_probes("web.1", 2);
-    let err = deploy_locked(&engine, APP, Source::Reuse { scale: None }, &cause(), &Output::discard()).await.unwrap_err();
+    let err = deploy_locked(&engine, APP, Source::Reuse { scale: None }, &cause(), &Output::discard()).await.unwrap_err().to_string();
     assert!(err.starts_with("web.1 stopped after it became ready") && err.ends_with("v1 keeps serving"), "{err}");
     assert_eq!(statuses(&engine), vec![(1, Status::Active), (2, Status::Failed)]);
     assert_eq!(fake.what_runs(APP), ["v1 web.1", "v1 web.2", "v1 worker.1"]);
@@ -168,10 +170,10 @@ async fn a_locked_app_or_one_never_deployed_starts_nothing() {
         })
         .await
         .unwrap();
-    let err = deploy_locked(&engine, APP, Source::Reuse { scale: None }, &cause(), &Output::discard()).await.unwrap_err();
+    let err = deploy_locked(&engine, APP, Source::Reuse { scale: None }, &cause(), &Output::discard()).await.unwrap_err().to_string();
     assert!(err.contains("locked"), "{err}");
     engine.store.create_app("fresh", &AppConfig::new()).unwrap();
-    let err = deploy_locked(&engine, "fresh", Source::Reuse { scale: None }, &cause(), &Output::discard()).await.unwrap_err();
+    let err = deploy_locked(&engine, "fresh", Source::Reuse { scale: None }, &cause(), &Output::discard()).await.unwrap_err().to_string();
     assert!(err.contains("has not been deployed yet"), "{err}");
     assert!(!fake.log().iter().any(|l| l.starts_with("start ")));
 }
