@@ -2,6 +2,7 @@
 //! uses: the web readiness checks, the cron jobs and the deploy scripts. Pure: no IO, and
 //! nothing of berth above it, so the store can keep these specs in every release.
 
+use crate::validate::Invalid;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -18,8 +19,8 @@ pub struct AppJson {
 
 /// Reads an app.json; a malformed one, or one whose checks, jobs or scripts are not
 /// acceptable, is an error that says which entry and why.
-pub fn parse(text: &str) -> Result<AppJson, String> {
-    let raw: Raw = serde_json::from_str(text).map_err(|e| format!("app.json is not valid: {e}"))?;
+pub fn parse(text: &str) -> Result<AppJson, Invalid> {
+    let raw: Raw = serde_json::from_str(text).map_err(|e| Invalid(format!("app.json is not valid: {e}")))?;
     Ok(AppJson { checks: checks(&raw.healthchecks)?, cron: cron(raw.cron)?, scripts: scripts(raw.scripts) })
 }
 
@@ -98,7 +99,7 @@ pub const MAX_ATTEMPTS: u32 = 1000;
 
 /// The web checks, in dokku's format. No checks for web gives an empty list (the default
 /// check applies).
-fn checks(healthchecks: &HashMap<String, Vec<RawCheck>>) -> Result<Vec<CheckSpec>, String> {
+fn checks(healthchecks: &HashMap<String, Vec<RawCheck>>) -> Result<Vec<CheckSpec>, Invalid> {
     let Some(raw) = healthchecks.get("web") else { return Ok(Vec::new()) };
     let mut checks = Vec::new();
     for (i, check) in raw.iter().enumerate() {
@@ -108,20 +109,20 @@ fn checks(healthchecks: &HashMap<String, Vec<RawCheck>>) -> Result<Vec<CheckSpec
             continue;
         }
         if check.command.is_some() {
-            return Err(format!("app.json check {name:?}: command checks are not supported yet; use path"));
+            return Err(Invalid(format!("app.json check {name:?}: command checks are not supported yet; use path")));
         }
         // Bounded, so a check can never hold a deploy (and its lock) for long.
         for (field, value, max) in [("initialDelay", check.initial_delay, MAX_INITIAL_DELAY), ("timeout", check.timeout, MAX_REQUEST_TIMEOUT)] {
             if value.is_some_and(|v| v > max) {
-                return Err(format!("app.json check {name:?}: {field} is at most {max} seconds"));
+                return Err(Invalid(format!("app.json check {name:?}: {field} is at most {max} seconds")));
             }
         }
         if check.attempts.is_some_and(|a| a > MAX_ATTEMPTS) {
-            return Err(format!("app.json check {name:?}: attempts is at most {MAX_ATTEMPTS}"));
+            return Err(Invalid(format!("app.json check {name:?}: attempts is at most {MAX_ATTEMPTS}")));
         }
         let path = check.path.clone().unwrap_or_else(|| "/".into());
         if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("app.json check {name:?}: path must start with / and contain no spaces"));
+            return Err(Invalid(format!("app.json check {name:?}: path must start with / and contain no spaces")));
         }
         checks.push(CheckSpec {
             name,
@@ -172,14 +173,14 @@ impl CronJob {
 
 /// A cron schedule: five fields (minute hour day-of-month month day-of-week) or a
 /// shorthand such as `@daily`, as Vixie cron takes them.
-pub fn schedule(text: &str) -> Result<croner::Cron, String> {
+pub fn schedule(text: &str) -> Result<croner::Cron, Invalid> {
     let text = text.trim();
     if text.len() > 100 || text.split_whitespace().count() > 5 {
-        return Err(format!("Invalid cron schedule {}: five fields, minute hour day month weekday (e.g. \"0 3 * * *\")", crate::validate::quoted(text)));
+        return Err(Invalid(format!("Invalid cron schedule {}: five fields, minute hour day month weekday (e.g. \"0 3 * * *\")", crate::validate::quoted(text))));
     }
     croner::Cron::new(text)
         .parse()
-        .map_err(|e| format!("Invalid cron schedule {}: {e} (five fields, minute hour day month weekday, e.g. \"0 3 * * *\")", crate::validate::quoted(text)))
+        .map_err(|e| Invalid(format!("Invalid cron schedule {}: {e} (five fields, minute hour day month weekday, e.g. \"0 3 * * *\")", crate::validate::quoted(text))))
 }
 
 #[derive(Deserialize)]
@@ -190,17 +191,17 @@ struct RawCron {
 }
 
 /// The `cron` entries, checked: a valid schedule and a command each.
-fn cron(entries: Vec<RawCron>) -> Result<Vec<CronJob>, String> {
+fn cron(entries: Vec<RawCron>) -> Result<Vec<CronJob>, Invalid> {
     if entries.len() > MAX_JOBS {
-        return Err(format!("app.json has {} cron entries: berth runs at most {MAX_JOBS}", entries.len()));
+        return Err(Invalid(format!("app.json has {} cron entries: berth runs at most {MAX_JOBS}", entries.len())));
     }
     let mut jobs = Vec::new();
     for (n, entry) in entries.into_iter().enumerate() {
         let command = entry.command.trim().to_string();
         if command.is_empty() || command.len() > 4096 || command.contains('\0') {
-            return Err(format!("app.json cron entry {}: the command is empty or too long", n + 1));
+            return Err(Invalid(format!("app.json cron entry {}: the command is empty or too long", n + 1)));
         }
-        schedule(&entry.schedule).map_err(|e| format!("app.json cron entry {}: {e}", n + 1))?;
+        schedule(&entry.schedule).map_err(|e| Invalid(format!("app.json cron entry {}: {e}", n + 1)))?;
         jobs.push(CronJob { schedule: entry.schedule.trim().to_string(), command });
     }
     Ok(jobs)
@@ -240,24 +241,24 @@ mod tests {
     use super::*;
     use chrono::Timelike;
 
-    fn parse_checks(text: &str) -> Result<Vec<CheckSpec>, String> {
+    fn parse_checks(text: &str) -> Result<Vec<CheckSpec>, Invalid> {
         parse(text).map(|a| a.checks)
     }
 
-    fn parse_cron(text: &str) -> Result<Vec<CronJob>, String> {
+    fn parse_cron(text: &str) -> Result<Vec<CronJob>, Invalid> {
         parse(text).map(|a| a.cron)
     }
 
-    fn parse_scripts(text: &str) -> Result<Scripts, String> {
+    fn parse_scripts(text: &str) -> Result<Scripts, Invalid> {
         parse(text).map(|a| a.scripts)
     }
 
     #[test]
     fn check_waits_are_bounded() {
         let err = parse_checks(r#"{"healthchecks": {"web": [{"path": "/", "initialDelay": 86400}]}}"#).unwrap_err();
-        assert!(err.contains("initialDelay is at most 600 seconds"), "{err}");
+        assert!(err.0.contains("initialDelay is at most 600 seconds"), "{err}");
         let err = parse_checks(r#"{"healthchecks": {"web": [{"path": "/", "timeout": 99999}]}}"#).unwrap_err();
-        assert!(err.contains("timeout is at most 120 seconds"), "{err}");
+        assert!(err.0.contains("timeout is at most 120 seconds"), "{err}");
         assert!(parse_checks(r#"{"healthchecks": {"web": [{"path": "/", "attempts": 4000000000}]}}"#).is_err());
     }
 

@@ -4,6 +4,7 @@
 //! formation says how many containers of each type run (`ps:scale`). `web` gets the proxy,
 //! the others run without it, and `release` is not a process: it runs once per deploy.
 
+use crate::validate::Invalid;
 use std::collections::BTreeMap;
 
 
@@ -15,9 +16,9 @@ pub const WEB: &str = "web";
 pub const MAX_SCALE: u32 = 100;
 
 /// Parses a Procfile: `type: command` lines; blank lines and `#` comments are skipped.
-pub fn parse_procfile(text: &str) -> Result<BTreeMap<String, String>, String> {
+pub fn parse_procfile(text: &str) -> Result<BTreeMap<String, String>, Invalid> {
     if text.len() > MAX_PROCFILE {
-        return Err(format!("The Procfile is {} KiB: berth takes at most 64 KiB", text.len() / 1024));
+        return Err(Invalid(format!("The Procfile is {} KiB: berth takes at most 64 KiB", text.len() / 1024)));
     }
     let mut types = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
@@ -25,17 +26,17 @@ pub fn parse_procfile(text: &str) -> Result<BTreeMap<String, String>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let bad = || format!("Procfile line {} is not `type: command`: {}", n + 1, crate::validate::quoted(line));
+        let bad = || Invalid(format!("Procfile line {} is not `type: command`: {}", n + 1, crate::validate::quoted(line)));
         let (name, command) = line.split_once(':').ok_or_else(bad)?;
         let (name, command) = (name.trim(), command.trim());
         if command.is_empty() || crate::validate::process_type(name).is_err() {
             return Err(bad());
         }
         if types.insert(name.to_string(), command.to_string()).is_some() {
-            return Err(format!("Procfile names the process type {name:?} twice"));
+            return Err(Invalid(format!("Procfile names the process type {name:?} twice")));
         }
         if types.len() > MAX_PROCESS_TYPES {
-            return Err(format!("The Procfile names more than {MAX_PROCESS_TYPES} process types"));
+            return Err(Invalid(format!("The Procfile names more than {MAX_PROCESS_TYPES} process types")));
         }
     }
     Ok(types)
@@ -76,23 +77,23 @@ pub fn formation(scale: &BTreeMap<String, u32>, types: &[String]) -> Vec<(String
 }
 
 /// Parses `ps:scale` arguments: `web=2 worker=1`.
-pub fn parse_scale(args: &[String]) -> Result<Vec<(String, u32)>, String> {
+pub fn parse_scale(args: &[String]) -> Result<Vec<(String, u32)>, Invalid> {
     if args.is_empty() {
-        return Err("Say what to scale: ps:scale APP TYPE=N [TYPE=N …], e.g. web=2 worker=1".into());
+        return Err(Invalid("Say what to scale: ps:scale APP TYPE=N [TYPE=N …], e.g. web=2 worker=1".into()));
     }
     let mut out: Vec<(String, u32)> = Vec::new();
     for arg in args {
-        let (name, count) = arg.split_once('=').ok_or_else(|| format!("{arg:?} is not TYPE=N (e.g. web=2)"))?;
-        crate::validate::process_type(name).map_err(|e| e.to_string())?;
+        let (name, count) = arg.split_once('=').ok_or_else(|| Invalid(format!("{arg:?} is not TYPE=N (e.g. web=2)")))?;
+        crate::validate::process_type(name)?;
         if name == RELEASE_TYPE {
-            return Err("The release process runs once per deploy; it cannot be scaled".into());
+            return Err(Invalid("The release process runs once per deploy; it cannot be scaled".into()));
         }
-        let count: u32 = count.parse().map_err(|_| format!("{arg:?}: the count must be a whole number from 0 to {MAX_SCALE}"))?;
+        let count: u32 = count.parse().map_err(|_| Invalid(format!("{arg:?}: the count must be a whole number from 0 to {MAX_SCALE}")))?;
         if count > MAX_SCALE {
-            return Err(format!("{arg:?}: at most {MAX_SCALE} containers of one type"));
+            return Err(Invalid(format!("{arg:?}: at most {MAX_SCALE} containers of one type")));
         }
         if out.iter().any(|(t, _)| t == name) {
-            return Err(format!("{name} is named twice"));
+            return Err(Invalid(format!("{name} is named twice")));
         }
         out.push((name.to_string(), count));
     }
@@ -113,10 +114,10 @@ mod tests {
         assert_eq!(types["web"], "python app.py --port $PORT");
         assert_eq!(types["worker"], "python worker.py");
         assert_eq!(types.len(), 3);
-        assert!(parse_procfile("web python app.py").unwrap_err().contains("line 1"));
+        assert!(parse_procfile("web python app.py").unwrap_err().0.contains("line 1"));
         assert!(parse_procfile("web:\n").is_err());
         assert!(parse_procfile("we b: x").is_err());
-        assert!(parse_procfile("web: a\nweb: b").unwrap_err().contains("twice"));
+        assert!(parse_procfile("web: a\nweb: b").unwrap_err().0.contains("twice"));
     }
 
     #[test]

@@ -119,7 +119,7 @@ pub async fn scale(ctx: &mut Ctx<'_>, app: &AppName, args: &[String]) -> CmdResu
         }
         return Ok(());
     }
-    let changes = process::parse_scale(args).map_err(failed)?;
+    let changes = process::parse_scale(args)?;
     let mut scale = config.scale.clone();
     for (name, count) in &changes {
         scale.insert(name.clone(), *count);

@@ -417,7 +417,7 @@ pub async fn backup_schedule(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, sch
     }
     match schedule {
         Some((schedule, keep)) => {
-            crate::app_json::schedule(&schedule).map_err(CmdError::Failed)?;
+            crate::app_json::schedule(&schedule)?;
             if !(1..=1000).contains(&keep) {
                 return Err(failed("--keep is a number of dumps from 1 to 1000"));
             }

@@ -36,6 +36,9 @@ pub enum Error {
     Docker(#[from] crate::runtime::RuntimeError),
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+    /// What the pushed tree or image says cannot be taken (its Procfile, its app.json).
+    #[error(transparent)]
+    Refused(#[from] crate::validate::Invalid),
     /// A step failed or was refused (the app is locked, a build failed, checks did not pass,
     /// a plugin said no, …), in words.
     #[error("{0}")]
