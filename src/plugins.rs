@@ -111,9 +111,19 @@ fn command(engine: &Engine, plugin: &Plugin, program: &Path) -> tokio::process::
     cmd
 }
 
+/// A plugin's trigger that failed: it exited non-zero (its last line says why, if it
+/// said anything), or could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("the {trigger} of plugin {plugin} exited with {code}")]
+    Exited { trigger: String, plugin: String, code: i32 },
+    #[error("the {trigger} of plugin {plugin}: {why}")]
+    Said { trigger: String, plugin: String, why: String },
+}
+
 /// Runs `trigger` of every enabled plugin that has it. A `pre-*` trigger that fails is
 /// the error (its last output line saying why); others are reported to `out` and logged.
-pub async fn trigger(engine: &Engine, trigger: &str, args: &[String], env: &[(&str, &str)], out: &Output) -> Result<(), String> {
+pub async fn trigger(engine: &Engine, trigger: &str, args: &[String], env: &[(&str, &str)], out: &Output) -> Result<(), TriggerError> {
     debug_assert!(TRIGGERS.contains(&trigger), "{trigger} is not a documented trigger");
     for plugin in list(engine).into_iter().filter(|p| p.enabled) {
         let Some(program) = executable(&plugin, trigger) else { continue };
@@ -121,20 +131,27 @@ pub async fn trigger(engine: &Engine, trigger: &str, args: &[String], env: &[(&s
         let mut cmd = command(engine, &plugin, &program);
         cmd.args(args).envs(env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let result = run_trigger(cmd, out).await;
+        let (trigger, plugin) = (trigger.to_string(), name);
         let failure = match result {
             Ok((0, _)) => None,
-            Ok((code, last)) => Some(if last.is_empty() { format!("the {trigger} of plugin {name} exited with {code}") } else { format!("the {trigger} of plugin {name}: {last}") }),
-            Err(e) => Some(format!("the {trigger} of plugin {name}: {e}")),
+            Ok((code, last)) if last.is_empty() => Some(TriggerError::Exited { trigger, plugin, code }),
+            Ok((_, why)) | Err(why) => Some(TriggerError::Said { trigger, plugin, why }),
         };
-        if let Some(why) = failure {
-            if trigger.starts_with("pre-") {
-                return Err(why);
+        if let Some(failure) = failure {
+            if failure_stops(&failure) {
+                return Err(failure);
             }
-            tracing::warn!("{why}");
-            out.error(why).await;
+            tracing::warn!("{failure}");
+            out.error(failure.to_string()).await;
         }
     }
     Ok(())
+}
+
+/// Whether a failed trigger stops what it was fired for: only a `pre-*` trigger does.
+fn failure_stops(failure: &TriggerError) -> bool {
+    let (TriggerError::Exited { trigger, .. } | TriggerError::Said { trigger, .. }) = failure;
+    trigger.starts_with("pre-")
 }
 
 /// Runs one trigger program, its output lines shown as they come; (exit code, last line).

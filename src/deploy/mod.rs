@@ -36,6 +36,9 @@ pub enum Error {
     Docker(#[from] crate::runtime::RuntimeError),
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+    /// A plugin's `pre-*` trigger refused.
+    #[error(transparent)]
+    Plugin(#[from] crate::plugins::TriggerError),
     /// What the pushed tree or image says cannot be taken (its Procfile, its app.json).
     #[error(transparent)]
     Refused(#[from] crate::validate::Invalid),

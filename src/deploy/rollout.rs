@@ -38,9 +38,9 @@ pub(super) async fn go_live(
         // Plugins may refuse the deploy before any container of it starts.
         crate::plugins::trigger(engine, "pre-deploy", &[app.to_string(), version.to_string(), made.release.image.clone()], &cause.env(), out)
             .await
-            .map_err(|e| format!("{e}; {keeps_serving}"))?;
+            .map_err(|e| Error::from(e).kept(&keeps_serving))?;
         if made.built {
-            release_phase(engine, &**scheduler, app, config, &made.release, out).await.map_err(|e| format!("{e}; {keeps_serving}"))?;
+            release_phase(engine, &**scheduler, app, config, &made.release, out).await.map_err(|e| e.kept(&keeps_serving))?;
         }
         swap(engine, &**scheduler, app, config, &made.release, &keeps_serving, out).await
     }
