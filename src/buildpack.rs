@@ -6,6 +6,7 @@
 //! `<root>/buildpacks-custom`. The driver script runs detect, compile and release in one
 //! container; berth commits that container as the release image.
 
+use crate::validate::Invalid;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -130,8 +131,8 @@ pub struct RemoteBuildpack {
 
 impl RemoteBuildpack {
     /// Only https, no credentials in the URL, a plain host name or address, a safe ref.
-    pub fn parse(value: &str) -> Result<RemoteBuildpack, String> {
-        let bad = |why: &str| format!("Buildpack {}: {why}", crate::validate::quoted(value));
+    pub fn parse(value: &str) -> Result<RemoteBuildpack, Invalid> {
+        let bad = |why: &str| Invalid(format!("Buildpack {}: {why}", crate::validate::quoted(value)));
         let rest = value.strip_prefix("https://").ok_or_else(|| bad("only https:// git URLs are fetched (no file, ssh, http or local paths)"))?;
         if value.len() > 500 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("too long, or it has spaces"));
@@ -167,14 +168,14 @@ impl RemoteBuildpack {
 }
 
 /// Checks a `buildpacks:add` value: a built-in name or an https git URL.
-pub fn validate(value: &str) -> Result<(), String> {
+pub fn validate(value: &str) -> Result<(), Invalid> {
     if builtin_names().contains(&value) {
         return Ok(());
     }
     if is_url(value) {
         return RemoteBuildpack::parse(value).map(|_| ());
     }
-    Err(format!("Unknown buildpack {}: use a built-in ({}) or an https git URL", crate::validate::quoted(value), builtin_names().join(", ")))
+    Err(Invalid(format!("Unknown buildpack {}: use a built-in ({}) or an https git URL", crate::validate::quoted(value), builtin_names().join(", "))))
 }
 
 /// Longest a buildpack clone may take, and the most it may weigh.
@@ -191,7 +192,7 @@ async fn prepare(root: &Path, value: &str, allow_private: bool, out: &Output) ->
     if builtin_names().contains(&value) {
         return Ok((None, format!("/buildpacks/{value}")));
     }
-    let remote = RemoteBuildpack::parse(value)?;
+    let remote = RemoteBuildpack::parse(value).map_err(|e| e.0)?;
     let name = remote.dir_name();
     let dest = root.join("buildpacks-custom").join(&name);
     let inside = format!("/buildpacks-custom/{name}");

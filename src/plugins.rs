@@ -222,7 +222,7 @@ pub async fn install(engine: &Engine, source: &str, berth_namespaces: &[&str], o
     let fetched = async {
         if source.starts_with("https://") {
             // The same rules as a third-party buildpack's URL: https, no credentials.
-            crate::buildpack::validate(source)?;
+            crate::buildpack::validate(source).map_err(|e| e.0)?;
             let (url, reference) = source.split_once('#').map_or((source, None), |(u, r)| (u, Some(r)));
             out.step(format!("Cloning {source}")).await;
             let mut git = tokio::process::Command::new("git");

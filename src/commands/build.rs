@@ -134,10 +134,10 @@ pub enum Change {
 
 pub async fn buildpacks_change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResult {
     match &change {
-        Change::Add(v, _) => buildpack::validate(v).map_err(CmdError::Failed)?,
+        Change::Add(v, _) => buildpack::validate(v)?,
         Change::Set(list) => {
             for v in list {
-                buildpack::validate(v).map_err(CmdError::Failed)?;
+                buildpack::validate(v)?;
             }
         }
         _ => {}
