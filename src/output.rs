@@ -33,7 +33,13 @@ pub struct Output {
     streamed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// The child output past the bound: how many lines, and the last of them.
     dropped: std::sync::Arc<std::sync::Mutex<Dropped>>,
+    /// What lives until the output has reached the client (see `hold_until_delivered`).
+    held: Held,
 }
+
+/// Guards a command hands to its front door, dropped once its client has been told how it
+/// ended (or is gone): a push counts as work a shutdown waits for until then.
+pub type Held = std::sync::Arc<std::sync::Mutex<Vec<Box<dyn Send>>>>;
 
 /// Lines past `MAX_CHILD_OUTPUT`: counted, the last `DROPPED_TAIL` kept (with whether they
 /// are detail lines), for `child_output_done`.
@@ -75,7 +81,7 @@ pub struct InfoFlag {
 impl Output {
     pub fn channel(capacity: usize) -> (Output, mpsc::Receiver<Chunk>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Output { tx, quiet: false, info: None, streamed: Default::default(), dropped: Default::default() }, rx)
+        (Output { tx, quiet: false, info: None, streamed: Default::default(), dropped: Default::default(), held: Default::default() }, rx)
     }
 
     /// An Output nobody reads (its chunks are drained and dropped); it is never closed.
@@ -133,6 +139,17 @@ impl Output {
     }
 
     /// The same output without `=====>` and `----->` lines (dokku's `--quiet`).
+    /// Keeps `guard` alive until the front door has delivered this command's output and exit
+    /// code, not only until the command returns.
+    pub fn hold_until_delivered(&self, guard: impl Send + 'static) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).push(Box::new(guard));
+    }
+
+    /// What the command asked to keep until its output is delivered (for its front door).
+    pub fn held(&self) -> Held {
+        self.held.clone()
+    }
+
     pub fn quiet(&self) -> Output {
         Output { quiet: true, ..self.clone() }
     }

@@ -21,6 +21,8 @@ pub struct Running {
     pub stdin: mpsc::Sender<Vec<u8>>,
     pub output: mpsc::Receiver<Chunk>,
     pub exit: Exit,
+    /// What the command keeps alive until the front door has told the client how it ended.
+    pub held: crate::output::Held,
 }
 
 pub struct Exit(JoinHandle<i32>);
@@ -36,12 +38,13 @@ impl Exit {
 /// Starts a command; `terminal` is the client's pty, if it asked for one (`ssh -t`).
 pub fn spawn(engine: Arc<Engine>, caller: Caller, argv: Vec<String>, terminal: Option<Terminal>) -> Running {
     let (out, output) = Output::channel(64);
+    let held = out.held();
     let (stdin, input) = Input::channel(16);
     let exit = tokio::spawn(async move {
         tracing::info!(caller = %caller.name, command = ?argv.first(), "command");
         commands::run(&engine, &caller, argv, out, input, terminal).await
     });
-    Running { stdin, output, exit: Exit(exit) }
+    Running { stdin, output, exit: Exit(exit), held }
 }
 
 /// Where a front door writes a command's output (an SSH channel, the local socket).

@@ -108,7 +108,10 @@ enum GitService {
 async fn serve_git(ctx: &mut Ctx<'_>, app: &AppName, service: GitService) -> CmdResult {
     let engine = ctx.engine;
     // A push in flight is work a graceful shutdown lets finish (its hook deploys).
-    let _busy = (service == GitService::ReceivePack).then(|| engine.busy());
+    // Held until its client has been told how it ended, not only until git is done.
+    if service == GitService::ReceivePack {
+        ctx.out.hold_until_delivered(engine.busy());
+    }
     let mut created = false;
     if !engine.store.app_exists(app) {
         if service == GitService::UploadPack {

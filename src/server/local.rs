@@ -62,7 +62,7 @@ async fn handle(stream: UnixStream, engine: Arc<Engine>) -> std::io::Result<()> 
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
         _ => return Ok(()),
     };
-    let session::Running { stdin, output, exit } = session::spawn(engine, Caller::local_root(), argv, None);
+    let session::Running { stdin, output, exit, held } = session::spawn(engine, Caller::local_root(), argv, None);
 
     // The socket closing means the client is gone: `gone` tells `deliver`.
     let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
@@ -90,6 +90,7 @@ async fn handle(stream: UnixStream, engine: Arc<Engine>) -> std::io::Result<()> 
         write_frame(&mut writer, protocol::EXIT, &code.to_be_bytes()).await?;
         writer.shutdown().await?;
     }
+    drop(held);
     Ok(())
 }
 

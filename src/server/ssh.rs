@@ -73,7 +73,9 @@ pub async fn serve(listener: TcpListener, config: Arc<Config>, engine: Arc<Engin
                     let socket = QuickAck::new(socket);
                     let config = config.clone();
                     let authenticated = Arc::new(AtomicBool::new(false));
+                    let (ending, ended) = watch::channel(());
                     let handler = Connection {
+                        ended,
                         engine: engine.clone(),
                         caller: None,
                         key: None,
@@ -111,6 +113,7 @@ pub async fn serve(listener: TcpListener, config: Arc<Config>, engine: Arc<Engin
                             _ = unauthenticated_limit => tracing::debug!(%peer, "closed: not authenticated in time"),
                         }
                         gate.ended(id, peer.ip(), authenticated.load(Ordering::Acquire), Instant::now());
+                        drop(ending);
                     });
                 }
                 Err(e) => {
@@ -135,6 +138,8 @@ struct Connection {
     gate: Arc<Gate>,
     ticket: u64,
     authenticated: Arc<AtomicBool>,
+    /// Closed when the connection has ended (its socket is closed).
+    ended: watch::Receiver<()>,
 }
 
 impl Connection {
@@ -168,7 +173,16 @@ impl Connection {
         session.channel_success(id)?;
         let engine = self.engine.clone();
         let pty = self.ptys.remove(&id);
-        tokio::spawn(run_channel(engine, caller, channel, argv, pty));
+        let ended = self.ended.clone();
+        tokio::spawn(async move {
+            let held = run_channel(engine, caller, channel, argv, pty).await;
+            // The exit status is queued in the connection, not yet on the wire: what the
+            // command holds (a push's place in a graceful shutdown) stays until the client has
+            // closed the connection, or a moment has passed (a client may keep it open).
+            let mut ended = ended;
+            let _ = tokio::time::timeout(DELIVERY_GRACE, ended.changed()).await;
+            drop(held);
+        });
         Ok(())
     }
 }
@@ -261,7 +275,8 @@ fn clamp_size(n: u32) -> u16 {
     n.clamp(1, 10_000) as u16
 }
 
-async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>, argv: Result<Vec<String>, String>, pty: Option<(String, u16, u16)>) {
+/// Runs one channel's command; returns what the command holds until its client was told.
+async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>, argv: Result<Vec<String>, String>, pty: Option<(String, u16, u16)>) -> Option<crate::output::Held> {
     let (mut reader, writer) = channel.split();
     let stdout = writer.make_writer();
     let mut stderr = writer.make_writer_ext(Some(1));
@@ -273,7 +288,7 @@ async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>,
             let _ = writer.exit_status(crate::commands::EXIT_USAGE as u32).await;
             let _ = writer.eof().await;
             let _ = writer.close().await;
-            return;
+            return None;
         }
     };
     let (resize, terminal) = match pty {
@@ -283,7 +298,7 @@ async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>,
         }
         None => (None, None),
     };
-    let session::Running { stdin, output, exit } = session::spawn(engine, caller, argv, terminal);
+    let session::Running { stdin, output, exit, held } = session::spawn(engine, caller, argv, terminal);
 
     // Every channel message must be read, or the session stalls once the queue fills.
     // When the channel closes, the client is gone: `gone` tells `deliver`.
@@ -317,7 +332,7 @@ async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>,
     let (code, present) = session::deliver(output, exit, gone, &mut sink).await;
     stdin_pump.abort();
     if !present {
-        return;
+        return Some(held);
     }
     let _ = sink.stdout.flush().await;
     let _ = sink.stderr.flush().await;
@@ -325,7 +340,12 @@ async fn run_channel(engine: Arc<Engine>, caller: Caller, channel: Channel<Msg>,
     let _ = writer.exit_status(code as u32).await;
     let _ = writer.eof().await;
     let _ = writer.close().await;
+    Some(held)
 }
+
+/// How long what a finished command holds outlives its channel while the client keeps the
+/// connection open (a ControlMaster): the exit status is on the wire by then.
+const DELIVERY_GRACE: Duration = Duration::from_secs(5);
 
 /// A channel's stdout and its stderr (extended data 1).
 struct ChannelSink<O, E> {
