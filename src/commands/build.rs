@@ -62,7 +62,7 @@ pub enum Cmd {
     /// Show an app's buildpacks and the stack image they build on
     #[command(name = "buildpacks:report")]
     BuildpacksReport(ReportArgs),
-    /// Set a build setting: selected dockerfile|buildpacks (no value: detect), build-cpu-shares N, build-memory SIZE|0, build-concurrency N (--global); `builder:set APP dockerfile` works too
+    /// Set a build setting: selected dockerfile|buildpacks (no value: detect), build-cpu-shares N, build-memory SIZE|0 (admins), build-concurrency N (--global); `builder:set APP dockerfile` works too
     #[command(name = "builder:set")]
     BuilderSet(SetArgs),
     /// Show an app's builder
@@ -82,6 +82,9 @@ impl Cmd {
             | Cmd::BuildpacksClear { app, .. }
             | Cmd::BuildpacksList { app, .. }
  => Scope::App(app),
+            // Build limits bound what a build may take from the apps beside it (an app's value
+            // wins over the global one): an admin's, like `resource:limit`.
+            Cmd::BuilderSet(args) if args.key.as_deref().is_some_and(|k| k.starts_with("build-")) => Scope::Admin,
             Cmd::BuilderSet(args) => args.target.scope(),
         }
     }

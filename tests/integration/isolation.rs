@@ -305,11 +305,27 @@ fn scoped_keys_cannot_lift_an_admins_lock_or_limits() {
     d.local(&["ssh-keys:add", "user", "--app", "mine"], user.public.as_bytes()).ok();
     d.ssh("apps:lock mine").ok();
     d.ssh("resource:limit mine --memory 256m").ok();
-    for command in ["apps:unlock mine", "resource:limit-clear mine", "resource:limit mine --memory 8g"] {
+    d.ssh("builder:set --global build-memory 300m").ok();
+    d.ssh("builder:set --global build-cpu-shares 200").ok();
+    // Build limits are an admin's too: an app's value wins over the global one, so a scoped
+    // key setting it (0 = no memory limit, or a CPU weight above the apps') would lift them.
+    for command in [
+        "apps:unlock mine",
+        "resource:limit-clear mine",
+        "resource:limit mine --memory 8g",
+        "builder:set mine build-memory 0",
+        "builder:set mine build-memory 2000m",
+        "builder:set mine build-cpu-shares 100000",
+        "builder:set mine build-cpu-shares",
+    ] {
         d.ssh_as(&user, command, b"").refused("Permission denied");
     }
     assert!(d.app_toml("mine").contains("locked = true"));
     assert!(d.app_toml("mine").contains("256m"));
+    let toml = d.app_toml("mine");
+    assert!(!toml.contains("cpu_shares") && !toml.contains("2000m") && !toml.contains("memory = \"0\""), "{toml}");
+    // What is the app's own stays the key's: the builder it uses.
+    d.ssh_as(&user, "builder:set mine selected dockerfile", b"").ok();
     d.ssh_as(&user, "config:set mine --no-restart A=1", b"").ok();
 }
 
