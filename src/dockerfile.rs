@@ -2,50 +2,64 @@
 //! images are tagged `berth/APP:vN`: a Dockerfile must not read another app's image (its
 //! code, its build-time secrets) with `FROM` or `COPY --from`. Pure.
 
-/// Images a Dockerfile names in `FROM` and `COPY --from=` (stage names excluded), with the
-/// `ARG` defaults it declares substituted (berth passes no build arguments, so those are
-/// the values the build uses).
+/// Images a Dockerfile names in `FROM` and `COPY --from=` (stage names excluded), each
+/// word read as Docker reads it: quotes removed, escapes applied, `ARG` and `ENV` values
+/// substituted (berth passes no build arguments, so the defaults are what the build uses).
+/// A word that cannot be read for sure (an unknown variable, an unclosed quote, a
+/// substitution form Docker's builder may not share) comes back marked [`UNCLEAR`].
 pub fn image_refs(text: &str) -> Vec<String> {
-    let mut args: Vec<(String, String)> = Vec::new();
+    let escape = escape_directive(text).unwrap_or('\\');
+    let mut vars: Vars = Vec::new();
     let mut stages: Vec<String> = Vec::new();
     let mut refs = Vec::new();
-    for line in logical_lines(text) {
-        let mut words = line.split_whitespace();
-        let Some(mut instruction) = words.next() else { continue };
+    let read = |word: &str, vars: &Vars| expand(word, escape, vars).unwrap_or_else(|| format!("{UNCLEAR}{word}"));
+    for line in logical_lines(text, escape) {
+        let words = split_words(&line, escape);
+        let Some((mut instruction, mut rest)) = words.split_first() else { continue };
         // `ONBUILD COPY --from=…` runs in a later build (of an image made from this one),
         // where this file's stage names mean nothing: its sources are always images.
         let onbuild = instruction.eq_ignore_ascii_case("ONBUILD");
         if onbuild {
-            let Some(inner) = words.next() else { continue };
-            instruction = inner;
+            let Some((inner, more)) = rest.split_first() else { continue };
+            (instruction, rest) = (inner, more);
         }
         let stages_here: &[String] = if onbuild { &[] } else { &stages };
-        let rest: Vec<&str> = words.collect();
         match instruction.to_ascii_uppercase().as_str() {
             "ARG" => {
                 for decl in rest {
-                    let (name, value) = decl.split_once('=').unwrap_or((decl, ""));
-                    let value = substitute(value.trim_matches('"'), &args);
-                    args.push((name.to_string(), value));
+                    let (name, value) = split_assignment(decl, escape);
+                    // An ARG without a default is empty: berth passes no build arguments.
+                    let value = value.map_or(Some(String::new()), |v| expand(v, escape, &vars));
+                    vars.push((name, value));
                 }
             }
+            "ENV" => match rest {
+                [name, _, ..] if !name.contains('=') => vars.push((name.clone(), expand(&rest[1..].join(" "), escape, &vars))),
+                _ => {
+                    for decl in rest {
+                        let (name, value) = split_assignment(decl, escape);
+                        let value = value.and_then(|v| expand(v, escape, &vars));
+                        vars.push((name, value));
+                    }
+                }
+            },
             "FROM" => {
-                let image = rest.iter().find(|w| !w.starts_with("--")).map(|w| substitute(w, &args));
-                if let Some(image) = image
+                let mut words = rest.iter().filter(|w| !w.starts_with("--"));
+                if let Some(image) = words.next().map(|w| read(w, &vars))
                     && !stages.contains(&image.to_ascii_lowercase())
                 {
                     refs.push(image);
                 }
-                if let Some(pos) = rest.iter().position(|w| w.eq_ignore_ascii_case("as"))
-                    && let Some(stage) = rest.get(pos + 1)
+                if words.next().is_some_and(|w| w.eq_ignore_ascii_case("as"))
+                    && let Some(stage) = words.next()
                 {
-                    stages.push(stage.to_ascii_lowercase());
+                    stages.push(read(stage, &vars).to_ascii_lowercase());
                 }
             }
             "COPY" | "ADD" => {
                 for flag in rest.iter().take_while(|w| w.starts_with("--")) {
                     if let Some(source) = flag.strip_prefix("--from=") {
-                        let source = substitute(source, &args);
+                        let source = read(source, &vars);
                         if !stages_here.contains(&source.to_ascii_lowercase()) && source.parse::<usize>().is_err() {
                             refs.push(source);
                         }
@@ -56,6 +70,125 @@ pub fn image_refs(text: &str) -> Vec<String> {
         }
     }
     refs
+}
+
+/// What starts an image reference berth could not read for sure: it is never allowed.
+pub const UNCLEAR: &str = "$unclear:";
+
+/// Variables known so far, in order (the last wins): None for a value that cannot be read.
+type Vars = Vec<(String, Option<String>)>;
+
+/// `NAME=VALUE` (VALUE still raw) or a bare `NAME`.
+fn split_assignment(word: &str, escape: char) -> (String, Option<&str>) {
+    match word.split_once('=') {
+        Some((name, value)) => (expand(name, escape, &Vec::new()).unwrap_or_else(|| name.to_string()), Some(value)),
+        None => (word.to_string(), None),
+    }
+}
+
+/// A line's words, split at whitespace outside quotes (quotes and escapes kept: each word
+/// is read by `expand`).
+fn split_words(line: &str, escape: char) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, c) if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                word.push(c);
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                word.push(c);
+            }
+            (Some('\''), c) => word.push(c),
+            (_, c) if c == escape => {
+                word.push(c);
+                word.extend(chars.next());
+            }
+            (_, c) => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// One word as Docker's builder reads it: `'…'` literal, `"…"` with escapes of `"`, `$` and
+/// the escape character and with substitution, the escape character outside quotes taking
+/// the next character as it is, and `$NAME`, `${NAME}`, `${NAME:-WORD}`, `${NAME:+WORD}`
+/// replaced from `vars`. None when it cannot be read for sure: an unclosed quote or brace, a
+/// variable not declared or not readable, another `${…}` form.
+pub fn expand(word: &str, escape: char, vars: &Vars) -> Option<String> {
+    let chars: Vec<char> = word.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    let mut quote: Option<char> = None;
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (Some('\''), c) => out.push(c),
+            (Some(_), c) if c == escape => match chars.get(i) {
+                Some(&next) if next == '"' || next == '$' || next == escape => {
+                    out.push(next);
+                    i += 1;
+                }
+                _ => out.push(c),
+            },
+            (None, c) if c == escape => {
+                out.push(*chars.get(i)?);
+                i += 1;
+            }
+            (_, '$') => i = substitute_at(&chars, i, escape, vars, &mut out)?,
+            (_, c) => out.push(c),
+        }
+    }
+    quote.is_none().then_some(out)
+}
+
+/// The substitution after a `$` at `chars[i-1]`: appended to `out`; the index after it.
+fn substitute_at(chars: &[char], i: usize, escape: char, vars: &Vars, out: &mut String) -> Option<usize> {
+    let lookup = |name: &str| vars.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let is_name = |c: &char| c.is_ascii_alphanumeric() || *c == '_';
+    if chars.get(i) != Some(&'{') {
+        let end = chars[i..].iter().position(|c| !is_name(c)).map_or(chars.len(), |p| i + p);
+        if end == i {
+            out.push('$');
+            return Some(i);
+        }
+        let name: String = chars[i..end].iter().collect();
+        out.push_str(&lookup(&name)??);
+        return Some(end);
+    }
+    let close = chars[i..].iter().position(|c| *c == '}').map(|p| i + p)?;
+    let body: String = chars[i + 1..close].iter().collect();
+    let name_end = body.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(body.len());
+    let (name, form) = body.split_at(name_end);
+    let value = lookup(name);
+    let set = value.as_ref().is_some_and(|v| v.as_ref().is_some_and(|v| !v.is_empty()));
+    let text = match form {
+        "" => value??,
+        _ if form.starts_with(":-") => {
+            if set { value?? } else { expand(&form[2..], escape, vars)? }
+        }
+        _ if form.starts_with(":+") => {
+            if set { expand(&form[2..], escape, vars)? } else { String::new() }
+        }
+        _ => return None,
+    };
+    out.push_str(&text);
+    Some(close + 1)
 }
 
 /// The first image `app`'s Dockerfile may not use: another app's (`berth/OTHER`, however
@@ -83,15 +216,15 @@ pub fn foreign_image(app: &str, refs: &[String]) -> Option<String> {
         .cloned()
 }
 
-/// Instructions with their continuations joined, comments and blank lines dropped. The
-/// continuation character is `\\`, or what an `# escape=` parser directive at the top sets.
-fn logical_lines(text: &str) -> Vec<String> {
-    let escape = escape_directive(text).unwrap_or('\\');
+/// Instructions with their continuations joined, comments and blank lines dropped (also
+/// between continued lines, as Docker does). The continuation character is `\\`, or what an
+/// `# escape=` parser directive at the top sets.
+fn logical_lines(text: &str, escape: char) -> Vec<String> {
     let mut lines = Vec::new();
     let mut current = String::new();
     for raw in text.lines() {
         let trimmed = raw.trim();
-        if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
+        if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
         match trimmed.strip_suffix(escape) {
@@ -129,40 +262,6 @@ fn escape_directive(text: &str) -> Option<char> {
     None
 }
 
-/// `$NAME` and `${NAME}` (also `${NAME:-default}`) replaced by the ARG values known so far;
-/// an unknown one stays as it is.
-fn substitute(word: &str, args: &[(String, String)]) -> String {
-    let mut out = String::new();
-    let mut rest = word;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        let (name, default, consumed) = if let Some(inner) = after.strip_prefix('{') {
-            match inner.find('}') {
-                Some(end) => {
-                    let body = &inner[..end];
-                    let (name, default) = body.split_once(":-").map_or((body, None), |(n, d)| (n, Some(d)));
-                    (name, default, end + 2)
-                }
-                None => ("", None, 0),
-            }
-        } else {
-            let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
-            (&after[..end], None, end)
-        };
-        match args.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty()).or(default) {
-            Some(value) if !name.is_empty() => out.push_str(value),
-            _ => {
-                out.push('$');
-                out.push_str(&after[..consumed]);
-            }
-        }
-        rest = &after[consumed..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,9 +290,54 @@ mod tests {
             "FROM sha256:4f2a6b1c\n",
             "FROM 4f2a6b1c9d0e\n",
             "FROM berth-test/busybox\nCOPY --from=4f2a6b /a /b\n",
+            // Docker removes quotes and applies escapes before it names the image.
+            "FROM \"berth/other:v2\"\n",
+            "FROM 'berth/other':v2\n",
+            "FROM b\\erth/other:v2\n",
+            "FROM \"b\"erth/other:v2\n",
+            "ARG B='berth/other:v2'\nFROM $B\n",
+            "ARG B=\"berth/other:v2\"\nFROM ${B}\n",
+            "ARG B=berth/other:v2\nFROM ${NOPE:-$B}\n",
+            "ARG B=x\nFROM ${B:+berth/other:v2}\n",
+            "FROM berth-test/busybox\nCOPY --from=\"berth/other:v2\" /a /b\n",
+            "FROM berth-test/busybox\nENV SRC=berth/other:v2\nCOPY --from=$SRC /a /b\n",
+            "# escape=`\nFROM b`erth/other:v2\n",
+            // What cannot be read for sure is not allowed: other ${…} forms, an unclosed quote.
+            "ARG B=berth/other:v2\nFROM ${B%:v2}:v2\n",
+            "FROM \"berth/other:v2\n",
+            // A comment between continued lines is dropped, as Docker drops it.
+            "FROM berth-test/busybox AS a\nCOPY \\\n# a comment\n --from=berth/other:v1 /a /b\n",
         ] {
             assert!(refused("mine", dockerfile).is_some(), "{dockerfile:?}");
         }
+    }
+
+    #[test]
+    fn words_are_read_as_docker_reads_them() {
+        let vars: Vars = vec![("A".into(), Some("x".into())), ("E".into(), Some(String::new())), ("U".into(), None)];
+        for (word, read) in [
+            ("plain", Some("plain")),
+            ("'single $A'", Some("single $A")),
+            ("\"double $A\"", Some("double x")),
+            ("\"esc \\\" \\$A\"", Some("esc \" $A")),
+            ("a\\ b", Some("a b")),
+            ("${A}y", Some("xy")),
+            ("${E:-d}", Some("d")),
+            ("${A:-d}", Some("x")),
+            ("${A:+s}", Some("s")),
+            ("${E:+s}", Some("")),
+            ("$", Some("$")),
+            ("$U", None),
+            ("$NOT_DECLARED", None),
+            ("${A", None),
+            ("'open", None),
+            ("${A#x}", None),
+            ("end\\", None),
+        ] {
+            assert_eq!(expand(word, '\\', &vars).as_deref(), read, "{word}");
+        }
+        assert_eq!(expand("`$A", '`', &vars).as_deref(), Some("$A"));
+        assert_eq!(split_words("COPY --from=\"a b\" 'c d' e\\ f", '\\'), ["COPY", "--from=\"a b\"", "'c d'", "e\\ f"]);
     }
 
     #[test]
@@ -210,6 +354,10 @@ mod tests {
             "# escape=`\nFROM berth-test/busybox\nRUN echo \\\nFROM berth/mine:v1\n",
             // A directive after the first line that is not one is only a comment.
             "FROM berth-test/busybox\n# escape=`\nRUN echo `\n",
+            "ARG PY=\"3.12\"\nFROM 'python':${PY}-slim\n",
+            "ARG BASE=berth/mine:v3\nFROM \"$BASE\" AS build\nFROM build\n",
+            "FROM berth-test/busybox\nENV A=1 B=\"two words\"\nRUN echo $A\n",
+            "FROM berth-test/busybox\nRUN echo 'FROM berth/other:v1' \"$HOME\"\n",
         ] {
             assert_eq!(refused("mine", dockerfile), None, "{dockerfile:?}");
         }

@@ -237,6 +237,11 @@ fn a_dockerfile_cannot_build_from_another_apps_image() {
         "FROM berth-test/busybox\nCOPY --from=docker.io/berth/victim:v1 /www /www\n",
         "# escape=`\nFROM `\n  berth/victim:v1\n",
         "FROM berth-test/busybox\nONBUILD COPY --from=berth/victim:v1 /www /www\n",
+        // Docker unquotes and unescapes words before it names an image.
+        "FROM \"berth/victim:v1\"\n",
+        "FROM b\\erth/victim:v1\n",
+        "ARG B='berth/victim:v1'\nFROM $B\n",
+        "FROM berth-test/busybox\nCOPY --from=\"berth/victim:v1\" /www /www\n",
     ] {
         thief.write("Dockerfile", dockerfile).commit("steal");
         let out = thief.push_as(&mallory, &["main"]);
