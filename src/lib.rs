@@ -19,6 +19,7 @@ pub mod git;
 pub mod hook;
 pub mod hooks;
 pub mod https;
+pub mod image_archive;
 pub mod output;
 pub mod plugins;
 pub mod previews;

@@ -259,29 +259,49 @@ pub async fn load_image(ctx: &mut Ctx<'_>, app: &AppName, image: Option<&str>) -
     if read.is_err() || &header[257..262] != b"ustar" {
         return Err(failed("The input is not an image archive: docker save IMAGE | ssh … git:load-image APP"));
     }
+    // What the archive holds, read before anything loads; it loads without the names it
+    // gives (docker load would move them, whatever they name): by ID, tagged by the deploy.
+    let (from, stripped) = (archive.path().to_path_buf(), archive.path().with_extension("unnamed.tar"));
+    let unnamed = stripped.clone();
+    let images = tokio::task::spawn_blocking(move || crate::image_archive::strip_names(&from, &unnamed)).await.map_err(|e| failed(e.to_string()))?;
+    let _stripped = RemovedOnDrop(stripped.clone());
+    let images = images.map_err(failed)?;
+    let chosen = crate::image_archive::choose(&images, wanted.as_deref()).map_err(failed)?.clone();
     ctx.out.step(format!("Loading the image archive ({:.1} MB)", size as f64 / 1e6)).await;
     let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
-    let loaded = runtime.load(archive.path()).await.map_err(|e| failed(e.to_string()))?;
-    let image = match (wanted, loaded.as_slice()) {
-        (Some(name), _) => name,
-        (None, [only]) => only.clone(),
-        (None, []) => return Err(failed("The archive holds no image")),
-        (None, many) => {
-            return Err(failed(format!("The archive holds several images ({}): name the one to deploy", many.join(", "))));
-        }
-    };
-    if runtime.image_info(&image).await.is_none() {
-        return Err(failed(format!("The archive does not hold {image} (it holds: {})", loaded.join(", "))));
+    let was_there = runtime.image_info(&chosen.id).await.is_some();
+    runtime.load(&stripped).await.map_err(|e| failed(e.to_string()))?;
+    if runtime.image_info(&chosen.id).await.is_none() {
+        return Err(failed(format!("The archive did not load {}", chosen.tags.first().unwrap_or(&chosen.id))));
     }
-    if let Some(foreign) = crate::dockerfile::foreign_image(app, std::slice::from_ref(&image)) {
-        return Err(failed(format!("{foreign} is another app's image")));
+    // Shown by a name it carried, unless that name is another app's (it never loads).
+    let shown = chosen.tags.iter().find(|t| crate::dockerfile::foreign_image(app, std::slice::from_ref(t)).is_none()).cloned().unwrap_or_else(|| chosen.id.clone());
+    let deployed = deploy_image_as(ctx, app, &chosen.id, &shown, "git:load-image").await;
+    // Loaded for a deploy that did not go through: it goes again (an image a release or a
+    // name still holds stays: the engine refuses to remove it).
+    if deployed.is_err() && !was_there {
+        runtime.remove_image_checked(&chosen.id).await;
     }
-    deploy_image(ctx, app, &image, "git:load-image").await
+    deployed
+}
+
+/// A file removed when dropped.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 async fn deploy_image(ctx: &mut Ctx<'_>, app: &str, image: &str, cause: &str) -> CmdResult {
+    deploy_image_as(ctx, app, image, image, cause).await
+}
+
+/// Deploys `image` (shown as `shown`) as a new release of `app`.
+async fn deploy_image_as(ctx: &mut Ctx<'_>, app: &str, image: &str, shown: &str, cause: &str) -> CmdResult {
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
-    let source = Source::Image { image: image.to_string(), shown: image.to_string() };
+    let source = Source::Image { image: image.to_string(), shown: shown.to_string() };
     deploy::deploy_locked(ctx.engine, app, source, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::from)?;
     Ok(())
 }

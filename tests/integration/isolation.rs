@@ -485,3 +485,41 @@ fn a_build_whose_image_carries_another_apps_labels_is_never_taken_for_its_contai
     assert_eq!(report["running"], 1, "{report}");
     assert_eq!(get(&d, "victim.example.com"), (200, "victim v1".into()));
 }
+
+/// `docker build -q -t TAG` of `dockerfile` (from the test base image); the image's ID.
+fn built(tag: &str, dockerfile: &str) -> String {
+    crate::harness::base_image();
+    let dir = temp_dir();
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    let out = std::process::Command::new("docker").args(["build", "-q", "-t", tag]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn docker_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("docker").args(args).output().unwrap()
+}
+
+#[test]
+fn an_image_archive_moves_no_name_on_the_engine_and_a_refused_one_is_removed() {
+    let d = Daemon::start();
+    let base = format!("berth-test/secbase-{:08x}:1", rand::random::<u32>());
+    // An image other apps build FROM, and a tenant's archive that names its image so.
+    let genuine = built(&base, "FROM berth-test/busybox\nLABEL which=genuine\n");
+    let planted = built(&base, "FROM berth-test/busybox\nLABEL which=planted\nRUN echo planted > /planted\n");
+    let archive = docker_cli(&["save", &base]);
+    assert!(archive.status.success());
+    assert!(docker_cli(&["tag", &genuine, &base]).status.success());
+    assert!(docker_cli(&["rmi", &planted]).status.success());
+    let mallory = keygen(d.dir.path(), "mallory");
+    d.local(&["ssh-keys:add", "mallory", "--app", "thief"], mallory.public.as_bytes()).ok();
+    d.ssh("apps:create thief").ok();
+    // It declares no process: the deploy is refused, and what it loaded goes again.
+    let out = d.ssh_as(&mallory, "git:load-image thief", &archive.stdout);
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("declares no process"), "{out:#?}");
+    let id = |name: &str| String::from_utf8_lossy(&docker_cli(&["image", "inspect", "-f", "{{.Id}}", name]).stdout).trim().to_string();
+    assert_eq!(id(&base), genuine, "the archive moved {base}");
+    assert!(!docker_cli(&["image", "inspect", &planted]).status.success(), "the refused image stayed on the engine");
+    let _ = docker_cli(&["rmi", &base]);
+}
