@@ -70,7 +70,9 @@ pub async fn serve(listener: TcpListener, config: Arc<Config>, engine: Arc<Engin
                     };
                     // run_stream does not apply Config::nodelay (only run_on_socket does):
                     // QuickAck sets TCP_NODELAY and keeps ACKs immediate (see quickack.rs).
-                    let socket = QuickAck::new(socket);
+                    // The session runs in russh's own task once the version lines are
+                    // exchanged: dropping its handle does not end it. Cutting the stream does.
+                    let (socket, cut) = QuickAck::new(socket);
                     let config = config.clone();
                     let authenticated = Arc::new(AtomicBool::new(false));
                     let (ending, ended) = watch::channel(());
@@ -110,7 +112,10 @@ pub async fn serve(listener: TcpListener, config: Arc<Config>, engine: Arc<Engin
                         };
                         tokio::select! {
                             _ = connection => {}
-                            _ = unauthenticated_limit => tracing::debug!(%peer, "closed: not authenticated in time"),
+                            _ = unauthenticated_limit => {
+                                cut.cancel();
+                                tracing::debug!(%peer, "closed: not authenticated in time");
+                            }
                         }
                         gate.ended(id, peer.ip(), authenticated.load(Ordering::Acquire), Instant::now());
                         drop(ending);

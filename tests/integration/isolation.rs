@@ -111,6 +111,38 @@ fn idle_unauthenticated_sockets_are_bounded_and_closed_and_users_still_get_in() 
         }
     }
     assert_eq!(open, 0, "{open} idle connections are still open after the deadline");
+
+    // Connections that send their version line, then nothing: the session has started on
+    // the server, and goes all the same.
+    use std::io::Write;
+    let banner_only: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| {
+            let mut socket = std::net::TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+            socket.write_all(b"SSH-2.0-flood\r\n").unwrap();
+            socket
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(d.ssh("apps:list").ok().stderr.contains("You haven't deployed any applications yet"));
+    std::thread::sleep(Duration::from_secs(11));
+    let mut open = 0;
+    for mut socket in banner_only {
+        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match socket.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(_) => {
+                    open += 1;
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(open, 0, "{open} connections that sent only their version line are still open after the deadline");
+    assert!(fds() < before + 20, "the daemon still holds {} descriptors after the flood", fds() - before);
 }
 
 #[test]
