@@ -71,8 +71,15 @@ pub async fn install(engine: &Engine, app: &str, bundle: &Bundle, source: CertSo
         let added = !config.ports.iter().any(|p| p.scheme == Scheme::Https);
         if added {
             let container = config.effective_ports().iter().find(|p| p.scheme == Scheme::Http).map(|p| p.container).unwrap_or_else(|| config.container_port());
+            let https = PortMap { scheme: Scheme::Https, host: 443, container };
+            // Not on a listen address another app serves plain HTTP on.
+            let others = store.ports_of_others(app).map_err(|e| e.to_string())?;
+            if let Some((_, other, theirs)) = crate::proxy::scheme_clash(engine.nginx.listen, &[https], &others) {
+                let _ = store.prune_tls(app);
+                return Err(format!("Host port 443 serves {} for app {other} ({theirs}): {app} cannot be served over https there", theirs.scheme));
+            }
             config.ports = config.effective_ports();
-            config.ports.push(PortMap { scheme: Scheme::Https, host: 443, container });
+            config.ports.push(https);
         }
         if source == CertSource::Letsencrypt {
             let letsencrypt = &mut config.letsencrypt;

@@ -209,11 +209,22 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
 /// Edits the app's port mappings; returns them as they were and as they are now (read and
 /// written in one locked step, so an undo knows exactly what this change did).
 async fn update(ctx: &Ctx<'_>, app: &str, edit: impl FnOnce(&mut Vec<PortMap>)) -> Result<(Vec<PortMap>, Vec<PortMap>), CmdError> {
+    // The apps lock holds the other apps' mappings still while this one changes.
+    let _apps = ctx.engine.store.lock_apps().await;
+    let others = ctx.engine.store.ports_of_others(app)?;
+    let listen = ctx.engine.nginx.listen;
     ctx.engine
         .update_app(app, |config| {
             let before = config.ports.clone();
             edit(&mut config.ports);
             check_conflicts(&config.ports)?;
+            if let Some((mine, other, theirs)) = crate::proxy::scheme_clash(listen, &config.effective_ports(), &others) {
+                return Err(failed(format!(
+                    "Host port {} serves {} for app {other} ({theirs}): {mine} would change it for {other} too; use another host port",
+                    mine.host,
+                    theirs.scheme
+                )));
+            }
             Ok((before, config.ports.clone()))
         })
         .await

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 mod site;
 
-pub use site::{Listen, Routing, Server, Site, SiteTls, Upstream, needs_reload, plan_site, urls};
+pub use site::{Listen, Routing, Server, Site, SiteTls, Upstream, needs_reload, plan_site, scheme_clash, urls};
 
 const MAIN_TEMPLATE: &str = include_str!("../../nginx-templates/nginx.conf.hbs");
 const SITE_TEMPLATE: &str = include_str!("../../nginx-templates/site.conf.hbs");

@@ -183,6 +183,18 @@ pub fn plan_site(routing: &Routing<'_>, acme_root: &Path) -> Option<Site> {
     Some(Site { app: app.to_string(), upstreams, servers, acme_root: acme_root.display().to_string() })
 }
 
+/// A mapping of `ours` on a listen address another app serves with the other scheme: nginx
+/// has one TLS setting per listen socket, so `https` there would turn TLS on for the other
+/// app's plain HTTP (or the other way round). The first such: ours, the other app, its
+/// mapping. Pure.
+pub fn scheme_clash<'a>(listen: Listen, ours: &[PortMap], others: &'a [(String, Vec<PortMap>)]) -> Option<(PortMap, &'a str, PortMap)> {
+    ours.iter().find_map(|mine| {
+        others.iter().find_map(|(app, maps)| {
+            maps.iter().find(|theirs| theirs.scheme != mine.scheme && listen.for_map(theirs) == listen.for_map(mine)).map(|theirs| (*mine, app.as_str(), *theirs))
+        })
+    })
+}
+
 /// Whether nginx must reload to go from the site in place (`old`, None: none known) to
 /// `new`: only when its server blocks or upstreams change, as ingress-nginx's
 /// `IsDynamicConfigurationEnough` decides. Peers are not part of a site (they change in
@@ -304,6 +316,21 @@ mod tests {
             let new = plan_site(&Routing { app: "web", domains: &domains, ports: &ports, listen, tls }, Path::new("/acme")).unwrap();
             assert_eq!(needs_reload(Some(&old), &new), case.reload, "{}", case.what);
         }
+    }
+
+    #[test]
+    fn one_listen_address_serves_one_scheme_across_apps() {
+        let others = vec![("blog".to_string(), vec![PortMap::DEFAULT]), ("shop".to_string(), vec![map("https:443:5000"), map("http:8081:5000")])];
+        // A default install: http on port 80, https on 443, of one address.
+        let listen = Listen { http: "0.0.0.0:80".parse().unwrap(), https: "0.0.0.0:443".parse().unwrap() };
+        let clash = |ours: &[&str]| scheme_clash(listen, &ours.iter().map(|m| map(m)).collect::<Vec<_>>(), &others).map(|(m, app, t)| (m.to_string(), app.to_string(), t.to_string()));
+        assert_eq!(clash(&["https:80:5000"]), Some(("https:80:5000".into(), "blog".into(), "http:80:5000".into())));
+        assert_eq!(clash(&["http:443:5000"]), Some(("http:443:5000".into(), "shop".into(), "https:443:5000".into())));
+        assert_eq!(clash(&["https:8081:3000"]), Some(("https:8081:3000".into(), "shop".into(), "http:8081:5000".into())));
+        assert_eq!(clash(&["http:80:3000", "https:443:3000", "http:8081:3000", "https:8443:5000"]), None);
+        assert_eq!(scheme_clash(listen, &[map("https:80:5000")], &[]), None);
+        // berth on other ports: https:80 is not where http listens.
+        assert_eq!(scheme_clash(super::tests::listen(), &[map("https:80:5000")], &others), None);
     }
 
     #[test]

@@ -148,6 +148,16 @@ impl Store {
     }
 
     /// Sorted names of all apps.
+    /// Every other app's port mappings as they serve (the default when it has none).
+    pub fn ports_of_others(&self, app: &str) -> Result<Vec<(String, Vec<crate::validate::PortMap>)>> {
+        let mut others = Vec::new();
+        for other in self.list_apps()?.into_iter().filter(|o| o != app) {
+            let ports = self.load_app(&other)?.effective_ports();
+            others.push((other, ports));
+        }
+        Ok(others)
+    }
+
     pub fn list_apps(&self) -> Result<Vec<String>> {
         let dir = self.root.join("apps");
         let mut names = Vec::new();

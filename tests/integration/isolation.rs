@@ -555,3 +555,22 @@ fn an_image_archive_moves_no_name_on_the_engine_and_a_refused_one_is_removed() {
     assert!(!docker_cli(&["image", "inspect", &planted]).status.success(), "the refused image stayed on the engine");
     let _ = docker_cli(&["rmi", &base]);
 }
+
+#[test]
+fn one_host_port_serves_one_scheme_across_apps() {
+    let d = Daemon::start();
+    let port = free_port();
+    d.setting(format!("proxy_ports = [{port}]"));
+    d.ssh("apps:create blog").ok();
+    d.ssh(&format!("ports:add blog http:{port}:5000")).ok();
+    let mallory = keygen(d.dir.path(), "mallory");
+    d.local(&["ssh-keys:add", "mallory", "--app", "mine"], mallory.public.as_bytes()).ok();
+    d.ssh("apps:create mine").ok();
+    let before = d.app_toml("mine");
+    // nginx has one TLS setting per listen socket: https there would turn TLS on for blog's HTTP.
+    d.ssh_as(&mallory, &format!("ports:add mine https:{port}:5000"), b"").refused(&format!("serves http for app blog (http:{port}:5000)"));
+    d.ssh_as(&mallory, &format!("ports:set mine http:80:5000 https:{port}:5000"), b"").refused("for app blog");
+    assert_eq!(d.app_toml("mine"), before);
+    // The same scheme is shared, as before.
+    d.ssh_as(&mallory, &format!("ports:add mine http:{port}:5000"), b"").ok();
+}
