@@ -311,6 +311,32 @@ async fn resolve_public(remote: &RemoteBuildpack, allow_private: bool) -> Result
     Ok(addrs)
 }
 
+/// A Dockerfile's remote `ADD` source, which the Docker engine fetches itself, from the
+/// host's network: only http(s), and only from a host whose every address is public unless
+/// the admin allowed private ones (`allow_private_buildpack_hosts`, as for buildpacks). A
+/// source berth cannot read for sure is refused.
+pub async fn check_remote_source(source: &str, allow_private: bool) -> Result<(), String> {
+    let refused = |why: String| format!("The Dockerfile fetches {}: {why}", crate::validate::quoted(source));
+    if source.starts_with(crate::dockerfile::UNCLEAR) {
+        return Err(refused("berth cannot read that source for sure".into()));
+    }
+    let url = url::Url::parse(source).map_err(|e| refused(format!("not a URL berth reads ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(refused("builds fetch ADD sources over http or https only".into()));
+    }
+    let host = url.host_str().ok_or_else(|| refused("no host".into()))?.trim_matches(['[', ']']).to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addrs: Vec<std::net::IpAddr> =
+        tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| refused(format!("{host} does not resolve ({e})")))?.map(|a| a.ip()).collect();
+    match addrs.iter().find(|ip| is_private(**ip)) {
+        _ if addrs.is_empty() => Err(refused(format!("{host} has no address"))),
+        Some(ip) if !allow_private => {
+            Err(refused(format!("{host} is at {ip}, a private address: builds fetch only from public hosts (allow_private_buildpack_hosts in berth.toml)")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// curl's `--resolve` entry (git's http.curloptResolve) pinning `host:port` to every address.
 fn pinned(host: &str, port: u16, addrs: &[std::net::IpAddr]) -> String {
     let addrs: Vec<String> = addrs.iter().map(|ip| if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() }).collect();

@@ -8,7 +8,19 @@
 /// A word that cannot be read for sure (an unknown variable, an unclosed quote, a
 /// substitution form Docker's builder may not share) comes back marked [`UNCLEAR`].
 pub fn image_refs(text: &str) -> Vec<String> {
+    walk(text).0
+}
+
+/// The remote sources of `ADD` instructions (URLs: the engine fetches them itself), read as
+/// Docker reads them; one that cannot be read for sure comes back marked [`UNCLEAR`].
+pub fn remote_sources(text: &str) -> Vec<String> {
+    walk(text).1
+}
+
+/// The images and the remote `ADD` sources of a Dockerfile.
+fn walk(text: &str) -> (Vec<String>, Vec<String>) {
     let escape = escape_directive(text).unwrap_or('\\');
+    let mut remotes = Vec::new();
     let mut vars: Vars = Vec::new();
     let mut stages: Vec<String> = Vec::new();
     let mut refs = Vec::new();
@@ -57,6 +69,16 @@ pub fn image_refs(text: &str) -> Vec<String> {
                 }
             }
             "COPY" | "ADD" => {
+                let sources = rest.iter().skip_while(|w| w.starts_with("--")).collect::<Vec<_>>();
+                if instruction.eq_ignore_ascii_case("ADD") && let Some((_, sources)) = sources.split_last() {
+                    for source in sources {
+                        let read = read(source, &vars);
+                        let remote = read.contains("://") || read.starts_with("git@") || (read.starts_with(UNCLEAR) && source.contains(':'));
+                        if remote {
+                            remotes.push(read);
+                        }
+                    }
+                }
                 for flag in rest.iter().take_while(|w| w.starts_with("--")) {
                     if let Some(source) = flag.strip_prefix("--from=") {
                         let source = read(source, &vars);
@@ -69,7 +91,7 @@ pub fn image_refs(text: &str) -> Vec<String> {
             _ => {}
         }
     }
-    refs
+    (refs, remotes)
 }
 
 /// What starts an image reference berth could not read for sure: it is never allowed.
@@ -338,6 +360,16 @@ mod tests {
         }
         assert_eq!(expand("`$A", '`', &vars).as_deref(), Some("$A"));
         assert_eq!(split_words("COPY --from=\"a b\" 'c d' e\\ f", '\\'), ["COPY", "--from=\"a b\"", "'c d'", "e\\ f"]);
+    }
+
+    #[test]
+    fn remote_add_sources_are_found_as_docker_reads_them() {
+        let found = |d: &str| remote_sources(d);
+        assert_eq!(found("FROM x\nADD http://127.0.0.1:9/secret /x\n"), ["http://127.0.0.1:9/secret"]);
+        assert_eq!(found("FROM x\nARG U=http://10.0.0.1/a\nADD --chown=1 \"$U\" https://example.com/b /dst/\n"), ["http://10.0.0.1/a", "https://example.com/b"]);
+        assert_eq!(found("FROM x\nONBUILD ADD git@host:repo.git /src\n"), ["git@host:repo.git"]);
+        assert!(found("FROM x\nADD \"${NOPE}://h/a\" /x\n")[0].starts_with(UNCLEAR));
+        assert!(found("FROM x\nADD app.tar.gz /srv/\nCOPY http://not-fetched /x\nADD ./a ./b /dst/\n").is_empty());
     }
 
     #[test]

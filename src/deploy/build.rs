@@ -157,6 +157,11 @@ impl Job<'_> {
         if let Some(image) = crate::dockerfile::foreign_image(app, &crate::dockerfile::image_refs(&text)) {
             return Err(Error::from(format!("The Dockerfile builds from {}: an app may use only public images and its own (berth/{app})", crate::validate::quoted(&image))));
         }
+        // What ADD fetches, the engine fetches from the host's network: public hosts only.
+        let allow_private = self.engine.store.load_global().is_ok_and(|g| g.allow_private_buildpack_hosts);
+        for source in crate::dockerfile::remote_sources(&text) {
+            crate::buildpack::check_remote_source(&source, allow_private).await?;
+        }
         out.step(format!("Building {app} from Dockerfile ({}; {})", short(git_sha), describe_limits(&self.limits))).await;
         let limit = build_limit(self.engine);
         let image = self.runtime.build(self.context.path(), self.tag, limit, self.limits, out).await?;

@@ -280,6 +280,19 @@ fn a_dockerfile_cannot_build_from_another_apps_image() {
         assert_ne!(out.code, 0, "{dockerfile}");
         assert!(out.stderr.contains("an app may use only public images and its own (berth/thief)"), "{dockerfile}: {}", out.stderr);
     }
+    // ADD's URLs are fetched by the engine from the host's own network: not from the host's
+    // services (a server only this machine reaches, here nginx's own listener).
+    let local = format!("http://127.0.0.1:{}/", d.http_port);
+    for dockerfile in [
+        format!("FROM berth-test/busybox\nADD {local} /stolen\n"),
+        "FROM berth-test/busybox\nARG U=http://localhost:22/\nADD \"$U\" /stolen\n".to_string(),
+        "FROM berth-test/busybox\nADD git@localhost:repo.git /src\n".to_string(),
+    ] {
+        thief.write("Dockerfile", &dockerfile).commit("fetch");
+        let out = thief.push_as(&mallory, &["main"]);
+        assert_ne!(out.code, 0, "{dockerfile}");
+        assert!(out.stderr.contains("The Dockerfile fetches"), "{dockerfile}: {}", out.stderr);
+    }
     assert!(d.container_ids(true, &["berth.app=thief"]).is_empty());
 }
 
