@@ -559,10 +559,10 @@ fn an_image_archive_moves_no_name_on_the_engine_and_a_refused_one_is_removed() {
     let mallory = keygen(d.dir.path(), "mallory");
     d.local(&["ssh-keys:add", "mallory", "--app", "thief"], mallory.public.as_bytes()).ok();
     d.ssh("apps:create thief").ok();
-    // It declares no process: the deploy is refused, and what it loaded goes again.
+    // It has no command to run: the deploy fails, and what it loaded goes again.
     let out = d.ssh_as(&mallory, "git:load-image thief", &archive.stdout);
     assert_ne!(out.code, 0, "{out:#?}");
-    assert!(out.stderr.contains("declares no process"), "{out:#?}");
+    assert!(out.stderr.contains("nothing was serving"), "{out:#?}");
     let id = |name: &str| String::from_utf8_lossy(&docker_cli(&["image", "inspect", "-f", "{{.Id}}", name]).stdout).trim().to_string();
     assert_eq!(id(&base), genuine, "the archive moved {base}");
     assert!(!docker_cli(&["image", "inspect", &planted]).status.success(), "the refused image stayed on the engine");
