@@ -325,14 +325,16 @@ pub async fn check_remote_source(source: &str, allow_private: bool) -> Result<()
         return Err(refused("builds fetch ADD sources over http or https only".into()));
     }
     let host = url.host_str().ok_or_else(|| refused("no host".into()))?.trim_matches(['[', ']']).to_string();
-    let port = url.port_or_known_default().unwrap_or(80);
-    let addrs: Vec<std::net::IpAddr> =
-        tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| refused(format!("{host} does not resolve ({e})")))?.map(|a| a.ip()).collect();
+    public_host(&host, url.port_or_known_default().unwrap_or(80), allow_private).await.map_err(refused)
+}
+
+/// Whether `host` resolves to public addresses only (or the admin allowed private ones):
+/// what the host's own network must not be reached for. Why not, if not.
+pub async fn public_host(host: &str, port: u16, allow_private: bool) -> Result<(), String> {
+    let addrs: Vec<std::net::IpAddr> = tokio::net::lookup_host((host, port)).await.map_err(|e| format!("{host} does not resolve ({e})"))?.map(|a| a.ip()).collect();
     match addrs.iter().find(|ip| is_private(**ip)) {
-        _ if addrs.is_empty() => Err(refused(format!("{host} has no address"))),
-        Some(ip) if !allow_private => {
-            Err(refused(format!("{host} is at {ip}, a private address: builds fetch only from public hosts (allow_private_buildpack_hosts in berth.toml)")))
-        }
+        _ if addrs.is_empty() => Err(format!("{host} has no address")),
+        Some(ip) if !allow_private => Err(format!("{host} is at {ip}, a private address: only public hosts are reached (allow_private_buildpack_hosts in berth.toml)")),
         _ => Ok(()),
     }
 }

@@ -224,9 +224,18 @@ pub async fn from_image(ctx: &mut Ctx<'_>, app: &AppName, image: &str) -> CmdRes
     let image = image_name(app, image)?;
     let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
     if runtime.image_info(&image).await.is_none() {
+        // The engine pulls from the host's network: a registry there must be public, and
+        // what it answers is not shown (it could be any service of the host's).
+        if let Some((host, port)) = registry_of(&image) {
+            let allow_private = ctx.engine.store.load_global()?.allow_private_buildpack_hosts;
+            crate::buildpack::public_host(&host, port, allow_private).await.map_err(|why| failed(format!("{image} cannot be pulled: {why}")))?;
+        }
         ctx.out.step(format!("Pulling {image}")).await;
         let (name, tag) = split_tag(&image);
-        runtime.pull(name, tag, PULL_LIMIT).await.map_err(|e| failed(format!("{image} is not on this server and cannot be pulled: {e}")))?;
+        runtime.pull(name, tag, PULL_LIMIT).await.map_err(|e| {
+            tracing::warn!(%image, "pull failed: {e}");
+            failed(format!("{image} is not on this server and cannot be pulled (the registry refused it or did not answer)"))
+        })?;
     }
     deploy_image(ctx, app, &image, "git:from-image").await
 }
@@ -322,6 +331,19 @@ fn image_name(app: &str, image: &str) -> Result<String, CmdError> {
 }
 
 /// `name:tag` → (name, tag); `latest` when there is none (a registry port is not a tag).
+/// The registry an image name pulls from, when it names one (`HOST[:PORT]/…`, as Docker
+/// reads it: a first part with a `.` or a `:`, or `localhost`); None for Docker Hub.
+fn registry_of(image: &str) -> Option<(String, u16)> {
+    let (first, _) = image.split_once('/')?;
+    if !(first.contains('.') || first.contains(':') || first == "localhost") {
+        return None;
+    }
+    match first.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_string(), port.parse().ok()?)),
+        None => Some((first.to_string(), 443)),
+    }
+}
+
 fn split_tag(image: &str) -> (&str, &str) {
     match image.rsplit_once(':') {
         Some((name, tag)) if !tag.contains('/') => (name, tag),
@@ -422,6 +444,15 @@ const REF_UPDATE_LIMIT: std::time::Duration = std::time::Duration::from_secs(600
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_registry_an_image_is_pulled_from() {
+        assert_eq!(registry_of("127.0.0.1:5000/x:1"), Some(("127.0.0.1".into(), 5000)));
+        assert_eq!(registry_of("localhost/x"), Some(("localhost".into(), 443)));
+        assert_eq!(registry_of("registry.example.com/team/app:2"), Some(("registry.example.com".into(), 443)));
+        assert_eq!(registry_of("library/python:3"), None);
+        assert_eq!(registry_of("python:3"), None);
+    }
 
     #[test]
     fn git_paths_name_one_app() {

@@ -20,7 +20,7 @@ pub(super) const NAMESPACES: &[(&str, &str)] = &[("letsencrypt", "Automated cert
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Set a Let's Encrypt setting: email ADDRESS | server DIRECTORY_URL | graceperiod SECONDS (no value: unset)
+    /// Set a Let's Encrypt setting: email ADDRESS | server DIRECTORY_URL (admins) | graceperiod SECONDS (no value: unset)
     #[command(name = "letsencrypt:set")]
     Set(SetArgs),
     /// Get a certificate for every domain of the app from Let's Encrypt and serve it at once
@@ -54,6 +54,9 @@ impl Cmd {
             Cmd::List { .. } => Scope::Anyone,
             Cmd::AutoRenew { app, .. } => app.as_deref().map_or(Scope::Anyone, Scope::App),
             Cmd::Report(args) => args.scope(),
+            // The ACME server is called from this host: which one is an admin's choice (a
+            // scoped key could probe the host's own ports through its errors).
+            Cmd::Set(args) if args.key.as_deref() == Some("server") => Scope::Admin,
             Cmd::Set(args) => args.target.scope(),
             Cmd::Enable { app, .. } | Cmd::Disable { app, .. } => Scope::App(app),
         }

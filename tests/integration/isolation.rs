@@ -283,6 +283,8 @@ fn a_dockerfile_cannot_build_from_another_apps_image() {
     // ADD's URLs are fetched by the engine from the host's own network: not from the host's
     // services (a server only this machine reaches, here nginx's own listener).
     let local = format!("http://127.0.0.1:{}/", d.http_port);
+    // The same for the registry git:from-image pulls from (and its answer is never shown).
+    d.ssh_as(&mallory, &format!("git:from-image thief 127.0.0.1:{}/x:1", d.http_port), b"").refused("a private address");
     for dockerfile in [
         format!("FROM berth-test/busybox\nADD {local} /stolen\n"),
         "FROM berth-test/busybox\nARG U=http://localhost:22/\nADD \"$U\" /stolen\n".to_string(),
@@ -367,6 +369,8 @@ fn scoped_keys_cannot_lift_an_admins_lock_or_limits() {
         "builder:set mine build-memory 2000m",
         "builder:set mine build-cpu-shares 100000",
         "builder:set mine build-cpu-shares",
+        // The ACME server is called from this host: a scoped key could probe its ports.
+        "letsencrypt:set mine server https://127.0.0.1:22/directory",
     ] {
         d.ssh_as(&user, command, b"").refused("Permission denied");
     }
