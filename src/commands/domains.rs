@@ -144,6 +144,13 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
             others.push((other, domains));
         }
         check_conflicts(&names, &others, &global)?;
+        // A key scoped to apps claims only names of its own.
+        if !ctx.caller.role.is_admin() {
+            let may_manage = |other: &str| ctx.caller.role.may_manage(other);
+            if let Some(why) = names.iter().find_map(|name| belongs_elsewhere(name, &others, &global, &may_manage)) {
+                return Err(CmdError::Denied(why));
+            }
+        }
     }
     let defaults = default_names(app, &global);
     let (mut before, mut after) = ((Vec::new(), None), Vec::new());
@@ -453,6 +460,26 @@ fn check_conflicts(names: &[String], others: &[(String, Vec<String>)], global: &
     Ok(())
 }
 
+/// Why a key scoped to some apps may not add `name`: it is an address of this server (an IP
+/// literal, `localhost`), or it is under another app's domain (`www.shop.test` or
+/// `*.shop.test` when shop has `shop.test`; `SLUG.shop.<global>`, shop's preview names) and
+/// the key may not manage that app. Pure.
+fn belongs_elsewhere(name: &str, others: &[(String, Vec<String>)], global: &[String], may_manage: &dyn Fn(&str) -> bool) -> Option<String> {
+    let bare = name.trim_start_matches("*.");
+    if bare.parse::<std::net::IpAddr>().is_ok() || bare == "localhost" || bare.ends_with(".localhost") {
+        return Some(format!("{name} names this server itself: only admins may add it"));
+    }
+    for (other, theirs) in others.iter().filter(|(other, _)| !may_manage(other)) {
+        let parents = theirs.iter().map(|d| d.trim_start_matches("*.").to_string()).chain(global.iter().map(|g| format!("{other}.{g}")));
+        for parent in parents {
+            if name.ends_with(&format!(".{parent}")) {
+                return Some(format!("{name} is under {parent}, a name of app {other}: only keys of {other} may add it"));
+            }
+        }
+    }
+    None
+}
+
 /// Whether `wildcard` catches the default names under the global domain `global`
 /// (`APP.<global>`, whatever the app): it is `*.<global>` or `*.<a parent of it>`. Pure.
 fn covers_global(wildcard: &str, global: &str) -> bool {
@@ -468,7 +495,21 @@ fn covers(wildcard: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_conflicts, covers, follow_global, follows_global};
+    use super::{belongs_elsewhere, check_conflicts, covers, follow_global, follows_global};
+
+    #[test]
+    fn a_scoped_key_claims_only_names_of_its_own() {
+        let others = vec![("shop".to_string(), v(&["shop.test", "*.api.shop.io"])), ("blog".to_string(), v(&["blog.test"]))];
+        let global = v(&["apps.example.com"]);
+        let mine = |app: &str| app == "blog";
+        let refused = |name: &str| belongs_elsewhere(name, &others, &global, &mine);
+        for name in ["www.shop.test", "*.shop.test", "a.b.shop.test", "x.api.shop.io", "feature.shop.apps.example.com", "127.0.0.1", "::1", "localhost", "*.localhost", "app.localhost"] {
+            assert!(refused(name).is_some(), "{name}");
+        }
+        for name in ["shop-fan.test", "myshop.test", "www.blog.test", "mine.apps.example.com", "feature.mine.apps.example.com", "example.org"] {
+            assert_eq!(refused(name), None, "{name}");
+        }
+    }
 
     fn v(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()

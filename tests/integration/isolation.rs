@@ -591,3 +591,21 @@ fn one_host_port_serves_one_scheme_across_apps() {
     // The same scheme is shared, as before.
     d.ssh_as(&mallory, &format!("ports:add mine http:{port}:5000"), b"").ok();
 }
+
+#[test]
+fn a_scoped_key_claims_no_name_of_another_app_nor_of_this_server() {
+    let d = Daemon::start();
+    d.ssh("apps:create victim").ok();
+    d.ssh("domains:add victim victim.test").ok();
+    let mallory = keygen(d.dir.path(), "mallory");
+    d.local(&["ssh-keys:add", "mallory", "--app", "mine"], mallory.public.as_bytes()).ok();
+    d.ssh("apps:create mine").ok();
+    let before = d.app_toml("mine");
+    for name in ["www.victim.test", "*.victim.test", "127.0.0.1", "localhost"] {
+        d.ssh_as(&mallory, &format!("domains:add mine {name}"), b"").refused("Permission denied");
+    }
+    assert_eq!(d.app_toml("mine"), before);
+    // Its own names, and names of no app, are its to add; an admin may add the others.
+    d.ssh_as(&mallory, "domains:add mine mine.test www.mine.test", b"").ok();
+    d.ssh("domains:add mine 127.0.0.1").ok();
+}
