@@ -297,12 +297,14 @@ pub struct Caller {
     pub name: String,
     pub role: Role,
     pub local: bool,
+    /// A scoped key an admin allowed to create its apps with a first push.
+    pub may_create: bool,
 }
 
 impl Caller {
     /// Root on the server itself, through the local socket.
     pub fn local_root() -> Caller {
-        Caller { name: "root".into(), role: Role::Admin, local: true }
+        Caller { name: "root".into(), role: Role::Admin, local: true, may_create: true }
     }
 }
 
@@ -319,7 +321,7 @@ mod tests {
     fn a_push_names_its_pusher_until_it_ends() {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::new(Store::open(dir.path()).unwrap(), settings());
-        let bob = Caller { name: "bob".into(), role: Role::Admin, local: false };
+        let bob = Caller { name: "bob".into(), role: Role::Admin, local: false, may_create: true };
         let push = engine.begin_push(&bob);
         let other = engine.begin_push(&Caller::local_root());
         assert_ne!(push.token(), other.token());

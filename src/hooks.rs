@@ -134,7 +134,7 @@ mod tests {
 
     fn scoped(name: &str, apps: &[&str]) -> AuthorizedKey {
         let role = Role::App { apps: apps.iter().map(|a| a.to_string()).collect() };
-        AuthorizedKey { name: name.into(), public_key: String::new(), fingerprint: String::new(), role, added_at: 0 }
+        AuthorizedKey { name: name.into(), public_key: String::new(), fingerprint: String::new(), role, added_at: 0, may_create: false }
     }
 
     fn roles(engine: &Engine) -> Vec<(String, Role)> {

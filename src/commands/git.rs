@@ -117,6 +117,13 @@ async fn serve_git(ctx: &mut Ctx<'_>, app: &AppName, service: GitService) -> Cmd
         if service == GitService::UploadPack {
             return Err(crate::store::StoreError::AppMissing(app.to_string()).into());
         }
+        // A key scoped to apps creates one only when an admin allowed it.
+        if !ctx.caller.role.is_admin() && !ctx.caller.may_create {
+            return Err(CmdError::Denied(format!(
+                "{app} does not exist, and key {} may not create apps: an admin creates it (apps:create {app}) or allows it (ssh-keys:add NAME --app {app} --may-create)",
+                ctx.caller.name
+            )));
+        }
         match super::apps::create_app(engine, app).await {
             Ok(()) => {
                 tracing::info!(%app, "created by a first push");

@@ -21,6 +21,9 @@ pub enum Cmd {
         /// Limit the key to these apps (repeatable)
         #[arg(long = "app", value_name = "APP")]
         apps: Vec<String>,
+        /// Let the scoped key create its apps with a first push
+        #[arg(long)]
+        may_create: bool,
     },
     /// List SSH keys
     #[command(name = "ssh-keys:list")]
@@ -42,7 +45,7 @@ impl Cmd {
 
     pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
         match self {
-            Cmd::Add { name, apps } => add(ctx, &name, apps).await,
+            Cmd::Add { name, apps, may_create } => add(ctx, &name, apps, may_create).await,
             Cmd::List { format } => list(ctx, format).await,
             Cmd::Remove { name } => remove(ctx, &name).await,
         }
@@ -52,8 +55,11 @@ impl Cmd {
 /// A public key line is short; anything larger on stdin is not one.
 const MAX_KEY_INPUT: usize = 16 * 1024;
 
-pub async fn add(ctx: &mut Ctx<'_>, name: &str, apps: Vec<String>) -> CmdResult {
+pub async fn add(ctx: &mut Ctx<'_>, name: &str, apps: Vec<String>, may_create: bool) -> CmdResult {
     validate::key_name(name)?;
+    if may_create && apps.is_empty() {
+        return Err(failed("--may-create is for a key scoped with --app (an admin key creates apps anyway)"));
+    }
     for app in &apps {
         validate::app_name(app)?;
     }
@@ -78,6 +84,7 @@ pub async fn add(ctx: &mut Ctx<'_>, name: &str, apps: Vec<String>) -> CmdResult 
         fingerprint: fp.clone(),
         role,
         added_at: crate::unix_now(),
+        may_create,
     });
     store.save_keys(&keys)?;
     ctx.out.step(format!("Added key {name} ({fp}) as {shown_role}")).await;
@@ -97,7 +104,7 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
                         Role::App { apps } => apps.clone().into(),
                     };
                     let role = if k.role.is_admin() { "admin" } else { "app" };
-                    serde_json::json!({"name": k.name, "fingerprint": k.fingerprint, "role": role, "apps": apps})
+                    serde_json::json!({"name": k.name, "fingerprint": k.fingerprint, "role": role, "apps": apps, "may_create": k.may_create || k.role.is_admin()})
                 })
                 .collect();
             ctx.out.line(serde_json::Value::Array(list).to_string()).await;
@@ -106,7 +113,8 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
             ctx.out.header("SSH keys").await;
             let width = keys.keys.iter().map(|k| k.name.len()).max().unwrap_or(0) + 2;
             for k in &keys.keys {
-                ctx.out.detail(format!("{:<width$}{}  {}", k.name, k.fingerprint, describe(&k.role))).await;
+                let creates = if k.may_create { " (may create them)" } else { "" };
+                ctx.out.detail(format!("{:<width$}{}  {}{creates}", k.name, k.fingerprint, describe(&k.role))).await;
             }
         }
     }

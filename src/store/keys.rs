@@ -19,6 +19,9 @@ pub struct AuthorizedKey {
     #[serde(flatten)]
     pub role: Role,
     pub added_at: u64,
+    /// A key scoped to apps that may create them with a first push (`--may-create`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub may_create: bool,
 }
 
 /// What a key may do: everything, or only the named apps.
@@ -94,7 +97,7 @@ mod app_tests {
     use super::*;
 
     fn key(name: &str, role: Role) -> AuthorizedKey {
-        AuthorizedKey { name: name.into(), public_key: String::new(), fingerprint: String::new(), role, added_at: 0 }
+        AuthorizedKey { name: name.into(), public_key: String::new(), fingerprint: String::new(), role, added_at: 0, may_create: false }
     }
 
     #[test]
@@ -123,6 +126,7 @@ mod tests {
                     fingerprint: "SHA256:x".into(),
                     role: Role::Admin,
                     added_at: 1,
+                    may_create: false,
                 },
                 AuthorizedKey {
                     name: "bob".into(),
@@ -130,6 +134,7 @@ mod tests {
                     fingerprint: "SHA256:y".into(),
                     role: Role::App { apps: vec!["blog".into()] },
                     added_at: 2,
+                    may_create: false,
                 },
             ],
         };

@@ -609,3 +609,23 @@ fn a_scoped_key_claims_no_name_of_another_app_nor_of_this_server() {
     d.ssh_as(&mallory, "domains:add mine mine.test www.mine.test", b"").ok();
     d.ssh("domains:add mine 127.0.0.1").ok();
 }
+
+#[test]
+fn a_scoped_key_creates_its_app_by_a_first_push_only_when_an_admin_allowed_it() {
+    let d = Daemon::start();
+    let mallory = keygen(d.dir.path(), "mallory");
+    d.local(&["ssh-keys:add", "mallory", "--app", "fresh"], mallory.public.as_bytes()).ok();
+    let repo = AppRepo::new(&d, "fresh");
+    repo.write("Dockerfile", &web_dockerfile("fresh", 0)).commit("v1");
+    let out = repo.push_as(&mallory, &["main"]);
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("may not create apps"), "{out:#?}");
+    assert!(!d.root().join("apps/fresh").exists());
+    // Allowed: the first push creates it, as dokku's does.
+    let maker = keygen(d.dir.path(), "maker");
+    d.local(&["ssh-keys:add", "maker", "--app", "fresh", "--may-create"], maker.public.as_bytes()).ok();
+    assert!(d.ssh("ssh-keys:list").ok().stdout.contains("(may create them)"));
+    repo.push_as(&maker, &["main"]).ok();
+    assert!(d.root().join("apps/fresh").exists());
+    d.local(&["ssh-keys:add", "nobody", "--may-create"], keygen(d.dir.path(), "nobody").public.as_bytes()).refused("--may-create is for a key scoped with --app");
+}
