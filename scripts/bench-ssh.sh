@@ -3,7 +3,10 @@
 # forced `true` on Debian's OpenSSH server (another loopback port), median and p95 of N runs;
 # then 200 clients at once against each (successes, p50, p99: the connection limits must not
 # cost this); then one client while 1,000 idle sockets are open (berth's descriptors stay
-# bounded); and berth's idle resident memory. Usage: scripts/bench-ssh.sh [RUNS] (default 200)
+# bounded); then 200 clients at once while an attacker holds 2,000 connections that sent
+# their version line and nothing more, and how long berth's descriptors and memory take to
+# come back after it; and berth's idle resident memory. Usage: scripts/bench-ssh.sh [RUNS]
+# (default 200)
 #   BERTH=/path/to/berth   use this binary instead of building one (cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -136,6 +139,30 @@ def rss_kb(pid):
 time.sleep(2)
 rss = rss_kb(berth_pid)
 
+# An attacker: 2,000 connections that send their version line, then nothing, kept open on
+# its side. berth must keep serving, and let go of them (descriptors, memory) on its own.
+import resource
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+flood_fds_before, flood_rss_before = fds(berth_pid), rss_kb(berth_pid)
+flood = []
+for _ in range(2000):
+    s = socket.create_connection(("127.0.0.1", int(berth_port)))
+    s.sendall(b"SSH-2.0-flood\r\n")
+    flood.append(s)
+flood_fds_peak, flood_rss_peak = fds(berth_pid), rss_kb(berth_pid)
+during_flood = burst(berth_port, "berth", "apps:list")
+flood_start = time.time()
+fds_back = rss_back = None
+while time.time() - flood_start < 30 and (fds_back is None or rss_back is None):
+    if fds_back is None and fds(berth_pid) <= flood_fds_before + 5:
+        fds_back = time.time() - flood_start
+    if rss_back is None and rss_kb(berth_pid) <= flood_rss_before * 1.10 + 1024:
+        rss_back = time.time() - flood_start
+    time.sleep(0.5)
+flood_fds_after, flood_rss_after = fds(berth_pid), rss_kb(berth_pid)
+for s in flood: s.close()
+
 print(f"SSH round trip, {runs} runs each (loopback, ed25519 client key)")
 print(f"| {'kex':<25} | {'target':<34} | {'median ms':>9} | {'p95 ms':>8} |")
 print(f"|{'-'*27}|{'-'*36}|{'-'*11}|{'-'*10}|")
@@ -152,5 +179,18 @@ for label, (ok, p50, p99) in bursts:
 print()
 print(f"1,000 idle unauthenticated sockets: berth holds {fds_idle - fds_before} more descriptors (cap 128), "
       f"apps:list meanwhile took {with_idle:.0f} ms")
+print()
+print("200 clients at once while 2,000 banner-only connections are held open by an attacker")
+ok, p50, p99 = during_flood
+print(f"| {'measure':<44} | {'value':>24} |")
+print(f"|{'-'*46}|{'-'*26}|")
+print(f"| {'apps:list succeeded (goal 200 / 200)':<44} | {ok:>18} / 200 |")
+print(f"| {'apps:list p50 / p99 ms':<44} | {p50:>11.0f} / {p99:>10.0f} |")
+print(f"| {'descriptors before / at the flood / after':<44} | {flood_fds_before:>6} / {flood_fds_peak:>6} / {flood_fds_after:>6} |")
+print(f"| {'RSS MB before / at the flood / after':<44} | {flood_rss_before/1024:>6.1f} / {flood_rss_peak/1024:>6.1f} / {flood_rss_after/1024:>6.1f} |")
+shown = lambda t: f"{t:.1f} s" if t is not None else "not within 30 s"
+print(f"| {'descriptors back to idle (goal ≤ 30 s)':<44} | {shown(fds_back):>24} |")
+print(f"| {'RSS back within 10% of idle (goal ≤ 30 s)':<44} | {shown(rss_back):>24} |")
+print()
 print(f"berth daemon idle RSS: {rss/1024:.1f} MB (goal < 20 MB)")
 PY
