@@ -182,17 +182,7 @@ async fn swap(engine: &Engine, scheduler: &dyn Scheduler, app: &str, config: &Ap
 
 /// What a rollout of `release` starts and retires, given the app's instances as listed.
 fn rollout_plan(release: &Release, instances: &[Instance]) -> reconcile::Plan {
-    let seen: Vec<reconcile::Seen> = instances
-        .iter()
-        .map(|i| reconcile::Seen {
-            id: i.id.clone(),
-            process: i.process.clone(),
-            index: i.index,
-            release: i.release,
-            state: if i.running { reconcile::State::Running } else { reconcile::State::Exited { code: None, by_berth: false } },
-            warming: false,
-        })
-        .collect();
+    let seen: Vec<reconcile::Seen> = instances.iter().map(Instance::as_listed).collect();
     let formation: Vec<(String, u32)> = release.formation.iter().map(|(p, n)| (p.clone(), *n)).collect();
     reconcile::plan(reconcile::Mode::Rollout, release.version, &formation, &seen)
 }

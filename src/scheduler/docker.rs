@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
-use super::{Client, Converged, Instance, InstanceEvent, Probe, SchedError, Scheduler, TimeLimit, Unit};
+use super::{Client, Converged, Instance, InstanceEvent, Probe, SchedError, Scheduler, TimeLimit, Unit, formation_of};
 use crate::reconcile;
-use crate::runtime::{AppContainer, Runtime};
+use crate::runtime::Runtime;
 
 pub struct DockerLocal {
     runtime: Runtime,
@@ -20,24 +20,6 @@ impl DockerLocal {
     pub fn new(runtime: Runtime) -> DockerLocal {
         DockerLocal { runtime }
     }
-}
-
-impl From<AppContainer> for Instance {
-    fn from(c: AppContainer) -> Instance {
-        Instance { id: c.id, name: c.name, process: c.process, index: c.index, release: c.release, running: c.running, status: c.status }
-    }
-}
-
-/// The slots of a formation given as its units.
-fn formation(units: &[Unit<'_>]) -> Vec<(String, u32)> {
-    let mut formation: Vec<(String, u32)> = Vec::new();
-    for unit in units {
-        match formation.iter_mut().find(|(p, _)| p == unit.process) {
-            Some((_, n)) => *n = (*n).max(unit.index),
-            None => formation.push((unit.process.to_string(), unit.index)),
-        }
-    }
-    formation
 }
 
 #[async_trait]
@@ -57,23 +39,8 @@ impl Scheduler for DockerLocal {
     }
 
     async fn converge(&self, app: &str, release: u32, units: &[Unit<'_>]) -> Result<Converged, SchedError> {
-        // As listed: after a restart of the daemon or the engine, nothing is warming and
-        // nothing was stopped by this run of berth.
-        let seen: Vec<reconcile::Seen> = self
-            .runtime
-            .containers(app)
-            .await?
-            .into_iter()
-            .map(|c| reconcile::Seen {
-                state: if c.running { reconcile::State::Running } else { reconcile::State::Exited { code: None, by_berth: false } },
-                id: c.id,
-                process: c.process,
-                index: c.index,
-                release: c.release,
-                warming: false,
-            })
-            .collect();
-        let plan = reconcile::plan(reconcile::Mode::Restore, release, &formation(units), &seen);
+        let seen: Vec<reconcile::Seen> = self.runtime.containers(app).await?.iter().map(Instance::as_listed).collect();
+        let plan = reconcile::plan(reconcile::Mode::Restore, release, &formation_of(units), &seen);
         for id in &plan.keep {
             // Containers of older berth versions: restarts are berth's now.
             let _ = self.runtime.no_engine_restarts(id).await;
@@ -93,7 +60,7 @@ impl Scheduler for DockerLocal {
     }
 
     async fn instances(&self, app: &str) -> Result<Vec<Instance>, SchedError> {
-        Ok(self.runtime.containers(app).await?.into_iter().map(Instance::from).collect())
+        Ok(self.runtime.containers(app).await?)
     }
 
     async fn probe(&self, id: &str) -> Probe {
@@ -180,19 +147,5 @@ impl Scheduler for DockerLocal {
 
     async fn starts_free(&self) {
         self.runtime.wait_for_addresses().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_formation_is_read_back_from_its_units() {
-        let unit =
-            |process: &'static str, index| Unit { app: "a", process, index, release: 1, image: "i", env: Vec::new(), cmd: None, binds: Vec::new(), memory: None, nano_cpus: None };
-        let units = [unit("web", 1), unit("web", 2), unit("worker", 1)];
-        assert_eq!(formation(&units), vec![("web".to_string(), 2), ("worker".to_string(), 1)]);
-        assert!(formation(&[]).is_empty());
     }
 }

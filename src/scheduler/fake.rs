@@ -142,14 +142,7 @@ impl Scheduler for Fake {
                 warming: false,
             })
             .collect();
-        let mut formation: Vec<(String, u32)> = Vec::new();
-        for u in units {
-            match formation.iter_mut().find(|(p, _)| p == u.process) {
-                Some((_, n)) => *n = (*n).max(u.index),
-                None => formation.push((u.process.to_string(), u.index)),
-            }
-        }
-        let plan = reconcile::plan(reconcile::Mode::Restore, release, &formation, &seen);
+        let plan = reconcile::plan(reconcile::Mode::Restore, release, &super::formation_of(units), &seen);
         let mut web = plan.route;
         for slot in &plan.start {
             let unit = units.iter().find(|u| u.process == slot.process && u.index == slot.index).unwrap();

@@ -31,26 +31,40 @@ pub enum SchedError {
     NoEndpoint(String),
 }
 
-/// One instance of an app's process: a container here, a task under Swarm.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Instance {
-    pub id: String,
-    /// How the engine names it (`berth-APP-web.1-v3-…`).
-    pub name: String,
-    pub process: String,
-    pub index: u32,
-    pub release: u32,
-    /// As listed (a listing can lag a death: `probe` asks the instance itself).
-    pub running: bool,
-    /// The engine's words for its state ("Up 3 minutes", "Exited (137) 2 seconds ago").
-    pub status: String,
-}
+/// One instance of an app's process, as an engine lists it: a container here, a task under
+/// Swarm (same fields: id, name, process, index, release, running as listed, status).
+pub use crate::runtime::AppContainer as Instance;
 
 impl Instance {
     /// `web.1`.
     pub fn slot(&self) -> String {
         format!("{}.{}", self.process, self.index)
     }
+
+    /// How a reconcile sees it from the listing alone (after a restart nothing is warming,
+    /// and nothing was stopped by this run of berth; `probe` asks the instance itself).
+    pub fn as_listed(&self) -> reconcile::Seen {
+        reconcile::Seen {
+            id: self.id.clone(),
+            process: self.process.clone(),
+            index: self.index,
+            release: self.release,
+            state: if self.running { reconcile::State::Running } else { reconcile::State::Exited { code: None, by_berth: false } },
+            warming: false,
+        }
+    }
+}
+
+/// The formation `units` make up: each process type with its highest index.
+pub fn formation_of(units: &[Unit<'_>]) -> Vec<(String, u32)> {
+    let mut formation: Vec<(String, u32)> = Vec::new();
+    for unit in units {
+        match formation.iter_mut().find(|(p, _)| p == unit.process) {
+            Some((_, n)) => *n = (*n).max(unit.index),
+            None => formation.push((unit.process.to_string(), unit.index)),
+        }
+    }
+    formation
 }
 
 /// An instance as it is this moment, asked by id: its state as a reconcile sees it, and
@@ -159,5 +173,19 @@ pub trait Scheduler: Send + Sync {
     async fn endpoint(&self, id: &str) -> Result<String, SchedError> {
         let probe = self.probe(id).await;
         probe.endpoint.ok_or_else(|| SchedError::NoEndpoint(format!("the container has no address on the {} network", crate::runtime::NETWORK)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_formation_is_read_back_from_its_units() {
+        let unit =
+            |process: &'static str, index| Unit { app: "a", process, index, release: 1, image: "i", env: Vec::new(), cmd: None, binds: Vec::new(), memory: None, nano_cpus: None };
+        let units = [unit("web", 1), unit("web", 2), unit("worker", 1)];
+        assert_eq!(formation_of(&units), vec![("web".to_string(), 2), ("worker".to_string(), 1)]);
+        assert!(formation_of(&[]).is_empty());
     }
 }
