@@ -291,24 +291,33 @@ fn too_large() -> String {
 /// one is loopback, private or link-local and the admin did not allow those: a name that
 /// also resolves to the server's own networks could be pointed at them later.
 async fn resolve_public(remote: &RemoteBuildpack, allow_private: bool) -> Result<Vec<std::net::IpAddr>, String> {
-    let mut addrs: Vec<std::net::IpAddr> = tokio::net::lookup_host((remote.host.as_str(), remote.port))
-        .await
-        .map_err(|e| format!("Cannot fetch buildpack {}: {} does not resolve ({e})", remote.url, remote.host))?
-        .map(|a| a.ip())
-        .collect();
+    public_addresses(&remote.host, remote.port, allow_private).await.map_err(|why| match why {
+        NotPublic::Unresolved(e) => format!("Cannot fetch buildpack {}: {} does not resolve ({e})", remote.url, remote.host),
+        NotPublic::NoAddress => format!("{} has no address", remote.host),
+        NotPublic::Private(ip) => {
+            format!("Buildpack host {} is at {ip}, a private address: berth fetches only from public hosts (allow_private_buildpack_hosts in berth.toml)", remote.host)
+        }
+    })
+}
+
+/// Why a host is not to be reached from this server's network.
+enum NotPublic {
+    Unresolved(std::io::Error),
+    NoAddress,
+    /// One of its addresses is loopback, private or link-local.
+    Private(std::net::IpAddr),
+}
+
+/// Every address `host` resolves to, unless one of them is one of the server's own networks
+/// and the admin did not allow those (`allow_private_buildpack_hosts`).
+async fn public_addresses(host: &str, port: u16, allow_private: bool) -> Result<Vec<std::net::IpAddr>, NotPublic> {
+    let mut addrs: Vec<std::net::IpAddr> = tokio::net::lookup_host((host, port)).await.map_err(NotPublic::Unresolved)?.map(|a| a.ip()).collect();
     addrs.dedup();
-    if addrs.is_empty() {
-        return Err(format!("{} has no address", remote.host));
+    match addrs.iter().find(|ip| is_private(**ip)) {
+        _ if addrs.is_empty() => Err(NotPublic::NoAddress),
+        Some(ip) if !allow_private => Err(NotPublic::Private(*ip)),
+        _ => Ok(addrs),
     }
-    if let Some(ip) = addrs.iter().find(|ip| is_private(**ip))
-        && !allow_private
-    {
-        return Err(format!(
-            "Buildpack host {} is at {ip}, a private address: berth fetches only from public hosts (allow_private_buildpack_hosts in berth.toml)",
-            remote.host
-        ));
-    }
-    Ok(addrs)
 }
 
 /// A Dockerfile's remote `ADD` source, which the Docker engine fetches itself, from the
@@ -331,12 +340,11 @@ pub async fn check_remote_source(source: &str, allow_private: bool) -> Result<()
 /// Whether `host` resolves to public addresses only (or the admin allowed private ones):
 /// what the host's own network must not be reached for. Why not, if not.
 pub async fn public_host(host: &str, port: u16, allow_private: bool) -> Result<(), String> {
-    let addrs: Vec<std::net::IpAddr> = tokio::net::lookup_host((host, port)).await.map_err(|e| format!("{host} does not resolve ({e})"))?.map(|a| a.ip()).collect();
-    match addrs.iter().find(|ip| is_private(**ip)) {
-        _ if addrs.is_empty() => Err(format!("{host} has no address")),
-        Some(ip) if !allow_private => Err(format!("{host} is at {ip}, a private address: only public hosts are reached (allow_private_buildpack_hosts in berth.toml)")),
-        _ => Ok(()),
-    }
+    public_addresses(host, port, allow_private).await.map(|_| ()).map_err(|why| match why {
+        NotPublic::Unresolved(e) => format!("{host} does not resolve ({e})"),
+        NotPublic::NoAddress => format!("{host} has no address"),
+        NotPublic::Private(ip) => format!("{host} is at {ip}, a private address: only public hosts are reached (allow_private_buildpack_hosts in berth.toml)"),
+    })
 }
 
 /// curl's `--resolve` entry (git's http.curloptResolve) pinning `host:port` to every address.
