@@ -361,8 +361,6 @@ fn split_tag(image: &str) -> (&str, &str) {
 /// How long a pull may take.
 const PULL_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Called by the pre-receive hook with the pushed commit's tree, a tar it wrote to
-/// `<root>/tmp` (`context`), which this takes over and removes when done.
 /// A branch update the hook hands over: the branch moved from `old` to `new`, by the
 /// `git receive-pack` whose pid is `receive_pack`, for the push whose token is `push`.
 pub struct Pushed {
@@ -373,6 +371,8 @@ pub struct Pushed {
     pub push: Option<String>,
 }
 
+/// Called by the pre-receive hook with the pushed commit's tree, a tar it wrote to
+/// `<root>/tmp` (`context`), which this takes over and removes when done.
 pub async fn receive(ctx: &mut Ctx<'_>, app: &AppName, pushed: &Pushed, context: &std::path::Path) -> CmdResult {
     let (old, new, refname, receive_pack) = (pushed.old.as_str(), pushed.new.as_str(), pushed.refname.as_str(), pushed.receive_pack);
     let pusher = ctx.pusher(app, pushed.push.as_deref())?;

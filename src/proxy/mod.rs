@@ -560,23 +560,8 @@ fn first_error(stderr: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use super::site::tests::{listen, map, routing, tls};
     use crate::validate::PortMap;
-
-    fn listen() -> Listen {
-        Listen { http: "127.0.0.1:8080".parse().unwrap(), https: "127.0.0.1:8443".parse().unwrap() }
-    }
-
-    fn map(spec: &str) -> PortMap {
-        crate::validate::port_map(spec).unwrap()
-    }
-
-    fn routing<'a>(domains: &'a [String], ports: &'a [PortMap], tls: Option<SiteTls>) -> Routing<'a> {
-        Routing { app: "web", domains, ports, listen: listen(), tls }
-    }
-
-    fn tls(names: &[&str]) -> Option<SiteTls> {
-        Some(SiteTls { bundle: "/r/apps/web/tls/cert-1.pem".into(), names: names.iter().map(|s| s.to_string()).collect(), hsts: Some("max-age=60".into()) })
-    }
 
     #[test]
     fn renders_tls_servers_with_hsts_and_the_acme_path() {

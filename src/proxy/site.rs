@@ -212,22 +212,22 @@ pub fn needs_reload(old: Option<&Site>, new: &Site) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn listen() -> Listen {
+    pub(crate) fn listen() -> Listen {
         Listen { http: "127.0.0.1:8080".parse().unwrap(), https: "127.0.0.1:8443".parse().unwrap() }
     }
 
-    fn map(spec: &str) -> PortMap {
+    pub(crate) fn map(spec: &str) -> PortMap {
         crate::validate::port_map(spec).unwrap()
     }
 
-    fn routing<'a>(domains: &'a [String], ports: &'a [PortMap], tls: Option<SiteTls>) -> Routing<'a> {
+    pub(crate) fn routing<'a>(domains: &'a [String], ports: &'a [PortMap], tls: Option<SiteTls>) -> Routing<'a> {
         Routing { app: "web", domains, ports, listen: listen(), tls }
     }
 
-    fn tls(names: &[&str]) -> Option<SiteTls> {
+    pub(crate) fn tls(names: &[&str]) -> Option<SiteTls> {
         Some(SiteTls { bundle: "/r/apps/web/tls/cert-1.pem".into(), names: names.iter().map(|s| s.to_string()).collect(), hsts: Some("max-age=60".into()) })
     }
 
