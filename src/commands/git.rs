@@ -277,16 +277,15 @@ pub async fn load_image(ctx: &mut Ctx<'_>, app: &AppName, image: Option<&str>) -
     }
     // What the archive holds, read before anything loads; it loads without the names it
     // gives (docker load would move them, whatever they name): by ID, tagged by the deploy.
-    let (from, stripped) = (archive.path().to_path_buf(), archive.path().with_extension("unnamed.tar"));
-    let unnamed = stripped.clone();
-    let images = tokio::task::spawn_blocking(move || crate::image_archive::strip_names(&from, &unnamed)).await.map_err(|e| failed(e.to_string()))?;
-    let _stripped = RemovedOnDrop(stripped.clone());
+    let unnamed = tempfile::Builder::new().prefix("context-image-").suffix(".tar").tempfile_in(ctx.engine.store.tmp_dir()).map_err(stored)?;
+    let (from, stripped) = (archive.path().to_path_buf(), unnamed.path().to_path_buf());
+    let images = tokio::task::spawn_blocking(move || crate::image_archive::strip_names(&from, &stripped)).await.map_err(|e| failed(e.to_string()))?;
     let images = images.map_err(failed)?;
     let chosen = crate::image_archive::choose(&images, wanted.as_deref()).map_err(failed)?.clone();
     ctx.out.step(format!("Loading the image archive ({:.1} MB)", size as f64 / 1e6)).await;
     let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
     let was_there = runtime.image_info(&chosen.id).await.is_some();
-    runtime.load(&stripped).await.map_err(|e| failed(e.to_string()))?;
+    runtime.load(unnamed.path()).await.map_err(|e| failed(e.to_string()))?;
     if runtime.image_info(&chosen.id).await.is_none() {
         return Err(failed(format!("The archive did not load {}", chosen.tags.first().unwrap_or(&chosen.id))));
     }
@@ -299,15 +298,6 @@ pub async fn load_image(ctx: &mut Ctx<'_>, app: &AppName, image: Option<&str>) -
         runtime.remove_image_checked(&chosen.id).await;
     }
     deployed
-}
-
-/// A file removed when dropped.
-struct RemovedOnDrop(std::path::PathBuf);
-
-impl Drop for RemovedOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 async fn deploy_image(ctx: &mut Ctx<'_>, app: &str, image: &str, cause: &str) -> CmdResult {
