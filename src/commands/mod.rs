@@ -17,6 +17,7 @@ mod git;
 pub mod keys;
 mod letsencrypt;
 mod logs;
+mod network;
 mod nginx;
 mod plugin;
 mod ports;
@@ -189,6 +190,7 @@ namespaces! {
     Nginx => nginx,
     Keys => keys,
     Cron => cron,
+    Network => network,
     Plugin => plugin,
     Previews => previews,
     Postgres => postgres,

@@ -188,7 +188,8 @@ pub async fn create(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, version: Opt
     let service = Service {
         kind: kind.name().into(),
         name: name.into(),
-        image,
+        image: image.name,
+        image_id: Some(image.id),
         version: version.into(),
         password: services::new_password(),
         created_at: crate::unix_now(),
@@ -257,6 +258,15 @@ pub async fn unlink(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, app: &AppNam
     }
     service.links.remove(app.as_str());
     ctx.engine.store.save_service(&service)?;
+    // Off the app's network (and its previews'): the app no longer reaches it.
+    let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
+    let container = runtime.service_name(kind.name(), name);
+    let preview = format!("{app}--");
+    for (on, network) in runtime.app_networks_of(&container).await.unwrap_or_default() {
+        if on == app.as_str() || on.starts_with(&preview) {
+            runtime.detach(&container, &network).await.map_err(|e| failed(format!("cannot take {} service {name} off {app}'s network: {e}", kind.name())))?;
+        }
+    }
     Ok(())
 }
 
@@ -279,6 +289,7 @@ pub async fn info(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, format: Format
         .row("Status", status)
         .row("Version", service.version.clone())
         .row("Image", service.image.clone())
+        .row("Image id", service.image_id.clone().unwrap_or_default())
         .row("Container", container.clone())
         .row("Volume", container.clone())
         .row("Links", links)

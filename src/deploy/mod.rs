@@ -410,6 +410,8 @@ pub fn process_spec<'a>(engine: &Engine, app: &'a str, config: &AppConfig, relea
         binds: config.storage.iter().map(|m| bind(engine, app, m)).collect(),
         memory: limits.memory.as_deref().and_then(|m| crate::validate::memory(m).ok()),
         nano_cpus: limits.cpus.as_deref().and_then(|c| crate::validate::cpus(c).ok()),
+        networks: config.networks.all(),
+        services: crate::services::reached_by(engine, app, config),
     }
 }
 

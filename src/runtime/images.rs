@@ -31,7 +31,10 @@ impl Runtime {
     /// Stopped after `limit` (dropping the request cancels the engine's build).
     pub async fn build(&self, context: &std::path::Path, tag: &str, limit: Duration, limits: BuildLimits, out: &Output) -> Result<String, RuntimeError> {
         let app = tag.strip_prefix("berth/").and_then(|t| t.split(':').next()).unwrap_or_default();
+        // RUN steps on the build network: no route to the host's own services.
+        let network = self.ensure_build_network().await?;
         let options = BuildImageOptions {
+            networkmode: Some(network.into()),
             dockerfile: "Dockerfile".into(),
             t: Some(tag.into()),
             rm: true,
@@ -113,6 +116,12 @@ impl Runtime {
     pub async fn image_info(&self, image: &str) -> Option<(String, i64, String)> {
         let info = self.docker.inspect_image(image).await.ok()?;
         Some((info.id.unwrap_or_default(), info.size.unwrap_or(0), info.created.map(|c| c.to_string()).unwrap_or_default()))
+    }
+
+    /// The registry digests the engine has for an image (`postgres@sha256:…`): none for an
+    /// image that was loaded, built or committed rather than pulled, or is not there.
+    pub async fn repo_digests(&self, image: &str) -> Vec<String> {
+        self.docker.inspect_image(image).await.ok().and_then(|info| info.repo_digests).unwrap_or_default()
     }
 
     /// The ports an image EXPOSEs (`5000/tcp` → 5000), sorted; none for an image that is

@@ -16,12 +16,14 @@ use futures_util::StreamExt;
 use crate::output::Output;
 
 mod images;
+mod networks;
 mod oneshot;
 mod services;
 
 pub use images::{AppImage, BuildLimits};
+pub use networks::{BUILD_NETWORK, UserNetwork};
 pub use oneshot::{Client, Committed, OneShot, Terminal, TimeLimit};
-pub use services::{ServiceContainer, ServiceSpec};
+pub use services::{ServiceContainer, ServiceSpec, service_name};
 
 pub const NETWORK: &str = "berth";
 pub const LABEL_APP: &str = "berth.app";
@@ -69,6 +71,8 @@ pub struct Runtime {
     root: String,
     /// Containers berth itself is stopping or removing: their end is not a crash.
     stopping: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Networks this process made or found (not asked of the engine again before each start).
+    networks_made: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// A container of an app, as the engine reports it.
@@ -100,7 +104,7 @@ pub struct ContainerEvent {
 #[derive(Debug, Clone)]
 pub struct Live {
     pub running: bool,
-    /// Its address on the berth network while it runs.
+    /// Its address on its app's network while it runs.
     pub ip: Option<String>,
     pub exit_code: Option<i64>,
 }
@@ -112,6 +116,14 @@ pub fn hostname(app: &str, process: &str, index: u32) -> String {
     let room = 63usize.saturating_sub(suffix.len());
     let app: String = app.chars().take(room).collect();
     format!("{}{suffix}", app.trim_end_matches(['-', '.']))
+}
+
+/// A short tag of a root, in the names of its containers on a shared engine. Pure.
+pub fn root_tag(root: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    root.hash(&mut h);
+    format!("{:08x}", h.finish() as u32)
 }
 
 /// The name berth gives the container of `app`'s `process`.`index` in `release` (on the
@@ -152,13 +164,18 @@ pub struct ContainerSpec<'a> {
     /// Memory limit in bytes and CPU limit in nano-CPUs.
     pub memory: Option<i64>,
     pub nano_cpus: Option<i64>,
+    /// Networks an admin attached the app to (`network:set`), by the names the admin gave.
+    pub networks: Vec<String>,
+    /// The containers of the services the app reaches (its links): berth attaches them to
+    /// the app's network.
+    pub services: Vec<String>,
 }
 
 impl ContainerSpec<'_> {
     /// What every container of an app gets: its network, init, log rotation, mounts, limits.
-    fn host_config(&self) -> HostConfig {
+    fn host_config(&self, network: &str) -> HostConfig {
         HostConfig {
-            network_mode: Some(NETWORK.into()),
+            network_mode: Some(network.into()),
             init: Some(true),
             binds: (!self.binds.is_empty()).then(|| self.binds.clone()),
             memory: self.memory,
@@ -254,7 +271,7 @@ impl Runtime {
     pub async fn connect(root: std::path::PathBuf) -> Result<Runtime, RuntimeError> {
         let docker = Docker::connect_with_local_defaults().map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
         let docker = docker.negotiate_version().await.map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
-        Ok(Runtime { docker, root: root.display().to_string(), stopping: Default::default() })
+        Ok(Runtime { docker, root: root.display().to_string(), stopping: Default::default(), networks_made: Default::default() })
     }
 
     /// The engine's version, asked anew (so a stopped engine shows).
@@ -305,6 +322,8 @@ impl Runtime {
             (LABEL_INDEX.to_string(), spec.index.to_string()),
             (LABEL_ROOT.to_string(), self.root.clone()),
         ]);
+        let network = self.network_for(spec).await?;
+        let aliases = aliases(spec.app, spec.process, spec.index);
         let body = ContainerCreateBody {
             image: Some(spec.image.to_string()),
             env: Some(spec.env.clone()),
@@ -315,7 +334,10 @@ impl Runtime {
                 // Never restarted by the engine: a crash during start-up fails the deploy, and
                 // later berth restarts it (see `no_engine_restarts` and supervise.rs).
                 restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
-                ..spec.host_config()
+                ..spec.host_config(&network)
+            }),
+            networking_config: Some(bollard::models::NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(network, bollard::models::EndpointSettings { aliases: Some(aliases.clone()), ..Default::default() })])),
             }),
             ..Default::default()
         };
@@ -323,11 +345,34 @@ impl Runtime {
         let _ = self.remove(&name).await;
         self.wait_for_addresses().await;
         let created = self.docker.create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body).await?;
-        if let Err(e) = self.docker.start_container(&created.id, None).await {
+        let started = async {
+            self.attach_networks(&created.id, spec, aliases).await?;
+            Ok::<(), RuntimeError>(self.docker.start_container(&created.id, None).await?)
+        };
+        if let Err(e) = started.await {
             let _ = self.remove(&created.id).await;
-            return Err(e.into());
+            return Err(e);
         }
         Ok(created.id)
+    }
+
+    /// The app's network, made if missing, with the services it reaches on it.
+    async fn network_for(&self, spec: &ContainerSpec<'_>) -> Result<String, RuntimeError> {
+        let network = self.ensure_app_network(spec.app).await?;
+        for service in &spec.services {
+            self.attach(service, &network, Vec::new()).await.map_err(|e| RuntimeError::Container(format!("cannot give {} its service {service}: {e}", spec.app)))?;
+        }
+        Ok(network)
+    }
+
+    /// Connects a created container to the networks an admin attached its app to.
+    async fn attach_networks(&self, id: &str, spec: &ContainerSpec<'_>, aliases: Vec<String>) -> Result<(), RuntimeError> {
+        for network in &spec.networks {
+            self.attach(id, &self.user_network(network), aliases.clone())
+                .await
+                .map_err(|e| RuntimeError::Container(format!("cannot attach {} to the network {network} ({e}): network:create {network}, or network:set {} attach-post-create with another", spec.app, spec.app)))?;
+        }
+        Ok(())
     }
 
     fn container_name(&self, app: &str, process: &str, index: u32, release: u32) -> String {
@@ -335,16 +380,22 @@ impl Runtime {
     }
 
     fn root_tag(&self) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.root.hash(&mut h);
-        format!("{:08x}", h.finish() as u32)
+        root_tag(&self.root)
     }
 
-    /// The container's address on the berth network.
+    /// The container's address on its app's network.
     pub async fn ip(&self, id: &str) -> Result<String, RuntimeError> {
         let info = self.docker.inspect_container(id, None).await?;
-        network_ip(info).ok_or_else(|| RuntimeError::Container(format!("the container has no address on the {NETWORK} network")))
+        self.network_ip(info).ok_or_else(|| RuntimeError::Container("the container has no address on its app's network".into()))
+    }
+
+    /// A container's address on its app's network (or, for a container an older berth
+    /// started, on the shared `berth` network), if it has one.
+    fn network_ip(&self, info: bollard::models::ContainerInspectResponse) -> Option<String> {
+        let app = info.config.as_ref().and_then(|c| c.labels.as_ref()).and_then(|l| l.get(LABEL_APP)).cloned();
+        let mut networks = info.network_settings.and_then(|n| n.networks)?;
+        let own = app.and_then(|app| networks.remove(&self.app_network(&app)));
+        own.or_else(|| networks.remove(NETWORK)).and_then(|n| n.ip_address).filter(|ip| !ip.is_empty())
     }
 
     /// A container as it is this moment, asked of the engine by id (the engine's list can
@@ -353,7 +404,7 @@ impl Runtime {
         let info = self.docker.inspect_container(id, None).await.ok()?;
         let state = info.state.clone().unwrap_or_default();
         let running = state.running == Some(true) && state.restarting != Some(true);
-        let ip = network_ip(info).filter(|_| running);
+        let ip = self.network_ip(info).filter(|_| running);
         Some(Live { running, ip, exit_code: state.exit_code.filter(|_| !running) })
     }
 
@@ -539,9 +590,14 @@ impl Runtime {
 
 }
 
-/// A container's address on the berth network, if it has one.
-fn network_ip(info: bollard::models::ContainerInspectResponse) -> Option<String> {
-    info.network_settings.and_then(|n| n.networks).and_then(|mut n| n.remove(NETWORK)).and_then(|n| n.ip_address).filter(|ip| !ip.is_empty())
+/// The names a process container answers to on its app's network and the networks an
+/// admin attached it to (dokku's `APP.PROCESS`; the app's own name for its web). Pure.
+pub fn aliases(app: &str, process: &str, index: u32) -> Vec<String> {
+    let mut names = vec![format!("{app}.{process}"), format!("{app}.{process}.{index}")];
+    if process == crate::process::WEB {
+        names.push(app.to_string());
+    }
+    names
 }
 
 #[cfg(test)]

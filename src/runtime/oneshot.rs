@@ -80,6 +80,7 @@ impl Runtime {
             (LABEL_ONE_OFF.to_string(), spec.process.to_string()),
             (LABEL_DAEMON.to_string(), daemon_run().to_string()),
         ]);
+        let network = self.network_for(spec).await?;
         let tty = client.terminal.is_some();
         let mut env = spec.env.clone();
         if let Some(terminal) = &client.terminal {
@@ -96,12 +97,13 @@ impl Runtime {
             attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
-            host_config: Some(spec.host_config()),
+            host_config: Some(spec.host_config(&network)),
             ..Default::default()
         };
         self.wait_for_addresses().await;
         let id = self.docker.create_container(None, body).await?.id;
         let result = async {
+            self.attach_networks(&id, spec, Vec::new()).await?;
             let attached = self.attach_and_start(&id, true).await?;
             if !self.pump(attached.output, attached.input, client, TtyOf::Container(&id)).await {
                 return Ok(-1);
@@ -247,7 +249,8 @@ impl Runtime {
     /// Runs a one-shot container, streaming its output as lines, and commits it as an image
     /// if it exits 0. The container is removed either way. Returns the image id.
     pub async fn run_and_commit(&self, job: OneShot<'_>, out: &Output) -> Result<Committed, RuntimeError> {
-        let created = self.docker.create_container(None, self.one_shot_body(&job)).await?;
+        let network = self.ensure_build_network().await?;
+        let created = self.docker.create_container(None, self.one_shot_body(&job, network)).await?;
         let id = created.id;
         let work = async {
             if let Some((path, tar)) = job.upload {
@@ -289,9 +292,9 @@ impl Runtime {
         result
     }
 
-    /// How a one-shot container is created: its image, command, env, mounts and limits,
-    /// labelled as a build of this daemon run (and of its app, if any).
-    fn one_shot_body(&self, job: &OneShot<'_>) -> ContainerCreateBody {
+    /// How a one-shot container is created: its image, command, env, mounts and limits, on
+    /// the build network, labelled as a build of this daemon run (and of its app, if any).
+    fn one_shot_body(&self, job: &OneShot<'_>, network: &str) -> ContainerCreateBody {
         let mut labels = HashMap::from([
             (LABEL_ROOT.to_string(), self.root.clone()),
             (LABEL_ONE_OFF.to_string(), "build".to_string()),
@@ -306,6 +309,7 @@ impl Runtime {
             env: Some(job.env.clone()),
             labels: Some(labels),
             host_config: Some(HostConfig {
+                network_mode: Some(network.to_string()),
                 binds: Some(job.binds.clone()),
                 cpu_shares: job.limits.cpu_shares.map(i64::from),
                 memory: job.limits.memory.map(i64::from),

@@ -17,6 +17,11 @@ pub struct ServiceSpec<'a> {
     pub data_dir: &'a str,
 }
 
+/// The engine-wide name of a root's service (its container, volume and host name). Pure.
+pub fn service_name(root: &str, kind: &str, name: &str) -> String {
+    format!("berth-{kind}-{name}-{}", super::root_tag(root))
+}
+
 /// A service container as the engine has it.
 pub struct ServiceContainer {
     pub id: String,
@@ -27,7 +32,7 @@ pub struct ServiceContainer {
 impl Runtime {
     /// The engine-wide name of this root's service (its container, volume and host name).
     pub fn service_name(&self, kind: &str, name: &str) -> String {
-        format!("berth-{kind}-{name}-{}", self.root_tag())
+        service_name(&self.root, kind, name)
     }
 
     /// Makes a service's container run: started if stopped, created (on its volume, which

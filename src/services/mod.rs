@@ -101,20 +101,33 @@ pub fn built_image(kind: &dyn Kind, version: &str) -> String {
     format!("berth/{}:{version}", kind.name())
 }
 
-/// The image a new service of this version runs: the official one if the engine has it or
-/// a registry gives it, else berth's (built now from the stack image if missing).
-pub async fn image_for(kind: &dyn Kind, version: &str, runtime: &Runtime, root: &std::path::Path, out: &Output) -> Result<String, String> {
+/// An image a service may run: its name, and what berth verified that name to be (the ID
+/// of an image berth built, or an official image's registry digest).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pinned {
+    pub name: String,
+    pub id: String,
+}
+
+/// The image a new service of this version runs: the official one if the engine has it
+/// from a registry (or a registry gives it), else berth's (built now from the stack image
+/// unless the engine has the one berth built). A name anything else put on the engine (a
+/// `docker load`, a build tagged so) is never run.
+pub async fn image_for(kind: &dyn Kind, version: &str, runtime: &Runtime, root: &std::path::Path, out: &Output) -> Result<Pinned, String> {
     let official = kind.official_image(version);
-    if runtime.image_info(&official).await.is_some() {
-        return Ok(official);
+    if let Some(id) = registry_digest(runtime, &official).await {
+        return Ok(Pinned { name: official, id });
     }
     let built = built_image(kind, version);
-    if runtime.image_info(&built).await.is_some() {
-        return Ok(built);
+    if let Some(id) = built_by_berth(runtime, &built).await {
+        return Ok(Pinned { name: built, id });
     }
     let (repo, tag) = official.split_once(':').unwrap_or((&official, "latest"));
     let why = match runtime.pull(repo, tag, PULL_LIMIT).await {
-        Ok(()) => return Ok(official),
+        Ok(()) => match registry_digest(runtime, &official).await {
+            Some(id) => return Ok(Pinned { name: official, id }),
+            None => "the pulled image has no registry digest".to_string(),
+        },
         Err(why) => why,
     };
     if !kind.built_versions().contains(&version) {
@@ -125,13 +138,55 @@ pub async fn image_for(kind: &dyn Kind, version: &str, runtime: &Runtime, root: 
         ));
     }
     out.step(format!("No registry gave {official} ({why}): building {built} from Debian's packages, once")).await;
-    build_image(kind, version, runtime, root, out).await?;
-    Ok(built)
+    let id = build_image(kind, version, runtime, root, out).await?;
+    Ok(Pinned { name: built, id })
+}
+
+/// The digest an image of this name was pulled by (`postgres@sha256:…`), if the engine
+/// has it from its registry: an image loaded or built under the name has none.
+async fn registry_digest(runtime: &Runtime, image: &str) -> Option<String> {
+    let repo = image.split_once(':').map_or(image, |(repo, _)| repo);
+    let digests = runtime.repo_digests(image).await;
+    digests.into_iter().find(|d| d.split_once('@').is_some_and(|(r, _)| same_repository(r, repo)))
+}
+
+/// `postgres`, `library/postgres` and `docker.io/library/postgres` are one repository.
+fn same_repository(a: &str, b: &str) -> bool {
+    let normal = |r: &str| {
+        let r = r.strip_prefix("docker.io/").unwrap_or(r);
+        if r.contains('/') { r.to_string() } else { format!("library/{r}") }
+    };
+    normal(a) == normal(b)
+}
+
+/// Where berth notes the ID of each service image it built: machine-wide, since every
+/// root on the machine shares the engine (and the build takes minutes).
+const BUILT_RECORD: &str = "/var/lib/berth-service-images.toml";
+
+/// The ID of the image of this name, if it is the one berth built.
+async fn built_by_berth(runtime: &Runtime, image: &str) -> Option<String> {
+    let (id, _, _) = runtime.image_info(image).await?;
+    let recorded = read_built(std::path::Path::new(BUILT_RECORD)).remove(image)?;
+    (recorded == id).then_some(id)
+}
+
+fn read_built(record: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(record).ok().and_then(|text| toml::from_str(&text).ok()).unwrap_or_default()
+}
+
+/// Notes that berth built `image` as `id` (another root's entries kept).
+fn record_built(record: &std::path::Path, image: &str, id: &str) -> Result<(), String> {
+    let mut built = read_built(record);
+    built.insert(image.to_string(), id.to_string());
+    let text = toml::to_string(&built).map_err(|e| e.to_string())?;
+    let text = format!("# service images berth built (name = ID); written by berth\n{text}");
+    crate::store::write_atomic(record, text.as_bytes(), 0o644).map_err(|e| format!("cannot write {}: {e}", record.display()))
 }
 
 /// Builds berth's image of a kind: Debian's packages installed in a container of the stack
-/// image (built first if missing), committed with the kind's entrypoint.
-pub async fn build_image(kind: &dyn Kind, version: &str, runtime: &Runtime, root: &std::path::Path, out: &Output) -> Result<(), String> {
+/// image (built first if missing), committed with the kind's entrypoint. Returns its ID,
+/// noted as berth's.
+pub async fn build_image(kind: &dyn Kind, version: &str, runtime: &Runtime, root: &std::path::Path, out: &Output) -> Result<String, String> {
     if runtime.image_info(crate::buildpack::STACK_IMAGE).await.is_none() {
         crate::stack::build(runtime, root, out).await?;
     }
@@ -153,9 +208,11 @@ pub async fn build_image(kind: &dyn Kind, version: &str, runtime: &Runtime, root
         limits: Default::default(),
     };
     let quiet = Output::discard();
-    runtime.run_and_commit(job, &quiet).await.map_err(|e| format!("cannot build {image}: {e}"))?;
+    let committed = runtime.run_and_commit(job, &quiet).await.map_err(|e| format!("cannot build {image}: {e}"))?;
+    let id = committed.image;
+    record_built(std::path::Path::new(BUILT_RECORD), &image, &id)?;
     out.step(format!("Built {image} in {:.0}s", started.elapsed().as_secs_f64())).await;
-    Ok(())
+    Ok(id)
 }
 
 /// The service's container as it should run.
@@ -164,17 +221,23 @@ pub fn spec<'a>(kind: &dyn Kind, service: &'a Service, name: &'a str) -> Service
     ServiceSpec {
         label: format!("{}/{}", service.kind, service.name),
         name,
-        image: &service.image,
+        image: service.image_id.as_deref().unwrap_or(&service.image),
         env: kind.container_env(service),
         cmd: if official { kind.official_cmd() } else { None },
         data_dir: kind.data_dir(),
     }
 }
 
-/// Makes the service run and waits until it accepts clients.
+/// Makes the service run, on the networks of the apps linked to it, and waits until it
+/// accepts clients.
 pub async fn start(kind: &dyn Kind, service: &Service, runtime: &Runtime) -> Result<(), String> {
     let name = runtime.service_name(&service.kind, &service.name);
-    runtime.ensure_service(&spec(kind, service, &name)).await.map_err(|e| format!("cannot start {} {}: {e}", service.kind, service.name))?;
+    let cannot = |e: crate::runtime::RuntimeError| format!("cannot start {} {}: {e}", service.kind, service.name);
+    runtime.ensure_service(&spec(kind, service, &name)).await.map_err(cannot)?;
+    for app in service.links.keys() {
+        let network = runtime.ensure_app_network(app).await.map_err(cannot)?;
+        runtime.attach(&name, &network, Vec::new()).await.map_err(cannot)?;
+    }
     wait_ready(kind, service, runtime, &name).await
 }
 
@@ -316,6 +379,24 @@ pub fn relink_app(engine: &Engine, app: &str, new: Option<&str>) -> Result<(), c
     Ok(())
 }
 
+/// The containers of the services `app` reaches: those linked to it, and for a preview
+/// whose parent gives previews its services, those linked to the parent.
+pub fn reached_by(engine: &Engine, app: &str, config: &crate::store::AppConfig) -> Vec<String> {
+    let parent = config.preview_of.as_ref().map(|of| of.parent.as_str());
+    let parent_shares = parent.and_then(|p| engine.store.load_app(p).ok()).is_some_and(|p| p.previews.link_services);
+    let root = engine.root().display().to_string();
+    let mut reached = Vec::new();
+    for kind in KINDS {
+        for name in engine.store.list_services(kind.name()).unwrap_or_default() {
+            let Ok(Some(service)) = engine.store.load_service(kind.name(), &name) else { continue };
+            if service.links.contains_key(app) || (parent_shares && parent.is_some_and(|p| service.links.contains_key(p))) {
+                reached.push(crate::runtime::service_name(&root, kind.name(), &name));
+            }
+        }
+    }
+    reached
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +420,7 @@ mod tests {
             kind: "postgres".into(),
             name: "my-db".into(),
             image: "berth/postgres:15".into(),
+            image_id: Some("sha256:0123".into()),
             version: "15".into(),
             password: "pw".into(),
             created_at: 0,
@@ -351,5 +433,30 @@ mod tests {
         assert!(spec(&postgres::Postgres, &service, "c").cmd.is_none());
         let official = Service { image: "redis:7".into(), version: "7".into(), ..service };
         assert!(spec(&redis::Redis, &official, "c").cmd.is_some());
+    }
+
+    #[test]
+    fn only_the_official_repository_digest_pins_an_official_image() {
+        assert!(same_repository("postgres", "postgres"));
+        assert!(same_repository("docker.io/library/postgres", "postgres"));
+        assert!(same_repository("library/redis", "redis"));
+        assert!(!same_repository("mallory/postgres", "postgres"));
+        assert!(!same_repository("berth/postgres", "postgres"));
+        assert!(!same_repository("registry.example/postgres", "postgres"));
+    }
+
+    #[test]
+    fn the_record_of_built_images_keeps_every_roots_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("images.toml");
+        assert!(read_built(&record).is_empty(), "no record: nothing is berth's");
+        record_built(&record, "berth/postgres:15", "sha256:aa").unwrap();
+        record_built(&record, "berth/redis:7", "sha256:bb").unwrap();
+        record_built(&record, "berth/postgres:15", "sha256:cc").unwrap();
+        let built = read_built(&record);
+        assert_eq!(built.get("berth/postgres:15").map(String::as_str), Some("sha256:cc"));
+        assert_eq!(built.get("berth/redis:7").map(String::as_str), Some("sha256:bb"));
+        std::fs::write(&record, "not = [toml").unwrap();
+        assert!(read_built(&record).is_empty(), "a damaged record trusts nothing");
     }
 }

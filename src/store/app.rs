@@ -70,6 +70,35 @@ pub struct AppConfig {
     /// `builder:set APP build-cpu-shares|build-memory`: this app's builds (over the global ones).
     #[serde(default, skip_serializing_if = "BuildSettings::is_empty")]
     pub build: BuildSettings,
+    /// `network:set APP attach-post-create|attach-post-deploy NET…`: networks an admin made
+    /// that the app's containers join (both before they start: from its first instant a
+    /// container reaches what it will reach).
+    #[serde(default, skip_serializing_if = "Networks::is_empty")]
+    pub networks: Networks,
+}
+
+/// The networks an admin attached an app to, as dokku's `network:set` names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Networks {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attach_post_create: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attach_post_deploy: Vec<String>,
+}
+
+impl Networks {
+    pub fn is_empty(&self) -> bool {
+        self.attach_post_create.is_empty() && self.attach_post_deploy.is_empty()
+    }
+
+    /// Every network the app's containers join, once each.
+    pub fn all(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.attach_post_create.iter().chain(&self.attach_post_deploy).cloned().collect();
+        all.sort();
+        all.dedup();
+        all
+    }
 }
 
 /// ACME settings: an app's (with `enabled`) or the global defaults (berth.toml).

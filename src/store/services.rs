@@ -7,8 +7,14 @@ use serde::{Deserialize, Serialize};
 pub struct Service {
     pub kind: String,
     pub name: String,
-    /// The image its container runs (`berth/postgres:15`, or an official one).
+    /// The image its container runs, by name (`berth/postgres:15`, or an official one).
     pub image: String,
+    /// What that name was when berth chose it: the ID of the image berth built, or the
+    /// registry digest of an official one (`postgres@sha256:…`). The container runs this,
+    /// never the name, which anything that can tag on the engine could move. None in state
+    /// written before berth pinned images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
     pub version: String,
     /// Generated at create; reaches apps only through their config.
     pub password: String,

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{AppRepo, BERTH, Daemon, Out, docker, http_get, stack_image, web_dockerfile, poll};
+use crate::harness::{AppRepo, BERTH, Daemon, Out, base_image, docker, http_get, stack_image, web_dockerfile, poll};
 
 // ---------------------------------------------------------------------------------------
 // Fixture apps (tests/fixtures/services/): Python apps with a Procfile, built by buildpack.
@@ -125,9 +125,11 @@ fn create(d: &Daemon, volumes: &Volumes, kind: &str, name: &str) -> Out {
     out.ok();
     let report = info(d, kind, name);
     volumes.keep(text(&report["volume"]));
-    // berth's image where no registry gives the official one (none does here).
-    let runs = text(&inspect(&text(&report["container"]))["Config"]["Image"]);
-    assert!(runs == image || runs == format!("{kind}:{}", text(&report["version"])), "{kind} {name} runs the image {runs:?}");
+    // berth's image where no registry gives the official one (none does here), by its ID:
+    // the name is only what berth chose it by.
+    let runs = text(&inspect(&text(&report["container"]))["Image"]);
+    assert_eq!(runs, docker(&["image", "inspect", "-f", "{{.Id}}", image]).trim(), "{kind} {name} runs another image than {image}");
+    assert_eq!(text(&report["image-id"]), runs, "{kind}:info names the image it runs by its ID");
     out
 }
 
@@ -587,6 +589,32 @@ fn a_postgres_export_imported_into_a_new_service_brings_the_rows_back() {
 // ---------------------------------------------------------------------------------------
 // 3. Redis linked to a real app.
 // ---------------------------------------------------------------------------------------
+
+/// An image put on the engine under a service's official name (a `docker load`, a build
+/// tagged so: anything that can tag) is never what a service runs: berth runs the official
+/// image only as its registry gave it (by digest), else the one it built (by ID).
+#[test]
+fn a_service_never_runs_an_image_planted_under_its_official_name() {
+    struct Untag(&'static str);
+    impl Drop for Untag {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", self.0]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
+    }
+    base_image();
+    let volumes = Volumes::default();
+    let d = Daemon::start();
+    assert!(!image_exists("postgres:15"), "no registry is reachable here: the engine has no official postgres:15");
+    let _untag = Untag("postgres:15");
+    docker(&["tag", "berth-test/busybox", "postgres:15"]);
+    let planted = docker(&["image", "inspect", "-f", "{{.Id}}", "postgres:15"]);
+
+    create(&d, &volumes, "postgres", "pg-planted");
+    let report = info(&d, "postgres", "pg-planted");
+    assert_eq!(text(&report["image"]), "berth/postgres:15", "{report}");
+    assert_ne!(text(&report["image-id"]), planted.trim(), "{report}");
+    d.ssh("postgres:destroy pg-planted --force").ok();
+}
 
 #[test]
 fn a_linked_redis_counts_the_apps_hits_across_a_restart() {

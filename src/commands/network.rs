@@ -1,0 +1,249 @@
+//! `network:*`: networks an admin makes to connect apps that should talk (dokku's names).
+//! Every app has a network of its own that only it and its linked services are on; on a
+//! network made here, the apps attached to it reach each other by name (`APP`,
+//! `APP.PROCESS`, `APP.PROCESS.INDEX`). Admins only, as letting one app reach another is.
+
+use super::report::ReportArgs;
+use super::{CmdError, CmdResult, Ctx, EXIT_FAILURE, Scope, failed};
+use crate::output::{Format, Report};
+use crate::validate::AppName;
+use clap::Subcommand;
+
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("network", "Manage networks that connect apps")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create a network apps can be attached to
+    #[command(name = "network:create")]
+    Create { network: NetworkName },
+    /// Destroy a network no app is attached to
+    #[command(name = "network:destroy")]
+    Destroy {
+        network: NetworkName,
+        /// Also when apps are attached: they are detached first
+        #[arg(long)]
+        force: bool,
+    },
+    /// Exit 0 if a network exists, 1 if not
+    #[command(name = "network:exists")]
+    Exists { network: NetworkName },
+    /// Show a network: the apps attached to it and the containers on it
+    #[command(name = "network:info")]
+    Info {
+        network: NetworkName,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List the networks made with network:create
+    #[command(name = "network:list")]
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Attach an app to networks (attach-post-create|attach-post-deploy NETWORK…; none: detach)
+    #[command(name = "network:set")]
+    Set { app: AppName, key: String, networks: Vec<NetworkName> },
+    /// Connect an app's running containers to its networks again (after a network was re-created)
+    #[command(name = "network:rebuild")]
+    Rebuild { app: AppName },
+    /// Show an app's networks
+    #[command(name = "network:report")]
+    Report(ReportArgs),
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            Cmd::Report(args) => args.scope(),
+            _ => Scope::Admin,
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Create { network } => create(ctx, &network).await,
+            Cmd::Destroy { network, force } => destroy(ctx, &network, force).await,
+            Cmd::Exists { network } => exists(ctx, &network).await,
+            Cmd::Info { network, format } => info(ctx, &network, format).await,
+            Cmd::List { format } => list(ctx, format).await,
+            Cmd::Set { app, key, networks } => set(ctx, &app, &key, networks).await,
+            Cmd::Rebuild { app } => rebuild(ctx, &app).await,
+            Cmd::Report(args) => report(ctx, &args).await,
+        }
+    }
+}
+
+/// A network's name: a lowercase letter or digit, then up to 39 lowercase letters, digits,
+/// dashes or underscores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkName(String);
+
+impl std::str::FromStr for NetworkName {
+    type Err = String;
+    fn from_str(name: &str) -> Result<NetworkName, String> {
+        let ok = !name.is_empty()
+            && name.len() <= 40
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if ok {
+            Ok(NetworkName(name.to_string()))
+        } else {
+            Err(format!(
+                "Invalid network name {}: a lowercase letter or digit, then up to 39 lowercase letters, digits, dashes or underscores",
+                crate::validate::quoted(name)
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+async fn runtime(ctx: &Ctx<'_>) -> Result<crate::runtime::Runtime, CmdError> {
+    ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))
+}
+
+async fn find(ctx: &Ctx<'_>, network: &NetworkName) -> Result<Option<crate::runtime::UserNetwork>, CmdError> {
+    let all = runtime(ctx).await?.user_networks().await.map_err(|e| failed(e.to_string()))?;
+    Ok(all.into_iter().find(|n| n.name == network.0))
+}
+
+/// The apps attached to a network, by their settings.
+fn attached_apps(ctx: &Ctx<'_>, network: &str) -> Result<Vec<String>, CmdError> {
+    let mut apps = Vec::new();
+    for app in ctx.engine.store.list_apps()? {
+        if ctx.engine.store.load_app(&app)?.networks.all().iter().any(|n| n == network) {
+            apps.push(app);
+        }
+    }
+    Ok(apps)
+}
+
+pub async fn create(ctx: &mut Ctx<'_>, network: &NetworkName) -> CmdResult {
+    if !runtime(ctx).await?.create_user_network(&network.0).await.map_err(|e| failed(format!("cannot create the network {network}: {e}")))? {
+        return Err(failed(format!("Network {network} already exists")));
+    }
+    ctx.out.step(format!("Created network {network}")).await;
+    Ok(())
+}
+
+pub async fn destroy(ctx: &mut Ctx<'_>, network: &NetworkName, force: bool) -> CmdResult {
+    if find(ctx, network).await?.is_none() {
+        return Err(failed(format!("Network {network} does not exist")));
+    }
+    let apps = attached_apps(ctx, &network.0)?;
+    if !apps.is_empty() && !force {
+        return Err(failed(format!("Network {network} has apps attached ({}): network:set APP attach-post-create without it first, or --force", apps.join(", "))));
+    }
+    for app in &apps {
+        ctx.engine
+            .update_app(app, |config| {
+                config.networks.attach_post_create.retain(|n| *n != network.0);
+                config.networks.attach_post_deploy.retain(|n| *n != network.0);
+                Ok::<_, CmdError>(())
+            })
+            .await?;
+    }
+    let runtime = runtime(ctx).await?;
+    runtime.remove_network(&runtime.user_network(&network.0)).await.map_err(|e| failed(format!("cannot destroy the network {network}: {e}")))?;
+    ctx.out.step(format!("Destroyed network {network}")).await;
+    Ok(())
+}
+
+pub async fn exists(ctx: &mut Ctx<'_>, network: &NetworkName) -> CmdResult {
+    if find(ctx, network).await?.is_some() {
+        ctx.out.line("Network exists").await;
+        Ok(())
+    } else {
+        ctx.out.error("Network does not exist").await;
+        Err(CmdError::Exit(EXIT_FAILURE))
+    }
+}
+
+pub async fn info(ctx: &mut Ctx<'_>, network: &NetworkName, format: Format) -> CmdResult {
+    let found = find(ctx, network).await?.ok_or_else(|| failed(format!("Network {network} does not exist")))?;
+    let runtime = runtime(ctx).await?;
+    let report = Report::new(format!("{network} network information"))
+        .row("Name", network.0.clone())
+        .row("Engine name", runtime.user_network(&network.0))
+        .row("Apps", attached_apps(ctx, &network.0)?)
+        .row("Containers", found.containers);
+    crate::output::print_reports(&ctx.out, &[(network.0.clone(), report)], true, format).await.map_err(failed)
+}
+
+pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
+    let all = runtime(ctx).await?.user_networks().await.map_err(|e| failed(e.to_string()))?;
+    if format == Format::Json {
+        let listed: Vec<_> = all.iter().map(|n| serde_json::json!({"name": n.name, "containers": n.containers})).collect();
+        ctx.out.line(serde_json::Value::Array(listed).to_string()).await;
+        return Ok(());
+    }
+    ctx.out.header("Networks").await;
+    for network in &all {
+        ctx.out.line(&network.name).await;
+    }
+    Ok(())
+}
+
+pub async fn set(ctx: &mut Ctx<'_>, app: &AppName, key: &str, networks: Vec<NetworkName>) -> CmdResult {
+    if !matches!(key, "attach-post-create" | "attach-post-deploy") {
+        return Err(failed(format!("Invalid network property {}: attach-post-create or attach-post-deploy", crate::validate::quoted(key))));
+    }
+    ctx.engine.store.load_app(app)?;
+    for network in &networks {
+        if find(ctx, network).await?.is_none() {
+            return Err(failed(format!("Network {network} does not exist: network:create {network} first")));
+        }
+    }
+    let names: Vec<String> = networks.iter().map(|n| n.0.clone()).collect();
+    ctx.engine
+        .update_app(app, |config| {
+            match key {
+                "attach-post-create" => config.networks.attach_post_create = names.clone(),
+                _ => config.networks.attach_post_deploy = names.clone(),
+            }
+            Ok::<_, CmdError>(())
+        })
+        .await?;
+    let shown = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+    ctx.out.step(format!("Setting {key} of {app} to {shown}")).await;
+    rebuild(ctx, app).await
+}
+
+/// The app's running containers on exactly the networks its settings name (of those made
+/// with `network:create`): connected to the new ones, taken off the others.
+pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
+    let wanted = ctx.engine.store.load_app(app)?.networks.all();
+    let runtime = runtime(ctx).await?;
+    let all = runtime.user_networks().await.map_err(|e| failed(e.to_string()))?;
+    let containers = runtime.containers(app).await.map_err(|e| failed(e.to_string()))?;
+    for container in containers.iter().filter(|c| c.running) {
+        for network in &all {
+            let engine_name = runtime.user_network(&network.name);
+            let result = if wanted.contains(&network.name) {
+                runtime.attach(&container.id, &engine_name, crate::runtime::aliases(app, &container.process, container.index)).await
+            } else {
+                runtime.detach(&container.id, &engine_name).await
+            };
+            result.map_err(|e| failed(format!("cannot change the networks of {}: {e}", container.name)))?;
+        }
+    }
+    ctx.out.step(format!("{app}'s {} running containers are on: {}", containers.iter().filter(|c| c.running).count(), if wanted.is_empty() { "its own network only".to_string() } else { wanted.join(", ") })).await;
+    Ok(())
+}
+
+pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
+    args.no_global("network")?;
+    let runtime = runtime(ctx).await.ok();
+    args.print_apps(ctx, |_, name, config| {
+        Ok(Report::new(format!("{name} network information"))
+            .row("Network attach post create", config.networks.attach_post_create.clone())
+            .row("Network attach post deploy", config.networks.attach_post_deploy.clone())
+            .row("Network own", runtime.as_ref().map(|r| r.app_network(name)).unwrap_or_default()))
+    })
+    .await
+}
