@@ -80,6 +80,14 @@ ensure_docker() {
     fi
     if ! docker info >/dev/null 2>&1; then
         log "Starting dockerd"
+        # A pid file left by an engine that died with its machine (no systemd to clean it
+        # up) stops the next one from starting.
+        local pidfile
+        for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+            if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null; then
+                rm -f "$pidfile"
+            fi
+        done
         nohup dockerd >/var/log/dockerd.log 2>&1 &
     fi
     for _ in $(seq 1 60); do

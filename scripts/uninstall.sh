@@ -169,6 +169,22 @@ else
         detail "BERTH_KEEP_SHARED=1: berth/stack:bookworm, the database images and the network stay"
     fi
 
+    # The root's own networks (one per app, and those network:create made).
+    networks=$(docker network ls -q --filter "label=berth.root=$BERTH_ROOT")
+    if [ -n "$networks" ]; then
+        log "Removing $(echo "$networks" | wc -l) network(s) of the apps"
+        for network in $networks; do
+            docker network rm "$network" >/dev/null 2>&1 || detail "the network $network is still in use and stays"
+        done
+    fi
+    if $shared && docker network inspect berth-build >/dev/null 2>&1; then
+        log "Removing the build network berth-build and its firewall rule"
+        docker network rm berth-build >/dev/null 2>&1 || detail "cannot remove it; left as it is"
+        while iptables -w -D INPUT -i berth-build -j DROP 2>/dev/null; do :; done
+    fi
+    if $shared && $purge; then
+        rm -f /var/lib/berth-service-images.toml
+    fi
     if $shared && docker network inspect berth >/dev/null 2>&1; then
         if [ -z "$(docker ps -aq --filter network=berth)" ]; then
             log "Removing the Docker network berth"

@@ -51,7 +51,7 @@ impl Runtime {
     pub async fn ensure_app_network(&self, app: &str) -> Result<String, RuntimeError> {
         let name = self.app_network(app);
         if !self.networks_made.lock().unwrap_or_else(|p| p.into_inner()).contains(&name) {
-            let labels = [(LABEL_NETWORK, "app"), (LABEL_APP, app)];
+            let labels = [(LABEL_NETWORK, "app"), (LABEL_APP, app), (LABEL_ROOT, self.root.as_str())];
             self.ensure_bridge(&name, &labels, HashMap::new()).await?;
             self.networks_made.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone());
         }
@@ -64,7 +64,7 @@ impl Runtime {
         if self.network_exists(&network).await? {
             return Ok(false);
         }
-        self.ensure_bridge(&network, &[(LABEL_NETWORK, "user"), (LABEL_NAME, name)], HashMap::new()).await?;
+        self.ensure_bridge(&network, &[(LABEL_NETWORK, "user"), (LABEL_NAME, name), (LABEL_ROOT, self.root.as_str())], HashMap::new()).await?;
         Ok(true)
     }
 
@@ -145,6 +145,8 @@ impl Runtime {
             self.ensure_bridge(BUILD_NETWORK, &[(LABEL_NETWORK, "build")], options).await?;
             self.networks_made.lock().unwrap_or_else(|p| p.into_inner()).insert(BUILD_NETWORK.to_string());
         }
+        // One check-and-add at a time on the machine: two would both add the rule.
+        let _machine = super::network_lock().await;
         fence_from_host(BUILD_NETWORK).await.map_err(|e| RuntimeError::Container(format!("builds cannot be kept from the host's own services: {e}")))?;
         Ok(BUILD_NETWORK)
     }
@@ -158,14 +160,15 @@ impl Runtime {
     }
 
     /// A bridge network of this name, made once (serialized across every berth daemon on the
-    /// machine, as the engine accepts two networks of one name), on a free /24.
+    /// machine, as the engine accepts two networks of one name), on a free /24. An app's or
+    /// an admin's network carries its root's label; the build network, shared by every root
+    /// on the engine, none.
     async fn ensure_bridge(&self, name: &str, labels: &[(&str, &str)], options: HashMap<String, String>) -> Result<(), RuntimeError> {
         let _machine = super::network_lock().await;
         if self.network_exists(name).await? {
             return Ok(());
         }
-        let mut labels: HashMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        labels.insert(LABEL_ROOT.to_string(), self.root.clone());
+        let labels: HashMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let listed = self.docker.list_networks(None).await?;
         let mut used: Vec<Subnet> = listed.iter().flat_map(|n| n.ipam.iter().flat_map(|i| i.config.iter().flatten())).filter_map(|c| parse_subnet(c.subnet.as_deref()?)).collect();
         used.extend(host_routes());

@@ -338,6 +338,13 @@ impl Drop for Daemon {
                 let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).stderr(Stdio::null()).status();
             }
         }
+        // And its networks (one per app, and those network:create made).
+        if let Ok(out) = Command::new("docker").args(["network", "ls", "-q", "--filter", &label]).output() {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker").args(["network", "rm"]).args(&ids).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            }
+        }
     }
 }
 
@@ -436,6 +443,29 @@ pub fn git_ssh(key: &Key) -> String {
 }
 
 impl AppRepo {
+}
+
+/// `/probe TARGET PORT` in an image: what TARGET (an address, or a name looked up with
+/// nslookup) answers on PORT to `GET / HTTP/1.0`, the whole answer, or `unreachable`.
+/// (Debian's static busybox has no working name lookup in wget or nc: they crash.)
+pub const PROBE_SH: &str = r#"#!/bin/sh
+t=$1
+case $t in
+*[!0-9.]*) t=$(nslookup "$t" 2>/dev/null | awk '/^Name:/ {n=1} n && /^Address/ {print $2; exit}') ;;
+esac
+said=
+[ -n "$t" ] && said=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 "$t" "$2" 2>/dev/null | tr -d '\r')
+echo "${said:-unreachable}"
+"#;
+
+/// An app that serves `text` at / and has `/probe` (see [`PROBE_SH`]).
+pub fn probe_app(d: &Daemon, app: &str, text: &str) -> AppRepo {
+    let repo = AppRepo::new(d, app);
+    let dockerfile = web_dockerfile(text, 0).replacen("\n", "\nCOPY probe.sh /probe\nRUN chmod 755 /probe\n", 1);
+    repo.write("probe.sh", PROBE_SH).write("Dockerfile", &dockerfile).commit(app);
+    let out = repo.push(d, "main");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    repo
 }
 
 /// A Dockerfile serving `text` at / with busybox httpd on $PORT, after `delay` seconds.

@@ -629,3 +629,127 @@ fn a_scoped_key_creates_its_app_by_a_first_push_only_when_an_admin_allowed_it() 
     assert!(d.root().join("apps/fresh").exists());
     d.local(&["ssh-keys:add", "nobody", "--may-create"], keygen(d.dir.path(), "nobody").public.as_bytes()).refused("--may-create is for a key scoped with --app");
 }
+
+/// A web server on every address of this host (as a database or an admin page bound to
+/// 0.0.0.0 would be) serving `secret`; stopped when dropped.
+struct HostService {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl HostService {
+    fn start(secret: &str) -> HostService {
+        let dir = temp_dir();
+        std::fs::write(dir.path().join("index.html"), secret).unwrap();
+        let port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "0.0.0.0", "--directory"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        poll(Duration::from_secs(10), "the host service to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).map(|_| ()).map_err(|e| e.to_string()));
+        HostService { port, child, _dir: dir }
+    }
+}
+
+impl Drop for HostService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every IPv4 address of this host but loopback (what a container could try).
+fn host_addresses() -> Vec<String> {
+    let out = Command::new("hostname").arg("-I").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().filter(|a| a.parse::<std::net::Ipv4Addr>().is_ok()).map(String::from).collect()
+}
+
+#[test]
+fn a_build_reaches_none_of_the_hosts_own_services() {
+    let d = Daemon::start();
+    let service = HostService::start("host-secret");
+    // The service answers a container on the engine's default bridge: the host is reachable
+    // there, as it was from every build.
+    base_image();
+    let gateway = docker(&["network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"]);
+    let dir = temp_dir();
+    std::fs::write(dir.path().join("probe"), PROBE_SH).unwrap();
+    let mount = format!("{}:/probe:ro", dir.path().join("probe").display());
+    let reached = docker(&["run", "--rm", "-v", &mount, "berth-test/busybox", "sh", "/probe", gateway.trim(), &service.port.to_string()]);
+    assert!(reached.contains("host-secret"), "the test's host service is not reachable from a container at all: {reached}");
+
+    // A build tries the host through its gateway and every address the host has.
+    let mut targets = vec!["$(ip route | awk '/default/ {print $3}')".to_string()];
+    targets.extend(host_addresses());
+    let tries: String = targets.iter().map(|t| format!("sh /probe {t} {} >> /www/index.html; ", service.port)).collect();
+    let repo = AppRepo::new(&d, "prober");
+    let dockerfile = format!(
+        "FROM berth-test/busybox\nCOPY probe.sh /probe\nRUN mkdir /www && echo {} > /www/root\nRUN {tries}true\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n",
+        d.root().display()
+    );
+    repo.write("probe.sh", PROBE_SH).write("Dockerfile", &dockerfile).commit("probe the host");
+    let out = repo.push(&d, "main");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    d.ssh("domains:add prober prober.example.com").ok();
+    let (status, body) = get(&d, "prober.example.com");
+    assert_eq!(status, 200);
+    assert!(!body.contains("host-secret"), "a build step read the host's service: {body}");
+    assert_eq!(body.matches("unreachable").count(), targets.len(), "{body}");
+}
+
+#[test]
+fn apps_reach_each_other_only_on_a_network_an_admin_attached_them_to() {
+    let d = Daemon::start();
+    probe_app(&d, "alpha", "alpha");
+    probe_app(&d, "beta", "beta");
+    let label = format!("label=berth.root={}", d.root().display());
+    let beta = docker(&["ps", "-q", "--filter", "label=berth.app=beta", "--filter", &label, "--filter", "label=berth.index"]);
+    let beta_ip = docker(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", beta.trim()]);
+    let beta_ip = beta_ip.split_whitespace().next().expect("beta's container has an address").to_string();
+    // What alpha's one-off container reads from a name or address on port 5000.
+    // What alpha's one-off container reads from a name or address on port 5000: the body.
+    let probe = |target: &str| {
+        let said = d.ssh(&format!("run alpha /probe {target} 5000")).ok().stdout.clone();
+        said.split("\n\n").last().unwrap_or_default().trim().to_string()
+    };
+    assert_eq!(probe(&beta_ip), "unreachable", "alpha reaches beta's container by its address, past nginx");
+    assert_eq!(probe("beta"), "unreachable");
+
+    // Connecting apps is an admin's: a key scoped to alpha can neither make nor attach.
+    let mallory = keygen(d.dir.path(), "mallory");
+    d.local(&["ssh-keys:add", "mallory", "--app", "alpha"], mallory.public.as_bytes()).ok();
+    d.ssh_as(&mallory, "network:create shared", b"").refused("not an admin key");
+    d.ssh_as(&mallory, "network:set alpha attach-post-create shared", b"").refused("not an admin key");
+    d.ssh("network:set alpha attach-post-create nowhere").refused("Network nowhere does not exist");
+    d.ssh("network:create Bad!").refused("Invalid network name");
+
+    d.ssh("network:create shared").ok();
+    d.ssh("network:create shared").refused("Network shared already exists");
+    d.ssh("network:exists shared").ok();
+    d.ssh("network:set alpha attach-post-create shared").ok();
+    d.ssh("network:set beta attach-post-deploy shared").ok();
+    let shared = "{{range .Containers}}{{.Name}} {{end}}";
+    let on_shared = docker(&["network", "ls", "-q", "--filter", "label=berth.network-name=shared", "--filter", &label]);
+    let on_shared = docker(&["network", "inspect", "-f", shared, on_shared.trim()]);
+    assert_eq!(probe("beta"), "beta", "attached, alpha reaches beta by its name (on the network: {on_shared})");
+    assert_eq!(probe("beta.web"), "beta");
+    let report: serde_json::Value = serde_json::from_str(&d.ssh("network:report beta --format json").ok().stdout).unwrap();
+    assert_eq!(report["network-attach-post-deploy"], serde_json::json!(["shared"]), "{report}");
+    assert!(d.ssh("network:info shared").ok().stdout.contains("alpha"));
+
+    // A redeploy keeps it; taken off, beta is out of reach again at once.
+    d.ssh("ps:restart beta").ok();
+    assert_eq!(probe("beta"), "beta");
+    d.ssh("network:destroy shared").refused("has apps attached");
+    d.ssh("network:set beta attach-post-deploy").ok();
+    assert_eq!(probe("beta"), "unreachable");
+    d.ssh("network:destroy shared --force").ok();
+    d.ssh("network:exists shared").refused("Network does not exist");
+    assert!(!d.app_toml("alpha").contains("shared"), "{}", d.app_toml("alpha"));
+    // alpha still serves, and runs with its own network only.
+    d.ssh("ps:restart alpha").ok();
+}

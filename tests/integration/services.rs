@@ -660,8 +660,19 @@ fn a_linked_redis_counts_the_apps_hits_across_a_restart() {
     }
     assert_eq!(fetch(&d, app, "/hit"), (200, "hits 5".into()));
 
+    // An app it is not linked to reaches it neither by name nor by any address it has.
+    crate::harness::probe_app(&d, "stranger", "stranger");
+    let addresses = docker(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", &container]);
+    let name = docker(&["inspect", "-f", "{{.Name}}", &container]);
+    for target in addresses.split_whitespace().chain([name.trim().trim_start_matches('/')]) {
+        let said = d.ssh(&format!("run stranger /probe {target} 6379")).ok().stdout.clone();
+        assert_eq!(said.trim(), "unreachable", "an app not linked to redis reached it at {target}");
+    }
+
     d.ssh(&format!("redis:unlink rd-counter {app}")).ok();
     assert!(!config(&d, app).contains_key("REDIS_URL"), "REDIS_URL left after redis:unlink");
+    let networks = docker(&["inspect", "-f", "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}", &container]);
+    assert!(!networks.contains(&format!("berth-app-{app}-")), "redis is still on {app}'s network after redis:unlink: {networks}");
     d.ssh("redis:destroy rd-counter --force").ok();
     assert_service_gone(&d, "redis", "rd-counter", &volume);
 }
