@@ -8,22 +8,44 @@
 /// A word that cannot be read for sure (an unknown variable, an unclosed quote, a
 /// substitution form Docker's builder may not share) comes back marked [`UNCLEAR`].
 pub fn image_refs(text: &str) -> Vec<String> {
-    walk(text).0
+    walk(text).refs
 }
 
 /// The remote sources of `ADD` instructions (URLs: the engine fetches them itself), read as
 /// Docker reads them; one that cannot be read for sure comes back marked [`UNCLEAR`].
 pub fn remote_sources(text: &str) -> Vec<String> {
-    walk(text).1
+    walk(text).remotes
 }
 
-/// The images and the remote `ADD` sources of a Dockerfile.
-fn walk(text: &str) -> (Vec<String>, Vec<String>) {
+/// The keys `LABEL` instructions set (also in `ONBUILD`), read as Docker reads them; one that
+/// cannot be read for sure comes back marked [`UNCLEAR`].
+pub fn label_keys(text: &str) -> Vec<String> {
+    walk(text).labels
+}
+
+/// The first label key of a Dockerfile in berth's namespace (`berth.…`, which berth sets on
+/// what it builds and runs), or one that cannot be read for sure.
+pub fn berth_label(text: &str) -> Option<String> {
+    label_keys(text).into_iter().find(|key| key.to_ascii_lowercase().starts_with("berth.") || key.starts_with(UNCLEAR))
+}
+
+/// What a Dockerfile names, each word read as Docker reads it.
+#[derive(Default)]
+struct Named {
+    /// Images (`FROM`, `COPY --from`).
+    refs: Vec<String>,
+    /// Remote `ADD` sources.
+    remotes: Vec<String>,
+    /// `LABEL` keys.
+    labels: Vec<String>,
+}
+
+/// The images, the remote `ADD` sources and the label keys of a Dockerfile.
+fn walk(text: &str) -> Named {
     let escape = escape_directive(text).unwrap_or('\\');
-    let mut remotes = Vec::new();
+    let Named { mut refs, mut remotes, mut labels } = Named::default();
     let mut vars: Vars = Vec::new();
     let mut stages: Vec<String> = Vec::new();
-    let mut refs = Vec::new();
     let read = |word: &str, vars: &Vars| expand(word, escape, vars).unwrap_or_else(|| format!("{UNCLEAR}{word}"));
     for line in logical_lines(text, escape) {
         let words = split_words(&line, escape);
@@ -54,6 +76,11 @@ fn walk(text: &str) -> (Vec<String>, Vec<String>) {
                         vars.push((name, value));
                     }
                 }
+            },
+            "LABEL" => match rest {
+                // The old form: `LABEL key value…`.
+                [key, _, ..] if !key.contains('=') => labels.push(read(key, &vars)),
+                _ => labels.extend(rest.iter().map(|decl| read(decl.split_once('=').map_or(decl.as_str(), |(key, _)| key), &vars))),
             },
             "FROM" => {
                 let mut words = rest.iter().filter(|w| !w.starts_with("--"));
@@ -91,7 +118,7 @@ fn walk(text: &str) -> (Vec<String>, Vec<String>) {
             _ => {}
         }
     }
-    (refs, remotes)
+    Named { refs, remotes, labels }
 }
 
 /// What starts an image reference berth could not read for sure: it is never allowed.
@@ -393,5 +420,23 @@ mod tests {
         ] {
             assert_eq!(refused("mine", dockerfile), None, "{dockerfile:?}");
         }
+    }
+
+    #[test]
+    fn labels_in_berths_namespace_are_found_however_written() {
+        for text in [
+            "FROM x\nLABEL berth.app=victim\n",
+            "FROM x\nLABEL a=1 \"berth.process\"=web\n",
+            "FROM x\nLABEL b\\erth.index=1\n",
+            "FROM x\nARG K=berth.release\nLABEL ${K}=3\n",
+            "FROM x\nLABEL BERTH.ROOT /var/lib/berth\n",
+            "FROM x\nONBUILD LABEL berth.app=victim\n",
+            "FROM x\nLABEL a=1 \\\n  berth.app=victim\n",
+        ] {
+            assert!(berth_label(text).is_some(), "{text:?}");
+        }
+        assert!(berth_label("FROM x\nLABEL ${UNDECLARED}=1\n").is_some_and(|k| k.starts_with(UNCLEAR)));
+        assert_eq!(berth_label("FROM x\nLABEL maintainer=me org.opencontainers.image.source=https://x\nLABEL version 1\n"), None);
+        assert_eq!(label_keys("FROM x\nLABEL a=1 b=\"two words\"\n"), vec!["a", "b"]);
     }
 }

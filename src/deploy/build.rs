@@ -157,6 +157,10 @@ impl Job<'_> {
         if let Some(image) = crate::dockerfile::foreign_image(app, &crate::dockerfile::image_refs(&text)) {
             return Err(Error::from(format!("The Dockerfile builds from {}: an app may use only public images and its own (berth/{app})", crate::validate::quoted(&image))));
         }
+        // berth.* labels are what berth puts on what it builds and runs: never a tenant's.
+        if let Some(key) = crate::dockerfile::berth_label(&text) {
+            return Err(Error::from(format!("The Dockerfile sets the label {}: labels starting with berth. are berth's own", crate::validate::quoted(key.trim_start_matches(crate::dockerfile::UNCLEAR)))));
+        }
         // What ADD fetches, the engine fetches from the host's network: public hosts only.
         let allow_private = self.engine.store.load_global().is_ok_and(|g| g.allow_private_buildpack_hosts);
         for source in crate::dockerfile::remote_sources(&text) {

@@ -501,11 +501,20 @@ fn a_build_whose_image_carries_another_apps_labels_is_never_taken_for_its_contai
     assert_eq!(victim.push(&d, "main").code, 0);
     d.ssh("domains:add victim victim.example.com").ok();
 
-    // Another tenant's build step carries every label berth puts on victim's web container.
+    // A Dockerfile may not set berth's labels, however it writes them.
     let root = d.root().display().to_string();
     let forger = AppRepo::new(&d, "forger");
+    let labels = format!("berth.app=victim berth.process=web berth.index=1 berth.release=1 berth.root={root}");
+    forger.write("Dockerfile", &format!("FROM berth-test/busybox\nARG K=berth.app\nLABEL ${{K}}=victim\n{}", web_dockerfile("forger", 0))).commit("labels");
+    let refused = forger.push(&d, "main");
+    assert!(refused.code != 0 && refused.stderr.contains("labels starting with berth. are berth's own"), "{}", refused.stderr);
+
+    // But an image it builds from may carry them (any public image could): then another
+    // tenant's build step carries every label berth puts on victim's web container.
+    let base = format!("berth-test/forged-{}", std::process::id());
+    built(&base, &format!("FROM berth-test/busybox\nLABEL {labels}\n"));
     let dockerfile = format!(
-        "FROM berth-test/busybox\nLABEL berth.app=victim berth.process=web berth.index=1 berth.release=1 berth.root={root}\nRUN echo forged-output; sleep 20\n{}",
+        "FROM {base}\nRUN echo forged-output; sleep 20\n{}",
         web_dockerfile("forger", 0).lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()
     );
     forger.write("Dockerfile", &dockerfile).commit("forged labels");
@@ -533,6 +542,8 @@ fn a_build_whose_image_carries_another_apps_labels_is_never_taken_for_its_contai
     let report: serde_json::Value = serde_json::from_str(&d.ssh("ps:report victim --format json").ok().stdout).unwrap();
     assert_eq!(report["running"], 1, "{report}");
     assert_eq!(get(&d, "victim.example.com"), (200, "victim v1".into()));
+    d.ssh("apps:destroy forger --force").ok();
+    let _ = docker_cli(&["rmi", &base]);
 }
 
 /// `docker build -q -t TAG` of `dockerfile` (from the test base image); the image's ID.
