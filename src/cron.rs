@@ -81,7 +81,7 @@ async fn run_once(engine: &Engine, app: &str, job: &CronJob, out: &Output) -> Re
     let config = engine.store.load_app(app).map_err(|e| e.to_string())?;
     let releases = engine.store.load_releases(app).map_err(|e| e.to_string())?;
     let active = releases.active().ok_or_else(|| format!("{app} is not deployed"))?;
-    let scheduler = engine.scheduler().await.map_err(|e| e.to_string())?;
+    let scheduler = engine.scheduler(app).await.map_err(|e| e.to_string())?;
     let command = active.one_off(vec!["/bin/sh".into(), "-c".into(), job.command.clone()]);
     let mut spec = crate::deploy::process_spec(engine, app, &config, active, "cron", 0, Some(command));
     let global = engine.store.load_global_env().map_err(|e| e.to_string())?;

@@ -33,8 +33,10 @@ pub struct Engine {
     /// This binary: the git hook calls it.
     pub exe: PathBuf,
     runtime: AsyncMutex<Option<Runtime>>,
-    /// Where apps run (docker-local on the Docker engine), set on first use.
+    /// Where apps run by default (docker-local on the Docker engine), set on first use.
     scheduler: AsyncMutex<Option<Arc<dyn Scheduler>>>,
+    /// Where apps run that `scheduler:set APP selected swarm` moved to the cluster.
+    swarm: AsyncMutex<Option<Arc<dyn Scheduler>>>,
     deploy_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
     route_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
     /// Work a shutdown waits for: deploys (their locks) and pushes in flight.
@@ -149,6 +151,7 @@ impl Engine {
             exe,
             runtime: AsyncMutex::new(None),
             scheduler: AsyncMutex::new(None),
+            swarm: AsyncMutex::new(None),
             deploy_locks: Mutex::new(HashMap::new()),
             route_locks: Mutex::new(HashMap::new()),
             busy: Arc::new(tokio::sync::watch::channel(0).0),
@@ -190,8 +193,23 @@ impl Engine {
         Ok(runtime)
     }
 
-    /// Where apps run: docker-local on the Docker engine, connected on first use.
-    pub async fn scheduler(&self) -> Result<Arc<dyn Scheduler>, SchedError> {
+    /// Where `app` runs: the scheduler its settings select (`scheduler:set APP selected`, else
+    /// the global one, else docker-local), connected on first use.
+    pub async fn scheduler(&self, app: &str) -> Result<Arc<dyn Scheduler>, SchedError> {
+        match self.scheduler_of(app) {
+            crate::store::SchedulerName::Swarm => self.swarm_scheduler().await,
+            crate::store::SchedulerName::DockerLocal => self.local_scheduler().await,
+        }
+    }
+
+    /// The scheduler an app's settings select (a damaged app.toml: the global one).
+    pub fn scheduler_of(&self, app: &str) -> crate::store::SchedulerName {
+        let global = self.store.load_global().ok().and_then(|g| g.scheduler).unwrap_or_default();
+        self.store.load_app(app).ok().and_then(|c| c.scheduler.selected).unwrap_or(global)
+    }
+
+    /// docker-local: containers on this server's Docker engine.
+    pub async fn local_scheduler(&self) -> Result<Arc<dyn Scheduler>, SchedError> {
         let mut slot = self.scheduler.lock().await;
         if let Some(scheduler) = slot.as_ref() {
             return Ok(scheduler.clone());
@@ -199,6 +217,29 @@ impl Engine {
         let scheduler: Arc<dyn Scheduler> = Arc::new(crate::scheduler::docker::DockerLocal::new(self.runtime().await?));
         *slot = Some(scheduler.clone());
         Ok(scheduler)
+    }
+
+    /// swarm: services on the cluster this server manages.
+    pub async fn swarm_scheduler(&self) -> Result<Arc<dyn Scheduler>, SchedError> {
+        let mut slot = self.swarm.lock().await;
+        if let Some(scheduler) = slot.as_ref() {
+            return Ok(scheduler.clone());
+        }
+        let scheduler: Arc<dyn Scheduler> = Arc::new(crate::scheduler::swarm::Swarm::new(self.runtime().await?));
+        *slot = Some(scheduler.clone());
+        Ok(scheduler)
+    }
+
+    /// Every instance event of this root's, from each scheduler: docker-local's, and the
+    /// cluster's once this server manages one.
+    pub async fn instance_events(&self) -> Result<futures_util::stream::BoxStream<'static, Result<crate::scheduler::InstanceEvent, SchedError>>, SchedError> {
+        use futures_util::StreamExt;
+        let local = self.local_scheduler().await?.events();
+        // The cluster's stream never ends nor errs: the local one says when the engine went.
+        let swarm = self.swarm_scheduler().await?.events();
+        let local = local.map(Some).chain(futures_util::stream::once(async { None }));
+        let merged = futures_util::stream::select(local, swarm.map(Some));
+        Ok(merged.take_while(|e| std::future::ready(e.is_some())).filter_map(std::future::ready).boxed())
     }
 
     /// Runs apps on `scheduler` instead (a fake one, in unit tests).

@@ -112,9 +112,8 @@ impl Supervisor {
                     }
                 }
             };
-            let Ok(scheduler) = self.engine.scheduler().await else { continue };
+            let Ok(mut events) = self.engine.instance_events().await else { continue };
             drop(runtime);
-            let mut events = scheduler.events();
             if connected_before {
                 tracing::info!("Docker engine events: reconnected; reconciling every app");
             }
@@ -130,7 +129,7 @@ impl Supervisor {
                         Some(Ok(event)) => {
                             if event.process {
                                 tracing::debug!(app = event.app, action = event.action, "container event");
-                                if event.died {
+                                if event.died && let Ok(scheduler) = self.engine.scheduler(&event.app).await {
                                     // Its address is free now: hold every start at once, before
                                     // any lock or lookup, until the heal has routed away from it.
                                     self.dying(&*scheduler, &event.app);
@@ -224,7 +223,7 @@ impl Supervisor {
     /// `deaths`: containers of the app that died on their own since its last heal; they are
     /// counted as routed away from once this heal is done, whatever its outcome.
     async fn heal(self: &Arc<Self>, app: &str, deaths: usize) -> Result<(), deploy::Error> {
-        let scheduler = self.engine.scheduler().await?;
+        let scheduler = self.engine.scheduler(app).await?;
         let healed = self.heal_locked(&*scheduler, app).await;
         self.unrouted(&*scheduler, deaths);
         healed
@@ -303,7 +302,7 @@ impl Supervisor {
         // flight to one (`hold_addresses`). Waited for without the app's route lock, so the
         // app's own heals go on meanwhile.
         let _ = tokio::time::timeout(HEAL_WAIT, self.healing.subscribe().wait_for(|n| *n == 0)).await;
-        let scheduler = engine.scheduler().await?;
+        let scheduler = engine.scheduler(app).await?;
         let (config, active, c) = {
             let _routing = loop {
                 scheduler.starts_free().await;

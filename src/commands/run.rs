@@ -52,7 +52,7 @@ pub async fn run(ctx: &mut Ctx<'_>, app: &AppName, command: Vec<String>) -> CmdR
     let config = ctx.engine.store.load_app(app)?;
     let releases = ctx.engine.store.load_releases(app)?;
     let active = releases.active().ok_or_else(|| failed(format!("{app} has not been deployed yet: git push it first")))?;
-    let scheduler = ctx.engine.scheduler().await.map_err(|e| failed(e.to_string()))?;
+    let scheduler = ctx.engine.scheduler(app).await.map_err(|e| failed(e.to_string()))?;
     scheduler.prepare().await.map_err(|e| failed(e.to_string()))?;
     // Buildpack images run commands through the launcher, which sources .profile.d.
     let mut spec = crate::deploy::process_spec(ctx.engine, app, &config, active, "run", 0, Some(active.one_off(command)));

@@ -19,7 +19,7 @@ use crate::store::Status;
 /// stopped app has nothing running. Call with the app's deploy lock held.
 pub async fn restore(engine: &Engine, app: &str) -> Result<(), Error> {
     let releases = engine.store.load_releases(app)?;
-    let scheduler = engine.scheduler().await?;
+    let scheduler = engine.scheduler(app).await?;
     let Some(active) = releases.active().cloned() else {
         if releases.releases.is_empty() {
             return Ok(());
@@ -154,7 +154,7 @@ pub async fn stop(engine: &Engine, app: &str) -> Result<usize, Error> {
         let _routing = engine.route_lock(app).await;
         engine.nginx.remove_site(app).await?;
     }
-    let scheduler = engine.scheduler().await?;
+    let scheduler = engine.scheduler(app).await?;
     Ok(scheduler.stop(app, STOP_TIMEOUT).await?)
 }
 
@@ -164,7 +164,7 @@ pub async fn teardown(engine: &Engine, app: &str) -> Result<(), Error> {
     // Docker first: when it cannot be reached, nothing is removed (containers would be
     // left running with no app to own them).
     let ever_ran = !engine.store.load_releases(app)?.releases.is_empty();
-    let reached = async { Ok::<_, Error>((engine.scheduler().await?, engine.runtime().await?)) }.await;
+    let reached = async { Ok::<_, Error>((engine.scheduler(app).await?, engine.runtime().await?)) }.await;
     match reached {
         Ok((scheduler, runtime)) => {
             match scheduler.instances(app).await {

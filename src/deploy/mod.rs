@@ -162,7 +162,7 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
     if config.locked {
         return Err(Error::from(format!("Deploys of {app} are locked; run apps:unlock {app} first")));
     }
-    let scheduler = engine.scheduler().await?;
+    let scheduler = engine.scheduler(app).await?;
     scheduler.prepare().await?;
     let releases = engine.store.load_releases(app)?;
     let mut made = make_release(engine, app, &config, &releases, source, cause, out).await?;
@@ -412,6 +412,7 @@ pub fn process_spec<'a>(engine: &Engine, app: &'a str, config: &AppConfig, relea
         nano_cpus: limits.cpus.as_deref().and_then(|c| crate::validate::cpus(c).ok()),
         networks: config.networks.all(),
         services: crate::services::reached_by(engine, app, config),
+        placement: config.scheduler.constraints.clone(),
     }
 }
 

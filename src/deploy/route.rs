@@ -113,7 +113,7 @@ pub async fn reroute(engine: &Engine, app: &str, out: &Output) -> Result<(), Err
     let Some((config, active)) = serving(engine, app)? else {
         return Ok(());
     };
-    let scheduler = engine.scheduler().await?;
+    let scheduler = engine.scheduler(app).await?;
     let instances = scheduler.instances(app).await?;
     let (_, ips) = heal_plan(&*scheduler, &instances, &active, &config, &Default::default()).await;
     route(engine, app, &config, active.version, &ips, out).await.map(|_| ())

@@ -169,6 +169,9 @@ pub struct ContainerSpec<'a> {
     /// The containers of the services the app reaches (its links): berth attaches them to
     /// the app's network.
     pub services: Vec<String>,
+    /// Where on a cluster it may run (Swarm placement constraints; docker-local has one
+    /// server and ignores them).
+    pub placement: Vec<String>,
 }
 
 impl ContainerSpec<'_> {
@@ -272,6 +275,16 @@ impl Runtime {
         let docker = Docker::connect_with_local_defaults().map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
         let docker = docker.negotiate_version().await.map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
         Ok(Runtime { docker, root: root.display().to_string(), stopping: Default::default(), networks_made: Default::default() })
+    }
+
+    /// The engine itself, for what is not a container's (a cluster's services and nodes).
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The root whose containers these are.
+    pub fn root(&self) -> &str {
+        &self.root
     }
 
     /// The engine's version, asked anew (so a stopped engine shows).

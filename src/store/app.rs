@@ -75,6 +75,59 @@ pub struct AppConfig {
     /// container reaches what it will reach).
     #[serde(default, skip_serializing_if = "Networks::is_empty")]
     pub networks: Networks,
+    /// `scheduler:set APP selected|constraint`: where the app runs.
+    #[serde(default, skip_serializing_if = "SchedulerSettings::is_empty")]
+    pub scheduler: SchedulerSettings,
+}
+
+/// Where apps run: dokku's scheduler names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SchedulerName {
+    /// Containers on this server's Docker engine.
+    #[default]
+    #[serde(rename = "docker-local")]
+    DockerLocal,
+    /// Services on the Docker Swarm this server manages.
+    #[serde(rename = "swarm")]
+    Swarm,
+}
+
+impl SchedulerName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedulerName::DockerLocal => "docker-local",
+            SchedulerName::Swarm => "swarm",
+        }
+    }
+}
+
+impl std::str::FromStr for SchedulerName {
+    type Err = String;
+    fn from_str(name: &str) -> Result<SchedulerName, String> {
+        match name {
+            "docker-local" => Ok(SchedulerName::DockerLocal),
+            "swarm" => Ok(SchedulerName::Swarm),
+            other => Err(format!("Invalid scheduler {}: docker-local or swarm", crate::validate::quoted(other))),
+        }
+    }
+}
+
+/// An app's scheduler settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchedulerSettings {
+    /// None: the global choice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selected: Option<SchedulerName>,
+    /// Swarm placement constraints (`node.labels.env==qa`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+}
+
+impl SchedulerSettings {
+    pub fn is_empty(&self) -> bool {
+        self.selected.is_none() && self.constraints.is_empty()
+    }
 }
 
 /// The networks an admin attached an app to, as dokku's `network:set` names them.

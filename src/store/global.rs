@@ -34,6 +34,9 @@ pub struct GlobalConfig {
     /// `letsencrypt:set --global`: defaults for every app.
     #[serde(default)]
     pub letsencrypt: super::LetsencryptConfig,
+    /// `scheduler:set --global selected`: where apps run that choose none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<super::SchedulerName>,
     /// `builder:set --global build-cpu-shares|build-memory`: every app's builds.
     #[serde(default, skip_serializing_if = "super::BuildSettings::is_empty")]
     pub build: super::BuildSettings,

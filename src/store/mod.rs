@@ -12,7 +12,7 @@ mod releases;
 mod services;
 mod tls;
 
-pub use app::{ALL_PROCESSES, AppConfig, BuildSettings, Builder, PreviewOf, PreviewSettings, ChecksConfig, DEFAULT_HSTS_MAX_AGE, DEFAULT_KEEP_RELEASES, LetsencryptConfig, Limits, NginxConfig, RestartPolicy};
+pub use app::{ALL_PROCESSES, AppConfig, BuildSettings, Builder, PreviewOf, PreviewSettings, ChecksConfig, DEFAULT_HSTS_MAX_AGE, DEFAULT_KEEP_RELEASES, LetsencryptConfig, Limits, NginxConfig, RestartPolicy, SchedulerName, SchedulerSettings};
 pub use services::{BackupSchedule, Service};
 pub use tls::{CertSource, Renewal, TlsState};
 pub use global::GlobalConfig;
