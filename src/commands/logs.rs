@@ -48,10 +48,10 @@ pub async fn logs(ctx: &mut Ctx<'_>, app: &AppName, follow: bool, lines: usize, 
     if process == Some("cron") {
         return cron_logs(ctx, app, follow, lines).await;
     }
-    let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
+    let scheduler = ctx.engine.scheduler(app).await.map_err(|e| failed(e.to_string()))?;
     let active = ctx.engine.store.load_releases(app)?.active().map(|r| r.version);
-    let containers: Vec<_> = runtime
-        .containers(app)
+    let containers: Vec<_> = scheduler
+        .instances(app)
         .await
         .map_err(|e| failed(e.to_string()))?
         .into_iter()
@@ -64,7 +64,7 @@ pub async fn logs(ctx: &mut Ctx<'_>, app: &AppName, follow: bool, lines: usize, 
     }
     let streams = containers.iter().map(|c| {
         let label = format!("{app}[{}.{}]:", c.process, c.index);
-        runtime.log_lines(&c.id, lines, follow).map(move |line| prefix(&label, &line)).boxed()
+        scheduler.log_lines(&c.id, lines, follow).map(move |line| prefix(&label, &line)).boxed()
     });
     let mut merged = futures_util::stream::select_all(streams);
     if !follow {

@@ -9,6 +9,7 @@ pub mod apps;
 mod build;
 mod certs;
 mod checks;
+mod cluster;
 mod config;
 mod cron;
 mod doctor;
@@ -30,6 +31,7 @@ mod releases;
 mod report;
 mod resources;
 mod run;
+mod scheduler;
 mod services;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, error::ErrorKind};
@@ -191,6 +193,8 @@ namespaces! {
     Keys => keys,
     Cron => cron,
     Network => network,
+    Scheduler => scheduler,
+    Cluster => cluster,
     Plugin => plugin,
     Previews => previews,
     Postgres => postgres,

@@ -75,6 +75,10 @@ impl Scheduler for DockerLocal {
         self.runtime.tail(id, lines).await
     }
 
+    fn log_lines(&self, id: &str, tail: usize, follow: bool) -> BoxStream<'static, String> {
+        self.runtime.log_lines(id, tail, follow)
+    }
+
     async fn retire(&self, ids: &[String], grace: Duration) -> Vec<(String, SchedError)> {
         let mut failed = Vec::new();
         for id in ids {

@@ -176,6 +176,10 @@ impl Scheduler for Fake {
         vec![format!("{id} says goodbye")]
     }
 
+    fn log_lines(&self, id: &str, _tail: usize, _follow: bool) -> BoxStream<'static, String> {
+        futures_util::StreamExt::boxed(futures_util::stream::iter(vec![format!("2026-01-01T00:00:00Z {id} says hello")]))
+    }
+
     async fn retire(&self, ids: &[String], _grace: Duration) -> Vec<(String, SchedError)> {
         for id in ids {
             self.rows().log.push(format!("retire {id}"));

@@ -127,6 +127,10 @@ pub trait Scheduler: Send + Sync {
     /// The last `lines` lines an instance wrote.
     async fn last_output(&self, id: &str, lines: usize) -> Vec<String>;
 
+    /// An instance's output as timestamped lines (`2026-…Z text`): the last `tail`, then,
+    /// with `follow`, whatever it writes until it stops.
+    fn log_lines(&self, id: &str, tail: usize, follow: bool) -> BoxStream<'static, String>;
+
     /// Stops these instances (SIGTERM, then SIGKILL after `grace`) and removes them: traffic
     /// has moved away. Returns those that could not be retired, with why.
     async fn retire(&self, ids: &[String], grace: Duration) -> Vec<(String, SchedError)>;

@@ -376,6 +376,12 @@ impl Scheduler for Swarm {
         text.lines().map(str::to_string).collect()
     }
 
+    fn log_lines(&self, id: &str, tail: usize, follow: bool) -> BoxStream<'static, String> {
+        let options = bollard::query_parameters::LogsOptions { stdout: true, stderr: true, follow, timestamps: true, tail: tail.to_string(), ..Default::default() };
+        let chunks = self.docker.task_logs(id, Some(options));
+        crate::output::lines_of(crate::output::ok_until_error(chunks).map(|chunk| chunk.into_bytes()), crate::output::MAX_LOG_LINE)
+    }
+
     async fn retire(&self, ids: &[String], _grace: Duration) -> Vec<(String, SchedError)> {
         let mut failed = Vec::new();
         // By service: all its tasks retired, it goes; some, it runs fewer.

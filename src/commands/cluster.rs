@@ -1,0 +1,242 @@
+//! `cluster:*`: the Docker Swarm this server manages, for apps that `scheduler:set APP
+//! selected swarm` moved there. berth uses Swarm as it is (Debian's docker.io has it): this
+//! server's engine becomes the manager, other servers join it as workers.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{CmdResult, Ctx, Scope, failed};
+use crate::output::{Format, Report};
+use bollard::models::{Node, NodeSpecAvailabilityEnum};
+use clap::Subcommand;
+
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("cluster", "Manage the servers apps on swarm run on")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Make this server the manager of a new cluster (Docker Swarm)
+    #[command(name = "cluster:init")]
+    Init {
+        /// The address other servers reach this one at (default: the engine's choice)
+        #[arg(long)]
+        advertise_addr: Option<String>,
+    },
+    /// Print the command that joins another server (with docker.io installed) to the cluster
+    #[command(name = "cluster:add")]
+    Add {
+        /// Join as a manager rather than a worker
+        #[arg(long)]
+        manager: bool,
+    },
+    /// List the cluster's servers: state, availability, labels, and what runs on each
+    #[command(name = "cluster:list")]
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Label a server (KEY=VALUE; KEY= removes), for placement: scheduler:set APP constraint node.labels.KEY==VALUE
+    #[command(name = "cluster:label")]
+    Label { node: String, labels: Vec<String> },
+    /// Move every task off a server (Swarm places them on the others)
+    #[command(name = "cluster:drain")]
+    Drain { node: String },
+    /// Let a drained server run tasks again
+    #[command(name = "cluster:activate")]
+    Activate { node: String },
+    /// Remove a server from the cluster (drain it, or run `docker swarm leave` on it, first)
+    #[command(name = "cluster:remove")]
+    Remove {
+        node: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        Scope::Admin
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Init { advertise_addr } => init(ctx, advertise_addr).await,
+            Cmd::Add { manager } => add(ctx, manager).await,
+            Cmd::List { format } => list(ctx, format).await,
+            Cmd::Label { node, labels } => label(ctx, &node, &labels).await,
+            Cmd::Drain { node } => availability(ctx, &node, NodeSpecAvailabilityEnum::DRAIN).await,
+            Cmd::Activate { node } => availability(ctx, &node, NodeSpecAvailabilityEnum::ACTIVE).await,
+            Cmd::Remove { node, force } => remove(ctx, &node, force).await,
+        }
+    }
+}
+
+async fn docker(ctx: &Ctx<'_>) -> Result<bollard::Docker, super::CmdError> {
+    Ok(ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?.docker().clone())
+}
+
+/// The engine's words, on one line.
+fn said(e: bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.lines().next().unwrap_or_default().to_string(),
+        other => other.to_string(),
+    }
+}
+
+async fn manager(ctx: &Ctx<'_>) -> Result<bollard::Docker, super::CmdError> {
+    let docker = docker(ctx).await?;
+    crate::scheduler::swarm::manager_state(&docker).await.map_err(failed)?;
+    Ok(docker)
+}
+
+pub async fn init(ctx: &mut Ctx<'_>, advertise_addr: Option<String>) -> CmdResult {
+    let docker = docker(ctx).await?;
+    if crate::scheduler::swarm::manager_state(&docker).await.is_ok() {
+        return Err(failed("This server manages a cluster already: cluster:list shows it, cluster:add joins more servers"));
+    }
+    if let Some(addr) = &advertise_addr
+        && addr.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err(failed(format!("Invalid address {}: an IP address of this server", crate::validate::quoted(addr))));
+    }
+    let request = bollard::models::SwarmInitRequest { listen_addr: Some("0.0.0.0:2377".into()), advertise_addr, ..Default::default() };
+    let node = docker.init_swarm(request).await.map_err(|e| failed(format!("cannot make this server a cluster manager: {}", said(e))))?;
+    ctx.out.step(format!("This server manages a cluster now (node {})", short(&node))).await;
+    ctx.out.detail("cluster:add prints what joins another server; scheduler:set APP selected swarm moves an app there").await;
+    Ok(())
+}
+
+pub async fn add(ctx: &mut Ctx<'_>, as_manager: bool) -> CmdResult {
+    let docker = manager(ctx).await?;
+    let swarm = docker.inspect_swarm().await.map_err(|e| failed(said(e)))?;
+    let tokens = swarm.join_tokens.unwrap_or_default();
+    let token = if as_manager { tokens.manager } else { tokens.worker }.ok_or_else(|| failed("the engine gave no join token"))?;
+    let info = docker.info().await.map_err(|e| failed(said(e)))?;
+    let addr = info.swarm.and_then(|s| s.node_addr).ok_or_else(|| failed("the engine gave no address for this server"))?;
+    ctx.out.step("On the server to add (Debian: apt-get install docker.io first), as root:").await;
+    ctx.out.line(format!("docker swarm join --token {token} {addr}:2377")).await;
+    Ok(())
+}
+
+/// A node by its hostname, or its id or a prefix of it.
+async fn find(docker: &bollard::Docker, wanted: &str) -> Result<Node, super::CmdError> {
+    let nodes = docker.list_nodes(None).await.map_err(|e| failed(said(e)))?;
+    let hostname = |n: &Node| n.description.as_ref().and_then(|d| d.hostname.clone()).unwrap_or_default();
+    let mut matching: Vec<Node> = nodes.into_iter().filter(|n| hostname(n) == wanted || n.id.as_deref().is_some_and(|id| !wanted.is_empty() && id.starts_with(wanted))).collect();
+    match matching.len() {
+        1 => Ok(matching.remove(0)),
+        0 => Err(failed(format!("No server {} in the cluster (cluster:list shows them)", crate::validate::quoted(wanted)))),
+        _ => Err(failed(format!("{} names more than one server: give more of its id", crate::validate::quoted(wanted)))),
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// What runs on each node: node id → `APP web.1` lines.
+async fn placed(docker: &bollard::Docker, root: &str) -> HashMap<String, Vec<String>> {
+    let filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
+    let tasks = docker.list_tasks(Some(bollard::query_parameters::ListTasksOptions { filters: Some(filters) })).await.unwrap_or_default();
+    let mut placed: HashMap<String, Vec<String>> = HashMap::new();
+    for task in tasks {
+        let labels = task.spec.as_ref().and_then(|s| s.container_spec.as_ref()).and_then(|c| c.labels.clone()).unwrap_or_default();
+        if labels.get(crate::runtime::LABEL_ROOT).map(String::as_str) != Some(root) {
+            continue;
+        }
+        let (Some(app), Some(process)) = (labels.get(crate::runtime::LABEL_APP), labels.get(crate::runtime::LABEL_PROCESS)) else { continue };
+        let state = task.status.as_ref().and_then(|s| s.state).map(|s| s.to_string()).unwrap_or_default();
+        placed.entry(task.node_id.unwrap_or_default()).or_default().push(format!("{app} {process}.{} ({state})", task.slot.unwrap_or(0)));
+    }
+    placed
+}
+
+pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
+    let docker = manager(ctx).await?;
+    let nodes = docker.list_nodes(None).await.map_err(|e| failed(said(e)))?;
+    let root = ctx.engine.root().display().to_string();
+    let mut placed = placed(&docker, &root).await;
+    let mut reports = Vec::new();
+    for node in nodes {
+        let id = node.id.clone().unwrap_or_default();
+        let spec = node.spec.clone().unwrap_or_default();
+        let status = node.status.clone().unwrap_or_default();
+        let hostname = node.description.as_ref().and_then(|d| d.hostname.clone()).unwrap_or_default();
+        let labels: BTreeMap<String, String> = spec.labels.unwrap_or_default().into_iter().collect();
+        let mut runs = placed.remove(&id).unwrap_or_default();
+        runs.sort();
+        let report = Report::new(format!("{hostname} node information"))
+            .row("Id", short(&id).to_string())
+            .row("Address", status.addr.unwrap_or_default())
+            .row("State", status.state.map(|s| s.to_string()).unwrap_or_default())
+            .row("Availability", spec.availability.map(|a| a.to_string()).unwrap_or_default())
+            .row("Role", if node.manager_status.is_some() { "manager" } else { "worker" })
+            .row("Labels", labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
+            .row("Runs", runs);
+        reports.push((hostname, report));
+    }
+    reports.sort_by(|a, b| a.0.cmp(&b.0));
+    crate::output::print_reports(&ctx.out, &reports, false, format).await.map_err(failed)
+}
+
+/// Changes a node's spec (the whole spec goes back, at its current version).
+async fn update(docker: &bollard::Docker, node: Node, change: impl FnOnce(&mut bollard::models::NodeSpec)) -> Result<(), super::CmdError> {
+    let id = node.id.clone().unwrap_or_default();
+    let version = node.version.and_then(|v| v.index).unwrap_or(0) as i64;
+    let mut spec = node.spec.unwrap_or_default();
+    change(&mut spec);
+    let options = bollard::query_parameters::UpdateNodeOptions { version };
+    docker.update_node(&id, spec, options).await.map_err(|e| failed(format!("cannot change the server: {}", said(e))))
+}
+
+pub async fn label(ctx: &mut Ctx<'_>, wanted: &str, labels: &[String]) -> CmdResult {
+    let mut changes = Vec::new();
+    for pair in labels {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(failed(format!("Invalid label {}: KEY=VALUE (KEY= removes it)", crate::validate::quoted(pair))));
+        };
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) || !value.chars().all(|c| c.is_ascii_alphanumeric() || "._-:/".contains(c)) {
+            return Err(failed(format!("Invalid label {}: letters, digits, dots, dashes and underscores", crate::validate::quoted(pair))));
+        }
+        changes.push((key.to_string(), value.to_string()));
+    }
+    if changes.is_empty() {
+        return Err(failed("No label given: cluster:label NODE KEY=VALUE…"));
+    }
+    let docker = manager(ctx).await?;
+    let node = find(&docker, wanted).await?;
+    update(&docker, node, |spec| {
+        let labels = spec.labels.get_or_insert_with(Default::default);
+        for (key, value) in &changes {
+            if value.is_empty() {
+                labels.remove(key);
+            } else {
+                labels.insert(key.clone(), value.clone());
+            }
+        }
+    })
+    .await?;
+    ctx.out.step(format!("Labels of {wanted}: {}", changes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))).await;
+    Ok(())
+}
+
+pub async fn availability(ctx: &mut Ctx<'_>, wanted: &str, availability: NodeSpecAvailabilityEnum) -> CmdResult {
+    let docker = manager(ctx).await?;
+    let node = find(&docker, wanted).await?;
+    update(&docker, node, |spec| spec.availability = Some(availability)).await?;
+    let said = if availability == NodeSpecAvailabilityEnum::DRAIN { "drained: its tasks move to the other servers" } else { "active: it runs tasks again" };
+    ctx.out.step(format!("{wanted} is {said}")).await;
+    Ok(())
+}
+
+pub async fn remove(ctx: &mut Ctx<'_>, wanted: &str, force: bool) -> CmdResult {
+    let docker = manager(ctx).await?;
+    let node = find(&docker, wanted).await?;
+    if node.manager_status.as_ref().and_then(|m| m.leader) == Some(true) {
+        return Err(failed(format!("{wanted} is this cluster's manager: it cannot remove itself")));
+    }
+    let id = node.id.unwrap_or_default();
+    let options = bollard::query_parameters::DeleteNodeOptions { force };
+    docker.delete_node(&id, Some(options)).await.map_err(|e| failed(format!("cannot remove {wanted}: {} (drain it and run `docker swarm leave` on it, or --force)", said(e))))?;
+    ctx.out.step(format!("Removed {wanted} from the cluster")).await;
+    Ok(())
+}

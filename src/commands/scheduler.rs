@@ -1,0 +1,195 @@
+//! `scheduler:*`: where an app runs (dokku's names): `docker-local`, containers on this
+//! server, or `swarm`, services on the cluster this server manages (`cluster:*`). Moving an
+//! app is a deploy of its running image on the new scheduler, through the usual swap: the
+//! old instances serve until the new ones are ready, then retire.
+
+use super::property::{SetArgs, app_only, app_or_global};
+use super::report::ReportArgs;
+use super::{CmdError, CmdResult, Ctx, Scope, Target, failed};
+use crate::deploy::{self, Source};
+use crate::output::Report;
+use crate::store::{AppConfig, SchedulerName};
+use clap::Subcommand;
+
+/// The namespaces of this module and their help line.
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("scheduler", "Manage where apps run (docker-local, swarm)")];
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Set where an app runs: selected docker-local|swarm (no value: the global choice), constraint EXPR[,EXPR…] (swarm placement); --global selected
+    #[command(name = "scheduler:set")]
+    Set(SetArgs),
+    /// Show where apps run
+    #[command(name = "scheduler:report")]
+    Report(ReportArgs),
+}
+
+impl Cmd {
+    pub(super) fn scope(&self) -> Scope<'_> {
+        match self {
+            // Which servers an app runs on is the admin's to decide.
+            Cmd::Set(_) => Scope::Admin,
+            Cmd::Report(args) => args.scope(),
+        }
+    }
+
+    pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
+        match self {
+            Cmd::Set(args) => set(ctx, &args).await,
+            Cmd::Report(args) => report(ctx, &args).await,
+        }
+    }
+}
+
+pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
+    let key = args.property(&[app_or_global("selected"), app_only("constraint")])?;
+    match (key, &args.target) {
+        ("selected", Target::Global) => {
+            let selected = args.value().map(str::parse::<SchedulerName>).transpose().map_err(failed)?;
+            let store = &ctx.engine.store;
+            let _global = store.lock_global().await;
+            let mut global = store.load_global()?;
+            global.scheduler = selected;
+            store.save_global(&global)?;
+            let shown = selected.unwrap_or_default().as_str();
+            ctx.out.step(format!("Apps that choose no scheduler run on {shown} from their next deploy")).await;
+            Ok(())
+        }
+        ("selected", Target::App(app)) => {
+            let selected = args.value().map(str::parse::<SchedulerName>).transpose().map_err(failed)?;
+            move_app(ctx, app, selected).await
+        }
+        (_, _) => {
+            let app = args.app()?;
+            let constraints: Vec<String> = args.value().map(|v| v.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()).unwrap_or_default();
+            if let Some(bad) = constraints.iter().find(|c| !valid_constraint(c)) {
+                return Err(failed(format!("Invalid constraint {}: node.ATTRIBUTE==VALUE or !=, e.g. node.labels.env==qa", crate::validate::quoted(bad))));
+            }
+            let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+            ctx.engine
+                .update_app(app, |config| {
+                    config.scheduler.constraints = constraints.clone();
+                    Ok::<_, CmdError>(())
+                })
+                .await?;
+            ctx.out.step(format!("Placement of {app}: {}", if constraints.is_empty() { "anywhere".to_string() } else { constraints.join(", ") })).await;
+            // Placement applies to the next tasks: a swarm app's are placed anew now.
+            if ctx.engine.scheduler_of(app) == SchedulerName::Swarm && serving(ctx, app)? {
+                deploy::deploy_locked(ctx.engine, app, Source::Reuse { scale: None }, &ctx.cause("scheduler:set constraint"), &ctx.out).await.map_err(CmdError::from)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A Swarm placement constraint as Swarm takes them: `node.…`/`engine.labels.…`, then `==`
+/// or `!=`, then a value. Pure.
+pub fn valid_constraint(text: &str) -> bool {
+    let Some((left, right)) = text.split_once("==").or_else(|| text.split_once("!=")) else { return false };
+    let left = left.trim();
+    (left.starts_with("node.") || left.starts_with("engine.labels."))
+        && !right.trim().is_empty()
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || "._-=!/: ".contains(c))
+}
+
+/// Whether the app runs a release now (deployed, not stopped).
+fn serving(ctx: &Ctx<'_>, app: &str) -> Result<bool, CmdError> {
+    let config = ctx.engine.store.load_app(app)?;
+    Ok(!config.stopped && ctx.engine.store.load_releases(app)?.active().is_some())
+}
+
+/// What an app uses that the cluster does not give it yet: refused rather than silently
+/// different. Pure.
+pub fn unsupported_on_swarm(config: &AppConfig, linked: bool) -> Option<&'static str> {
+    if !config.storage.is_empty() {
+        Some("storage mounts (a directory of this server is not on the other nodes): storage:unmount them first")
+    } else if linked {
+        Some("linked services (they run on this server's engine, out of the cluster's reach): unlink them first")
+    } else if !config.networks.is_empty() {
+        Some("networks of network:set (they are this server's bridges): network:set APP attach-post-create without them first")
+    } else if config.restart_policy != Default::default() {
+        Some("a restart policy (Swarm starts every task that ends again): ps:set APP restart-policy with no value first")
+    } else {
+        None
+    }
+}
+
+/// Moves an app to `selected` (None: the global choice): a deploy of its running image there,
+/// then its instances on the old scheduler retire. A failed move changes nothing.
+async fn move_app(ctx: &mut Ctx<'_>, app: &str, selected: Option<SchedulerName>) -> CmdResult {
+    let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
+    let config = ctx.engine.store.load_app(app)?;
+    let before = ctx.engine.scheduler_of(app);
+    let global = ctx.engine.store.load_global()?.scheduler.unwrap_or_default();
+    let after = selected.unwrap_or(global);
+    if after == SchedulerName::Swarm {
+        let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
+        crate::scheduler::swarm::manager_state(runtime.docker()).await.map_err(failed)?;
+        let linked = !crate::services::reached_by(ctx.engine, app, &config).is_empty();
+        if let Some(what) = unsupported_on_swarm(&config, linked) {
+            return Err(failed(format!("{app} cannot run on swarm yet: it has {what}")));
+        }
+    }
+    let old = ctx.engine.scheduler(app).await.map_err(|e| failed(e.to_string()))?;
+    let set = |selected: Option<SchedulerName>| {
+        ctx.engine.update_app(app, move |config| {
+            config.scheduler.selected = selected;
+            Ok::<_, CmdError>(())
+        })
+    };
+    set(selected).await?;
+    ctx.out.step(format!("Scheduler of {app}: {}", after.as_str())).await;
+    if after == before || !serving(ctx, app)? {
+        return Ok(());
+    }
+    ctx.out.step(format!("Moving {app} from {} to {}", before.as_str(), after.as_str())).await;
+    if let Err(e) = deploy::deploy_locked(ctx.engine, app, Source::Reuse { scale: None }, &ctx.cause("scheduler:set selected"), &ctx.out).await {
+        set(config.scheduler.selected).await?;
+        return Err(failed(format!("{e}; {app} stays on {}", before.as_str())));
+    }
+    // Traffic is on the new instances: the old ones go.
+    let stale: Vec<String> = old.instances(app).await.map_err(|e| failed(e.to_string()))?.into_iter().map(|i| i.id).collect();
+    for (id, e) in old.retire(&stale, deploy::STOP_TIMEOUT).await {
+        ctx.out.error(format!("cannot retire {id} on {}: {e}", before.as_str())).await;
+    }
+    Ok(())
+}
+
+pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
+    let global = ctx.engine.store.load_global()?.scheduler.unwrap_or_default();
+    if args.global {
+        return args.print_global(ctx, Report::new("Global scheduler information").row("Scheduler global selected", global.as_str())).await;
+    }
+    args.print_apps(ctx, |_, name, config| {
+        Ok(Report::new(format!("{name} scheduler information"))
+            .row("Scheduler selected", config.scheduler.selected.map(SchedulerName::as_str).unwrap_or_default())
+            .row("Scheduler global selected", global.as_str())
+            .row("Scheduler computed selected", config.scheduler.selected.unwrap_or(global).as_str())
+            .row("Scheduler constraints", config.scheduler.constraints.clone()))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraints_are_swarms() {
+        for ok in ["node.labels.env==qa", "node.role!=manager", "node.hostname == web-1", "engine.labels.disk==ssd"] {
+            assert!(valid_constraint(ok), "{ok}");
+        }
+        for bad in ["env==qa", "node.labels.env", "node.labels.env==", "node.labels.env==qa;rm", "node.labels.env==$(x)"] {
+            assert!(!valid_constraint(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn what_the_cluster_does_not_give_yet_is_named() {
+        let mut config = AppConfig::default();
+        assert_eq!(unsupported_on_swarm(&config, false), None);
+        assert!(unsupported_on_swarm(&config, true).is_some_and(|w| w.contains("linked services")));
+        config.storage.push(crate::validate::mount("data:/data").unwrap());
+        assert!(unsupported_on_swarm(&config, false).is_some_and(|w| w.contains("storage")));
+    }
+}
