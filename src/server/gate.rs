@@ -2,7 +2,8 @@
 //! connections (a new one pushes out the oldest), each for at most `AUTH_DEADLINE`, and an
 //! address whose connections keep ending unauthenticated is refused for a while. Idle or
 //! hostile sockets then cannot use up the daemon's file descriptors, while an authenticated
-//! session is never limited by any of this. Pure bookkeeping: the SSH server applies it.
+//! session is never limited by any of this. Pure bookkeeping: the SSH server applies it,
+//! and hands memory back when the gate says it has emptied after a surge.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -20,6 +21,9 @@ pub const MAX_FAILURES: u32 = 30;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Addresses remembered at most (the oldest are forgotten first).
 const MAX_TRACKED: usize = 10_000;
+/// Unauthenticated connections held at once that make a surge (a flood, or a crowd of
+/// clients): once the gate has emptied after one, the memory they used is handed back.
+pub const SURGE: usize = MAX_WAITING / 4;
 
 #[derive(Default)]
 pub struct Gate {
@@ -31,6 +35,20 @@ struct State {
     next: u64,
     waiting: VecDeque<(u64, oneshot::Sender<()>)>,
     failures: HashMap<IpAddr, (u32, Instant)>,
+    /// The gate has held `SURGE` connections since it was last empty.
+    surged: bool,
+}
+
+impl State {
+    /// Forgets connection `id`; true if that emptied the gate after a surge.
+    fn remove(&mut self, id: u64) -> bool {
+        self.waiting.retain(|(w, _)| *w != id);
+        if self.waiting.is_empty() && self.surged {
+            self.surged = false;
+            return true;
+        }
+        false
+    }
 }
 
 /// A connection let in: `evicted` fires when a newer one needs its place before it has
@@ -61,21 +79,25 @@ impl Gate {
         state.next += 1;
         let (tx, evicted) = oneshot::channel();
         state.waiting.push_back((id, tx));
+        state.surged |= state.waiting.len() >= SURGE;
         Some(Ticket { id, evicted })
     }
 
-    /// The connection authenticated: it no longer counts against anything.
-    pub fn authenticated(&self, id: u64) {
+    /// The connection authenticated: it no longer counts against anything. True when that
+    /// emptied the gate after a surge (see `ended`).
+    pub fn authenticated(&self, id: u64) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.waiting.retain(|(w, _)| *w != id);
+        state.remove(id)
     }
 
     /// The connection ended; if it never authenticated, that counts against its address.
-    pub fn ended(&self, id: u64, ip: IpAddr, authenticated: bool, now: Instant) {
+    /// True when that emptied the gate after a surge: the caller may hand back the memory
+    /// the surge used (the allocator keeps it otherwise).
+    pub fn ended(&self, id: u64, ip: IpAddr, authenticated: bool, now: Instant) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.waiting.retain(|(w, _)| *w != id);
+        let drained = state.remove(id);
         if authenticated || ip.is_loopback() {
-            return;
+            return drained;
         }
         let entry = state.failures.entry(ip).or_insert((0, now));
         if now.duration_since(entry.1) >= FAILURE_WINDOW {
@@ -85,6 +107,7 @@ impl Gate {
         if state.failures.len() > MAX_TRACKED {
             state.failures.retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
         }
+        drained
     }
 
     pub fn waiting(&self) -> usize {
@@ -131,5 +154,22 @@ mod tests {
             gate.ended(t.id, ip("127.0.0.1"), false, now);
         }
         assert!(gate.admit(ip("127.0.0.1"), now).is_some());
+    }
+
+    #[test]
+    fn the_gate_says_once_when_it_empties_after_a_surge() {
+        let gate = Gate::default();
+        let now = Instant::now();
+        let local = ip("127.0.0.1");
+        // A few at a time is no surge.
+        let t = gate.admit(local, now).unwrap();
+        assert!(!gate.ended(t.id, local, false, now));
+        let tickets: Vec<Ticket> = (0..SURGE).map(|_| gate.admit(local, now).unwrap()).collect();
+        let (last, rest) = tickets.split_last().unwrap();
+        for t in rest {
+            assert!(!gate.ended(t.id, local, false, now), "not empty yet");
+        }
+        assert!(gate.authenticated(last.id), "the last one out empties the gate");
+        assert!(!gate.ended(last.id, local, true, now), "said once");
     }
 }

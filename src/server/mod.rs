@@ -2,6 +2,7 @@
 
 pub mod gate;
 pub mod local;
+mod memory;
 pub mod protocol;
 mod quickack;
 pub mod ssh;

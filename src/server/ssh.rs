@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::gate::{self, Gate};
+use super::memory;
 use super::quickack::QuickAck;
 use crate::engine::{Caller, Engine};
 use crate::output::Chunk;
@@ -117,7 +118,9 @@ pub async fn serve(listener: TcpListener, config: Arc<Config>, engine: Arc<Engin
                                 tracing::debug!(%peer, "closed: not authenticated in time");
                             }
                         }
-                        gate.ended(id, peer.ip(), authenticated.load(Ordering::Acquire), Instant::now());
+                        if gate.ended(id, peer.ip(), authenticated.load(Ordering::Acquire), Instant::now()) {
+                            memory::release_freed();
+                        }
                         drop(ending);
                     });
                 }
@@ -211,7 +214,9 @@ impl Handler for Connection {
                 self.caller = Some(caller);
                 self.key = Some(key.public_key.clone());
                 self.authenticated.store(true, Ordering::Release);
-                self.gate.authenticated(self.ticket);
+                if self.gate.authenticated(self.ticket) {
+                    memory::release_freed();
+                }
                 Ok(Auth::Accept)
             }
             None => Ok(Auth::reject()),
