@@ -236,6 +236,10 @@ pub async fn link(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, app: &AppName,
         }
         None => {
             ctx.out.step(format!("Linking {} service {name} to {app} as {var}", kind.name())).await;
+            // On the app's network before its new release starts, which reaches it by name.
+            let container = runtime.service_name(kind.name(), name);
+            let network = runtime.ensure_app_network(app).await.map_err(|e| failed(e.to_string()))?;
+            runtime.attach(&container, &network, Vec::new()).await.map_err(|e| failed(format!("cannot put {} service {name} on {app}'s network: {e}", kind.name())))?;
             // The URL holds the password: printed masked, as postgres:info does, unless asked.
             let shown = if show_password { url.clone() } else { kind.url(&service, &runtime.service_name(kind.name(), name), MASKED) };
             super::config::set_showing(ctx, &Target::App(app.clone()), &[format!("{var}={url}")], false, false, |_, _| shown.clone()).await?;

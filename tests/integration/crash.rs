@@ -877,8 +877,10 @@ fn restart_docker() {
     if systemd {
         assert!(Command::new("systemctl").args(["restart", "docker"]).status().unwrap().success());
     } else {
-        let pid = String::from_utf8_lossy(&Command::new("pgrep").args(["-x", "dockerd"]).output().unwrap().stdout).trim().to_string();
-        let pid: i32 = pid.lines().next().and_then(|p| p.parse().ok()).expect("dockerd runs");
+        // The engine at /var/run/docker.sock, by its pid file: other dockerd processes (a
+        // test's cluster nodes) may run beside it.
+        let pid = std::fs::read_to_string("/var/run/docker.pid").expect("the Docker engine's pid file");
+        let pid: i32 = pid.trim().parse().expect("a pid in /var/run/docker.pid");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
         poll(Duration::from_secs(60), "dockerd to stop", || if process_runs(pid) { Err("still running".into()) } else { Ok(()) });
         start_dockerd();
