@@ -225,9 +225,15 @@ impl Engine {
         if let Some(scheduler) = slot.as_ref() {
             return Ok(scheduler.clone());
         }
-        let scheduler: Arc<dyn Scheduler> = Arc::new(crate::scheduler::swarm::Swarm::new(self.runtime().await?));
+        let registry = self.store.load_global().ok().and_then(|g| g.cluster_registry);
+        let scheduler: Arc<dyn Scheduler> = Arc::new(crate::scheduler::swarm::Swarm::new(self.runtime().await?, registry));
         *slot = Some(scheduler.clone());
         Ok(scheduler)
+    }
+
+    /// The cluster's settings changed: the next use connects anew.
+    pub async fn forget_swarm_scheduler(&self) {
+        *self.swarm.lock().await = None;
     }
 
     /// Every instance event of this root's, from each scheduler: docker-local's, and the

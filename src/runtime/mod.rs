@@ -150,6 +150,7 @@ fn made_by_berth(labels: &HashMap<String, String>, name: &str) -> bool {
 }
 
 /// What to run.
+#[derive(Clone)]
 pub struct ContainerSpec<'a> {
     pub app: &'a str,
     pub process: &'a str,

@@ -45,13 +45,44 @@ pub struct Swarm {
     local: super::docker::DockerLocal,
     /// Node id → its address (nodes keep theirs while they are in the cluster).
     nodes: std::sync::Mutex<HashMap<String, String>>,
+    /// Where images go for every node to pull (`cluster:registry`); None: this server's own
+    /// engine is the only one that has them (a one-server cluster).
+    registry: Option<String>,
+    /// Image id → the reference nodes pull it by (pushed once).
+    pushed: tokio::sync::Mutex<HashMap<String, String>>,
 }
 
 impl Swarm {
-    pub fn new(runtime: Runtime) -> Swarm {
+    pub fn new(runtime: Runtime, registry: Option<String>) -> Swarm {
         let docker = runtime.docker().clone();
         let root = runtime.root().to_string();
-        Swarm { local: super::docker::DockerLocal::new(runtime.clone()), runtime, docker, root, nodes: Default::default() }
+        Swarm { local: super::docker::DockerLocal::new(runtime.clone()), runtime, docker, root, nodes: Default::default(), registry, pushed: Default::default() }
+    }
+
+    /// The reference every node pulls a unit's image by: pushed to the cluster's registry
+    /// (once) and named by its digest there; the image as it is here without a registry.
+    async fn distribute(&self, unit: &Unit<'_>) -> Result<String, SchedError> {
+        let Some(registry) = &self.registry else { return Ok(unit.image.to_string()) };
+        let mut pushed = self.pushed.lock().await;
+        if let Some(reference) = pushed.get(unit.image) {
+            return Ok(reference.clone());
+        }
+        let cannot = |why: String| SchedError::Start { slot: format!("{}.*", unit.process), why: format!("cannot push the image to the cluster's registry {registry}: {why}") };
+        let repo = format!("{registry}/berth/{}", unit.app);
+        let tag = format!("v{}", unit.release);
+        self.runtime.tag(unit.image, &repo, &tag).await.map_err(|e| cannot(e.to_string()))?;
+        let options = bollard::query_parameters::PushImageOptions { tag: Some(tag.clone()), ..Default::default() };
+        let mut stream = self.docker.push_image(&repo, Some(options), None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| cannot(e.to_string()))?;
+            if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                return Err(cannot(message));
+            }
+        }
+        let digests = self.runtime.repo_digests(&format!("{repo}:{tag}")).await;
+        let reference = digests.into_iter().find(|d| d.starts_with(&format!("{repo}@"))).ok_or_else(|| cannot("the registry gave no digest".into()))?;
+        pushed.insert(unit.image.to_string(), reference.clone());
+        Ok(reference)
     }
 
     /// The engine-wide name of the service of an app's process in a release.
@@ -95,7 +126,8 @@ impl Swarm {
     /// Creates the service of one process type of a release with `replicas` tasks.
     async fn create(&self, unit: &Unit<'_>, replicas: u32) -> Result<String, SchedError> {
         let name = self.service_name(unit.app, unit.process, unit.release);
-        let spec = service_spec(&name, unit, replicas, &self.root);
+        let image = self.distribute(unit).await?;
+        let spec = service_spec(&name, &Unit { image: &image, ..unit.clone() }, replicas, &self.root);
         // Left from an interrupted attempt at this release.
         let _ = self.docker.delete_service(&name).await;
         self.docker.create_service(spec, None).await.map_err(|e| SchedError::Start { slot: format!("{}.*", unit.process), why: e.to_string() })?;
@@ -441,7 +473,7 @@ impl Scheduler for Swarm {
     }
 
     fn events(&self) -> BoxStream<'static, Result<InstanceEvent, SchedError>> {
-        let this = Swarm::new(self.runtime.clone());
+        let this = Swarm::new(self.runtime.clone(), self.registry.clone());
         // Never an error: while this server manages no swarm (or the engine is away, which
         // docker-local's stream reports), it asks again now and then.
         futures_util::stream::unfold((this, None::<HashMap<String, (String, bool)>>), |(this, before)| async move {

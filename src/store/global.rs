@@ -34,6 +34,9 @@ pub struct GlobalConfig {
     /// `letsencrypt:set --global`: defaults for every app.
     #[serde(default)]
     pub letsencrypt: super::LetsencryptConfig,
+    /// `cluster:registry HOST:PORT`: where swarm apps' images go, for every node to pull.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_registry: Option<String>,
     /// `scheduler:set --global selected`: where apps run that choose none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<super::SchedulerName>,
