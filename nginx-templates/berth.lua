@@ -119,7 +119,10 @@ function _M.balance(app, port)
         ctx.berth_peer = nil
     end
     local pick = list[((ctx.berth_first - 1 + ctx.berth_tries) % #list) + 1]
-    local ok, err = balancer.set_current_peer(pick, port)
+    -- A peer is an address (the app's container port is the upstream's) or ADDRESS:PORT
+    -- (a swarm task: the port it published on its node).
+    local host, published = pick:match("^([^:]+):(%d+)$")
+    local ok, err = balancer.set_current_peer(host or pick, tonumber(published) or port)
     if not ok then
         ngx.log(ngx.ERR, "berth: cannot route to ", pick, ":", port, ": ", err)
         return

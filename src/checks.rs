@@ -83,11 +83,12 @@ fn judge(response: &[u8], spec: &CheckSpec) -> Probe {
 
 /// Waits until one container passes every check, or fails.
 /// `alive` is asked every round, so a container that exits fails the deploy at once.
-pub async fn wait_ready<F, Fut>(ip: &str, port: u16, specs: &[CheckSpec], config: &AppConfigChecks, alive: F) -> Result<Duration, String>
+pub async fn wait_ready<F, Fut>(endpoint: &str, port: u16, specs: &[CheckSpec], config: &AppConfigChecks, alive: F) -> Result<Duration, String>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
+    let (ip, port) = split_endpoint(endpoint, port);
     // tokio's clock: tests can run a timeout of minutes in no time.
     use tokio::time::Instant;
     let started = Instant::now();
@@ -122,6 +123,16 @@ where
         }
     }
     Ok(started.elapsed())
+}
+
+/// An instance's endpoint as a scheduler gives it: an address (docker-local: the container's
+/// port is the app's) or `ADDRESS:PORT` (swarm: the port the task published on its node),
+/// and the port to reach it at. Pure.
+pub fn split_endpoint(endpoint: &str, port: u16) -> (&str, u16) {
+    match endpoint.rsplit_once(':') {
+        Some((host, published)) if !host.contains(':') => published.parse().map_or((endpoint, port), |p| (host, p)),
+        _ => (endpoint, port),
+    }
 }
 
 /// The `checks:*` settings a probe needs.
@@ -197,5 +208,12 @@ mod tests {
         });
         let config = AppConfigChecks::default();
         wait_ready("127.0.0.1", port, &effective(&[]), &config, || async { Ok(()) }).await.unwrap();
+    }
+
+    #[test]
+    fn an_endpoint_may_name_its_port() {
+        assert_eq!(split_endpoint("172.16.3.2", 5000), ("172.16.3.2", 5000));
+        assert_eq!(split_endpoint("10.231.0.12:30001", 5000), ("10.231.0.12", 30001));
+        assert_eq!(split_endpoint("fd00::1", 5000), ("fd00::1", 5000));
     }
 }

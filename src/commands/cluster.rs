@@ -43,6 +43,14 @@ pub enum Cmd {
     /// Let a drained server run tasks again
     #[command(name = "cluster:activate")]
     Activate { node: String },
+    /// Set the registry swarm apps' images go through (HOST:PORT, one every node pulls from); no address: show it
+    #[command(name = "cluster:registry")]
+    Registry {
+        address: Option<String>,
+        /// Use none again (only this server's engine has the images: a one-server cluster)
+        #[arg(long, conflicts_with = "address")]
+        unset: bool,
+    },
     /// Remove a server from the cluster (drain it, or run `docker swarm leave` on it, first)
     #[command(name = "cluster:remove")]
     Remove {
@@ -66,6 +74,7 @@ impl Cmd {
             Cmd::Drain { node } => availability(ctx, &node, NodeSpecAvailabilityEnum::DRAIN).await,
             Cmd::Activate { node } => availability(ctx, &node, NodeSpecAvailabilityEnum::ACTIVE).await,
             Cmd::Remove { node, force } => remove(ctx, &node, force).await,
+            Cmd::Registry { address, unset } => registry(ctx, address, unset).await,
         }
     }
 }
@@ -239,4 +248,52 @@ pub async fn remove(ctx: &mut Ctx<'_>, wanted: &str, force: bool) -> CmdResult {
     docker.delete_node(&id, Some(options)).await.map_err(|e| failed(format!("cannot remove {wanted}: {} (drain it and run `docker swarm leave` on it, or --force)", said(e))))?;
     ctx.out.step(format!("Removed {wanted} from the cluster")).await;
     Ok(())
+}
+
+/// A registry's address: HOST:PORT, HOST a name or an IPv4 address. Pure.
+pub fn valid_registry(address: &str) -> bool {
+    let Some((host, port)) = address.rsplit_once(':') else { return false };
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    port_ok && (host.parse::<std::net::Ipv4Addr>().is_ok() || crate::validate::domain(host).is_ok())
+}
+
+pub async fn registry(ctx: &mut Ctx<'_>, address: Option<String>, unset: bool) -> CmdResult {
+    let store = &ctx.engine.store;
+    if address.is_none() && !unset {
+        let current = store.load_global()?.cluster_registry;
+        ctx.out.line(current.unwrap_or_else(|| "(none: images stay on this server)".into())).await;
+        return Ok(());
+    }
+    if let Some(address) = &address
+        && !valid_registry(address)
+    {
+        return Err(failed(format!("Invalid registry {}: HOST:PORT, e.g. 10.0.0.2:5000", crate::validate::quoted(address))));
+    }
+    {
+        let _global = store.lock_global().await;
+        let mut global = store.load_global()?;
+        global.cluster_registry = address.clone();
+        store.save_global(&global)?;
+    }
+    ctx.engine.forget_swarm_scheduler().await;
+    match address {
+        Some(address) => ctx.out.step(format!("Swarm apps' images go through {address} from their next deploy")).await,
+        None => ctx.out.step("Swarm apps' images stay on this server").await,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries_are_host_and_port() {
+        for ok in ["10.231.0.2:5000", "registry.example.com:443", "localhost:5000"] {
+            assert!(valid_registry(ok), "{ok}");
+        }
+        for bad in ["10.231.0.2", "example.com:0", "example.com:99999", "http://x:5000", "a b:5000", ":5000"] {
+            assert!(!valid_registry(bad), "{bad}");
+        }
+    }
 }

@@ -194,6 +194,7 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &AppName, key: &str, networks: Vec<Netw
         return Err(failed(format!("Invalid network property {}: attach-post-create or attach-post-deploy", crate::validate::quoted(key))));
     }
     ctx.engine.store.load_app(app)?;
+    super::scheduler::not_on_swarm(ctx, app, "networks of network:create (they are this server's bridges)")?;
     for network in &networks {
         if find(ctx, network).await?.is_none() {
             return Err(failed(format!("Network {network} does not exist: network:create {network} first")));

@@ -213,11 +213,15 @@ async fn update(ctx: &Ctx<'_>, app: &str, edit: impl FnOnce(&mut Vec<PortMap>)) 
     let _apps = ctx.engine.store.lock_apps().await;
     let others = ctx.engine.store.ports_of_others(app)?;
     let listen = ctx.engine.nginx.listen;
+    let swarm = ctx.engine.scheduler_of(app) == crate::store::SchedulerName::Swarm;
     ctx.engine
         .update_app(app, |config| {
             let before = config.ports.clone();
             edit(&mut config.ports);
             check_conflicts(&config.ports)?;
+            if swarm && let Some(what) = super::scheduler::unsupported_on_swarm(config, false) {
+                return Err(failed(format!("{app} runs on swarm, which has no {what}")));
+            }
             if let Some((mine, other, theirs)) = crate::proxy::scheme_clash(listen, &config.effective_ports(), &others) {
                 return Err(failed(format!(
                     "Host port {} serves {} for app {other} ({theirs}): {mine} would change it for {other} too; use another host port",

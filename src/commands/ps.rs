@@ -199,6 +199,7 @@ pub async fn stop(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
 pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
     args.property(&[app_only("restart-policy")])?;
     let app = args.app()?;
+    super::scheduler::not_on_swarm(ctx, app, "restart policy (Swarm starts every task that ends again)")?;
     let policy: RestartPolicy = args.value().map(str::parse).transpose().map_err(failed)?.unwrap_or_default();
     // Under the deploy lock: a deploy running now would start containers with the old policy.
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;

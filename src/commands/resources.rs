@@ -158,6 +158,7 @@ const APPLIES: &str = "applies on the next release (ps:restart APP applies it no
 pub async fn mount(ctx: &mut Ctx<'_>, app: &AppName, spec: &str) -> CmdResult {
     let mount = validate::mount(spec)?;
     ctx.engine.store.load_app(app)?;
+    super::scheduler::not_on_swarm(ctx, app, "storage mounts (a directory of this server is not on the other nodes)")?;
     // A host path can expose anything on the server to the app: admins only. Names stay
     // inside the app's own directory under the berth root.
     let host_dir = if mount.host_is_path() {

@@ -66,6 +66,7 @@ pub async fn run(ctx: &mut Ctx<'_>, app: &AppName, command: Vec<String>) -> CmdR
 
 pub async fn enter(ctx: &mut Ctx<'_>, app: &AppName, target: Option<&str>, command: Vec<String>) -> CmdResult {
     ctx.engine.store.load_app(app)?;
+    super::scheduler::not_on_swarm(ctx, app, "enter (its tasks run on other servers' engines): run APP CMD runs a one-off on this server")?;
     let active = ctx.engine.store.load_releases(app)?.active().cloned();
     let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
     let running: Vec<_> = runtime

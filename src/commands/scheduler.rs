@@ -98,10 +98,24 @@ fn serving(ctx: &Ctx<'_>, app: &str) -> Result<bool, CmdError> {
     Ok(!config.stopped && ctx.engine.store.load_releases(app)?.active().is_some())
 }
 
+/// Refuses, for an app on swarm, what the cluster does not give it yet (`what`), rather than
+/// doing it differently.
+pub fn not_on_swarm(ctx: &Ctx<'_>, app: &str, what: &str) -> CmdResult {
+    if ctx.engine.scheduler_of(app) == SchedulerName::Swarm {
+        return Err(failed(format!("{app} runs on swarm, which has no {what} yet: scheduler:set {app} selected docker-local first")));
+    }
+    Ok(())
+}
+
 /// What an app uses that the cluster does not give it yet: refused rather than silently
 /// different. Pure.
 pub fn unsupported_on_swarm(config: &AppConfig, linked: bool) -> Option<&'static str> {
-    if !config.storage.is_empty() {
+    let mut container_ports: Vec<u16> = config.effective_ports().iter().map(|p| p.container).collect();
+    container_ports.sort_unstable();
+    container_ports.dedup();
+    if container_ports.len() > 1 {
+        Some("ports mapped to more than one container port (a task publishes the app's PORT only): ports:set it to one first")
+    } else if !config.storage.is_empty() {
         Some("storage mounts (a directory of this server is not on the other nodes): storage:unmount them first")
     } else if linked {
         Some("linked services (they run on this server's engine, out of the cluster's reach): unlink them first")

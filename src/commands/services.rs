@@ -222,6 +222,7 @@ fn link_var(kind: &dyn Kind, alias: Option<&str>) -> Result<String, CmdError> {
 
 pub async fn link(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, app: &AppName, alias: Option<&str>, show_password: bool) -> CmdResult {
     let var = link_var(kind, alias)?;
+    super::scheduler::not_on_swarm(ctx, app, "linked services (they run on this server's engine, out of the cluster's reach)")?;
     let _lock = lock(ctx, kind, name).await?;
     let mut service = load(ctx, kind, name)?;
     let config = ctx.engine.store.load_app(app)?;

@@ -22,3 +22,4 @@ mod proxy;
 mod rootssh;
 mod services;
 mod state;
+mod swarm;

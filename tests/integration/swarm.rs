@@ -1,0 +1,141 @@
+//! More than one server: apps on a real three-node Docker Swarm on this machine
+//! (scripts/swarm-lab.sh: three engines, each in a network namespace of its own, joined over
+//! a bridge, with a registry), routed by berth's nginx to each task's node address and the
+//! port it published there, with no request dropped.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// The lab, up for one test: torn down (every node, namespace and mount) when dropped.
+struct Lab {
+    nodes: Vec<String>,
+    registry: String,
+}
+
+impl Lab {
+    fn up() -> Lab {
+        let out = Command::new("scripts/swarm-lab.sh").args(["up", "3"]).stderr(Stdio::inherit()).output().unwrap();
+        assert!(out.status.success(), "scripts/swarm-lab.sh up 3 failed");
+        let exports = String::from_utf8_lossy(&out.stdout).into_owned();
+        let value = |name: &str| {
+            exports.lines().find_map(|l| l.strip_prefix(&format!("export {name}="))).map(|v| v.trim_matches('\'').trim_matches('"').to_string()).unwrap_or_else(|| panic!("no {name} in {exports}"))
+        };
+        Lab { nodes: (1..=3).map(|k| value(&format!("BERTHLAB_NODE{k}"))).collect(), registry: value("BERTHLAB_REGISTRY") }
+    }
+
+    /// `docker -H NODE ARGS…` on node `k` (1-based): its stdout; the test fails if it does.
+    fn docker(&self, k: usize, args: &[&str]) -> String {
+        let out = Command::new("docker").arg("-H").arg(&self.nodes[k - 1]).args(args).output().unwrap();
+        assert!(out.status.success(), "docker -H node{k} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("scripts/swarm-lab.sh").arg("down").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+}
+
+/// GETs `host` through nginx until `stop`, every 10 ms: (answered as expected, what failed).
+fn load(http_port: u16, host: &str, stop: &AtomicBool, expect: &str) -> (usize, Vec<String>) {
+    let (mut served, mut failed) = (0, Vec::new());
+    while !stop.load(Ordering::Relaxed) {
+        match http_get(http_port, host, "/") {
+            (200, body) if body.starts_with(expect) => served += 1,
+            (status, body) => failed.push(format!("{status} {body:.80}")),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (served, failed)
+}
+
+/// The nodes each running task of `app` is on, from `cluster:list`.
+fn placement(d: &Daemon, app: &str) -> Vec<(String, usize)> {
+    let listed: serde_json::Value = serde_json::from_str(&d.ssh("cluster:list --format json").ok().stdout).unwrap();
+    let nodes = listed.as_object().unwrap_or_else(|| panic!("cluster:list is not an object of nodes: {listed}"));
+    nodes
+        .iter()
+        .map(|(name, node)| {
+            let runs = node["runs"].as_array().cloned().unwrap_or_default();
+            (name.clone(), runs.iter().filter(|r| r.as_str().is_some_and(|r| r.starts_with(&format!("{app} web.")) && r.ends_with("(running)"))).count())
+        })
+        .collect()
+}
+
+#[test]
+fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_request() {
+    let lab = Lab::up();
+    // berth's engine is the manager's: it builds there, and the base image is built there.
+    let dir = temp_dir();
+    std::fs::copy("/bin/busybox", dir.path().join("busybox")).unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n").unwrap();
+    lab.docker(1, &["build", "-q", "-t", "berth-test/busybox", &dir.path().display().to_string()]);
+    let d = Daemon::start_with_env(&[("DOCKER_HOST", lab.nodes[0].clone())]);
+
+    // The cluster as berth sees it: three servers, one way to add more, one registry.
+    d.ssh("cluster:init").refused("This server manages a cluster already");
+    assert_eq!(placement(&d, "none").len(), 3, "cluster:list shows the three servers");
+    assert!(d.ssh("cluster:add").ok().stdout.contains("docker swarm join --token SWMTKN-"));
+    d.ssh("cluster:registry not-an-address").refused("Invalid registry");
+    d.ssh(&format!("cluster:registry {}", lab.registry)).ok();
+    d.ssh("scheduler:set --global selected nowhere").refused("Invalid scheduler");
+    d.ssh("scheduler:set --global selected swarm").ok();
+    let scoped = keygen(d.dir.path(), "scoped");
+    d.local(&["ssh-keys:add", "scoped", "--app", "spread"], scoped.public.as_bytes()).ok();
+    d.ssh_as(&scoped, "scheduler:set spread selected docker-local", b"").refused("not an admin key");
+    d.ssh_as(&scoped, "cluster:drain berthlab-node2", b"").refused("not an admin key");
+
+    // A push: its image goes through the registry, its web runs as a swarm task, nginx routes
+    // to the task's node and port.
+    let repo = AppRepo::new(&d, "spread");
+    repo.write("Dockerfile", &web_dockerfile("spread v1", 0)).commit("v1");
+    let pushed = repo.push(&d, "main");
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    d.ssh("domains:add spread spread.example.com").ok();
+    assert_eq!(get(&d, "spread.example.com"), (200, "spread v1".into()));
+    let report: serde_json::Value = serde_json::from_str(&d.ssh("scheduler:report spread --format json").ok().stdout).unwrap();
+    assert_eq!(report["scheduler-computed-selected"], "swarm", "{report}");
+
+    // Three web tasks, spread over the three servers, while requests keep coming.
+    let stop = AtomicBool::new(false);
+    let (served, failed) = std::thread::scope(|s| {
+        let prober = s.spawn(|| load(d.http_port, "spread.example.com", &stop, "spread v"));
+        d.ssh("ps:scale spread web=3").ok();
+        for n in 2..=3 {
+            repo.write("Dockerfile", &web_dockerfile(&format!("spread v{n}"), 0)).commit(&format!("v{n}"));
+            let out = repo.push(&d, "main");
+            assert_eq!(out.code, 0, "{}", out.stderr);
+        }
+        stop.store(true, Ordering::Relaxed);
+        prober.join().unwrap()
+    });
+    assert!(failed.is_empty(), "{} of {} requests failed across a scale and two redeploys on the cluster: {failed:?}", failed.len(), served + failed.len());
+    assert!(served > 50, "only {served} requests were made");
+    assert_eq!(get(&d, "spread.example.com"), (200, "spread v3".into()));
+    let placed = placement(&d, "spread");
+    assert!(placed.iter().all(|(_, n)| *n == 1), "web=3 is not one task per server: {placed:?}");
+    let ps = d.ssh("ps:report spread").ok().stdout.clone();
+    assert!(ps.contains("10.231.0.12") && ps.contains("10.231.0.13"), "ps:report does not say which server runs each task: {ps}");
+    assert!(d.ssh("logs spread -n 5").ok().stdout.contains("spread[web."), "logs come from the tasks");
+
+    // A server labelled, and the app placed by its label: every task moves there.
+    d.ssh("cluster:label berthlab-node2 env=qa").ok();
+    d.ssh("scheduler:set spread constraint node.labels.env==qa").ok();
+    let placed = placement(&d, "spread");
+    assert!(placed.iter().all(|(node, n)| if node == "berthlab-node2" { *n == 3 } else { *n == 0 }), "placement by label: {placed:?}");
+    assert_eq!(get(&d, "spread.example.com"), (200, "spread v3".into()));
+
+    // What the cluster does not give yet is refused, one line, nothing changed.
+    d.ssh("storage:mount spread data:/data").refused("runs on swarm, which has no storage mounts");
+    d.ssh("enter spread web.1 true").refused("runs on swarm, which has no enter");
+    d.ssh("ports:add spread http:8080:6000").refused("more than one container port");
+    assert!(lab.docker(1, &["service", "ls", "--format", "{{.Name}}"]).lines().any(|l| l.starts_with("berth-spread-web-")));
+
+    // Destroyed: nothing of it is left on the cluster.
+    d.ssh("apps:destroy spread --force").ok();
+    assert_eq!(lab.docker(1, &["service", "ls", "-q"]).trim(), "", "services left after apps:destroy");
+}
