@@ -37,6 +37,9 @@ pub struct Engine {
     scheduler: AsyncMutex<Option<Arc<dyn Scheduler>>>,
     /// Where apps run that `scheduler:set APP selected swarm` moved to the cluster.
     swarm: AsyncMutex<Option<Arc<dyn Scheduler>>>,
+    /// Apps being moved to another scheduler, and where: their deploy goes there, and
+    /// nothing else routes them meanwhile (the move's deploy does).
+    moving: Mutex<HashMap<String, crate::store::SchedulerName>>,
     deploy_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
     route_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
     /// Work a shutdown waits for: deploys (their locks) and pushes in flight.
@@ -152,6 +155,7 @@ impl Engine {
             runtime: AsyncMutex::new(None),
             scheduler: AsyncMutex::new(None),
             swarm: AsyncMutex::new(None),
+            moving: Mutex::new(HashMap::new()),
             deploy_locks: Mutex::new(HashMap::new()),
             route_locks: Mutex::new(HashMap::new()),
             busy: Arc::new(tokio::sync::watch::channel(0).0),
@@ -200,6 +204,27 @@ impl Engine {
             crate::store::SchedulerName::Swarm => self.swarm_scheduler().await,
             crate::store::SchedulerName::DockerLocal => self.local_scheduler().await,
         }
+    }
+
+    /// Where a deploy of `app` goes: where it is being moved to, else where it runs.
+    pub async fn deploy_scheduler(&self, app: &str) -> Result<Arc<dyn Scheduler>, SchedError> {
+        let moving = self.moving.lock().unwrap_or_else(|p| p.into_inner()).get(app).copied();
+        match moving {
+            Some(crate::store::SchedulerName::Swarm) => self.swarm_scheduler().await,
+            Some(crate::store::SchedulerName::DockerLocal) => self.local_scheduler().await,
+            None => self.scheduler(app).await,
+        }
+    }
+
+    /// Marks `app` as moving to `to` until the guard drops (see `moving`).
+    pub fn moving(&self, app: &str, to: crate::store::SchedulerName) -> MoveGuard {
+        self.moving.lock().unwrap_or_else(|p| p.into_inner()).insert(app.to_string(), to);
+        MoveGuard { engine: self.me.clone(), app: app.to_string() }
+    }
+
+    /// Whether `app` is being moved to another scheduler now.
+    pub fn is_moving(&self, app: &str) -> bool {
+        self.moving.lock().unwrap_or_else(|p| p.into_inner()).contains_key(app)
     }
 
     /// The scheduler an app's settings select (a damaged app.toml: the global one).
@@ -379,5 +404,19 @@ mod tests {
         drop(push);
         assert!(engine.pusher(&token).is_none(), "forgotten once the push is over");
         assert_eq!(engine.pusher(other.token()).map(|c| c.name), Some("root".to_string()));
+    }
+}
+
+/// An app's move to another scheduler, ended when dropped.
+pub struct MoveGuard {
+    engine: std::sync::Weak<Engine>,
+    app: String,
+}
+
+impl Drop for MoveGuard {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.upgrade() {
+            engine.moving.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.app);
+        }
     }
 }

@@ -232,7 +232,8 @@ impl Supervisor {
     async fn heal_locked(self: &Arc<Self>, scheduler: &dyn Scheduler, app: &str) -> Result<(), deploy::Error> {
         let engine = &self.engine;
         let _routing = engine.route_lock(app).await;
-        if !engine.store.app_exists(app) {
+        // Moving to another scheduler: the move's deploy routes it.
+        if !engine.store.app_exists(app) || engine.is_moving(app) {
             return Ok(());
         }
         let Some((config, active)) = deploy::serving(engine, app)? else {

@@ -153,8 +153,9 @@ async fn placed(docker: &bollard::Docker, root: &str) -> HashMap<String, Vec<Str
             continue;
         }
         let (Some(app), Some(process)) = (labels.get(crate::runtime::LABEL_APP), labels.get(crate::runtime::LABEL_PROCESS)) else { continue };
+        let release = labels.get(crate::runtime::LABEL_RELEASE).cloned().unwrap_or_default();
         let state = task.status.as_ref().and_then(|s| s.state).map(|s| s.to_string()).unwrap_or_default();
-        placed.entry(task.node_id.unwrap_or_default()).or_default().push(format!("{app} {process}.{} ({state})", task.slot.unwrap_or(0)));
+        placed.entry(task.node_id.unwrap_or_default()).or_default().push(format!("{app} {process}.{} v{release} ({state})", task.slot.unwrap_or(0)));
     }
     placed
 }

@@ -228,13 +228,16 @@ fn container_state(c: &crate::runtime::AppContainer, active: Option<u32>) -> Str
 
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     args.no_global("ps")?;
-    // The engine's containers of each app, asked first.
+    // Each app's instances as its scheduler lists them, asked first.
     let runtime = ctx.engine.runtime().await.ok();
     let mut running = std::collections::HashMap::new();
-    if let Some(rt) = &runtime {
+    if runtime.is_some() {
         for name in args.app_names(ctx)? {
-            let containers = rt.containers(&name).await.unwrap_or_default();
-            running.insert(name, containers);
+            let instances = match ctx.engine.scheduler(&name).await {
+                Ok(scheduler) => scheduler.instances(&name).await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            running.insert(name, instances);
         }
     }
     args.print_apps(ctx, |ctx, name, config| {
@@ -243,7 +246,11 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
         containers.sort_by_key(|c| (c.process != process::WEB, c.process.clone(), c.index, c.release));
         let list: Vec<String> = containers
             .iter()
-            .map(|c| format!("{}.{}: {} (v{})", c.process, c.index, container_state(c, active.as_ref().map(|r| r.version)), c.release))
+            .map(|c| {
+                // Where a cluster's instance runs (a swarm task's status names its node).
+                let node = c.status.split_once(" on node ").map(|(_, node)| format!(" on {node}")).unwrap_or_default();
+                format!("{}.{}: {} (v{}){node}", c.process, c.index, container_state(c, active.as_ref().map(|r| r.version)), c.release)
+            })
             .collect();
         let formation = match &active {
             Some(r) => r.formation_or(&config.scale),

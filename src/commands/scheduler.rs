@@ -49,10 +49,19 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
             let store = &ctx.engine.store;
             let _global = store.lock_global().await;
             let mut global = store.load_global()?;
+            let was = global.scheduler.unwrap_or_default();
+            // Deployed apps that chose none stay where they run (scheduler:set APP moves one).
+            let mut kept = 0;
+            for app in store.list_apps()? {
+                if store.load_releases(&app)?.active().is_some() && store.load_app(&app)?.scheduler.selected.is_none() {
+                    save_selected(ctx, &app, Some(was)).await?;
+                    kept += 1;
+                }
+            }
             global.scheduler = selected;
             store.save_global(&global)?;
             let shown = selected.unwrap_or_default().as_str();
-            ctx.out.step(format!("Apps that choose no scheduler run on {shown} from their next deploy")).await;
+            ctx.out.step(format!("New apps run on {shown}; {kept} deployed apps stay on {} (scheduler:set APP selected {shown} moves one)", was.as_str())).await;
             Ok(())
         }
         ("selected", Target::App(app)) => {
@@ -129,7 +138,7 @@ pub fn unsupported_on_swarm(config: &AppConfig, linked: bool) -> Option<&'static
 }
 
 /// Moves an app to `selected` (None: the global choice): a deploy of its running image there,
-/// then its instances on the old scheduler retire. A failed move changes nothing.
+/// then its instances on the old scheduler retire once drained. A failed move changes nothing.
 async fn move_app(ctx: &mut Ctx<'_>, app: &str, selected: Option<SchedulerName>) -> CmdResult {
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let config = ctx.engine.store.load_app(app)?;
@@ -144,29 +153,38 @@ async fn move_app(ctx: &mut Ctx<'_>, app: &str, selected: Option<SchedulerName>)
             return Err(failed(format!("{app} cannot run on swarm yet: it has {what}")));
         }
     }
-    let old = ctx.engine.scheduler(app).await.map_err(|e| failed(e.to_string()))?;
-    let set = |selected: Option<SchedulerName>| {
-        ctx.engine.update_app(app, move |config| {
-            config.scheduler.selected = selected;
-            Ok::<_, CmdError>(())
-        })
-    };
-    set(selected).await?;
-    ctx.out.step(format!("Scheduler of {app}: {}", after.as_str())).await;
     if after == before || !serving(ctx, app)? {
+        save_selected(ctx, app, selected).await?;
+        ctx.out.step(format!("Scheduler of {app}: {}", after.as_str())).await;
         return Ok(());
     }
     ctx.out.step(format!("Moving {app} from {} to {}", before.as_str(), after.as_str())).await;
-    if let Err(e) = deploy::deploy_locked(ctx.engine, app, Source::Reuse { scale: None }, &ctx.cause("scheduler:set selected"), &ctx.out).await {
-        set(config.scheduler.selected).await?;
-        return Err(failed(format!("{e}; {app} stays on {}", before.as_str())));
+    let old = ctx.engine.scheduler(app).await.map_err(|e| failed(e.to_string()))?;
+    let instances = old.instances(app).await.map_err(|e| failed(e.to_string()))?;
+    let mut drain = Vec::new();
+    for web in instances.iter().filter(|i| i.process == crate::process::WEB && i.running) {
+        drain.extend(old.endpoint(&web.id).await.ok());
     }
-    // Traffic is on the new instances: the old ones go.
-    let stale: Vec<String> = old.instances(app).await.map_err(|e| failed(e.to_string()))?.into_iter().map(|i| i.id).collect();
-    for (id, e) in old.retire(&stale, deploy::STOP_TIMEOUT).await {
-        ctx.out.error(format!("cannot retire {id} on {}: {e}", before.as_str())).await;
+    {
+        // Deploys go to the new scheduler; nothing else routes the app until it is saved there.
+        let _moving = ctx.engine.moving(app, after);
+        deploy::deploy_locked(ctx.engine, app, Source::Reuse { scale: None }, &ctx.cause("scheduler:set selected"), &ctx.out)
+            .await
+            .map_err(|e| failed(format!("{e}; {app} stays on {}", before.as_str())))?;
+        save_selected(ctx, app, selected).await?;
     }
+    ctx.out.step(format!("{app} runs on {} now; its {} instances on {} retire once drained", after.as_str(), instances.len(), before.as_str())).await;
+    deploy::retire_drained(ctx.engine, &*old, instances, drain, std::time::Duration::from_secs(config.checks.wait_to_retire)).await;
     Ok(())
+}
+
+async fn save_selected(ctx: &Ctx<'_>, app: &str, selected: Option<SchedulerName>) -> CmdResult {
+    ctx.engine
+        .update_app(app, move |config| {
+            config.scheduler.selected = selected;
+            Ok::<_, CmdError>(())
+        })
+        .await
 }
 
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {

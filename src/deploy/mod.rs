@@ -21,6 +21,7 @@ mod route;
 
 pub use build::build_limits;
 pub use lifecycle::{prune_images, ref_landed, restore, settle_ref, stop, teardown};
+pub use rollout::retire_drained;
 pub use route::{heal_plan, reroute, route, serving};
 
 /// Why a deploy, a restore, a reroute, a stop or a teardown did not go through. Its text is
@@ -162,7 +163,8 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
     if config.locked {
         return Err(Error::from(format!("Deploys of {app} are locked; run apps:unlock {app} first")));
     }
-    let scheduler = engine.scheduler(app).await?;
+    // Where the app is being moved to, during a move; else where it runs.
+    let scheduler = engine.deploy_scheduler(app).await?;
     scheduler.prepare().await?;
     let releases = engine.store.load_releases(app)?;
     let mut made = make_release(engine, app, &config, &releases, source, cause, out).await?;

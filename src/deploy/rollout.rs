@@ -352,3 +352,16 @@ impl Retirement {
         }
     }
 }
+
+/// Retires another scheduler's instances of an app that moved (`scheduler:set APP
+/// selected`), once nginx has no request in flight to the endpoints it routed to them
+/// (`drain`), at most `wait` after the switch.
+pub async fn retire_drained(engine: &Engine, scheduler: &dyn Scheduler, instances: Vec<Instance>, drain: Vec<String>, wait: Duration) {
+    let retirement = Retirement { instances, drain, wait };
+    retirement.drained(engine).await;
+    let ids: Vec<String> = retirement.instances.iter().map(|i| i.id.clone()).collect();
+    for (id, e) in scheduler.retire(&ids, STOP_TIMEOUT).await {
+        let name = retirement.instances.iter().find(|i| i.id == id).map_or(id.as_str(), |i| i.name.as_str());
+        tracing::warn!("cannot retire {name}: {e}");
+    }
+}

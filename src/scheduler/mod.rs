@@ -30,6 +30,9 @@ pub enum SchedError {
     /// The instance has no endpoint (it stopped, or is not attached where berth routes).
     #[error("{0}")]
     NoEndpoint(String),
+    /// The cluster refused or could not do what berth asked (its words).
+    #[error("{0}")]
+    Swarm(String),
 }
 
 /// One instance of an app's process, as an engine lists it: a container here, a task under

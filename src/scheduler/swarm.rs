@@ -32,6 +32,8 @@ use crate::runtime::{LABEL_APP, LABEL_PROCESS, LABEL_RELEASE, LABEL_ROOT, Runtim
 const LABEL_SCHEDULER: &str = "berth.scheduler";
 /// How long a new service's tasks have to run (the nodes may pull the image first).
 const START_LIMIT: Duration = Duration::from_secs(180);
+/// How long a convergence (a restore) waits for tasks before routing those that run.
+const CONVERGE_LIMIT: Duration = Duration::from_secs(20);
 /// How often the manager is asked what its tasks do.
 const POLL: Duration = Duration::from_millis(500);
 /// How often an engine that manages no swarm is asked whether it does now.
@@ -81,13 +83,16 @@ impl Swarm {
         }
         let digests = self.runtime.repo_digests(&format!("{repo}:{tag}")).await;
         let reference = digests.into_iter().find(|d| d.starts_with(&format!("{repo}@"))).ok_or_else(|| cannot("the registry gave no digest".into()))?;
+        // The registry's name for it is not one of the app's images: untagged here (the
+        // nodes pull it by digest).
+        self.runtime.remove_image(&format!("{repo}:{tag}")).await;
         pushed.insert(unit.image.to_string(), reference.clone());
         Ok(reference)
     }
 
     /// The engine-wide name of the service of an app's process in a release.
     fn service_name(&self, app: &str, process: &str, release: u32) -> String {
-        format!("berth-{app}-{process}-v{release}-{}", crate::runtime::root_tag(&self.root))
+        service_name(app, process, release, &crate::runtime::root_tag(&self.root))
     }
 
     /// This root's services of an app (every release): (id, process, release, replicas).
@@ -98,9 +103,24 @@ impl Swarm {
         Ok(listed.into_iter().filter_map(ServiceInfo::of).collect())
     }
 
-    /// The tasks Swarm means to run for a service (older tasks of a slot are history).
+    /// The tasks Swarm means to run for a service (older tasks of a slot are history). A
+    /// service that is gone has none.
     async fn tasks(&self, service: &str) -> Result<Vec<Task>, SchedError> {
-        let filters = HashMap::from([("service".to_string(), vec![service.to_string()]), ("desired-state".to_string(), vec!["running".to_string()])]);
+        Ok(self.running_wanted().await?.into_iter().filter(|t| t.service_id.as_deref() == Some(service)).collect())
+    }
+
+    /// Every task the cluster means to run now, in one call (a filter by service fails once
+    /// the service is removed, which a deploy does at any time).
+    async fn running_wanted(&self) -> Result<Vec<Task>, SchedError> {
+        let filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
+        let options = bollard::query_parameters::ListTasksOptions { filters: Some(filters) };
+        self.docker.list_tasks(Some(options)).await.map_err(engine)
+    }
+
+    /// Every task of a service, history included (tasks Swarm gave up on are shut down at
+    /// once, so they show only here).
+    async fn all_tasks_of(&self, service: &str) -> Result<Vec<Task>, SchedError> {
+        let filters = HashMap::from([("service".to_string(), vec![service.to_string()])]);
         let options = bollard::query_parameters::ListTasksOptions { filters: Some(filters) };
         self.docker.list_tasks(Some(options)).await.map_err(engine)
     }
@@ -110,7 +130,13 @@ impl Swarm {
         if let Some(addr) = self.nodes.lock().unwrap_or_else(|p| p.into_inner()).get(node) {
             return Some(addr.clone());
         }
-        let addr = self.docker.inspect_node(node).await.ok()?.status?.addr?;
+        if node.is_empty() {
+            return None;
+        }
+        let inspected = self.docker.inspect_node(node).await.ok()?;
+        // A manager's own Status.Addr may read 0.0.0.0: its manager address is the one others use.
+        let manager = inspected.manager_status.and_then(|m| m.addr).and_then(|a| a.rsplit_once(':').map(|(host, _)| host.to_string()));
+        let addr = [inspected.status.and_then(|s| s.addr), manager].into_iter().flatten().find(|a| usable_address(a))?;
         self.nodes.lock().unwrap_or_else(|p| p.into_inner()).insert(node.to_string(), addr.clone());
         Some(addr)
     }
@@ -118,7 +144,10 @@ impl Swarm {
     /// Where a running task is reached: its node's address and the port it published there.
     async fn task_endpoint(&self, task: &Task) -> Option<String> {
         let status = task.status.as_ref()?;
-        let port = status.port_status.as_ref()?.ports.as_ref()?.iter().find_map(|p| p.published_port)?;
+        let wanted = task.spec.as_ref().and_then(|s| s.container_spec.as_ref()).and_then(|c| c.env.as_ref()).and_then(|env| env.iter().find_map(|e| e.strip_prefix("PORT=")?.parse::<i64>().ok()));
+        // One entry per host binding (0.0.0.0 and ::): the IPv4 one comes first.
+        let ports = status.port_status.as_ref()?.ports.as_ref()?;
+        let port = ports.iter().filter(|p| wanted.is_none() || p.target_port == wanted).find_map(|p| p.published_port)?;
         let addr = self.node_address(task.node_id.as_deref()?).await?;
         Some(format!("{addr}:{port}"))
     }
@@ -130,28 +159,28 @@ impl Swarm {
         let spec = service_spec(&name, &Unit { image: &image, ..unit.clone() }, replicas, &self.root);
         // Left from an interrupted attempt at this release.
         let _ = self.docker.delete_service(&name).await;
-        self.docker.create_service(spec, None).await.map_err(|e| SchedError::Start { slot: format!("{}.*", unit.process), why: e.to_string() })?;
+        self.docker.create_service(spec, None).await.map_err(|e| SchedError::Swarm(said(e)))?;
         Ok(name)
     }
 
-    /// Waits until the service runs `replicas` tasks (each with its endpoint, for web):
-    /// their ids by slot. A task Swarm could not start fails it, saying why.
-    async fn running_tasks(&self, service: &str, process: &str, replicas: u32) -> Result<Vec<Task>, SchedError> {
-        let deadline = Instant::now() + START_LIMIT;
+    /// Waits until the service runs `replicas` tasks (each with its endpoint, for web), at
+    /// most `limit`: the tasks that run. A task Swarm could not start or that ended fails it
+    /// at once, saying why (as a container that crashes at start fails a docker-local deploy).
+    async fn running_tasks(&self, service: &str, process: &str, replicas: u32, limit: Duration) -> Result<Vec<Task>, SchedError> {
+        let deadline = Instant::now() + limit;
         loop {
-            let mut tasks = self.tasks(service).await?;
-            tasks.sort_by_key(|t| t.slot.unwrap_or(0));
-            if let Some(why) = tasks.iter().find_map(failure) {
-                return Err(SchedError::Start { slot: format!("{process}.*"), why });
+            let all = self.all_tasks_of(service).await?;
+            if let Some(why) = all.iter().find_map(failure) {
+                return Err(SchedError::Swarm(why));
             }
-            let running = tasks.iter().filter(|t| state(t) == Some(TaskState::RUNNING)).count();
-            let reachable = process != crate::process::WEB || tasks.iter().all(|t| t.status.as_ref().and_then(|s| s.port_status.as_ref()).is_some());
-            if running as u32 >= replicas && reachable {
-                return Ok(tasks);
+            let mut running: Vec<Task> = all.into_iter().filter(|t| t.desired_state == Some(TaskState::RUNNING) && state(t) == Some(TaskState::RUNNING)).collect();
+            running.sort_by_key(|t| t.slot.unwrap_or(0));
+            let reachable = process != crate::process::WEB || running.iter().all(|t| t.status.as_ref().and_then(|s| s.port_status.as_ref()).is_some());
+            if running.len() as u32 >= replicas && reachable {
+                return Ok(running);
             }
             if Instant::now() > deadline {
-                let said: Vec<String> = tasks.iter().filter_map(|t| t.status.as_ref()?.message.clone()).collect();
-                return Err(SchedError::Start { slot: format!("{process}.*"), why: format!("{running} of {replicas} tasks run after {}s ({})", START_LIMIT.as_secs(), said.join("; ")) });
+                return Err(SchedError::Swarm(format!("{} of {replicas} tasks of {process} run after {}s", running.len(), limit.as_secs())));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -168,7 +197,7 @@ impl Swarm {
     /// Sets a service's replicas (the whole spec goes back, at its current version).
     async fn scale(&self, service: &str, replicas: u32) -> Result<(), SchedError> {
         let current = self.docker.inspect_service(service, None).await.map_err(engine)?;
-        let version = current.version.and_then(|v| v.index).unwrap_or(0) as i32;
+        let version = current.version.and_then(|v| v.index).and_then(|v| i32::try_from(v).ok()).unwrap_or(0);
         let mut spec = current.spec.unwrap_or_default();
         spec.mode = Some(replicated(replicas));
         let options = bollard::query_parameters::UpdateServiceOptions { version, ..Default::default() };
@@ -176,23 +205,32 @@ impl Swarm {
         Ok(())
     }
 
-    /// Every running task of this root's swarm services: id → (app, running).
-    async fn all_tasks(&self) -> Result<HashMap<String, (String, bool)>, SchedError> {
-        let labels = vec![format!("{LABEL_ROOT}={}", self.root), format!("{LABEL_SCHEDULER}=swarm")];
+    /// This root's swarm services (of one app, or of all), by id.
+    async fn services_by_id(&self, app: Option<&str>) -> Result<HashMap<String, ServiceInfo>, SchedError> {
+        let mut labels = vec![format!("{LABEL_ROOT}={}", self.root), format!("{LABEL_SCHEDULER}=swarm")];
+        labels.extend(app.map(|app| format!("{LABEL_APP}={app}")));
         let options = bollard::query_parameters::ListServicesOptions { filters: Some(HashMap::from([("label".to_string(), labels)])), ..Default::default() };
-        let services: Vec<ServiceInfo> = self.docker.list_services(Some(options)).await.map_err(engine)?.into_iter().filter_map(ServiceInfo::of).collect();
-        let mut all = HashMap::new();
-        for service in services {
-            for task in self.tasks(&service.id).await? {
-                let running = state(&task) == Some(TaskState::RUNNING);
-                all.insert(task.id.clone().unwrap_or_default(), (service.app.clone(), running));
-            }
-        }
-        Ok(all)
+        let listed = self.docker.list_services(Some(options)).await.map_err(engine)?;
+        Ok(listed.into_iter().filter_map(ServiceInfo::of).map(|s| (s.id.clone(), s)).collect())
+    }
+
+    /// The tasks the cluster means to run for this root's services (of one app, or of
+    /// all), each with its service.
+    async fn tasks_of(&self, app: Option<&str>) -> Result<Vec<(Task, ServiceInfo)>, SchedError> {
+        let services = self.services_by_id(app).await?;
+        let tasks = self.running_wanted().await?;
+        Ok(tasks.into_iter().filter_map(|t| Some((t.clone(), services.get(t.service_id.as_deref()?)?.clone()))).collect())
+    }
+
+    /// Every task of this root's swarm services: id → (app, running).
+    async fn all_tasks(&self) -> Result<HashMap<String, (String, bool)>, SchedError> {
+        let tasks = self.tasks_of(None).await?;
+        Ok(tasks.into_iter().map(|(t, s)| (t.id.clone().unwrap_or_default(), (s.app, state(&t) == Some(TaskState::RUNNING)))).collect())
     }
 }
 
 /// A service berth made, as listed.
+#[derive(Clone)]
 struct ServiceInfo {
     id: String,
     name: String,
@@ -219,6 +257,31 @@ impl ServiceInfo {
 
 fn engine(e: bollard::errors::Error) -> SchedError {
     SchedError::Engine(e.into())
+}
+
+/// The engine's words, on one line.
+fn said(e: bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.lines().next().unwrap_or_default().to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// An address other machines reach a node at (not unset, any or loopback). Pure.
+fn usable_address(addr: &str) -> bool {
+    addr.parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_unspecified() && !ip.is_loopback())
+}
+
+/// A service's name: `berth-APP-PROCESS-vN-ROOT`, as Swarm takes names (a DNS label: no
+/// dots, at most 63 characters; a hash of it when longer). Pure.
+pub fn service_name(app: &str, process: &str, release: u32, root_tag: &str) -> String {
+    let name = format!("berth-{}-{process}-v{release}-{root_tag}", app.replace('.', "-"));
+    if name.len() <= 63 {
+        return name;
+    }
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let keep: String = app.chars().take(24).map(|c| if c == '.' { '-' } else { c }).collect();
+    format!("berth-{}-{hash:016x}", keep.trim_end_matches('-'))
 }
 
 fn state(task: &Task) -> Option<TaskState> {
@@ -303,35 +366,35 @@ impl Scheduler for Swarm {
     }
 
     async fn prepare(&self) -> Result<(), SchedError> {
-        manager_state(&self.docker).await.map(|_| ()).map_err(SchedError::NoEndpoint)
+        manager_state(&self.docker).await.map(|_| ()).map_err(SchedError::Swarm)
     }
 
     async fn roll_out(&self, units: &[Unit<'_>]) -> Vec<Result<String, SchedError>> {
         let mut ids: BTreeMap<(String, u32), Result<String, String>> = BTreeMap::new();
         for (unit, replicas) in by_process(units) {
+            let name = self.service_name(unit.app, unit.process, unit.release);
             let started = async {
-                let service = self.create(unit, replicas).await?;
-                self.running_tasks(&service, unit.process, replicas).await
+                self.create(unit, replicas).await?;
+                self.running_tasks(&name, unit.process, replicas, START_LIMIT).await
             };
-            match started.await {
-                Ok(tasks) => {
-                    for (i, task) in tasks.iter().enumerate() {
-                        ids.insert((unit.process.to_string(), i as u32 + 1), Ok(task.id.clone().unwrap_or_default()));
-                    }
-                }
-                Err(e) => {
-                    for index in 1..=replicas {
-                        ids.insert((unit.process.to_string(), index), Err(e.to_string()));
-                    }
-                }
+            let result = started.await;
+            if result.is_err() {
+                // Nothing of a process type that did not start stays behind.
+                let _ = self.remove_service(&name).await;
+            }
+            for index in 1..=replicas {
+                let id = match &result {
+                    Ok(tasks) => tasks.get(index as usize - 1).and_then(|t| t.id.clone()).ok_or_else(|| "Swarm ran fewer tasks".to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                ids.insert((unit.process.to_string(), index), id);
             }
         }
         units
             .iter()
-            .map(|u| match ids.remove(&(u.process.to_string(), u.index)) {
-                Some(Ok(id)) => Ok(id),
-                Some(Err(why)) => Err(SchedError::Start { slot: format!("{}.{}", u.process, u.index), why }),
-                None => Err(SchedError::Start { slot: format!("{}.{}", u.process, u.index), why: "Swarm ran fewer tasks".into() }),
+            .map(|u| {
+                let id = ids.remove(&(u.process.to_string(), u.index)).unwrap_or_else(|| Err("Swarm ran fewer tasks".into()));
+                id.map_err(|why| SchedError::Start { slot: format!("{}.{}", u.process, u.index), why })
             })
             .collect()
     }
@@ -348,36 +411,43 @@ impl Scheduler for Swarm {
                 }
                 None => self.create(unit, replicas).await?,
             };
-            let tasks = self.running_tasks(&name, unit.process, replicas).await?;
+            // What runs now is routed; the rest is routed as it comes (a node may be down).
+            let tasks = match self.running_tasks(&name, unit.process, replicas, CONVERGE_LIMIT).await {
+                Ok(tasks) => tasks,
+                Err(_) => self.tasks(&self.docker.inspect_service(&name, None).await.ok().and_then(|s| s.id).unwrap_or_default()).await?.into_iter().filter(|t| state(t) == Some(TaskState::RUNNING)).collect(),
+            };
             if unit.process == crate::process::WEB {
                 converged.web.extend(tasks.iter().filter_map(|t| t.id.clone()));
             }
         }
         let wanted: Vec<&str> = units.iter().map(|u| u.process).collect();
         for stale in services.iter().filter(|s| s.release != release || !wanted.contains(&s.process.as_str())) {
-            converged.retire.extend(self.tasks(&stale.id).await?.into_iter().filter_map(|t| t.id));
+            let tasks: Vec<String> = self.tasks(&stale.id).await?.into_iter().filter_map(|t| t.id).collect();
+            if tasks.is_empty() {
+                // Stopped (no replicas): nothing to drain, it goes now.
+                self.remove_service(&stale.id).await?;
+            }
+            converged.retire.extend(tasks);
         }
         Ok(converged)
     }
 
     async fn instances(&self, app: &str) -> Result<Vec<Instance>, SchedError> {
         let mut instances = Vec::new();
-        for service in self.services(app).await? {
-            for task in self.tasks(&service.id).await? {
-                let slot = task.slot.unwrap_or(0) as u32;
-                let status = task.status.as_ref();
-                let said = status.and_then(|s| s.message.clone()).unwrap_or_default();
-                let node = task.node_id.clone().unwrap_or_default();
-                instances.push(Instance {
-                    id: task.id.clone().unwrap_or_default(),
-                    name: format!("{}.{slot}", service.name),
-                    process: service.process.clone(),
-                    index: slot,
-                    release: service.release,
-                    running: state(&task) == Some(TaskState::RUNNING),
-                    status: format!("{} on node {}", said, self.node_address(&node).await.unwrap_or(node)),
-                });
-            }
+        for (task, service) in self.tasks_of(Some(app)).await? {
+            let slot = task.slot.unwrap_or(0) as u32;
+            let said = task.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default();
+            let node = task.node_id.clone().unwrap_or_default();
+            let on = self.node_address(&node).await.unwrap_or_else(|| if node.is_empty() { "no node yet".into() } else { node.clone() });
+            instances.push(Instance {
+                id: task.id.clone().unwrap_or_default(),
+                name: format!("{}.{slot}", service.name),
+                process: service.process.clone(),
+                index: slot,
+                release: service.release,
+                running: state(&task) == Some(TaskState::RUNNING),
+                status: format!("{said} on node {on}"),
+            });
         }
         Ok(instances)
     }
@@ -416,36 +486,47 @@ impl Scheduler for Swarm {
 
     async fn retire(&self, ids: &[String], _grace: Duration) -> Vec<(String, SchedError)> {
         let mut failed = Vec::new();
-        // By service: all its tasks retired, it goes; some, it runs fewer.
-        let mut by_service: HashMap<String, Vec<String>> = HashMap::new();
+        // By service and slot (Swarm gives a task it replaces a new id, in the same slot): all
+        // its slots retired, the service goes; some, it runs fewer.
+        let mut by_service: HashMap<String, (Vec<String>, Vec<i64>)> = HashMap::new();
         for id in ids {
             match self.docker.inspect_task(id).await {
-                Ok(task) => by_service.entry(task.service_id.unwrap_or_default()).or_default().push(id.clone()),
+                Ok(task) => {
+                    let entry = by_service.entry(task.service_id.unwrap_or_default()).or_default();
+                    entry.0.push(id.clone());
+                    entry.1.push(task.slot.unwrap_or(0));
+                }
                 Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
                 Err(e) => failed.push((id.clone(), engine(e))),
             }
         }
-        for (service, retiring) in by_service {
-            let left = match self.tasks(&service).await {
-                Ok(tasks) => tasks.iter().filter(|t| !retiring.contains(t.id.as_ref().unwrap_or(&String::new()))).count(),
-                Err(e) => {
-                    failed.extend(retiring.into_iter().map(|id| (id, SchedError::NoEndpoint(e.to_string()))));
-                    continue;
-                }
+        for (service, (retiring, slots)) in by_service {
+            let done = async {
+                let left = self.tasks(&service).await?.iter().filter(|t| !slots.contains(&t.slot.unwrap_or(0))).count();
+                if left == 0 { self.remove_service(&service).await } else { self.scale(&service, left as u32).await }
             };
-            let done = if left == 0 { self.remove_service(&service).await } else { self.scale(&service, left as u32).await };
-            if let Err(e) = done {
-                failed.extend(retiring.into_iter().map(|id| (id, SchedError::NoEndpoint(e.to_string()))));
+            if let Err(e) = done.await {
+                failed.extend(retiring.into_iter().map(|id| (id, SchedError::Swarm(e.to_string()))));
             }
         }
         failed
     }
 
     async fn discard(&self, ids: &[String]) -> Result<(), SchedError> {
-        match self.retire(ids, Duration::ZERO).await.into_iter().next() {
-            Some((_, e)) => Err(e),
-            None => Ok(()),
+        // A rollout that did not go through: its services go whole.
+        let mut services: Vec<String> = Vec::new();
+        for id in ids {
+            if let Ok(task) = self.docker.inspect_task(id).await
+                && let Some(service) = task.service_id
+                && !services.contains(&service)
+            {
+                services.push(service);
+            }
         }
+        for service in services {
+            self.remove_service(&service).await?;
+        }
+        Ok(())
     }
 
     async fn stop(&self, app: &str, _grace: Duration) -> Result<usize, SchedError> {
@@ -465,7 +546,7 @@ impl Scheduler for Swarm {
     }
 
     async fn start_again(&self, _id: &str) -> Result<(), SchedError> {
-        Err(SchedError::NoEndpoint("Swarm starts its tasks again itself".into()))
+        Err(SchedError::Swarm("Swarm starts its tasks again itself".into()))
     }
 
     async fn run_once(&self, unit: &Unit<'_>, client: Client<'_>, limit: Option<TimeLimit>) -> Result<i64, SchedError> {
@@ -483,8 +564,9 @@ impl Scheduler for Swarm {
             let now = match this.all_tasks().await {
                 Ok(now) => now,
                 Err(_) => {
+                    // What was seen stays the baseline: a blip loses no event.
                     tokio::time::sleep(IDLE_POLL).await;
-                    return Some((Vec::new(), (this, None)));
+                    return Some((Vec::new(), (this, before)));
                 }
             };
             let events = before.map(|before| task_changes(&before, &now)).unwrap_or_default();
@@ -518,9 +600,10 @@ pub fn task_changes(before: &HashMap<String, (String, bool)>, now: &HashMap<Stri
             _ => {}
         }
     }
-    for (id, (app, running)) in before {
+    for (id, (app, _)) in before {
         if !now.contains_key(id) {
-            events.push(event(id, app, "destroy", *running));
+            // Removed: by berth (a retired release), or replaced by Swarm (its new task starts).
+            events.push(event(id, app, "destroy", false));
         }
     }
     events.sort_by(|a, b| a.id.cmp(&b.id));
@@ -535,4 +618,66 @@ pub async fn manager_state(docker: &Docker) -> Result<String, String> {
         return Err("this server is not a Swarm manager: run cluster:init first".into());
     }
     Ok(swarm.node_id.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit<'a>(process: &'a str, env: Vec<String>) -> Unit<'a> {
+        Unit {
+            app: "shop",
+            process,
+            index: 1,
+            release: 7,
+            image: "reg:5000/berth/shop@sha256:ab",
+            env,
+            cmd: Some(vec!["serve".into()]),
+            binds: Vec::new(),
+            memory: Some(256 << 20),
+            nano_cpus: None,
+            networks: Vec::new(),
+            services: Vec::new(),
+            placement: vec!["node.labels.env==qa".into()],
+        }
+    }
+
+    #[test]
+    fn web_publishes_its_port_per_task_and_workers_publish_none() {
+        let web = service_spec("berth-shop-web-v7-x", &unit("web", vec!["PORT=5000".into()]), 3, "/root");
+        let endpoint = web.endpoint_spec.clone().unwrap();
+        assert_eq!(endpoint.mode, Some(EndpointSpecModeEnum::DNSRR), "no virtual IP");
+        let ports = endpoint.ports.unwrap();
+        assert_eq!((ports[0].target_port, ports[0].published_port, ports[0].publish_mode), (Some(5000), None, Some(EndpointPortConfigPublishModeEnum::HOST)));
+        assert_eq!(web.mode.unwrap().replicated.unwrap().replicas, Some(3));
+        let task = web.task_template.unwrap();
+        assert_eq!(task.placement.unwrap().constraints, Some(vec!["node.labels.env==qa".to_string()]));
+        assert_eq!(task.container_spec.as_ref().unwrap().args, Some(vec!["serve".to_string()]));
+        assert_eq!(task.resources.unwrap().limits.unwrap().memory_bytes, Some(256 << 20));
+        assert_eq!(web.labels.unwrap().get("berth.release").map(String::as_str), Some("7"));
+        let worker = service_spec("w", &unit("worker", vec!["PORT=5000".into()]), 1, "/root");
+        assert_eq!(worker.endpoint_spec.unwrap().ports, None);
+    }
+
+    #[test]
+    fn task_changes_say_what_started_died_and_went() {
+        let seen = |pairs: &[(&str, bool)]| pairs.iter().map(|(id, running)| (id.to_string(), ("shop".to_string(), *running))).collect::<HashMap<_, _>>();
+        let events = task_changes(&seen(&[("a", true), ("b", false), ("c", true)]), &seen(&[("a", false), ("b", true), ("d", false)]));
+        let got: Vec<(String, String, bool)> = events.into_iter().map(|e| (e.id, e.action, e.died)).collect();
+        assert_eq!(
+            got,
+            vec![("a".into(), "die".into(), true), ("b".into(), "start".into(), false), ("c".into(), "destroy".into(), false)],
+            "d is new and not running: nothing yet"
+        );
+    }
+
+    #[test]
+    fn service_names_are_dns_labels() {
+        assert_eq!(service_name("shop", "web", 3, "0123abcd"), "berth-shop-web-v3-0123abcd");
+        assert_eq!(service_name("my.shop", "web", 3, "0123abcd"), "berth-my-shop-web-v3-0123abcd");
+        let long = service_name(&"a".repeat(63), "worker", 12, "0123abcd");
+        assert!(long.len() <= 63 && !long.contains('.'), "{long}");
+        assert_ne!(long, service_name(&"a".repeat(63), "worker", 13, "0123abcd"));
+        assert!(usable_address("10.231.0.11") && !usable_address("0.0.0.0") && !usable_address("127.0.0.1") && !usable_address(""));
+    }
 }

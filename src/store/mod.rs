@@ -564,7 +564,9 @@ mod tests {
     fn berth_never_writes_an_empty_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.create_app("web", &AppConfig::new()).unwrap();
+        // One config: a second `new()` may be a second later.
+        let config = AppConfig::new();
+        store.create_app("web", &config).unwrap();
         store.save_keys(&AuthorizedKeys::default()).unwrap();
         store.save_releases("web", &Releases::default()).unwrap();
         store.save_global(&GlobalConfig::default()).unwrap();
@@ -576,7 +578,7 @@ mod tests {
         assert_eq!(store.load_keys().unwrap(), AuthorizedKeys::default());
         assert_eq!(store.load_releases("web").unwrap(), Releases::default());
         assert_eq!(store.load_global().unwrap(), GlobalConfig::default());
-        assert_eq!(store.load_app("web").unwrap(), AppConfig::new());
+        assert_eq!(store.load_app("web").unwrap(), config);
         store.save_releases("web", &one_release()).unwrap();
         assert_eq!(store.load_releases("web").unwrap(), one_release());
     }

@@ -53,17 +53,27 @@ fn load(http_port: u16, host: &str, stop: &AtomicBool, expect: &str) -> (usize, 
     (served, failed)
 }
 
-/// The nodes each running task of `app` is on, from `cluster:list`.
+/// A web app that says where it started, then serves `text` on $PORT.
+fn spread_dockerfile(text: &str) -> String {
+    format!("FROM berth-test/busybox\nRUN mkdir /www && echo '{text}' > /www/index.html\nCMD [\"sh\", \"-c\", \"echo started on $(hostname); exec httpd -f -p $PORT -h /www\"]\n")
+}
+
+/// How many running web tasks of `app`'s active release each server has, from `cluster:list`.
 fn placement(d: &Daemon, app: &str) -> Vec<(String, usize)> {
+    let active = serde_json::from_str::<serde_json::Value>(&d.ssh(&format!("ps:report {app} --format json")).stdout).ok().and_then(|r| r["release"].as_str().map(String::from)).unwrap_or_default();
     let listed: serde_json::Value = serde_json::from_str(&d.ssh("cluster:list --format json").ok().stdout).unwrap();
-    let nodes = listed.as_object().unwrap_or_else(|| panic!("cluster:list is not an object of nodes: {listed}"));
-    nodes
-        .iter()
-        .map(|(name, node)| {
-            let runs = node["runs"].as_array().cloned().unwrap_or_default();
-            (name.clone(), runs.iter().filter(|r| r.as_str().is_some_and(|r| r.starts_with(&format!("{app} web.")) && r.ends_with("(running)"))).count())
-        })
-        .collect()
+    let nodes = listed.as_object().unwrap_or_else(|| panic!("cluster:list is not an object of servers: {listed}"));
+    let ours = |r: &&serde_json::Value| r.as_str().is_some_and(|r| r.starts_with(&format!("{app} web.")) && r.ends_with(&format!(" {active} (running)")));
+    nodes.iter().map(|(name, node)| (name.clone(), node["runs"].as_array().map_or(0, |runs| runs.iter().filter(ours).count()))).collect()
+}
+
+/// Waits until `app`'s placement is as `wanted` says of it (old releases retire after a switch).
+#[track_caller]
+fn placed_as(d: &Daemon, app: &str, what: &str, wanted: impl Fn(&[(String, usize)]) -> bool) {
+    poll(Duration::from_secs(60), what, || {
+        let placed = placement(d, app);
+        if wanted(&placed) { Ok(()) } else { Err(format!("{placed:?}")) }
+    });
 }
 
 #[test]
@@ -92,7 +102,7 @@ fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_req
     // A push: its image goes through the registry, its web runs as a swarm task, nginx routes
     // to the task's node and port.
     let repo = AppRepo::new(&d, "spread");
-    repo.write("Dockerfile", &web_dockerfile("spread v1", 0)).commit("v1");
+    repo.write("Dockerfile", &spread_dockerfile("spread v1")).commit("v1");
     let pushed = repo.push(&d, "main");
     assert_eq!(pushed.code, 0, "{}", pushed.stderr);
     d.ssh("domains:add spread spread.example.com").ok();
@@ -106,7 +116,7 @@ fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_req
         let prober = s.spawn(|| load(d.http_port, "spread.example.com", &stop, "spread v"));
         d.ssh("ps:scale spread web=3").ok();
         for n in 2..=3 {
-            repo.write("Dockerfile", &web_dockerfile(&format!("spread v{n}"), 0)).commit(&format!("v{n}"));
+            repo.write("Dockerfile", &spread_dockerfile(&format!("spread v{n}"))).commit(&format!("v{n}"));
             let out = repo.push(&d, "main");
             assert_eq!(out.code, 0, "{}", out.stderr);
         }
@@ -116,23 +126,22 @@ fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_req
     assert!(failed.is_empty(), "{} of {} requests failed across a scale and two redeploys on the cluster: {failed:?}", failed.len(), served + failed.len());
     assert!(served > 50, "only {served} requests were made");
     assert_eq!(get(&d, "spread.example.com"), (200, "spread v3".into()));
-    let placed = placement(&d, "spread");
-    assert!(placed.iter().all(|(_, n)| *n == 1), "web=3 is not one task per server: {placed:?}");
+    placed_as(&d, "spread", "web=3 to be one task per server", |placed| placed.len() == 3 && placed.iter().all(|(_, n)| *n == 1));
     let ps = d.ssh("ps:report spread").ok().stdout.clone();
     assert!(ps.contains("10.231.0.12") && ps.contains("10.231.0.13"), "ps:report does not say which server runs each task: {ps}");
-    assert!(d.ssh("logs spread -n 5").ok().stdout.contains("spread[web."), "logs come from the tasks");
+    let logs = d.ssh("logs spread -n 10").ok().stdout.clone();
+    assert!(logs.contains("spread[web.") && logs.contains("started on"), "logs come from the tasks: {logs}");
 
     // A server labelled, and the app placed by its label: every task moves there.
     d.ssh("cluster:label berthlab-node2 env=qa").ok();
     d.ssh("scheduler:set spread constraint node.labels.env==qa").ok();
-    let placed = placement(&d, "spread");
-    assert!(placed.iter().all(|(node, n)| if node == "berthlab-node2" { *n == 3 } else { *n == 0 }), "placement by label: {placed:?}");
+    placed_as(&d, "spread", "every task on the labelled server", |placed| placed.iter().all(|(node, n)| if node == "berthlab-node2" { *n == 3 } else { *n == 0 }));
     assert_eq!(get(&d, "spread.example.com"), (200, "spread v3".into()));
 
     // What the cluster does not give yet is refused, one line, nothing changed.
     d.ssh("storage:mount spread data:/data").refused("runs on swarm, which has no storage mounts");
     d.ssh("enter spread web.1 true").refused("runs on swarm, which has no enter");
-    d.ssh("ports:add spread http:8080:6000").refused("more than one container port");
+    d.ssh("ports:add spread http:80:6000").refused("more than one container port");
     assert!(lab.docker(1, &["service", "ls", "--format", "{{.Name}}"]).lines().any(|l| l.starts_with("berth-spread-web-")));
 
     // Destroyed: nothing of it is left on the cluster.
