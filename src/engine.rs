@@ -380,6 +380,20 @@ impl Caller {
     }
 }
 
+/// An app's move to another scheduler, ended when dropped.
+pub struct MoveGuard {
+    engine: std::sync::Weak<Engine>,
+    app: String,
+}
+
+impl Drop for MoveGuard {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.upgrade() {
+            engine.moving.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.app);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,16 +421,3 @@ mod tests {
     }
 }
 
-/// An app's move to another scheduler, ended when dropped.
-pub struct MoveGuard {
-    engine: std::sync::Weak<Engine>,
-    app: String,
-}
-
-impl Drop for MoveGuard {
-    fn drop(&mut self) {
-        if let Some(engine) = self.engine.upgrade() {
-            engine.moving.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.app);
-        }
-    }
-}
