@@ -9,6 +9,9 @@ use crate::output::{Format, Report};
 use bollard::models::{Node, NodeSpecAvailabilityEnum};
 use clap::Subcommand;
 
+/// How often the cluster's servers report to the manager.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The namespaces of this module and their help line.
 pub(super) const NAMESPACES: &[(&str, &str)] = &[("cluster", "Manage the servers apps on swarm run on")];
 
@@ -107,7 +110,11 @@ pub async fn init(ctx: &mut Ctx<'_>, advertise_addr: Option<String>) -> CmdResul
     {
         return Err(failed(format!("Invalid address {}: an IP address of this server", crate::validate::quoted(addr))));
     }
-    let request = bollard::models::SwarmInitRequest { listen_addr: Some("0.0.0.0:2377".into()), advertise_addr, ..Default::default() };
+    // Servers report every HEARTBEAT: a lost one is seen (and routed away from) within a
+    // few of them, not Swarm's default 5 s each.
+    let dispatcher = bollard::models::SwarmSpecDispatcher { heartbeat_period: Some(HEARTBEAT.as_nanos() as i64) };
+    let spec = bollard::models::SwarmSpec { dispatcher: Some(dispatcher), ..Default::default() };
+    let request = bollard::models::SwarmInitRequest { listen_addr: Some("0.0.0.0:2377".into()), advertise_addr, spec: Some(spec), ..Default::default() };
     let node = docker.init_swarm(request).await.map_err(|e| failed(format!("cannot make this server a cluster manager: {}", said(e))))?;
     ctx.out.step(format!("This server manages a cluster now (node {})", short(&node))).await;
     ctx.out.detail("cluster:add prints what joins another server; scheduler:set APP selected swarm moves an app there").await;

@@ -141,6 +141,18 @@ impl Swarm {
         Some(addr)
     }
 
+    /// The nodes that are not ready now (down, disconnected): their tasks are not routed,
+    /// whatever the manager still says of them (it notices a lost node's tasks later).
+    async fn lost_nodes(&self) -> std::collections::HashSet<String> {
+        let nodes = self.docker.list_nodes(None).await.unwrap_or_default();
+        nodes.into_iter().filter(|n| n.status.as_ref().and_then(|s| s.state) != Some(bollard::models::NodeState::READY)).filter_map(|n| n.id).collect()
+    }
+
+    /// Whether a task runs, on a node that is there.
+    fn runs(task: &Task, lost: &std::collections::HashSet<String>) -> bool {
+        state(task) == Some(TaskState::RUNNING) && !task.node_id.as_ref().is_some_and(|n| lost.contains(n))
+    }
+
     /// Where a running task is reached: its node's address and the port it published there.
     async fn task_endpoint(&self, task: &Task) -> Option<String> {
         let status = task.status.as_ref()?;
@@ -222,10 +234,11 @@ impl Swarm {
         Ok(tasks.into_iter().filter_map(|t| Some((t.clone(), services.get(t.service_id.as_deref()?)?.clone()))).collect())
     }
 
-    /// Every task of this root's swarm services: id → (app, running).
+    /// Every task of this root's swarm services: id → (app, running on a node that is there).
     async fn all_tasks(&self) -> Result<HashMap<String, (String, bool)>, SchedError> {
         let tasks = self.tasks_of(None).await?;
-        Ok(tasks.into_iter().map(|(t, s)| (t.id.clone().unwrap_or_default(), (s.app, state(&t) == Some(TaskState::RUNNING)))).collect())
+        let lost = if tasks.is_empty() { Default::default() } else { self.lost_nodes().await };
+        Ok(tasks.into_iter().map(|(t, s)| (t.id.clone().unwrap_or_default(), (s.app, Swarm::runs(&t, &lost)))).collect())
     }
 }
 
@@ -434,6 +447,7 @@ impl Scheduler for Swarm {
 
     async fn instances(&self, app: &str) -> Result<Vec<Instance>, SchedError> {
         let mut instances = Vec::new();
+        let lost = self.lost_nodes().await;
         for (task, service) in self.tasks_of(Some(app)).await? {
             let slot = task.slot.unwrap_or(0) as u32;
             let said = task.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default();
@@ -445,8 +459,8 @@ impl Scheduler for Swarm {
                 process: service.process.clone(),
                 index: slot,
                 release: service.release,
-                running: state(&task) == Some(TaskState::RUNNING),
-                status: format!("{said} on node {on}"),
+                running: Swarm::runs(&task, &lost),
+                status: if lost.contains(&node) { format!("its server is lost ({said}) on node {on}") } else { format!("{said} on node {on}") },
             });
         }
         Ok(instances)
@@ -457,8 +471,9 @@ impl Scheduler for Swarm {
             return Probe { state: reconcile::State::Gone, endpoint: None };
         };
         let by_berth = task.desired_state != Some(TaskState::RUNNING);
+        let lost = task.node_id.as_ref().is_some_and(|n| !n.is_empty()) && self.lost_nodes().await.contains(task.node_id.as_deref().unwrap_or_default());
         match state(&task) {
-            Some(TaskState::RUNNING) if !by_berth => Probe { state: reconcile::State::Running, endpoint: self.task_endpoint(&task).await },
+            Some(TaskState::RUNNING) if !by_berth && !lost => Probe { state: reconcile::State::Running, endpoint: self.task_endpoint(&task).await },
             Some(TaskState::REMOVE) | None => Probe { state: reconcile::State::Gone, endpoint: None },
             // Not running (yet, or any more): Swarm starts or replaces it, berth only routes.
             _ => {

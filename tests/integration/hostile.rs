@@ -84,6 +84,19 @@ const CASES: &[(&str, &str)] = &[
     ("git-upload-pack nothere", "App nothere does not exist"),
     ("enter target web.1", "has no running web.1"),
     ("letsencrypt:enable target", "Set an email for Let's Encrypt first"),
+    ("network:create 'Bad!'", "Invalid network name"),
+    ("network:set target attach-post-create nowhere", "Network nowhere does not exist"),
+    ("network:set target nonsense", "Invalid network property"),
+    ("network:destroy nowhere", "Network nowhere does not exist"),
+    ("scheduler:set target selected kubernetes", "Invalid scheduler"),
+    ("scheduler:set target constraint 'env==qa'", "Invalid constraint"),
+    ("scheduler:set target constraint 'node.labels.env==$(reboot)'", "Invalid constraint"),
+    ("scheduler:set target selected swarm", "not a Swarm manager: run cluster:init first"),
+    ("cluster:list", "not a Swarm manager"),
+    ("cluster:label nowhere a=b", "not a Swarm manager"),
+    ("cluster:label nowhere 'a b'", "Invalid label"),
+    ("cluster:registry 'http://x:5000'", "Invalid registry"),
+    ("cluster:init --advertise-addr not-an-ip", "Invalid address"),
 ];
 
 #[test]

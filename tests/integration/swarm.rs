@@ -84,6 +84,8 @@ fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_req
     std::fs::copy("/bin/busybox", dir.path().join("busybox")).unwrap();
     std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n").unwrap();
     lab.docker(1, &["build", "-q", "-t", "berth-test/busybox", &dir.path().display().to_string()]);
+    // The lab made its swarm itself: servers report as often as cluster:init has them.
+    lab.docker(1, &["swarm", "update", "--dispatcher-heartbeat", "2s"]);
     let d = Daemon::start_with_env(&[("DOCKER_HOST", lab.nodes[0].clone())]);
 
     // The cluster as berth sees it: three servers, one way to add more, one registry.
@@ -127,8 +129,34 @@ fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_req
     assert!(served > 50, "only {served} requests were made");
     assert_eq!(get(&d, "spread.example.com"), (200, "spread v3".into()));
     placed_as(&d, "spread", "web=3 to be one task per server", |placed| placed.len() == 3 && placed.iter().all(|(_, n)| *n == 1));
+    // A server lost under load (its link cut: it answers nothing): routing leaves it once the
+    // manager sees it down, its task comes back on the other two, and no request fails
+    // (nginx tries the next task when it cannot reach one within 2 s).
+    let peers = d.root().join("nginx/peers");
+    let routed = || std::fs::read_to_string(&peers).unwrap_or_default().lines().find(|l| l.starts_with("spread ")).unwrap_or_default().to_string();
+    assert!(routed().contains("10.231.0.13:"), "a task on the third server is routed: {}", routed());
+    let stop = AtomicBool::new(false);
+    let (served, failed, left, back) = std::thread::scope(|s| {
+        let prober = s.spawn(|| load(d.http_port, "spread.example.com", &stop, "spread v3"));
+        std::thread::sleep(Duration::from_secs(1));
+        let cut = std::time::Instant::now();
+        let status = Command::new("ip").args(["-n", "berthlab-lan", "link", "set", "node3", "down"]).status().unwrap();
+        assert!(status.success(), "cannot cut the third server's link");
+        poll(Duration::from_secs(60), "routing to leave the lost server", || if routed().contains("10.231.0.13:") { Err(routed()) } else { Ok(()) });
+        let left = cut.elapsed();
+        placed_as(&d, "spread", "the lost server's task to run on the other two", |placed| {
+            placed.iter().map(|(_, n)| n).sum::<usize>() == 3 && placed.iter().all(|(node, n)| node != "berthlab-node3" || *n == 0)
+        });
+        let back = cut.elapsed();
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::Relaxed);
+        let (served, failed) = prober.join().unwrap();
+        (served, failed, left, back)
+    });
+    eprintln!("a lost server: routed away after {:.1}s, its task serving elsewhere after {:.1}s", left.as_secs_f64(), back.as_secs_f64());
+    assert!(failed.is_empty(), "{} of {} requests failed while a server was lost: {failed:?}", failed.len(), served + failed.len());
     let ps = d.ssh("ps:report spread").ok().stdout.clone();
-    assert!(ps.contains("10.231.0.12") && ps.contains("10.231.0.13"), "ps:report does not say which server runs each task: {ps}");
+    assert!(ps.contains("on 10.231.0.11") && ps.contains("on 10.231.0.12"), "ps:report does not say which server runs each task: {ps}");
     let logs = d.ssh("logs spread -n 10").ok().stdout.clone();
     assert!(logs.contains("spread[web.") && logs.contains("started on"), "logs come from the tasks: {logs}");
 
