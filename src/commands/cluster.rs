@@ -10,7 +10,7 @@ use bollard::models::{Node, NodeSpecAvailabilityEnum};
 use clap::Subcommand;
 
 /// How often the cluster's servers report to the manager.
-pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The namespaces of this module and their help line.
 pub(super) const NAMESPACES: &[(&str, &str)] = &[("cluster", "Manage the servers apps on swarm run on")];

@@ -85,7 +85,7 @@ fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_req
     std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n").unwrap();
     lab.docker(1, &["build", "-q", "-t", "berth-test/busybox", &dir.path().display().to_string()]);
     // The lab made its swarm itself: servers report as often as cluster:init has them.
-    lab.docker(1, &["swarm", "update", "--dispatcher-heartbeat", "2s"]);
+    lab.docker(1, &["swarm", "update", "--dispatcher-heartbeat", "1s"]);
     let d = Daemon::start_with_env(&[("DOCKER_HOST", lab.nodes[0].clone())]);
 
     // The cluster as berth sees it: three servers, one way to add more, one registry.
