@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{CmdResult, Ctx, Scope, failed};
 use crate::output::{Format, Report};
+use crate::scheduler::swarm::said;
 use bollard::models::{Node, NodeSpecAvailabilityEnum};
 use clap::Subcommand;
 
@@ -86,13 +87,6 @@ async fn docker(ctx: &Ctx<'_>) -> Result<bollard::Docker, super::CmdError> {
     Ok(ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?.docker().clone())
 }
 
-/// The engine's words, on one line.
-fn said(e: bollard::errors::Error) -> String {
-    match e {
-        bollard::errors::Error::DockerResponseServerError { message, .. } => message.lines().next().unwrap_or_default().to_string(),
-        other => other.to_string(),
-    }
-}
 
 async fn manager(ctx: &Ctx<'_>) -> Result<bollard::Docker, super::CmdError> {
     let docker = docker(ctx).await?;

@@ -273,7 +273,7 @@ fn engine(e: bollard::errors::Error) -> SchedError {
 }
 
 /// The engine's words, on one line.
-fn said(e: bollard::errors::Error) -> String {
+pub fn said(e: bollard::errors::Error) -> String {
     match e {
         bollard::errors::Error::DockerResponseServerError { message, .. } => message.lines().next().unwrap_or_default().to_string(),
         other => other.to_string(),
