@@ -160,6 +160,22 @@ fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_req
     let logs = d.ssh("logs spread -n 10").ok().stdout.clone();
     assert!(logs.contains("spread[web.") && logs.contains("started on"), "logs come from the tasks: {logs}");
 
+    // The other commands work on a swarm app: config (a new release there), a one-off (on
+    // the manager, with the app's config), a rollback, a stop and a start.
+    d.ssh("config:set spread GREETING=hi").ok();
+    assert_eq!(get(&d, "spread.example.com"), (200, "spread v3".into()));
+    assert_eq!(d.ssh("run spread sh -c 'echo ran-$GREETING'").ok().stdout.trim(), "ran-hi");
+    d.ssh("releases:rollback spread").ok();
+    assert_eq!(get(&d, "spread.example.com"), (200, "spread v3".into()), "the rollback (to v3 without GREETING) serves");
+    d.ssh("ps:stop spread").ok();
+    assert_ne!(get(&d, "spread.example.com").0, 200, "a stopped app is not served");
+    poll(Duration::from_secs(30), "ps:stop to leave no task running", || {
+        let listed = lab.docker(1, &["service", "ls", "--format", "{{.Name}} {{.Replicas}}"]);
+        if listed.lines().all(|l| l.ends_with(" 0/0")) { Ok(()) } else { Err(listed) }
+    });
+    d.ssh("ps:start spread").ok();
+    assert_eq!(get(&d, "spread.example.com"), (200, "spread v3".into()));
+
     // A server labelled, and the app placed by its label: every task moves there.
     d.ssh("cluster:label berthlab-node2 env=qa").ok();
     d.ssh("scheduler:set spread constraint node.labels.env==qa").ok();
