@@ -68,6 +68,10 @@ pub struct Supervisor {
     dying: Mutex<HashMap<String, usize>>,
     /// Per app, heals in a row that failed (retried a few times, a second apart).
     failures: Mutex<HashMap<String, u32>>,
+    /// Per app, endpoints of instances an engine started on its own (Swarm replacing a task)
+    /// whose readiness checks passed; and those being checked now.
+    checked: Mutex<HashMap<String, HashSet<String>>>,
+    checking: Mutex<HashSet<String>>,
 }
 
 /// A heal that fails is tried again this many times, a second apart.
@@ -92,6 +96,8 @@ impl Supervisor {
             unrouting: Mutex::new(0),
             dying: Mutex::default(),
             failures: Mutex::default(),
+            checked: Mutex::default(),
+            checking: Mutex::default(),
         })
     }
 
@@ -242,6 +248,7 @@ impl Supervisor {
         let containers = scheduler.instances(app).await?;
         let warming = self.warming.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (plan, ips) = deploy::heal_plan(scheduler, &containers, &active, &config, &warming).await;
+        let ips = if scheduler.heals_itself() { self.only_ready(app, &config, &active, ips) } else { ips };
         // An engine that heals itself starts its dead again: berth only routes.
         let restarts = if scheduler.heals_itself() { &[][..] } else { &plan.restart[..] };
         for (slot, id, exit_code) in restarts {
@@ -260,6 +267,38 @@ impl Supervisor {
             self.unrouted(scheduler, 1);
         }
         routed
+    }
+
+    /// Of the endpoints a heal would route, those nginx routes already or whose checks
+    /// passed: an instance the engine started on its own (Swarm replacing a task) is checked
+    /// first, in the background, and routed by the heal after its checks pass.
+    fn only_ready(self: &Arc<Self>, app: &str, config: &crate::store::AppConfig, active: &crate::store::Release, ips: Vec<String>) -> Vec<String> {
+        if config.checks.disabled || config.checks.skipped || ips.is_empty() {
+            return ips;
+        }
+        let routed = self.engine.nginx.peers(app);
+        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        let known = checked.entry(app.to_string()).or_default();
+        // What no longer runs is forgotten.
+        known.retain(|ip| ips.contains(ip));
+        let (ready, new): (Vec<String>, Vec<String>) = ips.into_iter().partition(|ip| routed.contains(ip) || known.contains(ip));
+        for ip in new {
+            if !self.checking.lock().unwrap_or_else(|p| p.into_inner()).insert(format!("{app} {ip}")) {
+                continue;
+            }
+            let (this, app, port, specs, checks) = (self.clone(), app.to_string(), config.container_port(), crate::checks::effective(&active.checks), config.checks.clone());
+            tokio::spawn(async move {
+                match crate::checks::wait_ready(&ip, port, &specs, &checks, || async { Ok(()) }).await {
+                    Ok(_) => {
+                        this.checked.lock().unwrap_or_else(|p| p.into_inner()).entry(app.clone()).or_default().insert(ip.clone());
+                    }
+                    Err(e) => tracing::warn!(app, instance = ip, "an instance the engine started on its own is not routed: {e}"),
+                }
+                this.checking.lock().unwrap_or_else(|p| p.into_inner()).remove(&format!("{app} {ip}"));
+                this.schedule(&app);
+            });
+        }
+        ready
     }
 
     /// Starts a container that stopped on its own again after its backoff, if the app's
