@@ -7,8 +7,11 @@
 #  2. A Go net/http app with web=3 (one task per server) under wrk through berth's nginx, 2
 #     threads, 16 connections, keep-alive and then a new connection per request, each across
 #     REDEPLOYS redeploys: failed requests (non-2xx + socket errors; goal 0), p50/p99.
+#  3. The same load while the third server is lost (its link cut): seconds until berth's
+#     nginx no longer routes to it (goal ≤ 5), until its task runs on another server (goal
+#     ≤ 15), and failed requests (goal 0).
 # The app is a static Go binary built here (golang-go) in a FROM scratch image, so nothing
-# needs the stack image on the nodes. Not measured yet: a server lost under load.
+# needs the stack image on the nodes.
 # Usage: scripts/bench-swarm.sh [RUNS]   (default 5)
 #   BERTH=/path/to/berth   use this binary instead of building one (cargo build --release)
 #   REDEPLOYS=5
@@ -44,6 +47,8 @@ trap cleanup EXIT
 
 progress "The lab: three servers, one registry"
 eval "$(scripts/swarm-lab.sh up 3)"
+# The lab makes its swarm itself: servers report as often as berth's cluster:init has them.
+docker -H "$BERTHLAB_NODE1" swarm update --dispatcher-heartbeat 1s >/dev/null
 
 ssh-keygen -q -t ed25519 -N '' -f "$WORK/key"
 export GIT_SSH_COMMAND="ssh -i $WORK/key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -F /dev/null"
@@ -166,9 +171,39 @@ under_load() { # LABEL FIRST-VERSION [wrk args…]
 under_load keep-alive $((RUNS + 1))
 under_load new-connection $((RUNS + REDEPLOYS + 1)) -H "Connection: close"
 
+progress "3. the third server lost under load"
+lost_server() {
+    wrk -t2 -c16 -d600s --latency -H "Host: app-swarm.bench.test" "http://127.0.0.1:$swarm_HTTP/" >"$WORK/wrk-lost" 2>&1 &
+    local wrk=$! start left="" back=""
+    sleep 2
+    start=$(date +%s.%N)
+    ip -n berthlab-lan link set node3 down
+    for _ in $(seq 1 600); do
+        if [ -z "$left" ] && ! grep '^app-swarm ' "$WORK/swarm/nginx/peers" | grep -q ' 10\.231\.0\.13:'; then
+            left=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$start" "$(date +%s.%N)")
+        fi
+        if [ -n "$left" ] && [ "$(docker -H "$BERTHLAB_NODE1" service ps -q --filter desired-state=running --filter node=berthlab-node1 --filter node=berthlab-node2 "$(docker -H "$BERTHLAB_NODE1" service ls -q --filter label=berth.app=app-swarm | head -1)" 2>/dev/null | wc -l)" -ge 3 ]; then
+            back=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$start" "$(date +%s.%N)")
+            break
+        fi
+        sleep 0.1
+    done
+    sleep 3
+    kill -INT "$wrk" 2>/dev/null || true
+    wait "$wrk" 2>/dev/null || true
+    local non2xx errors total p99
+    non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/wrk-lost"); non2xx=${non2xx:-0}
+    errors=$(awk -F'[ ,]+' '/Socket errors/ {print $4 + $6 + $8 + $10}' "$WORK/wrk-lost"); errors=${errors:-0}
+    total=$(awk '/requests in/ {print $1}' "$WORK/wrk-lost"); p99=$(awk '$1 == "99%" {print $2}' "$WORK/wrk-lost")
+    printf '| %s | %s | %s | %s | %s |\n' "${left:-not within 60 s}" "${back:-not within 60 s}" "${total:-?}" "$((non2xx + errors))" "${p99:-?}" >"$WORK/table3"
+}
+lost_server
+
 printf '\n| push → served (median of %s) | seconds |\n|---|---|\n' "$RUNS"
 printf '| docker-local | %s |\n| swarm (3 servers, registry) | %s |\n' "$LOCAL" "$SWARM"
 printf '| ratio swarm / docker-local | %s |\n' "$(python3 -c "print(f'{$SWARM / $LOCAL:.2f}×')")"
 printf '\n| web=3 on 3 servers, %s redeploys | requests | failed | p50 | p99 |\n|---|---|---|---|---|\n' "$REDEPLOYS"
 cat "$WORK/table2"
+printf '\n| a server lost under load | routed away after (s) | its task elsewhere after (s) | requests | failed | p99 |\n|---|---|---|---|---|---|\n'
+sed 's/^| /| keep-alive, web=3 | /' "$WORK/table3"
 printf '\nload at start: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
