@@ -95,9 +95,15 @@ impl Swarm {
         service_name(app, process, release, &crate::runtime::root_tag(&self.root))
     }
 
-    /// This root's services of an app (every release): (id, process, release, replicas).
+    /// This root's services of an app (every release).
     async fn services(&self, app: &str) -> Result<Vec<ServiceInfo>, SchedError> {
-        let labels = vec![format!("{LABEL_APP}={app}"), format!("{LABEL_ROOT}={}", self.root), format!("{LABEL_SCHEDULER}=swarm")];
+        self.listed_services(Some(app)).await
+    }
+
+    /// This root's swarm services (of one app, or of all).
+    async fn listed_services(&self, app: Option<&str>) -> Result<Vec<ServiceInfo>, SchedError> {
+        let mut labels = vec![format!("{LABEL_ROOT}={}", self.root), format!("{LABEL_SCHEDULER}=swarm")];
+        labels.extend(app.map(|app| format!("{LABEL_APP}={app}")));
         let options = bollard::query_parameters::ListServicesOptions { filters: Some(HashMap::from([("label".to_string(), labels)])), ..Default::default() };
         let listed = self.docker.list_services(Some(options)).await.map_err(engine)?;
         Ok(listed.into_iter().filter_map(ServiceInfo::of).collect())
@@ -217,19 +223,10 @@ impl Swarm {
         Ok(())
     }
 
-    /// This root's swarm services (of one app, or of all), by id.
-    async fn services_by_id(&self, app: Option<&str>) -> Result<HashMap<String, ServiceInfo>, SchedError> {
-        let mut labels = vec![format!("{LABEL_ROOT}={}", self.root), format!("{LABEL_SCHEDULER}=swarm")];
-        labels.extend(app.map(|app| format!("{LABEL_APP}={app}")));
-        let options = bollard::query_parameters::ListServicesOptions { filters: Some(HashMap::from([("label".to_string(), labels)])), ..Default::default() };
-        let listed = self.docker.list_services(Some(options)).await.map_err(engine)?;
-        Ok(listed.into_iter().filter_map(ServiceInfo::of).map(|s| (s.id.clone(), s)).collect())
-    }
-
     /// The tasks the cluster means to run for this root's services (of one app, or of
     /// all), each with its service.
     async fn tasks_of(&self, app: Option<&str>) -> Result<Vec<(Task, ServiceInfo)>, SchedError> {
-        let services = self.services_by_id(app).await?;
+        let services: HashMap<String, ServiceInfo> = self.listed_services(app).await?.into_iter().map(|s| (s.id.clone(), s)).collect();
         let tasks = self.running_wanted().await?;
         Ok(tasks.into_iter().filter_map(|t| Some((t.clone(), services.get(t.service_id.as_deref()?)?.clone()))).collect())
     }
