@@ -77,7 +77,7 @@ berth_ssh() { # NAME COMMAND…
 progress "Two daemons: docker-local on this machine's engine, swarm on the lab's manager"
 daemon local
 daemon swarm "$BERTHLAB_NODE1"
-berth_ssh swarm cluster:registry "$BERTHLAB_REGISTRY"
+berth_ssh swarm cluster:registry --serve "$BERTHLAB_HOST:5000"   # berth's own: TLS, a password
 berth_ssh swarm scheduler:set --global selected swarm
 
 progress "The app: a static Go server (FROM scratch), serving /version"

@@ -69,6 +69,7 @@ exports() {
     local k
     for k in $(seq 1 "$1"); do echo "export BERTHLAB_NODE$k=unix://$(sock "$k")"; done
     echo "export BERTHLAB_REGISTRY=$REGISTRY"
+    echo "export BERTHLAB_HOST=$HOST_IP"
     echo "export BERTHLAB_NODES=$1"
 }
 
@@ -331,6 +332,9 @@ down() {
     done
 
     ip link del "$HOST_LINK" 2>/dev/null || true
+    # A registry served on the root namespace's end of the lab (berth's, in a test) had its
+    # CA installed for the engines here.
+    rm -rf "/etc/docker/certs.d/$HOST_IP:"*
     for d in $(ip netns list 2>/dev/null | awk '$1 ~ /^berthlab-/ { print $1 }'); do
         ip netns del "$d" 2>/dev/null || log "cannot remove namespace $d"
     done

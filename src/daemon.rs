@@ -118,6 +118,8 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     let scheduled = stop.subscribe();
     // The supervisor runs until deploys in flight are done: they start containers too.
     let supervised = stop_local.subscribe();
+    let registry = (engine.clone(), stop.subscribe());
+    tokio::spawn(async move { registry.0.registry.run(registry.0.store.root().to_path_buf(), registry.1).await });
     let restored = engine.clone();
     tokio::spawn(async move {
         restore_all(restored.clone()).await;

@@ -37,6 +37,8 @@ pub struct Engine {
     scheduler: AsyncMutex<Option<Arc<dyn Scheduler>>>,
     /// Where apps run that `scheduler:set APP selected swarm` moved to the cluster.
     swarm: AsyncMutex<Option<Arc<dyn Scheduler>>>,
+    /// The registry the daemon runs for the cluster, when `cluster:init` made one.
+    pub registry: crate::scheduler::registry::Registry,
     /// Apps being moved to another scheduler, and where: their deploy goes there, and
     /// nothing else routes them meanwhile (the move's deploy does).
     moving: Mutex<HashMap<String, crate::store::SchedulerName>>,
@@ -155,6 +157,7 @@ impl Engine {
             runtime: AsyncMutex::new(None),
             scheduler: AsyncMutex::new(None),
             swarm: AsyncMutex::new(None),
+            registry: Default::default(),
             moving: Mutex::new(HashMap::new()),
             deploy_locks: Mutex::new(HashMap::new()),
             route_locks: Mutex::new(HashMap::new()),
@@ -250,7 +253,11 @@ impl Engine {
         if let Some(scheduler) = slot.as_ref() {
             return Ok(scheduler.clone());
         }
-        let registry = self.store.load_global().ok().and_then(|g| g.cluster_registry);
+        let address = self.store.load_global().ok().and_then(|g| g.cluster_registry);
+        let registry = address.map(|address| {
+            let login = crate::scheduler::registry::Files::new(self.store.root()).login(&address);
+            crate::scheduler::swarm::Target { address, login }
+        });
         let scheduler: Arc<dyn Scheduler> = Arc::new(crate::scheduler::swarm::Swarm::new(self.runtime().await?, registry));
         *slot = Some(scheduler.clone());
         Ok(scheduler)

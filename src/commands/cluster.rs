@@ -24,13 +24,21 @@ pub enum Cmd {
         /// The address other servers reach this one at (default: the engine's choice)
         #[arg(long)]
         advertise_addr: Option<String>,
+        /// Run no registry here (cluster:registry names one later)
+        #[arg(long)]
+        no_registry: bool,
     },
-    /// Print the command that joins another server (with docker.io installed) to the cluster
+    /// Join a server to the cluster over ssh (USER@HOST, with berth's key in its authorized_keys), or print what joins it
     #[command(name = "cluster:add")]
     Add {
+        /// The server to join, as root over ssh (installs docker.io where it is missing)
+        server: Option<String>,
         /// Join as a manager rather than a worker
         #[arg(long)]
         manager: bool,
+        /// The server's ssh port
+        #[arg(long, default_value_t = 22)]
+        ssh_port: u16,
     },
     /// List the cluster's servers: state, availability, labels, and what runs on each
     #[command(name = "cluster:list")]
@@ -47,12 +55,15 @@ pub enum Cmd {
     /// Let a drained server run tasks again
     #[command(name = "cluster:activate")]
     Activate { node: String },
-    /// Set the registry swarm apps' images go through (HOST:PORT, one every node pulls from); no address: show it
+    /// Set the registry swarm apps' images go through (HOST:PORT, one every server pulls from); no address: show it
     #[command(name = "cluster:registry")]
     Registry {
         address: Option<String>,
+        /// berth runs the registry itself, listening on ADDRESS (IP:PORT; default: this server's cluster address, port 5000), with TLS and a password
+        #[arg(long)]
+        serve: bool,
         /// Use none again (only this server's engine has the images: a one-server cluster)
-        #[arg(long, conflicts_with = "address")]
+        #[arg(long, conflicts_with_all = ["address", "serve"])]
         unset: bool,
     },
     /// Remove a server from the cluster (drain it, or run `docker swarm leave` on it, first)
@@ -71,14 +82,15 @@ impl Cmd {
 
     pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
         match self {
-            Cmd::Init { advertise_addr } => init(ctx, advertise_addr).await,
-            Cmd::Add { manager } => add(ctx, manager).await,
+            Cmd::Init { advertise_addr, no_registry } => init(ctx, advertise_addr, no_registry).await,
+            Cmd::Add { server, manager, ssh_port } => add(ctx, server, manager, ssh_port).await,
             Cmd::List { format } => list(ctx, format).await,
             Cmd::Label { node, labels } => label(ctx, &node, &labels).await,
             Cmd::Drain { node } => availability(ctx, &node, NodeSpecAvailabilityEnum::DRAIN).await,
             Cmd::Activate { node } => availability(ctx, &node, NodeSpecAvailabilityEnum::ACTIVE).await,
             Cmd::Remove { node, force } => remove(ctx, &node, force).await,
-            Cmd::Registry { address, unset } => registry(ctx, address, unset).await,
+            Cmd::Registry { address, serve: true, .. } => serve_registry(ctx, address).await,
+            Cmd::Registry { address, unset, .. } => registry(ctx, address, unset).await,
         }
     }
 }
@@ -94,7 +106,7 @@ async fn manager(ctx: &Ctx<'_>) -> Result<bollard::Docker, super::CmdError> {
     Ok(docker)
 }
 
-pub async fn init(ctx: &mut Ctx<'_>, advertise_addr: Option<String>) -> CmdResult {
+pub async fn init(ctx: &mut Ctx<'_>, advertise_addr: Option<String>, no_registry: bool) -> CmdResult {
     let docker = docker(ctx).await?;
     if crate::scheduler::swarm::manager_state(&docker).await.is_ok() {
         return Err(failed("This server manages a cluster already: cluster:list shows it, cluster:add joins more servers"));
@@ -111,20 +123,74 @@ pub async fn init(ctx: &mut Ctx<'_>, advertise_addr: Option<String>) -> CmdResul
     let request = bollard::models::SwarmInitRequest { listen_addr: Some("0.0.0.0:2377".into()), advertise_addr, spec: Some(spec), ..Default::default() };
     let node = docker.init_swarm(request).await.map_err(|e| failed(format!("cannot make this server a cluster manager: {}", said(e))))?;
     ctx.out.step(format!("This server manages a cluster now (node {})", short(&node))).await;
+    if !no_registry {
+        serve_registry(ctx, None).await?;
+    }
     ctx.out.detail("cluster:add prints what joins another server; scheduler:set APP selected swarm moves an app there").await;
     Ok(())
 }
 
-pub async fn add(ctx: &mut Ctx<'_>, as_manager: bool) -> CmdResult {
+pub async fn add(ctx: &mut Ctx<'_>, server: Option<String>, as_manager: bool, ssh_port: u16) -> CmdResult {
+    if let Some(server) = &server
+        && !valid_server(server)
+    {
+        return Err(failed(format!("Invalid server {}: USER@HOST or HOST (root by default), e.g. root@10.0.0.3", crate::validate::quoted(server))));
+    }
     let docker = manager(ctx).await?;
     let swarm = docker.inspect_swarm().await.map_err(|e| failed(said(e)))?;
     let tokens = swarm.join_tokens.unwrap_or_default();
     let token = if as_manager { tokens.manager } else { tokens.worker }.ok_or_else(|| failed("the engine gave no join token"))?;
-    let info = docker.info().await.map_err(|e| failed(said(e)))?;
-    let addr = info.swarm.and_then(|s| s.node_addr).ok_or_else(|| failed("the engine gave no address for this server"))?;
-    ctx.out.step("On the server to add (Debian: apt-get install docker.io first), as root:").await;
-    ctx.out.line(format!("docker swarm join --token {token} {addr}:2377")).await;
+    let addr = node_addr(&docker).await?;
+    let script = join_script(&token, &addr, served_ca(ctx).as_ref());
+    let key = crate::scheduler::join::Key::new(ctx.engine.store.root());
+    let Some(server) = server else {
+        ctx.out.step("On the server to add, as root:").await;
+        for line in script.lines() {
+            ctx.out.line(line).await;
+        }
+        let public = key.public().await.map_err(failed)?;
+        ctx.out.step("Or let berth do it: add this key to root's ~/.ssh/authorized_keys there, then cluster:add root@SERVER").await;
+        ctx.out.line(public.trim_end()).await;
+        return Ok(());
+    };
+    let server = if server.contains('@') { server } else { format!("root@{server}") };
+    ctx.out.step(format!("Joining {server} over ssh")).await;
+    key.run(&server, ssh_port, &script, &ctx.out).await.map_err(|why| failed(format!("Joining {server} failed: {why}")))?;
+    ctx.out.step(format!("{server} joined the cluster")).await;
     Ok(())
+}
+
+/// `USER@HOST` or `HOST`: USER a login name, HOST a name or an IP address. Pure.
+pub fn valid_server(server: &str) -> bool {
+    let (user, host) = server.rsplit_once('@').unwrap_or(("root", server));
+    let user_ok = user.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_') && user.len() <= 32 && user.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    user_ok && (host.parse::<std::net::IpAddr>().is_ok() || crate::validate::domain(host).is_ok())
+}
+
+/// This manager's address in the cluster.
+async fn node_addr(docker: &bollard::Docker) -> Result<String, super::CmdError> {
+    let info = docker.info().await.map_err(|e| failed(said(e)))?;
+    info.swarm.and_then(|s| s.node_addr).filter(|a| !a.is_empty()).ok_or_else(|| failed("the engine gave no address for this server"))
+}
+
+/// The registry berth serves and its CA, when it serves the one swarm apps use.
+fn served_ca(ctx: &Ctx<'_>) -> Option<(String, String)> {
+    let files = crate::scheduler::registry::Files::new(ctx.engine.store.root());
+    let address = files.address()?;
+    let used = ctx.engine.store.load_global().ok()?.cluster_registry;
+    (used.as_deref() == Some(address.as_str())).then_some(())?;
+    Some((address, files.ca()?))
+}
+
+/// What joins a Debian server to the cluster, as root: docker.io where it is missing, the CA
+/// of berth's registry, the join. Pure.
+pub fn join_script(token: &str, manager: &str, ca: Option<&(String, String)>) -> String {
+    let mut script = String::from("command -v docker >/dev/null || { apt-get update && apt-get install -y docker.io; }\n");
+    if let Some((address, pem)) = ca {
+        script.push_str(&format!("mkdir -p /etc/docker/certs.d/{address} && cat >/etc/docker/certs.d/{address}/ca.crt <<'BERTH_CA'\n{}\nBERTH_CA\n", pem.trim_end()));
+    }
+    script.push_str(&format!("docker swarm join --token {token} {manager}:2377\n"));
+    script
 }
 
 /// A node by its hostname, or its id or a prefix of it.
@@ -263,7 +329,13 @@ pub async fn registry(ctx: &mut Ctx<'_>, address: Option<String>, unset: bool) -
     let store = &ctx.engine.store;
     if address.is_none() && !unset {
         let current = store.load_global()?.cluster_registry;
-        ctx.out.line(current.unwrap_or_else(|| "(none: images stay on this server)".into())).await;
+        let served = crate::scheduler::registry::Files::new(store.root());
+        let line = match current {
+            Some(current) if served.address().as_deref() == Some(current.as_str()) => format!("{current} (served by berth: TLS from its CA, a password it keeps; log {})", served.log().display()),
+            Some(current) => current,
+            None => "(none: images stay on this server)".into(),
+        };
+        ctx.out.line(line).await;
         return Ok(());
     }
     if let Some(address) = &address
@@ -277,12 +349,59 @@ pub async fn registry(ctx: &mut Ctx<'_>, address: Option<String>, unset: bool) -
         global.cluster_registry = address.clone();
         store.save_global(&global)?;
     }
+    // berth's own registry stops when another (or none) is used.
+    let served = crate::scheduler::registry::Files::new(store.root());
+    if served.address().is_some_and(|a| Some(a) != address) {
+        served.remove();
+        ctx.engine.registry.changed();
+    }
     ctx.engine.forget_swarm_scheduler().await;
     match address {
         Some(address) => ctx.out.step(format!("Swarm apps' images go through {address} from their next deploy")).await,
         None => ctx.out.step("Swarm apps' images stay on this server").await,
     }
     Ok(())
+}
+
+/// berth runs the cluster's registry (Debian's docker-registry) on `listen`, or on this
+/// manager's cluster address, port 5000: TLS from berth's CA (installed for this server's
+/// engine; `cluster:add` installs it on the others), a password berth keeps.
+pub async fn serve_registry(ctx: &mut Ctx<'_>, listen: Option<String>) -> CmdResult {
+    let docker = manager(ctx).await?;
+    let listen = match listen {
+        Some(listen) => listen,
+        None => format!("{}:5000", node_addr(&docker).await?),
+    };
+    let addr = listen.parse::<std::net::SocketAddr>().ok().filter(|a| a.is_ipv4() && a.port() != 0);
+    let Some(addr) = addr else {
+        return Err(failed(format!("Invalid registry address {}: IP:PORT of this server, e.g. 10.0.0.1:5000", crate::validate::quoted(&listen))));
+    };
+    if std::net::TcpListener::bind(addr).is_err() && crate::scheduler::registry::Files::new(ctx.engine.store.root()).address() != Some(addr.to_string()) {
+        return Err(failed(format!("Cannot serve a registry on {addr}: the address is in use or not this server's")));
+    }
+    if which("docker-registry").is_none() {
+        return Err(failed("docker-registry is not installed (Debian: apt-get install docker-registry)"));
+    }
+    let files = crate::scheduler::registry::Files::new(ctx.engine.store.root());
+    files.prepare(addr).map_err(failed)?;
+    ctx.engine.registry.changed();
+    if !crate::scheduler::registry::answers(&addr.to_string(), std::time::Duration::from_secs(10)).await {
+        return Err(failed(format!("The registry did not start on {addr}: see {}", files.log().display())));
+    }
+    {
+        let store = &ctx.engine.store;
+        let _global = store.lock_global().await;
+        let mut global = store.load_global()?;
+        global.cluster_registry = Some(addr.to_string());
+        store.save_global(&global)?;
+    }
+    ctx.engine.forget_swarm_scheduler().await;
+    ctx.out.step(format!("The cluster's registry runs on {addr} (TLS, a password berth keeps): swarm apps' images go there from their next deploy")).await;
+    Ok(())
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|path| std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file()))
 }
 
 #[cfg(test)]
@@ -297,5 +416,26 @@ mod tests {
         for bad in ["10.231.0.2", "example.com:0", "example.com:99999", "http://x:5000", "a b:5000", ":5000"] {
             assert!(!valid_registry(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn servers_are_a_login_and_a_host() {
+        for ok in ["root@10.0.0.3", "10.0.0.3", "deploy@node-2.example.com", "node2.example.com"] {
+            assert!(valid_server(ok), "{ok}");
+        }
+        for bad in ["-oProxyCommand=x", "root@-p", "root@", "@host", "Root@host", "root@ho st", "a@b@c", "root@host;id", ""] {
+            assert!(!valid_server(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_join_script_installs_docker_and_the_registrys_ca_then_joins() {
+        let ca = ("10.0.0.1:5000".to_string(), "-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n".to_string());
+        let script = join_script("SWMTKN-1-x", "10.0.0.1", Some(&ca));
+        let lines: Vec<&str> = script.lines().collect();
+        assert!(lines[0].contains("apt-get install -y docker.io"));
+        assert_eq!(lines[1], "mkdir -p /etc/docker/certs.d/10.0.0.1:5000 && cat >/etc/docker/certs.d/10.0.0.1:5000/ca.crt <<'BERTH_CA'");
+        assert_eq!(lines.last(), Some(&"docker swarm join --token SWMTKN-1-x 10.0.0.1:2377"));
+        assert!(!join_script("T", "10.0.0.1", None).contains("certs.d"));
     }
 }

@@ -16,6 +16,8 @@ use crate::reconcile;
 pub use crate::runtime::{Client, ContainerSpec as Unit, TimeLimit};
 
 pub mod docker;
+pub mod join;
+pub mod registry;
 pub mod swarm;
 #[cfg(test)]
 pub mod fake;

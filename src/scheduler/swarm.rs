@@ -49,13 +49,21 @@ pub struct Swarm {
     nodes: std::sync::Mutex<HashMap<String, String>>,
     /// Where images go for every node to pull (`cluster:registry`); None: this server's own
     /// engine is the only one that has them (a one-server cluster).
-    registry: Option<String>,
+    registry: Option<Target>,
     /// Image id → the reference nodes pull it by (pushed once).
     pushed: tokio::sync::Mutex<HashMap<String, String>>,
 }
 
+/// The registry of a cluster, and the login berth pushes with and hands to the servers that
+/// pull (for the registry berth runs; none for one that needs no login).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub address: String,
+    pub login: Option<super::registry::Login>,
+}
+
 impl Swarm {
-    pub fn new(runtime: Runtime, registry: Option<String>) -> Swarm {
+    pub fn new(runtime: Runtime, registry: Option<Target>) -> Swarm {
         let docker = runtime.docker().clone();
         let root = runtime.root().to_string();
         Swarm { local: super::docker::DockerLocal::new(runtime.clone()), runtime, docker, root, nodes: Default::default(), registry, pushed: Default::default() }
@@ -64,7 +72,7 @@ impl Swarm {
     /// The reference every node pulls a unit's image by: pushed to the cluster's registry
     /// (once) and named by its digest there; the image as it is here without a registry.
     async fn distribute(&self, unit: &Unit<'_>) -> Result<String, SchedError> {
-        let Some(registry) = &self.registry else { return Ok(unit.image.to_string()) };
+        let Some(Target { address: registry, login }) = &self.registry else { return Ok(unit.image.to_string()) };
         let mut pushed = self.pushed.lock().await;
         if let Some(reference) = pushed.get(unit.image) {
             return Ok(reference.clone());
@@ -74,7 +82,7 @@ impl Swarm {
         let tag = format!("v{}", unit.release);
         self.runtime.tag(unit.image, &repo, &tag).await.map_err(|e| cannot(e.to_string()))?;
         let options = bollard::query_parameters::PushImageOptions { tag: Some(tag.clone()), ..Default::default() };
-        let mut stream = self.docker.push_image(&repo, Some(options), None);
+        let mut stream = self.docker.push_image(&repo, Some(options), login.as_ref().map(|l| l.credentials()));
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| cannot(e.to_string()))?;
             if let Some(message) = info.error_detail.and_then(|d| d.message) {
@@ -88,6 +96,11 @@ impl Swarm {
         self.runtime.remove_image(&format!("{repo}:{tag}")).await;
         pushed.insert(unit.image.to_string(), reference.clone());
         Ok(reference)
+    }
+
+    /// The login the servers pull with, handed over with each service.
+    fn credentials(&self) -> Option<bollard::auth::DockerCredentials> {
+        self.registry.as_ref()?.login.as_ref().map(|l| l.credentials())
     }
 
     /// The engine-wide name of the service of an app's process in a release.
@@ -177,7 +190,7 @@ impl Swarm {
         let spec = service_spec(&name, &Unit { image: &image, ..unit.clone() }, replicas, &self.root);
         // Left from an interrupted attempt at this release.
         let _ = self.docker.delete_service(&name).await;
-        self.docker.create_service(spec, None).await.map_err(|e| SchedError::Swarm(said(e)))?;
+        self.docker.create_service(spec, self.credentials()).await.map_err(|e| SchedError::Swarm(said(e)))?;
         Ok(name)
     }
 
@@ -219,7 +232,7 @@ impl Swarm {
         let mut spec = current.spec.unwrap_or_default();
         spec.mode = Some(replicated(replicas));
         let options = bollard::query_parameters::UpdateServiceOptions { version, ..Default::default() };
-        self.docker.update_service(service, spec, options, None).await.map_err(engine)?;
+        self.docker.update_service(service, spec, options, self.credentials()).await.map_err(engine)?;
         Ok(())
     }
 

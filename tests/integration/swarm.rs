@@ -12,7 +12,8 @@ use crate::harness::*;
 /// The lab, up for one test: torn down (every node, namespace and mount) when dropped.
 struct Lab {
     nodes: Vec<String>,
-    registry: String,
+    /// The root namespace's address on the lab's network.
+    host: String,
 }
 
 impl Lab {
@@ -23,7 +24,7 @@ impl Lab {
         let value = |name: &str| {
             exports.lines().find_map(|l| l.strip_prefix(&format!("export {name}="))).map(|v| v.trim_matches('\'').trim_matches('"').to_string()).unwrap_or_else(|| panic!("no {name} in {exports}"))
         };
-        Lab { nodes: (1..=3).map(|k| value(&format!("BERTHLAB_NODE{k}"))).collect(), registry: value("BERTHLAB_REGISTRY") }
+        Lab { nodes: (1..=3).map(|k| value(&format!("BERTHLAB_NODE{k}"))).collect(), host: value("BERTHLAB_HOST") }
     }
 
     /// `docker -H NODE ARGS…` on node `k` (1-based): its stdout; the test fails if it does.
@@ -76,6 +77,55 @@ fn placed_as(d: &Daemon, app: &str, what: &str, wanted: impl Fn(&[(String, usize
     });
 }
 
+/// The third server leaves the cluster and is removed from it, then berth joins it again
+/// over ssh: Debian's sshd in its namespace (its root's shell reaches its own engine),
+/// berth's key in root's authorized_keys, `cluster:add root@ADDRESS`.
+fn rejoin_over_ssh(lab: &Lab, d: &Daemon) {
+    lab.docker(3, &["swarm", "leave", "--force"]);
+    poll(Duration::from_secs(30), "the manager to see the third server leave", || {
+        let listed = lab.docker(1, &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]);
+        if listed.contains("berthlab-node3 Down") { Ok(()) } else { Err(listed) }
+    });
+    d.ssh("cluster:remove berthlab-node3").ok();
+    assert_eq!(placement(d, "none").len(), 2, "cluster:list without the removed server");
+
+    let public = std::fs::read_to_string(d.root().join("cluster/ssh/id_ed25519.pub")).expect("cluster:add showed berth's key, made on first use");
+    assert!(d.ssh("cluster:add").ok().stdout.contains(public.trim()), "cluster:add shows the key to authorize");
+    let dir = temp_dir();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let host_key = dir.path().join("host_key");
+    assert!(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&host_key).status().unwrap().success());
+    std::fs::write(dir.path().join("authorized_keys"), &public).unwrap();
+    let config = dir.path().join("sshd_config");
+    let engine = lab.nodes[2].clone();
+    std::fs::write(
+        &config,
+        format!(
+            "Port 22\nListenAddress 10.231.0.13\nHostKey {}\nAuthorizedKeysFile {}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile {}\nSetEnv DOCKER_HOST={engine}\n",
+            host_key.display(),
+            dir.path().join("authorized_keys").display(),
+            dir.path().join("sshd.pid").display()
+        ),
+    )
+    .unwrap();
+    let mut sshd = Command::new("ip").args(["netns", "exec", "berthlab-node3", "/usr/sbin/sshd", "-D", "-f"]).arg(&config).arg("-E").arg(dir.path().join("sshd.log")).spawn().unwrap();
+    poll(Duration::from_secs(10), "sshd on the third server", || Command::new("ip").args(["netns", "exec", "berthlab-node3", "bash", "-c", "exec 3<>/dev/tcp/10.231.0.13/22"]).status().unwrap().success().then_some(()).ok_or_else(|| "not yet".to_string()));
+
+    d.ssh("cluster:add 'root@10.231.0.13;id'").refused("Invalid server");
+    // A join that fails: what ssh said as it went (stdout), then one line why (stderr).
+    let failed = d.ssh("cluster:add root@10.231.0.13 --ssh-port 2");
+    assert!(failed.code != 0 && failed.code != 255 && failed.stderr.lines().count() == 1, "{failed:#?}");
+    assert!(failed.stderr.contains("Joining root@10.231.0.13 failed: ssh: connect to host 10.231.0.13 port 2: Connection refused"), "{failed:#?}");
+    let joined = d.ssh("cluster:add root@10.231.0.13").ok().stdout.clone();
+    assert!(joined.contains("This node joined a swarm as a worker"), "{joined}");
+    let _ = sshd.kill();
+    let _ = sshd.wait();
+    poll(Duration::from_secs(30), "the third server back in cluster:list", || {
+        let listed: serde_json::Value = serde_json::from_str(&d.ssh("cluster:list --format json").ok().stdout).unwrap();
+        if listed["berthlab-node3"]["state"] == "ready" { Ok(()) } else { Err(listed.to_string()) }
+    });
+}
+
 #[test]
 fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_request() {
     let lab = Lab::up();
@@ -93,7 +143,22 @@ fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_req
     assert_eq!(placement(&d, "none").len(), 3, "cluster:list shows the three servers");
     assert!(d.ssh("cluster:add").ok().stdout.contains("docker swarm join --token SWMTKN-"));
     d.ssh("cluster:registry not-an-address").refused("Invalid registry");
-    d.ssh(&format!("cluster:registry {}", lab.registry)).ok();
+    // berth runs the registry, on its side of the lab: TLS from its CA, which only the
+    // engine on this machine trusts (the workers pull with it below through the shared
+    // /etc/docker/certs.d), and a password.
+    let registry = format!("{}:5000", lab.host);
+    d.ssh("cluster:registry --serve 10.231.0.1:0").refused("Invalid registry address");
+    d.ssh(&format!("cluster:registry --serve {registry}")).ok();
+    assert!(d.ssh("cluster:registry").ok().stdout.contains(&format!("{registry} (served by berth")));
+    let ca = d.root().join("cluster/registry/ca.pem");
+    let curl = |args: &[&str]| String::from_utf8_lossy(&Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"]).arg(&ca).args(args).output().unwrap().stdout).into_owned();
+    assert_eq!(curl(&[&format!("https://{registry}/v2/")]), "401", "the registry refuses a stranger");
+    let password = std::fs::read_to_string(d.root().join("cluster/registry/password")).unwrap();
+    assert_eq!(curl(&["-u", &format!("berth:{password}"), &format!("https://{registry}/v2/")]), "200", "berth's login opens it");
+    let plain = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://{registry}/v2/")]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "400", "no plain HTTP");
+    assert!(d.ssh("cluster:add").ok().stdout.contains(&format!("/etc/docker/certs.d/{registry}/ca.crt")), "joining installs the CA");
+    rejoin_over_ssh(&lab, &d);
     d.ssh("scheduler:set --global selected nowhere").refused("Invalid scheduler");
     d.ssh("scheduler:set --global selected swarm").ok();
     let scoped = keygen(d.dir.path(), "scoped");
