@@ -291,8 +291,10 @@ pub fn said(e: bollard::errors::Error) -> String {
 }
 
 /// An address other machines reach a node at (not unset, any or loopback). Pure.
+/// A node address berth's nginx can reach a task at. Loopback is one: only a manager that
+/// advertises it has it, in a cluster of that one server, where nginx runs too.
 fn usable_address(addr: &str) -> bool {
-    addr.parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_unspecified() && !ip.is_loopback())
+    addr.parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_unspecified())
 }
 
 /// A service's name: `berth-APP-PROCESS-vN-ROOT`, as Swarm takes names (a DNS label: no
@@ -703,6 +705,6 @@ mod tests {
         let long = service_name(&"a".repeat(63), "worker", 12, "0123abcd");
         assert!(long.len() <= 63 && !long.contains('.'), "{long}");
         assert_ne!(long, service_name(&"a".repeat(63), "worker", 13, "0123abcd"));
-        assert!(usable_address("10.231.0.11") && !usable_address("0.0.0.0") && !usable_address("127.0.0.1") && !usable_address(""));
+        assert!(usable_address("10.231.0.11") && !usable_address("0.0.0.0") && usable_address("127.0.0.1") && !usable_address(""));
     }
 }

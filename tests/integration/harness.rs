@@ -512,3 +512,11 @@ pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, S
         }
     }
 }
+
+/// The machine's engine is no Swarm manager while a holder of a shared lock runs; the one
+/// test that makes it one for a while holds the lock alone (a file lock, machine-wide).
+pub fn engine_swarm(exclusive: bool) -> std::fs::File {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open("/run/lock/berth-test-engine-swarm.lock").unwrap();
+    if exclusive { file.lock().unwrap() } else { file.lock_shared().unwrap() }
+    file
+}

@@ -41,6 +41,15 @@ impl Drop for Lab {
     }
 }
 
+/// Sets its flag when dropped: a panic in a thread scope stops the load it runs.
+struct Stops<'a>(&'a AtomicBool);
+
+impl Drop for Stops<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// GETs `host` through nginx until `stop`, every 10 ms: (answered as expected, what failed).
 fn load(http_port: u16, host: &str, stop: &AtomicBool, expect: &str) -> (usize, Vec<String>) {
     let (mut served, mut failed) = (0, Vec::new());
@@ -181,6 +190,7 @@ fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_req
     let stop = AtomicBool::new(false);
     let (served, failed) = std::thread::scope(|s| {
         let prober = s.spawn(|| load(d.http_port, "spread.example.com", &stop, "spread v"));
+        let _stops = Stops(&stop);
         d.ssh("ps:scale spread web=3").ok();
         for n in 2..=3 {
             repo.write("Dockerfile", &spread_dockerfile(&format!("spread v{n}"))).commit(&format!("v{n}"));
@@ -203,6 +213,7 @@ fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_req
     let stop = AtomicBool::new(false);
     let (served, failed, left, back) = std::thread::scope(|s| {
         let prober = s.spawn(|| load(d.http_port, "spread.example.com", &stop, "spread v3"));
+        let _stops = Stops(&stop);
         std::thread::sleep(Duration::from_secs(1));
         let cut = std::time::Instant::now();
         let status = Command::new("ip").args(["-n", "berthlab-lan", "link", "set", "node3", "down"]).status().unwrap();
@@ -256,4 +267,87 @@ fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_req
     // Destroyed: nothing of it is left on the cluster.
     d.ssh("apps:destroy spread --force").ok();
     assert_eq!(lab.docker(1, &["service", "ls", "-q"]).trim(), "", "services left after apps:destroy");
+}
+
+/// This machine's engine as a one-server cluster, for as long as a test holds it: left (and
+/// its bridge removed) when dropped. Its `docker_gwbridge` is made first, on a subnet of its
+/// own: Docker would otherwise take one from the pools berth's app networks come from,
+/// while other tests make theirs.
+struct OneServer {
+    /// Dropped after the fields' owner's drop: the swarm is left before others may look.
+    _lock: std::fs::File,
+}
+
+impl OneServer {
+    fn init(d: &Daemon) -> OneServer {
+        let lock = engine_swarm(true);
+        let _ = Command::new("docker").args(["swarm", "leave", "--force"]).output();
+        let _ = Command::new("docker").args(["network", "rm", "docker_gwbridge"]).output();
+        docker(&[
+            "network", "create", "--subnet", "10.233.0.0/24",
+            "--opt", "com.docker.network.bridge.name=docker_gwbridge",
+            "--opt", "com.docker.network.bridge.enable_icc=false",
+            "--opt", "com.docker.network.bridge.enable_ip_masquerade=true",
+            "docker_gwbridge",
+        ]);
+        let guard = OneServer { _lock: lock };
+        d.ssh("cluster:init --advertise-addr not-an-ip").refused("Invalid address");
+        assert!(d.ssh("cluster:init --advertise-addr 127.0.0.1 --no-registry").ok().stdout.contains("This server manages a cluster now"));
+        guard
+    }
+}
+
+impl Drop for OneServer {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["swarm", "leave", "--force"]).output();
+        let _ = Command::new("docker").args(["network", "rm", "docker_gwbridge"]).output();
+    }
+}
+
+#[test]
+fn an_app_moves_to_the_cluster_and_back_without_a_failed_request() {
+    base_image();
+    let d = Daemon::start();
+    let repo = AppRepo::new(&d, "mover");
+    repo.write("Dockerfile", &web_dockerfile("mover v1", 0)).commit("v1");
+    assert_eq!(repo.push(&d, "main").code, 0);
+    d.ssh("domains:add mover mover.example.com").ok();
+    d.ssh("ps:scale mover web=2").ok();
+    assert_eq!(get(&d, "mover.example.com"), (200, "mover v1".into()));
+    d.ssh("scheduler:set mover selected swarm").refused("not a Swarm manager");
+    let _cluster = OneServer::init(&d);
+
+    let peers = d.root().join("nginx/peers");
+    let routed = || std::fs::read_to_string(&peers).unwrap_or_default().lines().find(|l| l.starts_with("mover ")).unwrap_or_default().to_string();
+    // The app's containers that are not Swarm's tasks (on one server, those run here too).
+    let local = || {
+        let root = format!("label=berth.root={}", d.root().display());
+        docker(&["ps", "--filter", &root, "--filter", "label=berth.app=mover", "--format", "{{.Label \"com.docker.swarm.task.id\"}}"]).lines().filter(|l| l.trim().is_empty()).count()
+    };
+    let ours = |filter: &str| docker(&["service", "ls", "-q", "--filter", &format!("label=berth.root={}", d.root().display()), "--filter", filter]);
+    let stop = AtomicBool::new(false);
+    let (served, failed) = std::thread::scope(|s| {
+        let prober = s.spawn(|| load(d.http_port, "mover.example.com", &stop, "mover v1"));
+        // A failed assertion below ends the scope's prober too (or the scope waits forever).
+        let _stops = Stops(&stop);
+        std::thread::sleep(Duration::from_millis(300));
+        d.ssh("scheduler:set mover selected swarm").ok();
+        assert!(routed().contains("127.0.0.1:"), "routed to the tasks' published ports: {}", routed());
+        assert_eq!(ours("label=berth.app=mover").lines().count(), 1, "one service for web");
+        assert_eq!(local(), 0, "the docker-local containers are retired");
+        std::thread::sleep(Duration::from_millis(500));
+        d.ssh("scheduler:set mover selected docker-local").ok();
+        assert!(!routed().contains("127.0.0.1:"), "routed to containers again: {}", routed());
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        prober.join().unwrap()
+    });
+    assert!(failed.is_empty(), "{} of {} requests failed across two moves: {failed:?}", failed.len(), served + failed.len());
+    assert!(served > 20, "only {served} requests were made");
+    assert_eq!(ours("label=berth.app=mover").trim(), "", "the app's services are removed once it is back");
+    poll(Duration::from_secs(30), "the tasks to be gone", || if d.container_ids(false, &["berth.app=mover"]).len() == 2 { Ok(()) } else { Err(docker(&["ps"])) });
+    assert_eq!(local(), 2, "web=2 runs here again");
+    let report: serde_json::Value = serde_json::from_str(&d.ssh("scheduler:report mover --format json").ok().stdout).unwrap();
+    assert_eq!(report["scheduler-computed-selected"], "docker-local", "{report}");
+    d.ssh("apps:destroy mover --force").ok();
 }
