@@ -41,9 +41,9 @@ export BERTH ROOT WORK HTTP_PORT
 start_daemon() {
     rm -f "$ROOT/ssh-address"
     if [ -n "${1:-}" ]; then
-        BERTH_CRASHPOINT=$1 "$BERTH" --root "$ROOT" daemon --ssh-listen 127.0.0.1:0 --http-listen "127.0.0.1:$HTTP_PORT" --https-listen "127.0.0.1:$HTTPS_PORT" >>"$WORK/berth.log" 2>&1 &
+        BERTH_CRASHPOINT=$1 "$BERTH" --root "$ROOT" daemon --ssh-listen 127.0.0.1:0 --http-listen "127.0.0.1:$HTTP_PORT" --https-listen "127.0.0.1:$HTTPS_PORT" --api-listen 127.0.0.1:0 >>"$WORK/berth.log" 2>&1 &
     else
-        "$BERTH" --root "$ROOT" daemon --ssh-listen 127.0.0.1:0 --http-listen "127.0.0.1:$HTTP_PORT" --https-listen "127.0.0.1:$HTTPS_PORT" >>"$WORK/berth.log" 2>&1 &
+        "$BERTH" --root "$ROOT" daemon --ssh-listen 127.0.0.1:0 --http-listen "127.0.0.1:$HTTP_PORT" --https-listen "127.0.0.1:$HTTPS_PORT" --api-listen 127.0.0.1:0 >>"$WORK/berth.log" 2>&1 &
     fi
     BERTH_PID=$!
     disown "$BERTH_PID"

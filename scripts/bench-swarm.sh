@@ -59,7 +59,7 @@ daemon() {
     http=$(free_port); https=$(free_port)
     (
         [ -z "$engine" ] || export DOCKER_HOST=$engine
-        exec "$BERTH" --root "$WORK/$name" daemon --ssh-listen 127.0.0.1:0 --http-listen "127.0.0.1:$http" --https-listen "127.0.0.1:$https"
+        exec "$BERTH" --root "$WORK/$name" daemon --ssh-listen 127.0.0.1:0 --http-listen "127.0.0.1:$http" --https-listen "127.0.0.1:$https" --api-listen 127.0.0.1:0
     ) >"$WORK/$name.log" 2>&1 &
     PIDS="$PIDS $!"
     for _ in $(seq 1 100); do [ -s "$WORK/$name/ssh-address" ] && break; sleep 0.05; done

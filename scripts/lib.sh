@@ -171,7 +171,7 @@ bench_daemon() {
     trap bench_cleanup EXIT
     HTTP_PORT=$(free_port)
     HTTPS_PORT=$(free_port)
-    "$BERTH" --root "$ROOT" daemon --ssh-listen 127.0.0.1:0 --http-listen "127.0.0.1:$HTTP_PORT" --https-listen "127.0.0.1:$HTTPS_PORT" >"$WORK/berth.log" 2>&1 &
+    "$BERTH" --root "$ROOT" daemon --ssh-listen 127.0.0.1:0 --http-listen "127.0.0.1:$HTTP_PORT" --https-listen "127.0.0.1:$HTTPS_PORT" --api-listen 127.0.0.1:0 >"$WORK/berth.log" 2>&1 &
     BERTH_PID=$!
     for _ in $(seq 1 100); do [ -s "$ROOT/ssh-address" ] && break; sleep 0.05; done
     [ -s "$ROOT/ssh-address" ] || die "the berth daemon did not start: $(cat "$WORK/berth.log")"

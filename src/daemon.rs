@@ -27,6 +27,9 @@ pub struct DaemonArgs {
     /// Address nginx serves HTTPS on (host port 443 of an https mapping) [default: 0.0.0.0:443]
     #[arg(long, value_name = "ADDR:PORT", env = "BERTH_HTTPS_LISTEN")]
     pub https_listen: Option<String>,
+    /// Address of the HTTP API (plain HTTP: keep it on loopback, or behind a TLS proxy) [default: 127.0.0.1:2280]
+    #[arg(long, value_name = "ADDR:PORT", env = "BERTH_API_LISTEN")]
+    pub api_listen: Option<String>,
 }
 
 fn resolve(flag: &Option<String>, file: &Option<String>, default: &str, what: &str) -> anyhow::Result<SocketAddr> {
@@ -39,6 +42,7 @@ pub fn settings(args: &DaemonArgs, file: &GlobalConfig) -> anyhow::Result<Settin
         ssh_listen: resolve(&args.ssh_listen, &file.ssh_listen, "0.0.0.0:2222", "--ssh-listen")?,
         http_listen: resolve(&args.http_listen, &file.http_listen, "0.0.0.0:80", "--http-listen")?,
         https_listen: resolve(&args.https_listen, &file.https_listen, "0.0.0.0:443", "--https-listen")?,
+        api_listen: resolve(&args.api_listen, &file.api_listen, "127.0.0.1:2280", "--api-listen")?,
     })
 }
 
@@ -80,6 +84,8 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     let host_key = ssh::load_or_create_host_key(&root.join("keys").join("host_ed25519"))?;
     let ssh_listener = TcpListener::bind(settings.ssh_listen).await.with_context(|| format!("cannot listen for SSH on {}", settings.ssh_listen))?;
     let ssh_addr = ssh_listener.local_addr()?;
+    let api_listener = TcpListener::bind(settings.api_listen).await.with_context(|| format!("cannot listen for the API on {} (--api-listen)", settings.api_listen))?;
+    let api_addr = api_listener.local_addr()?;
     let socket_path = crate::socket_path(&root);
     let local_listener = local::bind(&socket_path).with_context(|| format!("cannot bind {}", socket_path.display()))?;
 
@@ -101,12 +107,14 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     // Where tests and scripts find what was actually bound (`--ssh-listen 127.0.0.1:0`),
     // written once the daemon is about to answer.
     crate::store::write_atomic(&root.join("ssh-address"), format!("{ssh_addr}\n").as_bytes(), 0o644)?;
+    crate::store::write_atomic(&root.join("api-address"), format!("{api_addr}\n").as_bytes(), 0o644)?;
     let (stop, stopped) = watch::channel(false);
     // The local socket outlives SSH at shutdown: pushes in flight reach it from their hook.
     let (stop_local, local_stopped) = watch::channel(false);
     let config = Arc::new(ssh::config(host_key));
     let ssh_task = tokio::spawn(ssh::serve(ssh_listener, config, engine.clone(), stopped.clone()));
     let local_task = tokio::spawn(local::serve(local_listener, engine.clone(), local_stopped));
+    tokio::spawn(crate::server::api::serve(api_listener, engine.clone(), stop.subscribe()));
     tracing::info!(root = %root.display(), ssh = %ssh_addr, socket = %socket_path.display(), "berth daemon ready");
 
     // The apps come back in the background: SSH answers meanwhile.
@@ -132,6 +140,7 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&socket_path);
     let _ = std::fs::remove_file(root.join("berth.pid"));
     let _ = std::fs::remove_file(root.join("ssh-address"));
+    let _ = std::fs::remove_file(root.join("api-address"));
     tracing::info!("stopped");
     Ok(())
 }

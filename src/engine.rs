@@ -24,6 +24,7 @@ pub struct Settings {
     pub ssh_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub https_listen: SocketAddr,
+    pub api_listen: SocketAddr,
 }
 
 pub struct Engine {
@@ -378,12 +379,40 @@ pub struct Caller {
     pub local: bool,
     /// A scoped key an admin allowed to create its apps with a first push.
     pub may_create: bool,
+    /// How much it may do on the apps its role covers (a key: write, or admin; a token: what
+    /// its maker chose).
+    pub access: crate::store::Access,
+    /// Which door it came through (the audit log says).
+    pub door: Door,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    Local,
+    Ssh,
+    Api,
+}
+
+impl Door {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Local => "local",
+            Door::Ssh => "ssh",
+            Door::Api => "api",
+        }
+    }
 }
 
 impl Caller {
     /// Root on the server itself, through the local socket.
     pub fn local_root() -> Caller {
-        Caller { name: "root".into(), role: Role::Admin, local: true, may_create: true }
+        Caller { name: "root".into(), role: Role::Admin, local: true, may_create: true, access: crate::store::Access::Admin, door: Door::Local }
+    }
+
+    /// The holder of an SSH key.
+    pub fn of_key(key: &crate::store::AuthorizedKey) -> Caller {
+        let access = if key.role.is_admin() { crate::store::Access::Admin } else { crate::store::Access::Write };
+        Caller { name: key.name.clone(), role: key.role.clone(), local: false, may_create: key.may_create, access, door: Door::Ssh }
     }
 }
 
@@ -407,14 +436,14 @@ mod tests {
 
     fn settings() -> Settings {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        Settings { ssh_listen: any, http_listen: any, https_listen: any }
+        Settings { ssh_listen: any, http_listen: any, https_listen: any, api_listen: any }
     }
 
     #[test]
     fn a_push_names_its_pusher_until_it_ends() {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::new(Store::open(dir.path()).unwrap(), settings());
-        let bob = Caller { name: "bob".into(), role: Role::Admin, local: false, may_create: true };
+        let bob = Caller { name: "bob".into(), role: Role::Admin, local: false, may_create: true, access: crate::store::Access::Admin, door: Door::Ssh };
         let push = engine.begin_push(&bob);
         let other = engine.begin_push(&Caller::local_root());
         assert_ne!(push.token(), other.token());

@@ -129,7 +129,7 @@ mod tests {
 
     fn engine(dir: &std::path::Path) -> std::sync::Arc<Engine> {
         let any = "127.0.0.1:1".parse().unwrap();
-        Engine::new(Store::open(dir).unwrap(), crate::engine::Settings { ssh_listen: any, http_listen: any, https_listen: any })
+        Engine::new(Store::open(dir).unwrap(), crate::engine::Settings { ssh_listen: any, http_listen: any, https_listen: any, api_listen: any })
     }
 
     fn scoped(name: &str, apps: &[&str]) -> AuthorizedKey {

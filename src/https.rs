@@ -435,7 +435,7 @@ mod tests {
     fn engine(dir: &std::path::Path) -> Arc<Engine> {
         let store = crate::store::Store::open(dir).unwrap();
         let any = "127.0.0.1:1".parse().unwrap();
-        Engine::new(store, crate::engine::Settings { ssh_listen: any, http_listen: any, https_listen: any })
+        Engine::new(store, crate::engine::Settings { ssh_listen: any, http_listen: any, https_listen: any, api_listen: any })
     }
 
     #[tokio::test]

@@ -28,6 +28,9 @@ pub enum Cmd {
         /// Values are base64-encoded
         #[arg(long)]
         encoded: bool,
+        /// Also unset this key, in the same release (repeatable)
+        #[arg(long = "unset", value_name = "KEY")]
+        unset: Vec<String>,
     },
     /// Unset every env var of an app
     #[command(name = "config:clear")]
@@ -96,7 +99,7 @@ impl Cmd {
 
     pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
         match self {
-            Cmd::Set { target, pairs, no_restart, encoded } => set(ctx, &target, &pairs, encoded, no_restart).await,
+            Cmd::Set { target, pairs, no_restart, encoded, unset } => set(ctx, &target, &pairs, &unset, encoded, no_restart).await,
             Cmd::Clear { target, no_restart } => clear(ctx, &target, no_restart).await,
             Cmd::Import { target, source, replace, no_restart } => import(ctx, &target, source.as_deref(), replace, no_restart).await,
             Cmd::Unset { target, keys, no_restart } => unset(ctx, &target, &keys, no_restart).await,
@@ -156,14 +159,26 @@ fn shown(target: &Target) -> String {
     }
 }
 
-pub async fn set(ctx: &mut Ctx<'_>, app: &Target, pairs: &[String], encoded: bool, no_restart: bool) -> CmdResult {
-    set_showing(ctx, app, pairs, encoded, no_restart, |_, value| value.to_string()).await
+pub async fn set(ctx: &mut Ctx<'_>, app: &Target, pairs: &[String], unset: &[String], encoded: bool, no_restart: bool) -> CmdResult {
+    let show = |_: &str, value: &str| value.to_string();
+    set_showing(ctx, app, Change { pairs, unset, encoded }, no_restart, show).await
+}
+
+/// What a `config:set` changes: pairs to set (base64 values when `encoded`), keys to unset.
+pub struct Change<'a> {
+    pub pairs: &'a [String],
+    pub unset: &'a [String],
+    pub encoded: bool,
 }
 
 /// `set`, printing each value as `show(key, value)` says (a link masks its password).
-pub async fn set_showing(ctx: &mut Ctx<'_>, app: &Target, pairs: &[String], encoded: bool, no_restart: bool, show: impl Fn(&str, &str) -> String) -> CmdResult {
-    if pairs.is_empty() {
+pub async fn set_showing(ctx: &mut Ctx<'_>, app: &Target, change: Change<'_>, no_restart: bool, show: impl Fn(&str, &str) -> String) -> CmdResult {
+    let Change { pairs, unset, encoded } = change;
+    if pairs.is_empty() && unset.is_empty() {
         return Err(failed("At least one env pair must be given"));
+    }
+    for key in unset {
+        validate::env_key(key)?;
     }
     // Every pair is checked before anything changes: one bad pair refuses the whole command.
     let mut parsed = Vec::with_capacity(pairs.len());
@@ -173,7 +188,10 @@ pub async fn set_showing(ctx: &mut Ctx<'_>, app: &Target, pairs: &[String], enco
         parsed.push((key, value));
     }
     let undo = update_env(ctx, app, |env| {
-        let undo: Undo = parsed.iter().map(|(k, _)| (k.clone(), env.get(k).cloned())).collect();
+        let undo: Undo = parsed.iter().map(|(k, _)| k).chain(unset).map(|k| (k.clone(), env.get(k).cloned())).collect();
+        for key in unset {
+            env.remove(key);
+        }
         for (key, value) in &parsed {
             env.insert(key.clone(), value.clone());
         }
@@ -181,9 +199,14 @@ pub async fn set_showing(ctx: &mut Ctx<'_>, app: &Target, pairs: &[String], enco
         Ok(undo)
     })
     .await?;
-    ctx.out.step("Setting config vars").await;
-    let shown: BTreeMap<String, String> = parsed.iter().map(|(k, v)| (k.clone(), show(k, v))).collect();
-    print_aligned(ctx, &shown).await;
+    if !parsed.is_empty() {
+        ctx.out.step("Setting config vars").await;
+        let shown: BTreeMap<String, String> = parsed.iter().map(|(k, v)| (k.clone(), show(k, v))).collect();
+        print_aligned(ctx, &shown).await;
+    }
+    if !unset.is_empty() {
+        ctx.out.step(format!("Unsetting {}", unset.join(", "))).await;
+    }
     apply(ctx, app, no_restart, undo).await
 }
 
@@ -351,8 +374,14 @@ pub async fn get(ctx: &mut Ctx<'_>, app: &Target, key: Option<&str>) -> CmdResul
     }
 }
 
+/// What a caller who may not read secrets (a read or deploy token) sees of each value.
+pub const HIDDEN: &str = "<hidden>";
+
 pub async fn show(ctx: &mut Ctx<'_>, app: &Target, format: Format) -> CmdResult {
-    let env = read_env(ctx, app)?;
+    let mut env = read_env(ctx, app)?;
+    if ctx.caller.access < crate::store::Access::Write {
+        env.values_mut().for_each(|v| *v = HIDDEN.to_string());
+    }
     match format {
         Format::Json => ctx.out.line(serde_json::to_string(&env).unwrap_or_default()).await,
         Format::Text => {

@@ -5,6 +5,7 @@
 //! role, and run by the handler of its namespace. Handlers write to [`Output`] and return a
 //! [`CmdError`]; this module turns that into the ` !     message` line and the exit code.
 
+mod access;
 pub mod apps;
 mod build;
 mod certs;
@@ -14,6 +15,7 @@ mod config;
 mod cron;
 mod doctor;
 mod domains;
+pub mod events;
 mod git;
 pub mod keys;
 mod letsencrypt;
@@ -33,6 +35,7 @@ mod resources;
 mod run;
 mod scheduler;
 mod services;
+mod tokens;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, error::ErrorKind};
 
@@ -200,6 +203,8 @@ namespaces! {
     Postgres => postgres,
     Redis => redis,
     Doctor => doctor,
+    Tokens => tokens,
+    Events => events,
 }
 
 /// Who may run a command.
@@ -298,7 +303,29 @@ pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Outpu
             return EXIT_FAILURE;
         }
     };
-    if let Err(denied) = authorize(caller, &command) {
+    let name = command_name(&argv);
+    let app = match command.scope() {
+        Scope::App(app) => Some(app.to_string()),
+        _ => None,
+    };
+    let code = execute(engine, caller, command, &name, globals, out, input, terminal).await;
+    // The hook's own commands are the push's, recorded as `git-receive-pack`.
+    if name != "git:receive" {
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        events::record(engine.store.root(), &events::Event { at, caller: caller.name.clone(), door: caller.door.as_str().into(), command: name, app, code });
+    }
+    code
+}
+
+/// The canonical name of the command a line runs (an alias's command's).
+fn command_name(argv: &[String]) -> String {
+    let first = take_globals(argv).ok().and_then(|(_, words)| words.first().cloned()).unwrap_or_default();
+    grammar().find_subcommand(&first).map(|c| c.get_name().to_string()).unwrap_or(first)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(engine: &Engine, caller: &Caller, command: Command, name: &str, globals: Globals, out: Output, input: Input, terminal: Option<crate::runtime::Terminal>) -> i32 {
+    if let Err(denied) = authorize(caller, &command, name) {
         out.error(denied.to_string()).await;
         return EXIT_FAILURE;
     }
@@ -322,11 +349,15 @@ fn may_manage(caller: &Caller, app: &str) -> CmdResult {
     if caller.role.may_manage(app) { Ok(()) } else { Err(CmdError::Denied(format!("key {} may not manage app {app}", caller.name))) }
 }
 
-fn authorize(caller: &Caller, command: &Command) -> CmdResult {
+fn authorize(caller: &Caller, command: &Command, name: &str) -> CmdResult {
+    let needed = access::needed(name);
+    if needed > caller.access {
+        return Err(CmdError::Denied(format!("{} has {} access, and {name} needs {}", caller.name, caller.access.as_str(), needed.as_str())));
+    }
     match command.scope() {
         Scope::Anyone => Ok(()),
         Scope::App(app) => may_manage(caller, app),
-        Scope::Admin if caller.role.is_admin() => Ok(()),
+        Scope::Admin if caller.role.is_admin() && caller.access == crate::store::Access::Admin => Ok(()),
         Scope::Admin => Err(CmdError::Denied(format!("key {} is not an admin key", caller.name))),
         Scope::Internal if caller.local => Ok(()),
         Scope::Internal => Err(CmdError::Denied("this command is run by berth itself".into())),
@@ -582,7 +613,7 @@ mod tests {
     #[test]
     fn parses_dokku_style_commands() {
         match parse(&words("config:set myapp 'GREETING=hello world' PORT=5000 --no-restart")).unwrap() {
-            Command::Config(config::Cmd::Set { target, pairs, no_restart, encoded }) => {
+            Command::Config(config::Cmd::Set { target, pairs, no_restart, encoded, .. }) => {
                 assert_eq!(target, Target::App("myapp".parse().unwrap()));
                 assert_eq!(pairs, vec!["GREETING=hello world", "PORT=5000"]);
                 assert!(no_restart);

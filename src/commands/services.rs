@@ -243,7 +243,9 @@ pub async fn link(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, app: &AppName,
             runtime.attach(&container, &network, Vec::new()).await.map_err(|e| failed(format!("cannot put {} service {name} on {app}'s network: {e}", kind.name())))?;
             // The URL holds the password: printed masked, as postgres:info does, unless asked.
             let shown = if show_password { url.clone() } else { kind.url(&service, &runtime.service_name(kind.name(), name), MASKED) };
-            super::config::set_showing(ctx, &Target::App(app.clone()), &[format!("{var}={url}")], false, false, |_, _| shown.clone()).await?;
+            let pair = [format!("{var}={url}")];
+            let change = super::config::Change { pairs: &pair, unset: &[], encoded: false };
+            super::config::set_showing(ctx, &Target::App(app.clone()), change, false, |_, _| shown.clone()).await?;
         }
     }
     service.links.insert(app.to_string(), var);

@@ -16,7 +16,7 @@ const APP: &str = "shop";
 /// An engine over a fresh root whose app `shop` serves v1 (web=2 worker=1) on `fake`.
 async fn serving_v1(dir: &std::path::Path) -> (Arc<Engine>, Arc<Fake>) {
     let any = "127.0.0.1:1".parse().unwrap();
-    let engine = Engine::new(Store::open(dir).unwrap(), crate::engine::Settings { ssh_listen: any, http_listen: any, https_listen: any });
+    let engine = Engine::new(Store::open(dir).unwrap(), crate::engine::Settings { ssh_listen: any, http_listen: any, https_listen: any, api_listen: any });
     let fake = Arc::new(Fake::default());
     engine.use_scheduler(fake.clone()).await;
     let mut config = AppConfig::new();

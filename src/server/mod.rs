@@ -1,5 +1,6 @@
-//! The front doors: the embedded SSH server and the local unix socket.
+//! The front doors: the embedded SSH server, the HTTP API and the local unix socket.
 
+pub mod api;
 pub mod gate;
 pub mod local;
 mod memory;

@@ -159,7 +159,7 @@ impl Connection {
                 return None;
             }
         };
-        keys.find(key).map(|entry| Caller { name: entry.name.clone(), role: entry.role.clone(), local: false, may_create: entry.may_create })
+        keys.find(key).map(Caller::of_key)
     }
 
     /// Who the client is now, by its key as `keys/authorized.toml` says at this moment.

@@ -13,6 +13,9 @@ pub struct GlobalConfig {
     /// Address nginx serves HTTPS on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https_listen: Option<String>,
+    /// Address of the HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_listen: Option<String>,
     /// Host ports apps may map (`ports:*`); 80 and 443 always.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxy_ports: Vec<u16>,

@@ -11,12 +11,17 @@ mod keys;
 mod releases;
 mod services;
 mod tls;
+mod tokens;
 
 pub use app::{ALL_PROCESSES, AppConfig, BuildSettings, Builder, PreviewOf, PreviewSettings, ChecksConfig, DEFAULT_HSTS_MAX_AGE, DEFAULT_KEEP_RELEASES, LetsencryptConfig, Limits, NginxConfig, RestartPolicy, SchedulerName, SchedulerSettings};
 pub use services::{BackupSchedule, Service};
 pub use tls::{CertSource, Renewal, TlsState};
 pub use global::GlobalConfig;
 pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};
+pub use tokens::{Access, Token, Tokens};
+pub mod token {
+    pub use super::tokens::{duration, hash, new_secret};
+}
 pub use releases::{Implausible, LAUNCHER, MAX_RELEASES, NoRollback, Release, Releases, Status};
 
 use std::collections::HashMap;
@@ -278,6 +283,19 @@ impl Store {
     /// Call with the keys lock held.
     pub fn save_keys(&self, keys: &AuthorizedKeys) -> Result<()> {
         write_toml(&self.keys_file(), "The keys that may connect, and their roles", keys, 0o600)
+    }
+
+    fn tokens_file(&self) -> PathBuf {
+        self.root.join("keys").join("tokens.toml")
+    }
+
+    pub fn load_tokens(&self) -> Result<Tokens> {
+        Ok(read_toml_if_present(&self.tokens_file())?.unwrap_or_default())
+    }
+
+    /// Call with the keys lock held.
+    pub fn save_tokens(&self, tokens: &Tokens) -> Result<()> {
+        write_toml(&self.tokens_file(), "API tokens (hashes only), what they may do, who made them", tokens, 0o600)
     }
 
     pub fn tls_dir(&self, app: &str) -> PathBuf {

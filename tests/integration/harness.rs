@@ -150,6 +150,7 @@ impl Daemon {
             .arg(format!("127.0.0.1:{}", self.http_port))
             .arg("--https-listen")
             .arg(format!("127.0.0.1:{}", self.https_port))
+            .args(["--api-listen", "127.0.0.1:0"])
             .env("BERTH_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -290,6 +291,28 @@ impl Daemon {
             args.extend(["--filter", f]);
         }
         docker(&args).split_whitespace().map(String::from).collect()
+    }
+
+    /// The API's address (the daemon picked a free port).
+    pub fn api_address(&self) -> String {
+        std::fs::read_to_string(self.root().join("api-address")).expect("the daemon wrote api-address").trim().to_string()
+    }
+
+    /// An API call as a script makes it (curl): the status and the JSON body (Null when
+    /// the body is not JSON).
+    pub fn api(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method]).arg(format!("http://{}{path}", self.api_address()));
+        if let Some(token) = token {
+            cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        if let Some(body) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data-binary", body]);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl said {text:?} {}", String::from_utf8_lossy(&out.stderr)));
+        (status.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
     }
 
     /// Adds a line to berth.toml (the daemon reads it at each use).

@@ -4,6 +4,7 @@ mod harness;
 mod hostile;
 
 mod access;
+mod api;
 mod buildpacks;
 mod commands;
 mod crash;

@@ -1,0 +1,544 @@
+//! The HTTP API, `/api/v1`: the second door to the same commands. Each route is a row of
+//! [`ROUTES`] that turns a request (path, query, JSON body) into a command line, which runs
+//! through `session::spawn` exactly as an ssh command does, for a caller made from the bearer
+//! token (`tokens:create`): same parsing, same authorization, same handlers, same audit log.
+//! A command's JSON report (`--format json`) is the response; its one-line error becomes
+//! `{"error": {"status", "message"}}` with the HTTP status that fits. The OpenAPI document
+//! (`/api/v1/openapi.json`) is made from the same rows.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::engine::{Caller, Door, Engine};
+use crate::output::Chunk;
+use crate::store::{Access, Role};
+
+/// A request body is at most this (JSON settings; images are pushed, not uploaded here).
+pub const MAX_BODY: usize = 64 * 1024;
+/// A command's output kept for the response.
+const MAX_OUTPUT: usize = 8 * 1024 * 1024;
+/// Failed authentications per address within `FAILURE_WINDOW` before it is refused (429).
+const MAX_FAILURES: u32 = 10;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// A token's last use is written at most this often.
+const LAST_USED_EVERY: Duration = Duration::from_secs(60);
+
+/// What a command's stdout is, for the response.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A JSON document (`--format json`): the response as it is.
+    Json,
+    /// Lines for a person: `{"output": [lines]}`.
+    Lines,
+}
+
+/// What a route reads from the request, and the command line it makes of it.
+pub struct Request<'a> {
+    pub params: &'a HashMap<String, String>,
+    pub query: &'a HashMap<String, String>,
+    pub body: &'a Value,
+}
+
+type Build = fn(&Request) -> Result<Vec<String>, ApiError>;
+
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    /// The body's fields, for the OpenAPI document: (name, JSON type, required).
+    pub body: &'static [(&'static str, &'static str, bool)],
+    /// The query's parameters: (name, JSON type).
+    pub query: &'static [(&'static str, &'static str)],
+    pub shape: Shape,
+    pub created: bool,
+    pub build: Build,
+}
+
+/// An error the API returns: its status and the one line that says why.
+#[derive(Debug, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: u16, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(json!({"error": {"status": self.status, "message": self.message}}))).into_response();
+        if self.status == 401 {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"berth\""));
+        }
+        response
+    }
+}
+
+fn param<'a>(r: &'a Request, name: &str) -> Result<&'a str, ApiError> {
+    word(r.params.get(name).map(String::as_str).unwrap_or_default(), name)
+}
+
+/// A value that goes into a command line as one word: never one clap would take for an
+/// option.
+fn word<'a>(value: &'a str, what: &str) -> Result<&'a str, ApiError> {
+    if value.is_empty() || value.starts_with('-') {
+        return Err(ApiError::new(422, format!("Invalid {what} {}", crate::validate::quoted(value))));
+    }
+    Ok(value)
+}
+
+fn body_str<'a>(r: &'a Request, name: &str) -> Result<&'a str, ApiError> {
+    let value = r.body.get(name).ok_or_else(|| ApiError::new(422, format!("The body has no {name:?}")))?;
+    word(value.as_str().ok_or_else(|| ApiError::new(422, format!("{name:?} must be a string")))?, name)
+}
+
+fn line(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+fn with_app(r: &Request, words: &[&str]) -> Result<Vec<String>, ApiError> {
+    let app = param(r, "app")?;
+    let mut argv = vec![words[0].to_string(), app.to_string()];
+    argv.extend(words[1..].iter().map(|w| w.to_string()));
+    Ok(argv)
+}
+
+/// PATCH config: `{"KEY": "value", "OTHER": null}` sets and unsets in one release.
+fn config_patch(r: &Request) -> Result<Vec<String>, ApiError> {
+    use base64::Engine;
+    let app = param(r, "app")?;
+    let fields = r.body.as_object().filter(|f| !f.is_empty()).ok_or_else(|| ApiError::new(422, "The body must be an object of KEY: value (a string, or null to unset)"))?;
+    let mut argv = line(&["config:set", app, "--encoded"]);
+    for (key, value) in fields {
+        word(key, "key")?;
+        match value {
+            Value::Null => argv.extend([format!("--unset={key}")]),
+            Value::String(v) => argv.push(format!("{key}={}", base64::engine::general_purpose::STANDARD.encode(v))),
+            _ => return Err(ApiError::new(422, format!("{key}: a value is a string, or null to unset"))),
+        }
+    }
+    Ok(argv)
+}
+
+/// PATCH formation: `{"web": 2, "worker": 1}`.
+fn formation(r: &Request) -> Result<Vec<String>, ApiError> {
+    let app = param(r, "app")?;
+    let fields = r.body.as_object().filter(|f| !f.is_empty()).ok_or_else(|| ApiError::new(422, "The body must be an object of PROCESS: count"))?;
+    let mut argv = line(&["ps:scale", app]);
+    for (process, count) in fields {
+        word(process, "process")?;
+        let count = count.as_u64().ok_or_else(|| ApiError::new(422, format!("{process}: a count is a whole number")))?;
+        argv.push(format!("{process}={count}"));
+    }
+    Ok(argv)
+}
+
+fn action(r: &Request) -> Result<Vec<String>, ApiError> {
+    let command = match param(r, "action")? {
+        "restart" => "ps:restart",
+        "stop" => "ps:stop",
+        "start" => "ps:start",
+        "rebuild" => "ps:rebuild",
+        other => return Err(ApiError::new(404, format!("No action {} (restart, stop, start, rebuild)", crate::validate::quoted(other)))),
+    };
+    with_app(r, &[command])
+}
+
+fn logs(r: &Request) -> Result<Vec<String>, ApiError> {
+    let mut argv = with_app(r, &["logs"])?;
+    if let Some(n) = r.query.get("tail") {
+        let n: u32 = n.parse().map_err(|_| ApiError::new(422, format!("Invalid tail {}: a number of lines", crate::validate::quoted(n))))?;
+        argv.extend(["-n".into(), n.to_string()]);
+    }
+    if let Some(process) = r.query.get("process") {
+        argv.extend(["-p".into(), word(process, "process")?.to_string()]);
+    }
+    Ok(argv)
+}
+
+fn events(r: &Request) -> Result<Vec<String>, ApiError> {
+    let mut argv = line(&["events", "--format", "json"]);
+    if let Some(app) = r.query.get("app") {
+        argv.extend(["--app".into(), word(app, "app")?.to_string()]);
+    }
+    if let Some(n) = r.query.get("n") {
+        let n: u32 = n.parse().map_err(|_| ApiError::new(422, format!("Invalid n {}: a number", crate::validate::quoted(n))))?;
+        argv.extend(["-n".into(), n.to_string()]);
+    }
+    Ok(argv)
+}
+
+fn rollback(r: &Request) -> Result<Vec<String>, ApiError> {
+    let mut argv = with_app(r, &["releases:rollback"])?;
+    match r.body.get("version") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) if n.as_u64().is_some() => argv.push(format!("v{n}")),
+        Some(_) => return Err(ApiError::new(422, "\"version\": a release number")),
+    }
+    Ok(argv)
+}
+
+const APP_BODY: &[(&str, &str, bool)] = &[("name", "string", true)];
+const NONE: &[(&str, &str, bool)] = &[];
+const NO_QUERY: &[(&str, &str)] = &[];
+
+macro_rules! route {
+    ($method:literal, $path:literal, $summary:literal, $shape:ident, $build:expr) => {
+        route!($method, $path, $summary, $shape, NONE, NO_QUERY, false, $build)
+    };
+    ($method:literal, $path:literal, $summary:literal, $shape:ident, $body:expr, $query:expr, $created:literal, $build:expr) => {
+        Route { method: $method, path: $path, summary: $summary, body: $body, query: $query, shape: Shape::$shape, created: $created, build: $build }
+    };
+}
+
+/// Every route of the API, in the order the OpenAPI document lists them.
+pub static ROUTES: &[Route] = &[
+    route!("GET", "/api/v1/apps", "List the apps", Json, |_| Ok(line(&["apps:list", "--format", "json"]))),
+    route!("POST", "/api/v1/apps", "Create an app", Lines, APP_BODY, NO_QUERY, true, |r| Ok(line(&["apps:create", body_str(r, "name")?]))),
+    route!("GET", "/api/v1/apps/{app}", "An app's report", Json, |r| with_app(r, &["apps:report", "--format", "json"])),
+    route!("DELETE", "/api/v1/apps/{app}", "Destroy an app", Lines, |r| with_app(r, &["apps:destroy", "--force"])),
+    route!("GET", "/api/v1/apps/{app}/releases", "An app's releases", Json, |r| with_app(r, &["releases", "--format", "json"])),
+    route!("POST", "/api/v1/apps/{app}/rollback", "Roll back to the previous release, or to `version`", Lines, &[("version", "integer", false)], NO_QUERY, false, rollback),
+    route!("POST", "/api/v1/apps/{app}/deploys", "Deploy an image this server has", Lines, &[("image", "string", true)], NO_QUERY, true, |r| {
+        let image = body_str(r, "image")?;
+        with_app(r, &["git:from-image", image])
+    }),
+    route!("GET", "/api/v1/apps/{app}/config", "An app's config (values hidden unless the token may write)", Json, |r| with_app(r, &["config:show", "--format", "json"])),
+    route!("PATCH", "/api/v1/apps/{app}/config", "Set config values (a string) and unset keys (null), in one release", Lines, &[("KEY", "string|null", false)], NO_QUERY, false, config_patch),
+    route!("GET", "/api/v1/apps/{app}/domains", "An app's domains", Json, |r| with_app(r, &["domains:report", "--format", "json"])),
+    route!("POST", "/api/v1/apps/{app}/domains", "Add a domain", Lines, &[("domain", "string", true)], NO_QUERY, true, |r| {
+        let domain = body_str(r, "domain")?;
+        with_app(r, &["domains:add", domain])
+    }),
+    route!("DELETE", "/api/v1/apps/{app}/domains/{domain}", "Remove a domain", Lines, |r| {
+        let domain = param(r, "domain")?;
+        with_app(r, &["domains:remove", domain])
+    }),
+    route!("GET", "/api/v1/apps/{app}/processes", "What runs: each instance, its state and where", Json, |r| with_app(r, &["ps:report", "--format", "json"])),
+    route!("PATCH", "/api/v1/apps/{app}/formation", "Scale process types", Lines, &[("PROCESS", "integer", false)], NO_QUERY, false, formation),
+    route!("POST", "/api/v1/apps/{app}/actions/{action}", "restart, stop, start or rebuild", Lines, action),
+    route!("GET", "/api/v1/apps/{app}/logs", "The app's last log lines", Lines, NONE, &[("tail", "integer"), ("process", "string")], false, logs),
+    route!("GET", "/api/v1/apps/{app}/certificate", "The app's certificate", Json, |r| with_app(r, &["certs:report", "--format", "json"])),
+    route!("GET", "/api/v1/apps/{app}/previews", "The app's previews", Json, |r| with_app(r, &["previews", "--format", "json"])),
+    route!("GET", "/api/v1/events", "The audit log (the caller's apps)", Json, NONE, &[("app", "string"), ("n", "integer")], false, events),
+    route!("GET", "/api/v1/tokens", "The tokens the caller's key made", Json, |_| Ok(line(&["tokens:list", "--format", "json"]))),
+];
+
+/// The HTTP status of a command's one-line error. Pure.
+pub fn status_of(message: &str, code: i32) -> u16 {
+    if code == crate::commands::EXIT_USAGE {
+        400
+    } else if message.starts_with("Permission denied") {
+        403
+    } else if message.contains("does not exist") || message.contains("has not been deployed") {
+        404
+    } else if message.contains("already exists") || message.contains("exists already") || message.contains("is locked") || message.contains("is being deployed") {
+        409
+    } else {
+        422
+    }
+}
+
+/// Failed authentications by address.
+#[derive(Default)]
+struct Failures(Mutex<HashMap<IpAddr, (u32, Instant)>>);
+
+impl Failures {
+    fn blocked(&self, ip: IpAddr) -> bool {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&ip).is_some_and(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+    }
+
+    fn failed(&self, ip: IpAddr) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(ip).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= FAILURE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+        // Bounded: addresses whose window ended go.
+        if map.len() > 10_000 {
+            map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        }
+    }
+}
+
+pub struct Api {
+    engine: Arc<Engine>,
+    failures: Failures,
+    last_used: Mutex<HashMap<String, Instant>>,
+}
+
+/// The caller a token stands for: never more than the key that made it has now (a token
+/// whose key is gone is no more).
+fn caller_of(engine: &Engine, token: &crate::store::Token) -> Option<Caller> {
+    let maker = if token.created_by == "root" { Some((Role::Admin, Access::Admin)) } else { engine.store.load_keys().ok()?.keys.into_iter().find(|k| k.name == token.created_by).map(|k| { let c = Caller::of_key(&k); (c.role, c.access) }) };
+    let (maker_role, maker_access) = maker?;
+    let role = match (&maker_role, &token.apps) {
+        (Role::Admin, None) => Role::Admin,
+        (Role::Admin, Some(apps)) => Role::App { apps: apps.clone() },
+        (Role::App { apps: own }, None) => Role::App { apps: own.clone() },
+        (Role::App { apps: own }, Some(apps)) => Role::App { apps: apps.iter().filter(|a| own.contains(a)).cloned().collect() },
+    };
+    Some(Caller { name: format!("token:{}", token.name), role, local: false, may_create: false, access: token.scope.min(maker_access), door: Door::Api })
+}
+
+impl Api {
+    pub fn new(engine: Arc<Engine>) -> Arc<Api> {
+        Arc::new(Api { engine, failures: Failures::default(), last_used: Mutex::new(HashMap::new()) })
+    }
+
+    fn authenticate(&self, headers: &HeaderMap, ip: IpAddr) -> Result<Caller, ApiError> {
+        if self.failures.blocked(ip) {
+            return Err(ApiError::new(429, "Too many failed authentications from this address: wait a minute"));
+        }
+        let secret = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+        let Some(secret) = secret else {
+            return Err(ApiError::new(401, "Authorization: Bearer TOKEN is required (tokens:create over ssh makes one)"));
+        };
+        let now = chrono::Utc::now().timestamp();
+        let tokens = self.engine.store.load_tokens().map_err(|e| ApiError::new(500, e.to_string()))?;
+        let Some(token) = tokens.find(secret, now) else {
+            self.failures.failed(ip);
+            return Err(ApiError::new(401, "Invalid or expired token"));
+        };
+        let caller = caller_of(&self.engine, token).ok_or_else(|| {
+            self.failures.failed(ip);
+            ApiError::new(401, "Invalid or expired token")
+        })?;
+        self.touch(&token.name, now);
+        Ok(caller)
+    }
+
+    /// Notes a token's use (at most once a minute: the file is not written per request).
+    fn touch(&self, name: &str, now: i64) {
+        {
+            let mut seen = self.last_used.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.get(name).is_some_and(|at| at.elapsed() < LAST_USED_EVERY) {
+                return;
+            }
+            seen.insert(name.to_string(), Instant::now());
+        }
+        let engine = self.engine.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let _keys = engine.store.lock_keys().await;
+            if let Ok(mut tokens) = engine.store.load_tokens()
+                && let Some(token) = tokens.tokens.iter_mut().find(|t| t.name == name)
+            {
+                token.last_used_at = Some(now);
+                let _ = engine.store.save_tokens(&tokens);
+            }
+        });
+    }
+
+    async fn serve_route(&self, route: &'static Route, caller: Caller, request: &Request<'_>) -> Response {
+        let argv = match (route.build)(request) {
+            Ok(argv) => argv,
+            Err(e) => return e.into_response(),
+        };
+        let (code, stdout, stderr) = run(self.engine.clone(), caller, argv).await;
+        if code != 0 {
+            let message = stderr.lines().map(|l| l.trim_start_matches(" !").trim()).find(|l| !l.is_empty()).unwrap_or("the command failed").to_string();
+            return ApiError::new(status_of(&message, code), message).into_response();
+        }
+        let status = if route.created { StatusCode::CREATED } else { StatusCode::OK };
+        match route.shape {
+            Shape::Json => match serde_json::from_str::<Value>(stdout.trim()) {
+                Ok(value) => (status, axum::Json(value)).into_response(),
+                Err(_) => ApiError::new(500, "the command's report is not JSON").into_response(),
+            },
+            Shape::Lines => {
+                let lines: Vec<&str> = stdout.lines().collect();
+                (status, axum::Json(json!({"output": lines}))).into_response()
+            }
+        }
+    }
+}
+
+/// Runs a command line for `caller` with no input: (exit code, stdout, stderr).
+async fn run(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> (i32, String, String) {
+    let running = crate::session::spawn(engine, caller, argv, None);
+    drop(running.stdin);
+    let mut output = running.output;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    while let Some(chunk) = output.recv().await {
+        match chunk {
+            Chunk::Stdout(bytes) if stdout.len() < MAX_OUTPUT => stdout.extend(bytes),
+            Chunk::Stderr(bytes) if stderr.len() < MAX_OUTPUT => stderr.extend(bytes),
+            _ => {}
+        }
+    }
+    let code = running.exit.code().await;
+    drop(running.held);
+    (code, String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+type Shared = Arc<Api>;
+
+/// The router: every row of [`ROUTES`], the OpenAPI document, JSON 404/405s.
+pub fn router(api: Shared) -> axum::Router {
+    let mut router = axum::Router::new().route("/api/v1/openapi.json", axum::routing::get(|| async { axum::Json(openapi()) }));
+    for route in ROUTES {
+        let method: Method = route.method.parse().expect("a method");
+        let filter = axum::routing::MethodFilter::try_from(method).expect("a method filter");
+        let handler = move |State(api): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Path(params): Path<HashMap<String, String>>, Query(query): Query<HashMap<String, String>>, headers: HeaderMap, body: Bytes| async move {
+            let caller = match api.authenticate(&headers, peer.ip()) {
+                Ok(caller) => caller,
+                Err(e) => return e.into_response(),
+            };
+            let body: Value = if body.is_empty() {
+                Value::Null
+            } else {
+                match serde_json::from_slice(&body) {
+                    Ok(value) => value,
+                    Err(e) => return ApiError::new(400, format!("The body is not JSON: {e}")).into_response(),
+                }
+            };
+            api.serve_route(route, caller, &Request { params: &params, query: &query, body: &body }).await
+        };
+        router = router.route(route.path, axum::routing::on(filter, handler));
+    }
+    router
+        .fallback(|| async { ApiError::new(404, "No such API path (see /api/v1/openapi.json)") })
+        .method_not_allowed_fallback(|| async { ApiError::new(405, "Method not allowed here (see /api/v1/openapi.json)") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
+
+/// Serves the API on `listener` until `stop`.
+pub async fn serve(listener: tokio::net::TcpListener, engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let app = router(Api::new(engine)).into_make_service_with_connect_info::<SocketAddr>();
+    let stopped = async move {
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+        tracing::error!("the API stopped: {e}");
+    }
+}
+
+/// The OpenAPI 3 document of [`ROUTES`].
+pub fn openapi() -> Value {
+    let error = json!({"$ref": "#/components/schemas/Error"});
+    let mut paths = serde_json::Map::new();
+    for route in ROUTES {
+        let mut parameters: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        parameters.extend(route.query.iter().map(|(name, kind)| json!({"name": name, "in": "query", "required": false, "schema": {"type": kind}})));
+        let ok = if route.created { "201" } else { "200" };
+        let body = match route.shape {
+            Shape::Json => json!({"type": "object"}),
+            Shape::Lines => json!({"$ref": "#/components/schemas/Output"}),
+        };
+        let mut responses = serde_json::Map::new();
+        responses.insert(ok.into(), json!({"description": "Done", "content": {"application/json": {"schema": body}}}));
+        for (code, what) in [("400", "Malformed request"), ("401", "No valid token"), ("403", "The token may not do this"), ("404", "Not found"), ("409", "Conflicts with the state"), ("413", "Body too large"), ("422", "Invalid value"), ("429", "Too many failed authentications")] {
+            responses.insert(code.into(), json!({"description": what, "content": {"application/json": {"schema": error}}}));
+        }
+        let mut operation = json!({"summary": route.summary, "operationId": operation_id(route), "parameters": parameters, "responses": responses, "security": [{"token": []}]});
+        if !route.body.is_empty() {
+            let (named, free): (Vec<_>, Vec<_>) = route.body.iter().partition(|(name, _, _)| name.chars().all(|c| c.is_ascii_lowercase()));
+            let properties: serde_json::Map<String, Value> = named.iter().map(|(name, kind, _)| (name.to_string(), json!({"type": kind}))).collect();
+            let required: Vec<&str> = named.iter().filter(|(_, _, r)| *r).map(|(name, _, _)| *name).collect();
+            let mut schema = json!({"type": "object", "properties": properties});
+            if !required.is_empty() {
+                schema["required"] = json!(required);
+            }
+            if let Some((_, kind, _)) = free.first() {
+                let types: Vec<&str> = kind.split('|').collect();
+                schema["additionalProperties"] = json!({"type": types});
+            }
+            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema}}});
+        }
+        let entry = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
+        entry[route.method.to_ascii_lowercase()] = operation;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "berth", "version": env!("CARGO_PKG_VERSION"), "description": "Everything the ssh commands do: the same commands, the same authorization, the same errors."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["status", "message"], "properties": {"status": {"type": "integer"}, "message": {"type": "string"}}}}},
+                "Output": {"type": "object", "required": ["output"], "properties": {"output": {"type": "array", "items": {"type": "string"}}}}
+            }
+        }
+    })
+}
+
+fn operation_id(route: &Route) -> String {
+    let words: Vec<String> = route.path.trim_start_matches("/api/v1/").split('/').map(|s| s.trim_matches(|c| c == '{' || c == '}').replace('-', "_")).collect();
+    format!("{}_{}", route.method.to_ascii_lowercase(), words.join("_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(params: &[(&str, &str)], body: Value) -> (HashMap<String, String>, Value) {
+        (params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), body)
+    }
+
+    fn build(method: &str, path: &str, params: &[(&str, &str)], body: Value) -> Result<Vec<String>, ApiError> {
+        let route = ROUTES.iter().find(|r| r.method == method && r.path == path).unwrap();
+        let (params, body) = request(params, body);
+        (route.build)(&Request { params: &params, query: &HashMap::new(), body: &body })
+    }
+
+    #[test]
+    fn requests_become_the_command_lines_ssh_takes() {
+        assert_eq!(build("POST", "/api/v1/apps", &[], json!({"name": "web"})).unwrap(), ["apps:create", "web"]);
+        assert_eq!(build("PATCH", "/api/v1/apps/{app}/formation", &[("app", "web")], json!({"web": 2})).unwrap(), ["ps:scale", "web", "web=2"]);
+        assert_eq!(build("PATCH", "/api/v1/apps/{app}/config", &[("app", "web")], json!({"A": "b c", "B": null})).unwrap(), ["config:set", "web", "--encoded", "A=YiBj", "--unset=B"]);
+        assert_eq!(build("POST", "/api/v1/apps/{app}/rollback", &[("app", "web")], json!({"version": 3})).unwrap(), ["releases:rollback", "web", "v3"]);
+    }
+
+    #[test]
+    fn nothing_from_a_request_becomes_an_option() {
+        assert_eq!(build("DELETE", "/api/v1/apps/{app}", &[("app", "--help")], Value::Null).unwrap_err().status, 422);
+        assert_eq!(build("POST", "/api/v1/apps", &[], json!({"name": "--force"})).unwrap_err().status, 422);
+        assert_eq!(build("PATCH", "/api/v1/apps/{app}/config", &[("app", "web")], json!({"--x": "1"})).unwrap_err().status, 422);
+        assert_eq!(build("POST", "/api/v1/apps", &[], json!({"name": 3})).unwrap_err().status, 422);
+        assert_eq!(build("PATCH", "/api/v1/apps/{app}/formation", &[("app", "web")], json!({"web": -1})).unwrap_err().status, 422);
+    }
+
+    #[test]
+    fn errors_get_the_status_that_fits() {
+        assert_eq!(status_of("App nothere does not exist", 1), 404);
+        assert_eq!(status_of("Permission denied: key x may not manage app y", 1), 403);
+        assert_eq!(status_of("App web already exists", 1), 409);
+        assert_eq!(status_of("Invalid app name \"A\"", 1), 422);
+        assert_eq!(status_of("unexpected argument", crate::commands::EXIT_USAGE), 400);
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_route_once() {
+        let doc = openapi();
+        for route in ROUTES {
+            assert!(doc["paths"][route.path][route.method.to_ascii_lowercase()].is_object(), "{} {}", route.method, route.path);
+        }
+        let ids: std::collections::HashSet<String> = ROUTES.iter().map(operation_id).collect();
+        assert_eq!(ids.len(), ROUTES.len(), "operation ids are unique");
+    }
+}
