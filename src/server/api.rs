@@ -38,6 +38,8 @@ pub enum Shape {
     Json,
     /// Lines for a person: `{"output": [lines]}`.
     Lines,
+    /// Lines as they come, as server-sent events (`data: LINE`), until the client goes.
+    Stream,
 }
 
 /// What a route reads from the request, and the command line it makes of it.
@@ -230,6 +232,11 @@ pub static ROUTES: &[Route] = &[
     route!("PATCH", "/api/v1/apps/{app}/formation", "Scale process types", Lines, &[("PROCESS", "integer", false)], NO_QUERY, false, formation),
     route!("POST", "/api/v1/apps/{app}/actions/{action}", "restart, stop, start or rebuild", Lines, action),
     route!("GET", "/api/v1/apps/{app}/logs", "The app's last log lines", Lines, NONE, &[("tail", "integer"), ("process", "string")], false, logs),
+    route!("GET", "/api/v1/apps/{app}/logs/stream", "The app's log lines as they are written (server-sent events)", Stream, NONE, &[("tail", "integer"), ("process", "string")], false, |r| {
+        let mut argv = logs(r)?;
+        argv.push("-t".into());
+        Ok(argv)
+    }),
     route!("GET", "/api/v1/apps/{app}/certificate", "The app's certificate", Json, |r| with_app(r, &["certs:report", "--format", "json"])),
     route!("GET", "/api/v1/apps/{app}/previews", "The app's previews", Json, |r| with_app(r, &["previews", "--format", "json"])),
     route!("GET", "/api/v1/events", "The audit log (the caller's apps)", Json, NONE, &[("app", "string"), ("n", "integer")], false, events),
@@ -349,10 +356,12 @@ impl Api {
             Ok(argv) => argv,
             Err(e) => return e.into_response(),
         };
+        if route.shape == Shape::Stream {
+            return stream(self.engine.clone(), caller, argv).await;
+        }
         let (code, stdout, stderr) = run(self.engine.clone(), caller, argv).await;
         if code != 0 {
-            let message = stderr.lines().map(|l| l.trim_start_matches(" !").trim()).find(|l| !l.is_empty()).unwrap_or("the command failed").to_string();
-            return ApiError::new(status_of(&message, code), message).into_response();
+            return failure(code, &stderr).into_response();
         }
         let status = if route.created { StatusCode::CREATED } else { StatusCode::OK };
         match route.shape {
@@ -360,12 +369,72 @@ impl Api {
                 Ok(value) => (status, axum::Json(value)).into_response(),
                 Err(_) => ApiError::new(500, "the command's report is not JSON").into_response(),
             },
-            Shape::Lines => {
+            Shape::Lines | Shape::Stream => {
                 let lines: Vec<&str> = stdout.lines().collect();
                 (status, axum::Json(json!({"output": lines}))).into_response()
             }
         }
     }
+}
+
+/// The error of a command that failed: its first line, the status that fits.
+fn failure(code: i32, stderr: &str) -> ApiError {
+    let message = stderr.lines().map(|l| l.trim_start_matches(" !").trim()).find(|l| !l.is_empty()).unwrap_or("the command failed").to_string();
+    ApiError::new(status_of(&message, code), message)
+}
+
+/// Runs a command that goes on (`logs -t`) and streams its stdout as server-sent events, a
+/// line each, until the client goes (the command ends with it). One that fails at once is
+/// a JSON error like any other.
+async fn stream(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> Response {
+    let running = crate::session::spawn(engine, caller, argv, None);
+    drop(running.stdin);
+    let mut output = running.output;
+    let first = tokio::time::timeout(Duration::from_millis(500), output.recv()).await;
+    let first = match first {
+        Ok(Some(Chunk::Stderr(bytes))) => {
+            let mut stderr = bytes;
+            while let Some(chunk) = output.recv().await {
+                if let Chunk::Stderr(bytes) = chunk {
+                    stderr.extend(bytes);
+                }
+            }
+            let code = running.exit.code().await;
+            return failure(code.max(1), &String::from_utf8_lossy(&stderr)).into_response();
+        }
+        Ok(Some(Chunk::Stdout(bytes))) => bytes,
+        Ok(None) => {
+            let code = running.exit.code().await;
+            if code != 0 {
+                return failure(code, "").into_response();
+            }
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    };
+    let held = running.held;
+    let events = futures_util::stream::unfold((output, first, Vec::new(), held), |(mut output, mut pending, mut partial, held)| async move {
+        loop {
+            if !pending.is_empty() {
+                partial.extend(std::mem::take(&mut pending));
+                if let Some(end) = partial.iter().rposition(|b| *b == b'\n') {
+                    let rest = partial.split_off(end + 1);
+                    let whole = std::mem::replace(&mut partial, rest);
+                    let frames: String = String::from_utf8_lossy(&whole).lines().map(|l| format!("data: {l}\n\n")).collect();
+                    return Some((Ok::<_, std::convert::Infallible>(Bytes::from(frames)), (output, pending, partial, held)));
+                }
+            }
+            match output.recv().await? {
+                Chunk::Stdout(bytes) => pending = bytes,
+                Chunk::Stderr(_) => {}
+            }
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(axum::body::Body::from_stream(events))
+        .unwrap_or_else(|_| ApiError::new(500, "cannot stream").into_response())
 }
 
 /// Runs a command line for `caller` with no input: (exit code, stdout, stderr).
@@ -446,12 +515,13 @@ pub fn openapi() -> Value {
             .collect();
         parameters.extend(route.query.iter().map(|(name, kind)| json!({"name": name, "in": "query", "required": false, "schema": {"type": kind}})));
         let ok = if route.created { "201" } else { "200" };
-        let body = match route.shape {
-            Shape::Json => json!({"type": "object"}),
-            Shape::Lines => json!({"$ref": "#/components/schemas/Output"}),
+        let content = match route.shape {
+            Shape::Json => json!({"application/json": {"schema": {"type": "object"}}}),
+            Shape::Lines => json!({"application/json": {"schema": {"$ref": "#/components/schemas/Output"}}}),
+            Shape::Stream => json!({"text/event-stream": {"schema": {"type": "string"}}}),
         };
         let mut responses = serde_json::Map::new();
-        responses.insert(ok.into(), json!({"description": "Done", "content": {"application/json": {"schema": body}}}));
+        responses.insert(ok.into(), json!({"description": "Done", "content": content}));
         for (code, what) in [("400", "Malformed request"), ("401", "No valid token"), ("403", "The token may not do this"), ("404", "Not found"), ("409", "Conflicts with the state"), ("413", "Body too large"), ("422", "Invalid value"), ("429", "Too many failed authentications")] {
             responses.insert(code.into(), json!({"description": what, "content": {"application/json": {"schema": error}}}));
         }

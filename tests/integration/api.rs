@@ -126,3 +126,31 @@ fn failed_authentications_are_limited_per_address() {
     error(&d.api("GET", "/api/v1/apps", Some("berth_guess"), None), 429, "Too many failed authentications");
     error(&d.api("GET", "/api/v1/apps", Some(&good), None), 429, "", );
 }
+
+#[test]
+fn logs_stream_as_server_sent_events_until_the_client_goes() {
+    base_image();
+    let d = Daemon::start();
+    let repo = AppRepo::new(&d, "ticker");
+    repo.write(
+        "Dockerfile",
+        "FROM berth-test/busybox\nRUN mkdir /www && echo hi > /www/index.html\nCMD [\"sh\", \"-c\", \"(while true; do echo tick; sleep 0.2; done) & exec httpd -f -p $PORT -h /www\"]\n",
+    )
+    .commit("v1");
+    assert_eq!(repo.push(&d, "main").code, 0);
+    let reader = token(&d, None, "reader --scope read");
+    error(&d.api("GET", "/api/v1/apps/nothere/logs/stream", Some(&reader), None), 404, "App nothere does not exist");
+    let out = std::process::Command::new("curl")
+        .args(["-sN", "--max-time", "2", "-H", &format!("Authorization: Bearer {reader}")])
+        .arg(format!("http://{}/api/v1/apps/ticker/logs/stream?tail=1", d.api_address()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ticks = text.lines().filter(|l| l.starts_with("data: ") && l.ends_with("tick")).count();
+    assert!(ticks >= 4, "new lines arrive as events: {text:?}");
+    // The client went: so did the command (its end is in the audit log).
+    poll(std::time::Duration::from_secs(10), "the followed logs command to end", || {
+        let events = d.ssh("events --app ticker --format json").ok().stdout.clone();
+        if events.contains("\"command\":\"logs\"") { Ok(()) } else { Err(events) }
+    });
+}
