@@ -391,6 +391,7 @@ pub enum Door {
     Local,
     Ssh,
     Api,
+    Dashboard,
 }
 
 impl Door {
@@ -399,6 +400,7 @@ impl Door {
             Door::Local => "local",
             Door::Ssh => "ssh",
             Door::Api => "api",
+            Door::Dashboard => "dashboard",
         }
     }
 }

@@ -13,6 +13,7 @@ mod checks;
 mod cluster;
 mod config;
 mod cron;
+mod dashboard;
 mod doctor;
 mod domains;
 pub mod events;
@@ -205,6 +206,7 @@ namespaces! {
     Doctor => doctor,
     Tokens => tokens,
     Events => events,
+    Dashboard => dashboard,
 }
 
 /// Who may run a command.

@@ -52,7 +52,7 @@ impl Cmd {
 
 /// Tokens are made over ssh or on the server, by a key's holder: not by another token.
 fn maker(ctx: &Ctx<'_>) -> Result<(), super::CmdError> {
-    if ctx.caller.door == crate::engine::Door::Api {
+    if matches!(ctx.caller.door, crate::engine::Door::Api | crate::engine::Door::Dashboard) {
         return Err(super::CmdError::Denied("tokens are made and revoked over ssh, not with a token".into()));
     }
     Ok(())

@@ -260,15 +260,15 @@ pub fn status_of(message: &str, code: i32) -> u16 {
 
 /// Failed authentications by address.
 #[derive(Default)]
-struct Failures(Mutex<HashMap<IpAddr, (u32, Instant)>>);
+pub(super) struct Failures(Mutex<HashMap<IpAddr, (u32, Instant)>>);
 
 impl Failures {
-    fn blocked(&self, ip: IpAddr) -> bool {
+    pub(super) fn blocked(&self, ip: IpAddr) -> bool {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&ip).is_some_and(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
     }
 
-    fn failed(&self, ip: IpAddr) {
+    pub(super) fn failed(&self, ip: IpAddr) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let entry = map.entry(ip).or_insert((0, Instant::now()));
         if entry.1.elapsed() >= FAILURE_WINDOW {
@@ -283,9 +283,11 @@ impl Failures {
 }
 
 pub struct Api {
-    engine: Arc<Engine>,
-    failures: Failures,
+    pub(super) engine: Arc<Engine>,
+    pub(super) failures: Failures,
     last_used: Mutex<HashMap<String, Instant>>,
+    /// The dashboard's sessions.
+    pub(super) sessions: super::dashboard::Sessions,
 }
 
 /// The caller a token stands for: never more than the key that made it has now (a token
@@ -304,7 +306,7 @@ fn caller_of(engine: &Engine, token: &crate::store::Token) -> Option<Caller> {
 
 impl Api {
     pub fn new(engine: Arc<Engine>) -> Arc<Api> {
-        Arc::new(Api { engine, failures: Failures::default(), last_used: Mutex::new(HashMap::new()) })
+        Arc::new(Api { engine, failures: Failures::default(), last_used: Mutex::new(HashMap::new()), sessions: Default::default() })
     }
 
     fn authenticate(&self, headers: &HeaderMap, ip: IpAddr) -> Result<Caller, ApiError> {
@@ -386,7 +388,7 @@ fn failure(code: i32, stderr: &str) -> ApiError {
 /// Runs a command that goes on (`logs -t`) and streams its stdout as server-sent events, a
 /// line each, until the client goes (the command ends with it). One that fails at once is
 /// a JSON error like any other.
-async fn stream(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> Response {
+pub(super) async fn stream(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> Response {
     let running = crate::session::spawn(engine, caller, argv, None);
     drop(running.stdin);
     let mut output = running.output;
@@ -438,7 +440,7 @@ async fn stream(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> Respo
 }
 
 /// Runs a command line for `caller` with no input: (exit code, stdout, stderr).
-async fn run(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> (i32, String, String) {
+pub(super) async fn run(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> (i32, String, String) {
     let running = crate::session::spawn(engine, caller, argv, None);
     drop(running.stdin);
     let mut output = running.output;
@@ -459,7 +461,7 @@ type Shared = Arc<Api>;
 
 /// The router: every row of [`ROUTES`], the OpenAPI document, JSON 404/405s.
 pub fn router(api: Shared) -> axum::Router {
-    let mut router = axum::Router::new().route("/api/v1/openapi.json", axum::routing::get(|| async { axum::Json(openapi()) }));
+    let mut router = super::dashboard::routes().route("/api/v1/openapi.json", axum::routing::get(|| async { axum::Json(openapi()) }));
     for route in ROUTES {
         let method: Method = route.method.parse().expect("a method");
         let filter = axum::routing::MethodFilter::try_from(method).expect("a method filter");

@@ -1,6 +1,7 @@
 //! The front doors: the embedded SSH server, the HTTP API and the local unix socket.
 
 pub mod api;
+mod dashboard;
 pub mod gate;
 pub mod local;
 mod memory;

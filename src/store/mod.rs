@@ -18,7 +18,7 @@ pub use services::{BackupSchedule, Service};
 pub use tls::{CertSource, Renewal, TlsState};
 pub use global::GlobalConfig;
 pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};
-pub use tokens::{Access, Token, Tokens};
+pub use tokens::{Access, Login, Logins, Token, Tokens};
 pub mod token {
     pub use super::tokens::{duration, hash, new_secret};
 }
@@ -296,6 +296,19 @@ impl Store {
     /// Call with the keys lock held.
     pub fn save_tokens(&self, tokens: &Tokens) -> Result<()> {
         write_toml(&self.tokens_file(), "API tokens (hashes only), what they may do, who made them", tokens, 0o600)
+    }
+
+    fn logins_file(&self) -> PathBuf {
+        self.root.join("keys").join("dashboard-logins.toml")
+    }
+
+    pub fn load_logins(&self) -> Result<Logins> {
+        Ok(read_toml_if_present(&self.logins_file())?.unwrap_or_default())
+    }
+
+    /// Call with the keys lock held.
+    pub fn save_logins(&self, logins: &Logins) -> Result<()> {
+        write_toml(&self.logins_file(), "One-time dashboard logins (hashes only), until they are used or expire", logins, 0o600)
     }
 
     pub fn tls_dir(&self, app: &str) -> PathBuf {

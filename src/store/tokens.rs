@@ -54,6 +54,32 @@ pub struct Token {
     pub last_used_at: Option<i64>,
 }
 
+/// One-time dashboard logins (`dashboard:login`), `keys/dashboard-logins.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Logins {
+    #[serde(default, rename = "login")]
+    pub logins: Vec<Login>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Login {
+    /// Hex SHA-256 of the one-time code.
+    pub hash: String,
+    /// The key whose holder asked (`root` on the server).
+    pub key: String,
+    pub expires_at: i64,
+}
+
+impl Logins {
+    /// Takes the login whose code this is, if it has not expired (expired ones go too).
+    pub fn take(&mut self, code: &str, now: i64) -> Option<Login> {
+        let hashed = hash(code);
+        self.logins.retain(|l| l.expires_at > now);
+        let at = self.logins.iter().position(|l| same(&l.hash, &hashed))?;
+        Some(self.logins.remove(at))
+    }
+}
+
 /// What a new token looks like: `berth_` and 43 characters of base64url (256 random bits).
 pub fn new_secret() -> String {
     use base64::Engine;

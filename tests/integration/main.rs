@@ -8,6 +8,7 @@ mod api;
 mod buildpacks;
 mod commands;
 mod crash;
+mod dashboard;
 mod cron;
 mod deploy;
 mod dokku;
