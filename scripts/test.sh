@@ -9,9 +9,16 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 
-apt_install docker.io nginx libnginx-mod-http-lua git openssh-client openssh-server busybox-static ca-certificates build-essential pkg-config debootstrap pebble openssl curl iproute2 python3 procps chromium chromium-driver python3-selenium docker-registry
+apt_install docker.io nginx libnginx-mod-http-lua git openssh-client openssh-server busybox-static ca-certificates build-essential pkg-config debootstrap pebble openssl curl iproute2 python3 procps chromium chromium-driver python3-selenium python3-venv docker-registry
 ensure_docker
 ensure_rust
+# schemathesis (PyPI, pinned) checks the API's OpenAPI document against the live daemon.
+if [ ! -x target/schemathesis/bin/st ]; then
+    log "Installing schemathesis in target/schemathesis"
+    rm -rf target/schemathesis
+    /usr/bin/python3 -m venv target/schemathesis
+    target/schemathesis/bin/pip install -q --disable-pip-version-check schemathesis==4.32.5
+fi
 
 failed=()
 # Runs one stage; a failure is recorded, not fatal.

@@ -25,7 +25,8 @@ use crate::store::{Access, Role};
 pub const MAX_BODY: usize = 64 * 1024;
 /// A command's output kept for the response.
 const MAX_OUTPUT: usize = 8 * 1024 * 1024;
-/// Failed authentications per address within `FAILURE_WINDOW` before it is refused (429).
+/// Failed authentications per address within `FAILURE_WINDOW` before it is refused (429),
+/// unless berth.toml's `api_auth_failures` says otherwise.
 const MAX_FAILURES: u32 = 10;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// A token's last use is written at most this often.
@@ -34,8 +35,10 @@ const LAST_USED_EVERY: Duration = Duration::from_secs(60);
 /// What a command's stdout is, for the response.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
-    /// A JSON document (`--format json`): the response as it is.
+    /// A JSON object (`--format json`): the response as it is.
     Json,
+    /// A JSON array (`--format json` of a list): the response as it is.
+    List,
     /// Lines for a person: `{"output": [lines]}`.
     Lines,
     /// Lines as they come, as server-sent events (`data: LINE`), until the client goes.
@@ -55,9 +58,9 @@ pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
     pub summary: &'static str,
-    /// The body's fields, for the OpenAPI document: (name, JSON type, required).
-    pub body: &'static [(&'static str, &'static str, bool)],
-    /// The query's parameters: (name, JSON type).
+    /// The body's JSON Schema, for the OpenAPI document (None: no body).
+    pub body: Option<&'static str>,
+    /// The query's parameters: (name, JSON Schema).
     pub query: &'static [(&'static str, &'static str)],
     pub shape: Shape,
     pub created: bool,
@@ -134,6 +137,11 @@ fn config_patch(r: &Request) -> Result<Vec<String>, ApiError> {
     Ok(argv)
 }
 
+/// A JSON number that is a whole one (`2` or `2.0`, as JSON Schema's "integer" takes both).
+fn whole(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| value.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 9.0e15).map(|f| f as u64))
+}
+
 /// PATCH formation: `{"web": 2, "worker": 1}`.
 fn formation(r: &Request) -> Result<Vec<String>, ApiError> {
     let app = param(r, "app")?;
@@ -141,7 +149,7 @@ fn formation(r: &Request) -> Result<Vec<String>, ApiError> {
     let mut argv = line(&["ps:scale", app]);
     for (process, count) in fields {
         word(process, "process")?;
-        let count = count.as_u64().ok_or_else(|| ApiError::new(422, format!("{process}: a count is a whole number")))?;
+        let count = whole(count).ok_or_else(|| ApiError::new(422, format!("{process}: a count is a whole number")))?;
         argv.push(format!("{process}={count}"));
     }
     Ok(argv)
@@ -161,7 +169,7 @@ fn action(r: &Request) -> Result<Vec<String>, ApiError> {
 fn logs(r: &Request) -> Result<Vec<String>, ApiError> {
     let mut argv = with_app(r, &["logs"])?;
     if let Some(n) = r.query.get("tail") {
-        let n: u32 = n.parse().map_err(|_| ApiError::new(422, format!("Invalid tail {}: a number of lines", crate::validate::quoted(n))))?;
+        let n: u32 = n.parse().ok().filter(|n| *n <= 10_000).ok_or_else(|| ApiError::new(422, format!("Invalid tail {}: a number of lines, at most 10000", crate::validate::quoted(n))))?;
         argv.extend(["-n".into(), n.to_string()]);
     }
     if let Some(process) = r.query.get("process") {
@@ -173,10 +181,11 @@ fn logs(r: &Request) -> Result<Vec<String>, ApiError> {
 fn events(r: &Request) -> Result<Vec<String>, ApiError> {
     let mut argv = line(&["events", "--format", "json"]);
     if let Some(app) = r.query.get("app") {
-        argv.extend(["--app".into(), word(app, "app")?.to_string()]);
+        crate::validate::app_name(app).map_err(|e| ApiError::new(422, e.to_string()))?;
+        argv.extend(["--app".into(), app.clone()]);
     }
     if let Some(n) = r.query.get("n") {
-        let n: u32 = n.parse().map_err(|_| ApiError::new(422, format!("Invalid n {}: a number", crate::validate::quoted(n))))?;
+        let n: u32 = n.parse().ok().filter(|n| *n <= 100_000).ok_or_else(|| ApiError::new(422, format!("Invalid n {}: a number, at most 100000", crate::validate::quoted(n))))?;
         argv.extend(["-n".into(), n.to_string()]);
     }
     Ok(argv)
@@ -186,19 +195,48 @@ fn rollback(r: &Request) -> Result<Vec<String>, ApiError> {
     let mut argv = with_app(r, &["releases:rollback"])?;
     match r.body.get("version") {
         None | Some(Value::Null) => {}
-        Some(Value::Number(n)) if n.as_u64().is_some() => argv.push(format!("v{n}")),
+        Some(n) if whole(n).is_some_and(|n| n <= u64::from(u32::MAX)) => argv.push(format!("v{}", whole(n).unwrap_or(0))),
         Some(_) => return Err(ApiError::new(422, "\"version\": a release number")),
     }
     Ok(argv)
 }
 
-const APP_BODY: &[(&str, &str, bool)] = &[("name", "string", true)];
-const NONE: &[(&str, &str, bool)] = &[];
+// JSON Schemas of what requests carry, as strict as the commands' own checks (a value the
+// schema allows is one the command takes, unless the state refuses it).
+const APP: &str = r#"{"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*(\\.[a-z0-9-]+)*$", "maxLength": 63}"#;
+const DOMAIN: &str = r#"{"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", "maxLength": 253}"#;
+const PROCESS: &str = r#"{"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,29}$"}"#;
+const ACTION: &str = r#"{"type": "string", "enum": ["restart", "stop", "start", "rebuild"]}"#;
+const NEW_APP_BODY: &str = r#"{"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*(\\.[a-z0-9]+(-[a-z0-9]+)*)*$", "maxLength": 63}}}"#;
+const DOMAIN_BODY: &str = r#"{"type": "object", "required": ["domain"], "properties": {"domain": DOMAIN}}"#;
+const ROLLBACK_BODY: &str = r#"{"type": "object", "properties": {"version": {"type": "integer", "minimum": 1, "maximum": 4294967295}}}"#;
+const DEPLOY_BODY: &str = r#"{"type": "object", "required": ["image"], "properties": {"image": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$", "maxLength": 255}}}"#;
+const CONFIG_BODY: &str = r#"{"type": "object", "minProperties": 1, "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 255}, "additionalProperties": {"type": ["string", "null"], "pattern": "^[^\\u0000]*$", "maxLength": 4096}}"#;
+const SCALE_BODY: &str = r#"{"type": "object", "minProperties": 1, "propertyNames": PROCESS, "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 100}}"#;
+const TAIL: &str = r#"{"type": "integer", "minimum": 0, "maximum": 10000}"#;
+const COUNT: &str = r#"{"type": "integer", "minimum": 0, "maximum": 100000}"#;
 const NO_QUERY: &[(&str, &str)] = &[];
+
+/// A path parameter's schema, by its name.
+fn path_schema(name: &str) -> &'static str {
+    match name {
+        "app" => APP,
+        "domain" => DOMAIN,
+        "action" => ACTION,
+        _ => r#"{"type": "string"}"#,
+    }
+}
+
+/// A schema of the constants above, with the names of others in it (`"domain": DOMAIN`)
+/// replaced by them.
+fn schema(text: &str) -> Value {
+    let text = text.replace(": DOMAIN", &format!(": {DOMAIN}")).replace(": PROCESS", &format!(": {PROCESS}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("a schema that is not JSON ({e}): {text}"))
+}
 
 macro_rules! route {
     ($method:literal, $path:literal, $summary:literal, $shape:ident, $build:expr) => {
-        route!($method, $path, $summary, $shape, NONE, NO_QUERY, false, $build)
+        route!($method, $path, $summary, $shape, None, NO_QUERY, false, $build)
     };
     ($method:literal, $path:literal, $summary:literal, $shape:ident, $body:expr, $query:expr, $created:literal, $build:expr) => {
         Route { method: $method, path: $path, summary: $summary, body: $body, query: $query, shape: Shape::$shape, created: $created, build: $build }
@@ -207,20 +245,20 @@ macro_rules! route {
 
 /// Every route of the API, in the order the OpenAPI document lists them.
 pub static ROUTES: &[Route] = &[
-    route!("GET", "/api/v1/apps", "List the apps", Json, |_| Ok(line(&["apps:list", "--format", "json"]))),
-    route!("POST", "/api/v1/apps", "Create an app", Lines, APP_BODY, NO_QUERY, true, |r| Ok(line(&["apps:create", body_str(r, "name")?]))),
+    route!("GET", "/api/v1/apps", "List the apps", List, |_| Ok(line(&["apps:list", "--format", "json"]))),
+    route!("POST", "/api/v1/apps", "Create an app", Lines, Some(NEW_APP_BODY), NO_QUERY, true, |r| Ok(line(&["apps:create", body_str(r, "name")?]))),
     route!("GET", "/api/v1/apps/{app}", "An app's report", Json, |r| with_app(r, &["apps:report", "--format", "json"])),
     route!("DELETE", "/api/v1/apps/{app}", "Destroy an app", Lines, |r| with_app(r, &["apps:destroy", "--force"])),
-    route!("GET", "/api/v1/apps/{app}/releases", "An app's releases", Json, |r| with_app(r, &["releases", "--format", "json"])),
-    route!("POST", "/api/v1/apps/{app}/rollback", "Roll back to the previous release, or to `version`", Lines, &[("version", "integer", false)], NO_QUERY, false, rollback),
-    route!("POST", "/api/v1/apps/{app}/deploys", "Deploy an image this server has", Lines, &[("image", "string", true)], NO_QUERY, true, |r| {
+    route!("GET", "/api/v1/apps/{app}/releases", "An app's releases", List, |r| with_app(r, &["releases", "--format", "json"])),
+    route!("POST", "/api/v1/apps/{app}/rollback", "Roll back to the previous release, or to `version`", Lines, Some(ROLLBACK_BODY), NO_QUERY, false, rollback),
+    route!("POST", "/api/v1/apps/{app}/deploys", "Deploy an image this server has", Lines, Some(DEPLOY_BODY), NO_QUERY, true, |r| {
         let image = body_str(r, "image")?;
         with_app(r, &["git:from-image", image])
     }),
     route!("GET", "/api/v1/apps/{app}/config", "An app's config (values hidden unless the token may write)", Json, |r| with_app(r, &["config:show", "--format", "json"])),
-    route!("PATCH", "/api/v1/apps/{app}/config", "Set config values (a string) and unset keys (null), in one release", Lines, &[("KEY", "string|null", false)], NO_QUERY, false, config_patch),
+    route!("PATCH", "/api/v1/apps/{app}/config", "Set config values (a string) and unset keys (null), in one release", Lines, Some(CONFIG_BODY), NO_QUERY, false, config_patch),
     route!("GET", "/api/v1/apps/{app}/domains", "An app's domains", Json, |r| with_app(r, &["domains:report", "--format", "json"])),
-    route!("POST", "/api/v1/apps/{app}/domains", "Add a domain", Lines, &[("domain", "string", true)], NO_QUERY, true, |r| {
+    route!("POST", "/api/v1/apps/{app}/domains", "Add a domain", Lines, Some(DOMAIN_BODY), NO_QUERY, true, |r| {
         let domain = body_str(r, "domain")?;
         with_app(r, &["domains:add", domain])
     }),
@@ -229,47 +267,56 @@ pub static ROUTES: &[Route] = &[
         with_app(r, &["domains:remove", domain])
     }),
     route!("GET", "/api/v1/apps/{app}/processes", "What runs: each instance, its state and where", Json, |r| with_app(r, &["ps:report", "--format", "json"])),
-    route!("PATCH", "/api/v1/apps/{app}/formation", "Scale process types", Lines, &[("PROCESS", "integer", false)], NO_QUERY, false, formation),
+    route!("PATCH", "/api/v1/apps/{app}/formation", "Scale process types", Lines, Some(SCALE_BODY), NO_QUERY, false, formation),
     route!("POST", "/api/v1/apps/{app}/actions/{action}", "restart, stop, start or rebuild", Lines, action),
-    route!("GET", "/api/v1/apps/{app}/logs", "The app's last log lines", Lines, NONE, &[("tail", "integer"), ("process", "string")], false, logs),
-    route!("GET", "/api/v1/apps/{app}/logs/stream", "The app's log lines as they are written (server-sent events)", Stream, NONE, &[("tail", "integer"), ("process", "string")], false, |r| {
+    route!("GET", "/api/v1/apps/{app}/logs", "The app's last log lines", Lines, None, &[("tail", TAIL), ("process", PROCESS)], false, logs),
+    route!("GET", "/api/v1/apps/{app}/logs/stream", "The app's log lines as they are written (server-sent events)", Stream, None, &[("tail", TAIL), ("process", PROCESS)], false, |r| {
         let mut argv = logs(r)?;
         argv.push("-t".into());
         Ok(argv)
     }),
     route!("GET", "/api/v1/apps/{app}/certificate", "The app's certificate", Json, |r| with_app(r, &["certs:report", "--format", "json"])),
-    route!("GET", "/api/v1/apps/{app}/previews", "The app's previews", Json, |r| with_app(r, &["previews", "--format", "json"])),
-    route!("GET", "/api/v1/events", "The audit log (the caller's apps)", Json, NONE, &[("app", "string"), ("n", "integer")], false, events),
-    route!("GET", "/api/v1/tokens", "The tokens the caller's key made", Json, |_| Ok(line(&["tokens:list", "--format", "json"]))),
+    route!("GET", "/api/v1/apps/{app}/previews", "The app's previews", List, |r| with_app(r, &["previews", "--format", "json"])),
+    route!("GET", "/api/v1/events", "The audit log (the caller's apps)", List, None, &[("app", APP), ("n", COUNT)], false, events),
+    route!("GET", "/api/v1/tokens", "The tokens the caller's key made", List, |_| Ok(line(&["tokens:list", "--format", "json"]))),
 ];
 
-/// The HTTP status of a command's one-line error. Pure.
+/// The HTTP status of a command's one-line error: 400 a line the grammar refuses, 403 a
+/// caller who may not, 404 what does not exist, 422 a value the checks refuse (their
+/// words start with "Invalid"), 409 anything else: what the state refuses now (not
+/// deployed, exists already, locked). Pure.
 pub fn status_of(message: &str, code: i32) -> u16 {
     if code == crate::commands::EXIT_USAGE {
         400
     } else if message.starts_with("Permission denied") {
         403
-    } else if message.contains("does not exist") || message.contains("has not been deployed") {
+    } else if message.contains("does not exist") || message.starts_with("No such") {
         404
-    } else if message.contains("already exists") || message.contains("exists already") || message.contains("is locked") || message.contains("is being deployed") {
-        409
-    } else {
+    } else if message.starts_with("Invalid") {
         422
+    } else {
+        409
     }
 }
 
 /// Failed authentications by address.
-#[derive(Default)]
-pub(super) struct Failures(Mutex<HashMap<IpAddr, (u32, Instant)>>);
+pub(super) struct Failures {
+    seen: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    limit: u32,
+}
 
 impl Failures {
+    fn new(limit: u32) -> Failures {
+        Failures { seen: Mutex::new(HashMap::new()), limit }
+    }
+
     pub(super) fn blocked(&self, ip: IpAddr) -> bool {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&ip).is_some_and(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+        let map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&ip).is_some_and(|(n, since)| *n >= self.limit && since.elapsed() < FAILURE_WINDOW)
     }
 
     pub(super) fn failed(&self, ip: IpAddr) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let entry = map.entry(ip).or_insert((0, Instant::now()));
         if entry.1.elapsed() >= FAILURE_WINDOW {
             *entry = (0, Instant::now());
@@ -306,17 +353,19 @@ fn caller_of(engine: &Engine, token: &crate::store::Token) -> Option<Caller> {
 
 impl Api {
     pub fn new(engine: Arc<Engine>) -> Arc<Api> {
-        Arc::new(Api { engine, failures: Failures::default(), last_used: Mutex::new(HashMap::new()), sessions: Default::default() })
+        let limit = engine.store.load_global().ok().and_then(|g| g.api_auth_failures).unwrap_or(MAX_FAILURES);
+        Arc::new(Api { engine, failures: Failures::new(limit), last_used: Mutex::new(HashMap::new()), sessions: Default::default() })
     }
 
     fn authenticate(&self, headers: &HeaderMap, ip: IpAddr) -> Result<Caller, ApiError> {
-        if self.failures.blocked(ip) {
-            return Err(ApiError::new(429, "Too many failed authentications from this address: wait a minute"));
-        }
         let secret = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
         let Some(secret) = secret else {
             return Err(ApiError::new(401, "Authorization: Bearer TOKEN is required (tokens:create over ssh makes one)"));
         };
+        // Only a guess is limited: a request with no token at all guesses nothing.
+        if self.failures.blocked(ip) {
+            return Err(ApiError::new(429, "Too many failed authentications from this address: wait a minute"));
+        }
         let now = chrono::Utc::now().timestamp();
         let tokens = self.engine.store.load_tokens().map_err(|e| ApiError::new(500, e.to_string()))?;
         let Some(token) = tokens.find(secret, now) else {
@@ -367,7 +416,7 @@ impl Api {
         }
         let status = if route.created { StatusCode::CREATED } else { StatusCode::OK };
         match route.shape {
-            Shape::Json => match serde_json::from_str::<Value>(stdout.trim()) {
+            Shape::Json | Shape::List => match serde_json::from_str::<Value>(stdout.trim()) {
                 Ok(value) => (status, axum::Json(value)).into_response(),
                 Err(_) => ApiError::new(500, "the command's report is not JSON").into_response(),
             },
@@ -513,40 +562,30 @@ pub fn openapi() -> Value {
             .path
             .split('/')
             .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": schema(path_schema(name))}))
             .collect();
-        parameters.extend(route.query.iter().map(|(name, kind)| json!({"name": name, "in": "query", "required": false, "schema": {"type": kind}})));
+        parameters.extend(route.query.iter().map(|(name, kind)| json!({"name": name, "in": "query", "required": false, "schema": schema(kind)})));
         let ok = if route.created { "201" } else { "200" };
         let content = match route.shape {
             Shape::Json => json!({"application/json": {"schema": {"type": "object"}}}),
+            Shape::List => json!({"application/json": {"schema": {"type": "array"}}}),
             Shape::Lines => json!({"application/json": {"schema": {"$ref": "#/components/schemas/Output"}}}),
             Shape::Stream => json!({"text/event-stream": {"schema": {"type": "string"}}}),
         };
         let mut responses = serde_json::Map::new();
         responses.insert(ok.into(), json!({"description": "Done", "content": content}));
-        for (code, what) in [("400", "Malformed request"), ("401", "No valid token"), ("403", "The token may not do this"), ("404", "Not found"), ("409", "Conflicts with the state"), ("413", "Body too large"), ("422", "Invalid value"), ("429", "Too many failed authentications")] {
+        for (code, what) in [("400", "Malformed request"), ("401", "No valid token"), ("403", "The token may not do this"), ("404", "Not found"), ("409", "Conflicts with the state"), ("413", "Body too large"), ("422", "Invalid value, or one the state refuses"), ("429", "Too many failed authentications")] {
             responses.insert(code.into(), json!({"description": what, "content": {"application/json": {"schema": error}}}));
         }
         let mut operation = json!({"summary": route.summary, "operationId": operation_id(route), "parameters": parameters, "responses": responses, "security": [{"token": []}]});
-        if !route.body.is_empty() {
-            let (named, free): (Vec<_>, Vec<_>) = route.body.iter().partition(|(name, _, _)| name.chars().all(|c| c.is_ascii_lowercase()));
-            let properties: serde_json::Map<String, Value> = named.iter().map(|(name, kind, _)| (name.to_string(), json!({"type": kind}))).collect();
-            let required: Vec<&str> = named.iter().filter(|(_, _, r)| *r).map(|(name, _, _)| *name).collect();
-            let mut schema = json!({"type": "object", "properties": properties});
-            if !required.is_empty() {
-                schema["required"] = json!(required);
-            }
-            if let Some((_, kind, _)) = free.first() {
-                let types: Vec<&str> = kind.split('|').collect();
-                schema["additionalProperties"] = json!({"type": types});
-            }
-            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema}}});
+        if let Some(body) = route.body {
+            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema(body)}}});
         }
         let entry = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
         entry[route.method.to_ascii_lowercase()] = operation;
     }
     json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "berth", "version": env!("CARGO_PKG_VERSION"), "description": "Everything the ssh commands do: the same commands, the same authorization, the same errors."},
         "paths": paths,
         "components": {
@@ -601,6 +640,7 @@ mod tests {
         assert_eq!(status_of("Permission denied: key x may not manage app y", 1), 403);
         assert_eq!(status_of("App web already exists", 1), 409);
         assert_eq!(status_of("Invalid app name \"A\"", 1), 422);
+        assert_eq!(status_of("web has no containers of its active release", 1), 409);
         assert_eq!(status_of("unexpected argument", crate::commands::EXIT_USAGE), 400);
     }
 

@@ -16,6 +16,9 @@ pub struct GlobalConfig {
     /// Address of the HTTP API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_listen: Option<String>,
+    /// Failed API authentications an address may make in a minute (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_auth_failures: Option<u32>,
     /// Host ports apps may map (`ports:*`); 80 and 443 always.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxy_ports: Vec<u16>,

@@ -154,3 +154,33 @@ fn logs_stream_as_server_sent_events_until_the_client_goes() {
         if events.contains("\"command\":\"logs\"") { Ok(()) } else { Err(events) }
     });
 }
+
+/// schemathesis (PyPI; scripts/test.sh installs it in target/schemathesis) reads the OpenAPI
+/// document from the live daemon and sends what it allows and what it does not: every
+/// response must be one the document names, with its shape, and every request the schemas
+/// allow must be taken (or refused only by the state: 404, 409).
+#[test]
+fn the_openapi_document_is_what_the_server_does() {
+    let st = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis/bin/st");
+    assert!(st.exists(), "{} is missing: scripts/test.sh installs schemathesis there", st.display());
+    base_image();
+    let mut d = Daemon::start();
+    // Its requests without a valid token are many: the limit on guesses would answer the
+    // rest with 429.
+    d.setting("api_auth_failures = 1000000".into());
+    d.stop();
+    d.boot();
+    let repo = AppRepo::new(&d, "demo");
+    repo.write("Dockerfile", &web_dockerfile("demo", 0)).commit("v1");
+    assert_eq!(repo.push(&d, "main").code, 0);
+    let admin = token(&d, None, "schemathesis --scope admin");
+    let out = std::process::Command::new(&st)
+        .args(["run", &format!("http://{}/api/v1/openapi.json", d.api_address()), "-H", &format!("Authorization: Bearer {admin}"), "--max-examples", "15", "--seed", "1"])
+        .env("NO_COLOR", "1")
+        .current_dir(d.dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "schemathesis found differences:\n{said}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("21 selected") || said.contains("Selected: "), "{said}");
+}
