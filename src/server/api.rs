@@ -64,6 +64,8 @@ pub struct Route {
     pub query: &'static [(&'static str, &'static str)],
     pub shape: Shape,
     pub created: bool,
+    /// The body is not JSON but the command's stdin, streamed (an image archive).
+    pub upload: bool,
     pub build: Build,
 }
 
@@ -213,6 +215,7 @@ const ROLLBACK_BODY: &str = r#"{"type": "object", "properties": {"version": {"ty
 const DEPLOY_BODY: &str = r#"{"type": "object", "required": ["image"], "properties": {"image": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$", "maxLength": 255}}}"#;
 const CONFIG_BODY: &str = r#"{"type": "object", "minProperties": 1, "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 255}, "additionalProperties": {"type": ["string", "null"], "pattern": "^[^\\u0000]*$", "maxLength": 4096}}"#;
 const SCALE_BODY: &str = r#"{"type": "object", "minProperties": 1, "propertyNames": PROCESS, "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 100}}"#;
+const IMAGE: &str = r#"{"type": "string", "pattern": "^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$", "maxLength": 255}"#;
 const TAIL: &str = r#"{"type": "integer", "minimum": 0, "maximum": 10000}"#;
 const COUNT: &str = r#"{"type": "integer", "minimum": 0, "maximum": 100000}"#;
 const NO_QUERY: &[(&str, &str)] = &[];
@@ -239,7 +242,7 @@ macro_rules! route {
         route!($method, $path, $summary, $shape, None, NO_QUERY, false, $build)
     };
     ($method:literal, $path:literal, $summary:literal, $shape:ident, $body:expr, $query:expr, $created:literal, $build:expr) => {
-        Route { method: $method, path: $path, summary: $summary, body: $body, query: $query, shape: Shape::$shape, created: $created, build: $build }
+        Route { method: $method, path: $path, summary: $summary, body: $body, query: $query, shape: Shape::$shape, created: $created, upload: false, build: $build }
     };
 }
 
@@ -255,6 +258,23 @@ pub static ROUTES: &[Route] = &[
         let image = body_str(r, "image")?;
         with_app(r, &["git:from-image", image])
     }),
+    Route {
+        method: "POST",
+        path: "/api/v1/apps/{app}/images",
+        summary: "Deploy the image of a `docker save` archive (the body), as git:load-image",
+        body: None,
+        query: &[("image", IMAGE)],
+        shape: Shape::Lines,
+        created: true,
+        upload: true,
+        build: |r| {
+            let mut argv = with_app(r, &["git:load-image"])?;
+            if let Some(image) = r.query.get("image") {
+                argv.push(word(image, "image")?.to_string());
+            }
+            Ok(argv)
+        },
+    },
     route!("GET", "/api/v1/apps/{app}/config", "An app's config (values hidden unless the token may write)", Json, |r| with_app(r, &["config:show", "--format", "json"])),
     route!("PATCH", "/api/v1/apps/{app}/config", "Set config values (a string) and unset keys (null), in one release", Lines, Some(CONFIG_BODY), NO_QUERY, false, config_patch),
     route!("GET", "/api/v1/apps/{app}/domains", "An app's domains", Json, |r| with_app(r, &["domains:report", "--format", "json"])),
@@ -283,7 +303,8 @@ pub static ROUTES: &[Route] = &[
 
 /// The HTTP status of a command's one-line error: 400 a line the grammar refuses, 403 a
 /// caller who may not, 404 what does not exist, 422 a value the checks refuse (their
-/// words start with "Invalid"), 409 anything else: what the state refuses now (not
+/// words start with "Invalid", or "The input is not" for stdin), 413 an upload over the
+/// limit, 409 anything else: what the state refuses now (not
 /// deployed, exists already, locked). Pure.
 pub fn status_of(message: &str, code: i32) -> u16 {
     if code == crate::commands::EXIT_USAGE {
@@ -292,8 +313,10 @@ pub fn status_of(message: &str, code: i32) -> u16 {
         403
     } else if message.contains("does not exist") || message.starts_with("No such") {
         404
-    } else if message.starts_with("Invalid") {
+    } else if message.starts_with("Invalid") || message.starts_with("The input is not") || message.starts_with("No image archive") {
         422
+    } else if message.contains(" is over ") && message.contains(" MB") {
+        413
     } else {
         409
     }
@@ -402,7 +425,7 @@ impl Api {
         });
     }
 
-    async fn serve_route(&self, route: &'static Route, caller: Caller, request: &Request<'_>) -> Response {
+    async fn serve_route(&self, route: &'static Route, caller: Caller, request: &Request<'_>, upload: Option<axum::body::Body>) -> Response {
         let argv = match (route.build)(request) {
             Ok(argv) => argv,
             Err(e) => return e.into_response(),
@@ -410,7 +433,10 @@ impl Api {
         if route.shape == Shape::Stream {
             return stream(self.engine.clone(), caller, argv).await;
         }
-        let (code, stdout, stderr) = run(self.engine.clone(), caller, argv).await;
+        let (code, stdout, stderr) = match upload {
+            Some(body) => run_with_input(self.engine.clone(), caller, argv, body).await,
+            None => run(self.engine.clone(), caller, argv).await,
+        };
         if code != 0 {
             return failure(code, &stderr).into_response();
         }
@@ -488,11 +514,26 @@ pub(super) async fn stream(engine: Arc<Engine>, caller: Caller, argv: Vec<String
         .unwrap_or_else(|_| ApiError::new(500, "cannot stream").into_response())
 }
 
-/// Runs a command line for `caller` with no input: (exit code, stdout, stderr).
-pub(super) async fn run(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> (i32, String, String) {
+/// Runs a command line for `caller` with `body` as its stdin, streamed as it arrives.
+async fn run_with_input(engine: Arc<Engine>, caller: Caller, argv: Vec<String>, body: axum::body::Body) -> (i32, String, String) {
+    use futures_util::StreamExt;
     let running = crate::session::spawn(engine, caller, argv, None);
-    drop(running.stdin);
-    let mut output = running.output;
+    let stdin = running.stdin;
+    let feed = tokio::spawn(async move {
+        let mut data = body.into_data_stream();
+        while let Some(Ok(chunk)) = data.next().await {
+            if stdin.send(chunk.to_vec()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let collected = collect(running.output, running.exit, running.held).await;
+    feed.abort();
+    collected
+}
+
+/// A command's output until it ends, and its exit code.
+async fn collect(mut output: tokio::sync::mpsc::Receiver<Chunk>, exit: crate::session::Exit, held: crate::output::Held) -> (i32, String, String) {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     while let Some(chunk) = output.recv().await {
         match chunk {
@@ -501,9 +542,16 @@ pub(super) async fn run(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) 
             _ => {}
         }
     }
-    let code = running.exit.code().await;
-    drop(running.held);
+    let code = exit.code().await;
+    drop(held);
     (code, String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+/// Runs a command line for `caller` with no input: (exit code, stdout, stderr).
+pub(super) async fn run(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> (i32, String, String) {
+    let running = crate::session::spawn(engine, caller, argv, None);
+    drop(running.stdin);
+    collect(running.output, running.exit, running.held).await
 }
 
 type Shared = Arc<Api>;
@@ -514,6 +562,17 @@ pub fn router(api: Shared) -> axum::Router {
     for route in ROUTES {
         let method: Method = route.method.parse().expect("a method");
         let filter = axum::routing::MethodFilter::try_from(method).expect("a method filter");
+        if route.upload {
+            let handler = move |State(api): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Path(params): Path<HashMap<String, String>>, Query(query): Query<HashMap<String, String>>, headers: HeaderMap, body: axum::body::Body| async move {
+                let caller = match api.authenticate(&headers, peer.ip()) {
+                    Ok(caller) => caller,
+                    Err(e) => return e.into_response(),
+                };
+                api.serve_route(route, caller, &Request { params: &params, query: &query, body: &Value::Null }, Some(body)).await
+            };
+            router = router.route(route.path, axum::routing::on(filter, handler));
+            continue;
+        }
         let handler = move |State(api): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Path(params): Path<HashMap<String, String>>, Query(query): Query<HashMap<String, String>>, headers: HeaderMap, body: Bytes| async move {
             let caller = match api.authenticate(&headers, peer.ip()) {
                 Ok(caller) => caller,
@@ -527,7 +586,7 @@ pub fn router(api: Shared) -> axum::Router {
                     Err(e) => return ApiError::new(400, format!("The body is not JSON: {e}")).into_response(),
                 }
             };
-            api.serve_route(route, caller, &Request { params: &params, query: &query, body: &body }).await
+            api.serve_route(route, caller, &Request { params: &params, query: &query, body: &body }, None).await
         };
         router = router.route(route.path, axum::routing::on(filter, handler));
     }
@@ -580,6 +639,9 @@ pub fn openapi() -> Value {
         let mut operation = json!({"summary": route.summary, "operationId": operation_id(route), "parameters": parameters, "responses": responses, "security": [{"token": []}]});
         if let Some(body) = route.body {
             operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema(body)}}});
+        }
+        if route.upload {
+            operation["requestBody"] = json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}});
         }
         let entry = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
         entry[route.method.to_ascii_lowercase()] = operation;
