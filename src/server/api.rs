@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -17,18 +17,12 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::http::{ApiError, Http, failure, run, run_with_input, stream};
 use crate::engine::{Caller, Door, Engine};
-use crate::output::Chunk;
 use crate::store::{Access, Role};
 
 /// A request body is at most this (JSON settings; images are pushed, not uploaded here).
 pub const MAX_BODY: usize = 64 * 1024;
-/// A command's output kept for the response.
-const MAX_OUTPUT: usize = 8 * 1024 * 1024;
-/// Failed authentications per address within `FAILURE_WINDOW` before it is refused (429),
-/// unless berth.toml's `api_auth_failures` says otherwise.
-const MAX_FAILURES: u32 = 10;
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// A token's last use is written at most this often.
 const LAST_USED_EVERY: Duration = Duration::from_secs(60);
 
@@ -67,30 +61,6 @@ pub struct Route {
     /// The body is not JSON but the command's stdin, streamed (an image archive).
     pub upload: bool,
     pub build: Build,
-}
-
-/// An error the API returns: its status and the one line that says why.
-#[derive(Debug, PartialEq)]
-pub struct ApiError {
-    pub status: u16,
-    pub message: String,
-}
-
-impl ApiError {
-    fn new(status: u16, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, axum::Json(json!({"error": {"status": self.status, "message": self.message}}))).into_response();
-        if self.status == 401 {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"berth\""));
-        }
-        response
-    }
 }
 
 fn param<'a>(r: &'a Request, name: &str) -> Result<&'a str, ApiError> {
@@ -301,65 +271,6 @@ pub static ROUTES: &[Route] = &[
     route!("GET", "/api/v1/tokens", "The tokens the caller's key made", List, |_| Ok(line(&["tokens:list", "--format", "json"]))),
 ];
 
-/// The HTTP status of a command's one-line error: 400 a line the grammar refuses, 403 a
-/// caller who may not, 404 what does not exist, 422 a value the checks refuse (their
-/// words start with "Invalid", or "The input is not" for stdin), 413 an upload over the
-/// limit, 409 anything else: what the state refuses now (not
-/// deployed, exists already, locked). Pure.
-pub fn status_of(message: &str, code: i32) -> u16 {
-    if code == crate::commands::EXIT_USAGE {
-        400
-    } else if message.starts_with("Permission denied") {
-        403
-    } else if message.contains("does not exist") || message.starts_with("No such") {
-        404
-    } else if message.starts_with("Invalid") || message.starts_with("The input is not") || message.starts_with("No image archive") {
-        422
-    } else if message.contains(" is over ") && message.contains(" MB") {
-        413
-    } else {
-        409
-    }
-}
-
-/// Failed authentications by address.
-pub(super) struct Failures {
-    seen: Mutex<HashMap<IpAddr, (u32, Instant)>>,
-    limit: u32,
-}
-
-impl Failures {
-    fn new(limit: u32) -> Failures {
-        Failures { seen: Mutex::new(HashMap::new()), limit }
-    }
-
-    pub(super) fn blocked(&self, ip: IpAddr) -> bool {
-        let map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&ip).is_some_and(|(n, since)| *n >= self.limit && since.elapsed() < FAILURE_WINDOW)
-    }
-
-    pub(super) fn failed(&self, ip: IpAddr) {
-        let mut map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(ip).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= FAILURE_WINDOW {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
-        // Bounded: addresses whose window ended go.
-        if map.len() > 10_000 {
-            map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-        }
-    }
-}
-
-pub struct Api {
-    pub(super) engine: Arc<Engine>,
-    pub(super) failures: Failures,
-    last_used: Mutex<HashMap<String, Instant>>,
-    /// The dashboard's sessions.
-    pub(super) sessions: super::dashboard::Sessions,
-}
-
 /// The caller a token stands for: never more than the key that made it has now (a token
 /// whose key is gone is no more).
 fn caller_of(engine: &Engine, token: &crate::store::Token) -> Option<Caller> {
@@ -374,12 +285,7 @@ fn caller_of(engine: &Engine, token: &crate::store::Token) -> Option<Caller> {
     Some(Caller { name: format!("token:{}", token.name), role, local: false, may_create: false, access: token.scope.min(maker_access), door: Door::Api })
 }
 
-impl Api {
-    pub fn new(engine: Arc<Engine>) -> Arc<Api> {
-        let limit = engine.store.load_global().ok().and_then(|g| g.api_auth_failures).unwrap_or(MAX_FAILURES);
-        Arc::new(Api { engine, failures: Failures::new(limit), last_used: Mutex::new(HashMap::new()), sessions: Default::default() })
-    }
-
+impl Http {
     fn authenticate(&self, headers: &HeaderMap, ip: IpAddr) -> Result<Caller, ApiError> {
         let secret = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
         let Some(secret) = secret else {
@@ -454,107 +360,7 @@ impl Api {
     }
 }
 
-/// The error of a command that failed: its first line, the status that fits.
-fn failure(code: i32, stderr: &str) -> ApiError {
-    let message = stderr.lines().map(|l| l.trim_start_matches(" !").trim()).find(|l| !l.is_empty()).unwrap_or("the command failed").to_string();
-    ApiError::new(status_of(&message, code), message)
-}
-
-/// Runs a command that goes on (`logs -t`) and streams its stdout as server-sent events, a
-/// line each, until the client goes (the command ends with it). One that fails at once is
-/// a JSON error like any other.
-pub(super) async fn stream(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> Response {
-    let running = crate::session::spawn(engine, caller, argv, None);
-    drop(running.stdin);
-    let mut output = running.output;
-    let first = tokio::time::timeout(Duration::from_millis(500), output.recv()).await;
-    let first = match first {
-        Ok(Some(Chunk::Stderr(bytes))) => {
-            let mut stderr = bytes;
-            while let Some(chunk) = output.recv().await {
-                if let Chunk::Stderr(bytes) = chunk {
-                    stderr.extend(bytes);
-                }
-            }
-            let code = running.exit.code().await;
-            return failure(code.max(1), &String::from_utf8_lossy(&stderr)).into_response();
-        }
-        Ok(Some(Chunk::Stdout(bytes))) => bytes,
-        Ok(None) => {
-            let code = running.exit.code().await;
-            if code != 0 {
-                return failure(code, "").into_response();
-            }
-            Vec::new()
-        }
-        Err(_) => Vec::new(),
-    };
-    let held = running.held;
-    let events = futures_util::stream::unfold((output, first, Vec::new(), held), |(mut output, mut pending, mut partial, held)| async move {
-        loop {
-            if !pending.is_empty() {
-                partial.extend(std::mem::take(&mut pending));
-                if let Some(end) = partial.iter().rposition(|b| *b == b'\n') {
-                    let rest = partial.split_off(end + 1);
-                    let whole = std::mem::replace(&mut partial, rest);
-                    let frames: String = String::from_utf8_lossy(&whole).lines().map(|l| format!("data: {l}\n\n")).collect();
-                    return Some((Ok::<_, std::convert::Infallible>(Bytes::from(frames)), (output, pending, partial, held)));
-                }
-            }
-            match output.recv().await? {
-                Chunk::Stdout(bytes) => pending = bytes,
-                Chunk::Stderr(_) => {}
-            }
-        }
-    });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(axum::body::Body::from_stream(events))
-        .unwrap_or_else(|_| ApiError::new(500, "cannot stream").into_response())
-}
-
-/// Runs a command line for `caller` with `body` as its stdin, streamed as it arrives.
-async fn run_with_input(engine: Arc<Engine>, caller: Caller, argv: Vec<String>, body: axum::body::Body) -> (i32, String, String) {
-    use futures_util::StreamExt;
-    let running = crate::session::spawn(engine, caller, argv, None);
-    let stdin = running.stdin;
-    let feed = tokio::spawn(async move {
-        let mut data = body.into_data_stream();
-        while let Some(Ok(chunk)) = data.next().await {
-            if stdin.send(chunk.to_vec()).await.is_err() {
-                break;
-            }
-        }
-    });
-    let collected = collect(running.output, running.exit, running.held).await;
-    feed.abort();
-    collected
-}
-
-/// A command's output until it ends, and its exit code.
-async fn collect(mut output: tokio::sync::mpsc::Receiver<Chunk>, exit: crate::session::Exit, held: crate::output::Held) -> (i32, String, String) {
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    while let Some(chunk) = output.recv().await {
-        match chunk {
-            Chunk::Stdout(bytes) if stdout.len() < MAX_OUTPUT => stdout.extend(bytes),
-            Chunk::Stderr(bytes) if stderr.len() < MAX_OUTPUT => stderr.extend(bytes),
-            _ => {}
-        }
-    }
-    let code = exit.code().await;
-    drop(held);
-    (code, String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
-}
-
-/// Runs a command line for `caller` with no input: (exit code, stdout, stderr).
-pub(super) async fn run(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> (i32, String, String) {
-    let running = crate::session::spawn(engine, caller, argv, None);
-    drop(running.stdin);
-    collect(running.output, running.exit, running.held).await
-}
-
-type Shared = Arc<Api>;
+type Shared = Arc<Http>;
 
 /// The router: every row of [`ROUTES`], the OpenAPI document, JSON 404/405s.
 pub fn router(api: Shared) -> axum::Router {
@@ -599,7 +405,7 @@ pub fn router(api: Shared) -> axum::Router {
 
 /// Serves the API on `listener` until `stop`.
 pub async fn serve(listener: tokio::net::TcpListener, engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let app = router(Api::new(engine)).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(Http::new(engine)).into_make_service_with_connect_info::<SocketAddr>();
     let stopped = async move {
         while !*stop.borrow() {
             if stop.changed().await.is_err() {
@@ -694,16 +500,6 @@ mod tests {
         assert_eq!(build("PATCH", "/api/v1/apps/{app}/config", &[("app", "web")], json!({"--x": "1"})).unwrap_err().status, 422);
         assert_eq!(build("POST", "/api/v1/apps", &[], json!({"name": 3})).unwrap_err().status, 422);
         assert_eq!(build("PATCH", "/api/v1/apps/{app}/formation", &[("app", "web")], json!({"web": -1})).unwrap_err().status, 422);
-    }
-
-    #[test]
-    fn errors_get_the_status_that_fits() {
-        assert_eq!(status_of("App nothere does not exist", 1), 404);
-        assert_eq!(status_of("Permission denied: key x may not manage app y", 1), 403);
-        assert_eq!(status_of("App web already exists", 1), 409);
-        assert_eq!(status_of("Invalid app name \"A\"", 1), 422);
-        assert_eq!(status_of("web has no containers of its active release", 1), 409);
-        assert_eq!(status_of("unexpected argument", crate::commands::EXIT_USAGE), 400);
     }
 
     #[test]

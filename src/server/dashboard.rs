@@ -7,50 +7,18 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
 
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
-use super::api::{Api, run, stream};
+use super::http::{Http as Api, SESSION, run, status_of, stream};
 use crate::engine::{Caller, Door};
 use crate::store::{Access, Role};
 
-/// How long a session lasts from its login.
-const SESSION: Duration = Duration::from_secs(12 * 3600);
 const COOKIE: &str = "berth_session";
-
-pub struct Session {
-    key: String,
-    csrf: String,
-    expires: Instant,
-}
-
-#[derive(Default)]
-pub struct Sessions(Mutex<HashMap<String, Session>>);
-
-impl Sessions {
-    fn open(&self, key: &str) -> String {
-        let id = crate::store::token::new_secret();
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, s| s.expires > Instant::now());
-        map.insert(id.clone(), Session { key: key.to_string(), csrf: crate::store::token::new_secret(), expires: Instant::now() + SESSION });
-        id
-    }
-
-    /// The session's key and CSRF token.
-    fn find(&self, id: &str) -> Option<(String, String)> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(id).filter(|s| s.expires > Instant::now()).map(|s| (s.key.clone(), s.csrf.clone()))
-    }
-
-    fn close(&self, id: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-    }
-}
 
 fn templates() -> &'static handlebars::Handlebars<'static> {
     static TEMPLATES: OnceLock<handlebars::Handlebars<'static>> = OnceLock::new();
@@ -170,17 +138,13 @@ async fn logout(State(api): State<std::sync::Arc<Api>>, headers: HeaderMap, Form
         Ok(v) => v,
         Err(page) => return *page,
     };
-    if !same(form.get("csrf").map(String::as_str).unwrap_or_default(), &csrf) {
+    if !crate::store::token::same(form.get("csrf").map(String::as_str).unwrap_or_default(), &csrf) {
         return stranger(StatusCode::FORBIDDEN, "This form is not from your session.");
     }
     api.sessions.close(&id);
     let mut response = stranger(StatusCode::OK, "You are logged out.");
     response.headers_mut().insert(header::SET_COOKIE, header::HeaderValue::from_static("berth_session=; HttpOnly; Secure; SameSite=Strict; Path=/dashboard; Max-Age=0"));
     response
-}
-
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn apps(State(api): State<std::sync::Arc<Api>>, headers: HeaderMap, Query(notes): Query<Notes>) -> Response {
@@ -206,7 +170,7 @@ async fn app(State(api): State<std::sync::Arc<Api>>, headers: HeaderMap, Path(na
         Err(page) => return *page,
     };
     if let Err(why) = report(&api, &caller, &["apps:report", &name, "--format", "json"]).await {
-        let status = StatusCode::from_u16(super::api::status_of(&why, 1)).unwrap_or(StatusCode::NOT_FOUND);
+        let status = StatusCode::from_u16(status_of(&why, 1)).unwrap_or(StatusCode::NOT_FOUND);
         let mut response = page("apps", "Apps", &caller.name, &csrf, &Notes { error: Some(why), ..Default::default() }, &json!({}));
         *response.status_mut() = status;
         return response;
@@ -246,7 +210,7 @@ async fn act(api: &Api, headers: &HeaderMap, app: &str, form: &HashMap<String, S
         Ok(v) => v,
         Err(page) => return *page,
     };
-    if !same(form.get("csrf").map(String::as_str).unwrap_or_default(), &csrf) {
+    if !crate::store::token::same(form.get("csrf").map(String::as_str).unwrap_or_default(), &csrf) {
         return stranger(StatusCode::FORBIDDEN, "This form is not from your session.");
     }
     let back = |key: &str, text: &str| {

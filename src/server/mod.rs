@@ -2,6 +2,7 @@
 
 pub mod api;
 mod dashboard;
+mod http;
 pub mod gate;
 pub mod local;
 mod memory;

@@ -20,7 +20,7 @@ pub use global::GlobalConfig;
 pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};
 pub use tokens::{Access, Login, Logins, Token, Tokens};
 pub mod token {
-    pub use super::tokens::{duration, hash, new_secret};
+    pub use super::tokens::{duration, hash, new_secret, same};
 }
 pub use releases::{Implausible, LAUNCHER, MAX_RELEASES, NoRollback, Release, Releases, Status};
 

@@ -91,7 +91,7 @@ pub fn hash(secret: &str) -> String {
 }
 
 /// Equal in time that does not depend on where they differ.
-fn same(a: &str, b: &str) -> bool {
+pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
