@@ -35,6 +35,32 @@ pub struct Output {
     dropped: std::sync::Arc<std::sync::Mutex<Dropped>>,
     /// What lives until the output has reached the client (see `hold_until_delivered`).
     held: Held,
+    /// A file that gets a copy of what is written (`teed`), up to `MAX_TEE` bytes.
+    tee: Option<std::sync::Arc<std::sync::Mutex<Tee>>>,
+}
+
+/// The most a teed file keeps (a deploy's log); past it, a last line says it was cut.
+const MAX_TEE: usize = 1024 * 1024;
+
+struct Tee {
+    file: std::fs::File,
+    written: usize,
+}
+
+impl Tee {
+    fn write(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        if self.written >= MAX_TEE {
+            return;
+        }
+        let room = MAX_TEE - self.written;
+        let taken = &bytes[..bytes.len().min(room)];
+        let _ = self.file.write_all(taken);
+        self.written += taken.len();
+        if self.written >= MAX_TEE {
+            let _ = self.file.write_all(b"\n(cut: the log is kept up to 1 MiB)\n");
+        }
+    }
 }
 
 /// Guards a command hands to its front door, dropped once its client has been told how it
@@ -81,7 +107,7 @@ pub struct InfoFlag {
 impl Output {
     pub fn channel(capacity: usize) -> (Output, mpsc::Receiver<Chunk>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Output { tx, quiet: false, info: None, streamed: Default::default(), dropped: Default::default(), held: Default::default() }, rx)
+        (Output { tx, quiet: false, info: None, streamed: Default::default(), dropped: Default::default(), held: Default::default(), tee: None }, rx)
     }
 
     /// An Output nobody reads (its chunks are drained and dropped); it is never closed.
@@ -92,11 +118,39 @@ impl Output {
     }
 
     pub async fn stdout(&self, bytes: impl Into<Vec<u8>>) {
-        let _ = self.tx.send(Chunk::Stdout(bytes.into())).await;
+        let bytes = bytes.into();
+        self.copy(&bytes);
+        let _ = self.tx.send(Chunk::Stdout(bytes)).await;
     }
 
     pub async fn stderr(&self, bytes: impl Into<Vec<u8>>) {
-        let _ = self.tx.send(Chunk::Stderr(bytes.into())).await;
+        let bytes = bytes.into();
+        self.copy(&bytes);
+        let _ = self.tx.send(Chunk::Stderr(bytes)).await;
+    }
+
+    fn copy(&self, bytes: &[u8]) {
+        if let Some(tee) = &self.tee {
+            tee.lock().unwrap_or_else(|p| p.into_inner()).write(bytes);
+        }
+    }
+
+    /// The same output, with a copy of all written from now on in `path` (made anew, 0600).
+    /// A file that cannot be made is logged and left out.
+    pub fn teed(&self, path: &std::path::Path) -> Output {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path) {
+            Ok(file) => Output { tee: Some(std::sync::Arc::new(std::sync::Mutex::new(Tee { file, written: 0 }))), ..self.clone() },
+            Err(e) => {
+                tracing::warn!("cannot keep a copy of the output in {}: {e}", path.display());
+                self.clone()
+            }
+        }
+    }
+
+    /// Writes to the teed file only (what the client is told elsewhere, e.g. the last error).
+    pub fn note_in_copy(&self, text: &str) {
+        self.copy(text.as_bytes());
     }
 
     pub async fn line(&self, text: impl AsRef<str>) {

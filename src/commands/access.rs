@@ -7,8 +7,9 @@ use crate::store::Access;
 /// Read-only commands beyond the `:report` and `:list` ones.
 const READ: &[&str] = &["apps:exists", "apps:locked", "config:show", "config:keys", "version", "logs", "previews", "releases", "events", "network:exists", "network:info", "help"];
 
-/// Commands that deploy or run what is deployed, and change no setting.
-const DEPLOY: &[&str] = &["git:from-image", "git:load-image", "ps:rebuild", "ps:restart", "ps:start", "ps:stop", "releases:rollback"];
+/// Commands that deploy or run what is deployed, and change no setting (and a deploy's
+/// output, which can show what a build printed of the config).
+const DEPLOY: &[&str] = &["releases:output", "git:from-image", "git:load-image", "ps:rebuild", "ps:restart", "ps:start", "ps:stop", "releases:rollback"];
 
 /// The access a command needs, by its name as the grammar gives it. Pure.
 pub fn needed(command: &str) -> Access {

@@ -34,12 +34,15 @@ pub enum Cmd {
     /// Set a release setting: keep N (images kept for rollbacks, default 5)
     #[command(name = "releases:set")]
     Set(SetArgs),
+    /// Show the output of the app's last deploy (a push, a rollback, a config change…)
+    #[command(name = "releases:output")]
+    Output { app: AppName },
 }
 
 impl Cmd {
     pub(super) fn scope(&self) -> Scope<'_> {
         match self {
-            Cmd::List { app, .. } | Cmd::Rollback { app, .. } => Scope::App(app),
+            Cmd::List { app, .. } | Cmd::Rollback { app, .. } | Cmd::Output { app } => Scope::App(app),
             Cmd::Set(args) => args.target.scope(),
         }
     }
@@ -49,8 +52,18 @@ impl Cmd {
             Cmd::List { app, format } => list(ctx, &app, format).await,
             Cmd::Rollback { app, version } => rollback(ctx, &app, version.as_deref()).await,
             Cmd::Set(args) => set(ctx, &args).await,
+            Cmd::Output { app } => output(ctx, &app).await,
         }
     }
+}
+
+pub async fn output(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
+    ctx.engine.store.load_app(app)?;
+    match std::fs::read(crate::deploy::last_output(ctx.engine, app)) {
+        Ok(text) => ctx.out.stdout(text).await,
+        Err(_) => return Err(super::failed(format!("{app} has not been deployed since berth kept deploy output"))),
+    }
+    Ok(())
 }
 
 pub async fn list(ctx: &mut Ctx<'_>, app: &AppName, format: Format) -> CmdResult {

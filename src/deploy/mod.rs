@@ -130,16 +130,24 @@ impl Cause {
 pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &Cause, out: &Output) -> Result<u32, Error> {
     let next = engine.store.load_releases(app).map(|r| r.next_version()).unwrap_or(0);
     let env = cause.env();
+    // Its output is kept for `releases:output` (the last deploy's, whoever saw it).
+    let out = &out.teed(&last_output(engine, app));
     match deploy_release(engine, app, source, cause, out).await {
         Ok(version) => {
             let _ = crate::plugins::trigger(engine, "post-deploy", &[app.to_string(), version.to_string()], &env, out).await;
             Ok(version)
         }
         Err(why) => {
+            out.note_in_copy(&format!(" !     {why}\n"));
             let _ = crate::plugins::trigger(engine, "deploy-failed", &[app.to_string(), next.to_string(), why.to_string()], &env, out).await;
             Err(why)
         }
     }
+}
+
+/// Where the output of an app's last deploy is kept.
+pub fn last_output(engine: &Engine, app: &str) -> std::path::PathBuf {
+    engine.store.app_dir(app).join("last-deploy.log")
 }
 
 /// A release about to be made, from its source: the release (not yet served) and what

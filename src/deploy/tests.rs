@@ -125,6 +125,9 @@ async fn an_instance_that_cannot_start_fails_the_deploy_and_the_old_release_keep
     assert!(matches!(err, Error::Kept { .. }), "{err:?}");
     let err = err.to_string();
     assert!(err.contains("cannot start web.2: refused") && err.ends_with("v1 keeps serving"), "{err}");
+    // Its output is kept, ending with why it failed (`releases:output`).
+    let kept = std::fs::read_to_string(super::last_output(&engine, APP)).unwrap();
+    assert!(kept.contains("Releasing v2") && kept.trim_end().ends_with(&format!(" !     {err}")), "{kept}");
     assert_eq!(fake.what_runs(APP), ["v1 web.1", "v1 web.2", "v1 worker.1"]);
     // What did start of v2 is gone, not only stopped.
     assert_eq!(fake.count(APP), 3);

@@ -245,6 +245,7 @@ pub static ROUTES: &[Route] = &[
             Ok(argv)
         },
     },
+    route!("GET", "/api/v1/apps/{app}/deploys/last", "The output of the app's last deploy", Lines, |r| with_app(r, &["releases:output"])),
     route!("GET", "/api/v1/apps/{app}/config", "An app's config (values hidden unless the token may write)", Json, |r| with_app(r, &["config:show", "--format", "json"])),
     route!("PATCH", "/api/v1/apps/{app}/config", "Set config values (a string) and unset keys (null), in one release", Lines, Some(CONFIG_BODY), NO_QUERY, false, config_patch),
     route!("GET", "/api/v1/apps/{app}/domains", "An app's domains", Json, |r| with_app(r, &["domains:report", "--format", "json"])),

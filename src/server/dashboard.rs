@@ -194,11 +194,12 @@ async fn app(State(api): State<std::sync::Arc<Api>>, headers: HeaderMap, Path(na
     let domains = domains["domains-app-vhosts"].clone();
     let urls: Vec<String> = domains.as_array().into_iter().flatten().filter_map(Value::as_str).map(|d| format!("http://{d}")).collect();
     let previews = report(&api, &caller, &["previews", &name, "--format", "json"]).await.unwrap_or(Value::Null);
+    let (_, deploy_log, _) = run(api.engine.clone(), caller.clone(), vec!["releases:output".into(), name.clone()]).await;
     let scale: Vec<Value> = ps["scale"].as_array().into_iter().flatten().filter_map(Value::as_str).filter_map(|s| s.split_once('=')).map(|(p, n)| json!({"process": p, "count": n})).collect();
     let data = json!({
         "name": name, "csrf": csrf, "status": ps["status"], "release": ps["release"], "urls": urls,
         "actions": ["restart", "stop", "start", "rebuild"], "releases": releases, "config": config, "reveal": reveal,
-        "domains": domains, "containers": ps["containers"], "scale": scale, "previews": previews,
+        "domains": domains, "containers": ps["containers"], "scale": scale, "previews": previews, "deploy_log": deploy_log,
     });
     page("app", &name, &caller.name, &csrf, &notes, &data)
 }

@@ -48,6 +48,7 @@ try:
     status = driver.find_element(By.ID, "status").text
     assert status == "running", f"the app page says {status!r}"
     assert f"{app}.example.com" in driver.find_element(By.ID, "domains").text, "its domain is listed"
+    assert "Releasing v2" in driver.find_element(By.ID, "deploy-log").text, "the last push's output is shown"
     shot("app")
 
     driver.find_element(By.CSS_SELECTOR, 'tr[data-version="1"] button.rollback').click()

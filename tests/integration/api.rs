@@ -49,6 +49,8 @@ fn tokens_are_scoped_like_keys_and_the_api_runs_the_same_commands() {
     let (status, apps) = d.api("GET", "/api/v1/apps", Some(&read), None);
     assert_eq!(status, 200, "{apps}");
     assert!(apps.to_string().contains("\"web\""), "{apps}");
+    let (status, log) = d.api("GET", "/api/v1/apps/web/deploys/last", Some(&read), None);
+    assert_eq!(status, 403, "a deploy's output needs deploy access: {log}");
     let (status, config) = d.api("GET", "/api/v1/apps/web/config", Some(&read), None);
     assert_eq!((status, config["SECRET"].as_str()), (200, Some("<hidden>")), "{config}");
     error(&d.api("PATCH", "/api/v1/apps/web/config", Some(&read), Some(r#"{"A":"b"}"#)), 403, "read access");
@@ -66,6 +68,9 @@ fn tokens_are_scoped_like_keys_and_the_api_runs_the_same_commands() {
     // Deploy access: a rollback through the API serves the old release, as over ssh.
     let (status, out) = d.api("POST", "/api/v1/apps/web/rollback", Some(&deployer), Some(r#"{"version":1}"#));
     assert_eq!(status, 200, "{out}");
+    let (status, log) = d.api("GET", "/api/v1/apps/web/deploys/last", Some(&deployer), None);
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(log["output"].as_array().unwrap().iter().map(|l| l.as_str().unwrap_or_default().to_string()).collect::<Vec<_>>(), out["output"].as_array().unwrap().iter().map(|l| l.as_str().unwrap_or_default().to_string()).collect::<Vec<_>>(), "the kept output is what the rollback said");
     assert_eq!(get(&d, "web.example.com"), (200, "web v1".into()));
     error(&d.api("PATCH", "/api/v1/apps/web/formation", Some(&deployer), Some(r#"{"web":2}"#)), 403, "needs write");
     assert!(d.ssh_as(&scoped, "tokens:list", b"").ok().stdout.contains("deployer"));
