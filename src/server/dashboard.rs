@@ -169,7 +169,11 @@ async fn app(State(api): State<std::sync::Arc<Api>>, headers: HeaderMap, Path(na
         Ok(v) => v,
         Err(page) => return *page,
     };
-    if let Err(why) = report(&api, &caller, &["apps:report", &name, "--format", "json"]).await {
+    let known = match crate::validate::app_name(&name) {
+        Ok(_) => report(&api, &caller, &["apps:report", &name, "--format", "json"]).await.map(|_| ()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(why) = known {
         let status = StatusCode::from_u16(status_of(&why, 1)).unwrap_or(StatusCode::NOT_FOUND);
         let mut response = page("apps", "Apps", &caller.name, &csrf, &Notes { error: Some(why), ..Default::default() }, &json!({}));
         *response.status_mut() = status;
@@ -242,6 +246,9 @@ fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, S
 
 async fn post(State(api): State<std::sync::Arc<Api>>, headers: HeaderMap, Path((app, what)): Path<(String, String)>, Form(form): Form<HashMap<String, String>>) -> Response {
     use base64::Engine;
+    if crate::validate::app_name(&app).is_err() {
+        return stranger(StatusCode::NOT_FOUND, "No such app.");
+    }
     let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let (argv, done) = match what.as_str() {
         "rollback" => (field(&form, "version").map(|v| words(&["releases:rollback", &app, &format!("v{v}")])), "Rolled back".to_string()),
@@ -277,6 +284,9 @@ async fn logs(State(api): State<std::sync::Arc<Api>>, headers: HeaderMap, Path(a
         Ok(v) => v,
         Err(page) => return *page,
     };
+    if crate::validate::app_name(&app).is_err() {
+        return stranger(StatusCode::NOT_FOUND, "No such app.");
+    }
     stream(api.engine.clone(), caller, vec!["logs".into(), app, "-t".into(), "-n".into(), "50".into()]).await
 }
 

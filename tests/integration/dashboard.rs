@@ -71,6 +71,11 @@ fn a_person_logs_in_rolls_back_sets_config_and_follows_logs_in_a_browser() {
     assert_eq!(status, 403, "a form without the session's token changes nothing");
     assert!(!d.ssh("config:show dash").ok().stdout.contains("X:"));
     assert_eq!(curl(&jar, &[&format!("{base}/dashboard/apps/nothere")]).0, 404);
+    assert_eq!(curl(&jar, &[&format!("{base}/dashboard/apps/--help")]).0, 422, "a name that is none is refused as one");
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).and_then(|v| v.split('"').next()).unwrap().to_string();
+    let (status, _) = curl(&jar, &["-X", "POST", "-d", &format!("key=X&value=1&csrf={csrf}"), &format!("{base}/dashboard/apps/--global/config")]);
+    assert_eq!(status, 404, "the app in a form's path is an app's name, never an option");
+    assert!(!d.ssh("config:show --global").ok().stdout.contains("X:"));
 
     // A scoped key's session sees its apps only.
     d.ssh("apps:create secret-app").ok();
