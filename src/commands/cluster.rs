@@ -111,6 +111,11 @@ pub async fn init(ctx: &mut Ctx<'_>, advertise_addr: Option<String>, no_registry
     if crate::scheduler::swarm::manager_state(&docker).await.is_ok() {
         return Err(failed("This server manages a cluster already: cluster:list shows it, cluster:add joins more servers"));
     }
+    // Checked before anything changes: a cluster made without the registry it was to have
+    // would be half of what was asked.
+    if !no_registry && which("docker-registry").is_none() {
+        return Err(failed("docker-registry is not installed (Debian: apt-get install docker-registry), or use --no-registry"));
+    }
     if let Some(addr) = &advertise_addr
         && addr.parse::<std::net::IpAddr>().is_err()
     {
@@ -377,7 +382,7 @@ pub async fn serve_registry(ctx: &mut Ctx<'_>, listen: Option<String>) -> CmdRes
         return Err(failed(format!("Invalid registry address {}: IP:PORT of this server, e.g. 10.0.0.1:5000", crate::validate::quoted(&listen))));
     };
     if std::net::TcpListener::bind(addr).is_err() && crate::scheduler::registry::Files::new(ctx.engine.store.root()).address() != Some(addr.to_string()) {
-        return Err(failed(format!("Cannot serve a registry on {addr}: the address is in use or not this server's")));
+        return Err(failed(format!("Cannot serve a registry on {addr}: the address is in use or not this server's (Debian's own docker-registry service takes port 5000: systemctl disable --now docker-registry)")));
     }
     if which("docker-registry").is_none() {
         return Err(failed("docker-registry is not installed (Debian: apt-get install docker-registry)"));
