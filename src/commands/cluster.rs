@@ -111,15 +111,15 @@ pub async fn init(ctx: &mut Ctx<'_>, advertise_addr: Option<String>, no_registry
     if crate::scheduler::swarm::manager_state(&docker).await.is_ok() {
         return Err(failed("This server manages a cluster already: cluster:list shows it, cluster:add joins more servers"));
     }
-    // Checked before anything changes: a cluster made without the registry it was to have
-    // would be half of what was asked.
-    if !no_registry && which("docker-registry").is_none() {
-        return Err(failed("docker-registry is not installed (Debian: apt-get install docker-registry), or use --no-registry"));
-    }
     if let Some(addr) = &advertise_addr
         && addr.parse::<std::net::IpAddr>().is_err()
     {
         return Err(failed(format!("Invalid address {}: an IP address of this server", crate::validate::quoted(addr))));
+    }
+    // Checked before anything changes: a cluster made without the registry it was to have
+    // would be half of what was asked.
+    if !no_registry && which("docker-registry").is_none() {
+        return Err(failed("docker-registry is not installed (Debian: apt-get install docker-registry), or use --no-registry"));
     }
     // Servers report every HEARTBEAT: a lost one is seen (and routed away from) within a
     // few of them, not Swarm's default 5 s each.
