@@ -332,12 +332,14 @@ impl Http {
         });
     }
 
-    async fn serve_route(&self, route: &'static Route, caller: Caller, request: &Request<'_>, upload: Option<axum::body::Body>) -> Response {
+    /// Runs a route's command; `wants_events`: the client asked for its output as it comes
+    /// (`Accept: text/event-stream`), a deploy's for one.
+    async fn serve_route(&self, route: &'static Route, caller: Caller, request: &Request<'_>, upload: Option<axum::body::Body>, wants_events: bool) -> Response {
         let argv = match (route.build)(request) {
             Ok(argv) => argv,
             Err(e) => return e.into_response(),
         };
-        if route.shape == Shape::Stream {
+        if route.shape == Shape::Stream || (wants_events && upload.is_none()) {
             return stream(self.engine.clone(), caller, argv).await;
         }
         let (code, stdout, stderr) = match upload {
@@ -375,7 +377,7 @@ pub fn router(api: Shared) -> axum::Router {
                     Ok(caller) => caller,
                     Err(e) => return e.into_response(),
                 };
-                api.serve_route(route, caller, &Request { params: &params, query: &query, body: &Value::Null }, Some(body)).await
+                api.serve_route(route, caller, &Request { params: &params, query: &query, body: &Value::Null }, Some(body), false).await
             };
             router = router.route(route.path, axum::routing::on(filter, handler));
             continue;
@@ -393,7 +395,8 @@ pub fn router(api: Shared) -> axum::Router {
                     Err(e) => return ApiError::new(400, format!("The body is not JSON: {e}")).into_response(),
                 }
             };
-            api.serve_route(route, caller, &Request { params: &params, query: &query, body: &body }, None).await
+            let wants_events = route.shape == Shape::Lines && headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/event-stream"));
+            api.serve_route(route, caller, &Request { params: &params, query: &query, body: &body }, None, wants_events).await
         };
         router = router.route(route.path, axum::routing::on(filter, handler));
     }

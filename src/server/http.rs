@@ -152,9 +152,36 @@ pub(super) fn failure(code: i32, stderr: &str) -> ApiError {
     ApiError::new(status_of(&message, code), message)
 }
 
-/// Runs a command that goes on (`logs -t`) and streams its stdout as server-sent events, a
-/// line each, until the client goes (the command ends with it). One that fails at once is
-/// a JSON error like any other.
+/// A command's output on its way out as server-sent events: its stdout lines as `data:`,
+/// its stderr lines as `event: error`, then `event: end` with its exit code.
+struct Streamed {
+    output: tokio::sync::mpsc::Receiver<Chunk>,
+    out: Vec<u8>,
+    err: Vec<u8>,
+    exit: Option<crate::session::Exit>,
+    _held: crate::output::Held,
+}
+
+impl Streamed {
+    /// The events of the whole lines written so far (none: an empty string).
+    fn frames(&mut self) -> String {
+        let mut frames = String::new();
+        for (buffer, event) in [(&mut self.out, ""), (&mut self.err, "event: error\n")] {
+            if let Some(end) = buffer.iter().rposition(|b| *b == b'\n') {
+                let rest = buffer.split_off(end + 1);
+                let whole = std::mem::replace(buffer, rest);
+                for line in String::from_utf8_lossy(&whole).lines().filter(|l| !l.is_empty()) {
+                    frames.push_str(&format!("{event}data: {line}\n\n"));
+                }
+            }
+        }
+        frames
+    }
+}
+
+/// Runs a command as server-sent events (`Streamed`) until it ends, or the client goes (a
+/// command that goes on, `logs -t`, ends then). One that fails at once is a JSON error like
+/// any other.
 pub(super) async fn stream(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> Response {
     let running = crate::session::spawn(engine, caller, argv, None);
     drop(running.stdin);
@@ -177,32 +204,40 @@ pub(super) async fn stream(engine: Arc<Engine>, caller: Caller, argv: Vec<String
             if code != 0 {
                 return failure(code, "").into_response();
             }
-            Vec::new()
+            return events_response(axum::body::Body::from("event: end\ndata: {\"code\": 0}\n\n"));
         }
         Err(_) => Vec::new(),
     };
-    let held = running.held;
-    let events = futures_util::stream::unfold((output, first, Vec::new(), held), |(mut output, mut pending, mut partial, held)| async move {
+    let state = Streamed { output, out: first, err: Vec::new(), exit: Some(running.exit), _held: running.held };
+    let events = futures_util::stream::unfold(state, |mut state| async move {
         loop {
-            if !pending.is_empty() {
-                partial.extend(std::mem::take(&mut pending));
-                if let Some(end) = partial.iter().rposition(|b| *b == b'\n') {
-                    let rest = partial.split_off(end + 1);
-                    let whole = std::mem::replace(&mut partial, rest);
-                    let frames: String = String::from_utf8_lossy(&whole).lines().map(|l| format!("data: {l}\n\n")).collect();
-                    return Some((Ok::<_, std::convert::Infallible>(Bytes::from(frames)), (output, pending, partial, held)));
-                }
+            let frames = state.frames();
+            if !frames.is_empty() {
+                return Some((Ok::<_, std::convert::Infallible>(Bytes::from(frames)), state));
             }
-            match output.recv().await? {
-                Chunk::Stdout(bytes) => pending = bytes,
-                Chunk::Stderr(_) => {}
+            match state.output.recv().await {
+                Some(Chunk::Stdout(bytes)) => state.out.extend(bytes),
+                Some(Chunk::Stderr(bytes)) => state.err.extend(bytes),
+                None => {
+                    // The command is done: what is left of its lines, then how it ended.
+                    let exit = state.exit.take()?;
+                    state.out.push(b'\n');
+                    state.err.push(b'\n');
+                    let mut frames = state.frames();
+                    frames.push_str(&format!("event: end\ndata: {{\"code\": {}}}\n\n", exit.code().await));
+                    return Some((Ok(Bytes::from(frames)), state));
+                }
             }
         }
     });
+    events_response(axum::body::Body::from_stream(events))
+}
+
+fn events_response(body: axum::body::Body) -> Response {
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
-        .body(axum::body::Body::from_stream(events))
+        .body(body)
         .unwrap_or_else(|_| ApiError::new(500, "cannot stream").into_response())
 }
 

@@ -228,4 +228,13 @@ fn an_image_archive_uploaded_to_the_api_is_deployed_as_git_load_image_does() {
     assert_eq!(get(&d, "uploaded.example.com"), (200, "uploaded v1".into()));
     let events = d.ssh("events --app uploaded").ok().stdout.clone();
     assert!(events.contains("token:uploader (api)  git:load-image uploaded  exit 0"), "{events}");
+    // Asked as server-sent events, a command's output comes as it is written, then how it ended.
+    let out = std::process::Command::new("curl")
+        .args(["-sN", "-X", "POST", "-H", &format!("Authorization: Bearer {deployer}"), "-H", "Accept: text/event-stream"])
+        .arg(format!("http://{}/api/v1/apps/uploaded/actions/restart", d.api_address()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("data: -----> ") && text.trim_end().ends_with("event: end\ndata: {\"code\": 0}"), "{text}");
+    assert_eq!(get(&d, "uploaded.example.com"), (200, "uploaded v1".into()));
 }
