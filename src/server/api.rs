@@ -163,6 +163,30 @@ fn events(r: &Request) -> Result<Vec<String>, ApiError> {
     Ok(argv)
 }
 
+/// `KIND:VERB` of the path's kind, then the path's service (if `named`) and `rest`.
+fn service(r: &Request, verb: &str, named: bool, rest: &[&str]) -> Result<Vec<String>, ApiError> {
+    let kind = match param(r, "kind")? {
+        kind @ ("postgres" | "redis") => kind,
+        other => return Err(ApiError::new(404, format!("No service kind {} (postgres, redis)", crate::validate::quoted(other)))),
+    };
+    let mut argv = vec![format!("{kind}:{verb}")];
+    if named {
+        argv.push(param(r, "service")?.to_string());
+    }
+    argv.extend(rest.iter().map(|w| w.to_string()));
+    Ok(argv)
+}
+
+fn service_create(r: &Request) -> Result<Vec<String>, ApiError> {
+    let name = body_str(r, "name")?;
+    let mut argv = service(r, "create", false, &[name])?;
+    if let Some(version) = r.body.get("version") {
+        let version = word(version.as_str().ok_or_else(|| ApiError::new(422, "\"version\" must be a string"))?, "version")?;
+        argv.extend(["--image-version".to_string(), version.to_string()]);
+    }
+    Ok(argv)
+}
+
 fn rollback(r: &Request) -> Result<Vec<String>, ApiError> {
     let mut argv = with_app(r, &["releases:rollback"])?;
     match r.body.get("version") {
@@ -186,6 +210,10 @@ const DEPLOY_BODY: &str = r#"{"type": "object", "required": ["image"], "properti
 const CONFIG_BODY: &str = r#"{"type": "object", "minProperties": 1, "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 255}, "additionalProperties": {"type": ["string", "null"], "pattern": "^[^\\u0000]*$", "maxLength": 4096}}"#;
 const SCALE_BODY: &str = r#"{"type": "object", "minProperties": 1, "propertyNames": PROCESS, "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 100}}"#;
 const IMAGE: &str = r#"{"type": "string", "pattern": "^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$", "maxLength": 255}"#;
+const KIND: &str = r#"{"type": "string", "enum": ["postgres", "redis"]}"#;
+const SERVICE: &str = r#"{"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"}"#;
+const SERVICE_BODY: &str = r#"{"type": "object", "required": ["name"], "properties": {"name": SERVICE, "version": {"type": "string", "pattern": "^[0-9]+$", "maxLength": 3}}}"#;
+const LINK_BODY: &str = r#"{"type": "object", "required": ["app"], "properties": {"app": APP}}"#;
 const TAIL: &str = r#"{"type": "integer", "minimum": 0, "maximum": 10000}"#;
 const COUNT: &str = r#"{"type": "integer", "minimum": 0, "maximum": 100000}"#;
 const NO_QUERY: &[(&str, &str)] = &[];
@@ -196,6 +224,8 @@ fn path_schema(name: &str) -> &'static str {
         "app" => APP,
         "domain" => DOMAIN,
         "action" => ACTION,
+        "kind" => KIND,
+        "service" => SERVICE,
         _ => r#"{"type": "string"}"#,
     }
 }
@@ -203,7 +233,7 @@ fn path_schema(name: &str) -> &'static str {
 /// A schema of the constants above, with the names of others in it (`"domain": DOMAIN`)
 /// replaced by them.
 fn schema(text: &str) -> Value {
-    let text = text.replace(": DOMAIN", &format!(": {DOMAIN}")).replace(": PROCESS", &format!(": {PROCESS}"));
+    let text = text.replace(": DOMAIN", &format!(": {DOMAIN}")).replace(": PROCESS", &format!(": {PROCESS}")).replace(": SERVICE", &format!(": {SERVICE}")).replace(": APP", &format!(": {APP}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("a schema that is not JSON ({e}): {text}"))
 }
 
@@ -268,6 +298,19 @@ pub static ROUTES: &[Route] = &[
     }),
     route!("GET", "/api/v1/apps/{app}/certificate", "The app's certificate", Json, |r| with_app(r, &["certs:report", "--format", "json"])),
     route!("GET", "/api/v1/apps/{app}/previews", "The app's previews", List, |r| with_app(r, &["previews", "--format", "json"])),
+    route!("GET", "/api/v1/services/{kind}", "The services of a kind", List, |r| service(r, "list", false, &["--format", "json"])),
+    route!("POST", "/api/v1/services/{kind}", "Create a service (admin)", Lines, Some(SERVICE_BODY), NO_QUERY, true, service_create),
+    route!("GET", "/api/v1/services/{kind}/{service}", "A service: status, version, links, URL (password masked)", Json, |r| service(r, "info", true, &["--format", "json"])),
+    route!("DELETE", "/api/v1/services/{kind}/{service}", "Destroy a service and its data (admin)", Lines, |r| service(r, "destroy", true, &["--force"])),
+    route!("POST", "/api/v1/services/{kind}/{service}/links", "Link an app: its ALIAS_URL, as a new release", Lines, Some(LINK_BODY), NO_QUERY, true, |r| {
+        let app = body_str(r, "app")?;
+        service(r, "link", true, &[app])
+    }),
+    route!("DELETE", "/api/v1/services/{kind}/{service}/links/{app}", "Unlink an app, as a new release", Lines, |r| {
+        let app = param(r, "app")?;
+        service(r, "unlink", true, &[app])
+    }),
+    route!("POST", "/api/v1/services/{kind}/{service}/backups", "Back the service up now", Lines, |r| service(r, "backup", true, &[])),
     route!("GET", "/api/v1/events", "The audit log (the caller's apps)", List, None, &[("app", APP), ("n", COUNT)], false, events),
     route!("GET", "/api/v1/tokens", "The tokens the caller's key made", List, |_| Ok(line(&["tokens:list", "--format", "json"]))),
 ];
@@ -495,6 +538,9 @@ mod tests {
         assert_eq!(build("PATCH", "/api/v1/apps/{app}/formation", &[("app", "web")], json!({"web": 2})).unwrap(), ["ps:scale", "web", "web=2"]);
         assert_eq!(build("PATCH", "/api/v1/apps/{app}/config", &[("app", "web")], json!({"A": "b c", "B": null})).unwrap(), ["config:set", "web", "--encoded", "A=YiBj", "--unset=B"]);
         assert_eq!(build("POST", "/api/v1/apps/{app}/rollback", &[("app", "web")], json!({"version": 3})).unwrap(), ["releases:rollback", "web", "v3"]);
+        assert_eq!(build("POST", "/api/v1/services/{kind}", &[("kind", "postgres")], json!({"name": "db", "version": "15"})).unwrap(), ["postgres:create", "db", "--image-version", "15"]);
+        assert_eq!(build("POST", "/api/v1/services/{kind}/{service}/links", &[("kind", "redis"), ("service", "cache")], json!({"app": "web"})).unwrap(), ["redis:link", "cache", "web"]);
+        assert_eq!(build("GET", "/api/v1/services/{kind}", &[("kind", "mysql")], Value::Null).unwrap_err().status, 404);
     }
 
     #[test]
