@@ -222,7 +222,9 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     let runtime = runtime(ctx).await?;
     let all = runtime.user_networks().await.map_err(|e| failed(e.to_string()))?;
     let containers = runtime.containers(app).await.map_err(|e| failed(e.to_string()))?;
-    for container in containers.iter().filter(|c| c.running) {
+    // Containers berth is retiring are left as they are: they are on their way out, and the
+    // engine refuses to change one it is removing.
+    for container in containers.iter().filter(|c| c.running && !runtime.stopped_by_berth(&c.id)) {
         for network in &all {
             let engine_name = runtime.user_network(&network.name);
             let result = if wanted.contains(&network.name) {
@@ -230,7 +232,13 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
             } else {
                 runtime.detach(&container.id, &engine_name).await
             };
-            result.map_err(|e| failed(format!("cannot change the networks of {}: {e}", container.name)))?;
+            if let Err(e) = result {
+                // Gone or stopping meanwhile (a deploy retired it): nothing left to change.
+                if runtime.stopped_by_berth(&container.id) || !runtime.live(&container.id).await.is_some_and(|l| l.running) {
+                    break;
+                }
+                return Err(failed(format!("cannot change the networks of {}: {e}", container.name)));
+            }
         }
     }
     ctx.out.step(format!("{app}'s {} running containers are on: {}", containers.iter().filter(|c| c.running).count(), if wanted.is_empty() { "its own network only".to_string() } else { wanted.join(", ") })).await;
