@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
-use super::http::{Http as Api, SESSION, run, status_of, stream};
+use super::http::{Http as Api, SESSION, error_line, run, status_of, stream};
 use crate::engine::{Caller, Door};
 use crate::store::{Access, Role};
 
@@ -93,7 +93,7 @@ fn visitor(api: &Api, headers: &HeaderMap) -> Result<(Caller, String, String), B
 async fn report(api: &Api, caller: &Caller, argv: &[&str]) -> Result<Value, String> {
     let (code, stdout, stderr) = run(api.engine.clone(), caller.clone(), argv.iter().map(|w| w.to_string()).collect()).await;
     if code != 0 {
-        return Err(stderr.lines().map(|l| l.trim_start_matches(" !").trim()).find(|l| !l.is_empty()).unwrap_or("failed").to_string());
+        return Err(error_line(&stderr));
     }
     serde_json::from_str(stdout.trim()).map_err(|e| format!("not JSON: {e}"))
 }
@@ -229,8 +229,7 @@ async fn act(api: &Api, headers: &HeaderMap, app: &str, form: &HashMap<String, S
     };
     let (code, _, stderr) = run(api.engine.clone(), caller, argv).await;
     if code != 0 {
-        let why = stderr.lines().map(|l| l.trim_start_matches(" !").trim()).find(|l| !l.is_empty()).unwrap_or("failed").to_string();
-        return back("error", &why);
+        return back("error", &error_line(&stderr));
     }
     back("done", done)
 }

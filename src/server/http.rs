@@ -146,9 +146,14 @@ impl Sessions {
     }
 }
 
+/// The one line a failed command said why in (its stderr, without the ` !` mark).
+pub(super) fn error_line(stderr: &str) -> String {
+    stderr.lines().map(|l| l.trim_start_matches(" !").trim()).find(|l| !l.is_empty()).unwrap_or("the command failed").to_string()
+}
+
 /// The error of a command that failed: its first line, the status that fits.
 pub(super) fn failure(code: i32, stderr: &str) -> ApiError {
-    let message = stderr.lines().map(|l| l.trim_start_matches(" !").trim()).find(|l| !l.is_empty()).unwrap_or("the command failed").to_string();
+    let message = error_line(stderr);
     ApiError::new(status_of(&message, code), message)
 }
 
