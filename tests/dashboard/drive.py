@@ -31,6 +31,14 @@ def shot(name):
     print(f"step {name}: ok", flush=True)
 
 
+def submitted(click):
+    """Does `click`, then waits until the page it left is gone (a form's answer is a new
+    page: the old one's message must not be taken for it)."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    click()
+    wait.until(ready.staleness_of(old))
+
+
 def flash():
     """The message the last form left: (kind, text)."""
     found = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#done, #error"))
@@ -51,8 +59,11 @@ try:
     assert "Releasing v2" in driver.find_element(By.ID, "deploy-log").text, "the last push's output is shown"
     shot("app")
 
-    driver.find_element(By.CSS_SELECTOR, 'tr[data-version="1"] button.rollback').click()
-    wait.until(ready.alert_is_present()).accept()
+    def roll_back():
+        driver.find_element(By.CSS_SELECTOR, 'tr[data-version="1"] button.rollback').click()
+        wait.until(ready.alert_is_present()).accept()
+
+    submitted(roll_back)
     kind, text = flash()
     assert kind == "done", f"the rollback said {text!r}"
     shot("rollback")
@@ -60,12 +71,12 @@ try:
     form = driver.find_element(By.ID, "config-set")
     form.find_element(By.NAME, "key").send_keys("GREETING")
     form.find_element(By.NAME, "value").send_keys("from the browser")
-    form.find_element(By.TAG_NAME, "button").click()
+    submitted(form.find_element(By.TAG_NAME, "button").click)
     kind, text = flash()
     assert kind == "done", f"config said {text!r}"
     row = driver.find_element(By.CSS_SELECTOR, 'tr[data-key="GREETING"]')
     assert "from the browser" not in row.text, "values are hidden until shown"
-    driver.find_element(By.ID, "reveal").click()
+    submitted(driver.find_element(By.ID, "reveal").click)
     wait.until(ready.text_to_be_present_in_element((By.CSS_SELECTOR, 'tr[data-key="GREETING"] .value'), "from the browser"))
     shot("config")
 
