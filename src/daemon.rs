@@ -79,13 +79,15 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
         }
     }
     let global = store.load_global()?;
-    let settings = settings(&args, &global)?;
+    let mut settings = settings(&args, &global)?;
 
     let host_key = ssh::load_or_create_host_key(&root.join("keys").join("host_ed25519"))?;
     let ssh_listener = TcpListener::bind(settings.ssh_listen).await.with_context(|| format!("cannot listen for SSH on {}", settings.ssh_listen))?;
     let ssh_addr = ssh_listener.local_addr()?;
     let api_listener = TcpListener::bind(settings.api_listen).await.with_context(|| format!("cannot listen for the API on {} (--api-listen)", settings.api_listen))?;
     let api_addr = api_listener.local_addr()?;
+    // berth's site proxies to what was bound (`--api-listen 127.0.0.1:0` in tests).
+    settings.api_listen = api_addr;
     let socket_path = crate::socket_path(&root);
     let local_listener = local::bind(&socket_path).with_context(|| format!("cannot bind {}", socket_path.display()))?;
 
@@ -104,6 +106,7 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     if let Err(e) = engine.nginx.ensure_running().await {
         tracing::error!("cannot start nginx: {e}");
     }
+    crate::front::route_at_start(&engine).await;
     // Where tests and scripts find what was actually bound (`--ssh-listen 127.0.0.1:0`),
     // written once the daemon is about to answer.
     crate::store::write_atomic(&root.join("ssh-address"), format!("{ssh_addr}\n").as_bytes(), 0o644)?;

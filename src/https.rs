@@ -354,7 +354,7 @@ pub async fn record_failure(engine: &Engine, app: &str, error: &str) {
     }
 }
 
-fn note_failure(renewal: &mut Renewal, error: &str, now: u64) {
+pub(crate) fn note_failure(renewal: &mut Renewal, error: &str, now: u64) {
     renewal.failures = renewal.failures.saturating_add(1);
     renewal.last_error = Some(error.to_string());
     renewal.next_attempt = now + retry_wait(renewal.failures);
@@ -368,6 +368,7 @@ fn retry_wait(failures: u32) -> u64 {
 /// Renews what is due, for every app: at daemon start, then every hour. Logs what it did.
 pub async fn renewal_loop(engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
+        crate::front::renew(&engine).await;
         for app in engine.store.list_apps().unwrap_or_default() {
             let out = Output::discard();
             // Failures and dropped certificates are logged (and recorded) by `renew`.

@@ -15,6 +15,7 @@ pub mod deploy;
 pub mod destroy;
 pub mod dockerfile;
 pub mod engine;
+pub mod front;
 pub mod git;
 pub mod hook;
 pub mod hooks;

@@ -105,6 +105,9 @@ pub fn new_app_name(name: &str) -> Result<&str, Invalid> {
     if name.ends_with(['-', '.']) {
         return Err(invalid(format!("Invalid app name {}: it cannot end with a dash or a dot (Docker image names and DNS names cannot)", quoted(name))));
     }
+    if name == crate::front::NAME {
+        return Err(invalid(format!("Invalid app name {}: berth.DOMAIN is where berth serves its API and dashboard", quoted(name))));
+    }
     if name.contains("--") {
         return Err(invalid(format!("Invalid app name {}: `--` is reserved for previews (APP--BRANCH)", quoted(name))));
     }

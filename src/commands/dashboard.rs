@@ -42,8 +42,9 @@ pub async fn login(ctx: &mut Ctx<'_>) -> CmdResult {
         logins.logins.push(crate::store::Login { hash: crate::store::token::hash(&code), key: ctx.caller.name.clone(), expires_at: now + LOGIN_VALID });
         store.save_logins(&logins)?;
     }
-    let address = std::fs::read_to_string(ctx.engine.store.root().join("api-address")).map(|a| a.trim().to_string()).unwrap_or_else(|_| ctx.engine.settings.api_listen.to_string());
+    // berth's site when there is a global domain, else the API listener (from this host).
+    let base = crate::front::url(ctx.engine).unwrap_or_else(|| format!("http://{}", ctx.engine.settings.api_listen));
     ctx.out.step("Open this within 5 minutes (once):").await;
-    ctx.out.line(format!("http://{address}/dashboard/login?code={code}")).await;
+    ctx.out.line(format!("{base}/dashboard/login?code={code}")).await;
     Ok(())
 }

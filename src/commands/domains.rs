@@ -292,6 +292,9 @@ pub async fn set_global(ctx: &mut Ctx<'_>, domains: &[String]) -> CmdResult {
         // here as domains:add refuses it.
         let added: Vec<&String> = names.iter().filter(|g| !before.contains(g)).collect();
         for (app, config) in &apps {
+            if let Some(why) = config.domains.iter().find_map(|d| crate::front::claimed(d, &names)) {
+                return Err(failed(format!("{why}: it is a domain of app {app} (domains:remove it first)")));
+            }
             for wildcard in &config.domains {
                 if let Some(g) = added.iter().find(|g| covers_global(wildcard, g)) {
                     return Err(failed(format!("{wildcard} of app {app} would catch every app's name under {g}: domains:remove {app} {wildcard} first")));
@@ -348,6 +351,15 @@ pub async fn set_global(ctx: &mut Ctx<'_>, domains: &[String]) -> CmdResult {
     for moved in &moves {
         let now = if moved.to.is_empty() { "no domain".to_string() } else { moved.to.join(" ") };
         ctx.out.step(format!("{} now answers to {now}", moved.app)).await;
+    }
+    // berth's own site follows the first global domain. Its failure leaves the apps as set.
+    match crate::front::route(ctx.engine).await {
+        Ok(()) => {
+            if let Some(url) = crate::front::url(ctx.engine) {
+                ctx.out.step(format!("berth's API and dashboard: {url}")).await;
+            }
+        }
+        Err(e) => ctx.out.error(format!("berth's API and dashboard are not served through nginx: {e}")).await,
     }
     Ok(())
 }
@@ -445,6 +457,9 @@ fn follow_global(app: &str, domains: &[String], before: &[String], after: &[Stri
 /// the wildcard's app only the name the user asked for. Pure.
 fn check_conflicts(names: &[String], others: &[(String, Vec<String>)], global: &[String]) -> CmdResult {
     for name in names {
+        if let Some(why) = crate::front::claimed(name, global) {
+            return Err(failed(why));
+        }
         if let Some((other, _)) = others.iter().find(|(_, theirs)| theirs.contains(name)) {
             return Err(failed(format!("Domain {name} is already used by app {other}")));
         }

@@ -23,12 +23,24 @@ pub enum Cmd {
     /// Set a Let's Encrypt setting: email ADDRESS | server DIRECTORY_URL (admins) | graceperiod SECONDS (no value: unset)
     #[command(name = "letsencrypt:set")]
     Set(SetArgs),
-    /// Get a certificate for every domain of the app from Let's Encrypt and serve it at once
+    /// Get a certificate for every domain of the app (or, with --server, for berth.DOMAIN, berth's API and dashboard) from Let's Encrypt and serve it at once
     #[command(name = "letsencrypt:enable")]
-    Enable { app: AppName },
-    /// Stop renewing and remove the app's Let's Encrypt certificate
+    Enable {
+        #[arg(required_unless_present = "server", conflicts_with = "server")]
+        app: Option<AppName>,
+        /// berth's own site (admins)
+        #[arg(long)]
+        server: bool,
+    },
+    /// Stop renewing and remove the app's (or, with --server, berth's site's) Let's Encrypt certificate
     #[command(name = "letsencrypt:disable")]
-    Disable { app: AppName },
+    Disable {
+        #[arg(required_unless_present = "server", conflicts_with = "server")]
+        app: Option<AppName>,
+        /// berth's own site (admins)
+        #[arg(long)]
+        server: bool,
+    },
     /// List apps with Let's Encrypt: expiry, days left, renewal status
     #[command(name = "letsencrypt:list")]
     List {
@@ -58,15 +70,18 @@ impl Cmd {
             // scoped key could probe the host's own ports through its errors).
             Cmd::Set(args) if args.key.as_deref() == Some("server") => Scope::Admin,
             Cmd::Set(args) => args.target.scope(),
-            Cmd::Enable { app, .. } | Cmd::Disable { app, .. } => Scope::App(app),
+            Cmd::Enable { app: Some(app), .. } | Cmd::Disable { app: Some(app), .. } => Scope::App(app),
+            Cmd::Enable { app: None, .. } | Cmd::Disable { app: None, .. } => Scope::Admin,
         }
     }
 
     pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
         match self {
             Cmd::Set(args) => set(ctx, &args).await,
-            Cmd::Enable { app } => enable(ctx, &app).await,
-            Cmd::Disable { app } => disable(ctx, &app).await,
+            Cmd::Enable { app: Some(app), .. } => enable(ctx, &app).await,
+            Cmd::Disable { app: Some(app), .. } => disable(ctx, &app).await,
+            Cmd::Enable { app: None, .. } => crate::front::enable_letsencrypt(ctx.engine, &ctx.out).await.map_err(|e| failed(format!("Let's Encrypt: {e}; berth's site is served as before"))),
+            Cmd::Disable { app: None, .. } => crate::front::disable_letsencrypt(ctx.engine, &ctx.out).await.map_err(failed),
             Cmd::List { format } => list(ctx, format).await,
             Cmd::AutoRenew { app, force } => auto_renew(ctx, app.as_deref(), force).await,
             Cmd::Report(args) => report(ctx, &args).await,
@@ -201,6 +216,17 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
             Err(e) => (None, Some(e), "the certificate cannot be read".into()),
         };
         rows.push(Listed { app, domains: config.domains, expires_at, status, error });
+    }
+    // berth's own site, for admins.
+    let front = crate::front::load_state(ctx.engine).map_err(failed)?;
+    if let (true, true, Some(host)) = (ctx.caller.role.is_admin(), front.letsencrypt, crate::front::host(&global)) {
+        let status = match (&front.renewal.last_error, crate::front::due(ctx.engine, now)) {
+            (Some(_), _) => format!("renewal failed {} time(s); next try {} UTC", front.renewal.failures, tls::utc(front.renewal.next_attempt as i64)),
+            (None, Some(why)) => format!("renewal due: {why}"),
+            (None, None) => "ok".into(),
+        };
+        let expires_at = crate::front::certificate(ctx.engine).map(|info| info.not_after);
+        rows.push(Listed { app: format!("{} (--server)", crate::front::NAME), domains: vec![host], expires_at, status, error: front.renewal.last_error });
     }
     match format {
         Format::Json => {

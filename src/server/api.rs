@@ -400,7 +400,12 @@ impl Http {
             },
             Shape::Lines | Shape::Stream => {
                 let lines: Vec<&str> = stdout.lines().collect();
-                (status, axum::Json(json!({"output": lines}))).into_response()
+                let mut body = json!({"output": lines});
+                // A deploy's id is the release it made (a deploy, rollback, config change…).
+                if let Some(release) = request.params.get("app").and_then(|app| released(app, &lines)) {
+                    body["release"] = json!(release);
+                }
+                (status, axum::Json(body)).into_response()
             }
         }
     }
@@ -416,7 +421,7 @@ pub fn router(api: Shared) -> axum::Router {
         let filter = axum::routing::MethodFilter::try_from(method).expect("a method filter");
         if route.upload {
             let handler = move |State(api): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Path(params): Path<HashMap<String, String>>, Query(query): Query<HashMap<String, String>>, headers: HeaderMap, body: axum::body::Body| async move {
-                let caller = match api.authenticate(&headers, peer.ip()) {
+                let caller = match api.authenticate(&headers, super::http::client(peer, &headers)) {
                     Ok(caller) => caller,
                     Err(e) => return e.into_response(),
                 };
@@ -426,7 +431,7 @@ pub fn router(api: Shared) -> axum::Router {
             continue;
         }
         let handler = move |State(api): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Path(params): Path<HashMap<String, String>>, Query(query): Query<HashMap<String, String>>, headers: HeaderMap, body: Bytes| async move {
-            let caller = match api.authenticate(&headers, peer.ip()) {
+            let caller = match api.authenticate(&headers, super::http::client(peer, &headers)) {
                 Ok(caller) => caller,
                 Err(e) => return e.into_response(),
             };
@@ -507,10 +512,19 @@ pub fn openapi() -> Value {
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["status", "message"], "properties": {"status": {"type": "integer"}, "message": {"type": "string"}}}}},
-                "Output": {"type": "object", "required": ["output"], "properties": {"output": {"type": "array", "items": {"type": "string"}}}}
+                "Output": {"type": "object", "required": ["output"], "properties": {
+                    "output": {"type": "array", "items": {"type": "string"}},
+                    "release": {"type": "integer", "description": "The release the command made live: a deploy's id (GET /apps/{app}/releases)"}
+                }}
             }
         }
     })
+}
+
+/// The release a command's output says went live (`-----> APP vN is live …`), the last one.
+fn released(app: &str, lines: &[&str]) -> Option<u32> {
+    let prefix = format!("-----> {app} v");
+    lines.iter().rev().find_map(|line| line.strip_prefix(&prefix)?.split_once(" is live")?.0.parse().ok())
 }
 
 fn operation_id(route: &Route) -> String {
@@ -535,6 +549,8 @@ mod tests {
     #[test]
     fn requests_become_the_command_lines_ssh_takes() {
         assert_eq!(build("POST", "/api/v1/apps", &[], json!({"name": "web"})).unwrap(), ["apps:create", "web"]);
+        assert_eq!(released("web", &["-----> Deploying", "-----> web v12 is live (deployed in 1.2 s)", "done"]), Some(12));
+        assert_eq!(released("web", &["-----> webshop v3 is live (deployed in 1 s)"]), None);
         assert_eq!(build("PATCH", "/api/v1/apps/{app}/formation", &[("app", "web")], json!({"web": 2})).unwrap(), ["ps:scale", "web", "web=2"]);
         assert_eq!(build("PATCH", "/api/v1/apps/{app}/config", &[("app", "web")], json!({"A": "b c", "B": null})).unwrap(), ["config:set", "web", "--encoded", "A=YiBj", "--unset=B"]);
         assert_eq!(build("POST", "/api/v1/apps/{app}/rollback", &[("app", "web")], json!({"version": 3})).unwrap(), ["releases:rollback", "web", "v3"]);

@@ -110,8 +110,9 @@ fn utc(secs: Option<i64>) -> String {
     secs.and_then(|s| u64::try_from(s).ok()).map(crate::output::utc).unwrap_or_default()
 }
 
-async fn login(State(api): State<std::sync::Arc<Api>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Query(query): Query<HashMap<String, String>>) -> Response {
-    if api.failures.blocked(peer.ip()) {
+async fn login(State(api): State<std::sync::Arc<Api>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: axum::http::HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
+    let client = super::http::client(peer, &headers);
+    if api.failures.blocked(client) {
         return stranger(StatusCode::TOO_MANY_REQUESTS, "Too many wrong login links from this address: wait a minute.");
     }
     let code = query.get("code").cloned().unwrap_or_default();
@@ -123,7 +124,7 @@ async fn login(State(api): State<std::sync::Arc<Api>>, ConnectInfo(peer): Connec
         taken
     };
     let Some(login) = taken.filter(|l| caller_of(&api, &l.key).is_some()) else {
-        api.failures.failed(peer.ip());
+        api.failures.failed(client);
         return stranger(StatusCode::UNAUTHORIZED, "This login link was used already, has expired, or is wrong: ask for another with dashboard:login.");
     };
     let id = api.sessions.open(&login.key);

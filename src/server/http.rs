@@ -70,6 +70,17 @@ pub fn status_of(message: &str, code: i32) -> u16 {
     }
 }
 
+/// Who is asking, for counting failed authentications: the peer, or behind berth's nginx
+/// (a loopback peer) the address nginx appended to X-Forwarded-For (the last one: what the
+/// client sent itself comes before it).
+pub(super) fn client(peer: std::net::SocketAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+    if !peer.ip().is_loopback() {
+        return peer.ip();
+    }
+    let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).last();
+    forwarded.and_then(|a| a.trim().parse().ok()).unwrap_or(peer.ip())
+}
+
 /// Failed authentications by address.
 pub(super) struct Failures {
     seen: Mutex<HashMap<IpAddr, (u32, Instant)>>,

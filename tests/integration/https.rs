@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{AppRepo, Daemon, free_port, get, http_get, web_dockerfile};
+use crate::harness::{AppRepo, Daemon, free_port, keygen, get, http_get, web_dockerfile};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl is installed (scripts/test.sh)");
@@ -408,4 +408,98 @@ fn https_survives_a_daemon_restart_and_the_renewal_loop_runs_after_it() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(https(d.https_port, "web.example.com", Some(&pebble.root)).body, "web v1");
+}
+
+/// curl through the daemon's nginx at `https://HOST:PORT{path}` (no verification unless
+/// `cacert`), as `berth.<global domain>` is reached: (status, headers, body); status 0 and
+/// curl's error when it failed (TLS).
+fn front(d: &Daemon, host: &str, path: &str, args: &[&str], cacert: Option<&Path>) -> (u16, String, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-D", "-", "--max-time", "10", "--resolve", &format!("{host}:{}:127.0.0.1", d.https_port)]).args(args);
+    match cacert {
+        Some(ca) => cmd.arg("--cacert").arg(ca),
+        None => cmd.arg("-k"),
+    };
+    let out = cmd.arg(format!("https://{host}:{}{path}", d.https_port)).output().unwrap();
+    if !out.status.success() {
+        return (0, String::new(), String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (headers, body) = text.split_once("\r\n\r\n").map(|(h, b)| (h.to_string(), b.to_string())).unwrap_or_default();
+    (headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0), headers, body)
+}
+
+#[test]
+fn berths_api_and_dashboard_are_served_at_berth_dot_the_global_domain_over_https() {
+    let (d, _ca, pebble) = setup("front");
+    let host = "berth.example.test";
+    let out = d.ssh("domains:set-global example.test");
+    out.ok();
+    assert!(out.stdout.contains(&format!("https://{host}:{}", d.https_port)), "{out:#?}");
+    let token = {
+        let out = d.ssh("tokens:create script --scope read");
+        out.ok();
+        out.stdout.lines().last().unwrap_or_default().trim().to_string()
+    };
+    let bearer = format!("Authorization: Bearer {token}");
+
+    // A self-signed certificate at once; plain http redirects; the API answers through nginx.
+    let (status, _, body) = front(&d, host, "/api/v1/apps", &["-H", &bearer], None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.trim_start().starts_with('['), "{body}");
+    assert_eq!(http_head(&d, host, "/api/v1/apps"), (301, format!("https://{host}:{}/api/v1/apps", d.https_port)));
+    assert_eq!(front(&d, host, "/api/v1/apps", &["-H", &bearer], Some(&pebble.root)).0, 0, "not pebble's yet");
+
+    // The name stays berth's: no app takes it, nor its host.
+    d.ssh("apps:create berth").refused("berth.DOMAIN is where berth serves its API and dashboard");
+    d.ssh("apps:create shop").ok();
+    d.ssh(&format!("domains:add shop {host}")).refused("where berth serves its API and dashboard");
+
+    // The dashboard's one-time URL is the site's, and its session cookie works over it.
+    let out = d.ssh("dashboard:login");
+    out.ok();
+    let url = out.stdout.lines().last().unwrap_or_default().trim().to_string();
+    let prefix = format!("https://{host}:{}", d.https_port);
+    let path = url.strip_prefix(&prefix).unwrap_or_else(|| panic!("{url} is not under {prefix}"));
+    let (status, headers, _) = front(&d, host, path, &[], None);
+    assert_eq!(status, 303, "{headers}");
+    assert!(headers.to_ascii_lowercase().contains("set-cookie:") && headers.contains("Secure"), "{headers}");
+
+    // Failed logins are counted per client, not per nginx: an address the client claims
+    // (X-Forwarded-For) is not taken for its own.
+    for i in 0..10 {
+        let (status, _, body) = front(&d, host, "/api/v1/apps", &["-H", "Authorization: Bearer berth_guess", "-H", &format!("X-Forwarded-For: 10.0.0.{i}")], None);
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, _, body) = front(&d, host, "/api/v1/apps", &["-H", "Authorization: Bearer berth_guess", "-H", "X-Forwarded-For: 10.0.0.99"], None);
+    assert_eq!(status, 429, "{body}");
+    // Another client (another source address) is not held back by that one.
+    let (status, _, body) = front(&d, host, "/api/v1/apps", &["--interface", "127.0.0.2", "-H", &bearer], None);
+    assert_eq!(status, 200, "{body}");
+
+    // Let's Encrypt for the site: pebble's chain, and the API still answers.
+    let out = d.ssh("letsencrypt:enable --server");
+    out.ok();
+    assert!(out.stdout.contains(&format!("https://{host}")), "{out:#?}");
+    let (status, _, _) = front(&d, host, "/api/v1/openapi.json", &[], Some(&pebble.root));
+    assert_eq!(status, 200, "served with pebble's certificate");
+    let list = d.ssh("letsencrypt:list");
+    assert!(list.ok().stdout.contains(host), "{list:#?}");
+    // A restart keeps it.
+    let mut d = d;
+    d.stop();
+    d.boot();
+    assert_eq!(front(&d, host, "/api/v1/openapi.json", &[], Some(&pebble.root)).0, 200);
+
+    // Scoped keys cannot touch it; disabling goes back to self-signed.
+    let scoped = keygen(d.dir.path(), "dev");
+    d.ssh_as(&d.admin, "ssh-keys:add dev --app shop", scoped.public.as_bytes()).ok();
+    d.ssh_as(&scoped, "letsencrypt:disable --server", b"").refused("Permission denied");
+    d.ssh("letsencrypt:disable --server").ok();
+    assert_eq!(front(&d, host, "/api/v1/openapi.json", &[], Some(&pebble.root)).0, 0, "no longer pebble's");
+    assert_eq!(front(&d, host, "/api/v1/openapi.json", &[], None).0, 200);
+
+    // No global domain: no site.
+    d.ssh("domains:clear-global").ok();
+    assert_ne!(http_head(&d, host, "/api/v1/openapi.json").0, 301);
 }
