@@ -198,6 +198,9 @@ impl Streamed {
 /// Runs a command as server-sent events (`Streamed`) until it ends, or the client goes (a
 /// command that goes on, `logs -t`, ends then). One that fails at once is a JSON error like
 /// any other.
+/// How long a server-sent event stream stays silent before a comment line.
+const KEEPALIVE: Duration = Duration::from_secs(20);
+
 pub(super) async fn stream(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> Response {
     let running = crate::session::spawn(engine, caller, argv, None);
     drop(running.stdin);
@@ -231,7 +234,12 @@ pub(super) async fn stream(engine: Arc<Engine>, caller: Caller, argv: Vec<String
             if !frames.is_empty() {
                 return Some((Ok::<_, std::convert::Infallible>(Bytes::from(frames)), state));
             }
-            match state.output.recv().await {
+            // A comment now and then: a proxy between (berth's nginx cuts after 60 s idle)
+            // keeps a quiet stream open, and a client that went is noticed.
+            let Ok(chunk) = tokio::time::timeout(KEEPALIVE, state.output.recv()).await else {
+                return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), state));
+            };
+            match chunk {
                 Some(Chunk::Stdout(bytes)) => state.out.extend(bytes),
                 Some(Chunk::Stderr(bytes)) => state.err.extend(bytes),
                 None => {
@@ -253,6 +261,8 @@ fn events_response(body: axum::body::Body) -> Response {
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
+        // nginx (berth's site) passes each event on at once instead of buffering.
+        .header("x-accel-buffering", "no")
         .body(body)
         .unwrap_or_else(|_| ApiError::new(500, "cannot stream").into_response())
 }
