@@ -3,7 +3,8 @@
 #  1. `git push` wall time of a redeploy whose image build is fully cached (an empty
 #     commit to a busybox httpd Dockerfile app), median of RUNS, split into the Docker
 #     build, the app's start-up until its checks pass, and berth's own overhead
-#     (everything else: SSH, git, hook, release, routing).
+#     (everything else: SSH, git, hook, release, routing); beside it, alternating, the
+#     by-hand floor: the same swap with docker, curl and nginx alone, and the ratio.
 #  2. A Go net/http app (go buildpack, standard library; listens with the kernel's full
 #     backlog, unlike busybox httpd's 9 whose dropped SYNs came back 1 s later) under wrk
 #     through berth's nginx (2 threads, 16 connections), keep-alive and with a new
@@ -29,6 +30,7 @@
 # Usage: scripts/bench-deploy.sh [RUNS]   (default 5)
 #   BERTH=/path/to/berth   use this binary instead of building one (cargo build --release)
 #   REDEPLOYS=20 BASE_SECS=30 LOAD_SECS=20 PACE_MS=20 BUILD_MEMORY= (e.g. 1g)
+#   SECTIONS=1   only 1. (the cached redeploys beside the by-hand floor)
 # Progress goes to stderr, the tables to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,10 +103,48 @@ redeploy() { # TIMINGS MESSAGE
     return 0
 }
 
-# 1. Cached redeploys.
+# The by-hand floor: the same swap of the same app done with the bare tools, as a script
+# would: `docker build` (cached), `docker run`, poll until HTTP answers, write an nginx
+# upstream, `nginx -s reload`, remove the old container. Its own nginx, on FLOOR_PORT.
+floor_setup() {
+    mkdir -p "$WORK/floor/app" "$WORK/floor/nginx/logs"
+    cp -r "$APPS/busybox-httpd/." "$WORK/floor/app/"
+    FLOOR_PORT=$(free_port)
+    cat >"$WORK/floor/nginx/nginx.conf" <<EOF
+pid $WORK/floor/nginx/nginx.pid;
+error_log $WORK/floor/nginx/logs/error.log;
+events {}
+http {
+    access_log off;
+    include $WORK/floor/nginx/upstream.conf;
+    server { listen 127.0.0.1:$FLOOR_PORT; location / { proxy_pass http://app; } }
+}
+EOF
+    FLOOR_OLD=""
+    floor_swap >/dev/null
+    nginx -p "$WORK/floor/nginx" -c "$WORK/floor/nginx/nginx.conf"
+    BENCH_PIDS="${BENCH_PIDS:-} $(cat "$WORK/floor/nginx/nginx.pid")"
+}
+floor_swap() { # prints START END
+    local start id ip
+    start=$(date +%s.%N)
+    docker build -q -t "berth-floor-$$:bench" "$WORK/floor/app" >/dev/null
+    id=$(docker run -d -e PORT=5000 --label "berth.root=$ROOT" "berth-floor-$$:bench")
+    ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$id")
+    until curl -s -o /dev/null --max-time 1 "http://$ip:5000/"; do sleep 0.01; done
+    echo "upstream app { server $ip:5000; keepalive 8; }" >"$WORK/floor/nginx/upstream.conf"
+    if [ -f "$WORK/floor/nginx/nginx.pid" ]; then nginx -p "$WORK/floor/nginx" -c "$WORK/floor/nginx/nginx.conf" -s reload; fi
+    if [ -n "$FLOOR_OLD" ]; then docker rm -f "$FLOOR_OLD" >/dev/null; fi
+    FLOOR_OLD=$id
+    echo "$start $(date +%s.%N)"
+}
+
+# 1. Cached redeploys, each beside a by-hand swap (alternating: the same load for both).
 first_push benchapp busybox-httpd bench.example.com
-progress "1. $RUNS cached redeploys"
+floor_setup
+progress "1. $RUNS cached redeploys and $RUNS by-hand swaps"
 : >"$WORK/timings"
+: >"$WORK/floor-timings"
 for i in $(seq 1 "$RUNS"); do
     git commit -q --allow-empty -m "redeploy $i"
     start=$(date +%s.%N)
@@ -113,8 +153,16 @@ for i in $(seq 1 "$RUNS"); do
     build=$(sed -n 's/.*Build done in \([0-9.]*\)s.*/\1/p' "$WORK/push.log")
     ready=$(sed -n 's/.*checks passed in \([0-9.]*\)s.*/\1/p' "$WORK/push.log")
     echo "$start $end $build $ready" >>"$WORK/timings"
+    sleep 1
+    floor_swap >>"$WORK/floor-timings"
+    [ "$(curl -s "http://127.0.0.1:$FLOOR_PORT/")" = hello ] || die "the by-hand swap $i does not serve"
+    sleep 1
 done
+docker rm -f "$FLOOR_OLD" >/dev/null
+docker rmi -f "berth-floor-$$:bench" >/dev/null 2>&1 || true
 
+# SECTIONS=1: the cached redeploys and the floor only (a quick before/after).
+if [ "${SECTIONS:-all}" != 1 ]; then
 # 2. The Go app: baseline, then redeploys under load.
 first_push benchgo go-http go.example.com
 
@@ -273,9 +321,11 @@ setting limits builder:set --global build-memory ${BUILD_MEMORY:+"$BUILD_MEMORY"
 paced idle-limits
 burn_build limits
 
+fi # SECTIONS
+
 VERSION="$("$BERTH" --root "$ROOT" version 2>&1 | head -n1), $(nproc) cores, Linux $(uname -r), load average at start $LOAD_AT_START, at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$WORK" "$VERSION" "$BUILD_MEMORY" "$RUNS" "$REDEPLOYS" "$BASE_SECS" "$LOAD_SECS" "$PACE_MS" <<'PY'
-import glob, json, re, statistics, sys
+import glob, json, os, re, statistics, sys
 work, version, build_memory = sys.argv[1:4]
 runs, redeploys, base_secs, load_secs, pace_ms = map(int, sys.argv[4:])
 med = statistics.median
@@ -296,14 +346,19 @@ wall = [e - s for s, e, _, _ in rows]
 build = [b for _, _, b, _ in rows]
 ready = [r for _, _, _, r in rows]
 over = [w - b - r for w, b, r in zip(wall, build, ready)]
+floor = [e - s for s, e in (map(float, l.split()) for l in open(f"{work}/floor-timings") if l.strip())]
 print(f"1. Redeploy of a small Dockerfile app (busybox httpd) with a cached build, {len(rows)} runs (median)")
 table(["phase", "seconds"], [
-    ["git push wall time (goal: no slower than before)", f"{med(wall):.2f}"],
+    ["git push wall time", f"{med(wall):.2f}"],
+    ["by-hand floor (build, run, poll, upstream, reload, rm)", f"{med(floor):.2f}"],
+    ["berth / floor (goal <= 0.8x)", f"{med(wall) / med(floor):.2f}x"],
     ["  Docker build (cached)", f"{med(build):.2f}"],
     ["  container start + app start-up + checks", f"{med(ready):.2f}"],
     ["  berth overhead (goal < 1 s)", f"{med(over):.2f}"],
-], [48, 8])
+], [56, 8])
 print()
+if os.environ.get("SECTIONS") == "1":
+    sys.exit(0)
 
 # 2.
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
