@@ -325,6 +325,21 @@ impl Engine {
         Ok(DeployGuard { _lock: guard, _busy: self.busy() })
     }
 
+    /// Waits until no deploy of the app runs (holding nothing after): a push waits here
+    /// before git advertises the branch, so it is made against where the deploy in flight
+    /// leaves the branch. Says so on stderr (stdout is git's protocol then).
+    pub async fn wait_for_deploy(&self, app: &str, out: &Output) -> Result<(), String> {
+        let lock = lock_of(&self.deploy_locks, app);
+        if lock.try_lock().is_ok() {
+            return Ok(());
+        }
+        out.stderr(format!("-----> Waiting for another deploy of {app} to finish\n")).await;
+        tokio::time::timeout(DEPLOY_LOCK_TIMEOUT, lock.lock())
+            .await
+            .map(drop)
+            .map_err(|_| format!("Gave up after {} minutes waiting for another deploy of {app}", DEPLOY_LOCK_TIMEOUT.as_secs() / 60))
+    }
+
     /// The app's routing lock: held while its site is planned and switched, and by a
     /// deploy from recording its new release as active until the site serves it. Short:
     /// a crashed container is routed away from while a build of the same app runs.

@@ -157,6 +157,11 @@ async fn run_git(ctx: &mut Ctx<'_>, app: &AppName, service: GitService) -> CmdRe
         GitService::ReceivePack => "receive-pack",
         GitService::UploadPack => "upload-pack",
     };
+    // A push waits for a deploy of the app in flight before git advertises the branch: the
+    // deploy moves it, and a push made against the branch before it would be refused.
+    if service == GitService::ReceivePack {
+        engine.wait_for_deploy(app, &ctx.out).await.map_err(failed)?;
+    }
     // The hook tells the daemon who pushed by this token (it runs as root on the server).
     let push = (service == GitService::ReceivePack).then(|| engine.begin_push(ctx.caller));
     let mut child = tokio::process::Command::new("git")
