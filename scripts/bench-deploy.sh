@@ -238,6 +238,66 @@ under_load deploys keepalive
 under_load restarts keepalive
 under_load deploys close -H 'Connection: close'
 under_load restarts close -H 'Connection: close'
+
+# 2b. The by-hand swap of the same Go image under the same keep-alive load, through an nginx
+# of its own (upstream keepalive, a reload per swap): what a swap costs the latency with the
+# bare tools, to compare berth's inflation with. The container is made as berth made its web
+# container (image, command, env), then: run the new one, poll, upstream, reload, and the old
+# one removed a second later.
+go_floor_run() { # prints the new container's id
+    docker run -d --label "berth.root=$ROOT" --env-file "$WORK/gofloor/env" "$GO_IMAGE" "${GO_CMD[@]}"
+}
+go_floor_swap() { # OLD: swaps to a new container, prints its id
+    local id ip
+    id=$(go_floor_run)
+    ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$id")
+    until curl -s -o /dev/null --max-time 1 "http://$ip:5000/"; do sleep 0.01; done
+    echo "upstream goapp { server $ip:5000; keepalive 32; }" >"$WORK/gofloor/upstream.conf"
+    if [ -f "$WORK/gofloor/nginx.pid" ]; then nginx -p "$WORK/gofloor" -c "$WORK/gofloor/nginx.conf" -s reload 2>/dev/null; fi
+    if [ -n "$1" ]; then (sleep 1; docker rm -f "$1" >/dev/null 2>&1) & fi
+    echo "$id"
+}
+progress "2b. The by-hand swap of the Go app's image under keep-alive load"
+mkdir -p "$WORK/gofloor/logs"
+GO_WEB=$(docker ps -q --filter "label=berth.root=$ROOT" --filter label=berth.app=benchgo --filter label=berth.process=web | head -n1)
+GO_IMAGE=$(docker inspect -f '{{.Config.Image}}' "$GO_WEB")
+mapfile -t GO_CMD < <(docker inspect -f '{{json .Config.Cmd}}' "$GO_WEB" | python3 -c 'import json, sys; print("\n".join(json.load(sys.stdin) or []))')
+docker inspect -f '{{json .Config.Env}}' "$GO_WEB" | python3 -c 'import json, sys; print("\n".join(e for e in json.load(sys.stdin) if not e.startswith("PATH=")))' >"$WORK/gofloor/env"
+GO_FLOOR_PORT=$(free_port)
+cat >"$WORK/gofloor/nginx.conf" <<EOF
+pid $WORK/gofloor/nginx.pid;
+error_log $WORK/gofloor/logs/error.log;
+worker_processes auto;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    include $WORK/gofloor/upstream.conf;
+    server {
+        listen 127.0.0.1:$GO_FLOOR_PORT;
+        location / { proxy_pass http://goapp; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+}
+EOF
+GO_OLD=$(go_floor_swap "")
+nginx -p "$WORK/gofloor" -c "$WORK/gofloor/nginx.conf"
+BENCH_PIDS="${BENCH_PIDS:-} $(cat "$WORK/gofloor/nginx.pid")"
+wrk -t2 -c16 -d"${BASE_SECS}s" --latency "http://127.0.0.1:$GO_FLOOR_PORT/" >"$WORK/wrk-floor-base.log" 2>&1
+wrk -t2 -c16 -d3600s --latency "http://127.0.0.1:$GO_FLOOR_PORT/" >"$WORK/wrk-floor-swaps.log" 2>&1 &
+FLOOR_WRK=$!
+sleep 1
+: >"$WORK/pushes-floor"
+for _ in $(seq 1 "$REDEPLOYS"); do
+    start=$(date +%s.%N)
+    GO_OLD=$(go_floor_swap "$GO_OLD")
+    echo "$start $(date +%s.%N) ok" >>"$WORK/pushes-floor"
+done
+sleep 1
+kill -INT "$FLOOR_WRK"
+wait "$FLOOR_WRK" || true
+sleep 1
+docker ps -aq --filter "label=berth.root=$ROOT" --filter "ancestor=$GO_IMAGE" | while read -r id; do
+    docker inspect -f '{{index .Config.Labels "berth.app"}}' "$id" | grep -q . || docker rm -f "$id" >/dev/null
+done
 # The same with a steady load that leaves the machine room (each connection waits PACE_MS
 # between requests, as in 4.), closer to what an app's users send than wrk flat out.
 printf 'function delay()\n  return %s\nend\n' "$PACE_MS" >"$WORK/pace.lua"
@@ -412,6 +472,22 @@ for label, base, load, push in (("keep-alive (wrk default)", "base-keepalive", "
 table(["clients", "deploys", "s", "requests", "non-2xx", "conn/read/write/timeout", "failed", "p50 ms", "p99 ms", "p99 vs none", "push/restart s (median)"],
       rows, [26, 12, 4, 9, 7, 23, 6, 7, 7, 11, 22], left=(0, 1))
 print("goal: 0 failed requests; p99 with redeploys ≤ 1.5x without (restarts: the swap alone, no build)")
+fb, fs = wrk("floor-base"), wrk("floor-swaps")
+if fb and fs and fb["p99"] > 0:
+    floor_inflation = fs["p99"] / fb["p99"]
+    swaps, _ = pushes("floor")
+    print()
+    print(f"2b. The by-hand swap of the same image under the same keep-alive load ({redeploys} swaps, own nginx: upstream + reload)")
+    rows = [["by hand: none", fb["total"], fb["failed"], fmt_ms(fb["p50"]), fmt_ms(fb["p99"]), "", ""],
+            [f"by hand: {redeploys} swaps", fs["total"], fs["failed"], fmt_ms(fs["p50"]), fmt_ms(fs["p99"]), f"{floor_inflation:.2f}x", f"{med(swaps):.2f}" if swaps else ""]]
+    bk = wrk("base-keepalive")
+    for label, name in (("berth: redeploys", "deploys-keepalive"), ("berth: restarts", "restarts-keepalive")):
+        r = wrk(name)
+        if r and bk and bk["p99"] > 0:
+            inflation = r["p99"] / bk["p99"]
+            rows.append([label, r["total"], r["failed"], fmt_ms(r["p50"]), fmt_ms(r["p99"]), f"{inflation:.2f}x", f"{inflation / floor_inflation:.2f}x of by hand"])
+    table(["keep-alive clients", "requests", "failed", "p50 ms", "p99 ms", "p99 vs none", "swap s / vs by hand"], rows, [22, 9, 6, 7, 7, 11, 20])
+    print("goal: berth's inflation ≤ 1.1x the by-hand one")
 overflow = {}
 for line in open(f"{work}/overflows"):
     parts = line.split()

@@ -4,6 +4,7 @@
 #     command, median of RUNS each. Every scale change is a full zero-downtime release.
 #  2. `run APP true` (a one-off container: create, attach, start, wait, remove) and
 #     `enter APP web.1 true` (docker exec): wall time of the ssh command, median of 10.
+#     `ps:restart APP` (web=1): until the new container serves, median of 10.
 #  3. wrk through berth's nginx with a new connection per request while the scale
 #     changes of 1. run: served and failed requests.
 # Usage: scripts/bench-ps.sh [RUNS]   (default 3)
@@ -56,9 +57,11 @@ wait "$WRK_PID" || true
 
 : >"$WORK/run"
 : >"$WORK/enter"
+: >"$WORK/restart"
 for _ in $(seq 1 10); do
     timed "$WORK/run" $SSH run benchps true
     timed "$WORK/enter" $SSH enter benchps web.1 true
+    timed "$WORK/restart" $SSH ps:restart benchps
 done
 
 echo "The output of one scale-up:"
@@ -72,7 +75,8 @@ def med(name):
 print(f"| {'command (ssh wall time, median)':<46} | {'runs':>4} | {'seconds':>7} |")
 print(f"|{'-'*48}|{'-'*6}|{'-'*9}|")
 for label, name in (("ps:scale web=3 worker=2 (from web=1)", "up"), ("ps:scale web=1 worker=0 (from web=3 worker=2)", "down"),
-                    ("run APP true", "run"), ("enter APP web.1 true", "enter")):
+                    ("run APP true", "run"), ("enter APP web.1 true", "enter"),
+                    ("ps:restart web=1 (goal <= 0.5)", "restart")):
     m, n = med(name)
     print(f"| {label:<46} | {n:>4} | {m:>7.2f} |")
 wrk = open(f"{work}/wrk.log").read()

@@ -47,6 +47,8 @@ pub struct Engine {
     route_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
     /// Work a shutdown waits for: deploys (their locks) and pushes in flight.
     busy: Arc<tokio::sync::watch::Sender<usize>>,
+    /// Swaps starting containers now (of any app): retirements wait for none.
+    starting: Arc<tokio::sync::watch::Sender<usize>>,
     /// Builds running now (at most `build_concurrency` of berth.toml).
     builds: Arc<Builds>,
     /// Scheduled jobs running now and how they last ended.
@@ -163,6 +165,7 @@ impl Engine {
             deploy_locks: Mutex::new(HashMap::new()),
             route_locks: Mutex::new(HashMap::new()),
             busy: Arc::new(tokio::sync::watch::channel(0).0),
+            starting: Arc::new(tokio::sync::watch::channel(0).0),
             builds: Arc::new(Builds::default()),
             jobs: Jobs::default(),
             pushes: Pushes::default(),
@@ -351,6 +354,19 @@ impl Engine {
     pub fn busy(&self) -> Busy {
         self.busy.send_modify(|n| *n += 1);
         Busy(self.busy.clone())
+    }
+
+    /// Counts a swap starting containers until the guard drops.
+    pub fn starting(&self) -> Busy {
+        self.starting.send_modify(|n| *n += 1);
+        Busy(self.starting.clone())
+    }
+
+    /// Waits until no swap is starting containers, at most `limit`: stopping a container
+    /// costs the engine and the kernel CPU that a starting one's readiness would wait for.
+    pub async fn no_swap_starting(&self, limit: Duration) {
+        let mut count = self.starting.subscribe();
+        let _ = tokio::time::timeout(limit, count.wait_for(|n| *n == 0)).await;
     }
 
     /// Waits until no deploy or push is in flight, at most `limit`. False if some still was.

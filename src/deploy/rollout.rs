@@ -202,6 +202,7 @@ pub(super) async fn start_all(
     started: &mut Vec<Started>,
 ) -> Result<Vec<(String, String)>, Error> {
     let clock = Instant::now();
+    let _starting = engine.starting();
     let units: Vec<_> = slots.iter().map(|s| super::process_spec(engine, app, config, release, &s.process, s.index, None)).collect();
     let mut failure = None;
     for (unit, id) in units.iter().zip(scheduler.roll_out(&units).await) {
@@ -294,6 +295,9 @@ pub(super) struct Retirement {
 const DRAIN_MIN: Duration = Duration::from_millis(500);
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 
+/// How long a retirement waits at most for swaps starting containers.
+const SWAP_WAIT: Duration = Duration::from_secs(30);
+
 /// How long a retirement waits for a push's branch to land before it goes ahead.
 const LANDING_WAIT: Duration = Duration::from_secs(600);
 
@@ -315,9 +319,13 @@ impl Retirement {
         };
         crate::crashpoint("retire");
         let retiring: Vec<String> = self.instances.iter().filter(|i| Some(i.release) != active).map(|i| i.id.clone()).collect();
-        for (id, e) in scheduler.retire(&retiring, STOP_TIMEOUT).await {
-            let name = self.instances.iter().find(|i| i.id == id).map_or(id.as_str(), |i| i.name.as_str());
-            tracing::warn!("cannot retire {name}: {e}");
+        // One at a time, and never while a swap starts containers (of any app).
+        for id in retiring {
+            engine.no_swap_starting(SWAP_WAIT).await;
+            for (id, e) in scheduler.retire(std::slice::from_ref(&id), STOP_TIMEOUT).await {
+                let name = self.instances.iter().find(|i| i.id == id).map_or(id.as_str(), |i| i.name.as_str());
+                tracing::warn!("cannot retire {name}: {e}");
+            }
         }
         settle_history(engine, app).await.unwrap_or_else(|e| {
             tracing::warn!(app, "cannot compact the release history: {e}");
