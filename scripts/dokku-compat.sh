@@ -60,7 +60,7 @@ cat >"$SHIMS/dokku" <<EOF
 #!/usr/bin/env bash
 line=""
 [ \$# -gt 0 ] && line=\$(printf '%q ' "\$@")
-exec $GIT_SSH_COMMAND -p $SSH_PORT berth@127.0.0.1 "\$line"
+exec $GIT_SSH_COMMAND -p $SSH_PORT -- berth@127.0.0.1 "\$line"
 EOF
 cat >"$SHIMS/docker" <<EOF
 #!/usr/bin/env bash
@@ -115,7 +115,7 @@ while IFS=$'\t' read -r file names; do
     IFS=$'\t' read -r -a tests <<<"$names"
     filter=$(python3 -c 'import re, sys; print("^(" + "|".join(re.escape(t) for t in sys.argv[1:]) + ")$")' "${tests[@]}")
     progress "$file: ${#tests[@]} test(s)"
-    (cd "$TESTS/tests/unit" && PATH=$SHIMS:$PATH DOKKU_DOMAIN=dokku.me DOKKU_ROOT=$WORK/dokku-root DOKKU_LIB_PATH=$WORK/dokku-lib timeout 900 bats --tap --filter "$filter" "$file") >"$WORK/$file.tap" 2>&1 || true
+    (cd "$TESTS/tests/unit" && PATH=$SHIMS:$PATH DOKKU_DOMAIN=dokku.me DOKKU_ROOT=$WORK/dokku-root DOKKU_LIB_PATH=$WORK/dokku-lib timeout 900 bats --tap --filter "$filter" "$file" </dev/null) >"$WORK/$file.tap" 2>&1 || true
     passed=$(grep -c '^ok ' "$WORK/$file.tap" || true)
     failed=$(grep -c '^not ok ' "$WORK/$file.tap" || true)
     echo "$file $passed $failed" >>"$WORK/results"
