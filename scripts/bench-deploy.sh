@@ -30,7 +30,9 @@
 # Usage: scripts/bench-deploy.sh [RUNS]   (default 5)
 #   BERTH=/path/to/berth   use this binary instead of building one (cargo build --release)
 #   REDEPLOYS=20 BASE_SECS=30 LOAD_SECS=20 PACE_MS=20 BUILD_MEMORY= (e.g. 1g)
-#   SECTIONS=1   only 1. (the cached redeploys beside the by-hand floor)
+#   SWAP_EVERY=2 seconds between swaps in 2b (berth's and the by-hand ones alike)
+#   SECTIONS=1,2b  only these parts (of 1, 2, 2b, 3, 4; default all): 1 is the cached
+#                redeploys beside the by-hand floor, 2b the swaps under load beside by hand
 # Progress goes to stderr, the tables to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +44,7 @@ BASE_SECS=${BASE_SECS:-30}
 LOAD_SECS=${LOAD_SECS:-20}
 PACE_MS=${PACE_MS:-20}
 BUILD_MEMORY=${BUILD_MEMORY:-}
+SWAP_EVERY=${SWAP_EVERY:-2}
 APPS=$PWD/scripts/bench-apps
 
 progress() { printf -- '-----> %s\n' "$*" >&2; }
@@ -139,7 +142,12 @@ floor_swap() { # prints START END
     echo "$start $(date +%s.%N)"
 }
 
+# SECTIONS (comma-separated: 1,2,2b,3,4; default all) picks what runs.
+want() { [ "${SECTIONS:-all}" = all ] || [[ ",$SECTIONS," == *",$1,"* ]]; }
+export SECTIONS=${SECTIONS:-all} SWAP_EVERY
+
 # 1. Cached redeploys, each beside a by-hand swap (alternating: the same load for both).
+if want 1; then
 first_push benchapp busybox-httpd bench.example.com
 floor_setup
 progress "1. $RUNS cached redeploys and $RUNS by-hand swaps"
@@ -160,9 +168,9 @@ for i in $(seq 1 "$RUNS"); do
 done
 docker rm -f "$FLOOR_OLD" >/dev/null
 docker rmi -f "berth-floor-$$:bench" >/dev/null 2>&1 || true
+fi
 
-# SECTIONS=1: the cached redeploys and the floor only (a quick before/after).
-if [ "${SECTIONS:-all}" != 1 ]; then
+if want 2 || want 2b; then
 # 2. The Go app: baseline, then redeploys under load.
 first_push benchgo go-http go.example.com
 
@@ -200,7 +208,7 @@ wrk_run() { # NAME SECONDS [wrk args…]: wrk through berth's nginx to the Go ap
 }
 progress "2. wrk with no deploy, ${BASE_SECS}s keep-alive and ${BASE_SECS}s a new connection per request"
 wrk_run base-keepalive "$BASE_SECS"
-wrk_run base-close "$BASE_SECS" -H 'Connection: close'
+want 2 && wrk_run base-close "$BASE_SECS" -H 'Connection: close'
 
 # `ps:restart` of the Go app: "START END ok|failed" appended to TIMINGS, as `redeploy` does.
 restart() { # TIMINGS
@@ -234,11 +242,14 @@ under_load() { # KIND NAME [wrk args…]
     kill -INT "$wrk_pid"
     wait "$wrk_pid" || true
 }
+if want 2; then
 under_load deploys keepalive
 under_load restarts keepalive
 under_load deploys close -H 'Connection: close'
 under_load restarts close -H 'Connection: close'
+fi
 
+if want 2b; then
 # 2b. The by-hand swap of the same Go image under the same keep-alive load, through an nginx
 # of its own (upstream keepalive, a reload per swap): what a swap costs the latency with the
 # bare tools, to compare berth's inflation with. The container is made as berth made its web
@@ -286,28 +297,55 @@ wrk -t2 -c16 -d3600s --latency "http://127.0.0.1:$GO_FLOOR_PORT/" >"$WORK/wrk-fl
 FLOOR_WRK=$!
 sleep 1
 : >"$WORK/pushes-floor"
+# Both sides swap at the same rate: one swap every SWAP_EVERY seconds (or as soon as the
+# previous one ends, if it took longer), so each pays the same engine work per second.
+pace() { # START: sleeps until START + SWAP_EVERY
+    local left
+    left=$(python3 -c "import time, sys; print(max(0.0, float(sys.argv[1]) + float(sys.argv[2]) - time.time()))" "$1" "$SWAP_EVERY")
+    sleep "$left"
+}
 for _ in $(seq 1 "$REDEPLOYS"); do
     start=$(date +%s.%N)
     GO_OLD=$(go_floor_swap "$GO_OLD")
     echo "$start $(date +%s.%N) ok" >>"$WORK/pushes-floor"
+    pace "$start"
 done
 sleep 1
 kill -INT "$FLOOR_WRK"
 wait "$FLOOR_WRK" || true
+progress "2b. berth's ps:restart at the same rate under the same keep-alive load"
+wrk -t2 -c16 -d3600s --latency -H 'Host: go.example.com' "http://127.0.0.1:$HTTP_PORT/" >"$WORK/wrk-restarts-paced.log" 2>&1 &
+PACED_WRK=$!
+sleep 1
+: >"$WORK/pushes-restart-paced"
+for _ in $(seq 1 "$REDEPLOYS"); do
+    start=$(date +%s.%N)
+    restart "$WORK/pushes-restart-paced"
+    pace "$start"
+done
+sleep 1
+kill -INT "$PACED_WRK"
+wait "$PACED_WRK" || true
 sleep 1
 docker ps -aq --filter "label=berth.root=$ROOT" --filter "ancestor=$GO_IMAGE" | while read -r id; do
     docker inspect -f '{{index .Config.Labels "berth.app"}}' "$id" | grep -q . || docker rm -f "$id" >/dev/null
 done
+fi
+
+if want 2; then
 # The same with a steady load that leaves the machine room (each connection waits PACE_MS
 # between requests, as in 4.), closer to what an app's users send than wrk flat out.
 printf 'function delay()\n  return %s\nend\n' "$PACE_MS" >"$WORK/pace.lua"
 progress "2. paced wrk with no deploy, ${BASE_SECS}s"
 wrk_run base-paced "$BASE_SECS" -s "$WORK/pace.lua"
 under_load deploys paced -s "$WORK/pace.lua"
+fi
 sleep 1
 kill "$WATCH_PID" 2>/dev/null || true
 wait "$WATCH_PID" 2>/dev/null || true
+fi
 
+if want 3; then
 # 3. A WebSocket connection across a redeploy.
 first_push benchws ws-echo ws.example.com
 setting ws checks:set benchws wait-to-retire 5
@@ -323,6 +361,9 @@ sleep 1
 redeploy "$WORK/ws-push" "websocket redeploy"
 wait "$PROBE_PID" || true
 
+fi
+
+if want 4; then
 # 4. A steady load on the Go app while another app's CPU-heavy build runs.
 "$BERTH" --root "$ROOT" apps:create benchburn >/dev/null
 bench_app_repo benchburn
@@ -381,7 +422,7 @@ setting limits builder:set --global build-memory ${BUILD_MEMORY:+"$BUILD_MEMORY"
 paced idle-limits
 burn_build limits
 
-fi # SECTIONS
+fi
 
 VERSION="$("$BERTH" --root "$ROOT" version 2>&1 | head -n1), $(nproc) cores, Linux $(uname -r), load average at start $LOAD_AT_START, at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$WORK" "$VERSION" "$BUILD_MEMORY" "$RUNS" "$REDEPLOYS" "$BASE_SECS" "$LOAD_SECS" "$PACE_MS" <<'PY'
@@ -401,22 +442,23 @@ def table(headers, rows, widths, left=(0,)):
         print(line([str(c) for c in r]))
 
 # 1.
-rows = [list(map(float, l.split())) for l in open(f"{work}/timings") if l.strip()]
-wall = [e - s for s, e, _, _ in rows]
-build = [b for _, _, b, _ in rows]
-ready = [r for _, _, _, r in rows]
-over = [w - b - r for w, b, r in zip(wall, build, ready)]
-floor = [e - s for s, e in (map(float, l.split()) for l in open(f"{work}/floor-timings") if l.strip())]
-print(f"1. Redeploy of a small Dockerfile app (busybox httpd) with a cached build, {len(rows)} runs (median)")
-table(["phase", "seconds"], [
-    ["git push wall time", f"{med(wall):.2f}"],
-    ["by-hand floor (build, run, poll, upstream, reload, rm)", f"{med(floor):.2f}"],
-    ["berth / floor (goal <= 0.8x)", f"{med(wall) / med(floor):.2f}x"],
-    ["  Docker build (cached)", f"{med(build):.2f}"],
-    ["  container start + app start-up + checks", f"{med(ready):.2f}"],
-    ["  berth overhead (goal < 1 s)", f"{med(over):.2f}"],
-], [56, 8])
-print()
+if os.path.exists(f"{work}/timings"):
+    rows = [list(map(float, l.split())) for l in open(f"{work}/timings") if l.strip()]
+    wall = [e - s for s, e, _, _ in rows]
+    build = [b for _, _, b, _ in rows]
+    ready = [r for _, _, _, r in rows]
+    over = [w - b - r for w, b, r in zip(wall, build, ready)]
+    floor = [e - s for s, e in (map(float, l.split()) for l in open(f"{work}/floor-timings") if l.strip())]
+    print(f"1. Redeploy of a small Dockerfile app (busybox httpd) with a cached build, {len(rows)} runs (median)")
+    table(["phase", "seconds"], [
+        ["git push wall time", f"{med(wall):.2f}"],
+        ["by-hand floor (build, run, poll, upstream, reload, rm)", f"{med(floor):.2f}"],
+        ["berth / floor (goal <= 0.8x)", f"{med(wall) / med(floor):.2f}x"],
+        ["  Docker build (cached)", f"{med(build):.2f}"],
+        ["  container start + app start-up + checks", f"{med(ready):.2f}"],
+        ["  berth overhead (goal < 1 s)", f"{med(over):.2f}"],
+    ], [56, 8])
+    print()
 if os.environ.get("SECTIONS") == "1":
     sys.exit(0)
 
@@ -451,51 +493,56 @@ def pushes(name):
         return [], 0
     return [float(e) - float(s) for s, e, st in rows], sum(st == "failed" for _, _, st in rows)
 
-print(f"2. Go net/http app (go buildpack) through berth's nginx, wrk -t2 -c16: no deploy ({base_secs} s) and across {redeploys} consecutive redeploys")
-rows = []
-for label, base, load, push in (("keep-alive (wrk default)", "base-keepalive", "keepalive", "keepalive"),
-                                ("new connection per request", "base-close", "close", "close"),
-                                (f"keep-alive, paced {pace_ms} ms", "base-paced", "paced", "paced")):
-    b = wrk(base)
-    for when, name, timings in (("none", base, None), (f"{redeploys} redeploys", f"deploys-{load}", push), (f"{redeploys} restarts", f"restarts-{load}", f"restart-{push}")):
-        if load == "paced" and when.endswith("restarts"):
-            continue
-        r = wrk(name)
-        if r is None:
-            rows.append([label, when, "(no wrk output)", "", "", "", "", "", "", "", ""])
-            continue
-        times, failed_pushes = pushes(timings) if timings else ([], 0)
-        ratio = f"{r['p99'] / b['p99']:.2f}x" if b and timings and b["p99"] > 0 else ""
-        rows.append([label, when, f"{r['secs']:.0f}", r["total"], r["non2xx"], "/".join(map(str, r["sock"])), r["failed"],
-                     fmt_ms(r["p50"]), fmt_ms(r["p99"]), ratio,
-                     (f"{med(times):.2f}" if times else "") + (f" ({failed_pushes} failed)" if failed_pushes else "")])
-table(["clients", "deploys", "s", "requests", "non-2xx", "conn/read/write/timeout", "failed", "p50 ms", "p99 ms", "p99 vs none", "push/restart s (median)"],
-      rows, [26, 12, 4, 9, 7, 23, 6, 7, 7, 11, 22], left=(0, 1))
-print("goal: 0 failed requests; p99 with redeploys ≤ 1.5x without (restarts: the swap alone, no build)")
+if os.path.exists(f"{work}/wrk-deploys-keepalive.log"):
+    print(f"2. Go net/http app (go buildpack) through berth's nginx, wrk -t2 -c16: no deploy ({base_secs} s) and across {redeploys} consecutive redeploys")
+    rows = []
+    for label, base, load, push in (("keep-alive (wrk default)", "base-keepalive", "keepalive", "keepalive"),
+                                    ("new connection per request", "base-close", "close", "close"),
+                                    (f"keep-alive, paced {pace_ms} ms", "base-paced", "paced", "paced")):
+        b = wrk(base)
+        for when, name, timings in (("none", base, None), (f"{redeploys} redeploys", f"deploys-{load}", push), (f"{redeploys} restarts", f"restarts-{load}", f"restart-{push}")):
+            if load == "paced" and when.endswith("restarts"):
+                continue
+            r = wrk(name)
+            if r is None:
+                rows.append([label, when, "(no wrk output)", "", "", "", "", "", "", "", ""])
+                continue
+            times, failed_pushes = pushes(timings) if timings else ([], 0)
+            ratio = f"{r['p99'] / b['p99']:.2f}x" if b and timings and b["p99"] > 0 else ""
+            rows.append([label, when, f"{r['secs']:.0f}", r["total"], r["non2xx"], "/".join(map(str, r["sock"])), r["failed"],
+                         fmt_ms(r["p50"]), fmt_ms(r["p99"]), ratio,
+                         (f"{med(times):.2f}" if times else "") + (f" ({failed_pushes} failed)" if failed_pushes else "")])
+    table(["clients", "deploys", "s", "requests", "non-2xx", "conn/read/write/timeout", "failed", "p50 ms", "p99 ms", "p99 vs none", "push/restart s (median)"],
+          rows, [26, 12, 4, 9, 7, 23, 6, 7, 7, 11, 22], left=(0, 1))
+    print("goal: 0 failed requests; p99 with redeploys ≤ 1.5x without (restarts: the swap alone, no build)")
 fb, fs = wrk("floor-base"), wrk("floor-swaps")
 if fb and fs and fb["p99"] > 0:
     floor_inflation = fs["p99"] / fb["p99"]
     swaps, _ = pushes("floor")
     print()
-    print(f"2b. The by-hand swap of the same image under the same keep-alive load ({redeploys} swaps, own nginx: upstream + reload)")
+    print(f"2b. The by-hand swap of the same image under the same keep-alive load ({redeploys} swaps, one every {os.environ.get('SWAP_EVERY', '2')} s; own nginx: upstream + reload)")
     rows = [["by hand: none", fb["total"], fb["failed"], fmt_ms(fb["p50"]), fmt_ms(fb["p99"]), "", ""],
             [f"by hand: {redeploys} swaps", fs["total"], fs["failed"], fmt_ms(fs["p50"]), fmt_ms(fs["p99"]), f"{floor_inflation:.2f}x", f"{med(swaps):.2f}" if swaps else ""]]
     bk = wrk("base-keepalive")
-    for label, name in (("berth: redeploys", "deploys-keepalive"), ("berth: restarts", "restarts-keepalive")):
+    for label, name in (("berth: restarts, same rate", "restarts-paced"), ("berth: restarts, back to back", "restarts-keepalive"), ("berth: redeploys, b. to b.", "deploys-keepalive")):
         r = wrk(name)
         if r and bk and bk["p99"] > 0:
             inflation = r["p99"] / bk["p99"]
             rows.append([label, r["total"], r["failed"], fmt_ms(r["p50"]), fmt_ms(r["p99"]), f"{inflation:.2f}x", f"{inflation / floor_inflation:.2f}x of by hand"])
-    table(["keep-alive clients", "requests", "failed", "p50 ms", "p99 ms", "p99 vs none", "swap s / vs by hand"], rows, [22, 9, 6, 7, 7, 11, 20])
-    print("goal: berth's inflation ≤ 1.1x the by-hand one")
-overflow = {}
-for line in open(f"{work}/overflows"):
-    parts = line.split()
-    if len(parts) == 4:
-        overflow[parts[0], parts[1]] = (int(parts[2]), int(parts[3]))
-print(f"Listen queue of the Go app (nstat in each web container's network namespace, {len(overflow)} containers): "
-      f"TcpExtListenOverflows {sum(o for o, _ in overflow.values())}, TcpExtListenDrops {sum(d for _, d in overflow.values())} (goal 0)")
-print()
+    table(["keep-alive clients", "requests", "failed", "p50 ms", "p99 ms", "p99 vs none", "swap s / vs by hand"], rows, [29, 9, 6, 7, 7, 11, 20])
+    print("goal: berth's inflation (restarts at the same rate) ≤ 1.1x the by-hand one")
+if os.path.exists(f"{work}/overflows"):
+    overflow = {}
+    for line in open(f"{work}/overflows"):
+        parts = line.split()
+        if len(parts) == 4:
+            overflow[parts[0], parts[1]] = (int(parts[2]), int(parts[3]))
+    print(f"Listen queue of the Go app (nstat in each web container's network namespace, {len(overflow)} containers): "
+          f"TcpExtListenOverflows {sum(o for o, _ in overflow.values())}, TcpExtListenDrops {sum(d for _, d in overflow.values())} (goal 0)")
+    print()
+
+if os.environ.get("SECTIONS", "all") != "all":
+    sys.exit(0)
 
 # 3.
 print("3. A WebSocket client (a message every 50 ms) connected to a Node `ws` echo app across one redeploy (wait-to-retire 5)")
