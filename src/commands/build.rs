@@ -15,7 +15,7 @@ use clap::Subcommand;
 /// The namespaces of this module and their help line.
 pub(super) const NAMESPACES: &[(&str, &str)] = &[
     ("builder", "Manage the builder settings for an app"),
-    ("buildpacks", "Manage buildpack settings for an app"),
+    ("buildpacks", "Manage buildpacks settings for an app"),
     ("stack", "Manage the buildpack stack image"),
 ];
 

@@ -13,7 +13,7 @@ use crate::validate::AppName;
 use clap::Subcommand;
 
 /// The namespaces of this module and their help line.
-pub(super) const NAMESPACES: &[(&str, &str)] = &[("certs", "Manage SSL (TLS) certificates")];
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("certs", "Manage SSL (TLS) certs")];
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {

@@ -140,6 +140,9 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
         Ok({
             Report::new(format!("{name} checks information"))
                 .row("Checks", crate::checks::describe(config))
+                // dokku's per-process lists: berth's checks are the app's (web) ones.
+                .row("Checks disabled list", if config.checks.disabled { "_all_" } else { "none" })
+                .row("Checks skipped list", if config.checks.skipped { "_all_" } else { "none" })
                 .row("Checks timeout", config.checks.timeout)
                 .row("Checks wait to retire", config.checks.wait_to_retire)
                 .row("Checks attempts", config.checks.attempts)

@@ -37,6 +37,9 @@ pub enum Cmd {
     /// Remove all of an app's domains
     #[command(name = "domains:clear")]
     Clear { app: AppName },
+    /// Reset an app's domains to its default names under the global domains (APP.DOMAIN)
+    #[command(name = "domains:reset")]
+    Reset { app: AppName },
     /// Show an app's domains (all apps without APP)
     #[command(name = "domains:report")]
     Report(ReportArgs),
@@ -68,7 +71,7 @@ impl Cmd {
         match self {
             Cmd::AddGlobal { .. } | Cmd::RemoveGlobal { .. } | Cmd::SetGlobal { .. } | Cmd::ClearGlobal => Scope::Admin,
             Cmd::Report(args) => args.scope(),
-            Cmd::Add { app, .. } | Cmd::Remove { app, .. } | Cmd::Set { app, .. } | Cmd::Clear { app, .. } => Scope::App(app),
+            Cmd::Add { app, .. } | Cmd::Remove { app, .. } | Cmd::Set { app, .. } | Cmd::Clear { app, .. } | Cmd::Reset { app } => Scope::App(app),
         }
     }
 
@@ -78,6 +81,7 @@ impl Cmd {
             Cmd::Remove { app, domains } => change(ctx, &app, Change::Remove(domains)).await,
             Cmd::Set { app, domains } => change(ctx, &app, Change::Set(domains)).await,
             Cmd::Clear { app } => change(ctx, &app, Change::Clear).await,
+            Cmd::Reset { app } => change(ctx, &app, Change::Reset).await,
             Cmd::Report(args) => report(ctx, &args).await,
             Cmd::AddGlobal { domains } => change_global(ctx, &domains, true).await,
             Cmd::RemoveGlobal { domains } => change_global(ctx, &domains, false).await,
@@ -92,6 +96,8 @@ pub enum Change {
     Remove(Vec<String>),
     Set(Vec<String>),
     Clear,
+    /// Back to the default names (those no other app has), following the global domains.
+    Reset,
 }
 
 /// The change applied to the app's domains; what to say of it.
@@ -125,6 +131,13 @@ fn apply(config: &mut crate::store::AppConfig, app: &AppName, change: &Change, n
             config.domains.clear();
             format!("Cleared domains in {app}")
         }
+        Change::Reset => {
+            config.domains = names.to_vec();
+            match names {
+                [] => format!("Reset the domains of {app}: there is no global domain, so it has none"),
+                _ => format!("Reset the domains of {app} to {}", names.join(" ")),
+            }
+        }
     })
 }
 
@@ -132,11 +145,19 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
     let store = &ctx.engine.store;
     let names = match &change {
         Change::Add(d) | Change::Remove(d) | Change::Set(d) => d.iter().map(|d| validate::domain(d)).collect::<Result<Vec<_>, _>>()?,
-        Change::Clear => Vec::new(),
+        Change::Clear | Change::Reset => Vec::new(),
     };
     // The apps lock makes "no other app has this domain" hold until the write is done.
     let _apps = store.lock_apps().await;
     let global = store.load_global()?.global_domains;
+    // A default name another app answers to stays that app's (as at apps:create).
+    let names = match change {
+        Change::Reset => {
+            let taken = super::apps::domains_in_use(ctx.engine, Some(app))?;
+            default_names(app, &global).into_iter().filter(|d| !taken.contains(d)).collect()
+        }
+        _ => names,
+    };
     if matches!(change, Change::Add(_) | Change::Set(_)) {
         let mut others = Vec::new();
         for other in store.list_apps()?.into_iter().filter(|o| o != app) {
@@ -163,6 +184,8 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
             // its default names; with no global domain there are none to judge by.
             if matches!(change, Change::Clear) {
                 config.follows_global = Some(false);
+            } else if matches!(change, Change::Reset) {
+                config.follows_global = Some(true);
             } else if !defaults.is_empty() {
                 config.follows_global = Some(config.domains.iter().any(|d| defaults.contains(d)));
             }

@@ -10,7 +10,7 @@ use crate::validate;
 use clap::Subcommand;
 
 /// The namespaces of this module and their help line.
-pub(super) const NAMESPACES: &[(&str, &str)] = &[("ssh-keys", "Manage public ssh keys that are allowed to connect")];
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("ssh-keys", "Manage public ssh keys used for deployment")];
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {

@@ -9,7 +9,7 @@ use crate::validate::AppName;
 use clap::Subcommand;
 
 /// The namespaces of this module and their help line.
-pub(super) const NAMESPACES: &[(&str, &str)] = &[("logs", "Output app logs")];
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("logs", "Manage log integration for an app: output its logs")];
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {

@@ -319,9 +319,14 @@ pub async fn run(engine: &Engine, caller: &Caller, argv: Vec<String>, out: Outpu
     code
 }
 
+/// dokku's `-v` and `--version` alone: the `version` command.
+fn is_version_flag(rest: &[String]) -> bool {
+    matches!(rest, [flag] if flag == "-v" || flag == "--version")
+}
+
 /// The canonical name of the command a line runs (an alias's command's).
 fn command_name(argv: &[String]) -> String {
-    let first = take_globals(argv).ok().and_then(|(_, words)| words.first().cloned()).unwrap_or_default();
+    let first = take_globals(argv).ok().and_then(|(_, words)| if is_version_flag(words) { Some("version".to_string()) } else { words.first().cloned() }).unwrap_or_default();
     grammar().find_subcommand(&first).map(|c| c.get_name().to_string()).unwrap_or(first)
 }
 
@@ -435,6 +440,9 @@ pub fn take_globals(argv: &[String]) -> Result<(Globals, &[String]), Parsed> {
 /// app after the command name when it takes one first and it was left out, `--force` when
 /// the command has that flag. Pure.
 fn apply_globals(globals: &Globals, rest: &[String]) -> Vec<String> {
+    if is_version_flag(rest) {
+        return vec!["version".to_string()];
+    }
     let mut words = rest.to_vec();
     let Some(name) = rest.first() else {
         return words;

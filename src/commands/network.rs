@@ -10,7 +10,7 @@ use crate::validate::AppName;
 use clap::Subcommand;
 
 /// The namespaces of this module and their help line.
-pub(super) const NAMESPACES: &[(&str, &str)] = &[("network", "Manage networks that connect apps")];
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("network", "Manage network settings for an app: networks that connect apps")];
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
@@ -74,7 +74,7 @@ impl Cmd {
     }
 }
 
-/// A network's name: a lowercase letter or digit, then up to 39 lowercase letters, digits,
+/// A network's name: a lowercase letter or digit, then up to 63 lowercase letters, digits,
 /// dashes or underscores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkName(String);
@@ -83,14 +83,14 @@ impl std::str::FromStr for NetworkName {
     type Err = String;
     fn from_str(name: &str) -> Result<NetworkName, String> {
         let ok = !name.is_empty()
-            && name.len() <= 40
+            && name.len() <= 64
             && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
             && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if ok {
             Ok(NetworkName(name.to_string()))
         } else {
             Err(format!(
-                "Invalid network name {}: a lowercase letter or digit, then up to 39 lowercase letters, digits, dashes or underscores",
+                "Invalid network name {}: a lowercase letter or digit, then up to 63 lowercase letters, digits, dashes or underscores",
                 crate::validate::quoted(name)
             ))
         }
@@ -255,4 +255,20 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             .row("Network own", runtime.as_ref().map(|r| r.app_network(name)).unwrap_or_default()))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NetworkName;
+
+    #[test]
+    fn network_names_take_what_dokku_users_name_them() {
+        // dokku's own tests name theirs test-network-<uuid>.
+        assert!("test-network-9c9ab55d-f6db-4116-b609-087f86a51d8d".parse::<NetworkName>().is_ok());
+        assert!("a".repeat(64).parse::<NetworkName>().is_ok());
+        assert!("a".repeat(65).parse::<NetworkName>().is_err());
+        assert!("-x".parse::<NetworkName>().is_err());
+        assert!("Net".parse::<NetworkName>().is_err());
+        assert!("a/b".parse::<NetworkName>().is_err());
+    }
 }

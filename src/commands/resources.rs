@@ -11,7 +11,7 @@ use crate::validate::AppName;
 use clap::Subcommand;
 
 /// The namespaces of this module and their help line.
-pub(super) const NAMESPACES: &[(&str, &str)] = &[("resource", "Manage app resource constraints"), ("storage", "Manage mounted volumes")];
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("resource", "Manage resource settings for an app"), ("storage", "Manage mounted volumes")];
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {

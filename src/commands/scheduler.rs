@@ -12,7 +12,7 @@ use crate::store::{AppConfig, SchedulerName};
 use clap::Subcommand;
 
 /// The namespaces of this module and their help line.
-pub(super) const NAMESPACES: &[(&str, &str)] = &[("scheduler", "Manage where apps run (docker-local, swarm)")];
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("scheduler", "Manage scheduler settings: where apps run (docker-local, swarm)")];
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {

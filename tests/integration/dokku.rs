@@ -87,6 +87,25 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "checks:set 1994app nope 1", code: 1, stdout: "", stderr: "valid properties include: attempts, timeout, wait-to-retire" },
         Case { line: "nginx:set 1994app nope x", code: 1, stdout: "", stderr: "valid properties include: hsts, hsts-include-subdomains, hsts-max-age, hsts-preload" },
         Case { line: "apps:report 1994app --app-nope", code: 1, stdout: "", stderr: "= !     Invalid flag passed, valid flags: --app-created-at, --app-dir, --app-locked\n" },
+        // dokku's version flags, and the words its tests look for in each namespace's help.
+        Case { line: "-v", code: 0, stdout: "berth ", stderr: "" },
+        Case { line: "--version", code: 0, stdout: "berth ", stderr: "" },
+        Case { line: "buildpacks:help", code: 0, stdout: "Manage buildpacks settings for an app", stderr: "" },
+        Case { line: "certs:help", code: 0, stdout: "Manage SSL (TLS) certs", stderr: "" },
+        Case { line: "logs:help", code: 0, stdout: "Manage log integration for an app", stderr: "" },
+        Case { line: "network:help", code: 0, stdout: "Manage network settings for an app", stderr: "" },
+        Case { line: "resource:help", code: 0, stdout: "Manage resource settings for an app", stderr: "" },
+        Case { line: "scheduler:help", code: 0, stdout: "Manage scheduler settings", stderr: "" },
+        Case { line: "ssh-keys:help", code: 0, stdout: "Manage public ssh keys used for deployment", stderr: "" },
+        // checks: dokku's lists of process types with checks disabled or skipped.
+        Case { line: "checks:report 1994app --checks-disabled-list", code: 0, stdout: "=none\n", stderr: "" },
+        Case { line: "checks:disable 1994app", code: 0, stdout: "disabled", stderr: "" },
+        Case { line: "checks:report 1994app --checks-disabled-list", code: 0, stdout: "=_all_\n", stderr: "" },
+        Case { line: "checks:report 1994app --checks-skipped-list", code: 0, stdout: "=none\n", stderr: "" },
+        Case { line: "checks:skip 1994app", code: 0, stdout: "skipped", stderr: "" },
+        Case { line: "checks:report 1994app --checks-skipped-list", code: 0, stdout: "=_all_\n", stderr: "" },
+        Case { line: "checks:enable 1994app", code: 0, stdout: "enabled", stderr: "" },
+        Case { line: "checks:report 1994app --checks-skipped-list", code: 0, stdout: "=none\n", stderr: "" },
     ];
     for case in &cases {
         check(&d, case);
@@ -112,6 +131,12 @@ fn a_dokku_users_command_lines_work_unchanged() {
     d.ssh("domains:remove-global g1.test").ok();
     assert_eq!(d.ssh("domains:report --global --domains-global-vhosts").ok().stdout, "g2.test\n");
     assert!(d.ssh("domains:report --global").ok().stdout.starts_with("=====> Global domains information\n"));
+    // domains:reset: back to the default name under the global domain, following it again.
+    d.ssh("domains:set 1994app elsewhere.test").ok();
+    assert!(d.ssh("domains:reset 1994app").ok().stdout.contains("Reset the domains of 1994app to 1994app.g2.test"));
+    assert_eq!(d.ssh("domains:report 1994app --domains-app-vhosts").ok().stdout, "1994app.g2.test\n");
+    d.ssh("domains:add-global g3.test").ok();
+    assert_eq!(d.ssh("domains:report 1994app --domains-app-vhosts").ok().stdout, "1994app.g2.test 1994app.g3.test\n");
     // dokku's process lists: berth checks web only.
     assert!(d.ssh("checks:disable 1994app worker").ok().stdout.contains("web only: nothing to change"));
     assert!(d.ssh("checks:disable 1994app web,worker").ok().stdout.contains("disabled"));
