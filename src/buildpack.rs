@@ -167,6 +167,22 @@ impl RemoteBuildpack {
     }
 }
 
+/// A `buildpacks:add` value as berth keeps it: a built-in name, an https git URL, or
+/// Heroku's shorthand `ORG/NAME` for `https://github.com/ORG/heroku-buildpack-NAME.git`
+/// (`heroku-community/NAME` is under `heroku`), as Heroku and dokku read it.
+pub fn normalize(value: &str) -> Result<String, Invalid> {
+    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if let Some((org, name)) = value.split_once('/')
+        && word(org)
+        && word(name)
+    {
+        let org = if org == "heroku-community" { "heroku" } else { org };
+        return Ok(format!("https://github.com/{org}/heroku-buildpack-{name}.git"));
+    }
+    validate(value)?;
+    Ok(value.to_string())
+}
+
 /// Checks a `buildpacks:add` value: a built-in name or an https git URL.
 pub fn validate(value: &str) -> Result<(), Invalid> {
     if builtin_names().contains(&value) {
@@ -175,7 +191,7 @@ pub fn validate(value: &str) -> Result<(), Invalid> {
     if is_url(value) {
         return RemoteBuildpack::parse(value).map(|_| ());
     }
-    Err(Invalid(format!("Unknown buildpack {}: use a built-in ({}) or an https git URL", crate::validate::quoted(value), builtin_names().join(", "))))
+    Err(Invalid(format!("Unknown buildpack {}: use a built-in ({}), an https git URL or ORG/NAME", crate::validate::quoted(value), builtin_names().join(", "))))
 }
 
 /// Longest a buildpack clone may take, and the most it may weigh.
@@ -497,6 +513,18 @@ fn write_env_dir(dir: &Path, env: &std::collections::BTreeMap<String, String>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn herokus_shorthand_names_a_github_buildpack() {
+        assert_eq!(normalize("heroku/nodejs").unwrap(), "https://github.com/heroku/heroku-buildpack-nodejs.git");
+        assert_eq!(normalize("heroku-community/apt").unwrap(), "https://github.com/heroku/heroku-buildpack-apt.git");
+        assert_eq!(normalize("acme/my_pack").unwrap(), "https://github.com/acme/heroku-buildpack-my_pack.git");
+        assert_eq!(normalize("nodejs").unwrap(), "nodejs");
+        assert_eq!(normalize("https://example.com/x/pack.git").unwrap(), "https://example.com/x/pack.git");
+        for bad in ["/nodejs", "http://nodejs", "a/b/c", "heroku/", "he roku/x", "heroku/x;y"] {
+            assert!(normalize(bad).is_err(), "{bad}");
+        }
+    }
 
     fn guess(files: &[(&str, &str)]) -> Result<Option<String>, String> {
         let map: std::collections::BTreeMap<String, String> = files.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect();

@@ -136,15 +136,12 @@ pub enum Change {
 }
 
 pub async fn buildpacks_change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResult {
-    match &change {
-        Change::Add(v, _) => buildpack::validate(v)?,
-        Change::Set(list) => {
-            for v in list {
-                buildpack::validate(v)?;
-            }
-        }
-        _ => {}
-    }
+    let change = match change {
+        Change::Add(v, index) => Change::Add(buildpack::normalize(&v)?, index),
+        Change::Set(list) => Change::Set(list.iter().map(|v| buildpack::normalize(v)).collect::<Result<_, _>>()?),
+        Change::Remove(v) => Change::Remove(buildpack::normalize(&v).unwrap_or(v)),
+        Change::Clear => Change::Clear,
+    };
     let list = ctx
         .engine
         .update_app(app, |config| {
@@ -179,12 +176,13 @@ pub async fn buildpacks_change(ctx: &mut Ctx<'_>, app: &AppName, change: Change)
 
 pub async fn buildpacks_list(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     let config = ctx.engine.store.load_app(app)?;
-    ctx.out.header(format!("{app} buildpacks")).await;
+    // dokku's shape: a header, then one buildpack per line in the order they run.
+    ctx.out.header(format!("{app} buildpack urls")).await;
     if config.buildpacks.is_empty() {
-        ctx.out.detail(format!("(detected from: {})", buildpack::builtin_names().join(", "))).await;
+        ctx.out.step(format!("none: detected from {}", buildpack::builtin_names().join(", "))).await;
     }
-    for (i, b) in config.buildpacks.iter().enumerate() {
-        ctx.out.detail(format!("{}. {b}", i + 1)).await;
+    for b in &config.buildpacks {
+        ctx.out.detail(b).await;
     }
     Ok(())
 }

@@ -158,7 +158,7 @@ fn nothing_to_build_is_one_clear_refusal_and_buildpacks_can_be_chosen() {
 
     d.ssh("buildpacks:add nothing-app ruby").refused("Unknown buildpack");
     d.ssh("buildpacks:set nothing-app static").ok();
-    assert!(d.ssh("buildpacks:list nothing-app").ok().stdout.contains("1. static"));
+    assert!(d.ssh("buildpacks:list nothing-app").ok().stdout.contains("       static\n"));
     // The chosen buildpack does not apply to this app.
     let out = repo.push(&d, "main");
     assert_ne!(out.code, 0);

@@ -290,6 +290,15 @@ impl Daemon {
         for f in &filters {
             args.extend(["--filter", f]);
         }
+        // The engine (20.10) can fail a listing when a container goes while it lists
+        // ("No such container"): asked again, it lists what is there.
+        for _ in 0..2 {
+            let out = Command::new("docker").args(&args).output().unwrap();
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         docker(&args).split_whitespace().map(String::from).collect()
     }
 
