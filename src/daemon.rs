@@ -136,6 +136,7 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
         restore_all(restored.clone()).await;
         tokio::spawn(crate::supervise::Supervisor::new(restored.clone()).run(supervised));
         tokio::spawn(crate::cron::run(restored.clone(), scheduled));
+        tokio::spawn(crate::front::renewal_loop(restored.clone(), renewals.clone()));
         crate::https::renewal_loop(restored, renewals).await;
     });
 

@@ -21,7 +21,7 @@ use crate::tls::{Bundle, CertInfo};
 use crate::validate::{PortMap, Scheme};
 
 /// The site's name, and the first label of its host: no app may be called this.
-pub const NAME: &str = "berth";
+pub const NAME: &str = crate::validate::BERTH_SITE;
 /// Days a self-signed certificate of the site is valid.
 const SELF_SIGNED_DAYS: i64 = 825;
 
@@ -234,7 +234,18 @@ pub fn due(engine: &Engine, now: i64) -> Option<String> {
     }
 }
 
-/// Renews the site's certificate if it is due (the daemon's renewal loop calls this).
+/// Renews the site's certificate when due: at daemon start, then every hour.
+pub async fn renewal_loop(engine: std::sync::Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        renew(&engine).await;
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+/// Renews the site's certificate if it is due.
 pub async fn renew(engine: &Engine) {
     if let Some(why) = due(engine, crate::unix_now() as i64) {
         tracing::info!("renewing the certificate of berth's site: {why}");

@@ -368,7 +368,6 @@ fn retry_wait(failures: u32) -> u64 {
 /// Renews what is due, for every app: at daemon start, then every hour. Logs what it did.
 pub async fn renewal_loop(engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
-        crate::front::renew(&engine).await;
         for app in engine.store.list_apps().unwrap_or_default() {
             let out = Output::discard();
             // Failures and dropped certificates are logged (and recorded) by `renew`.

@@ -98,6 +98,10 @@ impl fmt::Display for AppName {
     }
 }
 
+/// The name of berth's own site (its API and dashboard at `berth.<global domain>`): no app
+/// may be called this.
+pub const BERTH_SITE: &str = "berth";
+
 /// The name of an app being created (or renamed to): also what Docker's image names and
 /// DNS can carry.
 pub fn new_app_name(name: &str) -> Result<&str, Invalid> {
@@ -105,7 +109,7 @@ pub fn new_app_name(name: &str) -> Result<&str, Invalid> {
     if name.ends_with(['-', '.']) {
         return Err(invalid(format!("Invalid app name {}: it cannot end with a dash or a dot (Docker image names and DNS names cannot)", quoted(name))));
     }
-    if name == crate::front::NAME {
+    if name == BERTH_SITE {
         return Err(invalid(format!("Invalid app name {}: berth.DOMAIN is where berth serves its API and dashboard", quoted(name))));
     }
     if name.contains("--") {
