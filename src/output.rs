@@ -443,7 +443,8 @@ pub enum Format {
 }
 
 /// A `*:report` section: a title and labelled values, printed as dokku does or as JSON
-/// (keys are the labels in kebab case, values keep their JSON types).
+/// (keys are the labels in kebab case, values keep their JSON types; as in dokku, each key
+/// also without its namespace word: `ps-restart-policy` and `restart-policy`).
 pub struct Report {
     pub title: String,
     pub rows: Vec<(&'static str, Value)>,
@@ -460,11 +461,11 @@ impl Report {
     }
 
     pub fn to_json(&self) -> Value {
-        let map = self
-            .rows
-            .iter()
-            .map(|(label, value)| (label.to_ascii_lowercase().replace(' ', "-"), value.clone()))
-            .collect();
+        let mut map: serde_json::Map<String, Value> = self.rows.iter().map(|(label, value)| (label.to_ascii_lowercase().replace(' ', "-"), value.clone())).collect();
+        let stripped: Vec<(String, Value)> = map.iter().filter_map(|(key, value)| Some((key.split_once('-')?.1.to_string(), value.clone()))).collect();
+        for (key, value) in stripped {
+            map.entry(key).or_insert(value);
+        }
         Value::Object(map)
     }
 
@@ -568,6 +569,7 @@ mod tests {
             "=====> myapp app information\n       App dir:    /var/lib/berth/apps/myapp\n       App locked: false\n       Domains:    a.com b.com\n"
         );
         assert_eq!(r.to_json()["app-locked"], Value::Bool(false));
+        assert_eq!(r.to_json()["locked"], Value::Bool(false), "dokku's key without its namespace, beside the full one");
         assert_eq!(r.to_json()["domains"][1], "b.com");
     }
 
