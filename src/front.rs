@@ -3,8 +3,9 @@
 //!
 //! Its certificate is a bundle in `front/` under the root, self-signed until an admin runs
 //! `letsencrypt:enable --server`, then Let's Encrypt's, renewed by the daemon as the apps'
-//! are. `front/front.toml` names the bundle and says which. Each certificate is a new file,
-//! so the site changes with it and nginx reloads. The site is an nginx site like an app's,
+//! are. `front/front.toml` names the bundle and says which. Each certificate is a new file
+//! (written as an app's is), so the site changes with it and nginx reloads; the others go
+//! once the site serves it. The site is an nginx site like an app's,
 //! named `berth` (no app may take that name or its host); its one peer is the API listener.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -64,11 +65,6 @@ fn dir(engine: &Engine) -> PathBuf {
     engine.root().join("front")
 }
 
-/// The bundle in service, if any.
-fn cert_file(engine: &Engine) -> Option<PathBuf> {
-    Some(dir(engine).join(load_state(engine).ok()?.file?))
-}
-
 pub fn load_state(engine: &Engine) -> Result<FrontState, String> {
     let path = dir(engine).join("front.toml");
     match std::fs::read_to_string(&path) {
@@ -88,34 +84,28 @@ fn save_state(engine: &Engine, state: &FrontState) -> Result<(), String> {
 
 /// The certificate the site serves, if it has one that can be read.
 pub fn certificate(engine: &Engine) -> Option<CertInfo> {
-    let text = std::fs::read_to_string(cert_file(engine)?).ok()?;
+    bundle_info(engine, &load_state(engine).ok()?)
+}
+
+/// What the bundle `state` names says of its certificate, if it can be read.
+fn bundle_info(engine: &Engine, state: &FrontState) -> Option<CertInfo> {
+    let text = std::fs::read_to_string(dir(engine).join(state.file.as_ref()?)).ok()?;
     Bundle::from_nginx_pem(&text).ok().map(|b| b.info)
 }
 
 /// Makes `bundle` the site's certificate (with `letsencrypt` as its source) once nginx
-/// loads it on its own: the certificate in place stays if it does not. Bundles no longer
-/// named go. Call with the site's lock held; the site is routed to it next.
-async fn put_certificate(engine: &Engine, bundle: &Bundle, letsencrypt: bool) -> Result<(), String> {
-    let dir = dir(engine);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let name = format!("cert-{stamp}.pem");
-    let path = dir.join(&name);
-    crate::store::write_atomic(&path, bundle.nginx_pem().as_bytes(), 0o600).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+/// loads it on its own: the certificate in place stays if it does not. Returns its file's
+/// name. Call with the site's lock held; the site is routed to it next (which removes the
+/// bundles no longer named).
+async fn put_certificate(engine: &Engine, bundle: &Bundle, letsencrypt: bool) -> Result<String, String> {
+    let name = crate::store::write_bundle(&dir(engine), bundle).map_err(|e| e.to_string())?;
+    let path = dir(engine).join(&name);
     if let Err(e) = engine.nginx.check_certificate(&path).await {
         let _ = std::fs::remove_file(&path);
         return Err(e.to_string());
     }
-    let previous = load_state(engine)?.file;
-    save_state(engine, &FrontState { file: Some(name), letsencrypt, renewal: Renewal::default() })?;
-    // The previous bundle stays until the next one: nginx may still serve it until it reloads.
-    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        if file.starts_with("cert-") && Some(&file) != previous.as_ref() && file != format!("cert-{stamp}.pem") {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-    Ok(())
+    save_state(engine, &FrontState { file: Some(name.clone()), letsencrypt, renewal: Renewal::default() })?;
+    Ok(name)
 }
 
 /// Serves the API and dashboard at the site's host, or serves no site when there is no
@@ -128,16 +118,14 @@ pub async fn route(engine: &Engine) -> Result<(), String> {
     let Some(host) = host(&global) else {
         return engine.nginx.remove_site(NAME).await.map_err(|e| e.to_string());
     };
-    let info = match certificate(engine).filter(|info| info.covers(&host)) {
-        Some(info) => info,
-        None => {
+    let state = load_state(engine)?;
+    let (file, names) = match (bundle_info(engine, &state).filter(|info| info.covers(&host)), state.file) {
+        (Some(info), Some(file)) => (file, info.names),
+        _ => {
             let bundle = crate::tls::self_signed(std::slice::from_ref(&host), SELF_SIGNED_DAYS, crate::unix_now() as i64).map_err(|e| e.to_string())?;
-            let letsencrypt = load_state(engine)?.letsencrypt;
-            put_certificate(engine, &bundle, letsencrypt).await?;
-            bundle.info
+            (put_certificate(engine, &bundle, state.letsencrypt).await?, bundle.info.names)
         }
     };
-    let bundle = cert_file(engine).ok_or("berth's site has no certificate")?;
     let api = engine.settings.api_listen;
     let peer = match api.ip() {
         ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -151,10 +139,11 @@ pub async fn route(engine: &Engine) -> Result<(), String> {
         domains: &domains,
         ports: &ports,
         listen: engine.nginx.listen,
-        tls: Some(SiteTls { bundle, names: info.names, hsts: None }),
+        tls: Some(SiteTls { bundle: dir(engine).join(&file), names, hsts: None }),
     };
     let site = crate::proxy::plan_site(&routing, &engine.nginx.acme_root()).ok_or("berth's site has nothing to serve")?;
     engine.nginx.install_site(&site).await.map_err(|e| format!("berth's site: {e}"))?;
+    crate::store::prune_bundles(&dir(engine), Some(&file));
     engine.nginx.set_peers(NAME, 0, &[peer.to_string()]).await.map_err(|e| e.to_string())
 }
 
@@ -225,7 +214,7 @@ pub fn due(engine: &Engine, now: i64) -> Option<String> {
         return None;
     }
     let grace = crate::https::effective(&AppConfig::new(), &global).graceperiod as i64;
-    match certificate(engine) {
+    match bundle_info(engine, &state) {
         None => Some("it has no certificate".into()),
         Some(info) if info.self_signed => Some("its certificate is self-signed".into()),
         Some(info) if !info.covers(&host) => Some(format!("the certificate does not cover {host}")),

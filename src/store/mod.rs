@@ -15,7 +15,7 @@ mod tokens;
 
 pub use app::{ALL_PROCESSES, AppConfig, BuildSettings, Builder, PreviewOf, PreviewSettings, ChecksConfig, DEFAULT_HSTS_MAX_AGE, DEFAULT_KEEP_RELEASES, LetsencryptConfig, Limits, NginxConfig, RestartPolicy, SchedulerName, SchedulerSettings};
 pub use services::{BackupSchedule, Service};
-pub use tls::{CertSource, Renewal, TlsState};
+pub use tls::{CertSource, Renewal, TlsState, prune_bundles, write_bundle};
 pub use global::GlobalConfig;
 pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};
 pub use tokens::{Access, Login, Logins, Token, Tokens};

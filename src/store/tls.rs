@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,29 @@ pub struct Renewal {
     pub next_attempt: u64,
 }
 
+/// Writes `bundle` as a new bundle file in `dir` (`cert-<stamp>.pem`, 0600; `dir` made
+/// 0700) and returns its name. An app's certificate and berth's own site's both live so.
+pub fn write_bundle(dir: &Path, bundle: &Bundle) -> Result<String> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let name = format!("cert-{stamp}.pem");
+    let path = dir.join(&name);
+    write_atomic(&path, bundle.nginx_pem().as_bytes(), 0o600).map_err(io_err(&path))?;
+    Ok(name)
+}
+
+/// Removes the bundle files in `dir` but `keep`.
+pub fn prune_bundles(dir: &Path, keep: Option<&str>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("cert-") && name.ends_with(".pem") && keep != Some(name.as_str()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 impl Store {
     fn tls_file(&self, app: &str) -> PathBuf {
         self.tls_dir(app).join("tls.toml")
@@ -75,14 +98,7 @@ impl Store {
     /// Writes `bundle` as a new bundle file (0600) and returns its name; the app's
     /// certificate is unchanged until [`Store::save_tls`] names it.
     pub fn write_tls_bundle(&self, app: &str, bundle: &Bundle) -> Result<String> {
-        let dir = self.tls_dir(app);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err(&dir))?;
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let name = format!("cert-{stamp}.pem");
-        let path = dir.join(&name);
-        write_atomic(&path, bundle.nginx_pem().as_bytes(), 0o600).map_err(io_err(&path))?;
-        Ok(name)
+        write_bundle(&self.tls_dir(app), bundle)
     }
 
     /// Makes `state` the app's certificate. Call with the app's lock held.
@@ -145,14 +161,7 @@ impl Store {
     /// Removes bundle files `tls.toml` does not name (replaced or abandoned ones).
     pub fn prune_tls(&self, app: &str) -> Result<()> {
         let keep = self.load_tls(app)?.map(|s| s.file);
-        let dir = self.tls_dir(app);
-        let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("cert-") && name.ends_with(".pem") && keep.as_deref() != Some(name.as_str()) {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
+        prune_bundles(&self.tls_dir(app), keep.as_deref());
         Ok(())
     }
 }

@@ -498,6 +498,9 @@ fn berths_api_and_dashboard_are_served_at_berth_dot_the_global_domain_over_https
     d.ssh("letsencrypt:disable --server").ok();
     assert_eq!(front(&d, host, "/api/v1/openapi.json", &[], Some(&pebble.root)).0, 0, "no longer pebble's");
     assert_eq!(front(&d, host, "/api/v1/openapi.json", &[], None).0, 200);
+    // Only the bundle in service is kept.
+    let bundles = std::fs::read_dir(d.root().join("front")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("cert-")).count();
+    assert_eq!(bundles, 1);
 
     // No global domain: no site.
     d.ssh("domains:clear-global").ok();
