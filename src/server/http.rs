@@ -195,12 +195,12 @@ impl Streamed {
     }
 }
 
-/// Runs a command as server-sent events (`Streamed`) until it ends, or the client goes (a
-/// command that goes on, `logs -t`, ends then). One that fails at once is a JSON error like
-/// any other.
 /// How long a server-sent event stream stays silent before a comment line.
 const KEEPALIVE: Duration = Duration::from_secs(20);
 
+/// Runs a command as server-sent events (`Streamed`) until it ends, or the client goes (a
+/// command that goes on, `logs -t`, ends then). One that fails at once is a JSON error like
+/// any other.
 pub(super) async fn stream(engine: Arc<Engine>, caller: Caller, argv: Vec<String>) -> Response {
     let running = crate::session::spawn(engine, caller, argv, None);
     drop(running.stdin);
