@@ -26,11 +26,7 @@ POINTS=(built checks release-saved peers-written routed retire)
 
 apt_install docker.io nginx libnginx-mod-http-lua git openssh-client busybox-static curl python3
 ensure_docker
-if [ -n "${BERTH:-}" ]; then
-    BERTH=$(realpath "$BERTH")
-else
-    bench_build_berth
-fi
+bench_berth
 
 bench_daemon
 bench_base_image

@@ -52,11 +52,7 @@ LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 apt_install docker.io nginx libnginx-mod-http-lua git openssh-client busybox-static wrk python3 debootstrap iproute2 util-linux procps
 ensure_docker
-if [ -n "${BERTH:-}" ]; then
-    [ -x "$BERTH" ] || die "BERTH=$BERTH is not an executable file"
-else
-    bench_build_berth
-fi
+bench_berth
 
 bench_daemon
 # The images of this run's apps go too (bench_cleanup removes their containers first).

@@ -15,11 +15,7 @@ require_root
 RUNS=${1:-200}
 
 apt_install openssh-server openssh-client python3
-if [ -n "${BERTH:-}" ]; then
-    [ -x "$BERTH" ] || die "BERTH=$BERTH is not an executable file"
-else
-    bench_build_berth
-fi
+bench_berth
 
 WORK=$(mktemp -d)
 BERTH_PID=""

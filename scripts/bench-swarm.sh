@@ -26,11 +26,7 @@ progress() { printf -- '-----> %s\n' "$*" >&2; }
 
 apt_install docker.io nginx libnginx-mod-http-lua git openssh-client busybox-static wrk python3 golang-go curl
 ensure_docker
-if [ -n "${BERTH:-}" ]; then
-    [ -x "$BERTH" ] || die "BERTH=$BERTH is not an executable file"
-else
-    bench_build_berth
-fi
+bench_berth
 
 WORK=$(mktemp -d)
 PIDS=""

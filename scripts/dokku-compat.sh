@@ -27,22 +27,9 @@ git -C "$CHECKOUT" cat-file -e "$DOKKU_COMMIT^{commit}" 2>/dev/null || die "$CHE
 
 apt_install docker.io nginx libnginx-mod-http-lua git openssh-client busybox-static bats uuid-runtime jq python3 procps
 ensure_docker
-if [ -n "${BERTH:-}" ]; then
-    [ -x "$BERTH" ] || die "BERTH=$BERTH is not an executable file"
-else
-    bench_build_berth
-fi
+bench_berth
 
 bench_daemon
-if [ -n "${KEEP:-}" ]; then
-    trap 'bench_cleanup_keep' EXIT
-fi
-bench_cleanup_keep() {
-    [ -n "$BERTH_PID" ] && kill "$BERTH_PID" 2>/dev/null || true
-    [ -f "$ROOT/nginx/nginx.pid" ] && kill "$(cat "$ROOT/nginx/nginx.pid")" 2>/dev/null || true
-    docker ps -aq --filter "label=berth.root=$ROOT" | xargs -r docker rm -f >/dev/null 2>&1 || true
-    echo "kept: $WORK" >&2
-}
 # dokku's tests use dokku.me as the global domain.
 "$BERTH" --root "$ROOT" domains:set-global dokku.me >/dev/null
 

@@ -104,6 +104,17 @@ bench_build_berth() {
     BERTH=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
 }
 
+# For benchmarks: $BERTH when given (an executable, made absolute: the scripts change
+# directory), else the release build.
+bench_berth() {
+    if [ -n "${BERTH:-}" ]; then
+        [ -x "$BERTH" ] || die "BERTH=$BERTH is not an executable file"
+        BERTH=$(realpath "$BERTH")
+    else
+        bench_build_berth
+    fi
+}
+
 # For benchmarks: a new git repository in $WORK/APP (the current directory afterwards)
 # whose remote `deploy` is app APP on the bench daemon.
 bench_app_repo() {
@@ -196,5 +207,10 @@ bench_cleanup() {
     [ -n "${WORK_CA:-}" ] && rm -rf "$WORK_CA"
     [ -f "$ROOT/nginx/nginx.pid" ] && kill "$(cat "$ROOT/nginx/nginx.pid")" 2>/dev/null || true
     docker ps -aq --filter "label=berth.root=$ROOT" | xargs -r docker rm -f >/dev/null 2>&1 || true
-    rm -rf "$WORK"
+    # KEEP=1: the work directory stays (logs, outputs), and says where it is.
+    if [ -n "${KEEP:-}" ]; then
+        echo "kept: $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
 }
