@@ -109,6 +109,7 @@ pub(super) async fn from_context(
     let limits = build_limits(config, &global, machine_memory());
     let build_started = Instant::now();
     let tag = format!("berth/{app}:v{version}");
+    runtime.untag_stale(&tag).await;
     let job = Job { engine, runtime, app, config, context: &context, git_sha: &git_sha, tag: &tag, limits };
     let built = match builder {
         Builder::Dockerfile => job.dockerfile(procfile, has_dockerfile, out).await,
@@ -220,6 +221,7 @@ pub(super) async fn from_image(
     out.step(format!("Deploying {app} from the image {shown}, without a build")).await;
     let version_tag = format!("v{version}");
     let tag = format!("berth/{app}:{version_tag}");
+    runtime.untag_stale(&tag).await;
     runtime.tag(&image, &format!("berth/{app}"), &version_tag).await.map_err(|e| format!("cannot tag {shown}: {e}"))?;
     let id = runtime.image_info(&tag).await.map(|(id, _, _)| id).ok_or_else(|| format!("{shown} vanished while it was tagged"))?;
     crate::crashpoint("built");

@@ -7,7 +7,7 @@
 //! at a named step of a deploy; the daemon is booted with one set, a push reaches it, and
 //! the daemon is booted again without it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -416,9 +416,19 @@ fn agreement(d: &Daemon, app: &str, texts: &HashMap<String, String>) -> Result<R
     Ok(active)
 }
 
+/// Image ids tagged `berth/APP` right after a crash, by app: a Dockerfile build's image
+/// carries no label, so this is how a test knows it once a later build took its tag.
+static TAGGED_AFTER_CRASH: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+fn remember_images(app: &str) {
+    let ids = docker(&["images", "-q", "--no-trunc", &format!("berth/{app}")]);
+    TAGGED_AFTER_CRASH.lock().unwrap().extend(ids.split_whitespace().map(|id| (app.to_string(), id.to_string())));
+}
+
 /// Nothing of another release is left once retirement is over: every container of the app
 /// (running or not, one-off or not) is the active release's, every `berth/APP` image tag
-/// is one a release keeps, and no dangling image is labelled with the app.
+/// is one a release keeps, and no dangling image is labelled with the app or was tagged
+/// `berth/APP` after a crash.
 fn leftovers(d: &Daemon, app: &str) -> Result<(), String> {
     let all = releases(d, app)?;
     let active = active(d, app)?;
@@ -434,9 +444,12 @@ fn leftovers(d: &Daemon, app: &str) -> Result<(), String> {
         return Err(format!("images no kept release uses: {unkept:?} (kept: {kept:?}; releases: {all:?})"));
     }
     let label = format!("label=berth.app={app}");
-    let dangling = docker(&["images", "-q", "-f", "dangling=true", "-f", &label]);
-    if !dangling.trim().is_empty() {
-        return Err(format!("dangling images of {app}: {:?}", dangling.split_whitespace().collect::<Vec<_>>()));
+    let mut dangling: BTreeSet<String> = docker(&["images", "-q", "--no-trunc", "-f", "dangling=true", "-f", &label]).split_whitespace().map(String::from).collect();
+    let all_dangling = docker(&["images", "-q", "--no-trunc", "-f", "dangling=true"]);
+    let remembered = TAGGED_AFTER_CRASH.lock().unwrap().clone();
+    dangling.extend(remembered.into_iter().filter(|(a, id)| a == app && all_dangling.split_whitespace().any(|d| d == id)).map(|(_, id)| id));
+    if !dangling.is_empty() {
+        return Err(format!("dangling images of {app}: {dangling:?}"));
     }
     Ok(())
 }
@@ -550,6 +563,7 @@ fn crash_round(d: &mut Daemon, logs: &BootLogs, s: &mut Subject, bystander: &str
         how.unwrap_or_else(|_| panic!("the deploy never reached crash point {point}: the daemon still runs; the push gave {pushed:#?}"))
     };
     assert_eq!(status.signal(), Some(9), "the daemon should have SIGKILLed itself at {point}, it ended with {status}");
+    remember_images(&app);
     let head_after_crash = branch_head(d, &app);
     let landed = head_after_crash == sha;
     assert!(landed || head_after_crash == before, "the branch is at neither the old nor the pushed commit: {head_after_crash}");

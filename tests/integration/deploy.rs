@@ -1,6 +1,7 @@
 //! git push deploys through the real Docker engine and berth's own nginx.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
 
 use crate::harness::{AppRepo, Daemon, docker, get, web_dockerfile};
 
@@ -381,6 +382,11 @@ fn run_executes_a_one_off_command_with_the_apps_env_and_returns_its_exit_code() 
 
 #[test]
 fn old_release_images_are_pruned_beyond_the_kept_number() {
+    // What an earlier run left (images are the engine's, not a root's) is not this run's.
+    let earlier: Vec<String> = docker(&["images", "-q", "berth/pruned"]).split_whitespace().map(String::from).collect();
+    if !earlier.is_empty() {
+        let _ = Command::new("docker").args(["rmi", "-f"]).args(&earlier).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
     let d = Daemon::start();
     d.ssh("apps:create pruned").ok();
     d.ssh("releases:set pruned keep 2").ok();
@@ -403,4 +409,17 @@ fn old_release_images_are_pruned_beyond_the_kept_number() {
     assert_eq!(tags(), vec!["v3", "v4"]);
     d.ssh("releases:rollback pruned v1").refused("no longer kept");
     d.ssh("releases:rollback pruned v3").ok();
+
+    // A tag of the next version that no release has is what a crash left between a build
+    // and its release: the next build removes it rather than leaving its image without a
+    // name (Dockerfile builds carry no label, so nothing else would ever find it).
+    let stale = Command::new("sh")
+        .args(["-c", "printf 'FROM berth-test/busybox\\nLABEL left.by=crash\\n' | docker build -q -t berth/pruned:v6 -"])
+        .output()
+        .unwrap();
+    assert!(stale.status.success(), "{}", String::from_utf8_lossy(&stale.stderr));
+    let stale = String::from_utf8_lossy(&stale.stdout).trim().to_string();
+    deploy(&d, &repo, "pruned v6", 0);
+    let gone = Command::new("docker").args(["image", "inspect", &stale]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    assert!(!gone.success(), "the image a stale berth/pruned:v6 named is left without a name");
 }
