@@ -56,7 +56,16 @@ case "\$1 \${2:-}" in
 esac
 exec /usr/bin/docker "\$@"
 EOF
-chmod +x "$SHIMS/dokku" "$SHIMS/docker"
+# `ssh dokku@dokku.me CMD…`, as dokku's tests reach dokku over ssh: berth's ssh, the same way.
+cat >"$SHIMS/ssh" <<EOF
+#!/usr/bin/env bash
+if [ "\${1:-}" = "dokku@dokku.me" ]; then
+    shift
+    exec $GIT_SSH_COMMAND -p $SSH_PORT -- berth@127.0.0.1 "\$@"
+fi
+exec /usr/bin/ssh "\$@"
+EOF
+chmod +x "$SHIMS/dokku" "$SHIMS/docker" "$SHIMS/ssh"
 [ "$(PATH=$SHIMS:$PATH dokku apps:list --format json)" = "[]" ] || die "the dokku shim does not reach berth"
 
 # Which tests run: per file, the names of the tests that can (see `runnable` below).

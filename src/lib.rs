@@ -13,6 +13,7 @@ pub mod cron;
 pub mod daemon;
 pub mod deploy;
 pub mod destroy;
+pub mod docker_options;
 pub mod dockerfile;
 pub mod engine;
 pub mod front;

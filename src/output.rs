@@ -447,34 +447,85 @@ pub enum Format {
 /// also without its namespace word: `ps-restart-policy` and `restart-policy`).
 pub struct Report {
     pub title: String,
-    pub rows: Vec<(&'static str, Value)>,
+    pub rows: Vec<Row>,
+    /// The namespace a key loses in its short form, when it is more than one word
+    /// (`docker-options-deploy` → `deploy`); else the key's first word.
+    namespace: Option<&'static str>,
+}
+
+/// One value of a report.
+pub struct Row {
+    pub label: std::borrow::Cow<'static, str>,
+    /// The JSON key and info flag, when not the label in kebab case (`docker-options-deploy.web`).
+    key: Option<String>,
+    pub value: Value,
+    /// A JSON-only value (dokku's structured `deploy-list`): no text line, no info flag,
+    /// no namespaced key.
+    json_only: bool,
+}
+
+impl Row {
+    /// Its JSON key, and its info flag without the dashes.
+    pub fn key(&self) -> String {
+        self.key.clone().unwrap_or_else(|| self.label.to_ascii_lowercase().replace(' ', "-"))
+    }
 }
 
 impl Report {
     pub fn new(title: impl Into<String>) -> Report {
-        Report { title: title.into(), rows: Vec::new() }
+        Report { title: title.into(), rows: Vec::new(), namespace: None }
     }
 
-    pub fn row(mut self, label: &'static str, value: impl Into<Value>) -> Report {
-        self.rows.push((label, value.into()));
+    /// A namespace of more than one word (`docker-options`), for the short keys.
+    pub fn namespace(mut self, namespace: &'static str) -> Report {
+        self.namespace = Some(namespace);
         self
     }
 
+    pub fn row(mut self, label: impl Into<std::borrow::Cow<'static, str>>, value: impl Into<Value>) -> Report {
+        self.rows.push(Row { label: label.into(), key: None, value: value.into(), json_only: false });
+        self
+    }
+
+    /// A row whose JSON key and info flag are `key`, not its label's kebab case.
+    pub fn keyed_row(mut self, label: impl Into<std::borrow::Cow<'static, str>>, key: String, value: impl Into<Value>) -> Report {
+        self.rows.push(Row { label: label.into(), key: Some(key), value: value.into(), json_only: false });
+        self
+    }
+
+    /// A value of the JSON form only, under `key` as given.
+    pub fn json_only(mut self, key: String, value: impl Into<Value>) -> Report {
+        self.rows.push(Row { label: std::borrow::Cow::Borrowed(""), key: Some(key), value: value.into(), json_only: true });
+        self
+    }
+
+    /// The rows a person sees (text, info flags).
+    pub fn shown(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(|r| !r.json_only)
+    }
+
     pub fn to_json(&self) -> Value {
-        let mut map: serde_json::Map<String, Value> = self.rows.iter().map(|(label, value)| (label.to_ascii_lowercase().replace(' ', "-"), value.clone())).collect();
-        let stripped: Vec<(String, Value)> = map.iter().filter_map(|(key, value)| Some((key.split_once('-')?.1.to_string(), value.clone()))).collect();
+        let mut map: serde_json::Map<String, Value> = self.shown().map(|row| (row.key(), row.value.clone())).collect();
+        let short = |key: &str| match self.namespace {
+            Some(namespace) => key.strip_prefix(namespace).and_then(|k| k.strip_prefix('-')).map(str::to_string),
+            None => key.split_once('-').map(|(_, k)| k.to_string()),
+        };
+        let stripped: Vec<(String, Value)> = map.iter().filter_map(|(key, value)| Some((short(key)?, value.clone()))).collect();
         for (key, value) in stripped {
             map.entry(key).or_insert(value);
+        }
+        for row in self.rows.iter().filter(|r| r.json_only) {
+            map.insert(row.key(), row.value.clone());
         }
         Value::Object(map)
     }
 
     pub fn to_text(&self) -> String {
-        let width = self.rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 1;
+        let width = self.shown().map(|r| r.label.len()).max().unwrap_or(0) + 1;
         let mut text = format!("=====> {}\n", self.title);
-        for (label, value) in &self.rows {
-            let shown = plain(value);
-            let line = format!("       {:<width$} {}", format!("{label}:"), shown);
+        for row in self.shown() {
+            let shown = plain(&row.value);
+            let line = format!("       {:<width$} {}", format!("{}:", row.label), shown);
             text.push_str(line.trim_end());
             text.push('\n');
         }
@@ -515,24 +566,24 @@ pub async fn print_reports(out: &Output, reports: &[(String, Report)], single: b
     Ok(())
 }
 
-/// A report row's info flag: `--` and its label in kebab case, after the namespace's
-/// prefix unless the label starts with it (`App locked` → `--app-locked`, ps's `Restart
-/// policy` → `--ps-restart-policy`). Pure.
-pub fn info_flag(prefix: &str, label: &str) -> String {
-    let kebab = label.to_ascii_lowercase().replace(' ', "-");
+/// A report row's info flag: `--` and its key (the label in kebab case), after the
+/// namespace's prefix unless the key starts with it (`App locked` → `--app-locked`, ps's
+/// `Restart policy` → `--ps-restart-policy`). Pure.
+pub fn info_flag(prefix: &str, key: &str) -> String {
+    let kebab = key.to_ascii_lowercase().replace(' ', "-");
     if kebab.starts_with(&format!("{prefix}-")) { format!("--{kebab}") } else { format!("--{prefix}-{kebab}") }
 }
 
 /// dokku's info flags: the one value asked for (an empty line when unset), per report.
 async fn print_info(out: &Output, reports: &[(String, Report)], info: &InfoFlag) -> Result<(), String> {
-    let mut valid: Vec<String> = reports.first().map(|(_, r)| r.rows.iter().map(|(label, _)| info_flag(&info.prefix, label)).collect()).unwrap_or_default();
+    let mut valid: Vec<String> = reports.first().map(|(_, r)| r.shown().map(|row| info_flag(&info.prefix, &row.key())).collect()).unwrap_or_default();
     valid.sort();
     valid.dedup();
     if !valid.contains(&info.flag) {
         return Err(format!("Invalid flag passed, valid flags: {}", valid.join(", ")));
     }
     for (_, report) in reports {
-        let value = report.rows.iter().find(|(label, _)| info_flag(&info.prefix, label) == info.flag).map(|(_, v)| plain(v)).unwrap_or_default();
+        let value = report.shown().find(|row| info_flag(&info.prefix, &row.key()) == info.flag).map(|row| plain(&row.value)).unwrap_or_default();
         out.line(value).await;
     }
     Ok(())

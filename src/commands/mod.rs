@@ -14,6 +14,7 @@ mod cluster;
 mod config;
 mod cron;
 mod dashboard;
+mod docker_options;
 mod doctor;
 mod domains;
 pub mod events;
@@ -197,6 +198,7 @@ namespaces! {
     Keys => keys,
     Cron => cron,
     Network => network,
+    DockerOptions => docker_options,
     Scheduler => scheduler,
     Cluster => cluster,
     Plugin => plugin,

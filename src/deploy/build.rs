@@ -167,9 +167,13 @@ impl Job<'_> {
         for source in crate::dockerfile::remote_sources(&text) {
             crate::buildpack::check_remote_source(&source, allow_private).await?;
         }
+        let extra = crate::docker_options::build_options(&self.config.docker_options_for("build", None)).map_err(|e| format!("docker-options of {app} (build phase): {e}"))?;
         out.step(format!("Building {app} from Dockerfile ({}; {})", short(git_sha), describe_limits(&self.limits))).await;
+        for skipped in &extra.skipped {
+            out.step(format!("Skipping the docker-option {skipped}: not an option of a build")).await;
+        }
         let limit = build_limit(self.engine);
-        let image = self.runtime.build(self.context.path(), self.tag, limit, self.limits, out).await?;
+        let image = self.runtime.build(self.context.path(), self.tag, limit, self.limits, extra, out).await?;
         Ok((image, procfile, false))
     }
 

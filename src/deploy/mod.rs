@@ -416,13 +416,15 @@ pub fn process_spec<'a>(engine: &Engine, app: &'a str, config: &AppConfig, relea
         release: release.version,
         image: &release.image,
         env: container_env(&global.under(&release.env), config.container_port()),
-        cmd: command.or_else(|| release.command(process)),
         binds: config.storage.iter().map(|m| bind(engine, app, m)).collect(),
         memory: limits.memory.as_deref().and_then(|m| crate::validate::memory(m).ok()),
         nano_cpus: limits.cpus.as_deref().and_then(|c| crate::validate::cpus(c).ok()),
         networks: config.networks.all(),
         services: crate::services::reached_by(engine, app, config),
         placement: config.scheduler.constraints.clone(),
+        // A command: a one-off container (run, release phase, cron); else the process's own.
+        options: if command.is_some() { config.docker_options_for("run", None) } else { config.docker_options_for("deploy", Some(process)) },
+        cmd: command.or_else(|| release.command(process)),
     }
 }
 

@@ -29,7 +29,8 @@ impl Runtime {
     /// Builds `context` (a tar with a Dockerfile at its root) as `tag`, streaming the build
     /// output as detail lines. Returns the image id.
     /// Stopped after `limit` (dropping the request cancels the engine's build).
-    pub async fn build(&self, context: &std::path::Path, tag: &str, limit: Duration, limits: BuildLimits, out: &Output) -> Result<String, RuntimeError> {
+    /// `extra`: the app's build-phase `docker-options` (build args, extra hosts, shm size).
+    pub async fn build(&self, context: &std::path::Path, tag: &str, limit: Duration, limits: BuildLimits, extra: crate::docker_options::BuildOptions, out: &Output) -> Result<String, RuntimeError> {
         // RUN steps on the build network: no route to the host's own services.
         let network = self.ensure_build_network().await?;
         let options = BuildImageOptions {
@@ -46,6 +47,9 @@ impl Runtime {
             memory: limits.memory,
             // No swap beyond the limit: a build over it fails rather than thrashing the disk.
             memswap: limits.memory,
+            buildargs: (!extra.build_args.is_empty()).then_some(extra.build_args),
+            extrahosts: (!extra.extra_hosts.is_empty()).then(|| extra.extra_hosts.join(",")),
+            shmsize: extra.shm_size.and_then(|s| i32::try_from(s).ok()),
             ..Default::default()
         };
         let mut stream = self.docker.build_image(options, None, Some(bollard::body_try_stream(file_stream(context).await?)));

@@ -173,9 +173,21 @@ pub struct ContainerSpec<'a> {
     /// Where on a cluster it may run (Swarm placement constraints; docker-local has one
     /// server and ignores them).
     pub placement: Vec<String>,
+    /// `docker-options` of the phase (deploy, or run for one-off containers), as an admin
+    /// wrote them: applied over berth's own settings when the container is made.
+    pub options: Vec<String>,
 }
 
 impl ContainerSpec<'_> {
+    /// The admin's `docker-options` over what berth set (checked when added; an option an
+    /// older berth stored that this one cannot pass on is the start's error).
+    fn apply_options(&self, body: &mut ContainerCreateBody) -> Result<(), RuntimeError> {
+        if !self.options.is_empty() {
+            crate::docker_options::run_options(&self.options).map_err(|e| RuntimeError::Container(format!("docker-options of {}: {e}", self.app)))?.apply(body);
+        }
+        Ok(())
+    }
+
     /// What every container of an app gets: its network, init, log rotation, mounts, limits.
     fn host_config(&self, network: &str) -> HostConfig {
         HostConfig {
@@ -338,7 +350,7 @@ impl Runtime {
         ]);
         let network = self.network_for(spec).await?;
         let aliases = aliases(spec.app, spec.process, spec.index);
-        let body = ContainerCreateBody {
+        let mut body = ContainerCreateBody {
             image: Some(spec.image.to_string()),
             env: Some(spec.env.clone()),
             cmd: spec.cmd.clone(),
@@ -355,6 +367,7 @@ impl Runtime {
             }),
             ..Default::default()
         };
+        spec.apply_options(&mut body)?;
         // A container of the same name is left from an interrupted attempt at this release.
         let _ = self.remove(&name).await;
         self.wait_for_addresses().await;

@@ -86,7 +86,7 @@ impl Runtime {
         if let Some(terminal) = &client.terminal {
             env.push(format!("TERM={}", terminal.term));
         }
-        let body = ContainerCreateBody {
+        let mut body = ContainerCreateBody {
             image: Some(spec.image.to_string()),
             cmd: spec.cmd.clone(),
             env: Some(env),
@@ -100,6 +100,7 @@ impl Runtime {
             host_config: Some(spec.host_config(&network)),
             ..Default::default()
         };
+        spec.apply_options(&mut body)?;
         self.wait_for_addresses().await;
         let id = self.docker.create_container(None, body).await?.id;
         let result = async {

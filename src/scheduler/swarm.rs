@@ -395,6 +395,11 @@ impl Scheduler for Swarm {
     }
 
     async fn roll_out(&self, units: &[Unit<'_>]) -> Vec<Result<String, SchedError>> {
+        if let Some(unit) = units.iter().find(|u| !u.options.is_empty()) {
+            // A service's tasks take few of `docker run`'s options, and not in its words.
+            let why = format!("docker-options (deploy phase) apply on the docker-local scheduler only: docker-options:clear {} deploy", unit.app);
+            return units.iter().map(|u| Err(SchedError::Start { slot: format!("{}.{}", u.process, u.index), why: why.clone() })).collect();
+        }
         let mut ids: BTreeMap<(String, u32), Result<String, String>> = BTreeMap::new();
         for (unit, replicas) in by_process(units) {
             let name = self.service_name(unit.app, unit.process, unit.release);
@@ -665,6 +670,7 @@ mod tests {
             nano_cpus: None,
             networks: Vec::new(),
             services: Vec::new(),
+            options: Vec::new(),
             placement: vec!["node.labels.env==qa".into()],
         }
     }

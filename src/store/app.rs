@@ -78,6 +78,21 @@ pub struct AppConfig {
     /// `scheduler:set APP selected|constraint`: where the app runs.
     #[serde(default, skip_serializing_if = "SchedulerSettings::is_empty")]
     pub scheduler: SchedulerSettings,
+    /// `docker-options:add APP PHASE OPTION…` (admins): options as written, by phase
+    /// (`build`, `deploy`, `run`) or `deploy.PROCESS` for one process type.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub docker_options: BTreeMap<String, Vec<String>>,
+}
+
+impl AppConfig {
+    /// The options of a phase: the phase's own, then (deploy) the process type's.
+    pub fn docker_options_for(&self, phase: &str, process: Option<&str>) -> Vec<String> {
+        let mut options = self.docker_options.get(phase).cloned().unwrap_or_default();
+        if let Some(own) = process.and_then(|p| self.docker_options.get(&format!("{phase}.{p}"))) {
+            options.extend(own.iter().cloned());
+        }
+        options
+    }
 }
 
 /// Where apps run: dokku's scheduler names.

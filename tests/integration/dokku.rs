@@ -106,6 +106,26 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "checks:report 1994app --checks-skipped-list", code: 0, stdout: "=_all_\n", stderr: "" },
         Case { line: "checks:enable 1994app", code: 0, stdout: "enabled", stderr: "" },
         Case { line: "checks:report 1994app --checks-skipped-list", code: 0, stdout: "=none\n", stderr: "" },
+        // docker-options: dokku's phases, words grouped into options, per process type.
+        Case { line: "docker-options:help", code: 0, stdout: "Manage docker options for an app", stderr: "" },
+        Case { line: "docker-options:add 1994app build,deploy,run '-v /tmp'", code: 0, stdout: "Docker options added to", stderr: "" },
+        Case { line: "docker-options:report 1994app --docker-options-run", code: 0, stdout: "=-v /tmp\n", stderr: "" },
+        Case { line: "docker-options:add 1994app build --build-arg X=Y --link foo", code: 0, stdout: "Docker options added to", stderr: "" },
+        Case { line: "docker-options:list 1994app --phase build", code: 0, stdout: "=-v /tmp\n--build-arg X=Y\n--link foo\n", stderr: "" },
+        Case { line: "docker-options:add 1994app deploy --label 'a.b=my app' --process web", code: 0, stdout: "Docker options added to", stderr: "" },
+        Case { line: "docker-options:list 1994app --phase deploy --process web", code: 0, stdout: "=--label 'a.b=my app'\n", stderr: "" },
+        Case { line: "docker-options:report 1994app --docker-options-deploy.web", code: 0, stdout: "=--label 'a.b=my app'\n", stderr: "" },
+        Case { line: "docker-options:report 1994app --format json", code: 0, stdout: "\"deploy.web-list\":[\"--label 'a.b=my app'\"]", stderr: "" },
+        Case { line: "docker-options:add 1994app build --shm-size 1m --process web", code: 1, stdout: "", stderr: "deploy phase only" },
+        Case { line: "docker-options:add 1994app deploy '-v /x' --process _default_", code: 1, stdout: "", stderr: "_default_ is reserved" },
+        Case { line: "docker-options:add 1994app later '-v /x'", code: 1, stdout: "", stderr: "Phase(s) must be one of [build deploy run]" },
+        Case { line: "docker-options:add 1994app deploy '--restart always'", code: 1, stdout: "", stderr: "berth sets --restart itself (ps:set APP restart-policy)" },
+        Case { line: "docker-options:add 1994app deploy '--frobnicate 1'", code: 1, stdout: "", stderr: "berth does not pass --frobnicate to Docker" },
+        Case { line: "docker-options:list 1994app", code: 1, stdout: "", stderr: "needs --phase" },
+        Case { line: "docker-options:remove 1994app build --build-arg X=Y --link foo", code: 0, stdout: "Docker options removed from build", stderr: "" },
+        Case { line: "docker-options:clear 1994app", code: 0, stdout: "Docker options of 1994app cleared", stderr: "" },
+        Case { line: "docker-options:report 1994app --docker-options-deploy.web", code: 1, stdout: "", stderr: "Invalid flag passed" },
+        Case { line: "docker-options:list 1994app --phase build", code: 0, stdout: "", stderr: "" },
     ];
     for case in &cases {
         check(&d, case);
@@ -269,4 +289,43 @@ fn images_built_elsewhere_deploy_as_releases() {
     d.ssh(&format!("apps:destroy {app} --force")).ok();
     assert!(exists("berth-test/ci-app:one") && exists("berth-test/ci-app:two"));
     assert!(!exists(&format!("berth/{app}:v1")));
+}
+
+/// docker-options take effect: a build arg reaches the Dockerfile build, deploy options the
+/// app's containers (a label, shm size, an extra host, an anonymous volume) and run options
+/// the one-off containers; changing them is an admin's, reading them an app key's too.
+#[test]
+fn docker_options_reach_the_build_the_apps_containers_and_one_offs() {
+    let d = Daemon::start();
+    let app = "dopts";
+    d.ssh(&format!("apps:create {app}")).ok();
+    d.ssh(&format!("domains:add {app} dopts.example.com")).ok();
+    d.ssh(&format!("docker-options:add {app} build --build-arg GREETING=hello-from-arg --link ignored")).ok();
+    d.ssh(&format!("docker-options:add {app} deploy --label com.example.team=web '--shm-size 64m' -v /cache")).ok();
+    d.ssh(&format!("docker-options:add --process worker {app} deploy --label com.example.only=worker")).ok();
+    d.ssh(&format!("docker-options:add {app} run --add-host special.test:10.1.2.3")).ok();
+    let repo = AppRepo::new(&d, app);
+    let dockerfile = "FROM berth-test/busybox\nARG GREETING=unset\nRUN mkdir /www && echo \"$GREETING\" > /www/index.html\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n";
+    repo.write("Dockerfile", dockerfile).commit("v1");
+    let out = repo.push(&d, "main");
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("Skipping the docker-option --link ignored: not an option of a build"), "{out:#?}");
+    assert_eq!(get(&d, "dopts.example.com"), (200, "hello-from-arg".into()));
+    let web = d.container_ids(false, &[&format!("berth.app={app}"), "berth.process=web"]);
+    assert_eq!(web.len(), 1, "{web:?}");
+    let inspect = |format: &str| crate::harness::docker(&["inspect", "-f", format, &web[0]]).trim().to_string();
+    assert_eq!(inspect("{{index .Config.Labels \"com.example.team\"}}"), "web");
+    assert_eq!(inspect("{{index .Config.Labels \"com.example.only\"}}"), "", "a worker's option on web");
+    assert_eq!(inspect("{{.HostConfig.ShmSize}}"), (64u64 << 20).to_string());
+    assert!(inspect("{{json .Config.Volumes}}").contains("\"/cache\""), "{}", inspect("{{json .Config.Volumes}}"));
+    let hosts = d.ssh(&format!("run {app} cat /etc/hosts")).ok().stdout.clone();
+    assert!(hosts.contains("10.1.2.3\tspecial.test"), "{hosts}");
+    // An app's key reads them, and may not change them.
+    let bob = crate::harness::keygen(d.dir.path(), "bob");
+    d.ssh_as(&d.admin, &format!("ssh-keys:add bob --app {app}"), bob.public.as_bytes()).ok();
+    let listed = d.ssh_as(&bob, &format!("docker-options:list {app} --phase run"), b"");
+    assert_eq!((listed.code, listed.stdout.as_str()), (0, "--add-host special.test:10.1.2.3\n"), "{listed:#?}");
+    let refused = d.ssh_as(&bob, &format!("docker-options:add {app} deploy --privileged"), b"");
+    assert_ne!(refused.code, 0, "{refused:#?}");
+    assert_eq!(d.ssh(&format!("docker-options:list {app} --phase deploy")).ok().stdout, "--label com.example.team=web\n--shm-size 64m\n-v /cache\n");
 }
