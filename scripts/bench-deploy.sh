@@ -60,7 +60,9 @@ bench_berth
 
 bench_daemon
 # The images of this run's apps go too (bench_cleanup removes their containers first).
-trap 'bench_cleanup; docker images -q --filter "label=berth.root=$ROOT" | sort -u | xargs -r docker rmi -f >/dev/null 2>&1 || true' EXIT
+# Images this run made: labelled with its root (buildpack builds) or tagged berth/APP for
+# its apps (Dockerfile builds carry no label).
+trap 'bench_cleanup; { docker images -q --filter "label=berth.root=$ROOT"; for a in benchapp benchcopy benchgo benchws benchburn; do docker images -q "berth/$a"; done; } | sort -u | xargs -r docker rmi -f >/dev/null 2>&1 || true' EXIT
 bench_base_image
 progress "The stack image (built once per machine: debootstrap when no registry answers, ~5-10 minutes)"
 "$BERTH" --root "$ROOT" stack:build >"$WORK/stack.log" 2>&1 || { cat "$WORK/stack.log"; die "stack:build failed"; }

@@ -254,7 +254,8 @@ impl Supervisor {
         for (slot, id, exit_code) in restarts {
             let Some(c) = containers.iter().find(|c| &c.id == id) else { continue };
             let slot = format!("{app}/v{}/{}.{}", active.version, slot.process, slot.index);
-            self.restart_later(app, &slot, c, *exit_code, config.restart_policy);
+            let global = engine.store.load_global().unwrap_or_default();
+            self.restart_later(app, &slot, c, *exit_code, config.restart_policy_with(&global));
         }
         let dead_web = plan.dead_web;
         // A dead web container found without its event (after a reconnect) holds starts too.

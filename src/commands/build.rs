@@ -43,16 +43,27 @@ pub enum Cmd {
         #[arg(long)]
         index: Option<usize>,
     },
-    /// Replace an app's buildpacks
+    /// Set the buildpack at a position (--index N, default 1; past the end: added), or the whole list (--replace BUILDPACK…)
     #[command(name = "buildpacks:set")]
     BuildpacksSet {
         app: AppName,
-        #[arg(required = true)]
         buildpacks: Vec<String>,
+        /// Position in the list, from 1
+        #[arg(long)]
+        index: Option<usize>,
+        /// Replace the whole list with the buildpacks given
+        #[arg(long)]
+        replace: bool,
     },
-    /// Remove a buildpack
+    /// Remove a buildpack, by value or by position (--index N)
     #[command(name = "buildpacks:remove")]
-    BuildpacksRemove { app: AppName, buildpack: String },
+    BuildpacksRemove {
+        app: AppName,
+        buildpack: Option<String>,
+        /// Position in the list, from 1
+        #[arg(long)]
+        index: Option<usize>,
+    },
     /// Go back to detecting the buildpack
     #[command(name = "buildpacks:clear")]
     BuildpacksClear { app: AppName },
@@ -94,8 +105,26 @@ impl Cmd {
             Cmd::StackBuild { force } => stack_build(ctx, force).await,
             Cmd::StackReport { format } => stack_report(ctx, format).await,
             Cmd::BuildpacksAdd { app, buildpack, index } => buildpacks_change(ctx, &app, Change::Add(buildpack, index)).await,
-            Cmd::BuildpacksSet { app, buildpacks } => buildpacks_change(ctx, &app, Change::Set(buildpacks)).await,
-            Cmd::BuildpacksRemove { app, buildpack } => buildpacks_change(ctx, &app, Change::Remove(buildpack)).await,
+            Cmd::BuildpacksSet { app, buildpacks, index, replace } => {
+                let change = match (replace, index, buildpacks.len()) {
+                    (true, Some(_), _) => return Err(failed("buildpacks:set --replace sets the whole list: --index cannot go with it")),
+                    (true, None, 0) => return Err(failed("buildpacks:set --replace needs the buildpacks to set (buildpacks:clear removes them all)")),
+                    (true, None, _) => Change::Set(buildpacks),
+                    (false, _, 0) => return Err(failed("Must specify a buildpack: buildpacks:set APP BUILDPACK")),
+                    (false, index, 1) => Change::SetAt(buildpacks[0].clone(), index.unwrap_or(1)),
+                    (false, _, _) => return Err(failed("Several buildpacks replace the whole list: buildpacks:set --replace APP BUILDPACK…")),
+                };
+                buildpacks_change(ctx, &app, change).await
+            }
+            Cmd::BuildpacksRemove { app, buildpack, index } => {
+                let change = match (buildpack, index) {
+                    (Some(v), None) => Change::Remove(v),
+                    (None, Some(i)) => Change::RemoveAt(i),
+                    (Some(_), Some(_)) => return Err(failed("buildpacks:remove takes a buildpack or --index N, not both")),
+                    (None, None) => return Err(failed("Must specify a buildpack or --index N: buildpacks:remove APP BUILDPACK")),
+                };
+                buildpacks_change(ctx, &app, change).await
+            }
             Cmd::BuildpacksClear { app } => buildpacks_change(ctx, &app, Change::Clear).await,
             Cmd::BuildpacksList { app } => buildpacks_list(ctx, &app).await,
             Cmd::BuilderSet(args) => builder_set(ctx, args).await,
@@ -130,8 +159,12 @@ pub async fn stack_report(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
 
 pub enum Change {
     Add(String, Option<usize>),
+    /// The whole list (`--replace`).
     Set(Vec<String>),
+    /// The buildpack at a position from 1 (past the end: added).
+    SetAt(String, usize),
     Remove(String),
+    RemoveAt(usize),
     Clear,
 }
 
@@ -139,9 +172,13 @@ pub async fn buildpacks_change(ctx: &mut Ctx<'_>, app: &AppName, change: Change)
     let change = match change {
         Change::Add(v, index) => Change::Add(buildpack::normalize(&v)?, index),
         Change::Set(list) => Change::Set(list.iter().map(|v| buildpack::normalize(v)).collect::<Result<_, _>>()?),
+        Change::SetAt(v, index) => Change::SetAt(buildpack::normalize(&v)?, index),
         Change::Remove(v) => Change::Remove(buildpack::normalize(&v).unwrap_or(v)),
-        Change::Clear => Change::Clear,
+        other => other,
     };
+    if let Change::SetAt(_, 0) | Change::RemoveAt(0) | Change::Add(_, Some(0)) = change {
+        return Err(failed("--index counts from 1"));
+    }
     let list = ctx
         .engine
         .update_app(app, |config| {
@@ -155,6 +192,21 @@ pub async fn buildpacks_change(ctx: &mut Ctx<'_>, app: &AppName, change: Change)
                     list.insert(at, v.clone());
                 }
                 Change::Set(values) => *list = values.clone(),
+                Change::SetAt(v, index) => {
+                    if list.iter().enumerate().any(|(i, b)| b == v && i != index - 1) {
+                        return Err(failed(format!("{v} is already a buildpack of {app}")));
+                    }
+                    match list.get_mut(index - 1) {
+                        Some(at) => *at = v.clone(),
+                        None => list.push(v.clone()),
+                    }
+                }
+                Change::RemoveAt(index) => {
+                    if *index > list.len() {
+                        return Err(failed(format!("{app} has {} buildpack(s): none at --index {index}", list.len())));
+                    }
+                    list.remove(index - 1);
+                }
                 Change::Remove(v) => {
                     if !list.contains(v) {
                         return Err(failed(format!("{v} is not a buildpack of {app}")));

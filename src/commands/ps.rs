@@ -2,9 +2,9 @@
 
 use super::Scope;
 use super::property::SetArgs;
-use super::property::app_only;
+use super::property::app_or_global;
 use super::report::ReportArgs;
-use super::{CmdError, CmdResult, Ctx, failed};
+use super::{CmdError, CmdResult, Ctx, Target, failed};
 use crate::deploy::{self, Source};
 use crate::output::Report;
 use crate::store::RestartPolicy;
@@ -194,13 +194,25 @@ pub async fn stop(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     Ok(())
 }
 
-/// `ps:set APP restart-policy POLICY`: applies to running containers at once.
-/// `ps:set APP restart-policy [POLICY]` (no POLICY: unless-stopped).
+/// `ps:set (APP|--global) restart-policy [POLICY]` (no POLICY: unset, so the global policy,
+/// else berth's default, applies). berth restarts containers itself (supervise.rs): a new
+/// policy applies to the next stop.
 pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
-    args.property(&[app_only("restart-policy")])?;
-    let app = args.app()?;
-    super::scheduler::not_on_swarm(ctx, app, "restart policy (Swarm starts every task that ends again)")?;
-    let policy: RestartPolicy = args.value().map(str::parse).transpose().map_err(failed)?.unwrap_or_default();
+    args.property(&[app_or_global("restart-policy")])?;
+    let policy: Option<RestartPolicy> = args.value().map(str::parse).transpose().map_err(failed)?;
+    let shown = |p: Option<RestartPolicy>| p.map_or_else(|| "unset".to_string(), |p| p.to_string());
+    let Target::App(app) = &args.target else {
+        let store = &ctx.engine.store;
+        let _global = store.lock_global().await;
+        let mut global = store.load_global()?;
+        global.restart_policy = policy;
+        store.save_global(&global)?;
+        ctx.out.step(format!("Global restart policy {}: apps that set none use {}", shown(policy), policy.unwrap_or_default())).await;
+        return Ok(());
+    };
+    if policy.is_some_and(|p| p != RestartPolicy::default()) {
+        super::scheduler::not_on_swarm(ctx, app, "restart policy (Swarm starts every task that ends again)")?;
+    }
     // Under the deploy lock: a deploy running now would start containers with the old policy.
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     // berth restarts containers itself (supervise.rs): the new policy applies to the next stop.
@@ -210,7 +222,9 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
             Ok::<_, CmdError>(())
         })
         .await?;
-    ctx.out.step(format!("Restart policy of {app} set to {policy}")).await;
+    let global = ctx.engine.store.load_global()?;
+    let config = ctx.engine.store.load_app(app)?;
+    ctx.out.step(format!("Restart policy of {app} {}: {} applies", shown(policy), config.restart_policy_with(&global))).await;
     Ok(())
 }
 
@@ -227,7 +241,14 @@ fn container_state(c: &crate::runtime::AppContainer, active: Option<u32>) -> Str
 }
 
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
-    args.no_global("ps")?;
+    let global = ctx.engine.store.load_global()?;
+    if args.global {
+        let policy = global.restart_policy;
+        let report = Report::new("Global ps information")
+            .row("Global restart policy", policy.map(|p| p.to_string()).unwrap_or_default())
+            .row("Computed restart policy", policy.unwrap_or_default().to_string());
+        return args.print_global(ctx, report).await;
+    }
     // Each app's instances as its scheduler lists them, asked first.
     let runtime = ctx.engine.runtime().await.ok();
     let mut running = std::collections::HashMap::new();
@@ -273,7 +294,9 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             .row("Release", active.as_ref().map(|r| format!("v{}", r.version)).unwrap_or_default())
             .row("Processes", active.as_ref().map(|r| r.types()).unwrap_or_default())
             .row("Scale", formation)
-            .row("Restart policy", config.restart_policy.to_string())
+            .row("Restart policy", config.restart_policy.map(|p| p.to_string()).unwrap_or_default())
+            .row("Global restart policy", global.restart_policy.map(|p| p.to_string()).unwrap_or_default())
+            .row("Computed restart policy", config.restart_policy_with(&global).to_string())
             // Only the active release's: an old one still running is on its way out.
             .row("Running", live)
             .row("Retiring", containers.iter().filter(|c| container_state(c, active.as_ref().map(|r| r.version)) == "retiring").count())

@@ -45,9 +45,10 @@ pub struct AppConfig {
     /// `ps:stop`: nothing runs until `ps:start` (kept across daemon restarts).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped: bool,
-    /// `ps:set APP restart-policy`: what the engine does when a process exits.
-    #[serde(default, skip_serializing_if = "RestartPolicy::is_default")]
-    pub restart_policy: RestartPolicy,
+    /// `ps:set APP restart-policy`: what berth does when a process exits (None: the global
+    /// policy, else the default; see `restart_policy_with`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
     /// `storage:mount`: host directories mounted into every process container.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "mount_strings")]
     pub storage: Vec<Mount>,
@@ -85,6 +86,12 @@ pub struct AppConfig {
 }
 
 impl AppConfig {
+    /// The restart policy in force: the app's, else the global one (`ps:set --global`),
+    /// else berth's default.
+    pub fn restart_policy_with(&self, global: &super::GlobalConfig) -> RestartPolicy {
+        self.restart_policy.or(global.restart_policy).unwrap_or_default()
+    }
+
     /// The options of a phase: the phase's own, then (deploy) the process type's.
     pub fn docker_options_for(&self, phase: &str, process: Option<&str>) -> Vec<String> {
         let mut options = self.docker_options.get(phase).cloned().unwrap_or_default();
@@ -317,11 +324,6 @@ pub enum RestartPolicy {
     OnFailure(u32),
 }
 
-impl RestartPolicy {
-    fn is_default(&self) -> bool {
-        *self == RestartPolicy::default()
-    }
-}
 
 impl std::fmt::Display for RestartPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -338,7 +340,7 @@ impl std::fmt::Display for RestartPolicy {
 impl std::str::FromStr for RestartPolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("Invalid restart policy {}: use no, always, unless-stopped or on-failure[:N]", crate::validate::quoted(s));
+        let bad = || format!("Invalid restart-policy specified: {} (use no, always, unless-stopped or on-failure[:N])", crate::validate::quoted(s));
         match s {
             "no" => Ok(RestartPolicy::No),
             "always" => Ok(RestartPolicy::Always),
@@ -527,7 +529,7 @@ mod tests {
         app.domains.push("www.example.com".into());
         app.ports.push(crate::validate::port_map("https:443:5000").unwrap());
         app.scale.insert("worker".into(), 2);
-        app.restart_policy = RestartPolicy::OnFailure(5);
+        app.restart_policy = Some(RestartPolicy::OnFailure(5));
         app.storage.push(crate::validate::mount("data:/app/data:ro").unwrap());
         app.resources.insert(ALL_PROCESSES.into(), Limits { memory: Some("256m".into()), cpus: None });
         let text = toml::to_string_pretty(&app).unwrap();

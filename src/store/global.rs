@@ -43,6 +43,9 @@ pub struct GlobalConfig {
     /// `cluster:registry HOST:PORT`: where swarm apps' images go, for every node to pull.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_registry: Option<String>,
+    /// `ps:set --global restart-policy`: the policy of apps that set none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<super::RestartPolicy>,
     /// `scheduler:set --global selected`: where apps run that choose none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<super::SchedulerName>,

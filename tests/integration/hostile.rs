@@ -56,7 +56,7 @@ const CASES: &[(&str, &str)] = &[
     ("ps:scale target web=abc", "whole number from 0 to 100"),
     ("ps:scale target 'we b=1'", "Invalid process type"),
     ("ps:scale target web=100000", "at most 100 containers"),
-    ("ps:set target restart-policy bogus", "Invalid restart policy"),
+    ("ps:set target restart-policy bogus", "Invalid restart-policy specified"),
     ("checks:set target timeout 999999", "between 1 and 3600"),
     ("checks:set target attempts -1", "unexpected argument"),
     ("resource:limit target --memory 1x", "Invalid memory size"),

@@ -130,18 +130,35 @@ fn ps_report(d: &Daemon, app: &str) -> serde_json::Value {
     serde_json::from_str(&out.stdout).unwrap()
 }
 
-/// Images of `app` in this daemon's root, by berth's labels (tags alone are shared by every
-/// root on the machine: an earlier run's `berth/APP:v1` may still be there).
+/// Images of `app` in this daemon's root: tagged `berth/APP` (a Dockerfile build's image
+/// carries no label) unless labelled as another root's, or labelled as this root's app (a
+/// buildpack build's). Tags are the engine's: an earlier run's leftover is removed with the
+/// app as well, since berth takes any `berth/APP` tag not labelled as another root's.
 fn images_of(d: &Daemon, app: &str) -> Vec<String> {
+    let root = d.root().display().to_string();
+    let tagged = docker(&["image", "ls", "-q", &format!("berth/{app}")]);
+    let owner = |id: &str| docker(&["image", "inspect", "-f", "{{index .Config.Labels \"berth.root\"}}", id]).trim().to_string();
+    let mut ids: Vec<String> = tagged.split_whitespace().filter(|id| [String::new(), root.clone()].contains(&owner(id))).map(String::from).collect();
     let labelled = docker(&[
         "image", "ls", "-q",
         "--filter", &format!("label=berth.app={app}"),
-        "--filter", &format!("label=berth.root={}", d.root().display()),
+        "--filter", &format!("label=berth.root={root}"),
     ]);
-    let mut ids: Vec<String> = labelled.split_whitespace().map(String::from).collect();
+    ids.extend(labelled.split_whitespace().map(String::from));
     ids.sort();
     ids.dedup();
     ids
+}
+
+/// Removes what an earlier run of a test left of `parent` and its previews (tags are the
+/// engine's, not a root's), so that only this run's images are judged.
+fn forget_images(parent: &str) {
+    let listed = docker(&["image", "ls", "--format", "{{.Repository}} {{.ID}}"]);
+    let ours = format!("berth/{parent}");
+    let ids: Vec<&str> = listed.lines().filter_map(|l| l.split_once(' ')).filter(|(repo, _)| *repo == ours || repo.starts_with(&format!("{ours}--"))).map(|(_, id)| id).collect();
+    if !ids.is_empty() {
+        let _ = std::process::Command::new("docker").args(["rmi", "-f"]).args(&ids).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
+    }
 }
 
 /// Whether the parent's bare repository has `branch`.
@@ -469,6 +486,7 @@ fn a_preview_not_pushed_within_its_ttl_is_destroyed_by_the_daemon() {
 
 #[test]
 fn a_push_beyond_the_most_previews_is_rejected_and_creates_nothing() {
+    forget_images("pvmax");
     let d = Daemon::start();
     d.ssh("apps:create pvmax").ok();
     d.ssh("domains:add pvmax max.example.com").ok();

@@ -285,7 +285,7 @@ fn after_a_crash_and_lost_containers_every_app_comes_back_as_it_was() {
     d.ssh("ps:start quiet").ok();
     assert_eq!(get(&d, "quiet.example.com"), (200, "quiet v1".into()));
 
-    d.ssh("ps:set phoenix restart-policy sometimes").refused("Invalid restart policy");
+    d.ssh("ps:set phoenix restart-policy sometimes").refused("Invalid restart-policy specified");
     d.ssh("ps:set phoenix restart-policy on-failure:3").ok();
     // berth restarts containers itself (after routing away from a dead one): the engine never does.
     let worker = d.container_ids(false, &["berth.app=phoenix", "berth.process=worker"]);
