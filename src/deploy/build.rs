@@ -185,7 +185,10 @@ impl Job<'_> {
             out.step(format!("No Procfile: running web: {command} (add a Procfile to choose)")).await;
             defaults.insert(process::WEB.to_string(), command);
         }
-        out.step(format!("Building {app} with buildpacks ({}; {})", short(self.git_sha), describe_limits(&self.limits))).await;
+        // A buildpack build runs in a container of berth's, under the idle-priority cgroup
+        // (the engine's build API, which Dockerfile builds go through, takes no cgroup).
+        let idle = if self.runtime.idle_cgroup().await.is_some() { ", idle CPU priority" } else { "" };
+        out.step(format!("Building {app} with buildpacks ({}; {}{idle})", short(self.git_sha), describe_limits(&self.limits))).await;
         let build_env = engine.store.load_global_env()?.under(&config.env);
         let version_tag = self.tag.rsplit_once(':').map_or("", |(_, t)| t);
         let request = buildpack::BuildRequest {

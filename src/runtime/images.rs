@@ -25,7 +25,62 @@ pub(super) async fn file_stream(path: &std::path::Path) -> Result<tokio_util::io
     Ok(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024))
 }
 
+/// The cgroup build containers run under (`cgroup_parent`), made once per daemon: its CPU
+/// priority is the idle one (`cpu.idle`, the whole group SCHED_IDLE), so a build takes only
+/// the CPU the apps and nginx leave and yields the moment one of them wakes, where a low
+/// cpu-shares weight still lets it run ahead of a waking app for a scheduler slice.
+const IDLE_CGROUP: &str = "berth-builds";
+
+/// Makes the idle cgroup on this machine for the engine's cgroup driver and version; None
+/// where it cannot (no cgroup file system, a kernel without `cpu.idle`, a systemd without
+/// `CPUWeight=idle`): builds then run with their cpu-shares alone.
+fn make_idle_cgroup(driver: &str, version: &str) -> Result<String, String> {
+    let write_idle = |dir: &std::path::Path| -> Result<(), String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::write(dir.join("cpu.idle"), "1").map_err(|e| format!("{}/cpu.idle: {e}", dir.display()))
+    };
+    match driver {
+        "cgroupfs" => {
+            let dir = if version == "2" { format!("/sys/fs/cgroup/{IDLE_CGROUP}") } else { format!("/sys/fs/cgroup/cpu/{IDLE_CGROUP}") };
+            write_idle(std::path::Path::new(&dir))?;
+            Ok(format!("/{IDLE_CGROUP}"))
+        }
+        "systemd" => {
+            // A slice of its own (under berth.slice), which systemd marks idle itself.
+            let slice = format!("{IDLE_CGROUP}.slice");
+            for args in [vec!["set-property", "--runtime", slice.as_str(), "CPUWeight=idle"], vec!["start", slice.as_str()]] {
+                let out = std::process::Command::new("systemctl").args(&args).output().map_err(|e| format!("systemctl: {e}"))?;
+                if !out.status.success() {
+                    return Err(format!("systemctl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+                }
+            }
+            Ok(slice)
+        }
+        other => Err(format!("the engine's cgroup driver is {other}")),
+    }
+}
+
 impl Runtime {
+    /// The idle-priority cgroup for build containers (see `IDLE_CGROUP`), asked of the
+    /// engine and made once; None when this machine has none (said once in the log).
+    pub async fn idle_cgroup(&self) -> Option<String> {
+        static PARENT: tokio::sync::OnceCell<Option<String>> = tokio::sync::OnceCell::const_new();
+        PARENT
+            .get_or_init(|| async {
+                let info = self.docker.info().await.ok()?;
+                let (driver, version) = (info.cgroup_driver.map(|d| d.to_string()).unwrap_or_default(), info.cgroup_version.map(|v| v.to_string()).unwrap_or_default());
+                match tokio::task::spawn_blocking(move || make_idle_cgroup(&driver, &version)).await.ok()? {
+                    Ok(parent) => Some(parent),
+                    Err(e) => {
+                        tracing::warn!("builds run without the idle CPU priority: {e}");
+                        None
+                    }
+                }
+            })
+            .await
+            .clone()
+    }
+
     /// Builds `context` (a tar with a Dockerfile at its root) as `tag`, streaming the build
     /// output as detail lines. Returns the image id.
     /// Stopped after `limit` (dropping the request cancels the engine's build).

@@ -251,7 +251,11 @@ impl Runtime {
     /// if it exits 0. The container is removed either way. Returns the image id.
     pub async fn run_and_commit(&self, job: OneShot<'_>, out: &Output) -> Result<Committed, RuntimeError> {
         let network = self.ensure_build_network().await?;
-        let created = self.docker.create_container(None, self.one_shot_body(&job, network)).await?;
+        let mut body = self.one_shot_body(&job, network);
+        if let Some(host) = body.host_config.as_mut() {
+            host.cgroup_parent = self.idle_cgroup().await;
+        }
+        let created = self.docker.create_container(None, body).await?;
         let id = created.id;
         let work = async {
             if let Some((path, tar)) = job.upload {

@@ -188,7 +188,7 @@ fn a_third_party_buildpack_from_a_git_url_builds_the_app() {
         ("bin/detect", "#!/bin/sh\n[ -f \"$1/hello.txt\" ] && echo custom && exit 0\nexit 1\n"),
         (
             "bin/compile",
-            "#!/bin/sh\nset -e\necho \"       custom compile, GREETING=$(cat \"$3/GREETING\")\"\n(echo \"custom: $(cat \"$3/GREETING\")\"; cat \"$1/hello.txt\") > \"$1/index.html\"\n",
+            "#!/bin/sh\nset -e\necho \"       custom compile, GREETING=$(cat \"$3/GREETING\")\"\necho \"       build cgroup: $(grep -E ':cpu[,:]' /proc/self/cgroup | head -n1)\"\n(echo \"custom: $(cat \"$3/GREETING\")\"; cat \"$1/hello.txt\") > \"$1/index.html\"\n",
         ),
         ("bin/release", "#!/bin/sh\nprintf -- '---\\ndefault_process_types:\\n  web: busybox httpd -f -p $PORT -h /app\\n'\n"),
     ] {
@@ -230,6 +230,14 @@ fn a_third_party_buildpack_from_a_git_url_builds_the_app() {
     let log = pushed(&d, &repo);
     assert!(log.contains("Fetching buildpack"), "{log}");
     assert!(log.contains("custom compile, GREETING=hi"), "ENV_DIR did not reach compile: {log}");
+    // The build ran at the idle CPU priority: under berth's cgroup whose cpu.idle is 1 (where
+    // the engine uses cgroup v1 and cgroupfs, as here, the build sees that path).
+    assert!(log.contains("idle CPU priority"), "{log}");
+    let engine = crate::harness::docker(&["info", "--format", "{{.CgroupVersion}} {{.CgroupDriver}}"]);
+    if engine.trim() == "1 cgroupfs" {
+        assert!(log.contains(":/berth-builds/"), "the build did not run under berth-builds: {log}");
+        assert_eq!(std::fs::read_to_string("/sys/fs/cgroup/cpu/berth-builds/cpu.idle").unwrap().trim(), "1");
+    }
     assert_eq!(get(&d, "custom-app.example.com"), (200, "custom: hi\nworld".into()));
 
     // A buildpack over the size limit (100 MiB) is stopped while it downloads, and nothing of
