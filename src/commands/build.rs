@@ -73,7 +73,7 @@ pub enum Cmd {
     /// Show an app's buildpacks and the stack image they build on
     #[command(name = "buildpacks:report")]
     BuildpacksReport(ReportArgs),
-    /// Set a build setting: selected dockerfile|buildpacks (no value: detect), build-cpu-shares N, build-memory SIZE|0 (admins), build-concurrency N (--global); `builder:set APP dockerfile` works too
+    /// Set a build setting: selected dockerfile|buildpacks (no value: detect), build-cpu-shares N, build-memory SIZE|0 (admins), build-concurrency N, build-cpu-priority idle|normal (--global); `builder:set APP dockerfile` works too
     #[command(name = "builder:set")]
     BuilderSet(SetArgs),
     /// Show an app's builder
@@ -245,7 +245,7 @@ pub async fn builder_set(ctx: &mut Ctx<'_>, mut args: SetArgs) -> CmdResult {
     if args.value.is_none() && matches!(args.key.as_deref(), Some("dockerfile" | "buildpacks" | "detect")) {
         args.value = args.key.replace("selected".into()).filter(|v| v != "detect");
     }
-    let key = args.property(&[app_only("selected"), app_or_global("build-cpu-shares"), app_or_global("build-memory"), global_only("build-concurrency")])?;
+    let key = args.property(&[app_only("selected"), app_or_global("build-cpu-shares"), app_or_global("build-memory"), global_only("build-concurrency"), global_only("build-cpu-priority")])?;
     let value = args.value();
     let invalid = |what: &str| failed(format!("Invalid value {} for {key}: {what}", validate::quoted(value.unwrap_or_default())));
     match key {
@@ -287,6 +287,13 @@ pub async fn builder_set(ctx: &mut Ctx<'_>, mut args: SetArgs) -> CmdResult {
                 }
             };
             update_build(ctx, &args.target, |build, _| build.memory = memory.clone()).await?;
+        }
+        "build-cpu-priority" => {
+            if value.is_some_and(|v| v != "idle" && v != "normal") {
+                return Err(invalid("idle (a build takes only the CPU the apps leave; the default) or normal (the apps' priority: faster builds under load, slower apps)"));
+            }
+            let priority = value.filter(|v| *v == "normal").map(str::to_string);
+            update_build(ctx, &args.target, |build, _| build.cpu_priority = priority.clone()).await?;
         }
         _ => {
             let n = value.map(|v| v.parse::<u32>().ok().filter(|n| (1..=32).contains(n)).ok_or_else(|| invalid("builds at once, 1 to 32"))).transpose()?;
@@ -341,7 +348,8 @@ pub async fn builder_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
         let report = Report::new("Global builder information")
             .row("Builder global build cpu shares", shown(global.build.cpu_shares.map(|n| n.to_string())))
             .row("Builder global build memory", shown(global.build.memory.clone()))
-            .row("Builder global build concurrency", global.build_concurrency.unwrap_or(1));
+            .row("Builder global build concurrency", global.build_concurrency.unwrap_or(1))
+            .row("Builder global build cpu priority", global.build.cpu_priority.clone().unwrap_or_else(|| "idle".into()));
         return args.print_global(ctx, report).await;
     }
     args.print_apps(ctx, |_, name, config| {

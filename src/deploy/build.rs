@@ -26,7 +26,8 @@ pub fn build_limits(config: &AppConfig, global: &crate::store::GlobalConfig, mac
         Some(size) => crate::validate::memory(size).ok(),
         None => machine_memory.map(|m| m / 2),
     };
-    crate::runtime::BuildLimits { cpu_shares: Some(cpu.min(262_144) as i32), memory: memory.map(|m| m.min(MAX_BUILD_MEMORY) as i32) }
+    let idle = global.build.cpu_priority.as_deref() != Some("normal");
+    crate::runtime::BuildLimits { cpu_shares: Some(cpu.min(262_144) as i32), memory: memory.map(|m| m.min(MAX_BUILD_MEMORY) as i32), idle }
 }
 
 /// The machine's memory in bytes (`MemTotal` of /proc/meminfo).
@@ -187,7 +188,7 @@ impl Job<'_> {
         }
         // A buildpack build runs in a container of berth's, under the idle-priority cgroup
         // (the engine's build API, which Dockerfile builds go through, takes no cgroup).
-        let idle = if self.runtime.idle_cgroup().await.is_some() { ", idle CPU priority" } else { "" };
+        let idle = if self.limits.idle && self.runtime.idle_cgroup().await.is_some() { ", idle CPU priority" } else { "" };
         out.step(format!("Building {app} with buildpacks ({}; {}{idle})", short(self.git_sha), describe_limits(&self.limits))).await;
         let build_env = engine.store.load_global_env()?.under(&config.env);
         let version_tag = self.tag.rsplit_once(':').map_or("", |(_, t)| t);
@@ -264,5 +265,9 @@ mod tests {
         config.build.cpu_shares = Some(1024);
         let limits = build_limits(&config, &global, Some(24 * gib));
         assert_eq!((limits.cpu_shares, limits.memory), (Some(1024), None));
+        // The idle CPU priority unless the admin asked for the apps' own.
+        assert!(limits.idle);
+        global.build.cpu_priority = Some("normal".into());
+        assert!(!build_limits(&config, &global, None).idle);
     }
 }

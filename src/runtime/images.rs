@@ -17,6 +17,8 @@ pub struct AppImage {
 pub struct BuildLimits {
     pub cpu_shares: Option<i32>,
     pub memory: Option<i32>,
+    /// Under the idle-priority cgroup (`Runtime::idle_cgroup`) where the machine has one.
+    pub idle: bool,
 }
 
 /// A build context file, read as a stream: a context of any size costs no memory.

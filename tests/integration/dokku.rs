@@ -127,6 +127,13 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "buildpacks:remove 1994app heroku/php", code: 1, stdout: "", stderr: "is not a buildpack of 1994app" },
         Case { line: "buildpacks:clear 1994app", code: 0, stdout: "1994app detects its buildpack", stderr: "" },
         Case { line: "--quiet buildpacks:list 1994app", code: 0, stdout: "", stderr: "" },
+        // Buildpack builds' CPU priority: idle by default, normal when an admin says so.
+        Case { line: "builder:report --global --builder-global-build-cpu-priority", code: 0, stdout: "=idle\n", stderr: "" },
+        Case { line: "builder:set --global build-cpu-priority sometimes", code: 1, stdout: "", stderr: "idle (a build takes only the CPU the apps leave" },
+        Case { line: "builder:set --global build-cpu-priority normal", code: 0, stdout: "Setting build-cpu-priority to normal for every app", stderr: "" },
+        Case { line: "builder:report --global --builder-global-build-cpu-priority", code: 0, stdout: "=normal\n", stderr: "" },
+        Case { line: "builder:set 1994app build-cpu-priority normal", code: 1, stdout: "", stderr: "Property can only be specified globally" },
+        Case { line: "builder:set --global build-cpu-priority", code: 0, stdout: "Unsetting build-cpu-priority for every app", stderr: "" },
         // docker-options: dokku's phases, words grouped into options, per process type.
         Case { line: "docker-options:help", code: 0, stdout: "Manage docker options for an app", stderr: "" },
         Case { line: "docker-options:add 1994app build,deploy,run '-v /tmp'", code: 0, stdout: "Docker options added to", stderr: "" },
