@@ -67,7 +67,8 @@ pub fn group(words: &[String]) -> Result<(Vec<String>, Vec<String>), String> {
             processes.push(tokens.next().ok_or("--process needs a process type")?);
         } else if let Some(process) = token.strip_prefix("--process=") {
             processes.push(process.to_string());
-        } else if token.starts_with('-') && token.len() > 1 {
+        } else if token.starts_with('-') && token.len() > 1 && token[1..].parse::<i64>().is_err() {
+            // (`--memory-swap -1`: a negative number is a value, not an option)
             options.push(vec![token]);
         } else {
             match options.last_mut() {
@@ -94,6 +95,9 @@ fn split_option(option: &str) -> Result<(String, Option<String>), String> {
     let Some((flag, rest)) = words.split_first() else {
         return Err("An empty Docker option".into());
     };
+    if !flag.is_ascii() {
+        return Err(format!("Not a Docker option: {}", crate::validate::quoted(flag)));
+    }
     if let Some((flag, value)) = flag.split_once('=').filter(|(f, _)| f.starts_with("--")) {
         if !rest.is_empty() {
             return Err(format!("The Docker option {} has a value twice", crate::validate::quoted(option)));
@@ -368,8 +372,20 @@ pub fn build_options(options: &[String]) -> Result<BuildOptions, String> {
                 let (key, value) = v.split_once('=').map_or((v.clone(), String::new()), |(k, v)| (k.to_string(), v.to_string()));
                 o.build_args.insert(key, value);
             }
-            ("--add-host", Some(v)) => o.extra_hosts.push(v),
-            ("--shm-size", Some(v)) => o.shm_size = Some(size(&flag, &v)?),
+            ("--add-host", Some(v)) => {
+                // The engine takes one `extrahosts` value from berth's build request.
+                if !o.extra_hosts.is_empty() {
+                    return Err("berth passes one --add-host to a build".into());
+                }
+                o.extra_hosts.push(v);
+            }
+            ("--shm-size", Some(v)) => {
+                let bytes = size(&flag, &v)?;
+                if bytes > i64::from(i32::MAX) {
+                    return Err(format!("--shm-size of a build is at most 2047m: {}", crate::validate::quoted(&v)));
+                }
+                o.shm_size = Some(bytes);
+            }
             (_, value) => {
                 // A run option (`--link`, `-v`) given to the build phase: dokku skips it there.
                 let rebuilt = value.map_or_else(|| flag.clone(), |v| format!("{flag} {v}"));
@@ -408,6 +424,8 @@ mod tests {
         assert_eq!(group(&words(&["-v /tmp", "--memory=512m"])).unwrap().0, words(&["-v /tmp", "--memory=512m"]));
         assert!(group(&words(&["tmp"])).unwrap_err().contains("starts with -"));
         assert!(group(&words(&["--link", "foo", "--process"])).is_err());
+        assert_eq!(group(&words(&["--memory-swap", "-1"])).unwrap().0, words(&["--memory-swap -1"]));
+        assert!(check("deploy", "-é").unwrap_err().contains("Not a Docker option"));
     }
 
     #[test]
@@ -463,5 +481,7 @@ mod tests {
         assert_eq!(o.build_args, HashMap::from([("X".to_string(), "Y".to_string()), ("EMPTY".to_string(), String::new())]));
         assert_eq!(o.skipped, ["--link postgres"]);
         assert!(check("build", "--frobnicate 1").is_err());
+        assert!(build_options(&words(&["--add-host a:1.2.3.4", "--add-host b:1.2.3.5"])).unwrap_err().contains("one --add-host"));
+        assert!(check("build", "--shm-size 3g").unwrap_err().contains("at most 2047m"));
     }
 }

@@ -115,15 +115,21 @@ async fn change(ctx: &mut Ctx<'_>, args: &ChangeArgs, add: bool) -> CmdResult {
     }
     let processes: Vec<String> = args.processes.iter().chain(&lifted).cloned().collect();
     let scopes = scopes(&phases, &processes)?;
+    let app = &args.app;
+    let config = ctx.engine.store.load_app(app)?;
     if add {
         for phase in &phases {
             for option in &options {
                 check(phase, option).map_err(|e| failed(format!("{e} (phase {phase})")))?;
             }
         }
+        // The build's options together (one --add-host).
+        if phases.contains(&"build") {
+            let mut all = config.docker_options_for("build", None);
+            all.extend(options.iter().filter(|o| !all.contains(o)).cloned().collect::<Vec<_>>());
+            crate::docker_options::build_options(&all).map_err(|e| failed(format!("{e} (phase build)")))?;
+        }
     }
-    let app = &args.app;
-    let config = ctx.engine.store.load_app(app)?;
     if add && let Some(active) = ctx.engine.store.load_releases(app)?.active().cloned() {
         let types = active.types();
         for process in processes.iter().filter(|p| !types.contains(p)) {
@@ -150,7 +156,7 @@ async fn change(ctx: &mut Ctx<'_>, args: &ChangeArgs, add: bool) -> CmdResult {
         })
         .await?;
     let what = if add { "added to" } else { "removed from" };
-    ctx.out.step(format!("Docker options {what} {}: they apply from the next deploy of {app}", scopes.join(", "))).await;
+    ctx.out.step(format!("Docker options {what} {}: they apply to {app}'s containers started from now on (ps:rebuild {app} restarts them)", scopes.join(", "))).await;
     Ok(())
 }
 

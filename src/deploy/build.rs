@@ -190,6 +190,9 @@ impl Job<'_> {
         // (the engine's build API, which Dockerfile builds go through, takes no cgroup).
         let idle = if self.limits.idle && self.runtime.idle_cgroup().await.is_some() { ", idle CPU priority" } else { "" };
         out.step(format!("Building {app} with buildpacks ({}; {}{idle})", short(self.git_sha), describe_limits(&self.limits))).await;
+        for skipped in config.docker_options_for("build", None) {
+            out.step(format!("Skipping the docker-option {skipped}: build-phase options apply to Dockerfile builds")).await;
+        }
         let build_env = engine.store.load_global_env()?.under(&config.env);
         let version_tag = self.tag.rsplit_once(':').map_or("", |(_, t)| t);
         let request = buildpack::BuildRequest {

@@ -66,21 +66,25 @@ impl Runtime {
     /// The idle-priority cgroup for build containers (see `IDLE_CGROUP`), asked of the
     /// engine and made once; None when this machine has none (said once in the log).
     pub async fn idle_cgroup(&self) -> Option<String> {
+        // Kept once the engine answered (an engine away for a moment is asked again).
         static PARENT: tokio::sync::OnceCell<Option<String>> = tokio::sync::OnceCell::const_new();
         PARENT
-            .get_or_init(|| async {
-                let info = self.docker.info().await.ok()?;
+            .get_or_try_init(|| async {
+                let info = self.docker.info().await?;
                 let (driver, version) = (info.cgroup_driver.map(|d| d.to_string()).unwrap_or_default(), info.cgroup_version.map(|v| v.to_string()).unwrap_or_default());
-                match tokio::task::spawn_blocking(move || make_idle_cgroup(&driver, &version)).await.ok()? {
-                    Ok(parent) => Some(parent),
-                    Err(e) => {
+                Ok::<_, bollard::errors::Error>(match tokio::task::spawn_blocking(move || make_idle_cgroup(&driver, &version)).await {
+                    Ok(Ok(parent)) => Some(parent),
+                    Ok(Err(e)) => {
                         tracing::warn!("builds run without the idle CPU priority: {e}");
                         None
                     }
-                }
+                    Err(_) => None,
+                })
             })
             .await
-            .clone()
+            .ok()
+            .cloned()
+            .flatten()
     }
 
     /// Builds `context` (a tar with a Dockerfile at its root) as `tag`, streaming the build
@@ -88,6 +92,7 @@ impl Runtime {
     /// Stopped after `limit` (dropping the request cancels the engine's build).
     /// `extra`: the app's build-phase `docker-options` (build args, extra hosts, shm size).
     pub async fn build(&self, context: &std::path::Path, tag: &str, limit: Duration, limits: BuildLimits, extra: crate::docker_options::BuildOptions, out: &Output) -> Result<String, RuntimeError> {
+        let app = tag.strip_prefix("berth/").and_then(|t| t.split(':').next()).unwrap_or_default();
         // RUN steps on the build network: no route to the host's own services.
         let network = self.ensure_build_network().await?;
         let options = BuildImageOptions {
@@ -135,6 +140,15 @@ impl Runtime {
             }
         }
         let image = self.docker.inspect_image(tag).await?;
+        // A build sets no label (see above), so the image has its base image's: berth's own
+        // labels there may only say this app of this root (built from its own image), or
+        // the image would be taken for another root's or another app's.
+        let labels = image.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+        let foreign = labels.iter().find(|(k, v)| k.starts_with("berth.") && !((k.as_str() == LABEL_APP && v.as_str() == app) || (k.as_str() == LABEL_ROOT && **v == self.root)));
+        if let Some((key, _)) = foreign {
+            self.remove_image(tag).await;
+            return Err(RuntimeError::Build(format!("the base image carries the label {key}, one of berth's own: build from another image")));
+        }
         image.id.ok_or_else(|| RuntimeError::Build("the engine reported no image id".into()))
     }
 
@@ -173,8 +187,8 @@ impl Runtime {
     pub async fn untag_stale(&self, tag: &str) {
         let Ok(info) = self.docker.inspect_image(tag).await else { return };
         let root = info.config.and_then(|c| c.labels).and_then(|l| l.get(LABEL_ROOT).cloned());
-        if root.is_none_or(|r| r == self.root) {
-            self.remove_image_checked(tag).await;
+        if root.is_none_or(|r| r == self.root) && !self.remove_image_checked(tag).await {
+            tracing::warn!("cannot remove the stale tag {tag} (a container uses its image): the next build takes the tag from it");
         }
     }
 
