@@ -18,7 +18,7 @@ pub(super) const NAMESPACES: &[(&str, &str)] = &[("git", "Manage app deploys via
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Set a git setting: deploy-branch NAME (no NAME: back to main or master)
+    /// Set a git setting: deploy-branch NAME (no NAME: back to main or master), rev-env-var VAR (the env var holding the deployed commit; no VAR: GIT_REV; "" for none)
     #[command(name = "git:set")]
     Set(SetArgs),
     /// Show an app's git settings
@@ -190,10 +190,30 @@ async fn run_git(ctx: &mut Ctx<'_>, app: &AppName, service: GitService) -> CmdRe
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
-/// `git:set APP deploy-branch [BRANCH]` (no BRANCH: back to main or master).
+/// `git:set APP deploy-branch [BRANCH]` (no BRANCH: back to main or master), `git:set APP
+/// rev-env-var [VAR]` (no VAR: GIT_REV; an empty one: none).
 pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
-    args.property(&[app_only("deploy-branch")])?;
+    let key = args.property(&[app_only("deploy-branch"), app_only("rev-env-var")])?;
     let app = args.app()?;
+    if key == "rev-env-var" {
+        let var = args.value().map(str::to_string);
+        if let Some(v) = var.as_deref().filter(|v| !v.is_empty()) {
+            validate::env_key(v)?;
+        }
+        ctx.engine
+            .update_app(app, |config| {
+                config.rev_env_var = var.clone();
+                Ok::<_, CmdError>(())
+            })
+            .await?;
+        let shown = match var.as_deref() {
+            None => format!("{} (the default)", crate::store::DEFAULT_REV_ENV_VAR),
+            Some("") => "none".to_string(),
+            Some(v) => v.to_string(),
+        };
+        ctx.out.step(format!("Set rev-env-var of {app} to {shown}: containers started from now on get it")).await;
+        return Ok(());
+    }
     let branch = match args.value() {
         Some(b) if git::valid_branch(b) => Some(b.to_string()),
         Some(b) => {
@@ -222,6 +242,8 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             Report::new(format!("{name} git information"))
                 .row("Git deploy branch", config.deploy_branch.clone().unwrap_or_else(|| "main (or master)".into()))
                 .row("Git sha", head)
+                .row("Git rev env var", config.rev_env_var.clone().unwrap_or_default())
+                .row("Git computed rev env var", config.rev_env_var().unwrap_or_default())
                 .row("Git repo", repo.display().to_string())
         })
     })

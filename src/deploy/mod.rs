@@ -415,7 +415,7 @@ pub fn process_spec<'a>(engine: &Engine, app: &'a str, config: &AppConfig, relea
         index,
         release: release.version,
         image: &release.image,
-        env: container_env(&global.under(&release.env), config.container_port()),
+        env: with_rev(container_env(&global.under(&release.env), config.container_port()), config, release),
         binds: config.storage.iter().map(|m| bind(engine, app, m)).collect(),
         memory: limits.memory.as_deref().and_then(|m| crate::validate::memory(m).ok()),
         nano_cpus: limits.cpus.as_deref().and_then(|c| crate::validate::cpus(c).ok()),
@@ -437,6 +437,20 @@ fn bind(engine: &Engine, app: &str, mount: &crate::validate::Mount) -> String {
 /// Where a named storage directory of an app lives.
 pub fn storage_dir(engine: &Engine, app: &str, name: &str) -> std::path::PathBuf {
     engine.root().join("storage").join(app).join(name)
+}
+
+/// The commit a pushed release runs, as `GIT_REV` (or the app's `rev-env-var`), unless the
+/// app's config sets that variable itself; an image deployed without git has none.
+fn with_rev(mut env: Vec<String>, config: &AppConfig, release: &Release) -> Vec<String> {
+    let sha = &release.git_sha;
+    if let Some(var) = config.rev_env_var()
+        && sha.len() == 40
+        && sha.chars().all(|c| c.is_ascii_hexdigit())
+        && !release.env.contains_key(var)
+    {
+        env.push(format!("{var}={sha}"));
+    }
+    env
 }
 
 /// A container's environment: the app's config, and PORT set to where the proxy connects.

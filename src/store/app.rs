@@ -28,6 +28,10 @@ pub struct AppConfig {
     /// The branch whose pushes deploy; None means `main` or `master`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_branch: Option<String>,
+    /// `git:set APP rev-env-var VAR`: the env var that gives the app's containers the
+    /// commit they run (None: `GIT_REV`; empty: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev_env_var: Option<String>,
     #[serde(default)]
     pub checks: ChecksConfig,
     /// `builder:set`: None detects (a Dockerfile at the root wins, else buildpacks).
@@ -85,7 +89,19 @@ pub struct AppConfig {
     pub docker_options: BTreeMap<String, Vec<String>>,
 }
 
+/// dokku's name for the env var holding the deployed commit.
+pub const DEFAULT_REV_ENV_VAR: &str = "GIT_REV";
+
 impl AppConfig {
+    /// The env var that gives the containers their commit, if any (`git:set rev-env-var`).
+    pub fn rev_env_var(&self) -> Option<&str> {
+        match self.rev_env_var.as_deref() {
+            None => Some(DEFAULT_REV_ENV_VAR),
+            Some("") => None,
+            Some(var) => Some(var),
+        }
+    }
+
     /// The restart policy in force: the app's, else the global one (`ps:set --global`),
     /// else berth's default.
     pub fn restart_policy_with(&self, global: &super::GlobalConfig) -> RestartPolicy {

@@ -58,6 +58,13 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "ps:report 1994app --ps-restart-policy", code: 0, stdout: "=\n", stderr: "" },
         Case { line: "--app 1994app ps:report --ps-computed-restart-policy", code: 0, stdout: "=unless-stopped\n", stderr: "" },
         Case { line: "git:report 1994app --git-sha", code: 0, stdout: "=\n", stderr: "" },
+        // git:set rev-env-var: the env var that carries the deployed commit (GIT_REV).
+        Case { line: "git:report 1994app --git-rev-env-var", code: 0, stdout: "=\n", stderr: "" },
+        Case { line: "git:report 1994app --git-computed-rev-env-var", code: 0, stdout: "=GIT_REV\n", stderr: "" },
+        Case { line: "git:set 1994app rev-env-var COMMIT_SHA", code: 0, stdout: "Set rev-env-var of 1994app to COMMIT_SHA", stderr: "" },
+        Case { line: "git:report 1994app --git-rev-env-var", code: 0, stdout: "=COMMIT_SHA\n", stderr: "" },
+        Case { line: "git:set 1994app rev-env-var 1BAD", code: 1, stdout: "", stderr: "Invalid env key" },
+        Case { line: "git:set 1994app rev-env-var", code: 0, stdout: "GIT_REV (the default)", stderr: "" },
         Case { line: "ps:report 1994app --ps-nope", code: 1, stdout: "", stderr: "Invalid flag passed, valid flags: --ps-computed-restart-policy, --ps-containers, --ps-deployed, " },
         // NS:set: dokku's messages for a missing, unknown or app-only property.
         Case { line: "git:set 1994app nope x", code: 1, stdout: "", stderr: "= !     Invalid property specified, valid properties include: deploy-branch\n" },
@@ -348,6 +355,13 @@ fn docker_options_reach_the_build_the_apps_containers_and_one_offs() {
     assert!(inspect("{{json .Config.Volumes}}").contains("\"/cache\""), "{}", inspect("{{json .Config.Volumes}}"));
     let hosts = d.ssh(&format!("run {app} cat /etc/hosts")).ok().stdout.clone();
     assert!(hosts.contains("10.1.2.3\tspecial.test"), "{hosts}");
+    // The containers know their commit (dokku's GIT_REV), under another name when asked.
+    let sha = repo.git(&["rev-parse", "HEAD"]).ok().stdout.trim().to_string();
+    assert_eq!(d.ssh(&format!("run {app} sh -c 'echo $GIT_REV'")).ok().stdout, format!("{sha}\n"));
+    d.ssh(&format!("git:set {app} rev-env-var COMMIT_SHA")).ok();
+    assert_eq!(d.ssh(&format!("run {app} sh -c 'echo $COMMIT_SHA-$GIT_REV'")).ok().stdout, format!("{sha}-\n"));
+    d.ssh(&format!("git:set {app} rev-env-var ''")).ok();
+    assert_eq!(d.ssh(&format!("run {app} sh -c 'echo x$COMMIT_SHA$GIT_REV'")).ok().stdout, "x\n");
     // An app's key reads them, and may not change them.
     let bob = crate::harness::keygen(d.dir.path(), "bob");
     d.ssh_as(&d.admin, &format!("ssh-keys:add bob --app {app}"), bob.public.as_bytes()).ok();
