@@ -58,7 +58,7 @@ pub async fn run(ctx: &mut Ctx<'_>, app: &AppName, command: Vec<String>) -> CmdR
     let mut spec = crate::deploy::process_spec(ctx.engine, app, &config, active, "run", 0, Some(active.one_off(command)));
     // The app's config as it is now, as Heroku and dokku run it (even after --no-restart).
     let global = ctx.engine.store.load_global_env()?;
-    spec.env = crate::deploy::container_env(&global.under(&config.env), config.container_port());
+    spec.env = crate::deploy::with_rev(crate::deploy::container_env(&global.under(&config.env), config.container_port()), &config, &active.git_sha);
     let client = Client { out: &ctx.out, input: &mut ctx.input, terminal: ctx.terminal.as_mut() };
     let code = scheduler.run_once(&spec, client, None).await.map_err(|e| failed(e.to_string()))?;
     exit_status(code)

@@ -415,7 +415,7 @@ pub fn process_spec<'a>(engine: &Engine, app: &'a str, config: &AppConfig, relea
         index,
         release: release.version,
         image: &release.image,
-        env: with_rev(container_env(&global.under(&release.env), config.container_port()), config, release),
+        env: with_rev(container_env(&global.under(&release.env), config.container_port()), config, &release.git_sha),
         binds: config.storage.iter().map(|m| bind(engine, app, m)).collect(),
         memory: limits.memory.as_deref().and_then(|m| crate::validate::memory(m).ok()),
         nano_cpus: limits.cpus.as_deref().and_then(|c| crate::validate::cpus(c).ok()),
@@ -439,14 +439,14 @@ pub fn storage_dir(engine: &Engine, app: &str, name: &str) -> std::path::PathBuf
     engine.root().join("storage").join(app).join(name)
 }
 
-/// The commit a pushed release runs, as `GIT_REV` (or the app's `rev-env-var`), unless the
-/// app's config sets that variable itself; an image deployed without git has none.
-fn with_rev(mut env: Vec<String>, config: &AppConfig, release: &Release) -> Vec<String> {
-    let sha = &release.git_sha;
+/// The commit a pushed release runs (`sha`), as `GIT_REV` (or the app's `rev-env-var`),
+/// unless `env` (the app's config) sets that variable itself; an image deployed without git
+/// has none.
+pub fn with_rev(mut env: Vec<String>, config: &AppConfig, sha: &str) -> Vec<String> {
     if let Some(var) = config.rev_env_var()
         && sha.len() == 40
         && sha.chars().all(|c| c.is_ascii_hexdigit())
-        && !release.env.contains_key(var)
+        && !env.iter().any(|e| e.split_once('=').is_some_and(|(k, _)| k == var))
     {
         env.push(format!("{var}={sha}"));
     }

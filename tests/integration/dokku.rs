@@ -67,7 +67,7 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "git:set 1994app rev-env-var", code: 0, stdout: "GIT_REV (the default)", stderr: "" },
         Case { line: "ps:report 1994app --ps-nope", code: 1, stdout: "", stderr: "Invalid flag passed, valid flags: --ps-computed-restart-policy, --ps-containers, --ps-deployed, " },
         // NS:set: dokku's messages for a missing, unknown or app-only property.
-        Case { line: "git:set 1994app nope x", code: 1, stdout: "", stderr: "= !     Invalid property specified, valid properties include: deploy-branch\n" },
+        Case { line: "git:set 1994app nope x", code: 1, stdout: "", stderr: "= !     Invalid property specified, valid properties include: deploy-branch, rev-env-var\n" },
         Case { line: "git:set 1994app", code: 1, stdout: "", stderr: "= !     No property specified\n" },
         Case { line: "scheduler:set --global constraint node.role==manager", code: 1, stdout: "", stderr: "= !     Property cannot be specified globally\n" },
         // ps:set restart-policy: the app's (raw), the global one, and the one in force.
