@@ -34,7 +34,7 @@
 #   BERTH=/path/to/berth   use this binary instead of building one (cargo build --release)
 #   REDEPLOYS=20 BASE_SECS=30 LOAD_SECS=20 PACE_MS=20 BUILD_MEMORY= (e.g. 1g)
 #   SWAP_EVERY=2 seconds between swaps in 2b (berth's and the by-hand ones alike)
-#   BUILD_PRIORITY=normal  buildpack builds at the apps' CPU priority, not the idle one
+#   BUILD_PRIORITY=normal  builds at the apps' CPU priority, not the idle one
 #   SECTIONS=1,2b  only these parts (of 1, 1c, 2, 2b, 3, 4; default all): 1 is the cached
 #                redeploys beside the by-hand floor, 1c the same with a changed source,
 #                2b the swaps under load beside by hand
@@ -150,7 +150,7 @@ floor_swap() { # prints START END
 want() { [ "${SECTIONS:-all}" = all ] || [[ ",$SECTIONS," == *",$1,"* ]]; }
 export SECTIONS=${SECTIONS:-all} SWAP_EVERY
 
-# BUILD_PRIORITY=normal: buildpack builds at the apps' CPU priority (berth's default is
+# BUILD_PRIORITY=normal: builds at the apps' CPU priority (berth's default is
 # idle), to measure what the idle priority buys with the same binary.
 [ -n "${BUILD_PRIORITY:-}" ] && setting priority builder:set --global build-cpu-priority "$BUILD_PRIORITY"
 

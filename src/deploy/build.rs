@@ -169,7 +169,8 @@ impl Job<'_> {
             crate::buildpack::check_remote_source(&source, allow_private).await?;
         }
         let extra = crate::docker_options::build_options(&self.config.docker_options_for("build", None)).map_err(|e| format!("docker-options of {app} (build phase): {e}"))?;
-        out.step(format!("Building {app} from Dockerfile ({}; {})", short(git_sha), describe_limits(&self.limits))).await;
+        let idle = if self.limits.idle && self.runtime.idle_cgroup().await.is_some() { ", idle CPU priority" } else { "" };
+        out.step(format!("Building {app} from Dockerfile ({}; {}{idle})", short(git_sha), describe_limits(&self.limits))).await;
         for skipped in &extra.skipped {
             out.step(format!("Skipping the docker-option {skipped}: not an option of a build")).await;
         }
@@ -186,8 +187,7 @@ impl Job<'_> {
             out.step(format!("No Procfile: running web: {command} (add a Procfile to choose)")).await;
             defaults.insert(process::WEB.to_string(), command);
         }
-        // A buildpack build runs in a container of berth's, under the idle-priority cgroup
-        // (the engine's build API, which Dockerfile builds go through, takes no cgroup).
+        // A buildpack build runs in a container of berth's, under the idle-priority cgroup.
         let idle = if self.limits.idle && self.runtime.idle_cgroup().await.is_some() { ", idle CPU priority" } else { "" };
         out.step(format!("Building {app} with buildpacks ({}; {}{idle})", short(self.git_sha), describe_limits(&self.limits))).await;
         for skipped in config.docker_options_for("build", None) {

@@ -91,6 +91,7 @@ impl Runtime {
     /// output as detail lines. Returns the image id.
     /// Stopped after `limit` (dropping the request cancels the engine's build).
     /// `extra`: the app's build-phase `docker-options` (build args, extra hosts, shm size).
+    /// With `limits.idle`, the build's containers run under the idle-priority cgroup.
     pub async fn build(&self, context: &std::path::Path, tag: &str, limit: Duration, limits: BuildLimits, extra: crate::docker_options::BuildOptions, out: &Output) -> Result<String, RuntimeError> {
         let app = tag.strip_prefix("berth/").and_then(|t| t.split(':').next()).unwrap_or_default();
         // RUN steps on the build network: no route to the host's own services.
@@ -114,7 +115,17 @@ impl Runtime {
             shmsize: extra.shm_size.and_then(|s| i32::try_from(s).ok()),
             ..Default::default()
         };
-        let mut stream = self.docker.build_image(options, None, Some(bollard::body_try_stream(file_stream(context).await?)));
+        // Under the idle-priority cgroup when there is one: through the request that can say so.
+        let idle = if limits.idle { self.idle_cgroup().await } else { None };
+        let mut stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bollard::models::BuildInfo, RuntimeError>> + Send>> = match (idle, super::build_request::socket()) {
+            (Some(parent), Some(socket)) => Box::pin(super::build_request::start(&socket, &options, &parent, context).await?),
+            _ => Box::pin(self.docker.build_image(options, None, Some(bollard::body_try_stream(file_stream(context).await?))).map(|item| {
+                item.map_err(|e| match e {
+                    bollard::errors::Error::DockerStreamError { error } => RuntimeError::Build(error.trim().to_string()),
+                    e => e.into(),
+                })
+            })),
+        };
         let mut lines = crate::output::Lines::default();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -135,8 +146,7 @@ impl Runtime {
                         }
                     }
                 }
-                Err(bollard::errors::Error::DockerStreamError { error }) => return Err(RuntimeError::Build(error.trim().to_string())),
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         let image = self.docker.inspect_image(tag).await?;

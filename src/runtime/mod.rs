@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 
 use crate::output::Output;
 
+mod build_request;
 mod images;
 mod networks;
 mod oneshot;

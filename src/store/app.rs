@@ -242,7 +242,7 @@ pub struct BuildSettings {
     /// Memory limit of build containers (`1g`; `0`: none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    /// `builder:set --global build-cpu-priority normal`: buildpack builds at the apps' CPU
+    /// `builder:set --global build-cpu-priority normal`: builds at the apps' CPU
     /// priority rather than the idle one (None: idle). Global only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_priority: Option<String>,

@@ -340,11 +340,17 @@ fn docker_options_reach_the_build_the_apps_containers_and_one_offs() {
     d.ssh(&format!("docker-options:add --process worker {app} deploy --label com.example.only=worker")).ok();
     d.ssh(&format!("docker-options:add {app} run --add-host special.test:10.1.2.3")).ok();
     let repo = AppRepo::new(&d, app);
-    let dockerfile = "FROM berth-test/busybox\nARG GREETING=unset\nRUN mkdir /www && echo \"$GREETING\" > /www/index.html\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n";
+    let dockerfile = "FROM berth-test/busybox\nARG GREETING=unset\nRUN mkdir /www && echo \"$GREETING\" > /www/index.html\nRUN grep -E ':cpu[,:]' /proc/self/cgroup\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n";
     repo.write("Dockerfile", dockerfile).commit("v1");
     let out = repo.push(&d, "main");
     assert_eq!(out.code, 0, "{out:#?}");
     assert!(out.stderr.contains("Skipping the docker-option --link ignored: not an option of a build"), "{out:#?}");
+    // The build's RUN steps ran under berth's idle-priority cgroup (visible as a path where
+    // the engine uses cgroup v1 and cgroupfs, as here).
+    assert!(out.stderr.contains("idle CPU priority"), "{out:#?}");
+    if crate::harness::docker(&["info", "--format", "{{.CgroupVersion}} {{.CgroupDriver}}"]).trim() == "1 cgroupfs" {
+        assert!(out.stderr.contains(":/berth-builds/"), "the build's steps did not run under berth-builds: {out:#?}");
+    }
     assert_eq!(get(&d, "dopts.example.com"), (200, "hello-from-arg".into()));
     let web = d.container_ids(false, &[&format!("berth.app={app}"), "berth.process=web"]);
     assert_eq!(web.len(), 1, "{web:?}");
