@@ -391,6 +391,8 @@ fi
 
 if want 4; then
 # 4. A steady load on the Go app while another app's CPU-heavy build runs.
+if ! want 2 && ! want 2b; then first_push benchgo go-http go.example.com; fi
+printf 'function delay()\n  return %s\nend\n' "$PACE_MS" >"$WORK/pace.lua"
 "$BERTH" --root "$ROOT" apps:create benchburn >/dev/null
 bench_app_repo benchburn
 cp -r "$APPS/cpu-burn/." .
@@ -408,9 +410,13 @@ build_cgroup() { # PID
         local mem
         mem=$(cat "/sys/fs/cgroup/memory$v1mem/memory.limit_in_bytes" 2>/dev/null || echo "?")
         case $mem in ?) ;; ???????????????????*) mem=max ;; *) mem=$(numfmt --to=iec "$mem") ;; esac
-        echo "cpu.shares $(cat "/sys/fs/cgroup/cpu$v1cpu/cpu.shares"), memory $mem"
+        local idle=""
+        [ "$(cat "/sys/fs/cgroup/cpu$(dirname "$v1cpu")/cpu.idle" 2>/dev/null)" = 1 ] && idle=", idle"
+        echo "cpu.shares $(cat "/sys/fs/cgroup/cpu$v1cpu/cpu.shares"), memory $mem$idle"
     elif [ -r "/sys/fs/cgroup$v2/cpu.weight" ]; then
-        echo "cpu.weight $(cat "/sys/fs/cgroup$v2/cpu.weight"), memory.max $(cat "/sys/fs/cgroup$v2/memory.max" 2>/dev/null)"
+        local idle=""
+        [ "$(cat "/sys/fs/cgroup$(dirname "$v2")/cpu.idle" 2>/dev/null)" = 1 ] && idle=", idle"
+        echo "cpu.weight $(cat "/sys/fs/cgroup$v2/cpu.weight"), memory.max $(cat "/sys/fs/cgroup$v2/memory.max" 2>/dev/null)$idle"
     else
         echo "?"
     fi
@@ -487,8 +493,8 @@ for suffix, what in (("", "with a cached build"), ("c", "whose source changed (a
         ["  berth overhead (goal < 1 s)", f"{med(over):.2f}"],
     ], [56, 8])
     print()
-if os.environ.get("SECTIONS") in ("1", "1c", "1,1c", "1c,1"):
-    sys.exit(0)
+sections = os.environ.get("SECTIONS", "all")
+want = lambda part: sections == "all" or part in sections.split(",")
 
 # 2.
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
@@ -569,25 +575,23 @@ if os.path.exists(f"{work}/overflows"):
           f"TcpExtListenOverflows {sum(o for o, _ in overflow.values())}, TcpExtListenDrops {sum(d for _, d in overflow.values())} (goal 0)")
     print()
 
-if os.environ.get("SECTIONS", "all") != "all":
-    sys.exit(0)
-
 # 3.
-print("3. A WebSocket client (a message every 50 ms) connected to a Node `ws` echo app across one redeploy (wait-to-retire 5)")
-try:
-    ws = json.load(open(f"{work}/ws-result.json"))
-    start, end, status = [l.split() for l in open(f"{work}/ws-push") if l.strip()][0]
-    after = f"{ws['ended_at'] - float(end):+.1f}" if ws.get("ended_at") else "?"
-    push = f"{float(end) - float(start):.2f}" + ("" if status == "ok" else " (failed)")
-    lost = f"{ws['lost']} ({ws['in_flight']} in flight)"
-    table(["sent", "echoed", "lost", "how it ended", "s after the push returned", "push s", "max echo ms", "a new connection"],
-          [[ws["sent"], ws["echoed"], lost, ws["end"], after, push, f"{ws['max_rtt_ms']:.0f}", ws.get("reconnect", "?")]],
-          [6, 6, 16, 34, 25, 6, 11, 26], left=(3, 7))
-except (FileNotFoundError, IndexError, KeyError, ValueError) as e:
-    print(f"(no result: {e}; see ws-probe.log)")
-print("goal: 0 lost. \"In flight\": sent after the last echo arrived, so still on its way when the connection ended")
-print("(a message crossing the app's own close frame is one; the app closes with 1001 on SIGTERM, bench-apps/ws-echo)")
-print()
+if want("3"):
+    print("3. A WebSocket client (a message every 50 ms) connected to a Node `ws` echo app across one redeploy (wait-to-retire 5)")
+    try:
+        ws = json.load(open(f"{work}/ws-result.json"))
+        start, end, status = [l.split() for l in open(f"{work}/ws-push") if l.strip()][0]
+        after = f"{ws['ended_at'] - float(end):+.1f}" if ws.get("ended_at") else "?"
+        push = f"{float(end) - float(start):.2f}" + ("" if status == "ok" else " (failed)")
+        lost = f"{ws['lost']} ({ws['in_flight']} in flight)"
+        table(["sent", "echoed", "lost", "how it ended", "s after the push returned", "push s", "max echo ms", "a new connection"],
+              [[ws["sent"], ws["echoed"], lost, ws["end"], after, push, f"{ws['max_rtt_ms']:.0f}", ws.get("reconnect", "?")]],
+              [6, 6, 16, 34, 25, 6, 11, 26], left=(3, 7))
+    except (FileNotFoundError, IndexError, KeyError, ValueError) as e:
+        print(f"(no result: {e}; see ws-probe.log)")
+    print("goal: 0 lost. \"In flight\": sent after the last echo arrived, so still on its way when the connection ended")
+    print("(a message crossing the app's own close frame is one; the app closes with 1001 on SIGTERM, bench-apps/ws-echo)")
+    print()
 
 # 4.
 settings = [l.rstrip("\n").split("|", 3) for l in open(f"{work}/settings") if l.strip()]
@@ -606,22 +610,23 @@ def build_secs(name):
         return "?"
     m = re.search(r"Build done in ([\d.]+)s", text)
     return m.group(1) if m else "(failed)"
-print(f"4. The Go app under a steady load (wrk -t2 -c16, each connection waits {pace_ms} ms between requests, {load_secs} s) while another app's Docker build burns both cores")
-rows = []
-for tag, limits in (("nolimits", "without: build-cpu-shares 1024, build-memory 0"),
-                    ("limits", f"with: build-cpu-shares 256, build-memory {build_memory or 'default'}")):
-    limits += limits_note(tag)
-    idle = wrk(f"build-idle-{tag}")
-    for label, r, secs, cgroup in (("no build", idle, "", ""), ("CPU-heavy build", wrk(f"build-{tag}"), build_secs(tag), build_cgroup(tag))):
-        if r is None:
-            rows.append([limits, label, cgroup, secs, "(no wrk output)"])
-            continue
-        ratio = f"{r['p99'] / idle['p99']:.2f}x" if idle and idle["p99"] > 0 and r is not idle else ""
-        rows.append([limits, label, cgroup, secs, r["total"], r["failed"], fmt_ms(r["p50"]), fmt_ms(r["p99"]), ratio])
-table(["build limits", "", "build container's cgroup", "build s", "requests", "failed", "p50 ms", "p99 ms", "p99 vs no build"],
-      rows, [68, 15, 30, 8, 9, 6, 7, 7, 15], left=(0, 1, 2))
-print("goal: p99 during the build ≤ 2x without (with limits)")
-print()
+if want("4"):
+    print(f"4. The Go app under a steady load (wrk -t2 -c16, each connection waits {pace_ms} ms between requests, {load_secs} s) while another app's Docker build burns both cores")
+    rows = []
+    for tag, limits in (("nolimits", "without: build-cpu-shares 1024, build-memory 0"),
+                        ("limits", f"with: build-cpu-shares 256, build-memory {build_memory or 'default'}")):
+        limits += limits_note(tag)
+        idle = wrk(f"build-idle-{tag}")
+        for label, r, secs, cgroup in (("no build", idle, "", ""), ("CPU-heavy build", wrk(f"build-{tag}"), build_secs(tag), build_cgroup(tag))):
+            if r is None:
+                rows.append([limits, label, cgroup, secs, "(no wrk output)"])
+                continue
+            ratio = f"{r['p99'] / idle['p99']:.2f}x" if idle and idle["p99"] > 0 and r is not idle else ""
+            rows.append([limits, label, cgroup, secs, r["total"], r["failed"], fmt_ms(r["p50"]), fmt_ms(r["p99"]), ratio])
+    table(["build limits", "", "build container's cgroup", "build s", "requests", "failed", "p50 ms", "p99 ms", "p99 vs no build"],
+          rows, [68, 15, 30, 8, 9, 6, 7, 7, 15], left=(0, 1, 2))
+    print("goal: p99 during the build ≤ 2x without (with limits)")
+    print()
 print("Settings")
 for tag, status, command, why in settings:
     print(f"  {command}: {status}" + (f" ({why})" if why else ""))
