@@ -93,7 +93,6 @@ impl Runtime {
     /// `extra`: the app's build-phase `docker-options` (build args, extra hosts, shm size).
     /// With `limits.idle`, the build's containers run under the idle-priority cgroup.
     pub async fn build(&self, context: &std::path::Path, tag: &str, limit: Duration, limits: BuildLimits, extra: crate::docker_options::BuildOptions, out: &Output) -> Result<String, RuntimeError> {
-        let app = tag.strip_prefix("berth/").and_then(|t| t.split(':').next()).unwrap_or_default();
         // RUN steps on the build network: no route to the host's own services.
         let network = self.ensure_build_network().await?;
         let options = BuildImageOptions {
@@ -149,16 +148,11 @@ impl Runtime {
                 Err(e) => return Err(e),
             }
         }
+        // A build sets no label (see above), so the image has its base image's, which may be
+        // any (a public image can carry berth's): they never make it another app's (berth
+        // knows an app's containers by name, its images by release and tag), and release
+        // images go by tag when they are pruned.
         let image = self.docker.inspect_image(tag).await?;
-        // A build sets no label (see above), so the image has its base image's: berth's own
-        // labels there may only say this app of this root (built from its own image), or
-        // the image would be taken for another root's or another app's.
-        let labels = image.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
-        let foreign = labels.iter().find(|(k, v)| k.starts_with("berth.") && !((k.as_str() == LABEL_APP && v.as_str() == app) || (k.as_str() == LABEL_ROOT && **v == self.root)));
-        if let Some((key, _)) = foreign {
-            self.remove_image(tag).await;
-            return Err(RuntimeError::Build(format!("the base image carries the label {key}, one of berth's own: build from another image")));
-        }
         image.id.ok_or_else(|| RuntimeError::Build("the engine reported no image id".into()))
     }
 
