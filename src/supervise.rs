@@ -251,11 +251,11 @@ impl Supervisor {
         let ips = if scheduler.heals_itself() { self.only_ready(app, &config, &active, ips) } else { ips };
         // An engine that heals itself starts its dead again: berth only routes.
         let restarts = if scheduler.heals_itself() { &[][..] } else { &plan.restart[..] };
+        let policy = if restarts.is_empty() { Default::default() } else { config.restart_policy_with(&engine.store.load_global().unwrap_or_default()) };
         for (slot, id, exit_code) in restarts {
             let Some(c) = containers.iter().find(|c| &c.id == id) else { continue };
             let slot = format!("{app}/v{}/{}.{}", active.version, slot.process, slot.index);
-            let global = engine.store.load_global().unwrap_or_default();
-            self.restart_later(app, &slot, c, *exit_code, config.restart_policy_with(&global));
+            self.restart_later(app, &slot, c, *exit_code, policy);
         }
         let dead_web = plan.dead_web;
         // A dead web container found without its event (after a reconnect) holds starts too.

@@ -216,15 +216,15 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
     // Under the deploy lock: a deploy running now would start containers with the old policy.
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     // berth restarts containers itself (supervise.rs): the new policy applies to the next stop.
-    ctx.engine
+    let global = ctx.engine.store.load_global()?;
+    let applies = ctx
+        .engine
         .update_app(app, |c| {
             c.restart_policy = policy;
-            Ok::<_, CmdError>(())
+            Ok::<_, CmdError>(c.restart_policy_with(&global))
         })
         .await?;
-    let global = ctx.engine.store.load_global()?;
-    let config = ctx.engine.store.load_app(app)?;
-    ctx.out.step(format!("Restart policy of {app} {}: {} applies", shown(policy), config.restart_policy_with(&global))).await;
+    ctx.out.step(format!("Restart policy of {app} {}: {applies} applies", shown(policy))).await;
     Ok(())
 }
 

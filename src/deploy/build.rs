@@ -37,12 +37,6 @@ fn machine_memory() -> Option<i64> {
     line.split_whitespace().nth(1)?.parse::<i64>().ok().map(|kb| kb * 1024)
 }
 
-/// How a build's limits read in its output.
-fn describe_limits(limits: &crate::runtime::BuildLimits) -> String {
-    let memory = limits.memory.map_or("no memory limit".to_string(), |m| format!("memory {}m", m / (1 << 20)));
-    format!("cpu-shares {}, {memory}", limits.cpu_shares.unwrap_or(1024))
-}
-
 /// How long a build may take (`build_timeout` in berth.toml, seconds; an hour by default).
 fn build_limit(engine: &Engine) -> Duration {
     Duration::from_secs(engine.store.load_global().ok().and_then(|g| g.build_timeout).unwrap_or(3600).max(1))
@@ -150,6 +144,15 @@ struct Job<'a> {
 type Built = (String, BTreeMap<String, String>, bool);
 
 impl Job<'_> {
+    /// The build's limits as its output says them, with the idle CPU priority when the build
+    /// runs under it (`Runtime::build_cgroup`).
+    async fn describe_limits(&self) -> String {
+        let limits = &self.limits;
+        let memory = limits.memory.map_or("no memory limit".to_string(), |m| format!("memory {}m", m / (1 << 20)));
+        let idle = if self.runtime.build_cgroup(limits).await.is_some() { ", idle CPU priority" } else { "" };
+        format!("cpu-shares {}, {memory}{idle}", limits.cpu_shares.unwrap_or(1024))
+    }
+
     async fn dockerfile(&self, procfile: BTreeMap<String, String>, has_dockerfile: bool, out: &Output) -> Result<Built, Error> {
         let (app, git_sha) = (self.app, self.git_sha);
         if !has_dockerfile {
@@ -169,8 +172,7 @@ impl Job<'_> {
             crate::buildpack::check_remote_source(&source, allow_private).await?;
         }
         let extra = crate::docker_options::build_options(&self.config.docker_options_for("build", None)).map_err(|e| format!("docker-options of {app} (build phase): {e}"))?;
-        let idle = if self.limits.idle && self.runtime.idle_cgroup().await.is_some() { ", idle CPU priority" } else { "" };
-        out.step(format!("Building {app} from Dockerfile ({}; {}{idle})", short(git_sha), describe_limits(&self.limits))).await;
+        out.step(format!("Building {app} from Dockerfile ({}; {})", short(git_sha), self.describe_limits().await)).await;
         for skipped in &extra.skipped {
             out.step(format!("Skipping the docker-option {skipped}: not an option of a build")).await;
         }
@@ -187,9 +189,7 @@ impl Job<'_> {
             out.step(format!("No Procfile: running web: {command} (add a Procfile to choose)")).await;
             defaults.insert(process::WEB.to_string(), command);
         }
-        // A buildpack build runs in a container of berth's, under the idle-priority cgroup.
-        let idle = if self.limits.idle && self.runtime.idle_cgroup().await.is_some() { ", idle CPU priority" } else { "" };
-        out.step(format!("Building {app} with buildpacks ({}; {}{idle})", short(self.git_sha), describe_limits(&self.limits))).await;
+        out.step(format!("Building {app} with buildpacks ({}; {})", short(self.git_sha), self.describe_limits().await)).await;
         for skipped in config.docker_options_for("build", None) {
             out.step(format!("Skipping the docker-option {skipped}: build-phase options apply to Dockerfile builds")).await;
         }

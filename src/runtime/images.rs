@@ -65,7 +65,7 @@ fn make_idle_cgroup(driver: &str, version: &str) -> Result<String, String> {
 impl Runtime {
     /// The idle-priority cgroup for build containers (see `IDLE_CGROUP`), asked of the
     /// engine and made once; None when this machine has none (said once in the log).
-    pub async fn idle_cgroup(&self) -> Option<String> {
+    async fn idle_cgroup(&self) -> Option<String> {
         // Kept once the engine answered (an engine away for a moment is asked again).
         static PARENT: tokio::sync::OnceCell<Option<String>> = tokio::sync::OnceCell::const_new();
         PARENT
@@ -85,6 +85,12 @@ impl Runtime {
             .ok()
             .cloned()
             .flatten()
+    }
+
+    /// The cgroup a build with `limits` runs under: the idle-priority one when the limits
+    /// ask for it and this machine has one; None leaves the engine's default.
+    pub async fn build_cgroup(&self, limits: &BuildLimits) -> Option<String> {
+        if limits.idle { self.idle_cgroup().await } else { None }
     }
 
     /// Builds `context` (a tar with a Dockerfile at its root) as `tag`, streaming the build
@@ -115,7 +121,7 @@ impl Runtime {
             ..Default::default()
         };
         // Under the idle-priority cgroup when there is one: through the request that can say so.
-        let idle = if limits.idle { self.idle_cgroup().await } else { None };
+        let idle = self.build_cgroup(&limits).await;
         let mut stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bollard::models::BuildInfo, RuntimeError>> + Send>> = match (idle, super::build_request::socket()) {
             (Some(parent), Some(socket)) => Box::pin(super::build_request::start(&socket, &options, &parent, context).await?),
             _ => Box::pin(self.docker.build_image(options, None, Some(bollard::body_try_stream(file_stream(context).await?))).map(|item| {

@@ -252,10 +252,8 @@ impl Runtime {
     pub async fn run_and_commit(&self, job: OneShot<'_>, out: &Output) -> Result<Committed, RuntimeError> {
         let network = self.ensure_build_network().await?;
         let mut body = self.one_shot_body(&job, network);
-        if let Some(host) = body.host_config.as_mut()
-            && job.limits.idle
-        {
-            host.cgroup_parent = self.idle_cgroup().await;
+        if let Some(host) = body.host_config.as_mut() {
+            host.cgroup_parent = self.build_cgroup(&job.limits).await;
         }
         let created = self.docker.create_container(None, body).await?;
         let id = created.id;

@@ -344,7 +344,6 @@ pub enum RestartPolicy {
     OnFailure(u32),
 }
 
-
 impl std::fmt::Display for RestartPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
