@@ -116,16 +116,15 @@ async fn change(ctx: &mut Ctx<'_>, args: &ChangeArgs, add: bool) -> CmdResult {
     let processes: Vec<String> = args.processes.iter().chain(&lifted).cloned().collect();
     let scopes = scopes(&phases, &processes)?;
     let app = &args.app;
-    let config = ctx.engine.store.load_app(app)?;
     if add {
-        for phase in &phases {
+        for phase in phases.iter().filter(|p| **p != "build") {
             for option in &options {
                 check(phase, option).map_err(|e| failed(format!("{e} (phase {phase})")))?;
             }
         }
-        // The build's options together (one --add-host).
+        // The build's options are checked together with those it has (one --add-host).
         if phases.contains(&"build") {
-            let mut all = config.docker_options_for("build", None);
+            let mut all = ctx.engine.store.load_app(app)?.docker_options_for("build", None);
             all.extend(options.iter().filter(|o| !all.contains(o)).cloned().collect::<Vec<_>>());
             crate::docker_options::build_options(&all).map_err(|e| failed(format!("{e} (phase build)")))?;
         }
@@ -136,7 +135,6 @@ async fn change(ctx: &mut Ctx<'_>, args: &ChangeArgs, add: bool) -> CmdResult {
             ctx.out.step(format!("Note: {app} v{} has no process type {process} (it has: {})", active.version, types.join(", "))).await;
         }
     }
-    drop(config);
     ctx.engine
         .update_app(app, |config| {
             for scope in &scopes {

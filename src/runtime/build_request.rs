@@ -25,10 +25,13 @@ pub(super) fn socket() -> Option<PathBuf> {
     }
 }
 
-/// Starts a build of `context` with `options` and `cgroupparent`; returns the engine's
-/// output, one `BuildInfo` per line, as it streams (dropping it ends the connection, which
-/// cancels the build).
-pub(super) async fn start(socket: &Path, options: &BuildImageOptions, cgroup_parent: &str, context: &Path) -> Result<impl Stream<Item = Result<BuildInfo, RuntimeError>> + use<>, RuntimeError> {
+/// Starts a build of `context` (the build context's tar, as a stream) with `options` and
+/// `cgroupparent`; returns the engine's output, one `BuildInfo` per line, as it streams
+/// (dropping it ends the connection, which cancels the build).
+pub(super) async fn start<C>(socket: &Path, options: &BuildImageOptions, cgroup_parent: &str, context: C) -> Result<impl Stream<Item = Result<BuildInfo, RuntimeError>> + use<C>, RuntimeError>
+where
+    C: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+{
     let failed = |what: &str, e: &dyn std::fmt::Display| RuntimeError::Build(format!("{what}: {e}"));
     let mut query = serde_urlencoded::to_string(options).map_err(|e| failed("cannot write the build request", &e))?;
     query.push('&');
@@ -36,7 +39,7 @@ pub(super) async fn start(socket: &Path, options: &BuildImageOptions, cgroup_par
     let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| RuntimeError::Unreachable(format!("{}: {e}", socket.display())))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| failed("the engine's build request", &e))?;
     tokio::spawn(connection);
-    let body = super::images::file_stream(context).await?.map(|chunk| chunk.map(Frame::data));
+    let body = context.map(|chunk| chunk.map(Frame::data));
     let request = hyper::Request::post(format!("/build?{query}"))
         .header(hyper::header::HOST, "docker")
         .header(hyper::header::CONTENT_TYPE, "application/x-tar")

@@ -123,7 +123,7 @@ impl Runtime {
         // Under the idle-priority cgroup when there is one: through the request that can say so.
         let idle = self.build_cgroup(&limits).await;
         let mut stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bollard::models::BuildInfo, RuntimeError>> + Send>> = match (idle, super::build_request::socket()) {
-            (Some(parent), Some(socket)) => Box::pin(super::build_request::start(&socket, &options, &parent, context).await?),
+            (Some(parent), Some(socket)) => Box::pin(super::build_request::start(&socket, &options, &parent, file_stream(context).await?).await?),
             _ => Box::pin(self.docker.build_image(options, None, Some(bollard::body_try_stream(file_stream(context).await?))).map(|item| {
                 item.map_err(|e| match e {
                     bollard::errors::Error::DockerStreamError { error } => RuntimeError::Build(error.trim().to_string()),
