@@ -394,6 +394,21 @@ impl Engine {
         }
         Ok(result)
     }
+
+    /// The same for the global settings: locked, loaded, changed, saved if changed.
+    pub async fn update_global<T, E>(&self, change: impl FnOnce(&mut crate::store::GlobalConfig) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<crate::store::StoreError>,
+    {
+        let _lock = self.store.lock_global().await;
+        let before = self.store.load_global()?;
+        let mut after = before.clone();
+        let result = change(&mut after)?;
+        if after != before {
+            self.store.save_global(&after)?;
+        }
+        Ok(result)
+    }
 }
 
 fn lock_of(locks: &Mutex<HashMap<String, Arc<AsyncMutex<()>>>>, app: &str) -> Arc<AsyncMutex<()>> {

@@ -19,6 +19,8 @@ pub enum GitError {
     Io(#[from] std::io::Error),
     #[error("the pushed tree is larger than {0} MiB (max_build_context_mb in berth.toml)")]
     TooLarge(u64),
+    #[error("the pushed tree has no directory {0} (builder:set APP build-dir names it)")]
+    NoBuildDir(String),
 }
 
 /// Creates the bare repository if needed and (re)writes its hook to call this binary.
@@ -46,8 +48,12 @@ pub fn ensure_repo(repo_dir: &Path, berth_exe: &Path, root: &Path, app: &str) ->
 /// Writes the commit's tree as an uncompressed tar to `out`: files with their modes,
 /// symlinks as symlinks; submodules are skipped (their commits are not in this
 /// repository). Fails once the tar passes `limit` bytes.
-fn write_tree(repo: &Repository, commit: Oid, out: impl Write, limit: u64) -> Result<(), GitError> {
-    let tree = repo.find_commit(commit)?.tree()?;
+fn write_tree(repo: &Repository, commit: Oid, subdir: Option<&str>, out: impl Write, limit: u64) -> Result<(), GitError> {
+    let mut tree = repo.find_commit(commit)?.tree()?;
+    if let Some(dir) = subdir {
+        let entry = tree.get_path(Path::new(dir)).map_err(|_| GitError::NoBuildDir(dir.to_string()))?;
+        tree = entry.to_object(repo)?.into_tree().map_err(|_| GitError::NoBuildDir(dir.to_string()))?;
+    }
     let mut builder = tar::Builder::new(Limited { inner: out, left: limit });
     let mut failure: Option<GitError> = None;
     let walked = tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
@@ -140,15 +146,15 @@ pub struct BuildContext {
 const MAX_READ: u64 = 8 * 1024 * 1024;
 
 impl BuildContext {
-    /// Writes `commit`'s tree to a new file in `dir`; a tree over `limit_mb` MiB is refused
-    /// and nothing is left behind.
-    pub fn write(repo: &Repository, commit: Oid, dir: &Path, limit_mb: u64) -> Result<BuildContext, GitError> {
+    /// Writes `commit`'s tree (or its directory `subdir`, `builder:set build-dir`) to a new
+    /// file in `dir`; a tree over `limit_mb` MiB is refused and nothing is left behind.
+    pub fn write(repo: &Repository, (commit, subdir): (Oid, Option<&str>), dir: &Path, limit_mb: u64) -> Result<BuildContext, GitError> {
         std::fs::create_dir_all(dir)?;
         let file = tempfile::Builder::new().prefix("context-").suffix(".tar").tempfile_in(dir)?;
         let context = BuildContext { path: file.path().to_path_buf() };
         let (handle, temp) = file.into_parts();
         temp.keep().map_err(|e| e.error)?;
-        let written = write_tree(repo, commit, std::io::BufWriter::new(handle), limit_mb.saturating_mul(1024 * 1024));
+        let written = write_tree(repo, commit, subdir, std::io::BufWriter::new(handle), limit_mb.saturating_mul(1024 * 1024));
         match written {
             Err(GitError::Io(e)) if e.kind() == std::io::ErrorKind::FileTooLarge => Err(GitError::TooLarge(limit_mb)),
             Err(e) => Err(e),
@@ -270,7 +276,7 @@ mod tests {
         let commit = repo.commit(Some("HEAD"), &sig, &sig, "c", &tree, &[]).unwrap();
 
         let tmp = tempfile::tempdir().unwrap();
-        let context = BuildContext::write(&repo, commit, tmp.path(), 1).unwrap();
+        let context = BuildContext::write(&repo, (commit, None), tmp.path(), 1).unwrap();
         assert_eq!(context.file("Dockerfile").unwrap(), b"FROM scratch\n");
         let mut paths = context.paths();
         paths.sort();
@@ -300,7 +306,7 @@ mod tests {
         index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap();
         let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
         let big = repo.commit(None, &sig, &sig, "big", &tree, &[]).unwrap();
-        let refused = BuildContext::write(&repo, big, tmp.path(), 1).unwrap_err();
+        let refused = BuildContext::write(&repo, (big, None), tmp.path(), 1).unwrap_err();
         assert!(matches!(refused, GitError::TooLarge(1)), "{refused}");
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }

@@ -30,7 +30,10 @@ pub async fn run(root: &Path, app: &str) -> i32 {
         }
     };
     let (config, limit) = match (store.load_app(app), store.load_global()) {
-        (Ok(config), Ok(global)) => (config, global.build_context_limit_mb()),
+        (Ok(config), Ok(global)) => {
+            let limit = Limit { mb: global.build_context_limit_mb(), build_dir: config.build_dir_with(&global) };
+            (config, limit)
+        }
         (Err(e), _) | (_, Err(e)) => {
             eprintln!(" !     {e}");
             return 1;
@@ -52,7 +55,7 @@ pub async fn run(root: &Path, app: &str) -> i32 {
                 continue;
             }
             // Previews: any other branch is deployed as its own app; deleted, it goes.
-            let code = preview(root, &store, (app, branch), (&new, &refname), limit, &push).await;
+            let code = preview(root, &store, (app, branch), (&new, &refname), &limit, &push).await;
             if code != 0 {
                 return code;
             }
@@ -63,7 +66,7 @@ pub async fn run(root: &Path, app: &str) -> i32 {
             continue;
         }
         // Written to a file, streamed: a push of any size costs no memory here or in the daemon.
-        let context = match write_context(&new, &store.tmp_dir(), limit) {
+        let context = match write_context(&new, &store.tmp_dir(), &limit) {
             Ok(context) => context,
             Err(e) => {
                 eprintln!(" !     Cannot take the pushed commit {new}: {e}");
@@ -87,7 +90,7 @@ pub async fn run(root: &Path, app: &str) -> i32 {
 
 /// A pushed branch of an app with previews: deployed as its own app, or gone if deleted.
 /// The exit code of the daemon's command.
-async fn preview(root: &Path, store: &Store, (app, branch): (&str, &str), (new, refname): (&str, &str), limit: u64, push: &[String]) -> i32 {
+async fn preview(root: &Path, store: &Store, (app, branch): (&str, &str), (new, refname): (&str, &str), limit: &Limit, push: &[String]) -> i32 {
     if new == ZERO_SHA {
         return crate::client::run_with(root, vec!["previews:gone".into(), app.into(), branch.into()], tokio::io::empty(), true).await;
     }
@@ -105,8 +108,14 @@ async fn preview(root: &Path, store: &Store, (app, branch): (&str, &str), (new, 
     code
 }
 
-fn write_context(sha: &str, dir: &Path, limit_mb: u64) -> Result<crate::git::BuildContext, String> {
+/// What a pushed tree's build context is cut to: its size, and the directory built.
+struct Limit {
+    mb: u64,
+    build_dir: Option<String>,
+}
+
+fn write_context(sha: &str, dir: &Path, limit: &Limit) -> Result<crate::git::BuildContext, String> {
     let repo = git2::Repository::open_from_env().map_err(|e| e.to_string())?;
     let oid = git2::Oid::from_str(sha).map_err(|e| e.to_string())?;
-    crate::git::BuildContext::write(&repo, oid, dir, limit_mb).map_err(|e| e.to_string())
+    crate::git::BuildContext::write(&repo, (oid, limit.build_dir.as_deref()), dir, limit.mb).map_err(|e| e.to_string())
 }

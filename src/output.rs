@@ -448,8 +448,8 @@ pub enum Format {
 pub struct Report {
     pub title: String,
     pub rows: Vec<Row>,
-    /// The namespace a key loses in its short form, when it is more than one word
-    /// (`docker-options-deploy` → `deploy`); else the key's first word.
+    /// The namespace of its keys (`ps`): JSON has each key with it and without it. None:
+    /// the short form is the key without its first word.
     namespace: Option<&'static str>,
 }
 
@@ -476,7 +476,8 @@ impl Report {
         Report { title: title.into(), rows: Vec::new(), namespace: None }
     }
 
-    /// A namespace of more than one word (`docker-options`), for the short keys.
+    /// The namespace of the keys (`ps`, `docker-options`): JSON gives each key with and
+    /// without it.
     pub fn namespace(mut self, namespace: &'static str) -> Report {
         self.namespace = Some(namespace);
         self
@@ -493,6 +494,26 @@ impl Report {
         self
     }
 
+    /// dokku's three values of a property (`procfile-path`): the app's own (empty when
+    /// unset), the global one (empty when unset) and the one in force, as rows `NAME`,
+    /// `global-NAME` and `computed-NAME`.
+    pub fn layered(self, name: &str, raw: Option<String>, global: Option<String>, computed: impl Into<Value>) -> Report {
+        let label = capitalized(&format!("{}{}", self.label_prefix(), name.replace('-', " ")));
+        self.keyed_row(label, name.to_string(), raw.unwrap_or_default()).global_layer(name, global, computed)
+    }
+
+    /// `Ps ` for the `ps` namespace: labels read as dokku's (`Ps computed procfile path`).
+    fn label_prefix(&self) -> String {
+        self.namespace.map(|ns| format!("{} ", ns.replace('-', " "))).unwrap_or_default()
+    }
+
+    /// The global and computed values of a property (`NS:report --global`).
+    pub fn global_layer(self, name: &str, global: Option<String>, computed: impl Into<Value>) -> Report {
+        let (prefix, words) = (self.label_prefix(), name.replace('-', " "));
+        self.keyed_row(capitalized(&format!("{prefix}global {words}")), format!("global-{name}"), global.unwrap_or_default())
+            .keyed_row(capitalized(&format!("{prefix}computed {words}")), format!("computed-{name}"), computed)
+    }
+
     /// A value of the JSON form only, under `key` as given.
     pub fn json_only(mut self, key: String, value: impl Into<Value>) -> Report {
         self.rows.push(Row { label: std::borrow::Cow::Borrowed(""), key: Some(key), value: value.into(), json_only: true });
@@ -505,12 +526,28 @@ impl Report {
     }
 
     pub fn to_json(&self) -> Value {
-        let mut map: serde_json::Map<String, Value> = self.shown().map(|row| (row.key(), row.value.clone())).collect();
-        let short = |key: &str| match self.namespace {
-            Some(namespace) => key.strip_prefix(namespace).and_then(|k| k.strip_prefix('-')).map(str::to_string),
-            None => key.split_once('-').map(|(_, k)| k.to_string()),
+        // With a namespace, each key in both of dokku's forms, `ps-restart-policy` and
+        // `restart-policy`, whichever a row's label gives; without, the label's and the
+        // label's without its first word.
+        let forms = |key: String| -> (String, Option<String>) {
+            match self.namespace {
+                Some(namespace) => match key.strip_prefix(namespace).and_then(|k| k.strip_prefix('-')) {
+                    Some(short) => (key.clone(), Some(short.to_string())),
+                    None => (format!("{namespace}-{key}"), Some(key)),
+                },
+                None => {
+                    let short = key.split_once('-').map(|(_, k)| k.to_string());
+                    (key, short)
+                }
+            }
         };
-        let stripped: Vec<(String, Value)> = map.iter().filter_map(|(key, value)| Some((short(key)?, value.clone()))).collect();
+        let mut map = serde_json::Map::new();
+        let mut stripped = Vec::new();
+        for row in self.shown() {
+            let (full, short) = forms(row.key());
+            map.insert(full, row.value.clone());
+            stripped.extend(short.map(|short| (short, row.value.clone())));
+        }
         for (key, value) in stripped {
             map.entry(key).or_insert(value);
         }
@@ -531,6 +568,12 @@ impl Report {
         }
         text
     }
+}
+
+/// `procfile path` → `Procfile path`. Pure.
+fn capitalized(words: &str) -> String {
+    let mut chars = words.chars();
+    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
 }
 
 /// A JSON value as a person reads it: strings bare, lists space-separated.

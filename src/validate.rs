@@ -426,6 +426,18 @@ pub fn acme_server(raw: &str) -> Result<&str, Invalid> {
 
 /// Quotes a user value for an error message, escaping control characters so that the
 /// message stays on one line whatever was sent.
+/// A relative path inside a pushed tree (`sub/dir`, `.dokku/Procfile`): no `..`, no
+/// leading `/`, printable, at most 200 bytes. Trailing slashes are dropped. Pure.
+pub fn tree_path(text: &str) -> Result<String, String> {
+    let path = text.trim_end_matches('/');
+    let parts_ok = path.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+    let chars_ok = path.chars().all(|c| c.is_ascii_alphanumeric() || "._-+@ ".contains(c) || c == '/');
+    if path.is_empty() || path.len() > 200 || path.starts_with('/') || !parts_ok || !chars_ok {
+        return Err(format!("{} is not a relative path inside the app's tree (like sub/dir, without .. or a leading /)", quoted(text)));
+    }
+    Ok(path.to_string())
+}
+
 pub fn quoted(value: &str) -> String {
     let shown: String = value.chars().take(80).collect();
     let ellipsis = if value.chars().count() > 80 { "…" } else { "" };

@@ -1,6 +1,7 @@
 //! `apps:*`: create, destroy, list, exists, rename, report, lock, unlock.
 
 use super::Scope;
+use super::property::{SetArgs, app_only, global_only};
 use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, EXIT_FAILURE, failed};
 use crate::engine::Engine;
@@ -74,6 +75,9 @@ pub enum Cmd {
     /// Allow deploys of an app again
     #[command(name = "apps:unlock")]
     Unlock { app: AppName },
+    /// Set a setting of apps: --global disable-autocreation true|false (a push to an app that does not exist is refused)
+    #[command(name = "apps:set")]
+    Set(SetArgs),
 }
 
 impl Cmd {
@@ -82,6 +86,7 @@ impl Cmd {
             Cmd::List { .. } => Scope::Anyone,
             Cmd::Create { .. } | Cmd::Destroy { .. } | Cmd::Rename { .. } | Cmd::Clone { .. } | Cmd::Unlock { .. } => Scope::Admin,
             Cmd::Report(args) => args.scope(),
+            Cmd::Set(_) => Scope::Admin,
             Cmd::Exists { app, .. } | Cmd::Lock { app, .. } | Cmd::Locked { app, .. } => Scope::App(app),
         }
     }
@@ -98,6 +103,7 @@ impl Cmd {
             Cmd::Clone { old, new, skip_deploy, ignore_existing } => clone(ctx, &old, &new, skip_deploy, ignore_existing).await,
             Cmd::Locked { app } => locked(ctx, &app).await,
             Cmd::Unlock { app } => set_locked(ctx, &app, false).await,
+            Cmd::Set(args) => set(ctx, &args).await,
         }
     }
 }
@@ -364,13 +370,46 @@ pub async fn locked(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     }
 }
 
+/// `apps:set --global disable-autocreation [true|false]`. The deploy source is what berth
+/// records of each deploy (`apps:report`), not a setting.
+pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
+    let key = args.property(&[global_only("disable-autocreation"), app_only("deploy-source"), app_only("deploy-source-metadata")])?;
+    if key != "disable-autocreation" {
+        return Err(failed(format!("{key} is what berth records of each deploy (apps:report shows it): it is not set by hand")));
+    }
+    let disabled = match args.value() {
+        None => false,
+        Some(v) => v.parse::<bool>().map_err(|_| failed(format!("Invalid value {} for disable-autocreation: true or false", validate::quoted(v))))?,
+    };
+    ctx.engine.update_global(|g| Ok::<_, CmdError>(g.disable_autocreation = disabled)).await?;
+    let shown = if disabled { "a push to an app that does not exist is refused (apps:create it first)" } else { "a first push creates its app" };
+    ctx.out.step(format!("Autocreation {}: {shown}", if disabled { "disabled" } else { "enabled" })).await;
+    Ok(())
+}
+
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
-    args.no_global("apps")?;
+    let global = ctx.engine.store.load_global()?;
+    let autocreation = |global: &crate::store::GlobalConfig| global.disable_autocreation.then(|| "true".to_string());
+    if args.global {
+        let report = Report::new("global app information").namespace("app").global_layer("disable-autocreation", autocreation(&global), global.disable_autocreation);
+        return args.print_global(ctx, report).await;
+    }
     args.print_apps(ctx, |ctx, name, config| {
+        // Where the release that serves came from: a push (its commit) or an image.
+        let active = ctx.engine.store.load_releases(name)?.active().cloned();
+        let (source, metadata) = match &active {
+            Some(r) if !r.git_sha.is_empty() => ("git", r.git_sha.clone()),
+            Some(r) => ("docker-image", r.image_tag.clone()),
+            None => ("", String::new()),
+        };
         Ok(Report::new(format!("{name} app information"))
+            .namespace("app")
             .row("App created at", config.created_at)
             .row("App dir", ctx.engine.store.app_dir(name).display().to_string())
-            .row("App locked", config.locked))
+            .row("App locked", config.locked)
+            .row("App deploy source", source)
+            .row("App deploy source metadata", metadata)
+            .global_layer("disable-autocreation", autocreation(&global), global.disable_autocreation))
     })
     .await
 }

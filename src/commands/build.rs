@@ -2,13 +2,13 @@
 
 use super::Scope;
 use super::Target;
-use super::property::{SetArgs, app_only, app_or_global, global_only};
+use super::property::{SetArgs, app_or_global, global_only};
 use crate::validate;
 use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, failed};
 use crate::buildpack::{self, STACK_IMAGE};
 use crate::output::{Format, Report, print_reports};
-use crate::store::Builder;
+use crate::store::{AppConfig, Builder};
 use crate::validate::AppName;
 use clap::Subcommand;
 
@@ -73,7 +73,7 @@ pub enum Cmd {
     /// Show an app's buildpacks and the stack image they build on
     #[command(name = "buildpacks:report")]
     BuildpacksReport(ReportArgs),
-    /// Set a build setting: selected dockerfile|buildpacks (no value: detect), build-cpu-shares N, build-memory SIZE|0 (admins), build-concurrency N, build-cpu-priority idle|normal (--global); `builder:set APP dockerfile` works too
+    /// Set a build setting: selected dockerfile|buildpacks (no value: detect), build-dir SUB/DIR (the directory of the tree built), skip-cleanup true|false (keep a Dockerfile build's intermediate containers), build-cpu-shares N, build-memory SIZE|0 (admins), build-concurrency N, build-cpu-priority idle|normal (--global); `builder:set APP dockerfile` works too
     #[command(name = "builder:set")]
     BuilderSet(SetArgs),
     /// Show an app's builder
@@ -245,31 +245,41 @@ pub async fn builder_set(ctx: &mut Ctx<'_>, mut args: SetArgs) -> CmdResult {
     if args.value.is_none() && matches!(args.key.as_deref(), Some("dockerfile" | "buildpacks" | "detect")) {
         args.value = args.key.replace("selected".into()).filter(|v| v != "detect");
     }
-    let key = args.property(&[app_only("selected"), app_or_global("build-cpu-shares"), app_or_global("build-memory"), global_only("build-concurrency"), global_only("build-cpu-priority")])?;
+    let key = args.property(&[app_or_global("selected"), app_or_global("build-dir"), app_or_global("skip-cleanup"), app_or_global("build-cpu-shares"), app_or_global("build-memory"), global_only("build-concurrency"), global_only("build-cpu-priority")])?;
     let value = args.value();
     let invalid = |what: &str| failed(format!("Invalid value {} for {key}: {what}", validate::quoted(value.unwrap_or_default())));
     match key {
         "selected" => {
-            let app = args.app()?;
             let builder = match value {
                 None => None,
                 Some("dockerfile") => Some(Builder::Dockerfile),
                 Some("buildpacks" | "herokuish") => Some(Builder::Buildpacks),
                 Some(_) => return Err(invalid("dockerfile or buildpacks (no value: detect)")),
             };
-            ctx.engine
-                .update_app(app, |config| {
-                    config.builder = builder;
-                    Ok::<_, CmdError>(())
-                })
-                .await?;
             let shown = match builder {
                 Some(Builder::Dockerfile) => "dockerfile",
                 Some(Builder::Buildpacks) => "buildpacks",
                 None => "detected (a Dockerfile wins, else buildpacks)",
             };
-            ctx.out.step(format!("Builder of {app}: {shown}")).await;
+            match &args.target {
+                Target::App(app) => {
+                    ctx.engine.update_app(app, |config| Ok::<_, CmdError>(config.builder = builder)).await?;
+                    ctx.out.step(format!("Builder of {app}: {shown}")).await;
+                }
+                Target::Global => {
+                    ctx.engine.update_global(|global| Ok::<_, CmdError>(global.builder = builder)).await?;
+                    ctx.out.step(format!("Builder of apps that choose none: {shown}")).await;
+                }
+            }
             return Ok(());
+        }
+        "build-dir" => {
+            let dir = value.map(validate::tree_path).transpose().map_err(|e| failed(format!("Invalid build-dir: {e}")))?;
+            update_build(ctx, &args.target, |build, _| build.dir = dir.clone()).await?;
+        }
+        "skip-cleanup" => {
+            let skip = value.map(|v| v.parse::<bool>().map_err(|_| invalid("true or false (no value: false)"))).transpose()?;
+            update_build(ctx, &args.target, |build, _| build.skip_cleanup = skip).await?;
         }
         "build-cpu-shares" => {
             let shares = value.map(|v| v.parse::<u32>().ok().filter(|n| (2..=262_144).contains(n)).ok_or_else(|| invalid("a CPU weight from 2 to 262144 (apps run at 1024)"))).transpose()?;
@@ -322,21 +332,24 @@ async fn update_build(ctx: &Ctx<'_>, target: &Target, change: impl FnOnce(&mut c
                 })
                 .await?;
         }
-        Target::Global => {
-            let store = &ctx.engine.store;
-            let _global = store.lock_global().await;
-            let mut global = store.load_global()?;
-            change(&mut global.build, &mut global.build_concurrency);
-            store.save_global(&global)?;
-        }
+        Target::Global => ctx.engine.update_global(|global| Ok::<_, CmdError>(change(&mut global.build, &mut global.build_concurrency))).await?,
     }
     Ok(())
+}
+
+/// A builder as `builder:set` names it.
+fn builder_name(builder: Builder) -> String {
+    match builder {
+        Builder::Dockerfile => "dockerfile",
+        Builder::Buildpacks => "buildpacks",
+    }
+    .to_string()
 }
 
 pub async fn buildpacks_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     args.no_global("buildpacks")?;
     args.print_apps(ctx, |_, name, config| {
-        Ok(Report::new(format!("{name} buildpacks information")).row("Buildpacks list", config.buildpacks.clone()).row("Buildpacks stack", STACK_IMAGE))
+        Ok(Report::new(format!("{name} buildpacks information")).namespace("buildpacks").row("Buildpacks list", config.buildpacks.clone()).row("Buildpacks stack", STACK_IMAGE))
     })
     .await
 }
@@ -345,7 +358,12 @@ pub async fn builder_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
     let shown = |v: Option<String>| v.unwrap_or_default();
     if args.global {
-        let report = Report::new("Global builder information")
+        let default = AppConfig::default();
+        let report = Report::new("global builder information")
+            .namespace("builder")
+            .global_layer("selected", global.builder.map(builder_name), global.builder.map(builder_name).unwrap_or_default())
+            .global_layer("build-dir", global.build.dir.clone(), default.build_dir_with(&global).unwrap_or_default())
+            .global_layer("skip-cleanup", global.build.skip_cleanup.map(|b| b.to_string()), crate::deploy::build_limits(&default, &global, None).skip_cleanup.to_string())
             .row("Builder global build cpu shares", shown(global.build.cpu_shares.map(|n| n.to_string())))
             .row("Builder global build memory", shown(global.build.memory.clone()))
             .row("Builder global build concurrency", global.build_concurrency.unwrap_or(1))
@@ -353,14 +371,12 @@ pub async fn builder_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
         return args.print_global(ctx, report).await;
     }
     args.print_apps(ctx, |_, name, config| {
-        let builder = match config.builder {
-            Some(Builder::Dockerfile) => "dockerfile",
-            Some(Builder::Buildpacks) => "buildpacks",
-            None => "",
-        };
         let limits = crate::deploy::build_limits(config, &global, None);
         Ok(Report::new(format!("{name} builder information"))
-            .row("Builder selected", builder)
+            .namespace("builder")
+            .layered("selected", config.builder.map(builder_name), global.builder.map(builder_name), config.builder_with(&global).map(builder_name).unwrap_or_default())
+            .layered("build-dir", config.build.dir.clone(), global.build.dir.clone(), config.build_dir_with(&global).unwrap_or_default())
+            .layered("skip-cleanup", config.build.skip_cleanup.map(|b| b.to_string()), global.build.skip_cleanup.map(|b| b.to_string()), limits.skip_cleanup.to_string())
             .row("Builder buildpacks", config.buildpacks.clone())
             .row("Builder build cpu shares", shown(config.build.cpu_shares.map(|n| n.to_string())))
             .row("Builder build memory", shown(config.build.memory.clone()))

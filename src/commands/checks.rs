@@ -138,7 +138,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     args.no_global("checks")?;
     args.print_apps(ctx, |_, name, config| {
         Ok({
-            Report::new(format!("{name} checks information"))
+            Report::new(format!("{name} checks information")).namespace("checks")
                 .row("Checks", crate::checks::describe(config))
                 // dokku's per-process lists: berth's checks are the app's (web) ones.
                 .row("Checks disabled list", if config.checks.disabled { "_all_" } else { "none" })

@@ -99,7 +99,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
         let jobs = ctx.engine.store.load_releases(name)?.active().map(|r| r.cron.clone()).unwrap_or_default();
         let listed: Vec<String> = jobs.iter().map(|j| format!("{} {} {}", j.id(), j.schedule, j.command)).collect();
         let next = jobs.iter().filter_map(|j| j.next(&now)).min().map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default();
-        Ok(Report::new(format!("{name} cron information")).row("Cron jobs", listed).row("Cron task count", jobs.len()).row("Cron next run", next))
+        Ok(Report::new(format!("{name} cron information")).namespace("cron").row("Cron jobs", listed).row("Cron task count", jobs.len()).row("Cron next run", next))
     })
     .await
 }

@@ -252,13 +252,13 @@ pub(super) async fn apply_routing(ctx: &Ctx<'_>, app: &str) -> CmdResult {
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
     if args.global {
-        let report = Report::new("Global domains information")
+        let report = Report::new("global domains information").namespace("domains")
             .row("Domains global enabled", !global.global_domains.is_empty())
             .row("Domains global vhosts", global.global_domains.clone());
         return args.print_global(ctx, report).await;
     }
     args.print_apps(ctx, |_, name, config| {
-        Ok(Report::new(format!("{name} domains information"))
+        Ok(Report::new(format!("{name} domains information")).namespace("domains")
             .row("Domains app enabled", !config.domains.is_empty())
             .row("Domains app vhosts", config.domains.clone())
             .row("Domains global enabled", !global.global_domains.is_empty())

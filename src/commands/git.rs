@@ -117,6 +117,9 @@ async fn serve_git(ctx: &mut Ctx<'_>, app: &AppName, service: GitService) -> Cmd
         if service == GitService::UploadPack {
             return Err(crate::store::StoreError::AppMissing(app.to_string()).into());
         }
+        if engine.store.load_global()?.disable_autocreation {
+            return Err(failed(format!("{app} does not exist, and a push does not create apps here (apps:set --global disable-autocreation): apps:create {app} first")));
+        }
         // A key scoped to apps creates one only when an admin allowed it.
         if !ctx.caller.role.is_admin() && !ctx.caller.may_create {
             return Err(CmdError::Denied(format!(
@@ -239,7 +242,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             let repo = ctx.engine.store.repo_dir(name);
             let branch = config.deploy_branch.clone().unwrap_or_else(|| "main".into());
             let head = git::branch_head(&repo, &branch).ok().flatten().map(|o| o.to_string()).unwrap_or_default();
-            Report::new(format!("{name} git information"))
+            Report::new(format!("{name} git information")).namespace("git")
                 .row("Git deploy branch", config.deploy_branch.clone().unwrap_or_else(|| "main (or master)".into()))
                 .row("Git sha", head)
                 .row("Git rev env var", config.rev_env_var.clone().unwrap_or_default())

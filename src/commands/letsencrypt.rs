@@ -309,7 +309,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let now = crate::unix_now() as i64;
     if args.global {
         let settings = &global.letsencrypt;
-        let report = Report::new("Global letsencrypt information")
+        let report = Report::new("global letsencrypt information").namespace("letsencrypt")
             .row("Letsencrypt global email", settings.email.clone())
             .row("Letsencrypt global server", settings.server.clone().unwrap_or_else(|| crate::acme::LETSENCRYPT_PRODUCTION.to_string()))
             .row("Letsencrypt global graceperiod", settings.graceperiod.unwrap_or(https::DEFAULT_GRACEPERIOD));
@@ -322,7 +322,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             let letsencrypt = cert.as_ref().filter(|(s, _)| s.source == CertSource::Letsencrypt);
             let renewal = if config.letsencrypt.enabled { https::renewal(ctx.engine, name) } else { Default::default() };
             let next_attempt = (renewal.failures > 0).then(|| format!("{} UTC", tls::utc(renewal.next_attempt as i64)));
-            Report::new(format!("{name} letsencrypt information"))
+            Report::new(format!("{name} letsencrypt information")).namespace("letsencrypt")
                 .row("Letsencrypt active", config.letsencrypt.enabled && letsencrypt.is_some())
                 .row("Letsencrypt enabled", config.letsencrypt.enabled)
                 .row("Letsencrypt email", settings.email.clone())

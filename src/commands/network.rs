@@ -249,7 +249,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     args.no_global("network")?;
     let runtime = runtime(ctx).await.ok();
     args.print_apps(ctx, |_, name, config| {
-        Ok(Report::new(format!("{name} network information"))
+        Ok(Report::new(format!("{name} network information")).namespace("network")
             .row("Network attach post create", config.networks.attach_post_create.clone())
             .row("Network attach post deploy", config.networks.attach_post_deploy.clone())
             .row("Network own", runtime.as_ref().map(|r| r.app_network(name)).unwrap_or_default()))

@@ -86,7 +86,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     args.print_apps(ctx, |_, name, config| {
         Ok({
             let n = &config.nginx;
-            Report::new(format!("{name} nginx information"))
+            Report::new(format!("{name} nginx information")).namespace("nginx")
                 .row("Nginx hsts", n.hsts.unwrap_or(true))
                 .row("Nginx hsts include subdomains", n.hsts_include_subdomains.unwrap_or(true))
                 .row("Nginx hsts max age", n.hsts_max_age.unwrap_or(DEFAULT_HSTS_MAX_AGE))

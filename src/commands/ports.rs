@@ -198,7 +198,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     }
     args.print_apps(ctx, |_, name, config| {
         let shown = |ports: &[PortMap]| ports.iter().map(|p| p.to_string()).collect::<Vec<_>>();
-        Ok(Report::new(format!("{name} ports information"))
+        Ok(Report::new(format!("{name} ports information")).namespace("ports")
             .row("Ports map", shown(&config.ports))
             .row("Ports map detected", detected.get(name).cloned().unwrap_or_default())
             .row("Ports map effective", shown(&config.effective_ports())))

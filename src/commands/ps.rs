@@ -7,7 +7,7 @@ use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, Target, failed};
 use crate::deploy::{self, Source};
 use crate::output::Report;
-use crate::store::RestartPolicy;
+use crate::store::{AppConfig, RestartPolicy};
 use crate::validate::AppName;
 use crate::{git, process};
 use clap::Subcommand;
@@ -32,7 +32,7 @@ pub enum Cmd {
     /// Stop an app's processes (kept stopped across restarts until ps:start)
     #[command(name = "ps:stop")]
     Stop { app: AppName },
-    /// Set a process setting: restart-policy no|always|unless-stopped|on-failure[:N]
+    /// Set a process setting: restart-policy no|always|unless-stopped|on-failure[:N], procfile-path PATH (default Procfile), stop-timeout-seconds N (default 30); APP or --global
     #[command(name = "ps:set")]
     Set(SetArgs),
     /// Show an app's containers
@@ -86,12 +86,13 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     let repo_dir = ctx.engine.store.repo_dir(app);
     let branches = config.deploy_branches();
     let tmp = ctx.engine.store.tmp_dir();
-    let limit = ctx.engine.store.load_global()?.build_context_limit_mb();
+    let global = ctx.engine.store.load_global()?;
+    let (limit, build_dir) = (global.build_context_limit_mb(), config.build_dir_with(&global));
     let (context, sha) = tokio::task::spawn_blocking(move || -> Result<(git::BuildContext, String), String> {
         for branch in branches {
             if let Some(oid) = git::branch_head(&repo_dir, &branch).map_err(|e| e.to_string())? {
                 let repo = git2::Repository::open_bare(&repo_dir).map_err(|e| e.to_string())?;
-                return Ok((git::BuildContext::write(&repo, oid, &tmp, limit).map_err(|e| e.to_string())?, oid.to_string()));
+                return Ok((git::BuildContext::write(&repo, (oid, build_dir.as_deref()), &tmp, limit).map_err(|e| e.to_string())?, oid.to_string()));
             }
         }
         Err("nothing has been pushed to the deploy branch yet".into())
@@ -198,15 +199,50 @@ pub async fn stop(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
 /// else berth's default, applies). berth restarts containers itself (supervise.rs): a new
 /// policy applies to the next stop.
 pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
-    args.property(&[app_or_global("restart-policy")])?;
+    match args.property(&[app_or_global("restart-policy"), app_or_global("procfile-path"), app_or_global("stop-timeout-seconds")])? {
+        "restart-policy" => set_restart_policy(ctx, args).await,
+        key => set_process(ctx, args, key).await,
+    }
+}
+
+/// `ps:set (APP|--global) procfile-path PATH|stop-timeout-seconds N`: read at the next
+/// deploy (the Procfile) and the next stop (the timeout).
+async fn set_process(ctx: &mut Ctx<'_>, args: &SetArgs, key: &str) -> CmdResult {
+    let value = args.value();
+    let (mut path, mut seconds) = (None, None);
+    if key == "procfile-path" {
+        path = value.map(crate::validate::tree_path).transpose().map_err(|e| failed(format!("Invalid procfile-path: {e}")))?;
+    } else {
+        let invalid = |v: &str| failed(format!("Invalid stop-timeout-seconds {}: whole seconds from 1 to 3600", crate::validate::quoted(v)));
+        seconds = value.map(|v| v.parse::<u32>().ok().filter(|n| (1..=3600).contains(n)).ok_or_else(|| invalid(v))).transpose()?;
+    }
+    let change = |p: &mut crate::store::ProcessSettings| {
+        if key == "procfile-path" {
+            p.procfile_path = path.clone();
+        } else {
+            p.stop_timeout = seconds;
+        }
+    };
+    match &args.target {
+        Target::Global => ctx.engine.update_global(|g| Ok::<_, CmdError>(change(&mut g.process))).await?,
+        Target::App(app) => ctx.engine.update_app(app, |c| Ok::<_, CmdError>(change(&mut c.process))).await?,
+    }
+    let whose = match &args.target {
+        Target::Global => "every app that sets none".to_string(),
+        Target::App(app) => app.to_string(),
+    };
+    match value {
+        Some(v) => ctx.out.step(format!("Setting {key} to {v} for {whose}")).await,
+        None => ctx.out.step(format!("Unsetting {key} for {whose}")).await,
+    }
+    Ok(())
+}
+
+async fn set_restart_policy(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
     let policy: Option<RestartPolicy> = args.value().map(str::parse).transpose().map_err(failed)?;
     let shown = |p: Option<RestartPolicy>| p.map_or_else(|| "unset".to_string(), |p| p.to_string());
     let Target::App(app) = &args.target else {
-        let store = &ctx.engine.store;
-        let _global = store.lock_global().await;
-        let mut global = store.load_global()?;
-        global.restart_policy = policy;
-        store.save_global(&global)?;
+        ctx.engine.update_global(|g| Ok::<_, CmdError>(g.restart_policy = policy)).await?;
         ctx.out.step(format!("Global restart policy {}: apps that set none use {}", shown(policy), policy.unwrap_or_default())).await;
         return Ok(());
     };
@@ -244,9 +280,12 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
     if args.global {
         let policy = global.restart_policy;
-        let report = Report::new("Global ps information")
-            .row("Global restart policy", policy.map(|p| p.to_string()).unwrap_or_default())
-            .row("Computed restart policy", policy.unwrap_or_default().to_string());
+        let default = AppConfig::default();
+        let report = Report::new("global ps information")
+            .namespace("ps")
+            .global_layer("restart-policy", policy.map(|p| p.to_string()), policy.unwrap_or_default().to_string())
+            .global_layer("procfile-path", global.process.procfile_path.clone(), default.procfile_path_with(&global))
+            .global_layer("stop-timeout-seconds", global.process.stop_timeout.map(|n| n.to_string()), default.stop_timeout_with(&global).as_secs().to_string());
         return args.print_global(ctx, report).await;
     }
     // Each app's instances as its scheduler lists them, asked first.
@@ -288,15 +327,20 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             (Some(_), false) if live >= wanted => "running".to_string(),
             (Some(_), false) => format!("degraded: {live} of {wanted} containers running"),
         };
-        Ok(Report::new(format!("{name} ps information"))
+        Ok(Report::new(format!("{name} ps information")).namespace("ps")
             .row("Deployed", active.is_some())
             .row("Status", status)
             .row("Release", active.as_ref().map(|r| format!("v{}", r.version)).unwrap_or_default())
             .row("Processes", active.as_ref().map(|r| r.types()).unwrap_or_default())
             .row("Scale", formation)
-            .row("Restart policy", config.restart_policy.map(|p| p.to_string()).unwrap_or_default())
-            .row("Global restart policy", global.restart_policy.map(|p| p.to_string()).unwrap_or_default())
-            .row("Computed restart policy", config.restart_policy_with(&global).to_string())
+            .layered("restart-policy", config.restart_policy.map(|p| p.to_string()), global.restart_policy.map(|p| p.to_string()), config.restart_policy_with(&global).to_string())
+            .layered("procfile-path", config.process.procfile_path.clone(), global.process.procfile_path.clone(), config.procfile_path_with(&global))
+            .layered(
+                "stop-timeout-seconds",
+                config.process.stop_timeout.map(|n| n.to_string()),
+                global.process.stop_timeout.map(|n| n.to_string()),
+                config.stop_timeout_with(&global).as_secs().to_string(),
+            )
             // Only the active release's: an old one still running is on its way out.
             .row("Running", live)
             .row("Retiring", containers.iter().filter(|c| container_state(c, active.as_ref().map(|r| r.version)) == "retiring").count())

@@ -145,7 +145,7 @@ pub async fn storage_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     args.no_global("storage")?;
     args.print_apps(ctx, |_, name, config| {
         let mounts: Vec<String> = config.storage.iter().map(|m| m.to_string()).collect();
-        Ok(Report::new(format!("{name} storage information"))
+        Ok(Report::new(format!("{name} storage information")).namespace("storage")
             .row("Storage build mounts", Vec::<String>::new())
             .row("Storage deploy mounts", mounts.clone())
             .row("Storage run mounts", mounts))
@@ -283,7 +283,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     };
     args.print_apps(ctx, |_, name, config| {
         let per: Vec<String> = config.resources.iter().filter(|(k, _)| *k != ALL_PROCESSES).map(|(k, l)| format!("{k}: {}", show(l))).collect();
-        Ok(Report::new(format!("{name} resource information"))
+        Ok(Report::new(format!("{name} resource information")).namespace("resource")
             .row("All processes", show(&config.resources.get(ALL_PROCESSES).cloned().unwrap_or_default()))
             .row("Per process", per))
     })

@@ -22,7 +22,7 @@ pub enum Cmd {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
-    /// Run a command (default /bin/sh) inside a running container (default: the first)
+    /// Run a command (default: the shell of scheduler:set, else /bin/sh) inside a running container (default: the first)
     #[command(name = "enter")]
     Enter {
         app: AppName,
@@ -65,7 +65,7 @@ pub async fn run(ctx: &mut Ctx<'_>, app: &AppName, command: Vec<String>) -> CmdR
 }
 
 pub async fn enter(ctx: &mut Ctx<'_>, app: &AppName, target: Option<&str>, command: Vec<String>) -> CmdResult {
-    ctx.engine.store.load_app(app)?;
+    let config = ctx.engine.store.load_app(app)?;
     super::scheduler::not_on_swarm(ctx, app, "enter (its tasks run on other servers' engines): run APP CMD runs a one-off on this server")?;
     let active = ctx.engine.store.load_releases(app)?.active().cloned();
     let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
@@ -89,7 +89,8 @@ pub async fn enter(ctx: &mut Ctx<'_>, app: &AppName, target: Option<&str>, comma
         }
         None => running.first().ok_or_else(|| failed(format!("{app} has no running containers")))?,
     };
-    let command = if command.is_empty() { vec!["/bin/sh".to_string()] } else { command };
+    let shell = config.shell_with(&ctx.engine.store.load_global()?).unwrap_or_else(|| "/bin/sh".into());
+    let command = if command.is_empty() { vec![shell] } else { command };
     let command = match &active {
         Some(release) => release.one_off(command),
         None => command,

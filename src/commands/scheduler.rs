@@ -16,7 +16,7 @@ pub(super) const NAMESPACES: &[(&str, &str)] = &[("scheduler", "Manage scheduler
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Set where an app runs: selected docker-local|swarm (no value: the global choice), constraint EXPR[,EXPR…] (swarm placement); --global selected
+    /// Set where an app runs: selected docker-local|swarm (no value: the global choice), constraint EXPR[,EXPR…] (swarm placement), shell PROGRAM (of enter without a command); --global selected|shell
     #[command(name = "scheduler:set")]
     Set(SetArgs),
     /// Show where apps run
@@ -42,8 +42,21 @@ impl Cmd {
 }
 
 pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
-    let key = args.property(&[app_or_global("selected"), app_only("constraint")])?;
+    let key = args.property(&[app_or_global("selected"), app_only("constraint"), app_or_global("shell")])?;
     match (key, &args.target) {
+        ("shell", target) => {
+            let shell = args.value().map(valid_shell).transpose()?;
+            match target {
+                Target::Global => ctx.engine.update_global(|g| Ok::<_, CmdError>(g.shell = shell.clone())).await?,
+                Target::App(app) => ctx.engine.update_app(app, |c| Ok::<_, CmdError>(c.scheduler.shell = shell.clone())).await?,
+            }
+            let whose = match target {
+                Target::Global => "apps that set none".to_string(),
+                Target::App(app) => app.to_string(),
+            };
+            ctx.out.step(format!("Shell of enter for {whose}: {}", shell.as_deref().unwrap_or("the default (/bin/sh)"))).await;
+            Ok(())
+        }
         ("selected", Target::Global) => {
             let selected = args.value().map(str::parse::<SchedulerName>).transpose().map_err(failed)?;
             let store = &ctx.engine.store;
@@ -89,6 +102,12 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
             Ok(())
         }
     }
+}
+
+/// A shell `enter` may run: a program name or absolute path (`bash`, `/bin/ash`). Pure.
+fn valid_shell(text: &str) -> Result<String, CmdError> {
+    let ok = !text.is_empty() && text.len() <= 100 && !text.starts_with('-') && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+    if ok { Ok(text.to_string()) } else { Err(failed(format!("Invalid shell {}: a program, like bash or /bin/ash", crate::validate::quoted(text)))) }
 }
 
 /// A Swarm placement constraint as Swarm takes them: `node.…`/`engine.labels.…`, then `==`
@@ -176,7 +195,7 @@ async fn move_app(ctx: &mut Ctx<'_>, app: &str, selected: Option<SchedulerName>)
         save_selected(ctx, app, selected).await?;
     }
     ctx.out.step(format!("{app} runs on {} now; its {} instances on {} retire once drained", after.as_str(), instances.len(), before.as_str())).await;
-    deploy::retire_drained(ctx.engine, &*old, instances, drain, std::time::Duration::from_secs(config.checks.wait_to_retire)).await;
+    deploy::retire_drained(ctx.engine, app, &*old, instances, drain, std::time::Duration::from_secs(config.checks.wait_to_retire)).await;
     Ok(())
 }
 
@@ -190,15 +209,20 @@ async fn save_selected(ctx: &Ctx<'_>, app: &str, selected: Option<SchedulerName>
 }
 
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
-    let global = ctx.engine.store.load_global()?.scheduler.unwrap_or_default();
+    let global = ctx.engine.store.load_global()?;
+    let name = |s: SchedulerName| s.as_str().to_string();
     if args.global {
-        return args.print_global(ctx, Report::new("Global scheduler information").row("Scheduler global selected", global.as_str())).await;
+        let report = Report::new("global scheduler information")
+            .namespace("scheduler")
+            .global_layer("selected", global.scheduler.map(name), name(global.scheduler.unwrap_or_default()))
+            .global_layer("shell", global.shell.clone(), global.shell.clone().unwrap_or_default());
+        return args.print_global(ctx, report).await;
     }
-    args.print_apps(ctx, |_, name, config| {
-        Ok(Report::new(format!("{name} scheduler information"))
-            .row("Scheduler selected", config.scheduler.selected.map(SchedulerName::as_str).unwrap_or_default())
-            .row("Scheduler global selected", global.as_str())
-            .row("Scheduler computed selected", config.scheduler.selected.unwrap_or(global).as_str())
+    args.print_apps(ctx, |_, app, config| {
+        Ok(Report::new(format!("{app} scheduler information"))
+            .namespace("scheduler")
+            .layered("selected", config.scheduler.selected.map(name), global.scheduler.map(name), name(config.scheduler.selected.or(global.scheduler).unwrap_or_default()))
+            .layered("shell", config.scheduler.shell.clone(), global.shell.clone(), config.shell_with(&global).unwrap_or_default())
             .row("Scheduler constraints", config.scheduler.constraints.clone()))
     })
     .await

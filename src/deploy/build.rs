@@ -27,7 +27,8 @@ pub fn build_limits(config: &AppConfig, global: &crate::store::GlobalConfig, mac
         None => machine_memory.map(|m| m / 2),
     };
     let idle = global.build.cpu_priority.as_deref() != Some("normal");
-    crate::runtime::BuildLimits { cpu_shares: Some(cpu.min(262_144) as i32), memory: memory.map(|m| m.min(MAX_BUILD_MEMORY) as i32), idle }
+    let skip_cleanup = config.build.skip_cleanup.or(global.build.skip_cleanup).unwrap_or(false);
+    crate::runtime::BuildLimits { cpu_shares: Some(cpu.min(262_144) as i32), memory: memory.map(|m| m.min(MAX_BUILD_MEMORY) as i32), idle, skip_cleanup }
 }
 
 /// The machine's memory in bytes (`MemTotal` of /proc/meminfo).
@@ -68,14 +69,14 @@ fn unserved(version: u32, image: String, image_tag: String, git_sha: String, cau
 
 /// What a tree gives before any build: its app.json (bounded, parsed once) and Procfile
 /// (checked here for both builders, so a bad one fails before the build).
-fn read_tree(context: &BuildContext) -> Result<(AppJson, BTreeMap<String, String>), Error> {
+fn read_tree(context: &BuildContext, procfile_path: &str) -> Result<(AppJson, BTreeMap<String, String>), Error> {
     let app_json = context.file("app.json").map(|b| String::from_utf8_lossy(&b).into_owned());
     // What app.json gives is kept in every release (checks, scripts, cron): bounded.
     if app_json.as_ref().is_some_and(|text| text.len() > MAX_APP_JSON) {
         return Err(Error::from(format!("app.json is over {} KiB: berth reads at most that", MAX_APP_JSON / 1024)));
     }
     let app_json = app_json.as_deref().map(crate::app_json::parse).transpose()?.unwrap_or_default();
-    let procfile = match context.file("Procfile") {
+    let procfile = match context.file(procfile_path) {
         Some(bytes) => process::parse_procfile(&String::from_utf8_lossy(&bytes))?,
         None => BTreeMap::new(),
     };
@@ -95,12 +96,12 @@ pub(super) async fn from_context(
     cause: &Cause,
     out: &Output,
 ) -> Result<Release, Error> {
+    let global = engine.store.load_global()?;
     let has_dockerfile = context.file("Dockerfile").is_some();
-    let builder = config.builder.unwrap_or(if has_dockerfile { Builder::Dockerfile } else { Builder::Buildpacks });
-    let (AppJson { checks, cron, scripts }, procfile) = read_tree(&context)?;
+    let builder = config.builder_with(&global).unwrap_or(if has_dockerfile { Builder::Dockerfile } else { Builder::Buildpacks });
+    let (AppJson { checks, cron, scripts }, procfile) = read_tree(&context, &config.procfile_path_with(&global))?;
     crate::plugins::trigger(engine, "pre-build", &[app.to_string(), git_sha.clone()], &cause.env(), out).await?;
     let slot = engine.build_slot(out).await;
-    let global = engine.store.load_global()?;
     let limits = build_limits(config, &global, machine_memory());
     let build_started = Instant::now();
     let tag = format!("berth/{app}:v{version}");
@@ -216,7 +217,7 @@ impl Job<'_> {
 pub(super) async fn from_image(
     runtime: &Runtime,
     app: &str,
-    config: &AppConfig,
+    (config, procfile_path): (&AppConfig, &str),
     version: u32,
     (image, shown): (String, String),
     cause: &Cause,
@@ -224,7 +225,7 @@ pub(super) async fn from_image(
 ) -> Result<Release, Error> {
     let workdir = runtime.image_workdir(&image).await.map_err(|e| format!("{shown}: {e}"))?;
     let at = |name: &str| format!("{}/{name}", workdir.trim_end_matches('/'));
-    let files = runtime.image_files(&image, &[at("Procfile"), at("app.json")]).await.map_err(|e| format!("{shown}: {e}"))?;
+    let files = runtime.image_files(&image, &[at(procfile_path), at("app.json")]).await.map_err(|e| format!("{shown}: {e}"))?;
     let text = |i: usize| files.get(i).cloned().flatten().map(|b| String::from_utf8_lossy(&b).into_owned());
     let procfile = text(0).as_deref().map(process::parse_procfile).transpose()?.unwrap_or_default();
     let app_json = text(1);

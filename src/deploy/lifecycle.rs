@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::route::{live_ips, route};
-use super::{STOP_TIMEOUT, process_spec};
+use super::{process_spec, stop_timeout};
 use super::Error;
 use crate::engine::Engine;
 use crate::git;
@@ -30,7 +30,7 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), Error> {
             engine.nginx.remove_site(app).await?;
         }
         let stale: Vec<String> = scheduler.instances(app).await?.into_iter().map(|i| i.id).collect();
-        scheduler.retire(&stale, STOP_TIMEOUT).await;
+        scheduler.retire(&stale, stop_timeout(engine, app)).await;
         return Ok(());
     };
     scheduler.prepare().await?;
@@ -46,7 +46,7 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), Error> {
     let ips = live_ips(&*scheduler, &converged.web).await;
     route(engine, app, &config, active.version, &ips, &Output::discard()).await?;
     drop(routing);
-    scheduler.retire(&converged.retire, STOP_TIMEOUT).await;
+    scheduler.retire(&converged.retire, stop_timeout(engine, app)).await;
     Ok(())
 }
 
@@ -155,7 +155,7 @@ pub async fn stop(engine: &Engine, app: &str) -> Result<usize, Error> {
         engine.nginx.remove_site(app).await?;
     }
     let scheduler = engine.scheduler(app).await?;
-    Ok(scheduler.stop(app, STOP_TIMEOUT).await?)
+    Ok(scheduler.stop(app, stop_timeout(engine, app)).await?)
 }
 
 /// Stops and removes everything an app runs (one-off containers too), its images, and its

@@ -81,8 +81,15 @@ pub enum Source {
     Rollback { version: u32 },
 }
 
-/// How long old containers get between SIGTERM and SIGKILL.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an app's processes have between SIGTERM and SIGKILL when they stop
+/// (`ps:set stop-timeout-seconds`): read when they stop, so a change applies to the next stop.
+pub fn stop_timeout(engine: &Engine, app: &str) -> Duration {
+    let global = engine.store.load_global().unwrap_or_default();
+    match engine.store.load_app(app) {
+        Ok(config) => config.stop_timeout_with(&global),
+        Err(_) => AppConfig::default().stop_timeout_with(&global),
+    }
+}
 /// Lines of a failed container's output shown to the user.
 const LOG_LINES: usize = 20;
 /// How long a new non-web container must keep running to count as started.
@@ -200,7 +207,10 @@ async fn make_release(engine: &Engine, app: &str, config: &AppConfig, releases: 
         Source::Build { context, git_sha, pushed } => {
             made(build::from_context(engine, &runtime().await?, app, config, version, (context, git_sha), cause, out).await?, true, pushed)
         }
-        Source::Image { image, shown } => made(build::from_image(&runtime().await?, app, config, version, (image, shown), cause, out).await?, true, false),
+        Source::Image { image, shown } => {
+            let procfile_path = config.procfile_path_with(&engine.store.load_global()?);
+            made(build::from_image(&runtime().await?, app, (config, &procfile_path), version, (image, shown), cause, out).await?, true, false)
+        }
         Source::Reuse { scale } => {
             let active = releases.active().ok_or_else(|| format!("{app} has not been deployed yet: git push it first"))?;
             Made { new_scale: scale, ..made(Release { env: config.env.clone(), ..successor(active, version, cause) }, false, false) }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::route::{RoutePlan, apply_route, plan_route};
-use super::{LOG_LINES, Made, SETTLE, STOP_TIMEOUT, record, release_phase, secs, settle_history, undo_activation};
+use super::{LOG_LINES, Made, SETTLE, record, stop_timeout, release_phase, secs, settle_history, undo_activation};
 use crate::checks;
 use super::Error;
 use crate::engine::Engine;
@@ -322,7 +322,7 @@ impl Retirement {
         // One at a time, and never while a swap starts containers (of any app).
         for id in retiring {
             engine.no_swap_starting(SWAP_WAIT).await;
-            for (id, e) in scheduler.retire(std::slice::from_ref(&id), STOP_TIMEOUT).await {
+            for (id, e) in scheduler.retire(std::slice::from_ref(&id), stop_timeout(engine, app)).await {
                 let name = self.instances.iter().find(|i| i.id == id).map_or(id.as_str(), |i| i.name.as_str());
                 tracing::warn!("cannot retire {name}: {e}");
             }
@@ -364,11 +364,11 @@ impl Retirement {
 /// Retires another scheduler's instances of an app that moved (`scheduler:set APP
 /// selected`), once nginx has no request in flight to the endpoints it routed to them
 /// (`drain`), at most `wait` after the switch.
-pub async fn retire_drained(engine: &Engine, scheduler: &dyn Scheduler, instances: Vec<Instance>, drain: Vec<String>, wait: Duration) {
+pub async fn retire_drained(engine: &Engine, app: &str, scheduler: &dyn Scheduler, instances: Vec<Instance>, drain: Vec<String>, wait: Duration) {
     let retirement = Retirement { instances, drain, wait };
     retirement.drained(engine).await;
     let ids: Vec<String> = retirement.instances.iter().map(|i| i.id.clone()).collect();
-    for (id, e) in scheduler.retire(&ids, STOP_TIMEOUT).await {
+    for (id, e) in scheduler.retire(&ids, stop_timeout(engine, app)).await {
         let name = retirement.instances.iter().find(|i| i.id == id).map_or(id.as_str(), |i| i.name.as_str());
         tracing::warn!("cannot retire {name}: {e}");
     }

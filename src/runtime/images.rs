@@ -19,6 +19,9 @@ pub struct BuildLimits {
     pub memory: Option<i32>,
     /// Under the idle-priority cgroup (`Runtime::idle_cgroup`) where the machine has one.
     pub idle: bool,
+    /// Keeps a Dockerfile build's intermediate containers, even of a failed step
+    /// (`builder:set skip-cleanup true`), to look into with `docker`.
+    pub skip_cleanup: bool,
 }
 
 /// A build context file, read as a stream: a context of any size costs no memory.
@@ -105,8 +108,8 @@ impl Runtime {
             networkmode: Some(network.into()),
             dockerfile: "Dockerfile".into(),
             t: Some(tag.into()),
-            rm: true,
-            forcerm: true,
+            rm: !limits.skip_cleanup,
+            forcerm: !limits.skip_cleanup,
             // No `labels`: the classic builder turns each into a LABEL step of its own, an
             // extra image layer on every build whose source changed (0.1–0.15 s here). An
             // app's images are known by their `berth/APP` tag and its releases' ids

@@ -53,6 +53,9 @@ pub struct AppConfig {
     /// policy, else the default; see `restart_policy_with`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,
+    /// `ps:set`: where the Procfile is and how long a process has to stop.
+    #[serde(default, skip_serializing_if = "ProcessSettings::is_empty")]
+    pub process: ProcessSettings,
     /// `storage:mount`: host directories mounted into every process container.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "mount_strings")]
     pub storage: Vec<Mount>,
@@ -104,6 +107,32 @@ impl AppConfig {
 
     /// The restart policy in force: the app's, else the global one (`ps:set --global`),
     /// else berth's default.
+    /// The Procfile's path in the pushed tree (`ps:set procfile-path`): the app's, the
+    /// global one, else `Procfile`.
+    pub fn procfile_path_with(&self, global: &super::GlobalConfig) -> String {
+        self.process.procfile_path.clone().or_else(|| global.process.procfile_path.clone()).unwrap_or_else(|| DEFAULT_PROCFILE.to_string())
+    }
+
+    /// How long a process has between SIGTERM and SIGKILL (`ps:set stop-timeout-seconds`).
+    pub fn stop_timeout_with(&self, global: &super::GlobalConfig) -> std::time::Duration {
+        std::time::Duration::from_secs(self.process.stop_timeout.or(global.process.stop_timeout).unwrap_or(DEFAULT_STOP_TIMEOUT).into())
+    }
+
+    /// The directory of the pushed tree that is built (`builder:set build-dir`), if not its root.
+    pub fn build_dir_with(&self, global: &super::GlobalConfig) -> Option<String> {
+        self.build.dir.clone().or_else(|| global.build.dir.clone())
+    }
+
+    /// The builder chosen (`builder:set selected`), the app's or the global one; None detects.
+    pub fn builder_with(&self, global: &super::GlobalConfig) -> Option<Builder> {
+        self.builder.or(global.builder)
+    }
+
+    /// The shell of `enter APP` without a command (`scheduler:set shell`); None: `/bin/sh`.
+    pub fn shell_with(&self, global: &super::GlobalConfig) -> Option<String> {
+        self.scheduler.shell.clone().or_else(|| global.shell.clone())
+    }
+
     pub fn restart_policy_with(&self, global: &super::GlobalConfig) -> RestartPolicy {
         self.restart_policy.or(global.restart_policy).unwrap_or_default()
     }
@@ -160,11 +189,14 @@ pub struct SchedulerSettings {
     /// Swarm placement constraints (`node.labels.env==qa`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<String>,
+    /// The shell `enter APP` runs without a command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
 }
 
 impl SchedulerSettings {
     pub fn is_empty(&self) -> bool {
-        self.selected.is_none() && self.constraints.is_empty()
+        self.selected.is_none() && self.constraints.is_empty() && self.shell.is_none()
     }
 }
 
@@ -246,6 +278,34 @@ pub struct BuildSettings {
     /// priority rather than the idle one (None: idle). Global only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_priority: Option<String>,
+    /// The directory of the pushed tree that is built (`sub/dir`), if not its root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Keep a Dockerfile build's intermediate containers (to look into a failed step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_cleanup: Option<bool>,
+}
+
+/// Where a process's Procfile is, and how long a process has to stop, unless set.
+pub const DEFAULT_PROCFILE: &str = "Procfile";
+pub const DEFAULT_STOP_TIMEOUT: u32 = 30;
+
+/// `ps:set` properties an app and the global settings share.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProcessSettings {
+    /// The Procfile's path in the pushed tree (or the image's working directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub procfile_path: Option<String>,
+    /// Seconds between SIGTERM and SIGKILL when a container stops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u32>,
+}
+
+impl ProcessSettings {
+    pub fn is_empty(&self) -> bool {
+        *self == ProcessSettings::default()
+    }
 }
 
 impl BuildSettings {

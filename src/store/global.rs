@@ -49,6 +49,19 @@ pub struct GlobalConfig {
     /// `scheduler:set --global selected`: where apps run that choose none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<super::SchedulerName>,
+    /// `scheduler:set --global shell`: the shell of `enter` for apps that set none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    /// `builder:set --global selected`: the builder of apps that choose none (None: detect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<super::Builder>,
+    /// `ps:set --global procfile-path|stop-timeout-seconds`.
+    #[serde(default, skip_serializing_if = "super::ProcessSettings::is_empty")]
+    pub process: super::ProcessSettings,
+    /// `apps:set --global disable-autocreation true`: a push to an app that does not exist
+    /// is refused rather than creating it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_autocreation: bool,
     /// `builder:set --global build-cpu-shares|build-memory`: every app's builds.
     #[serde(default, skip_serializing_if = "super::BuildSettings::is_empty")]
     pub build: super::BuildSettings,
