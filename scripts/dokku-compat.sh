@@ -77,8 +77,10 @@ unit, out, only = sys.argv[1], sys.argv[2], sys.argv[3:]
 SKIP_FILES = re.compile(r"^(caddy|haproxy|openresty|traefik|k3s|scheduler-k3s|builder-(lambda|nixpacks|pack|railpack|herokuish)|"
                         r"nginx-vhosts_|init|plugin|client|ssh-keys|registry|archive-security|ps-herokuish|build-env)")
 # A test that needs any of these in its body (or its file's setup) cannot run here: it
-# deploys dokku's test apps, reads dokku's files, or drives a plugin by path.
-NEEDS = re.compile(r"deploy_app|git push|git clone|DOKKU_ROOT|DOKKU_LIB|PLUGIN_|plugn|sudo |dokku-|"
+# deploys dokku's test apps, reads dokku's files or user, drives a plugin by path or by
+# dokku's internal triggers, or pulls an image from Docker Hub (no registry is reachable).
+NEEDS = re.compile(r"deploy_app|git push|git clone|DOKKU_ROOT|DOKKU_LIB|PLUGIN_|plugn|sudo |dokku-|plugin:trigger|chown [^\n]*dokku|"
+                   r"git:from-image \S+ [a-z0-9.-]+/|"
                    r"run_plugin_script|install_pack|setup_test_tls|custom_.*template|move_.*dockerfile|"
                    r"add_requirements|convert_to_dockerfile|/home/dokku|/var/lib/dokku|assert_http|check_urls|"
                    r"docker (exec|run|inspect|image)|\bcurl\b")

@@ -149,9 +149,9 @@ pub fn effective(specs: &[CheckSpec]) -> Vec<CheckSpec> {
 
 /// Shown in reports.
 pub fn describe(config: &AppConfig) -> &'static str {
-    if config.checks.disabled {
+    if config.checks.disabled_for(crate::process::WEB) {
         "disabled"
-    } else if config.checks.skipped {
+    } else if config.checks.skipped_for(crate::process::WEB) {
         "skipped"
     } else {
         "enabled"

@@ -274,7 +274,7 @@ impl Supervisor {
     /// passed: an instance the engine started on its own (Swarm replacing a task) is checked
     /// first, in the background, and routed by the heal after its checks pass.
     fn only_ready(self: &Arc<Self>, app: &str, config: &crate::store::AppConfig, active: &crate::store::Release, ips: Vec<String>) -> Vec<String> {
-        if config.checks.disabled || config.checks.skipped || ips.is_empty() {
+        if config.checks.disabled_for(process::WEB) || config.checks.skipped_for(process::WEB) || ips.is_empty() {
             return ips;
         }
         let routed = self.engine.nginx.peers(app);
@@ -366,7 +366,7 @@ impl Supervisor {
             tracing::info!(app, container = c.name, "started again");
             (config, active, c)
         };
-        if c.process != process::WEB || config.checks.disabled || config.checks.skipped {
+        if c.process != process::WEB || config.checks.disabled_for(&c.process) || config.checks.skipped_for(&c.process) {
             return Ok(());
         }
         let ip = scheduler.endpoint(id).await?;

@@ -22,21 +22,21 @@ pub enum Cmd {
     #[command(name = "checks:disable")]
     Disable {
         app: AppName,
-        /// dokku's process types (`web,worker`): berth's checks are for web only
+        /// The process types (`web,worker`); none: every one
         processes: Option<String>,
     },
     /// Turn readiness checks back on
     #[command(name = "checks:enable")]
     Enable {
         app: AppName,
-        /// dokku's process types (`web,worker`): berth's checks are for web only
+        /// The process types (`web,worker`); none: every one
         processes: Option<String>,
     },
     /// Move traffic as soon as new containers run, without checks
     #[command(name = "checks:skip")]
     Skip {
         app: AppName,
-        /// dokku's process types (`web,worker`): berth's checks are for web only
+        /// The process types (`web,worker`); none: every one
         processes: Option<String>,
     },
     /// Show an app's check settings
@@ -64,40 +64,25 @@ impl Cmd {
     }
 }
 
-pub enum Mode {
-    Enable,
-    Disable,
-    Skip,
-}
+pub use crate::store::ChecksMode as Mode;
 
 pub async fn set_mode(ctx: &mut Ctx<'_>, app: &AppName, mode: Mode, processes: Option<&str>) -> CmdResult {
-    // dokku takes a list of process types; berth checks web only (others must keep running
-    // for 2 s), so a list without web changes nothing.
-    if let Some(list) = processes {
-        let types: Vec<&str> = list.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
-        for t in &types {
-            validate::process_type(t)?;
-        }
-        if !types.contains(&crate::process::WEB) {
-            ctx.out.step(format!("Readiness checks are for web only: nothing to change for {}", types.join(","))).await;
-            return Ok(());
-        }
+    let types: Option<Vec<String>> = processes.map(|list| list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect());
+    let types = types.filter(|t| !t.is_empty() && !t.iter().any(|t| t == "_all_"));
+    for t in types.iter().flatten() {
+        validate::process_type(t)?;
     }
     ctx.engine
         .update_app(app, |config| {
-            let checks = &mut config.checks;
-            (checks.disabled, checks.skipped) = match mode {
-                Mode::Enable => (false, false),
-                Mode::Disable => (true, false),
-                Mode::Skip => (false, true),
-            };
+            config.checks.set_mode(mode, types.as_deref());
             Ok::<_, CmdError>(())
         })
         .await?;
+    let which = types.as_ref().map_or_else(|| app.to_string(), |t| format!("{app} ({})", t.join(",")));
     let message = match mode {
-        Mode::Enable => format!("Readiness checks enabled for {app}"),
-        Mode::Disable => format!("Readiness checks disabled for {app}: old containers stop as soon as new ones run"),
-        Mode::Skip => format!("Readiness checks skipped for {app}: traffic moves as soon as the container runs"),
+        Mode::Enable => format!("Readiness checks enabled for {which}"),
+        Mode::Disable => format!("Readiness checks disabled for {which}: old containers stop as soon as new ones run"),
+        Mode::Skip => format!("Readiness checks skipped for {which}: traffic moves as soon as the container runs"),
     };
     ctx.out.step(message).await;
     Ok(())
@@ -140,9 +125,8 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
         Ok({
             Report::new(format!("{name} checks information")).namespace("checks")
                 .row("Checks", crate::checks::describe(config))
-                // dokku's per-process lists: berth's checks are the app's (web) ones.
-                .row("Checks disabled list", if config.checks.disabled { "_all_" } else { "none" })
-                .row("Checks skipped list", if config.checks.skipped { "_all_" } else { "none" })
+                .row("Checks disabled list", crate::store::ChecksConfig::shown_list(config.checks.disabled, &config.checks.disabled_processes))
+                .row("Checks skipped list", crate::store::ChecksConfig::shown_list(config.checks.skipped, &config.checks.skipped_processes))
                 .row("Checks timeout", config.checks.timeout)
                 .row("Checks wait to retire", config.checks.wait_to_retire)
                 .row("Checks attempts", config.checks.attempts)

@@ -173,7 +173,7 @@ async fn swap(engine: &Engine, scheduler: &dyn Scheduler, app: &str, config: &Ap
         }
     };
     let retiring: Vec<Instance> = instances.into_iter().filter(|i| plan.retire.contains(&i.id)).collect();
-    let wait = if config.checks.disabled { 0 } else { config.checks.wait_to_retire };
+    let wait = if config.checks.disabled_for(process::WEB) { 0 } else { config.checks.wait_to_retire };
     if !retiring.is_empty() {
         out.step(format!("Retiring {} old container(s) once no request is in flight to them (at most {wait}s)", retiring.len())).await;
     }
@@ -269,13 +269,13 @@ async fn ready(scheduler: &dyn Scheduler, config: &AppConfig, release: &Release,
         }
     };
     if c.process != process::WEB {
-        if !config.checks.disabled {
+        if !config.checks.disabled_for(&c.process) {
             tokio::time::sleep(SETTLE).await;
         }
         scheduler.alive(&c.id).await?;
         return Ok((ip, false));
     }
-    if config.checks.disabled || config.checks.skipped {
+    if config.checks.disabled_for(&c.process) || config.checks.skipped_for(&c.process) {
         return Ok((ip, false));
     }
     let specs = checks::effective(&release.checks);

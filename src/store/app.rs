@@ -471,10 +471,17 @@ pub enum Builder {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ChecksConfig {
-    /// No readiness checks, and old containers stop as soon as the new ones run.
+    /// No readiness checks for any process type, and old containers stop as soon as the
+    /// new ones run (dokku's `_all_`).
     pub disabled: bool,
-    /// No readiness checks; the swap is otherwise as usual.
+    /// No readiness checks for any process type; the swap is otherwise as usual.
     pub skipped: bool,
+    /// The process types whose checks are disabled (`checks:disable APP web,worker`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disabled_processes: Vec<String>,
+    /// The process types whose checks are skipped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_processes: Vec<String>,
     /// Seconds a new container has to become ready.
     pub timeout: u64,
     /// Seconds old containers keep running after traffic has moved.
@@ -485,7 +492,63 @@ pub struct ChecksConfig {
 
 impl Default for ChecksConfig {
     fn default() -> Self {
-        ChecksConfig { disabled: false, skipped: false, timeout: 60, wait_to_retire: 10, attempts: 5 }
+        ChecksConfig { disabled: false, skipped: false, disabled_processes: Vec::new(), skipped_processes: Vec::new(), timeout: 60, wait_to_retire: 10, attempts: 5 }
+    }
+}
+
+/// What `checks:enable|disable|skip` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksMode {
+    Enable,
+    Disable,
+    Skip,
+}
+
+impl ChecksConfig {
+    /// Whether a process type's containers start without checks, their predecessors
+    /// stopping as soon as they run.
+    pub fn disabled_for(&self, process: &str) -> bool {
+        self.disabled || self.disabled_processes.iter().any(|p| p == process)
+    }
+
+    /// Whether a process type's containers take traffic as soon as they run.
+    pub fn skipped_for(&self, process: &str) -> bool {
+        self.skipped || self.skipped_processes.iter().any(|p| p == process)
+    }
+
+    /// `checks:enable|disable|skip APP [TYPES]` (None: every type): a type is in one list
+    /// at most, so disabling one takes it off the skipped list and the other way round.
+    /// Pure.
+    pub fn set_mode(&mut self, mode: ChecksMode, processes: Option<&[String]>) {
+        match processes {
+            None => {
+                self.disabled = mode == ChecksMode::Disable;
+                self.skipped = mode == ChecksMode::Skip;
+                self.disabled_processes.clear();
+                self.skipped_processes.clear();
+            }
+            Some(types) => {
+                self.disabled_processes.retain(|p| !types.contains(p));
+                self.skipped_processes.retain(|p| !types.contains(p));
+                let list = match mode {
+                    ChecksMode::Enable => return,
+                    ChecksMode::Disable => &mut self.disabled_processes,
+                    ChecksMode::Skip => &mut self.skipped_processes,
+                };
+                list.extend(types.iter().cloned());
+            }
+        }
+    }
+
+    /// dokku's `--checks-disabled-list` / `--checks-skipped-list`: `_all_`, the types, or `none`.
+    pub fn shown_list(all: bool, processes: &[String]) -> String {
+        if all {
+            "_all_".into()
+        } else if processes.is_empty() {
+            "none".into()
+        } else {
+            processes.join(",")
+        }
     }
 }
 
@@ -588,6 +651,24 @@ mod mount_strings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_types_checks_are_disabled_or_skipped_never_both() {
+        let types = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut checks = ChecksConfig::default();
+        checks.set_mode(ChecksMode::Disable, Some(&types(&["web", "worker", "urgent", "mail"])));
+        checks.set_mode(ChecksMode::Skip, Some(&types(&["urgent", "worker"])));
+        assert_eq!(ChecksConfig::shown_list(checks.disabled, &checks.disabled_processes), "web,mail");
+        assert_eq!(ChecksConfig::shown_list(checks.skipped, &checks.skipped_processes), "urgent,worker");
+        assert!(checks.disabled_for("web") && !checks.skipped_for("web") && checks.skipped_for("worker") && !checks.disabled_for("clock"));
+        checks.set_mode(ChecksMode::Enable, Some(&types(&["web"])));
+        assert!(!checks.disabled_for("web") && checks.disabled_for("mail"));
+        checks.set_mode(ChecksMode::Skip, None);
+        assert_eq!(ChecksConfig::shown_list(checks.skipped, &checks.skipped_processes), "_all_");
+        assert_eq!(ChecksConfig::shown_list(checks.disabled, &checks.disabled_processes), "none");
+        checks.set_mode(ChecksMode::Enable, None);
+        assert!(!checks.skipped_for("web") && !checks.disabled_for("web"));
+    }
 
     #[test]
     fn one_push_deploys_one_branch() {

@@ -192,11 +192,18 @@ fn a_dokku_users_command_lines_work_unchanged() {
     assert_eq!(d.ssh("domains:report 1994app --domains-app-vhosts").ok().stdout, "1994app.g2.test\n");
     d.ssh("domains:add-global g3.test").ok();
     assert_eq!(d.ssh("domains:report 1994app --domains-app-vhosts").ok().stdout, "1994app.g2.test 1994app.g3.test\n");
-    // dokku's process lists: berth checks web only.
-    assert!(d.ssh("checks:disable 1994app worker").ok().stdout.contains("web only: nothing to change"));
+    // dokku's process lists: a type is disabled or skipped, never both.
+    d.ssh("checks:disable 1994app worker").ok();
+    assert_eq!(d.ssh("checks:report 1994app --checks-disabled-list").ok().stdout, "worker\n");
+    assert_eq!(d.ssh("checks:report 1994app --checks").ok().stdout, "enabled\n", "web's checks are what the report's first line says");
     assert!(d.ssh("checks:disable 1994app web,worker").ok().stdout.contains("disabled"));
+    d.ssh("checks:skip 1994app worker").ok();
+    assert_eq!(d.ssh("checks:report 1994app --checks-disabled-list").ok().stdout, "web\n");
+    assert_eq!(d.ssh("checks:report 1994app --checks-skipped-list").ok().stdout, "worker\n");
     d.ssh("checks:disable 1994app 'web,Bad!'").refused("Invalid process type");
-    d.ssh("checks:enable 1994app web").ok();
+    d.ssh("checks:enable 1994app web,worker").ok();
+    assert_eq!(d.ssh("checks:report 1994app --checks-disabled-list").ok().stdout, "none\n");
+    assert_eq!(d.ssh("checks:report 1994app --checks-skipped-list").ok().stdout, "none\n");
     assert_eq!(d.ssh("ports:list 1994app --quiet").ok().stdout, "http:80:5000\n");
     assert_eq!(d.ssh("apps:locked 1994app").code, 1);
     d.ssh("apps:lock 1994app").ok();
