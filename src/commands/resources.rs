@@ -5,7 +5,7 @@ use super::Scope;
 use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, failed};
 use crate::output::{Format, Report};
-use crate::store::{ALL_PROCESSES, Limits};
+use crate::store::{ALL_PROCESSES, BUILD_PROCESS, Limits};
 use crate::validate;
 use crate::validate::AppName;
 use clap::Subcommand;
@@ -60,7 +60,30 @@ pub enum Cmd {
         #[arg(long, visible_alias = "process-type")]
         process: Option<String>,
     },
-    /// Show an app's limits
+    /// Reserve memory and CPUs for an app's containers (every process type, or one): the
+    /// engine reclaims memory above the reservation first when the machine runs short;
+    /// Swarm places tasks where the reservation is free
+    #[command(name = "resource:reserve")]
+    ResourceReserve {
+        app: AppName,
+        /// e.g. 256m, 1g (clear: remove it)
+        #[arg(long)]
+        memory: Option<String>,
+        /// e.g. 0.5, 2 (clear: remove it)
+        #[arg(long = "cpu")]
+        cpus: Option<String>,
+        /// Only this process type
+        #[arg(long, visible_alias = "process-type")]
+        process: Option<String>,
+    },
+    /// Remove reservations (of every process type, or of one)
+    #[command(name = "resource:reserve-clear")]
+    ResourceReserveClear {
+        app: AppName,
+        #[arg(long, visible_alias = "process-type")]
+        process: Option<String>,
+    },
+    /// Show an app's limits and reservations
     #[command(name = "resource:report")]
     ResourceReport(ReportArgs),
 }
@@ -68,7 +91,9 @@ pub enum Cmd {
 impl Cmd {
     pub(super) fn scope(&self) -> Scope<'_> {
         match self {
-            Cmd::ResourceLimit { .. } | Cmd::ResourceLimitClear { .. } | Cmd::StorageEnsureDirectory { .. } => Scope::Admin,
+            Cmd::ResourceLimit { .. } | Cmd::ResourceLimitClear { .. } | Cmd::ResourceReserve { .. } | Cmd::ResourceReserveClear { .. } | Cmd::StorageEnsureDirectory { .. } => {
+                Scope::Admin
+            }
             Cmd::StorageReport(args) => args.scope(),
             Cmd::StorageMount { app, .. } | Cmd::StorageUnmount { app, .. } | Cmd::StorageList { app, .. } => Scope::App(app),
             Cmd::ResourceReport(args) => args.scope(),
@@ -82,8 +107,10 @@ impl Cmd {
             Cmd::StorageList { app, format } => list_mounts(ctx, &app, format).await,
             Cmd::StorageReport(args) => storage_report(ctx, &args).await,
             Cmd::StorageEnsureDirectory { directory, chown } => ensure_directory(ctx, &directory, chown).await,
-            Cmd::ResourceLimit { app, memory, cpus, process } => limit(ctx, &app, process.as_deref(), memory.as_deref(), cpus.as_deref()).await,
-            Cmd::ResourceLimitClear { app, process } => clear(ctx, &app, process.as_deref()).await,
+            Cmd::ResourceLimit { app, memory, cpus, process } => limit(ctx, &app, Kind::Limit, process.as_deref(), memory.as_deref(), cpus.as_deref()).await,
+            Cmd::ResourceLimitClear { app, process } => clear(ctx, &app, Kind::Limit, process.as_deref()).await,
+            Cmd::ResourceReserve { app, memory, cpus, process } => limit(ctx, &app, Kind::Reserve, process.as_deref(), memory.as_deref(), cpus.as_deref()).await,
+            Cmd::ResourceReserveClear { app, process } => clear(ctx, &app, Kind::Reserve, process.as_deref()).await,
             Cmd::ResourceReport(args) => report(ctx, &args).await,
         }
     }
@@ -218,39 +245,82 @@ pub async fn list_mounts(ctx: &mut Ctx<'_>, app: &AppName, format: Format) -> Cm
     Ok(())
 }
 
-pub async fn limit(ctx: &mut Ctx<'_>, app: &AppName, process: Option<&str>, memory: Option<&str>, cpus: Option<&str>) -> CmdResult {
+/// Limits (`resource:limit`) or reservations (`resource:reserve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Limit,
+    Reserve,
+}
+
+impl Kind {
+    fn of(self, config: &mut crate::store::AppConfig) -> &mut std::collections::BTreeMap<String, Limits> {
+        match self {
+            Kind::Limit => &mut config.resources,
+            Kind::Reserve => &mut config.reservations,
+        }
+    }
+
+    /// dokku's word in report keys (`web.limit.memory`).
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Limit => "limit",
+            Kind::Reserve => "reserve",
+        }
+    }
+}
+
+/// A value of `--memory`/`--cpu`: set it, or (`clear`) remove it.
+fn change(value: Option<&str>, check: impl Fn(&str) -> Result<i64, validate::Invalid>) -> Result<Option<Option<String>>, CmdError> {
+    match value {
+        None => Ok(None),
+        Some("clear") => Ok(Some(None)),
+        Some(v) => {
+            check(v)?;
+            Ok(Some(Some(v.to_string())))
+        }
+    }
+}
+
+/// `resource:limit|reserve APP [--memory SIZE|clear] [--cpu N|clear] [--process-type TYPE]`.
+/// The `build` type's limits are those of the app's builds.
+pub async fn limit(ctx: &mut Ctx<'_>, app: &AppName, kind: Kind, process: Option<&str>, memory: Option<&str>, cpus: Option<&str>) -> CmdResult {
     if let Some(p) = process {
         validate::process_type(p)?;
     }
     if memory.is_none() && cpus.is_none() {
-        return Err(failed("Say what to limit: --memory SIZE (e.g. 256m) and/or --cpu N (e.g. 0.5)"));
+        return Err(failed(format!("Say what to {}: --memory SIZE (e.g. 256m) and/or --cpu N (e.g. 0.5), or clear", if kind == Kind::Limit { "limit" } else { "reserve" })));
     }
-    if let Some(m) = memory {
-        validate::memory(m)?;
-    }
-    if let Some(c) = cpus {
-        validate::cpus(c)?;
-    }
+    let (memory_change, cpu_change) = (change(memory, validate::memory)?, change(cpus, validate::cpus)?);
     let key = process.unwrap_or(ALL_PROCESSES).to_string();
     ctx.engine
         .update_app(app, |c| {
-            let entry = c.resources.entry(key).or_default();
-            if let Some(m) = memory {
-                entry.memory = Some(m.to_ascii_lowercase());
+            let map = kind.of(c);
+            let entry = map.entry(key.clone()).or_default();
+            if let Some(m) = memory_change.clone() {
+                entry.memory = m;
             }
-            if let Some(cpu) = cpus {
-                entry.cpus = Some(cpu.to_string());
+            if let Some(cpu) = cpu_change.clone() {
+                entry.cpus = cpu;
+            }
+            if *entry == Limits::default() {
+                map.remove(&key);
             }
             Ok::<_, CmdError>(())
         })
         .await?;
-    let whose = process.map(|p| format!("{p} containers")).unwrap_or_else(|| "every container".into());
+    let whose = match process {
+        Some(BUILD_PROCESS) => "its builds".to_string(),
+        Some(p) => format!("{p} containers"),
+        None => "every container".into(),
+    };
     let what = [memory.map(|m| format!("memory {m}")), cpus.map(|c| format!("{c} CPU"))].into_iter().flatten().collect::<Vec<_>>().join(", ");
-    ctx.out.step(format!("Limits of {app} ({whose}): {what}; {APPLIES}")).await;
+    let title = if kind == Kind::Limit { "Limits" } else { "Reservations" };
+    let applies = if process == Some(BUILD_PROCESS) { "applies to the next build" } else { APPLIES };
+    ctx.out.step(format!("{title} of {app} ({whose}): {what}; {applies}")).await;
     Ok(())
 }
 
-pub async fn clear(ctx: &mut Ctx<'_>, app: &AppName, process: Option<&str>) -> CmdResult {
+pub async fn clear(ctx: &mut Ctx<'_>, app: &AppName, kind: Kind, process: Option<&str>) -> CmdResult {
     if let Some(p) = process {
         validate::process_type(p)?;
     }
@@ -258,14 +328,15 @@ pub async fn clear(ctx: &mut Ctx<'_>, app: &AppName, process: Option<&str>) -> C
         .update_app(app, |c| {
             match process {
                 Some(p) => {
-                    c.resources.remove(p);
+                    kind.of(c).remove(p);
                 }
-                None => c.resources.clear(),
+                None => kind.of(c).clear(),
             }
             Ok::<_, CmdError>(())
         })
         .await?;
-    ctx.out.step(format!("Limits of {app} cleared; {APPLIES}")).await;
+    let title = if kind == Kind::Limit { "Limits" } else { "Reservations" };
+    ctx.out.step(format!("{title} of {app} cleared; {APPLIES}")).await;
     Ok(())
 }
 
@@ -283,9 +354,23 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     };
     args.print_apps(ctx, |_, name, config| {
         let per: Vec<String> = config.resources.iter().filter(|(k, _)| *k != ALL_PROCESSES).map(|(k, l)| format!("{k}: {}", show(l))).collect();
-        Ok(Report::new(format!("{name} resource information")).namespace("resource")
+        let mut report = Report::new(format!("{name} resource information"))
+            .namespace("resource")
             .row("All processes", show(&config.resources.get(ALL_PROCESSES).cloned().unwrap_or_default()))
-            .row("Per process", per))
+            .row("Per process", per);
+        // dokku's one row per value set: `_default_.limit.memory`, `web.reserve.cpu`.
+        for (kind, map) in [(Kind::Limit, &config.resources), (Kind::Reserve, &config.reservations)] {
+            for (process, values) in map {
+                let process = if process == ALL_PROCESSES { "_default_" } else { process.as_str() };
+                for (what, value) in [("memory", &values.memory), ("cpu", &values.cpus)] {
+                    if let Some(value) = value {
+                        let key = format!("{process}.{}.{what}", kind.word());
+                        report = report.keyed_row(key.clone(), key, value.clone());
+                    }
+                }
+            }
+        }
+        Ok(report)
     })
     .await
 }

@@ -21,14 +21,17 @@ use crate::store::{AppConfig, Builder, Release, Status};
 /// limit. Pure.
 pub fn build_limits(config: &AppConfig, global: &crate::store::GlobalConfig, machine_memory: Option<i64>) -> crate::runtime::BuildLimits {
     let cpu = config.build.cpu_shares.or(global.build.cpu_shares).unwrap_or(DEFAULT_BUILD_CPU_SHARES);
-    let memory = match config.build.memory.as_deref().or(global.build.memory.as_deref()) {
+    // dokku's `resource:limit --process-type build` is the app's too.
+    let build_type = config.resources.get(crate::store::BUILD_PROCESS);
+    let memory = match config.build.memory.as_deref().or(build_type.and_then(|l| l.memory.as_deref())).or(global.build.memory.as_deref()) {
         Some("0") => None,
         Some(size) => crate::validate::memory(size).ok(),
         None => machine_memory.map(|m| m / 2),
     };
     let idle = global.build.cpu_priority.as_deref() != Some("normal");
     let skip_cleanup = config.build.skip_cleanup.or(global.build.skip_cleanup).unwrap_or(false);
-    crate::runtime::BuildLimits { cpu_shares: Some(cpu.min(262_144) as i32), memory: memory.map(|m| m.min(MAX_BUILD_MEMORY) as i32), idle, skip_cleanup }
+    let nano_cpus = build_type.and_then(|l| l.cpus.as_deref()).and_then(|c| crate::validate::cpus(c).ok());
+    crate::runtime::BuildLimits { cpu_shares: Some(cpu.min(262_144) as i32), memory: memory.map(|m| m.min(MAX_BUILD_MEMORY) as i32), nano_cpus, idle, skip_cleanup }
 }
 
 /// The machine's memory in bytes (`MemTotal` of /proc/meminfo).

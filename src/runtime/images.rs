@@ -17,6 +17,8 @@ pub struct AppImage {
 pub struct BuildLimits {
     pub cpu_shares: Option<i32>,
     pub memory: Option<i32>,
+    /// CPUs a build may use at most, in nano-CPUs (`resource:limit --process-type build --cpu`).
+    pub nano_cpus: Option<i64>,
     /// Under the idle-priority cgroup (`Runtime::idle_cgroup`) where the machine has one.
     pub idle: bool,
     /// Keeps a Dockerfile build's intermediate containers, even of a failed step
@@ -118,6 +120,9 @@ impl Runtime {
             memory: limits.memory,
             // No swap beyond the limit: a build over it fails rather than thrashing the disk.
             memswap: limits.memory,
+            // At most this many CPUs: a quota of the period (100 ms).
+            cpuperiod: limits.nano_cpus.map(|_| 100_000),
+            cpuquota: limits.nano_cpus.map(|n| i32::try_from(n / 10_000).unwrap_or(i32::MAX).max(1_000)),
             buildargs: (!extra.build_args.is_empty()).then_some(extra.build_args),
             extrahosts: (!extra.extra_hosts.is_empty()).then(|| extra.extra_hosts.join(",")),
             shmsize: extra.shm_size.and_then(|s| i32::try_from(s).ok()),

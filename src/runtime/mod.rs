@@ -166,6 +166,11 @@ pub struct ContainerSpec<'a> {
     /// Memory limit in bytes and CPU limit in nano-CPUs.
     pub memory: Option<i64>,
     pub nano_cpus: Option<i64>,
+    /// What is reserved for it (`resource:reserve`): memory in bytes (the engine reclaims
+    /// memory above it first when the machine runs short) and nano-CPUs (Swarm places a
+    /// task where they are free; one engine has no CPU reservation).
+    pub memory_reservation: Option<i64>,
+    pub cpu_reservation: Option<i64>,
     /// Networks an admin attached the app to (`network:set`), by the names the admin gave.
     pub networks: Vec<String>,
     /// The containers of the services the app reaches (its links): berth attaches them to
@@ -199,6 +204,7 @@ impl ContainerSpec<'_> {
             // Without a swap limit, a memory limit would only bound RAM, not RAM + swap.
             memory_swap: self.memory,
             nano_cpus: self.nano_cpus,
+            memory_reservation: self.memory_reservation,
             log_config: Some(bollard::models::HostConfigLogConfig {
                 typ: Some("json-file".into()),
                 config: Some(HashMap::from([("max-size".into(), "10m".into()), ("max-file".into(), "3".into())])),

@@ -319,6 +319,7 @@ impl Runtime {
                 cpu_shares: job.limits.cpu_shares.map(i64::from),
                 memory: job.limits.memory.map(i64::from),
                 memory_swap: job.limits.memory.map(i64::from),
+                nano_cpus: job.limits.nano_cpus,
                 ..Default::default()
             }),
             ..Default::default()

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{
-    EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum, Limit, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, Task,
+    EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum, Limit, ResourceObject, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, Task,
     TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use futures_util::StreamExt;
@@ -359,7 +359,12 @@ pub fn service_spec(name: &str, unit: &Unit<'_>, replicas: u32, root: &str) -> S
         container_spec: Some(container),
         restart_policy: Some(TaskSpecRestartPolicy { condition: Some(TaskSpecRestartPolicyConditionEnum::ANY), delay: Some(Duration::from_secs(1).as_nanos() as i64), ..Default::default() }),
         placement: Some(TaskSpecPlacement { constraints: (!unit.placement.is_empty()).then(|| unit.placement.clone()), ..Default::default() }),
-        resources: Some(TaskSpecResources { limits: Some(Limit { nano_cpus: unit.nano_cpus, memory_bytes: unit.memory, ..Default::default() }), ..Default::default() }),
+        resources: Some(TaskSpecResources {
+            limits: Some(Limit { nano_cpus: unit.nano_cpus, memory_bytes: unit.memory, ..Default::default() }),
+            reservations: (unit.cpu_reservation.is_some() || unit.memory_reservation.is_some())
+                .then(|| ResourceObject { nano_cpus: unit.cpu_reservation, memory_bytes: unit.memory_reservation, ..Default::default() }),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     ServiceSpec {
@@ -668,6 +673,8 @@ mod tests {
             binds: Vec::new(),
             memory: Some(256 << 20),
             nano_cpus: None,
+            memory_reservation: Some(128 << 20),
+            cpu_reservation: Some(500_000_000),
             networks: Vec::new(),
             services: Vec::new(),
             options: Vec::new(),
@@ -686,7 +693,10 @@ mod tests {
         let task = web.task_template.unwrap();
         assert_eq!(task.placement.unwrap().constraints, Some(vec!["node.labels.env==qa".to_string()]));
         assert_eq!(task.container_spec.as_ref().unwrap().args, Some(vec!["serve".to_string()]));
-        assert_eq!(task.resources.unwrap().limits.unwrap().memory_bytes, Some(256 << 20));
+        let resources = task.resources.unwrap();
+        assert_eq!(resources.limits.unwrap().memory_bytes, Some(256 << 20));
+        let reserved = resources.reservations.unwrap();
+        assert_eq!((reserved.memory_bytes, reserved.nano_cpus), (Some(128 << 20), Some(500_000_000)));
         assert_eq!(web.labels.unwrap().get("berth.release").map(String::as_str), Some("7"));
         let worker = service_spec("w", &unit("worker", vec!["PORT=5000".into()]), 1, "/root");
         assert_eq!(worker.endpoint_spec.unwrap().ports, None);

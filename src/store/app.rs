@@ -62,6 +62,9 @@ pub struct AppConfig {
     /// `resource:limit`: limits for every process type (key `_all`) or one type.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resources: BTreeMap<String, Limits>,
+    /// `resource:reserve`: what is reserved for every process type (key `_all`) or one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reservations: BTreeMap<String, Limits>,
     /// `letsencrypt:*`: whether berth keeps a Let's Encrypt certificate for the app, and
     /// the app's own ACME settings (over the global ones).
     #[serde(default, skip_serializing_if = "LetsencryptConfig::is_empty")]
@@ -382,6 +385,8 @@ pub const DEFAULT_HSTS_MAX_AGE: u64 = 15_724_800;
 
 /// The `resources` key for limits that apply to every process type.
 pub const ALL_PROCESSES: &str = "_all";
+/// The `resources` key whose limits are the app's builds' (dokku's `--process-type build`).
+pub const BUILD_PROCESS: &str = "build";
 
 /// Resource limits as the user gave them (validated: `validate::memory`, `validate::cpus`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -598,6 +603,13 @@ impl AppConfig {
     /// How many containers of each process type run, given the release's types.
     pub fn formation(&self, types: &[String]) -> Vec<(String, u32)> {
         crate::process::formation(&self.scale, types)
+    }
+
+    /// What is reserved for one process type: its own, else what is for every type.
+    pub fn reservations_for(&self, process: &str) -> Limits {
+        let all = self.reservations.get(ALL_PROCESSES).cloned().unwrap_or_default();
+        let own = self.reservations.get(process).cloned().unwrap_or_default();
+        Limits { memory: own.memory.or(all.memory), cpus: own.cpus.or(all.cpus) }
     }
 
     /// The limits for one process type: its own, else those for every type.

@@ -1,7 +1,7 @@
 //! dokku's command line, as a dokku user's scripts write it, over the real OpenSSH client:
 //! global flags before the command, namespace help, dokku's app names and messages.
 
-use crate::harness::{AppRepo, Daemon, get, temp_dir, web_dockerfile};
+use crate::harness::{AppRepo, Daemon, docker, get, temp_dir, web_dockerfile};
 
 /// What a command line must print and exit with: `stdout`/`stderr` are exact when they
 /// start with `=`, else a part that must appear; `""` means nothing at all.
@@ -65,7 +65,7 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "git:report 1994app --git-rev-env-var", code: 0, stdout: "=COMMIT_SHA\n", stderr: "" },
         Case { line: "git:set 1994app rev-env-var 1BAD", code: 1, stdout: "", stderr: "Invalid env key" },
         Case { line: "git:set 1994app rev-env-var", code: 0, stdout: "GIT_REV (the default)", stderr: "" },
-        Case { line: "ps:report 1994app --ps-nope", code: 1, stdout: "", stderr: "Invalid flag passed, valid flags: --ps-computed-restart-policy, --ps-containers, --ps-deployed, " },
+        Case { line: "ps:report 1994app --ps-nope", code: 1, stdout: "", stderr: "Invalid flag passed, valid flags: --ps-computed-procfile-path, --ps-computed-restart-policy, --ps-computed-stop-timeout-seconds, --ps-containers, " },
         // NS:set: dokku's messages for a missing, unknown or app-only property.
         Case { line: "git:set 1994app nope x", code: 1, stdout: "", stderr: "= !     Invalid property specified, valid properties include: deploy-branch, rev-env-var\n" },
         Case { line: "git:set 1994app", code: 1, stdout: "", stderr: "= !     No property specified\n" },
@@ -92,7 +92,38 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "config:unset --no-restart 1994app NEVER", code: 0, stdout: "Skipping NEVER, it is not set in the environment", stderr: "" },
         // An app name is checked once, as it is parsed: a refusal (exit 1), not a usage error.
         Case { line: "config:show Ghost", code: 1, stdout: "", stderr: "Invalid app name \"Ghost\"" },
-        Case { line: "apps:report --global", code: 1, stdout: "", stderr: "= !     apps has no global settings: apps:report [APP]\n" },
+        Case { line: "apps:report --global --app-global-disable-autocreation", code: 0, stdout: "=\n", stderr: "" },
+        Case { line: "apps:set --global deploy-source git", code: 1, stdout: "", stderr: "= !     Property cannot be specified globally\n" },
+        Case { line: "apps:set 1994app deploy-source git", code: 1, stdout: "", stderr: "it is not set by hand" },
+        // Every report key with and without its namespace, as dokku gives both.
+        Case { line: "scheduler:report 1994app --format json", code: 0, stdout: "\"scheduler-selected\":\"\"", stderr: "" },
+        Case { line: "scheduler:report 1994app --format json", code: 0, stdout: "\"selected\":\"\"", stderr: "" },
+        Case { line: "ps:report 1994app --format json", code: 0, stdout: "\"ps-computed-stop-timeout-seconds\":\"30\"", stderr: "" },
+        // Properties an app sets or takes from the global settings: raw, global, computed.
+        Case { line: "scheduler:set 1994app shell bash", code: 0, stdout: "Shell of enter for 1994app: bash", stderr: "" },
+        Case { line: "scheduler:set --global shell 'sh;reboot'", code: 1, stdout: "", stderr: "Invalid shell" },
+        Case { line: "scheduler:report 1994app --scheduler-computed-shell", code: 0, stdout: "=bash\n", stderr: "" },
+        Case { line: "scheduler:set 1994app shell", code: 0, stdout: "the default (/bin/sh)", stderr: "" },
+        Case { line: "builder:set --global selected dockerfile", code: 0, stdout: "Builder of apps that choose none: dockerfile", stderr: "" },
+        Case { line: "builder:report 1994app --builder-selected", code: 0, stdout: "=\n", stderr: "" },
+        Case { line: "builder:report 1994app --builder-computed-selected", code: 0, stdout: "=dockerfile\n", stderr: "" },
+        Case { line: "builder:set --global selected", code: 0, stdout: "detected", stderr: "" },
+        Case { line: "builder:set --global build-dir /etc", code: 1, stdout: "", stderr: "Invalid build-dir" },
+        Case { line: "ps:set --global stop-timeout-seconds 90", code: 0, stdout: "Setting stop-timeout-seconds to 90", stderr: "" },
+        Case { line: "ps:report 1994app --ps-computed-stop-timeout-seconds", code: 0, stdout: "=90\n", stderr: "" },
+        Case { line: "ps:set 1994app stop-timeout-seconds 45", code: 0, stdout: "Setting stop-timeout-seconds to 45", stderr: "" },
+        Case { line: "ps:report 1994app --ps-computed-stop-timeout-seconds", code: 0, stdout: "=45\n", stderr: "" },
+        Case { line: "ps:set 1994app stop-timeout-seconds", code: 0, stdout: "Unsetting stop-timeout-seconds", stderr: "" },
+        Case { line: "ps:set --global stop-timeout-seconds", code: 0, stdout: "Unsetting stop-timeout-seconds", stderr: "" },
+        Case { line: "ps:set 1994app procfile-path ../Procfile", code: 1, stdout: "", stderr: "Invalid procfile-path" },
+        // resource: one report key per value set; `clear` removes one value; build limits.
+        Case { line: "resource:limit 1994app --memory 512MB", code: 0, stdout: "memory 512MB", stderr: "" },
+        Case { line: "resource:report 1994app --resource-_default_.limit.memory", code: 0, stdout: "=512MB\n", stderr: "" },
+        Case { line: "resource:limit 1994app --memory clear", code: 0, stdout: "Limits of 1994app (every container): memory clear", stderr: "" },
+        Case { line: "resource:report 1994app --resource-_default_.limit.memory", code: 1, stdout: "", stderr: "Invalid flag passed" },
+        Case { line: "resource:limit 1994app --memory 256m --process-type build", code: 0, stdout: "(its builds): memory 256m; applies to the next build", stderr: "" },
+        Case { line: "resource:report 1994app --resource-build.limit.memory", code: 0, stdout: "=256m\n", stderr: "" },
+        Case { line: "resource:limit-clear 1994app --process-type build", code: 0, stdout: "cleared", stderr: "" },
         // Reports over every app, and storage.
         Case { line: "resource:report --format json", code: 0, stdout: "\"1994app\":{", stderr: "" },
         Case { line: "storage:report 1994app --storage-run-mounts", code: 0, stdout: "=\n", stderr: "" },
@@ -101,7 +132,7 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "storage:ensure-directory ../x", code: 1, stdout: "", stderr: "Invalid directory" },
         Case { line: "checks:set 1994app nope 1", code: 1, stdout: "", stderr: "valid properties include: attempts, timeout, wait-to-retire" },
         Case { line: "nginx:set 1994app nope x", code: 1, stdout: "", stderr: "valid properties include: hsts, hsts-include-subdomains, hsts-max-age, hsts-preload" },
-        Case { line: "apps:report 1994app --app-nope", code: 1, stdout: "", stderr: "= !     Invalid flag passed, valid flags: --app-created-at, --app-dir, --app-locked\n" },
+        Case { line: "apps:report 1994app --app-nope", code: 1, stdout: "", stderr: "= !     Invalid flag passed, valid flags: --app-computed-disable-autocreation, --app-created-at, --app-deploy-source, --app-deploy-source-metadata, --app-dir, --app-global-disable-autocreation, --app-locked\n" },
         // dokku's version flags, and the words its tests look for in each namespace's help.
         Case { line: "-v", code: 0, stdout: "berth ", stderr: "" },
         Case { line: "--version", code: 0, stdout: "berth ", stderr: "" },
@@ -195,7 +226,7 @@ fn a_dokku_users_command_lines_work_unchanged() {
     // dokku's process lists: a type is disabled or skipped, never both.
     d.ssh("checks:disable 1994app worker").ok();
     assert_eq!(d.ssh("checks:report 1994app --checks-disabled-list").ok().stdout, "worker\n");
-    assert_eq!(d.ssh("checks:report 1994app --checks").ok().stdout, "enabled\n", "web's checks are what the report's first line says");
+    assert_eq!(d.ssh("checks:report 1994app --checks-checks").ok().stdout, "enabled\n", "web's checks are what the report's first line says");
     assert!(d.ssh("checks:disable 1994app web,worker").ok().stdout.contains("disabled"));
     d.ssh("checks:skip 1994app worker").ok();
     assert_eq!(d.ssh("checks:report 1994app --checks-disabled-list").ok().stdout, "web\n");
@@ -383,4 +414,66 @@ fn docker_options_reach_the_build_the_apps_containers_and_one_offs() {
     let refused = d.ssh_as(&bob, &format!("docker-options:add {app} deploy --privileged"), b"");
     assert_ne!(refused.code, 0, "{refused:#?}");
     assert_eq!(d.ssh(&format!("docker-options:list {app} --phase deploy")).ok().stdout, "--label com.example.team=web\n--shm-size 64m\n-v /cache\n");
+}
+
+/// dokku's build and process properties take effect: `builder:set build-dir` builds a
+/// directory of the pushed tree, `ps:set procfile-path` reads the Procfile there,
+/// `ps:set stop-timeout-seconds` bounds how long a stop waits for a process that ignores
+/// SIGTERM, `builder:set skip-cleanup` keeps a failed step's container, and
+/// `apps:set --global disable-autocreation` refuses a push to a new app.
+#[test]
+fn build_dir_procfile_path_stop_timeout_and_skip_cleanup_take_effect() {
+    let d = Daemon::start();
+    d.ssh("apps:create mono").ok();
+    d.ssh("builder:set mono build-dir services/web").ok();
+    d.ssh("builder:set mono build-dir ../etc").refused("Invalid build-dir");
+    d.ssh("ps:set --global procfile-path deploy/Procfile").ok();
+    assert_eq!(d.ssh("ps:report mono --ps-computed-procfile-path").ok().stdout, "deploy/Procfile\n");
+    let repo = AppRepo::new(&d, "mono");
+    // The root has a Dockerfile that would fail; the app is the directory's. Its web
+    // process ignores SIGTERM (a trap in the shell that tini signals).
+    repo.write("Dockerfile", "FROM berth-test/busybox\nRUN false\n")
+        .write("services/web/Dockerfile", &web_dockerfile("from the subdirectory", 0))
+        .write("services/web/deploy/Procfile", "web: sh -c 'trap \"\" TERM; httpd -f -p $PORT -h /www & while true; do sleep 1; done'\n")
+        .commit("monorepo");
+    let out = repo.push(&d, "main");
+    assert_eq!(out.code, 0, "{out:#?}");
+    d.ssh("domains:add mono mono.example.com").ok();
+    assert_eq!(get(&d, "mono.example.com"), (200, "from the subdirectory".into()));
+    // A stop waits the app's stop timeout, then kills.
+    d.ssh("ps:set mono stop-timeout-seconds 1").ok();
+    d.ssh("ps:set mono stop-timeout-seconds 0").refused("Invalid stop-timeout-seconds");
+    let started = std::time::Instant::now();
+    d.ssh("ps:stop mono").ok();
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(15), "ps:stop took {took:?}: the 1 s stop timeout was not used (default 30 s)");
+    d.ssh("ps:set --global procfile-path").ok();
+    // A build dir the tree does not have: the push is refused, saying which.
+    d.ssh("builder:set mono build-dir services/api").ok();
+    repo.write("README", "moved").commit("readme");
+    let out = repo.push(&d, "main");
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("no directory services/api"), "{out:#?}");
+    // skip-cleanup: the failed step's container stays for a look.
+    d.ssh("apps:create keep").ok();
+    d.ssh("builder:set keep skip-cleanup yes").refused("true or false");
+    d.ssh("builder:set keep skip-cleanup true").ok();
+    let keep = AppRepo::new(&d, "keep");
+    keep.write("Dockerfile", "FROM berth-test/busybox\nRUN echo kept-by-skip-cleanup && false\n").commit("fails");
+    assert_ne!(keep.push(&d, "main").code, 0);
+    let kept = docker(&["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Command}}"]);
+    let ids: Vec<&str> = kept.lines().filter(|l| l.contains("kept-by-skip-cleanup")).filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(!ids.is_empty(), "no container of the failed step was kept: {kept}");
+    for id in ids {
+        docker(&["rm", "-f", id]);
+    }
+    // No push creates an app once autocreation is off.
+    d.ssh("apps:set --global disable-autocreation true").ok();
+    d.ssh("apps:set keep disable-autocreation true").refused("Property can only be specified globally");
+    let fresh = AppRepo::new(&d, "fresh");
+    fresh.write("Dockerfile", &web_dockerfile("new", 0)).commit("new");
+    let out = fresh.push(&d, "main");
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("a push does not create apps here"), "{out:#?}");
+    assert_eq!(d.ssh("apps:exists fresh").code, 1);
 }

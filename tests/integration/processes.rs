@@ -181,12 +181,21 @@ fn a_failing_release_command_keeps_the_old_version_serving() {
     d.ssh("resource:limit phases --cpu 0").refused("Invalid CPU count");
     d.ssh("resource:limit phases --memory 64m --cpu 0.5").ok();
     d.ssh("resource:limit phases --memory 32m --process worker").ok();
+    // A reservation (dokku's resource:reserve), and one value cleared on its own.
+    d.ssh("resource:reserve phases --memory 48m --cpu 0.25").ok();
+    d.ssh("resource:reserve phases --cpu clear").ok();
+    d.ssh("resource:reserve phases --memory 1x").refused("Invalid memory size");
     d.ssh("ps:restart phases").ok();
     let web = d.container_ids(false, &["berth.app=phases", "berth.process=web"]);
-    let limits = docker(&["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}", &web[0]]);
-    assert_eq!(limits.trim(), format!("{} 500000000", 64 << 20));
+    let limits = docker(&["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.MemoryReservation}}", &web[0]]);
+    assert_eq!(limits.trim(), format!("{} 500000000 {}", 64 << 20, 48 << 20));
     let report = d.ssh("resource:report phases").ok().stdout.clone();
     assert!(report.contains("memory=64m cpu=0.5") && report.contains("worker: memory=32m"), "{report}");
+    assert_eq!(d.ssh("resource:report phases --resource-_default_.reserve.memory").ok().stdout, "48m\n");
+    assert_eq!(d.ssh("resource:report phases --resource-worker.limit.memory").ok().stdout, "32m\n");
+    d.ssh("resource:report phases --resource-_default_.reserve.cpu").refused("Invalid flag passed");
+    d.ssh("resource:reserve-clear phases").ok();
+    d.ssh("resource:report phases --resource-_default_.reserve.memory").refused("Invalid flag passed");
     d.ssh("storage:unmount phases data:/data").ok();
     assert_eq!(d.ssh("storage:list phases --format json").ok().stdout, "[]\n");
 }
