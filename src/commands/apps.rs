@@ -381,7 +381,10 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
         None => false,
         Some(v) => v.parse::<bool>().map_err(|_| failed(format!("Invalid value {} for disable-autocreation: true or false", validate::quoted(v))))?,
     };
-    ctx.engine.update_global(|g| Ok::<_, CmdError>(g.disable_autocreation = disabled)).await?;
+    ctx.engine.update_global(|g| {
+        g.disable_autocreation = disabled;
+        Ok::<_, CmdError>(())
+    }).await?;
     let shown = if disabled { "a push to an app that does not exist is refused (apps:create it first)" } else { "a first push creates its app" };
     ctx.out.step(format!("Autocreation {}: {shown}", if disabled { "disabled" } else { "enabled" })).await;
     Ok(())

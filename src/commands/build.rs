@@ -263,11 +263,17 @@ pub async fn builder_set(ctx: &mut Ctx<'_>, mut args: SetArgs) -> CmdResult {
             };
             match &args.target {
                 Target::App(app) => {
-                    ctx.engine.update_app(app, |config| Ok::<_, CmdError>(config.builder = builder)).await?;
+                    ctx.engine.update_app(app, |config| {
+                        config.builder = builder;
+                        Ok::<_, CmdError>(())
+                    }).await?;
                     ctx.out.step(format!("Builder of {app}: {shown}")).await;
                 }
                 Target::Global => {
-                    ctx.engine.update_global(|global| Ok::<_, CmdError>(global.builder = builder)).await?;
+                    ctx.engine.update_global(|global| {
+                        global.builder = builder;
+                        Ok::<_, CmdError>(())
+                    }).await?;
                     ctx.out.step(format!("Builder of apps that choose none: {shown}")).await;
                 }
             }
@@ -332,7 +338,10 @@ async fn update_build(ctx: &Ctx<'_>, target: &Target, change: impl FnOnce(&mut c
                 })
                 .await?;
         }
-        Target::Global => ctx.engine.update_global(|global| Ok::<_, CmdError>(change(&mut global.build, &mut global.build_concurrency))).await?,
+        Target::Global => ctx.engine.update_global(|global| {
+            change(&mut global.build, &mut global.build_concurrency);
+            Ok::<_, CmdError>(())
+        }).await?,
     }
     Ok(())
 }

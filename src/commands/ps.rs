@@ -224,8 +224,14 @@ async fn set_process(ctx: &mut Ctx<'_>, args: &SetArgs, key: &str) -> CmdResult 
         }
     };
     match &args.target {
-        Target::Global => ctx.engine.update_global(|g| Ok::<_, CmdError>(change(&mut g.process))).await?,
-        Target::App(app) => ctx.engine.update_app(app, |c| Ok::<_, CmdError>(change(&mut c.process))).await?,
+        Target::Global => ctx.engine.update_global(|g| {
+            change(&mut g.process);
+            Ok::<_, CmdError>(())
+        }).await?,
+        Target::App(app) => ctx.engine.update_app(app, |c| {
+            change(&mut c.process);
+            Ok::<_, CmdError>(())
+        }).await?,
     }
     let whose = match &args.target {
         Target::Global => "every app that sets none".to_string(),
@@ -242,7 +248,10 @@ async fn set_restart_policy(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
     let policy: Option<RestartPolicy> = args.value().map(str::parse).transpose().map_err(failed)?;
     let shown = |p: Option<RestartPolicy>| p.map_or_else(|| "unset".to_string(), |p| p.to_string());
     let Target::App(app) = &args.target else {
-        ctx.engine.update_global(|g| Ok::<_, CmdError>(g.restart_policy = policy)).await?;
+        ctx.engine.update_global(|g| {
+            g.restart_policy = policy;
+            Ok::<_, CmdError>(())
+        }).await?;
         ctx.out.step(format!("Global restart policy {}: apps that set none use {}", shown(policy), policy.unwrap_or_default())).await;
         return Ok(());
     };

@@ -47,8 +47,14 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
         ("shell", target) => {
             let shell = args.value().map(valid_shell).transpose()?;
             match target {
-                Target::Global => ctx.engine.update_global(|g| Ok::<_, CmdError>(g.shell = shell.clone())).await?,
-                Target::App(app) => ctx.engine.update_app(app, |c| Ok::<_, CmdError>(c.scheduler.shell = shell.clone())).await?,
+                Target::Global => ctx.engine.update_global(|g| {
+                    g.shell = shell.clone();
+                    Ok::<_, CmdError>(())
+                }).await?,
+                Target::App(app) => ctx.engine.update_app(app, |c| {
+                    c.scheduler.shell = shell.clone();
+                    Ok::<_, CmdError>(())
+                }).await?,
             }
             let whose = match target {
                 Target::Global => "apps that set none".to_string(),
