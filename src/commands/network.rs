@@ -3,8 +3,9 @@
 //! network made here, the apps attached to it reach each other by name (`APP`,
 //! `APP.PROCESS`, `APP.PROCESS.INDEX`). Admins only, as letting one app reach another is.
 
+use super::property::{SetArgs, app_only, app_or_global};
 use super::report::ReportArgs;
-use super::{CmdError, CmdResult, Ctx, EXIT_FAILURE, Scope, failed};
+use super::{CmdError, CmdResult, Ctx, EXIT_FAILURE, Scope, Target, failed};
 use crate::output::{Format, Report};
 use crate::validate::AppName;
 use clap::Subcommand;
@@ -41,9 +42,9 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Attach an app to networks (attach-post-create|attach-post-deploy NETWORK…; none: detach)
+    /// Attach an app to networks (attach-post-create|attach-post-deploy NETWORK…; none: detach), or set the suffix of its containers' names on networks (tld TLD; APP or --global)
     #[command(name = "network:set")]
-    Set { app: AppName, key: String, networks: Vec<NetworkName> },
+    Set { target: Target, key: Option<String>, values: Vec<String> },
     /// Connect an app's running containers to its networks again (after a network was re-created)
     #[command(name = "network:rebuild")]
     Rebuild { app: AppName },
@@ -67,7 +68,7 @@ impl Cmd {
             Cmd::Exists { network } => exists(ctx, &network).await,
             Cmd::Info { network, format } => info(ctx, &network, format).await,
             Cmd::List { format } => list(ctx, format).await,
-            Cmd::Set { app, key, networks } => set(ctx, &app, &key, networks).await,
+            Cmd::Set { target, key, values } => set(ctx, target, key, values).await,
             Cmd::Rebuild { app } => rebuild(ctx, &app).await,
             Cmd::Report(args) => report(ctx, &args).await,
         }
@@ -189,10 +190,15 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
     Ok(())
 }
 
-pub async fn set(ctx: &mut Ctx<'_>, app: &AppName, key: &str, networks: Vec<NetworkName>) -> CmdResult {
-    if !matches!(key, "attach-post-create" | "attach-post-deploy") {
-        return Err(failed(format!("Invalid network property {}: attach-post-create or attach-post-deploy", crate::validate::quoted(key))));
+/// `network:set (APP|--global) PROPERTY [VALUE…]`.
+pub async fn set(ctx: &mut Ctx<'_>, target: Target, key: Option<String>, values: Vec<String>) -> CmdResult {
+    let args = SetArgs { target, key, value: values.first().cloned() };
+    let key = args.property(&[app_only("attach-post-create"), app_only("attach-post-deploy"), app_or_global("tld")])?;
+    if key == "tld" {
+        return set_tld(ctx, &args).await;
     }
+    let app = args.app()?;
+    let networks = values.iter().map(|v| v.parse::<NetworkName>()).collect::<Result<Vec<_>, _>>().map_err(failed)?;
     ctx.engine.store.load_app(app)?;
     super::scheduler::not_on_swarm(ctx, app, "networks of network:create (they are this server's bridges)")?;
     for network in &networks {
@@ -215,10 +221,51 @@ pub async fn set(ctx: &mut Ctx<'_>, app: &AppName, key: &str, networks: Vec<Netw
     rebuild(ctx, app).await
 }
 
+/// `network:set (APP|--global) tld [TLD]`: names its containers also answer to on networks,
+/// `APP.web.TLD` beside `APP.web`; containers started from then on take them.
+async fn set_tld(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
+    let tld = args.value().map(|v| v.trim_start_matches('.').to_ascii_lowercase());
+    if let Some(tld) = &tld {
+        let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if tld.len() > 200 || !tld.split('.').all(label_ok) {
+            return Err(failed(format!("Invalid tld {}: DNS labels, like internal or svc.local", crate::validate::quoted(args.value().unwrap_or_default()))));
+        }
+    }
+    match &args.target {
+        Target::Global => {
+            ctx.engine
+                .update_global(|g| {
+                    g.tld = tld.clone();
+                    Ok::<_, CmdError>(())
+                })
+                .await?
+        }
+        Target::App(app) => {
+            super::scheduler::not_on_swarm(ctx, app, "names on networks (a service's tasks are reached through the app's own routes)")?;
+            ctx.engine
+                .update_app(app, |c| {
+                    c.networks.tld = tld.clone();
+                    Ok::<_, CmdError>(())
+                })
+                .await?
+        }
+    }
+    let whose = match &args.target {
+        Target::Global => "apps that set none".to_string(),
+        Target::App(app) => app.to_string(),
+    };
+    match &tld {
+        Some(tld) => ctx.out.step(format!("Containers of {whose} also answer to APP.PROCESS.{tld} on their networks, once started again (ps:restart APP)")).await,
+        None => ctx.out.step(format!("Unsetting tld for {whose}")).await,
+    }
+    Ok(())
+}
+
 /// The app's running containers on exactly the networks its settings name (of those made
 /// with `network:create`): connected to the new ones, taken off the others.
 pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
-    let wanted = ctx.engine.store.load_app(app)?.networks.all();
+    let config = ctx.engine.store.load_app(app)?;
+    let (wanted, tld) = (config.networks.all(), config.tld_with(&ctx.engine.store.load_global()?));
     let runtime = runtime(ctx).await?;
     let all = runtime.user_networks().await.map_err(|e| failed(e.to_string()))?;
     let containers = runtime.containers(app).await.map_err(|e| failed(e.to_string()))?;
@@ -228,7 +275,7 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
         for network in &all {
             let engine_name = runtime.user_network(&network.name);
             let result = if wanted.contains(&network.name) {
-                runtime.attach(&container.id, &engine_name, crate::runtime::aliases(app, &container.process, container.index)).await
+                runtime.attach(&container.id, &engine_name, crate::runtime::with_tld(crate::runtime::aliases(app, &container.process, container.index), tld.as_deref())).await
             } else {
                 runtime.detach(&container.id, &engine_name).await
             };
@@ -246,12 +293,22 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
 }
 
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
-    args.no_global("network")?;
+    let global = ctx.engine.store.load_global()?;
+    if args.global {
+        let report = Report::new("global network information").namespace("network").global_layer("tld", global.tld.clone(), global.tld.clone().unwrap_or_default());
+        return args.print_global(ctx, report).await;
+    }
     let runtime = runtime(ctx).await.ok();
-    args.print_apps(ctx, |_, name, config| {
-        Ok(Report::new(format!("{name} network information")).namespace("network")
+    args.print_apps(ctx, |ctx, name, config| {
+        // What nginx routes the app's web traffic to, as dokku's web listeners.
+        let port = config.container_port();
+        let listeners: Vec<String> = ctx.engine.nginx.peers(name).iter().map(|ip| if ip.contains(':') { ip.clone() } else { format!("{ip}:{port}") }).collect();
+        Ok(Report::new(format!("{name} network information"))
+            .namespace("network")
             .row("Network attach post create", config.networks.attach_post_create.clone())
             .row("Network attach post deploy", config.networks.attach_post_deploy.clone())
+            .layered("tld", config.networks.tld.clone(), global.tld.clone(), config.tld_with(&global).unwrap_or_default())
+            .row("Network web listeners", listeners.join(" "))
             .row("Network own", runtime.as_ref().map(|r| r.app_network(name)).unwrap_or_default()))
     })
     .await

@@ -2,7 +2,7 @@
 
 use super::Scope;
 use super::property::SetArgs;
-use super::property::app_or_global;
+use super::property::{app_only, app_or_global};
 use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, Target, failed};
 use crate::deploy::{self, Source};
@@ -32,7 +32,7 @@ pub enum Cmd {
     /// Stop an app's processes (kept stopped across restarts until ps:start)
     #[command(name = "ps:stop")]
     Stop { app: AppName },
-    /// Set a process setting: restart-policy no|always|unless-stopped|on-failure[:N], procfile-path PATH (default Procfile), stop-timeout-seconds N (default 30); APP or --global
+    /// Set a process setting: restart-policy no|always|unless-stopped|on-failure[:N], procfile-path PATH (default Procfile), stop-timeout-seconds N (default 30); APP or --global; start-cmd CMD, dockerfile-start-cmd CMD (the web command when the Procfile has none)
     #[command(name = "ps:set")]
     Set(SetArgs),
     /// Show an app's containers
@@ -199,7 +199,14 @@ pub async fn stop(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
 /// else berth's default, applies). berth restarts containers itself (supervise.rs): a new
 /// policy applies to the next stop.
 pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
-    match args.property(&[app_or_global("restart-policy"), app_or_global("procfile-path"), app_or_global("stop-timeout-seconds")])? {
+    let properties = [
+        app_or_global("restart-policy"),
+        app_or_global("procfile-path"),
+        app_or_global("stop-timeout-seconds"),
+        app_only("start-cmd"),
+        app_only("dockerfile-start-cmd"),
+    ];
+    match args.property(&properties)? {
         "restart-policy" => set_restart_policy(ctx, args).await,
         key => set_process(ctx, args, key).await,
     }
@@ -209,15 +216,27 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
 /// deploy (the Procfile) and the next stop (the timeout).
 async fn set_process(ctx: &mut Ctx<'_>, args: &SetArgs, key: &str) -> CmdResult {
     let value = args.value();
-    let (mut path, mut seconds) = (None, None);
-    if key == "procfile-path" {
+    let (mut path, mut seconds, mut command) = (None, None, None);
+    if key.ends_with("start-cmd") {
+        if let Some(line) = value {
+            shell_words::split(line).map_err(|e| failed(format!("Invalid {key} {}: {e}", crate::validate::quoted(line))))?;
+            if line.trim().is_empty() || line.len() > 4096 {
+                return Err(failed(format!("Invalid {key}: a command line of at most 4096 bytes")));
+            }
+        }
+        command = value.map(str::to_string);
+    } else if key == "procfile-path" {
         path = value.map(crate::validate::tree_path).transpose().map_err(|e| failed(format!("Invalid procfile-path: {e}")))?;
     } else {
         let invalid = |v: &str| failed(format!("Invalid stop-timeout-seconds {}: whole seconds from 1 to 3600", crate::validate::quoted(v)));
         seconds = value.map(|v| v.parse::<u32>().ok().filter(|n| (1..=3600).contains(n)).ok_or_else(|| invalid(v))).transpose()?;
     }
     let change = |p: &mut crate::store::ProcessSettings| {
-        if key == "procfile-path" {
+        if key == "start-cmd" {
+            p.start_cmd = command.clone();
+        } else if key == "dockerfile-start-cmd" {
+            p.dockerfile_start_cmd = command.clone();
+        } else if key == "procfile-path" {
             p.procfile_path = path.clone();
         } else {
             p.stop_timeout = seconds;
@@ -349,6 +368,14 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
                 config.process.stop_timeout.map(|n| n.to_string()),
                 global.process.stop_timeout.map(|n| n.to_string()),
                 config.stop_timeout_with(&global).as_secs().to_string(),
+            )
+            .keyed_row("Ps start cmd", "start-cmd".into(), config.process.start_cmd.clone().unwrap_or_default())
+            .keyed_row("Ps computed start cmd", "computed-start-cmd".into(), config.process.start_cmd.clone().unwrap_or_default())
+            .keyed_row("Ps dockerfile start cmd", "dockerfile-start-cmd".into(), config.process.dockerfile_start_cmd.clone().unwrap_or_default())
+            .keyed_row(
+                "Ps computed dockerfile start cmd",
+                "computed-dockerfile-start-cmd".into(),
+                config.process.dockerfile_start_cmd.clone().or(config.process.start_cmd.clone()).unwrap_or_default(),
             )
             // Only the active release's: an old one still running is on its way out.
             .row("Running", live)

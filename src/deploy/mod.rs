@@ -432,12 +432,13 @@ pub fn process_spec<'a>(engine: &Engine, app: &'a str, config: &AppConfig, relea
         nano_cpus: limits.cpus.as_deref().and_then(|c| crate::validate::cpus(c).ok()),
         memory_reservation: reserved.memory.as_deref().and_then(|m| crate::validate::memory(m).ok()),
         cpu_reservation: reserved.cpus.as_deref().and_then(|c| crate::validate::cpus(c).ok()),
+        tld: config.tld_with(&engine.store.load_global().unwrap_or_default()),
         networks: config.networks.all(),
         services: crate::services::reached_by(engine, app, config),
         placement: config.scheduler.constraints.clone(),
         // A command: a one-off container (run, release phase, cron); else the process's own.
         options: if command.is_some() { config.docker_options_for("run", None) } else { config.docker_options_for("deploy", Some(process)) },
-        cmd: command.or_else(|| release.command(process)),
+        cmd: command.or_else(|| config.start_cmd_for(release, process)).or_else(|| release.command(process)),
     }
 }
 

@@ -171,6 +171,8 @@ pub struct ContainerSpec<'a> {
     /// task where they are free; one engine has no CPU reservation).
     pub memory_reservation: Option<i64>,
     pub cpu_reservation: Option<i64>,
+    /// The suffix its names on networks also take (`network:set tld`).
+    pub tld: Option<String>,
     /// Networks an admin attached the app to (`network:set`), by the names the admin gave.
     pub networks: Vec<String>,
     /// The containers of the services the app reaches (its links): berth attaches them to
@@ -356,7 +358,7 @@ impl Runtime {
             (LABEL_ROOT.to_string(), self.root.clone()),
         ]);
         let network = self.network_for(spec).await?;
-        let aliases = aliases(spec.app, spec.process, spec.index);
+        let aliases = with_tld(aliases(spec.app, spec.process, spec.index), spec.tld.as_deref());
         let mut body = ContainerCreateBody {
             image: Some(spec.image.to_string()),
             env: Some(spec.env.clone()),
@@ -626,6 +628,15 @@ impl Runtime {
 
 /// The names a process container answers to on its app's network and the networks an
 /// admin attached it to (dokku's `APP.PROCESS`; the app's own name for its web). Pure.
+/// The names with `.TLD` too, when the app has a tld (`network:set tld`). Pure.
+pub fn with_tld(mut names: Vec<String>, tld: Option<&str>) -> Vec<String> {
+    if let Some(tld) = tld {
+        let suffixed: Vec<String> = names.iter().map(|n| format!("{n}.{tld}")).collect();
+        names.extend(suffixed);
+    }
+    names
+}
+
 pub fn aliases(app: &str, process: &str, index: u32) -> Vec<String> {
     let mut names = vec![format!("{app}.{process}"), format!("{app}.{process}.{index}")];
     if process == crate::process::WEB {

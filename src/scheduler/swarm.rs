@@ -675,6 +675,7 @@ mod tests {
             nano_cpus: None,
             memory_reservation: Some(128 << 20),
             cpu_reservation: Some(500_000_000),
+            tld: None,
             networks: Vec::new(),
             services: Vec::new(),
             options: Vec::new(),

@@ -121,6 +121,18 @@ impl AppConfig {
         std::time::Duration::from_secs(self.process.stop_timeout.or(global.process.stop_timeout).unwrap_or(DEFAULT_STOP_TIMEOUT).into())
     }
 
+    /// The web process's command set by `ps:set start-cmd|dockerfile-start-cmd`, for a
+    /// release whose Procfile names no web: in place of the image's CMD (or the buildpack's
+    /// default). None for another process type, or when the Procfile has a web.
+    pub fn start_cmd_for(&self, release: &super::Release, process: &str) -> Option<Vec<String>> {
+        if process != crate::process::WEB || release.processes.contains_key(process) {
+            return None;
+        }
+        let dockerfile = if release.launcher { None } else { self.process.dockerfile_start_cmd.as_deref() };
+        let line = dockerfile.or(self.process.start_cmd.as_deref())?;
+        Some(release.one_off(shell_words::split(line).unwrap_or_else(|_| vec![line.to_string()])))
+    }
+
     /// The directory of the pushed tree that is built (`builder:set build-dir`), if not its root.
     pub fn build_dir_with(&self, global: &super::GlobalConfig) -> Option<String> {
         self.build.dir.clone().or_else(|| global.build.dir.clone())
@@ -129,6 +141,12 @@ impl AppConfig {
     /// The builder chosen (`builder:set selected`), the app's or the global one; None detects.
     pub fn builder_with(&self, global: &super::GlobalConfig) -> Option<Builder> {
         self.builder.or(global.builder)
+    }
+
+    /// The suffix of its containers' names on networks (`network:set tld`), the app's or
+    /// the global one.
+    pub fn tld_with(&self, global: &super::GlobalConfig) -> Option<String> {
+        self.networks.tld.clone().or_else(|| global.tld.clone())
     }
 
     /// The shell of `enter APP` without a command (`scheduler:set shell`); None: `/bin/sh`.
@@ -211,11 +229,14 @@ pub struct Networks {
     pub attach_post_create: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attach_post_deploy: Vec<String>,
+    /// `network:set APP tld TLD`: each container's names on networks also end in `.TLD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tld: Option<String>,
 }
 
 impl Networks {
     pub fn is_empty(&self) -> bool {
-        self.attach_post_create.is_empty() && self.attach_post_deploy.is_empty()
+        self.attach_post_create.is_empty() && self.attach_post_deploy.is_empty() && self.tld.is_none()
     }
 
     /// Every network the app's containers join, once each.
@@ -303,6 +324,12 @@ pub struct ProcessSettings {
     /// Seconds between SIGTERM and SIGKILL when a container stops.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u32>,
+    /// The web process's command when the release's Procfile names no web (an app's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_cmd: Option<String>,
+    /// The same for Dockerfile builds and images only, over `start_cmd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dockerfile_start_cmd: Option<String>,
 }
 
 impl ProcessSettings {

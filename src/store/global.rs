@@ -49,6 +49,9 @@ pub struct GlobalConfig {
     /// `scheduler:set --global selected`: where apps run that choose none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<super::SchedulerName>,
+    /// `network:set --global tld`: the suffix of container names on networks for apps that set none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tld: Option<String>,
     /// `scheduler:set --global shell`: the shell of `enter` for apps that set none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<String>,

@@ -263,6 +263,16 @@ fn an_app_named_as_dokku_allows_deploys_and_is_served() {
     assert_eq!(out.code, 0, "{out:#?}");
     assert!(!out.stdout.contains("----->"), "{out:#?}");
     assert_eq!(get(&d, "1994.example.com"), (200, "born in 1994".into()));
+    // dockerfile-start-cmd: the web process's command in place of the image's CMD (the app
+    // has no Procfile); unset, the image's CMD again.
+    d.ssh("ps:set 1994app dockerfile-start-cmd \"sh -c 'echo started by its start-cmd > /www/index.html; exec httpd -f -p $PORT -h /www'\"").ok();
+    d.ssh("ps:set 1994app start-cmd \"sh -c 'unclosed\"").refused("Invalid start-cmd");
+    d.ssh("ps:restart 1994app").ok();
+    assert_eq!(get(&d, "1994.example.com"), (200, "started by its start-cmd".into()));
+    assert_eq!(d.ssh("ps:report 1994app --ps-computed-dockerfile-start-cmd").ok().stdout.lines().next(), Some("sh -c 'echo started by its start-cmd > /www/index.html; exec httpd -f -p $PORT -h /www'"));
+    d.ssh("ps:set 1994app dockerfile-start-cmd").ok();
+    d.ssh("ps:restart 1994app").ok();
+    assert_eq!(get(&d, "1994.example.com"), (200, "born in 1994".into()));
     // The global env reaches every app's containers; an app's own value wins.
     d.ssh("config:set --global SHARED=from-global TZ=UTC").ok();
     assert_eq!(d.ssh("config:get --global SHARED").ok().stdout, "from-global\n");

@@ -749,9 +749,18 @@ fn apps_reach_each_other_only_on_a_network_an_admin_attached_them_to() {
     assert_eq!(report["network-attach-post-deploy"], serde_json::json!(["shared"]), "{report}");
     assert!(d.ssh("network:info shared").ok().stdout.contains("alpha"));
 
-    // A redeploy keeps it; taken off, beta is out of reach again at once.
+    // A redeploy keeps it; with a tld (global, then beta's own), its names also end in it.
+    d.ssh("network:set --global tld internal").ok();
+    d.ssh("network:set beta tld 'bad tld'").refused("Invalid tld");
     d.ssh("ps:restart beta").ok();
     assert_eq!(probe("beta"), "beta");
+    assert_eq!(probe("beta.web.internal"), "beta");
+    assert_eq!(d.ssh("network:report beta --network-computed-tld").ok().stdout, "internal\n");
+    d.ssh("network:set beta tld svc.local").ok();
+    d.ssh("network:set --global tld").ok();
+    d.ssh("ps:restart beta").ok();
+    assert_eq!(probe("beta.web.svc.local"), "beta");
+    assert_eq!(probe("beta.web.internal"), "unreachable");
     d.ssh("network:destroy shared").refused("has apps attached");
     d.ssh("network:set beta attach-post-deploy").ok();
     assert_eq!(probe("beta"), "unreachable");
