@@ -10,7 +10,7 @@ use crate::output::Format;
 use crate::store::Access;
 use clap::Subcommand;
 
-pub(super) const NAMESPACES: &[(&str, &str)] = &[("events", "Show the audit log: who ran which command, on which app, how it ended")];
+pub(super) const NAMESPACES: &[(&str, &str)] = &[("events", "Manage event logging: the audit log, who ran which command, on which app, how it ended")];
 
 /// Past this, the log moves to `events.log.1` (one generation kept).
 const ROTATE_AT: u64 = 4 * 1024 * 1024;

@@ -32,6 +32,7 @@ mod property;
 mod ps;
 mod redis;
 mod releases;
+mod repo;
 mod report;
 mod resources;
 mod run;
@@ -198,6 +199,7 @@ namespaces! {
     Keys => keys,
     Cron => cron,
     Network => network,
+    Repo => repo,
     DockerOptions => docker_options,
     Scheduler => scheduler,
     Cluster => cluster,

@@ -65,7 +65,7 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "git:report 1994app --git-rev-env-var", code: 0, stdout: "=COMMIT_SHA\n", stderr: "" },
         Case { line: "git:set 1994app rev-env-var 1BAD", code: 1, stdout: "", stderr: "Invalid env key" },
         Case { line: "git:set 1994app rev-env-var", code: 0, stdout: "GIT_REV (the default)", stderr: "" },
-        Case { line: "ps:report 1994app --ps-nope", code: 1, stdout: "", stderr: "Invalid flag passed, valid flags: --ps-computed-procfile-path, --ps-computed-restart-policy, --ps-computed-stop-timeout-seconds, --ps-containers, " },
+        Case { line: "ps:report 1994app --ps-nope", code: 1, stdout: "", stderr: "Invalid flag passed, valid flags: --ps-computed-dockerfile-start-cmd, --ps-computed-procfile-path, --ps-computed-restart-policy, " },
         // NS:set: dokku's messages for a missing, unknown or app-only property.
         Case { line: "git:set 1994app nope x", code: 1, stdout: "", stderr: "= !     Invalid property specified, valid properties include: deploy-branch, rev-env-var\n" },
         Case { line: "git:set 1994app", code: 1, stdout: "", stderr: "= !     No property specified\n" },
@@ -142,6 +142,8 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "network:help", code: 0, stdout: "Manage network settings for an app", stderr: "" },
         Case { line: "resource:help", code: 0, stdout: "Manage resource settings for an app", stderr: "" },
         Case { line: "scheduler:help", code: 0, stdout: "Manage scheduler settings", stderr: "" },
+        Case { line: "repo:help", code: 0, stdout: "Manage the app's repo", stderr: "" },
+        Case { line: "events:help", code: 0, stdout: "Manage event logging", stderr: "" },
         Case { line: "ssh-keys:help", code: 0, stdout: "Manage public ssh keys used for deployment", stderr: "" },
         // checks: dokku's lists of process types with checks disabled or skipped.
         Case { line: "checks:report 1994app --checks-disabled-list", code: 0, stdout: "=none\n", stderr: "" },
@@ -273,6 +275,13 @@ fn an_app_named_as_dokku_allows_deploys_and_is_served() {
     d.ssh("ps:set 1994app dockerfile-start-cmd").ok();
     d.ssh("ps:restart 1994app").ok();
     assert_eq!(get(&d, "1994.example.com"), (200, "born in 1994".into()));
+    // repo:gc packs the pushed objects; repo:purge-cache empties the build cache.
+    assert!(d.ssh("repo:gc 1994app").ok().stdout.contains("Packed 1994app's repository"));
+    let repo_dir = d.root().join("apps/1994app/repo.git");
+    let counted = std::process::Command::new("git").arg("--git-dir").arg(&repo_dir).args(["count-objects", "-v"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&counted.stdout).contains("\ncount: 0\n") || String::from_utf8_lossy(&counted.stdout).starts_with("count: 0\n"), "{counted:?}");
+    assert!(d.ssh("repo:purge-cache 1994app").ok().stdout.contains("Purged 1994app's build cache"));
+    d.ssh("repo:gc nosuchapp").refused("does not exist");
     // The global env reaches every app's containers; an app's own value wins.
     d.ssh("config:set --global SHARED=from-global TZ=UTC").ok();
     assert_eq!(d.ssh("config:get --global SHARED").ok().stdout, "from-global\n");
