@@ -421,6 +421,8 @@ pub struct BuildRequest<'a> {
     pub limits: crate::runtime::BuildLimits,
     /// Third-party buildpacks may come from private addresses (berth.toml).
     pub allow_private: bool,
+    /// The image the build runs in (berth's stack unless the app chose another).
+    pub stack: &'a str,
 }
 
 /// Where the driver writes the image's process types (Procfile, then buildpack defaults).
@@ -433,9 +435,13 @@ pub struct Built {
 }
 
 pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, out: &Output) -> Result<Built, String> {
-    let BuildRequest { app, tag, source, env, chosen, defaults, time_limit, limits, allow_private } = request;
-    if runtime.image_info(STACK_IMAGE).await.is_none() {
-        return Err(format!("The stack image {STACK_IMAGE} is missing: run `berth stack:build` on the server"));
+    let BuildRequest { app, tag, source, env, chosen, defaults, time_limit, limits, allow_private, stack } = request;
+    if runtime.image_info(stack).await.is_none() {
+        return Err(if stack == STACK_IMAGE {
+            format!("The stack image {STACK_IMAGE} is missing: run `berth stack:build` on the server")
+        } else {
+            format!("The stack image {stack} (buildpacks:set-property stack) is not on the server's engine: load or build it there, or unset it")
+        });
     }
     let builtins = install_builtins(root).map_err(|e| format!("cannot write the built-in buildpacks: {e}"))?;
     let app_dir = root.join("apps").join(app);
@@ -475,7 +481,7 @@ pub async fn build(runtime: &Runtime, root: &Path, request: BuildRequest<'_>, ou
     let repo = format!("berth/{app}");
     let job = OneShot {
         app: Some(app),
-        image: STACK_IMAGE,
+        image: stack,
         cmd,
         env: build_env,
         binds,

@@ -70,6 +70,9 @@ pub enum Cmd {
     /// List an app's buildpacks
     #[command(name = "buildpacks:list")]
     BuildpacksList { app: AppName },
+    /// Set a buildpacks property: stack IMAGE (the image buildpack builds run in; default berth/stack:bookworm); APP or --global (admins)
+    #[command(name = "buildpacks:set-property")]
+    BuildpacksSetProperty(SetArgs),
     /// Show an app's buildpacks and the stack image they build on
     #[command(name = "buildpacks:report")]
     BuildpacksReport(ReportArgs),
@@ -95,7 +98,10 @@ impl Cmd {
  => Scope::App(app),
             // Build limits bound what a build may take from the apps beside it (an app's value
             // wins over the global one): an admin's, like `resource:limit`.
-            Cmd::BuilderSet(args) if args.key.as_deref().is_some_and(|k| k.starts_with("build-")) => Scope::Admin,
+            // Kept build containers take the engine's disk: an admin's too.
+            Cmd::BuilderSet(args) if args.key.as_deref().is_some_and(|k| (k.starts_with("build-") && k != "build-dir") || k == "skip-cleanup") => Scope::Admin,
+            // The image buildpack builds run in: an admin's (it sees every app's source it builds).
+            Cmd::BuildpacksSetProperty(_) => Scope::Admin,
             Cmd::BuilderSet(args) => args.target.scope(),
         }
     }
@@ -130,6 +136,7 @@ impl Cmd {
             Cmd::BuilderSet(args) => builder_set(ctx, args).await,
             Cmd::BuilderReport(args) => builder_report(ctx, &args).await,
             Cmd::BuildpacksReport(args) => buildpacks_report(ctx, &args).await,
+            Cmd::BuildpacksSetProperty(args) => buildpacks_set_property(ctx, &args).await,
         }
     }
 }
@@ -355,10 +362,37 @@ fn builder_name(builder: Builder) -> String {
     .to_string()
 }
 
+/// `buildpacks:set-property (APP|--global) stack [IMAGE]`: an image on the server's engine
+/// (made from berth's stack, as `stack:build` makes it), checked when a build starts.
+pub async fn buildpacks_set_property(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
+    args.property(&[app_or_global("stack")])?;
+    let stack = args.value().map(str::to_string);
+    if let Some(image) = &stack {
+        let ok = image.len() <= 255 && !image.starts_with(['-', '/', ':']) && image.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/:@".contains(c));
+        if !ok {
+            return Err(failed(format!("Invalid stack {}: an image reference, like berth/stack:bookworm", validate::quoted(image))));
+        }
+    }
+    update_build(ctx, &args.target, |build, _| build.stack = stack.clone()).await?;
+    let whose = match &args.target {
+        Target::Global => "apps that set none".to_string(),
+        Target::App(app) => app.to_string(),
+    };
+    ctx.out.step(format!("Stack of {whose}: {}", stack.as_deref().unwrap_or(STACK_IMAGE))).await;
+    Ok(())
+}
+
 pub async fn buildpacks_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
-    args.no_global("buildpacks")?;
+    let global = ctx.engine.store.load_global()?;
+    if args.global {
+        let report = Report::new("global buildpacks information").namespace("buildpacks").global_layer("stack", global.build.stack.clone(), AppConfig::default().stack_with(&global));
+        return args.print_global(ctx, report).await;
+    }
     args.print_apps(ctx, |_, name, config| {
-        Ok(Report::new(format!("{name} buildpacks information")).namespace("buildpacks").row("Buildpacks list", config.buildpacks.clone()).row("Buildpacks stack", STACK_IMAGE))
+        Ok(Report::new(format!("{name} buildpacks information"))
+            .namespace("buildpacks")
+            .row("Buildpacks list", config.buildpacks.clone())
+            .layered("stack", config.build.stack.clone(), global.build.stack.clone(), config.stack_with(&global)))
     })
     .await
 }

@@ -209,6 +209,7 @@ impl Job<'_> {
             time_limit: build_limit(engine),
             limits: self.limits,
             allow_private: engine.store.load_global().is_ok_and(|g| g.allow_private_buildpack_hosts),
+            stack: &config.stack_with(&engine.store.load_global()?),
         };
         let built = buildpack::build(self.runtime, &engine.root(), request, out).await?;
         Ok((built.image, built.processes, true))

@@ -138,6 +138,11 @@ impl AppConfig {
         self.build.dir.clone().or_else(|| global.build.dir.clone())
     }
 
+    /// The image its buildpack builds run in: the app's, the global one, else berth's stack.
+    pub fn stack_with(&self, global: &super::GlobalConfig) -> String {
+        self.build.stack.clone().or_else(|| global.build.stack.clone()).unwrap_or_else(|| crate::buildpack::STACK_IMAGE.to_string())
+    }
+
     /// The builder chosen (`builder:set selected`), the app's or the global one; None detects.
     pub fn builder_with(&self, global: &super::GlobalConfig) -> Option<Builder> {
         self.builder.or(global.builder)
@@ -308,6 +313,9 @@ pub struct BuildSettings {
     /// Keep a Dockerfile build's intermediate containers (to look into a failed step).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skip_cleanup: Option<bool>,
+    /// The image buildpack builds run in (`buildpacks:set-property stack`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
 }
 
 /// Where a process's Procfile is, and how long a process has to stop, unless set.

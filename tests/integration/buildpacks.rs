@@ -126,7 +126,20 @@ func main() {
 fn a_static_site_and_a_procfile_app_are_served() {
     let d = Daemon::start();
     let site = app(&d, "static-app", &[("index.html", "static hello\n"), ("about.html", "about\n")]);
+    // The stack a build runs in is the app's choice, else the global one (admins): one the
+    // engine lacks fails the push, naming it; a copy of berth's stack builds.
+    d.ssh("buildpacks:set-property static-app stack berth-test/missing-stack:1").ok();
+    d.ssh("buildpacks:set-property static-app stack 'Not An Image'").refused("Invalid stack");
+    let out = site.push(&d, "main");
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("berth-test/missing-stack:1 (buildpacks:set-property stack) is not on the server's engine"), "{out:#?}");
+    crate::harness::docker(&["tag", "berth/stack:bookworm", "berth-test/stack:copy"]);
+    d.ssh("buildpacks:set-property --global stack berth-test/stack:copy").ok();
+    d.ssh("buildpacks:set-property static-app stack").ok();
+    assert_eq!(d.ssh("buildpacks:report static-app --buildpacks-computed-stack").ok().stdout, "berth-test/stack:copy\n");
     let log = pushed(&d, &site);
+    d.ssh("buildpacks:set-property --global stack").ok();
+    crate::harness::docker(&["rmi", "berth-test/stack:copy"]);
     assert!(log.contains("Building with buildpack static"), "{log}");
     assert_eq!(get(&d, "static-app.example.com"), (200, "static hello".into()));
 

@@ -127,7 +127,12 @@ fn a_dokku_users_command_lines_work_unchanged() {
         // Reports over every app, and storage.
         Case { line: "resource:report --format json", code: 0, stdout: "\"1994app\":{", stderr: "" },
         Case { line: "storage:report 1994app --storage-run-mounts", code: 0, stdout: "=\n", stderr: "" },
-        Case { line: "buildpacks:report 1994app --buildpacks-stack", code: 0, stdout: "=berth/stack:bookworm\n", stderr: "" },
+        Case { line: "buildpacks:report 1994app --buildpacks-stack", code: 0, stdout: "=\n", stderr: "" },
+        Case { line: "buildpacks:report 1994app --buildpacks-computed-stack", code: 0, stdout: "=berth/stack:bookworm\n", stderr: "" },
+        Case { line: "buildpacks:set-property --global stack gliderlabs/herokuish:latest", code: 0, stdout: "Stack of apps that set none: gliderlabs/herokuish:latest", stderr: "" },
+        Case { line: "buildpacks:report 1994app --buildpacks-global-stack", code: 0, stdout: "=gliderlabs/herokuish:latest\n", stderr: "" },
+        Case { line: "buildpacks:set-property --global stack", code: 0, stdout: "berth/stack:bookworm", stderr: "" },
+        Case { line: "buildpacks:set-property 1994app nope x", code: 1, stdout: "", stderr: "valid properties include: stack" },
         Case { line: "storage:ensure-directory shared-data --chown paketo", code: 0, stdout: "Setting directory ownership to 2000:2000", stderr: "" },
         Case { line: "storage:ensure-directory ../x", code: 1, stdout: "", stderr: "Invalid directory" },
         Case { line: "checks:set 1994app nope 1", code: 1, stdout: "", stderr: "valid properties include: attempts, timeout, wait-to-retire" },

@@ -368,6 +368,12 @@ fn scoped_keys_cannot_lift_an_admins_lock_or_limits() {
         "builder:set mine build-cpu-shares",
         // The ACME server is called from this host: a scoped key could probe its ports.
         "letsencrypt:set mine server https://127.0.0.1:22/directory",
+        // Reservations take from the other apps; kept build containers fill the disk; the
+        // stack image runs every build of the app (another app's image would hand its code over).
+        "resource:reserve mine --memory 8g",
+        "builder:set mine skip-cleanup true",
+        "buildpacks:set-property mine stack berth/other:v1",
+        "ps:set --global stop-timeout-seconds 1",
     ] {
         d.ssh_as(&user, command, b"").refused("Permission denied");
     }
@@ -377,6 +383,8 @@ fn scoped_keys_cannot_lift_an_admins_lock_or_limits() {
     assert!(!toml.contains("cpu_shares") && !toml.contains("2000m") && !toml.contains("memory = \"0\""), "{toml}");
     // What is the app's own stays the key's: the builder it uses.
     d.ssh_as(&user, "builder:set mine selected dockerfile", b"").ok();
+    d.ssh_as(&user, "builder:set mine build-dir web", b"").ok();
+    d.ssh_as(&user, "ps:set mine stop-timeout-seconds 5", b"").ok();
     d.ssh_as(&user, "config:set mine --no-restart A=1", b"").ok();
 }
 
