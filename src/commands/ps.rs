@@ -274,9 +274,6 @@ async fn set_restart_policy(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
         ctx.out.step(format!("Global restart policy {}: apps that set none use {}", shown(policy), policy.unwrap_or_default())).await;
         return Ok(());
     };
-    if policy.is_some_and(|p| p != RestartPolicy::default()) {
-        super::scheduler::not_on_swarm(ctx, app, "restart policy (Swarm starts every task that ends again)")?;
-    }
     // Under the deploy lock: a deploy running now would start containers with the old policy.
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     // berth restarts containers itself (supervise.rs): the new policy applies to the next stop.

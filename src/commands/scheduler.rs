@@ -157,8 +157,6 @@ pub fn unsupported_on_swarm(config: &AppConfig, linked: bool) -> Option<&'static
         Some("networks of network:set (they are this server's bridges): network:set APP attach-post-create without them first")
     } else if config.docker_options.keys().any(|k| k.starts_with("deploy")) {
         Some("docker-options of the deploy phase (a service's tasks take few of docker run's options): docker-options:clear APP deploy first")
-    } else if config.restart_policy.is_some_and(|p| p != Default::default()) {
-        Some("a restart policy (Swarm starts every task that ends again): ps:set APP restart-policy with no value first")
     } else {
         None
     }

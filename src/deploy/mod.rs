@@ -415,6 +415,7 @@ async fn attached(scheduler: &dyn Scheduler, spec: &ContainerSpec<'_>, out: &Out
 pub fn process_spec<'a>(engine: &Engine, app: &'a str, config: &AppConfig, release: &'a Release, process: &'a str, index: u32, command: Option<Vec<String>>) -> ContainerSpec<'a> {
     let limits = config.limits_for(process);
     let reserved = config.reservations_for(process);
+    let settings = engine.store.load_global().unwrap_or_default();
     // The global env is read when a container starts; the release's own wins.
     let global = engine.store.load_global_env().unwrap_or_else(|e| {
         tracing::error!("{e}: containers start without the global env");
@@ -432,7 +433,8 @@ pub fn process_spec<'a>(engine: &Engine, app: &'a str, config: &AppConfig, relea
         nano_cpus: limits.cpus.as_deref().and_then(|c| crate::validate::cpus(c).ok()),
         memory_reservation: reserved.memory.as_deref().and_then(|m| crate::validate::memory(m).ok()),
         cpu_reservation: reserved.cpus.as_deref().and_then(|c| crate::validate::cpus(c).ok()),
-        tld: config.tld_with(&engine.store.load_global().unwrap_or_default()),
+        tld: config.tld_with(&settings),
+        restart: config.restart_policy_with(&settings),
         networks: config.networks.all(),
         services: crate::services::reached_by(engine, app, config),
         placement: config.scheduler.constraints.clone(),

@@ -173,6 +173,9 @@ pub struct ContainerSpec<'a> {
     pub cpu_reservation: Option<i64>,
     /// The suffix its names on networks also take (`network:set tld`).
     pub tld: Option<String>,
+    /// What happens when it ends: berth's supervisor restarts docker-local containers
+    /// itself (reading the app's policy then); Swarm restarts a service's tasks as this says.
+    pub restart: crate::store::RestartPolicy,
     /// Networks an admin attached the app to (`network:set`), by the names the admin gave.
     pub networks: Vec<String>,
     /// The containers of the services the app reaches (its links): berth attaches them to

@@ -357,7 +357,7 @@ pub fn service_spec(name: &str, unit: &Unit<'_>, replicas: u32, root: &str) -> S
     };
     let task = TaskSpec {
         container_spec: Some(container),
-        restart_policy: Some(TaskSpecRestartPolicy { condition: Some(TaskSpecRestartPolicyConditionEnum::ANY), delay: Some(Duration::from_secs(1).as_nanos() as i64), ..Default::default() }),
+        restart_policy: Some(restart_policy(unit.restart)),
         placement: Some(TaskSpecPlacement { constraints: (!unit.placement.is_empty()).then(|| unit.placement.clone()), ..Default::default() }),
         resources: Some(TaskSpecResources {
             limits: Some(Limit { nano_cpus: unit.nano_cpus, memory_bytes: unit.memory, ..Default::default() }),
@@ -657,6 +657,18 @@ pub async fn manager_state(docker: &Docker) -> Result<String, String> {
     Ok(swarm.node_id.unwrap_or_default())
 }
 
+/// The app's restart policy as Swarm's: `no` never, `on-failure[:N]` after a failure (at
+/// most N attempts), `always` and `unless-stopped` whenever a task ends. Pure.
+fn restart_policy(policy: crate::store::RestartPolicy) -> TaskSpecRestartPolicy {
+    use crate::store::RestartPolicy;
+    let (condition, max_attempts) = match policy {
+        RestartPolicy::No => (TaskSpecRestartPolicyConditionEnum::NONE, None),
+        RestartPolicy::OnFailure(n) => (TaskSpecRestartPolicyConditionEnum::ON_FAILURE, (n > 0).then_some(i64::from(n))),
+        RestartPolicy::Always | RestartPolicy::UnlessStopped => (TaskSpecRestartPolicyConditionEnum::ANY, None),
+    };
+    TaskSpecRestartPolicy { condition: Some(condition), delay: Some(Duration::from_secs(1).as_nanos() as i64), max_attempts, ..Default::default() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -676,6 +688,7 @@ mod tests {
             memory_reservation: Some(128 << 20),
             cpu_reservation: Some(500_000_000),
             tld: None,
+            restart: crate::store::RestartPolicy::OnFailure(3),
             networks: Vec::new(),
             services: Vec::new(),
             options: Vec::new(),
@@ -694,6 +707,10 @@ mod tests {
         let task = web.task_template.unwrap();
         assert_eq!(task.placement.unwrap().constraints, Some(vec!["node.labels.env==qa".to_string()]));
         assert_eq!(task.container_spec.as_ref().unwrap().args, Some(vec!["serve".to_string()]));
+        let restart = task.restart_policy.clone().unwrap();
+        assert_eq!((restart.condition, restart.max_attempts), (Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE), Some(3)), "the app's on-failure:3");
+        assert_eq!(restart_policy(crate::store::RestartPolicy::No).condition, Some(TaskSpecRestartPolicyConditionEnum::NONE));
+        assert_eq!(restart_policy(crate::store::RestartPolicy::UnlessStopped).condition, Some(TaskSpecRestartPolicyConditionEnum::ANY));
         let resources = task.resources.unwrap();
         assert_eq!(resources.limits.unwrap().memory_bytes, Some(256 << 20));
         let reserved = resources.reservations.unwrap();

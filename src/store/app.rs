@@ -433,15 +433,21 @@ pub struct Limits {
 }
 
 /// A restart policy, written as Docker does: `no`, `always`, `unless-stopped`, `on-failure[:N]`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum RestartPolicy {
     No,
     Always,
-    #[default]
     UnlessStopped,
-    /// Restart after a non-zero exit, at most N times (0: no limit).
+    /// Restart after a non-zero exit, at most N times in a row (0: no limit). dokku's
+    /// default is `on-failure:10`, and berth's.
     OnFailure(u32),
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy::OnFailure(10)
+    }
 }
 
 impl std::fmt::Display for RestartPolicy {

@@ -56,7 +56,7 @@ fn a_dokku_users_command_lines_work_unchanged() {
         // Info flags: one value of a report, an empty line when unset.
         Case { line: "apps:report 1994app --app-locked", code: 0, stdout: "=false\n", stderr: "" },
         Case { line: "ps:report 1994app --ps-restart-policy", code: 0, stdout: "=\n", stderr: "" },
-        Case { line: "--app 1994app ps:report --ps-computed-restart-policy", code: 0, stdout: "=unless-stopped\n", stderr: "" },
+        Case { line: "--app 1994app ps:report --ps-computed-restart-policy", code: 0, stdout: "=on-failure:10\n", stderr: "" },
         Case { line: "git:report 1994app --git-sha", code: 0, stdout: "=\n", stderr: "" },
         // git:set rev-env-var: the env var that carries the deployed commit (GIT_REV).
         Case { line: "git:report 1994app --git-rev-env-var", code: 0, stdout: "=\n", stderr: "" },
@@ -80,7 +80,7 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "ps:report 1994app --ps-restart-policy", code: 0, stdout: "=on-failure:3\n", stderr: "" },
         Case { line: "ps:set 1994app restart-policy", code: 0, stdout: "unset: always applies", stderr: "" },
         Case { line: "ps:set --global restart-policy", code: 0, stdout: "Global restart policy unset", stderr: "" },
-        Case { line: "ps:report 1994app --ps-computed-restart-policy", code: 0, stdout: "=unless-stopped\n", stderr: "" },
+        Case { line: "ps:report 1994app --ps-computed-restart-policy", code: 0, stdout: "=on-failure:10\n", stderr: "" },
         Case { line: "releases:set 1994app keep", code: 0, stdout: "last 5 releases", stderr: "" },
         Case { line: "letsencrypt:set --global email me@example.com", code: 0, stdout: "Setting email to me@example.com globally", stderr: "" },
         Case { line: "letsencrypt:report --global --letsencrypt-global-email", code: 0, stdout: "=me@example.com\n", stderr: "" },
