@@ -106,10 +106,13 @@ pub async fn list(ctx: &mut Ctx<'_>, app: &AppName, format: Format, quiet: bool)
 
 pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResult {
     let allowed = ctx.engine.store.load_global()?.allowed_host_ports();
+    let admin = ctx.caller.role.is_admin();
     let parse_all = |specs: &[String]| -> Result<Vec<PortMap>, CmdError> {
         let maps = specs.iter().map(|s| validate::port_map(s)).collect::<Result<Vec<_>, _>>()?;
-        // berth's nginx shares the host with other servers: it listens only where it may.
-        if let Some(map) = maps.iter().find(|m| !allowed.contains(&m.host)) {
+        // berth's nginx shares the host with other servers: an app's key has it listen only
+        // where berth.toml allows; an admin chooses any port, as on dokku (a port nginx cannot
+        // take is undone below).
+        if let Some(map) = maps.iter().find(|m| !admin && !allowed.contains(&m.host)) {
             let list = allowed.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
             return Err(failed(format!("Host port {} of {map} is not one berth serves ({list}; proxy_ports in berth.toml adds more)", map.host)));
         }
@@ -124,6 +127,9 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
         }
         Change::Add(specs) => {
             let maps = parse_all(&specs)?;
+            let mut combined = ctx.engine.store.load_app(app)?.ports;
+            combined.extend(maps.iter().copied());
+            check_conflicts(&dedup(combined))?;
             let changed = update(ctx, app, |ports| {
                 // Adding to the default makes the default explicit, as the user sees it listed.
                 if ports.is_empty() {
@@ -198,8 +204,12 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     }
     args.print_apps(ctx, |_, name, config| {
         let shown = |ports: &[PortMap]| ports.iter().map(|p| p.to_string()).collect::<Vec<_>>();
-        Ok(Report::new(format!("{name} ports information")).namespace("ports")
+        // dokku's structured form, as one JSON text (an info flag prints it as it is).
+        let json: Vec<serde_json::Value> = config.ports.iter().map(|p| serde_json::json!({"scheme": p.scheme.to_string(), "host_port": p.host, "container_port": p.container})).collect();
+        Ok(Report::new(format!("{name} ports information"))
+            .namespace("ports")
             .row("Ports map", shown(&config.ports))
+            .row("Ports map json", serde_json::Value::Array(json).to_string())
             .row("Ports map detected", detected.get(name).cloned().unwrap_or_default())
             .row("Ports map effective", shown(&config.effective_ports())))
     })
@@ -239,6 +249,9 @@ fn check_conflicts(maps: &[PortMap]) -> CmdResult {
     for (i, a) in maps.iter().enumerate() {
         if let Some(b) = maps[i + 1..].iter().find(|b| b.host == a.host && b.scheme != a.scheme) {
             return Err(failed(format!("Port mappings {a} and {b} use host port {} with different schemes", a.host)));
+        }
+        if let Some(b) = maps[i + 1..].iter().find(|b| b.host == a.host && b.container != a.container) {
+            return Err(failed(format!("Port mappings {a} and {b} send host port {} to two container ports: one per host port", a.host)));
         }
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! Each command as a user types it over SSH, and each refusal.
 
-use crate::harness::Daemon;
+use crate::harness::{Daemon, keygen};
 
 #[test]
 fn the_first_session_walkthrough() {
@@ -165,10 +165,13 @@ fn ports_commands() {
     assert!(text.contains("http    80         5000"), "{text}");
     d.ssh("ports:add app https:443:5000").ok();
     assert_eq!(list(&d).as_array().unwrap().len(), 2);
-    // Host ports other than 80 and 443 only when berth.toml lists them.
-    d.ssh("ports:set app http:8080:3000").refused("Host port 8080 of http:8080:3000 is not one berth serves (80, 443; proxy_ports in berth.toml adds more)");
+    // An app's key: host ports other than 80 and 443 only when berth.toml lists them (an
+    // admin chooses any, as on dokku).
+    let user = keygen(d.dir.path(), "user");
+    d.local(&["ssh-keys:add", "user", "--app", "app"], user.public.as_bytes()).ok();
+    d.ssh_as(&user, "ports:set app http:8080:3000", b"").refused("Host port 8080 of http:8080:3000 is not one berth serves (80, 443; proxy_ports in berth.toml adds more)");
     d.setting("proxy_ports = [8080, 8081]".into());
-    d.ssh("ports:set app http:8080:3000").ok();
+    d.ssh_as(&user, "ports:set app http:8080:3000", b"").ok();
     assert_eq!(list(&d), serde_json::json!([{"scheme": "http", "host_port": 8080, "container_port": 3000}]));
     d.ssh("ports:add app http:8081:3000").ok();
     d.ssh("ports:remove app 8080").ok();
@@ -183,6 +186,7 @@ fn ports_commands() {
     d.ssh("ports:set app http:99999:5000").refused("bad host port");
     d.ssh("ports:set app http:80:5000 https:80:5000").refused("different schemes");
     d.ssh("ports:add app https:80:5000").refused("different schemes");
+    d.ssh("ports:add app http:80:5001").refused("two container ports");
     d.ssh("ports:remove app 9999").refused("No port mapping 9999");
     assert_eq!(d.app_toml("app"), before);
 }

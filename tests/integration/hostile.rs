@@ -50,7 +50,7 @@ const CASES: &[(&str, &str)] = &[
     ("domains:set-global '*.example.com'", "cannot be a wildcard"),
     ("ports:set target http:0:5000", "bad host port"),
     ("ports:set target udp:53:53", "the scheme must be http or https"),
-    ("ports:set target http:8080:5000", "is not one berth serves"),
+    ("ports:set target http:8080:5000 http:8080:5001", "two container ports"),
     ("ports:set target 'http:80:5000;'", "bad container port"),
     ("ps:scale target web=-1", "whole number from 0 to 100"),
     ("ps:scale target web=abc", "whole number from 0 to 100"),
