@@ -164,7 +164,7 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
             let domains = store.load_app(&other)?.domains;
             others.push((other, domains));
         }
-        check_conflicts(&names, &others, &global)?;
+        check_conflicts(&names, &others, &global, ctx.caller.role.is_admin())?;
         // A key scoped to apps claims only names of its own.
         if !ctx.caller.role.is_admin() {
             let may_manage = |other: &str| ctx.caller.role.may_manage(other);
@@ -443,7 +443,14 @@ fn also(problems: &[String]) -> String {
 
 /// An app's default names: `APP.<global domain>` for each global domain.
 fn default_names(app: &str, global: &[String]) -> Vec<String> {
-    global.iter().map(|g| format!("{app}.{g}")).collect()
+    global.iter().map(|g| default_name(app, g)).collect()
+}
+
+/// An app's default name under one global domain: `APP.<global>`, or the app's name itself
+/// when it already ends in the global domain (`test.dokku.test` under `dokku.test`), as
+/// dokku names it. Pure.
+pub(super) fn default_name(app: &str, global: &str) -> String {
+    if app == global || app.ends_with(&format!(".{global}")) { app.to_string() } else { format!("{app}.{global}") }
 }
 
 /// Whether an app's default names follow the global domains (`global`, as they are before
@@ -477,8 +484,10 @@ fn follow_global(app: &str, domains: &[String], before: &[String], after: &[Stri
 /// it>`), which would catch every app's `APP.<global>` while that app is not served, and
 /// every app to come. A plain name under another app's wildcard is allowed: nginx prefers
 /// an exact name to any wildcard (and a longer wildcard to a shorter one), so it takes from
-/// the wildcard's app only the name the user asked for. Pure.
-fn check_conflicts(names: &[String], others: &[(String, Vec<String>)], global: &[String]) -> CmdResult {
+/// the wildcard's app only the name the user asked for. An admin may, as on dokku, add a
+/// wildcard over a global domain: every app's default name under it stays that app's (an
+/// exact name), the wildcard's app takes the rest. Pure.
+fn check_conflicts(names: &[String], others: &[(String, Vec<String>)], global: &[String], admin: bool) -> CmdResult {
     for name in names {
         if let Some(why) = crate::front::claimed(name, global) {
             return Err(failed(why));
@@ -486,11 +495,14 @@ fn check_conflicts(names: &[String], others: &[(String, Vec<String>)], global: &
         if let Some((other, _)) = others.iter().find(|(_, theirs)| theirs.contains(name)) {
             return Err(failed(format!("Domain {name} is already used by app {other}")));
         }
-        if let Some(g) = global.iter().find(|g| covers_global(name, g)) {
+        if let Some(g) = global.iter().find(|g| covers_global(name, g))
+            && !admin
+        {
             return Err(failed(format!("Domain {name} would catch every app's name under the global domain {g} (APP.{g}): add names of this app only")));
         }
         for (other, theirs) in others {
-            if let Some(taken) = theirs.iter().find(|d| covers(name, d)) {
+            let defaults = default_names(other, global);
+            if let Some(taken) = theirs.iter().find(|d| covers(name, d) && !(admin && defaults.contains(d))) {
                 return Err(failed(format!("Domain {name} covers {taken}, a domain of app {other}")));
             }
         }
@@ -533,7 +545,7 @@ fn covers(wildcard: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{belongs_elsewhere, check_conflicts, covers, follow_global, follows_global};
+    use super::{belongs_elsewhere, check_conflicts, covers, default_name, follow_global, follows_global};
 
     #[test]
     fn a_scoped_key_claims_only_names_of_its_own() {
@@ -594,13 +606,20 @@ mod tests {
     fn a_domain_may_not_take_another_apps_names_or_every_apps_default_name() {
         let others = vec![("shop".to_string(), v(&["shop.example.com", "*.cdn.example.net"]))];
         let global = v(&["apps.example.org"]);
-        let refused = |names: &[&str]| check_conflicts(&v(names), &others, &global).unwrap_err().to_string();
+        let refused = |names: &[&str]| check_conflicts(&v(names), &others, &global, false).unwrap_err().to_string();
         assert_eq!(refused(&["shop.example.com"]), "Domain shop.example.com is already used by app shop");
         assert_eq!(refused(&["*.example.com"]), "Domain *.example.com covers shop.example.com, a domain of app shop");
         assert_eq!(refused(&["*.example.net"]), "Domain *.example.net covers *.cdn.example.net, a domain of app shop");
         assert!(refused(&["*.apps.example.org"]).contains("every app's name under the global domain apps.example.org"));
         assert!(refused(&["*.example.org"]).contains("every app's name under the global domain apps.example.org"));
         // Exact names win over wildcards in nginx: a name under another app's wildcard is fine.
-        assert!(check_conflicts(&v(&["img.cdn.example.net", "*.eu.cdn.example.net", "*.mine.example.com", "x.apps.example.org"]), &others, &global).is_ok());
+        assert!(check_conflicts(&v(&["img.cdn.example.net", "*.eu.cdn.example.net", "*.mine.example.com", "x.apps.example.org"]), &others, &global, false).is_ok());
+        // An admin's wildcard over the global domain: other apps keep their default names.
+        let others = vec![("shop".to_string(), v(&["shop.apps.example.org", "shop.example.com"]))];
+        assert!(check_conflicts(&v(&["*.apps.example.org"]), &others, &global, true).is_ok());
+        assert!(check_conflicts(&v(&["*.apps.example.org"]), &others, &global, false).is_err());
+        assert!(check_conflicts(&v(&["*.example.com"]), &others, &global, true).unwrap_err().to_string().contains("covers shop.example.com"));
+        assert_eq!(default_name("test.apps.example.org", "apps.example.org"), "test.apps.example.org");
+        assert_eq!(default_name("test", "apps.example.org"), "test.apps.example.org");
     }
 }

@@ -304,7 +304,9 @@ mod tests {
     #[test]
     fn conflicting_schemes_on_one_host_port_are_refused() {
         assert!(check_conflicts(&maps(&["http:80:5000", "https:80:5000"])).is_err());
-        assert!(check_conflicts(&maps(&["http:80:5000", "http:80:5001", "https:443:5000"])).is_ok());
+        // Two server blocks for one port and the same names: nginx would serve the first only.
+        assert!(check_conflicts(&maps(&["http:80:5000", "http:80:5001"])).unwrap_err().to_string().contains("two container ports"));
+        assert!(check_conflicts(&maps(&["http:80:5000", "http:8080:5001", "https:443:5000", "http:80:5000"])).is_ok());
     }
 
     #[test]

@@ -66,10 +66,17 @@ fn routing_changes_are_served_at_once_without_a_deploy() {
     assert_eq!(get(&d, "site.three.example"), (200, "site v1".into()));
     assert!(!d.app_toml("bare").contains("three.example") && !d.app_toml("other").contains("three.example"));
 
-    // A wildcard may not catch every app's default name, nor another app's names; a plain
-    // name under another app's wildcard is fine (nginx prefers the exact name).
-    d.ssh("domains:add other '*.three.example'").refused("would catch every app's name under the global domain three.example");
-    d.ssh("domains:add other '*.example'").refused("would catch every app's name under the global domain three.example");
+    // An app's key: a wildcard may not catch every app's default name, nor another app's
+    // names; a plain name under another app's wildcard is fine (nginx prefers the exact
+    // name). An admin may add a wildcard over the global domain, as on dokku: every app
+    // keeps its default name.
+    let user = crate::harness::keygen(d.dir.path(), "user");
+    d.local(&["ssh-keys:add", "user", "--app", "other"], user.public.as_bytes()).ok();
+    d.ssh_as(&user, "domains:add other '*.three.example'", b"").refused("would catch every app's name under the global domain three.example");
+    d.ssh_as(&user, "domains:add other '*.example'", b"").refused("would catch every app's name under the global domain three.example");
+    d.ssh("domains:add other '*.three.example'").ok();
+    assert_eq!(get(&d, "site.three.example"), (200, "site v1".into()));
+    d.ssh("domains:remove other '*.three.example'").ok();
     d.ssh("domains:add other '*.example.com'").ok();
     d.ssh("domains:add site www.example.com").ok();
     assert_eq!(get(&d, "www.example.com"), (200, "site v1".into()));
