@@ -394,7 +394,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
     let autocreation = |global: &crate::store::GlobalConfig| global.disable_autocreation.then(|| "true".to_string());
     if args.global {
-        let report = Report::new("global app information").namespace("app").global_layer("disable-autocreation", autocreation(&global), global.disable_autocreation);
+        let report = Report::new("--global app information").namespace("app").global_layer("disable-autocreation", autocreation(&global), global.disable_autocreation);
         return args.print_global(ctx, report).await;
     }
     args.print_apps(ctx, |ctx, name, config| {

@@ -385,7 +385,7 @@ pub async fn buildpacks_set_property(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdRe
 pub async fn buildpacks_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
     if args.global {
-        let report = Report::new("global buildpacks information").namespace("buildpacks").global_layer("stack", global.build.stack.clone(), AppConfig::default().stack_with(&global));
+        let report = Report::new("--global buildpacks information").namespace("buildpacks").global_layer("stack", global.build.stack.clone(), AppConfig::default().stack_with(&global));
         return args.print_global(ctx, report).await;
     }
     args.print_apps(ctx, |_, name, config| {
@@ -402,7 +402,7 @@ pub async fn builder_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let shown = |v: Option<String>| v.unwrap_or_default();
     if args.global {
         let default = AppConfig::default();
-        let report = Report::new("global builder information")
+        let report = Report::new("--global builder information")
             .namespace("builder")
             .global_layer("selected", global.builder.map(builder_name), global.builder.map(builder_name).unwrap_or_default())
             .global_layer("build-dir", global.build.dir.clone(), default.build_dir_with(&global).unwrap_or_default())

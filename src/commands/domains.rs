@@ -252,7 +252,7 @@ pub(super) async fn apply_routing(ctx: &Ctx<'_>, app: &str) -> CmdResult {
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
     if args.global {
-        let report = Report::new("global domains information").namespace("domains")
+        let report = Report::new("--global domains information").namespace("domains")
             .row("Domains global enabled", !global.global_domains.is_empty())
             .row("Domains global vhosts", global.global_domains.clone());
         return args.print_global(ctx, report).await;

@@ -309,7 +309,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let now = crate::unix_now() as i64;
     if args.global {
         let settings = &global.letsencrypt;
-        let report = Report::new("global letsencrypt information").namespace("letsencrypt")
+        let report = Report::new("--global letsencrypt information").namespace("letsencrypt")
             .row("Letsencrypt global email", settings.email.clone())
             .row("Letsencrypt global server", settings.server.clone().unwrap_or_else(|| crate::acme::LETSENCRYPT_PRODUCTION.to_string()))
             .row("Letsencrypt global graceperiod", settings.graceperiod.unwrap_or(https::DEFAULT_GRACEPERIOD));

@@ -295,7 +295,7 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
     if args.global {
-        let report = Report::new("global network information").namespace("network").global_layer("tld", global.tld.clone(), global.tld.clone().unwrap_or_default());
+        let report = Report::new("--global network information").namespace("network").global_layer("tld", global.tld.clone(), global.tld.clone().unwrap_or_default());
         return args.print_global(ctx, report).await;
     }
     let runtime = runtime(ctx).await.ok();

@@ -128,6 +128,9 @@ pub async fn change(ctx: &mut Ctx<'_>, app: &AppName, change: Change) -> CmdResu
         Change::Add(specs) => {
             let maps = parse_all(&specs)?;
             let mut combined = ctx.engine.store.load_app(app)?.ports;
+            if let Some(there) = maps.iter().find(|m| combined.contains(m)) {
+                return Err(failed(format!("Port mapping {there} is already set for {app}")));
+            }
             combined.extend(maps.iter().copied());
             check_conflicts(&dedup(combined))?;
             let changed = update(ctx, app, |ports| {

@@ -306,7 +306,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     if args.global {
         let policy = global.restart_policy;
         let default = AppConfig::default();
-        let report = Report::new("global ps information")
+        let report = Report::new("--global ps information")
             .namespace("ps")
             .global_layer("restart-policy", policy.map(|p| p.to_string()), policy.unwrap_or_default().to_string())
             .global_layer("procfile-path", global.process.procfile_path.clone(), default.procfile_path_with(&global))

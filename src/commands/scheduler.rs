@@ -216,7 +216,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
     let name = |s: SchedulerName| s.as_str().to_string();
     if args.global {
-        let report = Report::new("global scheduler information")
+        let report = Report::new("--global scheduler information")
             .namespace("scheduler")
             .global_layer("selected", global.scheduler.map(name), name(global.scheduler.unwrap_or_default()))
             .global_layer("shell", global.shell.clone(), global.shell.clone().unwrap_or_default());

@@ -165,6 +165,7 @@ fn ports_commands() {
     assert!(text.contains("http    80         5000"), "{text}");
     d.ssh("ports:add app https:443:5000").ok();
     assert_eq!(list(&d).as_array().unwrap().len(), 2);
+    d.ssh("ports:add app https:443:5000").refused("Port mapping https:443:5000 is already set for app");
     // An app's key: host ports other than 80 and 443 only when berth.toml lists them (an
     // admin chooses any, as on dokku).
     let user = keygen(d.dir.path(), "user");

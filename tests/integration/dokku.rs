@@ -223,7 +223,7 @@ fn a_dokku_users_command_lines_work_unchanged() {
     assert_eq!(d.ssh("domains:report --global --domains-global-vhosts").ok().stdout, "g1.test g2.test\n");
     d.ssh("domains:remove-global g1.test").ok();
     assert_eq!(d.ssh("domains:report --global --domains-global-vhosts").ok().stdout, "g2.test\n");
-    assert!(d.ssh("domains:report --global").ok().stdout.starts_with("=====> global domains information\n"));
+    assert!(d.ssh("domains:report --global").ok().stdout.starts_with("=====> --global domains information\n"));
     // domains:reset: back to the default name under the global domain, following it again.
     d.ssh("domains:set 1994app elsewhere.test").ok();
     assert!(d.ssh("domains:reset 1994app").ok().stdout.contains("Reset the domains of 1994app to 1994app.g2.test"));
