@@ -78,11 +78,12 @@ SKIP_FILES = re.compile(r"^(caddy|haproxy|openresty|traefik|k3s|scheduler-k3s|bu
                         r"nginx-vhosts_|init|plugin|client|ssh-keys|registry|archive-security|ps-herokuish|build-env)")
 # A test that needs any of these in its body (or its file's setup) cannot run here: it
 # deploys dokku's test apps, reads dokku's files or user, drives a plugin by path or by
-# dokku's internal triggers, pulls an image from Docker Hub (no registry is reachable), or
-# selects or reports another proxy, builder or scheduler.
+# dokku's internal triggers, pulls an image from Docker Hub (no registry is reachable),
+# selects or reports another proxy, builder or scheduler, or ships logs with vector (berth
+# runs no vector).
 NEEDS = re.compile(r"deploy_app|git push|git clone|DOKKU_ROOT|DOKKU_LIB|PLUGIN_|plugn|sudo |dokku-|plugin:trigger|chown [^\n]*dokku|"
                    r"git:from-image \S+ [a-z0-9.-]+/|/var/log/dokku|/etc/\S*dokku|"
-                   r"\b(caddy|haproxy|traefik|openresty|k3s|nixpacks|railpack|lambda)\b|"
+                   r"\b(caddy|haproxy|traefik|openresty|k3s|nixpacks|railpack|lambda|vector)\b|"
                    r"run_plugin_script|install_pack|setup_test_tls|custom_.*template|move_.*dockerfile|"
                    r"add_requirements|convert_to_dockerfile|/home/dokku|/var/lib/dokku|assert_http|check_urls|"
                    r"docker (exec|run|inspect|image)|\bcurl\b")

@@ -4,7 +4,10 @@
 use futures_util::StreamExt;
 
 use super::Scope;
-use super::{CmdResult, Ctx, failed};
+use super::property::{SetArgs, app_or_global};
+use super::report::ReportArgs;
+use super::{CmdError, CmdResult, Ctx, Target, failed};
+use crate::output::Report;
 use crate::validate::AppName;
 use clap::Subcommand;
 
@@ -27,19 +30,134 @@ pub enum Cmd {
         #[arg(short = 'p', long = "ps")]
         process: Option<String>,
     },
+    /// Set a log property: max-size SIZE|unlimited (when a container's log file rotates; default 10m), app-label-alias KEY (a label each container carries its app's name under, for log collectors); APP or --global
+    #[command(name = "logs:set")]
+    Set(SetArgs),
+    /// Show apps' log settings
+    #[command(name = "logs:report")]
+    Report(ReportArgs),
 }
 
 impl Cmd {
     pub(super) fn scope(&self) -> Scope<'_> {
         match self {
             Cmd::Logs { app, .. } => Scope::App(app),
+            Cmd::Set(args) => args.target.scope(),
+            Cmd::Report(args) => args.scope(),
         }
     }
 
     pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
         match self {
             Cmd::Logs { app, follow, lines, process } => logs(ctx, &app, follow, lines, process.as_deref()).await,
+            Cmd::Set(args) => set(ctx, &args).await,
+            Cmd::Report(args) => report(ctx, &args).await,
         }
+    }
+}
+
+/// `logs:set (APP|--global) max-size|app-label-alias [VALUE]`: containers started from
+/// then on take it.
+pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
+    let key = args.property(&[app_or_global("max-size"), app_or_global("app-label-alias")])?;
+    let value = args.value().map(str::to_string);
+    if let Some(v) = &value {
+        if key == "max-size" && v != "unlimited" && !valid_size(v) {
+            return Err(failed(format!("Invalid max-size {}: a size such as 10m, 1g or 500k, or unlimited", crate::validate::quoted(v))));
+        }
+        if key == "app-label-alias" && !valid_label_key(v) {
+            return Err(failed(format!("Invalid app-label-alias value {}: a label key of lowercase letters, digits, dots and dashes (com.example.app)", crate::validate::quoted(v))));
+        }
+    }
+    let change = |logs: &mut crate::store::LogSettings| {
+        if key == "max-size" {
+            logs.max_size = value.clone();
+        } else {
+            logs.app_label_alias = value.clone();
+        }
+    };
+    match &args.target {
+        Target::Global => {
+            ctx.engine
+                .update_global(|g| {
+                    change(&mut g.logs);
+                    Ok::<_, CmdError>(())
+                })
+                .await?
+        }
+        Target::App(app) => {
+            ctx.engine
+                .update_app(app, |c| {
+                    change(&mut c.logs);
+                    Ok::<_, CmdError>(())
+                })
+                .await?
+        }
+    }
+    let whose = match &args.target {
+        Target::Global => "apps that set none".to_string(),
+        Target::App(app) => app.to_string(),
+    };
+    match &value {
+        Some(v) => ctx.out.step(format!("Setting {key} to {v} for {whose}: containers started from now on (ps:restart APP)")).await,
+        None => ctx.out.step(format!("Unsetting {key} for {whose}")).await,
+    }
+    Ok(())
+}
+
+/// A size Docker's json-file driver takes: digits, then k, m or g. Pure.
+fn valid_size(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    let digits = lower.trim_end_matches(['k', 'm', 'g']);
+    lower.len() - digits.len() == 1 && !digits.is_empty() && digits.len() <= 6 && digits.chars().all(|c| c.is_ascii_digit()) && digits != "0"
+}
+
+/// A label key: lowercase letters and digits, dots and dashes between them. Pure.
+fn valid_label_key(text: &str) -> bool {
+    text.len() <= 128
+        && text.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && text.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && !text.starts_with("berth.")
+}
+
+pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
+    let global = ctx.engine.store.load_global()?;
+    let default = crate::store::AppConfig::default();
+    let computed_size = |c: &crate::store::AppConfig| c.log_max_size_with(&global).unwrap_or_else(|| "unlimited".into());
+    if args.global {
+        let report = Report::new("--global logs information")
+            .namespace("logs")
+            .global_layer("max-size", global.logs.max_size.clone(), computed_size(&default))
+            .global_layer("app-label-alias", global.logs.app_label_alias.clone(), default.app_label_alias_with(&global).unwrap_or_default());
+        return args.print_global(ctx, report).await;
+    }
+    args.print_apps(ctx, |_, name, config| {
+        Ok(Report::new(format!("{name} logs information"))
+            .namespace("logs")
+            .layered("max-size", config.logs.max_size.clone(), global.logs.max_size.clone(), computed_size(config))
+            .layered("app-label-alias", config.logs.app_label_alias.clone(), global.logs.app_label_alias.clone(), config.app_label_alias_with(&global).unwrap_or_default()))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod setting_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_label_keys_are_what_docker_takes() {
+        for ok in ["10m", "1g", "500k", "20M"] {
+            assert!(valid_size(ok), "{ok}");
+        }
+        for bad in ["10", "m", "0m", "1.5m", "10mb", "-1m"] {
+            assert!(!valid_size(bad), "{bad}");
+        }
+        assert!(valid_label_key("com.example.app") && valid_label_key("app"));
+        for bad in ["not a label", "_leading_underscore", "Com.App", "berth.app", "app."] {
+            assert!(!valid_label_key(bad), "{bad}");
+        }
+        assert_eq!(crate::store::DEFAULT_LOG_MAX_SIZE, "10m");
     }
 }
 

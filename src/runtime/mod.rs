@@ -173,6 +173,13 @@ pub struct ContainerSpec<'a> {
     pub cpu_reservation: Option<i64>,
     /// The suffix its names on networks also take (`network:set tld`).
     pub tld: Option<String>,
+    /// The size past which its log file rotates (None: never), and a label key that also
+    /// names its app (`logs:set`).
+    pub log_max_size: Option<String>,
+    pub app_label: Option<String>,
+    /// How long it has between SIGTERM and SIGKILL (Swarm's grace period; docker-local
+    /// reads the app's when it stops one).
+    pub stop_timeout: std::time::Duration,
     /// What happens when it ends: berth's supervisor restarts docker-local containers
     /// itself (reading the app's policy then); Swarm restarts a service's tasks as this says.
     pub restart: crate::store::RestartPolicy,
@@ -212,9 +219,17 @@ impl ContainerSpec<'_> {
             memory_reservation: self.memory_reservation,
             log_config: Some(bollard::models::HostConfigLogConfig {
                 typ: Some("json-file".into()),
-                config: Some(HashMap::from([("max-size".into(), "10m".into()), ("max-file".into(), "3".into())])),
+                config: Some(self.log_options()),
             }),
             ..Default::default()
+        }
+    }
+
+    /// The json-file log's options: rotated past the app's max size, three files kept.
+    pub fn log_options(&self) -> HashMap<String, String> {
+        match &self.log_max_size {
+            Some(size) => HashMap::from([("max-size".into(), size.clone()), ("max-file".into(), "3".into())]),
+            None => HashMap::new(),
         }
     }
 }
@@ -360,6 +375,10 @@ impl Runtime {
             (LABEL_INDEX.to_string(), spec.index.to_string()),
             (LABEL_ROOT.to_string(), self.root.clone()),
         ]);
+        let mut labels = labels;
+        if let Some(alias) = &spec.app_label {
+            labels.entry(alias.clone()).or_insert_with(|| spec.app.to_string());
+        }
         let network = self.network_for(spec).await?;
         let aliases = with_tld(aliases(spec.app, spec.process, spec.index), spec.tld.as_deref());
         let mut body = ContainerCreateBody {

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum, Limit, ResourceObject, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, Task,
-    TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+    TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecLogDriver, TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -341,6 +341,10 @@ pub fn service_spec(name: &str, unit: &Unit<'_>, replicas: u32, root: &str) -> S
         (LABEL_ROOT.to_string(), root.to_string()),
         (LABEL_SCHEDULER.to_string(), "swarm".to_string()),
     ]);
+    let mut labels = labels;
+    if let Some(alias) = &unit.app_label {
+        labels.entry(alias.clone()).or_insert_with(|| unit.app.to_string());
+    }
     let web = unit.process == crate::process::WEB;
     // Each task publishes the app's port on its own node, on a port Swarm picks.
     let ports = port_of(unit).filter(|_| web).map(|port| {
@@ -352,12 +356,13 @@ pub fn service_spec(name: &str, unit: &Unit<'_>, replicas: u32, root: &str) -> S
         args: unit.cmd.clone(),
         env: Some(unit.env.clone()),
         init: Some(true),
-        stop_grace_period: Some(Duration::from_secs(10).as_nanos() as i64),
+        stop_grace_period: Some(unit.stop_timeout.as_nanos() as i64),
         ..Default::default()
     };
     let task = TaskSpec {
         container_spec: Some(container),
         restart_policy: Some(restart_policy(unit.restart)),
+        log_driver: Some(TaskSpecLogDriver { name: Some("json-file".into()), options: Some(unit.log_options()) }),
         placement: Some(TaskSpecPlacement { constraints: (!unit.placement.is_empty()).then(|| unit.placement.clone()), ..Default::default() }),
         resources: Some(TaskSpecResources {
             limits: Some(Limit { nano_cpus: unit.nano_cpus, memory_bytes: unit.memory, ..Default::default() }),
@@ -689,6 +694,9 @@ mod tests {
             cpu_reservation: Some(500_000_000),
             tld: None,
             restart: crate::store::RestartPolicy::OnFailure(3),
+            log_max_size: Some("20m".into()),
+            app_label: Some("com.example.app".into()),
+            stop_timeout: Duration::from_secs(45),
             networks: Vec::new(),
             services: Vec::new(),
             options: Vec::new(),
@@ -707,6 +715,11 @@ mod tests {
         let task = web.task_template.unwrap();
         assert_eq!(task.placement.unwrap().constraints, Some(vec!["node.labels.env==qa".to_string()]));
         assert_eq!(task.container_spec.as_ref().unwrap().args, Some(vec!["serve".to_string()]));
+        let logs = task.log_driver.clone().unwrap().options.unwrap();
+        assert_eq!(logs.get("max-size").map(String::as_str), Some("20m"), "the app's logs:set max-size");
+        let container = task.container_spec.clone().unwrap();
+        assert_eq!(container.stop_grace_period, Some(45_000_000_000), "the app's stop timeout");
+        assert_eq!(container.labels.unwrap().get("com.example.app").map(String::as_str), Some("shop"), "the app's label alias");
         let restart = task.restart_policy.clone().unwrap();
         assert_eq!((restart.condition, restart.max_attempts), (Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE), Some(3)), "the app's on-failure:3");
         assert_eq!(restart_policy(crate::store::RestartPolicy::No).condition, Some(TaskSpecRestartPolicyConditionEnum::NONE));

@@ -56,6 +56,9 @@ pub struct AppConfig {
     /// `ps:set`: where the Procfile is and how long a process has to stop.
     #[serde(default, skip_serializing_if = "ProcessSettings::is_empty")]
     pub process: ProcessSettings,
+    /// `logs:set`: how much output a container keeps, and the label naming its app.
+    #[serde(default, skip_serializing_if = "LogSettings::is_empty")]
+    pub logs: LogSettings,
     /// `storage:mount`: host directories mounted into every process container.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "mount_strings")]
     pub storage: Vec<Mount>,
@@ -131,6 +134,17 @@ impl AppConfig {
         let dockerfile = if release.launcher { None } else { self.process.dockerfile_start_cmd.as_deref() };
         let line = dockerfile.or(self.process.start_cmd.as_deref())?;
         Some(release.one_off(shell_words::split(line).unwrap_or_else(|_| vec![line.to_string()])))
+    }
+
+    /// The size past which its containers' log files rotate; None: never (`unlimited`).
+    pub fn log_max_size_with(&self, global: &super::GlobalConfig) -> Option<String> {
+        let size = self.logs.max_size.clone().or_else(|| global.logs.max_size.clone()).unwrap_or_else(|| DEFAULT_LOG_MAX_SIZE.to_string());
+        (size != "unlimited").then_some(size)
+    }
+
+    /// The label key its containers carry its name under (`logs:set app-label-alias`).
+    pub fn app_label_alias_with(&self, global: &super::GlobalConfig) -> Option<String> {
+        self.logs.app_label_alias.clone().or_else(|| global.logs.app_label_alias.clone())
     }
 
     /// The directory of the pushed tree that is built (`builder:set build-dir`), if not its root.
@@ -321,6 +335,28 @@ pub struct BuildSettings {
 /// Where a process's Procfile is, and how long a process has to stop, unless set.
 pub const DEFAULT_PROCFILE: &str = "Procfile";
 pub const DEFAULT_STOP_TIMEOUT: u32 = 30;
+
+/// How much output a container keeps (the engine's json-file log, rotated), unless set.
+pub const DEFAULT_LOG_MAX_SIZE: &str = "10m";
+
+/// `logs:set` properties an app and the global settings share.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogSettings {
+    /// The size past which a container's log file rotates (`10m`; `unlimited`: never).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<String>,
+    /// A label key each container gets with its app's name, for log collectors that
+    /// read labels (`com.example.app`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_label_alias: Option<String>,
+}
+
+impl LogSettings {
+    pub fn is_empty(&self) -> bool {
+        *self == LogSettings::default()
+    }
+}
 
 /// `ps:set` properties an app and the global settings share.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

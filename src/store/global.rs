@@ -58,6 +58,9 @@ pub struct GlobalConfig {
     /// `builder:set --global selected`: the builder of apps that choose none (None: detect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder: Option<super::Builder>,
+    /// `logs:set --global max-size|app-label-alias`.
+    #[serde(default, skip_serializing_if = "super::LogSettings::is_empty")]
+    pub logs: super::LogSettings,
     /// `ps:set --global procfile-path|stop-timeout-seconds`.
     #[serde(default, skip_serializing_if = "super::ProcessSettings::is_empty")]
     pub process: super::ProcessSettings,

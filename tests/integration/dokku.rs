@@ -280,6 +280,20 @@ fn an_app_named_as_dokku_allows_deploys_and_is_served() {
     d.ssh("ps:set 1994app dockerfile-start-cmd").ok();
     d.ssh("ps:restart 1994app").ok();
     assert_eq!(get(&d, "1994.example.com"), (200, "born in 1994".into()));
+    // logs:set: the log file's rotation size and a label naming the app, on containers
+    // started from then on.
+    d.ssh("logs:set 1994app max-size 20m").ok();
+    d.ssh("logs:set 1994app max-size 20").refused("Invalid max-size");
+    d.ssh("logs:set --global app-label-alias com.example.app").ok();
+    d.ssh("logs:set 1994app app-label-alias 'not a label'").refused("Invalid app-label-alias value");
+    d.ssh("ps:restart 1994app").ok();
+    let web = d.container_ids(false, &["berth.app=1994app", "berth.process=web"]);
+    let inspected = docker(&["inspect", "-f", "{{index .HostConfig.LogConfig.Config \"max-size\"}} {{index .Config.Labels \"com.example.app\"}}", &web[0]]);
+    assert_eq!(inspected.trim(), "20m 1994app");
+    assert_eq!(d.ssh("logs:report 1994app --logs-computed-max-size").ok().stdout, "20m\n");
+    assert_eq!(d.ssh("logs:report --global --logs-global-app-label-alias").ok().stdout, "com.example.app\n");
+    d.ssh("logs:set --global app-label-alias").ok();
+    d.ssh("logs:set 1994app max-size").ok();
     // repo:gc packs the pushed objects; repo:purge-cache empties the build cache.
     assert!(d.ssh("repo:gc 1994app").ok().stdout.contains("Packed 1994app's repository"));
     let repo_dir = d.root().join("apps/1994app/repo.git");
