@@ -29,6 +29,7 @@ mod ports;
 mod postgres;
 mod previews;
 mod property;
+mod proxy;
 mod ps;
 mod redis;
 mod releases;
@@ -200,6 +201,7 @@ namespaces! {
     Cron => cron,
     Network => network,
     Repo => repo,
+    Proxy => proxy,
     DockerOptions => docker_options,
     Scheduler => scheduler,
     Cluster => cluster,

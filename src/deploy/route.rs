@@ -31,6 +31,10 @@ pub(crate) struct RoutePlan {
 /// so nginx does not reload when they go and come back. The app's certificate, if any, is
 /// served on its https mappings.
 pub(super) async fn plan_route(engine: &Engine, app: &str, config: &AppConfig, version: u32, ips: &[String], out: &Output) -> Result<RoutePlan, Error> {
+    if config.proxy_disabled {
+        let note = format!("Nothing is routed to {app}: its proxy is disabled (proxy:enable {app})");
+        return Ok(RoutePlan { app: app.to_string(), site: None, release: version, peers: Vec::new(), note, urls: Vec::new() });
+    }
     let ports = config.effective_ports();
     let routing = proxy::Routing { app, domains: &config.domains, ports: &ports, listen: engine.nginx.listen, tls: site_tls(engine, app, config, out).await };
     let Some(site) = proxy::plan_site(&routing, &engine.nginx.acme_root()) else {

@@ -22,6 +22,10 @@ pub struct AppConfig {
     /// state from before berth recorded it: the domains tell (`domains::follows_global`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follows_global: Option<bool>,
+    /// `proxy:disable`: nginx routes nothing to the app (other apps on its networks still
+    /// reach it by name); its site comes back with `proxy:enable`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxy_disabled: bool,
     /// Proxy port mappings; empty means the default, `http:80:5000`.
     #[serde(default, with = "port_strings")]
     pub ports: Vec<PortMap>,

@@ -38,6 +38,15 @@ fn routing_changes_are_served_at_once_without_a_deploy() {
     d.ssh("domains:set site site.one.example").ok();
     assert_eq!(get(&d, "site.one.example").0, 200);
 
+    // proxy:disable: nginx routes nothing to the app, at once; proxy:enable brings it back.
+    d.ssh("proxy:disable site").ok();
+    assert_ne!(get(&d, "site.one.example").0, 200);
+    assert_eq!(d.ssh("proxy:report site --proxy-enabled").ok().stdout, "false\n");
+    assert_eq!(d.ssh("proxy:report site --proxy-computed-disabled").ok().stdout, "true\n");
+    d.ssh("proxy:set site http:80:5000").refused("Detected potential port mapping instead of proxy type");
+    d.ssh("proxy:set site type caddy").refused("berth runs one proxy, nginx");
+    d.ssh("proxy:enable site").ok();
+    assert_eq!(get(&d, "site.one.example"), (200, "site v1".into()));
     // A port mapping serves at once and goes at once (an admin's, on any free host port).
     let extra = free_port();
     d.ssh(&format!("ports:add site http:{extra}:5000")).ok();
