@@ -12,7 +12,10 @@ use crate::store::{AppConfig, SchedulerName};
 use clap::Subcommand;
 
 /// The namespaces of this module and their help line.
-pub(super) const NAMESPACES: &[(&str, &str)] = &[("scheduler", "Manage scheduler settings: where apps run (docker-local, swarm)")];
+pub(super) const NAMESPACES: &[(&str, &str)] = &[
+    ("scheduler", "Manage scheduler settings: where apps run (docker-local, swarm)"),
+    ("scheduler-docker-local", "Manage the docker-local scheduler integration for an app: init process, containers started at once"),
+];
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
@@ -22,6 +25,12 @@ pub enum Cmd {
     /// Show where apps run
     #[command(name = "scheduler:report")]
     Report(ReportArgs),
+    /// Set a docker-local property: init-process true|false (tini as PID 1; default true), parallel-schedule-count N (containers a deploy starts at once; default 1); APP or --global
+    #[command(name = "scheduler-docker-local:set")]
+    DockerLocalSet(SetArgs),
+    /// Show apps' docker-local settings
+    #[command(name = "scheduler-docker-local:report")]
+    DockerLocalReport(ReportArgs),
 }
 
 impl Cmd {
@@ -29,7 +38,8 @@ impl Cmd {
         match self {
             // Which servers an app runs on is the admin's to decide.
             Cmd::Set(_) => Scope::Admin,
-            Cmd::Report(args) => args.scope(),
+            Cmd::Report(args) | Cmd::DockerLocalReport(args) => args.scope(),
+            Cmd::DockerLocalSet(args) => args.target.scope(),
         }
     }
 
@@ -37,6 +47,8 @@ impl Cmd {
         match self {
             Cmd::Set(args) => set(ctx, &args).await,
             Cmd::Report(args) => report(ctx, &args).await,
+            Cmd::DockerLocalSet(args) => docker_local_set(ctx, &args).await,
+            Cmd::DockerLocalReport(args) => docker_local_report(ctx, &args).await,
         }
     }
 }
@@ -108,6 +120,78 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
             Ok(())
         }
     }
+}
+
+/// `scheduler-docker-local:set (APP|--global) init-process|parallel-schedule-count [VALUE]`:
+/// containers started from then on take it.
+pub async fn docker_local_set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
+    let key = args.property(&[app_or_global("init-process"), app_or_global("parallel-schedule-count")])?;
+    let value = args.value();
+    let (mut init, mut count) = (None, None);
+    if key == "init-process" {
+        init = value.map(|v| v.parse::<bool>().map_err(|_| failed(format!("Invalid init-process {}: true or false", crate::validate::quoted(v))))).transpose()?;
+    } else {
+        let invalid = |v: &str| failed(format!("Invalid parallel-schedule-count {}: containers started at once, 1 to 100", crate::validate::quoted(v)));
+        count = value.map(|v| v.parse::<u32>().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| invalid(v))).transpose()?;
+    }
+    let change = |settings: &mut crate::store::DockerLocalSettings| {
+        if key == "init-process" {
+            settings.init_process = init;
+        } else {
+            settings.parallel_schedule_count = count;
+        }
+    };
+    let whose = match &args.target {
+        Target::Global => {
+            ctx.engine
+                .update_global(|g| {
+                    change(&mut g.docker_local);
+                    Ok::<_, CmdError>(())
+                })
+                .await?;
+            "apps that set none".to_string()
+        }
+        Target::App(app) => {
+            ctx.engine
+                .update_app(app, |c| {
+                    change(&mut c.docker_local);
+                    Ok::<_, CmdError>(())
+                })
+                .await?;
+            app.to_string()
+        }
+    };
+    match value {
+        Some(v) => ctx.out.step(format!("Setting {key} to {v} for {whose}: containers started from now on")).await,
+        None => ctx.out.step(format!("Unsetting {key} for {whose}")).await,
+    }
+    Ok(())
+}
+
+pub async fn docker_local_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
+    let global = ctx.engine.store.load_global()?;
+    let text = |v: Option<bool>| v.map(|b| b.to_string());
+    let count = |v: Option<u32>| v.map(|n| n.to_string());
+    if args.global {
+        let default = AppConfig::default();
+        let report = Report::new("--global scheduler-docker-local information")
+            .namespace("scheduler-docker-local")
+            .global_layer("init-process", text(global.docker_local.init_process), default.init_process_with(&global).to_string())
+            .global_layer("parallel-schedule-count", count(global.docker_local.parallel_schedule_count), default.parallel_schedule_count_with(&global).to_string());
+        return args.print_global(ctx, report).await;
+    }
+    args.print_apps(ctx, |_, app, config| {
+        Ok(Report::new(format!("{app} scheduler-docker-local information"))
+            .namespace("scheduler-docker-local")
+            .layered("init-process", text(config.docker_local.init_process), text(global.docker_local.init_process), config.init_process_with(&global).to_string())
+            .layered(
+                "parallel-schedule-count",
+                count(config.docker_local.parallel_schedule_count),
+                count(global.docker_local.parallel_schedule_count),
+                config.parallel_schedule_count_with(&global).to_string(),
+            ))
+    })
+    .await
 }
 
 /// A shell `enter` may run: a program name or absolute path (`bash`, `/bin/ash`). Pure.

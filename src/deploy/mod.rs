@@ -435,6 +435,8 @@ pub fn process_spec<'a>(engine: &Engine, app: &'a str, config: &AppConfig, relea
         cpu_reservation: reserved.cpus.as_deref().and_then(|c| crate::validate::cpus(c).ok()),
         tld: config.tld_with(&settings),
         restart: config.restart_policy_with(&settings),
+        init: config.init_process_with(&settings),
+        parallel_starts: config.parallel_schedule_count_with(&settings),
         log_max_size: config.log_max_size_with(&settings),
         app_label: config.app_label_alias_with(&settings),
         stop_timeout: config.stop_timeout_with(&settings),

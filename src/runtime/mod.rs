@@ -173,6 +173,10 @@ pub struct ContainerSpec<'a> {
     pub cpu_reservation: Option<i64>,
     /// The suffix its names on networks also take (`network:set tld`).
     pub tld: Option<String>,
+    /// An init process as PID 1 (`scheduler-docker-local:set init-process`).
+    pub init: bool,
+    /// How many of the app's containers a rollout starts at once (at least 1).
+    pub parallel_starts: u32,
     /// The size past which its log file rotates (None: never), and a label key that also
     /// names its app (`logs:set`).
     pub log_max_size: Option<String>,
@@ -210,7 +214,7 @@ impl ContainerSpec<'_> {
     fn host_config(&self, network: &str) -> HostConfig {
         HostConfig {
             network_mode: Some(network.into()),
-            init: Some(true),
+            init: Some(self.init),
             binds: (!self.binds.is_empty()).then(|| self.binds.clone()),
             memory: self.memory,
             // Without a swap limit, a memory limit would only bound RAM, not RAM + swap.

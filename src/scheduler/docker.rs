@@ -33,8 +33,12 @@ impl Scheduler for DockerLocal {
     }
 
     async fn roll_out(&self, units: &[Unit<'_>]) -> Vec<Result<String, SchedError>> {
-        // All at once: the engine creates and starts containers in parallel.
-        let started = futures_util::future::join_all(units.iter().map(|unit| self.runtime.start(unit))).await;
+        // At most as many at once as the app says (`parallel-schedule-count`), in order.
+        let parallel = units.first().map_or(1, |u| u.parallel_starts.max(1) as usize);
+        let mut started = Vec::with_capacity(units.len());
+        for wave in units.chunks(parallel) {
+            started.extend(futures_util::future::join_all(wave.iter().map(|unit| self.runtime.start(unit))).await);
+        }
         started.into_iter().zip(units).map(|(id, unit)| id.map_err(|e| SchedError::Start { slot: format!("{}.{}", unit.process, unit.index), why: e.to_string() })).collect()
     }
 

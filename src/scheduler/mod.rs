@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn a_formation_is_read_back_from_its_units() {
         let unit =
-            |process: &'static str, index| Unit { app: "a", process, index, release: 1, image: "i", env: Vec::new(), cmd: None, binds: Vec::new(), memory: None, nano_cpus: None, memory_reservation: None, cpu_reservation: None, tld: None, restart: Default::default(), log_max_size: None, app_label: None, stop_timeout: Duration::from_secs(30), networks: Vec::new(), services: Vec::new(), placement: Vec::new(), options: Vec::new() };
+            |process: &'static str, index| Unit { app: "a", process, index, release: 1, image: "i", env: Vec::new(), cmd: None, binds: Vec::new(), memory: None, nano_cpus: None, memory_reservation: None, cpu_reservation: None, tld: None, restart: Default::default(), init: true, parallel_starts: 1, log_max_size: None, app_label: None, stop_timeout: Duration::from_secs(30), networks: Vec::new(), services: Vec::new(), placement: Vec::new(), options: Vec::new() };
         let units = [unit("web", 1), unit("web", 2), unit("worker", 1)];
         assert_eq!(formation_of(&units), vec![("web".to_string(), 2), ("worker".to_string(), 1)]);
         assert!(formation_of(&[]).is_empty());

@@ -355,7 +355,7 @@ pub fn service_spec(name: &str, unit: &Unit<'_>, replicas: u32, root: &str) -> S
         labels: Some(labels.clone()),
         args: unit.cmd.clone(),
         env: Some(unit.env.clone()),
-        init: Some(true),
+        init: Some(unit.init),
         stop_grace_period: Some(unit.stop_timeout.as_nanos() as i64),
         ..Default::default()
     };
@@ -694,6 +694,8 @@ mod tests {
             cpu_reservation: Some(500_000_000),
             tld: None,
             restart: crate::store::RestartPolicy::OnFailure(3),
+            init: true,
+            parallel_starts: 1,
             log_max_size: Some("20m".into()),
             app_label: Some("com.example.app".into()),
             stop_timeout: Duration::from_secs(45),

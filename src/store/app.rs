@@ -60,6 +60,9 @@ pub struct AppConfig {
     /// `ps:set`: where the Procfile is and how long a process has to stop.
     #[serde(default, skip_serializing_if = "ProcessSettings::is_empty")]
     pub process: ProcessSettings,
+    /// `scheduler-docker-local:set`: an init process in each container, and how many start at once.
+    #[serde(default, skip_serializing_if = "DockerLocalSettings::is_empty")]
+    pub docker_local: DockerLocalSettings,
     /// `logs:set`: how much output a container keeps, and the label naming its app.
     #[serde(default, skip_serializing_if = "LogSettings::is_empty")]
     pub logs: LogSettings,
@@ -138,6 +141,16 @@ impl AppConfig {
         let dockerfile = if release.launcher { None } else { self.process.dockerfile_start_cmd.as_deref() };
         let line = dockerfile.or(self.process.start_cmd.as_deref())?;
         Some(release.one_off(shell_words::split(line).unwrap_or_else(|_| vec![line.to_string()])))
+    }
+
+    /// Whether its containers run an init process as PID 1.
+    pub fn init_process_with(&self, global: &super::GlobalConfig) -> bool {
+        self.docker_local.init_process.or(global.docker_local.init_process).unwrap_or(true)
+    }
+
+    /// How many of its containers a deploy starts at once.
+    pub fn parallel_schedule_count_with(&self, global: &super::GlobalConfig) -> u32 {
+        self.docker_local.parallel_schedule_count.or(global.docker_local.parallel_schedule_count).unwrap_or(1)
     }
 
     /// The size past which its containers' log files rotate; None: never (`unlimited`).
@@ -339,6 +352,25 @@ pub struct BuildSettings {
 /// Where a process's Procfile is, and how long a process has to stop, unless set.
 pub const DEFAULT_PROCFILE: &str = "Procfile";
 pub const DEFAULT_STOP_TIMEOUT: u32 = 30;
+
+/// `scheduler-docker-local:set` properties an app and the global settings share.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DockerLocalSettings {
+    /// An init process (tini) as each container's PID 1, reaping zombies and passing
+    /// signals on (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_process: Option<bool>,
+    /// How many of an app's containers a deploy starts at once (default 1, as dokku).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel_schedule_count: Option<u32>,
+}
+
+impl DockerLocalSettings {
+    pub fn is_empty(&self) -> bool {
+        *self == DockerLocalSettings::default()
+    }
+}
 
 /// How much output a container keeps (the engine's json-file log, rotated), unless set.
 pub const DEFAULT_LOG_MAX_SIZE: &str = "10m";

@@ -58,6 +58,9 @@ pub struct GlobalConfig {
     /// `builder:set --global selected`: the builder of apps that choose none (None: detect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder: Option<super::Builder>,
+    /// `scheduler-docker-local:set --global init-process|parallel-schedule-count`.
+    #[serde(default, skip_serializing_if = "super::DockerLocalSettings::is_empty")]
+    pub docker_local: super::DockerLocalSettings,
     /// `logs:set --global max-size|app-label-alias`.
     #[serde(default, skip_serializing_if = "super::LogSettings::is_empty")]
     pub logs: super::LogSettings,

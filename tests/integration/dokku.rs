@@ -296,6 +296,20 @@ fn an_app_named_as_dokku_allows_deploys_and_is_served() {
     assert_eq!(d.ssh("logs:report --global --logs-global-app-label-alias").ok().stdout, "com.example.app\n");
     d.ssh("logs:set --global app-label-alias").ok();
     d.ssh("logs:set 1994app max-size").ok();
+    // scheduler-docker-local: no init process when the app says so; two containers at once.
+    d.ssh("scheduler-docker-local:set 1994app init-process false").ok();
+    d.ssh("scheduler-docker-local:set 1994app parallel-schedule-count 0").refused("Invalid parallel-schedule-count");
+    d.ssh("scheduler-docker-local:set --global parallel-schedule-count 2").ok();
+    d.ssh("ps:restart 1994app").ok();
+    let web = d.container_ids(false, &["berth.app=1994app", "berth.process=web"]);
+    assert_eq!(docker(&["inspect", "-f", "{{.HostConfig.Init}}", &web[0]]).trim(), "false");
+    assert_eq!(get(&d, "1994.example.com"), (200, "born in 1994".into()));
+    assert_eq!(d.ssh("scheduler-docker-local:report 1994app --scheduler-docker-local-computed-parallel-schedule-count").ok().stdout, "2\n");
+    d.ssh("scheduler-docker-local:set 1994app init-process").ok();
+    d.ssh("scheduler-docker-local:set --global parallel-schedule-count").ok();
+    d.ssh("ps:restart 1994app").ok();
+    let web = d.container_ids(false, &["berth.app=1994app", "berth.process=web"]);
+    assert_eq!(docker(&["inspect", "-f", "{{.HostConfig.Init}}", &web[0]]).trim(), "true");
     // repo:gc packs the pushed objects; repo:purge-cache empties the build cache.
     assert!(d.ssh("repo:gc 1994app").ok().stdout.contains("Packed 1994app's repository"));
     let repo_dir = d.root().join("apps/1994app/repo.git");
