@@ -206,7 +206,12 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
         }
     }
     args.print_apps(ctx, |_, name, config| {
-        let shown = |ports: &[PortMap]| ports.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        // Sorted as dokku lists them (`http:1234:5001 http:8080:5000 https:8443:5000`).
+        let shown = |ports: &[PortMap]| {
+            let mut shown: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+            shown.sort();
+            shown
+        };
         // dokku's structured form, as one JSON text (an info flag prints it as it is).
         let json: Vec<serde_json::Value> = config.ports.iter().map(|p| serde_json::json!({"scheme": p.scheme.to_string(), "host_port": p.host, "container_port": p.container})).collect();
         Ok(Report::new(format!("{name} ports information"))
