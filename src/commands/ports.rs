@@ -213,12 +213,19 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             shown
         };
         // dokku's structured form, as one JSON text (an info flag prints it as it is).
-        let json: Vec<serde_json::Value> = config.ports.iter().map(|p| serde_json::json!({"scheme": p.scheme.to_string(), "host_port": p.host, "container_port": p.container})).collect();
+        let map_json = |p: &PortMap| serde_json::json!({"scheme": p.scheme.to_string(), "host_port": p.host, "container_port": p.container});
+        let json: Vec<serde_json::Value> = config.ports.iter().map(map_json).collect();
+        let detected_of = |name: &str| -> Vec<String> {
+            let exposed = detected.get(name).cloned().unwrap_or_default();
+            if exposed.is_empty() { vec![PortMap::DEFAULT.to_string()] } else { exposed }
+        };
         Ok(Report::new(format!("{name} ports information"))
             .namespace("ports")
             .row("Ports map", shown(&config.ports))
             .row("Ports map json", serde_json::Value::Array(json).to_string())
-            .row("Ports map detected", detected.get(name).cloned().unwrap_or_default())
+            // What the image EXPOSEs; without it (or before a deploy), the default berth serves.
+            .row("Ports map detected", detected_of(name))
+            .row("Ports map detected json", serde_json::Value::Array(detected_of(name).iter().map(|p| map_json(&validate::port_map(p).unwrap_or(PortMap::DEFAULT))).collect()).to_string())
             .row("Ports map effective", shown(&config.effective_ports())))
     })
     .await

@@ -148,6 +148,8 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "resource:help", code: 0, stdout: "Manage resource settings for an app", stderr: "" },
         Case { line: "scheduler:help", code: 0, stdout: "Manage scheduler settings", stderr: "" },
         Case { line: "repo:help", code: 0, stdout: "Manage the app's repo", stderr: "" },
+        // Before a deploy, the detected ports are the default berth serves.
+        Case { line: "ports:report 1994app --ports-map-detected", code: 0, stdout: "=http:80:5000\n", stderr: "" },
         Case { line: "proxy:help", code: 0, stdout: "Manage the proxy integration for an app", stderr: "" },
         Case { line: "proxy:report 1994app --format json", code: 0, stdout: "\"proxy-computed-type\":\"nginx\"", stderr: "" },
         Case { line: "events:help", code: 0, stdout: "Manage event logging", stderr: "" },
