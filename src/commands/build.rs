@@ -373,13 +373,7 @@ pub async fn buildpacks_set_property(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdRe
             return Err(failed(format!("Invalid stack {}: an image reference, like berth/stack:bookworm", validate::quoted(image))));
         }
     }
-    update_build(ctx, &args.target, |build, _| build.stack = stack.clone()).await?;
-    let whose = match &args.target {
-        Target::Global => "apps that set none".to_string(),
-        Target::App(app) => app.to_string(),
-    };
-    ctx.out.step(format!("Stack of {whose}: {}", stack.as_deref().unwrap_or(STACK_IMAGE))).await;
-    Ok(())
+    args.save(ctx, "stack", |c| c.build.stack = stack.clone(), |g| g.build.stack = stack.clone()).await
 }
 
 pub async fn buildpacks_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {

@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use super::Scope;
 use super::property::{SetArgs, app_or_global};
 use super::report::ReportArgs;
-use super::{CmdError, CmdResult, Ctx, Target, failed};
+use super::{CmdResult, Ctx, failed};
 use crate::output::Report;
 use crate::validate::AppName;
 use clap::Subcommand;
@@ -76,33 +76,7 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
             logs.app_label_alias = value.clone();
         }
     };
-    match &args.target {
-        Target::Global => {
-            ctx.engine
-                .update_global(|g| {
-                    change(&mut g.logs);
-                    Ok::<_, CmdError>(())
-                })
-                .await?
-        }
-        Target::App(app) => {
-            ctx.engine
-                .update_app(app, |c| {
-                    change(&mut c.logs);
-                    Ok::<_, CmdError>(())
-                })
-                .await?
-        }
-    }
-    let whose = match &args.target {
-        Target::Global => "apps that set none".to_string(),
-        Target::App(app) => app.to_string(),
-    };
-    match &value {
-        Some(v) => ctx.out.step(format!("Setting {key} to {v} for {whose}: containers started from now on (ps:restart APP)")).await,
-        None => ctx.out.step(format!("Unsetting {key} for {whose}")).await,
-    }
-    Ok(())
+    args.save(ctx, key, |c| change(&mut c.logs), |g| change(&mut g.logs)).await
 }
 
 /// A size Docker's json-file driver takes: digits, then k, m or g. Pure.

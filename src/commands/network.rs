@@ -231,34 +231,10 @@ async fn set_tld(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
             return Err(failed(format!("Invalid tld {}: DNS labels, like internal or svc.local", crate::validate::quoted(args.value().unwrap_or_default()))));
         }
     }
-    match &args.target {
-        Target::Global => {
-            ctx.engine
-                .update_global(|g| {
-                    g.tld = tld.clone();
-                    Ok::<_, CmdError>(())
-                })
-                .await?
-        }
-        Target::App(app) => {
-            super::scheduler::not_on_swarm(ctx, app, "names on networks (a service's tasks are reached through the app's own routes)")?;
-            ctx.engine
-                .update_app(app, |c| {
-                    c.networks.tld = tld.clone();
-                    Ok::<_, CmdError>(())
-                })
-                .await?
-        }
+    if let Target::App(app) = &args.target {
+        super::scheduler::not_on_swarm(ctx, app, "names on networks (a service's tasks are reached through the app's own routes)")?;
     }
-    let whose = match &args.target {
-        Target::Global => "apps that set none".to_string(),
-        Target::App(app) => app.to_string(),
-    };
-    match &tld {
-        Some(tld) => ctx.out.step(format!("Containers of {whose} also answer to APP.PROCESS.{tld} on their networks, once started again (ps:restart APP)")).await,
-        None => ctx.out.step(format!("Unsetting tld for {whose}")).await,
-    }
-    Ok(())
+    args.save(ctx, "tld", |c| c.networks.tld = tld.clone(), |g| g.tld = tld.clone()).await
 }
 
 /// The app's running containers on exactly the networks its settings name (of those made

@@ -1,7 +1,8 @@
 //! What every `NS:set` shares: `NS:set (APP|--global) KEY [VALUE]` (no VALUE unsets), and
 //! dokku's refusals of a missing, unknown or app-only property.
 
-use super::{CmdError, Target, failed};
+use super::{CmdError, CmdResult, Ctx, Target, failed};
+use crate::store::{AppConfig, GlobalConfig};
 use crate::validate::AppName;
 
 /// `NS:set (APP|--global) [KEY] [VALUE]`: KEY is optional to clap so that its absence gets
@@ -50,6 +51,37 @@ impl SetArgs {
 
     pub fn value(&self) -> Option<&str> {
         self.value.as_deref()
+    }
+
+    /// Saves the property where the target says, the app's settings (`app` sets it there)
+    /// or the global ones (`global`), and says so as dokku does. Read when next used: at
+    /// the next deploy, build, start or stop.
+    pub async fn save(&self, ctx: &Ctx<'_>, key: &str, app: impl FnOnce(&mut AppConfig), global: impl FnOnce(&mut GlobalConfig)) -> CmdResult {
+        let whose = match &self.target {
+            Target::Global => {
+                ctx.engine
+                    .update_global(|g| {
+                        global(g);
+                        Ok::<_, CmdError>(())
+                    })
+                    .await?;
+                "apps that set none".to_string()
+            }
+            Target::App(name) => {
+                ctx.engine
+                    .update_app(name, |c| {
+                        app(c);
+                        Ok::<_, CmdError>(())
+                    })
+                    .await?;
+                name.to_string()
+            }
+        };
+        match self.value() {
+            Some(v) => ctx.out.step(format!("Setting {key} to {v} for {whose}")).await,
+            None => ctx.out.step(format!("Unsetting {key} for {whose}")).await,
+        }
+        Ok(())
     }
 }
 

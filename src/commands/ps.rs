@@ -242,25 +242,7 @@ async fn set_process(ctx: &mut Ctx<'_>, args: &SetArgs, key: &str) -> CmdResult 
             p.stop_timeout = seconds;
         }
     };
-    match &args.target {
-        Target::Global => ctx.engine.update_global(|g| {
-            change(&mut g.process);
-            Ok::<_, CmdError>(())
-        }).await?,
-        Target::App(app) => ctx.engine.update_app(app, |c| {
-            change(&mut c.process);
-            Ok::<_, CmdError>(())
-        }).await?,
-    }
-    let whose = match &args.target {
-        Target::Global => "every app that sets none".to_string(),
-        Target::App(app) => app.to_string(),
-    };
-    match value {
-        Some(v) => ctx.out.step(format!("Setting {key} to {v} for {whose}")).await,
-        None => ctx.out.step(format!("Unsetting {key} for {whose}")).await,
-    }
-    Ok(())
+    args.save(ctx, key, |c| change(&mut c.process), |g| change(&mut g.process)).await
 }
 
 async fn set_restart_policy(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {

@@ -56,24 +56,9 @@ impl Cmd {
 pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
     let key = args.property(&[app_or_global("selected"), app_only("constraint"), app_or_global("shell")])?;
     match (key, &args.target) {
-        ("shell", target) => {
+        ("shell", _) => {
             let shell = args.value().map(valid_shell).transpose()?;
-            match target {
-                Target::Global => ctx.engine.update_global(|g| {
-                    g.shell = shell.clone();
-                    Ok::<_, CmdError>(())
-                }).await?,
-                Target::App(app) => ctx.engine.update_app(app, |c| {
-                    c.scheduler.shell = shell.clone();
-                    Ok::<_, CmdError>(())
-                }).await?,
-            }
-            let whose = match target {
-                Target::Global => "apps that set none".to_string(),
-                Target::App(app) => app.to_string(),
-            };
-            ctx.out.step(format!("Shell of enter for {whose}: {}", shell.as_deref().unwrap_or("the default (/bin/sh)"))).await;
-            Ok(())
+            args.save(ctx, "shell", |c| c.scheduler.shell = shell.clone(), |g| g.shell = shell.clone()).await
         }
         ("selected", Target::Global) => {
             let selected = args.value().map(str::parse::<SchedulerName>).transpose().map_err(failed)?;
@@ -141,31 +126,7 @@ pub async fn docker_local_set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
             settings.parallel_schedule_count = count;
         }
     };
-    let whose = match &args.target {
-        Target::Global => {
-            ctx.engine
-                .update_global(|g| {
-                    change(&mut g.docker_local);
-                    Ok::<_, CmdError>(())
-                })
-                .await?;
-            "apps that set none".to_string()
-        }
-        Target::App(app) => {
-            ctx.engine
-                .update_app(app, |c| {
-                    change(&mut c.docker_local);
-                    Ok::<_, CmdError>(())
-                })
-                .await?;
-            app.to_string()
-        }
-    };
-    match value {
-        Some(v) => ctx.out.step(format!("Setting {key} to {v} for {whose}: containers started from now on")).await,
-        None => ctx.out.step(format!("Unsetting {key} for {whose}")).await,
-    }
-    Ok(())
+    args.save(ctx, key, |c| change(&mut c.docker_local), |g| change(&mut g.docker_local)).await
 }
 
 pub async fn docker_local_report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
