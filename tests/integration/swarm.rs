@@ -261,7 +261,7 @@ fn a_web_app_runs_on_three_servers_and_redeploys_and_scales_without_a_failed_req
     // What the cluster does not give yet is refused, one line, nothing changed.
     d.ssh("storage:mount spread data:/data").refused("runs on swarm, which has no storage mounts");
     d.ssh("enter spread web.1 true").refused("runs on swarm, which has no enter");
-    d.ssh("ports:add spread http:80:6000").refused("more than one container port");
+    d.ssh("ports:add spread http:8080:6000").refused("more than one container port");
     assert!(lab.docker(1, &["service", "ls", "--format", "{{.Name}}"]).lines().any(|l| l.starts_with("berth-spread-web-")));
 
     // Destroyed: nothing of it is left on the cluster.
