@@ -52,6 +52,13 @@ pub fn url(engine: &Engine) -> Option<String> {
     })
 }
 
+/// An app's default name under one global domain: `APP.<global>`, or the app's name itself
+/// when it already ends in the global domain (`test.dokku.test` under `dokku.test`), as
+/// dokku names it. Pure.
+pub fn default_name(app: &str, global: &str) -> String {
+    if app == global || app.ends_with(&format!(".{global}")) { app.to_string() } else { format!("{app}.{global}") }
+}
+
 /// Why `domain` cannot be an app's: it is berth's own host under a global domain.
 pub fn claimed(domain: &str, global: &[String]) -> Option<String> {
     let bare = domain.trim_start_matches("*.");

@@ -128,7 +128,7 @@ pub async fn create_app(engine: &Engine, app: &str) -> CmdResult {
     let mut config = AppConfig::new();
     // A default name another app already answers to stays that app's.
     let taken = domains_in_use(engine, None)?;
-    config.domains = global.global_domains.iter().map(|g| super::domains::default_name(app, g)).filter(|d| !taken.contains(d)).collect();
+    config.domains = global.global_domains.iter().map(|g| crate::front::default_name(app, g)).filter(|d| !taken.contains(d)).collect();
     store.create_app(app, &config)?;
     Ok(())
 }

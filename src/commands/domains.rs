@@ -443,15 +443,10 @@ fn also(problems: &[String]) -> String {
 
 /// An app's default names: `APP.<global domain>` for each global domain.
 fn default_names(app: &str, global: &[String]) -> Vec<String> {
-    global.iter().map(|g| default_name(app, g)).collect()
+    global.iter().map(|g| crate::front::default_name(app, g)).collect()
 }
 
-/// An app's default name under one global domain: `APP.<global>`, or the app's name itself
-/// when it already ends in the global domain (`test.dokku.test` under `dokku.test`), as
-/// dokku names it. Pure.
-pub(super) fn default_name(app: &str, global: &str) -> String {
-    if app == global || app.ends_with(&format!(".{global}")) { app.to_string() } else { format!("{app}.{global}") }
-}
+
 
 /// Whether an app's default names follow the global domains (`global`, as they are before
 /// a change): as recorded; for an app whose state predates the record, when it has one of
@@ -545,7 +540,8 @@ fn covers(wildcard: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{belongs_elsewhere, check_conflicts, covers, default_name, follow_global, follows_global};
+    use super::{belongs_elsewhere, check_conflicts, covers, follow_global, follows_global};
+    use crate::front::default_name;
 
     #[test]
     fn a_scoped_key_claims_only_names_of_its_own() {
