@@ -348,12 +348,12 @@ pub async fn registry(ctx: &mut Ctx<'_>, address: Option<String>, unset: bool) -
     {
         return Err(failed(format!("Invalid registry {}: HOST:PORT, e.g. 10.0.0.2:5000", crate::validate::quoted(address))));
     }
-    {
-        let _global = store.lock_global().await;
-        let mut global = store.load_global()?;
-        global.cluster_registry = address.clone();
-        store.save_global(&global)?;
-    }
+    ctx.engine
+        .update_global(|global| {
+            global.cluster_registry = address.clone();
+            Ok::<_, super::CmdError>(())
+        })
+        .await?;
     // berth's own registry stops when another (or none) is used.
     let served = crate::scheduler::registry::Files::new(store.root());
     if served.address().is_some_and(|a| Some(a) != address) {
@@ -393,13 +393,12 @@ pub async fn serve_registry(ctx: &mut Ctx<'_>, listen: Option<String>) -> CmdRes
     if !crate::scheduler::registry::answers(&addr.to_string(), std::time::Duration::from_secs(10)).await {
         return Err(failed(format!("The registry did not start on {addr}: see {}", files.log().display())));
     }
-    {
-        let store = &ctx.engine.store;
-        let _global = store.lock_global().await;
-        let mut global = store.load_global()?;
-        global.cluster_registry = Some(addr.to_string());
-        store.save_global(&global)?;
-    }
+    ctx.engine
+        .update_global(|global| {
+            global.cluster_registry = Some(addr.to_string());
+            Ok::<_, super::CmdError>(())
+        })
+        .await?;
     ctx.engine.forget_swarm_scheduler().await;
     ctx.out.step(format!("The cluster's registry runs on {addr} (TLS, a password berth keeps): swarm apps' images go there from their next deploy")).await;
     Ok(())

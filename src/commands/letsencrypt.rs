@@ -109,14 +109,8 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
         }
         Ok(())
     };
-    let store = &ctx.engine.store;
     match &args.target {
-        Target::Global => {
-            let _global = store.lock_global().await;
-            let mut config = store.load_global()?;
-            apply(&mut config.letsencrypt)?;
-            store.save_global(&config)?;
-        }
+        Target::Global => ctx.engine.update_global(|config| apply(&mut config.letsencrypt)).await?,
         Target::App(app) => ctx.engine.update_app(app, |config| apply(&mut config.letsencrypt)).await?,
     }
     let target = match &args.target {
