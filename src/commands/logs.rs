@@ -115,25 +115,6 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     .await
 }
 
-#[cfg(test)]
-mod setting_tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_label_keys_are_what_docker_takes() {
-        for ok in ["10m", "1g", "500k", "20M"] {
-            assert!(valid_size(ok), "{ok}");
-        }
-        for bad in ["10", "m", "0m", "1.5m", "10mb", "-1m"] {
-            assert!(!valid_size(bad), "{bad}");
-        }
-        assert!(valid_label_key("com.example.app") && valid_label_key("app"));
-        for bad in ["not a label", "_leading_underscore", "Com.App", "berth.app", "app."] {
-            assert!(!valid_label_key(bad), "{bad}");
-        }
-        assert_eq!(crate::store::DEFAULT_LOG_MAX_SIZE, "10m");
-    }
-}
 
 pub async fn logs(ctx: &mut Ctx<'_>, app: &AppName, follow: bool, lines: usize, process: Option<&str>) -> CmdResult {
     ctx.engine.store.load_app(app)?;
@@ -301,6 +282,21 @@ async fn cron_logs(ctx: &mut Ctx<'_>, app: &AppName, follow: bool, lines: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_label_keys_are_what_docker_takes() {
+        for ok in ["10m", "1g", "500k", "20M"] {
+            assert!(valid_size(ok), "{ok}");
+        }
+        for bad in ["10", "m", "0m", "1.5m", "10mb", "-1m"] {
+            assert!(!valid_size(bad), "{bad}");
+        }
+        assert!(valid_label_key("com.example.app") && valid_label_key("app"));
+        for bad in ["not a label", "_leading_underscore", "Com.App", "berth.app", "app."] {
+            assert!(!valid_label_key(bad), "{bad}");
+        }
+        assert_eq!(crate::store::DEFAULT_LOG_MAX_SIZE, "10m");
+    }
 
     #[test]
     fn followed_lines_go_out_in_time_order_after_a_moment() {

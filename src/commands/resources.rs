@@ -41,18 +41,7 @@ pub enum Cmd {
     },
     /// Limit the memory and CPUs of an app's containers (every process type, or one)
     #[command(name = "resource:limit")]
-    ResourceLimit {
-        app: AppName,
-        /// e.g. 256m, 1g
-        #[arg(long)]
-        memory: Option<String>,
-        /// e.g. 0.5, 2
-        #[arg(long = "cpu")]
-        cpus: Option<String>,
-        /// Only this process type
-        #[arg(long, visible_alias = "process-type")]
-        process: Option<String>,
-    },
+    ResourceLimit(ResourceArgs),
     /// Remove limits (of every process type, or of one)
     #[command(name = "resource:limit-clear")]
     ResourceLimitClear {
@@ -64,18 +53,7 @@ pub enum Cmd {
     /// engine reclaims memory above the reservation first when the machine runs short;
     /// Swarm places tasks where the reservation is free
     #[command(name = "resource:reserve")]
-    ResourceReserve {
-        app: AppName,
-        /// e.g. 256m, 1g (clear: remove it)
-        #[arg(long)]
-        memory: Option<String>,
-        /// e.g. 0.5, 2 (clear: remove it)
-        #[arg(long = "cpu")]
-        cpus: Option<String>,
-        /// Only this process type
-        #[arg(long, visible_alias = "process-type")]
-        process: Option<String>,
-    },
+    ResourceReserve(ResourceArgs),
     /// Remove reservations (of every process type, or of one)
     #[command(name = "resource:reserve-clear")]
     ResourceReserveClear {
@@ -88,10 +66,25 @@ pub enum Cmd {
     ResourceReport(ReportArgs),
 }
 
+/// `resource:limit|reserve APP [--memory SIZE|clear] [--cpu N|clear] [--process-type TYPE]`.
+#[derive(Debug, clap::Args)]
+pub struct ResourceArgs {
+    app: AppName,
+    /// e.g. 256m, 1g (clear: remove it)
+    #[arg(long)]
+    memory: Option<String>,
+    /// e.g. 0.5, 2 (clear: remove it)
+    #[arg(long = "cpu")]
+    cpus: Option<String>,
+    /// Only this process type (build: the app's builds)
+    #[arg(long, visible_alias = "process-type")]
+    process: Option<String>,
+}
+
 impl Cmd {
     pub(super) fn scope(&self) -> Scope<'_> {
         match self {
-            Cmd::ResourceLimit { .. } | Cmd::ResourceLimitClear { .. } | Cmd::ResourceReserve { .. } | Cmd::ResourceReserveClear { .. } | Cmd::StorageEnsureDirectory { .. } => {
+            Cmd::ResourceLimit(_) | Cmd::ResourceLimitClear { .. } | Cmd::ResourceReserve(_) | Cmd::ResourceReserveClear { .. } | Cmd::StorageEnsureDirectory { .. } => {
                 Scope::Admin
             }
             Cmd::StorageReport(args) => args.scope(),
@@ -107,9 +100,9 @@ impl Cmd {
             Cmd::StorageList { app, format } => list_mounts(ctx, &app, format).await,
             Cmd::StorageReport(args) => storage_report(ctx, &args).await,
             Cmd::StorageEnsureDirectory { directory, chown } => ensure_directory(ctx, &directory, chown).await,
-            Cmd::ResourceLimit { app, memory, cpus, process } => limit(ctx, &app, Kind::Limit, process.as_deref(), memory.as_deref(), cpus.as_deref()).await,
+            Cmd::ResourceLimit(args) => limit(ctx, Kind::Limit, &args).await,
             Cmd::ResourceLimitClear { app, process } => clear(ctx, &app, Kind::Limit, process.as_deref()).await,
-            Cmd::ResourceReserve { app, memory, cpus, process } => limit(ctx, &app, Kind::Reserve, process.as_deref(), memory.as_deref(), cpus.as_deref()).await,
+            Cmd::ResourceReserve(args) => limit(ctx, Kind::Reserve, &args).await,
             Cmd::ResourceReserveClear { app, process } => clear(ctx, &app, Kind::Reserve, process.as_deref()).await,
             Cmd::ResourceReport(args) => report(ctx, &args).await,
         }
@@ -283,7 +276,8 @@ fn change(value: Option<&str>, check: impl Fn(&str) -> Result<i64, validate::Inv
 
 /// `resource:limit|reserve APP [--memory SIZE|clear] [--cpu N|clear] [--process-type TYPE]`.
 /// The `build` type's limits are those of the app's builds.
-pub async fn limit(ctx: &mut Ctx<'_>, app: &AppName, kind: Kind, process: Option<&str>, memory: Option<&str>, cpus: Option<&str>) -> CmdResult {
+pub async fn limit(ctx: &mut Ctx<'_>, kind: Kind, args: &ResourceArgs) -> CmdResult {
+    let (app, process, memory, cpus) = (&args.app, args.process.as_deref(), args.memory.as_deref(), args.cpus.as_deref());
     if let Some(p) = process {
         validate::process_type(p)?;
     }

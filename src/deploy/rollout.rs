@@ -320,9 +320,10 @@ impl Retirement {
         crate::crashpoint("retire");
         let retiring: Vec<String> = self.instances.iter().filter(|i| Some(i.release) != active).map(|i| i.id.clone()).collect();
         // One at a time, and never while a swap starts containers (of any app).
+        let timeout = stop_timeout(engine, app);
         for id in retiring {
             engine.no_swap_starting(SWAP_WAIT).await;
-            for (id, e) in scheduler.retire(std::slice::from_ref(&id), stop_timeout(engine, app)).await {
+            for (id, e) in scheduler.retire(std::slice::from_ref(&id), timeout).await {
                 let name = self.instances.iter().find(|i| i.id == id).map_or(id.as_str(), |i| i.name.as_str());
                 tracing::warn!("cannot retire {name}: {e}");
             }

@@ -229,6 +229,15 @@ impl ContainerSpec<'_> {
         }
     }
 
+    /// `labels` and the app's name under its `app_label` key (`logs:set app-label-alias`),
+    /// which never replaces one of them.
+    pub fn with_app_label(&self, mut labels: HashMap<String, String>) -> HashMap<String, String> {
+        if let Some(alias) = &self.app_label {
+            labels.entry(alias.clone()).or_insert_with(|| self.app.to_string());
+        }
+        labels
+    }
+
     /// The json-file log's options: rotated past the app's max size, three files kept.
     pub fn log_options(&self) -> HashMap<String, String> {
         match &self.log_max_size {
@@ -379,10 +388,7 @@ impl Runtime {
             (LABEL_INDEX.to_string(), spec.index.to_string()),
             (LABEL_ROOT.to_string(), self.root.clone()),
         ]);
-        let mut labels = labels;
-        if let Some(alias) = &spec.app_label {
-            labels.entry(alias.clone()).or_insert_with(|| spec.app.to_string());
-        }
+        let labels = spec.with_app_label(labels);
         let network = self.network_for(spec).await?;
         let aliases = with_tld(aliases(spec.app, spec.process, spec.index), spec.tld.as_deref());
         let mut body = ContainerCreateBody {

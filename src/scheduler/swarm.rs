@@ -334,17 +334,13 @@ fn port_of(unit: &Unit<'_>) -> Option<i64> {
 
 /// The service of one process type of a release. Pure.
 pub fn service_spec(name: &str, unit: &Unit<'_>, replicas: u32, root: &str) -> ServiceSpec {
-    let labels = HashMap::from([
+    let labels = unit.with_app_label(HashMap::from([
         (LABEL_APP.to_string(), unit.app.to_string()),
         (LABEL_PROCESS.to_string(), unit.process.to_string()),
         (LABEL_RELEASE.to_string(), unit.release.to_string()),
         (LABEL_ROOT.to_string(), root.to_string()),
         (LABEL_SCHEDULER.to_string(), "swarm".to_string()),
-    ]);
-    let mut labels = labels;
-    if let Some(alias) = &unit.app_label {
-        labels.entry(alias.clone()).or_insert_with(|| unit.app.to_string());
-    }
+    ]));
     let web = unit.process == crate::process::WEB;
     // Each task publishes the app's port on its own node, on a port Swarm picks.
     let ports = port_of(unit).filter(|_| web).map(|port| {

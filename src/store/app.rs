@@ -118,8 +118,6 @@ impl AppConfig {
         }
     }
 
-    /// The restart policy in force: the app's, else the global one (`ps:set --global`),
-    /// else berth's default.
     /// The Procfile's path in the pushed tree (`ps:set procfile-path`): the app's, the
     /// global one, else `Procfile`.
     pub fn procfile_path_with(&self, global: &super::GlobalConfig) -> String {
@@ -190,6 +188,8 @@ impl AppConfig {
         self.scheduler.shell.clone().or_else(|| global.shell.clone())
     }
 
+    /// The restart policy in force: the app's, else the global one (`ps:set --global`),
+    /// else berth's default.
     pub fn restart_policy_with(&self, global: &super::GlobalConfig) -> RestartPolicy {
         self.restart_policy.or(global.restart_policy).unwrap_or_default()
     }
@@ -504,6 +504,16 @@ pub struct Limits {
     pub cpus: Option<String>,
 }
 
+impl Limits {
+    /// One process type's values in a `resource:*` map: its own, else those under
+    /// `ALL_PROCESSES`, value by value. Pure.
+    fn for_process(map: &BTreeMap<String, Limits>, process: &str) -> Limits {
+        let all = map.get(ALL_PROCESSES).cloned().unwrap_or_default();
+        let own = map.get(process).cloned().unwrap_or_default();
+        Limits { memory: own.memory.or(all.memory), cpus: own.cpus.or(all.cpus) }
+    }
+}
+
 /// A restart policy, written as Docker does: `no`, `always`, `unless-stopped`, `on-failure[:N]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
@@ -720,16 +730,12 @@ impl AppConfig {
 
     /// What is reserved for one process type: its own, else what is for every type.
     pub fn reservations_for(&self, process: &str) -> Limits {
-        let all = self.reservations.get(ALL_PROCESSES).cloned().unwrap_or_default();
-        let own = self.reservations.get(process).cloned().unwrap_or_default();
-        Limits { memory: own.memory.or(all.memory), cpus: own.cpus.or(all.cpus) }
+        Limits::for_process(&self.reservations, process)
     }
 
     /// The limits for one process type: its own, else those for every type.
     pub fn limits_for(&self, process: &str) -> Limits {
-        let all = self.resources.get(ALL_PROCESSES).cloned().unwrap_or_default();
-        let own = self.resources.get(process).cloned().unwrap_or_default();
-        Limits { memory: own.memory.or(all.memory), cpus: own.cpus.or(all.cpus) }
+        Limits::for_process(&self.resources, process)
     }
 
     /// The mappings in force: the configured ones, or the default.
