@@ -75,7 +75,8 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     // Build contexts a crash left behind: no deploy runs before this daemon does.
     for entry in std::fs::read_dir(store.tmp_dir()).into_iter().flatten().flatten() {
         if entry.file_name().to_string_lossy().starts_with("context-") {
-            let _ = std::fs::remove_file(entry.path());
+            // A file, or the repository a `keep-git-dir` context was being written from.
+            let _ = std::fs::remove_file(entry.path()).or_else(|_| std::fs::remove_dir_all(entry.path()));
         }
     }
     let global = store.load_global()?;

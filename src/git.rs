@@ -48,7 +48,8 @@ pub fn ensure_repo(repo_dir: &Path, berth_exe: &Path, root: &Path, app: &str) ->
 /// Writes the commit's tree as an uncompressed tar to `out`: files with their modes,
 /// symlinks as symlinks; submodules are skipped (their commits are not in this
 /// repository). Fails once the tar passes `limit` bytes.
-fn write_tree(repo: &Repository, commit: Oid, subdir: Option<&str>, out: impl Write, limit: u64) -> Result<(), GitError> {
+fn write_tree(repo: &Repository, source: &Tree<'_>, scratch: &Path, out: impl Write, limit: u64) -> Result<(), GitError> {
+    let (commit, subdir) = (source.commit, source.subdir);
     let mut tree = repo.find_commit(commit)?.tree()?;
     if let Some(dir) = subdir {
         let entry = tree.get_path(Path::new(dir)).map_err(|_| GitError::NoBuildDir(dir.to_string()))?;
@@ -108,8 +109,34 @@ fn write_tree(repo: &Repository, commit: Oid, subdir: Option<&str>, out: impl Wr
         return Err(e);
     }
     walked?;
+    if let (Some(branch), None) = (source.keep_git, subdir) {
+        let kept = tempfile::Builder::new().prefix("context-git-").tempdir_in(scratch)?;
+        git_dir(repo, commit, branch, kept.path())?;
+        builder.append_dir_all(".git", kept.path().join(".git"))?;
+    }
     let mut out = builder.into_inner()?;
     out.flush()?;
+    Ok(())
+}
+
+/// A repository in `into` (its `.git`) whose branch `branch` is `commit`, checked out in
+/// its index (not its work tree, which the build context is): the commit's history packed
+/// from `repo`, which sees what the push brought.
+fn git_dir(repo: &Repository, commit: Oid, branch: &str, into: &Path) -> Result<(), GitError> {
+    let mut options = git2::RepositoryInitOptions::new();
+    options.initial_head(branch).external_template(false);
+    Repository::init_opts(into, &options)?;
+    let mut walk = repo.revwalk()?;
+    walk.push(commit)?;
+    let mut pack = repo.packbuilder()?;
+    pack.insert_walk(&mut walk)?;
+    pack.write(&into.join(".git/objects/pack"), 0o644)?;
+    // Opened again: the new pack is read when the repository is.
+    let kept = Repository::open(into)?;
+    kept.reference(&format!("refs/heads/{branch}"), commit, true, "berth: keep-git-dir")?;
+    let mut index = kept.index()?;
+    index.read_tree(&kept.find_commit(commit)?.tree()?)?;
+    index.write()?;
     Ok(())
 }
 
@@ -145,16 +172,32 @@ pub struct BuildContext {
 /// a larger one is taken as absent.
 const MAX_READ: u64 = 8 * 1024 * 1024;
 
+/// What of a commit a build context holds: its tree, or its directory `subdir`
+/// (`builder:set build-dir`); with `keep_git` (`git:set keep-git-dir true`), at the root
+/// of a whole tree, a `.git` directory whose branch (the one named) is the commit.
+#[derive(Debug, Clone, Copy)]
+pub struct Tree<'a> {
+    pub commit: Oid,
+    pub subdir: Option<&'a str>,
+    pub keep_git: Option<&'a str>,
+}
+
+impl Tree<'_> {
+    pub fn whole(commit: Oid) -> Tree<'static> {
+        Tree { commit, subdir: None, keep_git: None }
+    }
+}
+
 impl BuildContext {
-    /// Writes `commit`'s tree (or its directory `subdir`, `builder:set build-dir`) to a new
-    /// file in `dir`; a tree over `limit_mb` MiB is refused and nothing is left behind.
-    pub fn write(repo: &Repository, (commit, subdir): (Oid, Option<&str>), dir: &Path, limit_mb: u64) -> Result<BuildContext, GitError> {
+    /// Writes `source` to a new file in `dir`; a context over `limit_mb` MiB (the `.git`
+    /// directory counts) is refused and nothing is left behind.
+    pub fn write(repo: &Repository, source: &Tree<'_>, dir: &Path, limit_mb: u64) -> Result<BuildContext, GitError> {
         std::fs::create_dir_all(dir)?;
         let file = tempfile::Builder::new().prefix("context-").suffix(".tar").tempfile_in(dir)?;
         let context = BuildContext { path: file.path().to_path_buf() };
         let (handle, temp) = file.into_parts();
         temp.keep().map_err(|e| e.error)?;
-        let written = write_tree(repo, commit, subdir, std::io::BufWriter::new(handle), limit_mb.saturating_mul(1024 * 1024));
+        let written = write_tree(repo, source, dir, std::io::BufWriter::new(handle), limit_mb.saturating_mul(1024 * 1024));
         match written {
             Err(GitError::Io(e)) if e.kind() == std::io::ErrorKind::FileTooLarge => Err(GitError::TooLarge(limit_mb)),
             Err(e) => Err(e),
@@ -276,7 +319,7 @@ mod tests {
         let commit = repo.commit(Some("HEAD"), &sig, &sig, "c", &tree, &[]).unwrap();
 
         let tmp = tempfile::tempdir().unwrap();
-        let context = BuildContext::write(&repo, (commit, None), tmp.path(), 1).unwrap();
+        let context = BuildContext::write(&repo, &Tree::whole(commit), tmp.path(), 1).unwrap();
         assert_eq!(context.file("Dockerfile").unwrap(), b"FROM scratch\n");
         let mut paths = context.paths();
         paths.sort();
@@ -306,7 +349,7 @@ mod tests {
         index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap();
         let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
         let big = repo.commit(None, &sig, &sig, "big", &tree, &[]).unwrap();
-        let refused = BuildContext::write(&repo, (big, None), tmp.path(), 1).unwrap_err();
+        let refused = BuildContext::write(&repo, &Tree::whole(big), tmp.path(), 1).unwrap_err();
         assert!(matches!(refused, GitError::TooLarge(1)), "{refused}");
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }

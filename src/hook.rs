@@ -29,10 +29,10 @@ pub async fn run(root: &Path, app: &str) -> i32 {
             return 1;
         }
     };
-    let (config, limit) = match (store.load_app(app), store.load_global()) {
+    let (config, limit, global) = match (store.load_app(app), store.load_global()) {
         (Ok(config), Ok(global)) => {
-            let limit = Limit { mb: global.build_context_limit_mb(), build_dir: config.build_dir_with(&global) };
-            (config, limit)
+            let limit = Limit { mb: global.build_context_limit_mb(), build_dir: config.build_dir_with(&global), keep_git: config.keep_git_dir_with(&global) };
+            (config, limit, global)
         }
         (Err(e), _) | (_, Err(e)) => {
             eprintln!(" !     {e}");
@@ -43,8 +43,8 @@ pub async fn run(root: &Path, app: &str) -> i32 {
     let push: Vec<String> = std::env::var("BERTH_PUSH").map(|t| vec!["--push".to_string(), t]).unwrap_or_default();
     let pushed: Vec<&str> = updates.iter().filter_map(|(_, _, r)| r.strip_prefix("refs/heads/")).collect();
     let has_main = git2::Repository::open_from_env().is_ok_and(|repo| repo.find_reference("refs/heads/main").is_ok());
-    let deploys = config.deploy_branch_of(&pushed, has_main);
-    let wanted = config.wanted_branch(&pushed, has_main).to_string();
+    let deploys = config.deploy_branch_of(&global, &pushed, has_main);
+    let wanted = config.wanted_branch(&global, &pushed, has_main).to_string();
     for (old, new, refname) in updates.iter().cloned() {
         let Some(branch) = refname.strip_prefix("refs/heads/") else { continue };
         if deploys.as_deref() != Some(branch) {
@@ -66,7 +66,7 @@ pub async fn run(root: &Path, app: &str) -> i32 {
             continue;
         }
         // Written to a file, streamed: a push of any size costs no memory here or in the daemon.
-        let context = match write_context(&new, &store.tmp_dir(), &limit) {
+        let context = match write_context((&new, branch), &store.tmp_dir(), &limit) {
             Ok(context) => context,
             Err(e) => {
                 eprintln!(" !     Cannot take the pushed commit {new}: {e}");
@@ -94,7 +94,7 @@ async fn preview(root: &Path, store: &Store, (app, branch): (&str, &str), (new, 
     if new == ZERO_SHA {
         return crate::client::run_with(root, vec!["previews:gone".into(), app.into(), branch.into()], tokio::io::empty(), true).await;
     }
-    let context = match write_context(new, &store.tmp_dir(), limit) {
+    let context = match write_context((new, branch), &store.tmp_dir(), limit) {
         Ok(context) => context,
         Err(e) => {
             eprintln!(" !     Cannot take the pushed commit {new}: {e}");
@@ -108,14 +108,18 @@ async fn preview(root: &Path, store: &Store, (app, branch): (&str, &str), (new, 
     code
 }
 
-/// What a pushed tree's build context is cut to: its size, and the directory built.
+/// What a pushed tree's build context is cut to: its size, and the directory built; and
+/// whether it keeps the repository (`keep-git-dir`).
 struct Limit {
     mb: u64,
     build_dir: Option<String>,
+    keep_git: bool,
 }
 
-fn write_context(sha: &str, dir: &Path, limit: &Limit) -> Result<crate::git::BuildContext, String> {
+/// The build context of commit `sha`, pushed to `branch`.
+fn write_context((sha, branch): (&str, &str), dir: &Path, limit: &Limit) -> Result<crate::git::BuildContext, String> {
     let repo = git2::Repository::open_from_env().map_err(|e| e.to_string())?;
-    let oid = git2::Oid::from_str(sha).map_err(|e| e.to_string())?;
-    crate::git::BuildContext::write(&repo, (oid, limit.build_dir.as_deref()), dir, limit.mb).map_err(|e| e.to_string())
+    let commit = git2::Oid::from_str(sha).map_err(|e| e.to_string())?;
+    let source = crate::git::Tree { commit, subdir: limit.build_dir.as_deref(), keep_git: limit.keep_git.then_some(branch) };
+    crate::git::BuildContext::write(&repo, &source, dir, limit.mb).map_err(|e| e.to_string())
 }

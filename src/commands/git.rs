@@ -4,7 +4,7 @@
 
 use super::Scope;
 use super::property::SetArgs;
-use super::property::app_only;
+use super::property::{app_only, app_or_global};
 use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, failed};
 use crate::deploy::{self, Source};
@@ -18,7 +18,7 @@ pub(super) const NAMESPACES: &[(&str, &str)] = &[("git", "Manage app deploys via
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Set a git setting: deploy-branch NAME (no NAME: back to main or master), rev-env-var VAR (the env var holding the deployed commit; no VAR: GIT_REV; "" for none)
+    /// Set a git setting: deploy-branch NAME (APP or --global; no NAME: main, or master where there is no main), keep-git-dir true|false (APP or --global: the build context holds .git), rev-env-var VAR (the env var holding the deployed commit; no VAR: GIT_REV; "" for none), source-image IMAGE (what ps:rebuild deploys; git:from-image sets it, a push clears it)
     #[command(name = "git:set")]
     Set(SetArgs),
     /// Show an app's git settings
@@ -75,7 +75,7 @@ impl Cmd {
         match self {
             Cmd::Set(args) => set(ctx, &args).await,
             Cmd::Report(args) => report(ctx, &args).await,
-            Cmd::FromImage { app, image } => from_image(ctx, &app, &image).await,
+            Cmd::FromImage { app, image } => from_image(ctx, &app, &image, "git:from-image").await,
             Cmd::LoadImage { app, image } => load_image(ctx, &app, image.as_deref()).await,
             Cmd::ReceivePack { app } => serve_git(ctx, &app, GitService::ReceivePack).await,
             Cmd::UploadPack { app } => serve_git(ctx, &app, GitService::UploadPack).await,
@@ -193,60 +193,83 @@ async fn run_git(ctx: &mut Ctx<'_>, app: &AppName, service: GitService) -> CmdRe
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
-/// `git:set APP deploy-branch [BRANCH]` (no BRANCH: back to main or master), `git:set APP
-/// rev-env-var [VAR]` (no VAR: GIT_REV; an empty one: none).
+/// `git:set (APP|--global) deploy-branch [BRANCH]` (no BRANCH: back to main or master),
+/// `git:set (APP|--global) keep-git-dir true|false`, `git:set APP rev-env-var [VAR]` (no
+/// VAR: GIT_REV; an empty one: none), `git:set APP source-image [IMAGE]`.
 pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
-    let key = args.property(&[app_only("deploy-branch"), app_only("rev-env-var")])?;
-    let app = args.app()?;
-    if key == "rev-env-var" {
-        let var = args.value().map(str::to_string);
-        if let Some(v) = var.as_deref().filter(|v| !v.is_empty()) {
-            validate::env_key(v)?;
+    let key = args.property(&[app_or_global("deploy-branch"), app_or_global("keep-git-dir"), app_only("rev-env-var"), app_only("source-image")])?;
+    match key {
+        "rev-env-var" => set_rev_env_var(ctx, args).await,
+        "keep-git-dir" => {
+            let keep = args.value().map(|v| v.parse::<bool>().map_err(|_| failed(format!("Invalid keep-git-dir {}: true or false", validate::quoted(v))))).transpose()?;
+            args.save(ctx, key, |c| c.keep_git_dir = keep, |g| g.git.keep_git_dir = keep).await
         }
-        ctx.engine
-            .update_app(app, |config| {
-                config.rev_env_var = var.clone();
-                Ok::<_, CmdError>(())
-            })
-            .await?;
-        let shown = match var.as_deref() {
-            None => format!("{} (the default)", crate::store::DEFAULT_REV_ENV_VAR),
-            Some("") => "none".to_string(),
-            Some(v) => v.to_string(),
-        };
-        ctx.out.step(format!("Set rev-env-var of {app} to {shown}: containers started from now on get it")).await;
-        return Ok(());
+        "source-image" => {
+            let app = args.app()?;
+            let image = args.value().filter(|v| !v.is_empty()).map(|v| image_name(app, v)).transpose()?;
+            args.save(ctx, key, |c| c.source_image = image.clone(), |_| {}).await
+        }
+        _ => {
+            let branch = match args.value() {
+                Some(b) if git::valid_branch(b) => Some(b.to_string()),
+                Some(b) => return Err(failed(format!("Invalid branch name {}", validate::quoted(b)))),
+                None => None,
+            };
+            args.save(ctx, key, |c| c.deploy_branch = branch.clone(), |g| g.git.deploy_branch = branch.clone()).await
+        }
     }
-    let branch = match args.value() {
-        Some(b) if git::valid_branch(b) => Some(b.to_string()),
-        Some(b) => {
-            return Err(failed(format!("Invalid branch name {}", validate::quoted(b))));
-        }
-        None => None,
-    };
+}
+
+async fn set_rev_env_var(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
+    let app = args.app()?;
+    let var = args.value().map(str::to_string);
+    if let Some(v) = var.as_deref().filter(|v| !v.is_empty()) {
+        validate::env_key(v)?;
+    }
     ctx.engine
         .update_app(app, |config| {
-            config.deploy_branch = branch.clone();
+            config.rev_env_var = var.clone();
             Ok::<_, CmdError>(())
         })
         .await?;
-    let shown = branch.unwrap_or_else(|| "main or master".into());
-    ctx.out.step(format!("Set deploy-branch of {app} to {shown}")).await;
+    let shown = match var.as_deref() {
+        None => format!("{} (the default)", crate::store::DEFAULT_REV_ENV_VAR),
+        Some("") => "none".to_string(),
+        Some(v) => v.to_string(),
+    };
+    ctx.out.step(format!("Set rev-env-var of {app} to {shown}: containers started from now on get it")).await;
     Ok(())
 }
 
+/// The deploy branch before any push: `master` until the repository has `main`.
+fn computed_branch(ctx: &Ctx<'_>, app: Option<&str>, config: &crate::store::AppConfig, global: &crate::store::GlobalConfig) -> String {
+    let has_main = app.is_some_and(|app| git::branch_head(&ctx.engine.store.repo_dir(app), "main").ok().flatten().is_some());
+    config.wanted_branch(global, &[], has_main).to_string()
+}
+
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
-    args.no_global("git")?;
+    let global = ctx.engine.store.load_global()?;
+    let flag = |b: Option<bool>| b.map(|b| b.to_string());
+    if args.global {
+        let default = crate::store::AppConfig::default();
+        let report = Report::new("--global git information")
+            .namespace("git")
+            .global_layer("deploy-branch", global.git.deploy_branch.clone(), computed_branch(ctx, None, &default, &global))
+            .global_layer("keep-git-dir", flag(global.git.keep_git_dir), default.keep_git_dir_with(&global).to_string());
+        return args.print_global(ctx, report).await;
+    }
     args.print_apps(ctx, |ctx, name, config| {
         Ok({
             let repo = ctx.engine.store.repo_dir(name);
-            let branch = config.deploy_branch.clone().unwrap_or_else(|| "main".into());
+            let branch = computed_branch(ctx, Some(name), config, &global);
             let head = git::branch_head(&repo, &branch).ok().flatten().map(|o| o.to_string()).unwrap_or_default();
             Report::new(format!("{name} git information")).namespace("git")
-                .row("Git deploy branch", config.deploy_branch.clone().unwrap_or_else(|| "main (or master)".into()))
+                .layered("deploy-branch", config.deploy_branch.clone(), global.git.deploy_branch.clone(), branch)
+                .layered("keep-git-dir", flag(config.keep_git_dir), flag(global.git.keep_git_dir), config.keep_git_dir_with(&global).to_string())
                 .row("Git sha", head)
                 .row("Git rev env var", config.rev_env_var.clone().unwrap_or_default())
                 .row("Git computed rev env var", config.rev_env_var().unwrap_or_default())
+                .row("Git source image", config.source_image.clone().unwrap_or_default())
                 .row("Git repo", repo.display().to_string())
         })
     })
@@ -256,7 +279,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
 /// `git:from-image APP IMAGE`: deploys an image built elsewhere (present on this engine, or
 /// pulled from its registry), as a release like any other: checks, zero-downtime swap,
 /// rollback.
-pub async fn from_image(ctx: &mut Ctx<'_>, app: &AppName, image: &str) -> CmdResult {
+pub async fn from_image(ctx: &mut Ctx<'_>, app: &AppName, image: &str, cause: &str) -> CmdResult {
     ctx.engine.store.load_app(app)?;
     let image = image_name(app, image)?;
     let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
@@ -274,7 +297,7 @@ pub async fn from_image(ctx: &mut Ctx<'_>, app: &AppName, image: &str) -> CmdRes
             failed(format!("{image} is not on this server and cannot be pulled (the registry refused it or did not answer)"))
         })?;
     }
-    deploy_image(ctx, app, &image, "git:from-image").await
+    deploy_image_as(ctx, app, (&image, &image), cause, Some(&image)).await
 }
 
 /// `git:load-image APP [IMAGE] < image.tar`: loads a `docker save` archive from stdin and
@@ -321,7 +344,7 @@ pub async fn load_image(ctx: &mut Ctx<'_>, app: &AppName, image: Option<&str>) -
     }
     // Shown by a name it carried, unless that name is another app's (it never loads).
     let shown = chosen.tags.iter().find(|t| crate::dockerfile::foreign_image(app, std::slice::from_ref(t)).is_none()).cloned().unwrap_or_else(|| chosen.id.clone());
-    let deployed = deploy_image_as(ctx, app, &chosen.id, &shown, "git:load-image").await;
+    let deployed = deploy_image_as(ctx, app, (&chosen.id, &shown), "git:load-image", None).await;
     // Loaded for a deploy that did not go through: it goes again (an image a release or a
     // name still holds stays: the engine refuses to remove it).
     if deployed.is_err() && !was_there {
@@ -330,16 +353,26 @@ pub async fn load_image(ctx: &mut Ctx<'_>, app: &AppName, image: Option<&str>) -
     deployed
 }
 
-async fn deploy_image(ctx: &mut Ctx<'_>, app: &str, image: &str, cause: &str) -> CmdResult {
-    deploy_image_as(ctx, app, image, image, cause).await
-}
-
-/// Deploys `image` (shown as `shown`) as a new release of `app`.
-async fn deploy_image_as(ctx: &mut Ctx<'_>, app: &str, image: &str, shown: &str, cause: &str) -> CmdResult {
+/// Deploys `image` (shown as `shown`) as a new release of `app`; once it serves,
+/// `source_image` is what `ps:rebuild` deploys again (None: the running image).
+async fn deploy_image_as(ctx: &mut Ctx<'_>, app: &str, (image, shown): (&str, &str), cause: &str, source_image: Option<&str>) -> CmdResult {
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let source = Source::Image { image: image.to_string(), shown: shown.to_string() };
     deploy::deploy_locked(ctx.engine, app, source, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::from)?;
-    Ok(())
+    set_source_image(ctx, app, source_image).await
+}
+
+/// Records what the app was deployed from (`git:set source-image`).
+pub(super) async fn set_source_image(ctx: &Ctx<'_>, app: &str, image: Option<&str>) -> CmdResult {
+    if ctx.engine.store.load_app(app)?.source_image.as_deref() == image {
+        return Ok(());
+    }
+    ctx.engine
+        .update_app(app, |c| {
+            c.source_image = image.map(str::to_string);
+            Ok::<_, CmdError>(())
+        })
+        .await
 }
 
 /// An image name as Docker takes it, and not another app's (`berth/OTHER:…`).
@@ -412,6 +445,7 @@ pub async fn receive(ctx: &mut Ctx<'_>, app: &AppName, pushed: &Pushed, context:
     let source = Source::Build { context, git_sha: new.to_string(), pushed: true };
     let cause = deploy::Cause::new("git push", pusher.name);
     let version = deploy::deploy_locked(ctx.engine, app, source, &cause, &ctx.out).await.map_err(CmdError::from)?;
+    set_source_image(ctx, app, None).await?;
     // git updates the branch only after this hook returns. Until it has, the next push
     // must not look at the branch: keep the deploy lock until it moves. Then the release
     // has landed; if git ends without moving it, the release it made does not stay active.

@@ -70,9 +70,13 @@ pub async fn restart(ctx: &mut Ctx<'_>, app: &AppName, cause: &str) -> CmdResult
     Ok(())
 }
 
-/// Builds the deploy branch's head again and deploys it.
+/// Builds the deploy branch's head again and deploys it (or the app's source image).
 pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
-    ctx.engine.store.load_app(app)?;
+    // An app deployed from an image by name (git:from-image, git:set source-image): that
+    // image again, pulled again where a registry is reachable.
+    if let Some(image) = ctx.engine.store.load_app(app)?.source_image {
+        return super::git::from_image(ctx, app, &image, "ps:rebuild").await;
+    }
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let config = ctx.engine.store.load_app(app)?;
     // An app deployed from an image (git:from-image, git:load-image: its releases have no
@@ -84,15 +88,16 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
         return Ok(());
     }
     let repo_dir = ctx.engine.store.repo_dir(app);
-    let branches = config.deploy_branches();
-    let tmp = ctx.engine.store.tmp_dir();
     let global = ctx.engine.store.load_global()?;
-    let (limit, build_dir) = (global.build_context_limit_mb(), config.build_dir_with(&global));
+    let branches = config.deploy_branches(&global);
+    let tmp = ctx.engine.store.tmp_dir();
+    let (limit, build_dir, keep_git) = (global.build_context_limit_mb(), config.build_dir_with(&global), config.keep_git_dir_with(&global));
     let (context, sha) = tokio::task::spawn_blocking(move || -> Result<(git::BuildContext, String), String> {
         for branch in branches {
-            if let Some(oid) = git::branch_head(&repo_dir, &branch).map_err(|e| e.to_string())? {
+            if let Some(commit) = git::branch_head(&repo_dir, &branch).map_err(|e| e.to_string())? {
                 let repo = git2::Repository::open_bare(&repo_dir).map_err(|e| e.to_string())?;
-                return Ok((git::BuildContext::write(&repo, (oid, build_dir.as_deref()), &tmp, limit).map_err(|e| e.to_string())?, oid.to_string()));
+                let source = git::Tree { commit, subdir: build_dir.as_deref(), keep_git: keep_git.then_some(branch.as_str()) };
+                return Ok((git::BuildContext::write(&repo, &source, &tmp, limit).map_err(|e| e.to_string())?, commit.to_string()));
             }
         }
         Err("nothing has been pushed to the deploy branch yet".into())

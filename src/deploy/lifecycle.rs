@@ -56,14 +56,14 @@ pub async fn restore(engine: &Engine, app: &str) -> Result<(), Error> {
 /// and the one that served before is active again (`restore` then runs it). Returns
 /// whether the active release changed. Call with the app's deploy lock held.
 pub async fn settle_ref(engine: &Engine, app: &str) -> Result<bool, Error> {
-    let config = engine.store.load_app(app)?;
+    let (config, global) = (engine.store.load_app(app)?, engine.store.load_global()?);
     let _lock = engine.store.lock_app(app).await;
     let mut releases = engine.store.load_releases(app)?;
     let Some(active) = releases.active().filter(|r| r.ref_pending).cloned() else {
         return Ok(false);
     };
     let repo = engine.store.repo_dir(app);
-    let branches = config.deploy_branches();
+    let branches = config.deploy_branches(&global);
     // git may be moving the branch this very moment (its lock file is there): let it finish.
     for _ in 0..100 {
         if !branches.iter().any(|b| repo.join("refs/heads").join(format!("{b}.lock")).exists()) {

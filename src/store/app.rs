@@ -33,6 +33,14 @@ pub struct AppConfig {
     /// The branch whose pushes deploy; None means `main` or `master`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_branch: Option<String>,
+    /// `git:set APP keep-git-dir true`: a push's build context holds a `.git` directory
+    /// with the commit (None: the global setting, else false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_git_dir: Option<bool>,
+    /// `git:set APP source-image IMAGE` (and `git:from-image`): the image `ps:rebuild`
+    /// deploys again; a push's deploy clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_image: Option<String>,
     /// `git:set APP rev-env-var VAR`: the env var that gives the app's containers the
     /// commit they run (None: `GIT_REV`; empty: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -532,31 +540,42 @@ impl AppConfig {
         AppConfig { created_at: crate::unix_now(), keep_releases: DEFAULT_KEEP_RELEASES, ..AppConfig::default() }
     }
 
-    /// The one branch a push deploys, of the branches it updates (`pushed`): the configured
-    /// deploy branch; without one, `main`, or `master` when the app has no `main` (neither
+    /// The deploy branch set (`git:set deploy-branch`): the app's, else the global one.
+    pub fn deploy_branch_with<'a>(&'a self, global: &'a super::GlobalConfig) -> Option<&'a str> {
+        self.deploy_branch.as_deref().or(global.git.deploy_branch.as_deref())
+    }
+
+    /// The one branch a push deploys, of the branches it updates (`pushed`): the deploy
+    /// branch set; without one, `main`, or `master` when the app has no `main` (neither
     /// in the repository, `has_main`, nor in this push). Never two: a push of main and
     /// master together deploys main only.
-    pub fn deploy_branch_of(&self, pushed: &[&str], has_main: bool) -> Option<String> {
-        let wanted = self.wanted_branch(pushed, has_main);
+    pub fn deploy_branch_of(&self, global: &super::GlobalConfig, pushed: &[&str], has_main: bool) -> Option<String> {
+        let wanted = self.wanted_branch(global, pushed, has_main);
         pushed.contains(&wanted).then(|| wanted.to_string())
     }
 
     /// The branches that may be the deploy branch, in the order they are looked for: the
     /// one set, or main then master.
-    pub fn deploy_branches(&self) -> Vec<String> {
-        match &self.deploy_branch {
-            Some(b) => vec![b.clone()],
+    pub fn deploy_branches(&self, global: &super::GlobalConfig) -> Vec<String> {
+        match self.deploy_branch_with(global) {
+            Some(b) => vec![b.to_string()],
             None => vec!["main".into(), "master".into()],
         }
     }
 
-    /// The branch that deploys, whether or not this push updates it.
-    pub fn wanted_branch(&self, pushed: &[&str], has_main: bool) -> &str {
-        match &self.deploy_branch {
-            Some(b) => b.as_str(),
+    /// The branch that deploys, whether or not this push updates it (with no push, the
+    /// computed deploy branch of `git:report`: `master` until the repository has `main`).
+    pub fn wanted_branch<'a>(&'a self, global: &'a super::GlobalConfig, pushed: &[&str], has_main: bool) -> &'a str {
+        match self.deploy_branch_with(global) {
+            Some(b) => b,
             None if has_main || pushed.contains(&"main") => "main",
             None => "master",
         }
+    }
+
+    /// Whether a push's build context holds the repository (`git:set keep-git-dir`).
+    pub fn keep_git_dir_with(&self, global: &super::GlobalConfig) -> bool {
+        self.keep_git_dir.or(global.git.keep_git_dir).unwrap_or(false)
     }
 
     /// The port the app's web containers listen on: the first mapping's container port,
@@ -634,13 +653,18 @@ mod tests {
     #[test]
     fn one_push_deploys_one_branch() {
         let mut config = AppConfig::new();
-        assert_eq!(config.deploy_branch_of(&["main", "master"], false).as_deref(), Some("main"));
-        assert_eq!(config.deploy_branch_of(&["master"], false).as_deref(), Some("master"));
-        assert_eq!(config.deploy_branch_of(&["master"], true), None, "an app with main deploys main");
-        assert_eq!(config.deploy_branch_of(&["feature"], false), None);
+        let mut global = super::super::GlobalConfig::default();
+        assert_eq!(config.deploy_branch_of(&global, &["main", "master"], false).as_deref(), Some("main"));
+        assert_eq!(config.deploy_branch_of(&global, &["master"], false).as_deref(), Some("master"));
+        assert_eq!(config.deploy_branch_of(&global, &["master"], true), None, "an app with main deploys main");
+        assert_eq!(config.deploy_branch_of(&global, &["feature"], false), None);
+        assert_eq!(config.wanted_branch(&global, &[], false), "master", "before any push");
+        global.git.deploy_branch = Some("trunk".into());
+        assert_eq!(config.deploy_branch_of(&global, &["main", "trunk"], true).as_deref(), Some("trunk"), "the global one");
         config.deploy_branch = Some("prod".into());
-        assert_eq!(config.deploy_branch_of(&["main", "prod"], true).as_deref(), Some("prod"));
-        assert_eq!(config.deploy_branch_of(&["main"], true), None);
+        assert_eq!(config.deploy_branch_of(&global, &["main", "prod", "trunk"], true).as_deref(), Some("prod"), "the app's wins");
+        assert_eq!(config.deploy_branch_of(&global, &["main"], true), None);
+        assert_eq!(config.deploy_branches(&global), ["prod"]);
     }
 
     #[test]

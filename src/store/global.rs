@@ -74,6 +74,9 @@ pub struct GlobalConfig {
     /// `builder:set --global build-cpu-shares|build-memory`: every app's builds.
     #[serde(default, skip_serializing_if = "super::BuildSettings::is_empty")]
     pub build: super::BuildSettings,
+    /// `git:set --global deploy-branch|keep-git-dir`.
+    #[serde(default, skip_serializing_if = "super::GitSettings::is_empty")]
+    pub git: super::GitSettings,
     /// `builder:set --global build-concurrency N`: builds at once (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_concurrency: Option<u32>,

@@ -26,6 +26,24 @@ impl DockerLocalSettings {
     }
 }
 
+/// `git:set --global` properties (an app's are its own fields, older than these).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GitSettings {
+    /// The branch whose pushes deploy, for apps that set none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy_branch: Option<String>,
+    /// Build contexts hold the repository (`.git`), for apps that set nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_git_dir: Option<bool>,
+}
+
+impl GitSettings {
+    pub fn is_empty(&self) -> bool {
+        *self == GitSettings::default()
+    }
+}
+
 /// How much output a container keeps (the engine's json-file log, rotated), unless set.
 pub const DEFAULT_LOG_MAX_SIZE: &str = "10m";
 
