@@ -337,6 +337,16 @@ mod tests {
         assert!(seen.contains(&("bin/run".into(), 0o755, None)), "{seen:?}");
         assert!(seen.contains(&("Dockerfile".into(), 0o644, None)), "{seen:?}");
         assert!(seen.contains(&("start".into(), 0o777, Some("bin/run".into()))), "{seen:?}");
+        // keep-git-dir: a .git whose branch is the commit; not under a build-dir's root;
+        // nothing of the scratch repository stays behind.
+        let kept = BuildContext::write(&repo, &Tree { keep_git: Some("main"), ..Tree::whole(commit) }, tmp.path(), 1).unwrap();
+        assert_eq!(kept.file(".git/HEAD").unwrap(), b"ref: refs/heads/main\n");
+        assert_eq!(kept.file(".git/refs/heads/main").unwrap(), format!("{commit}\n").into_bytes());
+        let sub = BuildContext::write(&repo, &Tree { commit, subdir: Some("bin"), keep_git: Some("main") }, tmp.path(), 1).unwrap();
+        assert_eq!(sub.paths(), vec!["run"]);
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().filter(|e| e.path().is_dir()).collect();
+        assert!(left.is_empty(), "{left:?}");
+        drop((kept, sub));
         // Adopted only from its own directory; removed when dropped.
         let path = context.path().to_path_buf();
         assert!(BuildContext::adopt(&path, std::path::Path::new("/elsewhere")).is_none());

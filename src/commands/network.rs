@@ -3,7 +3,7 @@
 //! network made here, the apps attached to it reach each other by name (`APP`,
 //! `APP.PROCESS`, `APP.PROCESS.INDEX`). Admins only, as letting one app reach another is.
 
-use super::property::{SetArgs, app_only, app_or_global};
+use super::property::{SetArgs, app_or_global};
 use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, EXIT_FAILURE, Scope, Target, failed};
 use crate::output::{Format, Report};
@@ -36,13 +36,16 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// List the networks made with network:create
+    /// List the networks apps can be attached to: those made with network:create, then the engine's others
     #[command(name = "network:list")]
     List {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Only those made with network:create
+        #[arg(long)]
+        dokku_managed: bool,
     },
-    /// Attach an app to networks (attach-post-create|attach-post-deploy NETWORK…; none: detach), or set the suffix of its containers' names on networks (tld TLD; APP or --global)
+    /// Attach an app (or, with --global, every app that sets none) to networks (attach-post-create|attach-post-deploy NETWORK…; none: detach): made with network:create, or the engine's own; or set the suffix of its containers' names on networks (tld TLD; APP or --global)
     #[command(name = "network:set")]
     Set { target: Target, key: Option<String>, values: Vec<String> },
     /// Connect an app's running containers to its networks again (after a network was re-created)
@@ -67,7 +70,7 @@ impl Cmd {
             Cmd::Destroy { network, force } => destroy(ctx, &network, force).await,
             Cmd::Exists { network } => exists(ctx, &network).await,
             Cmd::Info { network, format } => info(ctx, &network, format).await,
-            Cmd::List { format } => list(ctx, format).await,
+            Cmd::List { format, dokku_managed } => list(ctx, format, dokku_managed).await,
             Cmd::Set { target, key, values } => set(ctx, target, key, values).await,
             Cmd::Rebuild { app } => rebuild(ctx, &app).await,
             Cmd::Report(args) => report(ctx, &args).await,
@@ -134,13 +137,27 @@ pub async fn create(ctx: &mut Ctx<'_>, network: &NetworkName) -> CmdResult {
 
 pub async fn destroy(ctx: &mut Ctx<'_>, network: &NetworkName, force: bool) -> CmdResult {
     if find(ctx, network).await?.is_none() {
+        if attachable(ctx, &network.0).await? {
+            return Err(failed(format!("Network {network} was not made by network:create: berth destroys only its own (docker network rm it)")));
+        }
         return Err(failed(format!("Network {network} does not exist")));
     }
-    let apps = attached_apps(ctx, &network.0)?;
+    let mut apps = attached_apps(ctx, &network.0)?;
+    let global = ctx.engine.store.load_global()?;
+    if global.attach_post_create.contains(&network.0) || global.attach_post_deploy.contains(&network.0) {
+        apps.push("--global".into());
+    }
     if !apps.is_empty() && !force {
         return Err(failed(format!("Network {network} has apps attached ({}): network:set APP attach-post-create without it first, or --force", apps.join(", "))));
     }
-    for app in &apps {
+    ctx.engine
+        .update_global(|g| {
+            g.attach_post_create.retain(|n| *n != network.0);
+            g.attach_post_deploy.retain(|n| *n != network.0);
+            Ok::<_, CmdError>(())
+        })
+        .await?;
+    for app in apps.iter().filter(|a| *a != "--global") {
         ctx.engine
             .update_app(app, |config| {
                 config.networks.attach_post_create.retain(|n| *n != network.0);
@@ -155,8 +172,14 @@ pub async fn destroy(ctx: &mut Ctx<'_>, network: &NetworkName, force: bool) -> C
     Ok(())
 }
 
+/// Whether apps can be attached to `network` (made with `network:create`, or the engine's).
+async fn attachable(ctx: &Ctx<'_>, network: &str) -> Result<bool, CmdError> {
+    let all = runtime(ctx).await?.attachable_networks().await.map_err(|e| failed(e.to_string()))?;
+    Ok(all.iter().any(|n| n.name == network))
+}
+
 pub async fn exists(ctx: &mut Ctx<'_>, network: &NetworkName) -> CmdResult {
-    if find(ctx, network).await?.is_some() {
+    if attachable(ctx, &network.0).await? {
         ctx.out.line("Network exists").await;
         Ok(())
     } else {
@@ -176,10 +199,13 @@ pub async fn info(ctx: &mut Ctx<'_>, network: &NetworkName, format: Format) -> C
     crate::output::print_reports(&ctx.out, &[(network.0.clone(), report)], true, format).await.map_err(failed)
 }
 
-pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
-    let all = runtime(ctx).await?.user_networks().await.map_err(|e| failed(e.to_string()))?;
+/// `network:list [--dokku-managed] [--format json]`: the fields of dokku's JSON (`Name`,
+/// `DokkuManaged`: made with `network:create`, `Driver`, `Scope`, `Internal`).
+pub async fn list(ctx: &mut Ctx<'_>, format: Format, made_only: bool) -> CmdResult {
+    let mut all = runtime(ctx).await?.attachable_networks().await.map_err(|e| failed(e.to_string()))?;
+    all.retain(|n| n.made || !made_only);
     if format == Format::Json {
-        let listed: Vec<_> = all.iter().map(|n| serde_json::json!({"name": n.name, "containers": n.containers})).collect();
+        let listed: Vec<_> = all.iter().map(|n| serde_json::json!({"Name": n.name, "DokkuManaged": n.made, "Driver": n.driver, "Scope": n.scope, "Internal": n.internal})).collect();
         ctx.out.line(serde_json::Value::Array(listed).to_string()).await;
         return Ok(());
     }
@@ -193,26 +219,44 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
 /// `network:set (APP|--global) PROPERTY [VALUE…]`.
 pub async fn set(ctx: &mut Ctx<'_>, target: Target, key: Option<String>, values: Vec<String>) -> CmdResult {
     let args = SetArgs { target, key, value: values.first().cloned() };
-    let key = args.property(&[app_only("attach-post-create"), app_only("attach-post-deploy"), app_or_global("tld")])?;
+    let key = args.property(&[app_or_global("attach-post-create"), app_or_global("attach-post-deploy"), app_or_global("tld")])?;
     if key == "tld" {
         return set_tld(ctx, &args).await;
     }
-    let app = args.app()?;
     let networks = values.iter().map(|v| v.parse::<NetworkName>()).collect::<Result<Vec<_>, _>>().map_err(failed)?;
-    ctx.engine.store.load_app(app)?;
-    super::scheduler::not_on_swarm(ctx, app, "networks of network:create (they are this server's bridges)")?;
+    if let Target::App(app) = &args.target {
+        ctx.engine.store.load_app(app)?;
+        super::scheduler::not_on_swarm(ctx, app, "networks of network:set (they are this server's bridges)")?;
+    }
     for network in &networks {
-        if find(ctx, network).await?.is_none() {
+        if !attachable(ctx, &network.0).await? {
             return Err(failed(format!("Network {network} does not exist: network:create {network} first")));
         }
     }
     let names: Vec<String> = networks.iter().map(|n| n.0.clone()).collect();
+    let create = key == "attach-post-create";
+    let Target::App(app) = &args.target else {
+        ctx.engine
+            .update_global(|g| {
+                *(if create { &mut g.attach_post_create } else { &mut g.attach_post_deploy }) = names.clone();
+                Ok::<_, CmdError>(())
+            })
+            .await?;
+        let shown = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+        ctx.out.step(format!("Setting {key} of apps that set none to {shown}")).await;
+        // Every app on this engine that follows it: its running containers too.
+        for app in ctx.engine.store.list_apps()? {
+            let config = ctx.engine.store.load_app(&app)?;
+            let follows = if create { config.networks.attach_post_create.is_empty() } else { config.networks.attach_post_deploy.is_empty() };
+            if follows && ctx.engine.scheduler_of(&app) != crate::store::SchedulerName::Swarm {
+                rebuild(ctx, &app).await?;
+            }
+        }
+        return Ok(());
+    };
     ctx.engine
         .update_app(app, |config| {
-            match key {
-                "attach-post-create" => config.networks.attach_post_create = names.clone(),
-                _ => config.networks.attach_post_deploy = names.clone(),
-            }
+            *(if create { &mut config.networks.attach_post_create } else { &mut config.networks.attach_post_deploy }) = names.clone();
             Ok::<_, CmdError>(())
         })
         .await?;
@@ -237,19 +281,19 @@ async fn set_tld(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
     args.save(ctx, "tld", |c| c.networks.tld = tld.clone(), |g| g.tld = tld.clone()).await
 }
 
-/// The app's running containers on exactly the networks its settings name (of those made
-/// with `network:create`): connected to the new ones, taken off the others.
-pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
-    let config = ctx.engine.store.load_app(app)?;
-    let (wanted, tld) = (config.networks.all(), config.tld_with(&ctx.engine.store.load_global()?));
+/// The app's running containers on exactly the networks its settings name (of those an
+/// admin may attach apps to): connected to the new ones, taken off the others.
+pub async fn rebuild(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
+    let (config, global) = (ctx.engine.store.load_app(app)?, ctx.engine.store.load_global()?);
+    let (wanted, tld) = (config.networks_with(&global), config.tld_with(&global));
     let runtime = runtime(ctx).await?;
-    let all = runtime.user_networks().await.map_err(|e| failed(e.to_string()))?;
+    let all = runtime.attachable_networks().await.map_err(|e| failed(e.to_string()))?;
     let containers = runtime.containers(app).await.map_err(|e| failed(e.to_string()))?;
     // Containers berth is retiring are left as they are: they are on their way out, and the
     // engine refuses to change one it is removing.
     for container in containers.iter().filter(|c| c.running && !runtime.stopped_by_berth(&c.id)) {
         for network in &all {
-            let engine_name = runtime.user_network(&network.name);
+            let engine_name = if network.made { runtime.user_network(&network.name) } else { network.name.clone() };
             let result = if wanted.contains(&network.name) {
                 runtime.attach(&container.id, &engine_name, crate::runtime::with_tld(crate::runtime::aliases(app, &container.process, container.index), tld.as_deref())).await
             } else {
@@ -271,18 +315,24 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
     if args.global {
-        let report = Report::new("--global network information").namespace("network").global_layer("tld", global.tld.clone(), global.tld.clone().unwrap_or_default());
+        let joined = |names: &[String]| (!names.is_empty()).then(|| names.join(" "));
+        let report = Report::new("--global network information")
+            .namespace("network")
+            .global_layer("attach-post-create", joined(&global.attach_post_create), global.attach_post_create.join(" "))
+            .global_layer("attach-post-deploy", joined(&global.attach_post_deploy), global.attach_post_deploy.join(" "))
+            .global_layer("tld", global.tld.clone(), global.tld.clone().unwrap_or_default());
         return args.print_global(ctx, report).await;
     }
     let runtime = runtime(ctx).await.ok();
+    let joined = |names: &[String]| (!names.is_empty()).then(|| names.join(" "));
     args.print_apps(ctx, |ctx, name, config| {
         // What nginx routes the app's web traffic to, as dokku's web listeners.
         let port = config.container_port();
         let listeners: Vec<String> = ctx.engine.nginx.peers(name).iter().map(|ip| if ip.contains(':') { ip.clone() } else { format!("{ip}:{port}") }).collect();
         Ok(Report::new(format!("{name} network information"))
             .namespace("network")
-            .row("Network attach post create", config.networks.attach_post_create.clone())
-            .row("Network attach post deploy", config.networks.attach_post_deploy.clone())
+            .layered("attach-post-create", joined(&config.networks.attach_post_create), joined(&global.attach_post_create), config.attach_post_create_with(&global).join(" "))
+            .layered("attach-post-deploy", joined(&config.networks.attach_post_deploy), joined(&global.attach_post_deploy), config.attach_post_deploy_with(&global).join(" "))
             .layered("tld", config.networks.tld.clone(), global.tld.clone(), config.tld_with(&global).unwrap_or_default())
             .row("Network web listeners", listeners.join(" "))
             .row("Network own", runtime.as_ref().map(|r| r.app_network(name)).unwrap_or_default()))

@@ -32,7 +32,7 @@ pub enum Cmd {
     /// Stop an app's processes (kept stopped across restarts until ps:start)
     #[command(name = "ps:stop")]
     Stop { app: AppName },
-    /// Set a process setting: restart-policy no|always|unless-stopped|on-failure[:N], procfile-path PATH (default Procfile), stop-timeout-seconds N (default 30); APP or --global; start-cmd CMD, dockerfile-start-cmd CMD (the web command when the Procfile has none)
+    /// Set a process setting: restart-policy no|always|unless-stopped|on-failure[:N], procfile-path PATH (default Procfile), stop-timeout-seconds N (default 30), skip-deploy true|false (builds are recorded as releases, not deployed); APP or --global; start-cmd CMD, dockerfile-start-cmd CMD (the web command when the Procfile has none)
     #[command(name = "ps:set")]
     Set(SetArgs),
     /// Show an app's containers
@@ -208,6 +208,7 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
         app_or_global("restart-policy"),
         app_or_global("procfile-path"),
         app_or_global("stop-timeout-seconds"),
+        app_or_global("skip-deploy"),
         app_only("start-cmd"),
         app_only("dockerfile-start-cmd"),
     ];
@@ -221,8 +222,10 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
 /// deploy (the Procfile) and the next stop (the timeout).
 async fn set_process(ctx: &mut Ctx<'_>, args: &SetArgs, key: &str) -> CmdResult {
     let value = args.value();
-    let (mut path, mut seconds, mut command) = (None, None, None);
-    if key.ends_with("start-cmd") {
+    let (mut path, mut seconds, mut command, mut skip) = (None, None, None, None);
+    if key == "skip-deploy" {
+        skip = value.map(|v| v.parse::<bool>().map_err(|_| failed(format!("Invalid skip-deploy {}: true or false", crate::validate::quoted(v))))).transpose()?;
+    } else if key.ends_with("start-cmd") {
         if let Some(line) = value {
             shell_words::split(line).map_err(|e| failed(format!("Invalid {key} {}: {e}", crate::validate::quoted(line))))?;
             if line.trim().is_empty() || line.len() > 4096 {
@@ -237,7 +240,9 @@ async fn set_process(ctx: &mut Ctx<'_>, args: &SetArgs, key: &str) -> CmdResult 
         seconds = value.map(|v| v.parse::<u32>().ok().filter(|n| (1..=3600).contains(n)).ok_or_else(|| invalid(v))).transpose()?;
     }
     let change = |p: &mut crate::store::ProcessSettings| {
-        if key == "start-cmd" {
+        if key == "skip-deploy" {
+            p.skip_deploy = skip;
+        } else if key == "start-cmd" {
             p.start_cmd = command.clone();
         } else if key == "dockerfile-start-cmd" {
             p.dockerfile_start_cmd = command.clone();
@@ -297,7 +302,8 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             .namespace("ps")
             .global_layer("restart-policy", policy.map(|p| p.to_string()), policy.unwrap_or_default().to_string())
             .global_layer("procfile-path", global.process.procfile_path.clone(), default.procfile_path_with(&global))
-            .global_layer("stop-timeout-seconds", global.process.stop_timeout.map(|n| n.to_string()), default.stop_timeout_with(&global).as_secs().to_string());
+            .global_layer("stop-timeout-seconds", global.process.stop_timeout.map(|n| n.to_string()), default.stop_timeout_with(&global).as_secs().to_string())
+            .global_layer("skip-deploy", global.process.skip_deploy.map(|b| b.to_string()), default.skip_deploy_with(&global).to_string());
         return args.print_global(ctx, report).await;
     }
     // Each app's instances as its scheduler lists them, asked first.
@@ -353,6 +359,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
                 global.process.stop_timeout.map(|n| n.to_string()),
                 config.stop_timeout_with(&global).as_secs().to_string(),
             )
+            .layered("skip-deploy", config.process.skip_deploy.map(|b| b.to_string()), global.process.skip_deploy.map(|b| b.to_string()), config.skip_deploy_with(&global).to_string())
             .keyed_row("Ps start cmd", "start-cmd".into(), config.process.start_cmd.clone().unwrap_or_default())
             .keyed_row("Ps computed start cmd", "computed-start-cmd".into(), config.process.start_cmd.clone().unwrap_or_default())
             .keyed_row("Ps dockerfile start cmd", "dockerfile-start-cmd".into(), config.process.dockerfile_start_cmd.clone().unwrap_or_default())

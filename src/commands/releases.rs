@@ -173,5 +173,6 @@ fn status(status: Status) -> &'static str {
         Status::Active => "active",
         Status::Superseded => "superseded",
         Status::Failed => "failed",
+        Status::Built => "built, not deployed",
     }
 }

@@ -140,8 +140,10 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &C
     // Its output is kept for `releases:output` (the last deploy's, whoever saw it).
     let out = &out.teed(&last_output(engine, app));
     match deploy_release(engine, app, source, cause, out).await {
-        Ok(version) => {
-            let _ = crate::plugins::trigger(engine, "post-deploy", &[app.to_string(), version.to_string()], &env, out).await;
+        Ok((version, deployed)) => {
+            if deployed {
+                let _ = crate::plugins::trigger(engine, "post-deploy", &[app.to_string(), version.to_string()], &env, out).await;
+            }
             Ok(version)
         }
         Err(why) => {
@@ -165,14 +167,19 @@ struct Made {
     rollback_env: Option<BTreeMap<String, String>>,
     /// A new formation (it becomes the app's scale).
     new_scale: Option<BTreeMap<String, u32>>,
-    /// Built or imported now: its image goes if it never serves, and its release phase runs.
+    /// Built or imported now: its image goes if it never serves.
     built: bool,
+    /// Its release phase and postdeploy run: built now, or built before and never deployed
+    /// (`skip-deploy`).
+    first_run: bool,
     /// From a push, whose branch git moves only once it served.
     pushed: bool,
 }
 
-/// A deploy, without its plugins' `post-deploy`/`deploy-failed` (`deploy_locked` runs them).
-async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Cause, out: &Output) -> Result<u32, Error> {
+/// A deploy, without its plugins' `post-deploy`/`deploy-failed` (`deploy_locked` runs them):
+/// the release made, and whether it was deployed (not when `ps:set skip-deploy` stops a
+/// build short of it).
+async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Cause, out: &Output) -> Result<(u32, bool), Error> {
     let started = Instant::now();
     let config = engine.store.load_app(app)?;
     if config.locked {
@@ -190,18 +197,25 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
         }
         return Err(e);
     }
+    if made.built && config.skip_deploy_with(&engine.store.load_global()?) {
+        made.release.status = Status::Built;
+        let prune = record(engine, app, &made.release, false).await?;
+        remove_images(engine, app, prune).await;
+        out.step(format!("Skipping the deploy of v{version} (ps:set {app} skip-deploy true): releases:rollback {app} v{version} deploys it")).await;
+        return Ok((version, false));
+    }
     out.step(format!("Releasing v{version}")).await;
     let previous = releases.active().map(|r| r.version);
     let urls = rollout::go_live(engine, &scheduler, app, &config, &mut made, previous, cause, out).await?;
     finish(engine, &*scheduler, app, &config, made, started, urls, out).await;
-    Ok(version)
+    Ok((version, true))
 }
 
 /// The release a source gives, not yet served.
 #[allow(clippy::too_many_arguments)]
 async fn make_release(engine: &Engine, app: &str, config: &AppConfig, releases: &crate::store::Releases, source: Source, cause: &Cause, out: &Output) -> Result<Made, Error> {
     let version = releases.next_version();
-    let made = |release, built, pushed| Made { release, rollback_env: None, new_scale: None, built, pushed };
+    let made = |release, built, pushed| Made { release, rollback_env: None, new_scale: None, built, first_run: built, pushed };
     let runtime = || async { engine.runtime().await.map_err(|e| e.to_string()) };
     Ok(match source {
         Source::Build { context, git_sha, pushed } => {
@@ -231,7 +245,8 @@ async fn make_release(engine: &Engine, app: &str, config: &AppConfig, releases: 
                 return Err(Error::from(format!("The image of v{target} is no longer kept: push that commit again instead")));
             }
             out.step(format!("Rolling back {app} to v{target} ({}), without a build", short(&old.git_sha))).await;
-            Made { rollback_env: Some(old.env.clone()), ..made(successor(old, version, cause), false, false) }
+            let first_run = old.status == Status::Built;
+            Made { rollback_env: Some(old.env.clone()), first_run, ..made(successor(old, version, cause), false, false) }
         }
     })
 }
@@ -259,7 +274,7 @@ async fn formation(made: &mut Made, config: &AppConfig, out: &Output) -> Result<
 /// returned (a push would be rejected while its release serves).
 #[allow(clippy::too_many_arguments)]
 async fn finish(engine: &Engine, scheduler: &dyn Scheduler, app: &str, config: &AppConfig, made: Made, started: Instant, urls: Vec<String>, out: &Output) {
-    let Made { release, rollback_env, new_scale, built, .. } = made;
+    let Made { release, rollback_env, new_scale, first_run, .. } = made;
     let version = release.version;
     let updated = engine
         .update_app(app, |config| {
@@ -278,7 +293,7 @@ async fn finish(engine: &Engine, scheduler: &dyn Scheduler, app: &str, config: &
         out.error(format!("v{version} serves, but {app}'s config could not be updated to match: {e}")).await;
     }
     out.step(format!("{app} v{version} is live (deployed in {})", secs(started.elapsed()))).await;
-    if let Some(script) = release.postdeploy.clone().filter(|_| built) {
+    if let Some(script) = release.postdeploy.clone().filter(|_| first_run) {
         out.step(format!("Running postdeploy: {script}")).await;
         let spec = process_spec(engine, app, config, &release, "postdeploy", 0, Some(release.one_off(shell(&script))));
         match attached(scheduler, &spec, out, release_limit(engine, "postdeploy")).await {
@@ -440,7 +455,7 @@ pub fn process_spec<'a>(engine: &Engine, app: &'a str, config: &AppConfig, relea
         log_max_size: config.log_max_size_with(&settings),
         app_label: config.app_label_alias_with(&settings),
         stop_timeout: config.stop_timeout_with(&settings),
-        networks: config.networks.all(),
+        networks: config.networks_with(&settings),
         services: crate::services::reached_by(engine, app, config),
         placement: config.scheduler.constraints.clone(),
         // A command: a one-off container (run, release phase, cron); else the process's own.

@@ -39,7 +39,7 @@ pub(super) async fn go_live(
         crate::plugins::trigger(engine, "pre-deploy", &[app.to_string(), version.to_string(), made.release.image.clone()], &cause.env(), out)
             .await
             .map_err(|e| Error::from(e).kept(&keeps_serving))?;
-        if made.built {
+        if made.first_run {
             release_phase(engine, &**scheduler, app, config, &made.release, out).await.map_err(|e| e.kept(&keeps_serving))?;
         }
         swap(engine, &**scheduler, app, config, &made.release, &keeps_serving, out).await

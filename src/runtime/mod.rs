@@ -22,7 +22,7 @@ mod oneshot;
 mod services;
 
 pub use images::{AppImage, BuildLimits};
-pub use networks::{BUILD_NETWORK, UserNetwork};
+pub use networks::{AttachableNetwork, BUILD_NETWORK, UserNetwork};
 pub use oneshot::{Client, Committed, OneShot, Terminal, TimeLimit};
 pub use services::{ServiceContainer, ServiceSpec, service_name};
 
@@ -436,7 +436,7 @@ impl Runtime {
     /// Connects a created container to the networks an admin attached its app to.
     async fn attach_networks(&self, id: &str, spec: &ContainerSpec<'_>, aliases: Vec<String>) -> Result<(), RuntimeError> {
         for network in &spec.networks {
-            self.attach(id, &self.user_network(network), aliases.clone())
+            self.attach(id, &self.attachable_network(network).await?, aliases.clone())
                 .await
                 .map_err(|e| RuntimeError::Container(format!("cannot attach {} to the network {network} ({e}): network:create {network}, or network:set {} attach-post-create with another", spec.app, spec.app)))?;
         }

@@ -36,6 +36,18 @@ pub struct UserNetwork {
     pub containers: Vec<String>,
 }
 
+/// A network an admin may attach apps to: one made with `network:create` in this root
+/// (`made`, by the name given) or another of the engine's (`docker network create`, the
+/// engine's own `bridge`), by its own name.
+#[derive(Debug, Clone)]
+pub struct AttachableNetwork {
+    pub name: String,
+    pub made: bool,
+    pub driver: String,
+    pub scope: String,
+    pub internal: bool,
+}
+
 impl Runtime {
     /// The name of an app's own network on the engine.
     pub fn app_network(&self, app: &str) -> String {
@@ -83,6 +95,37 @@ impl Runtime {
         }
         networks.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(networks)
+    }
+
+    /// Every network an admin may attach apps to, by name: those of `network:create`, then
+    /// the engine's others that take containers (not `host`, `none` or swarm's ingress).
+    /// Never berth's own (apps', builds') nor another root's.
+    pub async fn attachable_networks(&self) -> Result<Vec<AttachableNetwork>, RuntimeError> {
+        let mut networks = Vec::new();
+        for network in self.docker.list_networks(None).await? {
+            let labels = network.labels.clone().unwrap_or_default();
+            let ours = labels.get(LABEL_ROOT) == Some(&self.root);
+            let name = match (labels.get(LABEL_NETWORK).map(String::as_str), labels.get(LABEL_NAME)) {
+                (Some("user"), Some(name)) if ours => name.clone(),
+                (Some(_), _) => continue,
+                (None, _) => network.name.clone().unwrap_or_default(),
+            };
+            let made = labels.contains_key(LABEL_NETWORK);
+            if !made && (["host", "none", ""].contains(&name.as_str()) || network.ingress == Some(true)) {
+                continue;
+            }
+            let (driver, scope, internal) = (network.driver.unwrap_or_default(), network.scope.unwrap_or_default(), network.internal.unwrap_or(false));
+            networks.push(AttachableNetwork { name, made, driver, scope, internal });
+        }
+        networks.sort_by(|a, b| (!a.made, &a.name).cmp(&(!b.made, &b.name)));
+        Ok(networks)
+    }
+
+    /// The engine's name of the network an admin named `name`: the one made with
+    /// `network:create`, else the engine's network of that name.
+    pub async fn attachable_network(&self, name: &str) -> Result<String, RuntimeError> {
+        let made = self.user_network(name);
+        Ok(if self.network_exists(&made).await? { made } else { name.to_string() })
     }
 
     /// Removes a network, disconnecting whatever is still on it first; a missing one is fine.

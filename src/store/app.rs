@@ -133,6 +133,12 @@ impl AppConfig {
         self.process.procfile_path.clone().or_else(|| global.process.procfile_path.clone()).unwrap_or_else(|| DEFAULT_PROCFILE.to_string())
     }
 
+    /// Whether builds stop short of deploying (`ps:set skip-deploy`): the app's, the global
+    /// setting, else false.
+    pub fn skip_deploy_with(&self, global: &super::GlobalConfig) -> bool {
+        self.process.skip_deploy.or(global.process.skip_deploy).unwrap_or(false)
+    }
+
     /// How long a process has between SIGTERM and SIGKILL (`ps:set stop-timeout-seconds`).
     pub fn stop_timeout_with(&self, global: &super::GlobalConfig) -> std::time::Duration {
         std::time::Duration::from_secs(self.process.stop_timeout.or(global.process.stop_timeout).unwrap_or(DEFAULT_STOP_TIMEOUT).into())
@@ -571,6 +577,24 @@ impl AppConfig {
             None if has_main || pushed.contains(&"main") => "main",
             None => "master",
         }
+    }
+
+    /// The networks an app's containers are attached to (`network:set attach-post-create`
+    /// and `attach-post-deploy`): for each, the app's, else the global ones.
+    pub fn attach_post_create_with<'a>(&'a self, global: &'a super::GlobalConfig) -> &'a [String] {
+        if self.networks.attach_post_create.is_empty() { &global.attach_post_create } else { &self.networks.attach_post_create }
+    }
+
+    pub fn attach_post_deploy_with<'a>(&'a self, global: &'a super::GlobalConfig) -> &'a [String] {
+        if self.networks.attach_post_deploy.is_empty() { &global.attach_post_deploy } else { &self.networks.attach_post_deploy }
+    }
+
+    /// Every network the app's containers join, once each.
+    pub fn networks_with(&self, global: &super::GlobalConfig) -> Vec<String> {
+        let mut all: Vec<String> = self.attach_post_create_with(global).iter().chain(self.attach_post_deploy_with(global)).cloned().collect();
+        all.sort();
+        all.dedup();
+        all
     }
 
     /// Whether a push's build context holds the repository (`git:set keep-git-dir`).

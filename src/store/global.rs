@@ -52,6 +52,12 @@ pub struct GlobalConfig {
     /// `network:set --global tld`: the suffix of container names on networks for apps that set none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tld: Option<String>,
+    /// `network:set --global attach-post-create|attach-post-deploy`: the networks of apps
+    /// that set none (on this server's engine).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attach_post_create: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attach_post_deploy: Vec<String>,
     /// `scheduler:set --global shell`: the shell of `enter` for apps that set none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<String>,

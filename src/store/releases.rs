@@ -151,6 +151,9 @@ pub enum Status {
     Superseded,
     /// Never served: the build, start or checks failed.
     Failed,
+    /// Built and not deployed (`ps:set skip-deploy true`): `releases:rollback APP vN`
+    /// deploys it.
+    Built,
 }
 
 impl Releases {
@@ -193,12 +196,12 @@ impl Releases {
     }
 
     /// Image tags kept for rollbacks: the active release's, and those of the newest `keep`
-    /// served images (at least the active one). Images are counted, not releases: a restart
+    /// served (or built, not yet deployed) images (at least the active one). Images are counted, not releases: a restart
     /// or config change reuses its release's image.
     fn kept_tags(&self, keep: u32) -> Vec<&str> {
         let mut kept: Vec<&str> = Vec::new();
         for r in self.releases.iter().rev() {
-            let keep_it = r.status == Status::Active || (r.status == Status::Superseded && kept.len() < keep.max(1) as usize);
+            let keep_it = r.status == Status::Active || (matches!(r.status, Status::Superseded | Status::Built) && kept.len() < keep.max(1) as usize);
             if keep_it && !kept.contains(&r.image_tag.as_str()) {
                 kept.push(&r.image_tag);
             }

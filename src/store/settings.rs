@@ -76,6 +76,9 @@ pub struct ProcessSettings {
     /// Seconds between SIGTERM and SIGKILL when a container stops.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u32>,
+    /// A build (push, `ps:rebuild`, an image) is recorded as a release and not deployed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_deploy: Option<bool>,
     /// The web process's command when the release's Procfile names no web (an app's own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_cmd: Option<String>,

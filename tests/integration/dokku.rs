@@ -65,9 +65,37 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "git:report 1994app --git-rev-env-var", code: 0, stdout: "=COMMIT_SHA\n", stderr: "" },
         Case { line: "git:set 1994app rev-env-var 1BAD", code: 1, stdout: "", stderr: "Invalid env key" },
         Case { line: "git:set 1994app rev-env-var", code: 0, stdout: "GIT_REV (the default)", stderr: "" },
+        // git: the deploy branch before any push (master until there is a main), global ones.
+        Case { line: "git:report 1994app --git-deploy-branch", code: 0, stdout: "=\n", stderr: "" },
+        Case { line: "git:report 1994app --git-computed-deploy-branch", code: 0, stdout: "=master\n", stderr: "" },
+        Case { line: "git:set --global deploy-branch trunk", code: 0, stdout: "Setting deploy-branch to trunk for apps that set none", stderr: "" },
+        Case { line: "git:report 1994app --git-computed-deploy-branch", code: 0, stdout: "=trunk\n", stderr: "" },
+        Case { line: "git:report --global --format json", code: 0, stdout: "\"global-deploy-branch\":\"trunk\"", stderr: "" },
+        Case { line: "git:set --global deploy-branch", code: 0, stdout: "Unsetting deploy-branch", stderr: "" },
+        Case { line: "git:set --global keep-git-dir true", code: 0, stdout: "Setting keep-git-dir to true", stderr: "" },
+        Case { line: "git:report 1994app --git-computed-keep-git-dir", code: 0, stdout: "=true\n", stderr: "" },
+        Case { line: "git:set 1994app keep-git-dir false", code: 0, stdout: "Setting keep-git-dir to false", stderr: "" },
+        Case { line: "git:report 1994app --git-computed-keep-git-dir", code: 0, stdout: "=false\n", stderr: "" },
+        Case { line: "git:set --global keep-git-dir", code: 0, stdout: "Unsetting keep-git-dir", stderr: "" },
+        Case { line: "git:set --global source-image x", code: 1, stdout: "", stderr: "= !     Property cannot be specified globally\n" },
+        Case { line: "git:set 1994app source-image alpine:3.20", code: 0, stdout: "Setting source-image to alpine:3.20", stderr: "" },
+        Case { line: "git:report 1994app --git-source-image", code: 0, stdout: "=alpine:3.20\n", stderr: "" },
+        Case { line: "git:set 1994app source-image", code: 0, stdout: "Unsetting source-image", stderr: "" },
+        // ps:set skip-deploy: raw, global, computed.
+        Case { line: "ps:set --global skip-deploy true", code: 0, stdout: "Setting skip-deploy to true", stderr: "" },
+        Case { line: "ps:report 1994app --ps-computed-skip-deploy", code: 0, stdout: "=true\n", stderr: "" },
+        Case { line: "ps:set 1994app skip-deploy false", code: 0, stdout: "Setting skip-deploy to false", stderr: "" },
+        Case { line: "ps:report 1994app --ps-computed-skip-deploy", code: 0, stdout: "=false\n", stderr: "" },
+        Case { line: "ps:set 1994app skip-deploy", code: 0, stdout: "Unsetting skip-deploy", stderr: "" },
+        Case { line: "ps:set --global skip-deploy", code: 0, stdout: "Unsetting skip-deploy", stderr: "" },
+        Case { line: "ps:set 1994app skip-deploy maybe", code: 1, stdout: "", stderr: "Invalid skip-deploy" },
+        // network: the engine's networks are listed (not made here: DokkuManaged false).
+        Case { line: "network:list --format json", code: 0, stdout: "{\"DokkuManaged\":false,\"Driver\":\"bridge\",\"Internal\":false,\"Name\":\"bridge\"", stderr: "" },
+        Case { line: "network:set --global attach-post-create nowhere", code: 1, stdout: "", stderr: "Network nowhere does not exist" },
+        Case { line: "network:report 1994app --network-computed-attach-post-create", code: 0, stdout: "=\n", stderr: "" },
         Case { line: "ps:report 1994app --ps-nope", code: 1, stdout: "", stderr: "Invalid flag passed, valid flags: --ps-computed-dockerfile-start-cmd, --ps-computed-procfile-path, --ps-computed-restart-policy, " },
         // NS:set: dokku's messages for a missing, unknown or app-only property.
-        Case { line: "git:set 1994app nope x", code: 1, stdout: "", stderr: "= !     Invalid property specified, valid properties include: deploy-branch, rev-env-var\n" },
+        Case { line: "git:set 1994app nope x", code: 1, stdout: "", stderr: "= !     Invalid property specified, valid properties include: deploy-branch, keep-git-dir, rev-env-var, source-image\n" },
         Case { line: "git:set 1994app", code: 1, stdout: "", stderr: "= !     No property specified\n" },
         Case { line: "scheduler:set --global constraint node.role==manager", code: 1, stdout: "", stderr: "= !     Property cannot be specified globally\n" },
         // ps:set restart-policy: the app's (raw), the global one, and the one in force.
@@ -532,4 +560,69 @@ fn build_dir_procfile_path_stop_timeout_and_skip_cleanup_take_effect() {
     assert_ne!(out.code, 0, "{out:#?}");
     assert!(out.stderr.contains("a push does not create apps here"), "{out:#?}");
     assert_eq!(d.ssh("apps:exists fresh").code, 1);
+}
+
+/// git:set keep-git-dir: the build sees the repository, whose branch is the pushed commit
+/// (git reads it back). ps:set skip-deploy: a push builds a release that does not serve
+/// until `releases:rollback` deploys it. git:set source-image: what ps:rebuild deploys; a
+/// push clears it.
+#[test]
+fn keep_git_dir_skip_deploy_and_source_image_take_effect() {
+    let d = Daemon::start();
+    let app = "keeper";
+    d.ssh(&format!("apps:create {app}")).ok();
+    d.ssh(&format!("domains:add {app} keeper.example.com")).ok();
+    assert_eq!(d.ssh(&format!("git:report {app} --git-computed-keep-git-dir")).ok().stdout, "false\n");
+    d.ssh(&format!("git:set --global keep-git-dir true")).ok();
+    d.ssh(&format!("git:set {app} keep-git-dir maybe")).refused("Invalid keep-git-dir");
+    let repo = AppRepo::new(&d, app);
+    let dockerfile = |text: &str| format!("FROM berth-test/busybox\nCOPY . /src\nRUN test -f /src/.git/HEAD\nRUN mkdir /www && echo '{text}' > /www/index.html\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n");
+    repo.write("Dockerfile", &dockerfile("one")).commit("one");
+    repo.write("notes.txt", "second commit\n").commit("two");
+    let out = repo.push(&d, "main");
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(get(&d, "keeper.example.com"), (200, "one".into()));
+    // The image's /src/.git is a repository whose main is the pushed commit, history and all.
+    let head = repo.git(&["rev-parse", "HEAD"]).stdout.trim().to_string();
+    let container = docker(&["create", &format!("berth/{app}:v1")]);
+    let copied = temp_dir();
+    docker(&["cp", &format!("{}:/src/.git", container.trim()), &copied.path().join("git").to_string_lossy()]);
+    docker(&["rm", container.trim()]);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git").arg("--git-dir").arg(copied.path().join("git")).args(args).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(git(&["rev-parse", "main"]), head);
+    assert_eq!(git(&["symbolic-ref", "HEAD"]), "refs/heads/main");
+    assert_eq!(git(&["log", "--format=%s"]), "two\none");
+    git(&["fsck", "--no-dangling"]);
+
+    // skip-deploy: built and recorded, not served; rollback to it deploys it.
+    d.ssh(&format!("ps:set {app} skip-deploy true")).ok();
+    assert_eq!(d.ssh(&format!("ps:report {app} --ps-computed-skip-deploy")).ok().stdout, "true\n");
+    repo.write("Dockerfile", &dockerfile("two")).commit("three");
+    let out = repo.push(&d, "main");
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("Skipping the deploy of v2"), "{out:#?}");
+    assert_eq!(get(&d, "keeper.example.com"), (200, "one".into()));
+    let listed = d.ssh(&format!("releases {app}")).ok().stdout.clone();
+    assert!(listed.contains("built, not deployed"), "{listed}");
+    d.ssh(&format!("releases:rollback {app} 2")).ok();
+    assert_eq!(get(&d, "keeper.example.com"), (200, "two".into()));
+    d.ssh(&format!("ps:set {app} skip-deploy")).ok();
+
+    // source-image: ps:rebuild deploys it; a push clears it.
+    ci_image("berth-test/keeper-src:one", "from the source image");
+    d.ssh(&format!("git:set {app} source-image berth/other:v1")).refused("another app's image");
+    d.ssh(&format!("git:set {app} source-image berth-test/keeper-src:one")).ok();
+    d.ssh(&format!("ps:rebuild {app}")).ok();
+    assert_eq!(get(&d, "keeper.example.com"), (200, "from the source image".into()));
+    repo.write("Dockerfile", &dockerfile("three")).commit("four");
+    assert_eq!(repo.push(&d, "main").code, 0);
+    assert_eq!(d.ssh(&format!("git:report {app} --git-source-image")).ok().stdout, "\n");
+    d.ssh(&format!("ps:rebuild {app}")).ok();
+    assert_eq!(get(&d, "keeper.example.com"), (200, "three".into()));
+    d.ssh(&format!("apps:destroy {app} --force")).ok();
+    docker(&["rmi", "berth-test/keeper-src:one"]);
 }

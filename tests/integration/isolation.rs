@@ -754,7 +754,7 @@ fn apps_reach_each_other_only_on_a_network_an_admin_attached_them_to() {
     assert_eq!(probe("beta"), "beta", "attached, alpha reaches beta by its name (on the network: {on_shared})");
     assert_eq!(probe("beta.web"), "beta");
     let report: serde_json::Value = serde_json::from_str(&d.ssh("network:report beta --format json").ok().stdout).unwrap();
-    assert_eq!(report["network-attach-post-deploy"], serde_json::json!(["shared"]), "{report}");
+    assert_eq!(report["network-attach-post-deploy"], serde_json::json!("shared"), "{report}");
     assert!(d.ssh("network:info shared").ok().stdout.contains("alpha"));
 
     // A redeploy keeps it; with a tld (global, then beta's own), its names also end in it.
@@ -775,6 +775,25 @@ fn apps_reach_each_other_only_on_a_network_an_admin_attached_them_to() {
     d.ssh("network:destroy shared --force").ok();
     d.ssh("network:exists shared").refused("Network does not exist");
     assert!(!d.app_toml("alpha").contains("shared"), "{}", d.app_toml("alpha"));
+
+    // A network made outside berth (`docker network create`), attached globally: every app
+    // that sets none joins it, running containers at once; berth lists it, never destroys it.
+    let external = format!("ext-{}", std::process::id());
+    docker(&["network", "create", &external]);
+    d.ssh(&format!("network:set --global attach-post-deploy {external}")).ok();
+    assert_eq!(probe("beta"), "beta", "both follow the global setting");
+    assert_eq!(d.ssh("network:report beta --network-computed-attach-post-deploy").ok().stdout, format!("{external}\n"));
+    assert_eq!(d.ssh("network:report beta --network-attach-post-deploy").ok().stdout, "\n");
+    let listed: serde_json::Value = serde_json::from_str(&d.ssh("network:list --format json").ok().stdout).unwrap();
+    let entry = listed.as_array().unwrap().iter().find(|n| n["Name"] == external.as_str()).cloned();
+    assert_eq!(entry.map(|n| n["DokkuManaged"].clone()), Some(serde_json::json!(false)), "{listed}");
+    assert!(!d.ssh("network:list --dokku-managed").ok().stdout.contains(&external));
+    assert!(!d.ssh("network:list").ok().stdout.contains("berth-app-"), "berth's own networks are not an admin's to attach");
+    d.ssh(&format!("network:destroy {external}")).refused("was not made by network:create");
+    d.ssh(&format!("network:set --global attach-post-deploy {external}-nowhere")).refused("does not exist");
+    d.ssh("network:set --global attach-post-deploy").ok();
+    assert_eq!(probe("beta"), "unreachable");
+    docker(&["network", "rm", &external]);
     // alpha still serves, and runs with its own network only.
     d.ssh("ps:restart alpha").ok();
 }
