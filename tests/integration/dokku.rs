@@ -573,7 +573,7 @@ fn keep_git_dir_skip_deploy_and_source_image_take_effect() {
     d.ssh(&format!("apps:create {app}")).ok();
     d.ssh(&format!("domains:add {app} keeper.example.com")).ok();
     assert_eq!(d.ssh(&format!("git:report {app} --git-computed-keep-git-dir")).ok().stdout, "false\n");
-    d.ssh(&format!("git:set --global keep-git-dir true")).ok();
+    d.ssh("git:set --global keep-git-dir true").ok();
     d.ssh(&format!("git:set {app} keep-git-dir maybe")).refused("Invalid keep-git-dir");
     let repo = AppRepo::new(&d, app);
     let dockerfile = |text: &str| format!("FROM berth-test/busybox\nCOPY . /src\nRUN test -f /src/.git/HEAD\nRUN mkdir /www && echo '{text}' > /www/index.html\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n");
