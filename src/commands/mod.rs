@@ -19,6 +19,7 @@ mod doctor;
 mod domains;
 pub mod events;
 mod git;
+mod images;
 pub mod keys;
 mod letsencrypt;
 mod logs;

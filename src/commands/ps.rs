@@ -75,7 +75,7 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
     // An app deployed from an image by name (git:from-image, git:set source-image): that
     // image again, pulled again where a registry is reachable.
     if let Some(image) = ctx.engine.store.load_app(app)?.source_image {
-        return super::git::from_image(ctx, app, &image, "ps:rebuild").await;
+        return super::images::from_image(ctx, app, &image, "ps:rebuild").await;
     }
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let config = ctx.engine.store.load_app(app)?;

@@ -138,7 +138,7 @@ pub async fn rollback(ctx: &mut Ctx<'_>, app: &AppName, target: Option<&str>) ->
     let cause = format!("rollback to v{version}");
     deploy::deploy_locked(ctx.engine, app, Source::Rollback { version }, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::from)?;
     // ps:rebuild deploys the release rolled back to, not an image named before.
-    super::git::set_source_image(ctx, app, None).await
+    super::images::set_source_image(ctx, app, None).await
 }
 
 /// `releases:set APP keep [N]` (no N: the default, 5).
