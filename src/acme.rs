@@ -1,4 +1,5 @@
 //! The ACME v2 client (RFC 8555) that gets Let's Encrypt certificates, with instant-acme.
+//! DNS-01 (wildcards) goes through a provider of `dns`.
 //!
 //! One account per ACME directory, kept under `<root>/letsencrypt/accounts/` (0600). HTTP-01
 //! is answered through berth's own nginx: the key authorization is written where every
@@ -22,6 +23,8 @@ pub const LETSENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/d
 /// How long the ACME server gets to validate every name, and then to issue.
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(120);
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a DNS-01 record may take to appear at the zone's servers.
+const DNS_VISIBLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// RFC 8555 §6.7 problems that mean "the name could not be validated".
 const VALIDATION_PROBLEMS: &[&str] = &[":connection", ":dns", ":unauthorized", ":incorrectResponse", ":caa", ":tls", ":rejectedIdentifier"];
@@ -36,6 +39,8 @@ pub enum AcmeError {
     Unreachable { server: String, message: String },
     #[error("{domain}: the ACME server could not validate it: {detail} (does {domain} resolve to this server, with port 80 open to the internet?)")]
     Validation { domain: String, detail: String },
+    #[error("{domain}: DNS-01: {detail}")]
+    Dns { domain: String, detail: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -79,7 +84,7 @@ impl Acme<'_> {
     /// failure: an I/O error among the causes) says what to check.
     fn request_failed(&self, settings: &AcmeSettings, e: impl std::error::Error + 'static) -> AcmeError {
         let mut causes = std::iter::successors(Some(&e as &dyn std::error::Error), |c| c.source());
-        let message = with_causes(&e);
+        let message = crate::with_causes(&e);
         if causes.any(|c| c.is::<std::io::Error>()) {
             AcmeError::Unreachable { server: settings.server.clone(), message }
         } else {
@@ -131,11 +136,14 @@ impl Acme<'_> {
         crate::store::write_atomic(path, bytes, 0o600).map_err(|source| AcmeError::Io { path: path.to_path_buf(), source })
     }
 
-    /// Orders a certificate for `domains`, answers each HTTP-01 challenge through nginx,
-    /// and returns the issued chain with its new key. Streams each step with its duration.
-    pub async fn issue(&self, settings: &AcmeSettings, domains: &[String], out: &Output) -> Result<Bundle, AcmeError> {
-        if let Some(wild) = domains.iter().find(|d| d.starts_with("*.")) {
-            return Err(AcmeError::Refused(format!("{wild} is a wildcard: Let's Encrypt issues those only through DNS-01, and berth answers HTTP-01")));
+    /// Orders a certificate for `domains`, answers each challenge (HTTP-01 through nginx,
+    /// or DNS-01 through `dns`, whose records always go again), and returns the issued chain
+    /// with its new key. Streams each step with its duration.
+    pub async fn issue(&self, settings: &AcmeSettings, domains: &[String], dns: Option<&crate::dns::Provider>, out: &Output) -> Result<Bundle, AcmeError> {
+        if let (Some(wild), None) = (domains.iter().find(|d| d.starts_with("*.")), dns) {
+            return Err(AcmeError::Refused(format!(
+                "{wild} is a wildcard: Let's Encrypt issues those only through DNS-01 (letsencrypt:set --global dns-provider rfc2136|exec)"
+            )));
         }
         if domains.is_empty() {
             return Err(AcmeError::Refused("no domains to certify".into()));
@@ -155,6 +163,7 @@ impl Acme<'_> {
         };
 
         let mut written = Vec::new();
+        let mut presented: Vec<(String, String)> = Vec::new();
         let validated = async {
             let mut authorizations = order.authorizations();
             while let Some(authz) = authorizations.next().await {
@@ -168,15 +177,30 @@ impl Acme<'_> {
                     AuthorizationStatus::Pending => {}
                     other => return Err(AcmeError::Validation { domain, detail: format!("the authorization is {other:?}") }),
                 }
+                let kind = if dns.is_some() { ChallengeType::Dns01 } else { ChallengeType::Http01 };
                 let mut challenge = authz
-                    .challenge(ChallengeType::Http01)
-                    .ok_or_else(|| AcmeError::Validation { domain: domain.clone(), detail: "the server offers no HTTP-01 challenge".into() })?;
-                let path = self
-                    .nginx
-                    .put_challenge(&challenge.token, challenge.key_authorization().as_str())
-                    .map_err(|e| AcmeError::Refused(e.to_string()))?;
-                written.push(path);
-                out.detail(format!("{domain}: answering the HTTP-01 challenge at /.well-known/acme-challenge/")).await;
+                    .challenge(kind.clone())
+                    .ok_or_else(|| AcmeError::Validation { domain: domain.clone(), detail: format!("the server offers no {kind:?} challenge") })?;
+                if let Some(dns) = dns {
+                    let (fqdn, value) = (crate::dns::challenge_name(&domain), challenge.key_authorization().dns_value());
+                    let dns_failed = |e: crate::dns::DnsError| AcmeError::Dns { domain: domain.clone(), detail: e.to_string() };
+                    let shown = Instant::now();
+                    let put = dns.present(&fqdn, &value).await;
+                    // A program that failed may have put it all the same: it is asked to take it away.
+                    if put.is_ok() || dns.may_leave_records() {
+                        presented.push((fqdn.clone(), value.clone()));
+                    }
+                    put.map_err(dns_failed)?;
+                    dns.wait_visible(&fqdn, &value, DNS_VISIBLE_TIMEOUT).await.map_err(dns_failed)?;
+                    out.detail(format!("{domain}: answering the DNS-01 challenge at {fqdn} (visible in {})", secs(shown.elapsed()))).await;
+                } else {
+                    let path = self
+                        .nginx
+                        .put_challenge(&challenge.token, challenge.key_authorization().as_str())
+                        .map_err(|e| AcmeError::Refused(e.to_string()))?;
+                    written.push(path);
+                    out.detail(format!("{domain}: answering the HTTP-01 challenge at /.well-known/acme-challenge/")).await;
+                }
                 challenge.set_ready().await.map_err(|e| self.validation_error(settings, &domain, e))?;
             }
             let status = order.poll_ready(&RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(VALIDATION_TIMEOUT)).await;
@@ -191,6 +215,15 @@ impl Acme<'_> {
         .await;
         for path in written {
             let _ = std::fs::remove_file(path);
+        }
+        if let Some(dns) = dns {
+            for (fqdn, value) in presented {
+                // Said, not failed: the order's own outcome is what the command reports.
+                if let Err(e) = dns.cleanup(&fqdn, &value).await {
+                    tracing::warn!(%fqdn, "the challenge record could not be removed: {e}");
+                    out.detail(format!("the challenge record {fqdn} could not be removed: {e}")).await;
+                }
+            }
         }
         validated?;
         out.step(format!("Validated {} in {}", domains.join(", "), secs(started.elapsed()))).await;
@@ -211,7 +244,7 @@ impl Acme<'_> {
     fn validation_error(&self, settings: &AcmeSettings, domain: &str, e: instant_acme::Error) -> AcmeError {
         match e {
             instant_acme::Error::Api(p) if is_validation_problem(&p) => {
-                AcmeError::Validation { domain: domain.to_string(), detail: one_line(&p.detail.unwrap_or_default()) }
+                AcmeError::Validation { domain: domain.to_string(), detail: crate::one_line(&p.detail.unwrap_or_default()) }
             }
             other => self.request_failed(settings, other),
         }
@@ -235,7 +268,7 @@ impl Acme<'_> {
                 .find_map(|c| c.error.as_ref())
                 .map(|p| p.detail.clone().unwrap_or_else(|| p.to_string()))
                 .unwrap_or_else(|| format!("the authorization is {:?}", authz.status));
-            return AcmeError::Validation { domain, detail: one_line(&detail) };
+            return AcmeError::Validation { domain, detail: crate::one_line(&detail) };
         }
         self.server_error(settings, "the order became invalid")
     }
@@ -249,20 +282,3 @@ fn is_validation_problem(p: &instant_acme::Problem) -> bool {
     p.r#type.as_deref().is_some_and(|t| VALIDATION_PROBLEMS.iter().any(|v| t.ends_with(v)))
 }
 
-/// `e` and each of its sources not already in its text, on one line.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = c.source();
-    }
-    one_line(&text)
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}

@@ -138,7 +138,7 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::supervise::Supervisor::new(restored.clone()).run(supervised));
         tokio::spawn(crate::cron::run(restored.clone(), scheduled));
         tokio::spawn(crate::front::renewal_loop(restored.clone(), renewals.clone()));
-        crate::https::renewal_loop(restored, renewals).await;
+        renew_certificates(restored, renewals).await;
     });
 
     shut_down(&engine, (stop, stop_local), (ssh_task, local_task, nginx_watch)).await?;
@@ -148,6 +148,19 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(root.join("api-address"));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Renews what is due: the wildcards first (an app they serve then has nothing due), then
+/// every app's own; at daemon start, then every hour.
+async fn renew_certificates(engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        crate::wildcard::renew_due(&engine, crate::unix_now() as i64, false, &crate::output::Output::discard()).await;
+        crate::https::renew_all(&engine).await;
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(crate::https::RENEW_CHECK_EVERY) => {}
+        }
+    }
 }
 
 type Task = tokio::task::JoinHandle<()>;

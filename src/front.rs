@@ -174,7 +174,7 @@ pub async fn enable_letsencrypt(engine: &Engine, out: &Output) -> Result<(), Str
         return Err("Set an email for Let's Encrypt first: letsencrypt:set --global email you@example.com".into());
     };
     let acme = Acme { root: engine.root(), nginx: &engine.nginx };
-    let issued = acme.issue(&AcmeSettings { server: settings.server, email }, std::slice::from_ref(&host), out).await;
+    let issued = acme.issue(&AcmeSettings { server: settings.server, email }, std::slice::from_ref(&host), None, out).await;
     let bundle = match issued {
         Ok(bundle) => bundle,
         Err(e) => {

@@ -8,7 +8,6 @@
 //! step fails, `tls.toml` and the port mappings go back to what they were and the old site
 //! never stopped serving.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::acme::{Acme, AcmeSettings, LETSENCRYPT_PRODUCTION};
@@ -21,7 +20,9 @@ use crate::validate::{PortMap, Scheme};
 /// dokku's default `graceperiod`: renew 30 days before expiry.
 pub const DEFAULT_GRACEPERIOD: u64 = 30 * 86_400;
 /// How often the daemon looks for certificates to renew.
-const RENEW_CHECK_EVERY: Duration = Duration::from_secs(3600);
+pub const RENEW_CHECK_EVERY: Duration = Duration::from_secs(3600);
+/// How long before expiry an app served by a wildcard that was not renewed orders its own.
+const WILDCARD_FALLBACK: i64 = 7 * 86_400;
 /// Waits after a failed renewal: 1 h, doubling, at most a day.
 const RETRY_FIRST: u64 = 3600;
 const RETRY_MAX: u64 = 86_400;
@@ -235,7 +236,7 @@ pub async fn issue_letsencrypt(engine: &Engine, app: &str, out: &Output) -> Resu
         return Err(format!("{app} has no domains: domains:add {app} DOMAIN first"));
     }
     let acme = Acme { root: engine.root(), nginx: &engine.nginx };
-    let bundle = acme.issue(&AcmeSettings { server: settings.server, email }, &config.domains, out).await.map_err(|e| e.to_string())?;
+    let bundle = acme.issue(&AcmeSettings { server: settings.server, email }, &config.domains, None, out).await.map_err(|e| e.to_string())?;
     let _deploying = engine.deploy_lock(app, out).await?;
     // Every change of an app's certificate or Let's Encrypt setting holds its deploy lock:
     // what is read now stays so until the certificate is installed.
@@ -309,6 +310,12 @@ async fn try_renew(engine: &Engine, app: &str, force: bool, out: &Output) -> Res
         None if force => "forced".into(),
         None => return Ok(Renewed::NotDue),
     };
+    // A wildcard's certificate is renewed as the wildcard (`letsencrypt:wildcard`), forced
+    // or not; the app orders its own only if that has not happened a week before expiry.
+    let by_wildcard = cert.as_ref().is_some_and(|(_, info)| engine.store.wildcards().iter().any(|(_, w)| w.info.serial == info.serial));
+    if by_wildcard && cert.as_ref().is_some_and(|(_, info)| info.not_after - now() > WILDCARD_FALLBACK) {
+        return Ok(Renewed::NotDue);
+    }
     let next_attempt = renewal(engine, app).next_attempt;
     if !force && next_attempt > crate::unix_now() {
         return Ok(Renewed::BackingOff(next_attempt));
@@ -365,19 +372,13 @@ fn retry_wait(failures: u32) -> u64 {
     (RETRY_FIRST << failures.saturating_sub(1).min(8)).min(RETRY_MAX)
 }
 
-/// Renews what is due, for every app: at daemon start, then every hour. Logs what it did.
-pub async fn renewal_loop(engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        for app in engine.store.list_apps().unwrap_or_default() {
-            let out = Output::discard();
-            // Failures and dropped certificates are logged (and recorded) by `renew`.
-            if let Ok(Renewed::BackingOff(at)) = renew(&engine, &app, false, &out).await {
-                tracing::info!(app, "certificate renewal due; retrying after {} UTC", crate::tls::utc(at as i64));
-            }
-        }
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(RENEW_CHECK_EVERY) => {}
+/// Renews every app's certificate that is due. Logs what it did.
+pub async fn renew_all(engine: &Engine) {
+    for app in engine.store.list_apps().unwrap_or_default() {
+        let out = Output::discard();
+        // Failures and dropped certificates are logged (and recorded) by `renew`.
+        if let Ok(Renewed::BackingOff(at)) = renew(engine, &app, false, &out).await {
+            tracing::info!(app, "certificate renewal due; retrying after {} UTC", crate::tls::utc(at as i64));
         }
     }
 }
@@ -432,7 +433,7 @@ mod tests {
         assert_eq!(renewal, Renewal { failures: 2, last_error: Some("second".into()), next_attempt: 2000 + 7200 });
     }
 
-    fn engine(dir: &std::path::Path) -> Arc<Engine> {
+    fn engine(dir: &std::path::Path) -> std::sync::Arc<Engine> {
         let store = crate::store::Store::open(dir).unwrap();
         let any = "127.0.0.1:1".parse().unwrap();
         Engine::new(store, crate::engine::Settings { ssh_listen: any, http_listen: any, https_listen: any, api_listen: any })

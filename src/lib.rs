@@ -13,6 +13,7 @@ pub mod cron;
 pub mod daemon;
 pub mod deploy;
 pub mod destroy;
+pub mod dns;
 pub mod docker_options;
 pub mod dockerfile;
 pub mod engine;
@@ -38,6 +39,7 @@ pub mod supervise;
 pub mod store;
 pub mod tls;
 pub mod validate;
+pub mod wildcard;
 
 use std::path::{Path, PathBuf};
 
@@ -47,6 +49,26 @@ pub const DEFAULT_ROOT: &str = "/var/lib/berth";
 /// The daemon's local socket under the root.
 pub fn socket_path(root: &Path) -> PathBuf {
     root.join("berth.sock")
+}
+
+/// `text` with its line breaks and runs of spaces made single spaces: errors are one line.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `e` and each of its sources not already in its text, on one line (a library's own
+/// message, "proto error" or "client error (Connect)", does not say what went wrong).
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    one_line(&text)
 }
 
 /// Seconds since the Unix epoch.

@@ -362,6 +362,8 @@ pub async fn receive(ctx: &mut Ctx<'_>, app: &AppName, pushed: &Pushed, context:
     let cause = deploy::Cause::new("git push", pusher.name);
     let version = deploy::deploy_locked(ctx.engine, app, source, &cause, &ctx.out).await.map_err(CmdError::from)?;
     set_source_image(ctx, app, None).await?;
+    // A new app under a wildcard's domain: on https from its first push.
+    crate::wildcard::serve_new_app(ctx.engine, app, &ctx.out).await;
     // git updates the branch only after this hook returns. Until it has, the next push
     // must not look at the branch: keep the deploy lock until it moves. Then the release
     // has landed; if git ends without moving it, the release it made does not stay active.

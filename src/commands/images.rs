@@ -36,6 +36,7 @@ pub(super) async fn deploy_image_as(ctx: &mut Ctx<'_>, app: &str, (image, shown)
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let source = Source::Image { image: image.to_string(), shown: shown.to_string() };
     deploy::deploy_locked(ctx.engine, app, source, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::from)?;
+    crate::wildcard::serve_new_app(ctx.engine, app, &ctx.out).await;
     set_source_image(ctx, app, source_image).await
 }
 

@@ -4,7 +4,7 @@
 use super::Scope;
 use super::Target;
 use super::property::SetArgs;
-use super::property::app_or_global;
+use super::property::{app_or_global, global_only};
 use super::report::ReportArgs;
 use super::{CmdError, CmdResult, Ctx, failed};
 use crate::https::{self, HttpsMappings, Issued, Renewed};
@@ -20,9 +20,12 @@ pub(super) const NAMESPACES: &[(&str, &str)] = &[("letsencrypt", "Automated cert
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Set a Let's Encrypt setting: email ADDRESS | server DIRECTORY_URL (admins) | graceperiod SECONDS (no value: unset)
+    /// Set a Let's Encrypt setting: email ADDRESS | server DIRECTORY_URL (admins) | graceperiod SECONDS (no value: unset); DNS-01 (--global, admins): dns-provider rfc2136|exec, dns-rfc2136-server IP[:PORT], dns-rfc2136-key-name NAME, dns-rfc2136-key-secret BASE64, dns-rfc2136-key-algorithm hmac-sha256|384|512, dns-exec-path PROGRAM (called with present|cleanup FQDN VALUE), dns-check-server IP[:PORT]
     #[command(name = "letsencrypt:set")]
     Set(SetArgs),
+    /// Get a certificate for *.DOMAIN and DOMAIN over DNS-01 (letsencrypt:set --global dns-provider) and serve it to every app whose names it covers, now and at their first deploy; renewed by the daemon
+    #[command(name = "letsencrypt:wildcard")]
+    Wildcard { domain: String },
     /// Get a certificate for every domain of the app (or, with --server, for berth.DOMAIN, berth's API and dashboard) from Let's Encrypt and serve it at once
     #[command(name = "letsencrypt:enable")]
     Enable {
@@ -47,7 +50,7 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Renew now the certificates that are due (of every app, or of APP)
+    /// Renew now the certificates that are due (the wildcards and every app's, or APP's)
     #[command(name = "letsencrypt:auto-renew")]
     AutoRenew {
         app: Option<AppName>,
@@ -68,7 +71,8 @@ impl Cmd {
             Cmd::Report(args) => args.scope(),
             // The ACME server is called from this host: which one is an admin's choice (a
             // scoped key could probe the host's own ports through its errors).
-            Cmd::Set(args) if args.key.as_deref() == Some("server") => Scope::Admin,
+            Cmd::Set(args) if args.key.as_deref() == Some("server") || args.key.as_deref().is_some_and(|k| k.starts_with("dns-")) => Scope::Admin,
+            Cmd::Wildcard { .. } => Scope::Admin,
             Cmd::Set(args) => args.target.scope(),
             Cmd::Enable { app: Some(app), .. } | Cmd::Disable { app: Some(app), .. } => Scope::App(app),
             Cmd::Enable { app: None, .. } | Cmd::Disable { app: None, .. } => Scope::Admin,
@@ -78,6 +82,7 @@ impl Cmd {
     pub(super) async fn run(self, ctx: &mut Ctx<'_>) -> CmdResult {
         match self {
             Cmd::Set(args) => set(ctx, &args).await,
+            Cmd::Wildcard { domain } => wildcard(ctx, &domain).await,
             Cmd::Enable { app: Some(app), .. } => enable(ctx, &app).await,
             Cmd::Disable { app: Some(app), .. } => disable(ctx, &app).await,
             Cmd::Enable { app: None, .. } => crate::front::enable_letsencrypt(ctx.engine, &ctx.out).await.map_err(|e| failed(format!("Let's Encrypt: {e}; berth's site is served as before"))),
@@ -91,8 +96,20 @@ impl Cmd {
 
 /// `letsencrypt:set (APP|--global) email|server|graceperiod [VALUE]`: no VALUE unsets.
 pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
-    let key = args.property(&[app_or_global("email"), app_or_global("server"), app_or_global("graceperiod")])?;
+    let mut properties = vec![app_or_global("email"), app_or_global("server"), app_or_global("graceperiod")];
+    properties.extend(crate::dns::PROPERTIES.iter().map(|p| global_only(p)));
+    let key = args.property(&properties)?;
     let value = args.value();
+    if key.starts_with("dns-") {
+        let mut dns = ctx.engine.store.load_dns().map_err(failed)?;
+        dns.set(key, value).map_err(|e| failed(e.to_string()))?;
+        ctx.engine.store.save_dns(&dns).map_err(failed)?;
+        match value {
+            Some(_) => ctx.out.step(format!("Setting {key} to {} globally", dns.shown(key))).await,
+            None => ctx.out.step(format!("Unsetting {key} globally")).await,
+        }
+        return Ok(());
+    }
     let apply = |settings: &mut LetsencryptConfig| -> Result<(), CmdError> {
         match key {
             "email" => settings.email = value.map(|v| validate::email(v).map(str::to_string)).transpose()?,
@@ -121,6 +138,20 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
         Some(v) => ctx.out.step(format!("Setting {key} to {v} {target}")).await,
         None => ctx.out.step(format!("Unsetting {key} {target}")).await,
     }
+    Ok(())
+}
+
+/// `letsencrypt:wildcard DOMAIN`: `*.DOMAIN` and `DOMAIN` over DNS-01, served to every app
+/// they cover.
+pub async fn wildcard(ctx: &mut Ctx<'_>, domain: &str) -> CmdResult {
+    let domain = domain.trim_start_matches("*.").to_ascii_lowercase();
+    validate::domain(&domain).map_err(|e| failed(e.to_string()))?;
+    if domain.contains('*') {
+        return Err(failed(format!("Invalid domain {}: DOMAIN gives *.DOMAIN and DOMAIN", validate::quoted(&domain))));
+    }
+    let started = std::time::Instant::now();
+    crate::wildcard::issue(ctx.engine, &domain, &ctx.out).await.map_err(|e| failed(format!("Let's Encrypt: {e}; the current certificates keep serving")))?;
+    ctx.out.step(format!("*.{domain} issued in {:.2}s; the daemon renews it before expiry", started.elapsed().as_secs_f64())).await;
     Ok(())
 }
 
@@ -222,6 +253,16 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
         let expires_at = crate::front::certificate(ctx.engine).map(|info| info.not_after);
         rows.push(Listed { app: format!("{} (--server)", crate::front::NAME), domains: vec![host], expires_at, status, error: front.renewal.last_error });
     }
+    // Wildcards, for admins: which apps each serves.
+    if ctx.caller.role.is_admin() {
+        let grace = https::effective(&crate::store::AppConfig::default(), &global).graceperiod as i64;
+        for (domain, bundle) in ctx.engine.store.wildcards() {
+            let serves: Vec<String> = ctx.engine.store.list_apps()?.into_iter().filter(|a| https::current(ctx.engine, a).ok().flatten().is_some_and(|(_, i)| i.serial == bundle.info.serial)).collect();
+            let due = if bundle.info.not_after - grace <= now { "renewal due; " } else { "" };
+            let status = format!("{due}serves {}", if serves.is_empty() { "no app".to_string() } else { serves.join(" ") });
+            rows.push(Listed { app: format!("*.{domain} (wildcard)"), domains: bundle.info.names.clone(), expires_at: Some(bundle.info.not_after), status, error: None });
+        }
+    }
     match format {
         Format::Json => {
             let list: Vec<_> = rows
@@ -259,7 +300,12 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
 /// `letsencrypt:auto-renew [APP] [--force]`: renew now what is due (everything with --force).
 pub async fn auto_renew(ctx: &mut Ctx<'_>, app: Option<&str>, force: bool) -> CmdResult {
     let mut failures = 0;
-    let mut any = false;
+    // Wildcards first (an admin's): an app they serve then has nothing due.
+    let wildcards = ctx.engine.store.wildcards();
+    let mut any = app.is_none() && ctx.caller.role.is_admin() && !wildcards.is_empty();
+    if any {
+        failures += crate::wildcard::renew_due(ctx.engine, crate::unix_now() as i64, force, &ctx.out).await;
+    }
     let names = match app {
         Some(app) => vec![app.to_string()],
         None => super::report::manageable_apps(ctx)?,
@@ -307,6 +353,10 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             .row("Letsencrypt global email", settings.email.clone())
             .row("Letsencrypt global server", settings.server.clone().unwrap_or_else(|| crate::acme::LETSENCRYPT_PRODUCTION.to_string()))
             .row("Letsencrypt global graceperiod", settings.graceperiod.unwrap_or(https::DEFAULT_GRACEPERIOD));
+        let dns = ctx.engine.store.load_dns().map_err(failed)?;
+        let mut report = crate::dns::PROPERTIES.iter().fold(report, |r, key| r.keyed_row(format!("Letsencrypt global {}", key.replace('-', " ")), format!("global-{key}"), dns.shown(key)));
+        let wildcards: Vec<String> = ctx.engine.store.wildcards().iter().map(|(d, b)| format!("*.{d} (expires {} UTC)", tls::utc(b.info.not_after))).collect();
+        report = report.row("Letsencrypt wildcards", wildcards);
         return args.print_global(ctx, report).await;
     }
     args.print_apps(ctx, |ctx, name, config| {

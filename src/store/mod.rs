@@ -11,6 +11,7 @@ mod keys;
 mod releases;
 mod services;
 mod settings;
+mod wildcards;
 mod tls;
 mod tokens;
 
@@ -438,7 +439,7 @@ fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
     toml::from_str(text).map_err(|e| StoreError::Parse {
         path: path.to_path_buf(),
         line: e.span().map(|span| line_of(text, span.start)),
-        message: one_line(e.message()),
+        message: crate::one_line(e.message()),
     })
 }
 
@@ -448,16 +449,11 @@ fn line_of(text: &str, offset: usize) -> usize {
     before.iter().filter(|b| **b == b'\n').count() + 1
 }
 
-/// `message` with its line breaks and runs of spaces made single spaces: errors are one line.
-fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// Writes `value` as TOML after a comment line saying what the file is, so that no file
 /// berth writes is empty, even with nothing in it (no keys, no releases): an empty state
 /// file is then always damage.
 fn write_toml<T: Serialize>(path: &Path, what: &str, value: &T, mode: u32) -> Result<()> {
-    let body = toml::to_string_pretty(value).map_err(|e| StoreError::Unwritable { path: path.to_path_buf(), message: one_line(&e.to_string()) })?;
+    let body = toml::to_string_pretty(value).map_err(|e| StoreError::Unwritable { path: path.to_path_buf(), message: crate::one_line(&e.to_string()) })?;
     let text = format!("# {what}; written by berth\n{body}");
     write_atomic(path, text.as_bytes(), mode).map_err(io_err(path))
 }
@@ -590,7 +586,7 @@ mod tests {
         assert_eq!(line_of("a\nb\nc", 2), 2);
         assert_eq!(line_of("a\nb\nc", 4), 3);
         assert_eq!(line_of("a\n", 99), 2);
-        assert_eq!(one_line("expected\n  a value\n"), "expected a value");
+        assert_eq!(crate::one_line("expected\n  a value\n"), "expected a value");
     }
 
     #[test]

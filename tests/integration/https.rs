@@ -45,10 +45,10 @@ impl TestCa {
 }
 
 /// pebble and its DNS server, stopped on drop.
-struct Pebble {
-    directory: String,
+pub struct Pebble {
+    pub directory: String,
     /// pebble's issuing root: what verifies the certificates berth gets.
-    root: PathBuf,
+    pub root: PathBuf,
     dns_management: u16,
     children: Vec<Child>,
 }
@@ -56,16 +56,28 @@ struct Pebble {
 impl Pebble {
     /// The daemon must trust `ca` (SSL_CERT_FILE) already; pebble validates on `http_port`.
     fn start(ca: &TestCa, http_port: u16) -> Pebble {
+        Pebble::start_resolving(ca, http_port, None)
+    }
+
+    /// With `dns`, pebble resolves through that server (a BIND of the test's) rather than
+    /// through pebble-challtestsrv.
+    pub fn start_resolving(ca: &TestCa, http_port: u16, dns: Option<u16>) -> Pebble {
         let (cert, key) = ca.leaf("pebble", &["localhost", "127.0.0.1"]);
-        let (acme, management, dns, dns_management) = (free_port(), free_port(), free_port(), free_port());
+        let (acme, management, dns_management) = (free_port(), free_port(), free_port());
         let log = |name: &str| std::fs::File::create(ca.dir.join(name)).unwrap();
-        let challtestsrv = Command::new("pebble-challtestsrv")
-            .args(["-dns01", &format!("127.0.0.1:{dns}"), "-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{dns_management}"), "-defaultIPv6", ""])
-            .stdout(log("challtestsrv.log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble-challtestsrv is installed (scripts/test.sh)");
+        let mut children = Vec::new();
+        let dns = dns.unwrap_or_else(|| {
+            let dns = free_port();
+            let challtestsrv = Command::new("pebble-challtestsrv")
+                .args(["-dns01", &format!("127.0.0.1:{dns}"), "-http01", "", "-https01", "", "-tlsalpn01", ""])
+                .args(["-management", &format!("127.0.0.1:{dns_management}"), "-defaultIPv6", ""])
+                .stdout(log("challtestsrv.log"))
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("pebble-challtestsrv is installed (scripts/test.sh)");
+            children.push(challtestsrv);
+            dns
+        });
         let config = serde_json::json!({"pebble": {
             "listenAddress": format!("127.0.0.1:{acme}"), "managementListenAddress": format!("127.0.0.1:{management}"),
             "certificate": cert, "privateKey": key, "httpPort": http_port, "tlsPort": free_port(),
@@ -82,7 +94,8 @@ impl Pebble {
             .stderr(Stdio::null())
             .spawn()
             .expect("pebble is installed (scripts/test.sh)");
-        let this = Pebble { directory: format!("https://localhost:{acme}/dir"), root: ca.dir.join("pebble-root.pem"), dns_management, children: vec![challtestsrv, pebble] };
+        children.push(pebble);
+        let this = Pebble { directory: format!("https://localhost:{acme}/dir"), root: ca.dir.join("pebble-root.pem"), dns_management, children };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let root = Command::new("curl").args(["-sfk", &format!("https://127.0.0.1:{management}/roots/0")]).output().unwrap();
@@ -136,14 +149,14 @@ fn deploy(d: &Daemon, app: &str, domain: &str, body: &str) {
 
 /// What curl got over https: status (0 when TLS or the connection failed), headers, body.
 #[derive(Debug)]
-struct Fetched {
-    status: u16,
-    headers: String,
-    body: String,
+pub struct Fetched {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
 }
 
 /// GET https://HOST:PORT/ with curl, trusting only `cacert` (None: no verification).
-fn https(port: u16, host: &str, cacert: Option<&Path>) -> Fetched {
+pub fn https(port: u16, host: &str, cacert: Option<&Path>) -> Fetched {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "-D", "-", "--max-time", "10", "--resolve", &format!("{host}:{port}:127.0.0.1")]);
     match cacert {

@@ -25,3 +25,4 @@ mod rootssh;
 mod services;
 mod state;
 mod swarm;
+mod wildcard;

@@ -1,0 +1,61 @@
+//! What DNS-01 needs on disk: the DNS provider's settings (`letsencrypt/dns.toml`, 0600: the
+//! TSIG secret) and the wildcard certificates (`letsencrypt/wildcards/DOMAIN.pem`, chain then
+//! key, 0600).
+
+use std::path::PathBuf;
+
+use super::{Store, write_atomic};
+use crate::dns::DnsSettings;
+use crate::tls::Bundle;
+
+impl Store {
+    fn dns_file(&self) -> PathBuf {
+        self.root().join("letsencrypt").join("dns.toml")
+    }
+
+    fn wildcards_dir(&self) -> PathBuf {
+        self.root().join("letsencrypt").join("wildcards")
+    }
+
+    /// `letsencrypt:set --global dns-*`, as saved (none: the defaults).
+    pub fn load_dns(&self) -> Result<DnsSettings, String> {
+        match std::fs::read_to_string(self.dns_file()) {
+            Ok(text) => text.parse().map_err(|e: crate::dns::DnsError| e.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DnsSettings::default()),
+            Err(e) => Err(format!("{}: {e}", self.dns_file().display())),
+        }
+    }
+
+    /// Saves the DNS settings, readable by root only.
+    pub fn save_dns(&self, settings: &DnsSettings) -> Result<(), String> {
+        let path = self.dns_file();
+        let text = toml::to_string(settings).map_err(|e| e.to_string())?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        write_atomic(&path, format!("# berth: DNS-01 settings (letsencrypt:set --global dns-*)\n{text}").as_bytes(), 0o600).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Keeps `bundle` as the wildcard certificate of `domain` (replacing the one before).
+    pub fn save_wildcard(&self, domain: &str, bundle: &Bundle) -> Result<(), String> {
+        let dir = self.wildcards_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join(format!("{domain}.pem"));
+        write_atomic(&path, bundle.nginx_pem().as_bytes(), 0o600).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The wildcard certificates kept, by domain.
+    pub fn wildcards(&self) -> Vec<(String, Bundle)> {
+        let mut all = Vec::new();
+        for entry in std::fs::read_dir(self.wildcards_dir()).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(domain) = name.strip_suffix(".pem") else { continue };
+            match std::fs::read_to_string(entry.path()).map_err(|e| e.to_string()).and_then(|t| Bundle::from_nginx_pem(&t).map_err(|e| e.to_string())) {
+                Ok(bundle) => all.push((domain.to_string(), bundle)),
+                Err(e) => tracing::warn!(domain, "the wildcard certificate cannot be read: {e}"),
+            }
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
