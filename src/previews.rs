@@ -43,9 +43,15 @@ pub fn slug(parent: &str, branch: &str) -> String {
 /// Where a preview is served: `SLUG.PARENT.<global domain>` with a global domain, else
 /// `SLUG.<the parent's first domain>`. Pure.
 pub fn domain(parent: &str, slug: &str, parent_domains: &[String], global_domains: &[String]) -> Option<String> {
+    base_domain(parent, parent_domains, global_domains).map(|base| format!("{slug}.{base}"))
+}
+
+/// What every preview's name of `parent` ends in (`PARENT.<global domain>`, or the parent's
+/// first domain): `*.` of it covers them all. Pure.
+pub fn base_domain(parent: &str, parent_domains: &[String], global_domains: &[String]) -> Option<String> {
     match (global_domains.first(), parent_domains.first()) {
-        (Some(global), _) => Some(format!("{slug}.{parent}.{global}")),
-        (None, Some(first)) => Some(format!("{slug}.{}", first.trim_start_matches("*."))),
+        (Some(global), _) => Some(format!("{parent}.{global}")),
+        (None, Some(first)) => Some(first.trim_start_matches("*.").to_string()),
         (None, None) => None,
     }
 }

@@ -124,7 +124,24 @@ async fn enable(ctx: &mut Ctx<'_>, app: &AppName, ttl: Option<&str>, max: Option
         },
         &said,
     )
-    .await
+    .await?;
+    preview_wildcard(ctx, app).await;
+    Ok(())
+}
+
+/// With a DNS provider set: `*.` of the previews' names, so that each preview is served
+/// over https from its first push. Without one, or if the order fails (said), previews are
+/// served over http.
+async fn preview_wildcard(ctx: &Ctx<'_>, app: &str) {
+    let engine = ctx.engine;
+    let (Ok(config), Ok(global), Ok(dns)) = (engine.store.load_app(app), engine.store.load_global(), engine.store.load_dns()) else { return };
+    let Some(base) = previews::base_domain(app, &config.domains, &global.global_domains) else { return };
+    if !matches!(dns.provider(), Ok(Some(_))) || engine.store.wildcards().iter().any(|(d, b)| *d == base && b.info.not_after > crate::unix_now() as i64) {
+        return;
+    }
+    if let Err(e) = crate::wildcard::issue(engine, &base, &ctx.out).await {
+        ctx.out.error(format!("*.{base} could not be issued ({e}): previews are served over http until letsencrypt:wildcard {base} succeeds")).await;
+    }
 }
 
 async fn set(ctx: &mut Ctx<'_>, app: &AppName, key: &str, values: &[String]) -> CmdResult {
@@ -319,7 +336,12 @@ async fn deploy_branch(ctx: &mut Ctx<'_>, parent: &AppName, new: &str, refname: 
     let deployed = {
         let _deploying = engine.deploy_lock(&name, &ctx.out).await.map_err(CmdError::Failed)?;
         let source = Source::Build { context, git_sha: new.to_string(), pushed: false };
-        deploy::deploy_locked(engine, &name, source, &deploy::Cause::new(format!("git push {branch}"), pusher), &ctx.out).await
+        let deployed = deploy::deploy_locked(engine, &name, source, &deploy::Cause::new(format!("git push {branch}"), pusher), &ctx.out).await;
+        // Under its parent's previews wildcard: on https from this first push.
+        if deployed.is_ok() {
+            crate::wildcard::serve_new_app(engine, &name, &ctx.out).await;
+        }
+        deployed
     };
     match deployed {
         Ok(_) => {

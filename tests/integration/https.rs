@@ -66,6 +66,7 @@ impl Pebble {
         let (acme, management, dns_management) = (free_port(), free_port(), free_port());
         let log = |name: &str| std::fs::File::create(ca.dir.join(name)).unwrap();
         let mut children = Vec::new();
+        let resolving = dns.is_some();
         let dns = dns.unwrap_or_else(|| {
             let dns = free_port();
             let challtestsrv = Command::new("pebble-challtestsrv")
@@ -90,6 +91,9 @@ impl Pebble {
             .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
+            // pebble reuses half the valid authorizations by default: a DNS test must see
+            // every order ask for its records.
+            .env("PEBBLE_AUTHZREUSE", if resolving { "0" } else { "50" })
             .stdout(log("pebble.log"))
             .stderr(Stdio::null())
             .spawn()

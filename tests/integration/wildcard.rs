@@ -87,11 +87,12 @@ fn setup(name: &str) -> (Daemon, TestCa, Bind, Pebble) {
     (d, ca, bind, pebble)
 }
 
-fn push(d: &Daemon, app: &str, body: &str) {
+fn push(d: &Daemon, app: &str, body: &str) -> AppRepo {
     let repo = AppRepo::new(d, app);
     repo.write("Dockerfile", &web_dockerfile(body, 0)).commit(body);
     let out = repo.push(d, "main");
     assert_eq!(out.code, 0, "{out:#?}");
+    repo
 }
 
 /// Failed after it said what it did: non-zero, one line on stderr in dokku's form.
@@ -110,7 +111,7 @@ fn serial(d: &Daemon, app: &str) -> String {
 #[test]
 fn a_wildcard_over_dns01_serves_every_app_under_the_domain_and_a_new_one_at_its_first_push() {
     let (d, _ca, bind, pebble) = setup("serve");
-    push(&d, "one", "first app");
+    let one = push(&d, "one", "first app");
     push(&d, "two", "second app");
 
     // Bad input: one line each, nothing saved.
@@ -151,21 +152,32 @@ fn a_wildcard_over_dns01_serves_every_app_under_the_domain_and_a_new_one_at_its_
     let listed = d.ssh("letsencrypt:list").ok().stdout.clone();
     assert!(listed.contains("*.berth.test (wildcard)") && listed.contains("serves one three two"), "{listed}");
 
+    // Previews: *.one.berth.test is ordered when they are turned on; a new preview is
+    // served over https by its first push.
+    let out = d.ssh("previews:enable one");
+    assert!(out.ok().stdout.contains("Ordering *.one.berth.test"), "{out:#?}");
+    one.git(&["checkout", "-q", "-b", "feature"]);
+    one.write("Dockerfile", &web_dockerfile("a preview", 0)).commit("preview");
+    let out = one.push(&d, "feature");
+    assert_eq!(out.code, 0, "{out:#?}");
+    let served = https(d.https_port, "feature.one.berth.test", Some(&pebble.root));
+    assert_eq!((served.status, served.body.as_str()), (200, "a preview"), "{served:#?}");
+
     // Renewed (forced): every app it serves gets the new one.
-    let before = serial(&d, "one");
+    let before = serial(&d, "three");
     let renewed = d.ssh("letsencrypt:auto-renew --force");
     assert!(renewed.ok().stdout.contains("Renewing *.berth.test") && !renewed.stdout.contains("HTTP-01"), "{renewed:#?}");
-    let after = serial(&d, "one");
+    let after = serial(&d, "three");
     assert_ne!(before, after);
-    assert_eq!(serial(&d, "three"), after);
+    assert_eq!(serial(&d, "two"), after);
 
     // A wrong TSIG key: one line, the current certificates keep serving.
     d.ssh("letsencrypt:set --global dns-rfc2136-key-secret c29tZSBvdGhlciBzZWNyZXQga2V5IG9mIDMyIGJ5dGVz").ok();
     let out = d.ssh("letsencrypt:wildcard berth.test");
     failed(&out, "the current certificates keep serving");
     assert!(out.stderr.contains("127.0.0.1") && out.stderr.contains("the TSIG key"), "{out:#?}");
-    assert_eq!(serial(&d, "one"), after);
-    let served = https(d.https_port, "one.berth.test", Some(&pebble.root));
+    assert_eq!(serial(&d, "three"), after);
+    let served = https(d.https_port, "three.berth.test", Some(&pebble.root));
     assert_eq!(served.status, 200, "{served:#?}");
 }
 
