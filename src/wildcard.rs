@@ -75,18 +75,42 @@ fn wants(engine: &Engine, app: &str, bundle: &Bundle) -> bool {
     }
 }
 
-/// After an app's deploy (its deploy lock held): a kept wildcard that covers all its names
-/// serves it, if it has no certificate yet.
+/// After an app's deploy (its deploy lock held), if it has no certificate yet: a kept
+/// wildcard that covers all its names serves it; else, with `letsencrypt:set --global auto
+/// true`, Let's Encrypt is enabled for it and its certificate ordered in the background
+/// (HTTP-01; a failure is retried by the daemon with its backoff and shown by
+/// `letsencrypt:list`).
 pub async fn serve_new_app(engine: &Engine, app: &str, out: &Output) {
     let Ok(config) = engine.store.load_app(app) else { return };
     if !matches!(engine.store.current_certificate(app), Ok(None)) {
         return;
     }
-    if let Some(bundle) = covering(engine, &config.domains)
-        && let Err(e) = crate::https::install(engine, app, &bundle, CertSource::Letsencrypt, out).await
-    {
-        out.error(format!("the wildcard certificate could not be put in service for {app}: {e}")).await;
+    if let Some(bundle) = covering(engine, &config.domains) {
+        if let Err(e) = crate::https::install(engine, app, &bundle, CertSource::Letsencrypt, out).await {
+            out.error(format!("the wildcard certificate could not be put in service for {app}: {e}")).await;
+        }
+        return;
     }
+    let Ok(global) = engine.store.load_global() else { return };
+    let email = crate::https::effective(&config, &global).email;
+    if !global.letsencrypt.auto || config.letsencrypt.enabled || config.domains.is_empty() || email.is_none() {
+        return;
+    }
+    let enabled = engine
+        .update_app(app, |c| {
+            c.letsencrypt.enabled = true;
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .await;
+    if enabled.is_err() {
+        return;
+    }
+    out.step(format!("Ordering a certificate for {} in the background (letsencrypt:set --global auto true; letsencrypt:list shows it)", config.domains.join(", "))).await;
+    let (engine, app) = (engine.shared(), app.to_string());
+    tokio::spawn(async move {
+        // `renew` logs and records a failure; the daemon tries again after its backoff.
+        let _ = crate::https::renew(&engine, &app, false, &Output::discard()).await;
+    });
 }
 
 /// The kept wildcards due for renewal (`graceperiod` before expiry, or all with `force`),

@@ -20,7 +20,7 @@ pub(super) const NAMESPACES: &[(&str, &str)] = &[("letsencrypt", "Automated cert
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Set a Let's Encrypt setting: email ADDRESS | server DIRECTORY_URL (admins) | graceperiod SECONDS (no value: unset); DNS-01 (--global, admins): dns-provider rfc2136|exec, dns-rfc2136-server IP[:PORT], dns-rfc2136-key-name NAME, dns-rfc2136-key-secret BASE64, dns-rfc2136-key-algorithm hmac-sha256|384|512, dns-exec-path PROGRAM (called with present|cleanup FQDN VALUE), dns-check-server IP[:PORT]
+    /// Set a Let's Encrypt setting: email ADDRESS | server DIRECTORY_URL (admins) | graceperiod SECONDS (no value: unset); auto true (--global: every app gets a certificate at its first deploy); DNS-01 (--global, admins): dns-provider rfc2136|exec, dns-rfc2136-server IP[:PORT], dns-rfc2136-key-name NAME, dns-rfc2136-key-secret BASE64, dns-rfc2136-key-algorithm hmac-sha256|384|512, dns-exec-path PROGRAM (called with present|cleanup FQDN VALUE), dns-check-server IP[:PORT]
     #[command(name = "letsencrypt:set")]
     Set(SetArgs),
     /// Get a certificate for *.DOMAIN and DOMAIN over DNS-01 (letsencrypt:set --global dns-provider) and serve it to every app whose names it covers, now and at their first deploy; renewed by the daemon
@@ -96,7 +96,7 @@ impl Cmd {
 
 /// `letsencrypt:set (APP|--global) email|server|graceperiod [VALUE]`: no VALUE unsets.
 pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
-    let mut properties = vec![app_or_global("email"), app_or_global("server"), app_or_global("graceperiod")];
+    let mut properties = vec![app_or_global("email"), app_or_global("server"), app_or_global("graceperiod"), global_only("auto")];
     properties.extend(crate::dns::PROPERTIES.iter().map(|p| global_only(p)));
     let key = args.property(&properties)?;
     let value = args.value();
@@ -114,6 +114,9 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
         match key {
             "email" => settings.email = value.map(|v| validate::email(v).map(str::to_string)).transpose()?,
             "server" => settings.server = value.map(|v| validate::acme_server(v).map(str::to_string)).transpose()?,
+            "auto" => {
+                settings.auto = value.map(|v| v.parse::<bool>().map_err(|_| failed(format!("Invalid auto {}: true or false", validate::quoted(v))))).transpose()?.unwrap_or(false)
+            }
             _ => {
                 settings.graceperiod = value
                     .map(|v| {
@@ -352,7 +355,8 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
         let report = Report::new("--global letsencrypt information").namespace("letsencrypt")
             .row("Letsencrypt global email", settings.email.clone())
             .row("Letsencrypt global server", settings.server.clone().unwrap_or_else(|| crate::acme::LETSENCRYPT_PRODUCTION.to_string()))
-            .row("Letsencrypt global graceperiod", settings.graceperiod.unwrap_or(https::DEFAULT_GRACEPERIOD));
+            .row("Letsencrypt global graceperiod", settings.graceperiod.unwrap_or(https::DEFAULT_GRACEPERIOD))
+            .row("Letsencrypt global auto", settings.auto);
         let dns = ctx.engine.store.load_dns().map_err(failed)?;
         let mut report = crate::dns::PROPERTIES.iter().fold(report, |r, key| r.keyed_row(format!("Letsencrypt global {}", key.replace('-', " ")), format!("global-{key}"), dns.shown(key)));
         let wildcards: Vec<String> = ctx.engine.store.wildcards().iter().map(|(d, b)| format!("*.{d} (expires {} UTC)", tls::utc(b.info.not_after))).collect();

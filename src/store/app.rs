@@ -389,6 +389,10 @@ pub struct LetsencryptConfig {
     /// berth that did not record it, which always added one when the app had none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub https_port_added: Option<bool>,
+    /// `letsencrypt:set --global auto true` (global settings only): every app gets a
+    /// certificate at its first deploy.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auto: bool,
 }
 
 impl LetsencryptConfig {

@@ -523,3 +523,46 @@ fn berths_api_and_dashboard_are_served_at_berth_dot_the_global_domain_over_https
     d.ssh("domains:clear-global").ok();
     assert_ne!(http_head(&d, host, "/api/v1/openapi.json").0, 301);
 }
+
+/// `letsencrypt:set --global auto true`: a new app is on https after its first push, with
+/// no command (HTTP-01, in the background); an app whose order fails keeps serving http and
+/// `letsencrypt:list` says when the daemon tries again.
+#[test]
+fn with_auto_every_new_app_gets_a_certificate_at_its_first_push() {
+    let (d, _ca, mut pebble) = setup("auto");
+    d.ssh("domains:set-global example.com").ok();
+    d.ssh("letsencrypt:set someapp auto true").refused("Property can only be specified globally");
+    d.ssh("letsencrypt:set --global auto maybe").refused("Invalid auto");
+    d.ssh("letsencrypt:set --global auto true").ok();
+    assert_eq!(d.ssh("letsencrypt:report --global --letsencrypt-global-auto").ok().stdout, "true\n");
+    let repo = AppRepo::new(&d, "fresh");
+    repo.write("Dockerfile", &web_dockerfile("fresh app", 0)).commit("v1");
+    let out = repo.push(&d, "main");
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("Ordering a certificate for fresh.example.com in the background"), "{out:#?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let served = https(d.https_port, "fresh.example.com", Some(&pebble.root));
+        if served.status == 200 {
+            assert_eq!(served.body, "fresh app");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not served over https: {served:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // An order that fails: http keeps serving, the list says why and when it is retried.
+    pebble.misroute("broken.example.com");
+    let repo = AppRepo::new(&d, "broken");
+    repo.write("Dockerfile", &web_dockerfile("broken app", 0)).commit("v1");
+    assert_eq!(repo.push(&d, "main").code, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = d.ssh("letsencrypt:list").ok().stdout.clone();
+        if listed.contains("no certificate: issuing failed 1 time(s)") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{listed}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(get(&d, "broken.example.com"), (200, "broken app".into()));
+}
