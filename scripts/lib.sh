@@ -152,24 +152,53 @@ bench_pebble_ca() {
 }
 
 # For benchmarks: Debian's pebble (a real ACME server) validating HTTP-01 on $HTTP_PORT, with
-# pebble-challtestsrv as its DNS (every name is 127.0.0.1). Needs WORK, WORK_CA, HTTP_PORT.
-# Sets PEBBLE_DIR (the directory URL) and PEBBLE_ROOT (the issuing root, for curl --cacert).
+# pebble-challtestsrv as its DNS (every name is 127.0.0.1), or the DNS server on port
+# DNS_PORT when given (a BIND of bench_bind's; then every order validates anew). Needs WORK,
+# WORK_CA, HTTP_PORT. Sets PEBBLE_DIR (the directory URL) and PEBBLE_ROOT (the issuing root,
+# for curl --cacert).
 bench_pebble() {
-    local acme mgmt dns
-    acme=$(free_port); mgmt=$(free_port); dns=$(free_port)
-    pebble-challtestsrv -dns01 "127.0.0.1:$dns" -http01 "" -https01 "" -tlsalpn01 "" -management "127.0.0.1:$(free_port)" -defaultIPv6 "" >"$WORK/challtestsrv.log" 2>&1 &
-    BENCH_PIDS="${BENCH_PIDS:-} $!"
+    local acme mgmt dns reuse=50
+    acme=$(free_port); mgmt=$(free_port); dns=${1:-}
+    if [ -z "$dns" ]; then
+        dns=$(free_port)
+        pebble-challtestsrv -dns01 "127.0.0.1:$dns" -http01 "" -https01 "" -tlsalpn01 "" -management "127.0.0.1:$(free_port)" -defaultIPv6 "" >"$WORK/challtestsrv.log" 2>&1 &
+        BENCH_PIDS="${BENCH_PIDS:-} $!"
+    else
+        reuse=0
+    fi
     cat >"$WORK/pebble.json" <<JSON
 {"pebble": {"listenAddress": "127.0.0.1:$acme", "managementListenAddress": "127.0.0.1:$mgmt",
   "certificate": "$WORK_CA/cert.pem", "privateKey": "$WORK_CA/key.pem", "httpPort": $HTTP_PORT,
   "tlsPort": $(free_port), "ocspResponderURL": "", "externalAccountBindingRequired": false}}
 JSON
-    PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config "$WORK/pebble.json" -dnsserver "127.0.0.1:$dns" >"$WORK/pebble.log" 2>&1 &
+    PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=$reuse pebble -config "$WORK/pebble.json" -dnsserver "127.0.0.1:$dns" >"$WORK/pebble.log" 2>&1 &
     BENCH_PIDS="$BENCH_PIDS $!"
     PEBBLE_DIR="https://localhost:$acme/dir"
     for _ in $(seq 1 100); do curl -sf --cacert "$WORK_CA/ca.pem" "$PEBBLE_DIR" >/dev/null && break; sleep 0.1; done
     PEBBLE_ROOT=$WORK/pebble-root.pem
     curl -sfk "https://127.0.0.1:$mgmt/roots/0" >"$PEBBLE_ROOT" || die "pebble did not start: $(cat "$WORK/pebble.log")"
+}
+
+# For benchmarks: Debian's BIND9 serving the zone $1 (every name 127.0.0.1) on a free
+# loopback port, updatable with a TSIG key. Needs WORK. Sets BIND_PORT, BIND_KEY (its name)
+# and BIND_SECRET.
+bench_bind() {
+    local zone=$1 dir=$WORK/bind
+    mkdir -p "$dir"
+    BIND_PORT=$(free_port)
+    BIND_KEY=bench-key
+    BIND_SECRET=$(head -c 32 /dev/urandom | base64)
+    cat >"$dir/named.conf" <<CONF
+options { directory "$dir"; listen-on port $BIND_PORT { 127.0.0.1; }; listen-on-v6 { none; }; pid-file "$dir/named.pid"; recursion no; dnssec-validation no; notify no; };
+controls { };
+key "$BIND_KEY" { algorithm hmac-sha256; secret "$BIND_SECRET"; };
+zone "$zone" { type primary; file "$dir/$zone.zone"; allow-update { key "$BIND_KEY"; }; };
+CONF
+    printf '$TTL 60\n@ IN SOA ns.%s. admin.%s. 1 60 60 600 60\n@ IN NS ns.%s.\nns IN A 127.0.0.1\n@ IN A 127.0.0.1\n* IN A 127.0.0.1\n' "$zone" "$zone" "$zone" >"$dir/$zone.zone"
+    named -g -c "$dir/named.conf" >/dev/null 2>"$dir/named.log" &
+    BENCH_PIDS="${BENCH_PIDS:-} $!"
+    for _ in $(seq 1 100); do dig +short +time=1 +tries=1 -p "$BIND_PORT" @127.0.0.1 SOA "$zone" | grep -q . && return 0; sleep 0.1; done
+    die "named did not start: $(cat "$dir/named.log")"
 }
 
 # For benchmarks: the berth binary $BERTH as a daemon on a new temporary root, with its own

@@ -75,7 +75,7 @@ fn wants(engine: &Engine, app: &str, bundle: &Bundle) -> bool {
     }
 }
 
-/// After an app's deploy (its deploy lock held), if it has no certificate yet: a kept
+/// Before an app's deploy (its deploy lock held), if it has no certificate yet: a kept
 /// wildcard that covers all its names serves it; else, with `letsencrypt:set --global auto
 /// true`, Let's Encrypt is enabled for it and its certificate ordered in the background
 /// (HTTP-01; a failure is retried by the daemon with its backoff and shown by

@@ -360,10 +360,11 @@ pub async fn receive(ctx: &mut Ctx<'_>, app: &AppName, pushed: &Pushed, context:
     }
     let source = Source::Build { context, git_sha: new.to_string(), pushed: true };
     let cause = deploy::Cause::new("git push", pusher.name);
+    // A new app under a wildcard's domain: its certificate first, so that the deploy's
+    // first route already serves https.
+    crate::wildcard::serve_new_app(ctx.engine, app, &ctx.out).await;
     let version = deploy::deploy_locked(ctx.engine, app, source, &cause, &ctx.out).await.map_err(CmdError::from)?;
     set_source_image(ctx, app, None).await?;
-    // A new app under a wildcard's domain: on https from its first push.
-    crate::wildcard::serve_new_app(ctx.engine, app, &ctx.out).await;
     // git updates the branch only after this hook returns. Until it has, the next push
     // must not look at the branch: keep the deploy lock until it moves. Then the release
     // has landed; if git ends without moving it, the release it made does not stay active.

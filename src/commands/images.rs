@@ -35,8 +35,8 @@ pub async fn from_image(ctx: &mut Ctx<'_>, app: &AppName, image: &str, cause: &s
 pub(super) async fn deploy_image_as(ctx: &mut Ctx<'_>, app: &str, (image, shown): (&str, &str), cause: &str, source_image: Option<&str>) -> CmdResult {
     let _deploying = ctx.engine.deploy_lock(app, &ctx.out).await.map_err(CmdError::Failed)?;
     let source = Source::Image { image: image.to_string(), shown: shown.to_string() };
-    deploy::deploy_locked(ctx.engine, app, source, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::from)?;
     crate::wildcard::serve_new_app(ctx.engine, app, &ctx.out).await;
+    deploy::deploy_locked(ctx.engine, app, source, &ctx.cause(cause), &ctx.out).await.map_err(CmdError::from)?;
     set_source_image(ctx, app, source_image).await
 }
 

@@ -336,12 +336,10 @@ async fn deploy_branch(ctx: &mut Ctx<'_>, parent: &AppName, new: &str, refname: 
     let deployed = {
         let _deploying = engine.deploy_lock(&name, &ctx.out).await.map_err(CmdError::Failed)?;
         let source = Source::Build { context, git_sha: new.to_string(), pushed: false };
-        let deployed = deploy::deploy_locked(engine, &name, source, &deploy::Cause::new(format!("git push {branch}"), pusher), &ctx.out).await;
-        // Under its parent's previews wildcard: on https from this first push.
-        if deployed.is_ok() {
-            crate::wildcard::serve_new_app(engine, &name, &ctx.out).await;
-        }
-        deployed
+        // Under its parent's previews wildcard: the certificate first, so that the first
+        // route already serves https.
+        crate::wildcard::serve_new_app(engine, &name, &ctx.out).await;
+        deploy::deploy_locked(engine, &name, source, &deploy::Cause::new(format!("git push {branch}"), pusher), &ctx.out).await
     };
     match deployed {
         Ok(_) => {
