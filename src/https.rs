@@ -364,7 +364,18 @@ pub async fn record_failure(engine: &Engine, app: &str, error: &str) {
 pub(crate) fn note_failure(renewal: &mut Renewal, error: &str, now: u64) {
     renewal.failures = renewal.failures.saturating_add(1);
     renewal.last_error = Some(error.to_string());
-    renewal.next_attempt = now + retry_wait(renewal.failures);
+    // A rate limit says when to come back: not before then.
+    renewal.next_attempt = (now + retry_wait(renewal.failures)).max(rate_limited_until(error).unwrap_or(0));
+}
+
+/// When a rate limit of the CA's ends, as Let's Encrypt says it in the problem it answers
+/// with its 429 ("…, retry after 2026-12-06 01:02:03 UTC: see …"). Pure.
+pub fn rate_limited_until(error: &str) -> Option<u64> {
+    let at = error.find("retry after ")? + "retry after ".len();
+    let text = error.get(at..at + 19)?;
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let when = time::PrimitiveDateTime::parse(text, &format).ok()?.assume_utc();
+    u64::try_from(when.unix_timestamp()).ok()
 }
 
 /// How long to wait after the `failures`-th failure in a row: 1 h, doubling, at most a day.
@@ -419,6 +430,19 @@ mod tests {
         // graceperiod: the app's over the global one.
         config.letsencrypt.graceperiod = Some(90 * 86_400);
         assert!(due(&config, &global, Some(&(state(CertSource::Letsencrypt), info(&["a.com", "b.com"], far))), now).is_some());
+    }
+
+    #[test]
+    fn a_rate_limit_is_waited_out() {
+        let error = "the ACME server failed: too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s, retry after 2030-01-02 03:04:05 UTC: see https://letsencrypt.org/docs/rate-limits/";
+        assert_eq!(rate_limited_until(error), Some(1_893_553_445));
+        assert_eq!(rate_limited_until("connection refused"), None);
+        let mut renewal = Renewal::default();
+        note_failure(&mut renewal, error, 1_800_000_000);
+        assert_eq!(renewal.next_attempt, 1_893_553_445, "not before the limit ends");
+        let mut renewal = Renewal::default();
+        note_failure(&mut renewal, "retry after 2000-01-01 00:00:00 UTC", 1_800_000_000);
+        assert_eq!(renewal.next_attempt, 1_800_000_000 + RETRY_FIRST, "a limit already over: the usual backoff");
     }
 
     #[test]

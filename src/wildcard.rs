@@ -36,6 +36,7 @@ pub async fn issue(engine: &Engine, domain: &str, out: &Output) -> Result<(), St
     let names = [format!("*.{domain}"), domain.to_string()];
     let bundle = acme.issue(&AcmeSettings { server: settings.server, email }, &names, Some(&provider), out).await.map_err(|e| e.to_string())?;
     engine.store.save_wildcard(domain, &bundle)?;
+    let _ = engine.store.save_wildcard_renewal(domain, &Default::default());
     let served = serve_covered(engine, &bundle, out).await;
     out.step(format!("*.{domain} serves {} app(s)", served.len())).await;
     Ok(())
@@ -121,7 +122,8 @@ pub async fn renew_due(engine: &Engine, now: i64, force: bool, out: &Output) -> 
     let grace = crate::https::effective(&AppConfig::default(), &global).graceperiod as i64;
     let mut failures = 0;
     for (domain, bundle) in engine.store.wildcards() {
-        if !force && bundle.info.not_after - grace > now {
+        let mut renewal = engine.store.wildcard_renewal(&domain);
+        if !force && (bundle.info.not_after - grace > now || renewal.next_attempt as i64 > now) {
             continue;
         }
         out.step(format!("Renewing *.{domain} (expires {} UTC)", crate::tls::utc(bundle.info.not_after))).await;
@@ -130,6 +132,11 @@ pub async fn renew_due(engine: &Engine, now: i64, force: bool, out: &Output) -> 
             Err(e) => {
                 failures += 1;
                 tracing::warn!(domain, "wildcard certificate renewal failed: {e}");
+                // Backed off as an app's renewal is (a rate limit: until it ends).
+                crate::https::note_failure(&mut renewal, &e, now.max(0) as u64);
+                if let Err(e) = engine.store.save_wildcard_renewal(&domain, &renewal) {
+                    tracing::warn!(domain, "the failed renewal could not be recorded: {e}");
+                }
                 out.error(format!("*.{domain}: renewal failed: {e}; the current certificate keeps serving")).await;
             }
         }

@@ -214,6 +214,8 @@ struct Listed {
     app: String,
     domains: Vec<String>,
     expires_at: Option<i64>,
+    /// When the daemon renews it (`graceperiod` before expiry).
+    renews_at: Option<i64>,
     status: String,
     error: Option<String>,
 }
@@ -243,7 +245,8 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
             }
             Err(e) => (None, Some(e), "the certificate cannot be read".into()),
         };
-        rows.push(Listed { app, domains: config.domains, expires_at, status, error });
+        let grace = https::effective(&config, &global).graceperiod as i64;
+        rows.push(Listed { app, domains: config.domains, renews_at: expires_at.map(|t| t - grace), expires_at, status, error });
     }
     // berth's own site, for admins.
     let front = crate::front::load_state(ctx.engine).map_err(failed)?;
@@ -254,16 +257,22 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
             (None, None) => "ok".into(),
         };
         let expires_at = crate::front::certificate(ctx.engine).map(|info| info.not_after);
-        rows.push(Listed { app: format!("{} (--server)", crate::front::NAME), domains: vec![host], expires_at, status, error: front.renewal.last_error });
+        rows.push(Listed { app: format!("{} (--server)", crate::front::NAME), domains: vec![host], expires_at, renews_at: None, status, error: front.renewal.last_error });
     }
     // Wildcards, for admins: which apps each serves.
     if ctx.caller.role.is_admin() {
         let grace = https::effective(&crate::store::AppConfig::default(), &global).graceperiod as i64;
         for (domain, bundle) in ctx.engine.store.wildcards() {
             let serves: Vec<String> = ctx.engine.store.list_apps()?.into_iter().filter(|a| https::current(ctx.engine, a).ok().flatten().is_some_and(|(_, i)| i.serial == bundle.info.serial)).collect();
-            let due = if bundle.info.not_after - grace <= now { "renewal due; " } else { "" };
+            let renewal = ctx.engine.store.wildcard_renewal(&domain);
+            let due = match (&renewal.last_error, bundle.info.not_after - grace <= now) {
+                (Some(_), _) => format!("renewal failed {} time(s); next try {} UTC; ", renewal.failures, tls::utc(renewal.next_attempt as i64)),
+                (None, true) => "renewal due; ".to_string(),
+                (None, false) => String::new(),
+            };
             let status = format!("{due}serves {}", if serves.is_empty() { "no app".to_string() } else { serves.join(" ") });
-            rows.push(Listed { app: format!("*.{domain} (wildcard)"), domains: bundle.info.names.clone(), expires_at: Some(bundle.info.not_after), status, error: None });
+            let renews_at = Some(bundle.info.not_after - grace);
+            rows.push(Listed { app: format!("*.{domain} (wildcard)"), domains: bundle.info.names.clone(), expires_at: Some(bundle.info.not_after), renews_at, status, error: renewal.last_error });
         }
     }
     match format {
@@ -276,6 +285,7 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
                         "domains": r.domains,
                         "expires_at": r.expires_at.map(|t| format!("{} UTC", tls::utc(t))),
                         "days_left": r.expires_at.map(|t| (t - now).div_euclid(86_400)),
+                        "renews_at": r.renews_at.map(|t| format!("{} UTC", tls::utc(t))),
                         "status": r.status,
                         "error": r.error,
                     })
@@ -290,7 +300,8 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
             for r in &rows {
                 let expiry = r.expires_at.map(tls::utc).unwrap_or_else(|| "-".into());
                 let days = r.expires_at.map(|t| (t - now).div_euclid(86_400).to_string()).unwrap_or_else(|| "-".into());
-                ctx.out.detail(format!("{:<width$}{:<22}{:<11}{} ({})", r.app, expiry, days, r.status, r.domains.join(" "))).await;
+                let renews = r.renews_at.map(|t| format!("; renews {} UTC", tls::utc(t))).unwrap_or_default();
+                ctx.out.detail(format!("{:<width$}{:<22}{:<11}{}{renews} ({})", r.app, expiry, days, r.status, r.domains.join(" "))).await;
                 if let Some(error) = &r.error {
                     ctx.out.detail(format!("{:<width$}last error: {error}", "")).await;
                 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{Store, write_atomic};
+use super::{Renewal, Store, read_toml_if_present, write_atomic, write_toml};
 use crate::dns::DnsSettings;
 use crate::tls::Bundle;
 
@@ -42,6 +42,23 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join(format!("{domain}.pem"));
         write_atomic(&path, bundle.nginx_pem().as_bytes(), 0o600).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The wildcard's renewals that failed since it was last issued.
+    pub fn wildcard_renewal(&self, domain: &str) -> Renewal {
+        read_toml_if_present(&self.wildcards_dir().join(format!("{domain}.toml"))).ok().flatten().unwrap_or_default()
+    }
+
+    /// Records the wildcard's failed renewals (the default: none, the file goes).
+    pub fn save_wildcard_renewal(&self, domain: &str, renewal: &Renewal) -> Result<(), String> {
+        let path = self.wildcards_dir().join(format!("{domain}.toml"));
+        if *renewal == Renewal::default() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{}: {e}", path.display())),
+                _ => Ok(()),
+            };
+        }
+        write_toml(&path, "A wildcard certificate's failed renewals", renewal, 0o600).map_err(|e| e.to_string())
     }
 
     /// The wildcard certificates kept, by domain.

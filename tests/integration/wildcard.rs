@@ -176,6 +176,11 @@ fn a_wildcard_over_dns01_serves_every_app_under_the_domain_and_a_new_one_at_its_
     let out = d.ssh("letsencrypt:wildcard berth.test");
     failed(&out, "the current certificates keep serving");
     assert!(out.stderr.contains("127.0.0.1") && out.stderr.contains("the TSIG key"), "{out:#?}");
+    // A failed renewal is recorded and backed off, as an app's is.
+    let out = d.ssh("letsencrypt:auto-renew --force");
+    assert!(out.code == 1 && out.stderr.contains("*.berth.test: renewal failed"), "{out:#?}");
+    let listed = d.ssh("letsencrypt:list").ok().stdout.clone();
+    assert!(listed.contains("renewal failed 1 time(s); next try"), "{listed}");
     assert_eq!(serial(&d, "three"), after);
     let served = https(d.https_port, "three.berth.test", Some(&pebble.root));
     assert_eq!(served.status, 200, "{served:#?}");
