@@ -118,6 +118,7 @@ pub async fn remove(ctx: &mut Ctx<'_>, app: &AppName) -> CmdResult {
 /// `certs:report [APP]`, with dokku's `Ssl …` names.
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     args.no_global("certs")?;
+    let wildcards = ctx.engine.store.wildcards();
     args.print_apps(ctx, |ctx, name, _| {
         Ok({
             let dir = ctx.engine.store.tls_dir(name).display().to_string();
@@ -133,7 +134,10 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
                     .row("Ssl starts at", format!("{} UTC", tls::utc(info.not_before)))
                     .row("Ssl expires at", format!("{} UTC", tls::utc(info.not_after)))
                     .row("Ssl days left", info.days_left(now()))
-                    .row("Ssl verified", if info.self_signed { "self signed" } else { "" }),
+                    .row("Ssl verified", if info.self_signed { "self signed" } else { "" })
+                    // Which certificate it is: a wildcard of `letsencrypt:wildcard` (renewed as
+                    // that), or the app's own.
+                    .row("Ssl wildcard", wildcards.iter().find(|(_, w)| w.info.serial == info.serial).map(|(d, _)| format!("*.{d}")).unwrap_or_default()),
                 Ok(None) => base.row("Ssl enabled", false),
                 Err(e) => base.row("Ssl enabled", false).row("Ssl error", e),
             }
