@@ -375,7 +375,8 @@ impl FromStr for DnsSettings {
     type Err = DnsError;
 
     fn from_str(text: &str) -> Result<DnsSettings, DnsError> {
-        toml::from_str(text).map_err(|e| DnsError::Invalid(format!("letsencrypt/dns.toml: {e}")))
+        // The message only: toml's display quotes the line, which may hold the secret.
+        toml::from_str(text).map_err(|e: toml::de::Error| DnsError::Invalid(format!("letsencrypt/dns.toml: {}", crate::one_line(e.message()))))
     }
 }
 

@@ -312,7 +312,10 @@ async fn try_renew(engine: &Engine, app: &str, force: bool, out: &Output) -> Res
     };
     // A wildcard's certificate is renewed as the wildcard (`letsencrypt:wildcard`), forced
     // or not; the app orders its own only if that has not happened a week before expiry.
-    let by_wildcard = cert.as_ref().is_some_and(|(_, info)| engine.store.wildcards().iter().any(|(_, w)| w.info.serial == info.serial));
+    // (Not when the app has a name the wildcard does not cover: then it needs its own now.)
+    let by_wildcard = cert.as_ref().is_some_and(|(_, info)| {
+        config.domains.iter().all(|d| info.covers(d)) && engine.store.wildcards().iter().any(|(_, w)| w.info.serial == info.serial)
+    });
     if by_wildcard && cert.as_ref().is_some_and(|(_, info)| info.not_after - now() > WILDCARD_FALLBACK) {
         return Ok(Renewed::NotDue);
     }

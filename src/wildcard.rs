@@ -21,10 +21,20 @@ pub fn covering(engine: &Engine, domains: &[String]) -> Option<Bundle> {
     engine.store.wildcards().into_iter().map(|(_, b)| b).filter(|b| domains.iter().all(|d| b.info.covers(d))).max_by_key(|b| b.info.not_after)
 }
 
-/// Orders `*.DOMAIN` and `DOMAIN` over DNS-01, keeps it, and serves it to every app it
-/// covers that has none of its own. The apps' current certificates serve until then; a
-/// failed order changes nothing.
-pub async fn issue(engine: &Engine, domain: &str, out: &Output) -> Result<(), String> {
+/// Which apps a wildcard just issued is put in service for.
+#[derive(Debug, Clone, Copy)]
+pub enum Serve<'a> {
+    /// `letsencrypt:wildcard`: every app it covers (see [`serve_covered`]).
+    Covered,
+    /// A renewal: the apps the earlier one served (a certificate removed since stays so).
+    Renewed,
+    /// `previews:enable APP`: APP and its previews, of the apps it covers.
+    AppAndPreviews(&'a str),
+}
+
+/// Orders `*.DOMAIN` and `DOMAIN` over DNS-01, keeps it, and serves it to the apps `serve`
+/// says. The apps' current certificates serve until then; a failed order changes nothing.
+pub async fn issue(engine: &Engine, domain: &str, serve: Serve<'_>, out: &Output) -> Result<(), String> {
     let provider = engine.store.load_dns()?.provider().map_err(|e| e.to_string())?.ok_or(
         "No DNS provider for DNS-01: letsencrypt:set --global dns-provider rfc2136 (with dns-rfc2136-server, -key-name, -key-secret) or exec (with dns-exec-path)",
     )?;
@@ -37,23 +47,30 @@ pub async fn issue(engine: &Engine, domain: &str, out: &Output) -> Result<(), St
     let bundle = acme.issue(&AcmeSettings { server: settings.server, email }, &names, Some(&provider), out).await.map_err(|e| e.to_string())?;
     engine.store.save_wildcard(domain, &bundle)?;
     let _ = engine.store.save_wildcard_renewal(domain, &Default::default());
-    let served = serve_covered(engine, &bundle, out).await;
+    let served = serve_covered(engine, &bundle, serve, out).await;
     out.step(format!("*.{domain} serves {} app(s)", served.len())).await;
     Ok(())
 }
 
-/// Puts `bundle` in service for every app whose names it all covers and whose certificate
-/// is none, an earlier wildcard of the same name, or one of Let's Encrypt's that does not
-/// last as long. Returns those apps; one that fails keeps its certificate and is said.
-pub async fn serve_covered(engine: &Engine, bundle: &Bundle, out: &Output) -> Vec<String> {
+/// Puts `bundle` in service for the apps whose names it all covers, of those `serve` names,
+/// and whose certificate is none, an earlier wildcard of the same name, or one of Let's
+/// Encrypt's that does not last as long (on a renewal: only an earlier one of the same
+/// name). Returns those apps; one that fails keeps its certificate and is said.
+pub async fn serve_covered(engine: &Engine, bundle: &Bundle, serve: Serve<'_>, out: &Output) -> Vec<String> {
     let mut served = Vec::new();
     for app in engine.store.list_apps().unwrap_or_default() {
         let Ok(config) = engine.store.load_app(&app) else { continue };
         if config.domains.is_empty() || !config.domains.iter().all(|d| bundle.info.covers(d)) {
             continue;
         }
+        if let Serve::AppAndPreviews(parent) = serve
+            && app != parent
+            && config.preview_of.as_ref().is_none_or(|p| p.parent != parent)
+        {
+            continue;
+        }
         let Ok(_deploying) = engine.deploy_lock(&app, out).await else { continue };
-        if wants(engine, &app, bundle) {
+        if wants(engine, &app, bundle, matches!(serve, Serve::Renewed)) {
             match crate::https::install(engine, &app, bundle, CertSource::Letsencrypt, out).await {
                 Ok(()) => served.push(app),
                 Err(e) => out.error(format!("{app} keeps its certificate: {e}")).await,
@@ -64,26 +81,30 @@ pub async fn serve_covered(engine: &Engine, bundle: &Bundle, out: &Output) -> Ve
 }
 
 /// Whether the app should take `bundle`: it has no certificate, or one of Let's Encrypt's
-/// that is this wildcard's earlier one or ends sooner.
-fn wants(engine: &Engine, app: &str, bundle: &Bundle) -> bool {
+/// that is this wildcard's earlier one or ends sooner; on a renewal, only the earlier one.
+fn wants(engine: &Engine, app: &str, bundle: &Bundle, renewal: bool) -> bool {
     match engine.store.current_certificate(app) {
-        Ok(None) => true,
+        Ok(None) => !renewal,
         Ok(Some((state, info))) => {
             let same_wildcard = info.names.iter().any(|n| n.starts_with("*.") && bundle.info.names.contains(n));
-            state.source == CertSource::Letsencrypt && info.serial != bundle.info.serial && (same_wildcard || info.not_after < bundle.info.not_after)
+            let better = same_wildcard || (!renewal && info.not_after < bundle.info.not_after);
+            state.source == CertSource::Letsencrypt && info.serial != bundle.info.serial && better
         }
         Err(_) => false,
     }
 }
 
-/// Before an app's deploy (its deploy lock held), if it has no certificate yet: a kept
+/// Before an app's first deploy (its deploy lock held), if it has no certificate: a kept
 /// wildcard that covers all its names serves it; else, with `letsencrypt:set --global auto
 /// true`, Let's Encrypt is enabled for it and its certificate ordered in the background
 /// (HTTP-01; a failure is retried by the daemon with its backoff and shown by
 /// `letsencrypt:list`).
 pub async fn serve_new_app(engine: &Engine, app: &str, out: &Output) {
     let Ok(config) = engine.store.load_app(app) else { return };
-    if !matches!(engine.store.current_certificate(app), Ok(None)) {
+    // Its first deploy only: a certificate removed since (`certs:remove`,
+    // `letsencrypt:disable`) stays removed.
+    let deployed = engine.store.load_releases(app).map(|r| r.active().is_some()).unwrap_or(true);
+    if deployed || !matches!(engine.store.current_certificate(app), Ok(None)) {
         return;
     }
     if let Some(bundle) = covering(engine, &config.domains) {
@@ -127,7 +148,7 @@ pub async fn renew_due(engine: &Engine, now: i64, force: bool, out: &Output) -> 
             continue;
         }
         out.step(format!("Renewing *.{domain} (expires {} UTC)", crate::tls::utc(bundle.info.not_after))).await;
-        match issue(engine, &domain, out).await {
+        match issue(engine, &domain, Serve::Renewed, out).await {
             Ok(()) => tracing::info!(domain, "wildcard certificate renewed"),
             Err(e) => {
                 failures += 1;

@@ -153,7 +153,7 @@ pub async fn wildcard(ctx: &mut Ctx<'_>, domain: &str) -> CmdResult {
         return Err(failed(format!("Invalid domain {}: DOMAIN gives *.DOMAIN and DOMAIN", validate::quoted(&domain))));
     }
     let started = std::time::Instant::now();
-    crate::wildcard::issue(ctx.engine, &domain, &ctx.out).await.map_err(|e| failed(format!("Let's Encrypt: {e}; the current certificates keep serving")))?;
+    crate::wildcard::issue(ctx.engine, &domain, crate::wildcard::Serve::Covered, &ctx.out).await.map_err(|e| failed(format!("Let's Encrypt: {e}; the current certificates keep serving")))?;
     ctx.out.step(format!("*.{domain} issued in {:.2}s; the daemon renews it before expiry", started.elapsed().as_secs_f64())).await;
     Ok(())
 }

@@ -130,16 +130,22 @@ async fn enable(ctx: &mut Ctx<'_>, app: &AppName, ttl: Option<&str>, max: Option
 }
 
 /// With a DNS provider set: `*.` of the previews' names, so that each preview is served
-/// over https from its first push. Without one, or if the order fails (said), previews are
-/// served over http.
+/// over https from its first push (served to the app and its previews only). Without one,
+/// or if the order fails (said), previews are served over http. An app's key orders it only
+/// under the global domain (`*.APP.<global>`, the app's own names); under one of the app's
+/// domains, that is an admin's (`letsencrypt:wildcard`).
 async fn preview_wildcard(ctx: &Ctx<'_>, app: &str) {
     let engine = ctx.engine;
     let (Ok(config), Ok(global), Ok(dns)) = (engine.store.load_app(app), engine.store.load_global(), engine.store.load_dns()) else { return };
     let Some(base) = previews::base_domain(app, &config.domains, &global.global_domains) else { return };
+    let own = global.global_domains.first().is_some_and(|g| base == format!("{app}.{g}"));
+    if !own && !ctx.caller.role.is_admin() {
+        return;
+    }
     if !matches!(dns.provider(), Ok(Some(_))) || engine.store.wildcards().iter().any(|(d, b)| *d == base && b.info.not_after > crate::unix_now() as i64) {
         return;
     }
-    if let Err(e) = crate::wildcard::issue(engine, &base, &ctx.out).await {
+    if let Err(e) = crate::wildcard::issue(engine, &base, crate::wildcard::Serve::AppAndPreviews(app), &ctx.out).await {
         ctx.out.error(format!("*.{base} could not be issued ({e}): previews are served over http until letsencrypt:wildcard {base} succeeds")).await;
     }
 }
@@ -319,13 +325,22 @@ async fn deploy_branch(ctx: &mut Ctx<'_>, parent: &AppName, new: &str, refname: 
     let now = crate::unix_now();
     let created = claim(ctx, parent, &parent_config, branch, &domain, now).await?;
     let linked = previews::linked_vars(engine, parent);
+    let has_certificate = engine.store.load_tls(&name).ok().flatten().is_some();
     engine
         .update_app(&name, |c| {
             c.env = previews::env(&parent_config, &linked);
             c.builder = parent_config.builder;
             c.buildpacks = parent_config.buildpacks.clone();
             c.checks = parent_config.checks.clone();
-            c.ports = parent_config.ports.clone();
+            // The parent's mappings, and the https one a certificate of the preview's brought
+            // (its wildcard's: the parent may have none).
+            let kept: Vec<_> = if has_certificate { c.ports.iter().filter(|p| p.scheme == crate::validate::Scheme::Https).cloned().collect() } else { Vec::new() };
+            c.ports = if kept.is_empty() { parent_config.ports.clone() } else { parent_config.effective_ports() };
+            for https in kept {
+                if !c.ports.iter().any(|p| p.host == https.host) {
+                    c.ports.push(https);
+                }
+            }
             c.build = parent_config.build.clone();
             if let Some(of) = c.preview_of.as_mut() {
                 of.last_push = now;

@@ -161,6 +161,15 @@ fn a_wildcard_over_dns01_serves_every_app_under_the_domain_and_a_new_one_at_its_
     assert_eq!(out.code, 0, "{out:#?}");
     let served = https(d.https_port, "feature.one.berth.test", Some(&pebble.root));
     assert_eq!((served.status, served.body.as_str()), (200, "a preview"), "{served:#?}");
+    // Its next push keeps https (the parent's mappings come again, with the preview's own).
+    one.write("Dockerfile", &web_dockerfile("a preview, again", 0)).commit("preview again");
+    assert_eq!(one.push(&d, "feature").code, 0);
+    let served = https(d.https_port, "feature.one.berth.test", Some(&pebble.root));
+    assert_eq!((served.status, served.body.as_str()), (200, "a preview, again"), "{served:#?}");
+    // A certificate removed stays removed at the next deploy.
+    d.ssh("certs:remove two").ok();
+    d.ssh("ps:rebuild two").ok();
+    assert_eq!(d.ssh("certs:report two --certs-ssl-enabled").ok().stdout, "false\n");
 
     // Renewed (forced): every app it serves gets the new one.
     let before = serial(&d, "three");
@@ -168,7 +177,8 @@ fn a_wildcard_over_dns01_serves_every_app_under_the_domain_and_a_new_one_at_its_
     assert!(renewed.ok().stdout.contains("Renewing *.berth.test") && !renewed.stdout.contains("HTTP-01"), "{renewed:#?}");
     let after = serial(&d, "three");
     assert_ne!(before, after);
-    assert_eq!(serial(&d, "two"), after);
+    assert_eq!(serial(&d, "one"), serial(&d, "one--feature"), "*.one.berth.test serves one and its preview");
+    assert_eq!(serial(&d, "two"), "", "a certificate removed is not brought back by a renewal");
 
     // A wrong TSIG key: one line, the current certificates keep serving.
     d.ssh("letsencrypt:set --global dns-rfc2136-key-secret c29tZSBvdGhlciBzZWNyZXQga2V5IG9mIDMyIGJ5dGVz").ok();
