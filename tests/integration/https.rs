@@ -157,6 +157,10 @@ pub struct Fetched {
     pub status: u16,
     pub headers: String,
     pub body: String,
+    /// curl's own message when it failed (the connection or TLS): read through `Debug`, in
+    /// the messages of failed assertions.
+    #[allow(dead_code)]
+    pub error: String,
 }
 
 /// GET https://HOST:PORT/ with curl, trusting only `cacert` (None: no verification).
@@ -171,7 +175,7 @@ pub fn https(port: u16, host: &str, cacert: Option<&Path>) -> Fetched {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (headers, body) = text.split_once("\r\n\r\n").map(|(h, b)| (h.to_string(), b.trim().to_string())).unwrap_or_default();
     let status = if out.status.success() { headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0) } else { 0 };
-    Fetched { status, headers, body }
+    Fetched { status, headers, body, error: String::from_utf8_lossy(&out.stderr).trim().to_string() }
 }
 
 fn report(d: &Daemon, app: &str) -> serde_json::Value {
