@@ -9,7 +9,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -369,15 +368,6 @@ async fn exec(path: &std::path::Path, action: &str, fqdn: &str, value: &str) -> 
     let stderr = String::from_utf8_lossy(&out.stderr);
     let why = stderr.lines().rev().find(|l| !l.trim().is_empty()).map(crate::one_line).unwrap_or_else(|| "no message".into());
     Err(DnsError::Exec(format!("{} {action} {fqdn} failed ({}): {why}", path.display(), out.status)))
-}
-
-impl FromStr for DnsSettings {
-    type Err = DnsError;
-
-    fn from_str(text: &str) -> Result<DnsSettings, DnsError> {
-        // The message only: toml's display quotes the line, which may hold the secret.
-        toml::from_str(text).map_err(|e: toml::de::Error| DnsError::Invalid(format!("letsencrypt/dns.toml: {}", crate::one_line(e.message()))))
-    }
 }
 
 #[cfg(test)]

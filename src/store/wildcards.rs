@@ -17,23 +17,19 @@ impl Store {
         self.root().join("letsencrypt").join("wildcards")
     }
 
-    /// `letsencrypt:set --global dns-*`, as saved (none: the defaults).
+    /// `letsencrypt:set --global dns-*`, as saved (none: the defaults). A file that does not
+    /// parse is said by its line and toml's message, never its text (the secret).
     pub fn load_dns(&self) -> Result<DnsSettings, String> {
-        match std::fs::read_to_string(self.dns_file()) {
-            Ok(text) => text.parse().map_err(|e: crate::dns::DnsError| e.to_string()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DnsSettings::default()),
-            Err(e) => Err(format!("{}: {e}", self.dns_file().display())),
-        }
+        read_toml_if_present(&self.dns_file()).map(Option::unwrap_or_default).map_err(|e| e.to_string())
     }
 
     /// Saves the DNS settings, readable by root only.
     pub fn save_dns(&self, settings: &DnsSettings) -> Result<(), String> {
         let path = self.dns_file();
-        let text = toml::to_string(settings).map_err(|e| e.to_string())?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        write_atomic(&path, format!("# berth: DNS-01 settings (letsencrypt:set --global dns-*)\n{text}").as_bytes(), 0o600).map_err(|e| format!("{}: {e}", path.display()))
+        write_toml(&path, "DNS-01 settings (letsencrypt:set --global dns-*)", settings, 0o600).map_err(|e| e.to_string())
     }
 
     /// Keeps `bundle` as the wildcard certificate of `domain` (replacing the one before).
@@ -74,5 +70,26 @@ impl Store {
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_settings_round_trip_0600_and_a_broken_file_never_shows_its_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.load_dns().unwrap(), DnsSettings::default());
+        let mut settings = DnsSettings::default();
+        settings.set("dns-rfc2136-key-secret", Some("c2VjcmV0LXNlY3JldC1zZWNyZXQ=")).unwrap();
+        store.save_dns(&settings).unwrap();
+        assert_eq!(store.load_dns().unwrap(), settings);
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(store.dns_file()).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(store.dns_file(), "rfc2136_key_secret = \"c2VjcmV0LXNlY3JldC1zZWNyZXQ=\" broken\n").unwrap();
+        let error = store.load_dns().unwrap_err();
+        assert!(!error.contains("c2VjcmV0") && error.contains("dns.toml"), "{error}");
     }
 }
