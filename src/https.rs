@@ -314,7 +314,7 @@ async fn try_renew(engine: &Engine, app: &str, force: bool, out: &Output) -> Res
     // or not; the app orders its own only if that has not happened a week before expiry.
     // (Not when the app has a name the wildcard does not cover: then it needs its own now.)
     let by_wildcard = cert.as_ref().is_some_and(|(_, info)| {
-        config.domains.iter().all(|d| info.covers(d)) && engine.store.wildcards().iter().any(|(_, w)| w.info.serial == info.serial)
+        config.domains.iter().all(|d| info.covers(d)) && crate::store::wildcard_serving(&engine.store.wildcards(), info).is_some()
     });
     if by_wildcard && cert.as_ref().is_some_and(|(_, info)| info.not_after - now() > WILDCARD_FALLBACK) {
         return Ok(Renewed::NotDue);

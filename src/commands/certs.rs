@@ -137,7 +137,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
                     .row("Ssl verified", if info.self_signed { "self signed" } else { "" })
                     // Which certificate it is: a wildcard of `letsencrypt:wildcard` (renewed as
                     // that), or the app's own.
-                    .row("Ssl wildcard", wildcards.iter().find(|(_, w)| w.info.serial == info.serial).map(|(d, _)| format!("*.{d}")).unwrap_or_default()),
+                    .row("Ssl wildcard", crate::store::wildcard_serving(&wildcards, &info).map(|d| format!("*.{d}")).unwrap_or_default()),
                 Ok(None) => base.row("Ssl enabled", false),
                 Err(e) => base.row("Ssl enabled", false).row("Ssl error", e),
             }

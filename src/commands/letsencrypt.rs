@@ -262,9 +262,17 @@ pub async fn list(ctx: &mut Ctx<'_>, format: Format) -> CmdResult {
     // Wildcards, for admins: which apps each serves.
     if ctx.caller.role.is_admin() {
         let grace = https::effective(&crate::store::AppConfig::default(), &global).graceperiod as i64;
-        for (domain, bundle) in ctx.engine.store.wildcards() {
-            let serves: Vec<String> = ctx.engine.store.list_apps()?.into_iter().filter(|a| https::current(ctx.engine, a).ok().flatten().is_some_and(|(_, i)| i.serial == bundle.info.serial)).collect();
-            let renewal = ctx.engine.store.wildcard_renewal(&domain);
+        let wildcards = ctx.engine.store.wildcards();
+        // Each app's certificate read once: (app, the wildcard it is served with).
+        let mut served_by = Vec::new();
+        for app in ctx.engine.store.list_apps()? {
+            if let Some((_, info)) = https::current(ctx.engine, &app).ok().flatten() {
+                served_by.push((app, crate::store::wildcard_serving(&wildcards, &info).map(str::to_string)));
+            }
+        }
+        for (domain, bundle) in &wildcards {
+            let serves: Vec<&str> = served_by.iter().filter(|(_, w)| w.as_ref() == Some(domain)).map(|(a, _)| a.as_str()).collect();
+            let renewal = ctx.engine.store.wildcard_renewal(domain);
             let due = match (&renewal.last_error, bundle.info.not_after - grace <= now) {
                 (Some(_), _) => format!("renewal failed {} time(s); next try {} UTC; ", renewal.failures, tls::utc(renewal.next_attempt as i64)),
                 (None, true) => "renewal due; ".to_string(),

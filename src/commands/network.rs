@@ -228,10 +228,9 @@ pub async fn set(ctx: &mut Ctx<'_>, target: Target, key: Option<String>, values:
         ctx.engine.store.load_app(app)?;
         super::scheduler::not_on_swarm(ctx, app, "networks of network:set (they are this server's bridges)")?;
     }
-    for network in &networks {
-        if !attachable(ctx, &network.0).await? {
-            return Err(failed(format!("Network {network} does not exist: network:create {network} first")));
-        }
+    let all = runtime(ctx).await?.attachable_networks().await.map_err(|e| failed(e.to_string()))?;
+    if let Some(network) = networks.iter().find(|n| !all.iter().any(|a| a.name == n.0)) {
+        return Err(failed(format!("Network {network} does not exist: network:create {network} first")));
     }
     let names: Vec<String> = networks.iter().map(|n| n.0.clone()).collect();
     let create = key == "attach-post-create";
@@ -314,8 +313,9 @@ pub async fn rebuild(ctx: &mut Ctx<'_>, app: &str) -> CmdResult {
 
 pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
     let global = ctx.engine.store.load_global()?;
+    // A list as dokku reports it: its names, space-separated; unset when empty.
+    let joined = |names: &[String]| (!names.is_empty()).then(|| names.join(" "));
     if args.global {
-        let joined = |names: &[String]| (!names.is_empty()).then(|| names.join(" "));
         let report = Report::new("--global network information")
             .namespace("network")
             .global_layer("attach-post-create", joined(&global.attach_post_create), global.attach_post_create.join(" "))
@@ -324,7 +324,6 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
         return args.print_global(ctx, report).await;
     }
     let runtime = runtime(ctx).await.ok();
-    let joined = |names: &[String]| (!names.is_empty()).then(|| names.join(" "));
     args.print_apps(ctx, |ctx, name, config| {
         // What nginx routes the app's web traffic to, as dokku's web listeners.
         let port = config.container_port();

@@ -12,6 +12,7 @@ mod releases;
 mod services;
 mod settings;
 mod wildcards;
+pub use wildcards::wildcard_serving;
 mod tls;
 mod tokens;
 

@@ -73,6 +73,12 @@ impl Store {
     }
 }
 
+/// The domain of the kept wildcard (of `wildcards`, as [`Store::wildcards`] gives them) that
+/// certificate `info` is, if it is one. Pure.
+pub fn wildcard_serving<'a>(wildcards: &'a [(String, Bundle)], info: &crate::tls::CertInfo) -> Option<&'a str> {
+    wildcards.iter().find(|(_, w)| w.info.serial == info.serial).map(|(domain, _)| domain.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
