@@ -210,6 +210,9 @@ async fn restore_all(engine: Arc<Engine>) {
         for id in runtime.orphaned_one_offs().await.unwrap_or_default() {
             let _ = runtime.remove(&id).await;
         }
+        for id in runtime.orphaned_holders().await.unwrap_or_default() {
+            let _ = runtime.remove(&id).await;
+        }
     }
     for app in apps {
         let out = crate::output::Output::channel(1).0;

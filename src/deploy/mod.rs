@@ -188,10 +188,36 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
     // Where the app is being moved to, during a move; else where it runs.
     let scheduler = engine.deploy_scheduler(app).await?;
     scheduler.prepare().await?;
+    // The web containers' namespaces are made while the release builds.
+    if matches!(source, Source::Build { .. } | Source::Image { .. }) {
+        scheduler.warm(warm_slots(engine, app, &config));
+    }
+    let deployed = deploy_made(engine, &scheduler, app, &config, source, cause, started, out).await;
+    scheduler.cool(app).await;
+    deployed
+}
+
+/// The web slots a rollout of the app's config starts. (Its release's formation is known
+/// only once it is built: a slot too many is let go, one too few starts as before.)
+pub(super) fn warm_slots(engine: &Engine, app: &str, config: &AppConfig) -> Vec<crate::runtime::Warm> {
+    let web = config.scale.get(process::WEB).copied().unwrap_or(1);
+    let settings = engine.store.load_global().unwrap_or_default();
+    let slot = |index| crate::runtime::Warm {
+        app: app.to_string(),
+        index,
+        tld: config.tld_with(&settings),
+        networks: config.networks_with(&settings),
+        services: crate::services::reached_by(engine, app, config),
+    };
+    (1..=web).map(slot).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn deploy_made(engine: &Engine, scheduler: &std::sync::Arc<dyn Scheduler>, app: &str, config: &AppConfig, source: Source, cause: &Cause, started: Instant, out: &Output) -> Result<(u32, bool), Error> {
     let releases = engine.store.load_releases(app)?;
-    let mut made = make_release(engine, app, &config, &releases, source, cause, out).await?;
+    let mut made = make_release(engine, app, config, &releases, source, cause, out).await?;
     let version = made.release.version;
-    if let Err(e) = formation(&mut made, &config, out).await {
+    if let Err(e) = formation(&mut made, config, out).await {
         if made.built {
             remove_images(engine, app, vec![made.release.image_tag.clone()]).await;
         }
@@ -206,8 +232,8 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
     }
     out.step(format!("Releasing v{version}")).await;
     let previous = releases.active().map(|r| r.version);
-    let urls = rollout::go_live(engine, &scheduler, app, &config, &mut made, previous, cause, out).await?;
-    finish(engine, &*scheduler, app, &config, made, started, urls, out).await;
+    let urls = rollout::go_live(engine, scheduler, app, config, &mut made, previous, cause, out).await?;
+    finish(engine, &**scheduler, app, config, made, started, urls, out).await;
     Ok((version, true))
 }
 

@@ -97,6 +97,11 @@ async fn switch(
             tokio::spawn(async move {
                 let prune = retirement.run(&engine, &app, &*scheduler).await;
                 super::remove_images(&engine, &app, prune).await;
+                // The next rollout's web namespaces, once this one's work is done.
+                engine.no_swap_starting(SWAP_WAIT).await;
+                if let Ok(config) = engine.store.load_app(&app) {
+                    scheduler.warm(super::warm_slots(&engine, &app, &config));
+                }
             });
             Ok(urls)
         }

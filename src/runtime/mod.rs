@@ -16,11 +16,13 @@ use futures_util::StreamExt;
 use crate::output::Output;
 
 mod build_request;
+mod holders;
 mod images;
 mod networks;
 mod oneshot;
 mod services;
 
+pub use holders::{LABEL_HOLDER, Warm};
 pub use images::{AppImage, BuildLimits};
 pub use networks::{AttachableNetwork, BUILD_NETWORK, UserNetwork};
 pub use oneshot::{Client, Committed, OneShot, Terminal, TimeLimit};
@@ -74,6 +76,8 @@ pub struct Runtime {
     stopping: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Networks this process made or found (not asked of the engine again before each start).
     networks_made: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Network namespaces being made for web containers about to start (`holders.rs`).
+    holders: holders::Pool,
 }
 
 /// A container of an app, as the engine reports it.
@@ -327,7 +331,7 @@ impl Runtime {
     pub async fn connect(root: std::path::PathBuf) -> Result<Runtime, RuntimeError> {
         let docker = Docker::connect_with_local_defaults().map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
         let docker = docker.negotiate_version().await.map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
-        Ok(Runtime { docker, root: root.display().to_string(), stopping: Default::default(), networks_made: Default::default() })
+        Ok(Runtime { docker, root: root.display().to_string(), stopping: Default::default(), networks_made: Default::default(), holders: Default::default() })
     }
 
     /// The engine itself, for what is not a container's (a cluster's services and nodes).
@@ -404,24 +408,55 @@ impl Runtime {
                 ..spec.host_config(&network)
             }),
             networking_config: Some(bollard::models::NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(network, bollard::models::EndpointSettings { aliases: Some(aliases.clone()), ..Default::default() })])),
+                endpoints_config: Some(HashMap::from([(network.clone(), bollard::models::EndpointSettings { aliases: Some(aliases.clone()), ..Default::default() })])),
             }),
             ..Default::default()
         };
         spec.apply_options(&mut body)?;
+        // A web container joins the namespace made for it while the release was built.
+        let holder = match spec.process == crate::process::WEB {
+            true => self.take_holder(spec).await,
+            false => None,
+        };
+        let holder = match holder {
+            Some(h) if holders::joinable(&body, &network) => Some(h),
+            Some(h) => {
+                let _ = self.remove_container(&h).await;
+                None
+            }
+            None => None,
+        };
+        if let Some(h) = &holder {
+            body = holders::join(body, h);
+        }
         // A container of the same name is left from an interrupted attempt at this release.
         let _ = self.remove(&name).await;
-        self.wait_for_addresses().await;
-        let created = self.docker.create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body).await?;
-        let started = async {
-            self.attach_networks(&created.id, spec, aliases).await?;
-            Ok::<(), RuntimeError>(self.docker.start_container(&created.id, None).await?)
-        };
-        if let Err(e) = started.await {
-            let _ = self.remove(&created.id).await;
-            return Err(e);
+        if holder.is_none() {
+            self.wait_for_addresses().await;
         }
-        Ok(created.id)
+        let created = async { Ok::<_, RuntimeError>(self.docker.create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body).await?) };
+        let started = async {
+            let created = created.await?;
+            if holder.is_none() {
+                self.attach_networks(&created.id, spec, aliases).await?;
+            }
+            match self.docker.start_container(&created.id, None).await {
+                Ok(()) => Ok(created.id),
+                Err(e) => {
+                    let _ = self.remove_container(&created.id).await;
+                    Err(e.into())
+                }
+            }
+        };
+        match started.await {
+            Ok(id) => Ok(id),
+            Err(e) => {
+                if let Some(h) = &holder {
+                    let _ = self.remove_container(h).await;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The app's network, made if missing, with the services it reaches on it.
@@ -454,7 +489,16 @@ impl Runtime {
     /// The container's address on its app's network.
     pub async fn ip(&self, id: &str) -> Result<String, RuntimeError> {
         let info = self.docker.inspect_container(id, None).await?;
-        self.network_ip(info).ok_or_else(|| RuntimeError::Container("the container has no address on its app's network".into()))
+        self.address(info).await.ok_or_else(|| RuntimeError::Container("the container has no address on its app's network".into()))
+    }
+
+    /// A container's address on its app's network, or its holder's (`holders.rs`).
+    async fn address(&self, info: bollard::models::ContainerInspectResponse) -> Option<String> {
+        let joined = info.host_config.as_ref().and_then(|h| h.network_mode.as_deref()).and_then(|m| m.strip_prefix("container:")).map(str::to_string);
+        match joined {
+            Some(holder) => self.network_ip(self.docker.inspect_container(&holder, None).await.ok()?),
+            None => self.network_ip(info),
+        }
     }
 
     /// A container's address on its app's network (or, for a container an older berth
@@ -472,7 +516,7 @@ impl Runtime {
         let info = self.docker.inspect_container(id, None).await.ok()?;
         let state = info.state.clone().unwrap_or_default();
         let running = state.running == Some(true) && state.restarting != Some(true);
-        let ip = self.network_ip(info).filter(|_| running);
+        let ip = if running { self.address(info).await } else { None };
         Some(Live { running, ip, exit_code: state.exit_code.filter(|_| !running) })
     }
 
@@ -489,6 +533,13 @@ impl Runtime {
     /// caller waits for `wait_for_addresses` first (without holding locks heals need).
     pub async fn restart(&self, id: &str) -> Result<(), RuntimeError> {
         self.stopping.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        // Its holder first (stopped with the engine, say): the namespace it joins.
+        if let Some(holder) = self.holder_of(id).await {
+            match self.docker.start_container(&holder, None).await {
+                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(self.docker.start_container(id, None).await?)
     }
 
@@ -559,7 +610,17 @@ impl Runtime {
         self.remove(id).await
     }
 
+    /// Removes a container, and the holder of its network namespace with it.
     pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let holder = self.holder_of(id).await;
+        self.remove_container(id).await?;
+        match holder {
+            Some(holder) => self.remove_container(&holder).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
         self.mark_stopping(id);
         let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
         match self.docker.remove_container(id, Some(options)).await {

@@ -147,6 +147,8 @@ impl Runtime {
 
     /// Connects a container to a network under these extra names (already on it is fine).
     pub async fn attach(&self, container: &str, network: &str, aliases: Vec<String>) -> Result<(), RuntimeError> {
+        // A web container that joined a holder's namespace is on its holder's networks.
+        let container = self.network_owner(container).await;
         let endpoint = EndpointSettings { aliases: (!aliases.is_empty()).then_some(aliases), ..Default::default() };
         let request = NetworkConnectRequest { container: container.to_string(), endpoint_config: Some(endpoint) };
         match self.docker.connect_network(network, request).await {
@@ -161,7 +163,8 @@ impl Runtime {
 
     /// Takes a container off a network (not on it, or either gone, is fine).
     pub async fn detach(&self, container: &str, network: &str) -> Result<(), RuntimeError> {
-        let request = NetworkDisconnectRequest { container: container.to_string(), force: Some(true) };
+        let container = self.network_owner(container).await;
+        let request = NetworkDisconnectRequest { container, force: Some(true) };
         match self.docker.disconnect_network(network, request).await {
             Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError { message, .. }) if message.contains("is not connected") => Ok(()),

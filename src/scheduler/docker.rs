@@ -32,6 +32,14 @@ impl Scheduler for DockerLocal {
         Ok(self.runtime.ensure_network().await?)
     }
 
+    fn warm(&self, slots: Vec<crate::runtime::Warm>) {
+        self.runtime.warm(slots);
+    }
+
+    async fn cool(&self, app: &str) {
+        self.runtime.cool(app).await;
+    }
+
     async fn roll_out(&self, units: &[Unit<'_>]) -> Vec<Result<String, SchedError>> {
         // At most as many at once as the app says (`parallel-schedule-count`), in order.
         let parallel = units.first().map_or(1, |u| u.parallel_starts.max(1) as usize);
@@ -112,6 +120,7 @@ impl Scheduler for DockerLocal {
     }
 
     async fn remove_all(&self, app: &str) -> Result<(), SchedError> {
+        self.runtime.cool(app).await;
         for c in self.runtime.containers(app).await? {
             self.runtime.remove(&c.id).await?;
         }

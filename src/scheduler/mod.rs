@@ -115,6 +115,14 @@ pub trait Scheduler: Send + Sync {
     /// Makes ready what instances need before any starts (the network they share).
     async fn prepare(&self) -> Result<(), SchedError>;
 
+    /// Readies, in the background, what the web instances of a rollout about to come will
+    /// need (docker-local: their network namespaces, while the release builds). A hint: a
+    /// rollout starts without it.
+    fn warm(&self, _slots: Vec<crate::runtime::Warm>) {}
+
+    /// Lets go of what `warm` readied and no instance took.
+    async fn cool(&self, _app: &str) {}
+
     /// Starts every unit of a new release's formation beside what runs, all at once: per
     /// unit, in order, the new instance's id or why it did not start.
     async fn roll_out(&self, units: &[Unit<'_>]) -> Vec<Result<String, SchedError>>;

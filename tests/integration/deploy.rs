@@ -59,6 +59,8 @@ fn a_pushed_dockerfile_app_is_served_through_nginx_by_host() {
 #[test]
 fn a_redeploy_under_continuous_requests_drops_none() {
     let d = Daemon::start();
+    // Web containers join namespaces made while their release builds (from the stack image).
+    crate::harness::stack_image(&d);
     d.ssh("apps:create steady").ok();
     d.ssh("domains:add steady steady.example.com").ok();
     let repo = AppRepo::new(&d, "steady");
@@ -92,6 +94,28 @@ fn a_redeploy_under_continuous_requests_drops_none() {
     let failed = failed.into_inner().unwrap();
     assert!(failed.is_empty(), "{} requests failed during redeploys: {:?}", failed.len(), &failed[..failed.len().min(5)]);
     assert!(served.load(Ordering::Relaxed) > 50, "too few requests to mean anything");
+    // The web container joined its holder's namespace, the old ones' holders went with them
+    // (retired after the push returned: waited for), and the next deploy's is ready.
+    let root = d.root().display().to_string();
+    let listed = |filter: &str| -> Vec<String> {
+        docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("label=berth.root={root}"), "--filter", "label=berth.app=steady", "--filter", filter])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (web, holders) = loop {
+        let (web, holders) = (listed("label=berth.process=web"), listed("label=berth.holder"));
+        if web.len() == 1 && holders.len() == 2 || std::time::Instant::now() > deadline {
+            break (web, holders);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!((web.len(), holders.len()), (1, 2), "one web container, its holder and the next one's: {web:?} {holders:?}");
+    let joined = docker(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", &web[0]]);
+    assert!(holders.iter().any(|h| joined.trim() == format!("container:{h}")), "{joined} is not one of {holders:?}");
+    d.ssh("apps:destroy steady --force").ok();
+    assert!(listed("label=berth.holder").is_empty(), "a holder outlived its app");
 }
 
 #[test]

@@ -1,0 +1,259 @@
+//! Network namespaces made ahead of time for an app's next web containers.
+//!
+//! Starting a container on a user-defined network costs the engine most of its start (the
+//! namespace, the veth pair, the embedded DNS); joining a namespace that is ready costs a
+//! third of it. So while a deploy builds, berth starts one small holder per web slot on the
+//! app's network (with the slot's names and the networks an admin attached the app to), and
+//! the new web container joins it (`network_mode: container:HOLDER`): the swap waits only
+//! for the app itself. Once a rollout's old containers have retired, the holders of the next
+//! one are made ahead (a sleeping process per web slot), so even a build that takes no time
+//! finds them ready. A holder lives and goes with the container that joined it
+//! (`Runtime::remove`); one no container took goes when the deploy ends (`cool`) or the app
+//! does, and one an interrupted daemon left goes when the next one starts
+//! (`orphaned_holders`).
+//!
+//! A holder runs `sleep infinity` from the buildpack stack image: where that image is
+//! missing, or the app's docker-options give its containers network settings of their own
+//! (ports, DNS, hosts, another network), web containers start on the network themselves.
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{CreateContainerOptions, ListContainersOptions};
+
+use super::{LABEL_APP, LABEL_DAEMON, LABEL_ROOT, Runtime, RuntimeError};
+
+/// On a holder: the slot whose namespace it holds (`web.1`).
+pub const LABEL_HOLDER: &str = "berth.holder";
+
+/// What a web slot's namespace is made with: the same as the container that joins it would
+/// have been given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warm {
+    pub app: String,
+    pub index: u32,
+    pub tld: Option<String>,
+    /// Networks an admin attached the app to.
+    pub networks: Vec<String>,
+    /// Service containers the app reaches on its network.
+    pub services: Vec<String>,
+}
+
+impl Warm {
+    /// The slot of a container about to start.
+    pub fn of(spec: &super::ContainerSpec<'_>) -> Warm {
+        Warm { app: spec.app.to_string(), index: spec.index, tld: spec.tld.clone(), networks: spec.networks.clone(), services: spec.services.clone() }
+    }
+}
+
+/// A holder being made for a slot.
+pub(super) struct Pending {
+    warm: Warm,
+    made: tokio::task::JoinHandle<Option<String>>,
+}
+
+/// The pending holders of this process, by app and index.
+pub(super) type Pool = std::sync::Arc<std::sync::Mutex<HashMap<(String, u32), Pending>>>;
+
+/// Whether a container made with `body` may join another's network namespace: the engine
+/// refuses one that also asks for network settings of its own (the admin's docker-options).
+/// Pure.
+pub(super) fn joinable(body: &ContainerCreateBody, network: &str) -> bool {
+    let host = body.host_config.as_ref();
+    let empty = |v: Option<&Vec<String>>| v.is_none_or(Vec::is_empty);
+    host.and_then(|h| h.network_mode.as_deref()) == Some(network)
+        && host.is_none_or(|h| {
+            h.port_bindings.as_ref().is_none_or(HashMap::is_empty)
+                && h.publish_all_ports != Some(true)
+                && empty(h.dns.as_ref())
+                && empty(h.dns_search.as_ref())
+                && empty(h.dns_options.as_ref())
+                && empty(h.extra_hosts.as_ref())
+                && empty(h.links.as_ref())
+        })
+        && body.exposed_ports.as_ref().is_none_or(|p| p.is_empty())
+        && body.domainname.is_none()
+}
+
+/// `body`, joined to `holder`'s namespace: the holder has the network, the names and the
+/// host name.
+pub(super) fn join(mut body: ContainerCreateBody, holder: &str) -> ContainerCreateBody {
+    if let Some(host) = body.host_config.as_mut() {
+        host.network_mode = Some(format!("container:{holder}"));
+    }
+    body.networking_config = None;
+    body.hostname = None;
+    body
+}
+
+impl Runtime {
+    /// Starts making a holder for each slot (in the background; a slot that has one
+    /// already keeps it).
+    pub fn warm(&self, slots: Vec<Warm>) {
+        let mut pool = self.holders.lock().unwrap_or_else(|p| p.into_inner());
+        for warm in slots {
+            let key = (warm.app.clone(), warm.index);
+            if pool.contains_key(&key) {
+                continue;
+            }
+            let runtime = self.clone();
+            let slot = warm.clone();
+            let made = tokio::spawn(async move {
+                match runtime.make_holder(&slot).await {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        tracing::debug!(app = slot.app, index = slot.index, "no holder: {e}");
+                        None
+                    }
+                }
+            });
+            pool.insert(key, Pending { warm, made });
+        }
+    }
+
+    /// The holder made for this container's slot, if one was and still fits it (taken: it
+    /// is the container's from now on).
+    pub(super) async fn take_holder(&self, spec: &super::ContainerSpec<'_>) -> Option<String> {
+        let pending = self.holders.lock().unwrap_or_else(|p| p.into_inner()).remove(&(spec.app.to_string(), spec.index))?;
+        let fits = pending.warm == Warm::of(spec);
+        let id = pending.made.await.ok().flatten()?;
+        if fits && self.alive(&id).await.is_ok() {
+            return Some(id);
+        }
+        let _ = self.remove_container(&id).await;
+        None
+    }
+
+    /// Removes the holders made for `app` that no container took.
+    pub async fn cool(&self, app: &str) {
+        let pending: Vec<Pending> = {
+            let mut pool = self.holders.lock().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<_> = pool.keys().filter(|(a, _)| a == app).cloned().collect();
+            keys.into_iter().filter_map(|k| pool.remove(&k)).collect()
+        };
+        for p in pending {
+            if let Ok(Some(id)) = p.made.await {
+                let _ = self.remove_container(&id).await;
+            }
+        }
+    }
+
+    async fn make_holder(&self, warm: &Warm) -> Result<String, RuntimeError> {
+        let image = crate::buildpack::STACK_IMAGE;
+        if self.image_info(image).await.is_none() {
+            return Err(RuntimeError::Container(format!("no {image}")));
+        }
+        let web = crate::process::WEB;
+        let network = self.ensure_app_network(&warm.app).await?;
+        for service in &warm.services {
+            self.attach(service, &network, Vec::new()).await?;
+        }
+        let aliases = super::with_tld(super::aliases(&warm.app, web, warm.index), warm.tld.as_deref());
+        let labels = HashMap::from([
+            (LABEL_APP.to_string(), warm.app.clone()),
+            (LABEL_ROOT.to_string(), self.root.clone()),
+            (LABEL_HOLDER.to_string(), format!("{web}.{}", warm.index)),
+            (LABEL_DAEMON.to_string(), super::daemon_run().to_string()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(image.into()),
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            labels: Some(labels),
+            hostname: Some(super::hostname(&warm.app, web, warm.index)),
+            host_config: Some(HostConfig {
+                network_mode: Some(network.clone()),
+                restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
+                log_config: Some(bollard::models::HostConfigLogConfig { typ: Some("none".into()), config: None }),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(network, EndpointSettings { aliases: Some(aliases.clone()), ..Default::default() })])),
+            }),
+            ..Default::default()
+        };
+        let name = format!("berth-{}-{web}.{}-net-{:08x}-{}", warm.app, warm.index, rand::random::<u32>(), self.root_tag());
+        self.wait_for_addresses().await;
+        let created = self.docker.create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body).await?;
+        let started = async {
+            for admin in &warm.networks {
+                self.attach(&created.id, &self.attachable_network(admin).await?, aliases.clone()).await?;
+            }
+            Ok::<(), RuntimeError>(self.docker.start_container(&created.id, None).await?)
+        };
+        if let Err(e) = started.await {
+            let _ = self.remove_container(&created.id).await;
+            return Err(e);
+        }
+        Ok(created.id)
+    }
+
+    /// The holder whose namespace this container joined, if it did.
+    pub(super) async fn holder_of(&self, id: &str) -> Option<String> {
+        let info = self.docker.inspect_container(id, None).await.ok()?;
+        let mode = info.host_config?.network_mode?;
+        let holder = mode.strip_prefix("container:")?;
+        self.is_holder(holder).await.then(|| holder.to_string())
+    }
+
+    async fn is_holder(&self, id: &str) -> bool {
+        let Ok(info) = self.docker.inspect_container(id, None).await else {
+            return false;
+        };
+        let labels = info.config.and_then(|c| c.labels).unwrap_or_default();
+        labels.contains_key(LABEL_HOLDER) && labels.get(LABEL_ROOT) == Some(&self.root)
+    }
+
+    /// The container that has the network of this one: its holder, or itself.
+    pub(super) async fn network_owner(&self, id: &str) -> String {
+        self.holder_of(id).await.unwrap_or_else(|| id.to_string())
+    }
+
+    /// Holders an earlier run of the daemon made for this root that no container uses: it
+    /// was stopped between making one and handing it to a container, or removing it.
+    pub async fn orphaned_holders(&self) -> Result<Vec<String>, RuntimeError> {
+        let list = |labels: Vec<String>| {
+            let filters = HashMap::from([("label".to_string(), labels)]);
+            self.docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+        };
+        let holders = list(vec![format!("{LABEL_ROOT}={}", self.root), LABEL_HOLDER.to_string()]).await?;
+        let all = list(vec![format!("{LABEL_ROOT}={}", self.root)]).await?;
+        let joined: Vec<String> = all.iter().filter_map(|c| c.host_config.as_ref()?.network_mode.as_deref()?.strip_prefix("container:").map(str::to_string)).collect();
+        let earlier = |labels: &Option<HashMap<String, String>>| labels.as_ref().and_then(|l| l.get(LABEL_DAEMON)).is_none_or(|run| run != super::daemon_run());
+        Ok(holders.into_iter().filter(|h| earlier(&h.labels)).filter_map(|h| h.id).filter(|id| !joined.iter().any(|j| j == id || id.starts_with(j.as_str()))).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(network: &str) -> ContainerCreateBody {
+        ContainerCreateBody { hostname: Some("shop-web-1".into()), host_config: Some(HostConfig { network_mode: Some(network.into()), ..Default::default() }), ..Default::default() }
+    }
+
+    #[test]
+    fn a_container_with_network_settings_of_its_own_starts_on_the_network_itself() {
+        assert!(joinable(&body("berth-app-shop"), "berth-app-shop"));
+        assert!(!joinable(&body("host"), "berth-app-shop"), "--network host");
+        let with = |f: &dyn Fn(&mut HostConfig)| {
+            let mut b = body("berth-app-shop");
+            f(b.host_config.as_mut().unwrap());
+            joinable(&b, "berth-app-shop")
+        };
+        assert!(!with(&|h| h.dns = Some(vec!["1.1.1.1".into()])));
+        assert!(!with(&|h| h.extra_hosts = Some(vec!["db:10.0.0.1".into()])));
+        assert!(!with(&|h| h.publish_all_ports = Some(true)));
+        assert!(!with(&|h| h.port_bindings = Some(HashMap::from([("80/tcp".to_string(), None)]))));
+        assert!(with(&|h| h.dns = Some(Vec::new())), "an empty list is no setting");
+        let mut exposed = body("berth-app-shop");
+        exposed.exposed_ports = Some(vec!["80/tcp".to_string()]);
+        assert!(!joinable(&exposed, "berth-app-shop"));
+    }
+
+    #[test]
+    fn a_joined_container_has_the_holders_network_and_host_name() {
+        let joined = join(body("berth-app-shop"), "abc123");
+        assert_eq!(joined.host_config.unwrap().network_mode.as_deref(), Some("container:abc123"));
+        assert!(joined.hostname.is_none() && joined.networking_config.is_none());
+    }
+}
