@@ -140,4 +140,219 @@ function _M.done()
     end
 end
 
+
+-- Gates: maintenance and http-auth. berth_gates holds one line per app with a gate on,
+-- "m=0|1 a=-|TAG p=-|TAG" (maintenance; http-auth and the tag of its users and allowed
+-- addresses; the custom page's tag), set through the control socket (PUT /gates) and
+-- loaded from the gates file at start and on reload, like the peers.
+local gates = ngx.shared.berth_gates
+local verified = ngx.shared.berth_verified
+local gate_dir = nil
+
+-- "APP REST" lines → { APP = "REST" } (a line with the app alone: its gate is open).
+local function parse_gates(text)
+    local apps = {}
+    for line in text:gmatch("[^\n]+") do
+        local app, rest = line:match("^([^#%s]%S*)%s*(.-)%s*$")
+        if app then
+            apps[app] = rest
+        end
+    end
+    return apps
+end
+
+local function store_gates(apps)
+    for app, rest in pairs(apps) do
+        if rest == "" then
+            gates:delete(app)
+        else
+            local ok, err = gates:set(app, rest)
+            if not ok then
+                return "cannot store the gate of " .. app .. ": " .. err
+            end
+        end
+    end
+end
+
+function _M.load_gates(path, dir)
+    gate_dir = dir
+    local f = io.open(path, "r")
+    local apps = {}
+    if f then
+        apps = parse_gates(f:read("*a"))
+        f:close()
+    end
+    store_gates(apps)
+    for _, app in ipairs(gates:get_keys(0)) do
+        if apps[app] == nil then
+            gates:delete(app)
+        end
+    end
+end
+
+-- PUT /gates on the control socket: "APP m=… a=… p=…" lines; "APP" alone opens its gate.
+function _M.control_gates()
+    ngx.req.read_body()
+    local err = store_gates(parse_gates(ngx.req.get_body_data() or ""))
+    if err then
+        ngx.status = 500
+        ngx.say(err)
+        return
+    end
+    ngx.say("ok")
+end
+
+-- GET /gates?app=APP: the app's gate as nginx holds it.
+function _M.show_gate()
+    ngx.say(gates:get(ngx.var.arg_app or "") or "")
+end
+
+local gate_cache = {}
+
+local function gate_of(app)
+    local raw = gates:get(app)
+    if not raw then
+        return nil
+    end
+    local g = gate_cache[app]
+    if not g or g.raw ~= raw then
+        g = { raw = raw, maintenance = raw:match("m=1") ~= nil, auth = raw:match("a=(%x+)"), page = raw:match("p=(%x+)") }
+        gate_cache[app] = g
+    end
+    return g
+end
+
+local TYPES = {
+    html = "text/html; charset=utf-8", css = "text/css", js = "application/javascript", png = "image/png",
+    jpg = "image/jpeg", jpeg = "image/jpeg", gif = "image/gif", svg = "image/svg+xml", ico = "image/x-icon",
+    webp = "image/webp", woff = "font/woff", woff2 = "font/woff2", txt = "text/plain; charset=utf-8",
+}
+
+-- A file of the app's custom maintenance page (nil when it has none), kept per worker by
+-- the page's tag.
+local pages = {}
+local function page_file(app, tag, name)
+    local key = app .. "\0" .. tag .. "\0" .. name
+    local cached = pages[key]
+    if cached == nil then
+        cached = false
+        local f = io.open(gate_dir .. "/maintenance/" .. app .. "/" .. name, "rb")
+        if f then
+            cached = f:read("*a") or false
+            f:close()
+        end
+        pages[key] = cached
+    end
+    return cached or nil
+end
+
+local function maintenance(app, tag)
+    ngx.header["Cache-Control"] = "no-store"
+    local uri = ngx.var.uri
+    -- The page's own files (its stylesheet, images) are served as they are.
+    if tag and uri ~= "/maintenance.html" and uri:match("^/[%w%-%._/]+$") and not uri:find("..", 1, true) then
+        local body = page_file(app, tag, uri:sub(2))
+        if body then
+            ngx.header["Content-Type"] = TYPES[uri:match("%.(%w+)$") or ""] or "application/octet-stream"
+            ngx.print(body)
+            return ngx.exit(200)
+        end
+    end
+    ngx.status = 503
+    ngx.header["Retry-After"] = "60"
+    ngx.header["Content-Type"] = "text/html; charset=utf-8"
+    local page = tag and page_file(app, tag, "maintenance.html")
+    ngx.print(page or ("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Down for maintenance</title></head>\n"
+        .. "<body style=\"font-family:sans-serif;margin:4em auto;max-width:36em\"><h1>Down for maintenance</h1>\n"
+        .. "<p>" .. app .. " is being worked on and will be back shortly.</p></body></html>\n"))
+    return ngx.exit(503)
+end
+
+local function challenge(app)
+    ngx.header["WWW-Authenticate"] = 'Basic realm="' .. app .. '", charset="UTF-8"'
+    ngx.header["Content-Type"] = "text/plain; charset=utf-8"
+    ngx.status = 401
+    ngx.print("401 Unauthorized: ", app, " asks for a user name and password\n")
+    return ngx.exit(401)
+end
+
+-- One question to berth's gatekeeper: "APP IP CREDENTIALS|-" → "ip", "ok" or "no".
+local function ask(app, ip, creds)
+    local sock = ngx.socket.tcp()
+    sock:settimeout(5000)
+    local ok, err = sock:connect("unix:" .. gate_dir .. "/gatekeeper.sock")
+    if not ok then
+        return nil, err
+    end
+    local _, err = sock:send(app .. " " .. ip .. " " .. (creds or "-") .. "\n")
+    if err then
+        sock:close()
+        return nil, err
+    end
+    local line, err = sock:receive("*l")
+    if not line then
+        sock:close()
+        return nil, err
+    end
+    sock:setkeepalive(30000, 8)
+    return line
+end
+
+local function authenticate(app, tag)
+    local ip = ngx.var.remote_addr
+    local by_ip = app .. " " .. tag .. " ip " .. ip
+    local address = verified:get(by_ip)
+    if address == "ip" then
+        return
+    end
+    local header = ngx.var.http_authorization
+    local creds = header and header:match("^%s*[Bb][Aa][Ss][Ii][Cc]%s+(%S+)%s*$")
+    local key = creds and (app .. " " .. tag .. " " .. ngx.md5(creds))
+    if key then
+        local seen = verified:get(key)
+        if seen == "ok" then
+            return
+        elseif seen == "no" then
+            return challenge(app)
+        end
+    elseif address == "-" then
+        return challenge(app)
+    end
+    local answer, err = ask(app, ip, creds)
+    if not answer then
+        ngx.log(ngx.ERR, "berth: cannot ask the gatekeeper about ", app, ": ", err)
+        ngx.status = 503
+        ngx.header["Retry-After"] = "5"
+        ngx.print("503: the password cannot be checked now\n")
+        return ngx.exit(503)
+    end
+    if answer == "ip" then
+        verified:set(by_ip, "ip", 300)
+        return
+    end
+    verified:set(by_ip, "-", 300)
+    if answer == "ok" then
+        verified:set(key, "ok", 300)
+        return
+    end
+    if key then
+        verified:set(key, "no", 5)
+    end
+    return challenge(app)
+end
+
+-- access_by_lua of an app's proxied location: maintenance first, then http-auth.
+function _M.gate(app)
+    local g = gate_of(app)
+    if not g then
+        return
+    end
+    if g.maintenance then
+        return maintenance(app, g.page)
+    end
+    if g.auth then
+        return authenticate(app, g.auth)
+    end
+end
+
 return _M

@@ -107,6 +107,10 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     if let Err(e) = engine.nginx.ensure_running().await {
         tracing::error!("cannot start nginx: {e}");
     }
+    // Maintenance and http-auth as the state says (the gates file and /run may be older).
+    crate::gates::apply_all(&engine).await;
+    let gatekeeper_path = engine.nginx.gatekeeper_socket();
+    let gatekeeper = crate::server::gatekeeper::bind(&gatekeeper_path).with_context(|| format!("cannot bind {}", gatekeeper_path.display()))?;
     crate::front::route_at_start(&engine).await;
     // Where tests and scripts find what was actually bound (`--ssh-listen 127.0.0.1:0`),
     // written once the daemon is about to answer.
@@ -119,6 +123,7 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     let ssh_task = tokio::spawn(ssh::serve(ssh_listener, config, engine.clone(), stopped.clone()));
     let local_task = tokio::spawn(local::serve(local_listener, engine.clone(), local_stopped));
     tokio::spawn(crate::server::api::serve(api_listener, engine.clone(), stop.subscribe()));
+    tokio::spawn(crate::server::gatekeeper::serve(gatekeeper, engine.clone(), stop.subscribe()));
     tracing::info!(root = %root.display(), ssh = %ssh_addr, socket = %socket_path.display(), "berth daemon ready");
 
     // The apps come back in the background: SSH answers meanwhile.

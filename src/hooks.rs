@@ -36,7 +36,7 @@ struct Hook {
 }
 
 /// In order: a rename walks them forward and, on a failure, the done ones back.
-const HOOKS: &[Hook] = &[Hook { run: service_links }, Hook { run: storage }, Hook { run: scoped_keys }, Hook { run: plugins }];
+const HOOKS: &[Hook] = &[Hook { run: service_links }, Hook { run: storage }, Hook { run: gates }, Hook { run: scoped_keys }, Hook { run: plugins }];
 
 /// Tells every hook that `app` was destroyed. Each runs even if one before failed (the app is
 /// gone already: what is left is named). Returns their notes, or what failed.
@@ -87,6 +87,22 @@ fn storage<'a>(engine: &'a Engine, event: Event<'a>, _: &'a Output) -> Done<'a> 
             Event::Destroyed(app) if dir(app).exists() => std::fs::remove_dir_all(dir(app)).map_err(|e| format!("cannot remove {}: {e}", dir(app).display()))?,
             Event::Renamed { old, new } if dir(old).exists() => std::fs::rename(dir(old), dir(new)).map_err(|e| format!("cannot move {}: {e}", dir(old).display()))?,
             _ => {}
+        }
+        Ok(Vec::new())
+    })
+}
+
+/// Maintenance and http-auth in nginx: open for a destroyed app, moved to the new name.
+fn gates<'a>(engine: &'a Engine, event: Event<'a>, _: &'a Output) -> Done<'a> {
+    Box::pin(async move {
+        match event {
+            Event::Destroyed(app) => crate::gates::remove(engine, app).await,
+            Event::Renamed { old, new } => {
+                crate::gates::remove(engine, old).await;
+                if engine.store.load_app(new).is_ok() {
+                    crate::gates::apply(engine, new).await?;
+                }
+            }
         }
         Ok(Vec::new())
     })

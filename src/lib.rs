@@ -18,6 +18,7 @@ pub mod docker_options;
 pub mod dockerfile;
 pub mod engine;
 pub mod front;
+pub mod gates;
 pub mod git;
 pub mod hook;
 pub mod hooks;

@@ -72,18 +72,7 @@ pub fn env(parent: &AppConfig, linked_vars: &[String]) -> BTreeMap<String, Strin
 
 /// Every preview of `parent`: (app, its preview marker).
 pub fn of(engine: &Engine, parent: &str) -> Vec<(String, PreviewOf)> {
-    let prefix = format!("{parent}--");
-    engine
-        .store
-        .list_apps()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|a| a.starts_with(&prefix))
-        .filter_map(|a| {
-            let of = engine.store.load_app(&a).ok()?.preview_of?;
-            (of.parent == parent).then_some((a, of))
-        })
-        .collect()
+    engine.store.previews_of(parent)
 }
 
 /// The env vars through which `app`'s linked services reach it.

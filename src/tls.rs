@@ -233,7 +233,7 @@ pub fn read_cert_tar(bytes: &[u8]) -> Result<(String, String), TlsError> {
 }
 
 /// A ustar/GNU header: the magic at 257 and a valid header checksum.
-fn looks_like_tar(bytes: &[u8]) -> bool {
+pub(crate) fn looks_like_tar(bytes: &[u8]) -> bool {
     let header = &bytes[..512];
     if &header[257..262] != b"ustar" {
         return false;

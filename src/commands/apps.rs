@@ -318,9 +318,12 @@ pub async fn clone(ctx: &mut Ctx<'_>, old: &AppName, new: &AppName, skip_deploy:
                 config.letsencrypt = Default::default();
                 // Named storage is OLD's data: the copy starts without mounts.
                 config.storage.clear();
+                // Its http-auth and maintenance come along, with berth's own page.
+                config.gates.page = None;
                 Ok::<_, CmdError>(())
             })
             .await?;
+        crate::gates::apply(ctx.engine, new).await.map_err(failed)?;
         let (from, to) = (ctx.engine.store.repo_dir(old), ctx.engine.store.repo_dir(new));
         if from.join("HEAD").exists() {
             copy_dir(&from, &to).map_err(|e| failed(format!("cannot copy the git repository of {old}: {e}")))?;

@@ -17,6 +17,7 @@ mod dashboard;
 mod docker_options;
 mod doctor;
 mod domains;
+mod gates;
 pub mod events;
 mod git;
 mod images;
@@ -214,6 +215,7 @@ namespaces! {
     Tokens => tokens,
     Events => events,
     Dashboard => dashboard,
+    Gates => gates,
 }
 
 /// Who may run a command.

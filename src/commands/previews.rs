@@ -35,7 +35,7 @@ pub enum Cmd {
     /// Turn previews off (the existing ones stay until destroyed or expired)
     #[command(name = "previews:disable")]
     Disable { app: AppName },
-    /// Set: ttl 7d | max N | config-exclude KEY… | config KEY=VALUE… | link-services true|false
+    /// Set: ttl 7d | max N | config-exclude KEY… | config KEY=VALUE… | link-services true|false | http-auth true|false
     #[command(name = "previews:set")]
     Set {
         app: AppName,
@@ -181,7 +181,16 @@ async fn set(ctx: &mut Ctx<'_>, app: &AppName, key: &str, values: &[String]) -> 
             };
             update(ctx, app, |p| p.link_services = on, &format!("Previews of {app} {} its linked services", if on { "share" } else { "do not share" })).await
         }
-        _ => Err(failed("Invalid property specified, valid properties include: config, config-exclude, link-services, max, ttl")),
+        "http-auth" => {
+            let on = match one()? {
+                "true" => true,
+                "false" => false,
+                other => return Err(failed(format!("Invalid value {} for http-auth: true or false", validate::quoted(other)))),
+            };
+            update(ctx, app, |p| p.http_auth = on, &format!("Previews of {app} {} its http-auth users", if on { "ask for" } else { "do not ask for" })).await?;
+            crate::gates::apply(ctx.engine, app).await.map_err(failed)
+        }
+        _ => Err(failed("Invalid property specified, valid properties include: config, config-exclude, http-auth, link-services, max, ttl")),
     }
 }
 
@@ -259,6 +268,7 @@ async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             .row("Previews config exclude", p.config_exclude.clone())
             .row("Previews config", p.config.keys().cloned().collect::<Vec<_>>())
             .row("Previews link services", p.link_services)
+            .row("Previews http auth", p.http_auth)
             .row("Previews of", config.preview_of.as_ref().map(|o| format!("{} ({})", o.parent, o.branch)).unwrap_or_default()))
     })
     .await
@@ -294,6 +304,7 @@ async fn claim(ctx: &Ctx<'_>, parent: &AppName, parent_config: &AppConfig, branc
             config.domains = vec![domain.to_string()];
             config.preview_of = Some(PreviewOf { parent: parent.to_string(), branch: branch.to_string(), last_push: now });
             engine.store.create_app(&name, &config)?;
+            crate::gates::apply(engine, &name).await.map_err(failed)?;
             // The parent's build cache, copied: the first build of a preview reuses it.
             let cache = engine.store.app_dir(parent).join("cache");
             if cache.is_dir() {

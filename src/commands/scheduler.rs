@@ -245,6 +245,8 @@ async fn move_app(ctx: &mut Ctx<'_>, app: &str, selected: Option<SchedulerName>)
     }
     ctx.out.step(format!("{app} runs on {} now; its {} instances on {} retire once drained", after.as_str(), instances.len(), before.as_str())).await;
     deploy::retire_drained(ctx.engine, app, &*old, instances, drain, std::time::Duration::from_secs(config.checks.wait_to_retire)).await;
+    // What the old scheduler readied for a next rollout there goes too.
+    old.cool(app).await;
     Ok(())
 }
 

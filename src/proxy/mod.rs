@@ -18,8 +18,10 @@ use handlebars::Handlebars;
 use serde::Serialize;
 
 
+mod gates;
 mod site;
 
+pub use gates::Gate;
 pub use site::{Listen, Routing, Server, Site, SiteTls, Upstream, needs_reload, plan_site, scheme_clash, urls};
 
 const MAIN_TEMPLATE: &str = include_str!("../../nginx-templates/nginx.conf.hbs");
@@ -70,6 +72,8 @@ struct MainVars {
     modules: &'static str,
     lua_dir: String,
     peers_file: String,
+    gates_file: String,
+    gate_dir: String,
     control_socket: String,
 }
 
@@ -89,9 +93,13 @@ impl Nginx {
     /// (world-traversable) rather than under the berth root, whose parents may be private
     /// (`--root /root/berth`). One directory per root; challenges are short-lived anyway.
     pub fn acme_root(&self) -> PathBuf {
+        PathBuf::from(ACME_RUN_DIR).join(self.root_name())
+    }
+
+    /// The root's path as one file name, for its directories under /run.
+    fn root_name(&self) -> String {
         let root = self.prefix.parent().unwrap_or(&self.prefix).display().to_string();
-        let name: String = root.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-        PathBuf::from(ACME_RUN_DIR).join(name)
+        root.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
     }
 
     /// Writes an HTTP-01 answer where nginx serves it (world-readable: workers run as
@@ -136,6 +144,10 @@ impl Nginx {
 
     /// Every app's routed web containers, `APP vRELEASE IP…` per line: what nginx loads at
     /// start and on reload.
+    pub fn gates_file(&self) -> PathBuf {
+        self.prefix.join("gates")
+    }
+
     pub fn peers_file(&self) -> PathBuf {
         self.prefix.join("peers")
     }
@@ -177,6 +189,8 @@ impl Nginx {
             modules: NGINX_MODULES,
             lua_dir: self.lua_dir().display().to_string(),
             peers_file: self.peers_file().display().to_string(),
+            gates_file: self.gates_file().display().to_string(),
+            gate_dir: self.gate_dir().display().to_string(),
             control_socket: self.control_socket().display().to_string(),
         };
         self.templates.render("main", &vars).map_err(|e| ProxyError::Render(e.to_string()))
@@ -364,28 +378,28 @@ impl Nginx {
     pub async fn set_peers(&self, app: &str, release: u32, ips: &[String]) -> Result<(), ProxyError> {
         let line = format!("{app} v{release} {}", ips.join(" "));
         let line = line.trim_end();
-        if self.write_peers(app, Some(line))? {
+        if self.write_table(Table::Peers, app, Some(line))? {
             crate::crashpoint("peers-written");
         }
-        self.push_peers(line).await
+        self.push_table(Table::Peers, line).await
     }
 
     /// Routes nothing to the app any more.
     pub async fn remove_peers(&self, app: &str) -> Result<(), ProxyError> {
-        self.write_peers(app, None)?;
-        self.push_peers(&format!("{app} v0")).await
+        self.write_table(Table::Peers, app, None)?;
+        self.push_table(Table::Peers, &format!("{app} v0")).await
     }
 
-    /// The peers file with the app's line replaced (or removed), written atomically if that
+    /// A table's file with the app's line replaced (or removed), written atomically if that
     /// changes it. Whether it did.
-    fn write_peers(&self, app: &str, line: Option<&str>) -> Result<bool, ProxyError> {
+    fn write_table(&self, table: Table, app: &str, line: Option<&str>) -> Result<bool, ProxyError> {
         let _one = self.peers_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let path = self.peers_file();
+        let path = self.table_file(table);
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let mut lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty() && l.split_whitespace().next() != Some(app)).collect();
         lines.extend(line);
         lines.sort_unstable();
-        let mut out = String::from("# berth's routed web containers, APP vRELEASE IP…: nginx loads this at start and on reload\n");
+        let mut out = format!("# {}: nginx loads this at start and on reload\n", table.what());
         for l in lines {
             out.push_str(l);
             out.push('\n');
@@ -398,18 +412,25 @@ impl Nginx {
         Ok(true)
     }
 
-    /// Puts one `APP vN IP…` line into nginx's memory. nginx not running loads the file
-    /// when it starts; nginx running but not answering is reloaded, which loads it.
-    async fn push_peers(&self, line: &str) -> Result<(), ProxyError> {
+    /// Puts one app's line into nginx's memory. nginx not running loads the file when it
+    /// starts; nginx running but not answering is reloaded, which loads it.
+    async fn push_table(&self, table: Table, line: &str) -> Result<(), ProxyError> {
         if self.master_pid().is_none() {
             return Ok(());
         }
-        match self.control("PUT", "/peers", &format!("{line}\n")).await {
+        match self.control("PUT", table.path(), &format!("{line}\n")).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                tracing::warn!("nginx's control endpoint: {e}; reloading nginx to load the peers file");
+                tracing::warn!("nginx's control endpoint: {e}; reloading nginx to load the {} file", table.path().trim_start_matches('/'));
                 self.reload().await
             }
+        }
+    }
+
+    fn table_file(&self, table: Table) -> PathBuf {
+        match table {
+            Table::Peers => self.peers_file(),
+            Table::Gates => self.gates_file(),
         }
     }
 
@@ -532,6 +553,31 @@ impl Drop for Candidate {
 }
 
 /// A directory nginx's workers (nobody) can read, with every parent berth creates 0755.
+/// What nginx keeps in memory per app, each with its file and its control path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    /// `APP vN IP…`: where its web containers are.
+    Peers,
+    /// `APP m=0|1 a=-|TAG p=-|TAG`: maintenance and http-auth (`gates.rs`).
+    Gates,
+}
+
+impl Table {
+    fn path(self) -> &'static str {
+        match self {
+            Table::Peers => "/peers",
+            Table::Gates => "/gates",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Table::Peers => "berth's routed web containers, APP vRELEASE IP…",
+            Table::Gates => "what berth's nginx answers before an app sees a request, APP m=MAINTENANCE a=AUTH p=PAGE",
+        }
+    }
+}
+
 fn create_public_dir(dir: &Path) -> Result<(), ProxyError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(io(dir))
@@ -693,13 +739,13 @@ mod tests {
     async fn the_peers_file_keeps_one_line_per_app_and_says_when_it_changed() {
         let dir = tempfile::tempdir().unwrap();
         let nginx = Nginx::new(dir.path(), listen());
-        assert!(nginx.write_peers("b", Some("b v2 172.18.0.5")).unwrap());
-        assert!(nginx.write_peers("a", Some("a v7 172.18.0.2 172.18.0.3")).unwrap());
-        assert!(!nginx.write_peers("a", Some("a v7 172.18.0.2 172.18.0.3")).unwrap(), "the same line changes nothing");
+        assert!(nginx.write_table(Table::Peers, "b", Some("b v2 172.18.0.5")).unwrap());
+        assert!(nginx.write_table(Table::Peers, "a", Some("a v7 172.18.0.2 172.18.0.3")).unwrap());
+        assert!(!nginx.write_table(Table::Peers, "a", Some("a v7 172.18.0.2 172.18.0.3")).unwrap(), "the same line changes nothing");
         assert_eq!(nginx.peers_release("a"), Some(7));
         assert_eq!(nginx.peers("a"), vec!["172.18.0.2", "172.18.0.3"]);
         assert_eq!(nginx.peers("ab"), Vec::<String>::new());
-        assert!(nginx.write_peers("a", None).unwrap());
+        assert!(nginx.write_table(Table::Peers, "a", None).unwrap());
         let text = std::fs::read_to_string(nginx.peers_file()).unwrap();
         assert!(text.starts_with('#') && text.ends_with("b v2 172.18.0.5\n"), "{text}");
         assert_eq!(nginx.peers_release("a"), None);

@@ -4,6 +4,7 @@ pub mod api;
 mod dashboard;
 mod http;
 pub mod gate;
+pub mod gatekeeper;
 pub mod local;
 mod memory;
 pub mod protocol;

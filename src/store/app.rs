@@ -112,6 +112,9 @@ pub struct AppConfig {
     /// (`build`, `deploy`, `run`) or `deploy.PROCESS` for one process type.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub docker_options: BTreeMap<String, Vec<String>>,
+    /// `maintenance:*` and `http-auth:*`: what nginx answers before the app sees a request.
+    #[serde(default, skip_serializing_if = "super::Gates::is_empty")]
+    pub gates: super::Gates,
 }
 
 /// dokku's name for the env var holding the deployed commit.
@@ -320,6 +323,9 @@ pub struct PreviewSettings {
     /// Whether previews get the parent's linked services' URLs.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub link_services: bool,
+    /// `previews:set APP http-auth true`: previews ask for the app's http-auth users.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub http_auth: bool,
 }
 
 impl PreviewSettings {

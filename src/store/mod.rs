@@ -6,6 +6,7 @@
 //! apps also hold the lock on the set of apps.
 
 mod app;
+mod gates;
 mod global;
 mod keys;
 mod releases;
@@ -21,6 +22,7 @@ pub use settings::{ChecksConfig, ChecksMode, DEFAULT_LOG_MAX_SIZE, DEFAULT_PROCF
 pub use services::{BackupSchedule, Service};
 pub use tls::{CertSource, Renewal, TlsState, prune_bundles, write_bundle};
 pub use global::GlobalConfig;
+pub use gates::{Cidr, Gates, HttpAuth, hash_password, password, user_name};
 pub use keys::{AuthorizedKey, AuthorizedKeys, Role, fingerprint};
 pub use tokens::{Access, Login, Logins, Token, Tokens};
 pub mod token {
@@ -179,6 +181,20 @@ impl Store {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// Every preview of `parent`: (app, its preview marker).
+    pub fn previews_of(&self, parent: &str) -> Vec<(String, PreviewOf)> {
+        let prefix = format!("{parent}--");
+        self.list_apps()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.starts_with(&prefix))
+            .filter_map(|a| {
+                let of = self.load_app(&a).ok()?.preview_of?;
+                (of.parent == parent).then_some((a, of))
+            })
+            .collect()
     }
 
     pub fn app_exists(&self, app: &str) -> bool {

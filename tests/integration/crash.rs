@@ -360,17 +360,27 @@ struct Ctr {
     state: String,
 }
 
+/// The app's containers, but not the holders of web containers' network namespaces.
 fn containers(d: &Daemon, app: &str) -> Vec<Ctr> {
     let root = format!("label=berth.root={}", d.root().display());
     let label = format!("label=berth.app={app}");
-    let format = "{{.ID}}|{{.Label \"berth.process\"}}|{{.Label \"berth.index\"}}|{{.Label \"berth.release\"}}|{{.State}}";
+    let format = "{{.ID}}|{{.Label \"berth.process\"}}|{{.Label \"berth.index\"}}|{{.Label \"berth.release\"}}|{{.State}}|{{.Label \"berth.holder\"}}";
     docker(&["ps", "-a", "--filter", &root, "--filter", &label, "--format", format])
         .lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split('|').collect();
-            (f.len() == 5).then(|| Ctr { id: f[0].into(), process: f[1].into(), index: f[2].into(), release: f[3].into(), state: f[4].into() })
+            (f.len() == 6 && f[5].is_empty()).then(|| Ctr { id: f[0].into(), process: f[1].into(), index: f[2].into(), release: f[3].into(), state: f[4].into() })
         })
         .collect()
+}
+
+/// The app's holders (full ids) that no container of the app joined.
+fn unjoined_holders(d: &Daemon, app: &str) -> Vec<String> {
+    let root = format!("label=berth.root={}", d.root().display());
+    let label = format!("label=berth.app={app}");
+    let holders = docker(&["ps", "-aq", "--no-trunc", "--filter", &root, "--filter", &label, "--filter", "label=berth.holder"]);
+    let joined: Vec<String> = containers(d, app).iter().map(|c| inspect(&c.id, "{{.HostConfig.NetworkMode}}")).collect();
+    holders.lines().filter(|h| !joined.iter().any(|j| *j == format!("container:{h}"))).map(str::to_string).collect()
 }
 
 fn one_offs(d: &Daemon, app: &str) -> Vec<Ctr> {
@@ -435,6 +445,11 @@ fn leftovers(d: &Daemon, app: &str) -> Result<(), String> {
     let strays: Vec<Ctr> = containers(d, app).into_iter().filter(|c| c.release != active.version.to_string()).collect();
     if !strays.is_empty() {
         return Err(format!("containers of other releases than the active v{}: {strays:?}", active.version));
+    }
+    // At most the one made ahead for the next rollout's web.1.
+    let unjoined = unjoined_holders(d, app);
+    if unjoined.len() > 1 {
+        return Err(format!("holders no container joined, beyond the next rollout's one: {unjoined:?}"));
     }
     let kept = kept_tags(&all, KEEP);
     let repo = format!("berth/{app}");
@@ -678,7 +693,7 @@ fn a_crashed_container_that_gets_another_apps_address_never_serves_the_wrong_app
     create_app(&d, a);
     create_app(&d, b);
     let (web_a, web_b) = (web_container(&d, a), web_container(&d, b));
-    let address = |id: &str| inspect(id, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}");
+    let address = |id: &str| crate::harness::addresses(id);
     let before = (address(&web_a), address(&web_b));
     let pid = |id: &str| inspect(id, "{{.State.Pid}}").parse::<i32>().unwrap();
     let (pid_a, pid_b) = (pid(&web_a), pid(&web_b));
@@ -798,8 +813,11 @@ fn one_off_containers_do_not_survive_a_crash_or_destroy() {
     d.ssh(&format!("apps:destroy {app} --force")).ok();
     let left = containers(&d, app);
     assert!(left.is_empty(), "containers of {app} left after apps:destroy: {left:?}");
+    let holders = unjoined_holders(&d, app);
+    assert!(holders.is_empty(), "holders of {app} left after apps:destroy: {holders:?}");
     poll(Duration::from_secs(20), "the `run` session ends once its app is destroyed", || if session.exited() { Ok(()) } else { Err(session.output()) });
     assert!(d.container_ids(true, &[&format!("berth.app={app}")]).is_empty());
+    assert!(d.holder_ids(&[&format!("berth.app={app}")]).is_empty());
 }
 
 // ---------------------------------------------------------------------------------------

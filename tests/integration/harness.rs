@@ -281,8 +281,18 @@ impl Daemon {
     /// Ids of this root's containers (running ones, or all with `all`) carrying every one of
     /// `labels` (`berth.app=NAME`, …).
     pub fn container_ids(&self, all: bool, labels: &[&str]) -> Vec<String> {
+        self.listed(all, labels).into_iter().filter(|(_, holder)| !holder).map(|(id, _)| id).collect()
+    }
+
+    /// The holders of web containers' network namespaces with these labels (running or not).
+    pub fn holder_ids(&self, labels: &[&str]) -> Vec<String> {
+        self.listed(true, labels).into_iter().filter(|(_, holder)| *holder).map(|(id, _)| id).collect()
+    }
+
+    /// This root's containers with these labels, each with whether it is a holder.
+    fn listed(&self, all: bool, labels: &[&str]) -> Vec<(String, bool)> {
         let root = format!("label=berth.root={}", self.root().display());
-        let mut args = vec!["ps", "-q", "--filter", &root];
+        let mut args = vec!["ps", "--filter", &root, "--format", "{{.ID}}|{{.Label \"berth.holder\"}}"];
         if all {
             args.push("-a");
         }
@@ -292,14 +302,15 @@ impl Daemon {
         }
         // The engine (20.10) can fail a listing when a container goes while it lists
         // ("No such container"): asked again, it lists what is there.
+        let parse = |text: &str| text.lines().filter_map(|l| l.split_once('|')).map(|(id, holder)| (id.to_string(), !holder.is_empty())).collect();
         for _ in 0..2 {
             let out = Command::new("docker").args(&args).output().unwrap();
             if out.status.success() {
-                return String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+                return parse(&String::from_utf8_lossy(&out.stdout));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        docker(&args).split_whitespace().map(String::from).collect()
+        parse(&docker(&args))
     }
 
     /// The API's address (the daemon picked a free port).
@@ -385,6 +396,14 @@ pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().unwrap();
     assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A container's addresses, space-separated: a web container that joined its holder's
+/// network namespace has the holder's.
+pub fn addresses(id: &str) -> String {
+    let mode = docker(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", id]);
+    let owner = mode.trim().strip_prefix("container:").unwrap_or(id);
+    docker(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", owner]).trim().to_string()
 }
 
 /// `berth-test/busybox`: FROM scratch plus Debian's busybox-static, built once per run.

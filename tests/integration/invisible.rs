@@ -62,7 +62,7 @@ fn web_ips(d: &Daemon, app: &str, release: &str) -> BTreeSet<String> {
     let release_label = format!("berth.release={}", release.trim_start_matches('v'));
     d.container_ids(false, &[&app_label, "berth.process=web", &release_label])
         .iter()
-        .map(|id| docker(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", id]).trim().to_string())
+        .map(|id| crate::harness::addresses(id))
         .collect()
 }
 

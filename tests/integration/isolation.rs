@@ -293,6 +293,7 @@ fn a_dockerfile_cannot_build_from_another_apps_image() {
         assert!(out.stderr.contains("The Dockerfile fetches"), "{dockerfile}: {}", out.stderr);
     }
     assert!(d.container_ids(true, &["berth.app=thief"]).is_empty());
+    assert!(d.holder_ids(&["berth.app=thief"]).is_empty(), "a refused build left the holders made during it");
 }
 
 #[test]
@@ -420,6 +421,7 @@ fn destroy_removes_everything_of_an_app_or_nothing_when_docker_is_away() {
     out.ok();
     assert!(out.stdout.contains("Removed key user"), "{out:#?}");
     assert!(d.container_ids(true, &["berth.app=gone"]).is_empty());
+    assert!(d.holder_ids(&["berth.app=gone"]).is_empty());
     assert!(!d.root().join("storage/gone").exists());
     // A new app of the same name starts with nothing of the old one's.
     d.ssh("apps:create gone").ok();
@@ -724,7 +726,7 @@ fn apps_reach_each_other_only_on_a_network_an_admin_attached_them_to() {
     probe_app(&d, "beta", "beta");
     let label = format!("label=berth.root={}", d.root().display());
     let beta = docker(&["ps", "-q", "--filter", "label=berth.app=beta", "--filter", &label, "--filter", "label=berth.index"]);
-    let beta_ip = docker(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", beta.trim()]);
+    let beta_ip = crate::harness::addresses(beta.trim());
     let beta_ip = beta_ip.split_whitespace().next().expect("beta's container has an address").to_string();
     // What alpha's one-off container reads from a name or address on port 5000.
     // What alpha's one-off container reads from a name or address on port 5000: the body.

@@ -13,6 +13,7 @@ mod cron;
 mod deploy;
 mod dokku;
 mod firstrun;
+mod gates;
 mod https;
 mod install;
 mod invisible;

@@ -507,6 +507,7 @@ fn a_push_beyond_the_most_previews_is_rejected_and_creates_nothing() {
     assert!(!out.stderr.contains("Preview of"), "{}", out.stderr);
     d.ssh("apps:exists pvmax--gamma").refused("does not exist");
     assert!(d.container_ids(true, &["berth.app=pvmax--gamma"]).is_empty());
+    assert!(d.holder_ids(&["berth.app=pvmax--gamma"]).is_empty());
     assert!(images_of(&d, "pvmax--gamma").is_empty(), "a rejected preview left images");
     assert!(!server_has_branch(&d, "pvmax", "gamma"), "the rejected push moved the branch");
     assert_eq!(get(&d, "gamma.max.example.com").0, 404);
