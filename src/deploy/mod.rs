@@ -190,7 +190,7 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
     scheduler.prepare().await?;
     // The web containers' namespaces are made while the release builds.
     if matches!(source, Source::Build { .. } | Source::Image { .. }) {
-        scheduler.warm(warm_slots(engine, app, &config));
+        scheduler.warm(warm_slots(app, &config));
     }
     let deployed = deploy_made(engine, &scheduler, app, &config, source, cause, started, out).await;
     scheduler.cool(app).await;
@@ -199,17 +199,9 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
 
 /// The web slots a rollout of the app's config starts. (Its release's formation is known
 /// only once it is built: a slot too many is let go, one too few starts as before.)
-pub(super) fn warm_slots(engine: &Engine, app: &str, config: &AppConfig) -> Vec<crate::runtime::Warm> {
+pub(super) fn warm_slots(app: &str, config: &AppConfig) -> Vec<crate::runtime::Warm> {
     let web = config.scale.get(process::WEB).copied().unwrap_or(1);
-    let settings = engine.store.load_global().unwrap_or_default();
-    let slot = |index| crate::runtime::Warm {
-        app: app.to_string(),
-        index,
-        tld: config.tld_with(&settings),
-        networks: config.networks_with(&settings),
-        services: crate::services::reached_by(engine, app, config),
-    };
-    (1..=web).map(slot).collect()
+    (1..=web).map(|index| crate::runtime::Warm { app: app.to_string(), index }).collect()
 }
 
 #[allow(clippy::too_many_arguments)]

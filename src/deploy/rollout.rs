@@ -100,7 +100,7 @@ async fn switch(
                 // The next rollout's web namespaces, once this one's work is done.
                 engine.no_swap_starting(SWAP_WAIT).await;
                 if let Ok(config) = engine.store.load_app(&app) {
-                    scheduler.warm(super::warm_slots(&engine, &app, &config));
+                    scheduler.warm(super::warm_slots(&app, &config));
                 }
             });
             Ok(urls)

@@ -2,12 +2,15 @@
 //!
 //! Starting a container on a user-defined network costs the engine most of its start (the
 //! namespace, the veth pair, the embedded DNS); joining a namespace that is ready costs a
-//! third of it. So while a deploy builds, berth starts one small holder per web slot on the
-//! app's network (with the slot's names and the networks an admin attached the app to), and
-//! the new web container joins it (`network_mode: container:HOLDER`): the swap waits only
-//! for the app itself. Once a rollout's old containers have retired, the holders of the next
-//! one are made ahead (a sleeping process per web slot), so even a build that takes no time
-//! finds them ready. A holder lives and goes with the container that joined it
+//! third of it. So berth starts one small holder per web slot ahead of time, and the new web
+//! container joins it (`network_mode: container:HOLDER`): the swap waits for little more
+//! than the app itself. A holder waits on the park network (no names, no traffic between
+//! its containers): only when a container takes it does it join the app's network and the
+//! networks an admin attached the app to, under the slot's names, and leave the park, so no
+//! name ever leads to a holder with nothing behind it. Holders are made while a release
+//! builds, and, once a rollout's old containers have retired, for the next rollout (a
+//! sleeping process per web slot), so even a build that takes no time finds them ready.
+//! A holder lives and goes with the container that joined it
 //! (`Runtime::remove`); one no container took goes when the deploy ends (`cool`) or the app
 //! does, and one an interrupted daemon left goes when the next one starts
 //! (`orphaned_holders`).
@@ -15,10 +18,12 @@
 //! A holder runs `sleep infinity` from the buildpack stack image: where that image is
 //! missing, or the app's docker-options give its containers network settings of their own
 //! (ports, DNS, hosts, another network), web containers start on the network themselves.
+//! Whatever fails in taking a holder (it died, a network refused it) removes it, and the
+//! container starts on the network itself.
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{CreateContainerOptions, ListContainersOptions};
 
 use super::{LABEL_APP, LABEL_DAEMON, LABEL_ROOT, Runtime, RuntimeError};
@@ -26,29 +31,15 @@ use super::{LABEL_APP, LABEL_DAEMON, LABEL_ROOT, Runtime, RuntimeError};
 /// On a holder: the slot whose namespace it holds (`web.1`).
 pub const LABEL_HOLDER: &str = "berth.holder";
 
-/// What a web slot's namespace is made with: the same as the container that joins it would
-/// have been given.
+/// A web slot whose namespace is made ahead: `web.INDEX` of `app` (its host name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warm {
     pub app: String,
     pub index: u32,
-    pub tld: Option<String>,
-    /// Networks an admin attached the app to.
-    pub networks: Vec<String>,
-    /// Service containers the app reaches on its network.
-    pub services: Vec<String>,
-}
-
-impl Warm {
-    /// The slot of a container about to start.
-    pub fn of(spec: &super::ContainerSpec<'_>) -> Warm {
-        Warm { app: spec.app.to_string(), index: spec.index, tld: spec.tld.clone(), networks: spec.networks.clone(), services: spec.services.clone() }
-    }
 }
 
 /// A holder being made for a slot.
 pub(super) struct Pending {
-    warm: Warm,
     made: tokio::task::JoinHandle<Option<String>>,
 }
 
@@ -97,31 +88,46 @@ impl Runtime {
                 continue;
             }
             let runtime = self.clone();
-            let slot = warm.clone();
             let made = tokio::spawn(async move {
-                match runtime.make_holder(&slot).await {
+                match runtime.make_holder(&warm).await {
                     Ok(id) => Some(id),
                     Err(e) => {
-                        tracing::debug!(app = slot.app, index = slot.index, "no holder: {e}");
+                        tracing::debug!(app = warm.app, index = warm.index, "no holder: {e}");
                         None
                     }
                 }
             });
-            pool.insert(key, Pending { warm, made });
+            pool.insert(key, Pending { made });
         }
     }
 
-    /// The holder made for this container's slot, if one was and still fits it (taken: it
-    /// is the container's from now on).
-    pub(super) async fn take_holder(&self, spec: &super::ContainerSpec<'_>) -> Option<String> {
+    /// The holder made for this container's slot, if one was: moved from the park to the
+    /// app's `network` and the admin's networks under `aliases` (taken: it is the
+    /// container's from now on).
+    pub(super) async fn take_holder(&self, spec: &super::ContainerSpec<'_>, network: &str, aliases: &[String]) -> Option<String> {
         let pending = self.holders.lock().unwrap_or_else(|p| p.into_inner()).remove(&(spec.app.to_string(), spec.index))?;
-        let fits = pending.warm == Warm::of(spec);
         let id = pending.made.await.ok().flatten()?;
-        if fits && self.alive(&id).await.is_ok() {
-            return Some(id);
+        let dressed = async {
+            self.alive(&id).await.map_err(RuntimeError::Container)?;
+            // The address it takes on the app's network must not be a dead container's yet.
+            self.wait_for_addresses().await;
+            let mut joins = vec![self.connect_to(&id, network.to_string(), aliases.to_vec())];
+            for admin in &spec.networks {
+                joins.push(self.connect_to(&id, self.attachable_network(admin).await?, aliases.to_vec()));
+            }
+            for joined in futures_util::future::join_all(joins).await {
+                joined?;
+            }
+            self.detach(&id, super::networks::PARK_NETWORK).await
+        };
+        match dressed.await {
+            Ok(()) => Some(id),
+            Err(e) => {
+                tracing::debug!(app = spec.app, index = spec.index, "cannot take the holder: {e}");
+                let _ = self.remove_container(&id).await;
+                None
+            }
         }
-        let _ = self.remove_container(&id).await;
-        None
     }
 
     /// Removes the holders made for `app` that no container took.
@@ -144,11 +150,9 @@ impl Runtime {
             return Err(RuntimeError::Container(format!("no {image}")));
         }
         let web = crate::process::WEB;
-        let network = self.ensure_app_network(&warm.app).await?;
-        for service in &warm.services {
-            self.attach(service, &network, Vec::new()).await?;
-        }
-        let aliases = super::with_tld(super::aliases(&warm.app, web, warm.index), warm.tld.as_deref());
+        let park = self.ensure_park_network().await?;
+        // The app's network exists before a container takes the holder.
+        self.ensure_app_network(&warm.app).await?;
         let labels = HashMap::from([
             (LABEL_APP.to_string(), warm.app.clone()),
             (LABEL_ROOT.to_string(), self.root.clone()),
@@ -161,28 +165,18 @@ impl Runtime {
             labels: Some(labels),
             hostname: Some(super::hostname(&warm.app, web, warm.index)),
             host_config: Some(HostConfig {
-                network_mode: Some(network.clone()),
+                network_mode: Some(park.into()),
                 restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
                 log_config: Some(bollard::models::HostConfigLogConfig { typ: Some("none".into()), config: None }),
                 ..Default::default()
             }),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(network, EndpointSettings { aliases: Some(aliases.clone()), ..Default::default() })])),
-            }),
             ..Default::default()
         };
         let name = format!("berth-{}-{web}.{}-net-{:08x}-{}", warm.app, warm.index, rand::random::<u32>(), self.root_tag());
-        self.wait_for_addresses().await;
         let created = self.docker.create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body).await?;
-        let started = async {
-            for admin in &warm.networks {
-                self.attach(&created.id, &self.attachable_network(admin).await?, aliases.clone()).await?;
-            }
-            Ok::<(), RuntimeError>(self.docker.start_container(&created.id, None).await?)
-        };
-        if let Err(e) = started.await {
+        if let Err(e) = self.docker.start_container(&created.id, None).await {
             let _ = self.remove_container(&created.id).await;
-            return Err(e);
+            return Err(e.into());
         }
         Ok(created.id)
     }

@@ -414,17 +414,9 @@ impl Runtime {
         };
         spec.apply_options(&mut body)?;
         // A web container joins the namespace made for it while the release was built.
-        let holder = match spec.process == crate::process::WEB {
-            true => self.take_holder(spec).await,
+        let holder = match spec.process == crate::process::WEB && holders::joinable(&body, &network) {
+            true => self.take_holder(spec, &network, &aliases).await,
             false => None,
-        };
-        let holder = match holder {
-            Some(h) if holders::joinable(&body, &network) => Some(h),
-            Some(h) => {
-                let _ = self.remove_container(&h).await;
-                None
-            }
-            None => None,
         };
         if let Some(h) = &holder {
             body = holders::join(body, h);

@@ -23,8 +23,11 @@ use super::{LABEL_APP, LABEL_ROOT, Runtime, RuntimeError};
 
 /// The network builds run on, and its bridge's interface name (the firewall rule's match).
 pub const BUILD_NETWORK: &str = "berth-build";
-/// On networks berth made: `app`, `user` or `build`.
-const LABEL_NETWORK: &str = "berth.network";
+/// Where holders of web containers' namespaces wait, nameless, until one is taken
+/// (`holders.rs`): its bridge keeps them from each other (no inter-container traffic).
+pub const PARK_NETWORK: &str = "berth-park";
+/// On networks berth made: `app`, `user`, `build` or `park`.
+pub(super) const LABEL_NETWORK: &str = "berth.network";
 /// On a `network:create` network: the name the admin gave it.
 const LABEL_NAME: &str = "berth.network-name";
 
@@ -148,7 +151,12 @@ impl Runtime {
     /// Connects a container to a network under these extra names (already on it is fine).
     pub async fn attach(&self, container: &str, network: &str, aliases: Vec<String>) -> Result<(), RuntimeError> {
         // A web container that joined a holder's namespace is on its holder's networks.
-        let container = self.network_owner(container).await;
+        self.connect_to(&self.network_owner(container).await, network.to_string(), aliases).await
+    }
+
+    /// `attach` of a container that has its own network namespace.
+    pub(super) async fn connect_to(&self, container: &str, network: String, aliases: Vec<String>) -> Result<(), RuntimeError> {
+        let network = network.as_str();
         let endpoint = EndpointSettings { aliases: (!aliases.is_empty()).then_some(aliases), ..Default::default() };
         let request = NetworkConnectRequest { container: container.to_string(), endpoint_config: Some(endpoint) };
         match self.docker.connect_network(network, request).await {
@@ -195,6 +203,19 @@ impl Runtime {
         let _machine = super::network_lock().await;
         fence_from_host(BUILD_NETWORK).await.map_err(|e| RuntimeError::Container(format!("builds cannot be kept from the host's own services: {e}")))?;
         Ok(BUILD_NETWORK)
+    }
+
+    /// The network holders wait on, made if missing.
+    pub(super) async fn ensure_park_network(&self) -> Result<&'static str, RuntimeError> {
+        if !self.networks_made.lock().unwrap_or_else(|p| p.into_inner()).contains(PARK_NETWORK) {
+            let options = HashMap::from([
+                ("com.docker.network.bridge.name".to_string(), PARK_NETWORK.to_string()),
+                ("com.docker.network.bridge.enable_icc".to_string(), "false".to_string()),
+            ]);
+            self.ensure_bridge(PARK_NETWORK, &[(LABEL_NETWORK, "park")], options).await?;
+            self.networks_made.lock().unwrap_or_else(|p| p.into_inner()).insert(PARK_NETWORK.to_string());
+        }
+        Ok(PARK_NETWORK)
     }
 
     async fn network_exists(&self, network: &str) -> Result<bool, RuntimeError> {

@@ -103,17 +103,24 @@ fn a_redeploy_under_continuous_requests_drops_none() {
             .map(str::to_string)
             .collect()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let (web, holders) = loop {
-        let (web, holders) = (listed("label=berth.process=web"), listed("label=berth.holder"));
-        if web.len() == 1 && holders.len() == 2 || std::time::Instant::now() > deadline {
-            break (web, holders);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+    // Waited for as a whole: a retired container's holder goes just after it.
+    let inspect = |id: &str, format: &str| {
+        let out = std::process::Command::new("docker").args(["inspect", "-f", format, id]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    assert_eq!((web.len(), holders.len()), (1, 2), "one web container, its holder and the next one's: {web:?} {holders:?}");
-    let joined = docker(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", &web[0]]);
-    assert!(holders.iter().any(|h| joined.trim() == format!("container:{h}")), "{joined} is not one of {holders:?}");
+    let settled = || {
+        let (web, holders) = (listed("label=berth.process=web"), listed("label=berth.holder"));
+        let [web] = web.as_slice() else { return Err(format!("web containers: {web:?}")) };
+        let joined = inspect(web, "{{.HostConfig.NetworkMode}}");
+        let (taken, parked): (Vec<&String>, Vec<&String>) = holders.iter().partition(|h| joined == format!("container:{h}"));
+        // The next one waits on the park network alone: no name of the app leads to it.
+        let park = |h: &&String| inspect(h, "{{.State.Status}} {{range $n, $e := .NetworkSettings.Networks}}{{$n}} {{end}}");
+        match (taken.len(), parked.as_slice()) {
+            (1, [next]) if park(next) == "running berth-park" => Ok(()),
+            _ => Err(format!("{web} joined {joined}; holders {holders:?}, the others: {:?}", parked.iter().map(park).collect::<Vec<_>>())),
+        }
+    };
+    crate::harness::poll(std::time::Duration::from_secs(20), "one web container in its holder, and the next one's holder parked", settled);
     d.ssh("apps:destroy steady --force").ok();
     assert!(listed("label=berth.holder").is_empty(), "a holder outlived its app");
 }

@@ -764,7 +764,11 @@ fn apps_reach_each_other_only_on_a_network_an_admin_attached_them_to() {
     d.ssh("network:set beta tld 'bad tld'").refused("Invalid tld");
     d.ssh("ps:restart beta").ok();
     assert_eq!(probe("beta"), "beta");
-    assert_eq!(probe("beta.web.internal"), "beta");
+    let names = || {
+        let ids = d.container_ids(false, &["berth.app=beta", "berth.process=web"]).into_iter().chain(d.holder_ids(&["berth.app=beta"]));
+        ids.map(|id| docker(&["inspect", "-f", "{{.Name}} {{.HostConfig.NetworkMode}} {{range $n, $e := .NetworkSettings.Networks}}{{$n}}={{$e.Aliases}} {{end}}", &id])).collect::<String>()
+    };
+    assert_eq!(probe("beta.web.internal"), "beta", "{}", names());
     assert_eq!(d.ssh("network:report beta --network-computed-tld").ok().stdout, "internal\n");
     d.ssh("network:set beta tld svc.local").ok();
     d.ssh("network:set --global tld").ok();
