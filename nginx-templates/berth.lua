@@ -12,11 +12,12 @@ local _M = {}
 local peers = ngx.shared.berth_peers
 local busy = ngx.shared.berth_busy
 
--- "APP vN IP IP…" lines (the peers file, and PUT /peers) → { APP = "IP IP…" }
-local function parse(text)
+-- Lines of a table (its file, or a PUT on the control socket) → { APP = "REST" }, each line
+-- matched by `pattern` (captures: the app, the rest).
+local function lines_of(text, pattern)
     local apps = {}
     for line in text:gmatch("[^\n]+") do
-        local app, rest = line:match("^(%S+)%s+v%d+%s*(.-)%s*$")
+        local app, rest = line:match(pattern)
         if app then
             apps[app] = rest
         end
@@ -24,33 +25,42 @@ local function parse(text)
     return apps
 end
 
--- At start and on reload (init_by_lua, in the master): the peers file is the truth. Keys
+-- "APP vN IP IP…" lines (the peers file, and PUT /peers) → { APP = "IP IP…" }
+local PEERS = "^(%S+)%s+v%d+%s*(.-)%s*$"
+-- "APP m=… a=… p=…" lines (the gates file, and PUT /gates); "APP" alone: its gate is open.
+local GATES = "^([^#%s]%S*)%s*(.-)%s*$"
+
+-- At start and on reload (init_by_lua, in the master): a table's file is the truth. Keys
 -- are replaced in place, never flushed, so workers still serving never see an empty dict.
-function _M.load(path)
+local function load_table(dict, path, pattern)
     local f = io.open(path, "r")
     if not f then
         return
     end
-    local apps = parse(f:read("*a"))
+    local apps = lines_of(f:read("*a"), pattern)
     f:close()
-    for app, list in pairs(apps) do
-        if list == "" then
-            peers:delete(app)
+    for app, rest in pairs(apps) do
+        if rest == "" then
+            dict:delete(app)
         else
-            peers:set(app, list)
+            dict:set(app, rest)
         end
     end
-    for _, app in ipairs(peers:get_keys(0)) do
+    for _, app in ipairs(dict:get_keys(0)) do
         if apps[app] == nil then
-            peers:delete(app)
+            dict:delete(app)
         end
     end
+end
+
+function _M.load(path)
+    load_table(peers, path, PEERS)
 end
 
 -- PUT /peers on the control socket: "APP vN IP IP…" lines; no IP removes the app's peers.
 function _M.control()
     ngx.req.read_body()
-    local apps = parse(ngx.req.get_body_data() or "")
+    local apps = lines_of(ngx.req.get_body_data() or "", PEERS)
     local n = 0
     for app, list in pairs(apps) do
         if list == "" then
@@ -149,18 +159,6 @@ local gates = ngx.shared.berth_gates
 local verified = ngx.shared.berth_verified
 local gate_dir = nil
 
--- "APP REST" lines → { APP = "REST" } (a line with the app alone: its gate is open).
-local function parse_gates(text)
-    local apps = {}
-    for line in text:gmatch("[^\n]+") do
-        local app, rest = line:match("^([^#%s]%S*)%s*(.-)%s*$")
-        if app then
-            apps[app] = rest
-        end
-    end
-    return apps
-end
-
 local function store_gates(apps)
     for app, rest in pairs(apps) do
         if rest == "" then
@@ -176,24 +174,13 @@ end
 
 function _M.load_gates(path, dir)
     gate_dir = dir
-    local f = io.open(path, "r")
-    local apps = {}
-    if f then
-        apps = parse_gates(f:read("*a"))
-        f:close()
-    end
-    store_gates(apps)
-    for _, app in ipairs(gates:get_keys(0)) do
-        if apps[app] == nil then
-            gates:delete(app)
-        end
-    end
+    load_table(gates, path, GATES)
 end
 
 -- PUT /gates on the control socket: "APP m=… a=… p=…" lines; "APP" alone opens its gate.
 function _M.control_gates()
     ngx.req.read_body()
-    local err = store_gates(parse_gates(ngx.req.get_body_data() or ""))
+    local err = store_gates(lines_of(ngx.req.get_body_data() or "", GATES))
     if err then
         ngx.status = 500
         ngx.say(err)
