@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::output::Output;
 use crate::runtime::{OneShot, Runtime, RuntimeError};
 
-pub const STACK_IMAGE: &str = "berth/stack:bookworm";
+pub use crate::runtime::STACK_IMAGE;
 /// Debian's CA bundle (update-ca-certificates writes the host's added CAs into it).
 const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const DRIVER: &str = include_str!("../buildpacks/driver.sh");

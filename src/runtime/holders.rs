@@ -145,7 +145,7 @@ impl Runtime {
     }
 
     async fn make_holder(&self, warm: &Warm) -> Result<String, RuntimeError> {
-        let image = crate::buildpack::STACK_IMAGE;
+        let image = super::STACK_IMAGE;
         if self.image_info(image).await.is_none() {
             return Err(RuntimeError::Container(format!("no {image}")));
         }

@@ -29,6 +29,8 @@ pub use oneshot::{Client, Committed, OneShot, Terminal, TimeLimit};
 pub use services::{ServiceContainer, ServiceSpec, service_name};
 
 pub const NETWORK: &str = "berth";
+/// The buildpack stack image (see `stack.rs`): builds run in it, holders sleep in it.
+pub const STACK_IMAGE: &str = "berth/stack:bookworm";
 pub const LABEL_APP: &str = "berth.app";
 /// A service container's `KIND/NAME`.
 pub const LABEL_SERVICE: &str = "berth.service";
