@@ -16,8 +16,8 @@ use crate::gates::{Answer, Keeper};
 /// The longest question nginx sends (an app name, an address, basic auth's base64).
 const MAX_LINE: usize = 4096;
 
-/// Binds the socket where nginx's workers reach it: world-writable (they run as nobody),
-/// in a world-traversable directory under /run.
+/// Binds the socket where nginx's workers reach it: world-writable (they run as nobody;
+/// `handle` hangs up on any other user), in a world-traversable directory under /run.
 pub fn bind(path: &std::path::Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if let Some(dir) = path.parent() {
@@ -58,6 +58,12 @@ pub async fn serve(listener: UnixListener, engine: Arc<Engine>, mut shutdown: wa
 }
 
 async fn handle(stream: UnixStream, engine: &Engine, keeper: &Keeper) -> std::io::Result<()> {
+    // nginx's workers (nobody) and the daemon's own user; no other local user.
+    let uid = stream.peer_cred()?.uid();
+    let nobody = nix::unistd::User::from_name("nobody").ok().flatten().map(|u| u.uid.as_raw());
+    if uid != nix::unistd::geteuid().as_raw() && Some(uid) != nobody {
+        return Ok(());
+    }
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader).take(u64::MAX);
     let mut line = String::new();
