@@ -10,7 +10,7 @@ require_root
 
 apt_install docker.io nginx libnginx-mod-http-lua git openssh-client debootstrap python3
 ensure_docker
-bench_build_berth
+bench_berth
 
 bench_daemon
 "$BERTH" --root "$ROOT" stack:build >/dev/null

@@ -7,7 +7,7 @@
 #     `ps:restart APP` (web=1): until the new container serves, median of 10.
 #  3. wrk through berth's nginx with a new connection per request while the scale
 #     changes of 1. run: served and failed requests.
-# Usage: scripts/bench-ps.sh [RUNS]   (default 3)
+# Usage: scripts/bench-ps.sh [RUNS]   (default 3; BERTH=/path/to/berth uses that binary instead of a release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -16,7 +16,7 @@ RUNS=${1:-3}
 
 apt_install docker.io nginx libnginx-mod-http-lua git openssh-client busybox-static wrk python3
 ensure_docker
-bench_build_berth
+bench_berth
 
 bench_daemon
 bench_base_image
