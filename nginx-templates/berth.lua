@@ -57,25 +57,31 @@ function _M.load(path)
     load_table(peers, path, PEERS)
 end
 
--- PUT /peers on the control socket: "APP vN IP IP…" lines; no IP removes the app's peers.
-function _M.control()
+-- A PUT on the control socket: the body's lines (matched by `pattern`) into `dict`, an
+-- empty rest removing the app's key. Answers "ok N", or 500 naming the app (`what` of it)
+-- the dict had no room for.
+local function put_table(dict, pattern, what)
     ngx.req.read_body()
-    local apps = lines_of(ngx.req.get_body_data() or "", PEERS)
     local n = 0
-    for app, list in pairs(apps) do
-        if list == "" then
-            peers:delete(app)
+    for app, rest in pairs(lines_of(ngx.req.get_body_data() or "", pattern)) do
+        if rest == "" then
+            dict:delete(app)
         else
-            local ok, err = peers:set(app, list)
+            local ok, err = dict:set(app, rest)
             if not ok then
                 ngx.status = 500
-                ngx.say("cannot store the peers of ", app, ": ", err)
+                ngx.say("cannot store the ", what, " of ", app, ": ", err)
                 return
             end
         end
         n = n + 1
     end
     ngx.say("ok ", n)
+end
+
+-- PUT /peers on the control socket: "APP vN IP IP…" lines; no IP removes the app's peers.
+function _M.control()
+    put_table(peers, PEERS, "peers")
 end
 
 -- GET /peers?app=APP: what nginx routes the app to now.
@@ -159,19 +165,6 @@ local gates = ngx.shared.berth_gates
 local verified = ngx.shared.berth_verified
 local gate_dir = nil
 
-local function store_gates(apps)
-    for app, rest in pairs(apps) do
-        if rest == "" then
-            gates:delete(app)
-        else
-            local ok, err = gates:set(app, rest)
-            if not ok then
-                return "cannot store the gate of " .. app .. ": " .. err
-            end
-        end
-    end
-end
-
 function _M.load_gates(path, dir)
     gate_dir = dir
     load_table(gates, path, GATES)
@@ -179,14 +172,7 @@ end
 
 -- PUT /gates on the control socket: "APP m=… a=… p=…" lines; "APP" alone opens its gate.
 function _M.control_gates()
-    ngx.req.read_body()
-    local err = store_gates(lines_of(ngx.req.get_body_data() or "", GATES))
-    if err then
-        ngx.status = 500
-        ngx.say(err)
-        return
-    end
-    ngx.say("ok")
+    put_table(gates, GATES, "gate")
 end
 
 -- GET /gates?app=APP: the app's gate as nginx holds it.

@@ -27,7 +27,7 @@ pub const BUILD_NETWORK: &str = "berth-build";
 /// (`holders.rs`): its bridge keeps them from each other (no inter-container traffic).
 pub const PARK_NETWORK: &str = "berth-park";
 /// On networks berth made: `app`, `user`, `build` or `park`.
-pub(super) const LABEL_NETWORK: &str = "berth.network";
+const LABEL_NETWORK: &str = "berth.network";
 /// On a `network:create` network: the name the admin gave it.
 const LABEL_NAME: &str = "berth.network-name";
 
@@ -191,14 +191,7 @@ impl Runtime {
     /// The build network, made if missing, with the firewall rule that keeps its containers
     /// from the host's own services in place. Refused (no build runs) if the rule cannot be.
     pub async fn ensure_build_network(&self) -> Result<&'static str, RuntimeError> {
-        if !self.networks_made.lock().unwrap_or_else(|p| p.into_inner()).contains(BUILD_NETWORK) {
-            let options = HashMap::from([
-                ("com.docker.network.bridge.name".to_string(), BUILD_NETWORK.to_string()),
-                ("com.docker.network.bridge.enable_icc".to_string(), "false".to_string()),
-            ]);
-            self.ensure_bridge(BUILD_NETWORK, &[(LABEL_NETWORK, "build")], options).await?;
-            self.networks_made.lock().unwrap_or_else(|p| p.into_inner()).insert(BUILD_NETWORK.to_string());
-        }
+        self.ensure_apart(BUILD_NETWORK, "build").await?;
         // One check-and-add at a time on the machine: two would both add the rule.
         let _machine = super::network_lock().await;
         fence_from_host(BUILD_NETWORK).await.map_err(|e| RuntimeError::Container(format!("builds cannot be kept from the host's own services: {e}")))?;
@@ -207,15 +200,22 @@ impl Runtime {
 
     /// The network holders wait on, made if missing.
     pub(super) async fn ensure_park_network(&self) -> Result<&'static str, RuntimeError> {
-        if !self.networks_made.lock().unwrap_or_else(|p| p.into_inner()).contains(PARK_NETWORK) {
+        self.ensure_apart(PARK_NETWORK, "park").await?;
+        Ok(PARK_NETWORK)
+    }
+
+    /// A bridge of berth's own (`kind`: its `berth.network` label) whose containers cannot
+    /// reach each other, its interface named as the network; made once per process.
+    async fn ensure_apart(&self, name: &str, kind: &str) -> Result<(), RuntimeError> {
+        if !self.networks_made.lock().unwrap_or_else(|p| p.into_inner()).contains(name) {
             let options = HashMap::from([
-                ("com.docker.network.bridge.name".to_string(), PARK_NETWORK.to_string()),
+                ("com.docker.network.bridge.name".to_string(), name.to_string()),
                 ("com.docker.network.bridge.enable_icc".to_string(), "false".to_string()),
             ]);
-            self.ensure_bridge(PARK_NETWORK, &[(LABEL_NETWORK, "park")], options).await?;
-            self.networks_made.lock().unwrap_or_else(|p| p.into_inner()).insert(PARK_NETWORK.to_string());
+            self.ensure_bridge(name, &[(LABEL_NETWORK, kind)], options).await?;
+            self.networks_made.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string());
         }
-        Ok(PARK_NETWORK)
+        Ok(())
     }
 
     async fn network_exists(&self, network: &str) -> Result<bool, RuntimeError> {
