@@ -147,12 +147,75 @@ function _M.balance(app, port)
     busy:incr(pick, 1, 0)
 end
 
--- log_by_lua of a proxied location: the request is no longer in flight.
-function _M.done()
+-- Metrics: per app, requests by status class ("c|APP|1".."5"), the latency histogram
+-- ("b|APP|1".."12", one count per bucket, not cumulative; bounds as traffic.rs's) and the
+-- seconds spent ("s|APP"), counted in the log phase into a shared dictionary. GET /metrics
+-- lists them for berth. With metrics off (berth.toml), nothing is counted.
+local metrics = ngx.shared.berth_metrics
+local counting = true
+local BOUNDS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
+local keys = {}
+
+function _M.count(on)
+    counting = on
+end
+
+local function keys_of(app)
+    local k = keys[app]
+    if not k then
+        k = { classes = {}, buckets = {}, seconds = "s|" .. app }
+        for class = 1, 5 do
+            k.classes[class] = "c|" .. app .. "|" .. class
+        end
+        for bucket = 1, #BOUNDS + 1 do
+            k.buckets[bucket] = "b|" .. app .. "|" .. bucket
+        end
+        keys[app] = k
+    end
+    return k
+end
+
+local function account(app)
+    local k = keys_of(app)
+    local class = math.floor(ngx.status / 100)
+    if class < 1 or class > 5 then
+        class = 5
+    end
+    metrics:incr(k.classes[class], 1, 0)
+    local took = ngx.now() - ngx.req.start_time()
+    local bucket = #BOUNDS + 1
+    for i = 1, #BOUNDS do
+        if took <= BOUNDS[i] then
+            bucket = i
+            break
+        end
+    end
+    metrics:incr(k.buckets[bucket], 1, 0)
+    metrics:incr(k.seconds, took, 0)
+end
+
+-- GET /metrics: every count, "KEY VALUE" per line.
+function _M.metrics()
+    local out = {}
+    for _, key in ipairs(metrics:get_keys(0)) do
+        local value = metrics:get(key)
+        if value then
+            out[#out + 1] = key .. " " .. value
+        end
+    end
+    out[#out + 1] = ""
+    ngx.print(table.concat(out, "\n"))
+end
+
+-- log_by_lua of a proxied location: the request is no longer in flight; it is counted.
+function _M.done(app)
     local peer = ngx.ctx.berth_peer
     if peer then
         busy:incr(peer, -1, 0)
         ngx.ctx.berth_peer = nil
+    end
+    if counting and app then
+        account(app)
     end
 end
 

@@ -211,14 +211,29 @@ bench_daemon() {
     trap bench_cleanup EXIT
     HTTP_PORT=$(free_port)
     HTTPS_PORT=$(free_port)
-    "$BERTH" --root "$ROOT" daemon --ssh-listen 127.0.0.1:0 --http-listen "127.0.0.1:$HTTP_PORT" --https-listen "127.0.0.1:$HTTPS_PORT" --api-listen 127.0.0.1:0 >"$WORK/berth.log" 2>&1 &
-    BERTH_PID=$!
-    for _ in $(seq 1 100); do [ -s "$ROOT/ssh-address" ] && break; sleep 0.05; done
-    [ -s "$ROOT/ssh-address" ] || die "the berth daemon did not start: $(cat "$WORK/berth.log")"
-    SSH_PORT=$(sed 's/.*://' "$ROOT/ssh-address")
+    SSH_PORT=0
+    bench_daemon_start
     ssh-keygen -q -t ed25519 -N '' -f "$WORK/key"
     "$BERTH" --root "$ROOT" ssh-keys:add bench <"$WORK/key.pub" >/dev/null
     export GIT_SSH_COMMAND="ssh -i $WORK/key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -F /dev/null"
+}
+
+# For benchmarks: starts bench_daemon's daemon (again, after bench_daemon_stop: same root,
+# listeners and SSH port). Sets BERTH_PID and SSH_PORT.
+bench_daemon_start() {
+    rm -f "$ROOT/ssh-address"
+    "$BERTH" --root "$ROOT" daemon --ssh-listen "127.0.0.1:$SSH_PORT" --http-listen "127.0.0.1:$HTTP_PORT" --https-listen "127.0.0.1:$HTTPS_PORT" --api-listen 127.0.0.1:0 >>"$WORK/berth.log" 2>&1 &
+    BERTH_PID=$!
+    for _ in $(seq 1 200); do [ -s "$ROOT/ssh-address" ] && break; sleep 0.05; done
+    [ -s "$ROOT/ssh-address" ] || die "the berth daemon did not start: $(cat "$WORK/berth.log")"
+    SSH_PORT=$(sed 's/.*://' "$ROOT/ssh-address")
+}
+
+# For benchmarks: stops bench_daemon's daemon (nginx and the apps go on serving).
+bench_daemon_stop() {
+    kill "$BERTH_PID"
+    while kill -0 "$BERTH_PID" 2>/dev/null; do sleep 0.05; done
+    BERTH_PID=""
 }
 
 # The test base image berth-test/busybox: FROM scratch + Debian's busybox-static (no

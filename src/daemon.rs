@@ -104,6 +104,7 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     }
     // nginx is up (or its failure logged) before the daemon answers, so no command sees it
     // still starting (doctor would call it down; a routing change would race its start).
+    engine.nginx.set_counting(engine.store.load_global().ok().and_then(|g| g.nginx_metrics).unwrap_or(true));
     if let Err(e) = engine.nginx.ensure_running().await {
         tracing::error!("cannot start nginx: {e}");
     }
@@ -124,6 +125,7 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     let local_task = tokio::spawn(local::serve(local_listener, engine.clone(), local_stopped));
     tokio::spawn(crate::server::api::serve(api_listener, engine.clone(), stop.subscribe()));
     tokio::spawn(crate::server::gatekeeper::serve(gatekeeper, engine.clone(), stop.subscribe()));
+    tokio::spawn(crate::metrics::sample_forever(engine.clone()));
     tracing::info!(root = %root.display(), ssh = %ssh_addr, socket = %socket_path.display(), "berth daemon ready");
 
     // The apps come back in the background: SSH answers meanwhile.

@@ -1,7 +1,7 @@
 //! The engine the front doors share: state, settings, the Docker engine, nginx, and who is
 //! calling.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -57,6 +57,33 @@ pub struct Engine {
     me: std::sync::Weak<Engine>,
     /// Pushes in flight, by the token their `git receive-pack` hands its hook.
     pushes: Pushes,
+    /// What nginx counted, sampled every few seconds: the reports' last minute.
+    pub traffic: Mutex<crate::traffic::Window>,
+    /// Deploys since the daemon started, by app (for metrics).
+    pub deploys: Mutex<BTreeMap<String, Deploys>>,
+}
+
+/// The upper bounds, in seconds, of the deploy duration histogram.
+pub const DEPLOY_BOUNDS: [f64; 9] = [1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+/// An app's deploys since the daemon started: how many, how many failed, how long they took.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Deploys {
+    pub count: u64,
+    pub failures: u64,
+    pub seconds: f64,
+    /// Deploys by duration (`DEPLOY_BOUNDS`, then the rest), not cumulative.
+    pub buckets: [u64; DEPLOY_BOUNDS.len() + 1],
+}
+
+impl Deploys {
+    pub fn record(&mut self, seconds: f64, failed: bool) {
+        self.count += 1;
+        self.failures += u64::from(failed);
+        self.seconds += seconds;
+        let bucket = DEPLOY_BOUNDS.iter().position(|b| seconds <= *b).unwrap_or(DEPLOY_BOUNDS.len());
+        self.buckets[bucket] += 1;
+    }
 }
 
 type Pushes = Arc<Mutex<HashMap<String, Caller>>>;
@@ -124,6 +151,8 @@ pub struct DeployGuard {
 #[derive(Default)]
 struct Builds {
     running: Mutex<usize>,
+    /// Builds waiting for a slot.
+    queued: std::sync::atomic::AtomicUsize,
     ended: tokio::sync::Notify,
 }
 
@@ -135,6 +164,15 @@ impl Drop for BuildSlot {
         let mut running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
         *running = running.saturating_sub(1);
         self.0.ended.notify_waiters();
+    }
+}
+
+/// A build waiting for a slot, counted until dropped.
+struct Queued(Arc<Builds>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -169,7 +207,15 @@ impl Engine {
             builds: Arc::new(Builds::default()),
             jobs: Jobs::default(),
             pushes: Pushes::default(),
+            traffic: Default::default(),
+            deploys: Default::default(),
         })
+    }
+
+    /// Builds running now, and builds waiting for a slot.
+    pub fn builds(&self) -> (usize, usize) {
+        let running = *self.builds.running.lock().unwrap_or_else(|e| e.into_inner());
+        (running, self.builds.queued.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Records a push by `caller`; its token names the pusher until the push ends.
@@ -294,7 +340,8 @@ impl Engine {
     /// (default 1) builds run, else queued (and saying so) until one ends. A build on a small
     /// server competes with the apps it is about to replace; one at a time keeps them served.
     pub async fn build_slot(&self, out: &Output) -> BuildSlot {
-        let mut said = false;
+        // Counted as queued from its first wait until it has a slot or is given up.
+        let mut queued: Option<Queued> = None;
         loop {
             let limit = self.store.load_global().ok().and_then(|g| g.build_concurrency).unwrap_or(1).max(1) as usize;
             let ended = self.builds.ended.notified();
@@ -306,8 +353,9 @@ impl Engine {
                 }
                 *running
             };
-            if !said {
-                said = true;
+            if queued.is_none() {
+                self.builds.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                queued = Some(Queued(self.builds.clone()));
                 out.step(format!("Queued: {running} build(s) running, at most {limit} at a time (builder:set --global build-concurrency N); this one starts when one ends")).await;
             }
             // Woken when a build ends; the limit is read again now and then (it may change).

@@ -24,6 +24,7 @@ pub mod hook;
 pub mod hooks;
 pub mod https;
 pub mod image_archive;
+pub mod metrics;
 pub mod output;
 pub mod plugins;
 pub mod previews;
@@ -39,6 +40,7 @@ pub mod stack;
 pub mod supervise;
 pub mod store;
 pub mod tls;
+pub mod traffic;
 pub mod validate;
 pub mod wildcard;
 

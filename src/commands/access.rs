@@ -5,7 +5,7 @@
 use crate::store::Access;
 
 /// Read-only commands beyond the `:report` and `:list` ones.
-const READ: &[&str] = &["apps:exists", "apps:locked", "config:show", "config:keys", "version", "logs", "previews", "releases", "events", "network:exists", "network:info", "help"];
+const READ: &[&str] = &["apps:exists", "apps:locked", "config:show", "config:keys", "version", "logs", "previews", "releases", "events", "metrics", "network:exists", "network:info", "help"];
 
 /// Commands that deploy or run what is deployed, and change no setting (and a deploy's
 /// output, which can show what a build printed of the config).

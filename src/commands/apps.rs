@@ -400,6 +400,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
         let report = Report::new("--global app information").namespace("app").global_layer("disable-autocreation", autocreation(&global), global.disable_autocreation);
         return args.print_global(ctx, report).await;
     }
+    let minutes = crate::metrics::minutes(ctx.engine, &args.app_names(ctx)?).await;
     args.print_apps(ctx, |ctx, name, config| {
         // Where the release that serves came from: a push (its commit) or an image.
         let active = ctx.engine.store.load_releases(name)?.active().cloned();
@@ -408,14 +409,15 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             Some(r) => ("docker-image", r.image_tag.clone()),
             None => ("", String::new()),
         };
-        Ok(Report::new(format!("{name} app information"))
+        let report = Report::new(format!("{name} app information"))
             .namespace("app")
             .row("App created at", config.created_at)
             .row("App dir", ctx.engine.store.app_dir(name).display().to_string())
             .row("App locked", config.locked)
             .row("App deploy source", source)
             .row("App deploy source metadata", metadata)
-            .global_layer("disable-autocreation", autocreation(&global), global.disable_autocreation))
+            .global_layer("disable-autocreation", autocreation(&global), global.disable_autocreation);
+        Ok(crate::metrics::with_minute(report, minutes.get(name)))
     })
     .await
 }

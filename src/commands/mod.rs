@@ -24,6 +24,7 @@ mod images;
 pub mod keys;
 mod letsencrypt;
 mod logs;
+mod metrics;
 mod network;
 mod nginx;
 mod plugin;
@@ -216,6 +217,7 @@ namespaces! {
     Events => events,
     Dashboard => dashboard,
     Gates => gates,
+    Metrics => metrics,
 }
 
 /// Who may run a command.

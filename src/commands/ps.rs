@@ -318,6 +318,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             running.insert(name, instances);
         }
     }
+    let minutes = crate::metrics::minutes(ctx.engine, &args.app_names(ctx)?).await;
     args.print_apps(ctx, |ctx, name, config| {
         let active = ctx.engine.store.load_releases(name)?.active().cloned();
         let mut containers = running.get(name).cloned().unwrap_or_default();
@@ -345,7 +346,7 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             (Some(_), false) if live >= wanted => "running".to_string(),
             (Some(_), false) => format!("degraded: {live} of {wanted} containers running"),
         };
-        Ok(Report::new(format!("{name} ps information")).namespace("ps")
+        let report = Report::new(format!("{name} ps information")).namespace("ps")
             .row("Deployed", active.is_some())
             .row("Status", status)
             .row("Release", active.as_ref().map(|r| format!("v{}", r.version)).unwrap_or_default())
@@ -371,7 +372,8 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             // Only the active release's: an old one still running is on its way out.
             .row("Running", live)
             .row("Retiring", containers.iter().filter(|c| container_state(c, active.as_ref().map(|r| r.version)) == "retiring").count())
-            .row("Containers", list))
+            .row("Containers", list);
+        Ok(crate::metrics::with_minute(report, minutes.get(name)))
     })
     .await
 }
@@ -384,6 +386,7 @@ mod tests {
     fn an_old_releases_running_container_is_retiring_not_running() {
         let c = |release, running, status: &str| crate::runtime::AppContainer {
             id: "id".into(),
+            app: "a".into(),
             name: "n".into(),
             process: "web".into(),
             index: 1,

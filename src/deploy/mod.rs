@@ -139,7 +139,10 @@ pub async fn deploy_locked(engine: &Engine, app: &str, source: Source, cause: &C
     let env = cause.env();
     // Its output is kept for `releases:output` (the last deploy's, whoever saw it).
     let out = &out.teed(&last_output(engine, app));
-    match deploy_release(engine, app, source, cause, out).await {
+    let started = std::time::Instant::now();
+    let result = deploy_release(engine, app, source, cause, out).await;
+    engine.deploys.lock().unwrap_or_else(|e| e.into_inner()).entry(app.to_string()).or_default().record(started.elapsed().as_secs_f64(), result.is_err());
+    match result {
         Ok((version, deployed)) => {
             if deployed {
                 let _ = crate::plugins::trigger(engine, "post-deploy", &[app.to_string(), version.to_string()], &env, out).await;

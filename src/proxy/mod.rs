@@ -58,6 +58,8 @@ pub struct Nginx {
     /// Each app's site as this daemon put it in place (or found it there): what
     /// `needs_reload` compares a planned site with.
     placed: std::sync::Mutex<std::collections::HashMap<String, Site>>,
+    /// Whether berth.lua counts requests for metrics (berth.toml's `nginx_metrics`).
+    counting: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Serialize)]
@@ -75,6 +77,7 @@ struct MainVars {
     gates_file: String,
     gate_dir: String,
     control_socket: String,
+    metrics: bool,
 }
 
 impl Nginx {
@@ -84,7 +87,7 @@ impl Nginx {
         templates.set_strict_mode(true);
         templates.register_template_string("main", MAIN_TEMPLATE).expect("nginx.conf.hbs is valid handlebars");
         templates.register_template_string("site", SITE_TEMPLATE).expect("site.conf.hbs is valid handlebars");
-        Nginx { prefix: root.join("nginx"), listen, templates, peers_lock: std::sync::Mutex::new(()), placed: Default::default() }
+        Nginx { prefix: root.join("nginx"), listen, templates, peers_lock: std::sync::Mutex::new(()), placed: Default::default(), counting: true.into() }
     }
 
     /// Where ACME HTTP-01 answers live: `<acme_root>/.well-known/acme-challenge/TOKEN`,
@@ -192,6 +195,7 @@ impl Nginx {
             gates_file: self.gates_file().display().to_string(),
             gate_dir: self.gate_dir().display().to_string(),
             control_socket: self.control_socket().display().to_string(),
+            metrics: self.counting.load(std::sync::atomic::Ordering::Relaxed),
         };
         self.templates.render("main", &vars).map_err(|e| ProxyError::Render(e.to_string()))
     }
@@ -443,6 +447,20 @@ impl Nginx {
         body.trim().parse().map_err(|_| ProxyError::Nginx(format!("nginx's control endpoint answered {body:?} for requests in flight")))
     }
 
+    /// Whether nginx counts each app's requests (from the next start or reload on).
+    pub fn set_counting(&self, on: bool) {
+        self.counting.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What nginx counted of each app's requests since it started (nothing when it does
+    /// not run).
+    pub async fn traffic(&self) -> Result<crate::traffic::Traffic, ProxyError> {
+        if self.master_pid().is_none() {
+            return Ok(Default::default());
+        }
+        Ok(crate::traffic::parse(&self.control("GET", "/metrics", "").await?))
+    }
+
     /// What nginx routes the app to now, from its memory (for tests and reports).
     pub async fn live_peers(&self, app: &str) -> Result<Vec<String>, ProxyError> {
         let body = self.control("GET", &format!("/peers?app={app}"), "").await?;
@@ -640,7 +658,7 @@ mod tests {
         for needle in [
             "upstream berth-web-5000 {",
             "balancer_by_lua_block { berth.balance(\"web\", 5000) }",
-            "log_by_lua_block { berth.done() }",
+            "log_by_lua_block { berth.done(\"web\") }",
             "keepalive 32;",
             "listen 127.0.0.1:8080;",
             "server_name a.com;",

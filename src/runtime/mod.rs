@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use crate::output::Output;
 
 mod build_request;
+pub mod cgroups;
 mod holders;
 mod images;
 mod networks;
@@ -86,6 +87,7 @@ pub struct Runtime {
 #[derive(Debug, Clone)]
 pub struct AppContainer {
     pub id: String,
+    pub app: String,
     pub name: String,
     pub process: String,
     pub index: u32,
@@ -626,9 +628,19 @@ impl Runtime {
     /// Every process container berth runs for `app`, running or not (not one-off `run`
     /// containers: those have no index, and live only as long as their session).
     pub async fn containers(&self, app: &str) -> Result<Vec<AppContainer>, RuntimeError> {
-        let labels = vec![format!("{LABEL_APP}={app}"), format!("{LABEL_ROOT}={}", self.root), LABEL_INDEX.to_string()];
+        self.processes(Some(app), true).await
+    }
+
+    /// Every app's process containers that run now (for metrics: one list, not one per app).
+    pub async fn running_processes(&self) -> Result<Vec<AppContainer>, RuntimeError> {
+        self.processes(None, false).await
+    }
+
+    async fn processes(&self, app: Option<&str>, all: bool) -> Result<Vec<AppContainer>, RuntimeError> {
+        let mut labels = vec![format!("{LABEL_ROOT}={}", self.root), LABEL_INDEX.to_string()];
+        labels.extend(app.map(|app| format!("{LABEL_APP}={app}")));
         let filters = HashMap::from([("label".to_string(), labels)]);
-        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let options = ListContainersOptions { all, filters: Some(filters), ..Default::default() };
         let list = self.docker.list_containers(Some(options)).await?;
         Ok(list
             .into_iter()
@@ -640,6 +652,7 @@ impl Runtime {
                 }
                 Some(AppContainer {
                     id: c.id.unwrap_or_default(),
+                    app: labels.get(LABEL_APP).cloned().unwrap_or_default(),
                     name,
                     process: labels.get(LABEL_PROCESS).cloned().unwrap_or_default(),
                     release: labels.get(LABEL_RELEASE).and_then(|r| r.parse().ok()).unwrap_or(0),

@@ -52,7 +52,7 @@ impl Fake {
         rows.next += 1;
         let id = format!("c{}", rows.next);
         let instance =
-            Instance { id: id.clone(), name: format!("berth-{app}-{process}.{index}-v{release}"), process: process.into(), index, release, running: true, status: "Up".into() };
+            Instance { id: id.clone(), app: app.into(), name: format!("berth-{app}-{process}.{index}-v{release}"), process: process.into(), index, release, running: true, status: "Up".into() };
         rows.rows.push(Row { instance, app: app.into(), state: State::Running, probes: 0 });
         id
     }

@@ -478,6 +478,7 @@ impl Scheduler for Swarm {
             let on = self.node_address(&node).await.unwrap_or_else(|| if node.is_empty() { "no node yet".into() } else { node.clone() });
             instances.push(Instance {
                 id: task.id.clone().unwrap_or_default(),
+                app: app.to_string(),
                 name: format!("{}.{slot}", service.name),
                 process: service.process.clone(),
                 index: slot,

@@ -37,6 +37,8 @@ pub enum Shape {
     Lines,
     /// Lines as they come, as server-sent events (`data: LINE`), until the client goes.
     Stream,
+    /// Prometheus' text format (`metrics`), as the command printed it.
+    Metrics,
 }
 
 /// What a route reads from the request, and the command line it makes of it.
@@ -313,6 +315,7 @@ pub static ROUTES: &[Route] = &[
     route!("POST", "/api/v1/services/{kind}/{service}/backups", "Back the service up now", Lines, |r| service(r, "backup", true, &[])),
     route!("GET", "/api/v1/events", "The audit log (the caller's apps)", List, None, &[("app", APP), ("n", COUNT)], false, events),
     route!("GET", "/api/v1/tokens", "The tokens the caller's key made", List, |_| Ok(line(&["tokens:list", "--format", "json"]))),
+    route!("GET", "/metrics", "Metrics in Prometheus' text format: the token's apps (an admin's: every app and the server)", Metrics, |_| Ok(line(&["metrics"]))),
 ];
 
 /// The caller a token stands for: never more than the key that made it has now (a token
@@ -398,6 +401,7 @@ impl Http {
                 Ok(value) => (status, axum::Json(value)).into_response(),
                 Err(_) => ApiError::new(500, "the command's report is not JSON").into_response(),
             },
+            Shape::Metrics => (status, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], stdout).into_response(),
             Shape::Lines | Shape::Stream => {
                 let lines: Vec<&str> = stdout.lines().collect();
                 let mut body = json!({"output": lines});
@@ -488,6 +492,7 @@ pub fn openapi() -> Value {
             Shape::List => json!({"application/json": {"schema": {"type": "array"}}}),
             Shape::Lines => json!({"application/json": {"schema": {"$ref": "#/components/schemas/Output"}}}),
             Shape::Stream => json!({"text/event-stream": {"schema": {"type": "string"}}}),
+            Shape::Metrics => json!({"text/plain": {"schema": {"type": "string"}}}),
         };
         let mut responses = serde_json::Map::new();
         responses.insert(ok.into(), json!({"description": "Done", "content": content}));
@@ -528,7 +533,7 @@ fn released(app: &str, lines: &[&str]) -> Option<u32> {
 }
 
 fn operation_id(route: &Route) -> String {
-    let words: Vec<String> = route.path.trim_start_matches("/api/v1/").split('/').map(|s| s.trim_matches(|c| c == '{' || c == '}').replace('-', "_")).collect();
+    let words: Vec<String> = route.path.trim_start_matches("/api/v1/").split('/').filter(|s| !s.is_empty()).map(|s| s.trim_matches(|c| c == '{' || c == '}').replace('-', "_")).collect();
     format!("{}_{}", route.method.to_ascii_lowercase(), words.join("_"))
 }
 

@@ -16,6 +16,10 @@ pub struct GlobalConfig {
     /// Address of the HTTP API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_listen: Option<String>,
+    /// `false`: nginx does not count requests for metrics (berth.lua's log phase); read
+    /// when the daemon starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx_metrics: Option<bool>,
     /// Failed API authentications an address may make in a minute (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_auth_failures: Option<u32>,

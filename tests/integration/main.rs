@@ -18,6 +18,7 @@ mod https;
 mod install;
 mod invisible;
 mod isolation;
+mod metrics;
 mod plugins;
 mod previews;
 mod processes;
