@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 
-apt_install docker.io nginx libnginx-mod-http-lua git openssh-client openssh-server busybox-static ca-certificates build-essential pkg-config debootstrap pebble bind9 bind9-utils bind9-dnsutils openssl curl iproute2 python3 procps chromium chromium-driver python3-selenium python3-venv docker-registry prometheus
+apt_install docker.io nginx libnginx-mod-http-lua git openssh-client openssh-server busybox-static ca-certificates build-essential pkg-config debootstrap pebble bind9 bind9-utils bind9-dnsutils openssl curl iproute2 python3 procps chromium chromium-driver python3-selenium python3-venv docker-registry prometheus rsyslog rsyslog-openssl
 ensure_docker
 ensure_rust
 # schemathesis (PyPI, pinned) checks the API's OpenAPI document against the live daemon.

@@ -126,6 +126,7 @@ pub async fn run(root: PathBuf, args: DaemonArgs) -> anyhow::Result<()> {
     tokio::spawn(crate::server::api::serve(api_listener, engine.clone(), stop.subscribe()));
     tokio::spawn(crate::server::gatekeeper::serve(gatekeeper, engine.clone(), stop.subscribe()));
     tokio::spawn(crate::metrics::sample_forever(engine.clone()));
+    tokio::spawn(crate::drains::follow::run(engine.clone()));
     tracing::info!(root = %root.display(), ssh = %ssh_addr, socket = %socket_path.display(), "berth daemon ready");
 
     // The apps come back in the background: SSH answers meanwhile.

@@ -61,6 +61,8 @@ pub struct Engine {
     pub traffic: Mutex<crate::traffic::Window>,
     /// Deploys since the daemon started, by app (for metrics).
     pub deploys: Mutex<BTreeMap<String, Deploys>>,
+    /// Log drains: their senders, and the containers followed into them.
+    pub drains: crate::drains::Drains,
 }
 
 /// The upper bounds, in seconds, of the deploy duration histogram.
@@ -209,6 +211,7 @@ impl Engine {
             pushes: Pushes::default(),
             traffic: Default::default(),
             deploys: Default::default(),
+            drains: Default::default(),
         })
     }
 

@@ -15,6 +15,7 @@ pub mod deploy;
 pub mod destroy;
 pub mod dns;
 pub mod docker_options;
+pub mod drains;
 pub mod dockerfile;
 pub mod engine;
 pub mod front;

@@ -30,7 +30,7 @@ pub enum Cmd {
         #[arg(short = 'p', long = "ps")]
         process: Option<String>,
     },
-    /// Set a log property: max-size SIZE|unlimited (when a container's log file rotates; default 10m), app-label-alias KEY (a label each container carries its app's name under, for log collectors); APP or --global
+    /// Set a log property: max-size SIZE|unlimited (when a container's log file rotates; default 10m), app-label-alias KEY (a label each container carries its app's name under, for log collectors), drain URL (syslog+tcp://HOST:PORT, syslog+tls://HOST:PORT or https://…: where its output is sent too), drain-token TOKEN (an HTTP drain's bearer token); APP or --global
     #[command(name = "logs:set")]
     Set(SetArgs),
     /// Show apps' log settings
@@ -59,9 +59,15 @@ impl Cmd {
 /// `logs:set (APP|--global) max-size|app-label-alias [VALUE]`: containers started from
 /// then on take it.
 pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
-    let key = args.property(&[app_or_global("max-size"), app_or_global("app-label-alias")])?;
+    let key = args.property(&[app_or_global("max-size"), app_or_global("app-label-alias"), app_or_global("drain"), app_or_global("drain-token")])?;
     let value = args.value().map(str::to_string);
     if let Some(v) = &value {
+        if key == "drain" {
+            crate::drains::wire::Drain::parse(v).map_err(failed)?;
+        }
+        if key == "drain-token" && (v.is_empty() || v.len() > 4096 || !v.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(failed("Invalid drain-token: printable characters without spaces, at most 4096"));
+        }
         if key == "max-size" && v != "unlimited" && !valid_size(v) {
             return Err(failed(format!("Invalid max-size {}: a size such as 10m, 1g or 500k, or unlimited", crate::validate::quoted(v))));
         }
@@ -69,14 +75,16 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
             return Err(failed(format!("Invalid app-label-alias value {}: a label key of lowercase letters, digits, dots and dashes (com.example.app)", crate::validate::quoted(v))));
         }
     }
-    let change = |logs: &mut crate::store::LogSettings| {
-        if key == "max-size" {
-            logs.max_size = value.clone();
-        } else {
-            logs.app_label_alias = value.clone();
-        }
+    let change = |logs: &mut crate::store::LogSettings| match key {
+        "max-size" => logs.max_size = value.clone(),
+        "drain" => logs.drain = value.clone(),
+        "drain-token" => logs.drain_token = value.clone(),
+        _ => logs.app_label_alias = value.clone(),
     };
-    args.save(ctx, key, |c| change(&mut c.logs), |g| change(&mut g.logs)).await
+    args.save(ctx, key, |c| change(&mut c.logs), |g| change(&mut g.logs)).await?;
+    // The follower looks again: containers of an app with a drain now are read into it.
+    ctx.engine.drains.changed.notify_one();
+    Ok(())
 }
 
 /// A size Docker's json-file driver takes: digits, then k, m or g. Pure.
@@ -103,16 +111,39 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
         let report = Report::new("--global logs information")
             .namespace("logs")
             .global_layer("max-size", global.logs.max_size.clone(), computed_size(&default))
-            .global_layer("app-label-alias", global.logs.app_label_alias.clone(), default.app_label_alias_with(&global).unwrap_or_default());
+            .global_layer("app-label-alias", global.logs.app_label_alias.clone(), default.app_label_alias_with(&global).unwrap_or_default())
+            .global_layer("drain", global.logs.drain.clone(), global.logs.drain.clone().unwrap_or_default())
+            .global_layer("drain-token", hidden(&global.logs.drain_token), hidden(&global.logs.drain_token).unwrap_or_default());
         return args.print_global(ctx, report).await;
     }
-    args.print_apps(ctx, |_, name, config| {
-        Ok(Report::new(format!("{name} logs information"))
+    args.print_apps(ctx, |ctx, name, config| {
+        let drain = config.drain_with(&global);
+        let report = Report::new(format!("{name} logs information"))
             .namespace("logs")
             .layered("max-size", config.logs.max_size.clone(), global.logs.max_size.clone(), computed_size(config))
-            .layered("app-label-alias", config.logs.app_label_alias.clone(), global.logs.app_label_alias.clone(), config.app_label_alias_with(&global).unwrap_or_default()))
+            .layered("app-label-alias", config.logs.app_label_alias.clone(), global.logs.app_label_alias.clone(), config.app_label_alias_with(&global).unwrap_or_default())
+            .layered("drain", config.logs.drain.clone(), global.logs.drain.clone(), drain.as_ref().map(|(d, _)| d.clone()).unwrap_or_default())
+            .layered("drain-token", hidden(&config.logs.drain_token), hidden(&global.logs.drain_token), hidden(&drain.as_ref().and_then(|(_, t)| t.clone())).unwrap_or_default());
+        Ok(report.keyed_row("Logs drain status", "drain-status".into(), drain_status(ctx.engine, drain.as_ref().map(|(d, _)| d.as_str()))))
     })
     .await
+}
+
+/// A secret as a report shows it.
+fn hidden(value: &Option<String>) -> Option<String> {
+    value.as_ref().map(|_| "****".to_string())
+}
+
+/// What the daemon did with the drain's lines: sent, buffered, dropped, and the failure
+/// while it fails.
+fn drain_status(engine: &crate::engine::Engine, drain: Option<&str>) -> String {
+    let Some(drain) = drain.and_then(|d| crate::drains::wire::Drain::parse(d).ok()) else { return String::new() };
+    let Some(status) = engine.drains.status(&drain) else { return "no line sent yet".into() };
+    let mut words = format!("{} sent, {} buffered, {} dropped", status.sent, status.buffered, status.dropped);
+    if let Some(why) = status.failing {
+        words.push_str(&format!("; failing: {why}"));
+    }
+    words
 }
 
 

@@ -5,6 +5,9 @@ use super::{CmdError, CmdResult, Ctx, Target, failed};
 use crate::store::{AppConfig, GlobalConfig};
 use crate::validate::AppName;
 
+/// Properties whose values are secrets: saved, never printed.
+const SECRETS: &[&str] = &["drain-token"];
+
 /// `NS:set (APP|--global) [KEY] [VALUE]`: KEY is optional to clap so that its absence gets
 /// dokku's message, not a usage error.
 #[derive(Debug, Clone, clap::Args)]
@@ -55,7 +58,7 @@ impl SetArgs {
 
     /// Saves the property where the target says, the app's settings (`app` sets it there)
     /// or the global ones (`global`), and says so as dokku does. Read when next used: at
-    /// the next deploy, build, start or stop.
+    /// the next deploy, build, start or stop. A secret's value is never printed.
     pub async fn save(&self, ctx: &Ctx<'_>, key: &str, app: impl FnOnce(&mut AppConfig), global: impl FnOnce(&mut GlobalConfig)) -> CmdResult {
         let whose = match &self.target {
             Target::Global => {
@@ -78,6 +81,7 @@ impl SetArgs {
             }
         };
         match self.value() {
+            Some(_) if SECRETS.contains(&key) => ctx.out.step(format!("Setting {key} to **** for {whose}")).await,
             Some(v) => ctx.out.step(format!("Setting {key} to {v} for {whose}")).await,
             None => ctx.out.step(format!("Unsetting {key} for {whose}")).await,
         }

@@ -598,6 +598,20 @@ impl Runtime {
         crate::output::lines_of(crate::output::ok_until_error(chunks).map(|chunk| chunk.into_bytes()), crate::output::MAX_LOG_LINE)
     }
 
+    /// A container's output from `since` (Unix seconds) on, followed until it stops: each
+    /// line timestamped (`2026-…Z text`), and whether it came from stderr.
+    pub fn output_since(&self, id: &str, since: i64) -> futures_util::stream::BoxStream<'static, (bool, String)> {
+        let options = LogsOptions { stdout: true, stderr: true, follow: true, timestamps: true, since: since.clamp(0, i32::MAX as i64) as i32, ..Default::default() };
+        crate::output::ok_until_error(self.docker.logs(id, Some(options)))
+            .flat_map(|chunk| {
+                let stderr = matches!(chunk, bollard::container::LogOutput::StdErr { .. });
+                let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
+                let lines: Vec<(bool, String)> = text.lines().map(|l| (stderr, l.to_string())).collect();
+                futures_util::stream::iter(lines)
+            })
+            .boxed()
+    }
+
     /// SIGTERM, SIGKILL after `stop_timeout`, then remove.
     pub async fn retire(&self, id: &str, stop_timeout: Duration) -> Result<(), RuntimeError> {
         self.mark_stopping(id);

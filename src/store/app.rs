@@ -180,6 +180,15 @@ impl AppConfig {
         self.logs.app_label_alias.clone().or_else(|| global.logs.app_label_alias.clone())
     }
 
+    /// Where its output is sent (`logs:set drain`), with the HTTP drain's token: the app's
+    /// own, else the global one. An app's own drain takes its own token only.
+    pub fn drain_with(&self, global: &super::GlobalConfig) -> Option<(String, Option<String>)> {
+        match &self.logs.drain {
+            Some(drain) => Some((drain.clone(), self.logs.drain_token.clone())),
+            None => global.logs.drain.clone().map(|d| (d, global.logs.drain_token.clone())),
+        }
+    }
+
     /// The directory of the pushed tree that is built (`builder:set build-dir`), if not its root.
     pub fn build_dir_with(&self, global: &super::GlobalConfig) -> Option<String> {
         self.build.dir.clone().or_else(|| global.build.dir.clone())

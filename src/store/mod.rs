@@ -354,7 +354,8 @@ impl Store {
 
     /// Call with the global lock held.
     pub fn save_global(&self, global: &GlobalConfig) -> Result<()> {
-        write_toml(&self.global_file(), "berth's global settings (berth daemon flags override them)", global, 0o644)
+        // A global drain's token is a secret: 0600.
+        write_toml(&self.global_file(), "berth's global settings (berth daemon flags override them)", global, 0o600)
     }
 
     /// The env every app's containers get (`config:set --global`); an app's own env wins.

@@ -58,6 +58,12 @@ pub struct LogSettings {
     /// read labels (`com.example.app`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_label_alias: Option<String>,
+    /// Where the app's output is sent as well (`syslog+tcp://`, `syslog+tls://`, `https://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<String>,
+    /// The bearer token an HTTP drain is sent with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_token: Option<String>,
 }
 
 impl LogSettings {

@@ -12,6 +12,7 @@ mod dashboard;
 mod cron;
 mod deploy;
 mod dokku;
+mod drains;
 mod firstrun;
 mod gates;
 mod https;
