@@ -19,6 +19,13 @@ if [ ! -x target/schemathesis/bin/st ]; then
     /usr/bin/python3 -m venv target/schemathesis
     target/schemathesis/bin/pip install -q --disable-pip-version-check schemathesis==4.32.5
 fi
+# moto (PyPI, pinned) is the S3-compatible server the off-machine backup test uploads to.
+if [ ! -x target/moto/bin/moto_server ]; then
+    log "Installing moto in target/moto"
+    rm -rf target/moto
+    /usr/bin/python3 -m venv target/moto
+    target/moto/bin/pip install -q --disable-pip-version-check "moto[server]==5.1.18"
+fi
 
 # One build of a fresh tree: incremental data would only fill the disk (it doubles target/).
 export CARGO_INCREMENTAL=0

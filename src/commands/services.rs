@@ -122,6 +122,58 @@ macro_rules! service_namespace {
                 #[arg(value_parser = handlers::service_name)]
                 name: String,
             },
+            /// Upload every dump to an S3-compatible bucket too (s3://BUCKET/PREFIX); the secret access key is read from stdin
+            #[command(name = concat!($ns, ":backup-set-target"))]
+            BackupSetTarget {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+                url: String,
+                /// The access key id (the secret key comes on stdin, one line)
+                #[arg(long)]
+                access_key_id: String,
+                /// An S3-compatible service other than AWS (https://s3.example.com)
+                #[arg(long)]
+                endpoint: Option<String>,
+                /// The bucket's region (default us-east-1)
+                #[arg(long)]
+                region: Option<String>,
+            },
+            /// Upload dumps no more (what was uploaded stays)
+            #[command(name = concat!($ns, ":backup-unset-target"))]
+            BackupUnsetTarget {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+            },
+            /// Encrypt what is uploaded (age format) with a passphrase read from stdin
+            #[command(name = concat!($ns, ":backup-set-encryption"))]
+            BackupSetEncryption {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+            },
+            /// Upload dumps unencrypted from now on (keep the passphrase: earlier uploads need it)
+            #[command(name = concat!($ns, ":backup-unset-encryption"))]
+            BackupUnsetEncryption {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+            },
+            /// List the service's backups: on this server and at its target
+            #[command(name = concat!($ns, ":backups"))]
+            Backups {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+                #[arg(long, value_enum, default_value_t)]
+                format: Format,
+            },
+            /// Restore a backup (a name KIND:backups lists) into the service, or into a new one with --to NEW
+            #[command(name = concat!($ns, ":restore"))]
+            Restore {
+                #[arg(value_parser = handlers::service_name)]
+                name: String,
+                backup: String,
+                /// A new service to restore into (the service itself is left alone)
+                #[arg(long, value_parser = handlers::service_name)]
+                to: Option<String>,
+            },
             /// Destroy a service and its data (refused while linked)
             #[command(name = concat!($ns, ":destroy"))]
             Destroy {
@@ -154,6 +206,14 @@ macro_rules! service_namespace {
                     Cmd::Backup { name, keep } => handlers::backup(ctx, kind, &name, keep).await,
                     Cmd::BackupSchedule { name, schedule, keep } => handlers::backup_schedule(ctx, kind, &name, Some((schedule, keep))).await,
                     Cmd::BackupUnschedule { name } => handlers::backup_schedule(ctx, kind, &name, None).await,
+                    Cmd::BackupSetTarget { name, url, access_key_id, endpoint, region } => {
+                        handlers::set_target(ctx, kind, &name, Some(handlers::NewTarget { url, access_key_id, endpoint, region })).await
+                    }
+                    Cmd::BackupUnsetTarget { name } => handlers::set_target(ctx, kind, &name, None).await,
+                    Cmd::BackupSetEncryption { name } => handlers::set_encryption(ctx, kind, &name, true).await,
+                    Cmd::BackupUnsetEncryption { name } => handlers::set_encryption(ctx, kind, &name, false).await,
+                    Cmd::Backups { name, format } => handlers::backups(ctx, kind, &name, format).await,
+                    Cmd::Restore { name, backup, to } => handlers::restore(ctx, kind, &name, &backup, to.as_deref()).await,
                 }
             }
         }
@@ -195,6 +255,8 @@ pub async fn create(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, version: Opt
         created_at: crate::unix_now(),
         links: Default::default(),
         backup: None,
+        offsite: None,
+        backup_passphrase: None,
     };
     // The state first: a service that started is always one berth knows (and can destroy).
     ctx.engine.store.save_service(&service)?;
@@ -303,6 +365,8 @@ pub async fn info(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, format: Format
         .row("Dsn", kind.url(&service, &container, &password))
         .row("Backup schedule", service.backup.as_ref().map(|b| format!("{} (keeping {})", b.schedule, b.keep)).unwrap_or_default())
         .row("Backup dir", services::backup_dir(ctx.engine, kind.name(), name).display().to_string())
+        .row("Backup target", service.offsite.as_ref().map(|t| t.url.clone()).unwrap_or_default())
+        .row("Backup encryption", if service.backup_passphrase.is_some() { "age (passphrase)" } else { "" })
         .row("Created at", crate::output::utc(service.created_at));
     print_reports(&ctx.out, &[(name.to_string(), report)], true, format).await.map_err(failed)
 }
@@ -451,5 +515,169 @@ pub async fn backup_schedule(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, sch
             ctx.out.step(format!("No more scheduled backups of {} service {name} (the dumps stay)", kind.name())).await;
         }
     }
+    Ok(())
+}
+
+/// `KIND:backup-set-target`'s arguments (the secret key comes on stdin).
+pub struct NewTarget {
+    pub url: String,
+    pub access_key_id: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+}
+
+/// `KIND:backup-set-target NAME URL …` (`Some`) or `KIND:backup-unset-target NAME`.
+pub async fn set_target(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, target: Option<NewTarget>) -> CmdResult {
+    let target = match target {
+        Some(t) => {
+            services::offsite::bucket_and_prefix(&t.url).map_err(failed)?;
+            if let Some(endpoint) = &t.endpoint {
+                services::offsite::check_endpoint(endpoint).map_err(failed)?;
+            }
+            let printable = |v: &str| !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic());
+            if !printable(&t.access_key_id) {
+                return Err(failed("Invalid --access-key-id: printable characters without spaces"));
+            }
+            if let Some(region) = &t.region
+                && !(printable(region) && region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+            {
+                return Err(failed(format!("Invalid --region {}: letters, digits and dashes (eu-west-1)", crate::validate::quoted(region))));
+            }
+            let secret = ctx.input.read_line(1024).await.map_err(|_| failed("The input is not a secret access key: one line of at most 1024 bytes"))?;
+            let secret = secret.trim().to_string();
+            if !printable(&secret) {
+                return Err(failed("The input is not a secret access key: give it on stdin, one line (echo KEY | ssh … KIND:backup-set-target …)"));
+            }
+            Some(crate::store::BackupTarget { url: t.url.trim_end_matches('/').to_string(), endpoint: t.endpoint, region: t.region, access_key_id: t.access_key_id, secret_access_key: secret })
+        }
+        None => None,
+    };
+    let _lock = lock(ctx, kind, name).await?;
+    let mut service = load(ctx, kind, name)?;
+    if kind.export(&service).is_none() {
+        return Err(failed(format!("{} has no dumps: berth backs up postgres only", kind.name())));
+    }
+    let said = match &target {
+        Some(t) => format!("Dumps of {} service {name} are uploaded to {} too", kind.name(), t.url),
+        None => format!("Dumps of {} service {name} stay on this server (what was uploaded stays)", kind.name()),
+    };
+    service.offsite = target;
+    ctx.engine.store.save_service(&service)?;
+    ctx.out.step(said).await;
+    Ok(())
+}
+
+/// `KIND:backups NAME`: the dumps on this server and at the target, oldest first.
+pub async fn backups(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, format: Format) -> CmdResult {
+    let service = load(ctx, kind, name)?;
+    let mut rows: Vec<serde_json::Value> = services::local_dumps(ctx.engine, kind.name(), name)
+        .into_iter()
+        .map(|(file, size, modified)| serde_json::json!({"name": file, "where": "local", "size": size, "modified": modified}))
+        .collect();
+    if let Some(target) = &service.offsite {
+        for remote in services::offsite::list(target, name).await.map_err(failed)? {
+            rows.push(serde_json::json!({"name": remote.name, "where": target.url, "size": remote.size, "modified": remote.modified}));
+        }
+    }
+    if format == Format::Json {
+        ctx.out.line(serde_json::Value::Array(rows).to_string()).await;
+        return Ok(());
+    }
+    ctx.out.header(format!("{} service {name} backups", kind.name())).await;
+    for row in &rows {
+        ctx.out.line(format!("{}  {}  {} bytes  {}", row["name"].as_str().unwrap_or_default(), row["where"].as_str().unwrap_or_default(), row["size"], row["modified"].as_str().unwrap_or_default())).await;
+    }
+    Ok(())
+}
+
+/// `KIND:restore NAME BACKUP [--to NEW]`: the dump from this server, else from the target,
+/// imported into the service, or into NEW made for it (and removed again if the restore
+/// fails).
+pub async fn restore(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, backup: &str, to: Option<&str>) -> CmdResult {
+    let service = load(ctx, kind, name)?;
+    if !services::offsite::is_dump_of(backup, name) {
+        return Err(failed(format!("Invalid backup {}: a name {}:backups {name} lists ({name}-YYYYmmdd-HHMMSS.dump)", crate::validate::quoted(backup), kind.name())));
+    }
+    let local = services::backup_dir(ctx.engine, kind.name(), name).join(backup);
+    let fetched = if local.exists() {
+        None
+    } else {
+        let target = service.offsite.as_ref().ok_or_else(|| failed(format!("{backup} is not on this server, and {} service {name} has no backup target", kind.name())))?;
+        let file = ctx.engine.root().join("tmp").join(format!("restore-{}-{backup}", rand::random::<u32>()));
+        std::fs::create_dir_all(ctx.engine.root().join("tmp")).map_err(|e| failed(format!("cannot create {}/tmp: {e}", ctx.engine.root().display())))?;
+        ctx.out.step(format!("Downloading {backup} from {}", target.url)).await;
+        let fetched = services::offsite::Removed(file.clone());
+        services::offsite::download(target, backup, &file).await.map_err(failed)?;
+        if backup.ends_with(".age") {
+            let passphrase = service.backup_passphrase.clone().ok_or_else(|| failed(format!("{backup} is encrypted, and {} service {name} has no passphrase: {}:backup-set-encryption {name}", kind.name(), kind.name())))?;
+            let opened = services::offsite::Removed(file.with_extension("open"));
+            let (from, to) = (file.clone(), opened.0.clone());
+            tokio::task::spawn_blocking(move || services::offsite::decrypt(&from, &to, &passphrase)).await.map_err(|e| failed(e.to_string()))?.map_err(failed)?;
+            Some(opened)
+        } else {
+            Some(fetched)
+        }
+    };
+    let file = fetched.as_ref().map_or(local.clone(), |f| f.0.clone());
+    let into = to.unwrap_or(name);
+    if let Some(new) = to {
+        create(ctx, kind, new, Some(&service.version)).await?;
+    }
+    // The dump is the import's stdin.
+    let (feed, input) = crate::output::Input::channel(4);
+    ctx.input = input;
+    let reader = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let Ok(mut f) = tokio::fs::File::open(&file).await else { return };
+        let mut buf = vec![0u8; 256 * 1024];
+        while let Ok(n) = f.read(&mut buf).await {
+            if n == 0 || feed.send(buf[..n].to_vec()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let imported = import(ctx, kind, into).await;
+    reader.abort();
+    if let (Err(_), Some(new)) = (&imported, to) {
+        ctx.out.step(format!("The restore failed: removing {} service {new} again", kind.name())).await;
+        let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
+        let _ = runtime.remove_service(&runtime.service_name(kind.name(), new), true).await;
+        let _ = ctx.engine.store.remove_service(kind.name(), new);
+    }
+    imported?;
+    ctx.out.step(format!("Restored {backup} into {} service {into}", kind.name())).await;
+    Ok(())
+}
+
+/// `KIND:backup-set-encryption NAME` (passphrase on stdin) or `KIND:backup-unset-encryption`.
+pub async fn set_encryption(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, on: bool) -> CmdResult {
+    let passphrase = if on {
+        let line = ctx.input.read_line(1024).await.map_err(|_| failed("The input is not a passphrase: one line of at most 1024 bytes"))?;
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        if line.chars().count() < 8 {
+            return Err(failed("The input is not a passphrase: give one of at least 8 characters on stdin, one line"));
+        }
+        Some(line)
+    } else {
+        None
+    };
+    let _lock = lock(ctx, kind, name).await?;
+    let mut service = load(ctx, kind, name)?;
+    if kind.export(&service).is_none() {
+        return Err(failed(format!("{} has no dumps: berth backs up postgres only", kind.name())));
+    }
+    let said = if on {
+        format!("Dumps of {} service {name} are encrypted (age, with the passphrase) before they are uploaded", kind.name())
+    } else {
+        format!("Dumps of {} service {name} are uploaded unencrypted from now on", kind.name())
+    };
+    // Unset: the passphrase stays for restoring earlier uploads, unused for new ones.
+    match passphrase {
+        Some(p) => service.backup_passphrase = Some(p),
+        None if service.backup_passphrase.is_none() => {}
+        None => service.backup_passphrase = None,
+    }
+    ctx.engine.store.save_service(&service)?;
+    ctx.out.step(said).await;
     Ok(())
 }

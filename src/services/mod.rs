@@ -8,6 +8,7 @@
 //! with Debian's packages. The engine restarts service containers (`unless-stopped`); the
 //! daemon makes every service run again at start.
 
+pub mod offsite;
 pub mod postgres;
 pub mod redis;
 
@@ -331,7 +332,29 @@ pub async fn backup(engine: &Engine, kind: &dyn Kind, service: &Service, keep: u
     for old in &dumps[..excess] {
         let _ = std::fs::remove_file(old);
     }
+    // Off the machine too: a failed upload fails the backup, and the local dump stays.
+    if let Some(target) = &service.offsite {
+        offsite::upload(target, &file, service.backup_passphrase.as_deref()).await.map_err(|e| format!("backup of {} {}: the dump is kept at {}, but {e}", kind.name(), service.name, file.display()))?;
+        offsite::prune(target, &service.name, keep).await.map_err(|e| format!("backup of {} {}: uploaded, but {e}", kind.name(), service.name))?;
+    }
     Ok(file)
+}
+
+/// The service's dumps on this server: (file name, size, RFC 3339 time), oldest first.
+pub fn local_dumps(engine: &Engine, kind: &str, name: &str) -> Vec<(String, u64, String)> {
+    let mut dumps: Vec<(String, u64, String)> = std::fs::read_dir(backup_dir(engine, kind, name))
+        .map(|d| {
+            d.filter_map(|e| {
+                let e = e.ok()?;
+                let file = e.file_name().into_string().ok()?;
+                let meta = e.metadata().ok()?;
+                offsite::is_dump_of(&file, name).then(|| (file, meta.len(), meta.modified().map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339()).unwrap_or_default()))
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    dumps.sort();
+    dumps
 }
 
 /// The scheduler's tick for services: each service whose backup schedule is due at `at`
@@ -426,6 +449,8 @@ mod tests {
             created_at: 0,
             links: Default::default(),
             backup: None,
+            offsite: None,
+            backup_passphrase: None,
         };
         assert_eq!(postgres::Postgres.url(&service, "h", "pw"), "postgres://postgres:pw@h:5432/my_db");
         assert_eq!(redis::Redis.url(&service, "h", "pw"), "redis://:pw@h:6379");

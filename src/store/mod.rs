@@ -19,7 +19,7 @@ mod tokens;
 
 pub use app::{ALL_PROCESSES, BUILD_PROCESS, AppConfig, BuildSettings, Builder, PreviewOf, PreviewSettings, DEFAULT_HSTS_MAX_AGE, DEFAULT_KEEP_RELEASES, DEFAULT_REV_ENV_VAR, LetsencryptConfig, Limits, NginxConfig, RestartPolicy, SchedulerName, SchedulerSettings};
 pub use settings::{ChecksConfig, ChecksMode, DEFAULT_LOG_MAX_SIZE, DEFAULT_PROCFILE, DEFAULT_STOP_TIMEOUT, DockerLocalSettings, GitSettings, LogSettings, ProcessSettings};
-pub use services::{BackupSchedule, Service};
+pub use services::{BackupSchedule, BackupTarget, Service};
 pub use tls::{CertSource, Renewal, TlsState, prune_bundles, write_bundle};
 pub use global::GlobalConfig;
 pub use gates::{Cidr, Gates, HttpAuth, hash_password, password, user_name};

@@ -25,6 +25,27 @@ pub struct Service {
     /// `KIND:backup-schedule`: dumps under `<root>/backups/KIND/NAME/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSchedule>,
+    /// `KIND:backup-set-target`: where its dumps are uploaded as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsite: Option<BackupTarget>,
+    /// `KIND:backup-set-encryption`: the passphrase uploads are encrypted with (age).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_passphrase: Option<String>,
+}
+
+/// An S3-compatible bucket a service's dumps go to, with its credentials (the service's
+/// file is 0600).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupTarget {
+    /// `s3://BUCKET/PREFIX`.
+    pub url: String,
+    /// Another S3-compatible service than AWS (`https://s3.example.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    pub access_key_id: String,
+    pub secret_access_key: String,
 }
 
 /// When a service is dumped, and how many dumps are kept (the oldest go).

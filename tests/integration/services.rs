@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{AppRepo, BERTH, Daemon, Out, base_image, docker, http_get, stack_image, web_dockerfile, poll};
+use crate::harness::{AppRepo, BERTH, Daemon, Out, base_image, docker, free_port, http_get, stack_image, web_dockerfile, poll};
 
 // ---------------------------------------------------------------------------------------
 // Fixture apps (tests/fixtures/services/): Python apps with a Procfile, built by buildpack.
@@ -801,4 +801,116 @@ fn service_refusals_are_one_line_and_change_nothing() {
     assert_eq!(out.code, 0, "destroy with its name typed on the terminal: {out:#?}");
     assert_service_gone(&d, "postgres", "pg-spare", &spare_volume);
     assert_running_service(&d, "postgres", "pg-guarded");
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Backups off the machine: an S3-compatible server (moto's, from PyPI).
+// ---------------------------------------------------------------------------------------
+
+/// moto's S3 server (scripts/test.sh installs it in target/moto), stopped when dropped.
+struct S3(std::process::Child, u16);
+
+impl S3 {
+    fn start() -> S3 {
+        let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/moto/bin");
+        assert!(bin.join("moto_server").exists(), "{} is missing: scripts/test.sh installs moto there", bin.display());
+        let port = free_port();
+        let child = Command::new(bin.join("moto_server")).args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        poll(Duration::from_secs(30), "moto's S3 server", || std::net::TcpStream::connect(("127.0.0.1", port)).map(|_| ()).map_err(|e| e.to_string()));
+        S3(child, port)
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.1)
+    }
+
+    /// boto3 (moto's own dependency) on this server: `code` with `s3` a client.
+    fn boto(&self, code: &str) -> String {
+        let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/moto/bin/python");
+        let script = format!("import boto3\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='AKIDTEST', aws_secret_access_key='test-secret', region_name='us-east-1')\n{code}\n", self.endpoint());
+        let out = Command::new(python).args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn postgres_backups_are_uploaded_to_s3_listed_and_restored_into_a_new_database() {
+    let volumes = Volumes::default();
+    let mut s3 = S3::start();
+    s3.boto("s3.create_bucket(Bucket='berth-backups')");
+    let d = Daemon::start();
+    create(&d, &volumes, "postgres", "pg-off");
+    let (container, _) = assert_running_service(&d, "postgres", "pg-off");
+    let url = text(&info_with(&d, "postgres", "pg-off", "--show-password")["dsn"]);
+    psql(&container, &url, "CREATE TABLE items (v text NOT NULL);\nINSERT INTO items SELECT 'row ' || i FROM generate_series(1, 500) AS i;\nINSERT INTO items VALUES ('café ✓ 東京');\n");
+    let check = "SELECT count(*), md5(string_agg(v, ',' ORDER BY v)) FROM items;\n";
+    let rows = psql(&container, &url, check);
+
+    // Bad targets and a missing secret are refused; nothing is saved.
+    let set = format!("postgres:backup-set-target pg-off s3://berth-backups/db/prod --endpoint {} --access-key-id AKIDTEST", s3.endpoint());
+    d.ssh("postgres:backup-set-target pg-off http://berth-backups --access-key-id AKIDTEST").refused("Invalid backup target");
+    d.ssh("postgres:backup-set-target pg-off s3://berth-backups --endpoint ftp://x --access-key-id AKIDTEST").refused("Invalid endpoint");
+    d.ssh(&set).refused("The input is not a secret access key");
+    assert!(!std::fs::read_to_string(d.root().join("services/postgres/pg-off.toml")).unwrap_or_default().contains("berth-backups"));
+    d.ssh_as(&d.admin, &set, b"test-secret\n").ok();
+    let stored = d.root().join("services/postgres/pg-off.toml");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777, 0o600, "the credentials are stored 0600");
+    assert!(!d.ssh("postgres:info pg-off").stdout.contains("test-secret"), "the secret key is never shown");
+
+    // A backup is uploaded as well: the same bytes there as here.
+    d.ssh("postgres:backup pg-off").ok();
+    let listed: serde_json::Value = serde_json::from_str(&d.ssh("postgres:backups pg-off --format json").stdout).unwrap();
+    let rows_listed = listed.as_array().unwrap();
+    assert_eq!(rows_listed.len(), 2, "one here, one at the target: {listed}");
+    let name = rows_listed[0]["name"].as_str().unwrap().to_string();
+    assert!(rows_listed.iter().all(|r| r["name"] == name.as_str()) && rows_listed[1]["where"] == "s3://berth-backups/db/prod", "{listed}");
+    let local = d.root().join("backups/postgres/pg-off").join(&name);
+    let size = std::fs::metadata(&local).unwrap().len();
+    let remote = s3.boto(&format!("print(s3.head_object(Bucket='berth-backups', Key='db/prod/{name}')['ContentLength'])"));
+    assert_eq!(remote.trim().parse::<u64>().unwrap(), size);
+
+    // Restored from the target (the copy here is gone) into a new database: the same rows.
+    std::fs::remove_file(&local).unwrap();
+    d.ssh("postgres:restore pg-off nope.dump --to pg-back").refused("Invalid backup");
+    d.ssh(&format!("postgres:restore pg-off {name} --to pg-back")).ok();
+    volumes.keep(text(&info(&d, "postgres", "pg-back")["volume"]));
+    let (restored, _) = assert_running_service(&d, "postgres", "pg-back");
+    let back_url = text(&info_with(&d, "postgres", "pg-back", "--show-password")["dsn"]);
+    assert_eq!(psql(&restored, &back_url, check), rows, "the rows restored from S3");
+    assert_eq!(psql(&container, &url, check), rows, "the service itself is left alone");
+
+    // With a passphrase, what is uploaded is encrypted (age) and restores with it.
+    d.ssh("postgres:backup-set-encryption pg-off").refused("The input is not a passphrase");
+    d.ssh_as(&d.admin, "postgres:backup-set-encryption pg-off", b"correct horse battery\n").ok();
+    std::thread::sleep(Duration::from_secs(1));
+    d.ssh("postgres:backup pg-off").ok();
+    let listed: serde_json::Value = serde_json::from_str(&d.ssh("postgres:backups pg-off --format json").stdout).unwrap();
+    let sealed = listed.as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).find(|n| n.ends_with(".dump.age")).unwrap_or_else(|| panic!("no encrypted upload: {listed}")).to_string();
+    let head = s3.boto(&format!("print(s3.get_object(Bucket='berth-backups', Key='db/prod/{sealed}')['Body'].read()[:40])"));
+    assert!(head.contains("age-encryption.org/v1") && head.contains("scrypt"), "{head}");
+    d.ssh(&format!("postgres:restore pg-off {sealed} --to pg-sealed")).ok();
+    volumes.keep(text(&info(&d, "postgres", "pg-sealed")["volume"]));
+    let (opened, _) = assert_running_service(&d, "postgres", "pg-sealed");
+    let sealed_url = text(&info_with(&d, "postgres", "pg-sealed", "--show-password")["dsn"]);
+    assert_eq!(psql(&opened, &sealed_url, check), rows, "the rows restored from an encrypted upload");
+    d.ssh("postgres:destroy pg-sealed --force").ok();
+
+    // The target down: the backup fails loudly, and its dump stays here.
+    let _ = s3.0.kill();
+    let _ = s3.0.wait();
+    let before = std::fs::read_dir(d.root().join("backups/postgres/pg-off")).unwrap().count();
+    let out = d.ssh("postgres:backup pg-off");
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("the dump is kept at") && out.stderr.contains("upload"), "{out:#?}");
+    assert_eq!(std::fs::read_dir(d.root().join("backups/postgres/pg-off")).unwrap().count(), before + 1);
+    d.ssh("postgres:destroy pg-back --force").ok();
 }
