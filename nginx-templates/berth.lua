@@ -207,6 +207,23 @@ function _M.metrics()
     ngx.print(table.concat(out, "\n"))
 end
 
+-- DELETE /metrics?app=APP: the app's counts go (it was destroyed or renamed).
+function _M.forget_metrics()
+    local app = ngx.var.arg_app or ""
+    if app ~= "" then
+        local k = keys_of(app)
+        for _, key in ipairs(k.classes) do
+            metrics:delete(key)
+        end
+        for _, key in ipairs(k.buckets) do
+            metrics:delete(key)
+        end
+        metrics:delete(k.seconds)
+        keys[app] = nil
+    end
+    ngx.say("ok")
+end
+
 -- log_by_lua of a proxied location: the request is no longer in flight; it is counted.
 function _M.done(app)
     local peer = ngx.ctx.berth_peer

@@ -31,6 +31,7 @@ git push -q deploy main 2>"$WORK/first.log" || { cat "$WORK/first.log"; die "the
 # The accounting on or off: berth.toml, then the daemon again (nginx reloads its config).
 counting() {
     bench_daemon_stop
+    touch "$ROOT/berth.toml"
     sed -i '/^nginx_metrics/d' "$ROOT/berth.toml"
     if [ "$1" = off ]; then
         printf 'nginx_metrics = false\n%s\n' "$(cat "$ROOT/berth.toml")" >"$ROOT/berth.toml"

@@ -36,7 +36,7 @@ struct Hook {
 }
 
 /// In order: a rename walks them forward and, on a failure, the done ones back.
-const HOOKS: &[Hook] = &[Hook { run: service_links }, Hook { run: storage }, Hook { run: gates }, Hook { run: scoped_keys }, Hook { run: plugins }];
+const HOOKS: &[Hook] = &[Hook { run: service_links }, Hook { run: storage }, Hook { run: gates }, Hook { run: metrics }, Hook { run: scoped_keys }, Hook { run: plugins }];
 
 /// Tells every hook that `app` was destroyed. Each runs even if one before failed (the app is
 /// gone already: what is left is named). Returns their notes, or what failed.
@@ -66,6 +66,21 @@ pub async fn renamed(engine: &Engine, old: &str, new: &str, out: &Output) -> Res
         }
     }
     Ok(())
+}
+
+/// Metrics: what nginx counted and the deploys of an app go with it, renamed or destroyed
+/// (an app made later under the name starts from nothing, not from another's figures).
+fn metrics<'a>(engine: &'a Engine, event: Event<'a>, _: &'a Output) -> Done<'a> {
+    Box::pin(async move {
+        let app = match event {
+            Event::Destroyed(app) | Event::Renamed { old: app, .. } => app,
+        };
+        engine.deploys.lock().unwrap_or_else(|e| e.into_inner()).remove(app);
+        if let Err(e) = engine.nginx.forget_traffic(app).await {
+            tracing::warn!(app, "cannot clear nginx's counts: {e}");
+        }
+        Ok(Vec::new())
+    })
 }
 
 /// Linked services: the app's links follow its name, or go with it.

@@ -63,7 +63,12 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
     let value = args.value().map(str::to_string);
     if let Some(v) = &value {
         if key == "drain" {
-            crate::drains::wire::Drain::parse(v).map_err(failed)?;
+            let drain = crate::drains::wire::Drain::parse(v).map_err(failed)?;
+            // A key of an app sends its lines to public addresses only (the daemon checks
+            // again at each connection); an admin may name this server's networks.
+            if !ctx.caller.role.is_admin() {
+                crate::drains::ship::check_public(&drain).await.map_err(|e| failed(format!("Invalid drain {}: {e}", crate::validate::quoted(v))))?;
+            }
         }
         if key == "drain-token" && (v.is_empty() || v.len() > 4096 || !v.bytes().all(|b| b.is_ascii_graphic())) {
             return Err(failed("Invalid drain-token: printable characters without spaces, at most 4096"));
@@ -77,13 +82,16 @@ pub async fn set(ctx: &mut Ctx<'_>, args: &SetArgs) -> CmdResult {
     }
     let change = |logs: &mut crate::store::LogSettings| match key {
         "max-size" => logs.max_size = value.clone(),
-        "drain" => logs.drain = value.clone(),
+        "drain" => {
+            logs.drain = value.clone();
+            logs.drain_private = ctx.caller.role.is_admin();
+        }
         "drain-token" => logs.drain_token = value.clone(),
         _ => logs.app_label_alias = value.clone(),
     };
     args.save(ctx, key, |c| change(&mut c.logs), |g| change(&mut g.logs)).await?;
     // The follower looks again: containers of an app with a drain now are read into it.
-    ctx.engine.drains.changed.notify_one();
+    ctx.engine.drains.settings_changed();
     Ok(())
 }
 
@@ -116,17 +124,25 @@ pub async fn report(ctx: &mut Ctx<'_>, args: &ReportArgs) -> CmdResult {
             .global_layer("drain-token", hidden(&global.logs.drain_token), hidden(&global.logs.drain_token).unwrap_or_default());
         return args.print_global(ctx, report).await;
     }
+    // The global drain's URL may carry a key in its query: only admins see that.
+    let shown = |url: &Option<String>| if ctx.caller.role.is_admin() { url.clone() } else { url.as_deref().map(without_query) };
+    let global_drain = shown(&global.logs.drain);
     args.print_apps(ctx, |ctx, name, config| {
         let drain = config.drain_with(&global);
         let report = Report::new(format!("{name} logs information"))
             .namespace("logs")
             .layered("max-size", config.logs.max_size.clone(), global.logs.max_size.clone(), computed_size(config))
             .layered("app-label-alias", config.logs.app_label_alias.clone(), global.logs.app_label_alias.clone(), config.app_label_alias_with(&global).unwrap_or_default())
-            .layered("drain", config.logs.drain.clone(), global.logs.drain.clone(), drain.as_ref().map(|(d, _)| d.clone()).unwrap_or_default())
-            .layered("drain-token", hidden(&config.logs.drain_token), hidden(&global.logs.drain_token), hidden(&drain.as_ref().and_then(|(_, t)| t.clone())).unwrap_or_default());
-        Ok(report.keyed_row("Logs drain status", "drain-status".into(), drain_status(ctx.engine, drain.as_ref().map(|(d, _)| d.as_str()))))
+            .layered("drain", config.logs.drain.clone(), global_drain.clone(), if config.logs.drain.is_some() { config.logs.drain.clone() } else { global_drain.clone() }.unwrap_or_default())
+            .layered("drain-token", hidden(&config.logs.drain_token), hidden(&global.logs.drain_token), hidden(&drain.as_ref().and_then(|(_, t, _)| t.clone())).unwrap_or_default());
+        Ok(report.keyed_row("Logs drain status", "drain-status".into(), drain_status(ctx.engine, drain.as_ref().map(|(d, _, _)| d.as_str()))))
     })
     .await
+}
+
+/// A URL without its query (which may carry a key).
+fn without_query(url: &str) -> String {
+    url.split_once('?').map_or(url, |(u, _)| u).to_string()
 }
 
 /// A secret as a report shows it.

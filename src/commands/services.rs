@@ -256,7 +256,8 @@ pub async fn create(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, version: Opt
         links: Default::default(),
         backup: None,
         offsite: None,
-        backup_passphrase: None,
+        backup_passphrases: Vec::new(),
+        backup_encrypt: false,
     };
     // The state first: a service that started is always one berth knows (and can destroy).
     ctx.engine.store.save_service(&service)?;
@@ -366,7 +367,7 @@ pub async fn info(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, format: Format
         .row("Backup schedule", service.backup.as_ref().map(|b| format!("{} (keeping {})", b.schedule, b.keep)).unwrap_or_default())
         .row("Backup dir", services::backup_dir(ctx.engine, kind.name(), name).display().to_string())
         .row("Backup target", service.offsite.as_ref().map(|t| t.url.clone()).unwrap_or_default())
-        .row("Backup encryption", if service.backup_passphrase.is_some() { "age (passphrase)" } else { "" })
+        .row("Backup encryption", if service.backup_encrypt { "age (passphrase)" } else { "" })
         .row("Created at", crate::output::utc(service.created_at));
     print_reports(&ctx.out, &[(name.to_string(), report)], true, format).await.map_err(failed)
 }
@@ -598,27 +599,42 @@ pub async fn restore(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, backup: &st
     if !services::offsite::is_dump_of(backup, name) {
         return Err(failed(format!("Invalid backup {}: a name {}:backups {name} lists ({name}-YYYYmmdd-HHMMSS.dump)", crate::validate::quoted(backup), kind.name())));
     }
-    let local = services::backup_dir(ctx.engine, kind.name(), name).join(backup);
-    let fetched = if local.exists() {
-        None
-    } else {
+    let mut file = services::backup_dir(ctx.engine, kind.name(), name).join(backup);
+    // Files this restore makes, removed when it ends.
+    let mut made = Vec::new();
+    let tmp = ctx.engine.root().join("tmp");
+    if !file.exists() {
         let target = service.offsite.as_ref().ok_or_else(|| failed(format!("{backup} is not on this server, and {} service {name} has no backup target", kind.name())))?;
-        let file = ctx.engine.root().join("tmp").join(format!("restore-{}-{backup}", rand::random::<u32>()));
-        std::fs::create_dir_all(ctx.engine.root().join("tmp")).map_err(|e| failed(format!("cannot create {}/tmp: {e}", ctx.engine.root().display())))?;
+        std::fs::create_dir_all(&tmp).map_err(|e| failed(format!("cannot create {}: {e}", tmp.display())))?;
+        let fetched = services::offsite::Removed(tmp.join(format!("restore-{}-{backup}", rand::random::<u32>())));
         ctx.out.step(format!("Downloading {backup} from {}", target.url)).await;
-        let fetched = services::offsite::Removed(file.clone());
-        services::offsite::download(target, backup, &file).await.map_err(failed)?;
-        if backup.ends_with(".age") {
-            let passphrase = service.backup_passphrase.clone().ok_or_else(|| failed(format!("{backup} is encrypted, and {} service {name} has no passphrase: {}:backup-set-encryption {name}", kind.name(), kind.name())))?;
-            let opened = services::offsite::Removed(file.with_extension("open"));
-            let (from, to) = (file.clone(), opened.0.clone());
-            tokio::task::spawn_blocking(move || services::offsite::decrypt(&from, &to, &passphrase)).await.map_err(|e| failed(e.to_string()))?.map_err(failed)?;
-            Some(opened)
-        } else {
-            Some(fetched)
+        services::offsite::download(target, backup, &fetched.0).await.map_err(failed)?;
+        file = fetched.0.clone();
+        made.push(fetched);
+    }
+    if backup.ends_with(".age") {
+        if service.backup_passphrases.is_empty() {
+            return Err(failed(format!("{backup} is encrypted, and {} service {name} has no passphrase: {}:backup-set-encryption {name}", kind.name(), kind.name())));
         }
-    };
-    let file = fetched.as_ref().map_or(local.clone(), |f| f.0.clone());
+        std::fs::create_dir_all(&tmp).map_err(|e| failed(format!("cannot create {}: {e}", tmp.display())))?;
+        let opened = services::offsite::Removed(tmp.join(format!("restore-{}-{name}.dump", rand::random::<u32>())));
+        let (from, to, passphrases) = (file.clone(), opened.0.clone(), service.backup_passphrases.clone());
+        // The newest passphrase first; an earlier one opens what was uploaded before it.
+        let opening = tokio::task::spawn_blocking(move || {
+            let mut why = String::new();
+            for passphrase in passphrases.iter().rev() {
+                let _ = std::fs::remove_file(&to);
+                match services::offsite::decrypt(&from, &to, passphrase) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => why = e,
+                }
+            }
+            Err(why)
+        });
+        opening.await.map_err(|e| failed(e.to_string()))?.map_err(failed)?;
+        file = opened.0.clone();
+        made.push(opened);
+    }
     let into = to.unwrap_or(name);
     if let Some(new) = to {
         create(ctx, kind, new, Some(&service.version)).await?;
@@ -638,6 +654,7 @@ pub async fn restore(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, backup: &st
     });
     let imported = import(ctx, kind, into).await;
     reader.abort();
+    drop(made);
     if let (Err(_), Some(new)) = (&imported, to) {
         ctx.out.step(format!("The restore failed: removing {} service {new} again", kind.name())).await;
         let runtime = ctx.engine.runtime().await.map_err(|e| failed(e.to_string()))?;
@@ -671,11 +688,11 @@ pub async fn set_encryption(ctx: &mut Ctx<'_>, kind: &dyn Kind, name: &str, on: 
     } else {
         format!("Dumps of {} service {name} are uploaded unencrypted from now on", kind.name())
     };
-    // Unset: the passphrase stays for restoring earlier uploads, unused for new ones.
-    match passphrase {
-        Some(p) => service.backup_passphrase = Some(p),
-        None if service.backup_passphrase.is_none() => {}
-        None => service.backup_passphrase = None,
+    // Unset: the passphrases stay, for restoring earlier uploads; new ones go unencrypted.
+    service.backup_encrypt = passphrase.is_some();
+    if let Some(p) = passphrase {
+        service.backup_passphrases.retain(|known| *known != p);
+        service.backup_passphrases.push(p);
     }
     ctx.engine.store.save_service(&service)?;
     ctx.out.step(said).await;

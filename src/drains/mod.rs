@@ -20,8 +20,8 @@ use tokio::sync::Notify;
 
 use wire::Drain;
 
-/// A drain and the token it is sent with.
-type Key = (Drain, Option<String>);
+/// A drain, the token it is sent with, and whether it may be at a private address.
+pub type Key = (Drain, Option<String>, bool);
 
 #[derive(Default)]
 pub struct Drains {
@@ -30,29 +30,56 @@ pub struct Drains {
     /// Containers followed now (id → true), or followed before (false), with the time of
     /// the last line taken (RFC 3339): a container started again is followed from there.
     followed: Mutex<HashMap<String, (bool, String)>>,
-    /// A drain setting changed: the follower looks again.
+    /// A container started, or a drain setting changed: the follower looks again.
     pub changed: Notify,
+    /// Drain settings changed this many times: followers ask again where lines go.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Drains {
-    /// The sender for `drain` with `token`, made and started on first use.
-    pub fn sender(&self, drain: &Drain, token: Option<&str>) -> Arc<ship::Sender> {
-        let key = (drain.clone(), token.map(str::to_string));
+    /// The sender for a drain, made and started on first use.
+    pub fn sender(&self, key: &Key) -> Arc<ship::Sender> {
         let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sender) = senders.get(&key) {
+        if let Some(sender) = senders.get(key) {
             return sender.clone();
         }
-        let sender = Arc::new(ship::Sender::new(drain.clone(), key.1.clone(), hostname()));
+        let sender = Arc::new(ship::Sender::new(key.0.clone(), key.1.clone(), key.2, hostname()));
         tokio::spawn(sender.clone().run());
-        senders.insert(key, sender.clone());
+        senders.insert(key.clone(), sender.clone());
         sender
+    }
+
+    /// Stops and forgets the senders no app's lines go to any more.
+    fn retain(&self, in_use: &std::collections::HashSet<Key>) {
+        self.senders.lock().unwrap_or_else(|e| e.into_inner()).retain(|key, sender| {
+            let keep = in_use.contains(key);
+            if !keep {
+                sender.stop();
+            }
+            keep
+        });
+    }
+
+    /// A drain setting changed (`logs:set`): followers ask again at their next line.
+    pub fn settings_changed(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.changed.notify_one();
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether a container was read before (and is not now).
+    fn was_followed(&self, id: &str) -> bool {
+        self.followed.lock().unwrap_or_else(|e| e.into_inner()).get(id).is_some_and(|(now, _)| !now)
     }
 
     /// What the sender of `drain` has done (None: no line went to it since the daemon
     /// started). Summed over its tokens.
     pub fn status(&self, drain: &Drain) -> Option<ship::Status> {
         let senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
-        let mut found = senders.iter().filter(|((d, _), _)| d == drain).map(|(_, s)| s.status()).peekable();
+        let mut found = senders.iter().filter(|((d, _, _), _)| d == drain).map(|(_, s)| s.status()).peekable();
         found.peek()?;
         Some(found.fold(ship::Status::default(), |mut sum, s| {
             sum.sent += s.sent;

@@ -13,8 +13,10 @@ use tokio::sync::Notify;
 
 use super::wire::{self, Drain, Line};
 
-/// Lines a drain holds while it is down; past this the oldest are dropped (and counted).
+/// Lines a drain holds while it is down, and their bytes at most; past either the oldest
+/// are dropped (and counted).
 pub const BUFFER_LINES: usize = 20_000;
+pub const BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// Lines sent at once.
 const BATCH: usize = 500;
 /// How long a connection, a handshake, a write or an HTTP answer may take.
@@ -35,40 +37,65 @@ pub struct Status {
 pub struct Sender {
     drain: Drain,
     token: Option<String>,
+    /// It may be at a private address (an admin set it).
+    private_ok: bool,
     hostname: String,
-    buffer: Mutex<VecDeque<Line>>,
+    buffer: Mutex<Buffer>,
     ready: Notify,
     sent: AtomicU64,
     dropped: AtomicU64,
     failing: Mutex<Option<String>>,
+    /// No app's lines go here any more: its task ends.
+    stopped: AtomicBool,
+}
+
+#[derive(Default)]
+struct Buffer {
+    lines: VecDeque<Line>,
+    bytes: usize,
+}
+
+/// What a line takes in the buffer, about.
+fn size(line: &Line) -> usize {
+    line.text.len() + line.app.len() + line.process.len() + line.time.len() + 64
 }
 
 impl Sender {
-    pub fn new(drain: Drain, token: Option<String>, hostname: String) -> Sender {
+    pub fn new(drain: Drain, token: Option<String>, private_ok: bool, hostname: String) -> Sender {
         Sender {
             drain,
             token,
+            private_ok,
             hostname,
-            buffer: Mutex::new(VecDeque::new()),
+            buffer: Mutex::new(Buffer::default()),
             ready: Notify::new(),
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             failing: Mutex::new(None),
+            stopped: AtomicBool::new(false),
         }
     }
 
-    /// Takes a line; never waits. A full buffer drops its oldest line.
+    /// Takes a line; never waits. A full buffer drops its oldest lines.
     pub fn put(&self, line: Line) {
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        if buffer.len() >= BUFFER_LINES {
-            buffer.pop_front();
+        buffer.bytes += size(&line);
+        buffer.lines.push_back(line);
+        while buffer.lines.len() > BUFFER_LINES || (buffer.bytes > BUFFER_BYTES && buffer.lines.len() > 1) {
+            let Some(old) = buffer.lines.pop_front() else { break };
+            buffer.bytes = buffer.bytes.saturating_sub(size(&old));
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!("log drain {:?}: buffer full, {dropped} line(s) dropped so far", self.drain);
             }
         }
-        buffer.push_back(line);
         drop(buffer);
+        self.ready.notify_one();
+    }
+
+    /// Ends its task (what it holds is dropped).
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
         self.ready.notify_one();
     }
 
@@ -76,14 +103,14 @@ impl Sender {
         Status {
             sent: self.sent.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
-            buffered: self.buffer.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            buffered: self.buffer.lock().unwrap_or_else(|e| e.into_inner()).lines.len(),
             failing: self.failing.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 
     /// The first lines held, up to `BATCH` (they stay until `sent`).
     fn batch(&self) -> Vec<Line> {
-        self.buffer.lock().unwrap_or_else(|e| e.into_inner()).iter().take(BATCH).cloned().collect()
+        self.buffer.lock().unwrap_or_else(|e| e.into_inner()).lines.iter().take(BATCH).cloned().collect()
     }
 
     /// `n` lines of the front were delivered. (The front may have been dropped meanwhile,
@@ -92,8 +119,9 @@ impl Sender {
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
         let mut delivered = 0;
         for line in batch {
-            if buffer.front() == Some(line) {
-                buffer.pop_front();
+            if buffer.lines.front() == Some(line) {
+                buffer.lines.pop_front();
+                buffer.bytes = buffer.bytes.saturating_sub(size(line));
                 delivered += 1;
             }
         }
@@ -110,34 +138,40 @@ impl Sender {
         *failing = Some(why);
     }
 
-    async fn wait_for_lines(&self) {
+    /// Waits until it holds lines; false once it is stopped.
+    async fn wait_for_lines(&self) -> bool {
         loop {
             let ready = self.ready.notified();
-            if !self.buffer.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
-                return;
+            if self.stopped.load(Ordering::Relaxed) {
+                return false;
+            }
+            if !self.buffer.lock().unwrap_or_else(|e| e.into_inner()).lines.is_empty() {
+                return true;
             }
             ready.await;
         }
     }
 
-    /// Sends forever (the daemon's task for this drain).
+    /// Sends until stopped (the daemon's task for this drain).
     pub async fn run(self: std::sync::Arc<Self>) {
         let mut retry = FIRST_RETRY;
         let mut connection: Option<Connection> = None;
-        let client = match &self.drain {
-            Drain::Http { .. } => Some(http_client()),
-            Drain::Syslog { .. } => None,
-        };
-        loop {
-            self.wait_for_lines().await;
-            let result = match (&self.drain, &client) {
-                (Drain::Syslog { host, port, tls }, _) => self.send_syslog(&mut connection, host, *port, *tls).await,
-                (Drain::Http { url }, Some(client)) => {
+        let mut client: Option<HttpClient> = None;
+        while self.wait_for_lines().await {
+            let result = match &self.drain {
+                Drain::Syslog { host, port, tls } => self.send_syslog(&mut connection, host, *port, *tls).await,
+                Drain::Http { url } => {
                     // A moment for more lines to come: one request carries them all.
                     tokio::time::sleep(Duration::from_millis(100)).await;
-                    self.send_http(client, url).await
+                    match client.take().map_or_else(http_client, Ok) {
+                        Ok(c) => {
+                            let sent = self.send_http(&c, url).await;
+                            client = Some(c);
+                            sent
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
-                (Drain::Http { .. }, None) => unreachable!("an HTTP drain has a client"),
             };
             match result {
                 Ok(()) => retry = FIRST_RETRY,
@@ -157,7 +191,8 @@ impl Sender {
             *connection = None;
         }
         if connection.is_none() {
-            *connection = Some(Connection::open(host, port, tls).await?);
+            let addrs = resolve(host, port, self.private_ok).await?;
+            *connection = Some(Connection::open(host, &addrs, tls).await?);
         }
         let Some(conn) = connection.as_mut() else { return Err("no connection".into()) };
         let batch = self.batch();
@@ -181,6 +216,11 @@ impl Sender {
 
     async fn send_http(&self, client: &HttpClient, url: &str) -> Result<(), String> {
         use http_body_util::BodyExt;
+        if let Ok(parsed) = url::Url::parse(url)
+            && let Some(host) = parsed.host_str()
+        {
+            resolve(host.trim_matches(['[', ']']), parsed.port_or_known_default().unwrap_or(443), self.private_ok).await?;
+        }
         let batch = self.batch();
         let mut request = hyper::Request::post(url).header(hyper::header::CONTENT_TYPE, "application/x-ndjson").header(hyper::header::USER_AGENT, "berth");
         if let Some(token) = &self.token {
@@ -201,14 +241,43 @@ impl Sender {
 type HttpClient = hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, http_body_util::Full<bytes::Bytes>>;
 
 /// HTTPS (and HTTP) with the system's CAs, or `SSL_CERT_FILE`'s.
-fn http_client() -> HttpClient {
+fn http_client() -> Result<HttpClient, String> {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
-        .expect("the system's CA store is read (an empty one fails only the HTTPS requests)")
+        .map_err(|e| format!("no CA certificates to check the drain's certificate with: {e}"))?
         .https_or_http()
         .enable_http1()
         .build();
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector)
+    Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector))
+}
+
+/// Whether the drain's host is at public addresses only (what a key of an app may name).
+pub async fn check_public(drain: &Drain) -> Result<(), String> {
+    let (host, port) = match drain {
+        Drain::Syslog { host, port, .. } => (host.clone(), *port),
+        Drain::Http { url } => {
+            let url = url::Url::parse(url).map_err(|e| e.to_string())?;
+            (url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string(), url.port_or_known_default().unwrap_or(443))
+        }
+    };
+    resolve(&host, port, false).await.map(|_| ())
+}
+
+/// The addresses of a drain's host; a private one (this server's networks: loopback,
+/// private, link-local) only when an admin set the drain.
+async fn resolve(host: &str, port: u16, private_ok: bool) -> Result<Vec<std::net::SocketAddr>, String> {
+    let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(IO_TIMEOUT, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| format!("{host} did not resolve within {IO_TIMEOUT:?}"))?
+        .map_err(|e| format!("{host} does not resolve ({e})"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("{host} has no address"));
+    }
+    if !private_ok && let Some(private) = addrs.iter().find(|a| crate::buildpack::is_private(a.ip())) {
+        return Err(format!("{host} is at {}, a private address: only an admin may send an app's lines to this server's networks", private.ip()));
+    }
+    Ok(addrs)
 }
 
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -222,9 +291,9 @@ struct Connection {
 }
 
 impl Connection {
-    async fn open(host: &str, port: u16, tls: bool) -> Result<Connection, String> {
-        let at = format!("{host}:{port}");
-        let tcp = tokio::time::timeout(IO_TIMEOUT, tokio::net::TcpStream::connect((host, port)))
+    async fn open(host: &str, addrs: &[std::net::SocketAddr], tls: bool) -> Result<Connection, String> {
+        let at = format!("{host}:{}", addrs.first().map(|a| a.port()).unwrap_or_default());
+        let tcp = tokio::time::timeout(IO_TIMEOUT, tokio::net::TcpStream::connect(addrs))
             .await
             .map_err(|_| format!("{at}: no connection within {IO_TIMEOUT:?}"))?
             .map_err(|e| format!("{at}: {e}"))?;
@@ -283,18 +352,34 @@ mod tests {
 
     #[test]
     fn a_full_buffer_drops_its_oldest_lines_and_counts_them() {
-        let s = Sender::new(Drain::Http { url: "http://x/".into() }, None, "h".into());
+        let s = Sender::new(Drain::Http { url: "http://x/".into() }, None, false, "h".into());
         for n in 0..BUFFER_LINES + 5 {
             s.put(line(n));
         }
         let status = s.status();
         assert_eq!((status.dropped, status.buffered), (5, BUFFER_LINES));
         assert_eq!(s.batch()[0], line(5));
+        // Long lines: the bytes bound it first.
+        let s = Sender::new(Drain::Http { url: "http://x/".into() }, None, false, "h".into());
+        for n in 0..1000 {
+            s.put(Line { text: "x".repeat(16 * 1024), ..line(n) });
+        }
+        let status = s.status();
+        assert!(status.buffered < 520 && status.dropped == 1000 - status.buffered as u64, "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn a_drain_an_app_key_set_is_never_at_a_private_address() {
+        let refused = resolve("127.0.0.1", 514, false).await.unwrap_err();
+        assert!(refused.contains("a private address"), "{refused}");
+        assert!(resolve("10.1.2.3", 514, false).await.is_err());
+        assert_eq!(resolve("127.0.0.1", 514, true).await.unwrap()[0].port(), 514);
+        assert!(resolve("203.0.113.9", 514, false).await.is_ok());
     }
 
     #[test]
     fn sent_lines_leave_the_buffer_even_when_some_were_dropped_meanwhile() {
-        let s = Sender::new(Drain::Http { url: "http://x/".into() }, None, "h".into());
+        let s = Sender::new(Drain::Http { url: "http://x/".into() }, None, false, "h".into());
         for n in 0..3 {
             s.put(line(n));
         }

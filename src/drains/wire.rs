@@ -76,19 +76,34 @@ fn field(value: &str, max: usize) -> String {
     if clean.is_empty() { "-".into() } else { clean }
 }
 
+/// An RFC 3339 time as RFC 5424 takes it: at most six digits of the second's fraction
+/// (the engine writes nine). Pure.
+fn syslog_time(time: &str) -> String {
+    match time.split_once('.') {
+        Some((whole, rest)) => {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let zone = &rest[digits.len()..];
+            format!("{whole}.{}{zone}", &digits[..digits.len().min(6)])
+        }
+        None => time.to_string(),
+    }
+}
+
 /// The line as an RFC 5424 message framed by octet counting (`LEN SP MSG`): facility user,
-/// severity info for stdout and err for stderr; APP-NAME the app, PROCID `PROCESS.N`, and
-/// the structured data `[berth@32473 process=… instance=… release=…]` (32473: the
+/// severity info for stdout and err for stderr; APP-NAME the app (cut to the 48 characters
+/// the field has; the structured data carries it whole), PROCID `PROCESS.N`, and the
+/// structured data `[berth@32473 app=… process=… instance=… release=…]` (32473: the
 /// documentation example enterprise number, RFC 5612).
 pub fn syslog(line: &Line, hostname: &str) -> Vec<u8> {
     let severity = if line.stream == "stderr" { 3 } else { 6 };
     let message = format!(
-        "<{}>1 {} {} {} {} - [berth@32473 process=\"{}\" instance=\"{}\" release=\"{}\"] {}",
+        "<{}>1 {} {} {} {} - [berth@32473 app=\"{}\" process=\"{}\" instance=\"{}\" release=\"{}\"] {}",
         8 + severity,
-        field(&line.time, 64),
+        field(&syslog_time(&line.time), 64),
         field(hostname, 255),
         field(&line.app, 48),
         field(&format!("{}.{}", line.process, line.instance), 128),
+        param(&line.app),
         param(&line.process),
         line.instance,
         param(&line.release),
@@ -142,7 +157,10 @@ mod tests {
         let framed = String::from_utf8(syslog(&line("stdout", "GET / 200"), "host1")).unwrap();
         let (len, message) = framed.split_once(' ').unwrap();
         assert_eq!(len.parse::<usize>().unwrap(), message.len());
-        assert_eq!(message, "<14>1 2026-12-06T04:00:00.123456789Z host1 shop web.2 - [berth@32473 process=\"web\" instance=\"2\" release=\"v7\"] GET / 200");
+        assert_eq!(message, "<14>1 2026-12-06T04:00:00.123456Z host1 shop web.2 - [berth@32473 app=\"shop\" process=\"web\" instance=\"2\" release=\"v7\"] GET / 200");
+        assert_eq!(syslog_time("2026-12-06T04:00:00.1Z"), "2026-12-06T04:00:00.1Z");
+        assert_eq!(syslog_time("2026-12-06T04:00:00.123456789+01:00"), "2026-12-06T04:00:00.123456+01:00");
+        assert_eq!(syslog_time("2026-12-06T04:00:00Z"), "2026-12-06T04:00:00Z");
         let err = String::from_utf8(syslog(&line("stderr", "boom ü"), "")).unwrap();
         assert!(err.contains("<11>1 ") && err.contains(" - shop web.2 ") && err.ends_with("boom ü"), "{err}");
         // The length counts bytes, not characters.

@@ -461,6 +461,14 @@ impl Nginx {
         Ok(crate::traffic::parse(&self.control("GET", "/metrics", "").await?))
     }
 
+    /// Forgets what nginx counted of the app (it was destroyed or renamed).
+    pub async fn forget_traffic(&self, app: &str) -> Result<(), ProxyError> {
+        if self.master_pid().is_none() {
+            return Ok(());
+        }
+        self.control("DELETE", &format!("/metrics?app={app}"), "").await.map(|_| ())
+    }
+
     /// What nginx routes the app to now, from its memory (for tests and reports).
     pub async fn live_peers(&self, app: &str) -> Result<Vec<String>, ProxyError> {
         let body = self.control("GET", &format!("/peers?app={app}"), "").await?;

@@ -650,6 +650,11 @@ impl Runtime {
         self.processes(None, false).await
     }
 
+    /// Every app's process containers, running or not (for log drains).
+    pub async fn every_process(&self) -> Result<Vec<AppContainer>, RuntimeError> {
+        self.processes(None, true).await
+    }
+
     async fn processes(&self, app: Option<&str>, all: bool) -> Result<Vec<AppContainer>, RuntimeError> {
         let mut labels = vec![format!("{LABEL_ROOT}={}", self.root), LABEL_INDEX.to_string()];
         labels.extend(app.map(|app| format!("{LABEL_APP}={app}")));

@@ -334,7 +334,7 @@ pub async fn backup(engine: &Engine, kind: &dyn Kind, service: &Service, keep: u
     }
     // Off the machine too: a failed upload fails the backup, and the local dump stays.
     if let Some(target) = &service.offsite {
-        offsite::upload(target, &file, service.backup_passphrase.as_deref()).await.map_err(|e| format!("backup of {} {}: the dump is kept at {}, but {e}", kind.name(), service.name, file.display()))?;
+        offsite::upload(target, &file, service.backup_encrypt.then(|| service.backup_passphrases.last()).flatten().map(String::as_str)).await.map_err(|e| format!("backup of {} {}: the dump is kept at {}, but {e}", kind.name(), service.name, file.display()))?;
         offsite::prune(target, &service.name, keep).await.map_err(|e| format!("backup of {} {}: uploaded, but {e}", kind.name(), service.name))?;
     }
     Ok(file)
@@ -450,7 +450,8 @@ mod tests {
             links: Default::default(),
             backup: None,
             offsite: None,
-            backup_passphrase: None,
+            backup_passphrases: Vec::new(),
+            backup_encrypt: false,
         };
         assert_eq!(postgres::Postgres.url(&service, "h", "pw"), "postgres://postgres:pw@h:5432/my_db");
         assert_eq!(redis::Redis.url(&service, "h", "pw"), "redis://:pw@h:6379");

@@ -126,30 +126,40 @@ async fn upload_file(target: &BackupTarget, file: &Path) -> Result<(), String> {
     let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
     let mut buf = vec![0u8; PART];
     loop {
-        let n = reader.read(&mut buf).await.map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let n = match reader.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(format!("cannot read {}: {e}", file.display()));
+            }
+        };
         if n == 0 {
             break;
         }
         // At most two parts in flight: memory stays bounded however large the dump.
         if let Err(e) = writer.wait_for_capacity(2).await {
+            let _ = writer.abort().await;
             return Err(fail(&e));
         }
         writer.write(&buf[..n]);
     }
-    match writer.finish().await {
-        Ok(_) => Ok(()),
-        Err(e) => Err(fail(&e)),
+    // A failed upload is aborted: no incomplete one is left in the bucket (where it would
+    // still be billed). Once every part is in, `finish` aborts if completing fails.
+    if let Err(e) = writer.wait_for_capacity(0).await {
+        let _ = writer.abort().await;
+        return Err(fail(&e));
     }
+    writer.finish().await.map(|_| ()).map_err(|e| fail(&e))
 }
 
 /// The target's backups of service `name`, oldest first.
 pub async fn list(target: &BackupTarget, name: &str) -> Result<Vec<Remote>, String> {
     let (s3, prefix) = client(target)?;
     let under = (!prefix.is_empty()).then(|| Key::from(prefix.clone()));
-    let mut objects = s3.list(under.as_ref());
+    // The prefix's own objects, not what lies deeper under it.
+    let listed = s3.list_with_delimiter(under.as_ref()).await.map_err(|e| format!("cannot list {}: {}", target.url, crate::one_line(&e.to_string())))?;
     let mut found = Vec::new();
-    while let Some(object) = objects.next().await {
-        let object = object.map_err(|e| format!("cannot list {}: {}", target.url, crate::one_line(&e.to_string())))?;
+    for object in listed.objects {
         let Some(file) = object.location.filename() else { continue };
         if is_dump_of(file, name) && object.location.as_ref() == key(&prefix, file).as_ref() {
             found.push(Remote { name: file.to_string(), size: object.size, modified: object.last_modified.to_rfc3339() });
@@ -179,11 +189,12 @@ pub async fn prune(target: &BackupTarget, name: &str, keep: u32) -> Result<usize
 
 /// Downloads a backup into `to` (a new file, 0600), as it arrives.
 pub async fn download(target: &BackupTarget, name: &str, to: &Path) -> Result<(), String> {
+    let service = name.rsplitn(3, '-').nth(2).unwrap_or(name);
     use std::os::unix::fs::OpenOptionsExt;
     let (s3, prefix) = client(target)?;
     let at = format!("{}/{name}", target.url.trim_end_matches('/'));
     let got = s3.get(&key(&prefix, name)).await.map_err(|e| match e {
-        object_store::Error::NotFound { .. } => format!("{at} does not exist (KIND:backups NAME lists them)"),
+        object_store::Error::NotFound { .. } => format!("{at} does not exist (postgres:backups {service} lists the backups)"),
         e => format!("cannot download {at}: {}", crate::one_line(&e.to_string())),
     })?;
     let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;

@@ -78,7 +78,8 @@ impl Kind for Postgres {
         Some(vec!["pg_dump".into(), "-Fc".into(), "--no-owner".into(), "-U".into(), "postgres".into(), database(service)])
     }
     fn import(&self, service: &Service) -> Option<Vec<String>> {
-        Some(vec!["pg_restore".into(), "--clean".into(), "--if-exists".into(), "--no-owner".into(), "-U".into(), "postgres".into(), "-d".into(), database(service)])
+        // One transaction: a restore that fails part-way changes nothing.
+        Some(vec!["pg_restore".into(), "--clean".into(), "--if-exists".into(), "--single-transaction".into(), "--no-owner".into(), "-U".into(), "postgres".into(), "-d".into(), database(service)])
     }
 }
 

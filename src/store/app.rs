@@ -180,12 +180,13 @@ impl AppConfig {
         self.logs.app_label_alias.clone().or_else(|| global.logs.app_label_alias.clone())
     }
 
-    /// Where its output is sent (`logs:set drain`), with the HTTP drain's token: the app's
-    /// own, else the global one. An app's own drain takes its own token only.
-    pub fn drain_with(&self, global: &super::GlobalConfig) -> Option<(String, Option<String>)> {
+    /// Where its output is sent (`logs:set drain`), with the HTTP drain's token and whether
+    /// it may be at a private address (an admin set it): the app's own, else the global one
+    /// (which only admins set). An app's own drain takes its own token only.
+    pub fn drain_with(&self, global: &super::GlobalConfig) -> Option<(String, Option<String>, bool)> {
         match &self.logs.drain {
-            Some(drain) => Some((drain.clone(), self.logs.drain_token.clone())),
-            None => global.logs.drain.clone().map(|d| (d, global.logs.drain_token.clone())),
+            Some(drain) => Some((drain.clone(), self.logs.drain_token.clone(), self.logs.drain_private)),
+            None => global.logs.drain.clone().map(|d| (d, global.logs.drain_token.clone(), true)),
         }
     }
 

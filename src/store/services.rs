@@ -28,9 +28,13 @@ pub struct Service {
     /// `KIND:backup-set-target`: where its dumps are uploaded as well.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offsite: Option<BackupTarget>,
-    /// `KIND:backup-set-encryption`: the passphrase uploads are encrypted with (age).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup_passphrase: Option<String>,
+    /// `KIND:backup-set-encryption`: every passphrase given, the newest last (uploads are
+    /// encrypted with it, age; a restore tries each, so earlier uploads still open).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backup_passphrases: Vec<String>,
+    /// Uploads are encrypted (`backup-unset-encryption` turns it off, keeping the passphrases).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backup_encrypt: bool,
 }
 
 /// An S3-compatible bucket a service's dumps go to, with its credentials (the service's

@@ -64,6 +64,9 @@ pub struct LogSettings {
     /// The bearer token an HTTP drain is sent with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_token: Option<String>,
+    /// An admin set the drain: it may be at a private address (this server's networks).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain_private: bool,
 }
 
 impl LogSettings {

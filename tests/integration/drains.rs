@@ -147,7 +147,8 @@ fn ticks(text: &str, app: &str) -> Vec<u64> {
     text.lines().filter(|l| l.starts_with(&format!("{app} "))).filter_map(|l| l.rsplit_once("tick ")?.1.trim().parse().ok()).collect()
 }
 
-/// Every tick from the first received to the last, none twice.
+/// Every tick from the first received to the last: none lost (a line written again after
+/// a connection broke mid-batch may come twice).
 #[track_caller]
 fn contiguous(ticks: &[u64]) {
     let set: BTreeSet<u64> = ticks.iter().copied().collect();
@@ -174,6 +175,14 @@ fn drains_send_every_line_to_rsyslog_and_http_and_keep_them_while_a_drain_is_dow
     d.ssh("logs:set plain drain syslog+tcp://logs.example.com/x").refused("no path");
     d.ssh("logs:set plain drain-token").ok();
     assert!(!d.app_toml("plain").contains("drain"), "{}", d.app_toml("plain"));
+    // A key of an app sends its lines to public addresses only: never to this server's
+    // own networks (its services, loopback, the cloud's metadata address).
+    let scoped = crate::harness::keygen(d.dir.path(), "scoped");
+    d.local(&["ssh-keys:add", "scoped", "--app", "plain"], scoped.public.as_bytes()).ok();
+    for private in [format!("syslog+tcp://127.0.0.1:{tcp}"), "https://169.254.169.254/latest".into(), "syslog+tls://10.0.0.5".into()] {
+        d.ssh_as(&scoped, &format!("logs:set plain drain {private}"), b"").refused("a private address");
+    }
+    assert!(!d.app_toml("plain").contains("drain"), "{}", d.app_toml("plain"));
 
     // plain → TCP, its own; secure → the global drain, TLS; hooked → HTTP with a token.
     d.ssh(&format!("logs:set plain drain syslog+tcp://127.0.0.1:{tcp}")).ok();
@@ -193,14 +202,14 @@ fn drains_send_every_line_to_rsyslog_and_http_and_keep_them_while_a_drain_is_dow
     });
     // What each line carries: app, process, instance, release; stderr too.
     let tcp_text = rsyslog.received("tcp.log");
-    assert!(tcp_text.lines().any(|l| l.starts_with("plain web.1 [berth@32473 process=\"web\" instance=\"1\" release=\"v1\"] tick ")), "{tcp_text}");
-    assert!(tcp_text.contains("plain web.1 [berth@32473 process=\"web\" instance=\"1\" release=\"v1\"] started"), "stderr lines too: {tcp_text}");
+    assert!(tcp_text.lines().any(|l| l.starts_with("plain web.1 [berth@32473 app=\"plain\" process=\"web\" instance=\"1\" release=\"v1\"] tick ")), "{tcp_text}");
+    assert!(tcp_text.contains("plain web.1 [berth@32473 app=\"plain\" process=\"web\" instance=\"1\" release=\"v1\"] started"), "stderr lines too: {tcp_text}");
     assert!(!rsyslog.received("tls.log").contains("plain "), "an app's own drain replaces the global one");
     let bodies = std::fs::read_to_string(logs.path().join("bodies")).unwrap();
     let first: serde_json::Value = serde_json::from_str(bodies.lines().find(|l| l.contains("tick")).unwrap()).unwrap();
     assert_eq!((first["app"].as_str(), first["process"].as_str(), first["instance"].as_u64(), first["release"].as_str(), first["stream"].as_str()), (Some("hooked"), Some("web"), Some(1), Some("v1"), Some("stdout")));
     let report = d.ssh("logs:report plain").stdout;
-    assert!(report.contains("sent") && report.contains("0 dropped"), "{report}");
+    assert!(report.contains(" sent, ") && report.contains(" buffered, 0 dropped"), "{report}");
 
     // The syslog server stops for 30 s: lines wait in berth's buffer, the app goes on, and
     // once it is back every line arrives.
@@ -218,5 +227,5 @@ fn drains_send_every_line_to_rsyslog_and_http_and_keep_them_while_a_drain_is_dow
     contiguous(&ticks(&rsyslog.received("tcp.log"), "plain"));
     contiguous(&ticks(&rsyslog.received("tls.log"), "secure"));
     let after = d.ssh("logs:report plain").stdout;
-    assert!(after.contains(" 0 dropped") && !after.contains("failing"), "{after}");
+    assert!(after.contains(" buffered, 0 dropped") && !after.contains("failing"), "{after}");
 }

@@ -90,12 +90,14 @@ fn prometheus_scrapes_exactly_the_requests_sent_through_nginx() {
 
     // The text itself: a family per metric, the app's container by its process.
     let text = d.ssh("metrics").stdout;
-    assert!(text.contains("# TYPE berth_http_requests_total counter"), "{text}");
-    assert!(text.contains("berth_http_requests_total{app=\"web\",status=\"2xx\"} 7"), "{text}");
-    assert!(text.contains("berth_http_request_duration_seconds_count{app=\"web\"} 10"), "{text}");
+    let line = |l: &str| text.lines().any(|have| have == l);
+    assert!(line("# TYPE berth_http_requests_total counter"), "{text}");
+    assert!(line("berth_http_requests_total{app=\"web\",status=\"2xx\"} 7"), "{text}");
+    assert!(line("berth_http_requests_total{app=\"web\",status=\"4xx\"} 3"), "{text}");
+    assert!(line("berth_http_request_duration_seconds_count{app=\"web\"} 10"), "{text}");
     assert!(text.contains("berth_container_memory_bytes{app=\"web\",process=\"web\",index=\"1\",release=\"v1\"}"), "{text}");
-    assert!(text.contains("berth_deploys_total{app=\"web\"} 1"), "{text}");
-    assert!(text.contains("process_open_fds "), "an admin sees the server's own figures: {text}");
+    assert!(line("berth_deploys_total{app=\"web\"} 1"), "{text}");
+    assert!(text.contains("\nprocess_open_fds "), "an admin sees the server's own figures: {text}");
 
     // A token of another app sees none of web's series, nor the server's.
     let other = token(&d, "other-reader --scope read --app other");
@@ -125,6 +127,13 @@ fn prometheus_scrapes_exactly_the_requests_sent_through_nginx() {
     assert_eq!(report["errors-last-minute"], "0", "{report}");
     let apps = d.ssh("apps:report web").stdout;
     assert!(apps.contains("Requests per second (last minute)"), "{apps}");
+
+    // An app made again under a destroyed one's name starts from nothing.
+    drop(prometheus);
+    d.ssh("apps:destroy web --force").ok();
+    d.ssh("apps:create web").ok();
+    let text = d.ssh("metrics").stdout;
+    assert!(!text.contains("app=\"web\""), "the destroyed app's figures are gone: {text}");
 }
 
 /// `tokens:create ARGS` over ssh: the token it printed once.

@@ -904,6 +904,14 @@ fn postgres_backups_are_uploaded_to_s3_listed_and_restored_into_a_new_database()
     assert_eq!(psql(&opened, &sealed_url, check), rows, "the rows restored from an encrypted upload");
     d.ssh("postgres:destroy pg-sealed --force").ok();
 
+    // Encryption off: the passphrase stays for what was uploaded with it. A restore into
+    // the service itself brings back rows deleted since.
+    d.ssh("postgres:backup-unset-encryption pg-off").ok();
+    psql(&container, &url, "DELETE FROM items WHERE v LIKE 'row 1%';\n");
+    assert_ne!(psql(&container, &url, check), rows);
+    d.ssh(&format!("postgres:restore pg-off {sealed}")).ok();
+    assert_eq!(psql(&container, &url, check), rows, "the rows restored into the service itself");
+
     // The target down: the backup fails loudly, and its dump stays here.
     let _ = s3.0.kill();
     let _ = s3.0.wait();
