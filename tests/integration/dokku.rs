@@ -165,7 +165,8 @@ fn a_dokku_users_command_lines_work_unchanged() {
         Case { line: "storage:ensure-directory ../x", code: 1, stdout: "", stderr: "Invalid directory" },
         Case { line: "checks:set 1994app nope 1", code: 1, stdout: "", stderr: "valid properties include: attempts, timeout, wait-to-retire" },
         Case { line: "nginx:set 1994app nope x", code: 1, stdout: "", stderr: "valid properties include: hsts, hsts-include-subdomains, hsts-max-age, hsts-preload" },
-        Case { line: "apps:report 1994app --app-nope", code: 1, stdout: "", stderr: "= !     Invalid flag passed, valid flags: --app-computed-disable-autocreation, --app-created-at, --app-deploy-source, --app-deploy-source-metadata, --app-dir, --app-global-disable-autocreation, --app-locked\n" },
+        // dokku's flags, and berth's last minute of requests beside them.
+        Case { line: "apps:report 1994app --app-nope", code: 1, stdout: "", stderr: "= !     Invalid flag passed, valid flags: --app-computed-disable-autocreation, --app-created-at, --app-deploy-source, --app-deploy-source-metadata, --app-dir, --app-errors-last-minute, --app-global-disable-autocreation, --app-latency-p50, --app-latency-p99, --app-locked, --app-requests-per-second\n" },
         // dokku's version flags, and the words its tests look for in each namespace's help.
         Case { line: "-v", code: 0, stdout: "berth ", stderr: "" },
         Case { line: "--version", code: 0, stdout: "berth ", stderr: "" },
