@@ -4,7 +4,7 @@
 # (bench-apps/go-http), keep-alive (2 threads, 16 connections, LOAD_SECS each), with the
 # accounting on and off (berth.toml `nginx_metrics = false`, the daemon restarted: nginx
 # reloads), alternating, ROUNDS of each. The table: requests/s (median) and p99 each way,
-# and the cost (goal ≤ 3% of throughput). Then one scrape: the `metrics` command's time
+# and the cost (goal ≤ 3% of throughput; rounds alternate which goes first). Then one scrape: the `metrics` command's time
 # and size with the app counted.
 # Usage: scripts/bench-metrics.sh [ROUNDS]   (default 3; BERTH=/path/to/berth uses that binary)
 #   LOAD_SECS=15
@@ -45,12 +45,14 @@ load() { # NAME
 }
 
 wrk -t2 -c16 -d3s -H 'Host: m.example.com' "http://127.0.0.1:$HTTP_PORT/" >/dev/null 2>&1
+# Alternating which goes first (on, off; off, on; …): neither always runs after the other.
 for round in $(seq 1 "$ROUNDS"); do
     printf -- '-----> round %s of %s\n' "$round" "$ROUNDS" >&2
-    counting on
-    load "on-$round"
-    counting off
-    load "off-$round"
+    if [ $((round % 2)) = 1 ]; then order="on off"; else order="off on"; fi
+    for way in $order; do
+        counting "$way"
+        load "$way-$round"
+    done
 done
 counting on
 load warm
