@@ -131,7 +131,9 @@ fn hostile_commands_are_refused_with_one_line_and_change_nothing() {
 fn hostile_pushes_are_rejected_and_the_running_release_keeps_serving() {
     let d = Daemon::start();
     let repo = AppRepo::new(&d, "victim");
-    repo.write("Dockerfile", &web_dockerfile("still here", 0)).commit("v1");
+    // Not the other test's page: the same Dockerfile is the same cached image on the one
+    // engine, which one test's teardown can remove while the other starts it.
+    repo.write("Dockerfile", &web_dockerfile("still standing", 0)).commit("v1");
     repo.push(&d, "main").ok();
     d.ssh("domains:add victim victim.example.com").ok();
     let huge_procfile: String = (0..20_000).map(|i| format!("p{i}: sleep {i}\n")).collect();
@@ -155,7 +157,7 @@ fn hostile_pushes_are_rejected_and_the_running_release_keeps_serving() {
         let out = repo.push(&d, "main");
         assert_ne!(out.code, 0, "{file}: {text:.60}");
         assert!(out.stderr.contains(needle), "{file}: expected {needle:?}:\n{}", out.stderr);
-        assert_eq!(get(&d, "victim.example.com"), (200, "still here".into()), "{file}");
+        assert_eq!(get(&d, "victim.example.com"), (200, "still standing".into()), "{file}");
         // A failed deploy is recorded as failed, nothing else changes.
         let after = state(&d.root());
         for (path, contents) in &before {
