@@ -9,7 +9,7 @@
 //! lines are the ones wanted); one read before, after the last line taken (it was started
 //! again, or its app has a drain again: what it wrote meanwhile is not sent).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,21 +64,26 @@ async fn wake_on_starts(engine: Arc<Engine>) {
 /// Where an app's lines go now: its drain (or the global one), the token, and whether it
 /// may be at a private address.
 fn route(engine: &Engine, app: &str) -> Option<Key> {
-    let global = engine.store.load_global().ok()?;
-    let (url, token, private_ok) = engine.store.load_app(app).ok()?.drain_with(&global)?;
+    route_with(engine, &engine.store.load_global().ok()?, app)
+}
+
+fn route_with(engine: &Engine, global: &crate::store::GlobalConfig, app: &str) -> Option<Key> {
+    let (url, token, private_ok) = engine.store.load_app(app).ok()?.drain_with(global)?;
     Some((Drain::parse(&url).ok()?, token, private_ok))
 }
 
 async fn look(engine: &Arc<Engine>, runtime: &Runtime, since: i64) {
     // Senders no app uses any more stop (an app key cannot pile up buffers by changing
     // its drain again and again).
-    let in_use: HashSet<Key> = engine.store.list_apps().unwrap_or_default().iter().filter_map(|app| route(engine, app)).collect();
-    engine.drains.retain(&in_use);
+    // Each app's route once per look (the global settings read once).
+    let global = engine.store.load_global().ok();
+    let routed: HashMap<String, Key> = engine.store.list_apps().unwrap_or_default().into_iter().filter_map(|app| Some((app.clone(), route_with(engine, global.as_ref()?, &app)?))).collect();
+    engine.drains.retain(&routed.values().cloned().collect());
     let Ok(containers) = runtime.every_process().await else { return };
     let ids: HashSet<String> = containers.iter().map(|c| c.id.clone()).collect();
     engine.drains.forget_except(&ids);
     for c in containers {
-        if route(engine, &c.app).is_none() || (!c.running && engine.drains.was_followed(&c.id)) {
+        if !routed.contains_key(&c.app) || (!c.running && engine.drains.was_followed(&c.id)) {
             continue;
         }
         let Some(last) = engine.drains.start_following(&c.id) else { continue };

@@ -216,11 +216,8 @@ impl Sender {
 
     async fn send_http(&self, client: &HttpClient, url: &str) -> Result<(), String> {
         use http_body_util::BodyExt;
-        if let Ok(parsed) = url::Url::parse(url)
-            && let Some(host) = parsed.host_str()
-        {
-            resolve(host.trim_matches(['[', ']']), parsed.port_or_known_default().unwrap_or(443), self.private_ok).await?;
-        }
+        let (host, port) = self.drain.host_and_port();
+        resolve(&host, port, self.private_ok).await?;
         let batch = self.batch();
         let mut request = hyper::Request::post(url).header(hyper::header::CONTENT_TYPE, "application/x-ndjson").header(hyper::header::USER_AGENT, "berth");
         if let Some(token) = &self.token {
@@ -253,13 +250,7 @@ fn http_client() -> Result<HttpClient, String> {
 
 /// Whether the drain's host is at public addresses only (what a key of an app may name).
 pub async fn check_public(drain: &Drain) -> Result<(), String> {
-    let (host, port) = match drain {
-        Drain::Syslog { host, port, .. } => (host.clone(), *port),
-        Drain::Http { url } => {
-            let url = url::Url::parse(url).map_err(|e| e.to_string())?;
-            (url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string(), url.port_or_known_default().unwrap_or(443))
-        }
-    };
+    let (host, port) = drain.host_and_port();
     resolve(&host, port, false).await.map(|_| ())
 }
 

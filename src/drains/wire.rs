@@ -50,6 +50,21 @@ impl Drain {
     }
 }
 
+impl Drain {
+    /// The host a drain connects to and its port (an HTTP drain's from its URL, which
+    /// `parse` checked names a host).
+    pub fn host_and_port(&self) -> (String, u16) {
+        match self {
+            Drain::Syslog { host, port, .. } => (host.clone(), *port),
+            Drain::Http { url } => {
+                let url = url::Url::parse(url).ok();
+                let host = url.as_ref().and_then(|u| u.host_str()).unwrap_or_default().trim_matches(['[', ']']).to_string();
+                (host, url.and_then(|u| u.port_or_known_default()).unwrap_or(443))
+            }
+        }
+    }
+}
+
 /// One line of an app's container.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Line {
