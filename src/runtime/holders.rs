@@ -10,8 +10,14 @@
 //! name ever leads to a holder with nothing behind it. Holders are made while a release
 //! builds, and, once a rollout's old containers have retired, for the next rollout (a
 //! sleeping process per web slot), so even a build that takes no time finds them ready.
-//! A holder lives and goes with the container that joined it
-//! (`Runtime::remove`); one no container took goes when the deploy ends (`cool`) or the app
+//! A holder goes with the container that joined it when that container is removed
+//! (`Runtime::remove`); when it retires (`Runtime::retire`: a rollout's old container), the
+//! holder is recycled instead (`recycle`): taken off every network (nothing behind it may
+//! answer to a name or an address) and kept for the slot's next container, so a swap costs
+//! the engine one container's start and stop, as a swap by hand does, not two. Its
+//! namespace keeps no TIME_WAIT sockets (`tcp_max_tw_buckets` 0, set when it is made): the
+//! retired app's closed connections would keep the next one's port from binding without
+//! SO_REUSEADDR. One no container took goes when the deploy ends (`cool`) or the app
 //! does, and one an interrupted daemon left goes when the next one starts
 //! (`orphaned_holders`).
 //!
@@ -30,6 +36,10 @@ use super::{LABEL_APP, LABEL_DAEMON, LABEL_ROOT, Runtime, RuntimeError};
 
 /// On a holder: the slot whose namespace it holds (`web.1`).
 pub const LABEL_HOLDER: &str = "berth.holder";
+
+/// The sysctl a holder is made with so it can be recycled (see the module's text): its
+/// namespace keeps no TIME_WAIT sockets.
+const RECYCLABLE: (&str, &str) = ("net.ipv4.tcp_max_tw_buckets", "0");
 
 /// A web slot whose namespace is made ahead: `web.INDEX` of `app` (its host name).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,9 +89,21 @@ pub(super) fn join(mut body: ContainerCreateBody, holder: &str) -> ContainerCrea
 
 impl Runtime {
     /// Starts making a holder for each slot (in the background; a slot that has one
-    /// already keeps it).
+    /// already keeps it); the app's holders for other slots (a recycled one of a slot
+    /// scaled away) go.
     pub fn warm(&self, slots: Vec<Warm>) {
         let mut pool = self.holders.lock().unwrap_or_else(|p| p.into_inner());
+        let beyond: Vec<_> = pool.keys().filter(|(app, index)| slots.iter().any(|w| &w.app == app) && !slots.iter().any(|w| &w.app == app && w.index == *index)).cloned().collect();
+        for key in beyond {
+            if let Some(pending) = pool.remove(&key) {
+                let runtime = self.clone();
+                tokio::spawn(async move {
+                    if let Ok(Some(id)) = pending.made.await {
+                        let _ = runtime.remove_container(&id).await;
+                    }
+                });
+            }
+        }
         for warm in slots {
             let key = (warm.app.clone(), warm.index);
             if pool.contains_key(&key) {
@@ -144,6 +166,60 @@ impl Runtime {
         }
     }
 
+    /// Removes every holder of `app` on the engine, joined or not: the app goes, and a
+    /// retirement running beside it may have recycled one after `cool`.
+    pub async fn remove_holders(&self, app: &str) -> Result<(), RuntimeError> {
+        self.cool(app).await;
+        let labels = vec![format!("{LABEL_ROOT}={}", self.root), format!("{LABEL_APP}={app}"), LABEL_HOLDER.to_string()];
+        let filters = HashMap::from([("label".to_string(), labels)]);
+        for holder in self.docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await? {
+            if let Some(id) = holder.id {
+                self.remove_container(&id).await?;
+            }
+        }
+        self.cool(app).await;
+        Ok(())
+    }
+
+    /// The holder of a retired container: kept for its slot's next container, off every
+    /// network, if it was made to be (`RECYCLABLE`), still runs and the slot has no other;
+    /// else removed.
+    pub(super) async fn recycle(&self, holder: &str) -> Result<(), RuntimeError> {
+        let Ok(info) = self.docker.inspect_container(holder, None).await else {
+            return self.remove_container(holder).await;
+        };
+        let labels = info.config.and_then(|c| c.labels).unwrap_or_default();
+        let slot = labels.get(LABEL_HOLDER).and_then(|s| s.strip_prefix(&format!("{}.", crate::process::WEB))).and_then(|i| i.parse::<u32>().ok());
+        let recyclable = info.host_config.and_then(|h| h.sysctls).is_some_and(|s| s.get(RECYCLABLE.0).map(String::as_str) == Some(RECYCLABLE.1));
+        let running = info.state.and_then(|s| s.running) == Some(true);
+        let (Some(app), Some(index), true, true) = (labels.get(LABEL_APP).cloned(), slot, recyclable, running) else {
+            return self.remove_container(holder).await;
+        };
+        let key = (app, index);
+        let taken = |runtime: &Runtime| runtime.holders.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&key);
+        if taken(self) {
+            return self.remove_container(holder).await;
+        }
+        let networks: Vec<String> = info.network_settings.and_then(|n| n.networks).map(|n| n.into_keys().collect()).unwrap_or_default();
+        for network in networks {
+            let request = bollard::models::NetworkDisconnectRequest { container: holder.to_string(), force: Some(true) };
+            if let Err(e) = self.docker.disconnect_network(&network, request).await {
+                tracing::debug!(holder, network, "cannot take the holder off the network: {e}");
+                return self.remove_container(holder).await;
+            }
+        }
+        let kept = {
+            let mut pool = self.holders.lock().unwrap_or_else(|p| p.into_inner());
+            let free = !pool.contains_key(&key);
+            if free {
+                let id = holder.to_string();
+                pool.insert(key, Pending { made: tokio::spawn(async move { Some(id) }) });
+            }
+            free
+        };
+        if kept { Ok(()) } else { self.remove_container(holder).await }
+    }
+
     async fn make_holder(&self, warm: &Warm) -> Result<String, RuntimeError> {
         let image = super::STACK_IMAGE;
         if self.image_info(image).await.is_none() {
@@ -168,6 +244,7 @@ impl Runtime {
                 network_mode: Some(park.into()),
                 restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
                 log_config: Some(bollard::models::HostConfigLogConfig { typ: Some("none".into()), config: None }),
+                sysctls: Some(HashMap::from([(RECYCLABLE.0.to_string(), RECYCLABLE.1.to_string())])),
                 ..Default::default()
             }),
             ..Default::default()

@@ -612,12 +612,18 @@ impl Runtime {
             .boxed()
     }
 
-    /// SIGTERM, SIGKILL after `stop_timeout`, then remove.
+    /// SIGTERM, SIGKILL after `stop_timeout`, then remove; its holder, if it had one, is
+    /// kept for the slot's next container (`holders.rs`).
     pub async fn retire(&self, id: &str, stop_timeout: Duration) -> Result<(), RuntimeError> {
         self.mark_stopping(id);
         let options = StopContainerOptions { t: Some(stop_timeout.as_secs() as i32), signal: None };
         let _ = self.docker.stop_container(id, Some(options)).await;
-        self.remove(id).await
+        let holder = self.holder_of(id).await;
+        self.remove_container(id).await?;
+        match holder {
+            Some(holder) => self.recycle(&holder).await,
+            None => Ok(()),
+        }
     }
 
     /// Removes a container, and the holder of its network namespace with it.

@@ -127,6 +127,7 @@ impl Scheduler for DockerLocal {
         for id in self.runtime.one_offs(Some(app)).await.unwrap_or_default() {
             self.runtime.remove(&id).await?;
         }
+        self.runtime.remove_holders(app).await?;
         // Its network last: services linked to it are taken off it with it.
         Ok(self.runtime.remove_network(&self.runtime.app_network(app)).await?)
     }

@@ -113,16 +113,79 @@ fn a_redeploy_under_continuous_requests_drops_none() {
         let [web] = web.as_slice() else { return Err(format!("web containers: {web:?}")) };
         let joined = inspect(web, "{{.HostConfig.NetworkMode}}");
         let (taken, parked): (Vec<&String>, Vec<&String>) = holders.iter().partition(|h| joined == format!("container:{h}"));
-        // The next one waits on the park network alone: no name of the app leads to it.
+        // The next one waits on the park network (made new) or on none (a retired
+        // container's, recycled): no name or address of the app leads to it.
         let park = |h: &&String| inspect(h, "{{.State.Status}} {{range $n, $e := .NetworkSettings.Networks}}{{$n}} {{end}}");
         match (taken.len(), parked.as_slice()) {
-            (1, [next]) if park(next) == "running berth-park" => Ok(()),
+            (1, [next]) if ["running berth-park", "running"].contains(&park(next).as_str()) => Ok(()),
             _ => Err(format!("{web} joined {joined}; holders {holders:?}, the others: {:?}", parked.iter().map(park).collect::<Vec<_>>())),
         }
     };
     crate::harness::poll(std::time::Duration::from_secs(20), "one web container in its holder, and the next one's holder parked", settled);
     d.ssh("apps:destroy steady --force").ok();
     assert!(listed("label=berth.holder").is_empty(), "a holder outlived its app");
+}
+
+/// A server that binds without SO_REUSEADDR and closes each connection itself, so its
+/// network namespace keeps the port's TIME_WAIT sockets for a minute after each request.
+const NO_REUSE_SERVER: &str = r#"import os, socket
+s = socket.socket()
+s.bind(("", int(os.environ["PORT"])))
+s.listen(64)
+body = open("/version.txt", "rb").read()
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    c.close()
+"#;
+
+#[test]
+fn a_retired_web_containers_namespace_serves_the_next_release_even_with_its_ports_sockets_lingering() {
+    let d = Daemon::start();
+    crate::harness::stack_image(&d);
+    d.ssh("apps:create lingering").ok();
+    d.ssh("domains:add lingering lingering.example.com").ok();
+    let repo = AppRepo::new(&d, "lingering");
+    let push = |text: &str| {
+        repo.write("server.py", NO_REUSE_SERVER).write("version.txt", text);
+        repo.write("Dockerfile", "FROM berth/stack:bookworm\nCOPY server.py version.txt /\nCMD [\"python3\", \"/server.py\"]\n").commit(text);
+        let out = repo.push(&d, "main");
+        assert_eq!(out.code, 0, "push of {text} failed: {out:#?}");
+        for _ in 0..5 {
+            assert_eq!(get(&d, "lingering.example.com"), (200, text.to_string()));
+        }
+    };
+    let root = format!("label=berth.root={}", d.root().display());
+    // The holder of the one web container, once the old one has retired.
+    let web = || {
+        let id = crate::harness::poll(std::time::Duration::from_secs(20), "one web container", || {
+            let ids = docker(&["ps", "-aq", "--no-trunc", "--filter", &root, "--filter", "label=berth.app=lingering", "--filter", "label=berth.process=web"]);
+            match ids.lines().collect::<Vec<_>>()[..] {
+                [id] => Ok(id.to_string()),
+                _ => Err(ids.clone()),
+            }
+        });
+        let mode = docker(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", &id]);
+        mode.trim().strip_prefix("container:").expect("a web container in a holder's namespace").to_string()
+    };
+    push("lingering v1");
+    let first = web();
+    push("lingering v2");
+    assert_ne!(web(), first, "v2 ran beside v1, in a namespace of its own");
+    // v1 retired: its holder is kept for the slot's next container, on no network.
+    crate::harness::poll(std::time::Duration::from_secs(20), "v1's holder kept, off every network", || {
+        match docker(&["inspect", "-f", "{{.State.Status}}|{{range $n, $e := .NetworkSettings.Networks}}{{$n}} {{end}}", &first]).trim() {
+            "running|" => Ok(()),
+            other => Err(other.to_string()),
+        }
+    });
+    // v1 served requests in it within the minute: its port's TIME_WAIT sockets would keep a
+    // server without SO_REUSEADDR from binding.
+    push("lingering v3");
+    assert_eq!(web(), first, "v3 took v1's namespace again");
+    d.ssh("apps:destroy lingering --force").ok();
+    assert!(docker(&["ps", "-aq", "--filter", &root, "--filter", "label=berth.holder"]).trim().is_empty(), "a holder outlived its app");
 }
 
 #[test]
