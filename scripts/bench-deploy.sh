@@ -19,6 +19,10 @@
 #     same across REDEPLOYS `ps:restart`s: the swap alone, without the build. And with a
 #     paced keep-alive load (each connection waits PACE_MS between requests, as in 4.), no
 #     deploy and across REDEPLOYS redeploys: p99 when the load leaves the machine room.
+#     And paired: REDEPLOYS rounds of PAIR_SECS of keep-alive load with no deploy, then the
+#     same load across one redeploy; each redeploy's p99 against the idle run just before
+#     it (the median of the ratios), so a machine that drifts during the long runs above
+#     does not decide the ratio.
 #  3. A WebSocket client (bench-apps/ws-probe.py) connected to a Node `ws` echo app
 #     (checks wait-to-retire 5) across one redeploy: messages lost (goal 0), how the
 #     connection ended (close frame, EOF, error) and when, and whether it reconnects.
@@ -32,7 +36,7 @@
 # on, so the figures before and after a change come from the same script.
 # Usage: scripts/bench-deploy.sh [RUNS]   (default 5)
 #   BERTH=/path/to/berth   use this binary instead of building one (cargo build --release)
-#   REDEPLOYS=20 BASE_SECS=30 LOAD_SECS=20 PACE_MS=20 BUILD_MEMORY= (e.g. 1g)
+#   REDEPLOYS=20 BASE_SECS=30 LOAD_SECS=20 PACE_MS=20 PAIR_SECS=10 BUILD_MEMORY= (e.g. 1g)
 #   SWAP_EVERY=2 seconds between swaps in 2b (berth's and the by-hand ones alike)
 #   BUILD_PRIORITY=normal  builds at the apps' CPU priority, not the idle one
 #   SECTIONS=1,2b  only these parts (of 1, 1c, 2, 2b, 3, 4; default all): 1 is the cached
@@ -48,6 +52,7 @@ REDEPLOYS=${REDEPLOYS:-20}
 BASE_SECS=${BASE_SECS:-30}
 LOAD_SECS=${LOAD_SECS:-20}
 PACE_MS=${PACE_MS:-20}
+PAIR_SECS=${PAIR_SECS:-10}
 BUILD_MEMORY=${BUILD_MEMORY:-}
 SWAP_EVERY=${SWAP_EVERY:-2}
 APPS=$PWD/scripts/bench-apps
@@ -273,6 +278,20 @@ under_load deploys keepalive
 under_load restarts keepalive
 under_load deploys close -H 'Connection: close'
 under_load restarts close -H 'Connection: close'
+# Paired: each redeploy under keep-alive load right after PAIR_SECS of the same load with none.
+progress "2. wrk (keep-alive) paired: $REDEPLOYS rounds of ${PAIR_SECS}s with no deploy, then across one redeploy"
+: >"$WORK/pushes-paired"
+for i in $(seq 1 "$REDEPLOYS"); do
+    wrk_run "paired-idle-$i" "$PAIR_SECS"
+    wrk -t2 -c16 -d3600s --latency -H 'Host: go.example.com' "http://127.0.0.1:$HTTP_PORT/" >"$WORK/wrk-paired-deploy-$i.log" 2>&1 &
+    PAIRED_WRK=$!
+    sleep 0.5
+    redeploy "$WORK/pushes-paired" "paired $i"
+    watch_list benchgo
+    sleep 0.5
+    kill -INT "$PAIRED_WRK"
+    wait "$PAIRED_WRK" || true
+done
 fi
 
 if want 2b; then
@@ -546,9 +565,26 @@ if os.path.exists(f"{work}/wrk-deploys-keepalive.log"):
             rows.append([label, when, f"{r['secs']:.0f}", r["total"], r["non2xx"], "/".join(map(str, r["sock"])), r["failed"],
                          fmt_ms(r["p50"]), fmt_ms(r["p99"]), ratio,
                          (f"{med(times):.2f}" if times else "") + (f" ({failed_pushes} failed)" if failed_pushes else "")])
+    pairs = [(wrk(f"paired-idle-{i}"), wrk(f"paired-deploy-{i}")) for i in range(1, redeploys + 1)]
+    pairs = [(b, r) for b, r in pairs if b and r and b["p99"] > 0]
+    ratios = []
+    if pairs:
+        ratios = sorted(r["p99"] / b["p99"] for b, r in pairs)
+        times, failed_pushes = pushes("paired")
+        label = f"keep-alive, paired ({len(pairs)})"
+        rows.append([label, "none", f"{sum(b['secs'] for b, _ in pairs):.0f}", sum(b["total"] for b, _ in pairs), sum(b["non2xx"] for b, _ in pairs),
+                     "/".join(str(sum(b["sock"][k] for b, _ in pairs)) for k in range(4)), sum(b["failed"] for b, _ in pairs),
+                     fmt_ms(med([b["p50"] for b, _ in pairs])), fmt_ms(med([b["p99"] for b, _ in pairs])), "", ""])
+        rows.append([label, "1 redeploy", f"{sum(r['secs'] for _, r in pairs):.0f}", sum(r["total"] for _, r in pairs), sum(r["non2xx"] for _, r in pairs),
+                     "/".join(str(sum(r["sock"][k] for _, r in pairs)) for k in range(4)), sum(r["failed"] for _, r in pairs),
+                     fmt_ms(med([r["p50"] for _, r in pairs])), fmt_ms(med([r["p99"] for _, r in pairs])), f"{med(ratios):.2f}x",
+                     (f"{med(times):.2f}" if times else "") + (f" ({failed_pushes} failed)" if failed_pushes else "")])
     table(["clients", "deploys", "s", "requests", "non-2xx", "conn/read/write/timeout", "failed", "p50 ms", "p99 ms", "p99 vs none", "push/restart s (median)"],
           rows, [26, 12, 4, 9, 7, 23, 6, 7, 7, 11, 22], left=(0, 1))
     print("goal: 0 failed requests; p99 with redeploys ≤ 1.5x without (restarts: the swap alone, no build)")
+    if ratios:
+        print(f"paired: p50/p99 are the medians over the rounds, \"p99 vs none\" the median of each redeploy's p99 against the idle run just before it; "
+              f"the ratios: {', '.join(f'{x:.2f}' for x in ratios)}")
 fb, fs = wrk("floor-base"), wrk("floor-swaps")
 if fb and fs and fb["p99"] > 0:
     floor_inflation = fs["p99"] / fb["p99"]
