@@ -660,15 +660,19 @@ impl HostService {
     fn start(secret: &str) -> HostService {
         let dir = temp_dir();
         std::fs::write(dir.path().join("index.html"), secret).unwrap();
-        let port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("python3")
-            .args(["-m", "http.server", &port.to_string(), "--bind", "0.0.0.0", "--directory"])
+        // Port 0: the server binds a free port itself and says which ("Serving HTTP on
+        // 0.0.0.0 port N …"). A port picked here and bound there later could be taken by
+        // another test in between, and the probe would knock at that test's listener.
+        let mut child = Command::new("python3")
+            .args(["-u", "-m", "http.server", "0", "--bind", "0.0.0.0", "--directory"])
             .arg(dir.path())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        poll(Duration::from_secs(10), "the host service to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).map(|_| ()).map_err(|e| e.to_string()));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let port: u16 = line.split(" port ").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("the host service did not say its port: {line:?}"));
         HostService { port, child, _dir: dir }
     }
 }
