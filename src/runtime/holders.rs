@@ -170,9 +170,7 @@ impl Runtime {
     /// retirement running beside it may have recycled one after `cool`.
     pub async fn remove_holders(&self, app: &str) -> Result<(), RuntimeError> {
         self.cool(app).await;
-        let labels = vec![format!("{LABEL_ROOT}={}", self.root), format!("{LABEL_APP}={app}"), LABEL_HOLDER.to_string()];
-        let filters = HashMap::from([("label".to_string(), labels)]);
-        for holder in self.docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await? {
+        for holder in self.labelled(vec![format!("{LABEL_ROOT}={}", self.root), format!("{LABEL_APP}={app}"), LABEL_HOLDER.to_string()]).await? {
             if let Some(id) = holder.id {
                 self.remove_container(&id).await?;
             }
@@ -196,8 +194,8 @@ impl Runtime {
             return self.remove_container(holder).await;
         };
         let key = (app, index);
-        let taken = |runtime: &Runtime| runtime.holders.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&key);
-        if taken(self) {
+        // (Asked again below, under the lock: this only spares the network work.)
+        if self.holders.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&key) {
             return self.remove_container(holder).await;
         }
         let networks: Vec<String> = info.network_settings.and_then(|n| n.networks).map(|n| n.into_keys().collect()).unwrap_or_default();
@@ -258,6 +256,12 @@ impl Runtime {
         Ok(created.id)
     }
 
+    /// Every container, running or not, with all these labels (`key` or `key=value`).
+    async fn labelled(&self, labels: Vec<String>) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+        let filters = HashMap::from([("label".to_string(), labels)]);
+        Ok(self.docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await?)
+    }
+
     /// The holder whose namespace this container joined, if it did.
     pub(super) async fn holder_of(&self, id: &str) -> Option<String> {
         let info = self.docker.inspect_container(id, None).await.ok()?;
@@ -282,12 +286,8 @@ impl Runtime {
     /// Holders an earlier run of the daemon made for this root that no container uses: it
     /// was stopped between making one and handing it to a container, or removing it.
     pub async fn orphaned_holders(&self) -> Result<Vec<String>, RuntimeError> {
-        let list = |labels: Vec<String>| {
-            let filters = HashMap::from([("label".to_string(), labels)]);
-            self.docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
-        };
-        let holders = list(vec![format!("{LABEL_ROOT}={}", self.root), LABEL_HOLDER.to_string()]).await?;
-        let all = list(vec![format!("{LABEL_ROOT}={}", self.root)]).await?;
+        let holders = self.labelled(vec![format!("{LABEL_ROOT}={}", self.root), LABEL_HOLDER.to_string()]).await?;
+        let all = self.labelled(vec![format!("{LABEL_ROOT}={}", self.root)]).await?;
         let joined: Vec<String> = all.iter().filter_map(|c| c.host_config.as_ref()?.network_mode.as_deref()?.strip_prefix("container:").map(str::to_string)).collect();
         let earlier = |labels: &Option<HashMap<String, String>>| labels.as_ref().and_then(|l| l.get(LABEL_DAEMON)).is_none_or(|run| run != super::daemon_run());
         Ok(holders.into_iter().filter(|h| earlier(&h.labels)).filter_map(|h| h.id).filter(|id| !joined.iter().any(|j| j == id || id.starts_with(j.as_str()))).collect())
