@@ -179,10 +179,20 @@ impl Runtime {
         Ok(())
     }
 
+    /// Removes a retired container; its holder, if it had one, is recycled.
+    pub(super) async fn remove_recycling(&self, id: &str) -> Result<(), RuntimeError> {
+        let holder = self.holder_of(id).await;
+        self.remove_container(id).await?;
+        match holder {
+            Some(holder) => self.recycle(&holder).await,
+            None => Ok(()),
+        }
+    }
+
     /// The holder of a retired container: kept for its slot's next container, off every
     /// network, if it was made to be (`RECYCLABLE`), still runs and the slot has no other;
     /// else removed.
-    pub(super) async fn recycle(&self, holder: &str) -> Result<(), RuntimeError> {
+    async fn recycle(&self, holder: &str) -> Result<(), RuntimeError> {
         let Ok(info) = self.docker.inspect_container(holder, None).await else {
             return self.remove_container(holder).await;
         };

@@ -618,12 +618,7 @@ impl Runtime {
         self.mark_stopping(id);
         let options = StopContainerOptions { t: Some(stop_timeout.as_secs() as i32), signal: None };
         let _ = self.docker.stop_container(id, Some(options)).await;
-        let holder = self.holder_of(id).await;
-        self.remove_container(id).await?;
-        match holder {
-            Some(holder) => self.recycle(&holder).await,
-            None => Ok(()),
-        }
+        self.remove_recycling(id).await
     }
 
     /// Removes a container, and the holder of its network namespace with it.
