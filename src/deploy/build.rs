@@ -148,13 +148,15 @@ struct Job<'a> {
 type Built = (String, BTreeMap<String, String>, bool);
 
 impl Job<'_> {
-    /// The build's limits as its output says them, with the idle CPU priority when the build
-    /// runs under it (`Runtime::build_cgroup`).
+    /// The build's limits as its output says them, with the idle CPU priority and the CPUs
+    /// when the build runs with them (`Runtime::build_place`).
     async fn describe_limits(&self) -> String {
         let limits = &self.limits;
         let memory = limits.memory.map_or("no memory limit".to_string(), |m| format!("memory {}m", m / (1 << 20)));
-        let idle = if self.runtime.build_cgroup(limits).await.is_some() { ", idle CPU priority" } else { "" };
-        format!("cpu-shares {}, {memory}{idle}", limits.cpu_shares.unwrap_or(1024))
+        let place = self.runtime.build_place(limits).await;
+        let idle = if place.cgroup.is_some() { ", idle CPU priority" } else { "" };
+        let cpus = place.cpus.map(|c| format!(", CPUs {c} (CPU 0 left to the apps)")).unwrap_or_default();
+        format!("cpu-shares {}, {memory}{idle}{cpus}", limits.cpu_shares.unwrap_or(1024))
     }
 
     async fn dockerfile(&self, procfile: BTreeMap<String, String>, has_dockerfile: bool, out: &Output) -> Result<Built, Error> {

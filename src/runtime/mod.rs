@@ -24,7 +24,7 @@ mod oneshot;
 mod services;
 
 pub use holders::{LABEL_HOLDER, Warm};
-pub use images::{AppImage, BuildLimits};
+pub use images::{AppImage, BuildLimits, BuildPlace};
 pub use networks::{AttachableNetwork, BUILD_NETWORK, UserNetwork};
 pub use oneshot::{Client, Committed, OneShot, Terminal, TimeLimit};
 pub use services::{ServiceContainer, ServiceSpec, service_name};

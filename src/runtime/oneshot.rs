@@ -253,7 +253,8 @@ impl Runtime {
         let network = self.ensure_build_network().await?;
         let mut body = self.one_shot_body(&job, network);
         if let Some(host) = body.host_config.as_mut() {
-            host.cgroup_parent = self.build_cgroup(&job.limits).await;
+            let place = self.build_place(&job.limits).await;
+            (host.cgroup_parent, host.cpuset_cpus) = (place.cgroup, place.cpus);
         }
         let created = self.docker.create_container(None, body).await?;
         let id = created.id;

@@ -201,7 +201,7 @@ fn a_third_party_buildpack_from_a_git_url_builds_the_app() {
         ("bin/detect", "#!/bin/sh\n[ -f \"$1/hello.txt\" ] && echo custom && exit 0\nexit 1\n"),
         (
             "bin/compile",
-            "#!/bin/sh\nset -e\necho \"       custom compile, GREETING=$(cat \"$3/GREETING\")\"\necho \"       build cgroup: $(grep -E ':cpu[,:]' /proc/self/cgroup | head -n1)\"\n(echo \"custom: $(cat \"$3/GREETING\")\"; cat \"$1/hello.txt\") > \"$1/index.html\"\n",
+            "#!/bin/sh\nset -e\necho \"       custom compile, GREETING=$(cat \"$3/GREETING\")\"\necho \"       build cgroup: $(grep -E ':cpu[,:]' /proc/self/cgroup | head -n1)\"\necho \"       build $(grep Cpus_allowed_list /proc/self/status)\"\n(echo \"custom: $(cat \"$3/GREETING\")\"; cat \"$1/hello.txt\") > \"$1/index.html\"\n",
         ),
         ("bin/release", "#!/bin/sh\nprintf -- '---\\ndefault_process_types:\\n  web: busybox httpd -f -p $PORT -h /app\\n'\n"),
     ] {
@@ -246,6 +246,9 @@ fn a_third_party_buildpack_from_a_git_url_builds_the_app() {
     // The build ran at the idle CPU priority: under berth's cgroup whose cpu.idle is 1 (where
     // the engine uses cgroup v1 and cgroupfs, as here, the build sees that path).
     assert!(log.contains("idle CPU priority"), "{log}");
+    // And off CPU 0, which stays the apps' (where the machine has another).
+    let cpus = crate::harness::build_cpus_allowed();
+    assert!(log.lines().any(|l| l.contains("Cpus_allowed_list:") && l.split_whitespace().last() == Some(cpus.as_str())), "the build did not run on CPUs {cpus}: {log}");
     let engine = crate::harness::docker(&["info", "--format", "{{.CgroupVersion}} {{.CgroupDriver}}"]);
     if engine.trim() == "1 cgroupfs" {
         assert!(log.contains(":/berth-builds/"), "the build did not run under berth-builds: {log}");

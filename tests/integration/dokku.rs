@@ -463,7 +463,7 @@ fn docker_options_reach_the_build_the_apps_containers_and_one_offs() {
     d.ssh(&format!("docker-options:add --process worker {app} deploy --label com.example.only=worker")).ok();
     d.ssh(&format!("docker-options:add {app} run --add-host special.test:10.1.2.3")).ok();
     let repo = AppRepo::new(&d, app);
-    let dockerfile = "FROM berth-test/busybox\nARG GREETING=unset\nRUN mkdir /www && echo \"$GREETING\" > /www/index.html\nRUN grep -E ':cpu[,:]' /proc/self/cgroup\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n";
+    let dockerfile = "FROM berth-test/busybox\nARG GREETING=unset\nRUN mkdir /www && echo \"$GREETING\" > /www/index.html\nRUN grep -E ':cpu[,:]' /proc/self/cgroup\nRUN grep Cpus_allowed_list /proc/self/status\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n";
     repo.write("Dockerfile", dockerfile).commit("v1");
     let out = repo.push(&d, "main");
     assert_eq!(out.code, 0, "{out:#?}");
@@ -474,6 +474,9 @@ fn docker_options_reach_the_build_the_apps_containers_and_one_offs() {
     if crate::harness::docker(&["info", "--format", "{{.CgroupVersion}} {{.CgroupDriver}}"]).trim() == "1 cgroupfs" {
         assert!(out.stderr.contains(":/berth-builds/"), "the build's steps did not run under berth-builds: {out:#?}");
     }
+    // And off CPU 0, which stays the apps' (where the machine has another).
+    let cpus = crate::harness::build_cpus_allowed();
+    assert!(out.stderr.lines().any(|l| l.contains("Cpus_allowed_list:") && l.split_whitespace().last() == Some(cpus.as_str())), "the build's steps did not run on CPUs {cpus}: {out:#?}");
     assert_eq!(get(&d, "dopts.example.com"), (200, "hello-from-arg".into()));
     let web = d.container_ids(false, &[&format!("berth.app={app}"), "berth.process=web"]);
     assert_eq!(web.len(), 1, "{web:?}");

@@ -398,6 +398,18 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The CPUs a build may run on (`Cpus_allowed_list` of a process in it): every CPU of the
+/// engine's but CPU 0, where it has two or more; a build there never takes the CPU that
+/// stays free for the apps.
+pub fn build_cpus_allowed() -> String {
+    let ncpu: u32 = docker(&["info", "--format", "{{.NCPU}}"]).trim().parse().unwrap();
+    match ncpu {
+        1 => "0".into(),
+        2 => "1".into(),
+        n => format!("1-{}", n - 1),
+    }
+}
+
 /// A container's addresses, space-separated: a web container that joined its holder's
 /// network namespace has the holder's.
 pub fn addresses(id: &str) -> String {
