@@ -79,9 +79,8 @@ pub struct BuildPlace {
 /// The CPUs an idle-priority build may use on an engine with `ncpu` CPUs: all but CPU 0,
 /// where there are two or more. A build of the idle priority still takes every moment a CPU
 /// is free, and an app's thread that wakes then must first preempt it: with one CPU kept
-/// free of builds, a waking thread finds it idle (in `bench-deploy.sh`, p99 inflation during
-/// redeploys median 1.19× against 1.44× with both CPUs of 2, and pushes finish sooner
-/// under load, as the build no longer moves between CPUs). Pure.
+/// free of builds, a waking thread finds it idle (`bench-deploy.sh` section 2 measures the
+/// p99 across redeploys; a build kept on its CPUs also finishes sooner under load). Pure.
 pub fn build_cpus(ncpu: i64) -> Option<String> {
     match ncpu {
         ..=1 => None,
