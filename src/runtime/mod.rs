@@ -634,9 +634,23 @@ impl Runtime {
     async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
         self.mark_stopping(id);
         let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
-        match self.docker.remove_container(id, Some(options)).await {
-            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+        let mut waited = false;
+        loop {
+            match self.docker.remove_container(id, Some(options.clone())).await {
+                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(()),
+                // Another removal of it runs (a daemon's start-up sweep, a retirement, someone's
+                // `docker rm`): gone once that ends (for at most 10 s); asked again after.
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, message }) if message.contains("already in progress") && !waited => {
+                    waited = true;
+                    for _ in 0..200 {
+                        if matches!(self.docker.inspect_container(id, None).await, Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })) {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 

@@ -189,3 +189,33 @@ fn a_half_written_app_toml_is_named_with_its_line() {
     assert_eq!(d.ssh("apps:list --quiet").ok().stdout, "cut\nwhole\n");
     d.ssh("apps:report whole").ok();
 }
+
+/// A container another removal is already taking away (a daemon's start-up sweep, a
+/// retirement, an admin's `docker rm -f`) does not fail `apps:destroy`: the engine answers
+/// "removal already in progress" (409), and berth waits for that removal instead.
+#[test]
+fn apps_destroy_waits_for_a_removal_already_in_progress() {
+    let d = Daemon::start();
+    let app = "rm-race";
+    d.ssh(&format!("apps:create {app}")).ok();
+    d.ssh(&format!("domains:add {app} rm-race.example.com")).ok();
+    let repo = AppRepo::new(&d, app);
+    repo.write("Dockerfile", &web_dockerfile("up", 0)).commit("v1");
+    assert_eq!(repo.push(&d, "main").code, 0);
+    let web = d.container_ids(false, &[&format!("berth.app={app}"), "berth.process=web"]);
+    assert_eq!(web.len(), 1, "{web:?}");
+    // A writable layer of many files: its removal takes the engine a while.
+    crate::harness::docker(&["exec", &web[0], "sh", "-c", "mkdir /junk && cd /junk && seq 150000 | xargs touch"]);
+    let mut rm = std::process::Command::new("docker").args(["rm", "-f", &web[0]]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    crate::harness::poll(std::time::Duration::from_secs(10), "the engine to start removing the container", || {
+        let state = std::process::Command::new("docker").args(["inspect", "-f", "{{.State.Status}}", &web[0]]).output().unwrap();
+        match String::from_utf8_lossy(&state.stdout).trim() {
+            "removing" => Ok(()),
+            other => Err(format!("state {other:?}")),
+        }
+    });
+    d.ssh(&format!("apps:destroy {app} --force")).ok();
+    assert!(rm.wait().unwrap().success());
+    assert!(d.container_ids(true, &[&format!("berth.app={app}")]).is_empty());
+    assert_eq!(d.ssh("apps:list").ok().stdout.lines().filter(|l| *l == app).count(), 0);
+}
