@@ -139,9 +139,16 @@ else
         for dir in "$BERTH_ROOT"/apps/*/; do
             [ -d "$dir" ] || continue
             app=$(basename "$dir")
-            while read -r image; do
-                if [[ $image =~ :v[0-9]+$ ]]; then images+=("$image"); fi
-            done < <(docker image ls --format '{{.Repository}}:{{.Tag}}' "berth/$app")
+            # Only the tags naming an image this root made: its releases' (or its last build's,
+            # if no release records it). Another root on the engine may have an app of the
+            # same name, whose images have the same tags.
+            ids=$(sed -n 's/^image = "\(sha256:[0-9a-f]*\)"$/\1/p' "$dir/releases.toml" 2>/dev/null | sort -u)
+            leftover=$(cat "$dir/build-tag" 2>/dev/null || true)
+            while read -r id image; do
+                if [[ $image =~ :v[0-9]+$ ]] && { grep -qxF "$id" <<<"$ids" || [ "$image" = "$leftover" ]; }; then
+                    images+=("$image")
+                fi
+            done < <(docker image ls --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' "berth/$app")
         done
     fi
     # Shared by every berth root on this engine (tests, benchmarks): they go only when no

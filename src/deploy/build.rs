@@ -108,7 +108,7 @@ pub(super) async fn from_context(
     let limits = build_limits(config, &global, machine_memory());
     let build_started = Instant::now();
     let tag = format!("berth/{app}:v{version}");
-    runtime.untag_stale(&tag).await;
+    claim_tag(engine, runtime, app, &tag).await?;
     let job = Job { engine, runtime, app, config, context: &context, git_sha: &git_sha, tag: &tag, limits };
     let built = match builder {
         Builder::Dockerfile => job.dockerfile(procfile, has_dockerfile, out).await,
@@ -218,10 +218,22 @@ impl Job<'_> {
     }
 }
 
+/// Makes `tag` (`berth/APP:vN`) this build's, recorded before the build. The same tag left
+/// by the app's last build (no release records it, or N would not be made again) is what
+/// a crash or a failure before the record left: it goes, or the build would leave its
+/// image with no name. An image tagged so otherwise is another root's on the engine, which
+/// the build only takes the name from.
+async fn claim_tag(engine: &Engine, runtime: &Runtime, app: &str, tag: &str) -> Result<(), Error> {
+    if engine.store.load_build_tag(app).as_deref() == Some(tag) {
+        runtime.untag_stale(tag).await;
+    }
+    Ok(engine.store.save_build_tag(app, tag)?)
+}
+
 /// An image built elsewhere (`git:from-image`, `git:load-image`), tagged `berth/APP:vN`: its
 /// Procfile and app.json are read from its working directory. `shown`: how the user named it.
 pub(super) async fn from_image(
-    runtime: &Runtime,
+    (engine, runtime): (&Engine, &Runtime),
     app: &str,
     (config, procfile_path): (&AppConfig, &str),
     version: u32,
@@ -239,7 +251,7 @@ pub(super) async fn from_image(
     out.step(format!("Deploying {app} from the image {shown}, without a build")).await;
     let version_tag = format!("v{version}");
     let tag = format!("berth/{app}:{version_tag}");
-    runtime.untag_stale(&tag).await;
+    claim_tag(engine, runtime, app, &tag).await?;
     runtime.tag(&image, &format!("berth/{app}"), &version_tag).await.map_err(|e| format!("cannot tag {shown}: {e}"))?;
     let id = runtime.image_info(&tag).await.map(|(id, _, _)| id).ok_or_else(|| format!("{shown} vanished while it was tagged"))?;
     crate::crashpoint("built");

@@ -116,7 +116,7 @@ pub async fn prune_images(engine: &Engine, app: &str) -> Result<usize, Error> {
     let pruned = releases.images_to_prune(config.keep_releases);
     let kept: Vec<&str> = releases.releases.iter().filter(|r| !pruned.contains(&r.image_tag)).map(|r| r.image.as_str()).collect();
     let mut removed = 0;
-    for image in runtime.app_images(app).await? {
+    for image in own_images(engine, &runtime, app, &releases).await? {
         if kept.contains(&image.id.as_str()) {
             // A kept image may also carry tags of releases that no longer need them.
             for tag in image.tags.iter().filter(|t| pruned.contains(t)) {
@@ -129,6 +129,16 @@ pub async fn prune_images(engine: &Engine, app: &str) -> Result<usize, Error> {
         }
     }
     Ok(removed)
+}
+
+/// The images this root made for the app (`Runtime::app_images`): its releases' and the one
+/// its last build left if no release records it.
+async fn own_images(engine: &Engine, runtime: &Runtime, app: &str, releases: &crate::store::Releases) -> Result<Vec<crate::runtime::AppImage>, Error> {
+    let mut known: Vec<String> = releases.releases.iter().map(|r| r.image.clone()).collect();
+    known.sort();
+    known.dedup();
+    let leftover = engine.store.load_build_tag(app).filter(|tag| !releases.releases.iter().any(|r| r.image_tag == *tag));
+    Ok(runtime.app_images(app, &known, leftover.as_deref()).await?)
 }
 
 /// Removes an image of the app's: berth's tags of it (`berth/APP:…`), then the image itself
@@ -174,10 +184,12 @@ pub async fn teardown(engine: &Engine, app: &str) -> Result<(), Error> {
                 Err(_) => {}
                 Ok(_) => scheduler.remove_all(app).await?,
             }
-            for release in engine.store.load_releases(app)?.releases {
-                runtime.remove_image(&release.image_tag).await;
+            let releases = engine.store.load_releases(app)?;
+            // Their tags first: an app renamed since keeps the tags of its earlier name.
+            for release in &releases.releases {
+                runtime.remove_release_image(&release.image_tag, &release.image).await;
             }
-            for image in runtime.app_images(app).await.unwrap_or_default() {
+            for image in own_images(engine, &runtime, app, &releases).await.unwrap_or_default() {
                 remove_app_image(&runtime, app, &image).await;
             }
         }

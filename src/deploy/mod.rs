@@ -214,7 +214,7 @@ async fn deploy_made(engine: &Engine, scheduler: &std::sync::Arc<dyn Scheduler>,
     let version = made.release.version;
     if let Err(e) = formation(&mut made, config, out).await {
         if made.built {
-            remove_images(engine, app, vec![made.release.image_tag.clone()]).await;
+            remove_images(engine, app, vec![(made.release.image_tag.clone(), made.release.image.clone())]).await;
         }
         return Err(e);
     }
@@ -244,7 +244,7 @@ async fn make_release(engine: &Engine, app: &str, config: &AppConfig, releases: 
         }
         Source::Image { image, shown } => {
             let procfile_path = config.procfile_path_with(&engine.store.load_global()?);
-            made(build::from_image(&runtime().await?, app, (config, &procfile_path), version, (image, shown), cause, out).await?, true, false)
+            made(build::from_image((engine, &runtime().await?), app, (config, &procfile_path), version, (image, shown), cause, out).await?, true, false)
         }
         Source::Reuse { scale } => {
             let active = releases.active().ok_or_else(|| format!("{app} has not been deployed yet: git push it first"))?;
@@ -336,7 +336,7 @@ async fn finish(engine: &Engine, scheduler: &dyn Scheduler, app: &str, config: &
 /// superseded). A failed release is also when history is compacted, and the image tags
 /// no release needs any more are returned; after an activation that waits for the
 /// retirement (`settle_history`): until then the activation can still be undone.
-async fn record(engine: &Engine, app: &str, release: &Release, active: bool) -> Result<Vec<String>, Error> {
+async fn record(engine: &Engine, app: &str, release: &Release, active: bool) -> Result<Vec<Unneeded>, Error> {
     let _lock = engine.store.lock_app(app).await;
     let mut releases = engine.store.load_releases(app)?;
     releases.releases.push(release.clone());
@@ -350,17 +350,21 @@ async fn record(engine: &Engine, app: &str, release: &Release, active: bool) -> 
     Ok(prune)
 }
 
-/// Compacts what can no longer be rolled back to and returns the image tags no release
-/// needs. Pure.
-fn settle(releases: &mut crate::store::Releases, keep: u32) -> Vec<String> {
+/// An image no release needs: the tag a release gave it, and its id.
+pub(super) type Unneeded = (String, String);
+
+/// Compacts what can no longer be rolled back to and returns the images no release needs.
+/// Pure.
+fn settle(releases: &mut crate::store::Releases, keep: u32) -> Vec<Unneeded> {
+    let ids: BTreeMap<String, String> = releases.releases.iter().map(|r| (r.image_tag.clone(), r.image.clone())).collect();
     let mut prune = releases.images_to_prune(keep);
     prune.extend(releases.compact(keep));
-    prune
+    prune.into_iter().filter_map(|tag| Some((tag.clone(), ids.get(&tag)?.clone()))).collect()
 }
 
 /// History stays bounded once a release is settled (served, and landed if pushed): what can
-/// no longer be rolled back to keeps no env. Returns the image tags no release needs.
-async fn settle_history(engine: &Engine, app: &str) -> Result<Vec<String>, Error> {
+/// no longer be rolled back to keeps no env. Returns the images no release needs.
+async fn settle_history(engine: &Engine, app: &str) -> Result<Vec<Unneeded>, Error> {
     let _lock = engine.store.lock_app(app).await;
     let keep = engine.store.load_app(app)?.keep_releases;
     let mut releases = engine.store.load_releases(app)?;
@@ -517,16 +521,16 @@ pub fn container_env(config: &BTreeMap<String, String>, port: u16) -> Vec<String
     env
 }
 
-/// Removes image tags no release needs (once the Docker engine answers; a later prune
-/// catches what could not go now).
-async fn remove_images(engine: &Engine, app: &str, tags: Vec<String>) {
-    if tags.is_empty() {
+/// Removes images no release needs (once the Docker engine answers; a later prune catches
+/// what could not go now).
+async fn remove_images(engine: &Engine, app: &str, images: Vec<Unneeded>) {
+    if images.is_empty() {
         return;
     }
     match engine.runtime().await {
         Ok(runtime) => {
-            for tag in tags {
-                runtime.remove_image(&tag).await;
+            for (tag, id) in images {
+                runtime.remove_release_image(&tag, &id).await;
             }
         }
         Err(e) => tracing::warn!(app, "cannot remove images no release needs: {e}"),

@@ -115,7 +115,7 @@ async fn switch(
             }
             let _ = scheduler.discard(&swapped.started.iter().map(|c| c.id.clone()).collect::<Vec<_>>()).await;
             if made.built {
-                super::remove_images(engine, app, vec![release.image_tag.clone()]).await;
+                super::remove_images(engine, app, vec![(release.image_tag.clone(), release.image.clone())]).await;
             }
             Err(why.kept(keeps_serving))
         }
@@ -307,11 +307,11 @@ const SWAP_WAIT: Duration = Duration::from_secs(30);
 const LANDING_WAIT: Duration = Duration::from_secs(600);
 
 impl Retirement {
-    /// Stops the old instances, then compacts history; returns the image tags no release
-    /// keeps (removed after the instances: the engine refuses to remove an image a container
+    /// Stops the old instances, then compacts history; returns the images no release keeps
+    /// (removed after the instances: the engine refuses to remove an image a container
     /// still uses). Decided then, from the state as it is: a push's release is first let
     /// land (or be undone), and an instance of whatever release is active then stays.
-    async fn run(self, engine: &Engine, app: &str, scheduler: &dyn Scheduler) -> Vec<String> {
+    async fn run(self, engine: &Engine, app: &str, scheduler: &dyn Scheduler) -> Vec<super::Unneeded> {
         self.drained(engine).await;
         let deadline = tokio::time::Instant::now() + LANDING_WAIT;
         let active = loop {

@@ -200,37 +200,62 @@ impl Runtime {
         HashMap::from([(LABEL_APP.to_string(), app.to_string()), (LABEL_ROOT.to_string(), self.root.clone())])
     }
 
-    /// Every image of an app's: tagged `berth/APP:*` (an image labelled as another root's
-    /// is that root's), or labelled as this root's app (tagged or not: committed by a
-    /// buildpack build, or built before berth stopped labelling Dockerfile builds).
-    pub async fn app_images(&self, app: &str) -> Result<Vec<AppImage>, RuntimeError> {
+    /// The images of an app's this root made: those its releases name (`known`, ids), the
+    /// one tagged `leftover` (the root's last build's tag when no release records it: what a
+    /// crash or a failure before the record left), and those labelled as this root's app (a
+    /// buildpack build's commits). A `berth/APP` tag alone is not enough: several roots can
+    /// share one engine, another root's app of the same name gets the same tags, and a
+    /// Dockerfile build carries no label (see `build`).
+    pub async fn app_images(&self, app: &str, known: &[String], leftover: Option<&str>) -> Result<Vec<AppImage>, RuntimeError> {
         let by_label = HashMap::from([("label".to_string(), vec![format!("{LABEL_APP}={app}"), format!("{LABEL_ROOT}={}", self.root)])]);
         let by_name = HashMap::from([("reference".to_string(), vec![format!("berth/{app}")])]);
         let mut images: Vec<AppImage> = Vec::new();
-        for filters in [by_label, by_name] {
+        for (filters, labelled) in [(by_label, true), (by_name, false)] {
             let options = bollard::query_parameters::ListImagesOptions { all: false, filters: Some(filters), ..Default::default() };
             for image in self.docker.list_images(Some(options)).await? {
-                // Another root's (several roots can share one engine) is not this app's.
-                let root = image.labels.get(LABEL_ROOT);
-                if root.is_some_and(|r| *r != self.root) {
-                    continue;
-                }
-                if !images.iter().any(|i| i.id == image.id) {
+                let ours = labelled || known.contains(&image.id) || leftover.is_some_and(|t| image.repo_tags.iter().any(|r| r == t));
+                if ours && !images.iter().any(|i| i.id == image.id) {
                     images.push(AppImage { id: image.id, tags: image.repo_tags });
                 }
+            }
+        }
+        // A release's image whose tag another root's build took has no name left.
+        for id in known {
+            if !images.iter().any(|i| i.id == *id)
+                && let Ok(info) = self.docker.inspect_image(id).await
+            {
+                images.push(AppImage { id: id.clone(), tags: info.repo_tags.unwrap_or_default() });
             }
         }
         Ok(images)
     }
 
-    /// Removes `tag` (`berth/APP:vN`) before version N is made: no release has it, so it
-    /// is what a crash left between a build and its release. Otherwise the new build would
-    /// move the tag and leave that image with no name to find it by.
+    /// Removes `tag` (`berth/APP:vN`) before version N is made, when the root's record says
+    /// it is what a crash left between a build and its release (`Store::load_build_tag`).
+    /// Otherwise the new build would move the tag and leave that image with no name.
     pub async fn untag_stale(&self, tag: &str) {
         let Ok(info) = self.docker.inspect_image(tag).await else { return };
         let root = info.config.and_then(|c| c.labels).and_then(|l| l.get(LABEL_ROOT).cloned());
         if root.is_none_or(|r| r == self.root) && !self.remove_image_checked(tag).await {
             tracing::warn!("cannot remove the stale tag {tag} (a container uses its image): the next build takes the tag from it");
+        }
+    }
+
+    /// Removes the tag a release gave its image `id`, when the tag still names that image
+    /// (another root on the engine may have built its own app of the same name since, and
+    /// the tag is then that root's); an image of `id` left with no name goes too.
+    pub async fn remove_release_image(&self, tag: &str, id: &str) {
+        match self.docker.inspect_image(tag).await {
+            Ok(info) if info.id.as_deref() == Some(id) => {
+                self.remove_image_checked(tag).await;
+            }
+            _ => {
+                if let Ok(info) = self.docker.inspect_image(id).await
+                    && info.repo_tags.unwrap_or_default().is_empty()
+                {
+                    self.remove_image_checked(id).await;
+                }
+            }
         }
     }
 

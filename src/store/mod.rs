@@ -287,6 +287,24 @@ impl Store {
         write_toml(&path, "An app's releases, oldest first", releases, 0o600)
     }
 
+    fn build_tag_file(&self, app: &str) -> PathBuf {
+        self.app_dir(app).join("build-tag")
+    }
+
+    /// The tag of the newest image made for the app (`berth/APP:vN`), saved before its build.
+    /// While no release records it, its image is what a crash or a failure before the record
+    /// left, and this root's to remove: several roots can share one engine, and another
+    /// root's app of the same name is given the same tags.
+    pub fn load_build_tag(&self, app: &str) -> Option<String> {
+        let text = fs::read_to_string(self.build_tag_file(app)).ok()?;
+        Some(text.trim().to_string()).filter(|t| !t.is_empty())
+    }
+
+    pub fn save_build_tag(&self, app: &str, tag: &str) -> Result<()> {
+        let path = self.build_tag_file(app);
+        write_atomic(&path, format!("{tag}\n").as_bytes(), 0o644).map_err(io_err(&path))
+    }
+
     /// An app's settings, after checking that each of its state files reads (releases,
     /// certificate): what reports use, so a damaged app is named in each of them.
     pub fn load_app_checked(&self, app: &str) -> Result<AppConfig> {

@@ -810,3 +810,60 @@ fn apps_reach_each_other_only_on_a_network_an_admin_attached_them_to() {
     // alpha still serves, and runs with its own network only.
     d.ssh("ps:restart alpha").ok();
 }
+
+/// The id of the image tagged `tag` now.
+fn image_id(tag: &str) -> String {
+    docker(&["image", "inspect", "--format", "{{.Id}}", tag]).trim().to_string()
+}
+
+fn image_exists(id: &str) -> bool {
+    Command::new("docker").args(["image", "inspect", id]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success()
+}
+
+#[test]
+fn two_servers_on_one_engine_never_remove_each_others_images() {
+    // Two roots, one engine, one app name: both give their images the tags `berth/twin:vN`.
+    let a = Daemon::start();
+    let b = Daemon::start();
+    let push = |d: &Daemon, repo: &AppRepo, text: &str| {
+        repo.write("Dockerfile", &web_dockerfile(text, 0)).commit(text);
+        repo.push(d, "main").ok();
+    };
+    let b_repo = AppRepo::new(&b, "twin");
+    push(&b, &b_repo, "b v1");
+    let b_first = image_id("berth/twin:v1");
+    a.ssh("apps:create twin").ok();
+    a.ssh("checks:set twin wait-to-retire 0").ok();
+    a.ssh("domains:add twin twin.example.com").ok();
+    let a_repo = AppRepo::new(&a, "twin");
+    push(&a, &a_repo, "a v1");
+    let a_first = image_id("berth/twin:v1");
+    push(&a, &a_repo, "a v2");
+    // A's v1 is history: no container uses its image, which the engine would refuse to remove.
+    poll(Duration::from_secs(30), "A's v1 container retired", || {
+        let left = a.container_ids(true, &["berth.app=twin", "berth.release=1"]);
+        if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
+    });
+
+    // B's `berth/twin:v1` is A's image now: B's destroy removes only its own.
+    b.ssh("apps:destroy twin --force").ok();
+    assert!(image_exists(&a_first), "B's apps:destroy removed A's v1 image");
+    assert!(!image_exists(&b_first), "B's apps:destroy left its own image, whose tag A took");
+
+    // B's next v1 build takes the tag (its earlier build did not leave it), and its
+    // releases' pruning leaves A's images alone.
+    let b_repo = AppRepo::new(&b, "twin");
+    b.ssh("apps:create twin").ok();
+    b.ssh("domains:add twin twin.example.com").ok();
+    push(&b, &b_repo, "b v1 again");
+    let b_again = image_id("berth/twin:v1");
+    assert_eq!(get(&b, "twin.example.com"), (200, "b v1 again".into()));
+    assert!(image_exists(&a_first), "B's build of v1 removed A's v1 image");
+    a.ssh("releases:rollback twin v1").ok();
+    assert_eq!(get(&a, "twin.example.com"), (200, "a v1".into()));
+
+    b.ssh("apps:destroy twin --force").ok();
+    assert!(!image_exists(&b_again), "B's apps:destroy left its image");
+    a.ssh("apps:destroy twin --force").ok();
+    assert!(!image_exists(&a_first), "A's apps:destroy left its v1 image");
+}
