@@ -463,8 +463,13 @@ fn docker_options_reach_the_build_the_apps_containers_and_one_offs() {
     d.ssh(&format!("docker-options:add --process worker {app} deploy --label com.example.only=worker")).ok();
     d.ssh(&format!("docker-options:add {app} run --add-host special.test:10.1.2.3")).ok();
     let repo = AppRepo::new(&d, app);
-    let dockerfile = "FROM berth-test/busybox\nARG GREETING=unset\nRUN mkdir /www && echo \"$GREETING\" > /www/index.html\nRUN grep -E ':cpu[,:]' /proc/self/cgroup\nRUN grep Cpus_allowed_list /proc/self/status\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n";
-    repo.write("Dockerfile", dockerfile).commit("v1");
+    // Its own first step (this run's root), so the steps run rather than come from the
+    // engine's cache of an earlier run (whose images another root's tags keep).
+    let dockerfile = format!(
+        "FROM berth-test/busybox\nRUN echo {}\nARG GREETING=unset\nRUN mkdir /www && echo \"$GREETING\" > /www/index.html\nRUN grep -E ':cpu[,:]' /proc/self/cgroup\nRUN grep Cpus_allowed_list /proc/self/status\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n",
+        d.root().display()
+    );
+    repo.write("Dockerfile", &dockerfile).commit("v1");
     let out = repo.push(&d, "main");
     assert_eq!(out.code, 0, "{out:#?}");
     assert!(out.stderr.contains("Skipping the docker-option --link ignored: not an option of a build"), "{out:#?}");

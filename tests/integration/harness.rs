@@ -413,9 +413,19 @@ pub fn build_cpus_allowed() -> String {
 /// A container's addresses, space-separated: a web container that joined its holder's
 /// network namespace has the holder's.
 pub fn addresses(id: &str) -> String {
-    let mode = docker(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", id]);
-    let owner = mode.trim().strip_prefix("container:").unwrap_or(id);
-    docker(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", owner]).trim().to_string()
+    addresses_if_there(id).unwrap_or_else(|| panic!("no container {id}"))
+}
+
+/// `addresses`, or None once the container (or its holder) is gone: a container listed a
+/// moment ago may have been removed since.
+pub fn addresses_if_there(id: &str) -> Option<String> {
+    let inspect = |format: &str, id: &str| {
+        let out = Command::new("docker").args(["inspect", "-f", format, id]).output().unwrap();
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let mode = inspect("{{.HostConfig.NetworkMode}}", id)?;
+    let owner = mode.strip_prefix("container:").unwrap_or(id);
+    inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", owner)
 }
 
 /// `berth-test/busybox`: FROM scratch plus Debian's busybox-static, built once per run.

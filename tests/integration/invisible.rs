@@ -62,7 +62,7 @@ fn web_ips(d: &Daemon, app: &str, release: &str) -> BTreeSet<String> {
     let release_label = format!("berth.release={}", release.trim_start_matches('v'));
     d.container_ids(false, &[&app_label, "berth.process=web", &release_label])
         .iter()
-        .map(|id| crate::harness::addresses(id))
+        .filter_map(|id| crate::harness::addresses_if_there(id))
         .collect()
 }
 

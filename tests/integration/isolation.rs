@@ -12,7 +12,8 @@ fn a_client_killed_mid_push_does_not_hold_the_deploy_lock() {
     let d = Daemon::start();
     let repo = AppRepo::new(&d, "dropped");
     // Lots of build output (more than any pipe holds), then a pause, then the rest.
-    let noisy = "FROM berth-test/busybox\nRUN i=0; while [ $i -lt 40000 ]; do echo \"build output line $i\"; i=$((i+1)); done; sleep 2\nRUN mkdir /www && echo dropped > /www/index.html\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n";
+    // This run's root in the step, so it runs rather than come from an earlier run's cache.
+    let noisy = &format!("FROM berth-test/busybox\nRUN echo {} >/dev/null; i=0; while [ $i -lt 40000 ]; do echo \"build output line $i\"; i=$((i+1)); done; sleep 2\nRUN mkdir /www && echo dropped > /www/index.html\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n", d.root().display());
     repo.write("Dockerfile", noisy).commit("noisy");
 
     // git push in its own process group, so that git and its ssh die together.
