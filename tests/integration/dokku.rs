@@ -440,7 +440,7 @@ fn images_built_elsewhere_deploy_as_releases() {
     assert_eq!(d.ssh(&format!("ports:report {app} --ports-map-detected")).ok().stdout, "http:5000:5000\n");
     // The images are their owner's: berth's restart, pruning and destroy remove only its own
     // names (berth/APP:vN) of them.
-    let exists = |name: &str| std::process::Command::new("docker").args(["image", "inspect", name]).output().unwrap().status.success();
+    let exists = crate::harness::image_exists;
     let mut d = d;
     d.kill();
     d.boot();

@@ -428,6 +428,11 @@ pub fn addresses_if_there(id: &str) -> Option<String> {
     inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", owner)
 }
 
+/// Whether the engine has an image of this name or id.
+pub fn image_exists(image: &str) -> bool {
+    Command::new("docker").args(["image", "inspect", image]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success()
+}
+
 /// `berth-test/busybox`: FROM scratch plus Debian's busybox-static, built once per run.
 /// No registry is reachable, so every test image starts from it.
 pub fn base_image() {

@@ -817,10 +817,6 @@ fn image_id(tag: &str) -> String {
     docker(&["image", "inspect", "--format", "{{.Id}}", tag]).trim().to_string()
 }
 
-fn image_exists(id: &str) -> bool {
-    Command::new("docker").args(["image", "inspect", id]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success()
-}
-
 #[test]
 fn two_servers_on_one_engine_never_remove_each_others_images() {
     // Two roots, one engine, one app name: both give their images the tags `berth/twin:vN`.

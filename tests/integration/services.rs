@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{AppRepo, BERTH, Daemon, Out, base_image, docker, free_port, http_get, stack_image, web_dockerfile, poll};
+use crate::harness::{AppRepo, BERTH, Daemon, Out, base_image, docker, free_port, http_get, image_exists, stack_image, web_dockerfile, poll};
 
 // ---------------------------------------------------------------------------------------
 // Fixture apps (tests/fixtures/services/): Python apps with a Procfile, built by buildpack.
@@ -93,10 +93,6 @@ fn service_image(kind: &str) -> &'static str {
         "redis" => "berth/redis:7",
         _ => panic!("no service kind {kind}"),
     }
-}
-
-fn image_exists(image: &str) -> bool {
-    Command::new("docker").args(["image", "inspect", image]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success()
 }
 
 fn volume_exists(volume: &str) -> bool {
