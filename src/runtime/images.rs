@@ -209,22 +209,16 @@ impl Runtime {
     pub async fn app_images(&self, app: &str, known: &[String], leftover: Option<&str>) -> Result<Vec<AppImage>, RuntimeError> {
         let by_label = HashMap::from([("label".to_string(), vec![format!("{LABEL_APP}={app}"), format!("{LABEL_ROOT}={}", self.root)])]);
         let by_name = HashMap::from([("reference".to_string(), vec![format!("berth/{app}")])]);
+        // A release's image whose tag another root's build took has no name left.
+        let nameless = HashMap::from([("dangling".to_string(), vec!["true".to_string()])]);
         let mut images: Vec<AppImage> = Vec::new();
-        for (filters, labelled) in [(by_label, true), (by_name, false)] {
+        for (filters, labelled) in [(by_label, true), (by_name, false), (nameless, false)] {
             let options = bollard::query_parameters::ListImagesOptions { all: false, filters: Some(filters), ..Default::default() };
             for image in self.docker.list_images(Some(options)).await? {
                 let ours = labelled || known.contains(&image.id) || leftover.is_some_and(|t| image.repo_tags.iter().any(|r| r == t));
                 if ours && !images.iter().any(|i| i.id == image.id) {
                     images.push(AppImage { id: image.id, tags: image.repo_tags });
                 }
-            }
-        }
-        // A release's image whose tag another root's build took has no name left.
-        for id in known {
-            if !images.iter().any(|i| i.id == *id)
-                && let Ok(info) = self.docker.inspect_image(id).await
-            {
-                images.push(AppImage { id: id.clone(), tags: info.repo_tags.unwrap_or_default() });
             }
         }
         Ok(images)
