@@ -49,6 +49,8 @@ pub struct Engine {
     busy: Arc<tokio::sync::watch::Sender<usize>>,
     /// Swaps starting containers now (of any app): retirements wait for none.
     starting: Arc<tokio::sync::watch::Sender<usize>>,
+    /// Retirements of old instances in flight, by app (a deploy's holders wait for them).
+    retiring: Arc<tokio::sync::watch::Sender<HashMap<String, usize>>>,
     /// Builds running now (at most `build_concurrency` of berth.toml).
     builds: Arc<Builds>,
     /// Scheduled jobs running now and how they last ended.
@@ -187,6 +189,25 @@ impl Drop for Busy {
     }
 }
 
+/// A retirement of an app's old instances in flight (`Engine::retiring`).
+pub struct Retiring {
+    apps: Arc<tokio::sync::watch::Sender<HashMap<String, usize>>>,
+    app: String,
+}
+
+impl Drop for Retiring {
+    fn drop(&mut self) {
+        self.apps.send_modify(|apps| {
+            if let Some(n) = apps.get_mut(&self.app) {
+                *n -= 1;
+                if *n == 0 {
+                    apps.remove(&self.app);
+                }
+            }
+        });
+    }
+}
+
 impl Engine {
     pub fn new(store: Store, settings: Settings) -> Arc<Engine> {
         let nginx = Arc::new(Nginx::new(store.root(), crate::proxy::Listen { http: settings.http_listen, https: settings.https_listen }));
@@ -206,6 +227,7 @@ impl Engine {
             route_locks: Mutex::new(HashMap::new()),
             busy: Arc::new(tokio::sync::watch::channel(0).0),
             starting: Arc::new(tokio::sync::watch::channel(0).0),
+            retiring: Arc::new(tokio::sync::watch::channel(HashMap::new()).0),
             builds: Arc::new(Builds::default()),
             jobs: Jobs::default(),
             pushes: Pushes::default(),
@@ -411,6 +433,23 @@ impl Engine {
     pub fn starting(&self) -> Busy {
         self.starting.send_modify(|n| *n += 1);
         Busy(self.starting.clone())
+    }
+
+    /// Counts a retirement of the app's old instances until the guard drops.
+    pub fn retiring(&self, app: &str) -> Retiring {
+        self.retiring.send_modify(|apps| *apps.entry(app.to_string()).or_default() += 1);
+        Retiring { apps: self.retiring.clone(), app: app.to_string() }
+    }
+
+    /// Whether a retirement of the app's old instances is in flight.
+    pub fn is_retiring(&self, app: &str) -> bool {
+        self.retiring.borrow().contains_key(app)
+    }
+
+    /// Waits until no retirement of the app is in flight, at most `limit`.
+    pub async fn retired(&self, app: &str, limit: Duration) {
+        let mut apps = self.retiring.subscribe();
+        let _ = tokio::time::timeout(limit, apps.wait_for(|apps| !apps.contains_key(app))).await;
     }
 
     /// Waits until no swap is starting containers, at most `limit`: stopping a container

@@ -95,6 +95,10 @@ const LOG_LINES: usize = 20;
 /// How long a new non-web container must keep running to count as started.
 const SETTLE: Duration = Duration::from_secs(2);
 
+/// How long a deploy's holders wait at most for the last rollout's retirement (its drain
+/// is bounded by `checks:set wait-to-retire`, 10 s by default).
+const RETIRED_WAIT: Duration = Duration::from_secs(15);
+
 /// The largest app.json berth reads.
 pub const MAX_APP_JSON: usize = 256 * 1024;
 /// The CPU weight builds get unless set (apps' containers run at 1024).
@@ -191,9 +195,22 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
     // Where the app is being moved to, during a move; else where it runs.
     let scheduler = engine.deploy_scheduler(app).await?;
     scheduler.prepare().await?;
-    // The web containers' namespaces are made while the release builds.
+    // The web containers' namespaces are made while the release builds; while the last
+    // rollout's old instances retire, once they did: their namespaces are kept for the
+    // next containers (a holder made now would go instead, and the engine would start and
+    // stop two containers more).
     if matches!(source, Source::Build { .. } | Source::Image { .. }) {
-        scheduler.warm(warm_slots(app, &config));
+        if engine.is_retiring(app) {
+            let (engine, scheduler, app) = (engine.shared(), scheduler.clone(), app.to_string());
+            tokio::spawn(async move {
+                engine.retired(&app, RETIRED_WAIT).await;
+                if let Ok(config) = engine.store.load_app(&app) {
+                    scheduler.warm(warm_slots(&app, &config));
+                }
+            });
+        } else {
+            scheduler.warm(warm_slots(app, &config));
+        }
     }
     let deployed = deploy_made(engine, &scheduler, app, &config, source, cause, started, out).await;
     scheduler.cool(app).await;

@@ -94,8 +94,11 @@ async fn switch(
         Ok(urls) => {
             crate::crashpoint("routed");
             let (engine, app, scheduler, retirement) = (engine.shared(), app.to_string(), scheduler.clone(), swapped.retirement);
+            // Counted from now: a deploy starting meanwhile waits for its holders.
+            let retiring = engine.retiring(&app);
             tokio::spawn(async move {
                 let prune = retirement.run(&engine, &app, &*scheduler).await;
+                drop(retiring);
                 super::remove_images(&engine, &app, prune).await;
                 // The next rollout's web namespaces, once this one's work is done.
                 engine.no_swap_starting(SWAP_WAIT).await;

@@ -147,15 +147,17 @@ fn a_retired_web_containers_namespace_serves_the_next_release_even_with_its_port
     d.ssh("apps:create lingering").ok();
     d.ssh("domains:add lingering lingering.example.com").ok();
     let repo = AppRepo::new(&d, "lingering");
-    let push = |text: &str| {
+    // A build of `slow` seconds, after its copy of version.txt (so never cached).
+    let push_slowly = |text: &str, slow: u32| {
         repo.write("server.py", NO_REUSE_SERVER).write("version.txt", text);
-        repo.write("Dockerfile", "FROM berth/stack:bookworm\nCOPY server.py version.txt /\nCMD [\"python3\", \"/server.py\"]\n").commit(text);
+        repo.write("Dockerfile", &format!("FROM berth/stack:bookworm\nCOPY server.py version.txt /\nRUN sleep {slow}\nCMD [\"python3\", \"/server.py\"]\n")).commit(text);
         let out = repo.push(&d, "main");
         assert_eq!(out.code, 0, "push of {text} failed: {out:#?}");
         for _ in 0..5 {
             assert_eq!(get(&d, "lingering.example.com"), (200, text.to_string()));
         }
     };
+    let push = |text: &str| push_slowly(text, 0);
     let root = format!("label=berth.root={}", d.root().display());
     // The holder of the one web container, once the old one has retired.
     let web = || {
@@ -184,6 +186,12 @@ fn a_retired_web_containers_namespace_serves_the_next_release_even_with_its_port
     // server without SO_REUSEADDR from binding.
     push("lingering v3");
     assert_eq!(web(), first, "v3 took v1's namespace again");
+    // A push while the last rollout's old container still retires: its build does not make
+    // a namespace (the engine would start and stop one more container); the retired one's
+    // is kept for it. v4 retires v3 from v1's namespace; v5 comes at once and takes it.
+    push("lingering v4");
+    push_slowly("lingering v5", 3);
+    assert_eq!(web(), first, "v5 took the namespace v3 retired from, while its build ran");
     d.ssh("apps:destroy lingering --force").ok();
     assert!(docker(&["ps", "-aq", "--filter", &root, "--filter", "label=berth.holder"]).trim().is_empty(), "a holder outlived its app");
 }
