@@ -441,6 +441,11 @@ impl Engine {
         Retiring { apps: self.retiring.clone(), app: app.to_string() }
     }
 
+    /// Whether a deploy (or another command that holds the app's deploy lock) runs now.
+    pub fn deploying(&self, app: &str) -> bool {
+        lock_of(&self.deploy_locks, app).try_lock().is_err()
+    }
+
     /// Whether a retirement of the app's old instances is in flight.
     pub fn is_retiring(&self, app: &str) -> bool {
         self.retiring.borrow().contains_key(app)

@@ -198,7 +198,8 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
     // The web containers' namespaces are made while the release builds; while the last
     // rollout's old instances retire, once they did: their namespaces are kept for the
     // next containers (a holder made now would go instead, and the engine would start and
-    // stop two containers more).
+    // stop a container more). A build done before that starts its containers on the
+    // network themselves.
     if matches!(source, Source::Build { .. } | Source::Image { .. }) {
         if engine.is_retiring(app) {
             let (engine, scheduler, app) = (engine.shared(), scheduler.clone(), app.to_string());

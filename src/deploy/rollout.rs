@@ -94,14 +94,19 @@ async fn switch(
         Ok(urls) => {
             crate::crashpoint("routed");
             let (engine, app, scheduler, retirement) = (engine.shared(), app.to_string(), scheduler.clone(), swapped.retirement);
-            // Counted from now: a deploy starting meanwhile waits for its holders.
-            let retiring = engine.retiring(&app);
+            // Counted from now: a deploy starting meanwhile makes its holders once it ends.
+            let retiring = (!retirement.instances.is_empty()).then(|| engine.retiring(&app));
             tokio::spawn(async move {
                 let prune = retirement.run(&engine, &app, &*scheduler).await;
                 drop(retiring);
                 super::remove_images(&engine, &app, prune).await;
-                // The next rollout's web namespaces, once this one's work is done.
+                // The next rollout's web namespaces, once this one's work is done; not while
+                // another rollout of the app runs: the container it retires leaves its
+                // namespace to the next one (one made now would go instead).
                 engine.no_swap_starting(SWAP_WAIT).await;
+                if engine.deploying(&app) || engine.is_retiring(&app) {
+                    return;
+                }
                 if let Ok(config) = engine.store.load_app(&app) {
                     scheduler.warm(super::warm_slots(&app, &config));
                 }

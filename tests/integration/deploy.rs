@@ -147,10 +147,12 @@ fn a_retired_web_containers_namespace_serves_the_next_release_even_with_its_port
     d.ssh("apps:create lingering").ok();
     d.ssh("domains:add lingering lingering.example.com").ok();
     let repo = AppRepo::new(&d, "lingering");
-    // A build of `slow` seconds, after its copy of version.txt (so never cached).
+    // A build that takes `slow` seconds more (a step no earlier run can have cached).
+    let nonce = d.root().display().to_string();
     let push_slowly = |text: &str, slow: u32| {
         repo.write("server.py", NO_REUSE_SERVER).write("version.txt", text);
-        repo.write("Dockerfile", &format!("FROM berth/stack:bookworm\nCOPY server.py version.txt /\nRUN sleep {slow}\nCMD [\"python3\", \"/server.py\"]\n")).commit(text);
+        let wait = if slow > 0 { format!("RUN echo {nonce} && sleep {slow}\n") } else { String::new() };
+        repo.write("Dockerfile", &format!("FROM berth/stack:bookworm\nCOPY server.py version.txt /\n{wait}CMD [\"python3\", \"/server.py\"]\n")).commit(text);
         let out = repo.push(&d, "main");
         assert_eq!(out.code, 0, "push of {text} failed: {out:#?}");
         for _ in 0..5 {
@@ -169,7 +171,7 @@ fn a_retired_web_containers_namespace_serves_the_next_release_even_with_its_port
             }
         });
         let mode = docker(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", &id]);
-        mode.trim().strip_prefix("container:").expect("a web container in a holder's namespace").to_string()
+        mode.trim().strip_prefix("container:").unwrap_or_else(|| panic!("a web container in a holder's namespace: {mode}")).to_string()
     };
     push("lingering v1");
     let first = web();
