@@ -210,9 +210,9 @@ first_push benchgo go-http go.example.com
 # by pid, checked against the namespace it had when listed (a pid can be reused, and so can
 # a namespace's inode number), and its last reading counts. Lines: "PID NETNS OVERFLOWS DROPS".
 : >"$WORK/watch-pids"
-watch_list() { # APP: adds its running web containers to the watch list
+watch_list() { # APP: adds its running web containers to the watch list (one retired in between is not)
     docker ps -q --filter "label=berth.root=$ROOT" --filter "label=berth.app=$1" --filter label=berth.process=web \
-        | xargs -r docker inspect -f '{{.State.Pid}}' | while read -r pid; do
+        | xargs -r docker inspect -f '{{.State.Pid}}' 2>/dev/null | while read -r pid; do
             [ "$pid" -gt 0 ] && echo "$pid $(readlink "/proc/$pid/ns/net")"
         done >>"$WORK/watch-pids" || true
 }
