@@ -251,6 +251,7 @@ bench_cleanup() {
     [ -n "${WORK_CA:-}" ] && rm -rf "$WORK_CA"
     [ -f "$ROOT/nginx/nginx.pid" ] && kill "$(cat "$ROOT/nginx/nginx.pid")" 2>/dev/null || true
     docker ps -aq --filter "label=berth.root=$ROOT" | xargs -r docker rm -f >/dev/null 2>&1 || true
+    docker network ls -q --filter "label=berth.root=$ROOT" | xargs -r docker network rm >/dev/null 2>&1 || true
     # KEEP=1: the work directory stays (logs, outputs), and says where it is.
     if [ -n "${KEEP:-}" ]; then
         echo "kept: $WORK" >&2

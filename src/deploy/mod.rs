@@ -205,9 +205,7 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
             let (engine, scheduler, app) = (engine.shared(), scheduler.clone(), app.to_string());
             tokio::spawn(async move {
                 engine.retired(&app, RETIRED_WAIT).await;
-                if let Ok(config) = engine.store.load_app(&app) {
-                    scheduler.warm(warm_slots(&app, &config));
-                }
+                warm_from_config(&engine, &*scheduler, &app);
             });
         } else {
             scheduler.warm(warm_slots(app, &config));
@@ -218,9 +216,16 @@ async fn deploy_release(engine: &Engine, app: &str, source: Source, cause: &Caus
     deployed
 }
 
+/// Makes the web namespaces of the app's next rollout, as its config stands now.
+pub(super) fn warm_from_config(engine: &Engine, scheduler: &dyn Scheduler, app: &str) {
+    if let Ok(config) = engine.store.load_app(app) {
+        scheduler.warm(warm_slots(app, &config));
+    }
+}
+
 /// The web slots a rollout of the app's config starts. (Its release's formation is known
 /// only once it is built: a slot too many is let go, one too few starts as before.)
-pub(super) fn warm_slots(app: &str, config: &AppConfig) -> Vec<crate::runtime::Warm> {
+fn warm_slots(app: &str, config: &AppConfig) -> Vec<crate::runtime::Warm> {
     let web = config.scale.get(process::WEB).copied().unwrap_or(1);
     (1..=web).map(|index| crate::runtime::Warm { app: app.to_string(), index }).collect()
 }

@@ -107,9 +107,7 @@ async fn switch(
                 if engine.deploying(&app) || engine.is_retiring(&app) {
                     return;
                 }
-                if let Ok(config) = engine.store.load_app(&app) {
-                    scheduler.warm(super::warm_slots(&app, &config));
-                }
+                super::warm_from_config(&engine, &*scheduler, &app);
             });
             Ok(urls)
         }
