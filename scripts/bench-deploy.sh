@@ -227,6 +227,9 @@ overflow_watch() {
     done >>"$WORK/overflows"
 }
 : >"$WORK/overflows"
+# nginx's listen queue is the host's: its counters before section 2 and after it.
+host_overflows() { nstat -asz TcpExtListenOverflows TcpExtListenDrops 2>/dev/null | awk -v w="$1" '$1 == "TcpExtListenOverflows" { o = $2 } $1 == "TcpExtListenDrops" { d = $2 } END { print w, o + 0, d + 0 }'; }
+host_overflows start >"$WORK/host-overflows"
 watch_list benchgo
 overflow_watch &
 WATCH_PID=$!
@@ -388,6 +391,7 @@ fi
 sleep 1
 kill "$WATCH_PID" 2>/dev/null || true
 wait "$WATCH_PID" 2>/dev/null || true
+host_overflows end >>"$WORK/host-overflows"
 fi
 
 if want 3; then
@@ -609,6 +613,10 @@ if os.path.exists(f"{work}/overflows"):
             overflow[parts[0], parts[1]] = (int(parts[2]), int(parts[3]))
     print(f"Listen queue of the Go app (nstat in each web container's network namespace, {len(overflow)} containers): "
           f"TcpExtListenOverflows {sum(o for o, _ in overflow.values())}, TcpExtListenDrops {sum(d for _, d in overflow.values())} (goal 0)")
+    host = {w: (int(o), int(d)) for w, o, d in (l.split() for l in open(f"{work}/host-overflows") if len(l.split()) == 3)} if os.path.exists(f"{work}/host-overflows") else {}
+    if "start" in host and "end" in host:
+        print(f"Listen queue of nginx (the host's namespace, across section 2): TcpExtListenOverflows {host['end'][0] - host['start'][0]}, "
+              f"TcpExtListenDrops {host['end'][1] - host['start'][1]} (goal 0)")
     print()
 
 # 3.
