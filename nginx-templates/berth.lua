@@ -408,4 +408,82 @@ function _M.gate(app)
     end
 end
 
+-- Certificates renewed since nginx loaded its config: berth_certs holds, per app, "APP" →
+-- the bundle's path (which renewal it is) and "APP pem" → its chain and key. A renewal needs
+-- no reload (which would end HTTP/2 connections its old workers had just accepted): the
+-- site on disk names the new bundle, and berth puts it here (PUT /certs), where every
+-- worker finds it at the next handshake. A reload loads the bundles the sites name, so it
+-- empties the table (init_by_lua).
+local certs = ngx.shared.berth_certs
+
+function _M.forget_certificates()
+    certs:flush_all()
+end
+
+-- PUT /certs: "APP BUNDLE", a newline, then the bundle's PEM (chain, then key). Answers
+-- 400 when the PEM has no certificate or no key, 500 when the table has no room.
+function _M.put_certificate()
+    local ssl = require "ngx.ssl"
+    ngx.req.read_body()
+    local head, pem = (ngx.req.get_body_data() or ""):match("^([^\n]*)\n(.*)$")
+    local app, bundle = (head or ""):match("^(%S+)%s+(%S+)%s*$")
+    if not app then
+        ngx.status = 400
+        ngx.say("expected APP BUNDLE, a newline, then the bundle")
+        return
+    end
+    local _, cert_err = ssl.parse_pem_cert(pem)
+    local _, key_err = ssl.parse_pem_priv_key(pem)
+    if cert_err or key_err then
+        ngx.status = 400
+        ngx.say("the bundle of ", app, " cannot be read: ", cert_err or key_err)
+        return
+    end
+    -- The PEM first: a worker that finds the new path finds its PEM.
+    for _, kv in ipairs({ { app .. " pem", pem }, { app, bundle } }) do
+        local ok, err = certs:set(kv[1], kv[2])
+        if not ok then
+            ngx.status = 500
+            ngx.say("cannot store the certificate of ", app, ": ", err)
+            return
+        end
+    end
+    ngx.say("ok")
+end
+
+local parsed = {}
+
+-- ssl_certificate_by_lua of an app's TLS servers: the certificate renewed since this
+-- worker's config was loaded, if any; else nginx serves the one its config names.
+function _M.certificate(app)
+    local bundle = certs:get(app)
+    if not bundle then
+        return
+    end
+    local ssl = require "ngx.ssl"
+    local c = parsed[app]
+    if not c or c.bundle ~= bundle then
+        local pem = certs:get(app .. " pem") or ""
+        local cert, cert_err = ssl.parse_pem_cert(pem)
+        local key, key_err = ssl.parse_pem_priv_key(pem)
+        if not cert or not key then
+            ngx.log(ngx.ERR, "berth: the renewed certificate of ", app, " cannot be read: ", cert_err or key_err)
+            return
+        end
+        c = { bundle = bundle, cert = cert, key = key }
+        parsed[app] = c
+    end
+    local ok, err = ssl.clear_certs()
+    if ok then
+        ok, err = ssl.set_cert(c.cert)
+    end
+    if ok then
+        ok, err = ssl.set_priv_key(c.key)
+    end
+    if not ok then
+        ngx.log(ngx.ERR, "berth: cannot serve the renewed certificate of ", app, ": ", err)
+        return ngx.exit(ngx.ERROR)
+    end
+end
+
 return _M

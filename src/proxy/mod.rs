@@ -284,13 +284,13 @@ impl Nginx {
         self.switch_site(candidate).await
     }
 
-    /// Whether `candidate` is what is in place already (no reload): `needs_reload` against
-    /// the site this daemon placed; for an app it has not placed yet (the first route after
+    /// Whether `candidate` is what is in place already: no reload (`needs_reload`) and the
+    /// same certificate as the site this daemon placed; for an app it has not placed yet (the first route after
     /// a start), the rendered text against the file, which then counts as placed.
     fn in_place(&self, candidate: &Candidate) -> bool {
         let mut placed = self.placed.lock().unwrap_or_else(|e| e.into_inner());
         match placed.get(&candidate.model.app) {
-            Some(old) => !needs_reload(Some(old), &candidate.model) && candidate.site.exists(),
+            Some(old) => !needs_reload(Some(old), &candidate.model) && old.certificate() == candidate.model.certificate() && candidate.site.exists(),
             None => {
                 let same = std::fs::read(&candidate.site).is_ok_and(|current| current == candidate.text.as_bytes());
                 if same {
@@ -325,8 +325,9 @@ impl Nginx {
     }
 
     /// Puts a checked site in place and reloads nginx; nothing to do when the same site is
-    /// already there. If nginx refuses the whole config or the reload, the old site is
-    /// put back and keeps serving.
+    /// already there. A site whose only change is a new certificate (a renewal) reloads
+    /// nothing: its bundle is put in nginx's memory (`berth.certificate`). If nginx refuses
+    /// the whole config or the reload, the old site is put back and keeps serving.
     pub async fn switch_site(&self, candidate: Candidate) -> Result<(), ProxyError> {
         if self.in_place(&candidate) {
             return Ok(());
@@ -338,8 +339,21 @@ impl Nginx {
         }
         let site = candidate.site.clone();
         let previous = std::fs::read(&site).ok();
+        let placed = self.placed.lock().unwrap_or_else(|e| e.into_inner()).get(&candidate.model.app).cloned();
+        let certificate_only = previous.is_some() && placed.is_some_and(|old| !needs_reload(Some(&old), &candidate.model));
         std::fs::rename(&candidate.path, &site).map_err(io(&site))?;
         crate::crashpoint("site-written");
+        // The file first: a reload meanwhile (another app's) loads the new bundle, and
+        // empties nginx's table of renewed ones.
+        if certificate_only {
+            match self.put_certificate(&candidate.model).await {
+                Ok(()) => {
+                    self.placed.lock().unwrap_or_else(|e| e.into_inner()).insert(candidate.model.app.clone(), candidate.model.clone());
+                    return Ok(());
+                }
+                Err(e) => tracing::warn!("{e}; reloading nginx to serve the new certificate of {}", candidate.model.app),
+            }
+        }
         // The whole config once more: a site can only conflict with another through nginx
         // itself (e.g. a listen option); if so, put the old site back.
         let put_back = |previous: &Option<Vec<u8>>| -> Result<(), ProxyError> {
@@ -360,6 +374,16 @@ impl Nginx {
         }
         self.placed.lock().unwrap_or_else(|e| e.into_inner()).insert(candidate.model.app.clone(), candidate.model.clone());
         Ok(())
+    }
+
+    /// Serves the site's certificate from nginx's memory (`PUT /certs`) without a reload.
+    async fn put_certificate(&self, site: &Site) -> Result<(), ProxyError> {
+        let Some(bundle) = site.certificate() else { return Err(ProxyError::Nginx("the site has no certificate".into())) };
+        if self.master_pid().is_none() {
+            return Err(ProxyError::Nginx("nginx is not running".into()));
+        }
+        let pem = std::fs::read_to_string(bundle).map_err(io(Path::new(bundle)))?;
+        self.control("PUT", "/certs", &format!("{} {bundle}\n{pem}", site.app)).await.map(|_| ())
     }
 
     /// The release an app's peers on disk route to, if it has any.

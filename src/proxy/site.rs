@@ -59,6 +59,13 @@ pub struct Site {
     pub acme_root: String,
 }
 
+impl Site {
+    /// The bundle its TLS servers serve (a site has one certificate), if it has any.
+    pub fn certificate(&self) -> Option<&str> {
+        self.servers.iter().find_map(|s| s.certificate.as_deref())
+    }
+}
+
 /// An app's upstream for one container port; its peers are the app's (`Nginx::set_peers`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Upstream {
@@ -198,13 +205,15 @@ pub fn scheme_clash<'a>(listen: Listen, ours: &[PortMap], others: &'a [(String, 
 /// Whether nginx must reload to go from the site in place (`old`, None: none known) to
 /// `new`: only when its server blocks or upstreams change, as ingress-nginx's
 /// `IsDynamicConfigurationEnough` decides. Peers are not part of a site (they change in
-/// nginx's memory), and the order servers and upstreams are listed in changes nothing.
+/// nginx's memory), nor is which bundle a TLS server serves (a renewed certificate is put
+/// in nginx's memory, `Nginx::switch_site`), and the order servers and upstreams are
+/// listed in changes nothing.
 pub fn needs_reload(old: Option<&Site>, new: &Site) -> bool {
     let Some(old) = old else { return true };
     let sorted = |site: &Site| {
         let mut upstreams = site.upstreams.clone();
         upstreams.sort();
-        let mut servers = site.servers.clone();
+        let mut servers: Vec<Server> = site.servers.iter().map(|s| Server { certificate: s.certificate.as_ref().map(|_| String::new()), ..s.clone() }).collect();
         servers.sort();
         (site.app.clone(), upstreams, servers, site.acme_root.clone())
     };
@@ -334,14 +343,16 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn with_a_certificate_its_renewal_hsts_and_redirects_reload() {
+    fn with_a_certificate_hsts_and_redirects_reload_and_its_renewal_does_not() {
         let domains = vec!["a.com".to_string()];
         let ports = vec![PortMap::DEFAULT, map("https:443:5000")];
         let plan = |tls| plan_site(&routing(&domains, &ports, tls), Path::new("/acme")).unwrap();
         let old = plan(tls(&["a.com"]));
         assert!(!needs_reload(Some(&old), &plan(tls(&["a.com"]))));
         let renewed = SiteTls { bundle: "/r/apps/web/tls/cert-2.pem".into(), ..tls(&["a.com"]).unwrap() };
-        assert!(needs_reload(Some(&old), &plan(Some(renewed))), "a renewed certificate is a new bundle");
+        let renewed = plan(Some(renewed));
+        assert!(!needs_reload(Some(&old), &renewed), "a renewed certificate is served from nginx's memory");
+        assert_eq!((old.certificate(), renewed.certificate()), (Some("/r/apps/web/tls/cert-1.pem"), Some("/r/apps/web/tls/cert-2.pem")));
         let no_hsts = SiteTls { hsts: None, ..tls(&["a.com"]).unwrap() };
         assert!(needs_reload(Some(&old), &plan(Some(no_hsts))), "HSTS off");
         assert!(needs_reload(Some(&old), &plan(None)), "the certificate goes: no more TLS server nor redirect");

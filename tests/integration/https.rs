@@ -186,6 +186,25 @@ fn serial(d: &Daemon, app: &str) -> String {
     report(d, app)["ssl-serial"].as_str().unwrap_or_default().to_string()
 }
 
+/// The serial of the certificate the daemon's nginx serves for `host` in a new handshake,
+/// in hex as `certs:report` writes it, without leading zeros (openssl writes none).
+fn served_serial(port: u16, host: &str) -> String {
+    let shown = Command::new("openssl").args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", host]).stdin(Stdio::null()).output().unwrap();
+    let mut x509 = Command::new("openssl").args(["x509", "-noout", "-serial"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut x509.stdin.take().unwrap(), &shown.stdout).unwrap();
+    let out = x509.wait_with_output().unwrap();
+    let hex = String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("serial=").trim_start_matches('0').to_ascii_lowercase();
+    assert!(!hex.is_empty(), "no certificate served for {host}: {}", String::from_utf8_lossy(&shown.stderr));
+    hex
+}
+
+/// The pids of the daemon's nginx workers: the same after a change that reloaded nothing.
+fn nginx_workers(d: &Daemon) -> String {
+    let master = std::fs::read_to_string(d.root().join("nginx/nginx.pid")).unwrap();
+    let master = master.trim();
+    std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap()
+}
+
 /// (status, Location) of GET http://… on the daemon's nginx.
 fn http_head(d: &Daemon, host: &str, path: &str) -> (u16, String) {
     let out = Command::new("curl")
@@ -227,8 +246,11 @@ fn letsencrypt_serves_https_redirects_covers_new_domains_renews_under_load_and_d
     assert_eq!(names, serde_json::json!(["shop.example.com", "www.example.com"]));
     assert_eq!(https(d.https_port, "www.example.com", Some(&pebble.root)).body, "v1");
 
-    // A forced renewal swaps the certificate while a client keeps asking.
+    // A forced renewal swaps the certificate while a client keeps asking, without reloading
+    // nginx (a reload's old workers end HTTP/2 connections they had just accepted).
     let before = serial(&d, "shop");
+    assert_eq!(served_serial(d.https_port, "shop.example.com"), before.trim_start_matches('0'));
+    let workers = nginx_workers(&d);
     let stop = Arc::new(AtomicBool::new(false));
     let (served, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let client = {
@@ -253,6 +275,8 @@ fn letsencrypt_serves_https_redirects_covers_new_domains_renews_under_load_and_d
     stop.store(true, Ordering::Relaxed);
     let failures = client.join().unwrap();
     assert_ne!(serial(&d, "shop"), before, "the renewal did not swap the certificate");
+    assert_eq!(served_serial(d.https_port, "shop.example.com"), serial(&d, "shop").trim_start_matches('0'), "nginx does not serve the renewed certificate");
+    assert_eq!(nginx_workers(&d), workers, "the renewal reloaded nginx");
     assert!(served.load(Ordering::Relaxed) > 5, "too few requests: {}", served.load(Ordering::Relaxed));
     assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests during the swap: {failures:#?}");
     assert_eq!(https(d.https_port, "shop.example.com", Some(&pebble.root)).status, 200);
