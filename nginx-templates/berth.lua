@@ -409,27 +409,48 @@ function _M.gate(app)
 end
 
 -- Certificates renewed since nginx loaded its config: berth_certs holds, per app, "APP" →
--- the bundle's path (which renewal it is) and "APP pem" → its chain and key. A renewal needs
--- no reload (which would end HTTP/2 connections its old workers had just accepted): the
--- site on disk names the new bundle, and berth puts it here (PUT /certs), where every
--- worker finds it at the next handshake. A reload loads the bundles the sites name, so it
--- empties the table (init_by_lua).
+-- the newest bundle's path and "APP pem" → its chain and key. A renewal needs no reload
+-- (which would end HTTP/2 connections its old workers had just accepted): the site on disk
+-- names the new bundle, and berth puts it here (PUT /certs), where every worker finds it at
+-- the next handshake. A worker serves it only when it is newer than the bundle its config
+-- loaded (`cert-<nanoseconds>.pem`, store::tls::write_bundle), so an entry a reload made
+-- stale (or a reload that failed) never brings an older certificate back.
 local certs = ngx.shared.berth_certs
 
-function _M.forget_certificates()
-    certs:flush_all()
+-- The stamp of a bundle's path, as digits; nil for a name berth did not give.
+local function stamp(path)
+    return path:match("cert%-(%d+)%.pem$")
 end
 
--- PUT /certs: "APP BUNDLE", a newline, then the bundle's PEM (chain, then key). Answers
--- 400 when the PEM has no certificate or no key, 500 when the table has no room.
+-- Whether bundle `a` is newer than bundle `b` (stamps compared as numbers of digits).
+local function newer(a, b)
+    local sa, sb = stamp(a), stamp(b)
+    if not sa or not sb then
+        return a ~= b
+    end
+    if #sa ~= #sb then
+        return #sa > #sb
+    end
+    return sa > sb
+end
+
+-- PUT /certs: "APP BUNDLE", a newline, then the bundle's PEM (chain, then key); "APP"
+-- alone forgets the app's. Answers 400 when the PEM has no certificate or no key, 500 when
+-- the table has no room (berth then reloads nginx instead).
 function _M.put_certificate()
     local ssl = require "ngx.ssl"
     ngx.req.read_body()
     local head, pem = (ngx.req.get_body_data() or ""):match("^([^\n]*)\n(.*)$")
-    local app, bundle = (head or ""):match("^(%S+)%s+(%S+)%s*$")
+    local app, bundle = (head or ""):match("^(%S+)%s*(%S*)%s*$")
     if not app then
         ngx.status = 400
         ngx.say("expected APP BUNDLE, a newline, then the bundle")
+        return
+    end
+    if bundle == "" then
+        certs:delete(app)
+        certs:delete(app .. " pem")
+        ngx.say("ok")
         return
     end
     local _, cert_err = ssl.parse_pem_cert(pem)
@@ -439,9 +460,10 @@ function _M.put_certificate()
         ngx.say("the bundle of ", app, " cannot be read: ", cert_err or key_err)
         return
     end
-    -- The PEM first: a worker that finds the new path finds its PEM.
+    -- The PEM first: a worker that finds the new path finds its PEM. safe_set: never
+    -- evicts another app's certificate to make room.
     for _, kv in ipairs({ { app .. " pem", pem }, { app, bundle } }) do
-        local ok, err = certs:set(kv[1], kv[2])
+        local ok, err = certs:safe_set(kv[1], kv[2])
         if not ok then
             ngx.status = 500
             ngx.say("cannot store the certificate of ", app, ": ", err)
@@ -453,11 +475,11 @@ end
 
 local parsed = {}
 
--- ssl_certificate_by_lua of an app's TLS servers: the certificate renewed since this
--- worker's config was loaded, if any; else nginx serves the one its config names.
-function _M.certificate(app)
+-- ssl_certificate_by_lua of an app's TLS servers (`configured`: the bundle the config
+-- names): the certificate renewed since, if any; else nginx serves the configured one.
+function _M.certificate(app, configured)
     local bundle = certs:get(app)
-    if not bundle then
+    if not bundle or not newer(bundle, configured) then
         return
     end
     local ssl = require "ngx.ssl"

@@ -2,8 +2,8 @@
 //! each app's web peers in nginx's memory (`berth.lua`, Debian's lua module), set through a
 //! control socket and kept in the peers file that nginx loads at start and on reload: a
 //! deploy, scale, restart, rollback or heal changes peers and never reloads nginx. A reload
-//! happens only when an app's server blocks change (domains, ports, certificate, nginx
-//! properties).
+//! happens only when an app's server blocks change (domains, ports, a certificate added or
+//! removed, nginx properties); a renewed certificate is put in nginx's memory.
 //!
 //! Rendering is pure (handlebars, strict, no escaping; every value was validated before it
 //! got here: app names, domains, IPs and ports cannot carry nginx syntax). A site is checked
@@ -343,8 +343,8 @@ impl Nginx {
         let certificate_only = previous.is_some() && placed.is_some_and(|old| !needs_reload(Some(&old), &candidate.model));
         std::fs::rename(&candidate.path, &site).map_err(io(&site))?;
         crate::crashpoint("site-written");
-        // The file first: a reload meanwhile (another app's) loads the new bundle, and
-        // empties nginx's table of renewed ones.
+        // The file first: a reload meanwhile (another app's) loads the new bundle. Workers
+        // serve the table's only while it is newer than the one their config names.
         if certificate_only {
             match self.put_certificate(&candidate.model).await {
                 Ok(()) => {
@@ -372,6 +372,11 @@ impl Nginx {
             put_back(&previous)?;
             return Err(self.reload_failure().unwrap_or(e));
         }
+        // nginx's table then names what its config loaded: an entry left from before cannot
+        // pass for newer, even after the clock went back.
+        if candidate.model.certificate().is_some() {
+            let _ = self.put_certificate(&candidate.model).await;
+        }
         self.placed.lock().unwrap_or_else(|e| e.into_inner()).insert(candidate.model.app.clone(), candidate.model.clone());
         Ok(())
     }
@@ -384,6 +389,13 @@ impl Nginx {
         }
         let pem = std::fs::read_to_string(bundle).map_err(io(Path::new(bundle)))?;
         self.control("PUT", "/certs", &format!("{} {bundle}\n{pem}", site.app)).await.map(|_| ())
+    }
+
+    /// Forgets the app's certificate in nginx's memory (its site went).
+    async fn forget_certificate(&self, app: &str) {
+        if self.master_pid().is_some() {
+            let _ = self.control("PUT", "/certs", &format!("{app}\n")).await;
+        }
     }
 
     /// The release an app's peers on disk route to, if it has any.
@@ -543,6 +555,7 @@ impl Nginx {
             std::fs::remove_file(&site).map_err(io(&site))?;
             self.reload().await?;
         }
+        self.forget_certificate(app).await;
         self.remove_peers(app).await
     }
 

@@ -280,6 +280,19 @@ fn letsencrypt_serves_https_redirects_covers_new_domains_renews_under_load_and_d
     assert!(served.load(Ordering::Relaxed) > 5, "too few requests: {}", served.load(Ordering::Relaxed));
     assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests during the swap: {failures:#?}");
     assert_eq!(https(d.https_port, "shop.example.com", Some(&pebble.root)).status, 200);
+    // A reload that fails (a port another server holds: nginx -t passes, the reload cannot),
+    // then one that works: neither brings the certificate from before the renewal back.
+    let renewed = serial(&d, "shop");
+    let held = std::net::TcpListener::bind(("127.0.0.1", free_port())).unwrap();
+    let port = held.local_addr().unwrap().port();
+    d.setting(format!("proxy_ports = [{port}]"));
+    assert_ne!(d.ssh(&format!("ports:add shop http:{port}:5000")).code, 0);
+    assert_eq!(served_serial(d.https_port, "shop.example.com"), renewed.trim_start_matches('0'), "a failed reload brought the old certificate back");
+    drop(held);
+    d.ssh(&format!("ports:add shop http:{port}:5000")).ok();
+    assert_ne!(nginx_workers(&d), workers, "a new port reloads nginx");
+    assert_eq!(serial(&d, "shop"), renewed);
+    assert_eq!(served_serial(d.https_port, "shop.example.com"), renewed.trim_start_matches('0'), "a reload brought the old certificate back");
 
     // Disable: back to plain http, no certificate, no https for the name.
     d.ssh("letsencrypt:disable shop").ok();
