@@ -5,8 +5,9 @@
 //! `letsencrypt:enable --server`, then Let's Encrypt's, renewed by the daemon as the apps'
 //! are. `front/front.toml` names the bundle and says which. Each certificate is a new file
 //! (written as an app's is), so the site changes with it and nginx serves it (from its
-//! memory, as an app's renewed one); the others go once the site serves it. The site is an nginx site like an app's,
-//! named `berth` (no app may take that name or its host); its one peer is the API listener.
+//! memory, as an app's renewed one); the others go once the site serves it. The site is an
+//! nginx site like an app's, named `berth` (no app may take that name or its host); its one
+//! peer is the API listener.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;

@@ -285,8 +285,9 @@ impl Nginx {
     }
 
     /// Whether `candidate` is what is in place already: no reload (`needs_reload`) and the
-    /// same certificate as the site this daemon placed; for an app it has not placed yet (the first route after
-    /// a start), the rendered text against the file, which then counts as placed.
+    /// same certificate as the site this daemon placed; for an app it has not placed yet
+    /// (the first route after a start), the rendered text against the file, which then
+    /// counts as placed.
     fn in_place(&self, candidate: &Candidate) -> bool {
         let mut placed = self.placed.lock().unwrap_or_else(|e| e.into_inner());
         match placed.get(&candidate.model.app) {
@@ -348,7 +349,7 @@ impl Nginx {
         if certificate_only {
             match self.put_certificate(&candidate.model).await {
                 Ok(()) => {
-                    self.placed.lock().unwrap_or_else(|e| e.into_inner()).insert(candidate.model.app.clone(), candidate.model.clone());
+                    self.place(&candidate.model);
                     return Ok(());
                 }
                 Err(e) => tracing::warn!("{e}; reloading nginx to serve the new certificate of {}", candidate.model.app),
@@ -377,8 +378,13 @@ impl Nginx {
         if candidate.model.certificate().is_some() {
             let _ = self.put_certificate(&candidate.model).await;
         }
-        self.placed.lock().unwrap_or_else(|e| e.into_inner()).insert(candidate.model.app.clone(), candidate.model.clone());
+        self.place(&candidate.model);
         Ok(())
+    }
+
+    /// Remembers `site` as the app's site in place (what `in_place` compares with).
+    fn place(&self, site: &Site) {
+        self.placed.lock().unwrap_or_else(|e| e.into_inner()).insert(site.app.clone(), site.clone());
     }
 
     /// Serves the site's certificate from nginx's memory (`PUT /certs`) without a reload.
