@@ -139,8 +139,9 @@ def leftovers(app, keep):
     for r in rels:  # newest first
         if (r["status"] == "active" or (r["status"] == "superseded" and len(kept) < max(keep, 1))) and r["image_tag"] not in kept:
             kept.append(r["image_tag"])
-    ps = run("docker", "ps", "-a", "--filter", f"label=berth.root={root}", "--filter", f"label=berth.app={app}", "--format", '{{.Names}} {{.Label "berth.release"}}').stdout.split("\n")
-    stray = [line.split()[0] for line in ps if line.strip() and line.split()[-1] != str(active[0]["version"])]
+    # Its containers but the holders of network namespaces (web slots', builds').
+    ps = run("docker", "ps", "-a", "--filter", f"label=berth.root={root}", "--filter", f"label=berth.app={app}", "--format", '{{.Names}}|{{.Label "berth.release"}}|{{.Label "berth.holder"}}{{.Label "berth.build-holder"}}').stdout.split("\n")
+    stray = [line.split("|")[0] for line in ps if line.count("|") == 2 and not line.split("|")[2] and line.split("|")[1] != str(active[0]["version"])]
     tags = [t for t in run("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"berth/{app}").stdout.split() if t not in kept]
     dangling = run("docker", "images", "-q", "-f", "dangling=true", "-f", f"label=berth.app={app}", "-f", f"label=berth.root={root}").stdout.split()
     if stray or tags or dangling:

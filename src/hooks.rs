@@ -36,7 +36,7 @@ struct Hook {
 }
 
 /// In order: a rename walks them forward and, on a failure, the done ones back.
-const HOOKS: &[Hook] = &[Hook { run: service_links }, Hook { run: storage }, Hook { run: gates }, Hook { run: metrics }, Hook { run: scoped_keys }, Hook { run: plugins }];
+const HOOKS: &[Hook] = &[Hook { run: service_links }, Hook { run: storage }, Hook { run: gates }, Hook { run: metrics }, Hook { run: build_holders }, Hook { run: scoped_keys }, Hook { run: plugins }];
 
 /// Tells every hook that `app` was destroyed. Each runs even if one before failed (the app is
 /// gone already: what is left is named). Returns their notes, or what failed.
@@ -78,6 +78,20 @@ fn metrics<'a>(engine: &'a Engine, event: Event<'a>, _: &'a Output) -> Done<'a> 
         engine.deploys.lock().unwrap_or_else(|e| e.into_inner()).remove(app);
         if let Err(e) = engine.nginx.forget_traffic(app).await {
             tracing::warn!(app, "cannot clear nginx's counts: {e}");
+        }
+        Ok(Vec::new())
+    })
+}
+
+/// The namespace kept for the app's next build goes with its name: an app made later
+/// under the old name never builds in it (the app's destruction removed it already).
+fn build_holders<'a>(engine: &'a Engine, event: Event<'a>, _: &'a Output) -> Done<'a> {
+    Box::pin(async move {
+        if let Event::Renamed { old, .. } = event
+            && let Ok(runtime) = engine.runtime().await
+            && let Err(e) = runtime.remove_build_holders(old).await
+        {
+            tracing::warn!(app = old, "cannot remove the holder of its builds' network: {e}");
         }
         Ok(Vec::new())
     })

@@ -183,7 +183,7 @@ impl Job<'_> {
             out.step(format!("Skipping the docker-option {skipped}: not an option of a build")).await;
         }
         let limit = build_limit(self.engine);
-        let image = self.runtime.build(self.context.path(), self.tag, limit, self.limits, extra, out).await?;
+        let image = self.runtime.build(self.app, self.context.path(), self.tag, limit, self.limits, extra, out).await?;
         Ok((image, procfile, false))
     }
 

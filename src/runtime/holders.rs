@@ -176,7 +176,7 @@ impl Runtime {
             }
         }
         self.cool(app).await;
-        Ok(())
+        self.remove_build_holders(app).await
     }
 
     /// Removes a retired container; its holder, if it had one, is recycled.
@@ -267,7 +267,7 @@ impl Runtime {
     }
 
     /// Every container, running or not, with all these labels (`key` or `key=value`).
-    async fn labelled(&self, labels: Vec<String>) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+    pub(super) async fn labelled(&self, labels: Vec<String>) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
         let filters = HashMap::from([("label".to_string(), labels)]);
         Ok(self.docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await?)
     }
@@ -294,9 +294,11 @@ impl Runtime {
     }
 
     /// Holders an earlier run of the daemon made for this root that no container uses: it
-    /// was stopped between making one and handing it to a container, or removing it.
+    /// was stopped between making one and handing it to a container, or removing it; and
+    /// the holders it kept for apps' next builds (`build_holders.rs`).
     pub async fn orphaned_holders(&self) -> Result<Vec<String>, RuntimeError> {
-        let holders = self.labelled(vec![format!("{LABEL_ROOT}={}", self.root), LABEL_HOLDER.to_string()]).await?;
+        let mut holders = self.labelled(vec![format!("{LABEL_ROOT}={}", self.root), LABEL_HOLDER.to_string()]).await?;
+        holders.extend(self.labelled(vec![format!("{LABEL_ROOT}={}", self.root), super::LABEL_BUILD_HOLDER.to_string()]).await?);
         let all = self.labelled(vec![format!("{LABEL_ROOT}={}", self.root)]).await?;
         let joined: Vec<String> = all.iter().filter_map(|c| c.host_config.as_ref()?.network_mode.as_deref()?.strip_prefix("container:").map(str::to_string)).collect();
         let earlier = |labels: &Option<HashMap<String, String>>| labels.as_ref().and_then(|l| l.get(LABEL_DAEMON)).is_none_or(|run| run != super::daemon_run());

@@ -126,12 +126,24 @@ impl Runtime {
     /// Stopped after `limit` (dropping the request cancels the engine's build).
     /// `extra`: the app's build-phase `docker-options` (build args, extra hosts, shm size).
     /// With `limits.idle`, the build's containers run under the idle-priority cgroup.
-    pub async fn build(&self, context: &std::path::Path, tag: &str, limit: Duration, limits: BuildLimits, extra: crate::docker_options::BuildOptions, out: &Output) -> Result<String, RuntimeError> {
-        // RUN steps on the build network: no route to the host's own services.
+    /// RUN steps run on the build network (no route to the host's own services), in the
+    /// namespace kept for `app`'s builds (`build_holders.rs`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn build(&self, app: &str, context: &std::path::Path, tag: &str, limit: Duration, limits: BuildLimits, extra: crate::docker_options::BuildOptions, out: &Output) -> Result<String, RuntimeError> {
         let network = self.ensure_build_network().await?;
+        let (network, holder) = self.build_network(Some(app), network, !extra.extra_hosts.is_empty()).await;
+        let built = self.build_on(network, context, tag, limit, limits, extra, out).await;
+        if let Some(holder) = holder {
+            self.keep_build_holder(app, holder);
+        }
+        built
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn build_on(&self, network: String, context: &std::path::Path, tag: &str, limit: Duration, limits: BuildLimits, extra: crate::docker_options::BuildOptions, out: &Output) -> Result<String, RuntimeError> {
         let place = self.build_place(&limits).await;
         let options = BuildImageOptions {
-            networkmode: Some(network.into()),
+            networkmode: Some(network),
             dockerfile: "Dockerfile".into(),
             t: Some(tag.into()),
             rm: !limits.skip_cleanup,

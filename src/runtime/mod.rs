@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use crate::output::Output;
 
 mod address_hold;
+mod build_holders;
 mod build_request;
 pub mod cgroups;
 mod holders;
@@ -24,6 +25,7 @@ mod networks;
 mod oneshot;
 mod services;
 
+pub use build_holders::LABEL_BUILD_HOLDER;
 pub use holders::{LABEL_HOLDER, Warm};
 pub use images::{AppImage, BuildLimits, BuildPlace};
 pub use networks::{AttachableNetwork, BUILD_NETWORK, UserNetwork};
@@ -82,6 +84,8 @@ pub struct Runtime {
     networks_made: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Network namespaces being made for web containers about to start (`holders.rs`).
     holders: holders::Pool,
+    /// Network namespaces kept for apps' next builds (`build_holders.rs`).
+    kept_build_holders: build_holders::Kept,
 }
 
 /// A container of an app, as the engine reports it.
@@ -278,7 +282,7 @@ impl Runtime {
     pub async fn connect(root: std::path::PathBuf) -> Result<Runtime, RuntimeError> {
         let docker = Docker::connect_with_local_defaults().map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
         let docker = docker.negotiate_version().await.map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
-        Ok(Runtime { docker, root: root.display().to_string(), stopping: Default::default(), networks_made: Default::default(), holders: Default::default() })
+        Ok(Runtime { docker, root: root.display().to_string(), stopping: Default::default(), networks_made: Default::default(), holders: Default::default(), kept_build_holders: Default::default() })
     }
 
     /// The engine itself, for what is not a container's (a cluster's services and nodes).

@@ -251,13 +251,25 @@ impl Runtime {
     /// if it exits 0. The container is removed either way. Returns the image id.
     pub async fn run_and_commit(&self, job: OneShot<'_>, out: &Output) -> Result<Committed, RuntimeError> {
         let network = self.ensure_build_network().await?;
-        let mut body = self.one_shot_body(&job, network);
+        let (network, holder) = self.build_network(job.app, network, false).await;
+        // The namespace the container joined, kept for the app's next build.
+        let give_back = || {
+            if let (Some(app), Some(holder)) = (job.app, holder.clone()) {
+                self.keep_build_holder(app, holder);
+            }
+        };
+        let mut body = self.one_shot_body(&job, &network);
         if let Some(host) = body.host_config.as_mut() {
             let place = self.build_place(&job.limits).await;
             (host.cgroup_parent, host.cpuset_cpus) = (place.cgroup, place.cpus);
         }
-        let created = self.docker.create_container(None, body).await?;
-        let id = created.id;
+        let id = match self.docker.create_container(None, body).await {
+            Ok(created) => created.id,
+            Err(e) => {
+                give_back();
+                return Err(e.into());
+            }
+        };
         let work = async {
             if let Some((path, tar)) = job.upload {
                 let options = bollard::query_parameters::UploadToContainerOptions { path: path.to_string(), ..Default::default() };
@@ -295,6 +307,7 @@ impl Runtime {
         };
         // Removed (killed if it still runs) whatever happened.
         let _ = self.remove(&id).await;
+        give_back();
         result
     }
 

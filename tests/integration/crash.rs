@@ -360,11 +360,12 @@ struct Ctr {
     state: String,
 }
 
-/// The app's containers, but not the holders of web containers' network namespaces.
+/// The app's containers, but not the holders of web containers' or builds' network
+/// namespaces.
 fn containers(d: &Daemon, app: &str) -> Vec<Ctr> {
     let root = format!("label=berth.root={}", d.root().display());
     let label = format!("label=berth.app={app}");
-    let format = "{{.ID}}|{{.Label \"berth.process\"}}|{{.Label \"berth.index\"}}|{{.Label \"berth.release\"}}|{{.State}}|{{.Label \"berth.holder\"}}";
+    let format = "{{.ID}}|{{.Label \"berth.process\"}}|{{.Label \"berth.index\"}}|{{.Label \"berth.release\"}}|{{.State}}|{{.Label \"berth.holder\"}}{{.Label \"berth.build-holder\"}}";
     docker(&["ps", "-a", "--filter", &root, "--filter", &label, "--format", format])
         .lines()
         .filter_map(|line| {

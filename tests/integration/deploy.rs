@@ -87,6 +87,13 @@ fn a_redeploy_under_continuous_requests_drops_none() {
         deploy(&d, &repo, "steady v2", 2);
         // Served by the new version as soon as the push returns.
         assert_eq!(get(&d, "steady.example.com"), (200, "steady v2".into()));
+        // v3 once v1 has retired, so v3 takes the namespace v1 leaves (a build that ends
+        // before an old container's retirement starts its container on the network itself).
+        let root = format!("label=berth.root={}", d.root().display());
+        crate::harness::poll(std::time::Duration::from_secs(20), "v1 retired", || {
+            let web = docker(&["ps", "-aq", "--filter", &root, "--filter", "label=berth.app=steady", "--filter", "label=berth.process=web"]);
+            if web.lines().count() == 1 { Ok(()) } else { Err(web) }
+        });
         deploy(&d, &repo, "steady v3", 0);
         assert_eq!(get(&d, "steady.example.com"), (200, "steady v3".into()));
         stop.store(true, Ordering::Relaxed);
@@ -196,6 +203,68 @@ fn a_retired_web_containers_namespace_serves_the_next_release_even_with_its_port
     assert_eq!(web(), first, "v5 took the namespace v3 retired from, while its build ran");
     d.ssh("apps:destroy lingering --force").ok();
     assert!(docker(&["ps", "-aq", "--filter", &root, "--filter", "label=berth.holder"]).trim().is_empty(), "a holder outlived its app");
+}
+
+/// What a build's RUN step says of its network: the namespace's host name and address.
+const SAY_NETWORK: &str = "RUN echo \"netns $(hostname) $(ip -o -4 addr show eth0 | awk '{print $4}')\"";
+
+#[test]
+fn an_apps_builds_run_in_one_namespace_kept_for_them_on_the_build_network_that_goes_with_the_app() {
+    let d = Daemon::start();
+    // The holder sleeps in the stack image.
+    crate::harness::stack_image(&d);
+    d.ssh("apps:create nsbuild").ok();
+    let repo = AppRepo::new(&d, "nsbuild");
+    let root = format!("label=berth.root={}", d.root().display());
+    let holders = || docker(&["ps", "-aq", "--no-trunc", "--filter", &root, "--filter", "label=berth.app=nsbuild", "--filter", "label=berth.build-holder"]);
+    // Each push changes `stamp` (never built before: the root's path is in it), so its RUN
+    // steps run again (two per build).
+    let nonce = d.root().display().to_string();
+    let build = |stamp: &str| -> Vec<String> {
+        repo.write("stamp", &format!("{nonce} {stamp}"));
+        repo.write("Dockerfile", &format!("FROM berth-test/busybox\nCOPY stamp /stamp\n{SAY_NETWORK}\n{SAY_NETWORK}\nRUN mkdir /www && echo ok > /www/index.html\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n")).commit(stamp);
+        let out = repo.push(&d, "main");
+        assert_eq!(out.code, 0, "push of {stamp} failed: {out:#?}");
+        out.stderr.lines().filter(|l| !l.contains("RUN echo")).filter_map(|l| l.split_once("netns ").map(|(_, said)| said.trim().to_string())).collect()
+    };
+    let first = build("one");
+    let [a, b] = first.as_slice() else { panic!("two RUN steps said their network: {first:?}") };
+    assert_eq!(a, b, "a build's RUN steps ran in one namespace");
+    let second = build("two");
+    assert_eq!(second, first, "the next build ran in the same namespace");
+    // It is the app's build holder, running, on the build network (the address the steps
+    // saw), nowhere else.
+    let listed = holders();
+    let [holder] = listed.lines().collect::<Vec<_>>()[..] else { panic!("one build holder: {listed}") };
+    let (host, address) = a.split_once(' ').unwrap();
+    assert!(holder.starts_with(host), "the steps ran in the holder's namespace ({host}), not {holder}'s");
+    let state = docker(&["inspect", "-f", "{{.State.Status}}|{{range $n, $e := .NetworkSettings.Networks}}{{$n}} {{$e.IPAddress}}/{{$e.IPPrefixLen}};{{end}}", holder]);
+    assert_eq!(state.trim(), format!("running|berth-build {address};"));
+    // A build of another app gets a namespace of its own.
+    d.ssh("apps:create nsother").ok();
+    let other = AppRepo::new(&d, "nsother");
+    other.write("stamp", &nonce).write("Dockerfile", &format!("FROM berth-test/busybox\nCOPY stamp /stamp\n{SAY_NETWORK}\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /\"]\n")).commit("x");
+    let out = other.push(&d, "main");
+    assert_eq!(out.code, 0, "push of nsother failed: {out:#?}");
+    assert!(out.stderr.contains("netns ") && !out.stderr.contains(&format!("netns {a}")), "nsother built in nsbuild's namespace: {}", out.stderr);
+    // It goes with its app, destroyed or renamed; the other app's stays.
+    d.ssh("apps:destroy nsbuild --force").ok();
+    assert!(holders().trim().is_empty(), "a build holder outlived its app");
+    let others = || docker(&["ps", "-aq", "--filter", &root, "--filter", "label=berth.app=nsother", "--filter", "label=berth.build-holder"]);
+    assert_eq!(others().lines().count(), 1, "nsother's build holder");
+    d.ssh("apps:destroy nsother --force").ok();
+    assert!(others().trim().is_empty(), "a build holder outlived its app");
+    // A failed build keeps it too; a rename (of an app never deployed) takes it away, so an
+    // app made later under the old name never builds in it.
+    d.ssh("apps:create nsfail").ok();
+    let failing = AppRepo::new(&d, "nsfail");
+    failing.write("stamp", &nonce).write("Dockerfile", &format!("FROM berth-test/busybox\nCOPY stamp /stamp\n{SAY_NETWORK}\nRUN exit 3\n")).commit("fails");
+    assert_ne!(failing.push(&d, "main").code, 0, "a failing build was refused");
+    let failed = || docker(&["ps", "-aq", "--filter", &root, "--filter", "label=berth.app=nsfail", "--filter", "label=berth.build-holder"]);
+    assert_eq!(failed().lines().count(), 1, "the failed build's holder, kept");
+    d.ssh("apps:rename nsfail nsrenamed").ok();
+    assert!(failed().trim().is_empty(), "a build holder outlived its app's name");
+    d.ssh("apps:destroy nsrenamed --force").ok();
 }
 
 #[test]

@@ -284,15 +284,17 @@ impl Daemon {
         self.listed(all, labels).into_iter().filter(|(_, holder)| !holder).map(|(id, _)| id).collect()
     }
 
-    /// The holders of web containers' network namespaces with these labels (running or not).
+    /// The holders of web containers' and builds' network namespaces with these labels
+    /// (running or not).
     pub fn holder_ids(&self, labels: &[&str]) -> Vec<String> {
         self.listed(true, labels).into_iter().filter(|(_, holder)| *holder).map(|(id, _)| id).collect()
     }
 
-    /// This root's containers with these labels, each with whether it is a holder.
+    /// This root's containers with these labels, each with whether it is a holder (of a web
+    /// container's namespace, or of the app's builds').
     fn listed(&self, all: bool, labels: &[&str]) -> Vec<(String, bool)> {
         let root = format!("label=berth.root={}", self.root().display());
-        let mut args = vec!["ps", "--filter", &root, "--format", "{{.ID}}|{{.Label \"berth.holder\"}}"];
+        let mut args = vec!["ps", "--filter", &root, "--format", "{{.ID}}|{{.Label \"berth.holder\"}}{{.Label \"berth.build-holder\"}}"];
         if all {
             args.push("-a");
         }

@@ -320,10 +320,10 @@ fn an_app_moves_to_the_cluster_and_back_without_a_failed_request() {
     let peers = d.root().join("nginx/peers");
     let routed = || std::fs::read_to_string(&peers).unwrap_or_default().lines().find(|l| l.starts_with("mover ")).unwrap_or_default().to_string();
     // The app's containers that are not Swarm's tasks (on one server, those run here too),
-    // nor holders of web containers' network namespaces.
+    // nor holders of web containers' or builds' network namespaces.
     let local = || {
         let root = format!("label=berth.root={}", d.root().display());
-        let format = "{{.Label \"com.docker.swarm.task.id\"}}|{{.Label \"berth.holder\"}}";
+        let format = "{{.Label \"com.docker.swarm.task.id\"}}|{{.Label \"berth.holder\"}}{{.Label \"berth.build-holder\"}}";
         docker(&["ps", "--filter", &root, "--filter", "label=berth.app=mover", "--format", format]).lines().filter(|l| l.trim() == "|").count()
     };
     let ours = |filter: &str| docker(&["service", "ls", "-q", "--filter", &format!("label=berth.root={}", d.root().display()), "--filter", filter]);
