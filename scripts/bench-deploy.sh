@@ -23,6 +23,12 @@
 #     same load across one redeploy; each redeploy's p99 against the idle run just before
 #     it (the median of the ratios), so a machine that drifts during the long runs above
 #     does not decide the ratio.
+# 2c. What a redeploy costs the machine beside its build: REDEPLOYS redeploys of the Go app
+#     with no load, each followed by CPU_SETTLE seconds (its old container retires, the next
+#     rollout's namespaces are made: the deploy's work too). Per redeploy: the machine's CPU
+#     time (/proc/stat: user, nice, system, irq, softirq) and, of it, the build's (berth's
+#     idle-priority cgroup, berth-builds). The rest (the engine, the kernel, berth, the new
+#     container's start) runs at the apps' priority: what competes with them during a deploy.
 #  3. A WebSocket client (bench-apps/ws-probe.py) connected to a Node `ws` echo app
 #     (checks wait-to-retire 5) across one redeploy: messages lost (goal 0), how the
 #     connection ended (close frame, EOF, error) and when, and whether it reconnects.
@@ -37,9 +43,10 @@
 # Usage: scripts/bench-deploy.sh [RUNS]   (default 5)
 #   BERTH=/path/to/berth   use this binary instead of building one (cargo build --release)
 #   REDEPLOYS=20 BASE_SECS=30 LOAD_SECS=20 PACE_MS=20 PAIR_SECS=10 BUILD_MEMORY= (e.g. 1g)
+#   CPU_SETTLE=4 seconds after each redeploy of 2c
 #   SWAP_EVERY=2 seconds between swaps in 2b (berth's and the by-hand ones alike)
 #   BUILD_PRIORITY=normal  builds at the apps' CPU priority, not the idle one
-#   SECTIONS=1,2b  only these parts (of 1, 1c, 2, 2b, 3, 4; default all): 1 is the cached
+#   SECTIONS=1,2b  only these parts (of 1, 1c, 2, 2b, 2c, 3, 4; default all): 1 is the cached
 #                redeploys beside the by-hand floor, 1c the same with a changed source,
 #                2b the swaps under load beside by hand
 # Progress goes to stderr, the tables to stdout.
@@ -201,9 +208,30 @@ if want 1c; then
     redeploys_beside_floor benchcopy busybox-copy copy.example.com c file
 fi
 
-if want 2 || want 2b; then
+if want 2 || want 2b || want 2c; then
 # 2. The Go app: baseline, then redeploys under load.
 first_push benchgo go-http go.example.com
+
+# 2c first, on a machine with nothing else to do.
+machine_cpu() { awk '$1 == "cpu" { print ($2 + $3 + $4 + $7 + $8) * 10 }' /proc/stat; } # ms
+builds_cpu() { # ms of berth's idle build cgroup (cgroup v1 cpuacct, or v2 cpu.stat); 0 without one
+    local v1=/sys/fs/cgroup/cpuacct/berth-builds/cpuacct.usage v2
+    v2=$(find /sys/fs/cgroup -maxdepth 3 -type d -name 'berth-builds*' 2>/dev/null | head -n1)
+    if [ -r "$v1" ]; then echo $(($(cat "$v1") / 1000000))
+    elif [ -n "$v2" ] && [ -r "$v2/cpu.stat" ]; then awk '$1 == "usage_usec" { print int($2 / 1000) }' "$v2/cpu.stat"
+    else echo 0; fi
+}
+if want 2c; then
+    progress "2c. CPU of $REDEPLOYS redeploys of the Go app with no load"
+    : >"$WORK/cpu-redeploys"
+    sleep "${CPU_SETTLE:-4}"
+    for i in $(seq 1 "$REDEPLOYS"); do
+        before="$(machine_cpu) $(builds_cpu)"
+        redeploy "$WORK/pushes-cpu" "cpu $i"
+        sleep "${CPU_SETTLE:-4}"
+        echo "$before $(machine_cpu) $(builds_cpu)" >>"$WORK/cpu-redeploys"
+    done
+fi
 
 # Listen-queue overflows. A container's counters live in its network namespace and go
 # with it, so every web container of the app (listed after each push) is read every 0.5 s
@@ -240,9 +268,11 @@ wrk_run() { # NAME SECONDS [wrk args…]: wrk through berth's nginx to the Go ap
     shift 2
     wrk -t2 -c16 -d"${secs}s" --latency -H 'Host: go.example.com' "$@" "http://127.0.0.1:$HTTP_PORT/" >"$WORK/wrk-$name.log" 2>&1
 }
+if want 2 || want 2b; then
 progress "2. wrk with no deploy, ${BASE_SECS}s keep-alive and ${BASE_SECS}s a new connection per request"
 wrk_run base-keepalive "$BASE_SECS"
 want 2 && wrk_run base-close "$BASE_SECS" -H 'Connection: close'
+fi
 
 # `ps:restart` of the Go app: "START END ok|failed" appended to TIMINGS, as `redeploy` does.
 restart() { # TIMINGS
@@ -589,6 +619,23 @@ if os.path.exists(f"{work}/wrk-deploys-keepalive.log"):
     if ratios:
         print(f"paired: p50/p99 are the medians over the rounds, \"p99 vs none\" the median of each redeploy's p99 against the idle run just before it; "
               f"the ratios: {', '.join(f'{x:.2f}' for x in ratios)}")
+# 2c.
+if os.path.exists(f"{work}/cpu-redeploys"):
+    runs = [list(map(int, l.split())) for l in open(f"{work}/cpu-redeploys") if len(l.split()) == 4]
+    if runs:
+        total = [(m1 - m0) / 1000 for m0, b0, m1, b1 in runs]
+        build = [(b1 - b0) / 1000 for m0, b0, m1, b1 in runs]
+        rest = [t - b for t, b in zip(total, build)]
+        times, failed_pushes = pushes("cpu")
+        settle = os.environ.get("CPU_SETTLE", "4")
+        print()
+        print(f"2c. CPU of a redeploy of the Go app with no load ({len(runs)} redeploys, each with the {settle} s after it; median)")
+        table(["", "CPU-seconds"], [
+            ["the machine", f"{med(total):.2f}"],
+            ["  the build (idle priority, CPU 1)", f"{med(build):.2f}"],
+            ["  the rest, at the apps' priority (engine, kernel, berth, the start)", f"{med(rest):.2f}"],
+            ["push wall time (s)" + (f", {failed_pushes} failed" if failed_pushes else ""), f"{med(times):.2f}" if times else ""],
+        ], [68, 11])
 fb, fs = wrk("floor-base"), wrk("floor-swaps")
 if fb and fs and fb["p99"] > 0:
     floor_inflation = fs["p99"] / fb["p99"]
