@@ -83,15 +83,17 @@ fn metrics<'a>(engine: &'a Engine, event: Event<'a>, _: &'a Output) -> Done<'a> 
     })
 }
 
-/// The namespace kept for the app's next build goes with its name: an app made later
-/// under the old name never builds in it (the app's destruction removed it already).
+/// The namespace kept for the app's next builds goes with the app and with its name: an app
+/// made later under the name never builds in it.
 fn build_holders<'a>(engine: &'a Engine, event: Event<'a>, _: &'a Output) -> Done<'a> {
     Box::pin(async move {
-        if let Event::Renamed { old, .. } = event
-            && let Ok(runtime) = engine.runtime().await
-            && let Err(e) = runtime.remove_build_holders(old).await
+        let app = match event {
+            Event::Destroyed(app) | Event::Renamed { old: app, .. } => app,
+        };
+        if let Ok(runtime) = engine.runtime().await
+            && let Err(e) = runtime.remove_build_holders(app).await
         {
-            tracing::warn!(app = old, "cannot remove the holder of its builds' network: {e}");
+            tracing::warn!(app, "cannot remove the holder of its builds' network: {e}");
         }
         Ok(Vec::new())
     })

@@ -10,17 +10,24 @@
 //! reuses it, and it goes `IDLE` after the app's last build, or with the app (destroyed or
 //! renamed).
 //!
-//! Nothing of one build stays in the namespace for the next: a build's processes end with
-//! its container (their sockets with them), a build cannot change the namespace's addresses,
-//! routes or firewall (no NET_ADMIN), and a holder serves one app's builds only, one at a
-//! time (`take_build_holder` hands it out, `keep_build_holder` takes it back). A holder
-//! runs `sleep` from the stack image; without that image, or when the build's options set
-//! hosts of its own (which the engine refuses beside a joined namespace), a build starts on
-//! the network itself. A holder an earlier daemon left goes when the next one starts
+//! Nothing of one build stays in the namespace for the next. A build's processes end with
+//! its container (their sockets with them; the namespace keeps no TIME_WAIT sockets, as a
+//! web holder's), and a build cannot change the namespace's addresses, routes or firewall
+//! (no NET_ADMIN). What it can change are the files a joined container shares with the
+//! holder (`/etc/resolv.conf`, `/etc/hosts`, `/etc/hostname`): a holder whose files are not
+//! what they were when it was made goes after the build, so a build can never point the
+//! next one's names elsewhere. A holder serves one app's builds only, one at a time
+//! (`Taken`: given back when the build ends, removed if the build is dropped midway). At
+//! most `MOST_KEPT` are kept (the build network's addresses are shared by every root on
+//! the engine), the oldest going first. A holder runs `sleep` from the stack image, named
+//! for no app (other builds on the network can look names up); without that image, where
+//! berth cannot read its files (an engine on another machine), or when the build's options
+//! set hosts of its own (which the engine refuses beside a joined namespace), a build starts
+//! on the network itself. A holder an earlier daemon left goes when the next one starts
 //! (`orphaned_holders`).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::CreateContainerOptions;
@@ -33,36 +40,94 @@ pub const LABEL_BUILD_HOLDER: &str = "berth.build-holder";
 /// How long a holder waits for the app's next build.
 const IDLE: Duration = Duration::from_secs(600);
 
-/// The holders kept for apps' next builds: by app, the holder's id and which keeping it is
-/// (the timer that removes it removes only the keeping it was started for).
-pub(super) type Kept = std::sync::Arc<std::sync::Mutex<HashMap<String, (String, u64)>>>;
+/// How many holders this daemon keeps at most.
+const MOST_KEPT: usize = 8;
+
+/// A holder: its id, and its shared files as they were made (`files`).
+#[derive(Clone)]
+struct Holder {
+    id: String,
+    files: Vec<u8>,
+}
+
+/// A kept holder: when it was kept, and which keeping it is (the timer that removes it
+/// removes only the keeping it was started for).
+pub(super) struct Kept {
+    holder: Holder,
+    since: Instant,
+    generation: u64,
+}
+
+/// The holders kept for apps' next builds, by app.
+pub(super) type Pool = std::sync::Arc<std::sync::Mutex<HashMap<String, Kept>>>;
+
+/// A holder a build of `app` has joined: given back when the build ends (`give_back`);
+/// removed if it is dropped instead (the build was dropped midway: its container may
+/// still run in the namespace).
+pub(super) struct Taken {
+    runtime: Runtime,
+    app: String,
+    holder: Option<Holder>,
+}
+
+impl Taken {
+    /// The namespace a build's containers join.
+    pub(super) fn network_mode(&self) -> String {
+        format!("container:{}", self.holder.as_ref().map_or("", |h| h.id.as_str()))
+    }
+
+    /// Keeps the holder for the app's next build if its files are as they were made;
+    /// otherwise removes it.
+    pub(super) async fn give_back(mut self) {
+        let Some(holder) = self.holder.take() else { return };
+        if self.runtime.shared_files(&holder.id).await.as_ref() == Some(&holder.files) {
+            self.runtime.keep_build_holder(&self.app, holder);
+        } else {
+            tracing::info!(app = self.app, "a build changed the files its namespace shares (resolv.conf, hosts, hostname): the namespace goes");
+            let _ = self.runtime.remove_container(&holder.id).await;
+        }
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if let Some(holder) = self.holder.take() {
+            let runtime = self.runtime.clone();
+            tokio::spawn(async move {
+                let _ = runtime.remove_container(&holder.id).await;
+            });
+        }
+    }
+}
 
 impl Runtime {
-    /// The network a build of `app` runs its containers in (`container:HOLDER`, or the
-    /// build network `network`), and the holder to give back after the build
-    /// (`keep_build_holder`).
-    pub(super) async fn build_network(&self, app: Option<&str>, network: &str, extra_hosts: bool) -> (String, Option<String>) {
+    /// The network a build of `app` runs its containers in: the build network `network`
+    /// itself, or a holder on it (`Taken::network_mode`).
+    pub(super) async fn build_network(&self, app: Option<&str>, network: &str, extra_hosts: bool) -> (String, Option<Taken>) {
         let holder = match app {
             Some(app) if !extra_hosts => self.take_build_holder(app, network).await,
             _ => None,
         };
         match holder {
-            Some(id) => (format!("container:{id}"), Some(id)),
+            Some(holder) => {
+                let taken = Taken { runtime: self.clone(), app: app.unwrap_or_default().to_string(), holder: Some(holder) };
+                (taken.network_mode(), Some(taken))
+            }
             None => (network.to_string(), None),
         }
     }
 
     /// The app's kept holder if it still runs, else a new one on `network`.
-    async fn take_build_holder(&self, app: &str, network: &str) -> Option<String> {
+    async fn take_build_holder(&self, app: &str, network: &str) -> Option<Holder> {
         let kept = self.kept_build_holders.lock().unwrap_or_else(|p| p.into_inner()).remove(app);
-        if let Some((id, _)) = kept {
-            if self.alive(&id).await.is_ok() {
-                return Some(id);
+        if let Some(Kept { holder, .. }) = kept {
+            if self.alive(&holder.id).await.is_ok() {
+                return Some(holder);
             }
-            let _ = self.remove_container(&id).await;
+            let _ = self.remove_container(&holder.id).await;
         }
         match self.make_build_holder(app, network).await {
-            Ok(id) => Some(id),
+            Ok(holder) => Some(holder),
             Err(e) => {
                 tracing::debug!(app, "the build starts on the build network itself: {e}");
                 None
@@ -71,33 +136,44 @@ impl Runtime {
     }
 
     /// Keeps `holder` for the app's next build; removed `IDLE` after, unless a build took
-    /// it meanwhile. One kept already (a build beside this one made its own) goes.
-    pub(super) fn keep_build_holder(&self, app: &str, holder: String) {
+    /// it meanwhile. One kept already (a build beside this one made its own) goes, and so
+    /// do the oldest beyond `MOST_KEPT`.
+    fn keep_build_holder(&self, app: &str, holder: Holder) {
         let generation = rand::random::<u64>();
-        let replaced = self.kept_build_holders.lock().unwrap_or_else(|p| p.into_inner()).insert(app.to_string(), (holder, generation));
+        let gone: Vec<Holder> = {
+            let mut kept = self.kept_build_holders.lock().unwrap_or_else(|p| p.into_inner());
+            let mut gone: Vec<Holder> = kept.insert(app.to_string(), Kept { holder, since: Instant::now(), generation }).map(|k| k.holder).into_iter().collect();
+            for app in oldest_beyond(kept.iter().map(|(app, k)| (app.clone(), k.since)).collect(), MOST_KEPT) {
+                gone.extend(kept.remove(&app).map(|k| k.holder));
+            }
+            gone
+        };
         let runtime = self.clone();
         let app = app.to_string();
         tokio::spawn(async move {
-            if let Some((id, _)) = replaced {
-                let _ = runtime.remove_container(&id).await;
+            for holder in gone {
+                let _ = runtime.remove_container(&holder.id).await;
             }
             tokio::time::sleep(IDLE).await;
             let expired = {
                 let mut kept = runtime.kept_build_holders.lock().unwrap_or_else(|p| p.into_inner());
                 match kept.get(&app) {
-                    Some((_, g)) if *g == generation => kept.remove(&app),
+                    Some(k) if k.generation == generation => kept.remove(&app),
                     _ => None,
                 }
             };
-            if let Some((id, _)) = expired {
-                let _ = runtime.remove_container(&id).await;
+            if let Some(k) = expired {
+                let _ = runtime.remove_container(&k.holder.id).await;
             }
         });
     }
 
     /// Removes every holder of `app`'s builds on the engine (the app goes, or is renamed).
     pub async fn remove_build_holders(&self, app: &str) -> Result<(), RuntimeError> {
-        self.kept_build_holders.lock().unwrap_or_else(|p| p.into_inner()).remove(app);
+        let kept = self.kept_build_holders.lock().unwrap_or_else(|p| p.into_inner()).remove(app);
+        if let Some(k) = kept {
+            self.remove_container(&k.holder.id).await?;
+        }
         for holder in self.labelled(vec![format!("{LABEL_ROOT}={}", self.root), format!("{LABEL_APP}={app}"), LABEL_BUILD_HOLDER.to_string()]).await? {
             if let Some(id) = holder.id {
                 self.remove_container(&id).await?;
@@ -106,7 +182,19 @@ impl Runtime {
         Ok(())
     }
 
-    async fn make_build_holder(&self, app: &str, network: &str) -> Result<String, RuntimeError> {
+    /// The files a container joining `id`'s namespace shares with it (resolv.conf, hosts,
+    /// hostname), read where the engine keeps them; None where berth cannot read them.
+    async fn shared_files(&self, id: &str) -> Option<Vec<u8>> {
+        let info = self.docker.inspect_container(id, None).await.ok()?;
+        let mut files = Vec::new();
+        for path in [info.resolv_conf_path, info.hosts_path, info.hostname_path] {
+            files.extend(tokio::fs::read(path?).await.ok()?);
+            files.push(0);
+        }
+        Some(files)
+    }
+
+    async fn make_build_holder(&self, app: &str, network: &str) -> Result<Holder, RuntimeError> {
         let image = super::STACK_IMAGE;
         if self.image_info(image).await.is_none() {
             return Err(RuntimeError::Container(format!("no {image}")));
@@ -125,16 +213,45 @@ impl Runtime {
                 network_mode: Some(network.into()),
                 restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
                 log_config: Some(bollard::models::HostConfigLogConfig { typ: Some("none".into()), config: None }),
+                sysctls: Some(HashMap::from([(super::holders::RECYCLABLE.0.to_string(), super::holders::RECYCLABLE.1.to_string())])),
                 ..Default::default()
             }),
             ..Default::default()
         };
-        let name = format!("berth-{app}-build-net-{:08x}-{}", rand::random::<u32>(), self.root_tag());
+        // Named for no app: other builds on the network can look its name up.
+        let name = format!("berth-build-net-{:08x}-{}", rand::random::<u32>(), self.root_tag());
         let created = self.docker.create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body).await?;
         if let Err(e) = self.docker.start_container(&created.id, None).await {
             let _ = self.remove_container(&created.id).await;
             return Err(e.into());
         }
-        Ok(created.id)
+        match self.shared_files(&created.id).await {
+            Some(files) => Ok(Holder { id: created.id, files }),
+            None => {
+                let _ = self.remove_container(&created.id).await;
+                Err(RuntimeError::Container("its shared files cannot be read here".into()))
+            }
+        }
+    }
+}
+
+/// The apps whose holders go so that at most `most` stay: the longest kept first. Pure.
+fn oldest_beyond(mut kept: Vec<(String, Instant)>, most: usize) -> Vec<String> {
+    kept.sort_by_key(|(_, since)| *since);
+    let beyond = kept.len().saturating_sub(most);
+    kept.into_iter().take(beyond).map(|(app, _)| app).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beyond_the_most_kept_the_longest_kept_go() {
+        let now = Instant::now();
+        let at = |app: &str, secs: u64| (app.to_string(), now + Duration::from_secs(secs));
+        assert!(oldest_beyond(vec![at("a", 1), at("b", 2)], 2).is_empty());
+        assert_eq!(oldest_beyond(vec![at("new", 9), at("old", 1), at("mid", 5)], 2), ["old"]);
+        assert_eq!(oldest_beyond(vec![at("c", 3), at("a", 1), at("b", 2), at("d", 4)], 1), ["a", "b", "c"]);
     }
 }

@@ -39,7 +39,7 @@ pub const LABEL_HOLDER: &str = "berth.holder";
 
 /// The sysctl a holder is made with so it can be recycled (see the module's text): its
 /// namespace keeps no TIME_WAIT sockets.
-const RECYCLABLE: (&str, &str) = ("net.ipv4.tcp_max_tw_buckets", "0");
+pub(super) const RECYCLABLE: (&str, &str) = ("net.ipv4.tcp_max_tw_buckets", "0");
 
 /// A web slot whose namespace is made ahead: `web.INDEX` of `app` (its host name).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -134,7 +134,7 @@ impl Runtime {
         let (network, holder) = self.build_network(Some(app), network, !extra.extra_hosts.is_empty()).await;
         let built = self.build_on(network, context, tag, limit, limits, extra, out).await;
         if let Some(holder) = holder {
-            self.keep_build_holder(app, holder);
+            holder.give_back().await;
         }
         built
     }

@@ -85,7 +85,7 @@ pub struct Runtime {
     /// Network namespaces being made for web containers about to start (`holders.rs`).
     holders: holders::Pool,
     /// Network namespaces kept for apps' next builds (`build_holders.rs`).
-    kept_build_holders: build_holders::Kept,
+    kept_build_holders: build_holders::Pool,
 }
 
 /// A container of an app, as the engine reports it.

@@ -251,13 +251,7 @@ impl Runtime {
     /// if it exits 0. The container is removed either way. Returns the image id.
     pub async fn run_and_commit(&self, job: OneShot<'_>, out: &Output) -> Result<Committed, RuntimeError> {
         let network = self.ensure_build_network().await?;
-        let (network, holder) = self.build_network(job.app, network, false).await;
-        // The namespace the container joined, kept for the app's next build.
-        let give_back = || {
-            if let (Some(app), Some(holder)) = (job.app, holder.clone()) {
-                self.keep_build_holder(app, holder);
-            }
-        };
+        let (network, mut holder) = self.build_network(job.app, network, false).await;
         let mut body = self.one_shot_body(&job, &network);
         if let Some(host) = body.host_config.as_mut() {
             let place = self.build_place(&job.limits).await;
@@ -266,7 +260,9 @@ impl Runtime {
         let id = match self.docker.create_container(None, body).await {
             Ok(created) => created.id,
             Err(e) => {
-                give_back();
+                if let Some(holder) = holder.take() {
+                    holder.give_back().await;
+                }
                 return Err(e.into());
             }
         };
@@ -307,7 +303,10 @@ impl Runtime {
         };
         // Removed (killed if it still runs) whatever happened.
         let _ = self.remove(&id).await;
-        give_back();
+        // The namespace it joined, for the app's next build.
+        if let Some(holder) = holder {
+            holder.give_back().await;
+        }
         result
     }
 

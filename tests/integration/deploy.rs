@@ -205,8 +205,9 @@ fn a_retired_web_containers_namespace_serves_the_next_release_even_with_its_port
     assert!(docker(&["ps", "-aq", "--filter", &root, "--filter", "label=berth.holder"]).trim().is_empty(), "a holder outlived its app");
 }
 
-/// What a build's RUN step says of its network: the namespace's host name and address.
-const SAY_NETWORK: &str = "RUN echo \"netns $(hostname) $(ip -o -4 addr show eth0 | awk '{print $4}')\"";
+/// What a build's RUN step says of its network: the namespace's host name and address, and
+/// how many lines of its /etc/hosts name forged.example.
+const SAY_NETWORK: &str = "RUN echo \"netns $(hostname) $(ip -o -4 addr show eth0 | awk '{print $4}') forged $(grep -c forged.example /etc/hosts)\"";
 
 #[test]
 fn an_apps_builds_run_in_one_namespace_kept_for_them_on_the_build_network_that_goes_with_the_app() {
@@ -220,33 +221,44 @@ fn an_apps_builds_run_in_one_namespace_kept_for_them_on_the_build_network_that_g
     // Each push changes `stamp` (never built before: the root's path is in it), so its RUN
     // steps run again (two per build).
     let nonce = d.root().display().to_string();
-    let build = |stamp: &str| -> Vec<String> {
+    let build = |stamp: &str, between: &str| -> Vec<String> {
         repo.write("stamp", &format!("{nonce} {stamp}"));
-        repo.write("Dockerfile", &format!("FROM berth-test/busybox\nCOPY stamp /stamp\n{SAY_NETWORK}\n{SAY_NETWORK}\nRUN mkdir /www && echo ok > /www/index.html\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n")).commit(stamp);
+        repo.write("Dockerfile", &format!("FROM berth-test/busybox\nCOPY stamp /stamp\n{SAY_NETWORK}\n{between}\n{SAY_NETWORK}\nRUN mkdir /www && echo ok > /www/index.html\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n")).commit(stamp);
         let out = repo.push(&d, "main");
         assert_eq!(out.code, 0, "push of {stamp} failed: {out:#?}");
         out.stderr.lines().filter(|l| !l.contains("RUN echo")).filter_map(|l| l.split_once("netns ").map(|(_, said)| said.trim().to_string())).collect()
     };
-    let first = build("one");
+    let first = build("one", "");
     let [a, b] = first.as_slice() else { panic!("two RUN steps said their network: {first:?}") };
     assert_eq!(a, b, "a build's RUN steps ran in one namespace");
-    let second = build("two");
+    assert!(a.ends_with(" forged 0"), "{a}");
+    let second = build("two", "");
     assert_eq!(second, first, "the next build ran in the same namespace");
+    // A build that changes a file the namespace shares (here /etc/hosts, to point a name
+    // elsewhere) changes it for itself only: the next build runs in a new namespace.
+    let forging = build("three", "RUN echo '10.9.9.9 forged.example' >> /etc/hosts");
+    assert_eq!(forging, [a.clone(), a.replace(" forged 0", " forged 1")], "the forging build, in the kept namespace");
+    let next = build("four", "");
+    let [c, _] = next.as_slice() else { panic!("two RUN steps said their network: {next:?}") };
+    assert!(c.ends_with(" forged 0"), "the build after a forging one sees the engine's own hosts file: {c}");
+    assert_ne!(c.split(' ').next(), a.split(' ').next(), "the forged namespace went");
     // It is the app's build holder, running, on the build network (the address the steps
-    // saw), nowhere else.
+    // saw), nowhere else, named for no app (other builds can look names up).
     let listed = holders();
     let [holder] = listed.lines().collect::<Vec<_>>()[..] else { panic!("one build holder: {listed}") };
-    let (host, address) = a.split_once(' ').unwrap();
+    let [host, address, ..] = c.split(' ').collect::<Vec<_>>()[..] else { panic!("{c}") };
     assert!(holder.starts_with(host), "the steps ran in the holder's namespace ({host}), not {holder}'s");
-    let state = docker(&["inspect", "-f", "{{.State.Status}}|{{range $n, $e := .NetworkSettings.Networks}}{{$n}} {{$e.IPAddress}}/{{$e.IPPrefixLen}};{{end}}", holder]);
-    assert_eq!(state.trim(), format!("running|berth-build {address};"));
+    let state = docker(&["inspect", "-f", "{{.State.Status}}|{{range $n, $e := .NetworkSettings.Networks}}{{$n}} {{$e.IPAddress}}/{{$e.IPPrefixLen}};{{end}}|{{.Name}}", holder]);
+    let [status, networks, name] = state.trim().split('|').collect::<Vec<_>>()[..] else { panic!("{state}") };
+    assert_eq!((status, networks), ("running", format!("berth-build {address};").as_str()));
+    assert!(!name.contains("nsbuild"), "the holder's name says its app: {name}");
     // A build of another app gets a namespace of its own.
     d.ssh("apps:create nsother").ok();
     let other = AppRepo::new(&d, "nsother");
     other.write("stamp", &nonce).write("Dockerfile", &format!("FROM berth-test/busybox\nCOPY stamp /stamp\n{SAY_NETWORK}\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /\"]\n")).commit("x");
     let out = other.push(&d, "main");
     assert_eq!(out.code, 0, "push of nsother failed: {out:#?}");
-    assert!(out.stderr.contains("netns ") && !out.stderr.contains(&format!("netns {a}")), "nsother built in nsbuild's namespace: {}", out.stderr);
+    assert!(out.stderr.contains("netns ") && !out.stderr.contains(&format!("netns {host} ")), "nsother built in nsbuild's namespace: {}", out.stderr);
     // It goes with its app, destroyed or renamed; the other app's stays.
     d.ssh("apps:destroy nsbuild --force").ok();
     assert!(holders().trim().is_empty(), "a build holder outlived its app");
