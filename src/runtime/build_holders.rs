@@ -58,12 +58,23 @@ pub(super) struct Kept {
     generation: u64,
 }
 
-/// The holders kept for apps' next builds, by app.
-pub(super) type Pool = std::sync::Arc<std::sync::Mutex<HashMap<String, Kept>>>;
+/// The holders kept for apps' next builds, by app; and whether berth found it cannot read
+/// a holder's files (then builds make none).
+#[derive(Default)]
+pub(super) struct Pool {
+    kept: std::sync::Mutex<HashMap<String, Kept>>,
+    unreadable: std::sync::atomic::AtomicBool,
+}
 
-/// A holder a build of `app` has joined: given back when the build ends (`give_back`);
-/// removed if it is dropped instead (the build was dropped midway: its container may
-/// still run in the namespace).
+impl Pool {
+    fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A holder a build of `app` has joined (or one being made): given back when the build
+/// ends (`give_back`); removed if it is dropped instead (the build was dropped midway, or
+/// ended in a way that may leave its container running in the namespace).
 pub(super) struct Taken {
     runtime: Runtime,
     app: String,
@@ -79,12 +90,14 @@ impl Taken {
     /// Keeps the holder for the app's next build if its files are as they were made;
     /// otherwise removes it.
     pub(super) async fn give_back(mut self) {
-        let Some(holder) = self.holder.take() else { return };
-        if self.runtime.shared_files(&holder.id).await.as_ref() == Some(&holder.files) {
+        let Some(id) = self.holder.as_ref().map(|h| h.id.clone()) else { return };
+        let files = self.runtime.shared_files(&id).await;
+        if files.is_some() && files.as_ref() == self.holder.as_ref().map(|h| &h.files)
+            && let Some(holder) = self.holder.take()
+        {
             self.runtime.keep_build_holder(&self.app, holder);
         } else {
             tracing::info!(app = self.app, "a build changed the files its namespace shares (resolv.conf, hosts, hostname): the namespace goes");
-            let _ = self.runtime.remove_container(&holder.id).await;
         }
     }
 }
@@ -104,30 +117,27 @@ impl Runtime {
     /// The network a build of `app` runs its containers in: the build network `network`
     /// itself, or a holder on it (`Taken::network_mode`).
     pub(super) async fn build_network(&self, app: Option<&str>, network: &str, extra_hosts: bool) -> (String, Option<Taken>) {
-        let holder = match app {
-            Some(app) if !extra_hosts => self.take_build_holder(app, network).await,
+        let taken = match app {
+            Some(app) if !extra_hosts && !self.build_holders.unreadable.load(std::sync::atomic::Ordering::Relaxed) => self.take_build_holder(app, network).await,
             _ => None,
         };
-        match holder {
-            Some(holder) => {
-                let taken = Taken { runtime: self.clone(), app: app.unwrap_or_default().to_string(), holder: Some(holder) };
-                (taken.network_mode(), Some(taken))
-            }
+        match taken {
+            Some(taken) => (taken.network_mode(), Some(taken)),
             None => (network.to_string(), None),
         }
     }
 
     /// The app's kept holder if it still runs, else a new one on `network`.
-    async fn take_build_holder(&self, app: &str, network: &str) -> Option<Holder> {
-        let kept = self.kept_build_holders.lock().unwrap_or_else(|p| p.into_inner()).remove(app);
+    async fn take_build_holder(&self, app: &str, network: &str) -> Option<Taken> {
+        let kept = self.build_holders.kept().remove(app);
         if let Some(Kept { holder, .. }) = kept {
+            let taken = Taken { runtime: self.clone(), app: app.to_string(), holder: Some(holder.clone()) };
             if self.alive(&holder.id).await.is_ok() {
-                return Some(holder);
+                return Some(taken);
             }
-            let _ = self.remove_container(&holder.id).await;
         }
         match self.make_build_holder(app, network).await {
-            Ok(holder) => Some(holder),
+            Ok(taken) => Some(taken),
             Err(e) => {
                 tracing::debug!(app, "the build starts on the build network itself: {e}");
                 None
@@ -141,7 +151,7 @@ impl Runtime {
     fn keep_build_holder(&self, app: &str, holder: Holder) {
         let generation = rand::random::<u64>();
         let gone: Vec<Holder> = {
-            let mut kept = self.kept_build_holders.lock().unwrap_or_else(|p| p.into_inner());
+            let mut kept = self.build_holders.kept();
             let mut gone: Vec<Holder> = kept.insert(app.to_string(), Kept { holder, since: Instant::now(), generation }).map(|k| k.holder).into_iter().collect();
             for app in oldest_beyond(kept.iter().map(|(app, k)| (app.clone(), k.since)).collect(), MOST_KEPT) {
                 gone.extend(kept.remove(&app).map(|k| k.holder));
@@ -156,7 +166,7 @@ impl Runtime {
             }
             tokio::time::sleep(IDLE).await;
             let expired = {
-                let mut kept = runtime.kept_build_holders.lock().unwrap_or_else(|p| p.into_inner());
+                let mut kept = runtime.build_holders.kept();
                 match kept.get(&app) {
                     Some(k) if k.generation == generation => kept.remove(&app),
                     _ => None,
@@ -170,16 +180,26 @@ impl Runtime {
 
     /// Removes every holder of `app`'s builds on the engine (the app goes, or is renamed).
     pub async fn remove_build_holders(&self, app: &str) -> Result<(), RuntimeError> {
-        let kept = self.kept_build_holders.lock().unwrap_or_else(|p| p.into_inner()).remove(app);
-        if let Some(k) = kept {
-            self.remove_container(&k.holder.id).await?;
-        }
-        for holder in self.labelled(vec![format!("{LABEL_ROOT}={}", self.root), format!("{LABEL_APP}={app}"), LABEL_BUILD_HOLDER.to_string()]).await? {
-            if let Some(id) = holder.id {
-                self.remove_container(&id).await?;
+        let kept = self.build_holders.kept().remove(app);
+        let mut ids: Vec<String> = kept.map(|k| k.holder.id).into_iter().collect();
+        let listed = self.labelled(vec![format!("{LABEL_ROOT}={}", self.root), format!("{LABEL_APP}={app}"), LABEL_BUILD_HOLDER.to_string()]).await;
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(e) => {
+                for id in ids {
+                    let _ = self.remove_container(&id).await;
+                }
+                return Err(e);
+            }
+        };
+        ids.extend(listed.into_iter().filter_map(|c| c.id));
+        let mut first_error = None;
+        for id in ids {
+            if let Err(e) = self.remove_container(&id).await {
+                first_error.get_or_insert(e);
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// The files a container joining `id`'s namespace shares with it (resolv.conf, hosts,
@@ -194,7 +214,7 @@ impl Runtime {
         Some(files)
     }
 
-    async fn make_build_holder(&self, app: &str, network: &str) -> Result<Holder, RuntimeError> {
+    async fn make_build_holder(&self, app: &str, network: &str) -> Result<Taken, RuntimeError> {
         let image = super::STACK_IMAGE;
         if self.image_info(image).await.is_none() {
             return Err(RuntimeError::Container(format!("no {image}")));
@@ -221,17 +241,17 @@ impl Runtime {
         // Named for no app: other builds on the network can look its name up.
         let name = format!("berth-build-net-{:08x}-{}", rand::random::<u32>(), self.root_tag());
         let created = self.docker.create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body).await?;
-        if let Err(e) = self.docker.start_container(&created.id, None).await {
-            let _ = self.remove_container(&created.id).await;
-            return Err(e.into());
+        // Removed if anything below fails (the guard's drop).
+        let mut taken = Taken { runtime: self.clone(), app: app.to_string(), holder: Some(Holder { id: created.id.clone(), files: Vec::new() }) };
+        self.docker.start_container(&created.id, None).await?;
+        let Some(files) = self.shared_files(&created.id).await else {
+            self.build_holders.unreadable.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(RuntimeError::Container("berth cannot read the files it shares (an engine on another machine?): builds make no holders".into()));
+        };
+        if let Some(holder) = taken.holder.as_mut() {
+            holder.files = files;
         }
-        match self.shared_files(&created.id).await {
-            Some(files) => Ok(Holder { id: created.id, files }),
-            None => {
-                let _ = self.remove_container(&created.id).await;
-                Err(RuntimeError::Container("its shared files cannot be read here".into()))
-            }
-        }
+        Ok(taken)
     }
 }
 

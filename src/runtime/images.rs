@@ -133,7 +133,10 @@ impl Runtime {
         let network = self.ensure_build_network().await?;
         let (network, holder) = self.build_network(Some(app), network, !extra.extra_hosts.is_empty()).await;
         let built = self.build_on(network, context, tag, limit, limits, extra, out).await;
-        if let Some(holder) = holder {
+        // Given back once its steps have ended: built, or failed by a step. A build stopped
+        // (its time limit) or cut off from the engine may still run a step there: the
+        // namespace goes with the guard.
+        if let (Some(holder), Ok(_) | Err(RuntimeError::Build(_))) = (holder, &built) {
             holder.give_back().await;
         }
         built

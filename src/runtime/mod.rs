@@ -85,7 +85,7 @@ pub struct Runtime {
     /// Network namespaces being made for web containers about to start (`holders.rs`).
     holders: holders::Pool,
     /// Network namespaces kept for apps' next builds (`build_holders.rs`).
-    kept_build_holders: build_holders::Pool,
+    build_holders: std::sync::Arc<build_holders::Pool>,
 }
 
 /// A container of an app, as the engine reports it.
@@ -282,7 +282,7 @@ impl Runtime {
     pub async fn connect(root: std::path::PathBuf) -> Result<Runtime, RuntimeError> {
         let docker = Docker::connect_with_local_defaults().map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
         let docker = docker.negotiate_version().await.map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
-        Ok(Runtime { docker, root: root.display().to_string(), stopping: Default::default(), networks_made: Default::default(), holders: Default::default(), kept_build_holders: Default::default() })
+        Ok(Runtime { docker, root: root.display().to_string(), stopping: Default::default(), networks_made: Default::default(), holders: Default::default(), build_holders: Default::default() })
     }
 
     /// The engine itself, for what is not a container's (a cluster's services and nodes).

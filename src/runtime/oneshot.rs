@@ -302,9 +302,10 @@ impl Runtime {
             None => work.await,
         };
         // Removed (killed if it still runs) whatever happened.
-        let _ = self.remove(&id).await;
-        // The namespace it joined, for the app's next build.
-        if let Some(holder) = holder {
+        let removed = self.remove(&id).await;
+        // The namespace it joined, for the app's next build, once it is gone (else the
+        // namespace goes with the guard).
+        if let (Some(holder), Ok(())) = (holder, removed) {
             holder.give_back().await;
         }
         result

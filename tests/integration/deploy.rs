@@ -239,7 +239,8 @@ fn an_apps_builds_run_in_one_namespace_kept_for_them_on_the_build_network_that_g
     let forging = build("three", "RUN echo '10.9.9.9 forged.example' >> /etc/hosts");
     assert_eq!(forging, [a.clone(), a.replace(" forged 0", " forged 1")], "the forging build, in the kept namespace");
     let next = build("four", "");
-    let [c, _] = next.as_slice() else { panic!("two RUN steps said their network: {next:?}") };
+    let [c, d2] = next.as_slice() else { panic!("two RUN steps said their network: {next:?}") };
+    assert_eq!(c, d2, "a build's RUN steps ran in one namespace");
     assert!(c.ends_with(" forged 0"), "the build after a forging one sees the engine's own hosts file: {c}");
     assert_ne!(c.split(' ').next(), a.split(' ').next(), "the forged namespace went");
     // It is the app's build holder, running, on the build network (the address the steps

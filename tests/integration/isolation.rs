@@ -218,6 +218,8 @@ fn a_config_change_the_app_cannot_start_with_is_undone() {
 #[test]
 fn a_build_that_runs_too_long_is_stopped_and_the_old_release_keeps_serving() {
     let d = Daemon::start();
+    // Builds join a namespace kept for them (a holder from the stack image).
+    crate::harness::stack_image(&d);
     let repo = AppRepo::new(&d, "slow");
     repo.write("Dockerfile", &web_dockerfile("slow v1", 0)).commit("v1");
     repo.push(&d, "main").ok();
@@ -231,6 +233,13 @@ fn a_build_that_runs_too_long_is_stopped_and_the_old_release_keeps_serving() {
     assert!(out.stderr.contains("the build was stopped after 3s (build_timeout in berth.toml)"), "{}", out.stderr);
     assert!(started.elapsed() < Duration::from_secs(40), "the push took {:?}", started.elapsed());
     assert_eq!(get(&d, "slow.example.com"), (200, "slow v1".into()));
+    // The stopped step may still run in the namespace the build joined: it is never kept
+    // for the next build.
+    let root = format!("label=berth.root={}", d.root().display());
+    crate::harness::poll(Duration::from_secs(20), "the stopped build's namespace gone", || {
+        let left = crate::harness::docker(&["ps", "-aq", "--filter", &root, "--filter", "label=berth.app=slow", "--filter", "label=berth.build-holder"]);
+        if left.trim().is_empty() { Ok(()) } else { Err(left) }
+    });
 
     // The release phase holds the deploy lock too: a release command that would take a
     // minute is stopped at `release_timeout`, its container goes, and the next push deploys.
