@@ -84,7 +84,8 @@ fn metrics<'a>(engine: &'a Engine, event: Event<'a>, _: &'a Output) -> Done<'a> 
 }
 
 /// The namespace kept for the app's next builds goes with the app and with its name: an app
-/// made later under the name never builds in it.
+/// made later under the name never builds in it. (The only place it goes with the app:
+/// `teardown` removes what the app runs, not what its builds keep.)
 fn build_holders<'a>(engine: &'a Engine, event: Event<'a>, _: &'a Output) -> Done<'a> {
     Box::pin(async move {
         let app = match event {

@@ -29,10 +29,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
-use bollard::query_parameters::CreateContainerOptions;
-
-use super::{LABEL_APP, LABEL_DAEMON, LABEL_ROOT, Runtime, RuntimeError};
+use super::{LABEL_APP, LABEL_ROOT, Runtime, RuntimeError};
 
 /// On the holder of an app's builds' namespace (the value: `build`).
 pub const LABEL_BUILD_HOLDER: &str = "berth.build-holder";
@@ -91,8 +88,9 @@ impl Taken {
     /// otherwise removes it.
     pub(super) async fn give_back(mut self) {
         let Some(id) = self.holder.as_ref().map(|h| h.id.clone()) else { return };
+        // Read while the guard still holds it (dropped meanwhile, it goes).
         let files = self.runtime.shared_files(&id).await;
-        if files.is_some() && files.as_ref() == self.holder.as_ref().map(|h| &h.files)
+        if files.as_ref() == self.holder.as_ref().map(|h| &h.files)
             && let Some(holder) = self.holder.take()
         {
             self.runtime.keep_build_holder(&self.app, holder);
@@ -180,21 +178,13 @@ impl Runtime {
 
     /// Removes every holder of `app`'s builds on the engine (the app goes, or is renamed).
     pub async fn remove_build_holders(&self, app: &str) -> Result<(), RuntimeError> {
-        let kept = self.build_holders.kept().remove(app);
-        let mut ids: Vec<String> = kept.map(|k| k.holder.id).into_iter().collect();
+        let kept = self.build_holders.kept().remove(app).map(|k| k.holder.id);
         let listed = self.labelled(vec![format!("{LABEL_ROOT}={}", self.root), format!("{LABEL_APP}={app}"), LABEL_BUILD_HOLDER.to_string()]).await;
-        let listed = match listed {
-            Ok(listed) => listed,
-            Err(e) => {
-                for id in ids {
-                    let _ = self.remove_container(&id).await;
-                }
-                return Err(e);
-            }
+        let (listed, mut first_error) = match listed {
+            Ok(listed) => (listed.into_iter().filter_map(|c| c.id).collect(), None),
+            Err(e) => (Vec::new(), Some(e)),
         };
-        ids.extend(listed.into_iter().filter_map(|c| c.id));
-        let mut first_error = None;
-        for id in ids {
+        for id in kept.into_iter().chain(listed) {
             if let Err(e) = self.remove_container(&id).await {
                 first_error.get_or_insert(e);
             }
@@ -215,36 +205,13 @@ impl Runtime {
     }
 
     async fn make_build_holder(&self, app: &str, network: &str) -> Result<Taken, RuntimeError> {
-        let image = super::STACK_IMAGE;
-        if self.image_info(image).await.is_none() {
-            return Err(RuntimeError::Container(format!("no {image}")));
-        }
-        let labels = HashMap::from([
-            (LABEL_APP.to_string(), app.to_string()),
-            (LABEL_ROOT.to_string(), self.root.clone()),
-            (LABEL_BUILD_HOLDER.to_string(), "build".to_string()),
-            (LABEL_DAEMON.to_string(), super::daemon_run().to_string()),
-        ]);
-        let body = ContainerCreateBody {
-            image: Some(image.into()),
-            cmd: Some(vec!["sleep".into(), "infinity".into()]),
-            labels: Some(labels),
-            host_config: Some(HostConfig {
-                network_mode: Some(network.into()),
-                restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
-                log_config: Some(bollard::models::HostConfigLogConfig { typ: Some("none".into()), config: None }),
-                sysctls: Some(HashMap::from([(super::holders::RECYCLABLE.0.to_string(), super::holders::RECYCLABLE.1.to_string())])),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let image = self.holder_image().await?;
         // Named for no app: other builds on the network can look its name up.
         let name = format!("berth-build-net-{:08x}-{}", rand::random::<u32>(), self.root_tag());
-        let created = self.docker.create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body).await?;
+        let id = self.start_holder(image, name, network, None, app, (LABEL_BUILD_HOLDER, "build".to_string())).await?;
         // Removed if anything below fails (the guard's drop).
-        let mut taken = Taken { runtime: self.clone(), app: app.to_string(), holder: Some(Holder { id: created.id.clone(), files: Vec::new() }) };
-        self.docker.start_container(&created.id, None).await?;
-        let Some(files) = self.shared_files(&created.id).await else {
+        let mut taken = Taken { runtime: self.clone(), app: app.to_string(), holder: Some(Holder { id: id.clone(), files: Vec::new() }) };
+        let Some(files) = self.shared_files(&id).await else {
             self.build_holders.unreadable.store(true, std::sync::atomic::Ordering::Relaxed);
             return Err(RuntimeError::Container("berth cannot read the files it shares (an engine on another machine?): builds make no holders".into()));
         };

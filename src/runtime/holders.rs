@@ -39,7 +39,7 @@ pub const LABEL_HOLDER: &str = "berth.holder";
 
 /// The sysctl a holder is made with so it can be recycled (see the module's text): its
 /// namespace keeps no TIME_WAIT sockets.
-pub(super) const RECYCLABLE: (&str, &str) = ("net.ipv4.tcp_max_tw_buckets", "0");
+const RECYCLABLE: (&str, &str) = ("net.ipv4.tcp_max_tw_buckets", "0");
 
 /// A web slot whose namespace is made ahead: `web.INDEX` of `app` (its host name).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,7 +176,7 @@ impl Runtime {
             }
         }
         self.cool(app).await;
-        self.remove_build_holders(app).await
+        Ok(())
     }
 
     /// Removes a retired container; its holder, if it had one, is recycled.
@@ -229,27 +229,42 @@ impl Runtime {
     }
 
     async fn make_holder(&self, warm: &Warm) -> Result<String, RuntimeError> {
-        let image = super::STACK_IMAGE;
-        if self.image_info(image).await.is_none() {
-            return Err(RuntimeError::Container(format!("no {image}")));
-        }
+        let image = self.holder_image().await?;
         let web = crate::process::WEB;
         let park = self.ensure_park_network().await?;
         // The app's network exists before a container takes the holder.
         self.ensure_app_network(&warm.app).await?;
+        let name = format!("berth-{}-{web}.{}-net-{:08x}-{}", warm.app, warm.index, rand::random::<u32>(), self.root_tag());
+        let hostname = super::hostname(&warm.app, web, warm.index);
+        self.start_holder(image, name, park, Some(hostname), &warm.app, (LABEL_HOLDER, format!("{web}.{}", warm.index))).await
+    }
+
+    /// The image holders sleep in (the stack image), if the engine has it.
+    pub(super) async fn holder_image(&self) -> Result<&'static str, RuntimeError> {
+        let image = super::STACK_IMAGE;
+        if self.image_info(image).await.is_none() {
+            return Err(RuntimeError::Container(format!("no {image}")));
+        }
+        Ok(image)
+    }
+
+    /// Starts a holder named `name`: `sleep` in `image` on `network`, labelled as `app`'s of
+    /// this root and daemon run, with `kind` (its label and value); never restarted, no log,
+    /// its namespace keeping no TIME_WAIT sockets (`RECYCLABLE`). Removed if it cannot start.
+    pub(super) async fn start_holder(&self, image: &str, name: String, network: &str, hostname: Option<String>, app: &str, kind: (&str, String)) -> Result<String, RuntimeError> {
         let labels = HashMap::from([
-            (LABEL_APP.to_string(), warm.app.clone()),
+            (LABEL_APP.to_string(), app.to_string()),
             (LABEL_ROOT.to_string(), self.root.clone()),
-            (LABEL_HOLDER.to_string(), format!("{web}.{}", warm.index)),
+            (kind.0.to_string(), kind.1),
             (LABEL_DAEMON.to_string(), super::daemon_run().to_string()),
         ]);
         let body = ContainerCreateBody {
             image: Some(image.into()),
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             labels: Some(labels),
-            hostname: Some(super::hostname(&warm.app, web, warm.index)),
+            hostname,
             host_config: Some(HostConfig {
-                network_mode: Some(park.into()),
+                network_mode: Some(network.into()),
                 restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
                 log_config: Some(bollard::models::HostConfigLogConfig { typ: Some("none".into()), config: None }),
                 sysctls: Some(HashMap::from([(RECYCLABLE.0.to_string(), RECYCLABLE.1.to_string())])),
@@ -257,7 +272,6 @@ impl Runtime {
             }),
             ..Default::default()
         };
-        let name = format!("berth-{}-{web}.{}-net-{:08x}-{}", warm.app, warm.index, rand::random::<u32>(), self.root_tag());
         let created = self.docker.create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body).await?;
         if let Err(e) = self.docker.start_container(&created.id, None).await {
             let _ = self.remove_container(&created.id).await;
