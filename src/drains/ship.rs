@@ -2,11 +2,16 @@
 //! is full the oldest line goes, and is counted), and a task that sends what it holds,
 //! reconnecting with backoff while the drain is down. A line leaves the buffer once it was
 //! written (syslog) or the batch was answered 2xx (HTTP).
+//!
+//! Syslog over TCP has no answer: a server that stops drops what it had not read yet, and
+//! the writer learns only that the connection closed. So lines written shortly before a
+//! connection was found closed are sent again on the next one: a server may get a line
+//! twice, never lose one to a restart.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -22,6 +27,10 @@ const BATCH: usize = 500;
 /// How long a connection, a handshake, a write or an HTTP answer may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_RETRY: Duration = Duration::from_millis(200);
+/// Lines written to a syslog connection this long before it was found closed may have
+/// been lost with it (the server stopped reading, or closed before it read them): they
+/// are sent again.
+const UNCONFIRMED: Duration = Duration::from_secs(2);
 const LAST_RETRY: Duration = Duration::from_secs(5);
 
 /// What a drain's sender has done, for `logs:report`.
@@ -41,7 +50,8 @@ pub struct Sender {
     private_ok: bool,
     hostname: String,
     buffer: Mutex<Buffer>,
-    ready: Notify,
+    /// Lines were put, it was stopped, or its syslog connection closed.
+    ready: Arc<Notify>,
     sent: AtomicU64,
     dropped: AtomicU64,
     failing: Mutex<Option<String>>,
@@ -68,7 +78,7 @@ impl Sender {
             private_ok,
             hostname,
             buffer: Mutex::new(Buffer::default()),
-            ready: Notify::new(),
+            ready: Arc::new(Notify::new()),
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             failing: Mutex::new(None),
@@ -81,6 +91,13 @@ impl Sender {
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
         buffer.bytes += size(&line);
         buffer.lines.push_back(line);
+        self.bound(&mut buffer);
+        drop(buffer);
+        self.ready.notify_one();
+    }
+
+    /// Drops the oldest lines past the buffer's bounds, counted.
+    fn bound(&self, buffer: &mut Buffer) {
         while buffer.lines.len() > BUFFER_LINES || (buffer.bytes > BUFFER_BYTES && buffer.lines.len() > 1) {
             let Some(old) = buffer.lines.pop_front() else { break };
             buffer.bytes = buffer.bytes.saturating_sub(size(&old));
@@ -89,8 +106,23 @@ impl Sender {
                 tracing::warn!("log drain {:?}: buffer full, {dropped} line(s) dropped so far", self.drain);
             }
         }
-        drop(buffer);
-        self.ready.notify_one();
+    }
+
+    /// A syslog connection ended (closed by the server, or a write failed, at `ended`):
+    /// the lines written to it since `UNCONFIRMED` before go back to the buffer's front,
+    /// to be sent first on the next connection.
+    fn lost(&self, connection: Connection, ended: Instant) {
+        let since = ended.checked_sub(UNCONFIRMED).unwrap_or(ended);
+        let again: Vec<Line> = connection.written.into_iter().filter(|(at, _)| *at >= since).flat_map(|(_, lines)| lines).collect();
+        if again.is_empty() {
+            return;
+        }
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        for line in again.into_iter().rev() {
+            buffer.bytes += size(&line);
+            buffer.lines.push_front(line);
+        }
+        self.bound(&mut buffer);
     }
 
     /// Ends its task (what it holds is dropped).
@@ -138,14 +170,15 @@ impl Sender {
         *failing = Some(why);
     }
 
-    /// Waits until it holds lines; false once it is stopped.
-    async fn wait_for_lines(&self) -> bool {
+    /// Waits until it holds lines, or `closed` (its syslog connection's, if lines were
+    /// written to it) is set; false once it is stopped.
+    async fn wait_for_lines(&self, closed: Option<Arc<OnceLock<Instant>>>) -> bool {
         loop {
             let ready = self.ready.notified();
             if self.stopped.load(Ordering::Relaxed) {
                 return false;
             }
-            if !self.buffer.lock().unwrap_or_else(|e| e.into_inner()).lines.is_empty() {
+            if !self.buffer.lock().unwrap_or_else(|e| e.into_inner()).lines.is_empty() || closed.as_ref().is_some_and(|c| c.get().is_some()) {
                 return true;
             }
             ready.await;
@@ -157,7 +190,7 @@ impl Sender {
         let mut retry = FIRST_RETRY;
         let mut connection: Option<Connection> = None;
         let mut client: Option<HttpClient> = None;
-        while self.wait_for_lines().await {
+        while self.wait_for_lines(connection.as_ref().filter(|c| !c.written.is_empty()).map(|c| c.closed.clone())).await {
             let result = match &self.drain {
                 Drain::Syslog { host, port, tls } => self.send_syslog(&mut connection, host, *port, *tls).await,
                 Drain::Http { url } => {
@@ -176,7 +209,9 @@ impl Sender {
             match result {
                 Ok(()) => retry = FIRST_RETRY,
                 Err(why) => {
-                    connection = None;
+                    if let Some(c) = connection.take() {
+                        self.lost(c, Instant::now());
+                    }
                     self.failed(why);
                     tokio::time::sleep(retry).await;
                     retry = (retry * 2).min(LAST_RETRY);
@@ -187,15 +222,20 @@ impl Sender {
 
     async fn send_syslog(&self, connection: &mut Option<Connection>, host: &str, port: u16, tls: bool) -> Result<(), String> {
         // A syslog server never writes: a connection it closed (it stopped) reads as ended.
-        if connection.as_ref().is_some_and(|c| c.closed.load(Ordering::Relaxed)) {
-            *connection = None;
+        if let Some(ended) = connection.as_ref().and_then(|c| c.closed.get().copied())
+            && let Some(c) = connection.take()
+        {
+            self.lost(c, ended);
+        }
+        let batch = self.batch();
+        if batch.is_empty() {
+            return Ok(());
         }
         if connection.is_none() {
             let addrs = resolve(host, port, self.private_ok).await?;
-            *connection = Some(Connection::open(host, &addrs, tls).await?);
+            *connection = Some(Connection::open(host, &addrs, tls, self.ready.clone()).await?);
         }
         let Some(conn) = connection.as_mut() else { return Err("no connection".into()) };
-        let batch = self.batch();
         let mut bytes = Vec::new();
         for line in &batch {
             bytes.extend(wire::syslog(line, &self.hostname));
@@ -206,6 +246,7 @@ impl Sender {
         };
         match tokio::time::timeout(IO_TIMEOUT, write).await {
             Ok(Ok(())) => {
+                conn.wrote(batch.clone());
                 self.sent(&batch);
                 Ok(())
             }
@@ -274,15 +315,31 @@ async fn resolve(host: &str, port: u16, private_ok: bool) -> Result<Vec<std::net
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
-/// A syslog connection: its writing half, and whether the server closed it (read by a
-/// task of its own, which ends with it).
+/// A syslog connection: its writing half, when the server closed it (read by a task of
+/// its own, which ends with it, and wakes the sender), and the batches written to it in
+/// the last `UNCONFIRMED` (at most `BUFFER_LINES` lines).
 struct Connection {
     writer: tokio::io::WriteHalf<Box<dyn Stream>>,
-    closed: std::sync::Arc<AtomicBool>,
+    closed: Arc<OnceLock<Instant>>,
+    written: VecDeque<(Instant, Vec<Line>)>,
 }
 
 impl Connection {
-    async fn open(host: &str, addrs: &[std::net::SocketAddr], tls: bool) -> Result<Connection, String> {
+    /// Notes a batch written now; forgets those written before `UNCONFIRMED`.
+    fn wrote(&mut self, batch: Vec<Line>) {
+        let now = Instant::now();
+        self.written.push_back((now, batch));
+        let mut held: usize = self.written.iter().map(|(_, b)| b.len()).sum();
+        while let Some((at, oldest)) = self.written.front() {
+            if now.duration_since(*at) < UNCONFIRMED && held <= BUFFER_LINES {
+                break;
+            }
+            held -= oldest.len();
+            self.written.pop_front();
+        }
+    }
+
+    async fn open(host: &str, addrs: &[std::net::SocketAddr], tls: bool, wake: Arc<Notify>) -> Result<Connection, String> {
         let at = format!("{host}:{}", addrs.first().map(|a| a.port()).unwrap_or_default());
         let tcp = tokio::time::timeout(IO_TIMEOUT, tokio::net::TcpStream::connect(addrs))
             .await
@@ -297,7 +354,7 @@ impl Connection {
             Box::new(tcp)
         };
         let (mut reader, writer) = tokio::io::split(stream);
-        let closed = std::sync::Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(OnceLock::new());
         let flag = closed.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 512];
@@ -307,9 +364,10 @@ impl Connection {
                     Ok(_) => {}
                 }
             }
-            flag.store(true, Ordering::Relaxed);
+            let _ = flag.set(Instant::now());
+            wake.notify_one();
         });
-        Ok(Connection { writer, closed })
+        Ok(Connection { writer, closed, written: VecDeque::new() })
     }
 }
 
@@ -366,6 +424,64 @@ mod tests {
         assert!(resolve("10.1.2.3", 514, false).await.is_err());
         assert_eq!(resolve("127.0.0.1", 514, true).await.unwrap()[0].port(), 514);
         assert!(resolve("203.0.113.9", 514, false).await.is_ok());
+    }
+
+    /// The texts of the octet-counted syslog messages read from `socket` until `last` came
+    /// (or 10 s passed).
+    async fn read_until(socket: &mut tokio::net::TcpStream, last: &str) -> Vec<String> {
+        let mut bytes = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let texts = messages(&bytes);
+            if texts.iter().any(|t| t == last) {
+                return texts;
+            }
+            let mut buf = [0u8; 4096];
+            match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => bytes.extend_from_slice(&buf[..n]),
+                _ => return texts,
+            }
+        }
+    }
+
+    fn messages(mut bytes: &[u8]) -> Vec<String> {
+        let mut texts = Vec::new();
+        while let Some(space) = bytes.iter().position(|b| *b == b' ') {
+            let Some(len) = std::str::from_utf8(&bytes[..space]).ok().and_then(|n| n.parse::<usize>().ok()) else { break };
+            let Some(message) = bytes.get(space + 1..space + 1 + len) else { break };
+            texts.push(String::from_utf8_lossy(message).rsplit_once("] ").map(|(_, t)| t.to_string()).unwrap_or_default());
+            bytes = &bytes[space + 1 + len..];
+        }
+        texts
+    }
+
+    #[tokio::test]
+    async fn lines_written_as_the_syslog_server_stopped_are_sent_again_on_the_next_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let s = Arc::new(Sender::new(Drain::Syslog { host: "127.0.0.1".into(), port, tls: false }, None, true, "h".into()));
+        tokio::spawn(s.clone().run());
+        s.put(line(0));
+        let (mut first, _) = listener.accept().await.unwrap();
+        assert_eq!(read_until(&mut first, "0").await, ["0"]);
+        // The server stops reading; line 1 is written all the same (TCP takes it), then the
+        // server closes with it unread.
+        s.put(line(1));
+        for _ in 0..500 {
+            if s.status().sent == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(s.status().sent, 2);
+        drop(first);
+        // Nothing else is put: the close alone brings line 1 to the next connection.
+        let (mut second, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await.expect("the sender connects again to send what the closed connection may have lost").unwrap();
+        let again = read_until(&mut second, "1").await;
+        assert_eq!(again.last().map(String::as_str), Some("1"), "{again:?}");
+        // Then new lines go on the same connection, once.
+        s.put(line(2));
+        assert_eq!(read_until(&mut second, "2").await, ["2"]);
     }
 
     #[test]

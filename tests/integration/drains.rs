@@ -147,8 +147,8 @@ fn ticks(text: &str, app: &str) -> Vec<u64> {
     text.lines().filter(|l| l.starts_with(&format!("{app} "))).filter_map(|l| l.rsplit_once("tick ")?.1.trim().parse().ok()).collect()
 }
 
-/// Every tick from the first received to the last: none lost (a line written again after
-/// a connection broke mid-batch may come twice).
+/// Every tick from the first received to the last: none lost (a line sent again after its
+/// connection closed may come twice).
 #[track_caller]
 fn contiguous(ticks: &[u64]) {
     let set: BTreeSet<u64> = ticks.iter().copied().collect();
