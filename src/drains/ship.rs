@@ -108,21 +108,26 @@ impl Sender {
         }
     }
 
-    /// A syslog connection ended (closed by the server, or a write failed, at `ended`):
-    /// the lines written to it since `UNCONFIRMED` before go back to the buffer's front,
-    /// to be sent first on the next connection.
-    fn lost(&self, connection: Connection, ended: Instant) {
+    /// A syslog connection ended: closed by the server, or a write that began at `ended`
+    /// failed. The lines written to it since `UNCONFIRMED` before (before the close, if that
+    /// came first) go back to the buffer's front, to be sent first on the next connection;
+    /// they count as sent once they are. Returns how many went back.
+    fn lost(&self, mut connection: Connection, ended: Instant) -> usize {
+        let ended = connection.closed.get().map_or(ended, |closed| (*closed).min(ended));
         let since = ended.checked_sub(UNCONFIRMED).unwrap_or(ended);
-        let again: Vec<Line> = connection.written.into_iter().filter(|(at, _)| *at >= since).flat_map(|(_, lines)| lines).collect();
-        if again.is_empty() {
-            return;
+        let again: Vec<Line> = connection.written.drain(..).filter(|(at, _)| *at >= since).flat_map(|(_, lines)| lines).collect();
+        let count = again.len();
+        if count == 0 {
+            return 0;
         }
+        let _ = self.sent.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sent| Some(sent.saturating_sub(count as u64)));
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
         for line in again.into_iter().rev() {
             buffer.bytes += size(&line);
             buffer.lines.push_front(line);
         }
         self.bound(&mut buffer);
+        count
     }
 
     /// Ends its task (what it holds is dropped).
@@ -145,9 +150,9 @@ impl Sender {
         self.buffer.lock().unwrap_or_else(|e| e.into_inner()).lines.iter().take(BATCH).cloned().collect()
     }
 
-    /// `n` lines of the front were delivered. (The front may have been dropped meanwhile,
-    /// the buffer being full: then fewer go.)
-    fn sent(&self, batch: &[Line]) {
+    /// `batch`, the front, was delivered. (The front may have been dropped meanwhile, the
+    /// buffer being full: then fewer go, the batch's last ones.) Returns how many went.
+    fn sent(&self, batch: &[Line]) -> usize {
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
         let mut delivered = 0;
         for line in batch {
@@ -158,8 +163,9 @@ impl Sender {
             }
         }
         drop(buffer);
-        self.sent.fetch_add(delivered, Ordering::Relaxed);
+        self.sent.fetch_add(delivered as u64, Ordering::Relaxed);
         *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        delivered
     }
 
     fn failed(&self, why: String) {
@@ -207,11 +213,15 @@ impl Sender {
                 }
             };
             match result {
-                Ok(()) => retry = FIRST_RETRY,
-                Err(why) => {
-                    if let Some(c) = connection.take() {
-                        self.lost(c, Instant::now());
+                // A syslog connection works once it stayed open for `UNCONFIRMED`: a server
+                // that takes lines and closes at once is retried with backoff.
+                Ok(()) => {
+                    if connection.as_ref().is_none_or(|c| c.opened.elapsed() >= UNCONFIRMED) {
+                        retry = FIRST_RETRY;
                     }
+                }
+                Err(why) => {
+                    connection = None;
                     self.failed(why);
                     tokio::time::sleep(retry).await;
                     retry = (retry * 2).min(LAST_RETRY);
@@ -224,8 +234,9 @@ impl Sender {
         // A syslog server never writes: a connection it closed (it stopped) reads as ended.
         if let Some(ended) = connection.as_ref().and_then(|c| c.closed.get().copied())
             && let Some(c) = connection.take()
+            && self.lost(c, ended) > 0
         {
-            self.lost(c, ended);
+            return Err(format!("{host}:{port} closed the connection; sending again what it may not have read"));
         }
         let batch = self.batch();
         if batch.is_empty() {
@@ -244,14 +255,20 @@ impl Sender {
             conn.writer.write_all(&bytes).await?;
             conn.writer.flush().await
         };
-        match tokio::time::timeout(IO_TIMEOUT, write).await {
-            Ok(Ok(())) => {
-                conn.wrote(batch.clone());
-                self.sent(&batch);
-                Ok(())
-            }
+        let started = Instant::now();
+        let written = tokio::time::timeout(IO_TIMEOUT, write).await;
+        if let Ok(Ok(())) = written {
+            let delivered = self.sent(&batch);
+            conn.wrote(batch[batch.len() - delivered..].to_vec());
+            return Ok(());
+        }
+        // The batch stays in the buffer; what went before it may not have been read either.
+        if let Some(c) = connection.take() {
+            self.lost(c, started);
+        }
+        match written {
             Ok(Err(e)) => Err(format!("{host}:{port}: {e}")),
-            Err(_) => Err(format!("{host}:{port}: a write took over {IO_TIMEOUT:?}")),
+            _ => Err(format!("{host}:{port}: a write took over {IO_TIMEOUT:?}")),
         }
     }
 
@@ -315,26 +332,38 @@ async fn resolve(host: &str, port: u16, private_ok: bool) -> Result<Vec<std::net
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
-/// A syslog connection: its writing half, when the server closed it (read by a task of
-/// its own, which ends with it, and wakes the sender), and the batches written to it in
-/// the last `UNCONFIRMED` (at most `BUFFER_LINES` lines).
+/// A syslog connection: its writing half; when the server closed it, seen by its reading
+/// half's task (which wakes the sender, and ends with the connection); and the batches
+/// written to it in the last `UNCONFIRMED` (at most a buffer's lines and bytes).
 struct Connection {
     writer: tokio::io::WriteHalf<Box<dyn Stream>>,
+    reader: tokio::task::AbortHandle,
+    opened: Instant,
     closed: Arc<OnceLock<Instant>>,
     written: VecDeque<(Instant, Vec<Line>)>,
 }
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The reading half holds the socket open too.
+        self.reader.abort();
+    }
+}
+
 impl Connection {
-    /// Notes a batch written now; forgets those written before `UNCONFIRMED`.
+    /// Notes a batch written now; forgets those written `UNCONFIRMED` before now (or
+    /// before the close, if it was seen first).
     fn wrote(&mut self, batch: Vec<Line>) {
         let now = Instant::now();
         self.written.push_back((now, batch));
-        let mut held: usize = self.written.iter().map(|(_, b)| b.len()).sum();
+        let until = self.closed.get().map_or(now, |closed| (*closed).min(now));
+        let (mut lines, mut bytes) = self.written.iter().flat_map(|(_, b)| b).fold((0, 0), |(n, b), line| (n + 1, b + size(line)));
         while let Some((at, oldest)) = self.written.front() {
-            if now.duration_since(*at) < UNCONFIRMED && held <= BUFFER_LINES {
+            if until.duration_since(*at) < UNCONFIRMED && lines <= BUFFER_LINES && bytes <= BUFFER_BYTES {
                 break;
             }
-            held -= oldest.len();
+            lines -= oldest.len();
+            bytes -= oldest.iter().map(size).sum::<usize>();
             self.written.pop_front();
         }
     }
@@ -356,7 +385,7 @@ impl Connection {
         let (mut reader, writer) = tokio::io::split(stream);
         let closed = Arc::new(OnceLock::new());
         let flag = closed.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut buf = [0u8; 512];
             loop {
                 match reader.read(&mut buf).await {
@@ -366,8 +395,9 @@ impl Connection {
             }
             let _ = flag.set(Instant::now());
             wake.notify_one();
-        });
-        Ok(Connection { writer, closed, written: VecDeque::new() })
+        })
+        .abort_handle();
+        Ok(Connection { writer, reader, opened: Instant::now(), closed, written: VecDeque::new() })
     }
 }
 
@@ -482,6 +512,33 @@ mod tests {
         // Then new lines go on the same connection, once.
         s.put(line(2));
         assert_eq!(read_until(&mut second, "2").await, ["2"]);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_closes_every_connection_it_took_lines_on_is_retried_with_backoff_and_reported_failing() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+            }
+        });
+        let s = Arc::new(Sender::new(Drain::Syslog { host: "127.0.0.1".into(), port, tls: false }, None, true, "h".into()));
+        tokio::spawn(s.clone().run());
+        s.put(line(0));
+        // Connections at 0, 0.2, 0.6 and 1.4 s, the next at 3 s: a handful, not one per
+        // wake-up (and the line back in the buffer while it waits).
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let connections = accepted.load(Ordering::Relaxed);
+        assert!((2..=5).contains(&connections), "{connections} connections in 2.5 s");
+        let status = s.status();
+        assert!(status.failing.as_deref().is_some_and(|f| f.contains("closed the connection")), "{status:?}");
+        assert_eq!((status.sent, status.buffered), (0, 1), "the line waits for a server that keeps it");
+        s.stop();
     }
 
     #[test]
