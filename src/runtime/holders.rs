@@ -311,12 +311,11 @@ impl Runtime {
     /// was stopped between making one and handing it to a container, or removing it; and
     /// the holders it kept for apps' next builds (`build_holders.rs`).
     pub async fn orphaned_holders(&self) -> Result<Vec<String>, RuntimeError> {
-        let mut holders = self.labelled(vec![format!("{LABEL_ROOT}={}", self.root), LABEL_HOLDER.to_string()]).await?;
-        holders.extend(self.labelled(vec![format!("{LABEL_ROOT}={}", self.root), super::LABEL_BUILD_HOLDER.to_string()]).await?);
         let all = self.labelled(vec![format!("{LABEL_ROOT}={}", self.root)]).await?;
         let joined: Vec<String> = all.iter().filter_map(|c| c.host_config.as_ref()?.network_mode.as_deref()?.strip_prefix("container:").map(str::to_string)).collect();
-        let earlier = |labels: &Option<HashMap<String, String>>| labels.as_ref().and_then(|l| l.get(LABEL_DAEMON)).is_none_or(|run| run != super::daemon_run());
-        Ok(holders.into_iter().filter(|h| earlier(&h.labels)).filter_map(|h| h.id).filter(|id| !joined.iter().any(|j| j == id || id.starts_with(j.as_str()))).collect())
+        let holder = |labels: &HashMap<String, String>| labels.contains_key(LABEL_HOLDER) || labels.contains_key(super::LABEL_BUILD_HOLDER);
+        let earlier = |labels: &HashMap<String, String>| labels.get(LABEL_DAEMON).is_none_or(|run| run != super::daemon_run());
+        Ok(all.into_iter().filter(|c| c.labels.as_ref().is_some_and(|l| holder(l) && earlier(l))).filter_map(|c| c.id).filter(|id| !joined.iter().any(|j| j == id || id.starts_with(j.as_str()))).collect())
     }
 }
 
