@@ -108,9 +108,8 @@ impl Sender {
         }
     }
 
-    /// A syslog connection ended: closed by the server, or a write that began at `ended`
-    /// failed. The lines written to it since `UNCONFIRMED` before (before the close, if that
-    /// came first) go back to the buffer's front, to be sent first on the next connection;
+    /// A syslog connection ended at `ended` (a write that began then failed), or earlier,
+    /// when the server closed it. The lines written to it since `UNCONFIRMED` before go back to the buffer's front, to be sent first on the next connection;
     /// they count as sent once they are. Returns how many went back.
     fn lost(&self, mut connection: Connection, ended: Instant) -> usize {
         let ended = connection.closed.get().map_or(ended, |closed| (*closed).min(ended));
@@ -220,8 +219,8 @@ impl Sender {
                         retry = FIRST_RETRY;
                     }
                 }
+                // A syslog connection that failed was taken (`lost`) where it failed.
                 Err(why) => {
-                    connection = None;
                     self.failed(why);
                     tokio::time::sleep(retry).await;
                     retry = (retry * 2).min(LAST_RETRY);
@@ -232,9 +231,9 @@ impl Sender {
 
     async fn send_syslog(&self, connection: &mut Option<Connection>, host: &str, port: u16, tls: bool) -> Result<(), String> {
         // A syslog server never writes: a connection it closed (it stopped) reads as ended.
-        if let Some(ended) = connection.as_ref().and_then(|c| c.closed.get().copied())
+        if connection.as_ref().is_some_and(|c| c.closed.get().is_some())
             && let Some(c) = connection.take()
-            && self.lost(c, ended) > 0
+            && self.lost(c, Instant::now()) > 0
         {
             return Err(format!("{host}:{port} closed the connection; sending again what it may not have read"));
         }
@@ -334,13 +333,15 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 /// A syslog connection: its writing half; when the server closed it, seen by its reading
 /// half's task (which wakes the sender, and ends with the connection); and the batches
-/// written to it in the last `UNCONFIRMED` (at most a buffer's lines and bytes).
+/// written to it in the last `UNCONFIRMED` (at most a buffer's lines and bytes), with
+/// their lines and bytes in all.
 struct Connection {
     writer: tokio::io::WriteHalf<Box<dyn Stream>>,
     reader: tokio::task::AbortHandle,
     opened: Instant,
     closed: Arc<OnceLock<Instant>>,
     written: VecDeque<(Instant, Vec<Line>)>,
+    held: (usize, usize),
 }
 
 impl Drop for Connection {
@@ -355,15 +356,15 @@ impl Connection {
     /// before the close, if it was seen first).
     fn wrote(&mut self, batch: Vec<Line>) {
         let now = Instant::now();
+        let bytes = |batch: &[Line]| batch.iter().map(size).sum::<usize>();
+        self.held = (self.held.0 + batch.len(), self.held.1 + bytes(&batch));
         self.written.push_back((now, batch));
         let until = self.closed.get().map_or(now, |closed| (*closed).min(now));
-        let (mut lines, mut bytes) = self.written.iter().flat_map(|(_, b)| b).fold((0, 0), |(n, b), line| (n + 1, b + size(line)));
         while let Some((at, oldest)) = self.written.front() {
-            if until.duration_since(*at) < UNCONFIRMED && lines <= BUFFER_LINES && bytes <= BUFFER_BYTES {
+            if until.duration_since(*at) < UNCONFIRMED && self.held.0 <= BUFFER_LINES && self.held.1 <= BUFFER_BYTES {
                 break;
             }
-            lines -= oldest.len();
-            bytes -= oldest.iter().map(size).sum::<usize>();
+            self.held = (self.held.0 - oldest.len(), self.held.1 - bytes(oldest));
             self.written.pop_front();
         }
     }
@@ -397,7 +398,7 @@ impl Connection {
             wake.notify_one();
         })
         .abort_handle();
-        Ok(Connection { writer, reader, opened: Instant::now(), closed, written: VecDeque::new() })
+        Ok(Connection { writer, reader, opened: Instant::now(), closed, written: VecDeque::new(), held: (0, 0) })
     }
 }
 
