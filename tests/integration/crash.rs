@@ -365,8 +365,8 @@ struct Ctr {
 fn containers(d: &Daemon, app: &str) -> Vec<Ctr> {
     let root = format!("label=berth.root={}", d.root().display());
     let label = format!("label=berth.app={app}");
-    let format = "{{.ID}}|{{.Label \"berth.process\"}}|{{.Label \"berth.index\"}}|{{.Label \"berth.release\"}}|{{.State}}|{{.Label \"berth.holder\"}}{{.Label \"berth.build-holder\"}}";
-    docker(&["ps", "-a", "--filter", &root, "--filter", &label, "--format", format])
+    let format = format!("{{{{.ID}}}}|{{{{.Label \"berth.process\"}}}}|{{{{.Label \"berth.index\"}}}}|{{{{.Label \"berth.release\"}}}}|{{{{.State}}}}|{}", crate::harness::HOLDER);
+    docker(&["ps", "-a", "--filter", &root, "--filter", &label, "--format", &format])
         .lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split('|').collect();

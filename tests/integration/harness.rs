@@ -7,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+/// A `docker ps --format` field that is empty for all but the holders of network
+/// namespaces (a web slot's, or an app's builds').
+pub const HOLDER: &str = "{{.Label \"berth.holder\"}}{{.Label \"berth.build-holder\"}}";
 
 /// What a command printed and how it exited.
 #[derive(Debug, Clone, PartialEq)]
@@ -294,7 +297,8 @@ impl Daemon {
     /// container's namespace, or of the app's builds').
     fn listed(&self, all: bool, labels: &[&str]) -> Vec<(String, bool)> {
         let root = format!("label=berth.root={}", self.root().display());
-        let mut args = vec!["ps", "--filter", &root, "--format", "{{.ID}}|{{.Label \"berth.holder\"}}{{.Label \"berth.build-holder\"}}"];
+        let format = format!("{{{{.ID}}}}|{HOLDER}");
+        let mut args = vec!["ps", "--filter", &root, "--format", &format];
         if all {
             args.push("-a");
         }

@@ -323,8 +323,8 @@ fn an_app_moves_to_the_cluster_and_back_without_a_failed_request() {
     // nor holders of web containers' or builds' network namespaces.
     let local = || {
         let root = format!("label=berth.root={}", d.root().display());
-        let format = "{{.Label \"com.docker.swarm.task.id\"}}|{{.Label \"berth.holder\"}}{{.Label \"berth.build-holder\"}}";
-        docker(&["ps", "--filter", &root, "--filter", "label=berth.app=mover", "--format", format]).lines().filter(|l| l.trim() == "|").count()
+        let format = format!("{{{{.Label \"com.docker.swarm.task.id\"}}}}|{}", crate::harness::HOLDER);
+        docker(&["ps", "--filter", &root, "--filter", "label=berth.app=mover", "--format", &format]).lines().filter(|l| l.trim() == "|").count()
     };
     let ours = |filter: &str| docker(&["service", "ls", "-q", "--filter", &format!("label=berth.root={}", d.root().display()), "--filter", filter]);
     let stop = AtomicBool::new(false);
